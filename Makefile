@@ -1,0 +1,45 @@
+# edgekd — the README's two commands:
+#   make distill export    train teacher + KD student + baseline on the embedded default, export the bundle
+#   make test              the test suite
+# Both create the virtual environment (.venv) on first use. Override CONFIG/RUN to use another recipe:
+#   make distill export CONFIG=configs/cifar10-cpu.yaml RUN=runs/cifar10-cpu
+
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.edgekd-installed
+CONFIG ?= configs/digits.yaml
+RUN    ?= runs/$(basename $(notdir $(CONFIG)))
+PYTEST_ARGS ?=
+
+.PHONY: help venv distill export test test-slow clean
+
+help:
+	@echo "make distill export   train on $(CONFIG) into $(RUN), then export the artifact bundle"
+	@echo "make test             run the fast test suite"
+	@echo "make test-slow        run the slow tests (real CIFAR-10 data)"
+	@echo "make venv             create $(VENV) and install edgekd with every extra"
+	@echo "make clean            remove runs/, artifacts/ and the virtual environment"
+
+# The environment is rebuilt when the dependency list or the pins change.
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[all]'
+	@touch $@
+
+venv: $(STAMP)
+
+distill: $(STAMP)
+	$(BIN)/edgekd distill --config $(CONFIG) --out $(RUN) --overwrite
+
+export: $(STAMP)
+	@echo "edgekd export is not built yet (the export stage comes next); $(RUN) holds the distilled checkpoints" >&2
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q --runslow -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf runs artifacts $(VENV)

@@ -1,0 +1,158 @@
+"""The ``edgekd`` command: a thin argparse layer, each verb one call into the library.
+
+This module imports nothing heavy at load time: ``edgekd bench --device rpi`` runs on a Raspberry
+Pi that has only numpy and the TFLite runtime. Errors the user can fix (:class:`EdgekdError`) are
+printed as one line, without a traceback, and exit with status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Sequence
+
+from edgekd import __version__
+from edgekd.errors import EdgekdError
+
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, max_help_position=32, width=100)
+
+
+def _config_keys_epilog() -> str:
+    from edgekd.config import describe_keys
+
+    lines = ["config keys (YAML file or --set KEY=VALUE; defaults shown):"]
+    for key, default, help_text in describe_keys():
+        lines.append(f"  {key:<26} {default:<12} {help_text}")
+    return "\n".join(lines)
+
+
+def _add_distill(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "distill",
+        help="train (or load) the teacher, distill the student, train the no-KD baseline",
+        description=(
+            "Train the teacher (or load teacher.checkpoint), train the student with the configured KD\n"
+            "method, and, with distill.baseline, the same student without KD under the identical recipe.\n"
+            "Writes DIR/{config.yaml, summary.json, metrics.jsonl, teacher.pt, student.pt, baseline.pt}.\n\n"
+            "KD methods (distill.method): see `edgekd methods`. Models: see `edgekd models`."
+        ),
+        epilog=_config_keys_epilog()
+        + "\n\nexamples:\n  edgekd distill --config configs/digits.yaml --out runs/digits"
+        "\n  edgekd distill --config configs/cifar10-cpu.yaml --set distill.temperature=8 --set student.epochs=5"
+        "\n  edgekd distill --out runs/digits --resume",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults, digits)")
+    p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<config name>)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoints")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.set_defaults(func=_cmd_distill)
+
+
+def _cmd_distill(args: argparse.Namespace) -> int:
+    from edgekd.train.run import distill
+
+    distill(config=args.config, out=args.out, set=args.set, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def _add_models(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("models", help="list registered models with parameters and MACs", formatter_class=_Formatter)
+    p.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'resnet*'")
+    p.add_argument("--input", default="3x32x32", metavar="CxHxW", help="input shape for the MAC count (default 3x32x32)")
+    p.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
+    p.set_defaults(func=_cmd_models)
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from edgekd.models import MODELS, count_macs, count_params, create_model
+    from edgekd.ui import print_table
+
+    try:
+        c, h, w = (int(v) for v in args.input.lower().split("x"))
+    except ValueError:
+        raise EdgekdError(f"--input must look like 3x32x32, got {args.input!r}") from None
+    rows = []
+    for name in MODELS.names(args.pattern):
+        model = create_model(name, args.classes, c, (h, w))
+        doc = (MODELS.get(name).__doc__ or "").strip().splitlines()[0] if MODELS.get(name).__doc__ else ""
+        rows.append([name, count_params(model), count_macs(model, (1, c, h, w)), doc])
+    if not rows:
+        raise EdgekdError(f"no model matches {args.pattern!r}; available: {', '.join(MODELS.names())}")
+    print_table(f"models at {c}x{h}x{w}, {args.classes} classes", ["model", "params", "MACs", "description"], rows)
+    return 0
+
+
+def _add_methods(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("methods", help="list the KD methods (distill.method)", formatter_class=_Formatter)
+    p.set_defaults(func=_cmd_methods)
+
+
+def _cmd_methods(args: argparse.Namespace) -> int:
+    from edgekd.train.methods import METHODS
+    from edgekd.ui import print_table
+
+    rows = [[n, ((METHODS.get(n).__doc__ or "").strip().splitlines() or [""])[0]] for n in METHODS.names()]
+    print_table("KD methods", ["method", "description"], rows)
+    return 0
+
+
+def _add_datasets(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("datasets", help="list the data sources (data.name)", formatter_class=_Formatter)
+    p.set_defaults(func=_cmd_datasets)
+
+
+def _cmd_datasets(args: argparse.Namespace) -> int:
+    from edgekd.data.sources import DATASETS
+    from edgekd.ui import print_table
+
+    rows = [[n, " ".join((DATASETS.get(n).__doc__ or "").split())] for n in DATASETS.names()]
+    print_table("data sources", ["data.name", "description"], rows)
+    return 0
+
+
+VERBS: list[Callable[[argparse._SubParsersAction], None]] = [_add_distill, _add_models, _add_methods, _add_datasets]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edgekd",
+        description=(
+            "Distill a vision model from a big teacher into a small student, export it to ONNX and\n"
+            "TFLite (fp32 and full-integer int8), and benchmark it on the host, a Raspberry Pi or an MCU.\n\n"
+            "Typical flow:  edgekd distill --config configs/digits.yaml --out runs/digits"
+        ),
+        formatter_class=_Formatter,
+    )
+    parser.add_argument("--version", action="version", version=f"edgekd {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only results and errors")
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+    for add in VERBS:
+        add(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not hasattr(args, "func"):
+        parser.print_help()
+        return EXIT_USAGE
+    from edgekd.ui import set_quiet
+
+    set_quiet(args.quiet)
+    try:
+        return int(args.func(args) or 0)
+    except EdgekdError as exc:
+        print(f"edgekd: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("edgekd: interrupted (a training run continues with --resume)", file=sys.stderr)
+        return EXIT_INTERRUPTED

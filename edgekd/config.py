@@ -1,0 +1,331 @@
+"""Typed, frozen run configuration: dataclass defaults ← YAML file ← ``--set key=value`` flags.
+
+The dataclasses below are the schema: their field types drive validation, so there is no hand-kept
+list of keys. Unknown keys are rejected with a did-you-mean suggestion; values are checked against
+the field's type (``Literal`` choices included). The resolved config is saved next to every output
+so that a run can be reproduced from its folder alone.
+
+YAML is read with ``safe_load`` only: a config never executes code.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
+
+from edgekd.errors import ConfigError
+
+
+def opt(default: Any = dataclasses.MISSING, help: str = "", factory: Any = dataclasses.MISSING) -> Any:  # noqa: A002
+    """A config field with its help text (shown by ``edgekd distill --help`` and `edgekd config`)."""
+    if factory is not dataclasses.MISSING:
+        return field(default_factory=factory, metadata={"help": help})
+    return field(default=default, metadata={"help": help})
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    name: str = opt("digits", "digits | imagefolder | cifar10 | svhn (see `edgekd datasets`)")
+    root: str | None = opt(None, "folder or .tar.gz of one; required except for digits")
+    download: bool = opt(False, "cifar10/svhn: let torchvision fetch the data when online")
+    val_fraction: float = opt(0.1, "share of the training split held out for model selection")
+    test_fraction: float = opt(0.2, "digits only: share held out as the test split (digits has no official one)")
+    split_seed: int = opt(0, "fixed apart from `seed` so every run sees the same split")
+    image_size: int | None = opt(None, "resize to this square side; None keeps the data's own size")
+    augment: Literal["auto", "none", "crop", "flip", "crop_flip"] = opt("auto", "training augmentation; auto: crop_flip for 32×32 RGB, none otherwise")
+    crop_padding: int = opt(4, "pixels of zero padding before the random crop")
+    mean: tuple[float, ...] | None = opt(None, "per-channel normalization mean on 0–1 pixels; None: declared by the dataset or computed on train")
+    std: tuple[float, ...] | None = opt(None, "per-channel normalization std, set together with mean")
+    batch_size: int = opt(128, "training batch size")
+    eval_batch_size: int = opt(512, "batch size for val/test evaluation")
+    cache_dir: str | None = opt(None, "extracted archives and decoded images; None: $EDGEKD_CACHE or ~/.cache/edgekd")
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """One model and the recipe that trains it (teacher or student)."""
+
+    arch: str = opt("resnet8", "registry name (`edgekd models`) or `package.module:factory`")
+    kwargs: dict[str, Any] = opt(help="extra model constructor arguments, e.g. {width: 2}", factory=dict)
+    checkpoint: str | None = opt(None, "teacher: load instead of training; student: initial weights")
+    epochs: int = opt(10, "training epochs (teacher: 0 with a checkpoint)")
+    optimizer: Literal["sgd", "adamw"] = opt("sgd", "sgd (momentum) or adamw")
+    lr: float = opt(0.05, "peak learning rate")
+    momentum: float = opt(0.9, "sgd only")
+    nesterov: bool = opt(True, "sgd only")
+    weight_decay: float = opt(5e-4, "on conv/linear weights; never on BN or biases")
+    schedule: Literal["cosine", "step", "constant"] = opt("cosine", "lr schedule, stepped every iteration")
+    milestones: tuple[int, ...] = opt((), "step: epochs at which lr is multiplied by gamma")
+    gamma: float = opt(0.1, "step: lr factor at each milestone")
+    warmup_epochs: int = opt(0, "linear warm-up before the schedule starts")
+    label_smoothing: float = opt(0.0, "on the hard-label cross-entropy")
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    method: str = opt("kd", "registry name (`edgekd methods`)")
+    temperature: float = opt(4.0, "T: softens both distributions in the soft term")
+    alpha: float = opt(0.9, "weight of the soft term: (1-α)·CE + α·T²·KL")
+    baseline: bool = opt(True, "also train the same student without KD, identical recipe")
+    select: Literal["best_val", "last"] = opt("best_val", "which epoch's weights become student.pt")
+
+
+@dataclass(frozen=True)
+class RuntimeConfig:
+    device: str = opt("auto", "auto (CUDA when present) | cpu | cuda | cuda:N")
+    amp: Literal["auto", "bf16", "fp16", "off"] = opt("auto", "mixed precision, CUDA only; auto: bf16 if supported")
+    deterministic: bool = opt(True, "deterministic algorithms (CPU runs are bit-reproducible)")
+    threads: int | None = opt(None, "torch intra-op threads; None: torch's default")
+
+
+@dataclass(frozen=True)
+class Config:
+    name: str | None = opt(None, "run name; None: the config file's stem")
+    seed: int = opt(0, "seeds model init, data order and augmentation")
+    data: DataConfig = opt(help="the dataset and how it is split and fed", factory=DataConfig)
+    teacher: StageConfig = opt(help="the teacher and its recipe", factory=lambda: StageConfig(arch="resnet20"))
+    student: StageConfig = opt(help="the student and its recipe (also the baseline's)", factory=StageConfig)
+    distill: DistillConfig = opt(help="how the student learns from the teacher", factory=DistillConfig)
+    runtime: RuntimeConfig = opt(help="device, precision, determinism", factory=RuntimeConfig)
+
+
+def describe_keys(obj: Any = None, prefix: str = "") -> list[tuple[str, str, str]]:
+    """(dotted key, default, help) for every leaf key of the schema, in declaration order."""
+    obj = Config() if obj is None else obj
+    rows = []
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if dataclasses.is_dataclass(value):
+            rows += describe_keys(value, f"{prefix}{f.name}.")
+        else:
+            rows.append((f"{prefix}{f.name}", repr(to_dict(value)), f.metadata.get("help", "")))
+    return rows
+
+
+# --------------------------------------------------------------------------------------------
+# dict ↔ dataclass
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _coerce(value: Any, tp: Any, key: str) -> Any:
+    """Check ``value`` against type ``tp``; return it converted (list→tuple, int→float…)."""
+    origin = get_origin(tp)
+    if tp is Any:
+        return value
+    if origin in (Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        errors = []
+        for option in options:
+            if option is type(None):
+                continue
+            try:
+                return _coerce(value, option, key)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"config: {key}: {value!r} is not {_type_name(tp)}")
+    if origin is Literal:
+        choices = get_args(tp)
+        if value in choices:
+            return value
+        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise ConfigError(f"config: {key}: {value!r} is not one of {', '.join(map(str, choices))}{hint}")
+    if dataclasses.is_dataclass(tp):
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config: {key} must be a mapping of keys, got {value!r}")
+        return from_dict(tp, value, prefix=f"{key}.")
+    if origin is tuple:
+        if not isinstance(value, Sequence) or isinstance(value, str):
+            raise ConfigError(f"config: {key} expects a list, got {value!r}")
+        (item_tp, *_rest) = get_args(tp)
+        return tuple(_coerce(v, item_tp, f"{key}[{i}]") for i, v in enumerate(value))
+    if origin is dict or tp is dict:
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"config: {key} expects a mapping, got {value!r}")
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise ConfigError(f"config: {key} expects true or false, got {value!r}")
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise ConfigError(f"config: {key} expects an integer, got {value!r}")
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        if isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string
+            try:
+                return float(value)
+            except ValueError:
+                pass
+        raise ConfigError(f"config: {key} expects a number, got {value!r}")
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise ConfigError(f"config: {key} expects a string, got {value!r}")
+    raise TypeError(f"unsupported config field type {tp!r} for {key}")  # a schema bug, not user input
+
+
+def _unknown_key(key: str, known: Sequence[str], prefix: str) -> ConfigError:
+    close = difflib.get_close_matches(key, known, n=1)
+    hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+    return ConfigError(f"config: unknown key '{prefix}{key}'{hint} (valid: {', '.join(known)})")
+
+
+def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
+    """Build dataclass ``cls`` from a (possibly partial) mapping, validating every key."""
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        if key not in hints:
+            raise _unknown_key(str(key), names, prefix)
+        kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
+    return cls(**kwargs)
+
+
+def to_dict(obj: Any) -> Any:
+    """A plain dict/list tree (tuples as lists) that YAML and JSON can write."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, Mapping):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+# --------------------------------------------------------------------------------------------
+# overrides
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``distill.temperature=8`` → (["distill", "temperature"], 8). Values are YAML scalars/lists."""
+    import yaml
+
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key:
+        raise ConfigError(f"--set expects KEY=VALUE, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: cannot read value {raw!r}") from None
+    return key.split("."), value
+
+
+def _apply(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for part in path[:-1]:
+        child = node.get(part)
+        if child is None:
+            child = node[part] = {}
+        elif not isinstance(child, dict):
+            raise ConfigError(f"--set {'.'.join(path)}: '{part}' is a value, not a section")
+        node = child
+    node[path[-1]] = value
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise ConfigError(f"config file {path} is not valid YAML{where}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of keys at the top level")
+    return data
+
+
+def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
+    """Defaults ← YAML file ← overrides, validated into a frozen :class:`Config`."""
+    tree: dict[str, Any] = load_yaml(path) if path else {}
+    for text in overrides:
+        keys, value = parse_override(text)
+        _apply(tree, keys, value)
+    config = from_dict(Config, tree)
+    if config.name is None and path is not None:
+        config = dataclasses.replace(config, name=Path(path).stem)
+    validate(config)
+    return config
+
+
+def validate(config: Config) -> None:
+    """Checks across fields that types alone cannot express."""
+    d = config.data
+    if not 0.0 <= d.val_fraction < 1.0:
+        raise ConfigError(f"config: data.val_fraction must be in [0, 1), got {d.val_fraction}")
+    if not 0.0 < d.test_fraction < 1.0:
+        raise ConfigError(f"config: data.test_fraction must be in (0, 1), got {d.test_fraction}")
+    if (d.mean is None) != (d.std is None):
+        raise ConfigError("config: set data.mean and data.std together (or neither)")
+    if d.mean is not None and d.std is not None and len(d.mean) != len(d.std):
+        raise ConfigError("config: data.mean and data.std must have one value per channel")
+    if d.std is not None and any(s <= 0 for s in d.std):
+        raise ConfigError("config: data.std values must be positive")
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(d, name) < 1:
+            raise ConfigError(f"config: data.{name} must be at least 1")
+    if d.image_size is not None and d.image_size < 1:
+        raise ConfigError("config: data.image_size must be at least 1")
+    for stage in ("teacher", "student"):
+        s: StageConfig = getattr(config, stage)
+        if s.epochs < 0:
+            raise ConfigError(f"config: {stage}.epochs must be 0 or more")
+        if s.lr <= 0:
+            raise ConfigError(f"config: {stage}.lr must be positive")
+        if not 0.0 <= s.label_smoothing < 1.0:
+            raise ConfigError(f"config: {stage}.label_smoothing must be in [0, 1)")
+    if config.teacher.epochs == 0 and config.teacher.checkpoint is None:
+        raise ConfigError("config: teacher.epochs is 0 and no teacher.checkpoint is given: nothing to teach with")
+    if config.student.epochs < 1:
+        raise ConfigError("config: student.epochs must be at least 1")
+    if config.distill.temperature <= 0:
+        raise ConfigError("config: distill.temperature must be positive")
+    if not 0.0 <= config.distill.alpha <= 1.0:
+        raise ConfigError("config: distill.alpha must be in [0, 1]")
+
+
+def dump_yaml(config: Config) -> str:
+    import yaml
+
+    return yaml.safe_dump(to_dict(config), sort_keys=False)
+
+
+def diff(a: Config, b: Config) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+
+    def walk(x: Any, y: Any, prefix: str) -> list[str]:
+        if isinstance(x, dict) and isinstance(y, dict):
+            keys = sorted(set(x) | set(y))
+            return [k for key in keys for k in walk(x.get(key), y.get(key), f"{prefix}{key}.")]
+        return [] if x == y else [prefix.rstrip(".")]
+
+    return walk(to_dict(a), to_dict(b), "")

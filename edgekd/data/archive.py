@@ -1,0 +1,52 @@
+"""Archives as data roots: a ``.tar.gz``/``.tgz``/``.tar``/``.zip`` is extracted once into the cache."""
+
+from __future__ import annotations
+
+import tarfile
+import zipfile
+from pathlib import Path
+
+from edgekd.atomic import atomic_dir
+from edgekd.data.cache import cache_root, fingerprint
+from edgekd.errors import DataError
+
+ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
+
+
+def is_archive(path: Path) -> bool:
+    return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
+
+
+def extract_once(path: Path, cache_dir: str | None = None, log=print) -> Path:
+    """The folder holding the archive's contents, extracting it on first use.
+
+    The cache key covers the archive's absolute path, size and mtime, so a changed archive is
+    extracted afresh. Extraction goes to a temporary folder renamed into place when complete.
+    """
+    st = path.stat()
+    target = cache_root(cache_dir) / "extracted" / f"{path.name.split('.')[0]}-{fingerprint(str(path.resolve()), st.st_size, st.st_mtime_ns)}"
+    if target.is_dir():
+        return target
+    log(f"extracting {path} → {target} (once)")
+    try:
+        with atomic_dir(target) as tmp:
+            if path.name.lower().endswith(".zip"):
+                with zipfile.ZipFile(path) as zf:
+                    zf.extractall(tmp)
+            else:
+                with tarfile.open(path) as tf:
+                    tf.extractall(tmp, filter="data")  # refuses absolute paths and `..` members
+    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+        raise DataError(f"cannot extract {path}: {exc}") from None
+    return target
+
+
+def find_layout_root(folder: Path, required: str = "train") -> Path:
+    """``folder`` itself if it holds ``required/``, else its single sub-folder that does
+    (archives often wrap their content in one top-level folder)."""
+    if (folder / required).is_dir():
+        return folder
+    subdirs = [p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".")]
+    if len(subdirs) == 1 and (subdirs[0] / required).is_dir():
+        return subdirs[0]
+    return folder

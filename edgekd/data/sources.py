@@ -1,0 +1,146 @@
+"""The registered data sources: digits (embedded default), imagefolder, cifar10, svhn.
+
+A source returns raw splits; :func:`edgekd.data.load_dataset` does the val split, the statistics
+and the augmentation choice the same way for all of them.
+"""
+
+from __future__ import annotations
+
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.config import DataConfig
+from edgekd.data.dataset import Split
+from edgekd.data.imagefolder import load_imagefolder
+from edgekd.data.split import split_off
+from edgekd.errors import DataError
+from edgekd.registry import Registry
+
+DATASETS: Registry = Registry("dataset", providers=["edgekd.data.sources"])
+
+CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
+# Published statistics of the CIFAR-10 training set (0–1 pixels); declared so that every CIFAR-10
+# run normalizes identically whatever its source format.
+CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
+CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+SVHN_MEAN = (0.4377, 0.4438, 0.4728)
+SVHN_STD = (0.1980, 0.2010, 0.1970)
+
+
+@dataclass
+class RawData:
+    train: Split
+    val: Split | None  # None: carved out of train with data.val_fraction
+    test: Split
+    classes: list[str]
+    mean: tuple[float, ...] | None = None  # declared statistics, else computed on train
+    std: tuple[float, ...] | None = None
+    source: dict = field(default_factory=dict)
+
+
+@DATASETS.register("digits")
+def digits(cfg: DataConfig, log=print) -> RawData:
+    """scikit-learn's 8×8 handwritten digits (1,797 images): ships with the package, no download.
+    Pixel values 0–16 are scaled to 0–255; test is a fixed stratified share (data.test_fraction)."""
+    from sklearn.datasets import load_digits
+
+    bunch = load_digits()
+    images = np.round(bunch.images * (255.0 / 16.0)).astype(np.uint8)[:, None]  # (N, 1, 8, 8)
+    labels = bunch.target.astype(np.int64)
+    train, test = split_off(Split(images, labels), cfg.test_fraction, cfg.split_seed)
+    if cfg.image_size and cfg.image_size != 8:
+        train, test = _resize(train, cfg.image_size), _resize(test, cfg.image_size)
+    return RawData(train, None, test, [str(d) for d in range(10)], source={"name": "sklearn.datasets.load_digits"})
+
+
+def _resize(split: Split, size: int) -> Split:
+    from PIL import Image
+
+    out = np.stack(
+        [np.asarray(Image.fromarray(img[0]).resize((size, size), Image.Resampling.BILINEAR))[None] for img in split.images]
+    )
+    return Split(out, split.labels)
+
+
+@DATASETS.register("imagefolder")
+def imagefolder(cfg: DataConfig, log=print) -> RawData:
+    """Any ``root/{train,test}[,val]/<class>/*`` folder or archive of one."""
+    train, val, test, classes, base = load_imagefolder(cfg.root, cfg.image_size, cfg.cache_dir, log=log)
+    return RawData(train, val, test, classes, source={"root": str(base)})
+
+
+def _is_imagefolder(root: Path) -> bool:
+    from edgekd.data.archive import find_layout_root, is_archive
+
+    return is_archive(root) or (root.is_dir() and (find_layout_root(root) / "train").is_dir())
+
+
+@DATASETS.register("cifar10")
+def cifar10(cfg: DataConfig, log=print) -> RawData:
+    """CIFAR-10 from either its python pickles (``cifar-10-batches-py/``, downloaded by torchvision
+    when ``data.download`` is true) or an ImageFolder copy of it (folder or .tar.gz)."""
+    if not cfg.root:
+        raise DataError("data.root is required for cifar10 (a folder, or an ImageFolder copy/archive of CIFAR-10)")
+    root = Path(cfg.root).expanduser()
+    if _is_imagefolder(root):
+        raw = imagefolder(cfg, log)
+        raw.mean, raw.std = CIFAR10_MEAN, CIFAR10_STD
+        return raw
+    batches = root / "cifar-10-batches-py"
+    if not batches.is_dir():
+        if not cfg.download:
+            raise DataError(f"CIFAR-10 not found in {root} (expected cifar-10-batches-py/ or train/ + test/); set data.download=true when online")
+        import torchvision
+
+        torchvision.datasets.CIFAR10(str(root), train=True, download=True)
+    train = _read_cifar_batches([batches / f"data_batch_{i}" for i in range(1, 6)])
+    test = _read_cifar_batches([batches / "test_batch"])
+    return RawData(train, None, test, list(CIFAR10_CLASSES), CIFAR10_MEAN, CIFAR10_STD, source={"root": str(batches)})
+
+
+def _read_cifar_batches(paths: list[Path]) -> Split:
+    images, labels = [], []
+    for path in paths:
+        try:
+            with open(path, "rb") as fh:
+                batch = pickle.load(fh, encoding="bytes")  # the official format; the file is local data
+            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+        except (OSError, KeyError, pickle.UnpicklingError, ValueError, EOFError) as exc:
+            raise DataError(f"cannot read CIFAR-10 batch {path}: {exc}") from None
+    return Split(np.concatenate(images), np.concatenate(labels))
+
+
+@DATASETS.register("svhn")
+def svhn(cfg: DataConfig, log=print) -> RawData:
+    """SVHN cropped digits (``train_32x32.mat``, ``test_32x32.mat``; downloaded by torchvision when
+    ``data.download`` is true). Label 10 in the files means digit 0."""
+    if not cfg.root:
+        raise DataError("data.root is required for svhn")
+    root = Path(cfg.root).expanduser()
+    splits = {}
+    for name in ("train", "test"):
+        path = root / f"{name}_32x32.mat"
+        if not path.is_file():
+            if not cfg.download:
+                raise DataError(f"SVHN file not found: {path}; set data.download=true when online")
+            import torchvision
+
+            torchvision.datasets.SVHN(str(root), split=name, download=True)
+        splits[name] = _read_svhn(path)
+    return RawData(splits["train"], None, splits["test"], [str(d) for d in range(10)], SVHN_MEAN, SVHN_STD, source={"root": str(root)})
+
+
+def _read_svhn(path: Path) -> Split:
+    import scipy.io
+
+    try:
+        mat = scipy.io.loadmat(path)
+        images = np.ascontiguousarray(np.asarray(mat["X"], dtype=np.uint8).transpose(3, 2, 0, 1))  # HWCN → NCHW
+        labels = np.asarray(mat["y"], dtype=np.int64).reshape(-1) % 10
+    except (OSError, KeyError, ValueError) as exc:
+        raise DataError(f"cannot read SVHN file {path}: {exc}") from None
+    return Split(images, labels)

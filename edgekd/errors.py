@@ -1,0 +1,24 @@
+"""The one exception type that the CLI turns into a single clear line (no traceback).
+
+Library code raises :class:`EdgekdError` for anything the *user* can fix: a wrong config key, a
+missing file, a corrupt checkpoint, a model that does not fit its target. Bugs stay ordinary
+exceptions so that they keep their traceback.
+"""
+
+from __future__ import annotations
+
+
+class EdgekdError(Exception):
+    """A problem with the user's input, reported as one line by the CLI."""
+
+
+class ConfigError(EdgekdError):
+    """A config file or ``--set`` override that does not match the schema."""
+
+
+class DataError(EdgekdError):
+    """A dataset that is missing, empty or inconsistent."""
+
+
+class CheckpointError(EdgekdError):
+    """A checkpoint that is missing, corrupt or does not match the model/data."""

@@ -1,0 +1,75 @@
+"""One registry pattern for models, KD methods, exporters and bench targets.
+
+Entries are registered with a decorator in the module that defines them. A registry is told which
+modules hold its entries (``providers``) and imports them on first lookup, so that ``import edgekd``
+stays lean and no caller needs an ``import x  # registers`` line.
+"""
+
+from __future__ import annotations
+
+import difflib
+import fnmatch
+import importlib
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from typing import Generic, TypeVar
+
+from edgekd.errors import EdgekdError
+
+T = TypeVar("T")
+
+
+class UnknownNameError(EdgekdError):
+    """A name that no registry entry carries."""
+
+
+class Registry(Generic[T]):
+    """A name → object map with did-you-mean errors and wildcard listing."""
+
+    def __init__(self, kind: str, providers: Sequence[str] = ()) -> None:
+        self.kind = kind  # what an entry is, for messages: "model", "KD method", …
+        self._providers = tuple(providers)
+        self._loaded = not self._providers
+        self._entries: dict[str, T] = {}
+
+    def register(self, name: str | None = None) -> Callable[[T], T]:
+        """Decorator: ``@MODELS.register()`` uses the object's ``__name__``."""
+
+        def deco(obj: T) -> T:
+            key = name or getattr(obj, "__name__")
+            if key in self._entries and self._entries[key] is not obj:
+                warnings.warn(f"{self.kind} {key!r} registered again; the new one replaces the old", stacklevel=2)
+            self._entries[key] = obj
+            return obj
+
+        return deco
+
+    def _load(self) -> None:
+        if not self._loaded:
+            self._loaded = True
+            for module in self._providers:
+                importlib.import_module(module)
+
+    def get(self, name: str) -> T:
+        self._load()
+        try:
+            return self._entries[name]
+        except KeyError:
+            raise UnknownNameError(self.unknown_message(name)) from None
+
+    def unknown_message(self, name: str) -> str:
+        names = self.names()
+        close = difflib.get_close_matches(name, names, n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"unknown {self.kind} {name!r}{hint} available: {', '.join(names)}"
+
+    def names(self, pattern: str = "*") -> list[str]:
+        self._load()
+        return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def __contains__(self, name: object) -> bool:
+        self._load()
+        return name in self._entries
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names())

@@ -1,0 +1,1 @@
+"""Training: KD methods, the per-model trainer, and the distill stage that chains them."""

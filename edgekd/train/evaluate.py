@@ -1,0 +1,48 @@
+"""Accuracy and loss of a model on a split."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from edgekd.data.loader import Batches
+from edgekd.train.runtime import autocast
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    loss: float
+    acc: float  # fraction 0–1
+    n: int
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, batches: Batches, amp: torch.dtype | None = None) -> EvalResult:
+    was_training = model.training
+    model.eval()
+    total_loss = torch.zeros((), device=batches.device)
+    correct = torch.zeros((), device=batches.device, dtype=torch.long)
+    for x, y in batches:
+        with autocast(amp, batches.device):
+            logits = model(x)
+        total_loss += F.cross_entropy(logits.float(), y, reduction="sum")
+        correct += (logits.argmax(1) == y).sum()
+    model.train(was_training)
+    n = batches.num_samples
+    return EvalResult(loss=total_loss.item() / max(n, 1), acc=correct.item() / max(n, 1), n=n)
+
+
+@torch.no_grad()
+def predict_logits(model: nn.Module, batches: Batches, amp: torch.dtype | None = None) -> torch.Tensor:
+    """All logits of a split, in order, on the CPU (float32)."""
+    was_training = model.training
+    model.eval()
+    out = []
+    for x, _ in batches:
+        with autocast(amp, batches.device):
+            out.append(model(x).float().cpu())
+    model.train(was_training)
+    return torch.cat(out)

@@ -1,0 +1,75 @@
+"""Shared fixtures and the gates for slow / emulated-ARM tests."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+CIFAR10_TARBALL = SHARED_DATA / "cifar10-jpg.tar.gz"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--runslow", action="store_true", help="run slow tests on real data (CIFAR-10)")
+    parser.addoption("--runarm", action="store_true", help="run emulated ARM64 (qemu-user) tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    gates = {
+        "slow": ("--runslow", "slow: real-data run of minutes; use `make test-slow` or --runslow"),
+        "arm": ("--runarm", "arm: qemu-user ARM64 emulation; use `make test-arm` or --runarm"),
+    }
+    for marker, (flag, reason) in gates.items():
+        if config.getoption(flag):
+            continue
+        skip = pytest.mark.skip(reason=reason)
+        for item in items:
+            if marker in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The test session's own cache folder (extracted archives, decoded images): tests never read
+    or pollute the user's ~/.cache/edgekd."""
+    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path_factory.getbasetemp() / "edgekd-cache"))
+
+
+def tiny_overrides(**extra: object) -> list[str]:
+    """--set overrides for a seconds-long digits run with the tiny test models."""
+    base = {
+        "data.name": "digits",
+        "teacher.arch": "test_teacher",
+        "teacher.epochs": 2,
+        "student.arch": "test_student",
+        "student.epochs": 2,
+        "data.batch_size": 64,
+        "runtime.device": "cpu",
+    }
+    base.update(extra)
+    return [f"{k}={v}" for k, v in base.items()]
+
+
+def make_imagefolder(root: Path, classes: dict[str, int], size: tuple[int, int] = (11, 13), mode: str = "L", splits=("train", "test"), seed: int = 0) -> Path:
+    """Write a small ImageFolder: each class is a distinct brightness pattern, so it is learnable."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    h, w = size
+    for split in splits:
+        for index, (name, count) in enumerate(classes.items()):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            n = count if split == "train" else max(2, count // 2)
+            for i in range(n):
+                base = np.zeros((h, w), dtype=np.float64)
+                base[:, (index * w) // len(classes) : ((index + 1) * w) // len(classes)] = 200
+                arr = np.clip(base + rng.normal(0, 20, size=(h, w)), 0, 255).astype(np.uint8)
+                img = Image.fromarray(arr, "L")
+                if mode == "RGB":
+                    img = img.convert("RGB")
+                img.save(folder / f"img {i:03d}.png")
+    return root

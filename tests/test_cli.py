@@ -1,0 +1,118 @@
+"""The CLI: help texts, and bad input answered with one line and a non-zero exit (no traceback)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import make_imagefolder, tiny_overrides
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def edgekd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """The real command in a fresh process (what a user sees, tracebacks included)."""
+    return subprocess.run([sys.executable, "-m", "edgekd", *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=300)
+
+
+def edgekd_inproc(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
+    """The same entry point in this process (no torch import per call): exit code and output."""
+    from edgekd.cli import main
+
+    code = main(list(args))
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out.out, out.err)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> None:
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr
+    errors = [ln for ln in proc.stderr.splitlines() if ln.startswith("edgekd: error:")]
+    assert len(errors) == 1, proc.stderr
+    for needle in needles:
+        assert needle in errors[0], errors[0]
+
+
+def test_help_lists_verbs_and_keys() -> None:
+    top = edgekd("--help")
+    assert top.returncode == 0
+    for verb in ("distill", "models", "methods", "datasets"):
+        assert verb in top.stdout
+    sub = edgekd("distill", "--help")
+    assert sub.returncode == 0
+    for text in ("--config", "--out", "--set", "--resume", "data.name", "teacher.checkpoint", "distill.temperature", "distill.baseline"):
+        assert text in sub.stdout, text
+
+
+def test_models_and_methods_listing() -> None:
+    proc = edgekd("models", "resnet8")
+    assert proc.returncode == 0 and "12,501,632" in proc.stdout  # the MLPerf Tiny ResNet-8 MAC count
+    proc = edgekd("models", "nomatch*")
+    assert_one_line_error(proc, "no model matches")
+    proc = edgekd("methods")
+    assert proc.returncode == 0 and "kd" in proc.stdout
+
+
+@pytest.mark.parametrize(
+    "args,needles",
+    [
+        (["--set", "distill.temprature=4"], ["unknown key 'distill.temprature'", "did you mean 'distill.temperature'"]),
+        (["--set", "distill.alpha=lots"], ["distill.alpha expects a number"]),
+        (["--set", "student.arch=resnet9"], ["unknown model 'resnet9'", "did you mean 'resnet8'", "available:"]),
+        (["--set", "data.name=imagenet"], ["unknown dataset 'imagenet'", "available:"]),
+        (["--set", "data.name=imagefolder", "--set", "data.root=/no/such/folder"], ["data root not found: /no/such/folder"]),
+        (["--set", "teacher.checkpoint=/no/such.pt", "--set", "teacher.epochs=0"], ["checkpoint not found: /no/such.pt"]),
+        (["--set", "distill.method=kdd"], ["unknown KD method 'kdd'", "did you mean 'kd'"]),
+        (["--config", "/no/such.yaml"], ["config file not found"]),
+    ],
+)
+def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], needles: list[str]) -> None:
+    overrides = [x for kv in tiny_overrides() for x in ("--set", kv)]
+    assert_one_line_error(edgekd_inproc(capsys, "distill", "--out", str(tmp_path / "run"), *overrides, *args), *needles)
+
+
+def test_corrupt_and_mismatched_checkpoints(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    overrides = [x for kv in tiny_overrides(**{"teacher.epochs": 0}) for x in ("--set", kv)]
+    corrupt = tmp_path / "corrupt.pt"
+    corrupt.write_bytes(b"PK\x03\x04 this is not a checkpoint")
+    proc = edgekd("distill", "--out", str(tmp_path / "a"), *overrides, "--set", f"teacher.checkpoint={corrupt}")
+    assert_one_line_error(proc, "corrupt or unreadable checkpoint")
+
+    # a checkpoint trained for 3-channel 32x32 CIFAR-like data offered to 1-channel 8x8 digits
+    import torch
+
+    from edgekd.checkpoint import model_payload, save_checkpoint
+    from edgekd.models import create_model
+
+    info = {"num_classes": 10, "in_channels": 3, "image_size": [32, 32], "mean": [0.5] * 3, "std": [0.25] * 3, "classes": list("abcdefghij")}
+    wrong = tmp_path / "wrong.pt"
+    save_checkpoint(wrong, model_payload(create_model("test_teacher", 10, 3, (32, 32)), "test_teacher", {}, info, "teacher"))
+    proc = edgekd_inproc(capsys, "distill", "--out", str(tmp_path / "b"), *overrides, "--set", f"teacher.checkpoint={wrong}")
+    assert_one_line_error(proc, "trained for 3-channel 32x32 input, 10 classes", "the data has 1-channel 8x8 input, 10 classes")
+
+    # right shapes, wrong architecture: the weights do not fit
+    bare = tmp_path / "bare.pt"
+    torch.save(create_model("resnet8", 10, 1, (8, 8)).state_dict(), bare)
+    proc = edgekd_inproc(capsys, "distill", "--out", str(tmp_path / "c"), *overrides, "--set", f"teacher.checkpoint={bare}")
+    assert_one_line_error(proc, "does not match the model")
+
+
+def test_empty_class_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    root = make_imagefolder(tmp_path / "data", {"cat": 4, "dog": 4})
+    for f in (root / "train" / "dog").iterdir():
+        f.unlink()
+    overrides = [x for kv in tiny_overrides(**{"data.name": "imagefolder", "data.root": str(root)}) for x in ("--set", kv)]
+    assert_one_line_error(edgekd_inproc(capsys, "distill", "--out", str(tmp_path / "run"), *overrides), "class folder 'dog'", "has no images")
+
+
+def test_cli_distill_runs_and_prints_summary(tmp_path: Path) -> None:
+    overrides = [x for kv in tiny_overrides(**{"teacher.epochs": 1, "student.epochs": 1}) for x in ("--set", kv)]
+    proc = edgekd("distill", "--out", str(tmp_path / "run"), *overrides)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "distill summary" in proc.stdout and "KD gain over the no-KD baseline" in proc.stdout
+    assert (tmp_path / "run" / "summary.json").is_file()
+    shutil.rmtree(tmp_path / "run")

@@ -1,0 +1,94 @@
+"""Config: YAML defaults, --set overrides, validation with suggestions, round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgekd.config import Config, describe_keys, diff, dump_yaml, load_config
+from edgekd.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_yaml_and_overrides(tmp_path: Path) -> None:
+    path = write(tmp_path, "teacher: {arch: resnet14, epochs: 3}\ndistill: {temperature: 2}\n")
+    cfg = load_config(path, ["distill.temperature=8", "student.kwargs.width=2", "data.mean=[0.5]", "data.std=[0.25]"])
+    assert cfg.name == "c"  # from the file name
+    assert cfg.teacher.arch == "resnet14" and cfg.teacher.epochs == 3
+    assert cfg.distill.temperature == 8.0 and isinstance(cfg.distill.temperature, float)
+    assert cfg.student.kwargs == {"width": 2}
+    assert cfg.data.mean == (0.5,)
+    assert cfg.distill.alpha == Config().distill.alpha  # untouched default
+
+
+def test_round_trip_through_yaml(tmp_path: Path) -> None:
+    cfg = load_config(None, ["name=rt", "student.milestones=[3, 6]", "student.schedule=step", "student.lr=1e-3"])
+    assert cfg.student.lr == 0.001  # YAML reads 1e-3 as a string; the schema makes it a float
+    again = load_config(write(tmp_path, dump_yaml(cfg)))
+    assert diff(cfg, again) == []
+    assert again.student.milestones == (3, 6)
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        ("distill.temprature=4", "unknown key 'distill.temprature'; did you mean 'distill.temperature'?"),
+        ("techer.arch=plain2", "unknown key 'techer'; did you mean 'teacher'?"),
+        ("distill.temperature=hot", "distill.temperature expects a number, got 'hot'"),
+        ("teacher.epochs=2.5", "teacher.epochs expects an integer"),
+        ("distill.baseline=maybe", "distill.baseline expects true or false"),
+        ("student.optimizer=adam", "student.optimizer: 'adam' is not one of sgd, adamw; did you mean 'adamw'?"),
+        ("distill.alpha=1.5", "distill.alpha must be in [0, 1]"),
+        ("data.mean=[0.5]", "set data.mean and data.std together"),
+        ("notakey", "--set expects KEY=VALUE"),
+        ("distill.temperature.x=1", "distill.temperature expects a number, got {'x': 1}"),
+    ],
+)
+def test_bad_overrides_explain_themselves(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert message in str(err.value)
+
+
+def test_override_below_a_value_set_in_yaml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="'temperature' is a value, not a section"):
+        load_config(write(tmp_path, "distill: {temperature: 2}\n"), ["distill.temperature.x=1"])
+
+
+def test_bad_files(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="config file not found"):
+        load_config(tmp_path / "missing.yaml")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(write(tmp_path, "teacher: [unclosed\n"))
+    with pytest.raises(ConfigError, match="mapping of keys at the top level"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match="unknown key 'student.archh'"):
+        load_config(write(tmp_path, "student: {archh: plain2}\n"))
+
+
+def test_config_is_frozen() -> None:
+    cfg = Config()
+    with pytest.raises(AttributeError):
+        cfg.seed = 3  # type: ignore[misc]
+
+
+def test_every_key_is_documented() -> None:
+    rows = describe_keys()
+    keys = [k for k, _, _ in rows]
+    for required in ["data.name", "data.root", "teacher.arch", "teacher.epochs", "teacher.checkpoint", "student.arch",
+                     "student.epochs", "distill.temperature", "distill.alpha", "distill.baseline", "seed"]:
+        assert required in keys
+    undocumented = [k for k, _, h in rows if not h]
+    assert undocumented == []
+
+
+def test_shipped_configs_load() -> None:
+    repo = Path(__file__).resolve().parents[1]
+    for path in sorted((repo / "configs").glob("*.yaml")):
+        load_config(path)

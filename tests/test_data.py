@@ -1,0 +1,120 @@
+"""Data sources: digits split, ImageFolder (grayscale, odd sizes, spaces, archives), CIFAR-10/SVHN files."""
+
+from __future__ import annotations
+
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import make_imagefolder
+from edgekd.config import DataConfig
+from edgekd.data import load_dataset
+from edgekd.errors import DataError
+
+
+def test_digits_split_is_fixed_stratified_and_disjoint() -> None:
+    a = load_dataset(DataConfig(name="digits"))
+    b = load_dataset(DataConfig(name="digits"))
+    assert (a.in_channels, a.image_size, a.num_classes) == (1, (8, 8), 10)
+    assert len(a.train) + len(a.val) + len(a.test) == 1797
+    assert np.array_equal(a.test.images, b.test.images) and np.array_equal(a.val.labels, b.val.labels)
+    # every class in every split, in about the same proportion
+    for split in (a.train, a.val, a.test):
+        counts = np.bincount(split.labels, minlength=10)
+        assert counts.min() > 0 and counts.max() / counts.min() < 1.5
+    # no image appears in two splits
+    rows = lambda s: {img.tobytes() for img in s.images}  # noqa: E731
+    assert not (rows(a.test) & rows(a.train))
+    assert a.augment == "none"  # flips would corrupt digits
+    assert len(a.mean) == 1 and 0 < a.mean[0] < 1
+    c = load_dataset(DataConfig(name="digits", split_seed=1))
+    assert not np.array_equal(a.test.labels, c.test.labels)
+
+
+def test_imagefolder_grayscale_odd_size_spaces(tmp_path: Path) -> None:
+    root = make_imagefolder(tmp_path / "my data", {"class one": 6, "class two": 6, "three": 6}, size=(11, 13))
+    data = load_dataset(DataConfig(name="imagefolder", root=str(root), val_fraction=0.2))
+    assert data.classes == ["class one", "class two", "three"]
+    assert data.in_channels == 1 and data.image_size == (11, 13)
+    assert len(data.train) + len(data.val) == 18 and len(data.test) == 9
+    assert data.augment == "none"
+    assert data.describe()["sizes"] == {"train": len(data.train), "val": len(data.val), "test": 9}
+
+
+def test_imagefolder_rgb_archive_and_cache(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    src = make_imagefolder(tmp_path / "src" / "cifar-like", {"a": 4, "b": 4}, size=(32, 32), mode="RGB")
+    archive = tmp_path / "cifar-like.tar.gz"
+    with tarfile.open(archive, "w:gz") as tf:
+        tf.add(src, arcname="cifar-like")  # wrapped in one top-level folder, like many archives
+    logs: list[str] = []
+    data = load_dataset(DataConfig(name="imagefolder", root=str(archive)), log=logs.append)
+    assert data.in_channels == 3 and data.image_size == (32, 32)
+    assert data.augment == "crop_flip"  # 32×32 RGB: the CIFAR recipe
+    assert any("extracting" in m for m in logs) and any("decoding" in m for m in logs)
+    logs.clear()
+    again = load_dataset(DataConfig(name="imagefolder", root=str(archive)), log=logs.append)
+    assert not any("extracting" in m or "decoding" in m for m in logs), logs  # both cached
+    assert np.array_equal(again.train.images, data.train.images)
+
+
+def test_imagefolder_mixed_sizes_and_explicit_size(tmp_path: Path) -> None:
+    from PIL import Image
+
+    root = make_imagefolder(tmp_path / "d", {"x": 5, "y": 5}, size=(16, 16))
+    Image.fromarray(np.zeros((20, 24), np.uint8)).save(root / "train" / "x" / "odd.png")
+    logs: list[str] = []
+    data = load_dataset(DataConfig(name="imagefolder", root=str(root)), log=logs.append)
+    assert data.image_size == (16, 16) and any("vary in size" in m for m in logs)
+    data = load_dataset(DataConfig(name="imagefolder", root=str(root), image_size=12))
+    assert data.image_size == (12, 12) and data.test.images.shape[2:] == (12, 12)
+
+
+def test_imagefolder_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="data root not found"):
+        load_dataset(DataConfig(name="imagefolder", root=str(tmp_path / "nope")))
+    with pytest.raises(DataError, match="data.root is required"):
+        load_dataset(DataConfig(name="imagefolder"))
+    root = make_imagefolder(tmp_path / "d", {"x": 3, "y": 3})
+    (root / "test" / "zebra").mkdir()
+    (root / "test" / "zebra" / "z.png").write_bytes((root / "test" / "x" / "img 000.png").read_bytes())
+    with pytest.raises(DataError, match="classes that train/ lacks: zebra"):
+        load_dataset(DataConfig(name="imagefolder", root=str(root)))
+    root2 = make_imagefolder(tmp_path / "e", {"x": 3}, splits=("train",))
+    with pytest.raises(DataError, match="missing split folder"):
+        load_dataset(DataConfig(name="imagefolder", root=str(root2)))
+    root3 = make_imagefolder(tmp_path / "f", {"x": 3, "y": 3})
+    (root3 / "train" / "x" / "broken.png").write_bytes(b"not a png")
+    with pytest.raises(DataError, match="cannot read image .*broken.png"):
+        load_dataset(DataConfig(name="imagefolder", root=str(root3)))
+
+
+def test_cifar10_pickles(tmp_path: Path) -> None:
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {b"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8), b"labels": list(rng.integers(0, 10, 20))}
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batch, fh)
+    data = load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+    assert len(data.train) + len(data.val) == 100 and len(data.test) == 20
+    assert data.classes[0] == "airplane" and data.mean == (0.4914, 0.4822, 0.4465)
+    with pytest.raises(DataError, match="set data.download=true"):
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path / "empty")))
+
+
+def test_svhn_mat_files(tmp_path: Path) -> None:
+    import scipy.io
+
+    rng = np.random.default_rng(0)
+    for name, n in (("train", 30), ("test", 10)):
+        x = rng.integers(0, 255, (32, 32, 3, n), dtype=np.uint8)
+        y = rng.integers(1, 11, (n, 1))  # SVHN labels digit 0 as 10
+        scipy.io.savemat(tmp_path / f"{name}_32x32.mat", {"X": x, "y": y})
+    data = load_dataset(DataConfig(name="svhn", root=str(tmp_path)))
+    assert data.image_size == (32, 32) and data.in_channels == 3
+    assert set(np.unique(data.test.labels)) <= set(range(10))
+    assert data.augment == "crop_flip"

@@ -1,0 +1,59 @@
+"""Device-side batches: normalization, deterministic augmentation per (seed, epoch)."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from edgekd.data.dataset import Split
+from edgekd.data.loader import Batches
+
+
+def split(n: int = 10, c: int = 3, h: int = 6, w: int = 6) -> Split:
+    rng = np.random.default_rng(0)
+    return Split(rng.integers(0, 256, (n, c, h, w), dtype=np.uint8), np.arange(n) % 3)
+
+
+def test_normalization_and_order_without_augmentation() -> None:
+    s = split()
+    b = Batches(s, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25), batch_size=4)
+    xs, ys = zip(*list(b))
+    assert [len(y) for y in ys] == [4, 4, 2] and len(b) == 3
+    x = torch.cat(xs)
+    expected = (torch.from_numpy(s.images).float() / 255 - 0.5) / 0.25
+    assert torch.allclose(x, expected)
+
+
+def test_augmentation_is_a_function_of_seed_and_epoch() -> None:
+    s = split()
+    kw = dict(mean=(0.0,) * 3, std=(1.0,) * 3, batch_size=5, augment="crop_flip", crop_padding=2, shuffle=True)
+    a, b = Batches(s, seed=7, **kw), Batches(s, seed=7, **kw)
+    a.set_epoch(3)
+    b.set_epoch(3)
+    first = [x for x, _ in a]
+    assert all(torch.equal(x, y) for x, y in zip(first, [x for x, _ in b]))
+    b.set_epoch(4)
+    assert not all(torch.equal(x, y) for x, y in zip(first, [x for x, _ in b]))
+
+
+def test_crop_is_a_shifted_window_of_the_padded_image() -> None:
+    s = split(n=64)
+    b = Batches(s, (0.0,) * 3, (1.0,) * 3, batch_size=64, augment="crop", crop_padding=2, shuffle=False)
+    (x, _), = list(b)
+    x = (x * 255).round().to(torch.uint8)
+    padded = torch.nn.functional.pad(torch.from_numpy(s.images), (2, 2, 2, 2))
+    for i in range(64):
+        found = any(torch.equal(x[i], padded[i, :, dy : dy + 6, dx : dx + 6]) for dy in range(5) for dx in range(5))
+        assert found, i
+    assert not all(torch.equal(x[i], torch.from_numpy(s.images[i])) for i in range(64))  # it does move things
+
+
+def test_flip_only_mirrors() -> None:
+    s = split(n=64)
+    b = Batches(s, (0.0,) * 3, (1.0,) * 3, batch_size=64, augment="flip")
+    (x, _), = list(b)
+    x = (x * 255).round().to(torch.uint8)
+    orig = torch.from_numpy(s.images)
+    same = [torch.equal(x[i], orig[i]) for i in range(64)]
+    flipped = [torch.equal(x[i], orig[i].flip(2)) for i in range(64)]
+    assert all(a or f for a, f in zip(same, flipped)) and 10 < sum(flipped) < 54
