@@ -10,12 +10,13 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.edgekd-installed
 CONFIG ?= configs/digits.yaml
 RUN    ?= runs/$(basename $(notdir $(CONFIG)))
+BUNDLE ?= artifacts/$(notdir $(RUN))
 PYTEST_ARGS ?=
 
 .PHONY: help venv distill export test test-slow clean
 
 help:
-	@echo "make distill export   train on $(CONFIG) into $(RUN), then export the artifact bundle"
+	@echo "make distill export   train on $(CONFIG) into $(RUN), then export the bundle to $(BUNDLE)"
 	@echo "make test             run the fast test suite"
 	@echo "make test-slow        run the slow tests (real CIFAR-10 data)"
 	@echo "make venv             create $(VENV) and install edgekd with every extra"
@@ -33,7 +34,7 @@ distill: $(STAMP)
 	$(BIN)/edgekd distill --config $(CONFIG) --out $(RUN) --overwrite
 
 export: $(STAMP)
-	@echo "edgekd export is not built yet (the export stage comes next); $(RUN) holds the distilled checkpoints" >&2
+	$(BIN)/edgekd export --run $(RUN) --out $(BUNDLE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

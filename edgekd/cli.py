@@ -63,6 +63,60 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    from edgekd.config import describe_keys
+
+    keys = "\n".join(f"  {k:<28} {d:<12} {h}" for k, d, h in describe_keys() if k.startswith("export."))
+    p = sub.add_parser(
+        "export",
+        help="convert a distill run to ONNX/TFLite (fp32, int8), check parity, write the artifact bundle",
+        description=(
+            "Export the run's student (and teacher) to ONNX and TFLite — fp32 and full-integer int8\n"
+            "(int8 weights per channel, int8 activations and I/O, calibrated on training images) — check\n"
+            "every file against PyTorch on the test split, and write a bundle with eval.npz, the int8\n"
+            "model as a C array for TFLite Micro, and a checksummed manifest.json.\n"
+            "Exits non-zero when a format is out of its parity bounds (the bundle is still written)."
+        ),
+        epilog=f"export keys (--set export.KEY=VALUE; defaults shown):\n{keys}\n\nexamples:\n"
+        "  edgekd export --run runs/digits --out artifacts/digits\n"
+        "  edgekd export --run runs/digits --set export.formats=[onnx,tflite_int8,tflite_fp16]",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--run", metavar="DIR", help="distill run folder (default: the newest under runs/)")
+    p.add_argument("--out", metavar="BUNDLE", help="bundle folder (default: artifacts/<run name>)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override an export.* key (repeatable)")
+    p.add_argument("--allow-parity-failure", action="store_true", default=None, help="exit 0 even if a format is out of bounds")
+    p.set_defaults(func=_cmd_export)
+
+
+def _cmd_export(args: argparse.Namespace) -> int:
+    from edgekd.exporters.export import export
+
+    export(run=args.run, out=args.out, set=args.set, allow_parity_failure=args.allow_parity_failure)
+    return 0
+
+
+def _add_verify(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "verify",
+        help="check every file of a bundle against its manifest's sha256",
+        description="Check presence, size and sha256 of every file a bundle's manifest lists; exit 1 naming the bad file.",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("bundle", metavar="BUNDLE", help="bundle folder")
+    p.set_defaults(func=_cmd_verify)
+
+
+def _cmd_verify(args: argparse.Namespace) -> int:
+    from edgekd.bundle import verify_bundle
+
+    result = verify_bundle(args.bundle)
+    for line in result.bad:
+        print(f"FAILED  {line}")
+    print(f"{args.bundle}: {len(result.ok)} files ok" + (f", {len(result.bad)} bad" if result.bad else ""))
+    return 0 if result.passed else 1
+
+
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list registered models with parameters and MACs", formatter_class=_Formatter)
     p.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'resnet*'")
@@ -118,7 +172,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS: list[Callable[[argparse._SubParsersAction], None]] = [_add_distill, _add_models, _add_methods, _add_datasets]
+VERBS: list[Callable[[argparse._SubParsersAction], None]] = [_add_distill, _add_export, _add_verify, _add_models, _add_methods, _add_datasets]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -127,7 +181,10 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Distill a vision model from a big teacher into a small student, export it to ONNX and\n"
             "TFLite (fp32 and full-integer int8), and benchmark it on the host, a Raspberry Pi or an MCU.\n\n"
-            "Typical flow:  edgekd distill --config configs/digits.yaml --out runs/digits"
+            "Typical flow:\n"
+            "  edgekd distill --config configs/digits.yaml --out runs/digits\n"
+            "  edgekd export --run runs/digits --out artifacts/digits\n"
+            "  edgekd verify artifacts/digits"
         ),
         formatter_class=_Formatter,
     )

@@ -84,6 +84,27 @@ class RuntimeConfig:
 
 
 @dataclass(frozen=True)
+class ExportConfig:
+    models: tuple[str, ...] = opt(("student", "teacher"), "which of the run's models go into the bundle (student, teacher, baseline)")
+    formats: tuple[str, ...] = opt(
+        ("pytorch", "onnx", "tflite_fp32", "tflite_int8"),
+        "student formats: pytorch, onnx, tflite_fp32, tflite_int8 (full integer), tflite_fp16, tflite_dynamic (dynamic range)",
+    )
+    teacher_formats: tuple[str, ...] = opt(("pytorch", "onnx", "tflite_fp32"), "formats for the teacher (and baseline)")
+    backend: str = opt("onnx2tf", "TFLite converter (`edgekd export --help` lists them)")
+    opset: int = opt(17, "ONNX opset (17 or newer)")
+    dynamic_batch: bool = opt(False, "ONNX with a dynamic batch dimension (TFLite stays batch 1)")
+    calibration_samples: int = opt(300, "training images used to calibrate int8 ranges")
+    eval_samples: int = opt(500, "held-out test images stored in eval.npz for on-device accuracy")
+    parity_samples: int | None = opt(None, "test images for the parity check; None: the whole test split")
+    fp32_max_abs_diff: float = opt(2e-3, "bound on |logit − PyTorch logit| for fp32 formats")
+    min_top1_agreement: float = opt(0.99, "bound on top-1 agreement with PyTorch for every format")
+    max_acc_drop: float = opt(0.005, "bound on test accuracy lost against PyTorch (0.005 = half a point)")
+    allow_parity_failure: bool = opt(False, "write the bundle and exit 0 even when a format is out of bounds")
+    threads: int | None = opt(None, "threads for the parity runs; None: all cores")
+
+
+@dataclass(frozen=True)
 class Config:
     name: str | None = opt(None, "run name; None: the config file's stem")
     seed: int = opt(0, "seeds model init, data order and augmentation")
@@ -92,6 +113,7 @@ class Config:
     student: StageConfig = opt(help="the student and its recipe (also the baseline's)", factory=StageConfig)
     distill: DistillConfig = opt(help="how the student learns from the teacher", factory=DistillConfig)
     runtime: RuntimeConfig = opt(help="device, precision, determinism", factory=RuntimeConfig)
+    export: ExportConfig = opt(help="what `edgekd export` writes and the parity bounds it checks", factory=ExportConfig)
 
 
 def describe_keys(obj: Any = None, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -307,6 +329,15 @@ def validate(config: Config) -> None:
         raise ConfigError("config: teacher.epochs is 0 and no teacher.checkpoint is given: nothing to teach with")
     if config.student.epochs < 1:
         raise ConfigError("config: student.epochs must be at least 1")
+    e = config.export
+    if e.opset < 17:
+        raise ConfigError(f"config: export.opset must be 17 or newer, got {e.opset}")
+    if e.calibration_samples < 1 or e.eval_samples < 1:
+        raise ConfigError("config: export.calibration_samples and export.eval_samples must be at least 1")
+    if e.parity_samples is not None and e.parity_samples < 1:
+        raise ConfigError("config: export.parity_samples must be at least 1 (or null for the whole test split)")
+    if not 0.0 <= e.min_top1_agreement <= 1.0 or e.max_acc_drop < 0 or e.fp32_max_abs_diff < 0:
+        raise ConfigError("config: export bounds must be fractions (agreement in [0, 1]) and non-negative")
     if config.distill.temperature <= 0:
         raise ConfigError("config: distill.temperature must be positive")
     if not 0.0 <= config.distill.alpha <= 1.0:

@@ -71,10 +71,12 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
     if _HAS_RICH:
         table = rich.table.Table(title=title, title_justify="left")
         for i, col in enumerate(columns):
-            table.add_column(col, justify="left" if i == 0 else "right")
+            table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
         for row in rows:
             table.add_row(*[_fmt(v) for v in row])
-        rich.console.Console(width=max(100, rich.console.Console().width)).print(table)
+        # a terminal's own width; 160 columns when piped to a file or a CI log
+        width = None if sys.stdout.isatty() else 160
+        rich.console.Console(width=width).print(table)
     else:
         print(render_table(title, columns, rows), flush=True)
 

@@ -1,0 +1,260 @@
+"""``edgekd export``: a distill run → a self-contained, checksummed artifact bundle.
+
+Bundle layout (copied as-is to a Raspberry Pi or into an MCU project)::
+
+    student.pt  student.onnx  student_fp32.tflite  student_int8.tflite   (+ _fp16, _dynamic on request)
+    teacher.pt  teacher.onnx  teacher_fp32.tflite
+    student_int8_model_data.cc/.h    the int8 model as a C array for TensorFlow Lite Micro
+    eval.npz                         held-out raw uint8 images (NHWC) + labels + class names
+    config.yaml  summary.json        the run's resolved config (with export settings) and results
+    manifest.json                    inputs/outputs of every model, labels, metrics, versions, sha256
+
+Every model takes raw pixel values (0–255): the training normalization is part of the graph.
+The bundle is built in a temporary folder and renamed into place only when complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import json
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd import __version__
+from edgekd.atomic import atomic_dir, write_json, write_text, write_with
+from edgekd.bundle import FORMAT, MANIFEST, file_record
+from edgekd.config import Config, ExportConfig, dump_yaml, from_dict, load_config, parse_override, to_dict
+from edgekd.errors import ConfigError, EdgekdError
+from edgekd.exporters.errors import ExportError, ParityError
+from edgekd.exporters.parity import Bounds, check_parity, reference_logits
+from edgekd.exporters.timing import shown_as
+from edgekd.ui import log, print_table
+
+MODEL_FORMATS = ("pytorch", "onnx", "tflite_fp32", "tflite_int8", "tflite_fp16", "tflite_dynamic")
+ROLES = ("student", "teacher", "baseline")
+
+
+def file_name(role: str, fmt: str) -> str:
+    if fmt == "pytorch":
+        return f"{role}.pt"
+    if fmt == "onnx":
+        return f"{role}.onnx"
+    return f"{role}_{fmt.removeprefix('tflite_')}.tflite"
+
+
+def latest_run(runs_dir: Path = Path("runs")) -> Path:
+    runs = [p.parent for p in runs_dir.glob("*/summary.json")]
+    if not runs:
+        raise EdgekdError(f"no finished run in {runs_dir}/ (run `edgekd distill` first, or pass --run DIR)")
+    return max(runs, key=lambda p: (p / "summary.json").stat().st_mtime)
+
+
+def _resolve_config(run: Path, overrides: Sequence[str]) -> Config:
+    cfg_path = run / "config.yaml"
+    if not (run / "summary.json").is_file() or not cfg_path.is_file():
+        raise EdgekdError(f"{run} is not a finished distill run (summary.json/config.yaml missing); run `edgekd distill --out {run}` first")
+    cfg = load_config(cfg_path)
+    export_tree = to_dict(cfg.export)
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[0] != "export" or len(keys) != 2:
+            raise ConfigError(f"--set {'.'.join(keys)}: export takes export.* keys only (the run's other settings are fixed)")
+        export_tree[keys[1]] = value
+    cfg = dataclasses.replace(cfg, export=from_dict(ExportConfig, export_tree, prefix="export."))
+    from edgekd.config import validate
+
+    validate(cfg)
+    bad = [f for f in (*cfg.export.formats, *cfg.export.teacher_formats) if f not in MODEL_FORMATS]
+    if bad:
+        raise ConfigError(f"config: unknown export format {bad[0]!r}; available: {', '.join(MODEL_FORMATS)}")
+    bad_roles = [r for r in cfg.export.models if r not in ROLES]
+    if bad_roles:
+        raise ConfigError(f"config: export.models: unknown model {bad_roles[0]!r}; available: {', '.join(ROLES)}")
+    return cfg
+
+
+def _sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded, class-balanced-as-possible sample of ``n`` indices (all of them if n ≥ len)."""
+    if n >= len(labels):
+        return np.arange(len(labels))
+    from edgekd.data.split import stratified_split
+
+    _, held = stratified_split(labels, n / len(labels), seed)
+    return held[:n] if len(held) >= n else np.sort(np.random.default_rng(seed).permutation(len(labels))[:n])
+
+
+def export(
+    run: str | Path | None = None,
+    out: str | Path | None = None,
+    set: Sequence[str] = (),  # noqa: A002 - same name as the CLI's --set
+    allow_parity_failure: bool | None = None,
+) -> dict[str, Any]:
+    """Export a finished distill run into a bundle; returns the manifest.
+
+    Raises :class:`ParityError` (after writing the bundle, which records the failure) when a
+    format is out of bounds, unless ``allow_parity_failure`` (or ``export.allow_parity_failure``).
+    """
+    run_dir = Path(run) if run is not None else latest_run()
+    cfg = _resolve_config(run_dir, set)
+    out_dir = Path(out) if out is not None else Path("artifacts") / run_dir.name
+    ecfg = cfg.export
+    allow = ecfg.allow_parity_failure if allow_parity_failure is None else allow_parity_failure
+    bounds = Bounds(ecfg.fp32_max_abs_diff, ecfg.min_top1_agreement, ecfg.max_acc_drop)
+
+    from edgekd.checkpoint import load_checkpoint, load_model
+    from edgekd.data import load_dataset
+    from edgekd.models.wrappers import with_preprocessing
+
+    roles = [r for r in ecfg.models if (run_dir / f"{r}.pt").is_file()]
+    missing = [r for r in ecfg.models if r not in roles and r != "baseline"]
+    if missing:
+        raise EdgekdError(f"{run_dir} has no {missing[0]}.pt to export")
+    log(f"export: {run_dir} → {out_dir} ({', '.join(roles)})")
+    data = load_dataset(cfg.data, log=log)
+    test_nhwc = data.test.images.transpose(0, 2, 3, 1)
+    parity_idx = _sample(data.test.labels, ecfg.parity_samples or len(data.test), cfg.seed)
+    calib_idx = _sample(data.train.labels, ecfg.calibration_samples, cfg.seed + 1)
+    eval_idx = _sample(data.test.labels, ecfg.eval_samples, cfg.seed + 2)
+    calibration = np.ascontiguousarray(data.train.images[calib_idx].transpose(0, 2, 3, 1))
+    summary = json.loads((run_dir / "summary.json").read_text())
+
+    manifest: dict[str, Any] = {
+        "format": FORMAT,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "run": {"name": cfg.name, "path": str(run_dir)},
+        "task": "classification",
+        "labels": list(data.classes),
+        "preprocessing": {
+            "input_range": [0, 255],
+            "normalization": "folded into every model: feed raw pixel values",
+            "mean": list(data.mean),
+            "std": list(data.std),
+        },
+        "eval": {"file": "eval.npz", "count": int(len(eval_idx)), "layout": "NHWC", "dtype": "uint8", "split": "test"},
+        "versions": _versions(),
+        "roles": {},
+        "models": {},
+        "metrics": {},
+        "parity_bounds": dataclasses.asdict(bounds),
+    }
+    failures: list[str] = []
+    with atomic_dir(out_dir) as tmp, shown_as(tmp, out_dir):
+        work = tmp / ".work"
+        for role in roles:
+            ckpt_path = run_dir / f"{role}.pt"
+            model, ckpt = load_model(ckpt_path)
+            mean, std = ckpt["data"]["mean"], ckpt["data"]["std"]
+            wrapped = with_preprocessing(model, mean, std)
+            c, (h, w) = len(mean), ckpt["data"]["image_size"]
+            formats = ecfg.formats if role == "student" else ecfg.teacher_formats
+            files = _export_role(role, wrapped, ckpt, ckpt_path, formats, (1, c, h, w), ecfg, calibration, tmp, work)
+            rec = summary.get(role, {})
+            manifest["roles"][role] = {
+                "arch": ckpt["arch"],
+                "params": rec.get("params"),
+                "macs": rec.get("macs"),
+                "val_acc": rec.get("val_acc"),
+                "test_acc": rec.get("test_acc"),
+                "files": files,
+                **({"distill": ckpt["distill"]} if "distill" in ckpt else {}),
+            }
+            reference = reference_logits(wrapped, test_nhwc[parity_idx])
+            for name in files:
+                metrics = check_parity(tmp / name, test_nhwc[parity_idx], data.test.labels[parity_idx], reference, bounds, ecfg.threads)
+                manifest["models"][name] = _model_entry(tmp / name, role, metrics["format"], ckpt, (1, c, h, w))
+                manifest["metrics"][name] = metrics
+                if not metrics["ok"]:
+                    failures.append(f"{name}: {'; '.join(metrics['problems'])}")
+        shutil.rmtree(work, ignore_errors=True)
+        if (tmp / "student_int8.tflite").is_file():
+            from edgekd.exporters.to_c_array import tflite_to_c_array
+
+            tflite_to_c_array(tmp / "student_int8.tflite", tmp / "student_int8_model_data.cc")
+        images = np.ascontiguousarray(test_nhwc[eval_idx])
+        write_with(tmp / "eval.npz", lambda fh: np.savez_compressed(fh, images=images, labels=data.test.labels[eval_idx], classes=np.array(data.classes)))
+        write_text(tmp / "config.yaml", dump_yaml(cfg))
+        write_json(tmp / "summary.json", summary)
+        manifest["parity_ok"] = not failures
+        manifest["files"] = {p.name: file_record(p) for p in sorted(tmp.iterdir()) if p.is_file()}
+        write_json(tmp / MANIFEST, manifest)
+    _print_parity(manifest)
+    log(f"export: wrote {out_dir} ({len(manifest['files'])} files)")
+    if failures:
+        message = "parity out of bounds: " + " / ".join(failures)
+        if not allow:
+            raise ParityError(message + " (bundle written; pass --allow-parity-failure to accept)")
+        log(f"warning: {message} (allowed)")
+    return manifest
+
+
+def _export_role(role, wrapped, ckpt, ckpt_path, formats, input_shape, ecfg: ExportConfig, calibration, tmp: Path, work: Path) -> list[str]:
+    """Write one model's files; returns their names."""
+    from edgekd.checkpoint import save_checkpoint
+    from edgekd.exporters.to_onnx import torch_to_onnx
+    from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLITE_FORMATS
+
+    files = []
+    if "pytorch" in formats:  # the model alone: no optimizer or history travels to the device
+        slim = {k: v for k, v in ckpt.items() if k not in ("format", "edgekd_version", "train_state")}
+        save_checkpoint(tmp / file_name(role, "pytorch"), slim)
+        files.append(file_name(role, "pytorch"))
+    tflite = [f for f in formats if f in TFLITE_FORMATS]
+    if "onnx" in formats or tflite:
+        onnx_path = tmp / file_name(role, "onnx") if "onnx" in formats else work / file_name(role, "onnx")
+        torch_to_onnx(wrapped, onnx_path, input_shape, ecfg.opset, ecfg.dynamic_batch, name=role)
+        if "onnx" in formats:
+            files.append(onnx_path.name)
+        if tflite:
+            static = onnx_path
+            if ecfg.dynamic_batch:  # TFLite is converted from a batch-1 graph
+                static = torch_to_onnx(wrapped, work / f"{role}_static.onnx", input_shape, ecfg.opset, False, name=role)
+            convert = TFLITE_BACKENDS.get(ecfg.backend)
+            convert(static, {f: tmp / file_name(role, f) for f in tflite}, calibration, name=role)
+            files += [file_name(role, f) for f in tflite]
+    return files
+
+
+def _model_entry(path: Path, role: str, fmt: str, ckpt: dict, input_shape: tuple[int, ...]) -> dict[str, Any]:
+    entry: dict[str, Any] = {"role": role, "format": fmt}
+    base = {"mean": ckpt["data"]["mean"], "std": ckpt["data"]["std"], "range": [0, 255]}
+    if fmt.startswith("tflite"):
+        from edgekd.runtimes import open_runner
+        from edgekd.runtimes.tflite_runner import model_ops
+
+        runner = open_runner(path)
+        entry["input"] = {**runner.input_details, **base}
+        entry["output"] = runner.output_details
+        entry["ops"] = model_ops(path)
+    else:
+        entry["input"] = {"name": "input", "shape": list(input_shape), "layout": "NCHW", "dtype": "float32", "scale": None, "zero_point": None, **base}
+        entry["output"] = {"shape": [input_shape[0], ckpt["data"]["num_classes"]], "dtype": "float32"}
+    return entry
+
+
+def _versions() -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {"edgekd": __version__}
+    for dist in ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert", "numpy"):
+        try:
+            out[dist] = version(dist)
+        except PackageNotFoundError:
+            pass
+    return out
+
+
+def _print_parity(manifest: dict[str, Any]) -> None:
+    rows = []
+    for name, m in manifest["metrics"].items():
+        status = "ok" if m["ok"] else "OUT OF BOUNDS: " + "; ".join(m["problems"])
+        rows.append([name, m["format"], manifest["files"][name]["bytes"], f"{m['max_abs_diff']:.3g}", f"{100 * m['top1_agreement']:.2f}", f"{100 * m['test_acc']:.2f}", m["n"], status])
+    print_table(
+        "export parity vs PyTorch",
+        ["file", "format", "bytes", "max |Δlogit|", "top-1 agree %", "test acc %", "n", "status"],
+        rows,
+    )

@@ -1,0 +1,134 @@
+"""The TFLite interpreter: ai-edge-litert (LiteRT) first, tflite-runtime where that is what is installed.
+
+int8 models take int8 input: raw pixels are quantized with the input tensor's own scale and zero
+point, and int8 outputs are dequantized with the output tensor's, so callers always see float logits.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.errors import EdgekdError
+from edgekd.fdcapture import captured_fds
+from edgekd.runtimes.base import Runner, RuntimeMissing
+
+
+def interpreter_class() -> tuple[Any, str]:
+    """(Interpreter class, "runtime version") of the first TFLite runtime found."""
+    try:
+        from ai_edge_litert import interpreter as litert
+
+        from importlib.metadata import version
+
+        return litert.Interpreter, f"ai-edge-litert {version('ai-edge-litert')}"
+    except ImportError:
+        pass
+    try:
+        from tflite_runtime import interpreter as tflr  # the older Pi package
+
+        return tflr.Interpreter, f"tflite-runtime {getattr(tflr, '__version__', '?')}"
+    except ImportError:
+        raise RuntimeMissing("no TFLite runtime installed (pip install ai-edge-litert, or tflite-runtime)") from None
+
+
+_MISSING_OP = re.compile(r"Didn't find op for builtin opcode '([A-Z0-9_]+)' version '(\d+)'")
+
+
+def explain_load_error(path: Path, exc: Exception, runtime: str) -> EdgekdError:
+    """One line that says what to do, e.g. for an op version an older runtime lacks."""
+    text = str(exc)
+    m = _MISSING_OP.search(text)
+    if m:
+        op, ver = m.groups()
+        return EdgekdError(
+            f"{path.name} needs TFLite op {op} version {ver}, which {runtime} does not have; "
+            "upgrade the runtime on this device (pip install -U ai-edge-litert) or export with an older converter"
+        )
+    return EdgekdError(f"cannot load {path.name} in {runtime}: {text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__}")
+
+
+class TFLiteRunner(Runner):
+    layout = "NHWC"
+
+    def __init__(self, path: Path, threads: int | None) -> None:
+        super().__init__(path, threads)
+        cls, self.runtime = interpreter_class()
+        try:
+            # num_threads must always be given: LiteRT otherwise runs one thread. The capture
+            # keeps the runtime's "Created TensorFlow Lite XNNPACK delegate" line off the report.
+            with captured_fds((2,)):
+                self.interpreter = cls(model_path=str(path), num_threads=threads or 1)
+                self.interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise explain_load_error(path, exc, self.runtime) from None
+        self.inp = self.interpreter.get_input_details()[0]
+        self.out = self.interpreter.get_output_details()[0]
+        self.in_scale, self.in_zero = self.inp["quantization"]
+        self.out_scale, self.out_zero = self.out["quantization"]
+
+    @property
+    def quantized_input(self) -> bool:
+        return np.dtype(self.inp["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8))
+
+    def prepare(self, image: np.ndarray) -> np.ndarray:
+        x = image[None].astype(np.float32)  # (1, H, W, C) raw pixels
+        if self.quantized_input:
+            info = np.iinfo(self.inp["dtype"])
+            x = np.clip(np.round(x / self.in_scale + self.in_zero), info.min, info.max)
+        return x.astype(self.inp["dtype"])
+
+    def invoke(self, x: np.ndarray) -> np.ndarray:
+        self.interpreter.set_tensor(self.inp["index"], x)
+        self.interpreter.invoke()
+        return self.interpreter.get_tensor(self.out["index"])
+
+    def dequantize(self, y: np.ndarray) -> np.ndarray:
+        if np.dtype(self.out["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8)) and self.out_scale:
+            return (y.astype(np.float32) - self.out_zero) * self.out_scale
+        return y.astype(np.float32)
+
+    @staticmethod
+    def _quant(detail: dict[str, Any]) -> dict[str, Any]:
+        scale, zero = detail["quantization"]
+        quantized = np.dtype(detail["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8)) and scale
+        return {"scale": float(scale) if quantized else None, "zero_point": int(zero) if quantized else None}
+
+    @property
+    def input_details(self) -> dict[str, Any]:
+        return {
+            "name": self.inp["name"],
+            "shape": [int(v) for v in self.inp["shape"]],
+            "dtype": np.dtype(self.inp["dtype"]).name,
+            "layout": self.layout,
+            **self._quant(self.inp),
+        }
+
+    @property
+    def output_details(self) -> dict[str, Any]:
+        return {"shape": [int(v) for v in self.out["shape"]], "dtype": np.dtype(self.out["dtype"]).name, **self._quant(self.out)}
+
+
+def model_ops(path: str | Path) -> list[str]:
+    """The builtin ops of a .tflite file in graph order, deduplicated (for support checks).
+
+    Read from an interpreter without the default XNNPACK delegate, which would otherwise replace
+    the nodes it takes with a single DELEGATE op."""
+    cls, runtime = interpreter_class()
+    kwargs: dict[str, Any] = {}
+    try:
+        from ai_edge_litert.interpreter import OpResolverType
+
+        kwargs["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    except ImportError:
+        pass
+    try:
+        with captured_fds((2,)):
+            interpreter = cls(model_path=str(path), **kwargs)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise explain_load_error(Path(path), exc, runtime) from None
+    return list(dict.fromkeys(d["op_name"] for d in interpreter._get_ops_details()))
