@@ -23,6 +23,8 @@ _LAZY = {
     "load_config": "edgekd.config",
     "EdgekdError": "edgekd.errors",
     "distill": "edgekd.train.run",
+    "export": "edgekd.exporters.export",
+    "verify_bundle": "edgekd.bundle",
     "load_dataset": "edgekd.data",
     "create_model": "edgekd.models",
     "list_models": "edgekd.models",
