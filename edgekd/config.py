@@ -36,6 +36,7 @@ class DataConfig:
     val_fraction: float = opt(0.1, "share of the training split held out for model selection")
     test_fraction: float = opt(0.2, "digits only: share held out as the test split (digits has no official one)")
     split_seed: int = opt(0, "fixed apart from `seed` so every run sees the same split")
+    train_limit: int | None = opt(None, "keep at most this many training images (stratified, seeded): quick runs on big data")
     image_size: int | None = opt(None, "resize to this square side; None keeps the data's own size")
     augment: Literal["auto", "none", "crop", "flip", "crop_flip"] = opt("auto", "training augmentation; auto: crop_flip for 32×32 RGB, none otherwise")
     crop_padding: int = opt(4, "pixels of zero padding before the random crop")
@@ -315,6 +316,8 @@ def validate(config: Config) -> None:
     for name in ("batch_size", "eval_batch_size"):
         if getattr(d, name) < 1:
             raise ConfigError(f"config: data.{name} must be at least 1")
+    if d.train_limit is not None and d.train_limit < 1:
+        raise ConfigError("config: data.train_limit must be at least 1 (or null for all)")
     if d.image_size is not None and d.image_size < 1:
         raise ConfigError("config: data.image_size must be at least 1")
     for stage in ("teacher", "student"):

@@ -118,3 +118,11 @@ def test_svhn_mat_files(tmp_path: Path) -> None:
     assert data.image_size == (32, 32) and data.in_channels == 3
     assert set(np.unique(data.test.labels)) <= set(range(10))
     assert data.augment == "crop_flip"
+
+
+def test_train_limit_keeps_a_stratified_subset() -> None:
+    full = load_dataset(DataConfig(name="digits"))
+    small = load_dataset(DataConfig(name="digits", train_limit=200))
+    assert abs(len(small.train) - 200) <= 10  # rounded per class
+    assert np.array_equal(small.val.labels, full.val.labels) and np.array_equal(small.test.images, full.test.images)
+    assert np.bincount(small.train.labels, minlength=10).min() >= 15

@@ -27,6 +27,8 @@ def load_dataset(cfg: DataConfig, log=print) -> Dataset:
         if cfg.val_fraction <= 0:
             raise DataError("data.val_fraction is 0 and the data has no val split: model selection needs one")
         train, val = split_off(train, cfg.val_fraction, cfg.split_seed)
+    if cfg.train_limit is not None and cfg.train_limit < len(train):
+        _, train = split_off(train, cfg.train_limit / len(train), cfg.split_seed + 1)
     if len(train) == 0 or len(val) == 0 or len(raw.test) == 0:
         raise DataError(f"dataset {cfg.name!r} has an empty split (train {len(train)}, val {len(val)}, test {len(raw.test)})")
     mean, std = cfg.mean or raw.mean, cfg.std or raw.std
