@@ -32,6 +32,20 @@ def _config_keys_epilog() -> str:
     return "\n".join(lines)
 
 
+# Written out here, not read from the registry: `--help` must not import torch (a Raspberry Pi
+# runs this CLI). tests/test_cli.py checks that every registered method is listed.
+METHODS_HELP = """\
+KD methods (distill.method; `edgekd methods` lists them):
+  kd          Hinton KD: (1-α)·CE + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), the default
+  kd_soft     the soft term alone (α = 1)
+  kd_mse      (1-α)·CE + α·‖z_s − z_t‖² between logits (no temperature)
+  kd_sigmoid  sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha
+  transfer    transfer-set mode: Hinton KD plus unlabeled images (distill.transfer_set) that get the
+              soft term only (label -1; CE ignores them); transfer_labeled=false: those images alone
+  ce          no teacher: plain cross-entropy (what teachers and baselines learn with)
+  bce         no teacher: sigmoid BCE, one-vs-rest (teacher and baseline of kd_sigmoid)"""
+
+
 def _add_distill(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "distill",
@@ -40,7 +54,8 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
             "Train the teacher (or load teacher.checkpoint), train the student with the configured KD\n"
             "method, and, with distill.baseline, the same student without KD under the identical recipe.\n"
             "Writes DIR/{config.yaml, summary.json, metrics.jsonl, teacher.pt, student.pt, baseline.pt}.\n\n"
-            "KD methods (distill.method): see `edgekd methods`. Models: see `edgekd models`."
+            + METHODS_HELP
+            + "\n\nModels: see `edgekd models`."
         ),
         epilog=_config_keys_epilog()
         + "\n\nexamples:\n  edgekd distill --config configs/digits.yaml --out runs/digits"
@@ -99,8 +114,8 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     from edgekd.train.methods import METHODS
     from edgekd.ui import print_table
 
-    rows = [[n, ((METHODS.get(n).__doc__ or "").strip().splitlines() or [""])[0]] for n in METHODS.names()]
-    print_table("KD methods", ["method", "description"], rows)
+    rows = [[n, " ".join((METHODS.get(n).__doc__ or "").split())] for n in METHODS.names()]
+    print_table("KD methods (distill.method)", ["method", "description"], rows)
     return 0
 
 

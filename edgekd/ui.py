@@ -74,7 +74,7 @@ def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]
             table.add_column(col, justify="left" if i == 0 else "right")
         for row in rows:
             table.add_row(*[_fmt(v) for v in row])
-        rich.console.Console(width=max(100, rich.console.Console().width)).print(table)
+        rich.console.Console(width=max(120, rich.console.Console().width)).print(table)
     else:
         print(render_table(title, columns, rows), flush=True)
 

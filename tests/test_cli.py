@@ -44,8 +44,18 @@ def test_help_lists_verbs_and_keys() -> None:
         assert verb in top.stdout
     sub = edgekd("distill", "--help")
     assert sub.returncode == 0
-    for text in ("--config", "--out", "--set", "--resume", "data.name", "teacher.checkpoint", "distill.temperature", "distill.baseline"):
+    for text in ("--config", "--out", "--set", "--resume", "data.name", "teacher.checkpoint", "distill.temperature", "distill.baseline",
+                 "distill.hint_layer", "distill.assistants", "distill.ta_select", "distill.transfer_set", "data.shift", "source"):
         assert text in sub.stdout, text
+
+
+def test_distill_help_documents_every_method() -> None:
+    """The method list in `distill --help` is written out (help must not import torch): keep it whole."""
+    from edgekd.cli import METHODS_HELP
+    from edgekd.train.methods import METHODS
+
+    listed = {line.split()[0] for line in METHODS_HELP.splitlines()[1:] if line.startswith("  ") and not line.startswith("   ")}
+    assert listed == set(METHODS.names())
 
 
 def test_models_and_methods_listing() -> None:
@@ -67,6 +77,7 @@ def test_models_and_methods_listing() -> None:
         (["--set", "data.name=imagefolder", "--set", "data.root=/no/such/folder"], ["data root not found: /no/such/folder"]),
         (["--set", "teacher.checkpoint=/no/such.pt", "--set", "teacher.epochs=0"], ["checkpoint not found: /no/such.pt"]),
         (["--set", "distill.method=kdd"], ["unknown KD method 'kdd'", "did you mean 'kd'"]),
+        (["--set", "data.shift=sepia"], ["data.shift: 'sepia' is not one of"]),
         (["--config", "/no/such.yaml"], ["config file not found"]),
     ],
 )
