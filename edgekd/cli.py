@@ -40,6 +40,9 @@ KD methods (distill.method; `edgekd methods` lists them):
   kd_soft     the soft term alone (α = 1)
   kd_mse      (1-α)·CE + α·‖z_s − z_t‖² between logits (no temperature)
   kd_sigmoid  sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha
+  fitnets     FitNets hints: teacher distill.hint_layer ← regressor ← student distill.guided_layer
+              (module paths); hint_mode two_stage (hint_epochs of hints, then KD) or single_stage
+              (KD + hint_weight·hint). The regressor is never part of student.pt
   transfer    transfer-set mode: Hinton KD plus unlabeled images (distill.transfer_set) that get the
               soft term only (label -1; CE ignores them); transfer_labeled=false: those images alone
   ce          no teacher: plain cross-entropy (what teachers and baselines learn with)

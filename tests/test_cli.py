@@ -77,6 +77,8 @@ def test_models_and_methods_listing() -> None:
         (["--set", "data.name=imagefolder", "--set", "data.root=/no/such/folder"], ["data root not found: /no/such/folder"]),
         (["--set", "teacher.checkpoint=/no/such.pt", "--set", "teacher.epochs=0"], ["checkpoint not found: /no/such.pt"]),
         (["--set", "distill.method=kdd"], ["unknown KD method 'kdd'", "did you mean 'kd'"]),
+        (["--set", "distill.method=fitnets", "--set", "distill.hint_layer=feature.1", "--set", "distill.guided_layer=features.1"],
+         ["distill.hint_layer: the teacher (test_teacher) has no module 'feature.1'", "did you mean 'features.1'?", "valid paths:"]),
         (["--set", "data.shift=sepia"], ["data.shift: 'sepia' is not one of"]),
         (["--config", "/no/such.yaml"], ["config file not found"]),
     ],

@@ -75,6 +75,76 @@ def test_kd_sigmoid_trains_teacher_and_baseline_with_bce(tmp_path: Path) -> None
     assert_plain_student(out)
 
 
+# -- FitNets ------------------------------------------------------------------------------------
+
+FITNETS = {"distill.method": "fitnets", "distill.hint_layer": "features.5", "distill.guided_layer": "features.5"}
+
+
+def test_fitnets_two_stage(tmp_path: Path) -> None:
+    out = tmp_path / "fitnets"
+    summary = run(out, **FITNETS, **{"distill.hint_epochs": 2, "teacher.epochs": 1, "distill.baseline": "false"})
+    records = metrics(out)
+    assert [(r["stage"], r["epoch"]) for r in records] == [("teacher", 1), ("student_hint", 1), ("student_hint", 2), ("student", 1), ("student", 2)]
+    hint = [r for r in records if r["stage"] == "student_hint"]
+    assert all("hint_loss" in r and "kd_loss" not in r for r in hint)
+    assert hint[1]["hint_loss"] < hint[0]["hint_loss"]  # the regressor and lower layers learn the hint
+    assert all("kd_loss" in r and "hint_loss" not in r for r in records if r["stage"] == "student")  # stage 2: KD only
+    assert summary["hint"]["epochs"] == 2 and summary["hint"]["hint_loss"] == hint[-1]["hint_loss"]
+
+    # stage 1 trained the lower part only: layers after the guided one are still as initialized
+    torch.manual_seed(0)
+    init = create_model("test_student", 10, 1, (8, 8)).state_dict()
+    hinted = load_checkpoint(out / "student_hint.pt")["state_dict"]
+    assert not torch.equal(hinted["features.0.weight"], init["features.0.weight"])
+    assert not torch.equal(hinted["features.4.weight"], init["features.4.weight"])
+    assert torch.equal(hinted["fc.weight"], init["fc.weight"]) and torch.equal(hinted["fc.bias"], init["fc.bias"])
+    # …and stage 2 started from those weights, then trained the whole student
+    final = load_checkpoint(out / "student.pt")["state_dict"]
+    assert not torch.equal(final["fc.weight"], init["fc.weight"])
+
+    # the regressor never reaches a saved model; it lives in the resumable training state only
+    assert_plain_student(out)
+    assert_plain_student(out, "student_hint")
+    state = load_checkpoint(out / "student_hint_last.pt")["train_state"]["method"]
+    assert any(k.startswith("regressor.") for k in state)
+
+
+def test_fitnets_single_stage_with_resize(tmp_path: Path) -> None:
+    # guided features.2 is 4×8×8, hint features.6 is 32×4×4: 3×3 conv to 32 channels, then pooled to 4×4
+    out = tmp_path / "fitnets1"
+    run(out, **{**FITNETS, "distill.guided_layer": "features.2", "distill.hint_layer": "features.6",
+                "distill.hint_mode": "single_stage", "distill.hint_weight": 0.5, "teacher.epochs": 1, "student.epochs": 1,
+                "distill.baseline": "false"})
+    student = [r for r in metrics(out) if r["stage"] == "student"]
+    assert all({"hint_loss", "kd_loss", "task_loss"} <= set(r) for r in student)
+    assert not (out / "student_hint.pt").exists()
+    assert_plain_student(out)
+
+
+def test_fitnets_unknown_layer_fails_before_training(tmp_path: Path) -> None:
+    out = tmp_path / "bad"
+    with pytest.raises(ConfigError) as err:
+        run(out, **{**FITNETS, "distill.hint_layer": "layer9"})
+    message = str(err.value)
+    assert "distill.hint_layer: the teacher (test_teacher) has no module 'layer9'" in message
+    assert "valid paths: features, features.0" in message and "fc" in message
+    assert not list(out.glob("teacher*.pt"))  # nothing was trained
+    with pytest.raises(ConfigError, match="needs distill.hint_layer and distill.guided_layer"):
+        run(tmp_path / "bad2", **{"distill.method": "fitnets"})
+
+
+def test_fitnets_regressor_shapes() -> None:
+    from edgekd.train.fitnets import build_regressor, match_spatial
+
+    conv = build_regressor(torch.Size([2, 4, 8, 8]), torch.Size([2, 32, 4, 4]), "conv1x1")
+    assert conv.kernel_size == (1, 1) and conv.out_channels == 32
+    assert match_spatial(torch.ones(2, 32, 8, 8), (4, 4)).shape == (2, 32, 4, 4)
+    assert match_spatial(torch.ones(2, 32, 2, 2), (4, 4)).shape == (2, 32, 4, 4)
+    assert isinstance(build_regressor(torch.Size([2, 16]), torch.Size([2, 64]), "conv3x3"), torch.nn.Linear)
+    with pytest.raises(ConfigError, match="pick two convolutional"):
+        build_regressor(torch.Size([2, 16]), torch.Size([2, 8, 4, 4]), "conv3x3")
+
+
 # -- transfer set -------------------------------------------------------------------------------
 
 
@@ -110,7 +180,9 @@ def test_transfer_set_adds_unlabeled_images(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "overrides,message",
     [
+        ({"distill.hint_layer": "layer2"}, "distill.hint_layer does nothing with distill.method=kd (it is read by: fitnets)"),
         ({"source.name": "digits"}, "the `source` data section does nothing with distill.method=kd"),
+        ({"distill.method": "fitnets", "distill.hint_layer": "a", "distill.guided_layer": "b", "distill.hint_epochs": 0}, "needs distill.hint_epochs of 1"),
     ],
 )
 def test_method_keys_are_checked_before_anything_runs(tmp_path: Path, overrides: dict, message: str) -> None:

@@ -24,7 +24,7 @@ from torch import nn
 from edgekd.errors import ConfigError
 from edgekd.registry import Registry
 
-METHODS: Registry = Registry("KD method", providers=["edgekd.train.methods"])
+METHODS: Registry = Registry("KD method", providers=["edgekd.train.methods", "edgekd.train.fitnets"])
 
 # distill keys every method reads (the rest belong to particular methods: see DistillMethod.keys)
 COMMON_KEYS = ("method", "temperature", "alpha", "baseline", "select")
