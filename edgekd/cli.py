@@ -43,6 +43,8 @@ KD methods (distill.method; `edgekd methods` lists them):
   fitnets     FitNets hints: teacher distill.hint_layer ← regressor ← student distill.guided_layer
               (module paths); hint_mode two_stage (hint_epochs of hints, then KD) or single_stage
               (KD + hint_weight·hint). The regressor is never part of student.pt
+  takd        teacher assistants (distill.assistants): ta_select chain (teacher → TA₁ → … → student)
+              or auto (train each candidate, keep the one nearest the teacher/student accuracy midpoint)
   transfer    transfer-set mode: Hinton KD plus unlabeled images (distill.transfer_set) that get the
               soft term only (label -1; CE ignores them); transfer_labeled=false: those images alone
   ce          no teacher: plain cross-entropy (what teachers and baselines learn with)
@@ -63,7 +65,9 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
         epilog=_config_keys_epilog()
         + "\n\nexamples:\n  edgekd distill --config configs/digits.yaml --out runs/digits"
         "\n  edgekd distill --config configs/cifar10-cpu.yaml --set distill.temperature=8 --set student.epochs=5"
-        "\n  edgekd distill --out runs/digits --resume",
+        "\n  edgekd distill --out runs/digits --resume"
+        "\n  edgekd distill --set distill.method=takd --set 'distill.assistants=[plain6]' --set teacher.arch=plain10"
+,
         formatter_class=_Formatter,
     )
     p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults, digits)")

@@ -79,6 +79,7 @@ def test_models_and_methods_listing() -> None:
         (["--set", "distill.method=kdd"], ["unknown KD method 'kdd'", "did you mean 'kd'"]),
         (["--set", "distill.method=fitnets", "--set", "distill.hint_layer=feature.1", "--set", "distill.guided_layer=features.1"],
          ["distill.hint_layer: the teacher (test_teacher) has no module 'feature.1'", "did you mean 'features.1'?", "valid paths:"]),
+        (["--set", "distill.method=takd", "--set", "distill.assistants=[plain66]"], ["unknown model 'plain66'", "did you mean 'plain6'"]),
         (["--set", "data.shift=sepia"], ["data.shift: 'sepia' is not one of"]),
         (["--config", "/no/such.yaml"], ["config file not found"]),
     ],

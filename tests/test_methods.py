@@ -145,6 +145,78 @@ def test_fitnets_regressor_shapes() -> None:
         build_regressor(torch.Size([2, 16]), torch.Size([2, 8, 4, 4]), "conv3x3")
 
 
+# -- TAKD ---------------------------------------------------------------------------------------
+
+TAKD = {"distill.method": "takd", "distill.assistants": "[test_teacher]", "teacher.arch": "test_teacher",
+        "teacher.kwargs": "{width: 24}", "teacher.epochs": 2}
+
+
+@pytest.fixture(scope="module")
+def takd_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("takd") / "chain"
+    run(out, **TAKD)
+    return out
+
+
+def test_takd_chain_links(takd_run: Path) -> None:
+    summary = json.loads((takd_run / "summary.json").read_text())
+    links = summary["links"]
+    assert [(r["name"], r["teacher"], r["arch"]) for r in links] == [("ta1", "teacher", "test_teacher"), ("student", "ta1", "test_student")]
+    for r in links:
+        for key in ("arch", "params", "macs", "val_acc", "test_acc", "epochs", "wall_s"):
+            assert key in r, key
+    assert links[-1]["test_acc"] == summary["student"]["test_acc"]
+    assert summary["teacher"]["params"] > links[0]["params"] > links[1]["params"]  # width 24 > 16 > 4
+    for name in ("teacher", "ta1", "student", "baseline"):
+        assert (takd_run / f"{name}.pt").is_file() and (takd_run / f"{name}_last.pt").is_file()
+    assert_plain_student(takd_run, "ta1", "test_teacher")
+    assert_plain_student(takd_run)
+    assert set(summary["wall_s"]) >= {"teacher", "ta1", "student", "baseline", "total"}
+
+
+def test_takd_resumes_across_links(takd_run: Path, tmp_path: Path) -> None:
+    """Interrupt inside the TA link, resume: the chain ends exactly as the uninterrupted one."""
+    out = tmp_path / "interrupted"
+
+    def stop(record: dict, history: list) -> None:
+        if record["stage"] == "ta1" and record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distill(out=out, set=tiny_overrides(**TAKD), on_epoch=[stop])
+    assert (out / "teacher.pt").is_file() and not (out / "ta1.pt").exists()
+    summary = distill(out=out, resume=True)
+    reference = json.loads((takd_run / "summary.json").read_text())
+    assert [(r["name"], r["val_acc"], r["test_acc"]) for r in summary["links"]] == [(r["name"], r["val_acc"], r["test_acc"]) for r in reference["links"]]
+    a, b = load_checkpoint(out / "student.pt")["state_dict"], load_checkpoint(takd_run / "student.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_takd_auto_picks_the_accuracy_midpoint(tmp_path: Path) -> None:
+    from edgekd.train.takd import pick_assistant
+
+    cands = [{"val_acc": 0.9, "params": 50}, {"val_acc": 0.72, "params": 30}, {"val_acc": 0.68, "params": 10}]
+    best, midpoint = pick_assistant(cands, 0.95, 0.5)
+    assert midpoint == pytest.approx(0.725)
+    assert best == 1  # |0.72 − 0.725| beats |0.68 − 0.725| and |0.9 − 0.725|; size plays no part
+    assert pick_assistant([{"val_acc": 0.7, "params": 9}, {"val_acc": 0.8, "params": 3}], 1.0, 0.5)[0] == 1  # tie: smaller
+
+    out = tmp_path / "auto"
+    summary = run(out, **{**TAKD, "distill.assistants": "[test_teacher, test_student]", "distill.ta_select": "auto", "teacher.epochs": 1, "student.epochs": 1})
+    sel = summary["ta_select"]
+    mid = (summary["teacher"]["val_acc"] + summary["baseline"]["val_acc"]) / 2
+    assert sel["midpoint_val_acc"] == pytest.approx(mid, abs=1e-6)
+    cands = [r for r in summary["links"] if r["role"] == "candidate"]
+    assert [r["teacher"] for r in cands] == ["teacher", "teacher"] and sum(r["chosen"] for r in cands) == 1
+    chosen = next(r for r in cands if r["chosen"])
+    assert chosen["name"] == sel["chosen"] and abs(chosen["val_acc"] - mid) == min(abs(r["val_acc"] - mid) for r in cands)
+    assert summary["links"][-1] == {**summary["student"], "name": "student", "teacher": sel["chosen"], "role": "student"}
+    with pytest.raises(ConfigError, match="needs the no-KD student's accuracy"):
+        run(tmp_path / "nobase", **{**TAKD, "distill.ta_select": "auto", "distill.baseline": "false"})
+    with pytest.raises(ConfigError, match="needs distill.assistants"):
+        run(tmp_path / "noassist", **{"distill.method": "takd"})
+
+
 # -- transfer set -------------------------------------------------------------------------------
 
 
@@ -181,6 +253,7 @@ def test_transfer_set_adds_unlabeled_images(tmp_path: Path) -> None:
     "overrides,message",
     [
         ({"distill.hint_layer": "layer2"}, "distill.hint_layer does nothing with distill.method=kd (it is read by: fitnets)"),
+        ({"distill.assistants": "[plain6]"}, "distill.assistants does nothing with distill.method=kd (it is read by: takd)"),
         ({"source.name": "digits"}, "the `source` data section does nothing with distill.method=kd"),
         ({"distill.method": "fitnets", "distill.hint_layer": "a", "distill.guided_layer": "b", "distill.hint_epochs": 0}, "needs distill.hint_epochs of 1"),
     ],

@@ -217,6 +217,25 @@ class SigmoidKD(HintonKD):
         return hard_bce(student_logits, targets)
 
 
+@METHODS.register("takd")
+class TeacherAssistantKD(HintonKD):
+    """TAKD (Mirzadeh et al. 2020): teacher → TA₁ → … → student, each link Hinton KD (distill.assistants, ta_select)."""
+
+    flow = "chain"
+    keys = ("assistants", "ta_select")
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        d = config.distill
+        if not d.assistants:
+            raise ConfigError("config: distill.method=takd needs distill.assistants, e.g. [plain6] (chain) or candidates for ta_select=auto")
+        if d.ta_select == "auto" and not d.baseline:
+            raise ConfigError(
+                "config: distill.ta_select=auto picks the TA nearest the teacher–student accuracy midpoint and needs "
+                "the no-KD student's accuracy: set distill.baseline=true"
+            )
+
+
 @METHODS.register("transfer")
 class TransferSetKD(HintonKD):
     """Hinton KD plus an unlabeled transfer set (distill.transfer_set): its images get the soft term only."""
