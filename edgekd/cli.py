@@ -45,6 +45,8 @@ KD methods (distill.method; `edgekd methods` lists them):
               (KD + hint_weight·hint). The regressor is never part of student.pt
   takd        teacher assistants (distill.assistants): ta_select chain (teacher → TA₁ → … → student)
               or auto (train each candidate, keep the one nearest the teacher/student accuracy midpoint)
+  ensemble    several teachers, soft target = mean of their softened distributions: distill.teachers
+              (archs) and/or distill.teacher_seeds, or distill.teacher_checkpoints
   transfer    transfer-set mode: Hinton KD plus unlabeled images (distill.transfer_set) that get the
               soft term only (label -1; CE ignores them); transfer_labeled=false: those images alone
   ce          no teacher: plain cross-entropy (what teachers and baselines learn with)

@@ -217,6 +217,38 @@ def test_takd_auto_picks_the_accuracy_midpoint(tmp_path: Path) -> None:
         run(tmp_path / "noassist", **{"distill.method": "takd"})
 
 
+# -- ensemble -----------------------------------------------------------------------------------
+
+
+def test_ensemble_of_seeds_then_of_checkpoints(tmp_path: Path) -> None:
+    from edgekd.data import load_dataset
+    from edgekd.data.loader import Batches
+    from edgekd.train.evaluate import predict_logits
+
+    out = tmp_path / "seeds"
+    summary = run(out, **{"distill.method": "ensemble", "distill.teacher_seeds": "[0, 5]", "teacher.epochs": 1, "student.epochs": 1})
+    members = summary["teachers"]
+    assert [(m["name"], m["seed"]) for m in members] == [("teacher1", 0), ("teacher2", 5)]
+    assert members[0]["val_acc"] != members[1]["val_acc"]  # different seeds, different teachers
+    ens = summary["teacher"]
+    assert ens["arch"] == "ensemble(2×test_teacher)" and ens["params"] == 2 * members[0]["params"]
+    # the reported ensemble accuracy is that of the averaged probabilities
+    cfg = load_config(out / "config.yaml")
+    data = load_dataset(cfg.data, log=lambda m: None)
+    val = Batches(data.val, data.mean, data.std, 512)
+    probs = sum(torch.softmax(predict_logits(load_model(out / f"teacher{i}.pt")[0], val), 1) for i in (1, 2))
+    assert ens["val_acc"] == pytest.approx(float((probs.argmax(1).numpy() == data.val.labels).mean()), abs=1e-6)
+    assert not (out / "teacher.pt").exists()
+    assert_plain_student(out)
+
+    loaded = run(tmp_path / "loaded", **{"distill.method": "ensemble", "teacher.epochs": 0, "student.epochs": 1, "distill.baseline": "false",
+                                        "distill.teacher_checkpoints": f"[{out / 'teacher1.pt'}, {out / 'teacher2.pt'}]"})
+    assert [m["test_acc"] for m in loaded["teachers"]] == [m["test_acc"] for m in members]
+    assert all(m["epochs"] == 0 for m in loaded["teachers"]) and loaded["teacher"]["val_acc"] == ens["val_acc"]
+    with pytest.raises(ConfigError, match="two or more members"):
+        run(tmp_path / "one", **{"distill.method": "ensemble", "distill.teachers": "[test_teacher]"})
+
+
 # -- transfer set -------------------------------------------------------------------------------
 
 
@@ -256,6 +288,7 @@ def test_transfer_set_adds_unlabeled_images(tmp_path: Path) -> None:
         ({"distill.assistants": "[plain6]"}, "distill.assistants does nothing with distill.method=kd (it is read by: takd)"),
         ({"source.name": "digits"}, "the `source` data section does nothing with distill.method=kd"),
         ({"distill.method": "fitnets", "distill.hint_layer": "a", "distill.guided_layer": "b", "distill.hint_epochs": 0}, "needs distill.hint_epochs of 1"),
+        ({"distill.method": "ensemble", "distill.teacher_seeds": "[0, 1]", "teacher.checkpoint": "x.pt"}, "as distill.teacher_checkpoints"),
     ],
 )
 def test_method_keys_are_checked_before_anything_runs(tmp_path: Path, overrides: dict, message: str) -> None:

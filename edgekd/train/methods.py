@@ -236,6 +236,26 @@ class TeacherAssistantKD(HintonKD):
             )
 
 
+@METHODS.register("ensemble")
+class EnsembleKD(HintonKD):
+    """Multi-teacher KD: soft target = mean of the members' softened distributions (distill.teachers/teacher_seeds/teacher_checkpoints)."""
+
+    flow = "ensemble"
+    keys = ("teachers", "teacher_seeds", "teacher_checkpoints")
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        d = config.distill
+        n = len(d.teacher_checkpoints) or max(len(d.teachers), len(d.teacher_seeds))
+        if n < 2:
+            raise ConfigError(
+                "config: distill.method=ensemble needs two or more members: distill.teachers (archs), "
+                "distill.teacher_seeds (seeds of teacher.arch) or distill.teacher_checkpoints"
+            )
+        if config.teacher.checkpoint:
+            raise ConfigError("config: with distill.method=ensemble give checkpoints as distill.teacher_checkpoints, not teacher.checkpoint")
+
+
 @METHODS.register("transfer")
 class TransferSetKD(HintonKD):
     """Hinton KD plus an unlabeled transfer set (distill.transfer_set): its images get the soft term only."""
