@@ -49,6 +49,9 @@ KD methods (distill.method; `edgekd methods` lists them):
               (archs) and/or distill.teacher_seeds, or distill.teacher_checkpoints
   transfer    transfer-set mode: Hinton KD plus unlabeled images (distill.transfer_set) that get the
               soft term only (label -1; CE ignores them); transfer_labeled=false: those images alone
+  domain      domain-adaptation mode: teacher trained on `source` (a data section), student on `data`
+              (the target) with soft targets + source labels; both domains reported. data.shift
+              (grayscale|blur|invert|noise|color_jitter) makes a target domain from any dataset
   ce          no teacher: plain cross-entropy (what teachers and baselines learn with)
   bce         no teacher: sigmoid BCE, one-vs-rest (teacher and baseline of kd_sigmoid)"""
 
@@ -69,7 +72,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
         "\n  edgekd distill --config configs/cifar10-cpu.yaml --set distill.temperature=8 --set student.epochs=5"
         "\n  edgekd distill --out runs/digits --resume"
         "\n  edgekd distill --set distill.method=takd --set 'distill.assistants=[plain6]' --set teacher.arch=plain10"
-,
+        "\n  edgekd distill --set distill.method=domain --set source.name=digits --set data.shift=invert",
         formatter_class=_Formatter,
     )
     p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults, digits)")

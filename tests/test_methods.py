@@ -278,6 +278,31 @@ def test_transfer_set_adds_unlabeled_images(tmp_path: Path) -> None:
         run(tmp_path / "none", **{"distill.method": "transfer"})
 
 
+# -- domain adaptation --------------------------------------------------------------------------
+
+
+def test_domain_adaptation_digits_to_inverted_digits(tmp_path: Path) -> None:
+    out = tmp_path / "domain"
+    summary = run(out, **{"distill.method": "domain", "source.name": "digits", "data.shift": "invert", "teacher.epochs": 3,
+                          "student.epochs": 1, "distill.finetune_epochs": 1})
+    dom = summary["domains"]
+    assert dom["source"]["shift"] == "none" and dom["target"]["shift"] == "invert"
+    for side in ("source", "target"):
+        assert set(dom[side]["accuracy"]) == {"teacher_source", "teacher", "student", "baseline"}
+    acc = dom["source"]["accuracy"]["teacher_source"]
+    assert acc["val_acc"] > 0.5  # learned its own domain …
+    assert dom["target"]["accuracy"]["teacher_source"]["val_acc"] < acc["val_acc"]  # … and the shift hurts it
+    assert summary["teacher"]["val_acc"] == dom["target"]["accuracy"]["teacher"]["val_acc"]  # top level = target
+    assert summary["teacher_source"]["trained_on"] == "source"
+    # the student is a plain model of the TARGET domain
+    ckpt = load_checkpoint(out / "student.pt")
+    assert ckpt["data"]["shift"] == "invert" and ckpt["data"]["sizes"]["train"] == 2 * summary["data"]["sizes"]["train"]
+    assert_plain_student(out)
+    assert load_checkpoint(out / "teacher.pt")["data"].get("shift") is None  # the teacher learned on the source
+    with pytest.raises(ConfigError, match="needs a `source` data section"):
+        run(tmp_path / "nosource", **{"distill.method": "domain"})
+
+
 # -- config ↔ method ----------------------------------------------------------------------------
 
 
@@ -289,6 +314,7 @@ def test_transfer_set_adds_unlabeled_images(tmp_path: Path) -> None:
         ({"source.name": "digits"}, "the `source` data section does nothing with distill.method=kd"),
         ({"distill.method": "fitnets", "distill.hint_layer": "a", "distill.guided_layer": "b", "distill.hint_epochs": 0}, "needs distill.hint_epochs of 1"),
         ({"distill.method": "ensemble", "distill.teacher_seeds": "[0, 1]", "teacher.checkpoint": "x.pt"}, "as distill.teacher_checkpoints"),
+        ({"distill.method": "domain", "source.name": "digits", "distill.source_labels": "false"}, "there are none"),
     ],
 )
 def test_method_keys_are_checked_before_anything_runs(tmp_path: Path, overrides: dict, message: str) -> None:

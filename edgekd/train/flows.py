@@ -17,7 +17,7 @@ from edgekd.ui import log
 
 FLOWS: Registry = Registry(
     "distill flow",
-    providers=["edgekd.train.flows", "edgekd.train.fitnets", "edgekd.train.takd", "edgekd.train.ensemble"],
+    providers=["edgekd.train.flows", "edgekd.train.fitnets", "edgekd.train.takd", "edgekd.train.ensemble", "edgekd.train.domain"],
 )
 
 

@@ -269,6 +269,26 @@ class TransferSetKD(HintonKD):
             raise ConfigError("config: distill.method=transfer needs distill.transfer_set (a folder or archive of images)")
 
 
+@METHODS.register("domain")
+class DomainAdaptationKD(HintonKD):
+    """Domain adaptation: teacher learns on `source`, student on `data` (target) images with soft targets (+ source labels)."""
+
+    flow = "domain"
+    keys = ("target_labels", "source_labels", "finetune_epochs", "finetune_lr")
+    uses_source = True
+
+    @classmethod
+    def check(cls, config: Any) -> None:
+        d = config.distill
+        if config.source is None:
+            raise ConfigError("config: distill.method=domain needs a `source` data section (the teacher's domain), e.g. source: {name: digits}")
+        if d.baseline and not (d.target_labels or d.source_labels):
+            raise ConfigError(
+                "config: distill.baseline trains the student on labels alone, and with distill.target_labels and "
+                "distill.source_labels both false there are none; set one of them, or distill.baseline=false"
+            )
+
+
 def build_method(name: str, distill: Any, stage: Any) -> DistillMethod:
     return METHODS.get(name).from_config(distill, stage)
 
