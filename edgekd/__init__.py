@@ -23,6 +23,7 @@ _LAZY = {
     "load_config": "edgekd.config",
     "EdgekdError": "edgekd.errors",
     "distill": "edgekd.train.run",
+    "sweep": "edgekd.train.sweep",
     "load_dataset": "edgekd.data",
     "create_model": "edgekd.models",
     "list_models": "edgekd.models",

@@ -65,7 +65,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
             "method, and, with distill.baseline, the same student without KD under the identical recipe.\n"
             "Writes DIR/{config.yaml, summary.json, metrics.jsonl, teacher.pt, student.pt, baseline.pt}.\n\n"
             + METHODS_HELP
-            + "\n\nModels: see `edgekd models`."
+            + "\n\nModels: see `edgekd models`. Temperature sweeps: `edgekd sweep`."
         ),
         epilog=_config_keys_epilog()
         + "\n\nexamples:\n  edgekd distill --config configs/digits.yaml --out runs/digits"
@@ -87,6 +87,51 @@ def _cmd_distill(args: argparse.Namespace) -> int:
     from edgekd.train.run import distill
 
     distill(config=args.config, out=args.out, set=args.set, resume=args.resume, overwrite=args.overwrite)
+    return 0
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="temperature (and α) sweep with one shared teacher; the winner is chosen on val",
+        description=(
+            "Train the teacher once (DIR/teacher/), then one distill run per grid point (DIR/T<T>_a<α>/)\n"
+            "that loads it. The winner is the point with the highest student VAL accuracy (test is only\n"
+            "reported). Writes DIR/sweep.json (every point, the winner), DIR/sweep.png (val accuracy vs T)\n"
+            "and DIR/best.yaml (the winner's config, reproducing it with the shared teacher).\n"
+            "Config keys: as for `edgekd distill` (see `edgekd distill --help`)."
+        ),
+        epilog="examples:\n  edgekd sweep --config configs/digits.yaml --out runs/digits-sweep"
+        "\n  edgekd sweep --config configs/digits.yaml --out runs/sweep --temperatures 2,4,8 --alphas 0.5,0.9",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults, digits)")
+    p.add_argument("--out", metavar="DIR", help="sweep folder (default: runs/<config name>-sweep)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
+    p.add_argument("--temperatures", type=_floats, default=[1.0, 2.0, 4.0, 8.0, 16.0], metavar="T,…", help="temperatures (default 1,2,4,8,16)")
+    p.add_argument("--alphas", type=_floats, default=None, metavar="A,…", help="α values (default: the config's distill.alpha)")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out (finished points are kept)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing sweep in --out")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from edgekd.train.sweep import sweep
+
+    sweep(
+        config=args.config, out=args.out, set=args.set, temperatures=args.temperatures, alphas=args.alphas,
+        resume=args.resume, overwrite=args.overwrite,
+    )
     return 0
 
 
@@ -145,7 +190,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS: list[Callable[[argparse._SubParsersAction], None]] = [_add_distill, _add_models, _add_methods, _add_datasets]
+VERBS: list[Callable[[argparse._SubParsersAction], None]] = [_add_distill, _add_sweep, _add_models, _add_methods, _add_datasets]
 
 
 def build_parser() -> argparse.ArgumentParser:
