@@ -25,6 +25,7 @@ _LAZY = {
     "distill": "edgekd.train.run",
     "export": "edgekd.exporters.export",
     "verify_bundle": "edgekd.bundle",
+    "sweep": "edgekd.train.sweep",
     "load_dataset": "edgekd.data",
     "create_model": "edgekd.models",
     "list_models": "edgekd.models",

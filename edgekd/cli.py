@@ -32,6 +32,30 @@ def _config_keys_epilog() -> str:
     return "\n".join(lines)
 
 
+# Written out here, not read from the registry: `--help` must not import torch (a Raspberry Pi
+# runs this CLI). tests/test_cli.py checks that every registered method is listed.
+METHODS_HELP = """\
+KD methods (distill.method; `edgekd methods` lists them):
+  kd          Hinton KD: (1-α)·CE + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), the default
+  kd_soft     the soft term alone (α = 1)
+  kd_mse      (1-α)·CE + α·‖z_s − z_t‖² between logits (no temperature)
+  kd_sigmoid  sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha
+  fitnets     FitNets hints: teacher distill.hint_layer ← regressor ← student distill.guided_layer
+              (module paths); hint_mode two_stage (hint_epochs of hints, then KD) or single_stage
+              (KD + hint_weight·hint). The regressor is never part of student.pt
+  takd        teacher assistants (distill.assistants): ta_select chain (teacher → TA₁ → … → student)
+              or auto (train each candidate, keep the one nearest the teacher/student accuracy midpoint)
+  ensemble    several teachers, soft target = mean of their softened distributions: distill.teachers
+              (archs) and/or distill.teacher_seeds, or distill.teacher_checkpoints
+  transfer    transfer-set mode: Hinton KD plus unlabeled images (distill.transfer_set) that get the
+              soft term only (label -1; CE ignores them); transfer_labeled=false: those images alone
+  domain      domain-adaptation mode: teacher trained on `source` (a data section), student on `data`
+              (the target) with soft targets + source labels; both domains reported. data.shift
+              (grayscale|blur|invert|noise|color_jitter) makes a target domain from any dataset
+  ce          no teacher: plain cross-entropy (what teachers and baselines learn with)
+  bce         no teacher: sigmoid BCE, one-vs-rest (teacher and baseline of kd_sigmoid)"""
+
+
 def _add_distill(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "distill",
@@ -40,12 +64,15 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
             "Train the teacher (or load teacher.checkpoint), train the student with the configured KD\n"
             "method, and, with distill.baseline, the same student without KD under the identical recipe.\n"
             "Writes DIR/{config.yaml, summary.json, metrics.jsonl, teacher.pt, student.pt, baseline.pt}.\n\n"
-            "KD methods (distill.method): see `edgekd methods`. Models: see `edgekd models`."
+            + METHODS_HELP
+            + "\n\nModels: see `edgekd models`. Temperature sweeps: `edgekd sweep`."
         ),
         epilog=_config_keys_epilog()
         + "\n\nexamples:\n  edgekd distill --config configs/digits.yaml --out runs/digits"
         "\n  edgekd distill --config configs/cifar10-cpu.yaml --set distill.temperature=8 --set student.epochs=5"
-        "\n  edgekd distill --out runs/digits --resume",
+        "\n  edgekd distill --out runs/digits --resume"
+        "\n  edgekd distill --set distill.method=takd --set 'distill.assistants=[plain6]' --set teacher.arch=plain10"
+        "\n  edgekd distill --set distill.method=domain --set source.name=digits --set data.shift=invert",
         formatter_class=_Formatter,
     )
     p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults, digits)")
@@ -117,6 +144,51 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return 0 if result.passed else 1
 
 
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+    if not values:
+        raise argparse.ArgumentTypeError("expected at least one number")
+    return values
+
+
+def _add_sweep(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "sweep",
+        help="temperature (and α) sweep with one shared teacher; the winner is chosen on val",
+        description=(
+            "Train the teacher once (DIR/teacher/), then one distill run per grid point (DIR/T<T>_a<α>/)\n"
+            "that loads it. The winner is the point with the highest student VAL accuracy (test is only\n"
+            "reported). Writes DIR/sweep.json (every point, the winner), DIR/sweep.png (val accuracy vs T)\n"
+            "and DIR/best.yaml (the winner's config, reproducing it with the shared teacher).\n"
+            "Config keys: as for `edgekd distill` (see `edgekd distill --help`)."
+        ),
+        epilog="examples:\n  edgekd sweep --config configs/digits.yaml --out runs/digits-sweep"
+        "\n  edgekd sweep --config configs/digits.yaml --out runs/sweep --temperatures 2,4,8 --alphas 0.5,0.9",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults, digits)")
+    p.add_argument("--out", metavar="DIR", help="sweep folder (default: runs/<config name>-sweep)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
+    p.add_argument("--temperatures", type=_floats, default=[1.0, 2.0, 4.0, 8.0, 16.0], metavar="T,…", help="temperatures (default 1,2,4,8,16)")
+    p.add_argument("--alphas", type=_floats, default=None, metavar="A,…", help="α values (default: the config's distill.alpha)")
+    p.add_argument("--resume", action="store_true", help="continue the sweep in --out (finished points are kept)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing sweep in --out")
+    p.set_defaults(func=_cmd_sweep)
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from edgekd.train.sweep import sweep
+
+    sweep(
+        config=args.config, out=args.out, set=args.set, temperatures=args.temperatures, alphas=args.alphas,
+        resume=args.resume, overwrite=args.overwrite,
+    )
+    return 0
+
+
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list registered models with parameters and MACs", formatter_class=_Formatter)
     p.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'resnet*'")
@@ -153,8 +225,8 @@ def _cmd_methods(args: argparse.Namespace) -> int:
     from edgekd.train.methods import METHODS
     from edgekd.ui import print_table
 
-    rows = [[n, ((METHODS.get(n).__doc__ or "").strip().splitlines() or [""])[0]] for n in METHODS.names()]
-    print_table("KD methods", ["method", "description"], rows)
+    rows = [[n, " ".join((METHODS.get(n).__doc__ or "").split())] for n in METHODS.names()]
+    print_table("KD methods (distill.method)", ["method", "description"], rows)
     return 0
 
 
@@ -172,7 +244,9 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return 0
 
 
-VERBS: list[Callable[[argparse._SubParsersAction], None]] = [_add_distill, _add_export, _add_verify, _add_models, _add_methods, _add_datasets]
+VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_distill, _add_sweep, _add_export, _add_verify, _add_models, _add_methods, _add_datasets,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

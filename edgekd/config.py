@@ -45,6 +45,9 @@ class DataConfig:
     batch_size: int = opt(128, "training batch size")
     eval_batch_size: int = opt(512, "batch size for val/test evaluation")
     cache_dir: str | None = opt(None, "extracted archives and decoded images; None: $EDGEKD_CACHE or ~/.cache/edgekd")
+    shift: Literal["none", "grayscale", "blur", "invert", "noise", "color_jitter"] = opt(
+        "none", "deterministic domain shift applied to every split (a target domain for distill.method=domain)"
+    )
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,32 @@ class DistillConfig:
     alpha: float = opt(0.9, "weight of the soft term: (1-α)·CE + α·T²·KL")
     baseline: bool = opt(True, "also train the same student without KD, identical recipe")
     select: Literal["best_val", "last"] = opt("best_val", "which epoch's weights become student.pt")
+    # fitnets
+    hint_layer: str | None = opt(None, "fitnets: teacher module path whose output is the hint, e.g. layer2 or features.12")
+    guided_layer: str | None = opt(None, "fitnets: student module path regressed onto the hint, e.g. features.4")
+    hint_mode: Literal["two_stage", "single_stage"] = opt(
+        "two_stage", "fitnets: two_stage (hint training, then KD) or single_stage (KD + hint_weight·hint)"
+    )
+    hint_epochs: int = opt(5, "fitnets two_stage: epochs of hint training before the KD stage")
+    hint_weight: float = opt(1.0, "fitnets single_stage: weight of the hint MSE added to the KD loss")
+    hint_regressor: Literal["conv1x1", "conv3x3"] = opt("conv3x3", "fitnets: learned conv mapping guided → hint channels (never saved)")
+    # takd
+    assistants: tuple[str, ...] = opt((), "takd: teacher-assistant archs; chain: teacher → TA₁ → … → student; auto: candidates")
+    ta_select: Literal["chain", "auto"] = opt(
+        "chain", "takd: chain uses every assistant in order; auto trains each from the teacher, keeps the one nearest the accuracy midpoint"
+    )
+    # ensemble
+    teachers: tuple[str, ...] = opt((), "ensemble: one arch per member; empty: teacher.arch for each of teacher_seeds")
+    teacher_seeds: tuple[int, ...] = opt((), "ensemble: one seed per member; empty: seed, seed+1, …")
+    teacher_checkpoints: tuple[str, ...] = opt((), "ensemble: load these members instead of training them")
+    # transfer
+    transfer_set: str | None = opt(None, "transfer: unlabeled images (flat folder, ImageFolder or archive; labels ignored) learned from soft targets alone")
+    transfer_labeled: bool = opt(True, "transfer: also train on the labeled training split (false: the transfer set alone)")
+    # domain
+    target_labels: bool = opt(False, "domain: use the target's training labels in the student's CE (false: soft targets only)")
+    source_labels: bool = opt(True, "domain: mix the labeled source training images into the student's batches")
+    finetune_epochs: int = opt(0, "domain: fine-tune the source teacher on the labeled target training split first")
+    finetune_lr: float | None = opt(None, "domain: fine-tuning lr; None: teacher.lr / 10")
 
 
 @dataclass(frozen=True)
@@ -109,7 +138,8 @@ class ExportConfig:
 class Config:
     name: str | None = opt(None, "run name; None: the config file's stem")
     seed: int = opt(0, "seeds model init, data order and augmentation")
-    data: DataConfig = opt(help="the dataset and how it is split and fed", factory=DataConfig)
+    data: DataConfig = opt(help="the dataset and how it is split and fed (the TARGET domain for distill.method=domain)", factory=DataConfig)
+    source: DataConfig | None = opt(None, "domain: the SOURCE dataset the teacher learns on, same keys as data (e.g. {name: digits})")
     teacher: StageConfig = opt(help="the teacher and its recipe", factory=lambda: StageConfig(arch="resnet20"))
     student: StageConfig = opt(help="the student and its recipe (also the baseline's)", factory=StageConfig)
     distill: DistillConfig = opt(help="how the student learns from the teacher", factory=DistillConfig)
@@ -302,24 +332,7 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
 
 def validate(config: Config) -> None:
     """Checks across fields that types alone cannot express."""
-    d = config.data
-    if not 0.0 <= d.val_fraction < 1.0:
-        raise ConfigError(f"config: data.val_fraction must be in [0, 1), got {d.val_fraction}")
-    if not 0.0 < d.test_fraction < 1.0:
-        raise ConfigError(f"config: data.test_fraction must be in (0, 1), got {d.test_fraction}")
-    if (d.mean is None) != (d.std is None):
-        raise ConfigError("config: set data.mean and data.std together (or neither)")
-    if d.mean is not None and d.std is not None and len(d.mean) != len(d.std):
-        raise ConfigError("config: data.mean and data.std must have one value per channel")
-    if d.std is not None and any(s <= 0 for s in d.std):
-        raise ConfigError("config: data.std values must be positive")
-    for name in ("batch_size", "eval_batch_size"):
-        if getattr(d, name) < 1:
-            raise ConfigError(f"config: data.{name} must be at least 1")
-    if d.train_limit is not None and d.train_limit < 1:
-        raise ConfigError("config: data.train_limit must be at least 1 (or null for all)")
-    if d.image_size is not None and d.image_size < 1:
-        raise ConfigError("config: data.image_size must be at least 1")
+    validate_data(config.data, "data")
     for stage in ("teacher", "student"):
         s: StageConfig = getattr(config, stage)
         if s.epochs < 0:
@@ -328,7 +341,8 @@ def validate(config: Config) -> None:
             raise ConfigError(f"config: {stage}.lr must be positive")
         if not 0.0 <= s.label_smoothing < 1.0:
             raise ConfigError(f"config: {stage}.label_smoothing must be in [0, 1)")
-    if config.teacher.epochs == 0 and config.teacher.checkpoint is None:
+    dc = config.distill
+    if config.teacher.epochs == 0 and config.teacher.checkpoint is None and not dc.teacher_checkpoints:
         raise ConfigError("config: teacher.epochs is 0 and no teacher.checkpoint is given: nothing to teach with")
     if config.student.epochs < 1:
         raise ConfigError("config: student.epochs must be at least 1")
@@ -345,6 +359,40 @@ def validate(config: Config) -> None:
         raise ConfigError("config: distill.temperature must be positive")
     if not 0.0 <= config.distill.alpha <= 1.0:
         raise ConfigError("config: distill.alpha must be in [0, 1]")
+    if dc.hint_epochs < 0 or dc.finetune_epochs < 0:
+        raise ConfigError("config: distill.hint_epochs and distill.finetune_epochs must be 0 or more")
+    if dc.hint_weight < 0:
+        raise ConfigError("config: distill.hint_weight must be 0 or more")
+    if dc.finetune_lr is not None and dc.finetune_lr <= 0:
+        raise ConfigError("config: distill.finetune_lr must be positive")
+    if dc.teachers and dc.teacher_seeds and len(dc.teachers) != len(dc.teacher_seeds):
+        raise ConfigError(
+            f"config: distill.teachers has {len(dc.teachers)} entries and distill.teacher_seeds {len(dc.teacher_seeds)}; give one seed per member"
+        )
+    if dc.teacher_checkpoints and (dc.teachers or dc.teacher_seeds):
+        raise ConfigError("config: distill.teacher_checkpoints loads the ensemble; leave distill.teachers and distill.teacher_seeds empty")
+    if config.source is not None:
+        validate_data(config.source, "source")
+
+
+def validate_data(d: DataConfig, section: str) -> None:
+    if not 0.0 <= d.val_fraction < 1.0:
+        raise ConfigError(f"config: {section}.val_fraction must be in [0, 1), got {d.val_fraction}")
+    if not 0.0 < d.test_fraction < 1.0:
+        raise ConfigError(f"config: {section}.test_fraction must be in (0, 1), got {d.test_fraction}")
+    if (d.mean is None) != (d.std is None):
+        raise ConfigError(f"config: set {section}.mean and {section}.std together (or neither)")
+    if d.mean is not None and d.std is not None and len(d.mean) != len(d.std):
+        raise ConfigError(f"config: {section}.mean and {section}.std must have one value per channel")
+    if d.std is not None and any(s <= 0 for s in d.std):
+        raise ConfigError(f"config: {section}.std values must be positive")
+    for name in ("batch_size", "eval_batch_size"):
+        if getattr(d, name) < 1:
+            raise ConfigError(f"config: {section}.{name} must be at least 1")
+    if d.image_size is not None and d.image_size < 1:
+        raise ConfigError(f"config: {section}.image_size must be at least 1")
+    if d.train_limit is not None and d.train_limit < 1:
+        raise ConfigError(f"config: {section}.train_limit must be at least 1 (or null for all)")
 
 
 def dump_yaml(config: Config) -> str:

@@ -40,12 +40,26 @@ def assert_one_line_error(proc: subprocess.CompletedProcess, *needles: str) -> N
 def test_help_lists_verbs_and_keys() -> None:
     top = edgekd("--help")
     assert top.returncode == 0
-    for verb in ("distill", "models", "methods", "datasets"):
+    for verb in ("distill", "sweep", "models", "methods", "datasets"):
         assert verb in top.stdout
     sub = edgekd("distill", "--help")
     assert sub.returncode == 0
-    for text in ("--config", "--out", "--set", "--resume", "data.name", "teacher.checkpoint", "distill.temperature", "distill.baseline"):
+    for text in ("--config", "--out", "--set", "--resume", "data.name", "teacher.checkpoint", "distill.temperature", "distill.baseline",
+                 "distill.hint_layer", "distill.assistants", "distill.ta_select", "distill.transfer_set", "data.shift", "source"):
         assert text in sub.stdout, text
+    sweep = edgekd("sweep", "--help")
+    assert sweep.returncode == 0
+    for text in ("--temperatures", "--alphas", "sweep.json", "best.yaml", "VAL"):
+        assert text in sweep.stdout, text
+
+
+def test_distill_help_documents_every_method() -> None:
+    """The method list in `distill --help` is written out (help must not import torch): keep it whole."""
+    from edgekd.cli import METHODS_HELP
+    from edgekd.train.methods import METHODS
+
+    listed = {line.split()[0] for line in METHODS_HELP.splitlines()[1:] if line.startswith("  ") and not line.startswith("   ")}
+    assert listed == set(METHODS.names())
 
 
 def test_models_and_methods_listing() -> None:
@@ -67,6 +81,10 @@ def test_models_and_methods_listing() -> None:
         (["--set", "data.name=imagefolder", "--set", "data.root=/no/such/folder"], ["data root not found: /no/such/folder"]),
         (["--set", "teacher.checkpoint=/no/such.pt", "--set", "teacher.epochs=0"], ["checkpoint not found: /no/such.pt"]),
         (["--set", "distill.method=kdd"], ["unknown KD method 'kdd'", "did you mean 'kd'"]),
+        (["--set", "distill.method=fitnets", "--set", "distill.hint_layer=feature.1", "--set", "distill.guided_layer=features.1"],
+         ["distill.hint_layer: the teacher (test_teacher) has no module 'feature.1'", "did you mean 'features.1'?", "valid paths:"]),
+        (["--set", "distill.method=takd", "--set", "distill.assistants=[plain66]"], ["unknown model 'plain66'", "did you mean 'plain6'"]),
+        (["--set", "data.shift=sepia"], ["data.shift: 'sepia' is not one of"]),
         (["--config", "/no/such.yaml"], ["config file not found"]),
     ],
 )
@@ -99,6 +117,13 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path: Path, capsys: pytest.Captu
     torch.save(create_model("resnet8", 10, 1, (8, 8)).state_dict(), bare)
     proc = edgekd_inproc(capsys, "distill", "--out", str(tmp_path / "c"), *overrides, "--set", f"teacher.checkpoint={bare}")
     assert_one_line_error(proc, "does not match the model")
+
+
+def test_sweep_bad_grid_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(SystemExit) as exit_:  # argparse's own usage error
+        edgekd_inproc(capsys, "sweep", "--out", str(tmp_path / "s"), "--temperatures", "1,hot")
+    assert exit_.value.code == 2 and "expected comma-separated numbers" in capsys.readouterr().err
+    assert_one_line_error(edgekd_inproc(capsys, "sweep", "--out", str(tmp_path / "s"), "--alphas", "2"), "alphas must be in [0, 1]")
 
 
 def test_empty_class_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -18,20 +18,25 @@ def resolve_augment(setting: str, channels: int, size: tuple[int, int]) -> str:
 
 
 def load_dataset(cfg: DataConfig, log=print) -> Dataset:
+    from edgekd.data.shift import apply_shift
     from edgekd.data.sources import DATASETS
     from edgekd.data.split import channel_stats, split_off
 
     raw = DATASETS.get(cfg.name)(cfg, log=log)
-    train, val = raw.train, raw.val
+    train, val, test = raw.train, raw.val, raw.test
     if val is None:
         if cfg.val_fraction <= 0:
             raise DataError("data.val_fraction is 0 and the data has no val split: model selection needs one")
         train, val = split_off(train, cfg.val_fraction, cfg.split_seed)
     if cfg.train_limit is not None and cfg.train_limit < len(train):
         _, train = split_off(train, cfg.train_limit / len(train), cfg.split_seed + 1)
-    if len(train) == 0 or len(val) == 0 or len(raw.test) == 0:
-        raise DataError(f"dataset {cfg.name!r} has an empty split (train {len(train)}, val {len(val)}, test {len(raw.test)})")
+    if len(train) == 0 or len(val) == 0 or len(test) == 0:
+        raise DataError(f"dataset {cfg.name!r} has an empty split (train {len(train)}, val {len(val)}, test {len(test)})")
     mean, std = cfg.mean or raw.mean, cfg.std or raw.std
+    if cfg.shift != "none":
+        # a shifted domain is a different distribution: declared statistics no longer describe it
+        train, val, test = (apply_shift(s, cfg.shift, name, cfg.split_seed) for s, name in ((train, "train"), (val, "val"), (test, "test")))
+        mean, std = cfg.mean, cfg.std
     if mean is None or std is None:
         mean, std = channel_stats(train.images)
     channels = train.images.shape[1]
@@ -42,11 +47,12 @@ def load_dataset(cfg: DataConfig, log=print) -> Dataset:
         name=cfg.name,
         train=train,
         val=val,
-        test=raw.test,
+        test=test,
         classes=raw.classes,
         mean=tuple(mean),
         std=tuple(std),
         augment=resolve_augment(cfg.augment, channels, size),
         crop_padding=cfg.crop_padding,
         source=raw.source,
+        shift=cfg.shift,
     )

@@ -39,6 +39,7 @@ class Dataset:
     augment: str  # resolved: none | crop | flip | crop_flip
     crop_padding: int = 4
     source: dict = field(default_factory=dict)  # where the data came from, for the run's record
+    shift: str = "none"  # data.shift applied to every split (a synthetic target domain)
 
     @property
     def num_classes(self) -> int:
@@ -63,4 +64,10 @@ class Dataset:
             "mean": list(self.mean),
             "std": list(self.std),
             "sizes": {"train": len(self.train), "val": len(self.val), "test": len(self.test)},
+            **({"shift": self.shift} if self.shift != "none" else {}),
         }
+
+
+def concat(*splits: Split) -> Split:
+    """One split holding the samples of all (e.g. labeled data + an unlabeled transfer set)."""
+    return Split(np.concatenate([s.images for s in splits]), np.concatenate([s.labels for s in splits]))

@@ -144,12 +144,12 @@ def load_imagefolder(
         _, val_files, val_labels = scan_split(base / "val", classes)
         val = load_split_cached(val_files, val_labels, image_size, cache_dir, log)
     # every split must feed the same model input as train (channels and size)
-    test = _match(test, train.images.shape[1:])
-    val = _match(val, train.images.shape[1:]) if val is not None else None
+    test = match_shape(test, train.images.shape[1:])
+    val = match_shape(val, train.images.shape[1:]) if val is not None else None
     return train, val, test, classes, base
 
 
-def _match(split: Split, shape: tuple[int, ...]) -> Split:
+def match_shape(split: Split, shape: tuple[int, ...]) -> Split:
     """Bring a split to the training split's channels and size (e.g. a stray RGB test image)."""
     if split.images.shape[1:] == tuple(shape):
         return split

@@ -7,6 +7,10 @@ Outputs in the run folder::
     *_best.pt *_last.pt                          best-on-val / last epoch (last holds training state)
     metrics.jsonl    one JSON record per stage × epoch
     summary.json     val/test accuracy, params, MACs per model; wall time per stage
+
+Methods with more stages (TAKD links ``ta1.pt``…, ensemble members ``teacher1.pt``…, the FitNets
+hint stage ``student_hint.pt``, a fine-tuned domain teacher) add their own named stages and
+summary sections; the orchestration of each lives in :mod:`edgekd.train.flows`.
 """
 
 from __future__ import annotations
@@ -18,8 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.atomic import write_json, write_text
-from edgekd.config import Config, StageConfig, diff, dump_yaml, load_config
-from edgekd.errors import CheckpointError, ConfigError, EdgekdError
+from edgekd.config import Config, StageConfig, diff, dump_yaml, load_config, to_dict
+from edgekd.errors import ConfigError, EdgekdError
 from edgekd.ui import Timer, log, print_table
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.jsonl")
@@ -46,8 +50,12 @@ def distill(
     cfg = config if isinstance(config, Config) else load_config(config, set)
     if isinstance(config, Config) and set:
         raise ConfigError("pass overrides through load_config when giving a Config object")
+    from edgekd.train.methods import check_method_config
+
     out_dir = Path(out) if out is not None else default_out(cfg)
+    check_method_config(cfg)  # before the folder is touched: a wrong key costs nothing
     cfg = _prepare_out_dir(cfg, out_dir, config is not None or bool(set), resume, overwrite)
+    check_method_config(cfg)  # a resumed run runs its saved config
     return _Run(cfg, out_dir, resume, on_epoch).execute()
 
 
@@ -92,54 +100,58 @@ class _MetricsLog:
 
 
 class _Run:
+    """One run folder: the data, the device, and the helpers that every flow composes.
+
+    A flow (``edgekd.train.flows.FLOWS``, chosen by the method) calls :meth:`teacher`,
+    :meth:`train`, :meth:`baseline`… in its own order and returns the summary's model records.
+    Every trained model is a named stage (``<name>.pt``, ``<name>_last.pt``), so resuming skips
+    finished stages and continues the interrupted one, whatever the flow.
+    """
+
     def __init__(self, cfg: Config, out_dir: Path, resume: bool, on_epoch: Sequence[Any]) -> None:
         self.cfg, self.out_dir, self.resume = cfg, out_dir, resume
         self.metrics = _MetricsLog(out_dir / "metrics.jsonl", keep_existing=resume)
         self.on_epoch = [self.metrics.update, *on_epoch]
+        self.wall: dict[str, float] = {}  # stage name → training seconds (0 for loaded models)
 
-    def execute(self) -> dict[str, Any]:
-        import torch
-
+    def setup(self) -> None:
         from edgekd.data import load_dataset
         from edgekd.train.runtime import amp_dtype, configure
 
-        total = Timer()
         cfg = self.cfg
         self.device = configure(cfg.runtime, cfg.seed)
         self.amp = amp_dtype(cfg.runtime.amp, self.device)
         log(f"distill: run {self.out_dir} on {self.device}" + (f" ({self.amp})" if self.amp else ""))
         self.data = load_dataset(cfg.data, log=log)
-        d = self.data
-        log(
-            f"data: {d.name} {d.in_channels}x{d.image_size[0]}x{d.image_size[1]}, {d.num_classes} classes, "
-            f"train/val/test {len(d.train)}/{len(d.val)}/{len(d.test)}, augment {d.augment}"
-        )
-        summary: dict[str, Any] = {}
-        wall: dict[str, float] = {}
+        log_data(self.data)
 
-        teacher, summary["teacher"] = self._teacher()
-        wall["teacher"] = summary["teacher"]["wall_s"]
-        teacher.requires_grad_(False)
-        summary["student"] = self._train("student", cfg.student, cfg.distill.method, teacher)
-        wall["student"] = summary["student"]["wall_s"]
-        if cfg.distill.baseline:
-            summary["baseline"] = self._train("baseline", cfg.student, "ce", None)
-            wall["baseline"] = summary["baseline"]["wall_s"]
-        wall["total"] = round(total.elapsed, 2)
-        summary["wall_s"] = wall
-        summary["distill"] = {"method": cfg.distill.method, "temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha}
-        summary["data"] = {k: v for k, v in d.describe().items() if k != "classes"}
+    def execute(self) -> dict[str, Any]:
+        import torch
+
+        from edgekd.train.flows import FLOWS
+        from edgekd.train.methods import METHODS
+
+        total = Timer()
+        cfg = self.cfg
+        method_cls = METHODS.get(cfg.distill.method)
+        self.setup()
+        summary: dict[str, Any] = FLOWS.get(method_cls.flow)(self)
+        self.wall["total"] = round(total.elapsed, 2)
+        summary["wall_s"] = self.wall
+        summary["distill"] = {k: to_dict(getattr(cfg.distill, k)) for k in ("method", "temperature", "alpha", *method_cls.keys)}
+        summary["data"] = {k: v for k, v in self.data.describe().items() if k != "classes"}
         summary["device"] = str(self.device)
         summary["torch"] = torch.__version__
         write_json(self.out_dir / "summary.json", summary)
         print_summary(summary)
-        log(f"distill: wrote {self.out_dir}/summary.json, student.pt, teacher.pt" + (", baseline.pt" if cfg.distill.baseline else ""))
+        models = sorted(p.name for p in self.out_dir.glob("*.pt") if not p.stem.endswith(("_last", "_best")))
+        log(f"distill: wrote {self.out_dir}/summary.json, {', '.join(models)}")
         return summary
 
     # -- stages ------------------------------------------------------------------------------
 
-    def _done(self, name: str) -> dict[str, Any] | None:
-        """A finished stage's result, when resuming a run that already completed it."""
+    def done(self, name: str) -> dict[str, Any] | None:
+        """A finished stage's checkpoint, when resuming a run that already completed it."""
         from edgekd.checkpoint import load_checkpoint
 
         path = self.out_dir / f"{name}.pt"
@@ -150,89 +162,138 @@ class _Run:
                 return ckpt
         return None
 
-    def _teacher(self):
+    def teacher(self, data=None, name: str = "teacher", recipe: StageConfig | None = None, seed: int | None = None):
+        """(frozen teacher fed ``data``'s batches, its record): loaded from ``recipe.checkpoint`` or trained."""
         from edgekd.checkpoint import build_model
 
-        cfg = self.cfg
-        done = self._done("teacher")
+        data = data or self.data
+        recipe = recipe or self.cfg.teacher
+        done = self.done(name)
         if done is not None:
-            return _with_input_stats(build_model(done), done, self.data), done["metrics"]
-        if cfg.teacher.checkpoint:
-            return self._load_teacher(cfg.teacher.checkpoint)
-        result = self._train("teacher", cfg.teacher, "ce", None)
+            self.wall[name] = done["metrics"]["wall_s"]
+            return self.frozen(build_model(done), done, data), done["metrics"]
+        if recipe.checkpoint:
+            model, result = self.load_teacher(recipe.checkpoint, name=name, data=data, recipe=recipe)
+            self.wall[name] = 0.0
+            return model, result
+        result = self.train(name, recipe, self.task_method, None, data=data, seed=seed)
+        return self.load(name, data), result
+
+    def load(self, name: str, data=None, quiet: bool = False):
+        """Finished stage ``<name>.pt`` as a frozen model fed ``data``'s batches (the next stage's teacher)."""
         from edgekd.checkpoint import load_model
 
-        model, _ = load_model(self.out_dir / "teacher.pt")
-        return model, result
+        model, ckpt = load_model(self.out_dir / f"{name}.pt")
+        return self.frozen(model, ckpt, data or self.data, quiet)
 
-    def _load_teacher(self, path: str):
+    @staticmethod
+    def frozen(model, ckpt: dict[str, Any], data, quiet: bool = False):
+        """Eval mode, no gradients, and re-normalized input when ``data`` is normalized differently."""
+        from edgekd.train.teachers import with_input_stats
+
+        model = with_input_stats(model, ckpt, data, log=None if quiet else log).eval()
+        model.requires_grad_(False)
+        return model
+
+    def load_teacher(self, path: str, name: str = "teacher", data=None, recipe: StageConfig | None = None):
         """A given teacher checkpoint: checked against the data, evaluated, copied into the run."""
         from edgekd.checkpoint import build_model, check_compatible, load_checkpoint, load_weights, model_payload, save_checkpoint
         from edgekd.models import create_model
 
-        data_info = self.data.describe()
+        data = data or self.data
+        data_info = data.describe()
         ckpt = load_checkpoint(path)
         if ckpt["format"] == "state_dict":  # weights from elsewhere: the configured arch, this data's input
-            t = self.cfg.teacher
-            c, size = self.data.in_channels, self.data.image_size
-            model = create_model(t.arch, self.data.num_classes, c, size, **t.kwargs)
+            t = recipe or self.cfg.teacher
+            model = create_model(t.arch, data.num_classes, data.in_channels, data.image_size, **t.kwargs)
             load_weights(model, ckpt["state_dict"], path)
-            ckpt = model_payload(model, t.arch, t.kwargs, data_info, "teacher")
+            ckpt = model_payload(model, t.arch, t.kwargs, data_info, name)
         else:
             check_compatible(ckpt, data_info, path)
             model = build_model(ckpt, path)
-        model = _with_input_stats(model, ckpt, self.data)
-        result = self._score(model, ckpt["arch"])
+        model = self.frozen(model, ckpt, data)
+        result = self.score(model, ckpt["arch"], data, checkpoint=f"{name}.pt")
         ckpt = {k: v for k, v in ckpt.items() if k not in ("format", "edgekd_version", "train_state")}
-        ckpt.update(role="teacher", metrics=result, complete=True, source=str(path))
-        save_checkpoint(self.out_dir / "teacher.pt", ckpt)
-        log(f"teacher: loaded {path} ({ckpt['arch']}), val {result['val_acc']:.4f}")
-        return model.eval(), result
+        ckpt.update(role=name, metrics=result, complete=True, source=str(path))
+        save_checkpoint(self.out_dir / f"{name}.pt", ckpt)
+        log(f"{name}: loaded {path} ({ckpt['arch']}), val {result['val_acc']:.4f}")
+        return model, result
 
-    def _score(self, model, arch: str) -> dict[str, Any]:
+    def accuracy(self, model, data=None) -> tuple[float, float]:
+        """(val, test) accuracy of ``model`` on ``data``, rounded like every record."""
         from edgekd.data.loader import Batches
         from edgekd.train.evaluate import evaluate
-        from edgekd.models import count_macs, count_params
 
-        d, bs = self.data, self.cfg.data.eval_batch_size
+        d, bs = data or self.data, self.cfg.data.eval_batch_size
         model.to(self.device)
         v = evaluate(model, Batches(d.val, d.mean, d.std, bs, self.device), self.amp)
         t = evaluate(model, Batches(d.test, d.mean, d.std, bs, self.device), self.amp)
+        return round(v.acc, 6), round(t.acc, 6)
+
+    def score(self, model, arch: str, data=None, checkpoint: str = "teacher.pt") -> dict[str, Any]:
+        """The record of a model that was not trained here (epochs 0, wall 0)."""
+        from edgekd.models import count_macs, count_params
+
+        d = data or self.data
+        val_acc, test_acc = self.accuracy(model, d)
         return {
             "arch": arch,
             "params": count_params(model),
             "macs": count_macs(model, (1, d.in_channels, *d.image_size)),
-            "val_acc": round(v.acc, 6),
-            "test_acc": round(t.acc, 6),
+            "val_acc": val_acc,
+            "test_acc": test_acc,
             "epochs": 0,
             "wall_s": 0.0,
-            "checkpoint": "teacher.pt",
+            "checkpoint": checkpoint,
         }
 
-    def _train(self, name: str, recipe: StageConfig, method_name: str, teacher) -> dict[str, Any]:
+    def train(
+        self,
+        name: str,
+        recipe: StageConfig,
+        method: Any,
+        teacher,
+        *,
+        data=None,
+        seed: int | None = None,
+        init: str | Path | None = None,
+        select: str | None = None,
+        method_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Train stage ``name``, or return its record when a resumed run already finished it.
+
+        ``method`` is a registry name or a built :class:`DistillMethod` (``method_name`` is then
+        what the checkpoint records); ``data`` the training data (default: the run's); ``init``
+        a checkpoint whose weights start the model (default: ``recipe.checkpoint``, students only).
+        """
         import torch
 
+        from edgekd.models import create_model
         from edgekd.train.methods import build_method
         from edgekd.train.trainer import Stage, train_stage
-        from edgekd.models import create_model
 
-        done = self._done(name)
+        done = self.done(name)
         if done is not None:
+            self.wall[name] = done["metrics"]["wall_s"]
             return done["metrics"]
-        cfg, d = self.cfg, self.data
-        method = build_method(method_name, cfg.distill, recipe)
-        torch.manual_seed(cfg.seed)  # student and baseline start from identical weights
+        cfg, d = self.cfg, data or self.data
+        seed = cfg.seed if seed is None else seed
+        if isinstance(method, str):
+            method_name, method = method, build_method(method, cfg.distill, recipe)
+        torch.manual_seed(seed)  # student and baseline start from identical weights
         model = create_model(recipe.arch, d.num_classes, d.in_channels, d.image_size, **recipe.kwargs)
-        if recipe.checkpoint and name != "teacher":
+        if init is None and recipe.checkpoint and not name.startswith("teacher"):
+            init = recipe.checkpoint
+        if init:
             from edgekd.checkpoint import check_compatible, load_checkpoint, load_weights
 
-            init = load_checkpoint(recipe.checkpoint)
-            if init["format"] != "state_dict":
-                check_compatible(init, d.describe(), recipe.checkpoint)
-            load_weights(model, init["state_dict"], recipe.checkpoint)
-        extra = {"method": method_name}
+            ckpt = load_checkpoint(init)
+            if ckpt["format"] != "state_dict":
+                check_compatible(ckpt, d.describe(), init)
+            load_weights(model, ckpt["state_dict"], init)
+        extra: dict[str, Any] = {"method": method_name}
         if method.needs_teacher:
-            extra["distill"] = {"temperature": cfg.distill.temperature, "alpha": cfg.distill.alpha}
+            extra["distill"] = {"temperature": cfg.distill.temperature, "alpha": getattr(method, "alpha", cfg.distill.alpha)}
         stage = Stage(
             name=name,
             arch=recipe.arch,
@@ -245,52 +306,70 @@ class _Run:
             extra=extra,
         )
         log(f"{name}: {recipe.arch} with {method_name} for {recipe.epochs} epochs")
-        return train_stage(
-            stage, model, d, self.out_dir, self.device, self.amp, cfg.seed, cfg.distill.select, self.resume, self.on_epoch
+        result = train_stage(
+            stage, model, d, self.out_dir, self.device, self.amp, seed, select or cfg.distill.select, self.resume, self.on_epoch
         )
+        self.wall[name] = result["wall_s"]
+        return result
+
+    def baseline(self, data=None) -> dict[str, Any]:
+        """The same student without KD: identical recipe, seed and data, hard labels only."""
+        return self.train("baseline", self.cfg.student, self.task_method, None, data=data)
+
+    @property
+    def task_method(self) -> str:
+        """The hard-label loss of teachers and baselines: ``ce``, or ``bce`` for sigmoid-output methods."""
+        from edgekd.train.methods import METHODS
+
+        return METHODS.get(self.cfg.distill.method).task_method
 
 
-def _with_input_stats(model, ckpt: dict[str, Any], data):
-    """Feed a teacher the normalization it was trained with, when it differs from the data's.
+def log_data(d) -> None:
+    log(
+        f"data: {d.name} {d.in_channels}x{d.image_size[0]}x{d.image_size[1]}, {d.num_classes} classes, "
+        f"train/val/test {len(d.train)}/{len(d.val)}/{len(d.test)}, augment {d.augment}"
+        + (f", shift {d.shift}" if d.shift != "none" else "")
+    )
 
-    Batches arrive normalized with the data's statistics; a teacher trained elsewhere (another
-    dataset, domain adaptation) expects its own, so its input is re-normalized on the way in.
-    """
-    import torch
-    from torch import nn
 
-    own_mean, own_std = ckpt["data"]["mean"], ckpt["data"]["std"]
-    if list(own_mean) == list(data.mean) and list(own_std) == list(data.std):
-        return model
+MODEL_COLUMNS = ["model", "arch", "params", "MACs", "val acc %", "test acc %", "epochs", "wall s"]
 
-    class Renormalize(nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            c = len(own_mean)
-            self.register_buffer("scale", (torch.tensor(data.std) / torch.tensor(own_std)).view(1, c, 1, 1))
-            self.register_buffer("shift", ((torch.tensor(data.mean) - torch.tensor(own_mean)) / torch.tensor(own_std)).view(1, c, 1, 1))
 
-        def forward(self, x: torch.Tensor) -> torch.Tensor:
-            return x * self.scale + self.shift  # (x·σ_d + μ_d − μ_t) / σ_t
-
-    if len(own_mean) != data.in_channels:
-        raise CheckpointError(f"teacher normalization has {len(own_mean)} channels, the data {data.in_channels}")
-    log("teacher: re-normalizing inputs to the statistics it was trained with")
-    return nn.Sequential(Renormalize(), model).eval()
+def _model_row(name: str, r: dict[str, Any]) -> list[Any]:
+    return [name, r["arch"], r["params"], r["macs"], _pct(r["val_acc"]), _pct(r["test_acc"]), r["epochs"], round(r["wall_s"], 1)]
 
 
 def print_summary(summary: dict[str, Any]) -> None:
-    rows = []
-    for name in ("teacher", "student", "baseline"):
+    rows = [_model_row(m["name"], m) for m in summary.get("teachers", [])]  # ensemble members first
+    for name in ("teacher_source", "teacher", "student", "baseline"):
         r = summary.get(name)
         if r:
-            rows.append([name, r["arch"], r["params"], r["macs"], _pct(r["val_acc"]), _pct(r["test_acc"]), r["epochs"], round(r["wall_s"], 1)])
-    for link in summary.get("links", []):
-        rows.append([link["name"], link["arch"], link["params"], link["macs"], _pct(link["val_acc"]), _pct(link["test_acc"]), link["epochs"], round(link["wall_s"], 1)])
-    print_table("distill summary", ["model", "arch", "params", "MACs", "val acc %", "test acc %", "epochs", "wall s"], rows)
+            rows.append(_model_row(name, r))
+    print_table("distill summary", MODEL_COLUMNS, rows)
+    links = summary.get("links", [])
+    if links:
+        auto = any("chosen" in r for r in links)  # automatic TA choice: mark the kept candidate
+        print_table(
+            "TAKD links (teacher → student)",
+            ["link", "teacher", *MODEL_COLUMNS[1:], *(["chosen"] if auto else [])],
+            [[r["name"], r["teacher"], *_model_row(r["name"], r)[1:], *(["yes" if r.get("chosen") else ""] if auto else [])] for r in links],
+        )
+    domains = summary.get("domains")
+    if domains:
+        src, tgt = domains["source"], domains["target"]
+        names = [n for n in tgt["accuracy"] if n in src["accuracy"]]
+        print_table(
+            f"accuracy per domain (source {_domain(src)}, target {_domain(tgt)})",
+            ["model", "source val %", "source test %", "target val %", "target test %"],
+            [[n, *(_pct(d["accuracy"][n][k]) for d in (src, tgt) for k in ("val_acc", "test_acc"))] for n in names],
+        )
     if "baseline" in summary:
         gain = 100 * (summary["student"]["test_acc"] - summary["baseline"]["test_acc"])
         print(f"KD gain over the no-KD baseline on test: {gain:+.2f} points")
+
+
+def _domain(d: dict[str, Any]) -> str:
+    return d["dataset"] + (f" ({d['shift']})" if d.get("shift", "none") != "none" else "")
 
 
 def _pct(x: float) -> str:

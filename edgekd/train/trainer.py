@@ -89,7 +89,7 @@ def train_stage(
     model.to(device)
     method.to(device)
     teacher = stage.teacher.to(device).eval() if stage.teacher is not None else None
-    method.attach(model, teacher)
+    method.attach(model, teacher, (1, data.in_channels, *data.image_size))
 
     train = Batches(data.train, data.mean, data.std, stage.batch_size, device, data.augment, data.crop_padding, shuffle=True, seed=seed, drop_last=True)
     val = Batches(data.val, data.mean, data.std, stage.eval_batch_size, device)
@@ -156,6 +156,7 @@ def _train_epoch(stage, model, teacher, method, batches, optimizer, scaler, devi
     recipe = stage.recipe
     sums: dict[str, torch.Tensor] = {}
     correct = torch.zeros((), device=device, dtype=torch.long)
+    labeled = torch.zeros((), device=device, dtype=torch.long)  # label -1 (transfer set, target domain): no accuracy
     seen, shown = 0, 0
     steps = len(batches)
     with progress(f"{stage.name} {epoch + 1}/{recipe.epochs}", steps) as bar:
@@ -178,14 +179,15 @@ def _train_epoch(stage, model, teacher, method, batches, optimizer, scaler, devi
             seen += b
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0) + v.detach().float() * b
-            correct += (s_out.detach().argmax(1) == y).sum()
+            correct += (s_out.detach().argmax(1) == y).sum()  # -1 never equals a class index
+            labeled += (y >= 0).sum()
             if i % 10 == 9 or i == steps - 1:  # .item() syncs the device: not every step
-                bar.update(i + 1 - shown, loss=(sums["loss"] / seen).item(), acc=correct.item() / seen)
+                bar.update(i + 1 - shown, loss=(sums["loss"] / seen).item(), acc=correct.item() / max(labeled.item(), 1))
                 shown = i + 1
     record: dict[str, Any] = {"stage": stage.name, "epoch": epoch + 1, "lr": round(lr, 8)}
     for k, v in sums.items():
         record[k] = round(float(v) / max(seen, 1), 6)
-    record["train_acc"] = round(correct.item() / max(seen, 1), 6)
+    record["train_acc"] = round(correct.item() / max(labeled.item(), 1), 6)
     return record
 
 

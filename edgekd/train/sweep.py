@@ -1,0 +1,189 @@
+"""Temperature (and α) sweep: one teacher, one distill run per grid point, the winner chosen on val.
+
+Layout of the sweep folder::
+
+    config.yaml      the base config (resolved)
+    teacher/         the shared teacher (or ensemble members, or source-domain teacher), trained once
+    T4_a0.9/ …       one ordinary distill run per grid point, loading the shared teacher
+    sweep.json       every point's val/test accuracy, the winner, the shared teacher's record
+    sweep.png        val accuracy against T, one line per α
+    best.yaml        the winner's config (teacher.checkpoint → the shared teacher): reproduces it
+
+Only val accuracy chooses; test accuracy is reported, never used. The no-KD baseline does not
+depend on T or α, so it is trained in the first point only (except for TAKD with automatic TA
+choice, whose every point needs it). Interrupted sweeps continue with ``resume=True``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgekd.atomic import write_json, write_text
+from edgekd.config import Config, dump_yaml, load_config, validate
+from edgekd.errors import ConfigError
+from edgekd.ui import log, print_table, warn
+
+DEFAULT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0)  # the usual grid (Hinton et al.; methods.md)
+
+
+def point_name(temperature: float, alpha: float) -> str:
+    return f"T{temperature:g}_a{alpha:g}"
+
+
+def sweep(
+    config: Config | str | Path | None = None,
+    out: str | Path | None = None,
+    set: Sequence[str] = (),  # noqa: A002 - same name as the CLI's --set
+    temperatures: Sequence[float] = DEFAULT_TEMPERATURES,
+    alphas: Sequence[float] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> dict[str, Any]:
+    """Sweep ``temperatures`` × ``alphas`` (default: the config's α) and return ``sweep.json``'s content."""
+    from edgekd.train.methods import METHODS, check_method_config
+    from edgekd.train.run import _prepare_out_dir
+
+    cfg = config if isinstance(config, Config) else load_config(config, set)
+    if isinstance(config, Config) and set:
+        raise ConfigError("pass overrides through load_config when giving a Config object")
+    temperatures = [float(t) for t in temperatures]
+    alphas = [float(a) for a in (alphas if alphas else [cfg.distill.alpha])]
+    if not temperatures or any(t <= 0 for t in temperatures):
+        raise ConfigError(f"sweep: temperatures must be positive numbers, got {temperatures}")
+    if any(not 0.0 <= a <= 1.0 for a in alphas):
+        raise ConfigError(f"sweep: alphas must be in [0, 1], got {alphas}")
+    check_method_config(cfg)
+    method = METHODS.get(cfg.distill.method)
+    if not method.needs_teacher:
+        raise ConfigError(f"sweep: distill.method={cfg.distill.method} uses no teacher: there is no temperature to sweep")
+    if not getattr(method, "uses_temperature", True) and len(temperatures) > 1:
+        warn(f"distill.method={cfg.distill.method} ignores the temperature: the points differ only in α")
+    if not getattr(method, "uses_alpha", True) and len(alphas) > 1:
+        warn(f"distill.method={cfg.distill.method} ignores α: the points differ only in T")
+    out_dir = Path(out) if out is not None else Path("runs") / f"{cfg.name or 'run'}-sweep"
+    cfg = _prepare_out_dir(cfg, out_dir, config is not None or bool(set), resume, overwrite)
+    check_method_config(cfg)  # a resumed sweep runs its saved config
+
+    teacher_record, teacher_keys = train_shared_teacher(cfg, out_dir / "teacher", resume)
+    points, baseline = [], None
+    for i, (t, a) in enumerate((t, a) for a in alphas for t in temperatures):
+        keep_baseline = cfg.distill.baseline and (i == 0 or cfg.distill.ta_select == "auto")
+        point_cfg = _point_config(cfg, teacher_keys, t, a, keep_baseline)
+        summary = _run_point(point_cfg, out_dir / point_name(t, a), resume)
+        baseline = baseline or summary.get("baseline")
+        s = summary["student"]
+        points.append({"temperature": t, "alpha": a, "val_acc": s["val_acc"], "test_acc": s["test_acc"],
+                       "epoch": s.get("epoch"), "wall_s": summary["wall_s"]["total"], "run": point_name(t, a)})
+    best = max(range(len(points)), key=lambda k: (points[k]["val_acc"], -k))  # ties: the earlier point
+    winner = points[best]
+    best_cfg = _point_config(cfg, teacher_keys, winner["temperature"], winner["alpha"], cfg.distill.baseline)
+    best_cfg = dataclasses.replace(best_cfg, name=f"{cfg.name or 'run'}-best")
+    write_text(out_dir / "best.yaml", dump_yaml(best_cfg))
+    result = {
+        "method": cfg.distill.method,
+        "selection": "highest student val accuracy (test accuracy is reported, never used to choose)",
+        "teacher": teacher_record,
+        "baseline": baseline,
+        "points": points,
+        "winner": winner,
+        "best_config": "best.yaml",
+        "plot": "sweep.png",
+    }
+    _plot(result, out_dir / "sweep.png")
+    write_json(out_dir / "sweep.json", result)
+    _print(result)
+    log(f"sweep: wrote {out_dir}/sweep.json, sweep.png, best.yaml")
+    return result
+
+
+def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Train (or load) the teacher side of ``cfg`` once, in ``folder``: the teacher, the ensemble
+    members or the source-domain teacher, as the method needs. Returns its record and the config
+    keys (section → {key: value}) that make any later run load it instead of training it."""
+    from edgekd.train.methods import METHODS
+    from edgekd.train.run import _Run
+
+    folder.mkdir(parents=True, exist_ok=True)
+    write_text(folder / "config.yaml", dump_yaml(cfg))
+    run = _Run(cfg, folder, resume, ())
+    run.setup()
+    flow = METHODS.get(cfg.distill.method).flow
+    if flow == "ensemble":
+        from edgekd.train.ensemble import ensemble_record, train_members
+
+        models, records = train_members(run)
+        record = {**ensemble_record(run, models, records), "teachers": records}
+        paths = [str((folder / f"{r['name']}.pt").resolve()) for r in records]
+        keys = {"distill": {"teacher_checkpoints": tuple(paths), "teachers": (), "teacher_seeds": ()}, "teacher": {"epochs": 0}}
+    else:
+        if flow == "domain":
+            from edgekd.train.domain import load_source, source_teacher
+
+            _, record = source_teacher(run, load_source(cfg.source, run.data))
+        else:
+            _, record = run.teacher()
+        keys = {"teacher": {"checkpoint": str((folder / "teacher.pt").resolve()), "epochs": 0}}
+    write_json(folder / "summary.json", {"teacher": record})
+    return record, keys
+
+
+def _point_config(cfg: Config, teacher_keys: dict[str, Any], temperature: float, alpha: float, baseline: bool) -> Config:
+    distill = dataclasses.replace(cfg.distill, temperature=temperature, alpha=alpha, baseline=baseline, **teacher_keys.get("distill", {}))
+    teacher = dataclasses.replace(cfg.teacher, **teacher_keys.get("teacher", {}))
+    point = dataclasses.replace(cfg, name=f"{cfg.name or 'run'}-{point_name(temperature, alpha)}", distill=distill, teacher=teacher)
+    validate(point)
+    return point
+
+
+def _run_point(cfg: Config, folder: Path, resume: bool) -> dict[str, Any]:
+    from edgekd.train.run import distill
+
+    if resume and (folder / "summary.json").is_file():
+        log(f"sweep: {folder.name} already complete")
+        return json.loads((folder / "summary.json").read_text())
+    if resume and (folder / "config.yaml").is_file():
+        return distill(cfg, out=folder, resume=True)
+    return distill(cfg, out=folder, overwrite=True)  # a half-written folder of a fresh sweep
+
+
+def _print(result: dict[str, Any]) -> None:
+    rows = [[p["temperature"], p["alpha"], f"{100 * p['val_acc']:.2f}", f"{100 * p['test_acc']:.2f}",
+             "← best on val" if p is result["winner"] else "", p["run"]] for p in result["points"]]
+    print_table(f"{result['method']} sweep (chosen on val)", ["T", "α", "val acc %", "test acc %", "", "run"], rows)
+    w, t = result["winner"], result["teacher"]
+    print(f"winner: T={w['temperature']:g} α={w['alpha']:g}  val {100 * w['val_acc']:.2f}  test {100 * w['test_acc']:.2f}"
+          f"  (teacher val {100 * t['val_acc']:.2f})")
+
+
+def _plot(result: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: no display needed
+    import matplotlib.pyplot as plt
+
+    from edgekd.atomic import write_with
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for alpha in sorted({p["alpha"] for p in result["points"]}):
+        pts = sorted((p for p in result["points"] if p["alpha"] == alpha), key=lambda p: p["temperature"])
+        ax.plot([p["temperature"] for p in pts], [100 * p["val_acc"] for p in pts], marker="o", label=f"student, α={alpha:g}")
+    ax.axhline(100 * result["teacher"]["val_acc"], color="gray", linestyle=":", label="teacher")
+    if result.get("baseline"):
+        ax.axhline(100 * result["baseline"]["val_acc"], color="gray", linestyle="--", label="no-KD student")
+    w = result["winner"]
+    ax.plot([w["temperature"]], [100 * w["val_acc"]], marker="*", markersize=14, color="red", linestyle="none", label="chosen")
+    ax.set_xscale("log", base=2)
+    temps = sorted({p["temperature"] for p in result["points"]})
+    ax.set_xticks(temps, [f"{t:g}" for t in temps])
+    ax.minorticks_off()
+    ax.set_xlabel("temperature T")
+    ax.set_ylabel("val accuracy %")
+    ax.set_title(f"{result['method']}: val accuracy vs temperature")
+    ax.legend(fontsize="small")
+    fig.tight_layout()
+    write_with(path, lambda fh: fig.savefig(fh, format="png"))
+    plt.close(fig)

@@ -1,0 +1,43 @@
+"""benchmarks/methods_cifar10.py end to end on a tiny CIFAR-shaped ImageFolder (seconds)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import make_imagefolder
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(name, REPO / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_methods_cifar10_table(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    bench = _load("methods_cifar10")
+    classes = {f"c{i}": 3 for i in range(10)}  # 30 train / 20 test images, 32×32 RGB like CIFAR-10
+    data = make_imagefolder(tmp_path / "cifar", classes, size=(32, 32), mode="RGB")
+    out = tmp_path / "bench"
+    result = bench.run_benchmark(recipe="cpu", seeds=2, epochs=1, data=str(data), out=out, device="cpu", threads=1)
+    assert [r["row"] for r in result["table"]] == ["nokd", "kd", "fitnets", "takd"]
+    for r in result["table"]:
+        assert r["seeds"] == 2 and 0 <= r["test_mean"] <= 100 and r["test_std"] >= 0
+        assert r["int8_test_mean"] is None  # the export stage's hook is not filled yet
+    # one teacher, trained once, shared by every row and seed
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("teacher_last.pt")) == ["teacher/teacher_last.pt"]
+    assert result["teacher"]["arch"] == "plain10" and result["teacher"]["epochs"] == 1
+    takd = [r for r in result["runs"] if r["row"] == "takd"]
+    assert [link["arch"] for link in takd[0]["links"]] == ["plain6", "plain2"]
+    # final-epoch figures, never a test-picked checkpoint
+    kd0 = json.loads((out / "kd" / "seed0" / "summary.json").read_text())
+    assert kd0["student"]["epoch"] == kd0["student"]["epochs"]
+    assert json.loads((out / "results.json").read_text())["table"] == result["table"]
+    printed = capsys.readouterr().out
+    assert "FITNETS" in printed and "TAKD" in printed and "paper test %" in printed

@@ -1,0 +1,75 @@
+"""`edgekd sweep`: one shared teacher, one distill run per (T, α), the winner chosen on val."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from conftest import tiny_overrides
+from edgekd.config import load_config
+from edgekd.train.sweep import sweep
+
+
+@pytest.fixture(scope="module")
+def swept(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("sweep") / "s"
+    result = sweep(out=out, set=tiny_overrides(**{"student.epochs": 1}), temperatures=[1, 4], alphas=[0.5, 0.9])
+    return out, result
+
+
+def test_teacher_is_trained_once_and_shared(swept: tuple[Path, dict]) -> None:
+    out, result = swept
+    assert sorted(p.parent.name for p in out.rglob("teacher_last.pt")) == ["teacher"]  # trained in one place only
+    shared = json.loads((out / "teacher" / "summary.json").read_text())["teacher"]
+    assert shared["epochs"] == 2 and result["teacher"] == shared
+    runs = [json.loads((out / p["run"] / "summary.json").read_text()) for p in result["points"]]
+    assert len(runs) == 4
+    for r in runs:
+        assert r["teacher"]["epochs"] == 0 and r["teacher"]["test_acc"] == shared["test_acc"]  # loaded, the same teacher
+    assert "baseline" in runs[0] and not any("baseline" in r for r in runs[1:])  # T and α do not change it: once
+    assert result["baseline"] == runs[0]["baseline"]
+
+
+def test_points_and_winner_chosen_on_val(swept: tuple[Path, dict]) -> None:
+    out, result = swept
+    assert [(p["temperature"], p["alpha"]) for p in result["points"]] == [(1, 0.5), (4, 0.5), (1, 0.9), (4, 0.9)]
+    for p in result["points"]:
+        s = json.loads((out / p["run"] / "summary.json").read_text())
+        assert (s["distill"]["temperature"], s["distill"]["alpha"]) == (p["temperature"], p["alpha"])
+        assert (p["val_acc"], p["test_acc"]) == (s["student"]["val_acc"], s["student"]["test_acc"])
+    best_val = max(p["val_acc"] for p in result["points"])
+    assert result["winner"] == next(p for p in result["points"] if p["val_acc"] == best_val)  # first of the best on VAL
+    assert json.loads((out / "sweep.json").read_text()) == result
+    assert (out / "sweep.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_best_yaml_reproduces_the_winner(swept: tuple[Path, dict]) -> None:
+    out, result = swept
+    best = load_config(out / "best.yaml")
+    w = result["winner"]
+    assert (best.distill.temperature, best.distill.alpha) == (w["temperature"], w["alpha"])
+    assert Path(best.teacher.checkpoint) == (out / "teacher" / "teacher.pt").resolve() and best.teacher.epochs == 0
+    assert best.student.epochs == 1 and best.student.arch == "test_student"
+    from edgekd.train.run import distill
+
+    again = distill(config=best, out=out.parent / "again")
+    assert again["student"]["val_acc"] == w["val_acc"] and again["student"]["test_acc"] == w["test_acc"]
+
+
+def test_resumed_sweep_reuses_finished_points(swept: tuple[Path, dict]) -> None:
+    out, result = swept
+    stamp = (out / "T1_a0.5" / "student.pt").stat().st_mtime_ns
+    again = sweep(out=out, resume=True, temperatures=[1, 4], alphas=[0.5, 0.9])
+    assert again["points"] == result["points"] and again["winner"] == result["winner"]
+    assert (out / "T1_a0.5" / "student.pt").stat().st_mtime_ns == stamp
+
+
+def test_sweep_rejects_bad_grids(tmp_path: Path) -> None:
+    from edgekd.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="temperatures must be positive"):
+        sweep(out=tmp_path / "a", set=tiny_overrides(), temperatures=[0, 2])
+    with pytest.raises(ConfigError, match=r"alphas must be in \[0, 1\]"):
+        sweep(out=tmp_path / "b", set=tiny_overrides(), alphas=[1.5])
