@@ -45,6 +45,12 @@ class DataConfig:
     batch_size: int = opt(128, "training batch size")
     eval_batch_size: int = opt(512, "batch size for val/test evaluation")
     cache_dir: str | None = opt(None, "extracted archives and decoded images; None: $EDGEKD_CACHE or ~/.cache/edgekd")
+    storage: Literal["auto", "memory", "stream"] = opt(
+        "auto", "imagefolder: memory decodes once (cached); stream decodes on access in DataLoader workers; auto streams what would not fit"
+    )
+    memory_limit_gb: float | None = opt(None, "storage=auto streams above this decoded size; None: half the available memory")
+    workers: int = opt(2, "DataLoader worker processes for streamed images")
+    views: int | None = opt(None, "a fixed set of K augmented views (epoch e uses view e mod K), so teacher outputs can be cached; None: fresh augmentation every epoch")
     shift: Literal["none", "grayscale", "blur", "invert", "noise", "color_jitter"] = opt(
         "none", "deterministic domain shift applied to every split (a target domain for distill.method=domain)"
     )
@@ -108,9 +114,15 @@ class DistillConfig:
 @dataclass(frozen=True)
 class RuntimeConfig:
     device: str = opt("auto", "auto (CUDA when present) | cpu | cuda | cuda:N")
-    amp: Literal["auto", "bf16", "fp16", "off"] = opt("auto", "mixed precision, CUDA only; auto: bf16 if supported")
+    amp: Literal["auto", "bf16", "fp16", "off"] = opt("auto", "mixed precision; auto: bf16 (or fp16) on CUDA, off on CPU; bf16 also runs on CPUs that have it")
     deterministic: bool = opt(True, "deterministic algorithms (CPU runs are bit-reproducible)")
     threads: int | None = opt(None, "torch intra-op threads; None: torch's default")
+    channels_last: bool | None = opt(None, "NHWC memory format for models and batches; None: on for CUDA")
+    compile_teacher: bool = opt(False, "torch.compile the frozen teacher (inference only)")
+    compile_student: bool = opt(False, "torch.compile the student's training forward")
+    teacher_cache: Literal["auto", "off"] = opt(
+        "auto", "auto: compute the teacher's outputs once and reuse them when the student's inputs repeat (augment none, or data.views)"
+    )
 
 
 @dataclass(frozen=True)
@@ -393,6 +405,10 @@ def validate_data(d: DataConfig, section: str) -> None:
         raise ConfigError(f"config: {section}.image_size must be at least 1")
     if d.train_limit is not None and d.train_limit < 1:
         raise ConfigError(f"config: {section}.train_limit must be at least 1 (or null for all)")
+    if d.views is not None and d.views < 1:
+        raise ConfigError(f"config: {section}.views must be at least 1 (or null)")
+    if d.workers < 0:
+        raise ConfigError(f"config: {section}.workers must be 0 or more")
 
 
 def dump_yaml(config: Config) -> str:

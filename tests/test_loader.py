@@ -57,3 +57,48 @@ def test_flip_only_mirrors() -> None:
     same = [torch.equal(x[i], orig[i]) for i in range(64)]
     flipped = [torch.equal(x[i], orig[i].flip(2)) for i in range(64)]
     assert all(a or f for a, f in zip(same, flipped)) and 10 < sum(flipped) < 54
+
+
+def test_views_repeat_augmentation_every_k_epochs() -> None:
+    s = split(n=16)
+    b = Batches(s, (0.0,) * 3, (1.0,) * 3, batch_size=16, augment="crop_flip", crop_padding=2, views=2)
+    def epoch(e: int) -> torch.Tensor:
+        b.set_epoch(e)
+        (x, _), = list(b)
+        return x
+    assert torch.equal(epoch(0), epoch(2)) and torch.equal(epoch(1), epoch(5))
+    assert not torch.equal(epoch(0), epoch(1))
+
+
+def test_shards_split_every_batch_between_processes() -> None:
+    """Two ranks together see exactly the single-process batches, with identical augmentation."""
+    s = split(n=40)
+    kw = dict(mean=(0.0,) * 3, std=(1.0,) * 3, batch_size=8, augment="crop_flip", crop_padding=2, shuffle=True, seed=3, drop_last=True)
+    from edgekd.data.loader import Shard
+
+    whole = Batches(s, **kw)
+    ranks = [Batches(s, shard=Shard(r, 2), **kw) for r in range(2)]
+    for b in (whole, *ranks):
+        b.set_epoch(4)
+    for (i0, x0, y0), (i1, x1, _), (i2, x2, _) in zip(whole.with_index(), ranks[0].with_index(), ranks[1].with_index()):
+        assert sorted(torch.cat([i1, i2]).tolist()) == sorted(i0.tolist())
+        for idx, x in ((i1, x1), (i2, x2)):
+            pos = [i0.tolist().index(v) for v in idx.tolist()]
+            assert torch.equal(x, x0[pos])
+    assert ranks[0].num_samples + ranks[1].num_samples == whole.num_samples
+
+
+def test_streamed_images_match_decoded_ones(tmp_path) -> None:
+    """A LazyImages split through DataLoader workers yields what the in-memory split yields."""
+    from conftest import make_imagefolder
+
+    from edgekd.data.imagefolder import load_imagefolder
+
+    root = make_imagefolder(tmp_path / "d", {"a": 6, "b": 6}, size=(12, 12), mode="RGB")
+    mem, _, _, _, _ = load_imagefolder(str(root), None, None, log=lambda m: None, storage="memory")
+    lazy, _, _, _, _ = load_imagefolder(str(root), None, None, log=lambda m: None, storage="stream")
+    assert lazy.lazy and lazy.images.shape == mem.images.shape
+    kw = dict(mean=(0.5,) * 3, std=(0.2,) * 3, batch_size=5, augment="crop_flip", crop_padding=2, shuffle=True, seed=1)
+    a, b = Batches(mem, **kw), Batches(lazy, workers=2, **kw)
+    for (xa, ya), (xb, yb) in zip(a, b):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)

@@ -33,12 +33,15 @@ def load_dataset(cfg: DataConfig, log=print) -> Dataset:
     if len(train) == 0 or len(val) == 0 or len(test) == 0:
         raise DataError(f"dataset {cfg.name!r} has an empty split (train {len(train)}, val {len(val)}, test {len(test)})")
     mean, std = cfg.mean or raw.mean, cfg.std or raw.std
+    if cfg.shift != "none" and train.lazy:
+        raise DataError(f"data.shift needs decoded images; set data.storage=memory (the data is streamed from {cfg.root})")
     if cfg.shift != "none":
         # a shifted domain is a different distribution: declared statistics no longer describe it
         train, val, test = (apply_shift(s, cfg.shift, name, cfg.split_seed) for s, name in ((train, "train"), (val, "val"), (test, "test")))
         mean, std = cfg.mean, cfg.std
     if mean is None or std is None:
-        mean, std = channel_stats(train.images)
+        # streamed images: estimated from 5,000 of them rather than decoding the whole set once more
+        mean, std = channel_stats(train.images, max_images=5000 if train.lazy else None)
     channels = train.images.shape[1]
     if len(mean) != channels or len(std) != channels:
         raise DataError(f"normalization has {len(mean)} values but the images have {channels} channel(s)")

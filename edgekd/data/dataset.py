@@ -13,7 +13,7 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Split:
-    images: np.ndarray  # uint8 (N, C, H, W)
+    images: np.ndarray  # uint8 (N, C, H, W); or LazyImages (decoded on access, data.storage=stream)
     labels: np.ndarray  # int64 (N,)
 
     def __post_init__(self) -> None:
@@ -23,8 +23,13 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    @property
+    def lazy(self) -> bool:
+        return not isinstance(self.images, np.ndarray)
+
     def take(self, index: np.ndarray) -> Split:
-        return Split(self.images[index], self.labels[index])
+        images = self.images.take(index) if self.lazy else self.images[index]
+        return Split(images, self.labels[index])
 
 
 @dataclass(frozen=True)

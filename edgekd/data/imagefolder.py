@@ -130,18 +130,67 @@ def load_split_cached(files: list[Path], labels: np.ndarray, image_size: int | N
     return Split(images, labels)
 
 
+def available_memory_bytes() -> int:
+    """MemAvailable from /proc/meminfo (Linux); a generous guess elsewhere."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 << 30
+
+
+def probe(files: list[Path], image_size: int | None, n: int = 64) -> tuple[int, tuple[int, int]]:
+    """(channels, (H, W)) from the headers of up to ``n`` files, evenly spaced (no decoding)."""
+    from PIL import Image
+
+    picks = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(n, len(files)))]
+    modes, sizes = [], collections.Counter()
+    for path in picks:
+        try:
+            with Image.open(path) as img:
+                modes.append(img.mode)
+                sizes[(img.size[1], img.size[0])] += 1
+        except OSError as exc:
+            raise DataError(f"cannot read image {path}: {exc}") from None
+    channels = 1 if all(m in GRAY_MODES for m in modes) else 3
+    size = (image_size, image_size) if image_size else sizes.most_common(1)[0][0]
+    return channels, size
+
+
 def load_imagefolder(
-    root: str | None, image_size: int | None, cache_dir: str | None, log=print
+    root: str | None, image_size: int | None, cache_dir: str | None, log=print, storage: str = "memory", memory_limit_gb: float | None = None
 ) -> tuple[Split, Split | None, Split, list[str], Path]:
-    """(train, val or None, test, classes, resolved root)."""
+    """(train, val or None, test, classes, resolved root).
+
+    ``storage``: ``memory`` decodes everything once (cached); ``stream`` keeps file lists and
+    decodes on access (:class:`LazyImages`); ``auto`` streams when the decoded images would take
+    more than ``memory_limit_gb`` (default: half the available memory)."""
     base = resolve_root(root, cache_dir, log=log)
     classes, train_files, train_labels = scan_split(base / "train")
     _, test_files, test_labels = scan_split(base / "test", classes)
+    val_scan = scan_split(base / "val", classes) if (base / "val").is_dir() else None
+    if storage != "memory":
+        channels, size = probe(train_files, image_size)
+        n = len(train_files) + len(test_files) + (len(val_scan[1]) if val_scan else 0)
+        need = n * channels * size[0] * size[1]
+        limit = memory_limit_gb * (1 << 30) if memory_limit_gb else available_memory_bytes() / 2
+        if storage == "stream" or need > limit:
+            from edgekd.data.lazy import LazyImages
+
+            log(f"streaming {n} images from {base} ({need / (1 << 30):.1f} GiB decoded; decoded on access by DataLoader workers)")
+
+            def lazy(files: list[Path], labels: np.ndarray) -> Split:
+                return Split(LazyImages(files, channels, size), labels)
+
+            val = lazy(val_scan[1], val_scan[2]) if val_scan else None
+            return lazy(train_files, train_labels), val, lazy(test_files, test_labels), classes, base
     train = load_split_cached(train_files, train_labels, image_size, cache_dir, log)
     test = load_split_cached(test_files, test_labels, image_size, cache_dir, log)
     val = None
-    if (base / "val").is_dir():
-        _, val_files, val_labels = scan_split(base / "val", classes)
+    if val_scan is not None:
+        _, val_files, val_labels = val_scan
         val = load_split_cached(val_files, val_labels, image_size, cache_dir, log)
     # every split must feed the same model input as train (channels and size)
     test = match_shape(test, train.images.shape[1:])

@@ -1,16 +1,22 @@
-"""Batches from in-memory uint8 splits, with normalization and augmentation done on the device.
+"""Batches from uint8 splits, with normalization and augmentation done on the training device.
 
-The uint8 images are moved to the training device once; each batch is indexed, augmented (random
-crop with zero padding, horizontal flip) and normalized there. On a GPU this keeps the hot loop
-free of DataLoader workers and host→device copies; on a CPU it avoids per-sample Python work.
+Where the data fits (CIFAR-sized), the uint8 images live on the device itself: each batch is an
+index into them, augmented (random crop with zero padding, horizontal flip) and normalized there,
+so a GPU's hot loop has no DataLoader workers and no host→device copies. Data too large for the
+device stays in pinned host memory and is copied per batch; streamed ImageFolders
+(:class:`edgekd.data.lazy.LazyImages`) are decoded by DataLoader worker processes.
 
-Randomness comes from a generator seeded by (seed, epoch), so epoch *e* sees the same order and
-the same augmentations whether or not the run was interrupted and resumed before it.
+Randomness is a function of (seed, epoch) alone, and augmentation parameters are drawn per
+*sample* rather than per batch position. So epoch *e* sees the same order and the same crops
+whether or not the run was resumed before it, and a distributed run whose ranks each take a share
+of every global batch sees exactly the images a single process would. With ``views=K`` epoch *e*
+reuses the augmentation of view *e mod K*: a fixed set of views whose teacher outputs can be cached.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import torch
 
@@ -18,12 +24,20 @@ from edgekd.data.dataset import Split
 
 
 def epoch_generator(seed: int, epoch: int, stream: int = 0) -> torch.Generator:
-    """A CPU generator for one epoch of one stream (0 = data order/augmentation)."""
+    """A CPU generator for one epoch of one stream (0 = order, 1 = augmentation)."""
     return torch.Generator().manual_seed((seed * 1_000_003 + epoch * 7_919 + stream) % (2**63))
 
 
+@dataclass(frozen=True)
+class Shard:
+    """This process's share of every batch in a distributed run: samples rank, rank+world, …"""
+
+    rank: int = 0
+    world: int = 1
+
+
 class Batches:
-    """Iterable over (normalized float images, labels) for one split."""
+    """Iterable over (normalized float images, labels) — or (…, sample indices) — for one split."""
 
     def __init__(
         self,
@@ -37,11 +51,23 @@ class Batches:
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
+        views: int | None = None,
+        shard: Shard = Shard(),
+        placement: str = "auto",
+        workers: int = 0,
+        channels_last: bool = False,
     ) -> None:
         self.device = torch.device(device)
-        self.images = torch.from_numpy(split.images).to(self.device)  # uint8 (N, C, H, W)
+        self.n = len(split)
         self.labels = torch.from_numpy(split.labels).to(self.device)
-        c = self.images.shape[1]
+        self.lazy = split.lazy
+        self.where = self._placement(split, placement)
+        if self.lazy:
+            self.images = split.images
+        else:
+            host = torch.from_numpy(split.images)
+            self.images = host.to(self.device) if self.where == "device" else (host.pin_memory() if self.device.type == "cuda" else host)
+        c = split.images.shape[1]
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
         self.batch_size = batch_size
@@ -49,47 +75,124 @@ class Batches:
         self.pad = crop_padding if "crop" in augment else 0
         self.shuffle = shuffle
         self.seed = seed
-        self.drop_last = drop_last and len(self.labels) > batch_size
+        self.drop_last = drop_last and self.n > batch_size
+        self.views = views
+        self.shard = shard
+        self.workers = workers
+        self.channels_last = channels_last
         self.epoch = 0
+        if shard.world > 1 and self.drop_last and batch_size % shard.world:
+            raise ValueError(f"batch size {batch_size} must divide evenly over {shard.world} processes")
+
+    def _placement(self, split: Split, placement: str) -> str:
+        """device: uint8 images on the training device; host: in (pinned) host memory; files: streamed.
+        ``auto`` keeps them on a GPU when they take less than half its free memory."""
+        if split.lazy:
+            return "files"
+        if self.device.type != "cuda":
+            return "device"  # host memory is the device's memory
+        if placement in ("device", "host"):
+            return placement
+        free, _total = torch.cuda.mem_get_info(self.device)
+        return "device" if split.images.nbytes < free // 2 else "host"  # leave room for training
 
     def __len__(self) -> int:
-        n = len(self.labels)
-        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+        return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
 
     @property
     def num_samples(self) -> int:
-        return len(self.labels)
+        """Samples this process sees in one pass (its shard)."""
+        return len(range(self.shard.rank, self.n, self.shard.world))
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @property
+    def view(self) -> int:
+        """The augmentation view of the current epoch."""
+        return self.epoch % self.views if self.views else self.epoch
+
     def normalize(self, images_u8: torch.Tensor) -> torch.Tensor:
-        return (images_u8.float() / 255.0 - self.mean) / self.std
+        x = (images_u8.float() / 255.0 - self.mean) / self.std
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def order(self) -> torch.Tensor:
+        if not self.shuffle:
+            return torch.arange(self.n)
+        return torch.randperm(self.n, generator=epoch_generator(self.seed, self.epoch))
+
+    def batch_indices(self) -> Iterator[torch.Tensor]:
+        """This process's sample indices for every batch of the epoch (CPU tensors)."""
+        order = self.order()
+        for i in range(len(self)):
+            idx = order[i * self.batch_size : (i + 1) * self.batch_size][self.shard.rank :: self.shard.world]
+            if len(idx):  # a short last batch may leave a rank nothing
+                yield idx
+
+    def augmentation(self, view: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor] | None:
+        """Per-sample (row offset, column offset, flip) for every sample of the split, for ``view``."""
+        if self.augment == "none":
+            return None
+        g = epoch_generator(self.seed, view, stream=1)
+        oy = torch.randint(0, 2 * self.pad + 1, (self.n,), generator=g)
+        ox = torch.randint(0, 2 * self.pad + 1, (self.n,), generator=g)
+        flip = torch.rand(self.n, generator=g) < 0.5
+        return oy.to(self.device), ox.to(self.device), flip.to(self.device)
+
+    def _uint8_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """(CPU indices, uint8 images on the device) per batch."""
+        if self.where == "files":
+            from torch.utils.data import DataLoader
+
+            batches = list(self.batch_indices())
+            loader = DataLoader(
+                _Decoder(self.images), batch_sampler=[b.tolist() for b in batches], num_workers=self.workers,
+                pin_memory=self.device.type == "cuda", persistent_workers=False,
+            )
+            for idx, x in zip(batches, loader):
+                yield idx, x.to(self.device, non_blocking=True)
+            return
+        for idx in self.batch_indices():
+            if self.where == "device":
+                yield idx, self.images[idx.to(self.device)]
+            else:  # pinned host memory: gather on the host, copy asynchronously
+                yield idx, self.images[idx].to(self.device, non_blocking=True)
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        g = epoch_generator(self.seed, self.epoch)
-        n = len(self.labels)
-        order = torch.randperm(n, generator=g) if self.shuffle else torch.arange(n)
-        order = order.to(self.device)
-        for i in range(len(self)):
-            idx = order[i * self.batch_size : (i + 1) * self.batch_size]
-            x = self.images[idx]
-            if self.augment != "none":
-                x = self._augment(x, g)
-            yield self.normalize(x), self.labels[idx]
+        for _, x, y in self.with_index():
+            yield x, y
 
-    def _augment(self, x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
+    def with_index(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(sample indices on the device, normalized images, labels) per batch."""
+        params = self.augmentation(self.view)
+        for idx, x in self._uint8_batches():
+            idx = idx.to(self.device)
+            if params is not None:
+                x = self._augment(x, *(p[idx] for p in params))
+            yield idx, self.normalize(x), self.labels[idx]
+
+    def _augment(self, x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
         if self.pad:
             p = self.pad
             padded = torch.nn.functional.pad(x, (p, p, p, p))  # zero (black) padding, as torchvision's RandomCrop
-            oy = torch.randint(0, 2 * p + 1, (b,), generator=g).to(x.device)
-            ox = torch.randint(0, 2 * p + 1, (b,), generator=g).to(x.device)
             rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
             cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
             batch = torch.arange(b, device=x.device)[:, None, None]
             x = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
         if "flip" in self.augment:
-            flip = (torch.rand(b, generator=g) < 0.5).to(x.device)
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         return x.contiguous()
+
+
+class _Decoder(torch.utils.data.Dataset):
+    """Worker-side decoding of streamed images to uint8 (C, H, W) tensors."""
+
+    def __init__(self, images) -> None:
+        self.images = images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return torch.from_numpy(self.images.decode(i))

@@ -68,7 +68,7 @@ def _resize(split: Split, size: int) -> Split:
 @DATASETS.register("imagefolder")
 def imagefolder(cfg: DataConfig, log=print) -> RawData:
     """Any ``root/{train,test}[,val]/<class>/*`` folder or archive of one."""
-    train, val, test, classes, base = load_imagefolder(cfg.root, cfg.image_size, cfg.cache_dir, log=log)
+    train, val, test, classes, base = load_imagefolder(cfg.root, cfg.image_size, cfg.cache_dir, log=log, storage=cfg.storage, memory_limit_gb=cfg.memory_limit_gb)
     return RawData(train, val, test, classes, source={"root": str(base)})
 
 

@@ -28,9 +28,12 @@ def split_off(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     return split.take(keep), split.take(held)
 
 
-def channel_stats(images: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(images: np.ndarray, chunk: int = 4096, max_images: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 images scaled to 0–1 (chunked: CIFAR-sized data fits easily,
-    but float64 copies of the whole set would not for larger folders)."""
+    but float64 copies of the whole set would not for larger folders). ``max_images`` estimates
+    them from an evenly spaced subset (streamed folders: decoding everything once is too slow)."""
+    if max_images is not None and len(images) > max_images:
+        images = images[np.linspace(0, len(images) - 1, max_images).astype(np.int64)]
     c = images.shape[1]
     total = np.zeros(c)
     total_sq = np.zeros(c)

@@ -1,0 +1,100 @@
+"""Distributed data parallel (``torchrun --nproc_per_node N -m edgekd distill …``).
+
+torchrun sets RANK/WORLD_SIZE/LOCAL_RANK; :func:`init` then joins the process group (NCCL on GPUs,
+gloo on CPUs). Every rank trains on its share of each global batch (``data.batch_size`` is the
+global batch, split evenly), gradients are averaged by DistributedDataParallel, metrics are summed
+across ranks, and only rank 0 writes files. A single process (no torchrun) is world size 1 and
+every function here is a no-op.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+
+from edgekd.data.loader import Shard
+from edgekd.errors import EdgekdError
+
+
+@dataclass(frozen=True)
+class World:
+    rank: int = 0
+    size: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def shard(self) -> Shard:
+        return Shard(self.rank, self.size)
+
+
+_world = World()
+
+
+def world() -> World:
+    return _world
+
+
+def init(device_spec: str) -> World:
+    """Join the process group when launched by torchrun; returns this process's place in it."""
+    global _world
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    if size <= 1:
+        _world = World()
+        return _world
+    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
+    use_cuda = torch.cuda.is_available() and device_spec != "cpu"
+    if not dist.is_initialized():
+        backend = "nccl" if use_cuda else "gloo"
+        if use_cuda:
+            torch.cuda.set_device(local)
+        dist.init_process_group(backend=backend)
+    _world = World(rank, size, local)
+    return _world
+
+
+def device_for(device: torch.device) -> torch.device:
+    """Each rank takes the GPU of its local rank."""
+    if device.type == "cuda" and _world.size > 1:
+        return torch.device("cuda", _world.local_rank)
+    return device
+
+
+def check_batch(batch_size: int) -> None:
+    if _world.size > 1 and batch_size % _world.size:
+        raise EdgekdError(f"data.batch_size {batch_size} is the global batch: it must divide evenly over {_world.size} processes")
+
+
+def all_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum over ranks (in place); the tensor itself on a single process."""
+    if _world.size > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+    return tensor
+
+
+def barrier() -> None:
+    if _world.size > 1:
+        dist.barrier()
+
+
+def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
+    """DistributedDataParallel around the trained module (with synchronized batch norm on GPUs)."""
+    if _world.size <= 1:
+        return module
+    from torch.nn.parallel import DistributedDataParallel
+
+    if device.type == "cuda":
+        module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
+        return DistributedDataParallel(module, device_ids=[device.index])
+    return DistributedDataParallel(module)
+
+
+def shutdown() -> None:
+    if _world.size > 1 and dist.is_initialized():
+        dist.destroy_process_group()
