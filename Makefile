@@ -1,6 +1,7 @@
 # edgekd — the README's two commands:
 #   make distill export    train teacher + KD student + baseline on the embedded default, export the bundle
 #   make test              the test suite
+# and, after export, `make bench`: latency/accuracy/size/memory of every model in the bundle.
 # Both create the virtual environment (.venv) on first use. Override CONFIG/RUN to use another recipe:
 #   make distill export CONFIG=configs/cifar10-cpu.yaml RUN=runs/cifar10-cpu
 
@@ -13,10 +14,11 @@ RUN    ?= runs/$(basename $(notdir $(CONFIG)))
 BUNDLE ?= artifacts/$(notdir $(RUN))
 PYTEST_ARGS ?=
 
-.PHONY: help venv distill export test test-slow clean
+.PHONY: help venv distill export bench test test-slow clean
 
 help:
 	@echo "make distill export   train on $(CONFIG) into $(RUN), then export the bundle to $(BUNDLE)"
+	@echo "make bench            benchmark every model in $(BUNDLE) on this CPU; report in $(BUNDLE)/bench"
 	@echo "make test             run the fast test suite"
 	@echo "make test-slow        run the slow tests (real CIFAR-10 data)"
 	@echo "make venv             create $(VENV) and install edgekd with every extra"
@@ -35,6 +37,9 @@ distill: $(STAMP)
 
 export: $(STAMP)
 	$(BIN)/edgekd export --run $(RUN) --out $(BUNDLE)
+
+bench: $(STAMP)
+	$(BIN)/edgekd bench --artifacts $(BUNDLE) --out $(BUNDLE)/bench
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

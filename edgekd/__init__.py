@@ -30,6 +30,7 @@ _LAZY = {
     "create_model": "edgekd.models",
     "list_models": "edgekd.models",
     "load_model": "edgekd.checkpoint",
+    "bench": "edgekd.benchmark",
 }
 
 __all__ = ["__version__", *_LAZY]

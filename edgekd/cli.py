@@ -15,6 +15,7 @@ from edgekd import __version__
 from edgekd.errors import EdgekdError
 
 EXIT_USAGE = 2
+EXIT_GATE = 1  # a check ran and failed (verify, the bench accuracy floor), as opposed to a usage error
 EXIT_INTERRUPTED = 130
 
 
@@ -120,6 +121,63 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from edgekd.exporters.export import export
 
     export(run=args.run, out=args.out, set=args.set, allow_parity_failure=args.allow_parity_failure)
+    return 0
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="latency, accuracy, size and memory of every model in a bundle: table, JSON, Markdown, plot",
+        description=(
+            "Verify the bundle's sha256 values, then measure each model file (student and teacher;\n"
+            "PyTorch, ONNX Runtime, TFLite fp32/int8 where their runtime is installed) in a fresh process:\n"
+            "batch-1 latency of invoke alone after a warm-up (min, p50, p90, p99, mean ± std), accuracy on\n"
+            "eval.npz, file size, peak resident memory, MACs and GMAC/s. Rows whose runtime is missing are\n"
+            "skipped, rows that fail to load or run are marked failed; the others still run.\n"
+            "Writes OUT/bench.json, OUT/bench.md and OUT/bench.png (accuracy vs latency, Pareto front).\n"
+            "With --min-accuracy, exits 1 naming the rows below the floor or failed (a CI gate)."
+        ),
+        epilog=(
+            "examples:\n"
+            "  edgekd bench --artifacts artifacts/digits --threads 1 --runs 200\n"
+            "  edgekd bench --formats tflite_int8,tflite_fp32 --min-accuracy 0.95 --json bench.json\n"
+            "  edgekd bench --artifacts artifacts/digits --full-test      # accuracy on the whole test split"
+        ),
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--artifacts", metavar="DIR", help="bundle folder (default: the newest under artifacts/)")
+    p.add_argument("--device", default="cpu", help="bench target (default: cpu, this machine)")
+    p.add_argument("--threads", type=int, metavar="N", help="runtime threads (default: every usable core)")
+    p.add_argument("--runs", type=int, default=100, metavar="N", help="timed runs per model (default 100)")
+    p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs before timing (default 10)")
+    p.add_argument("--json", metavar="FILE", help="also write the JSON results to FILE")
+    p.add_argument("--min-accuracy", type=float, metavar="X", help="accuracy floor as a fraction (0.95): exit 1 if a row is below it or failed")
+    p.add_argument("--out", metavar="DIR", help="report folder (default: BUNDLE/bench)")
+    p.add_argument("--full-test", action="store_true", help="accuracy on the run's whole test split (needs the dataset and edgekd[train])")
+    p.add_argument("--models", metavar="A,B", help="only these models (student, teacher, baseline)")
+    p.add_argument("--formats", metavar="A,B", help="only these formats (pytorch, onnx, tflite_fp32, tflite_int8, …)")
+    p.set_defaults(func=_cmd_bench)
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from edgekd.benchmark import bench
+
+    report = bench(
+        artifacts=args.artifacts,
+        device=args.device,
+        threads=args.threads,
+        runs=args.runs,
+        warmup=args.warmup,
+        json=args.json,
+        min_accuracy=args.min_accuracy,
+        out=args.out,
+        full_test=args.full_test,
+        models=args.models,
+        formats=args.formats,
+    )
+    if not report.passed:
+        print(f"edgekd: bench: accuracy floor {100 * args.min_accuracy:.2f} % not met: {'; '.join(report.gate_failures)}", file=sys.stderr)
+        return EXIT_GATE
     return 0
 
 
@@ -245,7 +303,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_distill, _add_sweep, _add_export, _add_verify, _add_models, _add_methods, _add_datasets,
+    _add_distill, _add_sweep, _add_export, _add_bench, _add_verify, _add_models, _add_methods, _add_datasets,
 ]
 
 
@@ -258,7 +316,8 @@ def build_parser() -> argparse.ArgumentParser:
             "Typical flow:\n"
             "  edgekd distill --config configs/digits.yaml --out runs/digits\n"
             "  edgekd export --run runs/digits --out artifacts/digits\n"
-            "  edgekd verify artifacts/digits"
+            "  edgekd verify artifacts/digits\n"
+            "  edgekd bench --artifacts artifacts/digits"
         ),
         formatter_class=_Formatter,
     )

@@ -1,0 +1,49 @@
+#!/usr/bin/env python3
+"""The whole pipeline on one config: distill → export → bench, then the bench report.
+
+    python benchmarks/pipeline.py --config configs/digits.yaml --out runs/pipeline-digits --runs 200
+
+Each stage is one library call with the CLI's argument names. OUT/run is the distill run,
+OUT/bundle the exported bundle, OUT/bench the report (bench.md, bench.json, bench.png); bench.md is
+printed at the end, ready for notes. Exits 1 when --min-accuracy is given and not met, 2 on an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", default="configs/digits.yaml", metavar="FILE", help="distill config (default: configs/digits.yaml)")
+    parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/pipeline-<config name>)")
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="config override for distill (repeatable)")
+    parser.add_argument("--runs", type=int, default=100, metavar="N", help="timed runs per model (default 100)")
+    parser.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs first (default 10)")
+    parser.add_argument("--threads", type=int, metavar="N", help="runtime threads (default: every usable core)")
+    parser.add_argument("--min-accuracy", type=float, metavar="X", help="accuracy floor for every model/format (fraction)")
+    args = parser.parse_args(argv)
+
+    import edgekd
+    from edgekd.exporters.export import export
+
+    out = Path(args.out) if args.out else Path("runs") / f"pipeline-{Path(args.config).stem}"
+    try:
+        edgekd.distill(config=args.config, out=out / "run", set=args.set, overwrite=True)
+        export(run=out / "run", out=out / "bundle")
+        report = edgekd.bench(artifacts=out / "bundle", out=out / "bench", runs=args.runs, warmup=args.warmup, threads=args.threads, min_accuracy=args.min_accuracy)
+    except edgekd.EdgekdError as exc:
+        print(f"pipeline: error: {exc}", file=sys.stderr)
+        return 2
+    print()
+    print(Path(report.outputs["markdown"]).read_text())
+    if not report.passed:
+        print(f"pipeline: accuracy floor not met: {'; '.join(report.gate_failures)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,290 @@
+"""The bench report: rows → student-vs-teacher ratios, the terminal table, ``bench.json`` and
+``bench.md``. Standard library only (the table printer is imported where it is used)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+# the headline comparison: what ships to the device against the model it replaces, both in the
+# same runtime (TFLite) so that the ratio is the model's doing, not the runtime's
+HEADLINE = ("tflite_int8", "tflite_fp32")
+
+
+
+def latency_unit(results: Sequence[dict[str, Any]]) -> tuple[str, float]:
+    """(unit, factor from ms) for the tables: µs when even the fastest model is under 0.1 ms,
+    so that tiny models do not read as 0.00194. The JSON is always in ms."""
+    p50s = [r["latency_ms"]["p50"] for r in results if r.get("latency_ms")]
+    return ("µs", 1e3) if p50s and min(p50s) < 0.1 else ("ms", 1.0)
+
+
+def columns(unit: str) -> list[str]:
+    return ["model", "format", "status", f"p50 {unit}", f"p90 {unit}", f"mean ± std {unit}", "inf/s", "acc %", "size KB", "peak RSS MB", "MACs", "GMAC/s"]
+
+
+def row_name(row: dict[str, Any]) -> str:
+    return f"{row['model']}/{row['format']}"
+
+
+@dataclass
+class BenchReport:
+    """What ``edgekd.bench`` measured. ``results`` rows follow the ``bench.json`` schema."""
+
+    host: dict[str, Any]
+    results: list[dict[str, Any]]
+    settings: dict[str, Any]  # device, threads, runs, warmup, eval set, accuracy floor
+    bundle: dict[str, Any]  # path, run name, creation time
+    comparisons: list[dict[str, Any]] = field(default_factory=list)
+    outputs: dict[str, str] = field(default_factory=dict)  # json / markdown / plot → path written
+    notes: list[str] = field(default_factory=list)  # e.g. why the plot was skipped
+
+    @property
+    def gate_failures(self) -> list[str]:
+        """Rows that fail the accuracy floor (empty without one): below it, or failed to load/run.
+        Skipped rows (runtime not installed here) are not gated: they measured nothing."""
+        floor = self.settings.get("min_accuracy")
+        if floor is None:
+            return []
+        out = []
+        for r in self.results:
+            if r["status"] == "failed":
+                out.append(f"{row_name(r)} failed ({r.get('stage')})")
+            elif r.get("below_floor"):
+                out.append(f"{row_name(r)} {100 * r['accuracy']:.2f} %")
+        return out
+
+    @property
+    def passed(self) -> bool:
+        return not self.gate_failures
+
+    def to_dict(self) -> dict[str, Any]:
+        gate = None
+        if self.settings.get("min_accuracy") is not None:
+            gate = {"min_accuracy": self.settings["min_accuracy"], "passed": self.passed, "failures": self.gate_failures}
+        return {
+            "host": self.host,
+            "results": self.results,
+            "comparisons": self.comparisons,
+            "settings": self.settings,
+            "bundle": self.bundle,
+            "gate": gate,
+            "notes": self.notes,
+        }
+
+
+def compare(student: dict[str, Any], teacher: dict[str, Any], headline: bool = False) -> dict[str, Any]:
+    """Ratios of an ok student row against an ok teacher row."""
+    s_lat, t_lat = student["latency_ms"]["p50"], teacher["latency_ms"]["p50"]
+    return {
+        "student": student["format"],
+        "teacher": teacher["format"],
+        "speedup": t_lat / s_lat if s_lat > 0 else None,  # teacher p50 / student p50
+        "size_reduction": teacher["size_bytes"] / student["size_bytes"] if student["size_bytes"] else None,
+        "macs_reduction": teacher["macs"] / student["macs"] if student.get("macs") and teacher.get("macs") else None,
+        "accuracy_delta": student["accuracy"] - teacher["accuracy"],  # fraction; negative: the student loses
+        "headline": headline,
+    }
+
+
+def comparisons(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The headline pair (student int8 vs teacher fp32, TFLite) first, then like-for-like formats."""
+    ok = {(r["model"], r["format"]): r for r in results if r["status"] == "ok"}
+    out = []
+    s_fmt, t_fmt = HEADLINE
+    if ("student", s_fmt) in ok and ("teacher", t_fmt) in ok:
+        out.append(compare(ok["student", s_fmt], ok["teacher", t_fmt], headline=True))
+    for (model, fmt), row in ok.items():
+        if model == "student" and ("teacher", fmt) in ok:
+            out.append(compare(row, ok["teacher", fmt]))
+    return out
+
+
+def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Ok rows that no other row beats on both latency (p50, lower) and accuracy (higher), fastest first."""
+    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: (r["latency_ms"]["p50"], -r["accuracy"]))
+    front, best = [], float("-inf")
+    for r in ok:
+        if r["accuracy"] > best:
+            front.append(r)
+            best = r["accuracy"]
+    return front
+
+
+def _num(v: float | None) -> str:
+    """3 significant digits without exponents for 0.001…99,999."""
+    if v is None:
+        return "—"
+    if v >= 100:
+        return f"{v:,.0f}"
+    if v >= 10:
+        return f"{v:.1f}"
+    if v >= 1:
+        return f"{v:.2f}"
+    return f"{v:.3g}"
+
+
+def status_text(row: dict[str, Any]) -> str:
+    status = row["status"]
+    if status == "ok":
+        text = "BELOW FLOOR" if row.get("below_floor") else "ok"
+        return text + (" ~noisy" if row.get("noisy") else "")
+    if status == "failed":
+        return f"FAILED ({row.get('stage', '?')})"
+    return status
+
+
+def table_rows(results: Sequence[dict[str, Any]], scale: float = 1.0) -> list[list[str]]:
+    """Formatted cells of :func:`columns`; latencies multiplied by ``scale`` (see :func:`latency_unit`)."""
+    rows = []
+    for r in results:
+        lat = {k: v * scale for k, v in (r.get("latency_ms") or {}).items()}
+        rows.append(
+            [
+                r["model"],
+                r["format"],
+                status_text(r),
+                _num(lat.get("p50")),
+                _num(lat.get("p90")),
+                f"{_num(lat['mean'])} ± {_num(lat['std'])}" if lat else "—",
+                _num(r.get("throughput")),
+                f"{100 * r['accuracy']:.2f}" if r.get("accuracy") is not None else "—",
+                f"{r['size_bytes'] / 1024:,.1f}" if r.get("size_bytes") is not None else "—",
+                f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") is not None else "—",
+                f"{r['macs']:,}" if r.get("macs") is not None else "—",
+                _num(r.get("gmacs_per_s")),
+            ]
+        )
+    return rows
+
+
+def comparison_rows(comps: Sequence[dict[str, Any]]) -> list[list[str]]:
+    def times(v: float | None) -> str:
+        return "—" if v is None else f"{_num(v)}×"
+
+    return [
+        [
+            f"student {c['student']} vs teacher {c['teacher']}" + (" (headline)" if c["headline"] else ""),
+            times(c["speedup"]),
+            times(c["size_reduction"]),
+            times(c["macs_reduction"]),
+            f"{100 * c['accuracy_delta']:+.2f}",
+        ]
+        for c in comps
+    ]
+
+
+COMPARISON_COLUMNS = ["student vs teacher", "speed-up (p50)", "smaller (file)", "fewer MACs", "Δ acc (points)"]
+
+
+def reasons(results: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per row that did not run, naming why."""
+    return [f"{row_name(r)} {r['status']}" + (f" ({r['stage']})" if r.get("stage") else "") + f": {r['reason']}" for r in results if r["status"] != "ok"]
+
+
+def title(report: BenchReport) -> str:
+    s = report.settings
+    threads = f"{s['threads']} thread{'s' if s['threads'] != 1 else ''}"
+    return (
+        f"bench {report.bundle.get('run') or report.bundle['path']} on {s['device']} ({report.host.get('cpu', '?')}, {threads}, "
+        f"{s['runs']} timed runs after {s['warmup']} warm-up; accuracy on {s['eval']} ({s['eval_count']} images))"
+    )
+
+
+def plot_title(report: BenchReport) -> str:
+    s = report.settings
+    return (
+        f"{report.bundle.get('run') or report.bundle['path']} on {s['device']}: {report.host.get('cpu', '?')}, {s['threads']} thread(s)\n"
+        f"{s['runs']} timed runs after {s['warmup']} warm-up, batch 1"
+    )
+
+
+def legend(report: BenchReport) -> list[str]:
+    from edgekd.benchmark.stats import NOISY_CV, NOISY_SPREAD
+
+    lines = [
+        "latency: one image (batch 1), model invoke only (no pre/post-processing), monotonic clock; "
+        "inf/s = 1 / mean; GMAC/s = MACs / p50",
+        f"~noisy: (p90 − p50)/p50 > {NOISY_SPREAD:.0%} or std/mean > {NOISY_CV:.0%}: other load disturbed the timing; rerun on a quiet machine",
+        "peak RSS: high-water resident memory of a fresh process running only that model "
+        "(interpreter + runtime + model + eval data; base_rss_mb in the JSON is the process before the runtime loaded)",
+    ]
+    if report.settings.get("min_accuracy") is not None:
+        lines.append(f"floor: accuracy ≥ {100 * report.settings['min_accuracy']:.2f} %; BELOW FLOOR and FAILED rows fail the gate")
+    return lines
+
+
+def headline_text(report: BenchReport) -> str | None:
+    for c in report.comparisons:
+        if c["headline"]:
+            return (
+                f"student {c['student']} vs teacher {c['teacher']}: {_num(c['speedup'])}× faster (p50), "
+                f"{_num(c['size_reduction'])}× smaller, {100 * c['accuracy_delta']:+.2f} accuracy points"
+            )
+    return None
+
+
+def print_report(report: BenchReport) -> None:
+    """The results and ratio tables on stdout, reasons and legend under them."""
+    from edgekd.ui import print_table
+
+    unit, scale = latency_unit(report.results)
+    print_table(title(report), columns(unit), table_rows(report.results, scale))
+    for line in reasons(report.results):
+        print(f"  {line}")
+    if report.comparisons:
+        print_table("student vs teacher", COMPARISON_COLUMNS, comparison_rows(report.comparisons))
+    headline = headline_text(report)
+    if headline:
+        print(headline)
+    for line in legend(report) + report.notes:
+        print(f"  {line}")
+
+
+def markdown(report: BenchReport, plot_name: str | None) -> str:
+    """``bench.md``: settings, host, results, ratios, the plot and how to read them."""
+    from edgekd.ui import markdown_table
+
+    h, s, b = report.host, report.settings, report.bundle
+    unit, scale = latency_unit(report.results)
+    packages = ", ".join(f"{k} {v}" for k, v in h.get("packages", {}).items())
+    out = [
+        f"# edgekd bench: {b.get('run') or b['path']} on {s['device']}",
+        "",
+        f"Bundle `{b['path']}` (run {b.get('run')}, exported {b.get('created')}), verified against its manifest.  ",
+        f"{s['runs']} timed runs after {s['warmup']} warm-up, {s['threads']} thread(s), batch 1; "
+        f"accuracy on {s['eval']} ({s['eval_count']} images).",
+        "",
+        "## Host",
+        "",
+        markdown_table(
+            ["cpu", "cores (usable)", "governor", "memory MB", "load avg", "os", "python", "runtimes"],
+            [[h.get("cpu"), f"{h.get('cores')} ({h.get('usable_cores')})", h.get("governor") or "n/a", h.get("memory_mb"), " / ".join(map(str, h.get("load_avg") or [])) or "n/a", h.get("os"), h.get("python"), packages]],
+        ),
+        "",
+        "## Results",
+        "",
+        markdown_table(columns(unit), table_rows(report.results, scale)),
+        "",
+    ]
+    out += [f"- {line}" for line in reasons(report.results)]
+    if report.comparisons:
+        out += ["", "## Student vs teacher", "", markdown_table(COMPARISON_COLUMNS, comparison_rows(report.comparisons))]
+        headline = headline_text(report)
+        if headline:
+            out += ["", f"**{headline}**"]
+    out += ["", "## Accuracy vs latency", ""]
+    if plot_name:
+        out += [
+            f"![accuracy vs latency]({plot_name})",
+            "",
+            "Each point is a model/format; the horizontal bar spans the fastest run to p90. Points on the "
+            "dashed line (the Pareto front) are not beaten by any other on both latency and accuracy: up "
+            "and to the left is better.",
+        ]
+    out += [*report.notes, "", "## How to read this", ""]
+    out += [f"- {line}" for line in legend(report)]
+    if report.settings.get("min_accuracy") is not None:
+        out += ["", f"Gate: {'passed' if report.passed else 'FAILED: ' + ', '.join(report.gate_failures)}"]
+    return "\n".join(out) + "\n"

@@ -1,0 +1,237 @@
+"""``edgekd bench``: every model file of a verified bundle measured on a target, then the table,
+``bench.json``, ``bench.md`` and the accuracy-vs-latency plot.
+
+Nothing heavy is imported here: the runtimes load in the measuring processes, matplotlib in the
+plot, rich in the table printer, PyYAML and the data loaders only for ``full_test``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgekd.atomic import write_json, write_text
+from edgekd.benchmark.errors import BenchError
+from edgekd.benchmark.report import BenchReport, comparisons, markdown, plot_title, print_report, status_text
+from edgekd.benchmark.targets import TARGETS, BenchTarget, Job
+from edgekd.bundle import require_verified
+
+ROLE_ORDER = ("student", "teacher", "baseline")
+FORMAT_ORDER = ("pytorch", "onnx", "tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8")
+
+
+def latest_bundle(root: str | Path = "artifacts") -> Path:
+    """The most recently exported bundle under ``root``."""
+    bundles = [p.parent for p in Path(root).glob("*/manifest.json")]
+    if not bundles:
+        raise BenchError(f"no bundle in {root}/ (make one with `edgekd export`, or pass --artifacts DIR)")
+    return max(bundles, key=lambda p: (p / "manifest.json").stat().st_mtime)
+
+
+def _names(value: str | Sequence[str] | None) -> list[str] | None:
+    """A filter given as "a,b" or ["a", "b"] (None: everything)."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else [v for item in value for v in item.split(",")]
+    return [v.strip() for v in items if v.strip()]
+
+
+def _check_filter(kind: str, wanted: list[str] | None, present: list[str]) -> None:
+    for name in wanted or []:
+        if name not in present:
+            close = difflib.get_close_matches(name, present, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise BenchError(f"unknown {kind} {name!r}{hint} in this bundle: {', '.join(present)}")
+
+
+def _check_settings(runs: int, warmup: int, threads: int | None, min_accuracy: float | None) -> None:
+    if runs < 1:
+        raise BenchError(f"--runs must be at least 1, got {runs}")
+    if warmup < 0:
+        raise BenchError(f"--warmup must be 0 or more, got {warmup}")
+    if threads is not None and threads < 1:
+        raise BenchError(f"--threads must be at least 1, got {threads}")
+    if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
+        raise BenchError(f"--min-accuracy is a fraction between 0 and 1 (0.95 for 95 %), got {min_accuracy}")
+
+
+def plan(manifest: dict[str, Any], models: list[str] | None = None, formats: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+    """(file name, manifest entry) of every model file to measure: students first, then by format."""
+    entries = manifest.get("models", {})
+    _check_filter("model", models, sorted({e["role"] for e in entries.values()}))
+    _check_filter("format", formats, sorted({e["format"] for e in entries.values()}))
+
+    def order(item: tuple[str, dict[str, Any]]) -> tuple[int, int, str]:
+        role, fmt = item[1]["role"], item[1]["format"]
+        rank = ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER)
+        return rank, FORMAT_ORDER.index(fmt) if fmt in FORMAT_ORDER else len(FORMAT_ORDER), item[0]
+
+    chosen = [(name, e) for name, e in entries.items() if (models is None or e["role"] in models) and (formats is None or e["format"] in formats)]
+    if not chosen:
+        raise BenchError("nothing to bench: no model file matches --models/--formats")
+    return sorted(chosen, key=order)
+
+
+def _full_test_split(bundle: Path, manifest: dict[str, Any], folder: Path) -> tuple[Path, int]:
+    """The run's whole test split, written as an eval.npz-style file for the measuring processes."""
+    try:
+        import numpy as np
+
+        from edgekd.config import load_config
+        from edgekd.data import load_dataset
+        from edgekd.ui import log
+
+        data = load_dataset(load_config(bundle / "config.yaml").data, log=log)
+    except ImportError as exc:
+        raise BenchError(
+            f"--full-test loads the run's dataset, which needs {exc.name or 'the train extra'} here "
+            "(pip install 'edgekd[train]'); without --full-test the bench uses the bundle's eval.npz"
+        ) from None
+    if list(data.classes) != list(manifest.get("labels", [])):
+        raise BenchError(f"--full-test: the dataset's classes {list(data.classes)[:5]}… differ from the bundle's labels {manifest.get('labels', [])[:5]}…")
+    path = folder / "test.npz"
+    np.savez(path, images=np.ascontiguousarray(data.test.images.transpose(0, 2, 3, 1)), labels=data.test.labels)
+    return path, len(data.test)
+
+
+def _empty_row(name: str, entry: dict[str, Any], manifest: dict[str, Any], threads: int) -> dict[str, Any]:
+    """A row with every bench.json key; measured values stay None unless the model runs."""
+    role = entry["role"]
+    return {
+        "model": role,
+        "format": entry["format"],
+        "status": None,
+        "latency_ms": None,  # {min, p50, p90, p99, mean, std}
+        "accuracy": None,  # top-1, fraction
+        "size_bytes": manifest["files"][name]["bytes"],
+        "peak_rss_mb": None,
+        "macs": manifest.get("roles", {}).get(role, {}).get("macs"),
+        "gmacs_per_s": None,
+        "threads": threads,
+        "file": name,
+        "reason": None,  # why skipped / failed
+        "stage": None,  # failed at: load | eval | run
+        "runtime": None,
+        "throughput": None,  # inferences/s at batch 1
+        "noisy": None,
+        "spread": None,  # (p90 − p50) / p50
+        "cv": None,
+        "accuracy_n": None,
+        "base_rss_mb": None,
+        "rss_source": None,
+        "parity_ok": manifest.get("metrics", {}).get(name, {}).get("ok"),  # the export's own check
+        "below_floor": None,
+    }
+
+
+def bench(
+    artifacts: str | Path | None = None,
+    device: str = "cpu",
+    threads: int | None = None,
+    runs: int = 100,
+    warmup: int = 10,
+    json: str | Path | None = None,  # same name as the CLI's --json
+    min_accuracy: float | None = None,
+    out: str | Path | None = None,
+    full_test: bool = False,
+    models: str | Sequence[str] | None = None,
+    formats: str | Sequence[str] | None = None,
+) -> BenchReport:
+    """Benchmark every model file of a bundle on ``device``; returns the report.
+
+    ``artifacts``: bundle folder (default: the newest under ``artifacts/``), verified by sha256
+    first. ``threads``: the runtimes' thread count (default: the target's, for cpu every usable
+    core). ``runs`` timed ``invoke`` calls follow ``warmup`` untimed ones. Writes ``bench.json``,
+    ``bench.md`` and ``bench.png`` to ``out`` (default: ``<bundle>/bench``, which ``edgekd verify``
+    ignores) and, with ``json``, the same JSON to that file. ``min_accuracy`` (a fraction) gates:
+    ``report.passed`` is False when a row is below it or failed. ``full_test`` measures accuracy on
+    the run's whole test split (needs the dataset and the train extra) instead of ``eval.npz``.
+    ``models``/``formats`` restrict the rows ("student", "tflite_int8,tflite_fp32").
+    """
+    from edgekd.ui import log
+
+    _check_settings(runs, warmup, threads, min_accuracy)
+    bundle = Path(artifacts) if artifacts is not None else latest_bundle()
+    manifest = require_verified(bundle)
+    target: BenchTarget = TARGETS.get(device)(threads=threads)
+    todo = plan(manifest, _names(models), _names(formats))
+    out_dir = Path(out) if out is not None else bundle / "bench"
+    num_classes = len(manifest.get("labels") or []) or None
+    host = target.host()  # before the runs: the load average then is what the runs competed with
+    log(f"bench: {bundle} on {device} ({len(todo)} model files, {target.threads} thread(s), {warmup} warm-up + {runs} timed runs each)")
+    results = []
+    with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as tmp:
+        if full_test:
+            eval_path, eval_count = _full_test_split(bundle, manifest, Path(tmp))
+            eval_name = "the full test split"
+        else:
+            eval_path, eval_count = bundle / manifest["eval"]["file"], manifest["eval"].get("count")
+            eval_name = manifest["eval"]["file"]
+        for name, entry in todo:
+            row = _empty_row(name, entry, manifest, target.threads)
+            skip = target.unsupported(entry["format"])
+            if skip:
+                row.update(status="skipped", reason=skip)
+            else:
+                classes = num_classes or int(entry.get("output", {}).get("shape", [0])[-1])
+                job = Job(entry["role"], entry["format"], str((bundle / name).resolve()), str(Path(eval_path).resolve()), classes, target.threads, runs, warmup, entry.get("input", {}))
+                row.update(target.measure(job))
+            if row["status"] == "ok":
+                if row["macs"] and row["latency_ms"]["p50"] > 0:
+                    row["gmacs_per_s"] = row["macs"] / (row["latency_ms"]["p50"] / 1e3) / 1e9
+                if min_accuracy is not None:
+                    row["below_floor"] = row["accuracy"] < min_accuracy
+            results.append(row)
+            log(_progress_line(row))
+    settings = {
+        "device": device,
+        "threads": target.threads,
+        "runs": runs,
+        "warmup": warmup,
+        "eval": eval_name,
+        "eval_count": eval_count,
+        "min_accuracy": min_accuracy,
+        "full_test": full_test,
+        "models": _names(models),
+        "formats": _names(formats),
+    }
+    bundle_info = {"path": str(bundle), "run": manifest.get("run", {}).get("name"), "created": manifest.get("created")}
+    report = BenchReport(host, results, settings, bundle_info, comparisons(results))
+    _write_outputs(report, out_dir, json)
+    print_report(report)
+    log(f"bench: wrote {', '.join(report.outputs.values())}")
+    return report
+
+
+def _progress_line(row: dict[str, Any]) -> str:
+    head = f"bench  {row['model']:<8} {row['format']:<14} {status_text(row):<12}"
+    if row["status"] != "ok":
+        return f"{head} {row['reason']}"
+    return f"{head} p50 {row['latency_ms']['p50']:.4g} ms  acc {100 * row['accuracy']:.2f} %  peak RSS {row['peak_rss_mb'] or 0:.0f} MB"
+
+
+def _write_outputs(report: BenchReport, out_dir: Path, json_path: str | Path | None) -> None:
+    from edgekd.benchmark.plot import plot_pareto
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    png = out_dir / "bench.png"
+    try:
+        accuracy_label = f"{report.settings['eval']}, {report.settings['eval_count']} images"
+        plot = plot_pareto(report.results, png, plot_title(report), accuracy_label)
+        report.outputs["plot"] = str(plot)
+    except ImportError:
+        report.notes.append("plot skipped: matplotlib is not installed (pip install matplotlib)")
+    except ValueError as exc:
+        report.notes.append(f"plot skipped: {exc}")
+    if "plot" not in report.outputs:
+        png.unlink(missing_ok=True)  # an older run's plot would not match this report
+    write_text(out_dir / "bench.md", markdown(report, png.name if "plot" in report.outputs else None))
+    report.outputs["markdown"] = str(out_dir / "bench.md")
+    write_json(out_dir / "bench.json", report.to_dict())
+    report.outputs["json"] = str(out_dir / "bench.json")
+    if json_path is not None:
+        write_json(json_path, report.to_dict())
+        report.outputs["json_copy"] = str(json_path)

@@ -1,0 +1,194 @@
+"""One model measured in a process of its own: load it, check that the eval data fits its input,
+warm up, time ``invoke``, evaluate accuracy, read the process's peak resident memory.
+
+The CPU target runs ``measure`` in a fresh Python per model (see :mod:`edgekd.benchmark.targets`):
+the peak memory of a row is then this model's runtime alone, not the runtimes loaded for the rows
+before it, and thread settings read from the environment (``OMP_NUM_THREADS`` …) are in place
+before the runtime loads. Imports only numpy, the standard library and :mod:`edgekd.runtimes`
+(whose runtimes load inside the runners), so it runs on a Raspberry Pi with numpy + ai-edge-litert.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.atomic import write_json
+from edgekd.benchmark.errors import BenchError
+from edgekd.benchmark.stats import cv, is_noisy, latency_stats, spread
+from edgekd.errors import EdgekdError
+from edgekd.runtimes import Runner, RuntimeMissing, open_runner
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+
+
+def _failed(stage: str, reason: str, **extra: Any) -> dict[str, Any]:
+    # stage: load (the file does not open in its runtime), eval (the eval data does not fit the
+    # model), run (it loaded but invoking it failed)
+    return {"status": "failed", "stage": stage, "reason": reason, **extra}
+
+
+def _status_kb(field: str) -> int | None:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def rss_mb() -> float | None:
+    """Current resident memory of this process (Linux), MB."""
+    kb = _status_kb("VmRSS")
+    return None if kb is None else kb / 1024
+
+
+def peak_rss_mb() -> tuple[float | None, str | None]:
+    """(peak resident memory of this process in MB, where it was read from).
+
+    VmHWM is the high-water mark of this process image since its exec. getrusage's ru_maxrss is
+    only the fallback (no /proc, e.g. macOS): after a fork+exec it can report the *parent's* peak,
+    which would charge the launching process's memory to the model."""
+    kb = _status_kb("VmHWM")
+    if kb is not None:
+        return kb / 1024, "VmHWM"
+    try:
+        import resource
+    except ImportError:  # Windows
+        return None, None
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return (peak / 2**20 if sys.platform == "darwin" else peak / 1024), "ru_maxrss"  # bytes on macOS, KB elsewhere
+
+
+def load_eval(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 NHWC images, int labels) from an ``eval.npz``-style file."""
+    try:
+        with np.load(path) as data:
+            images, labels = data["images"], data["labels"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise BenchError(f"cannot read eval data {Path(path).name}: {_one_line(exc)} (needs 'images' and 'labels')") from None
+    return images, labels
+
+
+def expected_hwc(runner: Runner, manifest_input: dict[str, Any]) -> tuple[int, int, int] | None:
+    """The (H, W, C) image a model takes, from the model file where its runtime says, else the manifest."""
+    details = runner.input_details or manifest_input
+    shape, layout = details.get("shape"), details.get("layout", runner.layout)
+    if not shape or len(shape) != 4 or not all(isinstance(v, int) for v in shape[1:]):
+        return None  # unknown or symbolic: the runtime will say if the data does not fit
+    return (shape[2], shape[3], shape[1]) if layout == "NCHW" else (shape[1], shape[2], shape[3])
+
+
+def check_fits(images: np.ndarray, labels: np.ndarray, runner: Runner, job: dict[str, Any]) -> None:
+    """Raise :class:`BenchError` saying how the eval data and the model disagree."""
+    if images.ndim != 4 or images.dtype != np.uint8:
+        raise BenchError(f"eval images must be uint8 N×H×W×C, got {images.dtype} with shape {list(images.shape)}")
+    if labels.ndim != 1 or len(labels) != len(images):
+        raise BenchError(f"eval data has {len(images)} images but labels of shape {list(labels.shape)}")
+    if len(images) == 0:
+        raise BenchError("eval data has no images")
+    want = expected_hwc(runner, job.get("input") or {})
+    got = tuple(int(v) for v in images.shape[1:])
+    if want is not None and got != want:
+        detail = job.get("input") or runner.input_details
+        raise BenchError(
+            f"eval data does not match the model input: images are {'×'.join(map(str, got))} (H×W×C), "
+            f"{Path(job['file']).name} takes {'×'.join(map(str, want))} (input {detail.get('shape')} {detail.get('layout', runner.layout)})"
+        )
+    classes = job["num_classes"]
+    if labels.min() < 0 or labels.max() >= classes:
+        raise BenchError(f"eval labels span {int(labels.min())}…{int(labels.max())} but the model has {classes} classes")
+
+
+def time_invoke(runner: Runner, x: Any, warmup: int, runs: int) -> np.ndarray:
+    """Per-run durations (ns) of ``runner.invoke(x)`` after ``warmup`` untimed runs.
+
+    Only invoke is timed (input prepared once, outside the loop); perf_counter_ns is monotonic and
+    the finest clock Python has; the garbage collector is paused so that a collection triggered by
+    allocations elsewhere is not charged to the model."""
+    for _ in range(warmup):  # first runs pay for lazy allocation, caches, XNNPACK packing, clock ramp-up
+        runner.invoke(x)
+    ns = np.empty(runs, dtype=np.int64)
+    clock = time.perf_counter_ns
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        for i in range(runs):
+            start = clock()
+            runner.invoke(x)
+            ns[i] = clock() - start
+    finally:
+        if gc_was_enabled:
+            gc.enable()
+    return ns
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    """Measure one model file; a dict with ``status`` ok / skipped / failed and what was measured."""
+    base = rss_mb()  # interpreter + numpy + edgekd, before the runtime loads
+    try:
+        runner = open_runner(job["file"], threads=job["threads"])
+    except RuntimeMissing as exc:
+        return {"status": "skipped", "reason": str(exc)}
+    except EdgekdError as exc:
+        return _failed("load", str(exc))
+    except Exception as exc:  # noqa: BLE001 - a runtime's own error for a file it cannot parse
+        return _failed("load", _one_line(exc))
+    try:
+        images, labels = load_eval(job["eval"])
+        check_fits(images, labels, runner, job)
+    except BenchError as exc:
+        return _failed("eval", str(exc), runtime=runner.runtime)
+    try:
+        x = runner.prepare(images[0])  # batch 1: latency does not depend on which image
+        ns = time_invoke(runner, x, job["warmup"], job["runs"])
+        logits = runner.predict(images)
+    except Exception as exc:  # noqa: BLE001 - loaded but does not run: the row fails, the bench goes on
+        return _failed("run", _one_line(exc), runtime=runner.runtime)
+    if logits.ndim != 2 or logits.shape[1] != job["num_classes"]:
+        return _failed("eval", f"model outputs shape {list(logits.shape[1:])} per image, expected {job['num_classes']} class scores", runtime=runner.runtime)
+    stats = latency_stats(ns)
+    peak, source = peak_rss_mb()
+    return {
+        "status": "ok",
+        "runtime": runner.runtime,
+        "latency_ms": stats,
+        "spread": spread(stats),
+        "cv": cv(stats),
+        "noisy": is_noisy(stats),
+        "throughput": 1000.0 / stats["mean"],  # inferences/s, one stream at batch 1
+        "accuracy": float((logits.argmax(1) == labels).mean()),
+        "accuracy_n": int(len(labels)),
+        "peak_rss_mb": peak,
+        "base_rss_mb": base,
+        "rss_source": source,
+    }
+
+
+def main(argv: list[str]) -> int:
+    """``JOB.json RESULT.json``: measure the job, write the result. A bug becomes a failed row with
+    its traceback in the result, so that the parent can report it without losing the other rows."""
+    job_path, result_path = argv
+    job = json.loads(Path(job_path).read_text())
+    try:
+        result = measure(job)
+    except Exception as exc:  # noqa: BLE001
+        result = _failed("run", _one_line(exc), traceback=traceback.format_exc())
+    write_json(result_path, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

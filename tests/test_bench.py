@@ -1,0 +1,276 @@
+"""The bench stage on one tiny bundle: rows, JSON schema, report files, per-row failures and skips,
+the accuracy gate, and the Raspberry Pi path (TFLite only, no torch / TensorFlow / ONNX Runtime)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import REPO, tiny_overrides
+from edgekd.benchmark import BenchError, bench, latest_bundle
+from edgekd.benchmark.report import pareto_front
+from edgekd.benchmark.stats import is_noisy, latency_stats
+from edgekd.bundle import MANIFEST, BundleError, file_record, verify_bundle
+from edgekd.cli import main
+from edgekd.registry import UnknownNameError
+
+ROWS = {
+    ("student", "pytorch"), ("student", "onnx"), ("student", "tflite_fp32"), ("student", "tflite_int8"),
+    ("teacher", "pytorch"), ("teacher", "onnx"), ("teacher", "tflite_fp32"),
+}
+ROW_KEYS = {"model", "format", "status", "latency_ms", "accuracy", "size_bytes", "peak_rss_mb", "macs", "gmacs_per_s", "threads"}
+LATENCY_KEYS = {"min", "p50", "p90", "p99", "mean", "std"}
+FAST = {"runs": 5, "warmup": 1, "threads": 1}  # functionality, not timing: the suite shares 2 cores
+
+
+@pytest.fixture(scope="module")
+def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seconds-long run exported with the default formats (accuracy is irrelevant here, so the
+    barely trained int8 student may miss its parity bound)."""
+    from edgekd.exporters.export import export
+    from edgekd.train.run import distill
+
+    root = tmp_path_factory.mktemp("bench")
+    distill(out=root / "run", set=tiny_overrides(**{"distill.baseline": "false", "teacher.epochs": 1, "student.epochs": 1}))
+    export(run=root / "run", out=root / "bundle", allow_parity_failure=True)
+    return root / "bundle"
+
+
+@pytest.fixture(scope="module")
+def bench_json(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("bench-json") / "results.json"
+
+
+@pytest.fixture(scope="module")
+def report(bundle: Path, bench_json: Path):
+    """Every model of the bundle, default report folder (BUNDLE/bench)."""
+    return bench(artifacts=bundle, json=bench_json, **FAST)
+
+
+def _rows(report) -> dict[tuple[str, str], dict]:
+    return {(r["model"], r["format"]): r for r in report.results}
+
+
+def _reseal(bundle: Path) -> None:
+    """Re-record the manifest's checksums after a deliberate change, as if the export had written it."""
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["files"] = {name: file_record(bundle / name) for name in manifest["files"]}
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _blocking_sitecustomize(folder: Path, modules: list[str]) -> str:
+    """A PYTHONPATH under which ``modules`` cannot be imported, in this process's children and
+    theirs (the measuring processes), as on a device where they are not installed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "sitecustomize.py").write_text(f"import sys\nfor name in {modules!r}:\n    sys.modules[name] = None\n")
+    return os.pathsep.join([str(folder), str(REPO), os.environ.get("PYTHONPATH", "")])
+
+
+def test_every_model_benched_with_the_json_schema(report, bundle: Path, bench_json: Path) -> None:
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    rows = _rows(report)
+    assert set(rows) == ROWS
+    data = json.loads(bench_json.read_text())
+    assert data == json.loads((bundle / "bench" / "bench.json").read_text())
+    assert {"cpu", "cores", "usable_cores", "governor", "os", "python", "packages"} <= set(data["host"])
+    assert data["host"]["packages"]["ai-edge-litert"]
+    for r in data["results"]:
+        assert ROW_KEYS <= set(r), ROW_KEYS - set(r)
+        assert r["status"] == "ok", r
+        lat = r["latency_ms"]
+        assert set(lat) == LATENCY_KEYS
+        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] and lat["std"] >= 0
+        assert 0.0 <= r["accuracy"] <= 1.0 and r["accuracy_n"] == manifest["eval"]["count"]
+        assert r["size_bytes"] == (bundle / r["file"]).stat().st_size
+        assert r["macs"] == manifest["roles"][r["model"]]["macs"]
+        assert r["gmacs_per_s"] == pytest.approx(r["macs"] / (lat["p50"] / 1e3) / 1e9)
+        assert r["throughput"] == pytest.approx(1e3 / lat["mean"])
+        assert r["threads"] == 1 and r["peak_rss_mb"] > 0 and isinstance(r["noisy"], bool)
+    headline = data["comparisons"][0]
+    assert (headline["student"], headline["teacher"], headline["headline"]) == ("tflite_int8", "tflite_fp32", True)
+    s, t = rows["student", "tflite_int8"], rows["teacher", "tflite_fp32"]
+    assert headline["speedup"] == pytest.approx(t["latency_ms"]["p50"] / s["latency_ms"]["p50"])
+    assert headline["accuracy_delta"] == pytest.approx(s["accuracy"] - t["accuracy"])
+
+
+def test_report_files_and_bundle_still_verifies(report, bundle: Path) -> None:
+    out = bundle / "bench"
+    md = (out / "bench.md").read_text()
+    assert "| student | tflite_int8 | ok" in md and "![accuracy vs latency](bench.png)" in md
+    assert "## Student vs teacher" in md and "(headline)" in md
+    png = (out / "bench.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert verify_bundle(bundle).passed  # the report folder inside the bundle is not part of it
+
+
+def test_accuracy_matches_an_independent_evaluation(report, bundle: Path) -> None:
+    from edgekd.runtimes import open_runner
+
+    with np.load(bundle / "eval.npz") as data:
+        images, labels = data["images"], data["labels"]
+    for fmt, name in (("tflite_int8", "student_int8.tflite"), ("onnx", "student.onnx")):
+        expected = float((open_runner(bundle / name, threads=1).predict(images).argmax(1) == labels).mean())
+        assert _rows(report)["student", fmt]["accuracy"] == expected
+
+
+def test_peak_memory_is_per_model_not_cumulative(report) -> None:
+    """TFLite rows run after the PyTorch rows (and under a pytest holding torch and TensorFlow):
+    their peak memory must be their own process's, far below a process that imported torch."""
+    rows = _rows(report)
+    for model in ("student", "teacher"):
+        assert rows[model, "tflite_fp32"]["peak_rss_mb"] < 0.5 * rows[model, "pytorch"]["peak_rss_mb"]
+        assert rows[model, "tflite_fp32"]["rss_source"] == "VmHWM"
+
+
+def test_tampered_or_missing_bundle_is_refused(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    data = bytearray((copy / "student_int8.tflite").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (copy / "student_int8.tflite").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match=r"failed verification: student_int8.tflite: sha256 mismatch"):
+        bench(artifacts=copy, **FAST)
+    capsys.readouterr()
+    assert main(["bench", "--artifacts", str(copy), "--runs", "2"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgekd: error: bundle") and "sha256 mismatch" in err and len(err.splitlines()) == 1
+    with pytest.raises(BundleError, match="bundle not found"):
+        bench(artifacts=tmp_path / "nope", **FAST)
+
+
+def test_missing_runtime_is_a_skipped_row(bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PYTHONPATH", _blocking_sitecustomize(tmp_path / "shim", ["onnxruntime"]))
+    result = bench(artifacts=bundle, out=tmp_path / "out", models="student", formats="onnx,tflite_int8", **FAST)
+    rows = _rows(result)
+    assert set(rows) == {("student", "onnx"), ("student", "tflite_int8")}
+    skipped = rows["student", "onnx"]
+    assert skipped["status"] == "skipped" and "onnxruntime is not installed" in skipped["reason"]
+    assert skipped["latency_ms"] is None and skipped["accuracy"] is None and skipped["size_bytes"] > 0
+    assert rows["student", "tflite_int8"]["status"] == "ok"
+
+
+def test_model_that_fails_to_load_fails_its_row_only(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    (copy / "student_fp32.tflite").write_bytes(b"not a flatbuffer" * 64)
+    _reseal(copy)
+    result = bench(artifacts=copy, out=tmp_path / "out", models="student", formats="tflite_fp32,tflite_int8", **FAST)
+    rows = _rows(result)
+    failed = rows["student", "tflite_fp32"]
+    assert failed["status"] == "failed" and failed["stage"] == "load"
+    assert "cannot load student_fp32.tflite" in failed["reason"]
+    assert rows["student", "tflite_int8"]["status"] == "ok"
+    out = capsys.readouterr().out
+    assert "FAILED (load)" in out and "student/tflite_fp32 failed (load): cannot load" in out
+
+
+def test_eval_data_not_matching_the_model_input(bundle: Path, tmp_path: Path) -> None:
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    with np.load(copy / "eval.npz") as data:
+        labels, classes = data["labels"], data["classes"]
+    np.savez_compressed(copy / "eval.npz", images=np.zeros((len(labels), 9, 9, 1), np.uint8), labels=labels, classes=classes)
+    _reseal(copy)
+    result = bench(artifacts=copy, out=tmp_path / "out", models="student", formats="tflite_int8,onnx", **FAST)
+    for row in result.results:
+        assert row["status"] == "failed" and row["stage"] == "eval", row
+        assert "eval data does not match the model input: images are 9×9×1 (H×W×C)" in row["reason"]
+        assert "takes 8×8×1" in row["reason"]
+
+
+def test_full_test_split_accuracy(report, bundle: Path, tmp_path: Path) -> None:
+    """--full-test reloads the run's data; for digits eval.npz already is the whole test split
+    (500 requested, 359 exist), so both must give the same images, count and accuracy."""
+    result = bench(artifacts=bundle, out=tmp_path / "out", models="student", formats="tflite_int8", full_test=True, **FAST)
+    row = result.results[0]
+    assert result.settings["eval"] == "the full test split" and result.settings["eval_count"] == row["accuracy_n"] == 359
+    assert row["accuracy"] == _rows(report)["student", "tflite_int8"]["accuracy"]
+
+
+def test_min_accuracy_gate_exit_code(report, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    accuracy = _rows(report)["student", "tflite_int8"]["accuracy"]
+    assert accuracy < 1.0  # a one-epoch student; otherwise no floor could be above it
+    args = ["bench", "--artifacts", str(bundle), "--out", str(tmp_path / "out"), "--models", "student", "--formats", "tflite_int8", "--runs", "3", "--threads", "1"]
+    capsys.readouterr()
+    assert main([*args, "--min-accuracy", f"{min(1.0, accuracy + 0.01):.4f}", "--json", str(tmp_path / "gate.json")]) == 1
+    err = capsys.readouterr().err
+    assert "accuracy floor" in err and "student/tflite_int8" in err
+    gate = json.loads((tmp_path / "gate.json").read_text())
+    assert gate["gate"]["passed"] is False and gate["results"][0]["below_floor"] is True
+    assert main([*args, "--min-accuracy", f"{max(0.0, accuracy - 0.01):.4f}"]) == 0
+    assert main([*args, "--min-accuracy", "95"]) == 2
+    assert "fraction between 0 and 1" in capsys.readouterr().err
+
+
+def test_bad_names_get_suggestions(bundle: Path) -> None:
+    with pytest.raises(UnknownNameError, match=r"unknown bench target 'cpuu'; did you mean 'cpu'\?"):
+        bench(artifacts=bundle, device="cpuu")
+    with pytest.raises(BenchError, match=r"unknown format 'tflite_int9'; did you mean 'tflite_int8'\?"):
+        bench(artifacts=bundle, formats="tflite_int9")
+    with pytest.raises(BenchError, match="--runs must be at least 1"):
+        bench(artifacts=bundle, runs=0)
+
+
+def test_latest_bundle(tmp_path: Path) -> None:
+    with pytest.raises(BenchError, match="no bundle in"):
+        latest_bundle(tmp_path)
+    for i, name in enumerate(["b", "a"]):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / MANIFEST).write_text("{}")
+        os.utime(tmp_path / name / MANIFEST, (1000 + i, 1000 + i))
+    assert latest_bundle(tmp_path) == tmp_path / "a"
+
+
+def test_latency_stats_and_noise_flag() -> None:
+    stats = latency_stats([1_000_000] * 9 + [2_000_000])  # ns: nine 1 ms runs, one 2 ms
+    assert stats["min"] == stats["p50"] == 1.0 and stats["p90"] == pytest.approx(1.1) and stats["mean"] == pytest.approx(1.1)
+    assert not is_noisy(latency_stats([1_000_000, 1_010_000, 1_020_000, 990_000]))
+    assert is_noisy(latency_stats([1_000_000] * 5 + [3_000_000] * 5))  # p90 far above p50
+
+
+def test_pareto_front() -> None:
+    def row(name: str, p50: float, acc: float, status: str = "ok") -> dict:
+        return {"model": name, "format": "x", "status": status, "latency_ms": {"p50": p50}, "accuracy": acc}
+
+    rows = [row("slow-good", 10, 0.99), row("fast-bad", 1, 0.80), row("dominated", 5, 0.70), row("mid", 3, 0.95), row("failed", 0.1, 1.0, "failed")]
+    assert [r["model"] for r in pareto_front(rows)] == ["fast-bad", "mid", "slow-good"]
+
+
+def test_tflite_path_without_torch_tensorflow_onnxruntime(bundle: Path, tmp_path: Path) -> None:
+    """The Raspberry Pi install: numpy + ai-edge-litert. torch, TensorFlow, ONNX Runtime,
+    matplotlib, rich and PyYAML are unimportable in the bench process and its measuring processes."""
+    blocked = ["torch", "tensorflow", "onnxruntime", "matplotlib", "rich", "yaml"]
+    env = {**os.environ, "PYTHONPATH": _blocking_sitecustomize(tmp_path / "shim", blocked)}
+    probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
+    assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr  # the shim is in force
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "edgekd", "bench", "--artifacts", str(bundle), "--out", str(out), "--json", str(tmp_path / "pi.json"), "--runs", "3", "--warmup", "1", "--threads", "1"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    rows = {(r["model"], r["format"]): r for r in json.loads((tmp_path / "pi.json").read_text())["results"]}
+    assert set(rows) == ROWS
+    for (model, fmt), r in rows.items():
+        if fmt.startswith("tflite"):
+            assert r["status"] == "ok" and r["latency_ms"]["p50"] > 0, r
+        else:
+            assert r["status"] == "skipped", r
+            assert ("torch is not installed" if fmt == "pytorch" else "onnxruntime is not installed") in r["reason"]
+    assert "student/pytorch skipped: torch is not installed" in proc.stdout
+    assert "┃" not in proc.stdout and "tflite_int8" in proc.stdout  # the plain-text table, not rich's
+    assert "plot skipped: matplotlib is not installed" in (out / "bench.md").read_text()
+    assert not (out / "bench.png").exists()
+
+
+def test_bench_modules_import_nothing_heavy() -> None:
+    """What runs on the device side imports no framework, plotting, YAML or rich at module level."""
+    from test_lean_import import HEAVY, imported_after
+
+    loaded = imported_after("import edgekd.benchmark, edgekd.benchmark.worker, edgekd.benchmark.plot, edgekd.cli; edgekd.bench")
+    assert not loaded & {*HEAVY, "rich"}, loaded & {*HEAVY, "rich"}
