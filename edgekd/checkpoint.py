@@ -20,8 +20,14 @@ FORMAT = "edgekd.model/1"
 
 
 def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
+    """Write a checkpoint atomically. In a distributed run only rank 0 writes (the others hold the
+    same weights), so this is a no-op on every other rank."""
     import torch
 
+    from edgekd.train.distributed import world
+
+    if not world().main:
+        return
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "edgekd_version": __version__, **payload}, buf)
     write_bytes(path, buf.getvalue())
@@ -29,7 +35,8 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
 
 def model_payload(model, arch: str, kwargs: dict, data_info: dict, role: str, **extra: Any) -> dict[str, Any]:
     """The model-only part of a checkpoint (state dict copied to CPU)."""
-    state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    # contiguous: a channels-last model's weights are saved in the default layout
+    state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
     return {"role": role, "arch": arch, "kwargs": dict(kwargs), "data": data_info, "state_dict": state, **extra}
 
 

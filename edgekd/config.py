@@ -120,8 +120,8 @@ class RuntimeConfig:
     channels_last: bool | None = opt(None, "NHWC memory format for models and batches; None: on for CUDA")
     compile_teacher: bool = opt(False, "torch.compile the frozen teacher (inference only)")
     compile_student: bool = opt(False, "torch.compile the student's training forward")
-    teacher_cache: Literal["auto", "off"] = opt(
-        "auto", "auto: compute the teacher's outputs once and reuse them when the student's inputs repeat (augment none, or data.views)"
+    teacher_cache: bool = opt(
+        True, "compute the teacher's outputs once and reuse them when the student's inputs repeat (augment none, or data.views)"
     )
 
 

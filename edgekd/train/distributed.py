@@ -83,16 +83,18 @@ def barrier() -> None:
         dist.barrier()
 
 
-def wrap(module: torch.nn.Module, device: torch.device) -> torch.nn.Module:
-    """DistributedDataParallel around the trained module (with synchronized batch norm on GPUs)."""
+def wrap(module: torch.nn.Module, device: torch.device, find_unused: bool = False) -> torch.nn.Module:
+    """DistributedDataParallel around the trained module. On GPUs batch norm is synchronized
+    across ranks (SyncBatchNorm has no CPU kernels, so CPU ranks normalize their own share).
+    ``find_unused``: some parameters get no gradient in this stage (FitNets hint training)."""
     if _world.size <= 1:
         return module
     from torch.nn.parallel import DistributedDataParallel
 
     if device.type == "cuda":
         module = torch.nn.SyncBatchNorm.convert_sync_batchnorm(module)
-        return DistributedDataParallel(module, device_ids=[device.index])
-    return DistributedDataParallel(module)
+        return DistributedDataParallel(module, device_ids=[device.index], find_unused_parameters=find_unused)
+    return DistributedDataParallel(module, find_unused_parameters=find_unused)
 
 
 def shutdown() -> None:

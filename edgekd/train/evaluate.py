@@ -32,7 +32,14 @@ def evaluate(model: nn.Module, batches: Batches, amp: torch.dtype | None = None)
         correct += (logits.argmax(1) == y).sum()
     model.train(was_training)
     n = batches.num_samples
-    return EvalResult(loss=total_loss.item() / max(n, 1), acc=correct.item() / max(n, 1), n=n)
+    if batches.shard.world > 1:  # each rank saw its share: sum the shares
+        from edgekd.train.distributed import all_sum
+
+        total_loss, correct, n = all_sum(torch.stack([total_loss, correct.float(), torch.tensor(float(n), device=batches.device)])).tolist()
+        n = int(n)
+    else:
+        total_loss, correct = total_loss.item(), correct.item()
+    return EvalResult(loss=total_loss / max(n, 1), acc=correct / max(n, 1), n=n)
 
 
 @torch.no_grad()

@@ -59,6 +59,7 @@ class FitNets(HintonKD):
 
     flow = "fitnets"
     keys = ("hint_layer", "guided_layer", "hint_mode", "hint_epochs", "hint_weight", "hint_regressor")
+    reads_teacher_features = True
 
     def __init__(
         self,
@@ -76,6 +77,7 @@ class FitNets(HintonKD):
         self.regressor_kind = regressor
         self.hint_weight = hint_weight
         self.hint_only = hint_only  # two_stage stage 1: the hint loss alone
+        self.all_params_used = not hint_only  # stage 1 leaves the layers above the guided one untouched
         self.regressor: nn.Module | None = None
         self._hooks: list[FeatureHook] = []
 

@@ -100,6 +100,8 @@ class DistillMethod(nn.Module):
     uses_temperature = True  # False: distill.temperature changes nothing (a sweep over T is pointless)
     uses_alpha = True
     task_method = "ce"  # how the teacher and the no-KD baseline learn: outputs of the same kind as the student's
+    reads_teacher_features = False  # True: hooks read the teacher's layers, so its outputs cannot be cached
+    all_params_used = True  # False: some student parameters get no gradient (DDP must look for them)
 
     @classmethod
     def from_config(cls, distill: Any, stage: Any) -> DistillMethod:

@@ -52,9 +52,16 @@ def distill(
         raise ConfigError("pass overrides through load_config when giving a Config object")
     from edgekd.train.methods import check_method_config
 
+    from edgekd.train import distributed
+
     out_dir = Path(out) if out is not None else default_out(cfg)
     check_method_config(cfg)  # before the folder is touched: a wrong key costs nothing
-    cfg = _prepare_out_dir(cfg, out_dir, config is not None or bool(set), resume, overwrite)
+    world = distributed.init(cfg.runtime.device)  # torchrun: join the process group first
+    if world.main:
+        cfg = _prepare_out_dir(cfg, out_dir, config is not None or bool(set), resume, overwrite)
+    distributed.barrier()  # the folder (and, resuming, its saved config) exists for every rank
+    if not world.main and resume:
+        cfg = load_config(out_dir / "config.yaml")
     check_method_config(cfg)  # a resumed run runs its saved config
     return _Run(cfg, out_dir, resume, on_epoch).execute()
 
@@ -95,8 +102,11 @@ class _MetricsLog:
                     self.by_stage.setdefault(rec["stage"], []).append(rec)
 
     def update(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        from edgekd.train.distributed import world
+
         self.by_stage[record["stage"]] = list(history)
-        write_text(self.path, "".join(json.dumps(r) + "\n" for recs in self.by_stage.values() for r in recs))
+        if world().main:  # every rank holds the same (all-reduced) records; one writes them
+            write_text(self.path, "".join(json.dumps(r) + "\n" for recs in self.by_stage.values() for r in recs))
 
 
 class _Run:
@@ -116,12 +126,11 @@ class _Run:
 
     def setup(self) -> None:
         from edgekd.data import load_dataset
-        from edgekd.train.runtime import amp_dtype, configure
+        from edgekd.train.runtime import configure
 
         cfg = self.cfg
-        self.device = configure(cfg.runtime, cfg.seed)
-        self.amp = amp_dtype(cfg.runtime.amp, self.device)
-        log(f"distill: run {self.out_dir} on {self.device}" + (f" ({self.amp})" if self.amp else ""))
+        self.rt = configure(cfg.runtime, cfg.seed)
+        log(f"distill: run {self.out_dir} on {self.rt.describe()}")
         self.data = load_dataset(cfg.data, log=log)
         log_data(self.data)
 
@@ -140,13 +149,22 @@ class _Run:
         summary["wall_s"] = self.wall
         summary["distill"] = {k: to_dict(getattr(cfg.distill, k)) for k in ("method", "temperature", "alpha", *method_cls.keys)}
         summary["data"] = {k: v for k, v in self.data.describe().items() if k != "classes"}
-        summary["device"] = str(self.device)
+        summary["device"] = self.rt.describe()
         summary["torch"] = torch.__version__
-        write_json(self.out_dir / "summary.json", summary)
-        print_summary(summary)
-        models = sorted(p.name for p in self.out_dir.glob("*.pt") if not p.stem.endswith(("_last", "_best")))
-        log(f"distill: wrote {self.out_dir}/summary.json, {', '.join(models)}")
+        if self.rt.world.main:
+            write_json(self.out_dir / "summary.json", summary)
+            print_summary(summary)
+            models = sorted(p.name for p in self.out_dir.glob("*.pt") if not p.stem.endswith(("_last", "_best")))
+            log(f"distill: wrote {self.out_dir}/summary.json, {', '.join(models)}")
         return summary
+
+    @property
+    def device(self):
+        return self.rt.device
+
+    @property
+    def amp(self):
+        return self.rt.amp
 
     # -- stages ------------------------------------------------------------------------------
 
@@ -221,13 +239,13 @@ class _Run:
 
     def accuracy(self, model, data=None) -> tuple[float, float]:
         """(val, test) accuracy of ``model`` on ``data``, rounded like every record."""
-        from edgekd.data.loader import Batches
         from edgekd.train.evaluate import evaluate
+        from edgekd.train.trainer import eval_batches
 
         d, bs = data or self.data, self.cfg.data.eval_batch_size
         model.to(self.device)
-        v = evaluate(model, Batches(d.val, d.mean, d.std, bs, self.device), self.amp)
-        t = evaluate(model, Batches(d.test, d.mean, d.std, bs, self.device), self.amp)
+        v = evaluate(model, eval_batches(d.val, d, bs, self.rt), self.amp)
+        t = evaluate(model, eval_batches(d.test, d, bs, self.rt), self.amp)
         return round(v.acc, 6), round(t.acc, 6)
 
     def score(self, model, arch: str, data=None, checkpoint: str = "teacher.pt") -> dict[str, Any]:
@@ -303,11 +321,13 @@ class _Run:
             teacher=teacher if method.needs_teacher else None,
             batch_size=cfg.data.batch_size,
             eval_batch_size=cfg.data.eval_batch_size,
+            views=cfg.data.views,
+            workers=cfg.data.workers,
             extra=extra,
         )
         log(f"{name}: {recipe.arch} with {method_name} for {recipe.epochs} epochs")
         result = train_stage(
-            stage, model, d, self.out_dir, self.device, self.amp, seed, select or cfg.distill.select, self.resume, self.on_epoch
+            stage, model, d, self.out_dir, self.rt, seed, select or cfg.distill.select, self.resume, self.on_epoch
         )
         self.wall[name] = result["wall_s"]
         return result

@@ -5,12 +5,14 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from edgekd.config import RuntimeConfig
 from edgekd.errors import EdgekdError
+from edgekd.train.distributed import World
 
 
 def select_device(spec: str) -> torch.device:
@@ -27,10 +29,14 @@ def select_device(spec: str) -> torch.device:
 
 
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
-    """Autocast dtype, or None for full fp32. Mixed precision is a CUDA-only speed feature here:
-    CPU runs stay fp32 so that they are bit-reproducible."""
-    if device.type != "cuda" or setting == "off":
+    """Autocast dtype, or None for full fp32. ``auto`` is mixed precision on CUDA only: CPU runs stay
+    fp32 (bit-reproducible) unless bf16 is asked for explicitly (fast on CPUs with AVX512-BF16/AMX)."""
+    if setting == "off":
         return None
+    if device.type != "cuda":
+        if setting == "fp16":
+            raise EdgekdError("runtime.amp=fp16 is for CUDA; on a CPU use bf16 or off")
+        return torch.bfloat16 if setting == "bf16" else None
     if setting == "fp16":
         return torch.float16
     if setting == "bf16" or torch.cuda.is_bf16_supported():
@@ -44,11 +50,39 @@ def autocast(dtype: torch.dtype | None, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def configure(runtime: RuntimeConfig, seed: int) -> torch.device:
-    """Apply threads/determinism, seed every RNG, and return the training device."""
+@dataclass(frozen=True)
+class Runtime:
+    """How this process trains: resolved from the ``runtime`` and ``data`` config sections."""
+
+    device: torch.device
+    amp: torch.dtype | None
+    channels_last: bool
+    compile_teacher: bool
+    compile_student: bool
+    teacher_cache: bool
+    world: World = World()
+
+    def describe(self) -> str:
+        parts = [str(self.device)]
+        if self.amp is not None:
+            parts.append(str(self.amp).replace("torch.", ""))
+        if self.channels_last:
+            parts.append("channels_last")
+        if self.compile_teacher or self.compile_student:
+            parts.append("compiled " + "+".join(n for n, on in (("teacher", self.compile_teacher), ("student", self.compile_student)) if on))
+        if self.world.size > 1:
+            parts.append(f"{self.world.size} processes")
+        return ", ".join(parts)
+
+
+def configure(runtime: RuntimeConfig, seed: int) -> Runtime:
+    """Apply threads/determinism, seed every RNG, and return how to train."""
+    from edgekd.train import distributed
+
     if runtime.threads:
         torch.set_num_threads(runtime.threads)
-    device = select_device(runtime.device)
+    device = distributed.device_for(select_device(runtime.device))
+    world = distributed.world()
     if runtime.deterministic:
         # cuBLAS needs this for deterministic matmuls; harmless elsewhere
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -57,7 +91,15 @@ def configure(runtime: RuntimeConfig, seed: int) -> torch.device:
     else:
         torch.backends.cudnn.benchmark = device.type == "cuda"
     seed_everything(seed)
-    return device
+    return Runtime(
+        device=device,
+        amp=amp_dtype(runtime.amp, device),
+        channels_last=device.type == "cuda" if runtime.channels_last is None else runtime.channels_last,
+        compile_teacher=runtime.compile_teacher,
+        compile_student=runtime.compile_student,
+        teacher_cache=runtime.teacher_cache,
+        world=world,
+    )
 
 
 def seed_everything(seed: int) -> None:

@@ -1,9 +1,15 @@
-"""Train one model (a teacher, a KD student or a baseline) for its recipe, resumably.
+"""Train one model (a teacher, a KD student or a baseline) for its recipe, resumably and fast.
 
 Every epoch ends with ``<name>_last.pt`` (weights + optimizer + history) and, when val accuracy
-improved, ``<name>_best.pt``; both are written atomically. Randomness is derived from (seed, epoch),
-so a run resumed from ``<name>_last.pt`` continues exactly as if it had never stopped (bit-identical
-on CPU). Test data is never looked at during training: it is evaluated once, at the end.
+improved, ``<name>_best.pt``; both are written atomically, by rank 0 only in a distributed run.
+Randomness is derived from (seed, epoch), so a run resumed from ``<name>_last.pt`` continues
+exactly as if it had never stopped (bit-identical on CPU). Test data is never looked at during
+training: it is evaluated once, at the end.
+
+The fast path: data on the device with augmentation there (:mod:`edgekd.data.loader`), autocast
+(bf16/fp16 on CUDA), channels-last, the frozen teacher under no_grad (optionally compiled) or not
+run at all when its outputs are cached (:mod:`edgekd.train.teacher_cache`), the student optionally
+compiled, and DistributedDataParallel under torchrun (:mod:`edgekd.train.distributed`).
 """
 
 from __future__ import annotations
@@ -19,13 +25,14 @@ from torch import nn
 
 from edgekd.checkpoint import load_checkpoint, load_weights, model_payload, save_checkpoint
 from edgekd.config import StageConfig
-from edgekd.data import Dataset
+from edgekd.data import Dataset, Split
 from edgekd.data.loader import Batches
-from edgekd.train.evaluate import evaluate
-from edgekd.train.methods import DistillMethod
-from edgekd.train.runtime import autocast
 from edgekd.errors import CheckpointError
 from edgekd.models import count_macs, count_params
+from edgekd.train import distributed
+from edgekd.train.evaluate import evaluate
+from edgekd.train.methods import DistillMethod
+from edgekd.train.runtime import Runtime, autocast
 from edgekd.ui import Timer, log, progress
 
 # called after every epoch with (this epoch's record, the stage's whole history so far)
@@ -42,9 +49,28 @@ class Stage:
     recipe: StageConfig
     method: DistillMethod
     teacher: nn.Module | None = None  # frozen, eval mode; None when method.needs_teacher is False
-    batch_size: int = 128
+    batch_size: int = 128  # the global batch: split evenly over the processes of a distributed run
     eval_batch_size: int = 512
+    views: int | None = None  # data.views: a fixed set of augmented views
+    workers: int = 2  # DataLoader workers for streamed images
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in the checkpoint (e.g. KD settings)
+
+
+class StudentStep(nn.Module):
+    """The trained computation — student forward and the method's loss — as one module, so that
+    DistributedDataParallel sees every trainable parameter: the student's and the method's own
+    (a FitNets regressor), whose hooks fire inside this forward."""
+
+    def __init__(self, student: nn.Module, method: DistillMethod, forward_model: nn.Module | None = None) -> None:
+        super().__init__()
+        self.student = student
+        self.method = method
+        # the compiled student, when compiled: same parameters, kept out of the module tree
+        object.__setattr__(self, "_forward", forward_model)
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor, teacher_out: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        s_out = (self._forward or self.student)(x)
+        return s_out, self.method(s_out, teacher_out, y)
 
 
 def lr_factor(recipe: StageConfig, progress_epochs: float) -> float:
@@ -71,13 +97,28 @@ def make_optimizer(recipe: StageConfig, params: Sequence[nn.Parameter]) -> torch
     return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov and recipe.momentum > 0)
 
 
+def eval_batches(split: Split, data: Dataset, batch_size: int, rt: Runtime) -> Batches:
+    """Batches for evaluation: this process's share of the split (all of it on one process)."""
+    return Batches(split, data.mean, data.std, batch_size, rt.device, shard=rt.world.shard, channels_last=rt.channels_last)
+
+
+def _prepare_teacher(stage: Stage, rt: Runtime) -> nn.Module | None:
+    if stage.teacher is None:
+        return None
+    teacher = stage.teacher.to(rt.device).eval()
+    if rt.channels_last:
+        teacher = teacher.to(memory_format=torch.channels_last)
+    if rt.compile_teacher and not stage.method.reads_teacher_features:
+        teacher = torch.compile(teacher)  # hooks on a compiled teacher's layers would not see its features
+    return teacher
+
+
 def train_stage(
     stage: Stage,
     model: nn.Module,
     data: Dataset,
     out_dir: Path,
-    device: torch.device,
-    amp: torch.dtype | None,
+    rt: Runtime,
     seed: int,
     select: str = "best_val",
     resume: bool = False,
@@ -86,16 +127,32 @@ def train_stage(
     """Train ``model`` and return its result record (val/test accuracy, params, MACs, wall time)."""
     recipe, method = stage.recipe, stage.method
     data_info = data.describe()
-    model.to(device)
-    method.to(device)
-    teacher = stage.teacher.to(device).eval() if stage.teacher is not None else None
+    model.to(rt.device)
+    if rt.channels_last:
+        model.to(memory_format=torch.channels_last)
+    method.to(rt.device)
+    teacher = _prepare_teacher(stage, rt)
     method.attach(model, teacher, (1, data.in_channels, *data.image_size))
 
-    train = Batches(data.train, data.mean, data.std, stage.batch_size, device, data.augment, data.crop_padding, shuffle=True, seed=seed, drop_last=True)
-    val = Batches(data.val, data.mean, data.std, stage.eval_batch_size, device)
+    distributed.check_batch(stage.batch_size)
+    train = Batches(
+        data.train, data.mean, data.std, stage.batch_size, rt.device, data.augment, data.crop_padding,
+        shuffle=True, seed=seed, drop_last=True, views=stage.views, shard=rt.world.shard, workers=stage.workers,
+        channels_last=rt.channels_last,
+    )
+    val = eval_batches(data.val, data, stage.eval_batch_size, rt)
+    cached = None
+    if teacher is not None and rt.teacher_cache and not method.reads_teacher_features:
+        from edgekd.train.teacher_cache import teacher_outputs, views_of
+
+        views = views_of(data, stage.views)
+        if views is not None:
+            cached = teacher_outputs(teacher, data, views, seed, rt, out_dir, stage.name, stage.eval_batch_size)
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = make_optimizer(recipe, params)
-    scaler = torch.amp.GradScaler(device.type, enabled=amp is torch.float16)
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp is torch.float16)
+    step = StudentStep(model, method, torch.compile(model) if rt.compile_student else None)
+    step = distributed.wrap(step, rt.device, find_unused=not method.all_params_used)
 
     last_path, best_path = out_dir / f"{stage.name}_last.pt", out_dir / f"{stage.name}_best.pt"
     start_epoch, best_val, best_epoch, wall, hist = 0, -1.0, -1, 0.0, []
@@ -119,11 +176,17 @@ def train_stage(
         timer = Timer()
         torch.manual_seed(seed * 1_000_003 + epoch)  # dropout etc.: same stream for an epoch, resumed or not
         train.set_epoch(epoch)
-        record = _train_epoch(stage, model, teacher, method, train, optimizer, scaler, device, amp, epoch)
-        v = evaluate(model, val, amp)
+        if rt.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(rt.device)
+        record = _train_epoch(stage, step, teacher, cached, train, optimizer, scaler, rt, epoch)
+        train_s = timer.elapsed
+        v = evaluate(model, val, rt.amp)
         record.update(val_loss=round(v.loss, 6), val_acc=round(v.acc, 6))
+        record["train_s"] = round(train_s, 3)
         record["time_s"] = round(timer.elapsed, 3)
-        record["img_per_s"] = round(train.num_samples / max(timer.elapsed, 1e-9), 1)
+        record["img_per_s"] = round(train.num_samples * rt.world.size / max(train_s, 1e-9), 1)
+        if rt.device.type == "cuda":
+            record["gpu_mem_mb"] = round(torch.cuda.max_memory_allocated(rt.device) / 2**20, 1)
         wall += timer.elapsed
         hist.append(record)
         if v.acc > best_val:
@@ -142,35 +205,42 @@ def train_stage(
         save_checkpoint(last_path, payload(epoch=epoch + 1, metrics={"val_acc": v.acc}, train_state=train_state))
         log(
             f"{stage.name} epoch {epoch + 1}/{recipe.epochs}  loss {record['loss']:.4f}  train {record['train_acc']:.4f}"
-            f"  val {v.acc:.4f}  lr {record['lr']:.4g}  {record['time_s']:.1f}s"
+            f"  val {v.acc:.4f}  lr {record['lr']:.4g}  {record['time_s']:.1f}s  {record['img_per_s']:.0f} img/s"
+            + (f"  {record['gpu_mem_mb']:.0f} MB" if "gpu_mem_mb" in record else "")
         )
         for callback in on_epoch:
             callback(record, hist)
     method.detach()
-    return finish_stage(stage, model, data, out_dir, device, amp, select, best_epoch, best_val, wall, len(hist))
+    distributed.barrier()  # every rank sees the last checkpoints before reading them back
+    return finish_stage(stage, model, data, out_dir, rt, select, best_epoch, wall, len(hist))
 
 
-def _train_epoch(stage, model, teacher, method, batches, optimizer, scaler, device, amp, epoch) -> dict[str, Any]:
-    model.train()
-    method.train()
+def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: Runtime, epoch) -> dict[str, Any]:
+    step.train()
     recipe = stage.recipe
+    device = rt.device
     sums: dict[str, torch.Tensor] = {}
     correct = torch.zeros((), device=device, dtype=torch.long)
     labeled = torch.zeros((), device=device, dtype=torch.long)  # label -1 (transfer set, target domain): no accuracy
-    seen, shown = 0, 0
+    seen = torch.zeros((), device=device, dtype=torch.long)
+    shown = 0
     steps = len(batches)
+    lr = recipe.lr
+    view = cached[batches.view % len(cached)] if cached is not None else None
     with progress(f"{stage.name} {epoch + 1}/{recipe.epochs}", steps) as bar:
-        for i, (x, y) in enumerate(batches):
+        for i, (idx, x, y) in enumerate(batches.with_index()):
             lr = recipe.lr * lr_factor(recipe, epoch + i / steps)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            with autocast(amp, device):
-                t_out = None
-                if teacher is not None:
+            with autocast(rt.amp, device):
+                if view is not None:
+                    t_out = view[idx]
+                elif teacher is not None:
                     with torch.no_grad():
                         t_out = teacher(x)
-                s_out = model(x)
-                parts = method(s_out, t_out, y)
+                else:
+                    t_out = None
+                s_out, parts = step(x, y, t_out)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(parts["loss"]).backward()
             scaler.step(optimizer)
@@ -184,26 +254,30 @@ def _train_epoch(stage, model, teacher, method, batches, optimizer, scaler, devi
             if i % 10 == 9 or i == steps - 1:  # .item() syncs the device: not every step
                 bar.update(i + 1 - shown, loss=(sums["loss"] / seen).item(), acc=correct.item() / max(labeled.item(), 1))
                 shown = i + 1
+    # one all-reduce for every metric: sums over the ranks' shares of the epoch
+    names = sorted(sums)
+    totals = distributed.all_sum(torch.stack([*(sums[k] for k in names), correct.float(), labeled.float(), seen.float()]))
+    *parts_sum, correct_t, labeled_t, seen_t = totals.tolist()
     record: dict[str, Any] = {"stage": stage.name, "epoch": epoch + 1, "lr": round(lr, 8)}
-    for k, v in sums.items():
-        record[k] = round(float(v) / max(seen, 1), 6)
-    record["train_acc"] = round(correct.item() / max(labeled.item(), 1), 6)
+    for k, v in zip(names, parts_sum):
+        record[k] = round(v / max(seen_t, 1), 6)
+    record["train_acc"] = round(correct_t / max(labeled_t, 1), 6)
     return record
 
 
-def finish_stage(stage, model, data, out_dir, device, amp, select, best_epoch, best_val, wall, epochs_run) -> dict[str, Any]:
+def finish_stage(stage, model, data, out_dir, rt: Runtime, select, best_epoch, wall, epochs_run) -> dict[str, Any]:
     """Pick the weights (best on val or last), evaluate on test once, write ``<name>.pt``."""
-    test = Batches(data.test, data.mean, data.std, stage.eval_batch_size, device)
-    val = Batches(data.val, data.mean, data.std, stage.eval_batch_size, device)
-    last_test = evaluate(model, test, amp)
-    last_val = evaluate(model, val, amp)
+    test = eval_batches(data.test, data, stage.eval_batch_size, rt)
+    val = eval_batches(data.val, data, stage.eval_batch_size, rt)
+    last_test = evaluate(model, test, rt.amp)
+    last_val = evaluate(model, val, rt.amp)
     chosen_epoch = epochs_run
     if select == "best_val" and best_epoch > 0 and best_epoch != epochs_run:
         best_path = out_dir / f"{stage.name}_best.pt"
         load_weights(model, load_checkpoint(best_path)["state_dict"], best_path)
         chosen_epoch = best_epoch
-    v = evaluate(model, val, amp) if chosen_epoch != epochs_run else last_val
-    t = evaluate(model, test, amp) if chosen_epoch != epochs_run else last_test
+    v = evaluate(model, val, rt.amp) if chosen_epoch != epochs_run else last_val
+    t = evaluate(model, test, rt.amp) if chosen_epoch != epochs_run else last_test
     c, (h, w) = data.in_channels, data.image_size
     result = {
         "arch": stage.arch,
@@ -222,4 +296,5 @@ def finish_stage(stage, model, data, out_dir, device, amp, select, best_epoch, b
         out_dir / f"{stage.name}.pt",
         model_payload(model, stage.arch, stage.kwargs, data.describe(), stage.name, epoch=chosen_epoch, metrics=result, complete=True, **stage.extra),
     )
+    distributed.barrier()  # other ranks may load <name>.pt next
     return result

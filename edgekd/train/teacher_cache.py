@@ -1,0 +1,105 @@
+"""The teacher-output cache: when the student's inputs repeat, run the frozen teacher once.
+
+The student sees the same input for a sample every epoch when augmentation is off, and the same
+one every K epochs with ``data.views=K`` (a fixed set of augmented views). The teacher is frozen,
+so its outputs for those inputs never change: they are computed once per view, kept on the
+training device (V × N × classes floats) and stored beside the run in ``teacher_cache/``.
+
+The file's key covers everything the outputs depend on — the teacher's weights, the training
+images and labels, and the transform (augmentation, padding, views, seed, normalization) — so a
+changed teacher, dataset or transform misses the cache and the stale file is replaced.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from edgekd.data import Dataset
+from edgekd.data.loader import Batches
+from edgekd.train import distributed
+from edgekd.train.runtime import Runtime, autocast
+from edgekd.ui import log
+
+MAX_CACHE_BYTES = 2 << 30  # beyond this the outputs are recomputed every step instead
+
+
+def views_of(data: Dataset, views: int | None) -> int | None:
+    """How many distinct inputs per sample the student sees: 1 without augmentation, K with
+    ``data.views=K``, None when every epoch draws new augmentations (nothing to cache)."""
+    if data.augment == "none":
+        return 1
+    return views
+
+
+def fingerprint_model(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        h.update(name.encode())
+        h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def fingerprint_data(data: Dataset) -> str:
+    h = hashlib.sha256()
+    images = data.train.images
+    if isinstance(images, np.ndarray):
+        h.update(np.ascontiguousarray(images).tobytes())
+    else:  # streamed: the file list stands for the content (their mtimes are in the decode cache key)
+        h.update("\n".join(images.files).encode())
+    h.update(np.ascontiguousarray(data.train.labels).tobytes())
+    return h.hexdigest()
+
+
+def cache_key(teacher: nn.Module, data: Dataset, views: int, seed: int) -> str:
+    transform = repr((data.augment, data.crop_padding, views, seed, data.mean, data.std, data.image_size, data.in_channels))
+    h = hashlib.sha256("\n".join([fingerprint_model(teacher), fingerprint_data(data), transform]).encode())
+    return h.hexdigest()[:20]
+
+
+@torch.no_grad()
+def compute_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt: Runtime, batch_size: int) -> torch.Tensor:
+    """(views, N, …) teacher outputs, in sample order, for every view's augmentation."""
+    batches = Batches(
+        data.train, data.mean, data.std, batch_size, rt.device, data.augment, data.crop_padding,
+        shuffle=False, seed=seed, views=views, channels_last=rt.channels_last,
+    )
+    out: list[torch.Tensor] = []
+    for view in range(views):
+        batches.set_epoch(view)
+        chunks = []
+        for _, x, _ in batches.with_index():
+            with autocast(rt.amp, rt.device):
+                chunks.append(teacher(x).float())
+        out.append(torch.cat(chunks))
+    return torch.stack(out)
+
+
+def teacher_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt: Runtime, out_dir: Path, stage: str, batch_size: int) -> torch.Tensor | None:
+    """The cached outputs for ``stage``'s training data, computed (and stored) on first use."""
+    n_bytes = views * len(data.train) * data.num_classes * 4
+    if n_bytes > MAX_CACHE_BYTES:
+        log(f"{stage}: teacher cache would take {n_bytes / (1 << 30):.1f} GiB; running the teacher every step instead")
+        return None
+    folder = out_dir / "teacher_cache"
+    key = cache_key(teacher, data, views, seed)
+    path = folder / f"{stage}-{key}.pt"
+    if not path.is_file():
+        if rt.world.main:
+            for stale in folder.glob(f"{stage}-*.pt"):
+                stale.unlink()
+            log(f"{stage}: computing the teacher's outputs once ({views} view(s) × {len(data.train)} images) → {path}")
+            outputs = compute_outputs(teacher, data, views, seed, rt, batch_size)
+            from edgekd.atomic import write_with
+
+            write_with(path, lambda fh: torch.save(outputs.cpu(), fh))
+        distributed.barrier()
+        if rt.world.main:
+            return outputs
+    else:
+        log(f"{stage}: teacher outputs from cache {path}")
+    return torch.load(path, map_location=rt.device, weights_only=True)

@@ -1,0 +1,161 @@
+"""Training speed and scale: the teacher-output cache and DistributedDataParallel (gloo, CPU)."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, tiny_overrides
+from edgekd.checkpoint import load_checkpoint
+from edgekd.train.run import distill
+
+
+def _teacher_calls(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count forward calls of the tiny teacher class during the student stage."""
+    from edgekd.models import tiny
+
+    calls: list[int] = []
+    original = tiny.TinyCNN.forward
+
+    def counting(self, x):
+        if self.fc.in_features == 32:  # the teacher (16→32 channels), not the student
+            calls.append(x.shape[0])
+        return original(self, x)
+
+    monkeypatch.setattr(tiny.TinyCNN, "forward", counting)
+    return calls
+
+
+def test_teacher_cache_equals_running_the_teacher(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    base = tiny_overrides(**{"distill.baseline": "false"})
+    calls = _teacher_calls(monkeypatch)
+    plain = distill(out=tmp_path / "plain", set=base + ["runtime.teacher_cache=false"])
+    plain_calls = sum(calls)
+    calls.clear()
+    cached = distill(out=tmp_path / "cached", set=base)
+    assert cached["student"]["test_acc"] == pytest.approx(plain["student"]["test_acc"], abs=0.01)
+    a = load_checkpoint(tmp_path / "cached" / "student.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "plain" / "student.pt")["state_dict"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a)
+    files = list((tmp_path / "cached" / "teacher_cache").glob("student-*.pt"))
+    assert len(files) == 1
+    n_train = cached["data"]["sizes"]["train"]
+    # without the cache the teacher runs on every step (2 epochs of full batches of 64); with it,
+    # once over the training images — everything else (its own training, scoring) is the same
+    per_step = 2 * (n_train // 64) * 64
+    assert plain_calls - sum(calls) == per_step - n_train
+    outputs = torch.load(files[0], weights_only=True)
+    assert outputs.shape == (1, n_train, 10)
+
+
+def test_cache_is_reused_and_invalidated(tmp_path: Path, capsys) -> None:
+    base = tiny_overrides(**{"distill.baseline": "false"})
+    run = tmp_path / "run"
+    distill(out=run, set=base)
+    first = sorted((run / "teacher_cache").glob("*.pt"))
+    capsys.readouterr()
+    # resuming the student stage reads the stored outputs instead of recomputing them
+    (run / "student.pt").unlink()
+    distill(out=run, resume=True)
+    assert "teacher outputs from cache" in capsys.readouterr().err
+    # a different teacher (another seed) → another key: the stale file is replaced
+    distill(out=run, set=base + ["seed=1"], overwrite=True)
+    second = sorted((run / "teacher_cache").glob("*.pt"))
+    assert len(second) == 1 and second != first
+
+
+def test_views_cache_several_augmented_views(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    base = tiny_overrides(**{"distill.baseline": "false", "data.augment": "crop", "data.crop_padding": 1, "student.epochs": 4})
+    distill(out=tmp_path / "fresh", set=base)  # new augmentation every epoch: nothing to cache
+    assert not (tmp_path / "fresh" / "teacher_cache").exists()
+    calls = _teacher_calls(monkeypatch)
+    distill(out=tmp_path / "uncached", set=base + ["data.views=2", "runtime.teacher_cache=false"])
+    uncached = sum(calls)
+    calls.clear()
+    summary = distill(out=tmp_path / "views", set=base + ["data.views=2"])
+    (file,) = (tmp_path / "views" / "teacher_cache").glob("student-*.pt")
+    n_train = summary["data"]["sizes"]["train"]
+    assert torch.load(file, weights_only=True).shape == (2, n_train, 10)
+    # 4 epochs of per-step teacher calls replaced by one pass over 2 views
+    assert uncached - sum(calls) == 4 * (n_train // 64) * 64 - 2 * n_train
+    # the cached views are exactly what the student saw: same result as running the teacher
+    a = load_checkpoint(tmp_path / "views" / "student.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "uncached" / "student.pt")["state_dict"]
+    assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+DRIVER = textwrap.dedent(
+    """
+    import json, sys
+    from edgekd.train.run import distill
+
+    out, overrides = sys.argv[1], sys.argv[2:]
+
+    class Stop(Exception):
+        pass
+
+    def stop(record, history):
+        if record["stage"] == "student" and record["epoch"] == 1:
+            raise Stop
+
+    try:  # interrupted after the student's first epoch …
+        distill(out=out, set=overrides, on_epoch=[stop])
+    except Stop:
+        pass
+    summary = distill(out=out, resume=True)  # … and resumed, in the same process group
+    print("SUMMARY " + json.dumps(summary))
+    """
+)
+
+
+def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
+    """torchrun --nproc_per_node 2 (gloo on CPU), interrupted and resumed, equals one process with
+    the same global batch. Models without batch norm: CPU ranks normalize their own half-batch."""
+    overrides = tiny_overrides(**{
+        "teacher.kwargs": "{norm: false}", "student.kwargs": "{norm: false}", "distill.baseline": "false",
+        "data.batch_size": 64, "runtime.teacher_cache": "false",
+    })
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(driver), str(tmp_path / "ddp"), *overrides]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summaries = [json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("SUMMARY ")]
+    assert len(summaries) == 2 and summaries[0]["student"] == summaries[1]["student"]  # ranks agree
+    assert "2 processes" in summaries[0]["device"]
+
+    single = distill(out=tmp_path / "single", set=overrides)
+    for role in ("teacher", "student"):
+        assert summaries[0][role]["val_acc"] == pytest.approx(single[role]["val_acc"], abs=0.01), role
+        assert summaries[0][role]["test_acc"] == pytest.approx(single[role]["test_acc"], abs=0.01), role
+    a = load_checkpoint(tmp_path / "ddp" / "student.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "single" / "student.pt")["state_dict"]
+    assert all(torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-3) for k in a), max((a[k] - b[k]).abs().max().item() for k in a)
+    # only rank 0 wrote: one metrics record per epoch, no duplicates
+    records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
+    assert [(r["stage"], r["epoch"]) for r in records] == [("teacher", 1), ("teacher", 2), ("student", 1), ("student", 2)]
+
+
+def test_global_batch_must_split_evenly(monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.errors import EdgekdError
+    from edgekd.train import distributed
+
+    monkeypatch.setattr(distributed, "_world", distributed.World(0, 3, 0))
+    with pytest.raises(EdgekdError, match="data.batch_size 64 is the global batch: it must divide evenly over 3 processes"):
+        distributed.check_batch(64)
