@@ -296,3 +296,21 @@ def test_litert_backend_missing_is_one_clear_line(run_dir: Path, tmp_path: Path,
     lines = [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
     assert len(lines) == 1 and "pip install 'edgekd[litert]'" in lines[0] and "Traceback" not in err
 
+
+def test_backend_comparison_rows(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparison behind benchmarks/tflite_backends.py: one row per file with parity, size, ops,
+    conversion time and a timed median; a backend this env lacks is reported, not fatal."""
+    from edgekd.exporters import compare
+
+    monkeypatch.setattr(compare, "backend_available", lambda backend: backend != "litert_torch")
+    report = compare.compare_tflite_backends(run_dir, tmp_path / "cmp", formats=("tflite_fp32", "tflite_int8"), runs=20, warmup=2)
+    by_backend = {r["backend"]: r for r in report["results"]}
+    assert by_backend["litert_torch"]["error"].startswith("export failed: litert_torch is not installed here")
+    rows = {row["format"]: row for row in report["rows"]}
+    assert set(rows) == {"tflite_fp32", "tflite_int8"} and all(row["backend"] == "onnx2tf" for row in rows.values())
+    assert rows["tflite_fp32"]["max_abs_diff"] < 1e-3 and rows["tflite_int8"]["full_integer_problems"] == []
+    assert rows["tflite_int8"]["input_dtype"] == "int8" and "CONV_2D" in rows["tflite_int8"]["ops"]
+    for row in rows.values():
+        assert row["bytes"] == Path(row["file"]).stat().st_size and row["conversion_s"] > 0
+        assert row["latency"]["runs"] >= 20 and 0 < row["latency"]["median_ms"] <= row["latency"]["p90_ms"]
+    assert report["host"]["runtime"].startswith(("ai-edge-litert", "tflite-runtime"))
