@@ -133,7 +133,7 @@ class ExportConfig:
         "student formats: pytorch, onnx, tflite_fp32, tflite_int8 (full integer), tflite_fp16, tflite_dynamic (dynamic range)",
     )
     teacher_formats: tuple[str, ...] = opt(("pytorch", "onnx", "tflite_fp32"), "formats for the teacher (and baseline)")
-    backend: str = opt("onnx2tf", "TFLite converter (`edgekd export --help` lists them)")
+    backend: str = opt("onnx2tf", "TFLite converter: onnx2tf (PyTorch → ONNX → TensorFlow → TFLite) or litert_torch (PyTorch → TFLite; pip install 'edgekd[litert]')")
     opset: int = opt(17, "ONNX opset (17 or newer)")
     dynamic_batch: bool = opt(False, "ONNX with a dynamic batch dimension (TFLite stays batch 1)")
     calibration_samples: int = opt(300, "training images used to calibrate int8 ranges")

@@ -15,6 +15,7 @@ from typing import Any
 
 try:  # optional: pretty output
     import rich.console
+    import rich.markup
     import rich.progress
     import rich.table
 
@@ -69,11 +70,12 @@ def markdown_table(columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> str
 def print_table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """A results table on stdout: rich when available, plain text otherwise."""
     if _HAS_RICH:
-        table = rich.table.Table(title=title, title_justify="left")
+        # cells are data, not rich markup: "pip install 'edgekd[litert]'" must not lose "[litert]"
+        table = rich.table.Table(title=rich.markup.escape(title), title_justify="left")
         for i, col in enumerate(columns):
-            table.add_column(col, justify="left" if i == 0 else "right", no_wrap=i == 0)
+            table.add_column(rich.markup.escape(col), justify="left" if i == 0 else "right", no_wrap=i == 0)
         for row in rows:
-            table.add_row(*[_fmt(v) for v in row])
+            table.add_row(*[rich.markup.escape(_fmt(v)) for v in row])
         # a terminal's own width; 160 columns when piped to a file or a CI log
         width = None if sys.stdout.isatty() else 160
         rich.console.Console(width=width).print(table)

@@ -76,3 +76,14 @@ def make_imagefolder(root: Path, classes: dict[str, int], size: tuple[int, int] 
                     img = img.convert("RGB")
                 img.save(folder / f"img {i:03d}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny digits run (teacher + student) to export; shared by the export tests."""
+    from edgekd.train.run import distill
+
+    out = tmp_path_factory.mktemp("export-run") / "tiny"
+    # trained long enough that its logits are not flat: an untrained model's argmax flips under int8
+    distill(out=out, set=tiny_overrides(**{"distill.baseline": "false", "student.epochs": 12, "student.lr": 0.2, "teacher.epochs": 6}))
+    return out

@@ -12,12 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import tiny_overrides
 from edgekd.bundle import MANIFEST, BundleError, require_verified, sha256_file, verify_bundle
 from edgekd.errors import ConfigError, EdgekdError
 from edgekd.exporters.errors import ExportError, ParityError
 from edgekd.exporters.export import export
-from edgekd.train.run import distill
 
 ALL_STUDENT_FORMATS = "[pytorch,onnx,tflite_fp32,tflite_int8,tflite_fp16,tflite_dynamic]"
 
@@ -28,14 +26,6 @@ class NetworkUsed(AssertionError):
 
 def _no_network(*args, **kwargs):
     raise NetworkUsed(f"network access attempted: {args[:2]}")
-
-
-@pytest.fixture(scope="module")
-def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("export-run") / "tiny"
-    # trained long enough that its logits are not flat: an untrained model's argmax flips under int8
-    distill(out=out, set=tiny_overrides(**{"distill.baseline": "false", "student.epochs": 12, "student.lr": 0.2, "teacher.epochs": 6}))
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -104,6 +94,12 @@ def test_int8_model_is_full_integer(bundle: Path) -> None:
     assert "DEQUANTIZE" not in entry["ops"] and "QUANTIZE" not in entry["ops"]
     # the dynamic-range variant is NOT full integer (float I/O): exactly what a peer mislabels "int8"
     assert m["models"]["student_dynamic.tflite"]["input"]["dtype"] == "float32"
+
+    from edgekd.runtimes.tflite_runner import full_integer_problems
+
+    assert full_integer_problems(bundle / "student_int8.tflite") == []
+    problems = full_integer_problems(bundle / "student_dynamic.tflite")
+    assert any(p.startswith("input") and p.endswith("float32") for p in problems) and any("float tensor" in p for p in problems)
 
 
 def test_int8_model_runs_under_tflite_micro(bundle: Path) -> None:
@@ -257,3 +253,64 @@ def test_calibration_of_the_wrong_shape(bundle: Path, tmp_path: Path) -> None:
         onnx_to_tflite(bundle / "student.onnx", {"tflite_int8": tmp_path / "x.tflite"}, wrong, name="student")
     with pytest.raises(ExportError, match="calibration data must be uint8"):
         onnx_to_tflite(bundle / "student.onnx", {"tflite_int8": tmp_path / "x.tflite"}, wrong.astype(np.float32), name="student")
+
+
+def test_tflite_backends_share_one_interface(run_dir: Path, tmp_path: Path) -> None:
+    """Both backends are registered behind the same request; an ONNX graph is made only when a
+    backend asks for it, once, and a misspelt backend is a config error naming the choices."""
+    import torch
+
+    from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLiteRequest
+
+    assert {"onnx2tf", "litert_torch"} <= set(TFLITE_BACKENDS.names())
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten()).eval()
+    request = TFLiteRequest(model, (1, 1, 8, 8), {}, np.zeros((2, 8, 8, 1), np.uint8), name="tiny", work_dir=tmp_path / "work")
+    assert not (tmp_path / "work").exists()
+    first = request.onnx()
+    assert first == tmp_path / "work" / "tiny_static.onnx" and first.is_file()
+    stamp = first.stat().st_mtime_ns
+    assert request.onnx() == first and first.stat().st_mtime_ns == stamp  # exported once
+    with pytest.raises(ConfigError, match="unknown TFLite backend 'litert'; did you mean 'litert_torch'"):
+        export(run=run_dir, out=tmp_path / "x", set=["export.backend=litert"])
+
+
+def test_litert_backend_missing_is_one_clear_line(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Selecting litert_torch where litert-torch is not installed (the project env) stops the export
+    with one line saying how to install it, and leaves no bundle behind. ``None`` in sys.modules
+    makes the import fail the same way where it is installed."""
+    import sys
+
+    from edgekd.exporters.to_tflite_litert import BackendMissing
+
+    monkeypatch.setitem(sys.modules, "litert_torch", None)
+    out = tmp_path / "lt"
+    lite = ["export.backend=litert_torch", "export.formats=[tflite_int8]", "export.models=[student]"]
+    with pytest.raises(BackendMissing, match=r"litert-torch .*pip install 'edgekd\[litert\]'"):
+        export(run=run_dir, out=out, set=lite)
+    assert not out.exists()
+
+    from edgekd.cli import main
+
+    assert main(["export", "--run", str(run_dir), "--out", str(out), *[x for s in lite for x in ("--set", s)]]) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
+    assert len(lines) == 1 and "pip install 'edgekd[litert]'" in lines[0] and "Traceback" not in err
+
+
+def test_backend_comparison_rows(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparison behind benchmarks/tflite_backends.py: one row per file with parity, size, ops,
+    conversion time and a timed median; a backend this env lacks is reported, not fatal."""
+    from edgekd.exporters import compare
+
+    monkeypatch.setattr(compare, "backend_available", lambda backend: backend != "litert_torch")
+    report = compare.compare_tflite_backends(run_dir, tmp_path / "cmp", formats=("tflite_fp32", "tflite_int8"), runs=20, warmup=2)
+    by_backend = {r["backend"]: r for r in report["results"]}
+    assert by_backend["litert_torch"]["error"].startswith("export failed: litert_torch is not installed here")
+    rows = {row["format"]: row for row in report["rows"]}
+    assert set(rows) == {"tflite_fp32", "tflite_int8"} and all(row["backend"] == "onnx2tf" for row in rows.values())
+    assert rows["tflite_fp32"]["max_abs_diff"] < 1e-3 and rows["tflite_int8"]["full_integer_problems"] == []
+    assert rows["tflite_int8"]["input_dtype"] == "int8" and "CONV_2D" in rows["tflite_int8"]["ops"]
+    for row in rows.values():
+        assert row["bytes"] == Path(row["file"]).stat().st_size and row["conversion_s"] > 0
+        assert row["latency"]["runs"] >= 20 and 0 < row["latency"]["median_ms"] <= row["latency"]["p90_ms"]
+    assert report["host"]["runtime"].startswith(("ai-edge-litert", "tflite-runtime"))

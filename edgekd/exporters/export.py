@@ -72,6 +72,10 @@ def _resolve_config(run: Path, overrides: Sequence[str]) -> Config:
     bad = [f for f in (*cfg.export.formats, *cfg.export.teacher_formats) if f not in MODEL_FORMATS]
     if bad:
         raise ConfigError(f"config: unknown export format {bad[0]!r}; available: {', '.join(MODEL_FORMATS)}")
+    from edgekd.exporters.to_tflite import TFLITE_BACKENDS
+
+    if cfg.export.backend not in TFLITE_BACKENDS:
+        raise ConfigError(f"config: export.backend: {TFLITE_BACKENDS.unknown_message(cfg.export.backend)}")
     bad_roles = [r for r in cfg.export.models if r not in ROLES]
     if bad_roles:
         raise ConfigError(f"config: export.models: unknown model {bad_roles[0]!r}; available: {', '.join(ROLES)}")
@@ -196,26 +200,33 @@ def _export_role(role, wrapped, ckpt, ckpt_path, formats, input_shape, ecfg: Exp
     """Write one model's files; returns their names."""
     from edgekd.checkpoint import save_checkpoint
     from edgekd.exporters.to_onnx import torch_to_onnx
-    from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLITE_FORMATS
+    from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLITE_FORMATS, TFLiteRequest
 
     files = []
     if "pytorch" in formats:  # the model alone: no optimizer or history travels to the device
         slim = {k: v for k, v in ckpt.items() if k not in ("format", "edgekd_version", "train_state")}
         save_checkpoint(tmp / file_name(role, "pytorch"), slim)
         files.append(file_name(role, "pytorch"))
+    onnx_path = None
+    if "onnx" in formats:
+        onnx_path = torch_to_onnx(wrapped, tmp / file_name(role, "onnx"), input_shape, ecfg.opset, ecfg.dynamic_batch, name=role)
+        files.append(onnx_path.name)
     tflite = [f for f in formats if f in TFLITE_FORMATS]
-    if "onnx" in formats or tflite:
-        onnx_path = tmp / file_name(role, "onnx") if "onnx" in formats else work / file_name(role, "onnx")
-        torch_to_onnx(wrapped, onnx_path, input_shape, ecfg.opset, ecfg.dynamic_batch, name=role)
-        if "onnx" in formats:
-            files.append(onnx_path.name)
-        if tflite:
-            static = onnx_path
-            if ecfg.dynamic_batch:  # TFLite is converted from a batch-1 graph
-                static = torch_to_onnx(wrapped, work / f"{role}_static.onnx", input_shape, ecfg.opset, False, name=role)
-            convert = TFLITE_BACKENDS.get(ecfg.backend)
-            convert(static, {f: tmp / file_name(role, f) for f in tflite}, calibration, name=role)
-            files += [file_name(role, f) for f in tflite]
+    if tflite:
+        request = TFLiteRequest(
+            model=wrapped,
+            input_shape=input_shape,
+            outputs={f: tmp / file_name(role, f) for f in tflite},
+            calibration=calibration,
+            name=role,
+            work_dir=work,
+            opset=ecfg.opset,
+            # the bundle's ONNX is reused when it is batch 1; a backend that needs ONNX exports
+            # a static one into work/ otherwise, and one that starts from PyTorch skips ONNX
+            onnx_path=None if ecfg.dynamic_batch else onnx_path,
+        )
+        TFLITE_BACKENDS.get(ecfg.backend)(request)
+        files += [file_name(role, f) for f in tflite]
     return files
 
 
@@ -240,7 +251,7 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"edgekd": __version__}
-    for dist in ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "ai-edge-litert", "numpy"):
+    for dist in ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "numpy"):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:

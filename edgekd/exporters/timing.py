@@ -35,6 +35,21 @@ def shown_as(tmp: Path, final: Path) -> Iterator[None]:
         _shown_as.pop()
 
 
+_recorders: list[list[dict[str, Any]]] = []
+
+
+@contextlib.contextmanager
+def recorded_conversions() -> Iterator[list[dict[str, Any]]]:
+    """Collect the conversions made inside the block, one record per call:
+    ``{"function", "seconds", "outputs": {format: path}}`` (for benchmarks that compare converters)."""
+    records: list[dict[str, Any]] = []
+    _recorders.append(records)
+    try:
+        yield records
+    finally:
+        _recorders.remove(records)
+
+
 def log_conversion(fmt: str, seconds: float, path: Path) -> None:
     size = human_bytes(path.stat().st_size) if path.is_file() else "?"
     shown = path
@@ -57,6 +72,8 @@ def conversion(fmt: str | None = None) -> Callable[[F], F]:
             outputs = result if isinstance(result, dict) else {fmt or func.__name__.rsplit("_to_", 1)[-1]: result}
             for name, path in outputs.items():
                 log_conversion(name, seconds, Path(path))
+            for records in _recorders:
+                records.append({"function": func.__name__, "seconds": seconds, "outputs": {k: Path(v) for k, v in outputs.items()}})
             return result
 
         return wrapper  # type: ignore[return-value]

@@ -1,4 +1,9 @@
-"""ONNX → TFLite through onnx2tf + TensorFlow's converter (the ``onnx2tf`` backend).
+"""The TFLite backends' one interface, and ONNX → TFLite through onnx2tf (the ``onnx2tf`` backend).
+
+A backend is a function registered in :data:`TFLITE_BACKENDS` that takes a :class:`TFLiteRequest`
+and returns the files it wrote ({format: path}). The request carries the model in both forms a
+converter may start from, the wrapped PyTorch module and (exported on first use) its ONNX graph, so
+that ``onnx2tf`` and ``litert_torch`` (:mod:`edgekd.exporters.to_tflite_litert`) fit the same call.
 
 onnx2tf transposes the graph to NHWC, writes a SavedModel and runs ``TFLiteConverter`` once per
 variant: fp32, fp16 weights, dynamic range (int8 weights, float activations) and full integer
@@ -11,11 +16,12 @@ that hands over our own calibration images for the duration of the call.
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +40,34 @@ ONNX2TF_OUTPUTS = {
 }
 TFLITE_FORMATS = tuple(ONNX2TF_OUTPUTS)
 
-TFLITE_BACKENDS: Registry = Registry("TFLite backend", providers=["edgekd.exporters.to_tflite"])
+TFLITE_BACKENDS: Registry = Registry(
+    "TFLite backend", providers=["edgekd.exporters.to_tflite", "edgekd.exporters.to_tflite_litert"]
+)
+
+
+@dataclass
+class TFLiteRequest:
+    """Everything a TFLite backend may convert from, for one model."""
+
+    model: Any  # torch nn.Module in eval mode: raw 0–255 pixels in (normalization folded in), NCHW, logits out
+    input_shape: tuple[int, int, int, int]  # (1, C, H, W): TFLite models are batch 1
+    outputs: dict[str, Path]  # {TFLite format: destination}
+    calibration: np.ndarray  # (N, H, W, C) uint8 raw training images for the int8 ranges
+    name: str = "model"  # for messages: "student", "teacher"
+    work_dir: Path | None = None  # where an ONNX graph is written when a backend asks for one
+    opset: int = 17
+    onnx_path: Path | None = None  # a static batch-1 ONNX of ``model`` already written, if any
+
+    def onnx(self) -> Path:
+        """The static batch-1 ONNX graph of ``model``, exported on first call (only the backends
+        that start from ONNX pay for it)."""
+        if self.onnx_path is None:
+            from edgekd.exporters.to_onnx import torch_to_onnx
+
+            if self.work_dir is None:
+                raise ValueError("TFLiteRequest.onnx(): give onnx_path or work_dir")  # a caller's bug
+            self.onnx_path = torch_to_onnx(self.model, Path(self.work_dir) / f"{self.name}_static.onnx", self.input_shape, self.opset, False, name=self.name)
+        return self.onnx_path
 
 
 def _error_lines(log_text: str) -> str:
@@ -62,6 +95,11 @@ def offline_onnx2tf(sample_images_nhwc01: np.ndarray) -> Iterator[None]:
 
 
 @TFLITE_BACKENDS.register("onnx2tf")
+def onnx2tf_backend(request: TFLiteRequest) -> dict[str, Path]:
+    """PyTorch → ONNX (:meth:`TFLiteRequest.onnx`) → TFLite with onnx2tf + TensorFlow."""
+    return onnx_to_tflite(request.onnx(), request.outputs, request.calibration, name=request.name)
+
+
 @conversion()
 def onnx_to_tflite(onnx_path: str | Path, outputs: dict[str, Path], calibration: np.ndarray, name: str = "model") -> dict[str, Path]:
     """Convert ``onnx_path`` to the requested TFLite ``outputs`` ({format: path}).

@@ -132,3 +132,25 @@ def model_ops(path: str | Path) -> list[str]:
     except (ValueError, RuntimeError) as exc:
         raise explain_load_error(Path(path), exc, runtime) from None
     return list(dict.fromkeys(d["op_name"] for d in interpreter._get_ops_details()))
+
+
+def full_integer_problems(path: str | Path) -> list[str]:
+    """Why ``path`` is not a full-integer model (empty when it is): int8 input and output tensors,
+    no QUANTIZE/DEQUANTIZE ops, and no float tensor anywhere (weights, activations, constants).
+    A "dynamic range" file fails all three, which is how TFLite Micro comes to reject it."""
+    cls, runtime = interpreter_class()
+    try:
+        with captured_fds((2,)):
+            interpreter = cls(model_path=str(path))
+    except (ValueError, RuntimeError) as exc:
+        raise explain_load_error(Path(path), exc, runtime) from None
+    problems = []
+    for kind, details in (("input", interpreter.get_input_details()), ("output", interpreter.get_output_details())):
+        problems += [f"{kind} {d['name']} is {np.dtype(d['dtype']).name}" for d in details if np.dtype(d["dtype"]) != np.int8]
+    boundary = [op for op in model_ops(path) if op in ("QUANTIZE", "DEQUANTIZE")]
+    if boundary:
+        problems.append(f"has {', '.join(boundary)} ops")
+    floats = [d["name"] for d in interpreter.get_tensor_details() if np.dtype(d["dtype"]).kind == "f"]
+    if floats:
+        problems.append(f"{len(floats)} float tensor(s), e.g. {floats[0][:80]!r}")
+    return problems
