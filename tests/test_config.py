@@ -27,6 +27,15 @@ def test_defaults_yaml_and_overrides(tmp_path: Path) -> None:
     assert cfg.distill.alpha == Config().distill.alpha  # untouched default
 
 
+def test_yaml_12_booleans_keep_choice_strings(tmp_path: Path) -> None:
+    """`off`/`on`/`yes`/`no` are strings (YAML 1.2), so `runtime.amp=off` means the choice 'off'."""
+    cfg = load_config(None, ["runtime.amp=off", "distill.baseline=false"])
+    assert cfg.runtime.amp == "off" and cfg.distill.baseline is False
+    with pytest.raises(ConfigError, match="distill.baseline expects true or false, got 'no'"):
+        load_config(None, ["distill.baseline=no"])
+    assert load_config(write(tmp_path, "runtime: {amp: off}\n")).runtime.amp == "off"
+
+
 def test_round_trip_through_yaml(tmp_path: Path) -> None:
     cfg = load_config(None, ["name=rt", "student.milestones=[3, 6]", "student.schedule=step", "student.lr=1e-3"])
     assert cfg.student.lr == 0.001  # YAML reads 1e-3 as a string; the schema makes it a float

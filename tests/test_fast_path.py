@@ -137,7 +137,9 @@ def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summaries = [json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("SUMMARY ")]
-    assert len(summaries) == 2 and summaries[0]["student"] == summaries[1]["student"]  # ranks agree
+    assert len(summaries) == 2
+    drop_time = lambda rec: {k: v for k, v in rec.items() if k != "wall_s"}  # noqa: E731 - each rank times itself
+    assert drop_time(summaries[0]["student"]) == drop_time(summaries[1]["student"])  # ranks agree
     assert "2 processes" in summaries[0]["device"]
 
     single = distill(out=tmp_path / "single", set=overrides)
