@@ -76,3 +76,28 @@ def make_imagefolder(root: Path, classes: dict[str, int], size: tuple[int, int] 
                     img = img.convert("RGB")
                 img.save(folder / f"img {i:03d}.png")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seconds-long digits run exported with the default formats, shared by the bench, Pi, MCU
+    and deploy tests (accuracy is irrelevant here, so the barely trained int8 student may miss its
+    parity bound). Tests that alter it work on a copy."""
+    from edgekd.exporters.export import export
+    from edgekd.train.run import distill
+
+    root = tmp_path_factory.mktemp("tiny-bundle")
+    distill(out=root / "run", set=tiny_overrides(**{"distill.baseline": "false", "teacher.epochs": 1, "student.epochs": 1}))
+    export(run=root / "run", out=root / "bundle", allow_parity_failure=True)
+    return root / "bundle"
+
+
+def reseal(bundle: Path) -> None:
+    """Re-record a bundle manifest's checksums after a deliberate change, as if the export had written it."""
+    import json
+
+    from edgekd.bundle import MANIFEST, file_record
+
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["files"] = {name: file_record(bundle / name) for name in manifest["files"]}
+    (bundle / MANIFEST).write_text(json.dumps(manifest))
