@@ -205,7 +205,7 @@ class RpiTarget(CpuTarget):
 
         out = pi.throttle_warnings(before or {}, after or {})
         if host.get("emulated"):
-            out.insert(0, f"EMULATED ({host['emulated']}): run times are of an emulator, not latencies of a Pi; they are kept as emulated_ms, never as latency_ms")
+            out.insert(0, f"EMULATED ({host['emulated']}): run times are of an emulator, not latencies of a Pi; they are kept as emulated_ms, never as latency_ms (peak RSS includes the emulator)")
         elif self.forced and not (host.get("board") or "").startswith("Raspberry Pi"):
             out.insert(0, f"--force: the Pi path ran on {host.get('cpu')} ({host.get('machine')}), not on a Raspberry Pi")
         return out
