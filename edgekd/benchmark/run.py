@@ -155,7 +155,7 @@ def lone_model(path: str | Path) -> tuple[Path, dict[str, Any]]:
 
 def _target(device: str, threads: int | None, options: dict[str, Any]) -> BenchTarget:
     cls = TARGETS.get(device)
-    given = {k: v for k, v in options.items() if v not in (None, False)}
+    given = {k: v for k, v in options.items() if v is not None and v is not False}  # 0 is given (and refused later)
     for key in given:
         if key not in cls.options:
             flag = "--" + key.replace("_", "-")

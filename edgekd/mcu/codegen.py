@@ -18,7 +18,8 @@ _ARENA_MARGIN = 1024
 
 
 def resolver_method(op: str) -> str:
-    return _RESOLVER_NAMES.get(op) or "Add" + "".join(part.capitalize() for part in op.split("_"))
+    """CONV_2D → AddConv2D ("2D" keeps its case, as in TFLM's names)."""
+    return _RESOLVER_NAMES.get(op) or "Add" + "".join(part if part[:1].isdigit() else part.capitalize() for part in op.split("_"))
 
 
 def cmsis_scratch_bytes(model_path: str | Path) -> int:
