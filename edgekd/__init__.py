@@ -31,6 +31,7 @@ _LAZY = {
     "list_models": "edgekd.models",
     "load_model": "edgekd.checkpoint",
     "bench": "edgekd.benchmark",
+    "deploy": "edgekd.deploy",
 }
 
 __all__ = ["__version__", *_LAZY]

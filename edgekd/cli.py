@@ -135,13 +135,20 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "eval.npz, file size, peak resident memory, MACs and GMAC/s. Rows whose runtime is missing are\n"
             "skipped, rows that fail to load or run are marked failed; the others still run.\n"
             "Writes OUT/bench.json, OUT/bench.md and OUT/bench.png (accuracy vs latency, Pareto front).\n"
-            "With --min-accuracy, exits 1 naming the rows below the floor or failed (a CI gate)."
+            "With --min-accuracy, exits 1 naming the rows below the floor or failed (a CI gate).\n\n"
+            "Devices: cpu (this machine); rpi (a Raspberry Pi: TFLite with XNNPACK at 1 and 4 threads, board,\n"
+            "clocks, temperature and throttling; needs only numpy + ai-edge-litert); mcu (TFLite Micro on this\n"
+            "host: op support, tensor arena, accuracy; flash and per-profile latency ESTIMATES; with --mcu or\n"
+            "--flash-kb/--ram-kb exits 1 when a model does not fit)."
         ),
         epilog=(
             "examples:\n"
             "  edgekd bench --artifacts artifacts/digits --threads 1 --runs 200\n"
             "  edgekd bench --formats tflite_int8,tflite_fp32 --min-accuracy 0.95 --json bench.json\n"
-            "  edgekd bench --artifacts artifacts/digits --full-test      # accuracy on the whole test split"
+            "  edgekd bench --artifacts artifacts/digits --full-test      # accuracy on the whole test split\n"
+            "  edgekd bench --device rpi --artifacts ~/edgekd/bundles/digits   # on the Pi\n"
+            "  edgekd bench --device mcu --mcu cortex-m4-120mhz --artifacts artifacts/digits\n"
+            "  edgekd bench --device mcu --model resnet8_quant.tflite --json mcu.json"
         ),
         formatter_class=_Formatter,
     )
@@ -156,6 +163,11 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--full-test", action="store_true", help="accuracy on the run's whole test split (needs the dataset and edgekd[train])")
     p.add_argument("--models", metavar="A,B", help="only these models (student, teacher, baseline)")
     p.add_argument("--formats", metavar="A,B", help="only these formats (pytorch, onnx, tflite_fp32, tflite_int8, …)")
+    p.add_argument("--model", metavar="FILE", help="bench one model file instead of a bundle (no accuracy)")
+    p.add_argument("--force", action="store_true", help="rpi: run the Pi path on a machine that is not a Raspberry Pi")
+    p.add_argument("--mcu", metavar="PROFILE", help="mcu: profile whose flash/RAM are the budget (cortex-m7-216mhz, cortex-m4, …)")
+    p.add_argument("--flash-kb", type=float, metavar="KB", help="mcu: flash budget in KB (default: the profile's)")
+    p.add_argument("--ram-kb", type=float, metavar="KB", help="mcu: RAM budget for the tensor arena in KB (default: the profile's)")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -174,10 +186,60 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         full_test=args.full_test,
         models=args.models,
         formats=args.formats,
+        model=args.model,
+        force=args.force,
+        mcu=args.mcu,
+        flash_kb=args.flash_kb,
+        ram_kb=args.ram_kb,
     )
-    if not report.passed:
+    if report.budget_failures:
+        print(f"edgekd: bench: {'; '.join(report.budget_failures)}", file=sys.stderr)
+    if report.gate_failures:
         print(f"edgekd: bench: accuracy floor {100 * args.min_accuracy:.2f} % not met: {'; '.join(report.gate_failures)}", file=sys.stderr)
-        return EXIT_GATE
+    return 0 if report.passed else EXIT_GATE
+
+
+def _add_deploy(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "deploy",
+        help="copy a bundle to a Raspberry Pi over ssh, install the Pi side if missing, bench it there",
+        description=(
+            "Verify the bundle, copy it and the edgekd sources to HOST (rsync, scp where rsync is missing),\n"
+            "create REMOTE_DIR/venv with numpy + ai-edge-litert (deploy/rpi/install.sh) unless the Pi side is\n"
+            "already there, and with --bench run `edgekd bench --device rpi` on the Pi and copy bench.json and\n"
+            "bench.md back to OUT (default BUNDLE/bench/<host>). Needs key-based ssh login (no password prompt)."
+        ),
+        epilog="examples:\n  edgekd deploy --host pi@raspberrypi.local --artifacts artifacts/digits --bench"
+        "\n  edgekd deploy --host pi@10.0.0.7 --port 2222 --identity ~/.ssh/pi_ed25519 --bench --threads 4",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--host", required=True, metavar="[USER@]HOST", help="the Pi to deploy to")
+    p.add_argument("--artifacts", metavar="DIR", help="bundle folder (default: the newest under artifacts/)")
+    p.add_argument("--bench", action="store_true", help="run the bench on the Pi and bring bench.json back")
+    p.add_argument("--force", action="store_true", help="pass --force to the remote bench (a host that is not a Pi)")
+    p.add_argument("--remote-dir", default="edgekd", metavar="DIR", help="folder on the Pi (default: edgekd in the remote home)")
+    p.add_argument("--remote-python", metavar="PATH", help="existing Python on the Pi with numpy + a TFLite runtime (default: REMOTE_DIR/venv, installed if missing)")
+    p.add_argument("--port", type=int, metavar="N", help="ssh port")
+    p.add_argument("--identity", metavar="FILE", help="ssh private key")
+    p.add_argument("--ssh-option", metavar="KEY=VALUE", action="append", default=[], help="extra ssh -o option (repeatable)")
+    p.add_argument("--threads", type=int, metavar="N", help="remote bench threads (default: 1 and 4)")
+    p.add_argument("--runs", type=int, default=100, metavar="N", help="timed runs per model (default 100)")
+    p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs before timing (default 10)")
+    p.add_argument("--out", metavar="DIR", help="where bench.json comes back to (default: BUNDLE/bench/<host>)")
+    p.set_defaults(func=_cmd_deploy)
+
+
+def _cmd_deploy(args: argparse.Namespace) -> int:
+    from edgekd.deploy import deploy
+
+    result = deploy(
+        host=args.host, artifacts=args.artifacts, bench=args.bench, force=args.force, remote_dir=args.remote_dir,
+        remote_python=args.remote_python, port=args.port, identity=args.identity, ssh_option=args.ssh_option,
+        threads=args.threads, runs=args.runs, warmup=args.warmup, out=args.out,
+    )
+    print(f"deployed to {result.host}:{result.remote_bundle} ({result.transport}{', Pi side installed' if result.installed else ''})")
+    if result.bench_json is not None:
+        print(f"bench report: {result.bench_json}")
     return 0
 
 
@@ -303,7 +365,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_distill, _add_sweep, _add_export, _add_bench, _add_verify, _add_models, _add_methods, _add_datasets,
+    _add_distill, _add_sweep, _add_export, _add_bench, _add_deploy, _add_verify, _add_models, _add_methods, _add_datasets,
 ]
 
 
@@ -317,7 +379,9 @@ def build_parser() -> argparse.ArgumentParser:
             "  edgekd distill --config configs/digits.yaml --out runs/digits\n"
             "  edgekd export --run runs/digits --out artifacts/digits\n"
             "  edgekd verify artifacts/digits\n"
-            "  edgekd bench --artifacts artifacts/digits"
+            "  edgekd bench --artifacts artifacts/digits\n"
+            "  edgekd deploy --host pi@raspberrypi.local --bench      # on a Raspberry Pi\n"
+            "  edgekd bench --device mcu --mcu cortex-m4              # microcontroller fit and estimates"
         ),
         formatter_class=_Formatter,
     )

@@ -87,3 +87,26 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     # trained long enough that its logits are not flat: an untrained model's argmax flips under int8
     distill(out=out, set=tiny_overrides(**{"distill.baseline": "false", "student.epochs": 12, "student.lr": 0.2, "teacher.epochs": 6}))
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny run exported with the default formats, shared by the bench, Pi, MCU and deploy
+    tests (the 4-channel int8 student may miss the 99 % parity bound; that is allowed here).
+    Tests that alter it work on a copy."""
+    from edgekd.exporters.export import export
+
+    root = tmp_path_factory.mktemp("tiny-bundle")
+    export(run=run_dir, out=root / "bundle", allow_parity_failure=True)
+    return root / "bundle"
+
+
+def reseal(bundle: Path) -> None:
+    """Re-record a bundle manifest's checksums after a deliberate change, as if the export had written it."""
+    import json
+
+    from edgekd.bundle import MANIFEST, file_record
+
+    manifest = json.loads((bundle / MANIFEST).read_text())
+    manifest["files"] = {name: file_record(bundle / name) for name in manifest["files"]}
+    (bundle / MANIFEST).write_text(json.dumps(manifest))

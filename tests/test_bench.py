@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, tiny_overrides
+from conftest import REPO, reseal
 from edgekd.benchmark import BenchError, bench, latest_bundle
 from edgekd.benchmark.report import pareto_front
 from edgekd.benchmark.stats import is_noisy, latency_stats
-from edgekd.bundle import MANIFEST, BundleError, file_record, verify_bundle
+from edgekd.bundle import MANIFEST, BundleError, verify_bundle
 from edgekd.cli import main
 from edgekd.registry import UnknownNameError
 
@@ -31,16 +31,8 @@ FAST = {"runs": 5, "warmup": 1, "threads": 1}  # functionality, not timing: the 
 
 
 @pytest.fixture(scope="module")
-def bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A seconds-long run exported with the default formats (accuracy is irrelevant here, so the
-    barely trained int8 student may miss its parity bound)."""
-    from edgekd.exporters.export import export
-    from edgekd.train.run import distill
-
-    root = tmp_path_factory.mktemp("bench")
-    distill(out=root / "run", set=tiny_overrides(**{"distill.baseline": "false", "teacher.epochs": 1, "student.epochs": 1}))
-    export(run=root / "run", out=root / "bundle", allow_parity_failure=True)
-    return root / "bundle"
+def bundle(tiny_bundle: Path) -> Path:
+    return tiny_bundle
 
 
 @pytest.fixture(scope="module")
@@ -58,11 +50,7 @@ def _rows(report) -> dict[tuple[str, str], dict]:
     return {(r["model"], r["format"]): r for r in report.results}
 
 
-def _reseal(bundle: Path) -> None:
-    """Re-record the manifest's checksums after a deliberate change, as if the export had written it."""
-    manifest = json.loads((bundle / MANIFEST).read_text())
-    manifest["files"] = {name: file_record(bundle / name) for name in manifest["files"]}
-    (bundle / MANIFEST).write_text(json.dumps(manifest))
+_reseal = reseal
 
 
 def _blocking_sitecustomize(folder: Path, modules: list[str]) -> str:
@@ -243,26 +231,38 @@ def test_pareto_front() -> None:
     assert [r["model"] for r in pareto_front(rows)] == ["fast-bad", "mid", "slow-good"]
 
 
-def test_tflite_path_without_torch_tensorflow_onnxruntime(bundle: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("device", ["cpu", "rpi"])
+def test_tflite_path_without_torch_tensorflow_onnxruntime(bundle: Path, tmp_path: Path, device: str) -> None:
     """The Raspberry Pi install: numpy + ai-edge-litert. torch, TensorFlow, ONNX Runtime,
-    matplotlib, rich and PyYAML are unimportable in the bench process and its measuring processes."""
+    matplotlib, rich and PyYAML are unimportable in the bench process and its measuring processes;
+    with --device rpi (--force: this host is not a Pi) every TFLite model runs at 1 and 4 threads."""
     blocked = ["torch", "tensorflow", "onnxruntime", "matplotlib", "rich", "yaml"]
     env = {**os.environ, "PYTHONPATH": _blocking_sitecustomize(tmp_path / "shim", blocked)}
     probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
     assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr  # the shim is in force
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "edgekd", "bench", "--artifacts", str(bundle), "--out", str(out), "--json", str(tmp_path / "pi.json"), "--runs", "3", "--warmup", "1", "--threads", "1"]
+    cmd = [sys.executable, "-m", "edgekd", "bench", "--artifacts", str(bundle), "--out", str(out), "--json", str(tmp_path / "pi.json"), "--runs", "3", "--warmup", "1"]
+    cmd += ["--threads", "1"] if device == "cpu" else ["--device", "rpi", "--force"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
-    rows = {(r["model"], r["format"]): r for r in json.loads((tmp_path / "pi.json").read_text())["results"]}
-    assert set(rows) == ROWS
-    for (model, fmt), r in rows.items():
+    data = json.loads((tmp_path / "pi.json").read_text())
+    rows = {(r["model"], r["format"], r["threads"]): r for r in data["results"]}
+    threads = (1,) if device == "cpu" else (1, 4)
+    assert {(m, f) for m, f, _ in rows} == ROWS
+    for (model, fmt, n), r in rows.items():
         if fmt.startswith("tflite"):
             assert r["status"] == "ok" and r["latency_ms"]["p50"] > 0, r
-        else:
+        elif device == "cpu":
             assert r["status"] == "skipped", r
             assert ("torch is not installed" if fmt == "pytorch" else "onnxruntime is not installed") in r["reason"]
-    assert "student/pytorch skipped: torch is not installed" in proc.stdout
+        else:
+            assert r["status"] == "skipped" and "runs the TFLite models only" in r["reason"], r
+    assert {n for _, f, n in rows if f.startswith("tflite")} == set(threads)
+    if device == "cpu":
+        assert "student/pytorch skipped: torch is not installed" in proc.stdout
+    else:
+        assert data["settings"]["thread_counts"] == [1, 4] and data["host"]["forced"] is True
+        assert {"before", "after"} <= set(data["host"]["conditions"])
     assert "┃" not in proc.stdout and "tflite_int8" in proc.stdout  # the plain-text table, not rich's
     assert "plot skipped: matplotlib is not installed" in (out / "bench.md").read_text()
     assert not (out / "bench.png").exists()
@@ -272,5 +272,8 @@ def test_bench_modules_import_nothing_heavy() -> None:
     """What runs on the device side imports no framework, plotting, YAML or rich at module level."""
     from test_lean_import import HEAVY, imported_after
 
-    loaded = imported_after("import edgekd.benchmark, edgekd.benchmark.worker, edgekd.benchmark.plot, edgekd.cli; edgekd.bench")
+    loaded = imported_after(
+        "import edgekd.benchmark, edgekd.benchmark.worker, edgekd.benchmark.plot, edgekd.benchmark.pi, edgekd.cli, "
+        "edgekd.deploy, edgekd.tflite_file, edgekd.mcu.estimate, edgekd.mcu.tflm; edgekd.bench; edgekd.deploy"
+    )
     assert not loaded & {*HEAVY, "rich"}, loaded & {*HEAVY, "rich"}

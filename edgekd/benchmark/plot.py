@@ -17,9 +17,10 @@ MARKERS = {"pytorch": "s", "onnx": "D", "tflite_fp32": "o", "tflite_int8": "^", 
 def plot_pareto(results: Sequence[dict[str, Any]], path: str | Path, title: str, accuracy_label: str) -> Path:
     """Write the PNG of the ok rows and return its path. Raises ImportError without matplotlib and
     ValueError when no row ran."""
-    ok = [r for r in results if r["status"] == "ok"]
+    # rows with no latency (an MCU estimate, an emulated run) or no accuracy (a lone model) have no point
+    ok = [r for r in results if r["status"] == "ok" and r.get("latency_ms") and r.get("accuracy") is not None]
     if not ok:
-        raise ValueError("no model ran, nothing to plot")
+        raise ValueError("no row has both a measured latency and an accuracy, nothing to plot")
     # the object API with the Agg canvas: no pyplot, so no global backend or figure state is touched
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure

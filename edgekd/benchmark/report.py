@@ -20,12 +20,23 @@ def latency_unit(results: Sequence[dict[str, Any]]) -> tuple[str, float]:
     return ("µs", 1e3) if p50s and min(p50s) < 0.1 else ("ms", 1.0)
 
 
-def columns(unit: str) -> list[str]:
-    return ["model", "format", "status", f"p50 {unit}", f"p90 {unit}", f"mean ± std {unit}", "inf/s", "acc %", "size KB", "peak RSS MB", "MACs", "GMAC/s"]
+def columns(unit: str, threads: bool = False) -> list[str]:
+    """``threads``: a column for the thread count, when the rows were measured at several."""
+    cols = ["model", "format", "status", f"p50 {unit}", f"p90 {unit}", f"mean ± std {unit}", "inf/s", "acc %", "size KB", "peak RSS MB", "MACs", "GMAC/s"]
+    return [*cols[:3], "threads", *cols[3:]] if threads else cols
+
+
+def several_thread_counts(results: Sequence[dict[str, Any]]) -> bool:
+    return len({r.get("threads") for r in results}) > 1
 
 
 def row_name(row: dict[str, Any]) -> str:
     return f"{row['model']}/{row['format']}"
+
+
+def threads_text(settings: dict[str, Any]) -> str:
+    counts = settings.get("thread_counts") or [settings["threads"]]
+    return f"{' and '.join(map(str, counts))} thread{'s' if counts != [1] else ''}"
 
 
 @dataclass
@@ -38,7 +49,17 @@ class BenchReport:
     bundle: dict[str, Any]  # path, run name, creation time
     comparisons: list[dict[str, Any]] = field(default_factory=list)
     outputs: dict[str, str] = field(default_factory=dict)  # json / markdown / plot → path written
-    notes: list[str] = field(default_factory=list)  # e.g. why the plot was skipped
+    notes: list[str] = field(default_factory=list)  # e.g. why the plot was skipped, throttling, emulation
+
+    @property
+    def budget_failures(self) -> list[str]:
+        """MCU rows that do not fit the flash/RAM budget (empty without one)."""
+        out = []
+        for r in self.results:
+            budget = (r.get("tflm") or {}).get("budget")
+            if budget and not budget["fits"]:
+                out.append(f"{r['file']} {budget['message']}")
+        return out
 
     @property
     def gate_failures(self) -> list[str]:
@@ -57,12 +78,12 @@ class BenchReport:
 
     @property
     def passed(self) -> bool:
-        return not self.gate_failures
+        return not self.gate_failures and not self.budget_failures
 
     def to_dict(self) -> dict[str, Any]:
         gate = None
-        if self.settings.get("min_accuracy") is not None:
-            gate = {"min_accuracy": self.settings["min_accuracy"], "passed": self.passed, "failures": self.gate_failures}
+        if self.settings.get("min_accuracy") is not None or self.budget_failures:
+            gate = {"min_accuracy": self.settings.get("min_accuracy"), "passed": self.passed, "failures": self.gate_failures + self.budget_failures}
         return {
             "host": self.host,
             "results": self.results,
@@ -85,25 +106,30 @@ def compare(student: dict[str, Any], teacher: dict[str, Any], headline: bool = F
         "macs_reduction": teacher["macs"] / student["macs"] if student.get("macs") and teacher.get("macs") else None,
         "accuracy_delta": student["accuracy"] - teacher["accuracy"],  # fraction; negative: the student loses
         "headline": headline,
+        "threads": student.get("threads"),
     }
 
 
 def comparisons(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The headline pair (student int8 vs teacher fp32, TFLite) first, then like-for-like formats."""
-    ok = {(r["model"], r["format"]): r for r in results if r["status"] == "ok"}
+    """The headline pair (student int8 vs teacher fp32, TFLite) first, then like-for-like formats;
+    at each thread count measured, and only between rows with a measured latency and accuracy."""
+    timed = [r for r in results if r["status"] == "ok" and r.get("latency_ms") and r.get("accuracy") is not None]
     out = []
-    s_fmt, t_fmt = HEADLINE
-    if ("student", s_fmt) in ok and ("teacher", t_fmt) in ok:
-        out.append(compare(ok["student", s_fmt], ok["teacher", t_fmt], headline=True))
-    for (model, fmt), row in ok.items():
-        if model == "student" and ("teacher", fmt) in ok:
-            out.append(compare(row, ok["teacher", fmt]))
+    for threads in dict.fromkeys(r.get("threads") for r in timed):
+        ok = {(r["model"], r["format"]): r for r in timed if r.get("threads") == threads}
+        s_fmt, t_fmt = HEADLINE
+        if ("student", s_fmt) in ok and ("teacher", t_fmt) in ok:
+            out.append(compare(ok["student", s_fmt], ok["teacher", t_fmt], headline=True))
+        for (model, fmt), row in ok.items():
+            if model == "student" and ("teacher", fmt) in ok:
+                out.append(compare(row, ok["teacher", fmt]))
     return out
 
 
 def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Ok rows that no other row beats on both latency (p50, lower) and accuracy (higher), fastest first."""
-    ok = sorted((r for r in rows if r["status"] == "ok"), key=lambda r: (r["latency_ms"]["p50"], -r["accuracy"]))
+    timed = (r for r in rows if r["status"] == "ok" and r.get("latency_ms") and r.get("accuracy") is not None)
+    ok = sorted(timed, key=lambda r: (r["latency_ms"]["p50"], -r["accuracy"]))
     front, best = [], float("-inf")
     for r in ok:
         if r["accuracy"] > best:
@@ -135,7 +161,7 @@ def status_text(row: dict[str, Any]) -> str:
     return status
 
 
-def table_rows(results: Sequence[dict[str, Any]], scale: float = 1.0) -> list[list[str]]:
+def table_rows(results: Sequence[dict[str, Any]], scale: float = 1.0, threads: bool = False) -> list[list[str]]:
     """Formatted cells of :func:`columns`; latencies multiplied by ``scale`` (see :func:`latency_unit`)."""
     rows = []
     for r in results:
@@ -145,6 +171,7 @@ def table_rows(results: Sequence[dict[str, Any]], scale: float = 1.0) -> list[li
                 r["model"],
                 r["format"],
                 status_text(r),
+                *([str(r.get("threads"))] if threads else []),
                 _num(lat.get("p50")),
                 _num(lat.get("p90")),
                 f"{_num(lat['mean'])} ± {_num(lat['std'])}" if lat else "—",
@@ -163,9 +190,10 @@ def comparison_rows(comps: Sequence[dict[str, Any]]) -> list[list[str]]:
     def times(v: float | None) -> str:
         return "—" if v is None else f"{_num(v)}×"
 
+    several = len({c.get("threads") for c in comps}) > 1
     return [
         [
-            f"student {c['student']} vs teacher {c['teacher']}" + (" (headline)" if c["headline"] else ""),
+            f"student {c['student']} vs teacher {c['teacher']}" + (f" at {c['threads']} thread(s)" if several else "") + (" (headline)" if c["headline"] else ""),
             times(c["speedup"]),
             times(c["size_reduction"]),
             times(c["macs_reduction"]),
@@ -183,33 +211,79 @@ def reasons(results: Sequence[dict[str, Any]]) -> list[str]:
     return [f"{row_name(r)} {r['status']}" + (f" ({r['stage']})" if r.get("stage") else "") + f": {r['reason']}" for r in results if r["status"] != "ok"]
 
 
+def accuracy_text(settings: dict[str, Any]) -> str:
+    if settings.get("eval") is None:
+        return "no accuracy: a lone model without eval data"
+    return f"accuracy on {settings['eval']} ({settings['eval_count']} images)"
+
+
 def title(report: BenchReport) -> str:
     s = report.settings
-    threads = f"{s['threads']} thread{'s' if s['threads'] != 1 else ''}"
     return (
-        f"bench {report.bundle.get('run') or report.bundle['path']} on {s['device']} ({report.host.get('cpu', '?')}, {threads}, "
-        f"{s['runs']} timed runs after {s['warmup']} warm-up; accuracy on {s['eval']} ({s['eval_count']} images))"
+        f"bench {report.bundle.get('run') or report.bundle['path']} on {s['device']} ({report.host.get('cpu', '?')}, {threads_text(s)}, "
+        f"{s['runs']} timed runs after {s['warmup']} warm-up; {accuracy_text(s)})"
     )
 
 
 def plot_title(report: BenchReport) -> str:
     s = report.settings
     return (
-        f"{report.bundle.get('run') or report.bundle['path']} on {s['device']}: {report.host.get('cpu', '?')}, {s['threads']} thread(s)\n"
+        f"{report.bundle.get('run') or report.bundle['path']} on {s['device']}: {report.host.get('cpu', '?')}, {threads_text(s)}\n"
         f"{s['runs']} timed runs after {s['warmup']} warm-up, batch 1"
     )
+
+
+MCU_COLUMNS = ["model", "format", "status", "TFLM ops", "arena KB", "flash KB (model + runtime)", "acc % (TFLM)", "budget"]
+
+
+def mcu_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
+    rows = []
+    for r in results:
+        t = r.get("tflm")
+        if t is None:
+            continue
+        budget = t.get("budget")
+        rows.append(
+            [
+                r["model"],
+                r["format"],
+                status_text(r),
+                "all supported" if t.get("ops_supported") else "UNSUPPORTED",
+                f"{t['arena_bytes'] / 1024:,.1f}" if t.get("arena_bytes") is not None else "—",
+                f"{t['flash_bytes'] / 1024:,.1f} ({t['model_bytes'] / 1024:,.1f} + ≈{t['runtime_flash_bytes'] / 1024:,.0f})" if t.get("flash_bytes") else "—",
+                f"{100 * t['accuracy']:.2f}" if t.get("accuracy") is not None else "—",
+                ("fits" if budget["fits"] else "DOES NOT FIT") if budget else "—",
+            ]
+        )
+    return rows
+
+
+def estimate_rows(results: Sequence[dict[str, Any]], chosen: str | None) -> tuple[list[str], list[list[str]]]:
+    """One row per MCU profile, one column per int8 model: estimated ms."""
+    models = [r for r in results if (r.get("tflm") or {}).get("est_latency_ms")]
+    if not models:
+        return [], []
+    names = list(models[0]["tflm"]["est_latency_ms"])
+    head = ["MCU profile (estimate, ms)", *[r["file"] for r in models]]
+    rows = [[name + (" ←" if chosen and name == chosen else ""), *[_num(r["tflm"]["est_latency_ms"][name]) for r in models]] for name in names]
+    return head, rows
 
 
 def legend(report: BenchReport) -> list[str]:
     from edgekd.benchmark.stats import NOISY_CV, NOISY_SPREAD
 
-    lines = [
-        "latency: one image (batch 1), model invoke only (no pre/post-processing), monotonic clock; "
-        "inf/s = 1 / mean; GMAC/s = MACs / p50",
-        f"~noisy: (p90 − p50)/p50 > {NOISY_SPREAD:.0%} or std/mean > {NOISY_CV:.0%}: other load disturbed the timing; rerun on a quiet machine",
-        "peak RSS: high-water resident memory of a fresh process running only that model "
-        "(interpreter + runtime + model + eval data; base_rss_mb in the JSON is the process before the runtime loaded)",
-    ]
+    lines = []
+    if any(r.get("latency_ms") for r in report.results):  # nothing timed (MCU estimates): nothing to explain
+        lines += [
+            "latency: one image (batch 1), model invoke only (no pre/post-processing), monotonic clock; "
+            "inf/s = 1 / mean; GMAC/s = MACs / p50",
+            f"~noisy: (p90 − p50)/p50 > {NOISY_SPREAD:.0%} or std/mean > {NOISY_CV:.0%}: other load disturbed the timing; rerun on a quiet machine",
+        ]
+    if any(r.get("peak_rss_mb") for r in report.results):
+        lines.append(
+            "peak RSS: high-water resident memory of a fresh process running only that model "
+            "(interpreter + runtime + model + eval data; base_rss_mb in the JSON is the process before the runtime loaded)"
+        )
     if report.settings.get("min_accuracy") is not None:
         lines.append(f"floor: accuracy ≥ {100 * report.settings['min_accuracy']:.2f} %; BELOW FLOOR and FAILED rows fail the gate")
     return lines
@@ -230,7 +304,15 @@ def print_report(report: BenchReport) -> None:
     from edgekd.ui import print_table
 
     unit, scale = latency_unit(report.results)
-    print_table(title(report), columns(unit), table_rows(report.results, scale))
+    several = several_thread_counts(report.results)
+    print_table(title(report), columns(unit, several), table_rows(report.results, scale, several))
+    if mcu_rows(report.results):
+        print_table("TFLite Micro (on this host) and MCU budget", MCU_COLUMNS, mcu_rows(report.results))
+        head, rows = estimate_rows(report.results, report.host.get("mcu_profile"))
+        if rows:
+            print_table("MCU latency ESTIMATES (not measured)", head, rows)
+    for line in report.budget_failures:
+        print(f"  {line}")
     for line in reasons(report.results):
         print(f"  {line}")
     if report.comparisons:
@@ -242,19 +324,38 @@ def print_report(report: BenchReport) -> None:
         print(f"  {line}")
 
 
+def _conditions_md(host: dict[str, Any]) -> list[str]:
+    """Board, clocks, temperature and throttling before/after (the rpi target)."""
+    cond = host.get("conditions")
+    if not cond:
+        return []
+    from edgekd.ui import markdown_table
+
+    def cells(when: str, c: dict[str, Any]) -> list[Any]:
+        temp = f"{c['temp_c']:.1f}" if c.get("temp_c") is not None else "n/a"
+        return [when, temp, c.get("freq_mhz") or "n/a", c.get("governor") or "n/a", c.get("throttled") or "n/a", ", ".join(c.get("throttled_flags") or []) or "none", c.get("source")]
+
+    return [
+        f"Board: {host.get('board') or 'n/a'}" + (f" — EMULATED ({host['emulated']})" if host.get("emulated") else ""),
+        "",
+        markdown_table(["", "SoC °C", "CPU MHz", "governor", "get_throttled", "flags", "read from"], [cells("before", cond["before"]), cells("after", cond["after"] or {})]),
+        "",
+    ]
+
+
 def markdown(report: BenchReport, plot_name: str | None) -> str:
     """``bench.md``: settings, host, results, ratios, the plot and how to read them."""
     from edgekd.ui import markdown_table
 
     h, s, b = report.host, report.settings, report.bundle
     unit, scale = latency_unit(report.results)
+    several = several_thread_counts(report.results)
     packages = ", ".join(f"{k} {v}" for k, v in h.get("packages", {}).items())
     out = [
         f"# edgekd bench: {b.get('run') or b['path']} on {s['device']}",
         "",
         f"Bundle `{b['path']}` (run {b.get('run')}, exported {b.get('created')}), verified against its manifest.  ",
-        f"{s['runs']} timed runs after {s['warmup']} warm-up, {s['threads']} thread(s), batch 1; "
-        f"accuracy on {s['eval']} ({s['eval_count']} images).",
+        f"{s['runs']} timed runs after {s['warmup']} warm-up, {threads_text(s)}, batch 1; {accuracy_text(s)}.",
         "",
         "## Host",
         "",
@@ -263,11 +364,18 @@ def markdown(report: BenchReport, plot_name: str | None) -> str:
             [[h.get("cpu"), f"{h.get('cores')} ({h.get('usable_cores')})", h.get("governor") or "n/a", h.get("memory_mb"), " / ".join(map(str, h.get("load_avg") or [])) or "n/a", h.get("os"), h.get("python"), packages]],
         ),
         "",
+        *_conditions_md(h),
         "## Results",
         "",
-        markdown_table(columns(unit), table_rows(report.results, scale)),
+        markdown_table(columns(unit, several), table_rows(report.results, scale, several)),
         "",
     ]
+    if mcu_rows(report.results):
+        out += ["## TFLite Micro and MCU budget", "", markdown_table(MCU_COLUMNS, mcu_rows(report.results)), ""]
+        out += [f"- {line}" for line in report.budget_failures]
+        head, rows = estimate_rows(report.results, h.get("mcu_profile"))
+        if rows:
+            out += ["", "### MCU latency estimates (not measurements)", "", markdown_table(head, rows), ""]
     out += [f"- {line}" for line in reasons(report.results)]
     if report.comparisons:
         out += ["", "## Student vs teacher", "", markdown_table(COMPARISON_COLUMNS, comparison_rows(report.comparisons))]
@@ -286,5 +394,5 @@ def markdown(report: BenchReport, plot_name: str | None) -> str:
     out += [*report.notes, "", "## How to read this", ""]
     out += [f"- {line}" for line in legend(report)]
     if report.settings.get("min_accuracy") is not None:
-        out += ["", f"Gate: {'passed' if report.passed else 'FAILED: ' + ', '.join(report.gate_failures)}"]
+        out += ["", f"Gate: {'passed' if report.passed else 'FAILED: ' + ', '.join(report.gate_failures + report.budget_failures)}"]
     return "\n".join(out) + "\n"

@@ -127,6 +127,43 @@ def _empty_row(name: str, entry: dict[str, Any], manifest: dict[str, Any], threa
     }
 
 
+def lone_model(path: str | Path) -> tuple[Path, dict[str, Any]]:
+    """(folder, manifest-like dict) for one model file outside a bundle: no eval data, so no accuracy."""
+    from edgekd.runtimes import runner_format
+
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(f"model file not found: {path}")
+    fmt = runner_format(path.name)
+    if fmt is None:
+        raise BenchError(f"{path.name} is not a model file (.tflite, .onnx or .pt)")
+    macs = None
+    if path.suffix == ".tflite":
+        from edgekd.tflite_file import read_tflite
+
+        model = read_tflite(path)  # the format from the file itself, not its name (resnet8_quant.tflite)
+        fmt, macs = ("tflite_int8" if model.is_int8 else "tflite_fp32"), model.total_macs
+    stem = path.stem
+    manifest = {
+        "files": {path.name: {"bytes": path.stat().st_size}},
+        "models": {path.name: {"role": stem, "format": fmt}},
+        "roles": {stem: {"macs": macs}},
+        "eval": None,
+    }
+    return path.parent, manifest
+
+
+def _target(device: str, threads: int | None, options: dict[str, Any]) -> BenchTarget:
+    cls = TARGETS.get(device)
+    given = {k: v for k, v in options.items() if v is not None and v is not False}  # 0 is given (and refused later)
+    for key in given:
+        if key not in cls.options:
+            flag = "--" + key.replace("_", "-")
+            takers = [n for n in TARGETS.names() if key in TARGETS.get(n).options]
+            raise BenchError(f"{flag} does not apply to --device {device} (it is for --device {' / '.join(takers)})")
+    return cls(threads=threads, **given)
+
+
 def bench(
     artifacts: str | Path | None = None,
     device: str = "cpu",
@@ -139,67 +176,103 @@ def bench(
     full_test: bool = False,
     models: str | Sequence[str] | None = None,
     formats: str | Sequence[str] | None = None,
+    model: str | Path | None = None,
+    force: bool = False,
+    mcu: str | None = None,
+    flash_kb: float | None = None,
+    ram_kb: float | None = None,
 ) -> BenchReport:
     """Benchmark every model file of a bundle on ``device``; returns the report.
 
     ``artifacts``: bundle folder (default: the newest under ``artifacts/``), verified by sha256
     first. ``threads``: the runtimes' thread count (default: the target's, for cpu every usable
-    core). ``runs`` timed ``invoke`` calls follow ``warmup`` untimed ones. Writes ``bench.json``,
-    ``bench.md`` and ``bench.png`` to ``out`` (default: ``<bundle>/bench``, which ``edgekd verify``
-    ignores) and, with ``json``, the same JSON to that file. ``min_accuracy`` (a fraction) gates:
-    ``report.passed`` is False when a row is below it or failed. ``full_test`` measures accuracy on
-    the run's whole test split (needs the dataset and the train extra) instead of ``eval.npz``.
-    ``models``/``formats`` restrict the rows ("student", "tflite_int8,tflite_fp32").
+    core, for rpi 1 and 4). ``runs`` timed ``invoke`` calls follow ``warmup`` untimed ones. Writes
+    ``bench.json``, ``bench.md`` and ``bench.png`` to ``out`` (default: ``<bundle>/bench``, which
+    ``edgekd verify`` ignores) and, with ``json``, the same JSON to that file. ``min_accuracy`` (a
+    fraction) gates: ``report.passed`` is False when a row is below it or failed. ``full_test``
+    measures accuracy on the run's whole test split (needs the dataset and the train extra) instead
+    of ``eval.npz``. ``models``/``formats`` restrict the rows ("student", "tflite_int8,tflite_fp32").
+    ``model``: one model file instead of a bundle (no accuracy; report in ``bench/<stem>``).
+    ``force`` (rpi): run the Pi path on a machine that is not a Pi. ``mcu`` (mcu): an MCU profile
+    (``cortex-m7-216mhz``, or a core name) whose flash/RAM are the budget; ``flash_kb``/``ram_kb``
+    set or override it, and ``report.passed`` is False when a model does not fit.
     """
     from edgekd.ui import log
 
     _check_settings(runs, warmup, threads, min_accuracy)
-    bundle = Path(artifacts) if artifacts is not None else latest_bundle()
-    manifest = require_verified(bundle)
-    target: BenchTarget = TARGETS.get(device)(threads=threads)
+    if model is not None and (artifacts is not None or full_test):
+        raise BenchError("--model benches one model file: leave out --artifacts and --full-test")
+    target = _target(device, threads, {"force": force, "mcu": mcu, "flash_kb": flash_kb, "ram_kb": ram_kb})
+    if model is not None:
+        bundle, manifest = lone_model(model)
+        default_out = Path("bench") / Path(model).stem
+    else:
+        bundle = Path(artifacts) if artifacts is not None else latest_bundle()
+        manifest = require_verified(bundle)
+        default_out = bundle / "bench"
     todo = plan(manifest, _names(models), _names(formats))
-    out_dir = Path(out) if out is not None else bundle / "bench"
+    out_dir = Path(out) if out is not None else default_out
     num_classes = len(manifest.get("labels") or []) or None
+    counts = target.thread_counts()
     host = target.host()  # before the runs: the load average then is what the runs competed with
-    log(f"bench: {bundle} on {device} ({len(todo)} model files, {target.threads} thread(s), {warmup} warm-up + {runs} timed runs each)")
+    before = target.conditions()
+    threads_text = " and ".join(map(str, counts))
+    log(f"bench: {bundle if model is None else model} on {device} ({len(todo)} model files, {threads_text} thread(s), {warmup} warm-up + {runs} timed runs each)")
     results = []
+    files = {name: (bundle / name).resolve() for name, _ in todo}
     with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as tmp:
         if full_test:
             eval_path, eval_count = _full_test_split(bundle, manifest, Path(tmp))
             eval_name = "the full test split"
-        else:
+        elif manifest.get("eval"):
             eval_path, eval_count = bundle / manifest["eval"]["file"], manifest["eval"].get("count")
             eval_name = manifest["eval"]["file"]
+        else:
+            eval_path, eval_count, eval_name = None, None, None
         for name, entry in todo:
-            row = _empty_row(name, entry, manifest, target.threads)
             skip = target.unsupported(entry["format"])
-            if skip:
-                row.update(status="skipped", reason=skip)
-            else:
-                classes = num_classes or int(entry.get("output", {}).get("shape", [0])[-1])
-                job = Job(entry["role"], entry["format"], str((bundle / name).resolve()), str(Path(eval_path).resolve()), classes, target.threads, runs, warmup, entry.get("input", {}))
-                row.update(target.measure(job))
-            if row["status"] == "ok":
-                if row["macs"] and row["latency_ms"]["p50"] > 0:
-                    row["gmacs_per_s"] = row["macs"] / (row["latency_ms"]["p50"] / 1e3) / 1e9
-                if min_accuracy is not None:
-                    row["below_floor"] = row["accuracy"] < min_accuracy
-            results.append(row)
-            log(_progress_line(row))
-    settings = {
-        "device": device,
-        "threads": target.threads,
-        "runs": runs,
-        "warmup": warmup,
-        "eval": eval_name,
-        "eval_count": eval_count,
-        "min_accuracy": min_accuracy,
-        "full_test": full_test,
-        "models": _names(models),
-        "formats": _names(formats),
-    }
-    bundle_info = {"path": str(bundle), "run": manifest.get("run", {}).get("name"), "created": manifest.get("created")}
-    report = BenchReport(host, results, settings, bundle_info, comparisons(results))
+            for threads_now in counts[:1] if skip else counts:
+                row = _empty_row(name, entry, manifest, threads_now)
+                if skip:
+                    row.update(status="skipped", reason=skip)
+                else:
+                    classes = num_classes or int(entry.get("output", {}).get("shape", [0])[-1])
+                    eval_file = str(Path(eval_path).resolve()) if eval_path is not None else None
+                    job = Job(entry["role"], entry["format"], str(files[name]), eval_file, classes, threads_now, runs, warmup, entry.get("input", {}))
+                    row.update(target.measure(job))
+                if row["status"] == "ok":
+                    if row["macs"] and row.get("latency_ms") and row["latency_ms"]["p50"] > 0:
+                        row["gmacs_per_s"] = row["macs"] / (row["latency_ms"]["p50"] / 1e3) / 1e9
+                    if min_accuracy is not None and row.get("accuracy") is not None:
+                        row["below_floor"] = row["accuracy"] < min_accuracy
+                results.append(row)
+                log(_progress_line(row))
+        after = target.conditions()
+        if before is not None:
+            host["conditions"] = {"before": before, "after": after}
+        settings = {
+            "device": device,
+            "threads": target.threads,
+            "thread_counts": list(counts),
+            "runs": runs,
+            "warmup": warmup,
+            "eval": eval_name,
+            "eval_count": eval_count,
+            "min_accuracy": min_accuracy,
+            "full_test": full_test,
+            "models": _names(models),
+            "formats": _names(formats),
+            "model": str(model) if model is not None else None,
+            "force": force,
+            "mcu": mcu,
+            "flash_kb": getattr(target, "flash_kb", None),
+            "ram_kb": getattr(target, "ram_kb", None),
+        }
+        bundle_info = {"path": str(bundle if model is None else model), "run": manifest.get("run", {}).get("name"), "created": manifest.get("created")}
+        report = BenchReport(host, results, settings, bundle_info, comparisons(results))
+        report.notes.extend(target.warnings(host, before, after))
+        out_dir.mkdir(parents=True, exist_ok=True)
+        report.outputs.update(target.artifacts(out_dir, results, files, Path(eval_path) if eval_path is not None else None))
     _write_outputs(report, out_dir, json)
     print_report(report)
     log(f"bench: wrote {', '.join(report.outputs.values())}")
@@ -207,10 +280,22 @@ def bench(
 
 
 def _progress_line(row: dict[str, Any]) -> str:
-    head = f"bench  {row['model']:<8} {row['format']:<14} {status_text(row):<12}"
+    head = f"bench  {row['model']:<8} {row['format']:<14} {row['threads']}t {status_text(row):<12}"
     if row["status"] != "ok":
         return f"{head} {row['reason']}"
-    return f"{head} p50 {row['latency_ms']['p50']:.4g} ms  acc {100 * row['accuracy']:.2f} %  peak RSS {row['peak_rss_mb'] or 0:.0f} MB"
+    parts = []
+    if row.get("latency_ms"):
+        parts.append(f"p50 {row['latency_ms']['p50']:.4g} ms")
+    if row.get("emulated_ms"):
+        parts.append(f"emulated run time (not a latency) {row['emulated_ms']['p50']:.4g} ms")
+    if row.get("accuracy") is not None:
+        parts.append(f"acc {100 * row['accuracy']:.2f} %")
+    if row.get("peak_rss_mb"):
+        parts.append(f"peak RSS {row['peak_rss_mb']:.0f} MB")
+    tflm = row.get("tflm") or {}
+    if tflm.get("arena_bytes") is not None:
+        parts.append(f"arena {tflm['arena_bytes'] / 1024:.1f} KB  flash ≈{tflm['flash_bytes'] / 1024:.0f} KB")
+    return f"{head} {'  '.join(parts)}"
 
 
 def _write_outputs(report: BenchReport, out_dir: Path, json_path: str | Path | None) -> None:

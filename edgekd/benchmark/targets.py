@@ -2,8 +2,13 @@
 
 ``cpu`` is this machine. A target turns a :class:`Job` (one model file and how to measure it) into
 a row's measurements and describes the host it measured on; the orchestration (verification, eval
-data, ratios, report, gate) is shared in :mod:`edgekd.benchmark.run`. A Raspberry Pi or MCU target
-is one more ``@TARGETS.register("…")`` class here (listed in the registry's providers).
+data, ratios, report, gate) is shared in :mod:`edgekd.benchmark.run`.
+
+- ``cpu``: this machine, every runtime installed here;
+- ``rpi``: a Raspberry Pi, TFLite with XNNPACK at 1 and 4 threads, board/clock/thermal state
+  before and after (numpy + ai-edge-litert only);
+- ``mcu``: microcontroller class: TFLite Micro on this host (op support, arena, accuracy) with
+  flash and latency *estimated* per MCU profile.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from edgekd.atomic import write_json
+from edgekd.benchmark.errors import BenchError
 from edgekd.benchmark.host import host_info, usable_cores
 from edgekd.registry import Registry
 
@@ -33,7 +39,7 @@ THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VEC
 _BOOT = (
     "import sys; root = sys.argv[1]; cwd = int(sys.path[:1] == ['']); "
     "sys.path[0:cwd] = [] if root in sys.path else [root]; "
-    "from edgekd.benchmark.worker import main; sys.exit(main(sys.argv[2:]))"
+    "from importlib import import_module; sys.exit(import_module(sys.argv[2]).main(sys.argv[3:]))"
 )
 
 
@@ -44,7 +50,7 @@ class Job:
     model: str  # role: student | teacher | baseline
     format: str  # pytorch | onnx | tflite_fp32 | tflite_int8 | …
     file: str  # absolute path of the model file
-    eval: str  # npz with uint8 NHWC "images" and "labels"
+    eval: str | None  # npz with uint8 NHWC "images" and "labels"; None: a lone model, no accuracy
     num_classes: int
     threads: int
     runs: int
@@ -57,6 +63,9 @@ class BenchTarget(ABC):
 
     name: ClassVar[str]
     description: ClassVar[str]
+    # bench() options this target takes beyond threads (force, mcu, flash_kb, ram_kb); giving one
+    # that the chosen target does not take is an error, not silently ignored
+    options: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self, threads: int | None = None) -> None:
         self.threads = threads if threads is not None else self.default_threads()
@@ -64,9 +73,25 @@ class BenchTarget(ABC):
     def default_threads(self) -> int:
         return 1
 
+    def thread_counts(self) -> tuple[int, ...]:
+        """Thread counts each model is measured at (one row each)."""
+        return (self.threads,)
+
     def unsupported(self, fmt: str) -> str | None:
         """Why this target cannot run ``fmt`` (its row is skipped), or None."""
         return None
+
+    def conditions(self) -> dict[str, Any] | None:
+        """State that can change during a run and spoil it (temperature, clocks), read before and after."""
+        return None
+
+    def warnings(self, host: dict[str, Any], before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
+        """Report notes about how far the measurements can be trusted."""
+        return []
+
+    def artifacts(self, out_dir: Path, results: list[dict[str, Any]], files: dict[str, Path], eval_path: Path | None) -> dict[str, str]:
+        """Extra files written next to the report (name → path). ``files``: row file → model path."""
+        return {}
 
     @abstractmethod
     def host(self) -> dict[str, Any]:
@@ -93,27 +118,33 @@ class CpuTarget(BenchTarget):
         return host_info()
 
     def measure(self, job: Job) -> dict[str, Any]:
-        root = str(Path(__file__).resolve().parents[2])  # the folder holding this edgekd package
-        env = {**os.environ, **{k: str(job.threads) for k in THREAD_ENV}}
-        with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as tmp:
-            job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
-            write_json(job_path, asdict(job))
-            try:
-                proc = subprocess.run(
-                    [sys.executable, "-c", _BOOT, root, str(job_path), str(result_path)],
-                    env=env,
-                    capture_output=True,  # runtimes print banners; a crash's last lines go into the reason
-                    text=True,
-                    errors="replace",
-                    timeout=self.timeout_s,
-                )
-            except subprocess.TimeoutExpired:
-                return {"status": "failed", "stage": "run", "reason": f"no result after {self.timeout_s:.0f} s (hung runtime?)"}
-            if proc.returncode == 0 and result_path.is_file():
-                import json
+        env = {k: str(job.threads) for k in THREAD_ENV}
+        return run_worker(asdict(job), "edgekd.benchmark.worker", env, self.timeout_s)
 
-                return json.loads(result_path.read_text())
-        return {"status": "failed", "stage": "run", "reason": _died(proc)}
+
+def run_worker(job: dict[str, Any], module: str, env: dict[str, str] | None = None, timeout_s: float = 1800.0) -> dict[str, Any]:
+    """``module.main([JOB.json, RESULT.json])`` in a fresh Python process; its result dict, or a
+    failed row when the process dies or hangs."""
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding this edgekd package
+    with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as tmp:
+        job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        write_json(job_path, job)
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-c", _BOOT, root, module, str(job_path), str(result_path)],
+                env={**os.environ, **(env or {})},
+                capture_output=True,  # runtimes print banners; a crash's last lines go into the reason
+                text=True,
+                errors="replace",
+                timeout=timeout_s,
+            )
+        except subprocess.TimeoutExpired:
+            return {"status": "failed", "stage": "run", "reason": f"no result after {timeout_s:.0f} s (hung runtime?)"}
+        if proc.returncode == 0 and result_path.is_file():
+            import json
+
+            return json.loads(result_path.read_text())
+    return {"status": "failed", "stage": "run", "reason": _died(proc)}
 
 
 def _died(proc: subprocess.CompletedProcess) -> str:
@@ -122,3 +153,172 @@ def _died(proc: subprocess.CompletedProcess) -> str:
     how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
     tail = [line for line in (proc.stderr or "").strip().splitlines() if line.strip()][-1:] or ["no output"]
     return f"the measuring process died ({how}): {tail[0][:300]}"
+
+
+@TARGETS.register("rpi")
+class RpiTarget(CpuTarget):
+    """A Raspberry Pi (ARM64, Raspberry Pi OS): the TFLite models with XNNPACK at 1 and 4 threads,
+    board, clocks, temperature and throttling before and after. Needs numpy + ai-edge-litert only."""
+
+    name = "rpi"
+    description = "Raspberry Pi: TFLite (XNNPACK) at 1 and 4 threads, with board, clock and thermal state"
+    options = ("force",)
+    # a Pi 3/4/5 and Zero 2 have 4 cores: one thread (what a single-stream app gets by default) and all
+    DEFAULT_THREADS = (1, 4)
+
+    def __init__(self, threads: int | None = None, force: bool = False) -> None:
+        from edgekd.benchmark import pi
+
+        if not force and not pi.is_raspberry_pi():
+            model = pi.board_model()
+            seen = f"board {model!r}" if model else "no /proc/device-tree/model"
+            raise BenchError(f"this machine is not a Raspberry Pi ({seen}); use --device cpu to bench it, or --force to run the Pi path anyway")
+        self.forced = force
+        self._given = threads
+        super().__init__(threads if threads is not None else self.DEFAULT_THREADS[-1])
+
+    def thread_counts(self) -> tuple[int, ...]:
+        return (self._given,) if self._given is not None else self.DEFAULT_THREADS
+
+    def unsupported(self, fmt: str) -> str | None:
+        if not fmt.startswith("tflite"):
+            return "the Pi bench runs the TFLite models only (the Pi install has no torch or ONNX Runtime)"
+        return None
+
+    def host(self) -> dict[str, Any]:
+        from edgekd.benchmark import pi
+
+        host = host_info()
+        host["board"] = pi.board_model()
+        host["delegate"] = "XNNPACK"  # LiteRT's default CPU delegate; the runner always sets num_threads
+        host["forced"] = self.forced  # True: --force on a machine that may not be a Pi
+        host["emulated"] = pi.emulation()
+        return host
+
+    def conditions(self) -> dict[str, Any]:
+        from edgekd.benchmark import pi
+
+        return pi.snapshot()
+
+    def warnings(self, host: dict[str, Any], before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
+        from edgekd.benchmark import pi
+
+        out = pi.throttle_warnings(before or {}, after or {})
+        if host.get("emulated"):
+            out.insert(0, f"EMULATED ({host['emulated']}): run times are of an emulator, not latencies of a Pi; they are kept as emulated_ms, never as latency_ms (peak RSS includes the emulator)")
+        elif self.forced and not (host.get("board") or "").startswith("Raspberry Pi"):
+            out.insert(0, f"--force: the Pi path ran on {host.get('cpu')} ({host.get('machine')}), not on a Raspberry Pi")
+        return out
+
+    def measure(self, job: Job) -> dict[str, Any]:
+        result = super().measure(job)
+        if result.get("status") == "ok" and os.environ.get("EDGEKD_EMULATION"):
+            # under qemu-user a run time measures the emulator: keep it out of every latency field
+            result["emulated_ms"] = result.pop("latency_ms")
+            result.update(latency_ms=None, throughput=None, spread=None, cv=None, noisy=None)
+        return result
+
+
+@TARGETS.register("mcu")
+class McuTarget(BenchTarget):
+    """Microcontroller class: each int8 model through TFLite Micro on this host (every op supported?
+    tensor arena used, accuracy with TFLM kernels), flash = model + runtime estimate, and a latency
+    estimate per MCU profile from the model's MACs and op mix. TFLM's host timings are not measured:
+    reference kernels on x86 say nothing about a Cortex-M."""
+
+    name = "mcu"
+    description = "microcontroller class: TFLite Micro ops/arena/accuracy on this host, flash and latency estimated per MCU profile"
+    options = ("mcu", "flash_kb", "ram_kb")
+    timeout_s: ClassVar[float] = 1800.0
+
+    def __init__(self, threads: int | None = None, mcu: str | None = None, flash_kb: float | None = None, ram_kb: float | None = None) -> None:
+        from edgekd.mcu.profiles import PROFILES
+
+        if threads not in (None, 1):
+            raise BenchError(f"--threads {threads}: TFLite Micro runs on one core; leave --threads out for --device mcu")
+        for flag, value in (("--flash-kb", flash_kb), ("--ram-kb", ram_kb)):
+            if value is not None and value <= 0:
+                raise BenchError(f"{flag} must be positive, got {value}")
+        self.profile = PROFILES.get(mcu) if mcu is not None else None
+        self.flash_kb = flash_kb if flash_kb is not None else (self.profile.flash_kb if self.profile else None)
+        self.ram_kb = ram_kb if ram_kb is not None else (self.profile.ram_kb if self.profile else None)
+        super().__init__(1)
+
+    def unsupported(self, fmt: str) -> str | None:
+        if fmt != "tflite_int8":
+            return "MCU targets run full-integer int8 TFLite models only"
+        return None
+
+    def host(self) -> dict[str, Any]:
+        from edgekd.mcu import profiles
+
+        host = host_info()
+        try:
+            from edgekd.mcu.tflm import tflm_version
+
+            host["packages"]["tflite-micro"] = tflm_version().split()[-1]
+        except Exception:  # noqa: BLE001 - not installed: the rows say so
+            pass
+        host["mcu_profile"] = self.profile.name if self.profile else None
+        host["budget"] = {"flash_kb": self.flash_kb, "ram_kb": self.ram_kb}
+        host["estimate"] = {"conv_cycles_per_mac_m7": profiles.CONV_CYCLES_PER_MAC, "calibrated_on": [r.board for r in profiles.MLPERF_TINY_RESNET8 if r.role == "fit"]}
+        return host
+
+    def measure(self, job: Job) -> dict[str, Any]:
+        from edgekd.mcu import estimate
+        from edgekd.tflite_file import read_tflite
+
+        result = run_worker(asdict(job), "edgekd.mcu.tflm", None, self.timeout_s)
+        tflm = result.setdefault("tflm", {})
+        model = read_tflite(job.file)
+        tflm["flash_bytes"] = estimate.flash_bytes(model)
+        tflm["model_bytes"] = model.size_bytes
+        tflm["runtime_flash_bytes"] = estimate.runtime_flash_bytes(model)
+        tflm["est_latency_ms"] = estimate.estimates_ms(model)
+        tflm["ops"] = model.op_names
+        tflm["macs"] = model.total_macs
+        tflm.setdefault("accuracy", result.get("accuracy"))
+        if result.get("status") == "ok":
+            tflm["budget"] = self.budget(tflm)
+        return result
+
+    def budget(self, tflm: dict[str, Any]) -> dict[str, Any] | None:
+        """Does the model fit the flash/RAM budget? None when no budget was given."""
+        if self.flash_kb is None and self.ram_kb is None:
+            return None
+        over = []
+        flash_kb = tflm["flash_bytes"] / 1024
+        if self.flash_kb is not None and flash_kb > self.flash_kb:
+            over.append(f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime ≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by {flash_kb - self.flash_kb:,.1f} KB")
+        if self.ram_kb is not None and tflm.get("arena_bytes") is not None:
+            ram_kb = tflm["arena_bytes"] / 1024
+            if ram_kb > self.ram_kb:
+                over.append(f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB")
+        where = self.profile.name if self.profile else "the budget"
+        return {"profile": self.profile.name if self.profile else None, "flash_kb": self.flash_kb, "ram_kb": self.ram_kb, "fits": not over, "message": f"does not fit {where}: {'; '.join(over)}" if over else f"fits {where}"}
+
+    def warnings(self, host: dict[str, Any], before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
+        return [
+            "MCU latencies are ESTIMATES from MACs and op mix per profile (CMSIS-NN-class kernels, calibrated on one "
+            "published MLPerf Tiny figure; see edgekd/mcu/profiles.py), not measurements; TFLite Micro ran here on x86 "
+            "with reference kernels only to check ops, arena and accuracy",
+            "arena: measured by TFLM's recording allocator on this 64-bit host; a 32-bit MCU needs slightly less "
+            "(smaller per-tensor structs); flash: model + an estimate of the TFLM runtime and kernels",
+        ]
+
+    def artifacts(self, out_dir: Path, results: list[dict[str, Any]], files: dict[str, Path], eval_path: Path | None) -> dict[str, str]:
+        """``<stem>_tflm_config.h`` per int8 model that runs in TFLM: what deploy/mcu/main.cc includes."""
+        from edgekd.mcu.codegen import write_app_config
+
+        sample = None
+        if eval_path is not None:
+            from edgekd.benchmark.worker import load_eval
+
+            images, labels = load_eval(eval_path)
+            sample = (images[0], int(labels[0]))
+        written = {}
+        for row in results:
+            tflm = row.get("tflm") or {}
+            if row["status"] == "ok" and tflm.get("arena_bytes"):
+                written[f"tflm_config:{row['file']}"] = str(write_app_config(files[row["file"]], tflm, out_dir, sample))
+        return written

@@ -146,18 +146,26 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         return _failed("load", str(exc))
     except Exception as exc:  # noqa: BLE001 - a runtime's own error for a file it cannot parse
         return _failed("load", _one_line(exc))
+    images = labels = None
     try:
-        images, labels = load_eval(job["eval"])
-        check_fits(images, labels, runner, job)
+        if job["eval"] is not None:
+            images, labels = load_eval(job["eval"])
+            check_fits(images, labels, runner, job)
+            first = images[0]
+        else:  # a lone model: timing only, on a blank image of the model's input size
+            hwc = expected_hwc(runner, job.get("input") or {})
+            if hwc is None:
+                raise BenchError(f"{Path(job['file']).name} has no fixed input shape to time it with (give a bundle with eval data)")
+            first = np.zeros(hwc, np.uint8)
     except BenchError as exc:
         return _failed("eval", str(exc), runtime=runner.runtime)
     try:
-        x = runner.prepare(images[0])  # batch 1: latency does not depend on which image
+        x = runner.prepare(first)  # batch 1: latency does not depend on which image
         ns = time_invoke(runner, x, job["warmup"], job["runs"])
-        logits = runner.predict(images)
+        logits = runner.predict(images) if images is not None else None
     except Exception as exc:  # noqa: BLE001 - loaded but does not run: the row fails, the bench goes on
         return _failed("run", _one_line(exc), runtime=runner.runtime)
-    if logits.ndim != 2 or logits.shape[1] != job["num_classes"]:
+    if logits is not None and (logits.ndim != 2 or logits.shape[1] != job["num_classes"]):
         return _failed("eval", f"model outputs shape {list(logits.shape[1:])} per image, expected {job['num_classes']} class scores", runtime=runner.runtime)
     stats = latency_stats(ns)
     peak, source = peak_rss_mb()
@@ -169,8 +177,8 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         "cv": cv(stats),
         "noisy": is_noisy(stats),
         "throughput": 1000.0 / stats["mean"],  # inferences/s, one stream at batch 1
-        "accuracy": float((logits.argmax(1) == labels).mean()),
-        "accuracy_n": int(len(labels)),
+        "accuracy": float((logits.argmax(1) == labels).mean()) if logits is not None else None,
+        "accuracy_n": int(len(labels)) if labels is not None else None,
         "peak_rss_mb": peak,
         "base_rss_mb": base,
         "rss_source": source,

@@ -1,0 +1,201 @@
+"""``edgekd deploy``: copy a bundle to a Raspberry Pi over ssh, install the Pi side if it is
+missing, run ``edgekd bench --device rpi`` there and bring ``bench.json`` back.
+
+Only the OpenSSH client (and rsync where both ends have it; scp otherwise) is needed here; the Pi
+needs Python 3 with venv. The remote side runs the edgekd that is deployed with the bundle (copied
+to ``REMOTE_DIR/src`` each time), so the Pi never runs an older bench than the host's.
+
+Remote layout (``remote_dir``, default ``edgekd`` in the remote home)::
+
+    src/              edgekd package, pyproject.toml, deploy/rpi/install.sh
+    venv/             numpy + ai-edge-litert (+ edgekd), made by install.sh on first deploy
+    bundles/<name>/   the bundle; bench/ inside it holds the remote report
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from edgekd.bundle import REPORT_DIRS, require_verified
+from edgekd.errors import EdgekdError
+
+SSH_TIMEOUT_S = 15  # ConnectTimeout: a Pi that is off or unreachable fails fast
+# what the Pi side needs of the source tree (install.sh installs from it; the bench imports it)
+SOURCE_PARTS = ("edgekd", "pyproject.toml", "README.md", "deploy/rpi")
+
+
+class DeployError(EdgekdError):
+    """The remote host cannot be reached, set up, or benched."""
+
+
+@dataclass
+class DeployResult:
+    host: str
+    remote_bundle: str  # absolute path on the remote
+    transport: str  # rsync | scp
+    installed: bool  # True when install.sh ran on this deploy
+    bench_json: Path | None = None  # local copy of the remote bench.json
+    report: dict[str, Any] | None = None  # its contents
+
+
+def source_root() -> Path:
+    """The edgekd source tree this package runs from (deploy copies it to the Pi)."""
+    root = Path(__file__).resolve().parents[1]
+    missing = [part for part in SOURCE_PARTS if not (root / part).exists()]
+    if missing:
+        raise DeployError(f"deploy needs an edgekd source checkout (git clone + pip install -e .); {root} lacks {', '.join(missing)}")
+    return root
+
+
+class _Remote:
+    """ssh / rsync / scp to one host with the same options."""
+
+    def __init__(self, host: str, port: int | None, identity: str | None, ssh_option: Sequence[str]) -> None:
+        if not host or host.startswith("-"):
+            raise DeployError(f"--host must be [user@]hostname, got {host!r}")
+        if shutil.which("ssh") is None:
+            raise DeployError("ssh is not installed here (Debian/Ubuntu: apt install openssh-client)")
+        self.host = host
+        opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT_S}"]  # never prompt for a password
+        for opt in ssh_option:
+            opts += ["-o", opt]
+        if identity:
+            opts += ["-i", str(identity)]
+        self.opts = opts
+        self.port = port
+
+    def ssh_argv(self) -> list[str]:
+        return ["ssh", *self.opts, *(["-p", str(self.port)] if self.port else [])]
+
+    def run(self, command: str, what: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*self.ssh_argv(), self.host, command], capture_output=True, text=True, errors="replace")
+        if check and proc.returncode != 0:
+            raise DeployError(f"{what} on {self.host} failed: {_last_line(proc)}")
+        return proc
+
+    def copy_to(self, sources: list[Path], dest: str, transport: str, exclude: Sequence[str] = ()) -> None:
+        """Copy files/folders into the remote folder ``dest`` (replacing what is there)."""
+        if transport == "rsync":
+            excludes = [f"--exclude={pattern}" for pattern in exclude]
+            argv = ["rsync", "-a", "--delete", *excludes, "-e", shlex.join(self.ssh_argv()), *map(str, sources), f"{self.host}:{dest}/"]
+        else:
+            argv = ["scp", "-q", "-r", *self.opts, *(["-P", str(self.port)] if self.port else []), *map(str, sources), f"{self.host}:{dest}/"]
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace")
+        if proc.returncode != 0:
+            raise DeployError(f"copying {', '.join(s.name for s in sources)} to {self.host}:{dest} with {transport} failed: {_last_line(proc)}")
+
+    def copy_from(self, remote: str, local: Path, transport: str) -> None:
+        local.parent.mkdir(parents=True, exist_ok=True)
+        if transport == "rsync":
+            argv = ["rsync", "-a", "-e", shlex.join(self.ssh_argv()), f"{self.host}:{remote}", str(local)]
+        else:
+            argv = ["scp", "-q", *self.opts, *(["-P", str(self.port)] if self.port else []), f"{self.host}:{remote}", str(local)]
+        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace")
+        if proc.returncode != 0:
+            raise DeployError(f"fetching {remote} from {self.host} failed: {_last_line(proc)}")
+
+
+def _last_line(proc: subprocess.CompletedProcess) -> str:
+    lines = [line for line in ((proc.stderr or "") + "\n" + (proc.stdout or "")).strip().splitlines() if line.strip()]
+    text = lines[-1] if lines else f"exit status {proc.returncode}"
+    return text.removeprefix("edgekd: error: ")[:300]
+
+
+def _runtime_check(python: str, src: str) -> str:
+    """Remote shell: does ``python`` import numpy, a TFLite runtime and the deployed edgekd?"""
+    probe = "import numpy; from edgekd.runtimes.tflite_runner import interpreter_class; print(interpreter_class()[1])"
+    return f"PYTHONPATH={shlex.quote(src)} {shlex.quote(python)} -c {shlex.quote(probe)}"
+
+
+def deploy(
+    host: str,
+    artifacts: str | Path | None = None,
+    bench: bool = False,
+    force: bool = False,
+    remote_dir: str = "edgekd",
+    remote_python: str | None = None,
+    port: int | None = None,
+    identity: str | Path | None = None,
+    ssh_option: Sequence[str] = (),
+    threads: int | None = None,
+    runs: int = 100,
+    warmup: int = 10,
+    out: str | Path | None = None,
+) -> DeployResult:
+    """Copy a verified bundle to ``host`` ([user@]pi) and, with ``bench``, bench it there.
+
+    ``remote_dir``: the remote folder (relative paths are in the remote home). ``remote_python``:
+    an existing interpreter to run the bench with (it must have numpy and a TFLite runtime); by
+    default ``REMOTE_DIR/venv/bin/python``, created by ``deploy/rpi/install.sh`` when it is missing.
+    ``force`` passes ``--force`` to the remote bench (a host that is not a Pi); without it a
+    non-Pi host refuses. ``port``/``identity``/``ssh_option`` ("Key=Value", repeatable) go to ssh.
+    The remote ``bench.json`` (and ``bench.md``) land in ``out`` (default ``BUNDLE/bench/<host>``).
+    """
+    from edgekd.benchmark.run import latest_bundle
+    from edgekd.ui import log
+
+    bundle = Path(artifacts) if artifacts is not None else latest_bundle()
+    require_verified(bundle)  # never ship a bundle that does not match its manifest
+    src = source_root()
+    remote = _Remote(host, port, str(identity) if identity else None, ssh_option)
+    base = remote_dir[2:] if remote_dir.startswith("~/") else remote_dir  # relative = in the remote home
+    name = bundle.resolve().name
+
+    probe = remote.run(f"mkdir -p {shlex.quote(base)}/bundles/{shlex.quote(name)} {shlex.quote(base)}/src/deploy && cd {shlex.quote(base)} && pwd && (command -v rsync || true)", "connecting")
+    lines = probe.stdout.strip().splitlines()
+    root = lines[0]
+    transport = "rsync" if len(lines) > 1 and shutil.which("rsync") else "scp"
+    remote_bundle, remote_src = f"{root}/bundles/{name}", f"{root}/src"
+    log(f"deploy: {bundle} → {host}:{remote_bundle} ({transport})")
+    if transport == "scp":  # scp cannot delete: start from empty folders so no stale file stays
+        remote.run(f"rm -rf {shlex.quote(remote_bundle)} {shlex.quote(remote_src)} && mkdir -p {shlex.quote(remote_bundle)} {shlex.quote(remote_src)}/deploy", "clearing the old copy")
+    parts = sorted(p for p in bundle.iterdir() if p.name not in REPORT_DIRS and not p.name.startswith("."))
+    remote.copy_to(parts, remote_bundle, transport)
+    remote.copy_to([src / p for p in SOURCE_PARTS if "/" not in p], remote_src, transport, exclude=("__pycache__", "*.pyc"))
+    remote.copy_to([src / "deploy" / "rpi"], f"{remote_src}/deploy", transport)
+
+    python = remote_python or f"{root}/venv/bin/python"
+    installed = False
+    check = remote.run(_runtime_check(python, remote_src), "checking the Pi side", check=False)
+    if check.returncode != 0:
+        if remote_python is not None:
+            raise DeployError(f"{remote_python} on {host} cannot run the bench ({_last_line(check)}); install numpy and ai-edge-litert there, or leave out --remote-python to let deploy make a venv")
+        log(f"deploy: installing the Pi side on {host} (deploy/rpi/install.sh: venv with numpy + ai-edge-litert)")
+        remote.run(f"bash {shlex.quote(remote_src)}/deploy/rpi/install.sh {shlex.quote(root)}/venv {shlex.quote(remote_src)}", "installing the Pi side")
+        installed = True
+        check = remote.run(_runtime_check(python, remote_src), "checking the Pi side after the install")
+    log(f"deploy: {host} runs {check.stdout.strip().splitlines()[-1] if check.stdout.strip() else 'a TFLite runtime'}")
+    result = DeployResult(host, remote_bundle, transport, installed)
+    if not bench:
+        return result
+
+    argv = ["-m", "edgekd", "bench", "--device", "rpi", "--artifacts", remote_bundle, "--out", f"{remote_bundle}/bench", "--runs", str(runs), "--warmup", str(warmup)]
+    if threads is not None:
+        argv += ["--threads", str(threads)]
+    if force:  # only when asked: a host that is not a Pi otherwise refuses, as it should
+        argv.append("--force")
+    log(f"deploy: benching on {host}")
+    proc = remote.run(f"PYTHONPATH={shlex.quote(remote_src)} {shlex.quote(python)} {shlex.join(argv)}", "the remote bench", check=False)
+    if proc.returncode not in (0, 1):  # 1: the bench ran and a gate failed; its report still exists
+        raise DeployError(f"the remote bench on {host} failed: {_last_line(proc)}")
+    print(proc.stdout, end="")
+    local = Path(out) if out is not None else bundle / "bench" / re.sub(r"[^\w.@-]", "_", host)
+    try:
+        for file in ("bench.json", "bench.md"):
+            remote.copy_from(f"{remote_bundle}/bench/{file}", local / file, transport)
+    except DeployError:
+        if proc.returncode != 0:  # exit 1 without a report: a crash, not a failed gate
+            raise DeployError(f"the remote bench on {host} failed: {_last_line(proc)}") from None
+        raise
+    result.bench_json = local / "bench.json"
+    result.report = json.loads(result.bench_json.read_text())
+    log(f"deploy: {host} bench report in {local}")
+    return result

@@ -1,0 +1,123 @@
+"""`edgekd deploy` against a real ssh server: sshd started by this test on a free port of 127.0.0.1
+with a throwaway host key and an authorized key made in a temporary folder. The "Pi" is this machine,
+so the remote bench runs with --force and the project's Python (--remote-python) instead of a
+freshly installed venv."""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edgekd.bundle import verify_bundle
+from edgekd.cli import main
+from edgekd.deploy import DeployError, deploy
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def sshd(tmp_path_factory: pytest.TempPathFactory):
+    exe = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
+    if exe is None or shutil.which("ssh-keygen") is None or shutil.which("ssh") is None:
+        pytest.skip("sshd/ssh are not installed (apt-get install openssh-server openssh-client; .ci/run does)")
+    if os.geteuid() == 0 and not os.path.isdir("/run/sshd"):
+        os.makedirs("/run/sshd", mode=0o755)  # sshd's privilege-separation folder (a package postinst makes it)
+    root = tmp_path_factory.mktemp("sshd")
+    for key in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / key)], check=True)
+    shutil.copy(root / "client_key.pub", root / "authorized_keys")
+    port, user = _free_port(), getpass.getuser()
+    (root / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root}/host_key\nAuthorizedKeysFile {root}/authorized_keys\n"
+        f"PidFile {root}/sshd.pid\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        f"PermitRootLogin prohibit-password\nAllowUsers {user}\nStrictModes no\nUsePAM no\n"
+        "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
+    )
+    proc = subprocess.Popen([exe, "-D", "-e", "-f", str(root / "sshd_config")], stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 15
+    while True:
+        if proc.poll() is not None:
+            pytest.fail(f"sshd did not start: {proc.stderr.read().strip()}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail("sshd did not listen within 15 s")
+            time.sleep(0.1)
+    options = [f"UserKnownHostsFile={root}/known_hosts", "StrictHostKeyChecking=accept-new"]
+    yield {"host": f"{user}@127.0.0.1", "port": port, "identity": str(root / "client_key"), "ssh_option": options}
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _cli_ssh(sshd: dict) -> list[str]:
+    args = ["--host", sshd["host"], "--port", str(sshd["port"]), "--identity", sshd["identity"]]
+    for opt in sshd["ssh_option"]:
+        args += ["--ssh-option", opt]
+    return args
+
+
+def test_deploy_bench_round_trip(sshd: dict, tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    remote = tmp_path / "remote"
+    back = tmp_path / "back"
+    args = ["deploy", *_cli_ssh(sshd), "--artifacts", str(tiny_bundle), "--bench", "--force", "--remote-dir", str(remote),
+            "--remote-python", sys.executable, "--threads", "1", "--runs", "3", "--warmup", "1", "--out", str(back)]
+    assert main(args) == 0, capsys.readouterr().err
+    out = capsys.readouterr().out
+    assert "(rsync)" in out and "bench report:" in out
+    copy = remote / "bundles" / tiny_bundle.name
+    assert verify_bundle(copy).passed  # the bundle arrived whole
+    assert (remote / "src" / "edgekd" / "deploy.py").is_file() and (remote / "src" / "deploy" / "rpi" / "install.sh").is_file()
+    report = json.loads((back / "bench.json").read_text())
+    assert report == json.loads((copy / "bench" / "bench.json").read_text())  # what came back is what the "Pi" wrote
+    assert report["settings"]["device"] == "rpi" and report["host"]["forced"] is True
+    assert report["bundle"]["path"] == str(copy)
+    rows = {(r["model"], r["format"]): r for r in report["results"]}
+    for fmt in ("tflite_int8", "tflite_fp32"):
+        assert rows["student", fmt]["status"] == "ok" and rows["student", fmt]["latency_ms"]["p50"] > 0
+    assert rows["student", "onnx"]["status"] == "skipped"
+    assert (back / "bench.md").read_text().startswith("# edgekd bench")
+
+
+def test_remote_bench_uses_force_only_when_asked(sshd: dict, tiny_bundle: Path, tmp_path: Path) -> None:
+    kwargs = {k: sshd[k] for k in ("host", "port", "identity", "ssh_option")}
+    with pytest.raises(DeployError, match=r"remote bench .* failed: this machine is not a Raspberry Pi .*--force"):
+        deploy(artifacts=tiny_bundle, bench=True, remote_dir=str(tmp_path / "remote"), remote_python=sys.executable, threads=1, runs=2, warmup=0, **kwargs)
+
+
+def test_scp_fallback_and_a_remote_python_without_the_runtime(sshd: dict, tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgekd.deploy as mod
+
+    real_which = shutil.which
+    monkeypatch.setattr(mod.shutil, "which", lambda name: None if name == "rsync" else real_which(name))
+    kwargs = {k: sshd[k] for k in ("host", "port", "identity", "ssh_option")}
+    result = deploy(artifacts=tiny_bundle, remote_dir=str(tmp_path / "remote"), remote_python=sys.executable, **kwargs)
+    assert result.transport == "scp" and not result.installed and result.report is None
+    assert verify_bundle(result.remote_bundle).passed
+    bare = tmp_path / "bare-python"  # a Python that cannot import numpy: like a Pi before install.sh
+    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -I -S \"$@\"\n")
+    bare.chmod(0o755)
+    with pytest.raises(DeployError, match=r"cannot run the bench .*install numpy and ai-edge-litert there"):
+        deploy(artifacts=tiny_bundle, remote_dir=str(tmp_path / "remote"), remote_python=str(bare), **kwargs)
+
+
+def test_unreachable_host_is_one_line(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    port = _free_port()  # nothing listens there
+    assert main(["deploy", "--host", "nobody@127.0.0.1", "--port", str(port), "--artifacts", str(tiny_bundle), "--ssh-option", "StrictHostKeyChecking=no", "--ssh-option", f"UserKnownHostsFile={tmp_path}/kh"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgekd: error: connecting on nobody@127.0.0.1 failed:") and len(err.splitlines()) == 1
