@@ -92,6 +92,9 @@ def test_int8_model_is_full_integer(bundle: Path) -> None:
     # raw pixels quantize exactly: q = pixel − 128
     assert entry["input"]["scale"] == pytest.approx(1.0) and entry["input"]["zero_point"] == -128
     assert "DEQUANTIZE" not in entry["ops"] and "QUANTIZE" not in entry["ops"]
+    # the folded normalization is one per-channel 1×1 conv (one requantization), not MUL + ADD
+    # (with one input channel the depthwise conv is a plain CONV_2D)
+    assert entry["ops"][0] == "CONV_2D" and "MUL" not in entry["ops"] and "ADD" not in entry["ops"]
     # the dynamic-range variant is NOT full integer (float I/O): exactly what a peer mislabels "int8"
     assert m["models"]["student_dynamic.tflite"]["input"]["dtype"] == "float32"
 

@@ -111,7 +111,9 @@ def test_latency_estimate_against_published_mlperf_figures() -> None:
 def test_macs_per_op_from_the_file(tiny_bundle: Path) -> None:
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
     model = read_tflite(tiny_bundle / "student_int8.tflite")
-    assert model.is_int8 and model.total_macs == manifest["roles"]["student"]["macs"]
+    # the file's MACs: the PyTorch model's plus the folded normalization (one MAC per input value)
+    pixels = 1 * 8 * 8
+    assert model.is_int8 and model.total_macs == manifest["roles"]["student"]["macs"] + pixels
     assert not read_tflite(tiny_bundle / "student_fp32.tflite").is_int8
 
 
