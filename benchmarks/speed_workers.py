@@ -92,8 +92,8 @@ def run_torchdistill(args) -> dict:
             "kwargs": {"batch_size": args.batch_size, "num_workers": args.workers, "drop_last": True, "pin_memory": device.type == "cuda"},
             "requires_supp": True,
         },
-        "teacher": {"sequential": [], "frozen_modules": [], "requires_grad": False},
-        "student": {"adaptations": None, "sequential": [], "frozen_modules": [], "requires_grad": True},
+        "teacher": {"forward_proc": "forward_batch_only", "sequential": [], "frozen_modules": [], "requires_grad": False},
+        "student": {"forward_proc": "forward_batch_only", "adaptations": None, "sequential": [], "frozen_modules": [], "requires_grad": True},
         "optimizer": {"key": "SGD", "kwargs": {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": True}},
         "criterion": {
             "key": "WeightedSumLoss",

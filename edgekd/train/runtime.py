@@ -28,6 +28,16 @@ def select_device(spec: str) -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this x86 CPU computes bf16 natively (Linux /proc/cpuinfo flags)."""
+    try:
+        with open("/proc/cpuinfo") as fh:
+            flags = fh.read()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
 def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     """Autocast dtype, or None for full fp32. ``auto`` is mixed precision on CUDA only: CPU runs stay
     fp32 (bit-reproducible) unless bf16 is asked for explicitly (fast on CPUs with AVX512-BF16/AMX)."""
@@ -36,6 +46,10 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
     if device.type != "cuda":
         if setting == "fp16":
             raise EdgekdError("runtime.amp=fp16 is for CUDA; on a CPU use bf16 or off")
+        if setting == "bf16" and not cpu_has_native_bf16():
+            from edgekd.ui import warn
+
+            warn("runtime.amp=bf16 on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and slow; consider runtime.amp=off")
         return torch.bfloat16 if setting == "bf16" else None
     if setting == "fp16":
         return torch.float16
