@@ -323,13 +323,19 @@ def check_method_config(config: Any) -> None:
 
 
 def _check_task(cls: type[DistillMethod], config: Any) -> None:
-    """The method's loss must fit the data's targets (softmax KD on one-channel masks means nothing)."""
+    """The method's loss must fit the data's targets (softmax KD on one-channel masks means nothing),
+    and so must the loss its teacher and baseline learn with (``task_method``)."""
     from edgekd.data import dataset_task
 
-    task = dataset_task(config.data.name)
+    task, name = dataset_task(config.data.name), config.distill.method
+    fitting = " or ".join(n for n in METHODS.names() if task in METHODS.get(n).tasks and METHODS.get(n).needs_teacher)
     if task not in cls.tasks:
-        fitting = [n for n in METHODS.names() if task in METHODS.get(n).tasks and METHODS.get(n).needs_teacher]
         raise ConfigError(
-            f"config: distill.method={config.distill.method} is for {' and '.join(cls.tasks)} data, and data.name={config.data.name} "
-            f"is {task} data; use distill.method={' or '.join(fitting)}"
+            f"config: distill.method={name} is for {' and '.join(cls.tasks)} data, and data.name={config.data.name} "
+            f"is {task} data; use distill.method={fitting}"
+        )
+    if task not in METHODS.get(cls.task_method).tasks:
+        raise ConfigError(
+            f"config: distill.method={name} trains its teacher and baseline with {cls.task_method}, which is not for "
+            f"{task} data (data.name={config.data.name}); use distill.method={fitting}"
         )
