@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from edgekd.errors import EdgekdError
-from edgekd.models import MODELS, count_macs, count_params, create_model, list_models
+from edgekd.models import count_macs, count_params, create_model, list_models
 from edgekd.registry import Registry, UnknownNameError
 
 
