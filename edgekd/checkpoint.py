@@ -94,8 +94,12 @@ def load_model(path: str | Path):
 
 
 def check_compatible(ckpt: dict[str, Any], data_info: dict[str, Any], path: str | Path) -> None:
-    """A checkpoint must take the data's input and predict its classes."""
+    """A checkpoint must take the data's input and predict its classes (or its masks)."""
     d = ckpt["data"]
+    # checkpoints from before segmentation carry no task: they are classifiers
+    have_task, want_task = d.get("task", "classification"), data_info.get("task", "classification")
+    if have_task != want_task:
+        raise CheckpointError(f"checkpoint {path} is a {have_task} model; the data is for {want_task}")
     want = (data_info["num_classes"], data_info["in_channels"], list(data_info["image_size"]))
     have = (d["num_classes"], d["in_channels"], list(d["image_size"]))
     if want != have:

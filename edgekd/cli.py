@@ -40,7 +40,8 @@ KD methods (distill.method; `edgekd methods` lists them):
   kd          Hinton KD: (1-α)·CE + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), the default
   kd_soft     the soft term alone (α = 1)
   kd_mse      (1-α)·CE + α·‖z_s − z_t‖² between logits (no temperature)
-  kd_sigmoid  sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha
+  kd_sigmoid  sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha;
+              per pixel on segmentation data (the method for it: see "Segmentation" below)
   fitnets     FitNets hints: teacher distill.hint_layer ← regressor ← student distill.guided_layer
               (module paths); hint_mode two_stage (hint_epochs of hints, then KD) or single_stage
               (KD + hint_weight·hint). The regressor is never part of student.pt
@@ -54,7 +55,16 @@ KD methods (distill.method; `edgekd methods` lists them):
               (the target) with soft targets + source labels; both domains reported. data.shift
               (grayscale|blur|invert|noise|color_jitter) makes a target domain from any dataset
   ce          no teacher: plain cross-entropy (what teachers and baselines learn with)
-  bce         no teacher: sigmoid BCE, one-vs-rest (teacher and baseline of kd_sigmoid)"""
+  bce         no teacher: sigmoid BCE, one-vs-rest or per pixel (teacher and baseline of kd_sigmoid)
+
+Segmentation (binary masks): data.name=shapes (generated, no download) or segfolder
+(root/{train,test}[,val]/images/<stem>.png|jpg + masks/<stem>.png, nonzero = foreground);
+U-Net teacher and student (unet_small, unet_tiny; input sides divisible by 2^depth);
+distill.method=kd_sigmoid, teacher and baseline trained with per-pixel bce. Crops and flips move
+each mask with its image. Models are selected on val mean IoU (the VOC definition: mean of the
+foreground and background IoU over every pixel of the split); summary.json holds val_iou/test_iou,
+fg IoU as val_fg_iou/test_fg_iou, and pixel accuracy as val_acc/test_acc.
+Recipe: edgekd distill --config configs/shapes-seg.yaml"""
 
 
 def _add_distill(sub: argparse._SubParsersAction) -> None:
@@ -73,7 +83,8 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
         "\n  edgekd distill --config configs/cifar10-cpu.yaml --set distill.temperature=8 --set student.epochs=5"
         "\n  edgekd distill --out runs/digits --resume"
         "\n  edgekd distill --set distill.method=takd --set 'distill.assistants=[plain6]' --set teacher.arch=plain10"
-        "\n  edgekd distill --set distill.method=domain --set source.name=digits --set data.shift=invert",
+        "\n  edgekd distill --set distill.method=domain --set source.name=digits --set data.shift=invert"
+        "\n  edgekd distill --config configs/shapes-seg.yaml --out runs/shapes-seg      # segmentation",
         formatter_class=_Formatter,
     )
     p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults, digits)")
@@ -103,7 +114,10 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
             "(int8 weights per channel, int8 activations and I/O, calibrated on training images) — check\n"
             "every file against PyTorch on the test split, and write a bundle with eval.npz, the int8\n"
             "model as a C array for TFLite Micro, and a checksummed manifest.json.\n"
-            "Exits non-zero when a format is out of its parity bounds (the bundle is still written)."
+            "Exits non-zero when a format is out of its parity bounds (the bundle is still written).\n"
+            "Segmentation runs: parity per pixel (max |Δlogit|, pixel agreement of the masks, mean IoU vs\n"
+            "PyTorch's masks and vs the true ones; the bounds read as pixel agreement and mIoU drop), and\n"
+            "eval.npz holds uint8 masks instead of labels (manifest task: segmentation)."
         ),
         epilog=f"export keys (--set export.KEY=VALUE; defaults shown):\n{keys}\n\nexamples:\n"
         "  edgekd export --run runs/digits --out artifacts/digits\n"
@@ -132,7 +146,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "Verify the bundle's sha256 values, then measure each model file (student and teacher;\n"
             "PyTorch, ONNX Runtime, TFLite fp32/int8 where their runtime is installed) in a fresh process:\n"
             "batch-1 latency of invoke alone after a warm-up (min, p50, p90, p99, mean ± std), accuracy on\n"
-            "eval.npz, file size, peak resident memory, MACs and GMAC/s. Rows whose runtime is missing are\n"
+            "eval.npz (mean IoU for a segmentation bundle: the JSON's \"accuracy\" and \"miou\"), file size,\n"
+            "peak resident memory, MACs and GMAC/s. Rows whose runtime is missing are\n"
             "skipped, rows that fail to load or run are marked failed; the others still run.\n"
             "Writes OUT/bench.json, OUT/bench.md and OUT/bench.png (accuracy vs latency, Pareto front).\n"
             "With --min-accuracy, exits 1 naming the rows below the floor or failed (a CI gate).\n\n"
@@ -318,7 +333,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
-    from edgekd.models import MODELS, count_macs, count_params, create_model
+    from edgekd.models import MODELS, count_macs, count_params, create_model, model_task
     from edgekd.ui import print_table
 
     try:
@@ -327,12 +342,16 @@ def _cmd_models(args: argparse.Namespace) -> int:
         raise EdgekdError(f"--input must look like 3x32x32, got {args.input!r}") from None
     rows = []
     for name in MODELS.names(args.pattern):
-        model = create_model(name, args.classes, c, (h, w))
         doc = (MODELS.get(name).__doc__ or "").strip().splitlines()[0] if MODELS.get(name).__doc__ else ""
-        rows.append([name, count_params(model), count_macs(model, (1, c, h, w)), doc])
+        try:
+            model = create_model(name, args.classes, c, (h, w))
+        except EdgekdError as exc:  # e.g. a U-Net whose poolings do not divide this input: listed, not fatal
+            rows.append([name, model_task(name), "—", "—", f"{doc} (not at {args.input}: {exc})"])
+            continue
+        rows.append([name, model_task(name), count_params(model), count_macs(model, (1, c, h, w)), doc])
     if not rows:
         raise EdgekdError(f"no model matches {args.pattern!r}; available: {', '.join(MODELS.names())}")
-    print_table(f"models at {c}x{h}x{w}, {args.classes} classes", ["model", "params", "MACs", "description"], rows)
+    print_table(f"models at {c}x{h}x{w}, {args.classes} classes", ["model", "task", "params", "MACs", "description"], rows)
     return 0
 
 

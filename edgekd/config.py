@@ -30,15 +30,18 @@ def opt(default: Any = dataclasses.MISSING, help: str = "", factory: Any = datac
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = opt("digits", "digits | imagefolder | cifar10 | svhn (see `edgekd datasets`)")
-    root: str | None = opt(None, "folder or .tar.gz of one; required except for digits")
+    name: str = opt("digits", "digits | imagefolder | cifar10 | svhn; segmentation: shapes | segfolder (see `edgekd datasets`)")
+    root: str | None = opt(None, "folder or .tar.gz of one; required except for digits and shapes")
     download: bool = opt(False, "cifar10/svhn: let torchvision fetch the data when online")
     val_fraction: float = opt(0.1, "share of the training split held out for model selection")
-    test_fraction: float = opt(0.2, "digits only: share held out as the test split (digits has no official one)")
+    test_fraction: float = opt(0.2, "digits and shapes: share held out as the test split (they have no official one)")
+    samples: int | None = opt(None, "shapes: images generated (train + test); None: 2,000")
     split_seed: int = opt(0, "fixed apart from `seed` so every run sees the same split")
     train_limit: int | None = opt(None, "keep at most this many training images (stratified, seeded): quick runs on big data")
-    image_size: int | None = opt(None, "resize to this square side; None keeps the data's own size")
-    augment: Literal["auto", "none", "crop", "flip", "crop_flip"] = opt("auto", "training augmentation; auto: crop_flip for 32×32 RGB, none otherwise")
+    image_size: int | None = opt(None, "resize to this square side; None keeps the data's own size (shapes: 32)")
+    augment: Literal["auto", "none", "crop", "flip", "crop_flip"] = opt(
+        "auto", "training augmentation (masks get the same crop and flip); auto: crop_flip for 32×32 RGB and for segmentation, none otherwise"
+    )
     crop_padding: int = opt(4, "pixels of zero padding before the random crop")
     mean: tuple[float, ...] | None = opt(None, "per-channel normalization mean on 0–1 pixels; None: declared by the dataset or computed on train")
     std: tuple[float, ...] | None = opt(None, "per-channel normalization std, set together with mean")
@@ -80,7 +83,7 @@ class StageConfig:
 class DistillConfig:
     method: str = opt("kd", "registry name (`edgekd methods`)")
     temperature: float = opt(4.0, "T: softens both distributions in the soft term")
-    alpha: float = opt(0.9, "weight of the soft term: (1-α)·CE + α·T²·KL")
+    alpha: float = opt(0.9, "weight of the soft term: (1-α)·CE + α·T²·KL (kd_sigmoid: λ)")
     baseline: bool = opt(True, "also train the same student without KD, identical recipe")
     select: Literal["best_val", "last"] = opt("best_val", "which epoch's weights become student.pt")
     # fitnets
@@ -139,9 +142,9 @@ class ExportConfig:
     calibration_samples: int = opt(300, "training images used to calibrate int8 ranges")
     eval_samples: int = opt(500, "held-out test images stored in eval.npz for on-device accuracy")
     parity_samples: int | None = opt(None, "test images for the parity check; None: the whole test split")
-    fp32_max_abs_diff: float = opt(2e-3, "bound on |logit − PyTorch logit| for fp32 formats")
-    min_top1_agreement: float = opt(0.99, "bound on top-1 agreement with PyTorch for every format")
-    max_acc_drop: float = opt(0.005, "bound on test accuracy lost against PyTorch (0.005 = half a point)")
+    fp32_max_abs_diff: float = opt(2e-3, "bound on |logit − PyTorch logit| for fp32 formats (segmentation: per pixel)")
+    min_top1_agreement: float = opt(0.99, "bound on top-1 agreement with PyTorch for every format (segmentation: pixel agreement of the masks)")
+    max_acc_drop: float = opt(0.005, "bound on test accuracy lost against PyTorch, 0.005 = half a point (segmentation: mean IoU lost)")
     allow_parity_failure: bool = opt(False, "write the bundle and exit 0 even when a format is out of bounds")
     threads: int | None = opt(None, "threads for the parity runs; None: all cores")
 
@@ -425,6 +428,8 @@ def validate_data(d: DataConfig, section: str) -> None:
             raise ConfigError(f"config: {section}.{name} must be at least 1")
     if d.image_size is not None and d.image_size < 1:
         raise ConfigError(f"config: {section}.image_size must be at least 1")
+    if d.samples is not None and d.samples < 10:
+        raise ConfigError(f"config: {section}.samples must be at least 10 (or null for the default)")
     if d.train_limit is not None and d.train_limit < 1:
         raise ConfigError(f"config: {section}.train_limit must be at least 1 (or null for all)")
     if d.views is not None and d.views < 1:

@@ -6,17 +6,44 @@ import pytest
 import torch
 
 from edgekd.errors import EdgekdError
-from edgekd.models import MODELS, count_macs, count_params, create_model
+from edgekd.models import count_macs, count_params, create_model, list_models
 from edgekd.registry import Registry, UnknownNameError
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", list_models(task="classification"))
 @pytest.mark.parametrize("shape", [(3, 32, 32), (1, 8, 8), (3, 13, 11)])
 def test_every_model_runs(name: str, shape: tuple[int, int, int]) -> None:
     c, h, w = shape
     model = create_model(name, 7, c, (h, w)).eval()
     with torch.no_grad():
         assert model(torch.zeros(2, c, h, w)).shape == (2, 7)
+
+
+@pytest.mark.parametrize("name", list_models(task="segmentation"))
+def test_every_segmentation_model_keeps_the_input_size(name: str) -> None:
+    """One logit per class and pixel, at any size its poolings divide; other sizes fail clearly."""
+    factor = 2 ** create_model(name, 1, 3, (32, 32)).depth
+    for c, h, w in [(3, 32, 32), (1, 2 * factor, 3 * factor)]:
+        model = create_model(name, 1, c, (h, w)).eval()
+        with torch.no_grad():
+            assert model(torch.zeros(2, c, h, w)).shape == (2, 1, h, w)
+            # size-agnostic: the same weights take another size that divides
+            assert model(torch.zeros(1, c, 2 * h, w)).shape == (1, 1, 2 * h, w)
+            with pytest.raises(EdgekdError, match=f"multiples of {factor}"):
+                model(torch.zeros(1, c, h + 1, w))
+    with pytest.raises(EdgekdError, match=f"must be multiples of {factor}, got 13×11 .*data.image_size"):
+        create_model(name, 1, 3, (13, 11))
+
+
+def test_unet_sizes_and_ops_suit_a_microcontroller() -> None:
+    """The student is MCU-sized; only int8/TFLM-friendly modules appear (conv, BN, ReLU, max-pool, nearest upsampling)."""
+    tiny, small = create_model("unet_tiny", 1, 3, (32, 32)), create_model("unet_small", 1, 3, (32, 32))
+    assert count_params(tiny) < 5_000 and count_macs(tiny, (1, 3, 32, 32)) < 1.5e6
+    assert count_params(small) > 20 * count_params(tiny)
+    allowed = (torch.nn.Conv2d, torch.nn.BatchNorm2d, torch.nn.ReLU, torch.nn.MaxPool2d, torch.nn.Upsample)
+    leaves = [m for m in small.modules() if not list(m.children())]
+    assert all(isinstance(m, allowed) for m in leaves), {type(m).__name__ for m in leaves}
+    assert all(m.mode == "nearest" for m in leaves if isinstance(m, torch.nn.Upsample))
 
 
 def test_resnet8_has_the_mlperf_tiny_shape() -> None:

@@ -14,9 +14,9 @@ COLORS = {"student": "tab:blue", "teacher": "tab:red", "baseline": "tab:gray"}
 MARKERS = {"pytorch": "s", "onnx": "D", "tflite_fp32": "o", "tflite_int8": "^", "tflite_fp16": "v", "tflite_dynamic": "P"}
 
 
-def plot_pareto(results: Sequence[dict[str, Any]], path: str | Path, title: str, accuracy_label: str) -> Path:
+def plot_pareto(results: Sequence[dict[str, Any]], path: str | Path, title: str, accuracy_label: str, metric: str = "top-1 accuracy") -> Path:
     """Write the PNG of the ok rows and return its path. Raises ImportError without matplotlib and
-    ValueError when no row ran."""
+    ValueError when no row ran. ``metric``: what the rows' accuracy is (the y-axis label)."""
     # rows with no latency (an MCU estimate, an emulated run) or no accuracy (a lone model) have no point
     ok = [r for r in results if r["status"] == "ok" and r.get("latency_ms") and r.get("accuracy") is not None]
     if not ok:
@@ -49,7 +49,7 @@ def plot_pareto(results: Sequence[dict[str, Any]], path: str | Path, title: str,
     ax.set_ylim(min(accs) - pad, min(100.5, max(accs) + pad))
     _label_points(ax, fig, ok)
     ax.set_xlabel("latency per image, p50 in ms (log scale); bar: fastest run … p90")
-    ax.set_ylabel(f"top-1 accuracy, % ({accuracy_label})")
+    ax.set_ylabel(f"{metric}, % ({accuracy_label})")
     ax.set_title(title, fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     handles = [

@@ -1,5 +1,8 @@
 """The bench report: rows → student-vs-teacher ratios, the terminal table, ``bench.json`` and
-``bench.md``. Standard library only (the table printer is imported where it is used)."""
+``bench.md``. Standard library only (the table printer is imported where it is used).
+
+A row's ``accuracy`` is the bundle task's metric: top-1 accuracy, or mean IoU for segmentation;
+``settings["metric"]``/``settings["metric_short"]`` name it for the headers and prose."""
 
 from __future__ import annotations
 
@@ -20,9 +23,21 @@ def latency_unit(results: Sequence[dict[str, Any]]) -> tuple[str, float]:
     return ("µs", 1e3) if p50s and min(p50s) < 0.1 else ("ms", 1.0)
 
 
-def columns(unit: str, threads: bool = False) -> list[str]:
-    """``threads``: a column for the thread count, when the rows were measured at several."""
-    cols = ["model", "format", "status", f"p50 {unit}", f"p90 {unit}", f"mean ± std {unit}", "inf/s", "acc %", "size KB", "peak RSS MB", "MACs", "GMAC/s"]
+def metric_short(settings: dict[str, Any]) -> str:
+    """The accuracy column's name: "acc", or "mIoU" for a segmentation bundle."""
+    return settings.get("metric_short") or "acc"
+
+
+def metric_word(settings: dict[str, Any]) -> str:
+    """The metric in a sentence: "accuracy", or "mIoU"."""
+    short = metric_short(settings)
+    return "accuracy" if short == "acc" else short
+
+
+def columns(unit: str, threads: bool = False, metric: str = "acc") -> list[str]:
+    """``threads``: a column for the thread count, when the rows were measured at several.
+    ``metric``: what the accuracy column holds (:func:`metric_short`)."""
+    cols = ["model", "format", "status", f"p50 {unit}", f"p90 {unit}", f"mean ± std {unit}", "inf/s", f"{metric} %", "size KB", "peak RSS MB", "MACs", "GMAC/s"]
     return [*cols[:3], "threads", *cols[3:]] if threads else cols
 
 
@@ -206,6 +221,10 @@ def comparison_rows(comps: Sequence[dict[str, Any]]) -> list[list[str]]:
 COMPARISON_COLUMNS = ["student vs teacher", "speed-up (p50)", "smaller (file)", "fewer MACs", "Δ acc (points)"]
 
 
+def comparison_columns(metric: str = "acc") -> list[str]:
+    return [*COMPARISON_COLUMNS[:-1], f"Δ {metric} (points)"]
+
+
 def reasons(results: Sequence[dict[str, Any]]) -> list[str]:
     """One line per row that did not run, naming why."""
     return [f"{row_name(r)} {r['status']}" + (f" ({r['stage']})" if r.get("stage") else "") + f": {r['reason']}" for r in results if r["status"] != "ok"]
@@ -214,7 +233,7 @@ def reasons(results: Sequence[dict[str, Any]]) -> list[str]:
 def accuracy_text(settings: dict[str, Any]) -> str:
     if settings.get("eval") is None:
         return "no accuracy: a lone model without eval data"
-    return f"accuracy on {settings['eval']} ({settings['eval_count']} images)"
+    return f"{settings.get('metric') or 'accuracy'} on {settings['eval']} ({settings['eval_count']} images)"
 
 
 def title(report: BenchReport) -> str:
@@ -234,6 +253,10 @@ def plot_title(report: BenchReport) -> str:
 
 
 MCU_COLUMNS = ["model", "format", "status", "TFLM ops", "arena KB", "flash KB (model + runtime)", "acc % (TFLM)", "budget"]
+
+
+def mcu_columns(metric: str = "acc") -> list[str]:
+    return [*MCU_COLUMNS[:6], f"{metric} % (TFLM)", MCU_COLUMNS[7]]
 
 
 def mcu_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
@@ -285,7 +308,7 @@ def legend(report: BenchReport) -> list[str]:
             "(interpreter + runtime + model + eval data; base_rss_mb in the JSON is the process before the runtime loaded)"
         )
     if report.settings.get("min_accuracy") is not None:
-        lines.append(f"floor: accuracy ≥ {100 * report.settings['min_accuracy']:.2f} %; BELOW FLOOR and FAILED rows fail the gate")
+        lines.append(f"floor: {report.settings.get('metric') or 'accuracy'} ≥ {100 * report.settings['min_accuracy']:.2f} %; BELOW FLOOR and FAILED rows fail the gate")
     return lines
 
 
@@ -294,7 +317,7 @@ def headline_text(report: BenchReport) -> str | None:
         if c["headline"]:
             return (
                 f"student {c['student']} vs teacher {c['teacher']}: {_num(c['speedup'])}× faster (p50), "
-                f"{_num(c['size_reduction'])}× smaller, {100 * c['accuracy_delta']:+.2f} accuracy points"
+                f"{_num(c['size_reduction'])}× smaller, {100 * c['accuracy_delta']:+.2f} {metric_word(report.settings)} points"
             )
     return None
 
@@ -305,9 +328,9 @@ def print_report(report: BenchReport) -> None:
 
     unit, scale = latency_unit(report.results)
     several = several_thread_counts(report.results)
-    print_table(title(report), columns(unit, several), table_rows(report.results, scale, several))
+    print_table(title(report), columns(unit, several, metric_short(report.settings)), table_rows(report.results, scale, several))
     if mcu_rows(report.results):
-        print_table("TFLite Micro (on this host) and MCU budget", MCU_COLUMNS, mcu_rows(report.results))
+        print_table("TFLite Micro (on this host) and MCU budget", mcu_columns(metric_short(report.settings)), mcu_rows(report.results))
         head, rows = estimate_rows(report.results, report.host.get("mcu_profile"))
         if rows:
             print_table("MCU latency ESTIMATES (not measured)", head, rows)
@@ -316,7 +339,7 @@ def print_report(report: BenchReport) -> None:
     for line in reasons(report.results):
         print(f"  {line}")
     if report.comparisons:
-        print_table("student vs teacher", COMPARISON_COLUMNS, comparison_rows(report.comparisons))
+        print_table("student vs teacher", comparison_columns(metric_short(report.settings)), comparison_rows(report.comparisons))
     headline = headline_text(report)
     if headline:
         print(headline)
@@ -367,18 +390,18 @@ def markdown(report: BenchReport, plot_name: str | None) -> str:
         *_conditions_md(h),
         "## Results",
         "",
-        markdown_table(columns(unit, several), table_rows(report.results, scale, several)),
+        markdown_table(columns(unit, several, metric_short(s)), table_rows(report.results, scale, several)),
         "",
     ]
     if mcu_rows(report.results):
-        out += ["## TFLite Micro and MCU budget", "", markdown_table(MCU_COLUMNS, mcu_rows(report.results)), ""]
+        out += ["## TFLite Micro and MCU budget", "", markdown_table(mcu_columns(metric_short(s)), mcu_rows(report.results)), ""]
         out += [f"- {line}" for line in report.budget_failures]
         head, rows = estimate_rows(report.results, h.get("mcu_profile"))
         if rows:
             out += ["", "### MCU latency estimates (not measurements)", "", markdown_table(head, rows), ""]
     out += [f"- {line}" for line in reasons(report.results)]
     if report.comparisons:
-        out += ["", "## Student vs teacher", "", markdown_table(COMPARISON_COLUMNS, comparison_rows(report.comparisons))]
+        out += ["", "## Student vs teacher", "", markdown_table(comparison_columns(metric_short(s)), comparison_rows(report.comparisons))]
         headline = headline_text(report)
         if headline:
             out += ["", f"**{headline}**"]

@@ -92,8 +92,11 @@ def _full_test_split(bundle: Path, manifest: dict[str, Any], folder: Path) -> tu
         ) from None
     if list(data.classes) != list(manifest.get("labels", [])):
         raise BenchError(f"--full-test: the dataset's classes {list(data.classes)[:5]}… differ from the bundle's labels {manifest.get('labels', [])[:5]}…")
+    from edgekd.tasks import get_task
+
     path = folder / "test.npz"
-    np.savez(path, images=np.ascontiguousarray(data.test.images.transpose(0, 2, 3, 1)), labels=data.test.labels)
+    targets = get_task(data.task).eval_targets(data.test, np.arange(len(data.test)))  # labels, or masks
+    np.savez(path, images=np.ascontiguousarray(data.test.images.transpose(0, 2, 3, 1)), **targets)
     return path, len(data.test)
 
 
@@ -105,7 +108,7 @@ def _empty_row(name: str, entry: dict[str, Any], manifest: dict[str, Any], threa
         "format": entry["format"],
         "status": None,
         "latency_ms": None,  # {min, p50, p90, p99, mean, std}
-        "accuracy": None,  # top-1, fraction
+        "accuracy": None,  # fraction: top-1 accuracy, or mean IoU for a segmentation bundle
         "size_bytes": manifest["files"][name]["bytes"],
         "peak_rss_mb": None,
         "macs": manifest.get("roles", {}).get(role, {}).get("macs"),
@@ -211,6 +214,9 @@ def bench(
         manifest = require_verified(bundle)
         default_out = bundle / "bench"
     todo = plan(manifest, _names(models), _names(formats))
+    from edgekd.tasks import get_task
+
+    task = get_task(manifest.get("task"))  # what eval.npz holds and what "accuracy" means
     out_dir = Path(out) if out is not None else default_out
     num_classes = len(manifest.get("labels") or []) or None
     counts = target.thread_counts()
@@ -238,7 +244,7 @@ def bench(
                 else:
                     classes = num_classes or int(entry.get("output", {}).get("shape", [0])[-1])
                     eval_file = str(Path(eval_path).resolve()) if eval_path is not None else None
-                    job = Job(entry["role"], entry["format"], str(files[name]), eval_file, classes, threads_now, runs, warmup, entry.get("input", {}))
+                    job = Job(entry["role"], entry["format"], str(files[name]), eval_file, classes, threads_now, runs, warmup, entry.get("input", {}), task.name)
                     row.update(target.measure(job))
                 if row["status"] == "ok":
                     if row["macs"] and row.get("latency_ms") and row["latency_ms"]["p50"] > 0:
@@ -246,7 +252,7 @@ def bench(
                     if min_accuracy is not None and row.get("accuracy") is not None:
                         row["below_floor"] = row["accuracy"] < min_accuracy
                 results.append(row)
-                log(_progress_line(row))
+                log(_progress_line(row, task.metric_short))
         after = target.conditions()
         if before is not None:
             host["conditions"] = {"before": before, "after": after}
@@ -259,6 +265,9 @@ def bench(
             "eval": eval_name,
             "eval_count": eval_count,
             "min_accuracy": min_accuracy,
+            "task": task.name,
+            "metric": task.metric_label,  # what every row's "accuracy" holds
+            "metric_short": task.metric_short,
             "full_test": full_test,
             "models": _names(models),
             "formats": _names(formats),
@@ -272,14 +281,14 @@ def bench(
         report = BenchReport(host, results, settings, bundle_info, comparisons(results))
         report.notes.extend(target.warnings(host, before, after))
         out_dir.mkdir(parents=True, exist_ok=True)
-        report.outputs.update(target.artifacts(out_dir, results, files, Path(eval_path) if eval_path is not None else None))
+        report.outputs.update(target.artifacts(out_dir, results, files, Path(eval_path) if eval_path is not None else None, task.name))
     _write_outputs(report, out_dir, json)
     print_report(report)
     log(f"bench: wrote {', '.join(report.outputs.values())}")
     return report
 
 
-def _progress_line(row: dict[str, Any]) -> str:
+def _progress_line(row: dict[str, Any], metric: str = "acc") -> str:
     head = f"bench  {row['model']:<8} {row['format']:<14} {row['threads']}t {status_text(row):<12}"
     if row["status"] != "ok":
         return f"{head} {row['reason']}"
@@ -289,7 +298,7 @@ def _progress_line(row: dict[str, Any]) -> str:
     if row.get("emulated_ms"):
         parts.append(f"emulated run time (not a latency) {row['emulated_ms']['p50']:.4g} ms")
     if row.get("accuracy") is not None:
-        parts.append(f"acc {100 * row['accuracy']:.2f} %")
+        parts.append(f"{metric} {100 * row['accuracy']:.2f} %")
     if row.get("peak_rss_mb"):
         parts.append(f"peak RSS {row['peak_rss_mb']:.0f} MB")
     tflm = row.get("tflm") or {}
@@ -305,7 +314,7 @@ def _write_outputs(report: BenchReport, out_dir: Path, json_path: str | Path | N
     png = out_dir / "bench.png"
     try:
         accuracy_label = f"{report.settings['eval']}, {report.settings['eval_count']} images"
-        plot = plot_pareto(report.results, png, plot_title(report), accuracy_label)
+        plot = plot_pareto(report.results, png, plot_title(report), accuracy_label, report.settings.get("metric") or "top-1 accuracy")
         report.outputs["plot"] = str(plot)
     except ImportError:
         report.notes.append("plot skipped: matplotlib is not installed (pip install matplotlib)")

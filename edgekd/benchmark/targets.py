@@ -50,12 +50,13 @@ class Job:
     model: str  # role: student | teacher | baseline
     format: str  # pytorch | onnx | tflite_fp32 | tflite_int8 | …
     file: str  # absolute path of the model file
-    eval: str | None  # npz with uint8 NHWC "images" and "labels"; None: a lone model, no accuracy
+    eval: str | None  # npz with uint8 NHWC "images" and "labels" (segmentation: "masks"); None: a lone model, no accuracy
     num_classes: int
     threads: int
     runs: int
     warmup: int
     input: dict[str, Any] = field(default_factory=dict)  # the manifest's input entry (shape, layout, dtype)
+    task: str = "classification"  # the bundle's task: what the eval targets are and which metric is "accuracy"
 
 
 class BenchTarget(ABC):
@@ -89,7 +90,7 @@ class BenchTarget(ABC):
         """Report notes about how far the measurements can be trusted."""
         return []
 
-    def artifacts(self, out_dir: Path, results: list[dict[str, Any]], files: dict[str, Path], eval_path: Path | None) -> dict[str, str]:
+    def artifacts(self, out_dir: Path, results: list[dict[str, Any]], files: dict[str, Path], eval_path: Path | None, task: str = "classification") -> dict[str, str]:
         """Extra files written next to the report (name → path). ``files``: row file → model path."""
         return {}
 
@@ -306,16 +307,18 @@ class McuTarget(BenchTarget):
             "(smaller per-tensor structs); flash: model + an estimate of the TFLM runtime and kernels",
         ]
 
-    def artifacts(self, out_dir: Path, results: list[dict[str, Any]], files: dict[str, Path], eval_path: Path | None) -> dict[str, str]:
+    def artifacts(self, out_dir: Path, results: list[dict[str, Any]], files: dict[str, Path], eval_path: Path | None, task: str = "classification") -> dict[str, str]:
         """``<stem>_tflm_config.h`` per int8 model that runs in TFLM: what deploy/mcu/main.cc includes."""
         from edgekd.mcu.codegen import write_app_config
 
         sample = None
         if eval_path is not None:
             from edgekd.benchmark.worker import load_eval
+            from edgekd.tasks import get_task
 
-            images, labels = load_eval(eval_path)
-            sample = (images[0], int(labels[0]))
+            t = get_task(task)
+            images, targets = load_eval(eval_path, t.targets_key)
+            sample = (images[0], t.sample_label(targets))  # a mask has no expected class: -1
         written = {}
         for row in results:
             tflm = row.get("tflm") or {}

@@ -25,6 +25,7 @@ from edgekd.benchmark.errors import BenchError
 from edgekd.benchmark.stats import cv, is_noisy, latency_stats, spread
 from edgekd.errors import EdgekdError
 from edgekd.runtimes import Runner, RuntimeMissing, open_runner
+from edgekd.tasks import TaskError, get_task
 
 
 def _one_line(exc: BaseException) -> str:
@@ -72,13 +73,14 @@ def peak_rss_mb() -> tuple[float | None, str | None]:
     return (peak / 2**20 if sys.platform == "darwin" else peak / 1024), "ru_maxrss"  # bytes on macOS, KB elsewhere
 
 
-def load_eval(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 NHWC images, int labels) from an ``eval.npz``-style file."""
+def load_eval(path: str | Path, targets: str = "labels") -> tuple[np.ndarray, np.ndarray]:
+    """(uint8 NHWC images, targets) from an ``eval.npz``-style file; ``targets`` names them:
+    ``labels`` (int class indices) or ``masks`` (uint8 N×H×W, segmentation)."""
     try:
         with np.load(path) as data:
-            images, labels = data["images"], data["labels"]
+            images, labels = data["images"], data[targets]
     except (OSError, ValueError, KeyError) as exc:
-        raise BenchError(f"cannot read eval data {Path(path).name}: {_one_line(exc)} (needs 'images' and 'labels')") from None
+        raise BenchError(f"cannot read eval data {Path(path).name}: {_one_line(exc)} (needs 'images' and '{targets}')") from None
     return images, labels
 
 
@@ -92,13 +94,16 @@ def expected_hwc(runner: Runner, manifest_input: dict[str, Any]) -> tuple[int, i
 
 
 def check_fits(images: np.ndarray, labels: np.ndarray, runner: Runner, job: dict[str, Any]) -> None:
-    """Raise :class:`BenchError` saying how the eval data and the model disagree."""
+    """Raise :class:`BenchError` saying how the eval data and the model disagree. ``labels``: the
+    targets of the job's task (class indices, or masks)."""
     if images.ndim != 4 or images.dtype != np.uint8:
         raise BenchError(f"eval images must be uint8 N×H×W×C, got {images.dtype} with shape {list(images.shape)}")
-    if labels.ndim != 1 or len(labels) != len(images):
-        raise BenchError(f"eval data has {len(images)} images but labels of shape {list(labels.shape)}")
     if len(images) == 0:
         raise BenchError("eval data has no images")
+    try:
+        get_task(job.get("task")).check_eval(images, labels, job["num_classes"])
+    except TaskError as exc:
+        raise BenchError(str(exc)) from None
     want = expected_hwc(runner, job.get("input") or {})
     got = tuple(int(v) for v in images.shape[1:])
     if want is not None and got != want:
@@ -107,9 +112,6 @@ def check_fits(images: np.ndarray, labels: np.ndarray, runner: Runner, job: dict
             f"eval data does not match the model input: images are {'×'.join(map(str, got))} (H×W×C), "
             f"{Path(job['file']).name} takes {'×'.join(map(str, want))} (input {detail.get('shape')} {detail.get('layout', runner.layout)})"
         )
-    classes = job["num_classes"]
-    if labels.min() < 0 or labels.max() >= classes:
-        raise BenchError(f"eval labels span {int(labels.min())}…{int(labels.max())} but the model has {classes} classes")
 
 
 def time_invoke(runner: Runner, x: Any, warmup: int, runs: int) -> np.ndarray:
@@ -136,8 +138,10 @@ def time_invoke(runner: Runner, x: Any, warmup: int, runs: int) -> np.ndarray:
 
 
 def measure(job: dict[str, Any]) -> dict[str, Any]:
-    """Measure one model file; a dict with ``status`` ok / skipped / failed and what was measured."""
+    """Measure one model file; a dict with ``status`` ok / skipped / failed and what was measured.
+    ``accuracy`` is the task's metric: top-1 accuracy, or mean IoU for segmentation (also ``miou``)."""
     base = rss_mb()  # interpreter + numpy + edgekd, before the runtime loads
+    task = get_task(job.get("task"))
     try:
         runner = open_runner(job["file"], threads=job["threads"])
     except RuntimeMissing as exc:
@@ -149,7 +153,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     images = labels = None
     try:
         if job["eval"] is not None:
-            images, labels = load_eval(job["eval"])
+            images, labels = load_eval(job["eval"], task.targets_key)
             check_fits(images, labels, runner, job)
             first = images[0]
         else:  # a lone model: timing only, on a blank image of the model's input size
@@ -165,8 +169,12 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         logits = runner.predict(images) if images is not None else None
     except Exception as exc:  # noqa: BLE001 - loaded but does not run: the row fails, the bench goes on
         return _failed("run", _one_line(exc), runtime=runner.runtime)
-    if logits is not None and (logits.ndim != 2 or logits.shape[1] != job["num_classes"]):
-        return _failed("eval", f"model outputs shape {list(logits.shape[1:])} per image, expected {job['num_classes']} class scores", runtime=runner.runtime)
+    scores: dict[str, float] = {}
+    if logits is not None:
+        problem = task.check_outputs(logits, labels, job["num_classes"])
+        if problem:
+            return _failed("eval", problem, runtime=runner.runtime)
+        scores = task.scores(logits, labels)
     stats = latency_stats(ns)
     peak, source = peak_rss_mb()
     return {
@@ -177,8 +185,9 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         "cv": cv(stats),
         "noisy": is_noisy(stats),
         "throughput": 1000.0 / stats["mean"],  # inferences/s, one stream at batch 1
-        "accuracy": float((logits.argmax(1) == labels).mean()) if logits is not None else None,
+        "accuracy": scores.get(task.metric),  # top-1 accuracy; mean IoU for segmentation
         "accuracy_n": int(len(labels)) if labels is not None else None,
+        **(task.row_fields(scores) if scores else {}),
         "peak_rss_mb": peak,
         "base_rss_mb": base,
         "rss_source": source,

@@ -6,15 +6,25 @@ from edgekd.config import DataConfig
 from edgekd.data.dataset import Dataset, Split
 from edgekd.errors import DataError
 
-__all__ = ["Dataset", "Split", "load_dataset", "resolve_augment"]
+__all__ = ["Dataset", "Split", "dataset_task", "load_dataset", "resolve_augment"]
 
 
-def resolve_augment(setting: str, channels: int, size: tuple[int, int]) -> str:
-    """``auto`` → random crop + flip for 32×32 colour images (the CIFAR/SVHN recipe), none otherwise:
-    flips would corrupt digits and crops matter little at 8×8."""
+def resolve_augment(setting: str, channels: int, size: tuple[int, int], task: str = "classification") -> str:
+    """``auto`` → what the task's data calls for (:meth:`edgekd.tasks.Task.auto_augment`):
+    classification: random crop + flip for 32×32 colour images (the CIFAR/SVHN recipe), none
+    otherwise; segmentation: crop + flip (the masks move with their images)."""
     if setting != "auto":
         return setting
-    return "crop_flip" if channels == 3 and size == (32, 32) else "none"
+    from edgekd.tasks import get_task
+
+    return get_task(task).auto_augment(channels, size)
+
+
+def dataset_task(name: str) -> str:
+    """The task of a registered data source (known before its data is read: configs are checked first)."""
+    from edgekd.data.sources import DATASETS
+
+    return getattr(DATASETS.get(name), "task", "classification")
 
 
 def load_dataset(cfg: DataConfig, log=print) -> Dataset:
@@ -22,7 +32,11 @@ def load_dataset(cfg: DataConfig, log=print) -> Dataset:
     from edgekd.data.sources import DATASETS
     from edgekd.data.split import channel_stats, split_off
 
-    raw = DATASETS.get(cfg.name)(cfg, log=log)
+    source = DATASETS.get(cfg.name)
+    if cfg.samples is not None and not getattr(source, "generated", False):
+        raise DataError(f"data.samples sets how many images a generated dataset makes; {cfg.name!r} reads its images from files")
+    raw = source(cfg, log=log)
+    task = dataset_task(cfg.name)
     train, val, test = raw.train, raw.val, raw.test
     if val is None:
         if cfg.val_fraction <= 0:
@@ -42,6 +56,8 @@ def load_dataset(cfg: DataConfig, log=print) -> Dataset:
     if mean is None or std is None:
         # streamed images: estimated from 5,000 of them rather than decoding the whole set once more
         mean, std = channel_stats(train.images, max_images=5000 if train.lazy else None)
+    if task == "segmentation" and any(s.masks is None for s in (train, val, test)):
+        raise DataError(f"dataset {cfg.name!r} is a segmentation source but a split has no masks")  # a source's bug, said plainly
     channels = train.images.shape[1]
     if len(mean) != channels or len(std) != channels:
         raise DataError(f"normalization has {len(mean)} values but the images have {channels} channel(s)")
@@ -54,8 +70,9 @@ def load_dataset(cfg: DataConfig, log=print) -> Dataset:
         classes=raw.classes,
         mean=tuple(mean),
         std=tuple(std),
-        augment=resolve_augment(cfg.augment, channels, size),
+        augment=resolve_augment(cfg.augment, channels, size, task),
         crop_padding=cfg.crop_padding,
         source=raw.source,
         shift=cfg.shift,
+        task=task,
     )

@@ -11,6 +11,9 @@ Randomness is a function of (seed, epoch) alone, and augmentation parameters are
 whether or not the run was resumed before it, and a distributed run whose ranks each take a share
 of every global batch sees exactly the images a single process would. With ``views=K`` epoch *e*
 reuses the augmentation of view *e mod K*: a fixed set of views whose teacher outputs can be cached.
+
+Targets are class labels ``(N,)`` or, for segmentation, uint8 masks ``(N, 1, H, W)``: a mask gets
+exactly its image's crop (zero padding: background) and flip, from the same per-sample parameters.
 """
 
 from __future__ import annotations
@@ -37,7 +40,8 @@ class Shard:
 
 
 class Batches:
-    """Iterable over (normalized float images, labels) — or (…, sample indices) — for one split."""
+    """Iterable over (normalized float images, targets) — or (…, sample indices) — for one split.
+    Targets are the split's labels, or its masks where it has some (see :attr:`Split.targets`)."""
 
     def __init__(
         self,
@@ -59,14 +63,18 @@ class Batches:
     ) -> None:
         self.device = torch.device(device)
         self.n = len(split)
-        self.labels = torch.from_numpy(split.labels).to(self.device)
         self.lazy = split.lazy
         self.where = self._placement(split, placement)
         if self.lazy:
             self.images = split.images
         else:
-            host = torch.from_numpy(split.images)
-            self.images = host.to(self.device) if self.where == "device" else (host.pin_memory() if self.device.type == "cuda" else host)
+            self.images = self._place(torch.from_numpy(split.images))
+        # masks are augmented with their images, so they live where the images do (streamed
+        # images: on the device, a mask is a third of an RGB image's bytes); labels are tiny
+        self.per_pixel = split.masks is not None
+        targets = torch.from_numpy(split.targets)
+        self.targets_on_host = self.per_pixel and self.where == "host"
+        self.targets = self._place(targets) if self.targets_on_host else targets.to(self.device)
         c = split.images.shape[1]
         self.mean = torch.tensor(mean, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=self.device).view(1, c, 1, 1)
@@ -95,6 +103,12 @@ class Batches:
             return placement
         free, _total = torch.cuda.mem_get_info(self.device)
         return "device" if split.images.nbytes < free // 2 else "host"  # leave room for training
+
+    def _place(self, host: torch.Tensor) -> torch.Tensor:
+        """A host tensor on the device, or pinned on the host (``where == "host"``)."""
+        if self.where == "device":
+            return host.to(self.device)
+        return host.pin_memory() if self.device.type == "cuda" else host
 
     def __len__(self) -> int:
         return self.n // self.batch_size if self.drop_last else -(-self.n // self.batch_size)
@@ -163,15 +177,20 @@ class Batches:
             yield x, y
 
     def with_index(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """(sample indices on the device, normalized images, labels) per batch."""
+        """(sample indices on the device, normalized images, targets) per batch."""
         params = self.augmentation(self.view)
-        for idx, x in self._uint8_batches():
-            idx = idx.to(self.device)
+        for cpu_idx, x in self._uint8_batches():
+            idx = cpu_idx.to(self.device)
+            y = self.targets[cpu_idx].to(self.device, non_blocking=True) if self.targets_on_host else self.targets[idx]
             if params is not None:
-                x = self._augment(x, *(p[idx] for p in params))
-            yield idx, self.normalize(x), self.labels[idx]
+                p = [q[idx] for q in params]
+                x = self._augment(x, *p)
+                if self.per_pixel:
+                    y = self._augment(y, *p)  # the same crop window and flip as its image
+            yield idx, self.normalize(x), y
 
     def _augment(self, x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
+        """Crop and/or flip a (B, C, H, W) batch of any dtype: uint8 images or masks."""
         b, _, h, w = x.shape
         if self.pad:
             p = self.pad

@@ -8,6 +8,7 @@ target, and depends only on (shift, split name, split_seed): each run sees the s
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import numpy as np
@@ -76,8 +77,8 @@ _FUNCTIONS: dict[str, Callable[[np.ndarray, np.random.Generator], np.ndarray]] =
 
 
 def apply_shift(split: Split, shift: str, split_name: str, seed: int) -> Split:
-    """The split seen through ``shift`` (labels unchanged)."""
+    """The split seen through ``shift`` (labels and masks unchanged: the shifts are photometric)."""
     if shift == "none":
         return split
     images = _FUNCTIONS[shift](split.images, _rng(seed, split_name))
-    return Split(np.ascontiguousarray(images), split.labels)
+    return dataclasses.replace(split, images=np.ascontiguousarray(images))

@@ -1,7 +1,10 @@
-"""The registered data sources: digits (embedded default), imagefolder, cifar10, svhn.
+"""The registered data sources: digits (embedded default), imagefolder, cifar10, svhn (classification);
+shapes (generated) and segfolder (segmentation).
 
 A source returns raw splits; :func:`edgekd.data.load_dataset` does the val split, the statistics
-and the augmentation choice the same way for all of them.
+and the augmentation choice the same way for all of them. A source's ``task`` attribute (default
+classification) says what its targets are before any data is read; ``generated`` that it makes
+its images (and reads ``data.samples``).
 """
 
 from __future__ import annotations
@@ -39,6 +42,12 @@ class RawData:
     mean: tuple[float, ...] | None = None  # declared statistics, else computed on train
     std: tuple[float, ...] | None = None
     source: dict = field(default_factory=dict)
+
+
+def segmentation(fn):
+    """Mark a source as yielding segmentation masks (config checks read it before loading)."""
+    fn.task = "segmentation"
+    return fn
 
 
 @DATASETS.register("digits")
@@ -144,3 +153,40 @@ def _read_svhn(path: Path) -> Split:
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"cannot read SVHN file {path}: {exc}") from None
     return Split(images, labels)
+
+
+SHAPES_SAMPLES = 2000  # data.samples default: a seconds-long generation, enough to learn from
+SHAPES_SIZE = 32
+
+
+@DATASETS.register("shapes")
+@segmentation
+def shapes(cfg: DataConfig, log=print) -> RawData:
+    """Generated binary segmentation (no download): ellipses, rectangles and triangles (the mask) on striped,
+    noisy backgrounds with distractor lines; RGB, data.image_size (32) square, data.samples (2,000) images,
+    seeded by data.split_seed; test = data.test_fraction."""
+    from edgekd.data.shapes import generate
+
+    n = cfg.samples or SHAPES_SAMPLES
+    side = cfg.image_size or SHAPES_SIZE
+    if side < 8:
+        raise DataError(f"shapes: data.image_size must be at least 8, got {side}")
+    images, masks = generate(n, (side, side), cfg.split_seed)
+    train, test = split_off(Split.segmentation(images, masks), cfg.test_fraction, cfg.split_seed)
+    return RawData(train, None, test, ["foreground"], source={"name": "edgekd.data.shapes", "samples": n, "seed": cfg.split_seed})
+
+
+shapes.generated = True
+
+
+@DATASETS.register("segfolder")
+@segmentation
+def segfolder(cfg: DataConfig, log=print) -> RawData:
+    """Binary segmentation from root/{train,test}[,val]/images/<stem>.png|jpg + masks/<stem>.png (nonzero =
+    foreground), a folder or an archive of one; channels and size come from the files."""
+    from edgekd.data.segfolder import load_segfolder
+
+    if cfg.storage == "stream":
+        raise DataError("data.storage=stream is for imagefolder; segfolder decodes images and masks into memory (cached)")
+    train, val, test, base = load_segfolder(cfg.root, cfg.image_size, cfg.cache_dir, log=log)
+    return RawData(train, val, test, ["foreground"], source={"root": str(base)})

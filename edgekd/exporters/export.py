@@ -5,12 +5,13 @@ Bundle layout (copied as-is to a Raspberry Pi or into an MCU project)::
     student.pt  student.onnx  student_fp32.tflite  student_int8.tflite   (+ _fp16, _dynamic on request)
     teacher.pt  teacher.onnx  teacher_fp32.tflite
     student_int8_model_data.cc/.h    the int8 model as a C array for TensorFlow Lite Micro
-    eval.npz                         held-out raw uint8 images (NHWC) + labels + class names
+    eval.npz                         held-out raw uint8 images (NHWC) + labels (segmentation: masks) + class names
     config.yaml  summary.json        the run's resolved config (with export settings) and results
     manifest.json                    inputs/outputs of every model, labels, metrics, versions, sha256
 
 Every model takes raw pixel values (0–255): the training normalization is part of the graph.
-The bundle is built in a temporary folder and renamed into place only when complete.
+The bundle is built in a temporary folder and renamed into place only when complete. What the
+targets, parity metrics and output shapes are comes from the run's task (:mod:`edgekd.tasks`).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from edgekd.errors import ConfigError, EdgekdError
 from edgekd.exporters.errors import ExportError, ParityError
 from edgekd.exporters.parity import Bounds, check_parity, reference_logits
 from edgekd.exporters.timing import shown_as
+from edgekd.tasks import get_task
 from edgekd.ui import log, print_table
 
 MODEL_FORMATS = ("pytorch", "onnx", "tflite_fp32", "tflite_int8", "tflite_fp16", "tflite_dynamic")
@@ -120,6 +122,8 @@ def export(
         raise EdgekdError(f"{run_dir} has no {missing[0]}.pt to export")
     log(f"export: {run_dir} → {out_dir} ({', '.join(roles)})")
     data = load_dataset(cfg.data, log=log)
+    task = get_task(data.task)
+    test_targets = task.targets(data.test)  # class indices, or masks (N, 1, H, W)
     test_nhwc = data.test.images.transpose(0, 2, 3, 1)
     parity_idx = _sample(data.test.labels, ecfg.parity_samples or len(data.test), cfg.seed)
     calib_idx = _sample(data.train.labels, ecfg.calibration_samples, cfg.seed + 1)
@@ -131,15 +135,19 @@ def export(
         "format": FORMAT,
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "run": {"name": cfg.name, "path": str(run_dir)},
-        "task": "classification",
-        "labels": list(data.classes),
+        "task": task.name,
+        "labels": list(data.classes),  # classes, or the mask's channel names (segmentation: ["foreground"])
         "preprocessing": {
             "input_range": [0, 255],
             "normalization": "folded into every model: feed raw pixel values",
             "mean": list(data.mean),
             "std": list(data.std),
         },
-        "eval": {"file": "eval.npz", "count": int(len(eval_idx)), "layout": "NHWC", "dtype": "uint8", "split": "test"},
+        "eval": {
+            "file": "eval.npz", "count": int(len(eval_idx)), "layout": "NHWC", "dtype": "uint8", "split": "test",
+            "targets": task.targets_key,  # labels (N,) int64, or masks (N, H, W) uint8 with 1 = foreground
+            "metric": task.metric_label,
+        },
         "versions": _versions(),
         "roles": {},
         "models": {},
@@ -164,13 +172,14 @@ def export(
                 "macs": rec.get("macs"),
                 "val_acc": rec.get("val_acc"),
                 "test_acc": rec.get("test_acc"),
+                **{k: rec[k] for k in (f"val_{task.metric}", f"test_{task.metric}") if k in rec},  # val_iou, test_iou
                 "files": files,
                 **({"distill": ckpt["distill"]} if "distill" in ckpt else {}),
             }
             reference = reference_logits(wrapped, test_nhwc[parity_idx])
             for name in files:
-                metrics = check_parity(tmp / name, test_nhwc[parity_idx], data.test.labels[parity_idx], reference, bounds, ecfg.threads)
-                manifest["models"][name] = _model_entry(tmp / name, role, metrics["format"], ckpt, (1, c, h, w))
+                metrics = check_parity(tmp / name, test_nhwc[parity_idx], test_targets[parity_idx], reference, bounds, ecfg.threads, task)
+                manifest["models"][name] = _model_entry(tmp / name, role, metrics["format"], ckpt, (1, c, h, w), task)
                 manifest["metrics"][name] = metrics
                 if not metrics["ok"]:
                     failures.append(f"{name}: {'; '.join(metrics['problems'])}")
@@ -180,13 +189,14 @@ def export(
 
             tflite_to_c_array(tmp / "student_int8.tflite", tmp / "student_int8_model_data.cc")
         images = np.ascontiguousarray(test_nhwc[eval_idx])
-        write_with(tmp / "eval.npz", lambda fh: np.savez_compressed(fh, images=images, labels=data.test.labels[eval_idx], classes=np.array(data.classes)))
+        targets = task.eval_targets(data.test, eval_idx)  # {"labels": …} or {"masks": (N, H, W) uint8}
+        write_with(tmp / "eval.npz", lambda fh: np.savez_compressed(fh, images=images, **targets, classes=np.array(data.classes)))
         write_text(tmp / "config.yaml", dump_yaml(cfg))
         write_json(tmp / "summary.json", summary)
         manifest["parity_ok"] = not failures
         manifest["files"] = {p.name: file_record(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json(tmp / MANIFEST, manifest)
-    _print_parity(manifest)
+    _print_parity(manifest, task)
     log(f"export: wrote {out_dir} ({len(manifest['files'])} files)")
     if failures:
         message = "parity out of bounds: " + " / ".join(failures)
@@ -230,7 +240,7 @@ def _export_role(role, wrapped, ckpt, ckpt_path, formats, input_shape, ecfg: Exp
     return files
 
 
-def _model_entry(path: Path, role: str, fmt: str, ckpt: dict, input_shape: tuple[int, ...]) -> dict[str, Any]:
+def _model_entry(path: Path, role: str, fmt: str, ckpt: dict, input_shape: tuple[int, ...], task) -> dict[str, Any]:
     entry: dict[str, Any] = {"role": role, "format": fmt}
     base = {"mean": ckpt["data"]["mean"], "std": ckpt["data"]["std"], "range": [0, 255]}
     if fmt.startswith("tflite"):
@@ -243,7 +253,7 @@ def _model_entry(path: Path, role: str, fmt: str, ckpt: dict, input_shape: tuple
         entry["ops"] = model_ops(path)
     else:
         entry["input"] = {"name": "input", "shape": list(input_shape), "layout": "NCHW", "dtype": "float32", "scale": None, "zero_point": None, **base}
-        entry["output"] = {"shape": [input_shape[0], ckpt["data"]["num_classes"]], "dtype": "float32"}
+        entry["output"] = {"shape": [input_shape[0], *task.output_shape(ckpt["data"]["num_classes"], input_shape[2:])], "dtype": "float32"}
     return entry
 
 
@@ -259,13 +269,9 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _print_parity(manifest: dict[str, Any]) -> None:
+def _print_parity(manifest: dict[str, Any], task) -> None:
     rows = []
     for name, m in manifest["metrics"].items():
         status = "ok" if m["ok"] else "OUT OF BOUNDS: " + "; ".join(m["problems"])
-        rows.append([name, m["format"], manifest["files"][name]["bytes"], f"{m['max_abs_diff']:.3g}", f"{100 * m['top1_agreement']:.2f}", f"{100 * m['test_acc']:.2f}", m["n"], status])
-    print_table(
-        "export parity vs PyTorch",
-        ["file", "format", "bytes", "max |Δlogit|", "top-1 agree %", "test acc %", "n", "status"],
-        rows,
-    )
+        rows.append([name, m["format"], manifest["files"][name]["bytes"], *task.parity_cells(m), m["n"], status])
+    print_table("export parity vs PyTorch", ["file", "format", "bytes", *task.parity_headers, "n", "status"], rows)

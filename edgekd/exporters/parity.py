@@ -1,6 +1,7 @@
 """Parity of an exported file against the PyTorch model it came from, on real test images.
 
-Public helpers: :func:`parity_metrics` compares float outputs with reference logits and labels;
+Public helpers: :func:`parity_metrics` compares float outputs with reference logits and labels
+(or masks: the metrics and bounds per task live in :mod:`edgekd.tasks`);
 :func:`check_parity` runs a model file through its runtime and applies the bounds. int8 models are
 fed quantized inputs and their outputs dequantized from the tensor details (see
 :mod:`edgekd.runtimes.tflite_runner`), so every format is compared in the same float space.
@@ -14,6 +15,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.tasks import Task, get_task
+
 # formats that should reproduce PyTorch up to float rounding; the others are approximations
 EXACT_FORMATS = frozenset({"pytorch", "onnx", "tflite_fp32"})
 
@@ -25,31 +28,22 @@ class Bounds:
     max_acc_drop: float = 0.005
 
 
-def parity_metrics(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """max/mean |Δlogit|, top-1 agreement with the reference, and accuracy of both on ``labels``."""
-    diff = np.abs(outputs.astype(np.float64) - reference.astype(np.float64))
-    pred, ref_pred = outputs.argmax(1), reference.argmax(1)
-    return {
-        "n": int(len(labels)),
-        "test_acc": round(float((pred == labels).mean()), 6),
-        "reference_acc": round(float((ref_pred == labels).mean()), 6),
-        "top1_agreement": round(float((pred == ref_pred).mean()), 6),
-        "max_abs_diff": float(f"{diff.max():.6g}"),
-        "mean_abs_diff": float(f"{diff.mean():.6g}"),
-    }
+def parity_metrics(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray, task: str | Task = "classification") -> dict[str, float]:
+    """Float outputs against reference logits and the targets (see the task's ``parity_metrics``).
+
+    classification: max/mean |Δlogit|, top-1 agreement with the reference, accuracy of both.
+    segmentation: max/mean |Δlogit| per pixel, pixel agreement of the masks (logit > 0), mean IoU
+    of the exported masks against PyTorch's, mean IoU and pixel accuracy of both against the masks.
+    """
+    return get_task(task).parity_metrics(outputs, reference, labels)
 
 
-def out_of_bounds(fmt: str, metrics: dict[str, float], bounds: Bounds) -> list[str]:
-    """Human-readable reasons a format fails its bounds (empty when it passes)."""
-    problems = []
-    if fmt in EXACT_FORMATS and metrics["max_abs_diff"] > bounds.fp32_max_abs_diff:
-        problems.append(f"max |Δlogit| {metrics['max_abs_diff']:.3g} > {bounds.fp32_max_abs_diff:g}")
-    if metrics["top1_agreement"] < bounds.min_top1_agreement:
-        problems.append(f"top-1 agreement {100 * metrics['top1_agreement']:.2f}% < {100 * bounds.min_top1_agreement:.2f}%")
-    drop = metrics["reference_acc"] - metrics["test_acc"]
-    if drop > bounds.max_acc_drop:
-        problems.append(f"accuracy drop {100 * drop:.2f} points > {100 * bounds.max_acc_drop:.2f}")
-    return problems
+def out_of_bounds(fmt: str, metrics: dict[str, float], bounds: Bounds, task: str | Task = "classification") -> list[str]:
+    """Human-readable reasons a format fails its bounds (empty when it passes).
+
+    The bounds read per pixel for segmentation: ``min_top1_agreement`` bounds the pixel agreement
+    of the masks, ``max_acc_drop`` the mean IoU lost, ``fp32_max_abs_diff`` every pixel's logit."""
+    return get_task(task).parity_problems(fmt in EXACT_FORMATS, metrics, bounds)
 
 
 def reference_logits(model: Any, images_nhwc: np.ndarray, batch_size: int = 256) -> np.ndarray:
@@ -64,12 +58,15 @@ def reference_logits(model: Any, images_nhwc: np.ndarray, batch_size: int = 256)
     return np.concatenate(out)
 
 
-def check_parity(path: Path, images: np.ndarray, labels: np.ndarray, reference: np.ndarray, bounds: Bounds, threads: int | None = None) -> dict[str, Any]:
-    """Run ``path`` on every image and return its metrics plus ``ok`` and ``problems``."""
+def check_parity(
+    path: Path, images: np.ndarray, labels: np.ndarray, reference: np.ndarray, bounds: Bounds, threads: int | None = None, task: str | Task = "classification"
+) -> dict[str, Any]:
+    """Run ``path`` on every image and return its metrics plus ``ok`` and ``problems``.
+    ``labels``: class indices, or the masks for segmentation."""
     from edgekd.runtimes import open_runner
 
     runner = open_runner(path, threads=threads)
-    metrics: dict[str, Any] = parity_metrics(runner.predict(images), reference, labels)
-    problems = out_of_bounds(runner.format, metrics, bounds)
+    metrics: dict[str, Any] = parity_metrics(runner.predict(images), reference, labels, task)
+    problems = out_of_bounds(runner.format, metrics, bounds, task)
     metrics.update(format=runner.format, ok=not problems, problems=problems)
     return metrics

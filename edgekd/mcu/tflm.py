@@ -1,6 +1,6 @@
 """One int8 model through the TensorFlow Lite Micro interpreter on this host (the ``tflite-micro``
 package): does every op have a TFLM kernel, how much tensor arena does it really use, and what
-accuracy do TFLM's kernels give on the eval data.
+accuracy (mean IoU for a segmentation bundle) do TFLM's kernels give on the eval data.
 
 Runs in a process of its own (``main``), like the CPU bench's measuring process: a crash inside the
 native interpreter fails the row, not the bench. TFLM on x86 runs reference kernels, so no time is
@@ -88,17 +88,25 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         y = interpreter.get_output(0)
         return (y.astype(np.float32) - out_zero) * out_scale if out_scale else y.astype(np.float32)
 
+    from edgekd.tasks import get_task
+
+    task = get_task(job.get("task"))
     accuracy = accuracy_n = None
+    scores: dict[str, float] = {}
     try:
         if job.get("eval"):
             from edgekd.benchmark.worker import load_eval
 
-            images, labels = load_eval(job["eval"])
+            images, labels = load_eval(job["eval"], task.targets_key)
             want = tuple(shape[1:])
             if tuple(images.shape[1:]) != want:
                 return {"status": "failed", "stage": "eval", "reason": f"eval images are {'×'.join(map(str, images.shape[1:]))}, the model takes {'×'.join(map(str, want))}", "runtime": tflm_version()}
-            logits = np.stack([run(img).reshape(-1) for img in images])
-            accuracy, accuracy_n = float((logits.argmax(1) == labels).mean()), int(len(labels))
+            logits = np.stack([run(img).reshape(-1) for img in images])  # (N, classes) or (N, H·W) pixel logits
+            problem = task.check_outputs(logits, labels, job["num_classes"])
+            if problem:
+                return {"status": "failed", "stage": "eval", "reason": problem, "runtime": tflm_version()}
+            scores = task.scores(logits, labels)
+            accuracy, accuracy_n = scores[task.metric], int(len(labels))  # top-1 accuracy, or mean IoU
         else:
             run(np.zeros(shape[1:], np.uint8))  # one invoke: the arena report covers invoke-time buffers
         with captured_fds((1, 2)) as log:
@@ -112,6 +120,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         "runtime": tflm_version(),
         "accuracy": accuracy,
         "accuracy_n": accuracy_n,
+        **(task.row_fields(scores) if scores else {}),
         "tflm": {"ops_supported": True, "arena_bytes": int(arena.group(1)) if arena else None, "accuracy": accuracy},
     }
 

@@ -9,11 +9,18 @@ from typing import Any
 from edgekd.errors import EdgekdError
 from edgekd.models.registry import MODELS
 
-__all__ = ["MODELS", "create_model", "count_params", "count_macs", "list_models"]
+__all__ = ["MODELS", "create_model", "count_params", "count_macs", "list_models", "model_task"]
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    return MODELS.names(pattern)
+def list_models(pattern: str = "*", task: str | None = None) -> list[str]:
+    """Registered model names matching ``pattern`` (and ``task``: classification or segmentation)."""
+    return [n for n in MODELS.names(pattern) if task is None or model_task(n) == task]
+
+
+def model_task(name: str) -> str:
+    """What a registered model predicts: ``classification`` (class logits) unless its factory says
+    ``segmentation`` (a logit per pixel)."""
+    return getattr(MODELS.get(name), "task", "classification")
 
 
 def _import_factory(spec: str):

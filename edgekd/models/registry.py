@@ -11,5 +11,6 @@ MODELS: Registry = Registry(
         "edgekd.models.resnet_cifar",
         "edgekd.models.mobilenet",
         "edgekd.models.tiny",
+        "edgekd.models.unet",
     ],
 )

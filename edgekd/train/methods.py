@@ -101,6 +101,9 @@ class DistillMethod(nn.Module):
     uses_alpha = True
     task_method = "ce"  # how the teacher and the no-KD baseline learn: outputs of the same kind as the student's
     reads_teacher_features = False  # True: hooks read the teacher's layers, so its outputs cannot be cached
+    # the data tasks (edgekd.tasks) the loss means something for: softmax over classes is
+    # classification only; per-element sigmoid losses also take per-pixel masks
+    tasks: tuple[str, ...] = ("classification",)
     all_params_used = True  # False: some student parameters get no gradient (DDP must look for them)
 
     @classmethod
@@ -145,9 +148,10 @@ class CrossEntropy(DistillMethod):
 
 @METHODS.register("bce")
 class BinaryCrossEntropy(DistillMethod):
-    """Plain supervised training of sigmoid outputs, BCE(y, σ(z)) (class labels taken one-vs-rest): teacher and baseline of kd_sigmoid."""
+    """Plain supervised training of sigmoid outputs, BCE(y, σ(z)) (class labels one-vs-rest, or masks per pixel): teacher and baseline of kd_sigmoid."""
 
     needs_teacher = False
+    tasks = ("classification", "segmentation")
 
     @classmethod
     def from_config(cls, distill: Any, stage: Any) -> BinaryCrossEntropy:
@@ -208,9 +212,10 @@ class LogitMSE(HintonKD):
 
 @METHODS.register("kd_sigmoid")
 class SigmoidKD(HintonKD):
-    """Sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha; teacher and baseline learn with bce."""
+    """Sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha; per pixel on segmentation masks (the segmentation method); teacher and baseline learn with bce."""
 
     task_method = "bce"  # soft targets σ(z_t/T) only mean something if the teacher was trained as sigmoids
+    tasks = ("classification", "segmentation")  # both terms are element means: per class, or per pixel
 
     def soft_term(self, student_logits, teacher_logits):
         return sigmoid_kd_loss(student_logits, teacher_logits, self.temperature)
@@ -313,4 +318,24 @@ def check_method_config(config: Any) -> None:
             f"config: the `source` data section does nothing with distill.method={config.distill.method}"
             + (f" (it is read by: {', '.join(readers)})" if readers else "")
         )
+    _check_task(cls, config)
     cls.check(config)
+
+
+def _check_task(cls: type[DistillMethod], config: Any) -> None:
+    """The method's loss must fit the data's targets (softmax KD on one-channel masks means nothing),
+    and so must the loss its teacher and baseline learn with (``task_method``)."""
+    from edgekd.data import dataset_task
+
+    task, name = dataset_task(config.data.name), config.distill.method
+    fitting = " or ".join(n for n in METHODS.names() if task in METHODS.get(n).tasks and METHODS.get(n).needs_teacher)
+    if task not in cls.tasks:
+        raise ConfigError(
+            f"config: distill.method={name} is for {' and '.join(cls.tasks)} data, and data.name={config.data.name} "
+            f"is {task} data; use distill.method={fitting}"
+        )
+    if task not in METHODS.get(cls.task_method).tasks:
+        raise ConfigError(
+            f"config: distill.method={name} trains its teacher and baseline with {cls.task_method}, which is not for "
+            f"{task} data (data.name={config.data.name}); use distill.method={fitting}"
+        )

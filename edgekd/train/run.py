@@ -6,7 +6,7 @@ Outputs in the run folder::
     teacher.pt       student.pt  baseline.pt     selected weights, each loadable alone
     *_best.pt *_last.pt                          best-on-val / last epoch (last holds training state)
     metrics.jsonl    one JSON record per stage × epoch
-    summary.json     val/test accuracy, params, MACs per model; wall time per stage
+    summary.json     val/test accuracy (+ mean IoU for segmentation), params, MACs per model; wall time per stage
 
 Methods with more stages (TAKD links ``ta1.pt``…, ensemble members ``teacher1.pt``…, the FitNets
 hint stage ``student_hint.pt``, a fine-tuned domain teacher) add their own named stages and
@@ -24,6 +24,7 @@ from typing import Any
 from edgekd.atomic import write_json, write_text
 from edgekd.config import Config, StageConfig, diff, dump_yaml, load_config, to_dict
 from edgekd.errors import ConfigError, EdgekdError
+from edgekd.tasks import get_task
 from edgekd.ui import Timer, log, print_table
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.jsonl")
@@ -148,6 +149,7 @@ class _Run:
         self.wall["total"] = round(total.elapsed, 2)
         summary["wall_s"] = self.wall
         summary["distill"] = {k: to_dict(getattr(cfg.distill, k)) for k in ("method", "temperature", "alpha", *method_cls.keys)}
+        summary["task"] = self.data.task
         summary["data"] = {k: v for k, v in self.data.describe().items() if k != "classes"}
         summary["device"] = self.rt.describe()
         summary["torch"] = torch.__version__
@@ -234,32 +236,36 @@ class _Run:
         ckpt = {k: v for k, v in ckpt.items() if k not in ("format", "edgekd_version", "train_state")}
         ckpt.update(role=name, metrics=result, complete=True, source=str(path))
         save_checkpoint(self.out_dir / f"{name}.pt", ckpt)
-        log(f"{name}: loaded {path} ({ckpt['arch']}), val {result['val_acc']:.4f}")
+        key = f"val_{get_task(data.task).metric}"
+        log(f"{name}: loaded {path} ({ckpt['arch']}), {key} {result[key]:.4f}")
         return model, result
 
-    def accuracy(self, model, data=None) -> tuple[float, float]:
-        """(val, test) accuracy of ``model`` on ``data``, rounded like every record."""
+    def evaluate(self, model, data=None) -> dict[str, float]:
+        """``{val_acc, test_acc}`` (+ ``val_iou, test_iou`` for segmentation) of ``model`` on ``data``, rounded like every record."""
         from edgekd.train.evaluate import evaluate
-        from edgekd.train.trainer import eval_batches
+        from edgekd.train.trainer import interleaved, eval_batches, prefixed
 
         d, bs = data or self.data, self.cfg.data.eval_batch_size
         model.to(self.device)
-        v = evaluate(model, eval_batches(d.val, d, bs, self.rt), self.amp)
-        t = evaluate(model, eval_batches(d.test, d, bs, self.rt), self.amp)
-        return round(v.acc, 6), round(t.acc, 6)
+        v = evaluate(model, eval_batches(d.val, d, bs, self.rt), self.amp, d.task)
+        t = evaluate(model, eval_batches(d.test, d, bs, self.rt), self.amp, d.task)
+        return interleaved(prefixed("val", v), prefixed("test", t))
+
+    def accuracy(self, model, data=None) -> tuple[float, float]:
+        """(val, test) accuracy of ``model`` on ``data``, rounded like every record."""
+        m = self.evaluate(model, data)
+        return m["val_acc"], m["test_acc"]
 
     def score(self, model, arch: str, data=None, checkpoint: str = "teacher.pt") -> dict[str, Any]:
         """The record of a model that was not trained here (epochs 0, wall 0)."""
         from edgekd.models import count_macs, count_params
 
         d = data or self.data
-        val_acc, test_acc = self.accuracy(model, d)
         return {
             "arch": arch,
             "params": count_params(model),
             "macs": count_macs(model, (1, d.in_channels, *d.image_size)),
-            "val_acc": val_acc,
-            "test_acc": test_acc,
+            **self.evaluate(model, d),
             "epochs": 0,
             "wall_s": 0.0,
             "checkpoint": checkpoint,
@@ -300,6 +306,7 @@ class _Run:
             method_name, method = method, build_method(method, cfg.distill, recipe)
         torch.manual_seed(seed)  # student and baseline start from identical weights
         model = create_model(recipe.arch, d.num_classes, d.in_channels, d.image_size, **recipe.kwargs)
+        check_output(model, d, recipe.arch)
         if init is None and recipe.checkpoint and not name.startswith("teacher"):
             init = recipe.checkpoint
         if init:
@@ -344,9 +351,25 @@ class _Run:
         return METHODS.get(self.cfg.distill.method).task_method
 
 
+def check_output(model, data, arch: str) -> None:
+    """A model whose output does not fit the task (a classifier on masks) fails here, before training."""
+    import torch
+
+    was_training = model.training
+    model.eval()  # one batch-1 forward: no batch-norm statistics move, no random numbers drawn
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, data.in_channels, *data.image_size))
+    finally:
+        model.train(was_training)
+    if isinstance(out, torch.Tensor):
+        get_task(data.task).check_model_output(tuple(out.shape), data.num_classes, data.image_size, arch)
+
+
 def log_data(d) -> None:
+    targets = f"{d.num_classes} classes" if d.task == "classification" else f"{d.task} ({', '.join(d.classes)} masks)"
     log(
-        f"data: {d.name} {d.in_channels}x{d.image_size[0]}x{d.image_size[1]}, {d.num_classes} classes, "
+        f"data: {d.name} {d.in_channels}x{d.image_size[0]}x{d.image_size[1]}, {targets}, "
         f"train/val/test {len(d.train)}/{len(d.val)}/{len(d.test)}, augment {d.augment}"
         + (f", shift {d.shift}" if d.shift != "none" else "")
     )
@@ -355,17 +378,24 @@ def log_data(d) -> None:
 MODEL_COLUMNS = ["model", "arch", "params", "MACs", "val acc %", "test acc %", "epochs", "wall s"]
 
 
-def _model_row(name: str, r: dict[str, Any]) -> list[Any]:
-    return [name, r["arch"], r["params"], r["macs"], _pct(r["val_acc"]), _pct(r["test_acc"]), r["epochs"], round(r["wall_s"], 1)]
+def model_columns(task: str = "classification") -> list[str]:
+    """The summary table's columns: the task's metric columns between MACs and epochs."""
+    return [*MODEL_COLUMNS[:4], *(header for _, header in get_task(task).summary_columns), *MODEL_COLUMNS[-2:]]
+
+
+def _model_row(name: str, r: dict[str, Any], task: str = "classification") -> list[Any]:
+    metrics = [_pct(r[key]) if key in r else "—" for key, _ in get_task(task).summary_columns]
+    return [name, r["arch"], r["params"], r["macs"], *metrics, r["epochs"], round(r["wall_s"], 1)]
 
 
 def print_summary(summary: dict[str, Any]) -> None:
+    task = get_task(summary.get("task"))
     rows = [_model_row(m["name"], m) for m in summary.get("teachers", [])]  # ensemble members first
     for name in ("teacher_source", "teacher", "student", "baseline"):
         r = summary.get(name)
         if r:
-            rows.append(_model_row(name, r))
-    print_table("distill summary", MODEL_COLUMNS, rows)
+            rows.append(_model_row(name, r, task.name))
+    print_table("distill summary", model_columns(task.name), rows)
     links = summary.get("links", [])
     if links:
         auto = any("chosen" in r for r in links)  # automatic TA choice: mark the kept candidate
@@ -384,8 +414,10 @@ def print_summary(summary: dict[str, Any]) -> None:
             [[n, *(_pct(d["accuracy"][n][k]) for d in (src, tgt) for k in ("val_acc", "test_acc"))] for n in names],
         )
     if "baseline" in summary:
-        gain = 100 * (summary["student"]["test_acc"] - summary["baseline"]["test_acc"])
-        print(f"KD gain over the no-KD baseline on test: {gain:+.2f} points")
+        key = f"test_{task.metric}"
+        gain = 100 * (summary["student"][key] - summary["baseline"][key])
+        what = "" if task.metric == "acc" else f" ({task.metric_label})"
+        print(f"KD gain over the no-KD baseline on test{what}: {gain:+.2f} points")
 
 
 def _domain(d: dict[str, Any]) -> str:

@@ -68,6 +68,11 @@ def sweep(
     cfg = _prepare_out_dir(cfg, out_dir, config is not None or bool(set), resume, overwrite)
     check_method_config(cfg)  # a resumed sweep runs its saved config
 
+    from edgekd.data import dataset_task
+    from edgekd.tasks import get_task
+
+    task = get_task(dataset_task(cfg.data.name))  # selection on val accuracy, or val mean IoU
+    val_key, test_key = f"val_{task.metric}", f"test_{task.metric}"
     teacher_record, teacher_keys = train_shared_teacher(cfg, out_dir / "teacher", resume)
     points, baseline = [], None
     for i, (t, a) in enumerate((t, a) for a in alphas for t in temperatures):
@@ -76,16 +81,18 @@ def sweep(
         summary = _run_point(point_cfg, out_dir / point_name(t, a), resume)
         baseline = baseline or summary.get("baseline")
         s = summary["student"]
-        points.append({"temperature": t, "alpha": a, "val_acc": s["val_acc"], "test_acc": s["test_acc"],
+        points.append({"temperature": t, "alpha": a, "val_acc": s["val_acc"], "test_acc": s["test_acc"], val_key: s[val_key], test_key: s[test_key],
                        "epoch": s.get("epoch"), "wall_s": summary["wall_s"]["total"], "run": point_name(t, a)})
-    best = max(range(len(points)), key=lambda k: (points[k]["val_acc"], -k))  # ties: the earlier point
+    best = max(range(len(points)), key=lambda k: (points[k][val_key], -k))  # ties: the earlier point
     winner = points[best]
     best_cfg = _point_config(cfg, teacher_keys, winner["temperature"], winner["alpha"], cfg.distill.baseline)
     best_cfg = dataclasses.replace(best_cfg, name=f"{cfg.name or 'run'}-best")
     write_text(out_dir / "best.yaml", dump_yaml(best_cfg))
     result = {
         "method": cfg.distill.method,
-        "selection": "highest student val accuracy (test accuracy is reported, never used to choose)",
+        "selection": f"highest student val {task.metric_label} (test is reported, never used to choose)",
+        "metric": task.metric,  # points, teacher and baseline carry val_<metric> and test_<metric>
+        "metric_label": task.metric_label,
         "teacher": teacher_record,
         "baseline": baseline,
         "points": points,
@@ -150,13 +157,20 @@ def _run_point(cfg: Config, folder: Path, resume: bool) -> dict[str, Any]:
     return distill(cfg, out=folder, overwrite=True)  # a half-written folder of a fresh sweep
 
 
+def _metric(result: dict[str, Any]) -> tuple[str, str, str]:
+    """(val key, test key, short name) of the sweep's selection metric."""
+    m = result.get("metric", "acc")
+    return f"val_{m}", f"test_{m}", "acc" if m == "acc" else "mIoU"
+
+
 def _print(result: dict[str, Any]) -> None:
-    rows = [[p["temperature"], p["alpha"], f"{100 * p['val_acc']:.2f}", f"{100 * p['test_acc']:.2f}",
+    vk, tk, name = _metric(result)
+    rows = [[p["temperature"], p["alpha"], f"{100 * p[vk]:.2f}", f"{100 * p[tk]:.2f}",
              "← best on val" if p is result["winner"] else "", p["run"]] for p in result["points"]]
-    print_table(f"{result['method']} sweep (chosen on val)", ["T", "α", "val acc %", "test acc %", "", "run"], rows)
+    print_table(f"{result['method']} sweep (chosen on val)", ["T", "α", f"val {name} %", f"test {name} %", "", "run"], rows)
     w, t = result["winner"], result["teacher"]
-    print(f"winner: T={w['temperature']:g} α={w['alpha']:g}  val {100 * w['val_acc']:.2f}  test {100 * w['test_acc']:.2f}"
-          f"  (teacher val {100 * t['val_acc']:.2f})")
+    print(f"winner: T={w['temperature']:g} α={w['alpha']:g}  val {100 * w[vk]:.2f}  test {100 * w[tk]:.2f}"
+          f"  (teacher val {100 * t[vk]:.2f})")
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:
@@ -167,22 +181,24 @@ def _plot(result: dict[str, Any], path: Path) -> None:
 
     from edgekd.atomic import write_with
 
+    vk, _, _ = _metric(result)
+    label = result.get("metric_label", "accuracy").replace("top-1 ", "")
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for alpha in sorted({p["alpha"] for p in result["points"]}):
         pts = sorted((p for p in result["points"] if p["alpha"] == alpha), key=lambda p: p["temperature"])
-        ax.plot([p["temperature"] for p in pts], [100 * p["val_acc"] for p in pts], marker="o", label=f"student, α={alpha:g}")
-    ax.axhline(100 * result["teacher"]["val_acc"], color="gray", linestyle=":", label="teacher")
+        ax.plot([p["temperature"] for p in pts], [100 * p[vk] for p in pts], marker="o", label=f"student, α={alpha:g}")
+    ax.axhline(100 * result["teacher"][vk], color="gray", linestyle=":", label="teacher")
     if result.get("baseline"):
-        ax.axhline(100 * result["baseline"]["val_acc"], color="gray", linestyle="--", label="no-KD student")
+        ax.axhline(100 * result["baseline"][vk], color="gray", linestyle="--", label="no-KD student")
     w = result["winner"]
-    ax.plot([w["temperature"]], [100 * w["val_acc"]], marker="*", markersize=14, color="red", linestyle="none", label="chosen")
+    ax.plot([w["temperature"]], [100 * w[vk]], marker="*", markersize=14, color="red", linestyle="none", label="chosen")
     ax.set_xscale("log", base=2)
     temps = sorted({p["temperature"] for p in result["points"]})
     ax.set_xticks(temps, [f"{t:g}" for t in temps])
     ax.minorticks_off()
     ax.set_xlabel("temperature T")
-    ax.set_ylabel("val accuracy %")
-    ax.set_title(f"{result['method']}: val accuracy vs temperature")
+    ax.set_ylabel(f"val {label} %")
+    ax.set_title(f"{result['method']}: val {label} vs temperature")
     ax.legend(fontsize="small")
     fig.tight_layout()
     write_with(path, lambda fh: fig.savefig(fh, format="png"))

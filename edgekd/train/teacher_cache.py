@@ -3,7 +3,8 @@
 The student sees the same input for a sample every epoch when augmentation is off, and the same
 one every K epochs with ``data.views=K`` (a fixed set of augmented views). The teacher is frozen,
 so its outputs for those inputs never change: they are computed once per view, kept on the
-training device (V × N × classes floats) and stored beside the run in ``teacher_cache/``.
+training device (V × N × classes floats; V × N × 1 × H × W for segmentation masks) and stored
+beside the run in ``teacher_cache/``; beyond ``MAX_CACHE_BYTES`` the teacher runs every step.
 
 The file's key covers everything the outputs depend on — the teacher's weights, the training
 images and labels, and the transform (augmentation, padding, views, seed, normalization) — so a
@@ -81,7 +82,10 @@ def compute_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt
 
 def teacher_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt: Runtime, out_dir: Path, stage: str, batch_size: int) -> torch.Tensor | None:
     """The cached outputs for ``stage``'s training data, computed (and stored) on first use."""
-    n_bytes = views * len(data.train) * data.num_classes * 4
+    from edgekd.tasks import get_task
+
+    # classes per image, or a logit per pixel for segmentation: (V, N, 1, H, W) floats
+    n_bytes = views * len(data.train) * get_task(data.task).output_elements(data.num_classes, data.image_size) * 4
     if n_bytes > MAX_CACHE_BYTES:
         log(f"{stage}: teacher cache would take {n_bytes / (1 << 30):.1f} GiB; running the teacher every step instead")
         return None

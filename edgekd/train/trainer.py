@@ -1,7 +1,8 @@
 """Train one model (a teacher, a KD student or a baseline) for its recipe, resumably and fast.
 
-Every epoch ends with ``<name>_last.pt`` (weights + optimizer + history) and, when val accuracy
-improved, ``<name>_best.pt``; both are written atomically, by rank 0 only in a distributed run.
+Every epoch ends with ``<name>_last.pt`` (weights + optimizer + history) and, when the val metric
+(accuracy; mean IoU for segmentation, see :mod:`edgekd.tasks`) improved, ``<name>_best.pt``; both
+are written atomically, by rank 0 only in a distributed run.
 Randomness is derived from (seed, epoch), so a run resumed from ``<name>_last.pt`` continues
 exactly as if it had never stopped (bit-identical on CPU). Test data is never looked at during
 training: it is evaluated once, at the end.
@@ -29,6 +30,7 @@ from edgekd.data import Dataset, Split
 from edgekd.data.loader import Batches
 from edgekd.errors import CheckpointError
 from edgekd.models import count_macs, count_params
+from edgekd.tasks import get_task
 from edgekd.train import distributed
 from edgekd.train.evaluate import evaluate
 from edgekd.train.methods import DistillMethod
@@ -124,8 +126,9 @@ def train_stage(
     resume: bool = False,
     on_epoch: Sequence[EpochCallback] = (),
 ) -> dict[str, Any]:
-    """Train ``model`` and return its result record (val/test accuracy, params, MACs, wall time)."""
+    """Train ``model`` and return its result record (val/test metrics, params, MACs, wall time)."""
     recipe, method = stage.recipe, stage.method
+    task = get_task(data.task)
     data_info = data.describe()
     model.to(rt.device)
     if rt.channels_last:
@@ -178,10 +181,10 @@ def train_stage(
         train.set_epoch(epoch)
         if rt.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(rt.device)
-        record = _train_epoch(stage, step, teacher, cached, train, optimizer, scaler, rt, epoch)
+        record = _train_epoch(stage, step, teacher, cached, train, optimizer, scaler, rt, epoch, task)
         train_s = timer.elapsed
-        v = evaluate(model, val, rt.amp)
-        record.update(val_loss=round(v.loss, 6), val_acc=round(v.acc, 6))
+        v = evaluate(model, val, rt.amp, task)
+        record.update(val_loss=round(v.loss, 6), **prefixed("val", v))
         record["train_s"] = round(train_s, 3)
         record["time_s"] = round(timer.elapsed, 3)
         record["img_per_s"] = round(train.num_samples * rt.world.size / max(train_s, 1e-9), 1)
@@ -189,9 +192,9 @@ def train_stage(
             record["gpu_mem_mb"] = round(torch.cuda.max_memory_allocated(rt.device) / 2**20, 1)
         wall += timer.elapsed
         hist.append(record)
-        if v.acc > best_val:
-            best_val, best_epoch = v.acc, epoch + 1
-            save_checkpoint(best_path, payload(epoch=epoch + 1, metrics={"val_acc": v.acc}))
+        if v.score > best_val:
+            best_val, best_epoch = v.score, epoch + 1
+            save_checkpoint(best_path, payload(epoch=epoch + 1, metrics=prefixed("val", v, digits=None)))
         train_state = {
             "optimizer": optimizer.state_dict(),
             "method": method.state_dict(),
@@ -202,10 +205,10 @@ def train_stage(
             "wall_s": wall,
             "history": hist,
         }
-        save_checkpoint(last_path, payload(epoch=epoch + 1, metrics={"val_acc": v.acc}, train_state=train_state))
+        save_checkpoint(last_path, payload(epoch=epoch + 1, metrics=prefixed("val", v, digits=None), train_state=train_state))
         log(
             f"{stage.name} epoch {epoch + 1}/{recipe.epochs}  loss {record['loss']:.4f}  train {record['train_acc']:.4f}"
-            f"  val {v.acc:.4f}  lr {record['lr']:.4g}  {record['time_s']:.1f}s  {record['img_per_s']:.0f} img/s"
+            f"  val {task.format_metrics(v.metrics)}  lr {record['lr']:.4g}  {record['time_s']:.1f}s  {record['img_per_s']:.0f} img/s"
             + (f"  {record['gpu_mem_mb']:.0f} MB" if "gpu_mem_mb" in record else "")
         )
         for callback in on_epoch:
@@ -215,13 +218,18 @@ def train_stage(
     return finish_stage(stage, model, data, out_dir, rt, select, best_epoch, wall, len(hist))
 
 
-def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: Runtime, epoch) -> dict[str, Any]:
+def prefixed(prefix: str, result, digits: int | None = 6) -> dict[str, float]:
+    """``{prefix_acc: …}`` (and ``prefix_iou`` for segmentation) from an :class:`EvalResult`."""
+    return {f"{prefix}_{k}": (round(v, digits) if digits is not None else v) for k, v in result.metrics.items()}
+
+
+def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: Runtime, epoch, task) -> dict[str, Any]:
     step.train()
     recipe = stage.recipe
     device = rt.device
     sums: dict[str, torch.Tensor] = {}
     correct = torch.zeros((), device=device, dtype=torch.long)
-    labeled = torch.zeros((), device=device, dtype=torch.long)  # label -1 (transfer set, target domain): no accuracy
+    labeled = torch.zeros((), device=device, dtype=torch.long)  # samples (pixels) counted: label -1 (transfer set, target domain) is not
     seen = torch.zeros((), device=device, dtype=torch.long)
     shown = 0
     steps = len(batches)
@@ -249,8 +257,9 @@ def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: R
             seen += b
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0) + v.detach().float() * b
-            correct += (s_out.detach().argmax(1) == y).sum()  # -1 never equals a class index
-            labeled += (y >= 0).sum()
+            right, counted = task.train_counts(s_out, y)  # per sample, or per pixel for masks
+            correct += right
+            labeled += counted
             if i % 10 == 9 or i == steps - 1:  # .item() syncs the device: not every step
                 bar.update(i + 1 - shown, loss=(sums["loss"] / seen).item(), acc=correct.item() / max(labeled.item(), 1))
                 shown = i + 1
@@ -267,27 +276,26 @@ def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: R
 
 def finish_stage(stage, model, data, out_dir, rt: Runtime, select, best_epoch, wall, epochs_run) -> dict[str, Any]:
     """Pick the weights (best on val or last), evaluate on test once, write ``<name>.pt``."""
+    task = get_task(data.task)
     test = eval_batches(data.test, data, stage.eval_batch_size, rt)
     val = eval_batches(data.val, data, stage.eval_batch_size, rt)
-    last_test = evaluate(model, test, rt.amp)
-    last_val = evaluate(model, val, rt.amp)
+    last_test = evaluate(model, test, rt.amp, task)
+    last_val = evaluate(model, val, rt.amp, task)
     chosen_epoch = epochs_run
     if select == "best_val" and best_epoch > 0 and best_epoch != epochs_run:
         best_path = out_dir / f"{stage.name}_best.pt"
         load_weights(model, load_checkpoint(best_path)["state_dict"], best_path)
         chosen_epoch = best_epoch
-    v = evaluate(model, val, rt.amp) if chosen_epoch != epochs_run else last_val
-    t = evaluate(model, test, rt.amp) if chosen_epoch != epochs_run else last_test
+    v = evaluate(model, val, rt.amp, task) if chosen_epoch != epochs_run else last_val
+    t = evaluate(model, test, rt.amp, task) if chosen_epoch != epochs_run else last_test
     c, (h, w) = data.in_channels, data.image_size
     result = {
         "arch": stage.arch,
         "params": count_params(model),
         "macs": count_macs(model, (1, c, h, w)),
-        "val_acc": round(v.acc, 6),
-        "test_acc": round(t.acc, 6),
+        **interleaved(prefixed("val", v), prefixed("test", t)),
         "epoch": chosen_epoch,
-        "last_val_acc": round(last_val.acc, 6),
-        "last_test_acc": round(last_test.acc, 6),
+        **interleaved(prefixed("last_val", last_val), prefixed("last_test", last_test)),
         "epochs": epochs_run,
         "wall_s": round(wall, 2),
         "checkpoint": f"{stage.name}.pt",
@@ -298,3 +306,11 @@ def finish_stage(stage, model, data, out_dir, rt: Runtime, select, best_epoch, w
     )
     distributed.barrier()  # other ranks may load <name>.pt next
     return result
+
+
+def interleaved(val: dict[str, float], test: dict[str, float]) -> dict[str, float]:
+    """val_acc, test_acc (then val_iou, test_iou …): the classification record's key order, kept."""
+    out: dict[str, float] = {}
+    for (kv, vv), (kt, vt) in zip(val.items(), test.items()):
+        out[kv], out[kt] = vv, vt
+    return out

@@ -1,0 +1,363 @@
+"""What differs between tasks, in one place: targets, metric, parity checks and how they are shown.
+
+``classification``
+    one class index per image (int64 ``(N,)``), logits ``(N, K)``; metric: top-1 accuracy.
+``segmentation`` (binary)
+    one mask per image (uint8 ``(N, 1, H, W)``, 1 = foreground), one logit per pixel
+    ``(N, 1, H, W)``; a pixel is predicted foreground when its logit is > 0 (σ > 0.5).
+    Metric: **mean IoU** as in PASCAL VOC, over the two classes: ``mIoU = (IoU_fg + IoU_bg) / 2``
+    with ``IoU_c = Σ|P_c ∩ G_c| / Σ|P_c ∪ G_c|`` summed over every pixel of the split (not per
+    image). An image with an empty mask needs no special case: its pixels count as background,
+    and any foreground predicted there enlarges the foreground union. (A per-image IoU would score
+    such an image 0 for one stray pixel: a swing of 1/N of the metric, which made int8 parity and
+    val selection noisy.) A class absent from both masks and predictions scores 1.
+    ``fg_iou`` (the foreground IoU alone, the usual binary-mask figure) and pixel accuracy
+    ``acc`` are reported beside it, so ``val_acc``/``test_acc`` exist for every task (pixel
+    accuracy for segmentation; the selection metric is ``val_iou``).
+
+Everything else (trainer, exporter, bench, TFLite Micro) asks the task instead of branching on
+its name. This module imports numpy and the standard library only: the bench worker on a
+Raspberry Pi and the TFLite Micro process use its numpy side. The torch side takes tensors and
+needs no import.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from edgekd.errors import EdgekdError
+from edgekd.registry import Registry
+
+TASKS: Registry[type[Task]] = Registry("task")
+
+
+class Task:
+    """Base class; one subclass per task, registered in :data:`TASKS`."""
+
+    name: ClassVar[str]
+    metric: ClassVar[str]  # key of the headline / model-selection metric in records: val_<metric>
+    metric_label: ClassVar[str]  # for axes and prose: "top-1 accuracy", "mean IoU"
+    metric_short: ClassVar[str]  # for table headers: "acc", "mIoU"
+    targets_key: ClassVar[str]  # what eval.npz calls the targets: "labels" or "masks"
+    # (record key, table header) of the summary table's metric columns
+    summary_columns: ClassVar[tuple[tuple[str, str], ...]]
+
+    # -- data -------------------------------------------------------------------------------
+
+    def auto_augment(self, channels: int, size: tuple[int, int]) -> str:
+        """What ``data.augment=auto`` means for this task's data."""
+        raise NotImplementedError
+
+    def eval_targets(self, split: Any, index: np.ndarray) -> dict[str, np.ndarray]:
+        """The targets of ``split[index]`` as stored in ``eval.npz`` (next to the NHWC images)."""
+        raise NotImplementedError
+
+    def targets(self, split: Any) -> np.ndarray:
+        """The per-sample targets of a split, as the numpy metrics take them."""
+        raise NotImplementedError
+
+    def output_shape(self, num_classes: int, image_size: Sequence[int]) -> list[int]:
+        """One image's output shape (batch dimension left out, NCHW where spatial)."""
+        raise NotImplementedError
+
+    def output_elements(self, num_classes: int, image_size: Sequence[int]) -> int:
+        return int(np.prod(self.output_shape(num_classes, image_size)))
+
+    def check_model_output(self, shape: Sequence[int], num_classes: int, image_size: Sequence[int], arch: str) -> None:
+        """Raise :class:`TaskError` when a model's output (batch 1) is not what the task needs."""
+        want = [1, *self.output_shape(num_classes, image_size)]
+        if list(shape) != want:
+            raise TaskError(f"model {arch!r} outputs shape {tuple(shape)}; {self.name} on this data needs {tuple(want)}{self.model_hint}")
+
+    model_hint: ClassVar[str] = ""
+
+    # -- torch side: training and evaluation -------------------------------------------------
+
+    sum_names: ClassVar[tuple[str, ...]]  # what :meth:`eval_sums` returns, in order
+
+    def eval_sums(self, logits: Any, targets: Any) -> Any:
+        """A float64 1-D tensor of sums over the batch (:attr:`sum_names`), added up over batches and ranks."""
+        raise NotImplementedError
+
+    def eval_metrics(self, sums: Sequence[float], n: int) -> tuple[float, dict[str, float]]:
+        """(mean loss, {metric: value}) from the summed :meth:`eval_sums` of ``n`` samples."""
+        raise NotImplementedError
+
+    def train_counts(self, logits: Any, targets: Any) -> tuple[Any, Any]:
+        """(correct, counted) of one training batch, for the running train accuracy."""
+        raise NotImplementedError
+
+    def format_metrics(self, metrics: dict[str, float]) -> str:
+        """The metrics of one evaluation for a log line."""
+        raise NotImplementedError
+
+    # -- numpy side: parity, bench, TFLite Micro ---------------------------------------------
+
+    def scores(self, outputs: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        """{metric: value} of float model outputs ``(N, …)`` against targets."""
+        raise NotImplementedError
+
+    def score(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+        """The headline metric (what a bench row's ``accuracy`` holds)."""
+        return self.scores(outputs, targets)[self.metric]
+
+    def parity_metrics(self, outputs: np.ndarray, reference: np.ndarray, targets: np.ndarray) -> dict[str, float]:
+        """An exported model's outputs against the PyTorch reference and the targets."""
+        raise NotImplementedError
+
+    def parity_problems(self, exact: bool, metrics: dict[str, Any], bounds: Any) -> list[str]:
+        """Why the metrics break ``bounds`` (empty when they do not). ``exact``: an fp32 format."""
+        raise NotImplementedError
+
+    parity_headers: ClassVar[tuple[str, ...]]
+
+    def parity_cells(self, metrics: dict[str, Any]) -> list[str]:
+        raise NotImplementedError
+
+    def check_eval(self, images: np.ndarray, targets: np.ndarray, num_classes: int) -> None:
+        """Raise :class:`TaskError` saying how eval targets do not fit the images or the model."""
+        raise NotImplementedError
+
+    def check_outputs(self, outputs: np.ndarray, targets: np.ndarray, num_classes: int) -> str | None:
+        """Why a model's outputs cannot be scored against ``targets`` (None when they can)."""
+        raise NotImplementedError
+
+    def sample_label(self, targets: np.ndarray) -> int:
+        """The expected class of ``targets[0]`` for the MCU self-test header (-1: none)."""
+        return -1
+
+    def row_fields(self, scores: dict[str, float]) -> dict[str, float]:
+        """Fields a bench row adds beside ``accuracy`` (which holds the headline metric)."""
+        return {}
+
+
+class TaskError(EdgekdError):
+    """Data, targets or a model that do not fit the task."""
+
+
+def get_task(name: str | Task | None) -> Task:
+    """The task object for a name (None: classification, what data without a task is)."""
+    if isinstance(name, Task):
+        return name
+    return TASKS.get(name or "classification")()
+
+
+def _flat(a: np.ndarray) -> np.ndarray:
+    return a.reshape(len(a), -1)
+
+
+def _diffs(outputs: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+    diff = np.abs(_flat(outputs).astype(np.float64) - _flat(reference).astype(np.float64))
+    return {"max_abs_diff": float(f"{diff.max():.6g}"), "mean_abs_diff": float(f"{diff.mean():.6g}")}
+
+
+@TASKS.register("classification")
+class Classification(Task):
+    name = "classification"
+    metric = "acc"
+    metric_label = "top-1 accuracy"
+    metric_short = "acc"
+    targets_key = "labels"
+    summary_columns = (("val_acc", "val acc %"), ("test_acc", "test acc %"))
+    parity_headers = ("max |Δlogit|", "top-1 agree %", "test acc %")
+    sum_names = ("loss", "correct")
+
+    def auto_augment(self, channels, size):
+        # random crop + flip for 32×32 colour images (the CIFAR/SVHN recipe); flips would corrupt
+        # digits and crops matter little at 8×8
+        return "crop_flip" if channels == 3 and tuple(size) == (32, 32) else "none"
+
+    def eval_targets(self, split, index):
+        return {"labels": split.labels[index]}
+
+    def targets(self, split):
+        return split.labels
+
+    def output_shape(self, num_classes, image_size):
+        return [num_classes]
+
+    def eval_sums(self, logits, targets):
+        import torch.nn.functional as F
+
+        loss = F.cross_entropy(logits.float(), targets, reduction="sum")
+        correct = (logits.argmax(1) == targets).sum()
+        return _stack(logits.device, loss, correct)
+
+    def eval_metrics(self, sums, n):
+        loss, correct = sums
+        return loss / max(n, 1), {"acc": correct / max(n, 1)}
+
+    def train_counts(self, logits, targets):
+        return (logits.detach().argmax(1) == targets).sum(), (targets >= 0).sum()  # -1 (unlabeled) never counts
+
+    def format_metrics(self, metrics):
+        return f"{metrics['acc']:.4f}"
+
+    def scores(self, outputs, targets):
+        return {"acc": float((outputs.argmax(1) == targets).mean())}
+
+    def parity_metrics(self, outputs, reference, targets):
+        pred, ref_pred = outputs.argmax(1), reference.argmax(1)
+        return {
+            "n": int(len(targets)),
+            "test_acc": round(float((pred == targets).mean()), 6),
+            "reference_acc": round(float((ref_pred == targets).mean()), 6),
+            "top1_agreement": round(float((pred == ref_pred).mean()), 6),
+            **_diffs(outputs, reference),
+        }
+
+    def parity_problems(self, exact, metrics, bounds):
+        problems = []
+        if exact and metrics["max_abs_diff"] > bounds.fp32_max_abs_diff:
+            problems.append(f"max |Δlogit| {metrics['max_abs_diff']:.3g} > {bounds.fp32_max_abs_diff:g}")
+        if metrics["top1_agreement"] < bounds.min_top1_agreement:
+            problems.append(f"top-1 agreement {100 * metrics['top1_agreement']:.2f}% < {100 * bounds.min_top1_agreement:.2f}%")
+        drop = metrics["reference_acc"] - metrics["test_acc"]
+        if drop > bounds.max_acc_drop:
+            problems.append(f"accuracy drop {100 * drop:.2f} points > {100 * bounds.max_acc_drop:.2f}")
+        return problems
+
+    def parity_cells(self, m):
+        return [f"{m['max_abs_diff']:.3g}", f"{100 * m['top1_agreement']:.2f}", f"{100 * m['test_acc']:.2f}"]
+
+    def check_eval(self, images, targets, num_classes):
+        if targets.ndim != 1 or len(targets) != len(images):
+            raise TaskError(f"eval data has {len(images)} images but labels of shape {list(targets.shape)}")
+        if len(targets) and (targets.min() < 0 or targets.max() >= num_classes):
+            raise TaskError(f"eval labels span {int(targets.min())}…{int(targets.max())} but the model has {num_classes} classes")
+
+    def check_outputs(self, outputs, targets, num_classes):
+        if outputs.ndim != 2 or outputs.shape[1] != num_classes:
+            return f"model outputs shape {list(outputs.shape[1:])} per image, expected {num_classes} class scores"
+        return None
+
+    def sample_label(self, targets):
+        return int(targets[0])
+
+
+def _stack(device: Any, *values: Any) -> Any:
+    """Tensors and numbers as one float64 vector on ``device`` (float64: pixel counts of a large
+    test split pass float32's 2^24 exact integers)."""
+    import torch
+
+    return torch.stack([torch.as_tensor(v, device=device).to(torch.float64) for v in values])
+
+
+def iou_counts(pred: np.ndarray, truth: np.ndarray) -> np.ndarray:
+    """[∩ foreground, ∪ foreground, ∩ background, ∪ background] pixel counts of boolean arrays."""
+    p, t = pred.astype(bool), truth.astype(bool)
+    return np.array([(p & t).sum(), (p | t).sum(), (~p & ~t).sum(), (~p | ~t).sum()], dtype=np.float64)
+
+
+def iou_from_counts(counts) -> dict[str, float]:
+    """{"iou": mean of both classes' IoU, "fg_iou": foreground IoU} from :func:`iou_counts` sums."""
+    inter_fg, union_fg, inter_bg, union_bg = counts
+    fg = inter_fg / union_fg if union_fg else 1.0  # no foreground anywhere, none predicted: perfect
+    bg = inter_bg / union_bg if union_bg else 1.0
+    return {"iou": float((fg + bg) / 2), "fg_iou": float(fg)}
+
+
+def mean_iou(pred: np.ndarray, truth: np.ndarray) -> float:
+    """The mean IoU of boolean predicted and true masks (any shape, pixels pooled)."""
+    return iou_from_counts(iou_counts(pred, truth))["iou"]
+
+
+@TASKS.register("segmentation")
+class Segmentation(Task):
+    """Binary masks, one sigmoid logit per pixel (see the module docstring for mean IoU)."""
+
+    name = "segmentation"
+    metric = "iou"
+    metric_label = "mean IoU"
+    metric_short = "mIoU"
+    targets_key = "masks"
+    summary_columns = (("val_iou", "val mIoU %"), ("test_iou", "test mIoU %"), ("test_fg_iou", "test fg IoU %"), ("test_acc", "test pixel acc %"))
+    parity_headers = ("max |Δlogit|", "pixel agree %", "mask IoU %", "test mIoU %")
+    # loss: per image mean BCE, summed over images; then the iou_counts of the batch
+    sum_names = ("loss", "correct_pixels", "pixels", "inter_fg", "union_fg", "inter_bg", "union_bg")
+    model_hint = ": one logit per pixel at input resolution (a U-Net: `edgekd models 'unet*'`)"
+
+    def auto_augment(self, channels, size):
+        # masks move with their images, so crops and flips never corrupt a target; shapes and
+        # scenes have no preferred left/right
+        return "crop_flip"
+
+    def eval_targets(self, split, index):
+        return {"masks": np.ascontiguousarray(split.masks[index, 0])}  # (N, H, W), like the NHWC images
+
+    def targets(self, split):
+        return split.masks
+
+    def output_shape(self, num_classes, image_size):
+        return [num_classes, int(image_size[0]), int(image_size[1])]
+
+    def eval_sums(self, logits, targets):
+        import torch.nn.functional as F
+
+        z, y = logits.float(), targets.float().view_as(logits)
+        loss = F.binary_cross_entropy_with_logits(z, y, reduction="none").flatten(1).mean(1).sum()  # per image mean, summed
+        pred, truth = z > 0, y > 0
+        counts = ((pred & truth).sum(), (pred | truth).sum(), (~pred & ~truth).sum(), (~pred | ~truth).sum())  # as iou_counts
+        return _stack(z.device, loss, (pred == truth).sum(), pred.numel(), *counts)
+
+    def eval_metrics(self, sums, n):
+        loss, correct, pixels, *counts = sums
+        return loss / max(n, 1), {**iou_from_counts(counts), "acc": correct / max(pixels, 1)}
+
+    def train_counts(self, logits, targets):
+        return ((logits.detach() > 0) == (targets.view_as(logits) > 0)).sum(), targets.numel()  # per pixel
+
+    def format_metrics(self, metrics):
+        return f"mIoU {metrics['iou']:.4f}  fg IoU {metrics['fg_iou']:.4f}  pixel acc {metrics['acc']:.4f}"
+
+    def scores(self, outputs, targets):
+        pred, truth = _flat(outputs) > 0, _flat(targets) > 0
+        return {**iou_from_counts(iou_counts(pred, truth)), "acc": float((pred == truth).mean())}
+
+    def parity_metrics(self, outputs, reference, targets):
+        pred, ref_pred, truth = _flat(outputs) > 0, _flat(reference) > 0, _flat(targets) > 0
+        return {
+            "n": int(len(targets)),
+            "test_iou": round(mean_iou(pred, truth), 6),
+            "reference_iou": round(mean_iou(ref_pred, truth), 6),
+            "pixel_agreement": round(float((pred == ref_pred).mean()), 6),  # same mask pixel for pixel
+            "mask_iou": round(mean_iou(pred, ref_pred), 6),  # mean IoU with PyTorch's masks as the truth
+            "test_acc": round(float((pred == truth).mean()), 6),  # pixel accuracy
+            "reference_acc": round(float((ref_pred == truth).mean()), 6),
+            **_diffs(outputs, reference),
+        }
+
+    def parity_problems(self, exact, metrics, bounds):
+        # the classification bounds, read per pixel: agreement of the decisions, drop of the metric
+        problems = []
+        if exact and metrics["max_abs_diff"] > bounds.fp32_max_abs_diff:
+            problems.append(f"max |Δlogit| {metrics['max_abs_diff']:.3g} > {bounds.fp32_max_abs_diff:g}")
+        if metrics["pixel_agreement"] < bounds.min_top1_agreement:
+            problems.append(f"pixel agreement {100 * metrics['pixel_agreement']:.2f}% < {100 * bounds.min_top1_agreement:.2f}%")
+        drop = metrics["reference_iou"] - metrics["test_iou"]
+        if drop > bounds.max_acc_drop:
+            problems.append(f"mIoU drop {100 * drop:.2f} points > {100 * bounds.max_acc_drop:.2f}")
+        return problems
+
+    def parity_cells(self, m):
+        return [f"{m['max_abs_diff']:.3g}", f"{100 * m['pixel_agreement']:.2f}", f"{100 * m['mask_iou']:.2f}", f"{100 * m['test_iou']:.2f}"]
+
+    def check_eval(self, images, targets, num_classes):
+        want = tuple(images.shape[:3])  # (N, H, W)
+        if targets.ndim != 3 or tuple(targets.shape) != want:
+            raise TaskError(f"eval masks have shape {list(targets.shape)}, the images {list(images.shape)}: expected masks of {list(want)} (N×H×W)")
+        if targets.dtype != np.uint8 or (len(targets) and targets.max() > 1):
+            raise TaskError(f"eval masks must be uint8 0/1 (1 = foreground), got {targets.dtype} up to {targets.max() if len(targets) else 0}")
+
+    def row_fields(self, scores):
+        return {"miou": scores["iou"], "fg_iou": scores["fg_iou"], "pixel_accuracy": scores["acc"]}
+
+    def check_outputs(self, outputs, targets, num_classes):
+        per_image, want = outputs[0].size if len(outputs) else 0, targets[0].size * num_classes if len(targets) else 0
+        if num_classes != 1 or per_image != want:
+            return f"model outputs shape {list(outputs.shape[1:])} per image, expected one logit per mask pixel ({want})"
+        return None
+
