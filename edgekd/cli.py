@@ -355,6 +355,15 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _registry_table(registry, title: str, column: str) -> int:
+    """Print a registry's names with the first paragraph of each entry's docstring."""
+    from edgekd.ui import print_table
+
+    rows = [[n, " ".join((registry.get(n).__doc__ or "").split())] for n in registry.names()]
+    print_table(title, [column, "description"], rows)
+    return 0
+
+
 def _add_methods(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("methods", help="list the KD methods (distill.method)", formatter_class=_Formatter)
     p.set_defaults(func=_cmd_methods)
@@ -362,11 +371,8 @@ def _add_methods(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_methods(args: argparse.Namespace) -> int:
     from edgekd.train.methods import METHODS
-    from edgekd.ui import print_table
 
-    rows = [[n, " ".join((METHODS.get(n).__doc__ or "").split())] for n in METHODS.names()]
-    print_table("KD methods (distill.method)", ["method", "description"], rows)
-    return 0
+    return _registry_table(METHODS, "KD methods (distill.method)", "method")
 
 
 def _add_datasets(sub: argparse._SubParsersAction) -> None:
@@ -376,11 +382,8 @@ def _add_datasets(sub: argparse._SubParsersAction) -> None:
 
 def _cmd_datasets(args: argparse.Namespace) -> int:
     from edgekd.data.sources import DATASETS
-    from edgekd.ui import print_table
 
-    rows = [[n, " ".join((DATASETS.get(n).__doc__ or "").split())] for n in DATASETS.names()]
-    print_table("data sources", ["data.name", "description"], rows)
-    return 0
+    return _registry_table(DATASETS, "data sources", "data.name")
 
 
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [

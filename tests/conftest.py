@@ -110,3 +110,19 @@ def reseal(bundle: Path) -> None:
     manifest = json.loads((bundle / MANIFEST).read_text())
     manifest["files"] = {name: file_record(bundle / name) for name in manifest["files"]}
     (bundle / MANIFEST).write_text(json.dumps(manifest))
+
+
+def assert_tflm_matches_litert(model_path: Path, images, steps: int = 1) -> None:
+    """TFLite Micro's reference kernels agree with LiteRT's optimized ones within ``steps``
+    quantization steps on every image (int8 models)."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    from edgekd.runtimes import open_runner
+
+    interp = runtime.Interpreter.from_file(str(model_path), arena_size=256 * 1024)
+    litert = open_runner(model_path)
+    for img in images:
+        x = litert.prepare(img)
+        interp.set_input(x, 0)
+        interp.invoke()
+        assert np.abs(interp.get_output(0).astype(int) - litert.invoke(x).astype(int)).max() <= steps

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from conftest import assert_tflm_matches_litert
 from edgekd.bundle import MANIFEST, BundleError, require_verified, sha256_file, verify_bundle
 from edgekd.errors import ConfigError, EdgekdError
 from edgekd.exporters.errors import ExportError, ParityError
@@ -106,19 +107,7 @@ def test_int8_model_is_full_integer(bundle: Path) -> None:
 
 
 def test_int8_model_runs_under_tflite_micro(bundle: Path) -> None:
-    from tflite_micro.python.tflite_micro import runtime
-
-    from edgekd.runtimes import open_runner
-
-    interp = runtime.Interpreter.from_file(str(bundle / "student_int8.tflite"), arena_size=256 * 1024)
-    data = np.load(bundle / "eval.npz")
-    litert = open_runner(bundle / "student_int8.tflite")
-    for img in data["images"][:20]:
-        x = litert.prepare(img)
-        interp.set_input(x, 0)
-        interp.invoke()
-        # TFLM's reference kernels agree with LiteRT's optimized ones within one quantization step
-        assert np.abs(interp.get_output(0).astype(int) - litert.invoke(x).astype(int)).max() <= 1
+    assert_tflm_matches_litert(bundle / "student_int8.tflite", np.load(bundle / "eval.npz")["images"][:20])
 
 
 def test_parity_metrics_in_bounds(bundle: Path) -> None:

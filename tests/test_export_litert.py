@@ -20,6 +20,7 @@ import pytest
 pytest.importorskip("litert_torch", reason="litert-torch not installed: pip install 'edgekd[litert]'")
 pytest.importorskip("ai_edge_quantizer", reason="ai-edge-quantizer not installed: pip install 'edgekd[litert]'")
 
+from conftest import assert_tflm_matches_litert  # noqa: E402
 from edgekd.bundle import MANIFEST  # noqa: E402
 from edgekd.exporters.export import export  # noqa: E402
 
@@ -70,19 +71,8 @@ def test_int8_is_full_integer(bundle: Path) -> None:
 
 
 def test_int8_runs_under_tflite_micro(bundle: Path) -> None:
-    runtime = pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed: pip install 'edgekd[mcu]'")
-
-    from edgekd.runtimes import open_runner
-
-    interp = runtime.Interpreter.from_file(str(bundle / "student_int8.tflite"), arena_size=256 * 1024)
-    data = np.load(bundle / "eval.npz")
-    litert = open_runner(bundle / "student_int8.tflite")
-    for img in data["images"][:20]:
-        x = litert.prepare(img)
-        interp.set_input(x, 0)
-        interp.invoke()
-        # TFLM's reference kernels agree with LiteRT's optimized ones within one quantization step
-        assert np.abs(interp.get_output(0).astype(int) - litert.invoke(x).astype(int)).max() <= 1
+    pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed: pip install 'edgekd[mcu]'")
+    assert_tflm_matches_litert(bundle / "student_int8.tflite", np.load(bundle / "eval.npz")["images"][:20])
     assert (bundle / "student_int8_model_data.cc").is_file()
 
 
