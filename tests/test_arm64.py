@@ -55,15 +55,30 @@ def _outputs(python: str, model: Path, images: str, out: Path) -> np.ndarray:
     return np.load(out)
 
 
-def test_int8_outputs_on_arm64_match_x86(emu: str, tiny_bundle: Path, tmp_path: Path) -> None:
-    model, images = tiny_bundle / "student_int8.tflite", str(tiny_bundle / "eval.npz")
+def _real_bundles() -> list[Path]:
+    """Bundles made by `make distill export` (any CONFIG) in this checkout, plus EDGEKD_ARM_BUNDLES
+    (space-separated folders): `make test-arm` checks every one of them on ARM64."""
+    import os
+
+    found = [p.parent for p in sorted((REPO / "artifacts").glob("*/manifest.json"))]
+    found += [Path(p) for p in os.environ.get("EDGEKD_ARM_BUNDLES", "").split()]
+    def classification(b: Path) -> bool:  # the check compares top-1 over eval labels
+        return json.loads((b / "manifest.json").read_text()).get("task", "classification") == "classification"
+
+    return [b for b in dict.fromkeys(found) if (b / "student_int8.tflite").is_file() and classification(b)]
+
+
+@pytest.mark.parametrize("which", ["tiny", *[str(b) for b in _real_bundles()]])
+def test_int8_outputs_on_arm64_match_x86(emu: str, tiny_bundle: Path, tmp_path: Path, which: str) -> None:
+    bundle = tiny_bundle if which == "tiny" else Path(which)
+    model, images = bundle / "student_int8.tflite", str(bundle / "eval.npz")
     arm = _outputs(emu, model, images, tmp_path / "arm.npy")
     x86 = _outputs(sys.executable, model, images, tmp_path / "x86.npy")
     assert arm.dtype == x86.dtype == np.int8 and arm.shape == x86.shape
     diff = int(np.abs(arm.astype(np.int32) - x86.astype(np.int32)).max())
     labels = np.load(images)["labels"]
     acc_arm, acc_x86 = float((arm.argmax(1) == labels).mean()), float((x86.argmax(1) == labels).mean())
-    print(f"\nstudent_int8 on {len(labels)} eval images: max |ARM − x86| = {diff} int8 steps; accuracy ARM {acc_arm:.4f}, x86 {acc_x86:.4f}")
+    print(f"\n{bundle.name}: student_int8 on {len(labels)} eval images: max |ARM − x86| = {diff} int8 steps; accuracy ARM {acc_arm:.4f}, x86 {acc_x86:.4f}")
     assert diff <= 1, f"int8 outputs differ by {diff} quantization steps"
     assert acc_arm == acc_x86
 
