@@ -161,3 +161,16 @@ def test_global_batch_must_split_evenly(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setattr(distributed, "_world", distributed.World(0, 3, 0))
     with pytest.raises(EdgekdError, match="data.batch_size 64 is the global batch: it must divide evenly over 3 processes"):
         distributed.check_batch(64)
+
+
+@pytest.mark.slow
+def test_compiled_teacher_and_student_train(tmp_path: Path) -> None:
+    """runtime.compile_teacher/compile_student: torch.compile (inductor's C++ backend on a CPU; a
+    minute of compiling, hence slow) trains to the same result as eager within float tolerance."""
+    base = tiny_overrides(**{"distill.baseline": "false", "runtime.teacher_cache": "false"})
+    eager = distill(out=tmp_path / "eager", set=base)
+    compiled = distill(out=tmp_path / "compiled", set=base + ["runtime.compile_teacher=true", "runtime.compile_student=true"])
+    assert compiled["student"]["val_acc"] == pytest.approx(eager["student"]["val_acc"], abs=0.03)
+    assert "compiled teacher+student" in compiled["device"]
+    a = load_checkpoint(tmp_path / "compiled" / "student.pt")["state_dict"]
+    assert not any(k.startswith("_orig_mod") for k in a)  # saved as the plain student

@@ -71,7 +71,7 @@ class StudentStep(nn.Module):
         object.__setattr__(self, "_forward", forward_model)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, teacher_out: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        s_out = (self._forward or self.student)(x)
+        s_out = (self._forward if self._forward is not None else self.student)(x)
         return s_out, self.method(s_out, teacher_out, y)
 
 
