@@ -108,9 +108,25 @@ class Task:
         """An exported model's outputs against the PyTorch reference and the targets."""
         raise NotImplementedError
 
+    # what the parity bounds read for this task: (metrics key, label) of the decision agreement,
+    # and (reference key, exported key, label) of the metric whose drop is bounded
+    agreement: ClassVar[tuple[str, str]]
+    metric_drop: ClassVar[tuple[str, str, str]]
+
     def parity_problems(self, exact: bool, metrics: dict[str, Any], bounds: Any) -> list[str]:
-        """Why the metrics break ``bounds`` (empty when they do not). ``exact``: an fp32 format."""
-        raise NotImplementedError
+        """Why an exported file fails its bounds (empty when it passes). The same three bounds for
+        every task: max |Δlogit| (fp32 formats), agreement of the decisions, drop of the metric."""
+        problems = []
+        if exact and metrics["max_abs_diff"] > bounds.fp32_max_abs_diff:
+            problems.append(f"max |Δlogit| {metrics['max_abs_diff']:.3g} > {bounds.fp32_max_abs_diff:g}")
+        key, label = self.agreement
+        if metrics[key] < bounds.min_top1_agreement:
+            problems.append(f"{label} {100 * metrics[key]:.2f}% < {100 * bounds.min_top1_agreement:.2f}%")
+        ref_key, got_key, drop_label = self.metric_drop
+        drop = metrics[ref_key] - metrics[got_key]
+        if drop > bounds.max_acc_drop:
+            problems.append(f"{drop_label} drop {100 * drop:.2f} points > {100 * bounds.max_acc_drop:.2f}")
+        return problems
 
     parity_headers: ClassVar[tuple[str, ...]]
 
@@ -163,6 +179,8 @@ class Classification(Task):
     targets_key = "labels"
     summary_columns = (("val_acc", "val acc %"), ("test_acc", "test acc %"))
     parity_headers = ("max |Δlogit|", "top-1 agree %", "test acc %")
+    agreement = ("top1_agreement", "top-1 agreement")
+    metric_drop = ("reference_acc", "test_acc", "accuracy")
     sum_names = ("loss", "correct")
 
     def auto_augment(self, channels, size):
@@ -208,17 +226,6 @@ class Classification(Task):
             "top1_agreement": round(float((pred == ref_pred).mean()), 6),
             **_diffs(outputs, reference),
         }
-
-    def parity_problems(self, exact, metrics, bounds):
-        problems = []
-        if exact and metrics["max_abs_diff"] > bounds.fp32_max_abs_diff:
-            problems.append(f"max |Δlogit| {metrics['max_abs_diff']:.3g} > {bounds.fp32_max_abs_diff:g}")
-        if metrics["top1_agreement"] < bounds.min_top1_agreement:
-            problems.append(f"top-1 agreement {100 * metrics['top1_agreement']:.2f}% < {100 * bounds.min_top1_agreement:.2f}%")
-        drop = metrics["reference_acc"] - metrics["test_acc"]
-        if drop > bounds.max_acc_drop:
-            problems.append(f"accuracy drop {100 * drop:.2f} points > {100 * bounds.max_acc_drop:.2f}")
-        return problems
 
     def parity_cells(self, m):
         return [f"{m['max_abs_diff']:.3g}", f"{100 * m['top1_agreement']:.2f}", f"{100 * m['test_acc']:.2f}"]
@@ -276,6 +283,9 @@ class Segmentation(Task):
     targets_key = "masks"
     summary_columns = (("val_iou", "val mIoU %"), ("test_iou", "test mIoU %"), ("test_fg_iou", "test fg IoU %"), ("test_acc", "test pixel acc %"))
     parity_headers = ("max |Δlogit|", "pixel agree %", "mask IoU %", "test mIoU %")
+    # the classification bounds, read per pixel: agreement of the mask decisions, drop of the mIoU
+    agreement = ("pixel_agreement", "pixel agreement")
+    metric_drop = ("reference_iou", "test_iou", "mIoU")
     # loss: per image mean BCE, summed over images; then the iou_counts of the batch
     sum_names = ("loss", "correct_pixels", "pixels", "inter_fg", "union_fg", "inter_bg", "union_bg")
     model_hint = ": one logit per pixel at input resolution (a U-Net: `edgekd models 'unet*'`)"
@@ -329,18 +339,6 @@ class Segmentation(Task):
             "reference_acc": round(float((ref_pred == truth).mean()), 6),
             **_diffs(outputs, reference),
         }
-
-    def parity_problems(self, exact, metrics, bounds):
-        # the classification bounds, read per pixel: agreement of the decisions, drop of the metric
-        problems = []
-        if exact and metrics["max_abs_diff"] > bounds.fp32_max_abs_diff:
-            problems.append(f"max |Δlogit| {metrics['max_abs_diff']:.3g} > {bounds.fp32_max_abs_diff:g}")
-        if metrics["pixel_agreement"] < bounds.min_top1_agreement:
-            problems.append(f"pixel agreement {100 * metrics['pixel_agreement']:.2f}% < {100 * bounds.min_top1_agreement:.2f}%")
-        drop = metrics["reference_iou"] - metrics["test_iou"]
-        if drop > bounds.max_acc_drop:
-            problems.append(f"mIoU drop {100 * drop:.2f} points > {100 * bounds.max_acc_drop:.2f}")
-        return problems
 
     def parity_cells(self, m):
         return [f"{m['max_abs_diff']:.3g}", f"{100 * m['pixel_agreement']:.2f}", f"{100 * m['mask_iou']:.2f}", f"{100 * m['test_iou']:.2f}"]
