@@ -39,6 +39,13 @@ def test_methods_cifar10_table(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     kd0 = json.loads((out / "kd" / "seed0" / "summary.json").read_text())
     assert kd0["student"]["epoch"] == kd0["student"]["epochs"]
     assert json.loads((out / "results.json").read_text())["table"] == result["table"]
+    # the cpu recipe's val-chosen KD settings and the students' (not the teacher's) warm-up epoch
+    import yaml
+
+    assert (result["settings"]["temperature"], result["settings"]["alpha"]) == bench.RECIPE_KD["cpu"] == (2.0, 0.9)
+    kd_cfg = yaml.safe_load((out / "kd" / "seed0" / "config.yaml").read_text())
+    assert kd_cfg["distill"]["temperature"] == 2.0 and kd_cfg["student"]["warmup_epochs"] == 1
+    assert yaml.safe_load((out / "teacher" / "config.yaml").read_text())["teacher"]["warmup_epochs"] == 0
     printed = capsys.readouterr().out
     assert "FITNETS" in printed and "TAKD" in printed and "paper test %" in printed
 
