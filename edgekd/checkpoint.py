@@ -14,7 +14,7 @@ from typing import Any
 
 from edgekd import __version__
 from edgekd.atomic import write_bytes
-from edgekd.errors import CheckpointError
+from edgekd.errors import CheckpointError, first_line
 
 FORMAT = "edgekd.model/1"
 
@@ -52,8 +52,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError, AttributeError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {reason[:160]}") from None
+        raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {first_line(exc, 160)}") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not an edgekd checkpoint (it holds a {type(ckpt).__name__})")
     if ckpt.get("format") != FORMAT:

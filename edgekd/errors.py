@@ -22,3 +22,15 @@ class DataError(EdgekdError):
 
 class CheckpointError(EdgekdError):
     """A checkpoint that is missing, corrupt or does not match the model/data."""
+
+
+def first_line(exc: BaseException, limit: int = 300) -> str:
+    """The first line of ``exc``'s message (its type name when it has none), at most ``limit``
+    characters: third-party errors often carry a whole stack or graph dump after line one."""
+    text = str(exc).strip()
+    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+
+
+def log_tail(text: str, lines: int, limit: int) -> str:
+    """The last ``lines`` lines of a captured tool log on one line, at most ``limit`` characters."""
+    return " | ".join(text.strip().splitlines()[-lines:])[:limit]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from edgekd.errors import first_line
 from edgekd.exporters.errors import ExportError
 from edgekd.exporters.timing import conversion
 
@@ -34,8 +35,7 @@ def torch_to_onnx(model, path: str | Path, input_shape: tuple[int, ...], opset: 
                 opset_version=opset, dynamic_axes=axes, dynamo=False, do_constant_folding=True,
             )
     except Exception as exc:  # torch raises several types (UnsupportedOperatorError, RuntimeError…)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ExportError(f"cannot export {name} to ONNX: {first[:300]}") from None
+        raise ExportError(f"cannot export {name} to ONNX: {first_line(exc)}") from None
     try:
         slim = onnxslim.slim(onnx.load(str(path)))
         onnx.checker.check_model(slim, full_check=True)

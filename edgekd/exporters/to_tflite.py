@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.errors import log_tail
 from edgekd.exporters.errors import ExportError
 from edgekd.fdcapture import captured_fds
 from edgekd.exporters.tf_import import import_onnx2tf
@@ -152,7 +153,7 @@ def onnx_to_tflite(onnx_path: str | Path, outputs: dict[str, Path], calibration:
         for fmt, dest in outputs.items():
             produced = work_dir / "out" / f"{stem}{ONNX2TF_OUTPUTS[fmt]}"
             if not produced.is_file():
-                tail = " | ".join(log_text.strip().splitlines()[-3:])[:400]
+                tail = log_tail(log_text, 3, 400)
                 raise ExportError(f"onnx2tf did not write {fmt} for {name} ({tail or 'no output'})")
             Path(dest).parent.mkdir(parents=True, exist_ok=True)
             shutil.move(str(produced), dest)

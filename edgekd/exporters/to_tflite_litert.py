@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.errors import first_line, log_tail
 from edgekd.exporters.errors import ExportError
 from edgekd.exporters.timing import conversion
 from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLITE_FORMATS, TFLiteRequest
@@ -105,9 +106,8 @@ def torch_to_tflite(model: Any, input_shape: tuple[int, ...], outputs: dict[str,
                 failure = exc
             log_text = log_path.read_text(errors="replace")
         if failure is not None:
-            first = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
-            tail = " | ".join(log_text.strip().splitlines()[-2:])[:300]
-            raise ExportError(f"cannot convert {name} to TFLite with litert-torch: {first[:300]}" + (f" ({tail})" if tail else ""))
+            tail = log_tail(log_text, 2, 300)
+            raise ExportError(f"cannot convert {name} to TFLite with litert-torch: {first_line(failure)}" + (f" ({tail})" if tail else ""))
         recipes = _recipes(recipe)
         written = {}
         for fmt, dest in outputs.items():
@@ -139,9 +139,8 @@ def _quantize(quantizer: Any, fp32: Path, quant_recipe: Any, calibration: np.nda
             failure = exc
         log_text = log_path.read_text(errors="replace")
     if failure is not None:
-        first = str(failure).strip().splitlines()[0] if str(failure).strip() else type(failure).__name__
-        tail = " | ".join(log_text.strip().splitlines()[-2:])[:200]
-        raise ExportError(f"ai-edge-quantizer cannot make {fmt} for {name}: {first[:300]}" + (f" ({tail})" if tail else ""))
+        tail = log_tail(log_text, 2, 200)
+        raise ExportError(f"ai-edge-quantizer cannot make {fmt} for {name}: {first_line(failure)}" + (f" ({tail})" if tail else ""))
     return bytes(result.quantized_model)
 
 
