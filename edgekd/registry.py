@@ -11,7 +11,7 @@ import difflib
 import fnmatch
 import importlib
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Generic, TypeVar
 
 from edgekd.errors import EdgekdError
@@ -21,6 +21,19 @@ T = TypeVar("T")
 
 class UnknownNameError(EdgekdError):
     """A name that no registry entry carries."""
+
+
+def did_you_mean(name: str, choices: Iterable[str]) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or "" when none is close.
+    The one did-you-mean of edgekd: registries, config keys, bench filters and the CLI use it."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
+    """``unknown KIND 'name'; did you mean 'x'? available: a, b, c``."""
+    choices = list(choices)
+    return f"unknown {kind} {name!r}{did_you_mean(name, choices)} available: {', '.join(choices)}"
 
 
 class Registry(Generic[T]):
@@ -58,14 +71,16 @@ class Registry(Generic[T]):
             raise UnknownNameError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        names = self.names()
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown {self.kind} {name!r}{hint} available: {', '.join(names)}"
+        return unknown_name_message(self.kind, name, self.names())
 
     def names(self, pattern: str = "*") -> list[str]:
         self._load()
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def items(self) -> list[tuple[str, T]]:
+        """(name, entry) pairs in registration order (``names`` sorts)."""
+        self._load()
+        return list(self._entries.items())
 
     def __contains__(self, name: object) -> bool:
         self._load()

@@ -18,9 +18,9 @@ from edgekd.benchmark.errors import BenchError
 from edgekd.benchmark.report import BenchReport, comparisons, markdown, plot_title, print_report, status_text
 from edgekd.benchmark.targets import TARGETS, BenchTarget, Job
 from edgekd.bundle import require_verified
+from edgekd.formats import format_for_file, format_rank, get_format, model_extensions
 
 ROLE_ORDER = ("student", "teacher", "baseline")
-FORMAT_ORDER = ("pytorch", "onnx", "tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8")
 
 
 def latest_bundle(root: str | Path = "artifacts") -> Path:
@@ -67,7 +67,7 @@ def plan(manifest: dict[str, Any], models: list[str] | None = None, formats: lis
     def order(item: tuple[str, dict[str, Any]]) -> tuple[int, int, str]:
         role, fmt = item[1]["role"], item[1]["format"]
         rank = ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER)
-        return rank, FORMAT_ORDER.index(fmt) if fmt in FORMAT_ORDER else len(FORMAT_ORDER), item[0]
+        return rank, format_rank(fmt), item[0]
 
     chosen = [(name, e) for name, e in entries.items() if (models is None or e["role"] in models) and (formats is None or e["format"] in formats)]
     if not chosen:
@@ -132,24 +132,22 @@ def _empty_row(name: str, entry: dict[str, Any], manifest: dict[str, Any], threa
 
 def lone_model(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """(folder, manifest-like dict) for one model file outside a bundle: no eval data, so no accuracy."""
-    from edgekd.runtimes import runner_format
-
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"model file not found: {path}")
-    fmt = runner_format(path.name)
+    fmt = format_for_file(path.name)
     if fmt is None:
-        raise BenchError(f"{path.name} is not a model file (.tflite, .onnx or .pt)")
-    macs = None
-    if path.suffix == ".tflite":
+        raise BenchError(f"{path.name} is not a model file ({', '.join(model_extensions())})")
+    fmt_name, macs = fmt.name, None
+    if fmt.runtime == "litert":
         from edgekd.tflite_file import read_tflite
 
         model = read_tflite(path)  # the format from the file itself, not its name (resnet8_quant.tflite)
-        fmt, macs = ("tflite_int8" if model.is_int8 else "tflite_fp32"), model.total_macs
+        fmt_name, macs = ("tflite_int8" if model.is_int8 else "tflite_fp32"), model.total_macs
     stem = path.stem
     manifest = {
         "files": {path.name: {"bytes": path.stat().st_size}},
-        "models": {path.name: {"role": stem, "format": fmt}},
+        "models": {path.name: {"role": stem, "format": fmt_name}},
         "roles": {stem: {"macs": macs}},
         "eval": None,
     }
@@ -244,7 +242,8 @@ def bench(
                 else:
                     classes = num_classes or int(entry.get("output", {}).get("shape", [0])[-1])
                     eval_file = str(Path(eval_path).resolve()) if eval_path is not None else None
-                    job = Job(entry["role"], entry["format"], str(files[name]), eval_file, classes, threads_now, runs, warmup, entry.get("input", {}), task.name)
+                    runner = get_format(entry["format"]).runner  # known: unsupported() skipped the others
+                    job = Job(entry["role"], entry["format"], str(files[name]), eval_file, classes, threads_now, runs, warmup, entry.get("input", {}), task.name, runner)
                     row.update(target.measure(job))
                 if row["status"] == "ok":
                     if row["macs"] and row.get("latency_ms") and row["latency_ms"]["p50"] > 0:

@@ -143,7 +143,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     base = rss_mb()  # interpreter + numpy + edgekd, before the runtime loads
     task = get_task(job.get("task"))
     try:
-        runner = open_runner(job["file"], threads=job["threads"])
+        runner = open_runner(job["file"], threads=job["threads"], format=job.get("format"), runner=job.get("runner"))
     except RuntimeMissing as exc:
         return {"status": "skipped", "reason": str(exc)}
     except EdgekdError as exc:
