@@ -25,7 +25,9 @@ class Format:
     name: str  # what export.formats, --formats and every report call it: "tflite_int8"
     suffix: str  # appended to the role: "student" + "_int8.tflite"
     runtime: str  # what runs it: "torch", "onnxruntime", "litert", … ("" for a file no runner opens)
-    exact: bool = False  # reproduces PyTorch up to float rounding (parity bound on |Δlogit|), else top-1/accuracy bounds
+    exact: bool = (
+        False  # reproduces PyTorch up to float rounding (parity bound on |Δlogit|), else top-1/accuracy bounds
+    )
     quantized: bool = False  # int8 weights and/or activations
     integer_io: bool = False  # int8 input and output tensors (what TFLite Micro takes)
     runner: str | None = None  # "module:Class" of the :class:`edgekd.runtimes.Runner` that opens it; None: not a model
@@ -154,33 +156,68 @@ _TFLITE_RUNNER = "edgekd.runtimes.tflite_runner:TFLiteRunner"
 _TFLITE_EXPORTER = "edgekd.exporters.steps:tflite_files"
 
 _builtin(
-    name="pytorch", suffix=".pt", runtime="torch", exact=True,
-    runner="edgekd.runtimes.torch_runner:TorchRunner", exporter="edgekd.exporters.steps:pytorch_file",
+    name="pytorch",
+    suffix=".pt",
+    runtime="torch",
+    exact=True,
+    runner="edgekd.runtimes.torch_runner:TorchRunner",
+    exporter="edgekd.exporters.steps:pytorch_file",
     description="the model-only checkpoint (weights_only loadable), preprocessing folded in when run",
 )
 _builtin(
-    name="onnx", suffix=".onnx", runtime="onnxruntime", exact=True,
-    runner="edgekd.runtimes.onnx_runner:OnnxRunner", exporter="edgekd.exporters.steps:onnx_file",
+    name="onnx",
+    suffix=".onnx",
+    runtime="onnxruntime",
+    exact=True,
+    runner="edgekd.runtimes.onnx_runner:OnnxRunner",
+    exporter="edgekd.exporters.steps:onnx_file",
     description="ONNX graph, NCHW float input",
 )
 _builtin(
-    name="tflite_fp32", suffix="_fp32.tflite", runtime="litert", exact=True,
-    runner=_TFLITE_RUNNER, exporter=_TFLITE_EXPORTER, description="TFLite, float32",
+    name="tflite_fp32",
+    suffix="_fp32.tflite",
+    runtime="litert",
+    exact=True,
+    runner=_TFLITE_RUNNER,
+    exporter=_TFLITE_EXPORTER,
+    description="TFLite, float32",
 )
 _builtin(
-    name="tflite_fp16", suffix="_fp16.tflite", runtime="litert", quantized=True,
-    runner=_TFLITE_RUNNER, exporter=_TFLITE_EXPORTER, description="TFLite, float16 weights",
+    name="tflite_fp16",
+    suffix="_fp16.tflite",
+    runtime="litert",
+    quantized=True,
+    runner=_TFLITE_RUNNER,
+    exporter=_TFLITE_EXPORTER,
+    description="TFLite, float16 weights",
 )
 _builtin(
-    name="tflite_dynamic", suffix="_dynamic.tflite", runtime="litert", quantized=True,
-    runner=_TFLITE_RUNNER, exporter=_TFLITE_EXPORTER, description="TFLite, dynamic range (int8 weights, float activations)",
+    name="tflite_dynamic",
+    suffix="_dynamic.tflite",
+    runtime="litert",
+    quantized=True,
+    runner=_TFLITE_RUNNER,
+    exporter=_TFLITE_EXPORTER,
+    description="TFLite, dynamic range (int8 weights, float activations)",
 )
 _builtin(
-    name="tflite_int8", suffix="_int8.tflite", runtime="litert", quantized=True, integer_io=True,
-    runner=_TFLITE_RUNNER, exporter=_TFLITE_EXPORTER, description="TFLite, full integer: int8 weights, activations, input and output",
+    name="tflite_int8",
+    suffix="_int8.tflite",
+    runtime="litert",
+    quantized=True,
+    integer_io=True,
+    runner=_TFLITE_RUNNER,
+    exporter=_TFLITE_EXPORTER,
+    description="TFLite, full integer: int8 weights, activations, input and output",
 )
 _builtin(
-    name="c_array", suffix="_int8_model_data.cc", runtime="", quantized=True, integer_io=True,
-    exporter="edgekd.exporters.steps:c_array_file", source="tflite_int8", auto_roles=("student",),
+    name="c_array",
+    suffix="_int8_model_data.cc",
+    runtime="",
+    quantized=True,
+    integer_io=True,
+    exporter="edgekd.exporters.steps:c_array_file",
+    source="tflite_int8",
+    auto_roles=("student",),
     description="the int8 model as a C array (.cc + .h) for TensorFlow Lite Micro projects",
 )

@@ -7,11 +7,14 @@ stays lean and no caller needs an ``import x  # registers`` line.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
 import importlib
+import importlib.util
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Generic, TypeVar
 
 from edgekd.errors import EdgekdError
@@ -23,17 +26,40 @@ class UnknownNameError(EdgekdError):
     """A name that no registry entry carries."""
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or "" when none is close.
-    The one did-you-mean of edgekd: registries, config keys, bench filters and the CLI use it."""
+def did_you_mean(name: str, choices: Iterable[str], prefix: str = "") -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or "" when none is close;
+    ``prefix`` is shown before it (a config section: 'distill.alpha'). The one did-you-mean of
+    edgekd: registries, config keys and values, module paths and bench filters use it."""
     close = difflib.get_close_matches(name, list(choices), n=1)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return f"; did you mean {prefix + close[0]!r}?" if close else ""
 
 
 def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     """``unknown KIND 'name'; did you mean 'x'? available: a, b, c``."""
     choices = list(choices)
     return f"unknown {kind} {name!r}{did_you_mean(name, choices)} available: {', '.join(choices)}"
+
+
+def documented_entries(variable: str, modules: Sequence[str]) -> list[tuple[str, str]]:
+    """(name, docstring's first paragraph on one line) of every entry registered with
+    ``@<variable>.register(...)`` in ``modules``, in source order, read from their files with
+    ``ast``: nothing is imported, so ``edgekd --help`` lists the KD methods without torch."""
+    out = []
+    for module in modules:
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            continue
+        for node in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
+            if not isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                continue
+            for deco in node.decorator_list:
+                call = deco.func if isinstance(deco, ast.Call) else None
+                if isinstance(call, ast.Attribute) and call.attr == "register" and isinstance(call.value, ast.Name) and call.value.id == variable:
+                    args = deco.args
+                    name = args[0].value if args and isinstance(args[0], ast.Constant) else node.name
+                    doc = (ast.get_docstring(node) or "").split("\n\n")[0]
+                    out.append((name, " ".join(doc.split())))
+    return out
 
 
 class Registry(Generic[T]):
@@ -49,7 +75,7 @@ class Registry(Generic[T]):
         """Decorator: ``@MODELS.register()`` uses the object's ``__name__``."""
 
         def deco(obj: T) -> T:
-            key = name or getattr(obj, "__name__")
+            key = name or obj.__name__
             if key in self._entries and self._entries[key] is not obj:
                 warnings.warn(f"{self.kind} {key!r} registered again; the new one replaces the old", stacklevel=2)
             self._entries[key] = obj

@@ -41,7 +41,9 @@ def _conv(x: np.ndarray, w: np.ndarray, b: np.ndarray | None, groups: int = 1) -
 
 def _bn(x: np.ndarray, p: dict[str, np.ndarray], key: str) -> np.ndarray:
     scale = p[f"{key}.weight"] / np.sqrt(p[f"{key}.running_var"] + 1e-5)
-    return (x - p[f"{key}.running_mean"][None, :, None, None]) * scale[None, :, None, None] + p[f"{key}.bias"][None, :, None, None]
+    return (x - p[f"{key}.running_mean"][None, :, None, None]) * scale[None, :, None, None] + p[f"{key}.bias"][
+        None, :, None, None
+    ]
 
 
 class NpzRunner(Runner):
@@ -74,8 +76,13 @@ def toy_format(monkeypatch: pytest.MonkeyPatch):
     (the runner is named by module), so they get this folder on their path."""
     fmt = register_format(
         Format(
-            name=TOY, suffix="_weights.npz", runtime="numpy", exact=True,
-            runner="test_formats:NpzRunner", exporter="test_formats:npz_file", description="test: weights in .npz, run by numpy",
+            name=TOY,
+            suffix="_weights.npz",
+            runtime="numpy",
+            exact=True,
+            runner="test_formats:NpzRunner",
+            exporter="test_formats:npz_file",
+            description="test: weights in .npz, run by numpy",
         )
     )
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]))
@@ -83,7 +90,9 @@ def toy_format(monkeypatch: pytest.MonkeyPatch):
     del FORMATS._entries[TOY]  # the rest of the session sees the built-in formats only
 
 
-def test_a_registered_format_goes_through_export_verify_and_bench(toy_format: Format, run_dir: Path, tmp_path: Path) -> None:
+def test_a_registered_format_goes_through_export_verify_and_bench(
+    toy_format: Format, run_dir: Path, tmp_path: Path
+) -> None:
     from edgekd.benchmark import bench
     from edgekd.bundle import verify_bundle
     from edgekd.exporters.export import export
@@ -119,7 +128,10 @@ def test_unknown_export_format_suggests_the_registered_ones(run_dir: Path, tmp_p
 
 def test_builtin_formats() -> None:
     assert [file_name("student", f) for f in ("pytorch", "onnx", "tflite_fp32", "tflite_int8")] == [
-        "student.pt", "student.onnx", "student_fp32.tflite", "student_int8.tflite",
+        "student.pt",
+        "student.onnx",
+        "student_fp32.tflite",
+        "student_int8.tflite",
     ]
     assert get_format("tflite_fp32").exact and not get_format("tflite_int8").exact
     assert get_format("tflite_int8").integer_io and not get_format("tflite_dynamic").integer_io

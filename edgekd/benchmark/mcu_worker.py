@@ -28,7 +28,13 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     except RuntimeMissing as exc:
         return {"status": "skipped", "reason": str(exc)}
     except TflmUnsupported as exc:
-        return {"status": "failed", "stage": "load", "reason": str(exc), "runtime": tflm_version(), "tflm": {"ops_supported": False}}
+        return {
+            "status": "failed",
+            "stage": "load",
+            "reason": str(exc),
+            "runtime": tflm_version(),
+            "tflm": {"ops_supported": False},
+        }
     from edgekd.tasks import get_task
 
     task = get_task(job.get("task"))
@@ -39,18 +45,33 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
             images, labels = load_eval(job["eval"], task.targets_key)
             want = tuple(runner.shape[1:])
             if tuple(images.shape[1:]) != want:
-                return {"status": "failed", "stage": "eval", "reason": f"eval images are {'×'.join(map(str, images.shape[1:]))}, the model takes {'×'.join(map(str, want))}", "runtime": runner.runtime}
-            logits = np.stack([runner.dequantize(runner.invoke(runner.prepare(img))).reshape(-1) for img in images])  # (N, classes) or (N, H·W) pixel logits
+                got = "×".join(map(str, images.shape[1:]))
+                return {
+                    "status": "failed",
+                    "stage": "eval",
+                    "reason": f"eval images are {got}, the model takes {'×'.join(map(str, want))}",
+                    "runtime": runner.runtime,
+                }
+            logits = np.stack(
+                [runner.dequantize(runner.invoke(runner.prepare(img))).reshape(-1) for img in images]
+            )  # (N, classes) or (N, H·W) pixel logits
             problem = task.check_outputs(logits, labels, job["num_classes"])
             if problem:
                 return {"status": "failed", "stage": "eval", "reason": problem, "runtime": runner.runtime}
             scores = task.scores(logits, labels)
             accuracy, accuracy_n = scores[task.metric], int(len(labels))  # top-1 accuracy, or mean IoU
         else:
-            runner.invoke(runner.prepare(np.zeros(runner.shape[1:], np.uint8)))  # one invoke: the arena report covers invoke-time buffers
+            runner.invoke(
+                runner.prepare(np.zeros(runner.shape[1:], np.uint8))
+            )  # one invoke: the arena report covers invoke-time buffers
         arena = runner.arena_bytes()
     except Exception as exc:  # noqa: BLE001 - prepared but does not run: the row fails
-        return {"status": "failed", "stage": "run", "reason": f"{type(exc).__name__}: {str(exc).strip()[:200]}", "runtime": runner.runtime}
+        return {
+            "status": "failed",
+            "stage": "run",
+            "reason": f"{type(exc).__name__}: {str(exc).strip()[:200]}",
+            "runtime": runner.runtime,
+        }
     return {
         "status": "ok",
         "runtime": runner.runtime,
@@ -68,7 +89,12 @@ def main(argv: list[str]) -> int:
     try:
         result = measure(job)
     except Exception as exc:  # noqa: BLE001
-        result = {"status": "failed", "stage": "run", "reason": f"{type(exc).__name__}: {str(exc)[:300]}", "traceback": traceback.format_exc()}
+        result = {
+            "status": "failed",
+            "stage": "run",
+            "reason": f"{type(exc).__name__}: {str(exc)[:300]}",
+            "traceback": traceback.format_exc(),
+        }
     write_json(result_path, result)
     return 0
 

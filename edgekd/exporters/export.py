@@ -31,10 +31,10 @@ from edgekd.atomic import atomic_dir, write_json, write_text, write_with
 from edgekd.bundle import FORMAT, MANIFEST, file_record
 from edgekd.config import Config, ExportConfig, dump_yaml, from_dict, load_config, parse_override, to_dict
 from edgekd.errors import ConfigError, EdgekdError
-from edgekd.exporters.errors import ExportError, ParityError
+from edgekd.exporters.errors import ParityError
 from edgekd.exporters.parity import Bounds, check_parity, reference_logits
 from edgekd.exporters.timing import shown_as
-from edgekd.formats import ExportJob, Format, all_formats, file_name, get_format
+from edgekd.formats import ExportJob, Format, all_formats, get_format
 from edgekd.registry import unknown_name_message
 from edgekd.tasks import get_task
 from edgekd.ui import log, print_table
@@ -110,7 +110,7 @@ def export(
     allow = ecfg.allow_parity_failure if allow_parity_failure is None else allow_parity_failure
     bounds = Bounds(ecfg.fp32_max_abs_diff, ecfg.min_top1_agreement, ecfg.max_acc_drop)
 
-    from edgekd.checkpoint import load_checkpoint, load_model
+    from edgekd.checkpoint import load_model
     from edgekd.data import load_dataset
     from edgekd.models.wrappers import with_preprocessing
 

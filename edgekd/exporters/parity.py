@@ -18,7 +18,6 @@ import numpy as np
 from edgekd.tasks import Task, get_task
 
 
-
 @dataclass(frozen=True)
 class Bounds:
     fp32_max_abs_diff: float = 2e-3

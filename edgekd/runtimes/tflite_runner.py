@@ -20,9 +20,9 @@ from edgekd.runtimes.base import Runner, RuntimeMissing
 def interpreter_class() -> tuple[Any, str]:
     """(Interpreter class, "runtime version") of the first TFLite runtime found."""
     try:
-        from ai_edge_litert import interpreter as litert
-
         from importlib.metadata import version
+
+        from ai_edge_litert import interpreter as litert
 
         return litert.Interpreter, f"ai-edge-litert {version('ai-edge-litert')}"
     except ImportError:

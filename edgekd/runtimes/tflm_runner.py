@@ -50,7 +50,11 @@ def open_interpreter(path: Path) -> tuple[Any, str]:
         missing = _MISSING.search(text)
         if missing:
             op, version = missing.groups()
-            raise TflmUnsupported(f"TFLite Micro has no kernel for {op}" + (f" version {version}" if version else "") + f" ({tflm_version()})")
+            raise TflmUnsupported(
+                f"TFLite Micro has no kernel for {op}"
+                + (f" version {version}" if version else "")
+                + f" ({tflm_version()})"
+            )
         if arena >= _MAX_ARENA or "arena" not in text.lower():
             lines = [line for line in text.strip().splitlines() if line.strip()] or ["TFLM failed to allocate tensors"]
             raise TflmUnsupported(f"TFLite Micro cannot prepare the model: {lines[-1][:200]}")
