@@ -45,10 +45,16 @@ def methods_help() -> str:
 
     from edgekd.registry import documented_entries
 
-    lines = ["KD methods (distill.method; `edgekd methods` lists them):"]
-    for name, doc in documented_entries("METHODS", METHOD_MODULES):
-        wrapped = textwrap.wrap(doc, 84) or [""]
-        lines.append(f"  {name:<11} {wrapped[0]}")
+    lines = [
+        "KD methods (distill.method; `edgekd methods` lists them). Every method reads distill.method,",
+        "temperature, alpha, baseline and select; the keys listed under a method are read by it alone:",
+    ]
+    for entry in documented_entries("METHODS", METHOD_MODULES, ("keys",)):
+        wrapped = textwrap.wrap(entry.doc, 84) or [""]
+        keys = entry.attributes.get("keys")
+        if keys:
+            wrapped += textwrap.wrap("keys: " + ", ".join(f"distill.{k}" for k in keys), 84)
+        lines.append(f"  {entry.name:<11} {wrapped[0]}")
         lines += [" " * 14 + more for more in wrapped[1:]]
     return "\n".join(lines) + "\n\n" + SEGMENTATION_HELP
 

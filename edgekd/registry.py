@@ -15,7 +15,7 @@ import importlib.util
 import warnings
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from edgekd.errors import EdgekdError
 
@@ -40,10 +40,17 @@ def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     return f"unknown {kind} {name!r}{did_you_mean(name, choices)} available: {', '.join(choices)}"
 
 
-def documented_entries(variable: str, modules: Sequence[str]) -> list[tuple[str, str]]:
-    """(name, docstring's first paragraph on one line) of every entry registered with
-    ``@<variable>.register(...)`` in ``modules``, in source order, read from their files with
-    ``ast``: nothing is imported, so ``edgekd --help`` lists the KD methods without torch."""
+class DocumentedEntry(NamedTuple):
+    name: str
+    doc: str  # the docstring's first paragraph on one line
+    attributes: dict[str, Any]  # the class attributes asked for that are literals in the source
+
+
+def documented_entries(variable: str, modules: Sequence[str], attributes: Sequence[str] = ()) -> list[DocumentedEntry]:
+    """Every entry registered with ``@<variable>.register(...)`` in ``modules``, in source order,
+    read from their files with ``ast``: nothing is imported, so ``edgekd --help`` lists the KD
+    methods and their config keys without torch. ``attributes``: class attributes to read (literal
+    values only; inherited ones are not seen)."""
     out = []
     for module in modules:
         spec = importlib.util.find_spec(module)
@@ -58,7 +65,15 @@ def documented_entries(variable: str, modules: Sequence[str]) -> list[tuple[str,
                     args = deco.args
                     name = args[0].value if args and isinstance(args[0], ast.Constant) else node.name
                     doc = (ast.get_docstring(node) or "").split("\n\n")[0]
-                    out.append((name, " ".join(doc.split())))
+                    found = {}
+                    for stmt in node.body if isinstance(node, ast.ClassDef) else ():
+                        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                            if stmt.targets[0].id in attributes:
+                                try:
+                                    found[stmt.targets[0].id] = ast.literal_eval(stmt.value)
+                                except ValueError:
+                                    pass
+                    out.append(DocumentedEntry(name, " ".join(doc.split()), found))
     return out
 
 

@@ -63,6 +63,10 @@ def test_distill_help_documents_every_method() -> None:
     listed = {line.split()[0] for line in text.split("\n\n")[0].splitlines()[1:] if line.startswith("  ") and not line.startswith("   ")}
     assert listed == set(METHODS.names())
     assert " ".join(METHODS.get("kd").__doc__.split())[:40] in " ".join(text.split())
+    flat = " ".join(text.split())
+    for name in METHODS.names():  # each method's own config keys, under it
+        keys = METHODS.get(name).keys
+        assert not keys or "keys: " + ", ".join(f"distill.{k}" for k in keys) in flat, name
 
 
 def test_models_and_methods_listing() -> None:
