@@ -23,10 +23,10 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write a checkpoint atomically. In a distributed run only rank 0 writes (the others hold the
     same weights), so this is a no-op on every other rank."""
     import torch
+    import torch.distributed as dist
 
-    from edgekd.train.distributed import world
-
-    if not world().main:
+    # asked of torch.distributed, not of edgekd.train.distributed: a checkpoint sits below training
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "edgekd_version": __version__, **payload}, buf)
