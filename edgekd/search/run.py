@@ -108,13 +108,13 @@ def _check_method(cfg: Config) -> None:
     from edgekd.data import dataset_task
     from edgekd.train.methods import METHODS, check_method_config
 
-    check_method_config(cfg)
     method = METHODS.get(cfg.distill.method)
     if not method.needs_teacher or method.flow != "standard" or cfg.distill.method == "fitnets":
         raise ConfigError(
             f"search: distill.method={cfg.distill.method} is not searchable; use a logit method (kd, kd_soft, kd_mse), "
             "whose loss does not depend on the student's layers"
         )
+    check_method_config(cfg)
     if dataset_task(cfg.data.name) != "classification":
         raise ConfigError(f"search: data.name={cfg.data.name} is a {dataset_task(cfg.data.name)} dataset; search ranks classifiers by val accuracy")
 
@@ -207,7 +207,7 @@ def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int,
             url,
             heartbeat_interval=heartbeat_s,
             grace_period=3 * heartbeat_s,  # three missed beats: the process is gone
-            failed_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
             engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
         )
     except Exception as exc:  # noqa: BLE001 - a wrong URL, a server not reached, a missing driver
@@ -347,7 +347,9 @@ def _objective(trial, study, ctx: _Ctx) -> float:
     figures = measure_candidate(cand, ctx.budget, num_classes=d.num_classes, in_channels=d.in_channels, native_size=tuple(d.image_size),
                                 backend=ctx.cfg.export.backend, cache_dir=ctx.out / "candidates")
     trial.set_user_attr("figures", {k: v for k, v in figures.items() if k not in ("candidate", "version")})
-    over = ctx.budget.violations(figures)
+    b = ctx.budget
+    # stopped by the parameter/MAC limits: only those are known, and they are enough
+    over = Budget(params=b.params, macs=b.macs).violations(figures) if figures.get("early_stop") else b.violations(figures)
     if figures.get("tflm_error"):
         over.append(f"TFLite Micro: {figures['tflm_error']}")
     if over:
