@@ -370,7 +370,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--study-name", default="edgekd-search", metavar="NAME", help="study in the storage (default edgekd-search)")
     p.add_argument("--worker", action="store_true", help="join the study in --storage and run trials only (config, budget and space come from it)")
     p.add_argument("--teacher", metavar="FILE", help="teacher checkpoint (main: load instead of training; worker: this machine's copy)")
-    p.add_argument("--pruner", default="median", choices=["median", "hyperband", "none"], help="Optuna pruner on per-epoch val accuracy (default median)")
+    p.add_argument("--pruner", choices=["median", "hyperband", "none"], help="Optuna pruner on per-epoch val accuracy (default median; a worker: the study's)")
     p.add_argument("--heartbeat", type=int, default=30, metavar="S", help="seconds between trial heartbeats; a trial silent for 3 beats is failed and retried (default 30)")
     p.set_defaults(func=_cmd_search)
 

@@ -29,8 +29,9 @@ def measure_candidate(
     cand: Candidate, budget: Budget, *, num_classes: int, in_channels: int, native_size: tuple[int, int],
     backend: str = "onnx2tf", cache_dir: Path | None = None,
 ) -> dict[str, Any]:
-    """{params, macs, flash_kb, model_kb, ram_kb, latency_ms, host_ms, ops, status} of ``cand``
-    (what the budget does not ask for may be absent). Cached per candidate in ``cache_dir``."""
+    """{params, macs, flash_kb, model_kb, ram_kb, latency_ms, host_ms, ops} of ``cand``. The int8
+    figures come only when the budget has a flash, RAM or latency limit; ``latency_ms`` needs
+    ``budget.device`` and ``host_ms`` a host limit. Cached per candidate in ``cache_dir``."""
     path = cache_dir / f"{cand.key}.json" if cache_dir is not None else None
     if path is not None and path.is_file():
         cached = json.loads(path.read_text())
@@ -49,7 +50,7 @@ def _usable(cached: dict[str, Any], budget: Budget) -> bool:
         return False
     if cached.get("tflite"):
         return budget.host_ms is None or "host_ms" in cached
-    return bool(Budget(params=budget.params, macs=budget.macs).violations(cached))
+    return not budget.needs_tflite() or bool(Budget(params=budget.params, macs=budget.macs).violations(cached))
 
 
 def _measure(cand: Candidate, budget: Budget, num_classes: int, in_channels: int, native_size: tuple[int, int], backend: str) -> dict[str, Any]:
@@ -73,6 +74,8 @@ def _measure(cand: Candidate, budget: Budget, num_classes: int, in_channels: int
     if cheap.violations(figures):
         figures["early_stop"] = True  # over the parameter/MAC limit: not exported
         return figures
+    if not budget.needs_tflite():
+        return figures  # a params/MACs budget: the int8 export would only add figures nobody asked for
     from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLiteRequest
     from edgekd.mcu import estimate
     from edgekd.mcu.profiles import PROFILES

@@ -73,7 +73,7 @@ def search(
     study_name: str = "edgekd-search",
     worker: bool = False,
     teacher: str | Path | None = None,
-    pruner: str = "median",
+    pruner: str | None = None,
     heartbeat_s: int = 30,
 ) -> dict[str, Any]:
     """Search the space for the most accurate student inside ``budget``; returns ``pareto.json``'s
@@ -84,7 +84,7 @@ def search(
     _check_int("heartbeat_s", heartbeat_s, 1, 3_600)
     if trial_epochs is not None:
         _check_int("trial_epochs", trial_epochs, 1, 100_000)
-    if pruner not in PRUNERS:
+    if pruner is not None and pruner not in PRUNERS:
         raise ConfigError(f"search: pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
     if not study_name or len(study_name) > 200:
         raise ConfigError("search: the study name must be 1 to 200 characters")
@@ -96,7 +96,7 @@ def search(
         if config is not None or set or budget is not None or space is not None or trial_epochs is not None:
             raise ConfigError("search: a worker takes config, budget, space and trial epochs from the study; drop --config/--set/--budget/--space/--trial-epochs")
         return _worker(Path(out) if out is not None else Path("runs") / "search-worker", storage, study_name, teacher, pruner, heartbeat_s, trials)
-    return _main(config, out, set, budget, space, trials, trial_epochs, finalists, storage, study_name, teacher, pruner, heartbeat_s)
+    return _main(config, out, set, budget, space, trials, trial_epochs, finalists, storage, study_name, teacher, pruner or "median", heartbeat_s)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -157,10 +157,10 @@ def _main(config, out, set, budget, space, trials, trial_epochs, finalists, stor
     url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
     study = _study(url, study_name, cfg.seed, pruner, heartbeat_s, create=True)
     stored = study.user_attrs.get(SPEC_ATTR)
-    shared = {**spec, "teacher": teacher_path, "teacher_sha256": _sha256(teacher_path)}
+    shared = {**spec, "teacher": teacher_path, "teacher_sha256": _sha256(teacher_path), "pruner": pruner}
     if stored is not None and {k: stored.get(k) for k in spec} != spec:
         raise ConfigError(f"study {study_name!r} in {_safe_url(url)} was started with a different config, budget, space or trial recipe; use another --study-name")
-    if stored is None or stored.get("teacher_sha256") != shared["teacher_sha256"]:
+    if stored != shared:
         study.set_user_attr(SPEC_ATTR, shared)
     ctx = _Ctx(cfg, bud, spc, out_dir, epochs, trials, teacher_path, data, _worker_id())
     log(f"search: budget {bud.describe()}; {spc.size()} candidates; {trials} trials of {epochs} epoch(s); study {study_name} in {_safe_url(url)}")
@@ -172,10 +172,12 @@ def _main(config, out, set, budget, space, trials, trial_epochs, finalists, stor
 
 
 def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat_s, trials) -> dict[str, Any]:
-    study = _study(url, study_name, None, pruner, heartbeat_s, create=False)
+    study = _study(url, study_name, None, pruner or "median", heartbeat_s, create=False)
     spec = study.user_attrs.get(SPEC_ATTR)
     if spec is None:
         raise EdgekdError(f"study {study_name!r} in {_safe_url(url)} was not started by `edgekd search`; start it there first (without --worker)")
+    if pruner is None and spec.get("pruner", "median") != "median":  # the main process's pruner, unless given
+        study = _study(url, study_name, None, spec["pruner"], heartbeat_s, create=False)
     cfg = from_dict(Config, spec["config"])
     validate(cfg)
     bud, spc = parse_budget({k: v for k, v in spec["budget"].items() if v is not None}), space_from_dict(spec["space"])
@@ -368,8 +370,8 @@ def _objective(trial, study, ctx: _Ctx) -> float:
     _share_teacher_cache(ctx.out, folder, cand)
     trial.set_user_attr("status", "training")
     trial.set_user_attr("run", str(folder))
-    log(f"search: trial {trial.number} {cand.key} ({figures['params']:,} params, {figures.get('flash_kb', float('nan')):.1f} KB flash): "
-        f"{ctx.trial_epochs} epoch(s) in {folder} [{ctx.worker_id}]")
+    flash = f", {figures['flash_kb']:.1f} KB flash" if "flash_kb" in figures else ""
+    log(f"search: trial {trial.number} {cand.key} ({figures['params']:,} params{flash}): {ctx.trial_epochs} epoch(s) in {folder} [{ctx.worker_id}]")
 
     def report(record: dict[str, Any], history: list[dict[str, Any]]) -> None:
         if record.get("stage") != "student":
