@@ -200,3 +200,18 @@ def test_tiny_search_end_to_end(tmp_path, capsys):
     # the figures measured before training are those of the trained model
     assert abs(row["tflm"]["flash_bytes"] / 1024 - best["figures"]["flash_kb"]) < 1.0
     assert row["tflm"]["arena_bytes"] / 1024 == pytest.approx(best["figures"]["ram_kb"], abs=0.01)
+
+
+@pytest.mark.slow
+def test_digits_search_of_12_trials_in_10_minutes_and_the_front_fits(tmp_path):
+    """The benchmark: a 12-trial digits search (registry families, ≤ 64 KB flash on a Cortex-M4)
+    within 10 minutes, then every front model exported and inside the budget per the MCU bench."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.run([sys.executable, "benchmarks/search.py", "--out", str(tmp_path / "search"), "--limit-s", "600"],
+                          cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "within" in proc.stdout and " NO" not in proc.stdout
