@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from edgekd import __version__
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, one_line
 
 EXIT_USAGE = 2
 EXIT_GATE = 1  # a check ran and failed (verify, the bench accuracy floor), as opposed to a usage error
@@ -427,7 +427,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgekdError as exc:
-        print(f"edgekd: error: {exc}", file=sys.stderr)
+        # one line whatever the message carries (a file name with a newline, a tool's colors)
+        print(f"edgekd: error: {one_line(str(exc))}", file=sys.stderr)
+        # 2: bad input; an error that says a step of valid work failed carries its own (1)
+        return getattr(exc, "exit_code", EXIT_USAGE)
+    except OSError as exc:  # the file system refused (read-only place, disk full, permission)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edgekd: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("edgekd: interrupted (a training run continues with --resume)", file=sys.stderr)

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekd.atomic import write_json, write_text
-from edgekd.config import Config, StageConfig, diff, dump_yaml, load_config, to_dict
+from edgekd.atomic import write_json, write_json_lines, write_text
+from edgekd.config import Config, StageConfig, describe_changes, dump_yaml, load_config, named_archs, to_dict
 from edgekd.errors import ConfigError, EdgekdError
 from edgekd.tasks import get_task
 from edgekd.ui import Timer, log, print_table
@@ -47,47 +47,133 @@ def distill(
     ``config`` is a :class:`Config`, a YAML path or None (defaults); ``set`` holds ``key=value``
     overrides. ``resume`` continues the run in ``out`` from its last checkpoints (its saved config
     is used; a different one is an error). ``overwrite`` replaces an existing run folder.
+
+    Everything that can fail on the input is checked before the folder is touched: the config,
+    every name it holds, the data, every model built for that data, every checkpoint it names.
+    Only then is an old run replaced (``overwrite``) and ``config.yaml`` written.
     """
-    cfg = config if isinstance(config, Config) else load_config(config, set)
     if isinstance(config, Config) and set:
         raise ConfigError("pass overrides through load_config when giving a Config object")
-    from edgekd.train.methods import check_method_config
-
+    cfg = config if isinstance(config, Config) else load_config(config, set)
     from edgekd.train import distributed
 
     out_dir = Path(out) if out is not None else default_out(cfg)
-    check_method_config(cfg)  # before the folder is touched: a wrong key costs nothing
+    if resume:
+        cfg = resumed_config(out_dir, config, set)
+    else:
+        check_new_run(cfg, out_dir, overwrite)
+    resolve_names(cfg)
     world = distributed.init(cfg.runtime.device)  # torchrun: join the process group first
+    run = _Run(cfg, out_dir, resume, on_epoch)
+    run.setup()
+    run.preflight()
     if world.main:
-        cfg = _prepare_out_dir(cfg, out_dir, config is not None or bool(set), resume, overwrite)
-    distributed.barrier()  # the folder (and, resuming, its saved config) exists for every rank
-    if not world.main and resume:
-        cfg = load_config(out_dir / "config.yaml")
-    check_method_config(cfg)  # a resumed run runs its saved config
-    return _Run(cfg, out_dir, resume, on_epoch).execute()
+        start_run_dir(cfg, out_dir, resume)
+    distributed.barrier()  # the folder exists for every rank
+    return run.execute()
+
+
+def resumed_config(out_dir: Path, config: Config | str | Path | None, overrides: Sequence[str]) -> Config:
+    """The saved config of the run to resume; asked for other settings, the keys that differ are
+    named (old → new). ``--set`` alone applies to the saved config, so it names just its own keys."""
+    saved_path = out_dir / "config.yaml"
+    if not saved_path.is_file():
+        raise EdgekdError(f"nothing to resume: {saved_path} not found")
+    saved = load_config(saved_path)
+    if config is None and not overrides:
+        return saved
+    wanted = config if isinstance(config, Config) else load_config(config if config is not None else saved_path, overrides)
+    changed = describe_changes(saved, wanted)
+    if changed:
+        raise ConfigError(
+            f"cannot resume {out_dir} with a different config (changed: {changed}); "
+            "resume without --config/--set, or start a new run"
+        )
+    return saved
+
+
+def _inputs(cfg: Config) -> list[str]:
+    """Paths the run reads: never inside a folder it would replace."""
+    d = cfg.distill
+    paths = [cfg.teacher.checkpoint, cfg.student.checkpoint, *d.teacher_checkpoints, d.transfer_set, cfg.data.root]
+    if cfg.source is not None:
+        paths.append(cfg.source.root)
+    return [p for p in paths if p]
+
+
+def not_a_run(folder: Path) -> str | None:
+    """Why ``folder`` is not a folder edgekd made (a run, a sweep, a bundle); None when it is one.
+
+    Its config.yaml must be an edgekd config, and everything in it a name edgekd writes: a user's
+    file left in a run folder makes it theirs, and it is not replaced."""
+    from edgekd.outputs import not_a_bundle
+
+    config = folder / "config.yaml"
+    if not config.is_file():
+        return None if not_a_bundle(folder) is None else "it has no edgekd config.yaml"
+    try:
+        load_config(config)
+    except EdgekdError:
+        return f"{config} is not an edgekd config"
+    for entry in sorted(folder.iterdir()):
+        name = entry.name
+        if entry.is_symlink():
+            return f"it holds a link, {name}"
+        if entry.is_file() and (name in OWN_FILES or name.endswith(".pt") or (name.startswith(".") and name.endswith(".tmp"))):
+            continue
+        if entry.is_dir() and (name == "teacher_cache" or not_a_run(entry) is None):
+            continue
+        return f"it holds {name}, which edgekd does not write"
+    return None
+
+
+# what a run (and a sweep) folder holds besides *.pt, teacher_cache/ and its sub-runs
+OWN_FILES = (*RUN_FILES, "sweep.json", "sweep.png", "best.yaml")
+
+
+def check_new_run(cfg: Config, out_dir: Path, overwrite: bool) -> None:
+    """``out_dir`` can take a new run: new, empty, or (``overwrite``) an edgekd run folder that the
+    run does not read from. Nothing is written here."""
+    from edgekd.outputs import check_output_dir
+
+    if out_dir.is_dir() and any((out_dir / name).exists() for name in RUN_FILES) and not overwrite:
+        raise EdgekdError(f"{out_dir} already holds a run; use --resume to continue it or --overwrite to start again")
+    check_output_dir(out_dir, "run folder", not_a_run, protect=_inputs(cfg) if overwrite else (), replace=overwrite)
+
+
+def start_run_dir(cfg: Config, out_dir: Path, resume: bool) -> None:
+    """The first write of a run, after every check passed: the old run replaced (checked again,
+    it may have changed meanwhile), the folder made, config.yaml written."""
+    if not resume:
+        if out_dir.is_dir() and any(out_dir.iterdir()):
+            why = not_a_run(out_dir)
+            if why is not None:
+                raise EdgekdError(f"{out_dir} changed while the run was checked ({why}); it is left as it is")
+            shutil.rmtree(out_dir)
+        out_dir.mkdir(parents=True, exist_ok=True)
+        write_text(out_dir / "config.yaml", dump_yaml(cfg))
 
 
 def _prepare_out_dir(cfg: Config, out_dir: Path, explicit: bool, resume: bool, overwrite: bool) -> Config:
-    saved_path = out_dir / "config.yaml"
+    """Check and start an output folder at once (a sweep's, which checks its points itself)."""
     if resume:
-        if not saved_path.is_file():
-            raise EdgekdError(f"nothing to resume: {saved_path} not found")
-        saved = load_config(saved_path)
-        if explicit:
-            changed = diff(saved, cfg)
-            if changed:
-                raise ConfigError(
-                    f"cannot resume {out_dir} with a different config (changed: {', '.join(changed)}); "
-                    "resume without --config/--set, or start a new run"
-                )
-        return saved
-    if out_dir.exists() and any((out_dir / name).exists() for name in RUN_FILES):
-        if not overwrite:
-            raise EdgekdError(f"{out_dir} already holds a run; use --resume to continue it or --overwrite to start again")
-        shutil.rmtree(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    write_text(saved_path, dump_yaml(cfg))
+        cfg = resumed_config(out_dir, cfg if explicit else None, ())
+    else:
+        check_new_run(cfg, out_dir, overwrite)
+    start_run_dir(cfg, out_dir, resume)
     return cfg
+
+
+def resolve_names(cfg: Config) -> None:
+    """Every registry name the config holds resolves (method, data source, export formats and
+    backend, the device); models are built for the data in :meth:`_Run.preflight`."""
+    from edgekd.exporters.export import check_export_names
+    from edgekd.train.methods import check_method_config
+    from edgekd.train.runtime import select_device
+
+    check_method_config(cfg)
+    check_export_names(cfg.export)
+    select_device(cfg.runtime.device)
 
 
 class _MetricsLog:
@@ -107,7 +193,7 @@ class _MetricsLog:
 
         self.by_stage[record["stage"]] = list(history)
         if world().main:  # every rank holds the same (all-reduced) records; one writes them
-            write_text(self.path, "".join(json.dumps(r) + "\n" for recs in self.by_stage.values() for r in recs))
+            write_json_lines(self.path, [r for recs in self.by_stage.values() for r in recs])
 
 
 class _Run:
@@ -135,6 +221,65 @@ class _Run:
         self.data = load_dataset(cfg.data, log=log)
         log_data(self.data)
 
+    def preflight(self) -> None:
+        """Build every model the config names for this data, and read every checkpoint it names
+        (readable, a registered or user-named architecture, fitting its model and the data): a
+        typo or a wrong file fails here, before any training and before the folder is touched."""
+        from edgekd.checkpoint import check_compatible, load_checkpoint, load_weights
+        from edgekd.models import create_model
+
+        cfg, d, t = self.cfg, self.data, self.cfg.teacher
+        archs: list[tuple[str, str, dict]] = [("student.arch", cfg.student.arch, cfg.student.kwargs)]
+        archs += [(f"distill.assistants[{i}]", a, {}) for i, a in enumerate(cfg.distill.assistants)]
+        archs += [(f"distill.teachers[{i}]", a, t.kwargs if a == t.arch else {}) for i, a in enumerate(cfg.distill.teachers)]
+        teacher_files = [("teacher.checkpoint", t.checkpoint)] if t.checkpoint else []
+        teacher_files += [(f"distill.teacher_checkpoints[{i}]", p) for i, p in enumerate(cfg.distill.teacher_checkpoints)]
+        if not cfg.distill.teacher_checkpoints:  # else the members come from their files
+            archs.insert(0, ("teacher.arch", t.arch, t.kwargs))
+        models = {}
+        for key, arch, kwargs in archs:
+            try:
+                models[key] = model = create_model(arch, d.num_classes, d.in_channels, d.image_size, **kwargs)
+                check_output(model, d, arch)
+            except EdgekdError as exc:
+                raise ConfigError(f"config: {key}: {exc}") from None
+        for key, path in teacher_files:
+            self.checked_teacher(path, key)
+        if cfg.student.checkpoint:
+            ckpt = load_checkpoint(cfg.student.checkpoint)
+            if ckpt["format"] != "state_dict":
+                check_compatible(ckpt, d.describe(), cfg.student.checkpoint)
+            load_weights(models["student.arch"], ckpt["state_dict"], cfg.student.checkpoint)
+        from edgekd.train.flows import FLOWS
+        from edgekd.train.methods import METHODS
+
+        check = getattr(FLOWS.get(METHODS.get(cfg.distill.method).flow), "check", None)
+        if check is not None:  # the flow's own checks (FitNets: both layer paths and their shapes)
+            check(self)
+
+    def checked_teacher(self, path: str, key: str = "teacher.checkpoint", data=None, recipe: StageConfig | None = None, quiet: bool = False):
+        """(model, checkpoint) of a given teacher file, checked against the data. A full checkpoint
+        names its architecture, which wins over ``teacher.arch`` (its weights fit only that one);
+        a bare state_dict is read into ``teacher.arch``."""
+        from edgekd.checkpoint import build_model, check_compatible, load_checkpoint, load_weights, model_payload
+        from edgekd.models import create_model
+
+        data = data or self.data
+        t = recipe or self.cfg.teacher
+        ckpt = load_checkpoint(path)
+        if ckpt["format"] == "state_dict":  # weights from elsewhere: the configured arch, this data's input
+            model = create_model(t.arch, data.num_classes, data.in_channels, data.image_size, **t.kwargs)
+            load_weights(model, ckpt["state_dict"], path)
+            return model, model_payload(model, t.arch, t.kwargs, data.describe(), "teacher")
+        check_compatible(ckpt, data.describe(), path)
+        model = build_model(ckpt, path, arch=named_archs(self.cfg))
+        if not quiet and key == "teacher.checkpoint" and ckpt["arch"] != t.arch:
+            log(
+                f"teacher: {path} holds a {ckpt['arch']} and teacher.arch is {t.arch}: the teacher is the checkpoint's "
+                f"{ckpt['arch']}, since its weights fit only that architecture (teacher.arch is read for a bare state_dict)"
+            )
+        return model, ckpt
+
     def execute(self) -> dict[str, Any]:
         import torch
 
@@ -144,7 +289,6 @@ class _Run:
         total = Timer()
         cfg = self.cfg
         method_cls = METHODS.get(cfg.distill.method)
-        self.setup()
         summary: dict[str, Any] = FLOWS.get(method_cls.flow)(self)
         self.wall["total"] = round(total.elapsed, 2)
         summary["wall_s"] = self.wall
@@ -191,7 +335,7 @@ class _Run:
         done = self.done(name)
         if done is not None:
             self.wall[name] = done["metrics"]["wall_s"]
-            return self.frozen(build_model(done), done, data), done["metrics"]
+            return self.frozen(build_model(done, self.out_dir / f"{name}.pt", arch=named_archs(self.cfg)), done, data), done["metrics"]
         if recipe.checkpoint:
             model, result = self.load_teacher(recipe.checkpoint, name=name, data=data, recipe=recipe)
             self.wall[name] = 0.0
@@ -203,7 +347,7 @@ class _Run:
         """Finished stage ``<name>.pt`` as a frozen model fed ``data``'s batches (the next stage's teacher)."""
         from edgekd.checkpoint import load_model
 
-        model, ckpt = load_model(self.out_dir / f"{name}.pt")
+        model, ckpt = load_model(self.out_dir / f"{name}.pt", arch=named_archs(self.cfg))
         return self.frozen(model, ckpt, data or self.data, quiet)
 
     @staticmethod
@@ -217,20 +361,10 @@ class _Run:
 
     def load_teacher(self, path: str, name: str = "teacher", data=None, recipe: StageConfig | None = None):
         """A given teacher checkpoint: checked against the data, evaluated, copied into the run."""
-        from edgekd.checkpoint import build_model, check_compatible, load_checkpoint, load_weights, model_payload, save_checkpoint
-        from edgekd.models import create_model
+        from edgekd.checkpoint import save_checkpoint
 
         data = data or self.data
-        data_info = data.describe()
-        ckpt = load_checkpoint(path)
-        if ckpt["format"] == "state_dict":  # weights from elsewhere: the configured arch, this data's input
-            t = recipe or self.cfg.teacher
-            model = create_model(t.arch, data.num_classes, data.in_channels, data.image_size, **t.kwargs)
-            load_weights(model, ckpt["state_dict"], path)
-            ckpt = model_payload(model, t.arch, t.kwargs, data_info, name)
-        else:
-            check_compatible(ckpt, data_info, path)
-            model = build_model(ckpt, path)
+        model, ckpt = self.checked_teacher(path, data=data, recipe=recipe, quiet=True)
         model = self.frozen(model, ckpt, data)
         result = self.score(model, ckpt["arch"], data, checkpoint=f"{name}.pt")
         ckpt = {k: v for k, v in ckpt.items() if k not in ("format", "edgekd_version", "train_state")}
