@@ -16,7 +16,6 @@ import torch
 from edgekd.atomic import atomic_dir, write_json, write_text
 from edgekd.config import dump_yaml, load_config
 from edgekd.errors import CheckpointError, ConfigError, EdgekdError
-from edgekd.outputs import OutputError, check_output_dir, not_a_bundle
 
 from conftest import tiny_overrides
 
@@ -73,6 +72,8 @@ def test_export_refuses_every_out_that_is_not_a_bundle(tmp_path: Path, capsys: p
 
 
 def test_check_output_dir_allows_new_empty_and_own_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.outputs import OutputError, check_output_dir, not_a_bundle
+
     (tmp_path / "empty").mkdir()
     bundle = tmp_path / "bundle"
     bundle.mkdir()
