@@ -2,7 +2,8 @@
 
 This module imports nothing heavy at load time: ``edgekd bench --device rpi`` runs on a Raspberry
 Pi that has only numpy and the TFLite runtime. Errors the user can fix (:class:`EdgekdError`) are
-printed as one line, without a traceback, and exit with status 2.
+printed as one line, without a traceback, and exit with status 2 (bad input); an error that reports
+a failed step of valid work (parity out of bounds, a diverged training run) carries ``exit_code`` 1.
 """
 
 from __future__ import annotations
@@ -91,7 +92,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<config name>)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoints")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the edgekd run in --out (once every check has passed)")
     p.set_defaults(func=_cmd_distill)
 
 
@@ -125,7 +126,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     p.add_argument("--run", metavar="DIR", help="distill run folder (default: the newest under runs/)")
-    p.add_argument("--out", metavar="BUNDLE", help="bundle folder (default: artifacts/<run name>)")
+    p.add_argument("--out", metavar="BUNDLE", help="bundle folder, new, empty or an edgekd bundle (default: artifacts/<run name>)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override an export.* key (repeatable)")
     p.add_argument("--allow-parity-failure", action="store_true", default=None, help="exit 0 even if a format is out of bounds")
     p.set_defaults(func=_cmd_export)

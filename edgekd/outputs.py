@@ -42,19 +42,19 @@ def check_output_dir(
     real = Path(os.path.realpath(path))
     for p in protect:
         if _inside(Path(os.path.realpath(p)), real):
-            raise OutputError(f"{what} {path} would replace {p}, which is being read: choose a folder outside it")
+            raise OutputError(f"the {what} folder {path} would replace {p}, which is being read: choose a folder outside it")
     if path.exists() or path.is_symlink():
         if not path.is_dir():
-            raise OutputError(f"{what} {path} is an existing file, not a folder: choose a folder path")
+            raise OutputError(f"{path} is an existing file, not a folder: choose a folder path for the {what}")
         if any(path.iterdir()):
             why = own(path)
             if why is not None:
                 raise OutputError(
-                    f"{what} {path} is a folder edgekd did not make ({why}); edgekd replaces only its own "
-                    f"{what} folders: choose a new or empty folder, or move that one away yourself"
+                    f"{path} is a folder edgekd did not make ({why}); edgekd writes a {what} only into a new or "
+                    f"empty folder or over its own {what}: choose another folder, or move that one away yourself"
                 )
             if not replace:
-                raise OutputError(f"{what} {path} already exists")
+                raise OutputError(f"{path} already holds a {what}")
     check_writable(path, what)
     if beside:
         check_writable(path.parent, what)
@@ -68,9 +68,9 @@ def check_writable(path: str | Path, what: str) -> None:
     while not probe.exists() and not probe.is_symlink() and probe != probe.parent:
         probe = probe.parent
     if probe.exists() and not probe.is_dir():
-        raise OutputError(f"cannot write {what} {path}: {probe} is a file")
+        raise OutputError(f"cannot write the {what} to {path}: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write {what} {path}: {probe} is not writable (read-only or permission denied)")
+        raise OutputError(f"cannot write the {what} to {path}: {probe} is not writable (read-only or permission denied)")
 
 
 def not_a_bundle(folder: Path) -> str | None:

@@ -81,7 +81,7 @@ def test_check_output_dir_allows_new_empty_and_own_folders(tmp_path: Path, monke
     for ok in (tmp_path / "new" / "deeper", tmp_path / "empty", bundle):
         check_output_dir(ok, "bundle", not_a_bundle, beside=True)
     (tmp_path / "file").write_text("x")
-    with pytest.raises(OutputError, match="cannot write bundle .*file is a file"):
+    with pytest.raises(OutputError, match="cannot write the bundle to .*file is a file"):
         check_output_dir(tmp_path / "file" / "sub", "bundle", not_a_bundle)
     # a read-only place is refused before any work (root ignores permissions: ask os.access)
     real_access = os.access
@@ -128,6 +128,11 @@ def test_failed_validation_writes_nothing(tmp_path: Path) -> None:
         distill(out=out, set=tiny_overrides(**{"student.arch": "nosuch"}))
     with pytest.raises(EdgekdError, match="data.root is required"):
         distill(out=out, set=tiny_overrides(**{"data.name": "cifar10"}))
+    # inputs that only one method reads are read before training too
+    with pytest.raises(EdgekdError, match="transfer_set"):
+        distill(out=out, set=tiny_overrides(**{"distill.method": "transfer", "distill.transfer_set": str(tmp_path / "missing")}))
+    with pytest.raises(EdgekdError, match="data.root is required for svhn"):
+        distill(out=out, set=tiny_overrides(**{"distill.method": "domain", "source.name": "svhn", "data.shift": "invert"}))
     assert not out.exists()
 
 

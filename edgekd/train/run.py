@@ -119,7 +119,9 @@ def not_a_run(folder: Path) -> str | None:
         name = entry.name
         if entry.is_symlink():
             return f"it holds a link, {name}"
-        if entry.is_file() and (name in OWN_FILES or name.endswith(".pt") or (name.startswith(".") and name.endswith(".tmp"))):
+        if name.startswith(".") and name.endswith((".tmp", ".old")):  # an atomic write's temporary
+            continue
+        if entry.is_file() and (name in OWN_FILES or name.endswith(".pt")):
             continue
         if entry.is_dir() and (name == "teacher_cache" or not_a_run(entry) is None):
             continue
@@ -138,7 +140,7 @@ def check_new_run(cfg: Config, out_dir: Path, overwrite: bool) -> None:
 
     if out_dir.is_dir() and any((out_dir / name).exists() for name in RUN_FILES) and not overwrite:
         raise EdgekdError(f"{out_dir} already holds a run; use --resume to continue it or --overwrite to start again")
-    check_output_dir(out_dir, "run folder", not_a_run, protect=_inputs(cfg) if overwrite else (), replace=overwrite)
+    check_output_dir(out_dir, "run", not_a_run, protect=_inputs(cfg) if overwrite else (), replace=overwrite)
 
 
 def start_run_dir(cfg: Config, out_dir: Path, resume: bool) -> None:
@@ -210,6 +212,7 @@ class _Run:
         self.metrics = _MetricsLog(out_dir / "metrics.jsonl", keep_existing=resume)
         self.on_epoch = [self.metrics.update, *on_epoch]
         self.wall: dict[str, float] = {}  # stage name → training seconds (0 for loaded models)
+        self.prepared: dict[str, Any] = {}  # inputs a flow's check read before training (source data, transfer set)
 
     def setup(self) -> None:
         from edgekd.data import load_dataset
