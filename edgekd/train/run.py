@@ -58,12 +58,12 @@ def distill(
     from edgekd.train import distributed
 
     out_dir = Path(out) if out is not None else default_out(cfg)
+    world = distributed.init(cfg.runtime.device)  # torchrun: join the process group first
     if resume:
         cfg = resumed_config(out_dir, config, set)
-    else:
+    elif world.main:  # the others could see the folder rank 0 has already started
         check_new_run(cfg, out_dir, overwrite)
     resolve_names(cfg)
-    world = distributed.init(cfg.runtime.device)  # torchrun: join the process group first
     run = _Run(cfg, out_dir, resume, on_epoch)
     run.setup()
     run.preflight()
@@ -154,16 +154,6 @@ def start_run_dir(cfg: Config, out_dir: Path, resume: bool) -> None:
             shutil.rmtree(out_dir)
         out_dir.mkdir(parents=True, exist_ok=True)
         write_text(out_dir / "config.yaml", dump_yaml(cfg))
-
-
-def _prepare_out_dir(cfg: Config, out_dir: Path, explicit: bool, resume: bool, overwrite: bool) -> Config:
-    """Check and start an output folder at once (a sweep's, which checks its points itself)."""
-    if resume:
-        cfg = resumed_config(out_dir, cfg if explicit else None, ())
-    else:
-        check_new_run(cfg, out_dir, overwrite)
-    start_run_dir(cfg, out_dir, resume)
-    return cfg
 
 
 def resolve_names(cfg: Config) -> None:

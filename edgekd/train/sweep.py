@@ -45,7 +45,7 @@ def sweep(
 ) -> dict[str, Any]:
     """Sweep ``temperatures`` × ``alphas`` (default: the config's α) and return ``sweep.json``'s content."""
     from edgekd.train.methods import METHODS, check_method_config
-    from edgekd.train.run import _prepare_out_dir
+    from edgekd.train.run import check_new_run, resumed_config, start_run_dir
 
     cfg = config if isinstance(config, Config) else load_config(config, set)
     if isinstance(config, Config) and set:
@@ -65,7 +65,11 @@ def sweep(
     if not getattr(method, "uses_alpha", True) and len(alphas) > 1:
         warn(f"distill.method={cfg.distill.method} ignores α: the points differ only in T")
     out_dir = Path(out) if out is not None else Path("runs") / f"{cfg.name or 'run'}-sweep"
-    cfg = _prepare_out_dir(cfg, out_dir, config is not None or bool(set), resume, overwrite)
+    if resume:
+        cfg = resumed_config(out_dir, config, set)
+    else:
+        check_new_run(cfg, out_dir, overwrite)
+    start_run_dir(cfg, out_dir, resume)
     check_method_config(cfg)  # a resumed sweep runs its saved config
 
     from edgekd.data import dataset_task
