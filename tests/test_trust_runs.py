@@ -246,3 +246,17 @@ def test_corrupt_teacher_cache_is_recomputed(tmp_path: Path, capsys: pytest.Capt
     assert "is unusable" in capsys.readouterr().err
     again = teacher_outputs(teacher, data, 1, 0, rt, tmp_path, "student", 256)  # the rewritten cache now loads
     assert torch.equal(again, outputs)
+
+
+def test_a_file_system_refusal_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Whatever the checks could not foresee (a disk that fills, a folder made read-only meanwhile)
+    is still one line and exit 2, not a traceback."""
+    from edgekd.cli import main
+    from edgekd.train import run
+
+    def refused(**kwargs):
+        raise PermissionError(13, "Permission denied", "/mnt/ro/run/config.yaml")
+
+    monkeypatch.setattr(run, "distill", refused)
+    assert main(["distill", "--out", "/mnt/ro/run"]) == 2
+    assert error_line(capsys.readouterr().err) == "edgekd: error: /mnt/ro/run/config.yaml: Permission denied"
