@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from edgekd.exporters.compare import DEFAULT_FORMATS, compare_tflite_backends
 from edgekd.ui import print_table

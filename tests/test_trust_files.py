@@ -17,12 +17,11 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import REPO, tiny_overrides
 from edgekd.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint
 from edgekd.config import ConfigError, load_config
 from edgekd.errors import CheckpointError, DataError, EdgekdError, first_line
 from edgekd.models import create_model
-
-from conftest import REPO, tiny_overrides
 
 DIGITS = {"num_classes": 10, "in_channels": 1, "image_size": [8, 8], "mean": [0.3], "std": [0.3], "task": "classification"}
 

@@ -13,11 +13,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from conftest import tiny_overrides
 from edgekd.atomic import atomic_dir, write_json, write_text
 from edgekd.config import dump_yaml, load_config
 from edgekd.errors import CheckpointError, ConfigError, EdgekdError
-
-from conftest import tiny_overrides
 
 
 def tree(folder: Path) -> dict[str, str]:
