@@ -110,7 +110,7 @@ def not_a_run(folder: Path) -> str | None:
 
     config = folder / "config.yaml"
     if not config.is_file():
-        return None if not_a_bundle(folder) is None else "it has no edgekd config.yaml"
+        return "it has no edgekd config.yaml"
     try:
         load_config(config)
     except EdgekdError:
@@ -123,7 +123,8 @@ def not_a_run(folder: Path) -> str | None:
             continue
         if entry.is_file() and (name in OWN_FILES or name.endswith(".pt")):
             continue
-        if entry.is_dir() and (name == "teacher_cache" or not_a_run(entry) is None):
+        # a sweep's runs, and a bundle exported into the run folder
+        if entry.is_dir() and (name == "teacher_cache" or not_a_run(entry) is None or not_a_bundle(entry) is None):
             continue
         return f"it holds {name}, which edgekd does not write"
     return None
