@@ -190,6 +190,8 @@ def train_stage(
         record = _train_epoch(stage, step, teacher, cached, train, optimizer, scaler, rt, epoch, task)
         train_s = timer.elapsed
         v = evaluate(model, val, rt.amp, task)
+        if not math.isfinite(v.loss):  # finite training loss, NaN outputs on val: the weights are as broken
+            _stop_if_diverged(stage, epoch, len(train) - 1, len(train), where="validation loss")
         record.update(val_loss=round(v.loss, 6), **prefixed("val", v))
         record["train_s"] = round(train_s, 3)
         record["time_s"] = round(timer.elapsed, 3)
@@ -284,14 +286,14 @@ def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: R
     return record
 
 
-def _stop_if_diverged(stage: Stage, epoch: int, bad_step: int, steps: int) -> None:
+def _stop_if_diverged(stage: Stage, epoch: int, bad_step: int, steps: int, where: str = "loss") -> None:
     """Stop the run at a non-finite loss: the checkpoints on disk are from the last finished epoch,
     and nothing of this epoch is written."""
     if bad_step < 0:
         return
     kept = f"{stage.name}_last.pt (epoch {epoch}) is kept" if epoch else "no checkpoint of this stage was written"
     raise TrainingDiverged(
-        f"{stage.name}: the loss became NaN or infinite at epoch {epoch + 1}, step {bad_step + 1} of {steps}; "
+        f"{stage.name}: the {where} became NaN or infinite at epoch {epoch + 1}, step {bad_step + 1} of {steps}; "
         f"training stopped and {kept}. Lower {stage.name}'s lr (now {stage.recipe.lr:g}) or check the data and the KD settings"
     )
 
