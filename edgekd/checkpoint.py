@@ -28,10 +28,10 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write a checkpoint atomically. In a distributed run only rank 0 writes (the others hold the
     same weights), so this is a no-op on every other rank."""
     import torch
+    import torch.distributed as dist
 
-    from edgekd.train.distributed import world
-
-    if not world().main:
+    # asked of torch.distributed, not of edgekd.train.distributed: a checkpoint sits below training
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "edgekd_version": __version__, **payload}, buf)
@@ -104,7 +104,8 @@ def checkpoint_arch(ckpt: dict[str, Any], path: str | Path, arch: str | Iterable
     if ":" in name:
         if name not in vouched(arch):
             raise CheckpointError(
-                f"checkpoint {path} names the factory {name!r}; a name inside a file is looked up in the model registry "
+                f"checkpoint {path} names the factory {name!r}; a name inside a file is looked up in the "
+                "model registry "
                 "only (`edgekd models`), never imported. If you trust that factory, name it yourself: the config's "
                 "teacher.arch/student.arch, or edgekd.load_model(path, arch=...)"
             )
@@ -124,7 +125,8 @@ def build_model(ckpt: dict[str, Any], path: str | Path = "<checkpoint>", arch: s
 
     name = checkpoint_arch(ckpt, path, arch)
     data = ckpt["data"]
-    model = create_model(name, data["num_classes"], data["in_channels"], tuple(data["image_size"]), **ckpt.get("kwargs", {}))
+    shape = (data["num_classes"], data["in_channels"], tuple(data["image_size"]))
+    model = create_model(name, *shape, **ckpt.get("kwargs", {}))
     load_weights(model, ckpt["state_dict"], path)
     return model.eval()
 

@@ -34,30 +34,33 @@ def _config_keys_epilog() -> str:
     return "\n".join(lines)
 
 
-# Written out here, not read from the registry: `--help` must not import torch (a Raspberry Pi
-# runs this CLI). tests/test_cli.py checks that every registered method is listed.
-METHODS_HELP = """\
-KD methods (distill.method; `edgekd methods` lists them):
-  kd          Hinton KD: (1-α)·CE + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), the default
-  kd_soft     the soft term alone (α = 1)
-  kd_mse      (1-α)·CE + α·‖z_s − z_t‖² between logits (no temperature)
-  kd_sigmoid  sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha;
-              per pixel on segmentation data (the method for it: see "Segmentation" below)
-  fitnets     FitNets hints: teacher distill.hint_layer ← regressor ← student distill.guided_layer
-              (module paths); hint_mode two_stage (hint_epochs of hints, then KD) or single_stage
-              (KD + hint_weight·hint). The regressor is never part of student.pt
-  takd        teacher assistants (distill.assistants): ta_select chain (teacher → TA₁ → … → student)
-              or auto (train each candidate, keep the one nearest the teacher/student accuracy midpoint)
-  ensemble    several teachers, soft target = mean of their softened distributions: distill.teachers
-              (archs) and/or distill.teacher_seeds, or distill.teacher_checkpoints
-  transfer    transfer-set mode: Hinton KD plus unlabeled images (distill.transfer_set) that get the
-              soft term only (label -1; CE ignores them); transfer_labeled=false: those images alone
-  domain      domain-adaptation mode: teacher trained on `source` (a data section), student on `data`
-              (the target) with soft targets + source labels; both domains reported. data.shift
-              (grayscale|blur|invert|noise|color_jitter) makes a target domain from any dataset
-  ce          no teacher: plain cross-entropy (what teachers and baselines learn with)
-  bce         no teacher: sigmoid BCE, one-vs-rest or per pixel (teacher and baseline of kd_sigmoid)
+# The modules that register KD methods (edgekd.train.methods.METHODS's providers): their
+# docstrings are read from source, since `--help` must not import torch (a Raspberry Pi runs this
+# CLI). tests/test_cli.py checks that every registered method is listed.
+METHOD_MODULES = ("edgekd.train.methods", "edgekd.train.fitnets")
 
+
+def methods_help() -> str:
+    """The KD methods for `distill --help`, one entry per registered method (its docstring)."""
+    import textwrap
+
+    from edgekd.registry import documented_entries
+
+    lines = [
+        "KD methods (distill.method; `edgekd methods` lists them). Every method reads distill.method,",
+        "temperature, alpha, baseline and select; the keys listed under a method are read by it alone:",
+    ]
+    for entry in documented_entries("METHODS", METHOD_MODULES, ("keys",)):
+        wrapped = textwrap.wrap(entry.doc, 84) or [""]
+        keys = entry.attributes.get("keys")
+        if keys:
+            wrapped += textwrap.wrap("keys: " + ", ".join(f"distill.{k}" for k in keys), 84)
+        lines.append(f"  {entry.name:<11} {wrapped[0]}")
+        lines += [" " * 14 + more for more in wrapped[1:]]
+    return "\n".join(lines) + "\n\n" + SEGMENTATION_HELP
+
+
+SEGMENTATION_HELP = """\
 Segmentation (binary masks): data.name=shapes (generated, no download) or segfolder
 (root/{train,test}[,val]/images/<stem>.png|jpg + masks/<stem>.png, nonzero = foreground);
 U-Net teacher and student (unet_small, unet_tiny; input sides divisible by 2^depth);
@@ -76,7 +79,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
             "Train the teacher (or load teacher.checkpoint), train the student with the configured KD\n"
             "method, and, with distill.baseline, the same student without KD under the identical recipe.\n"
             "Writes DIR/{config.yaml, summary.json, metrics.jsonl, teacher.pt, student.pt, baseline.pt}.\n\n"
-            + METHODS_HELP
+            + methods_help()
             + "\n\nModels: see `edgekd models`. Temperature sweeps: `edgekd sweep`."
         ),
         epilog=_config_keys_epilog()

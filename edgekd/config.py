@@ -11,7 +11,6 @@ YAML is read with ``safe_load`` only: a config never executes code.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import types
 from collections.abc import Mapping, Sequence
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from edgekd.errors import ConfigError
+from edgekd.registry import did_you_mean
 
 
 def opt(default: Any = dataclasses.MISSING, help: str = "", factory: Any = dataclasses.MISSING) -> Any:  # noqa: A002
@@ -206,8 +206,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         choices = get_args(tp)
         if value in choices:
             return value
-        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(value), [str(c) for c in choices])
         raise ConfigError(f"config: {key}: {value!r} is not one of {', '.join(map(str, choices))}{hint}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
@@ -286,8 +285,7 @@ def non_plain(value: Any, where: str = "") -> str | None:
 
 
 def _unknown_key(key: str, known: Sequence[str], prefix: str) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+    hint = did_you_mean(key, known, prefix)
     return ConfigError(f"config: unknown key '{prefix}{key}'{hint} (valid: {', '.join(known)})")
 
 

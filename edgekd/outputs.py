@@ -42,7 +42,9 @@ def check_output_dir(
     real = Path(os.path.realpath(path))
     for p in protect:
         if _inside(Path(os.path.realpath(p)), real):
-            raise OutputError(f"the {what} folder {path} would replace {p}, which is being read: choose a folder outside it")
+            raise OutputError(
+                f"the {what} folder {path} would replace {p}, which is being read: choose a folder outside it"
+            )
     if path.exists() or path.is_symlink():
         if not path.is_dir():
             raise OutputError(f"{path} is an existing file, not a folder: choose a folder path for the {what}")
@@ -70,7 +72,9 @@ def check_writable(path: str | Path, what: str) -> None:
     if probe.exists() and not probe.is_dir():
         raise OutputError(f"cannot write the {what} to {path}: {probe} is a file")
     if not os.access(probe, os.W_OK | os.X_OK):
-        raise OutputError(f"cannot write the {what} to {path}: {probe} is not writable (read-only or permission denied)")
+        raise OutputError(
+            f"cannot write the {what} to {path}: {probe} is not writable (read-only or permission denied)"
+        )
 
 
 def not_a_bundle(folder: Path) -> str | None:

@@ -23,7 +23,14 @@ from edgekd.config import ConfigError, load_config
 from edgekd.errors import CheckpointError, DataError, EdgekdError, first_line
 from edgekd.models import create_model
 
-DIGITS = {"num_classes": 10, "in_channels": 1, "image_size": [8, 8], "mean": [0.3], "std": [0.3], "task": "classification"}
+DIGITS = {
+    "num_classes": 10,
+    "in_channels": 1,
+    "image_size": [8, 8],
+    "mean": [0.3],
+    "std": [0.3],
+    "task": "classification",
+}
 
 
 def plant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Path:
@@ -67,7 +74,9 @@ def test_a_factory_the_caller_names_is_honored(tmp_path: Path, monkeypatch: pyte
     assert marker.read_text() == "called"
 
 
-def test_distill_teacher_checkpoint_naming_a_factory_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_distill_teacher_checkpoint_naming_a_factory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from edgekd.train.run import distill
 
     marker = plant_factory(tmp_path, monkeypatch, "planted_teacher_mod")
@@ -122,7 +131,10 @@ def test_cifar_pickle_reader_runs_nothing(tmp_path: Path) -> None:
     marker = tmp_path / "cifar.marker"
     rng = np.random.default_rng(0)
     for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
-        batch = {b"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8), b"labels": [int(v) for v in rng.integers(0, 10, 20)]}
+        batch = {
+            b"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, 20)],
+        }
         if name == "data_batch_1":
             batch[b"batch_label"] = _Planted(marker)
         with open(folder / name, "wb") as fh:
@@ -138,7 +150,9 @@ def test_weights_only_refusal_says_what_the_file_is(tmp_path: Path) -> None:
         load_checkpoint(tmp_path / "whole.pt")
     text = str(err.value).replace(str(tmp_path), "")
     assert "weights_only" not in text and "\x1b" not in text and "\n" not in text
-    assert "holds pickled Python objects" in text and "torch.nn.modules.linear.Linear" in text and "state_dict()" in text
+    assert (
+        "holds pickled Python objects" in text and "torch.nn.modules.linear.Linear" in text and "state_dict()" in text
+    )
 
 
 def test_error_lines_carry_no_escape_codes() -> None:
@@ -150,8 +164,16 @@ def test_error_lines_carry_no_escape_codes() -> None:
 
 @pytest.mark.parametrize(
     "override",
-    ["distill.temperature=nan", "distill.alpha=.nan", "student.lr=inf", "teacher.weight_decay=-.inf", "student.momentum=NaN",
-     "export.max_acc_drop=nan", "data.mean=[.nan]", "student.kwargs={width: .inf}"],
+    [
+        "distill.temperature=nan",
+        "distill.alpha=.nan",
+        "student.lr=inf",
+        "teacher.weight_decay=-.inf",
+        "student.momentum=NaN",
+        "export.max_acc_drop=nan",
+        "data.mean=[.nan]",
+        "student.kwargs={width: .inf}",
+    ],
 )
 def test_non_finite_settings_are_refused(override: str) -> None:
     key = override.split("=")[0]
@@ -163,7 +185,9 @@ def test_cli_non_finite_setting_is_one_line(capsys: pytest.CaptureFixture) -> No
     from edgekd.cli import main
 
     assert main(["distill", "--set", "distill.temperature=nan"]) == 2
-    assert error_line(capsys.readouterr().err).startswith("edgekd: error: config: distill.temperature must be a finite number")
+    assert error_line(capsys.readouterr().err).startswith(
+        "edgekd: error: config: distill.temperature must be a finite number"
+    )
 
 
 def test_json_writer_is_strict(tmp_path: Path) -> None:
@@ -217,6 +241,16 @@ def test_a_callable_that_is_not_a_model_factory_is_one_line(tmp_path: Path, caps
     from edgekd.cli import main
 
     out = tmp_path / "run"
-    assert main(["distill", "--out", str(out), *[x for s in tiny_overrides(**{"teacher.arch": "os:getcwd"}) for x in ("--set", s)]]) == 2
+    assert (
+        main(
+            [
+                "distill",
+                "--out",
+                str(out),
+                *[x for s in tiny_overrides(**{"teacher.arch": "os:getcwd"}) for x in ("--set", s)],
+            ]
+        )
+        == 2
+    )
     assert "config: teacher.arch: model factory 'os:getcwd' returned a str" in error_line(capsys.readouterr().err)
     assert not out.exists()

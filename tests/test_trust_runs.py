@@ -21,7 +21,11 @@ from edgekd.errors import CheckpointError, ConfigError, EdgekdError
 
 def tree(folder: Path) -> dict[str, str]:
     """Every file under ``folder`` (hidden ones too) → sha256: the user's files, to compare after."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def fake_run(folder: Path, **overrides: object) -> Path:
@@ -32,8 +36,18 @@ def fake_run(folder: Path, **overrides: object) -> Path:
     folder.mkdir(parents=True)
     write_text(folder / "config.yaml", dump_yaml(load_config(None, tiny_overrides(**overrides))))
     write_json(folder / "summary.json", {"student": {"test_acc": 0.5}})
-    info = {"num_classes": 10, "in_channels": 1, "image_size": [8, 8], "mean": [0.3], "std": [0.3], "task": "classification"}
-    save_checkpoint(folder / "student.pt", model_payload(create_model("test_student", 10, 1, (8, 8)), "test_student", {}, info, "student"))
+    info = {
+        "num_classes": 10,
+        "in_channels": 1,
+        "image_size": [8, 8],
+        "mean": [0.3],
+        "std": [0.3],
+        "task": "classification",
+    }
+    save_checkpoint(
+        folder / "student.pt",
+        model_payload(create_model("test_student", 10, 1, (8, 8)), "test_student", {}, info, "student"),
+    )
     return folder
 
 
@@ -110,10 +124,16 @@ def test_overwrite_with_a_typo_keeps_the_old_run(tmp_path: Path) -> None:
 
     run = fake_run(tmp_path / "run")
     before = tree(run)
-    with pytest.raises(ConfigError, match="config: student.arch: unknown model 'test_studnet'; did you mean 'test_student'"):
+    with pytest.raises(
+        ConfigError, match="config: student.arch: unknown model 'test_studnet'; did you mean 'test_student'"
+    ):
         distill(out=run, set=tiny_overrides(**{"student.arch": "test_studnet"}), overwrite=True)
     with pytest.raises(CheckpointError, match="checkpoint not found"):
-        distill(out=run, set=tiny_overrides(**{"teacher.checkpoint": str(tmp_path / "missing.pt"), "teacher.epochs": 0}), overwrite=True)
+        distill(
+            out=run,
+            set=tiny_overrides(**{"teacher.checkpoint": str(tmp_path / "missing.pt"), "teacher.epochs": 0}),
+            overwrite=True,
+        )
     with pytest.raises(ConfigError, match="unknown export format 'tflite_int9'"):
         distill(out=run, set=tiny_overrides(**{"export.formats": "[tflite_int9]"}), overwrite=True)
     assert tree(run) == before
@@ -129,9 +149,14 @@ def test_failed_validation_writes_nothing(tmp_path: Path) -> None:
         distill(out=out, set=tiny_overrides(**{"data.name": "cifar10"}))
     # inputs that only one method reads are read before training too
     with pytest.raises(EdgekdError, match="transfer_set"):
-        distill(out=out, set=tiny_overrides(**{"distill.method": "transfer", "distill.transfer_set": str(tmp_path / "missing")}))
+        distill(
+            out=out,
+            set=tiny_overrides(**{"distill.method": "transfer", "distill.transfer_set": str(tmp_path / "missing")}),
+        )
     with pytest.raises(EdgekdError, match="data.root is required for svhn"):
-        distill(out=out, set=tiny_overrides(**{"distill.method": "domain", "source.name": "svhn", "data.shift": "invert"}))
+        distill(
+            out=out, set=tiny_overrides(**{"distill.method": "domain", "source.name": "svhn", "data.shift": "invert"})
+        )
     assert not out.exists()
 
 
@@ -180,9 +205,16 @@ def test_teacher_checkpoint_of_another_arch_says_which_is_used(tmp_path: Path, c
     from edgekd.train.run import distill
 
     info = load_dataset(DataConfig(name="digits")).describe()
-    save_checkpoint(tmp_path / "t.pt", model_payload(create_model("test_teacher", 10, 1, (8, 8)), "test_teacher", {}, info, "teacher"))
-    settings = {"teacher.arch": "resnet8", "teacher.checkpoint": str(tmp_path / "t.pt"), "teacher.epochs": 0,
-                "student.checkpoint": str(tmp_path / "missing.pt")}  # stops the run right after the teacher's check
+    save_checkpoint(
+        tmp_path / "t.pt",
+        model_payload(create_model("test_teacher", 10, 1, (8, 8)), "test_teacher", {}, info, "teacher"),
+    )
+    settings = {
+        "teacher.arch": "resnet8",
+        "teacher.checkpoint": str(tmp_path / "t.pt"),
+        "teacher.epochs": 0,
+        "student.checkpoint": str(tmp_path / "missing.pt"),
+    }  # stops the run right after the teacher's check
     with pytest.raises(CheckpointError, match="missing.pt"):
         distill(out=tmp_path / "run", set=tiny_overrides(**settings))
     err = capsys.readouterr().err
@@ -193,7 +225,9 @@ def test_teacher_checkpoint_of_another_arch_says_which_is_used(tmp_path: Path, c
 # -- truthful training -----------------------------------------------------------------------
 
 
-def test_non_finite_loss_stops_the_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_non_finite_loss_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """The loss turns NaN in the teacher's second epoch: the run stops naming epoch and step, keeps
     epoch 1's checkpoint, writes no summary, and the command exits 1."""
     from edgekd.checkpoint import load_checkpoint
@@ -223,7 +257,9 @@ def test_non_finite_loss_stops_the_run(tmp_path: Path, monkeypatch: pytest.Monke
     assert f"teacher: the loss became NaN or infinite at epoch 2, step 3 of {steps_per_epoch}" in line
     assert "teacher_last.pt (epoch 1) is kept" in line
     last = load_checkpoint(out / "teacher_last.pt")
-    assert last["epoch"] == 1 and all(bool(torch.isfinite(v).all()) for v in last["state_dict"].values() if v.is_floating_point())
+    assert last["epoch"] == 1 and all(
+        bool(torch.isfinite(v).all()) for v in last["state_dict"].values() if v.is_floating_point()
+    )
     assert not (out / "summary.json").exists() and not (out / "teacher.pt").exists()
 
 

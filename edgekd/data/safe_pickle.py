@@ -28,7 +28,9 @@ ALLOWED = frozenset(
 class _PlainUnpickler(pickle.Unpickler):
     def find_class(self, module: str, name: str) -> Any:
         if (module, name) not in ALLOWED:
-            raise pickle.UnpicklingError(f"it names {module}.{name}, which is not plain data (refused: unpickling it could run code)")
+            raise pickle.UnpicklingError(
+                f"it names {module}.{name}, which is not plain data (refused: unpickling it could run code)"
+            )
         return super().find_class(module, name)
 
     def persistent_load(self, pid: Any) -> Any:

@@ -55,7 +55,9 @@ def match_spatial(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
 
 @METHODS.register("fitnets")
 class FitNets(HintonKD):
-    """FitNets (Romero et al. 2015): MSE hint from a teacher layer to a regressed student layer, then/plus KD."""
+    """FitNets (Romero et al. 2015): MSE hint from teacher distill.hint_layer to a regressor on student
+    distill.guided_layer (module paths); hint_mode two_stage (hint_epochs of hints, then KD) or single_stage
+    (KD + hint_weight·hint). The regressor is never part of student.pt."""
 
     flow = "fitnets"
     keys = ("hint_layer", "guided_layer", "hint_mode", "hint_epochs", "hint_weight", "hint_regressor")
@@ -173,7 +175,7 @@ def check_layers(run) -> None:
 
 
 @FLOWS.register("fitnets")
-def fitnets_flow(run) -> dict[str, Any]:  # its run's preflight calls check_layers (fitnets_flow.check)
+def fitnets_flow(run) -> dict[str, Any]:
     """Teacher → (hint stage →) student → baseline; see the module docstring."""
     cfg = run.cfg
     d = cfg.distill

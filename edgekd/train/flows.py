@@ -1,6 +1,6 @@
 """Flows: how a run is orchestrated around its KD loss. The method names its flow (``flow``).
 
-A flow takes the run (:class:`edgekd.train.run._Run`: data, device and the stage helpers
+A flow takes the run (:class:`edgekd.train.context.RunContext`: data, device and the stage helpers
 ``teacher``, ``train``, ``baseline``, ``load``…) and returns the summary's model records. Here:
 ``standard`` (teacher → student → baseline) and ``transfer`` (the same, the student also seeing
 an unlabeled transfer set). Other methods' flows live in the modules beside them, listed as the
