@@ -2,7 +2,8 @@
 
 This module imports nothing heavy at load time: ``edgekd bench --device rpi`` runs on a Raspberry
 Pi that has only numpy and the TFLite runtime. Errors the user can fix (:class:`EdgekdError`) are
-printed as one line, without a traceback, and exit with status 2.
+printed as one line, without a traceback, and exit with status 2 (bad input); an error that reports
+a failed step of valid work (parity out of bounds, a diverged training run) carries ``exit_code`` 1.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from edgekd import __version__
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, one_line
 
 EXIT_USAGE = 2
 EXIT_GATE = 1  # a check ran and failed (verify, the bench accuracy floor), as opposed to a usage error
@@ -94,7 +95,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<config name>)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoints")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the edgekd run in --out (once every check has passed)")
     p.set_defaults(func=_cmd_distill)
 
 
@@ -128,7 +129,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     p.add_argument("--run", metavar="DIR", help="distill run folder (default: the newest under runs/)")
-    p.add_argument("--out", metavar="BUNDLE", help="bundle folder (default: artifacts/<run name>)")
+    p.add_argument("--out", metavar="BUNDLE", help="bundle folder, new, empty or an edgekd bundle (default: artifacts/<run name>)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override an export.* key (repeatable)")
     p.add_argument("--allow-parity-failure", action="store_true", default=None, help="exit 0 even if a format is out of bounds")
     p.set_defaults(func=_cmd_export)
@@ -498,7 +499,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgekdError as exc:
-        print(f"edgekd: error: {exc}", file=sys.stderr)
+        # one line whatever the message carries (a file name with a newline, a tool's colors)
+        print(f"edgekd: error: {one_line(str(exc))}", file=sys.stderr)
+        # 2: bad input; an error that says a step of valid work failed carries its own (1)
+        return getattr(exc, "exit_code", EXIT_USAGE)
+    except OSError as exc:  # the file system refused (read-only place, disk full, permission)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edgekd: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("edgekd: interrupted (a training run continues with --resume)", file=sys.stderr)
