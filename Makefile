@@ -13,12 +13,14 @@ CONFIG ?= configs/digits.yaml
 RUN    ?= runs/$(basename $(notdir $(CONFIG)))
 BUNDLE ?= artifacts/$(notdir $(RUN))
 PYTEST_ARGS ?=
+BUDGET ?= flash_kb=64,device=cortex-m4-120mhz
 
-.PHONY: help venv distill export bench test test-slow lint test-arm arm64-emu mcu-estimate clean
+.PHONY: help venv distill export bench search test test-slow lint test-arm arm64-emu mcu-estimate clean
 
 help:
 	@echo "make distill export   train on $(CONFIG) into $(RUN), then export the bundle to $(BUNDLE)"
 	@echo "make bench            benchmark every model in $(BUNDLE) on this CPU; report in $(BUNDLE)/bench"
+	@echo "make search           the most accurate student of $(CONFIG) inside BUDGET=$(BUDGET), in $(RUN)-search"
 	@echo "make test             run the fast test suite"
 	@echo "make test-slow        run the slow tests (real CIFAR-10 data)"
 	@echo "make lint             ruff: lint and format check (settings in pyproject.toml)"
@@ -43,6 +45,9 @@ export: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/edgekd bench --artifacts $(BUNDLE) --out $(BUNDLE)/bench
+
+search: $(STAMP)
+	$(BIN)/edgekd search --config $(CONFIG) --budget $(BUDGET) --out $(RUN)-search
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -91,6 +91,23 @@ def all_formats() -> list[Format]:
     return [fmt for _, fmt in FORMATS.items()]
 
 
+def check_export_formats(named: dict[str, Any]) -> None:
+    """Every format named under each config key (``{"export.formats": [...], ...}``) exists, can be
+    exported, and has its source format listed beside it: `edgekd distill` checks this before
+    training, `edgekd export` before converting."""
+    from edgekd.errors import ConfigError
+    from edgekd.registry import unknown_name_message
+
+    exportable = [f.name for f in all_formats() if f.exporter is not None]
+    for key, names in named.items():
+        for name in names:
+            if name not in exportable:
+                raise ConfigError(f"config: {key}: {unknown_name_message('export format', name, exportable)}")
+            source = get_format(name).source
+            if source is not None and source not in names:
+                raise ConfigError(f"config: {key}: {name} is made from {source}; add {source} to {key}")
+
+
 def model_formats() -> list[Format]:
     return [f for f in all_formats() if f.is_model]
 

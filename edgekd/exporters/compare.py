@@ -179,7 +179,9 @@ def _latency_image(out: Path, results: list[dict[str, Any]]) -> np.ndarray | Non
 def _child(argv: Sequence[str]) -> int:
     run, backend, out, formats, result_path = argv
     result = convert_student(run, backend, out, formats.split(","))
-    Path(result_path).write_text(json.dumps(result))
+    from edgekd.atomic import write_json
+
+    write_json(result_path, result)
     return 0
 
 

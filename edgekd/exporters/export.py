@@ -29,13 +29,13 @@ import numpy as np
 from edgekd import __version__
 from edgekd.atomic import atomic_dir, write_json, write_text, write_with
 from edgekd.bundle import FORMAT, MANIFEST, file_record
-from edgekd.config import Config, ExportConfig, dump_yaml, from_dict, load_config, parse_override, to_dict
+from edgekd.config import Config, ExportConfig, dump_yaml, from_dict, load_config, named_archs, parse_override, to_dict
 from edgekd.errors import ConfigError, EdgekdError
 from edgekd.exporters.errors import ParityError
 from edgekd.exporters.parity import Bounds, check_parity, reference_logits
 from edgekd.exporters.timing import shown_as
-from edgekd.formats import ExportJob, Format, all_formats, get_format
-from edgekd.registry import unknown_name_message
+from edgekd.formats import ExportJob, Format, all_formats, check_export_formats, get_format
+from edgekd.outputs import check_output_dir, not_a_bundle
 from edgekd.tasks import get_task
 from edgekd.ui import log, print_table
 
@@ -64,22 +64,20 @@ def _resolve_config(run: Path, overrides: Sequence[str]) -> Config:
     from edgekd.config import validate
 
     validate(cfg)
-    exportable = [f.name for f in all_formats() if f.exporter is not None]
-    for key, names in (("formats", cfg.export.formats), ("teacher_formats", cfg.export.teacher_formats)):
-        for name in names:
-            if name not in exportable:
-                raise ConfigError(f"config: export.{key}: {unknown_name_message('export format', name, exportable)}")
-            source = get_format(name).source
-            if source is not None and source not in names:
-                raise ConfigError(f"config: export.{key}: {name} is made from {source}; add {source} to export.{key}")
+    check_export_names(cfg.export)
+    return cfg
+
+
+def check_export_names(ecfg: ExportConfig) -> None:
+    """Every name in the export settings resolves (formats, backend, models)."""
+    check_export_formats({"export.formats": ecfg.formats, "export.teacher_formats": ecfg.teacher_formats})
     from edgekd.exporters.to_tflite import TFLITE_BACKENDS
 
-    if cfg.export.backend not in TFLITE_BACKENDS:
-        raise ConfigError(f"config: export.backend: {TFLITE_BACKENDS.unknown_message(cfg.export.backend)}")
-    bad_roles = [r for r in cfg.export.models if r not in ROLES]
+    if ecfg.backend not in TFLITE_BACKENDS:
+        raise ConfigError(f"config: export.backend: {TFLITE_BACKENDS.unknown_message(ecfg.backend)}")
+    bad_roles = [r for r in ecfg.models if r not in ROLES]
     if bad_roles:
         raise ConfigError(f"config: export.models: unknown model {bad_roles[0]!r}; available: {', '.join(ROLES)}")
-    return cfg
 
 
 def _sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -106,6 +104,8 @@ def export(
     run_dir = Path(run) if run is not None else latest_run()
     cfg = _resolve_config(run_dir, set)
     out_dir = Path(out) if out is not None else Path("artifacts") / run_dir.name
+    # before any work: a bundle replaces only an older bundle, never the run or a user's files
+    check_output_dir(out_dir, "bundle", not_a_bundle, protect=[run_dir], beside=True)
     ecfg = cfg.export
     allow = ecfg.allow_parity_failure if allow_parity_failure is None else allow_parity_failure
     bounds = Bounds(ecfg.fp32_max_abs_diff, ecfg.min_top1_agreement, ecfg.max_acc_drop)
@@ -157,7 +157,7 @@ def export(
         work = tmp / ".work"
         for role in roles:
             ckpt_path = run_dir / f"{role}.pt"
-            model, ckpt = load_model(ckpt_path)
+            model, ckpt = load_model(ckpt_path, arch=named_archs(cfg))  # the run's own config names its archs
             mean, std = ckpt["data"]["mean"], ckpt["data"]["std"]
             wrapped = with_preprocessing(model, mean, std)
             c, (h, w) = len(mean), ckpt["data"]["image_size"]

@@ -31,6 +31,7 @@ class RunContext(TeacherStages, StudentStages):
         self.metrics = MetricsLog(out_dir / "metrics.jsonl", keep_existing=resume)
         self.on_epoch = [self.metrics.update, *on_epoch]
         self.wall: dict[str, float] = {}  # stage name → training seconds (0 for loaded models)
+        self.prepared: dict[str, Any] = {}  # inputs a flow's check read before training (source data, transfer set)
 
     def setup(self) -> None:
         from edgekd.data import load_dataset
@@ -43,6 +44,7 @@ class RunContext(TeacherStages, StudentStages):
         log_data(self.data)
 
     def execute(self) -> dict[str, Any]:
+        """Run the flow (after :meth:`setup` and the preflight) and write the summary."""
         import torch
 
         from edgekd.train.flows import FLOWS
@@ -51,7 +53,6 @@ class RunContext(TeacherStages, StudentStages):
         total = Timer()
         cfg = self.cfg
         method_cls = METHODS.get(cfg.distill.method)
-        self.setup()
         summary: dict[str, Any] = FLOWS.get(method_cls.flow)(self)
         self.wall["total"] = round(total.elapsed, 2)
         summary["wall_s"] = self.wall

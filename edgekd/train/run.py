@@ -27,7 +27,7 @@ from typing import Any
 from edgekd.config import Config, load_config
 from edgekd.errors import ConfigError
 from edgekd.train.context import RunContext
-from edgekd.train.run_folder import RUN_FILES, default_out, prepare_out_dir
+from edgekd.train.run_folder import RUN_FILES, check_new_run, default_out, resumed_config, start_run_dir
 
 __all__ = ["RUN_FILES", "RunContext", "default_out", "distill"]
 
@@ -44,21 +44,31 @@ def distill(
 
     ``config`` is a :class:`Config`, a YAML path or None (defaults); ``set`` holds ``key=value``
     overrides. ``resume`` continues the run in ``out`` from its last checkpoints (its saved config
-    is used; a different one is an error). ``overwrite`` replaces an existing run folder.
+    is used; a different one is an error, naming each changed key). ``overwrite`` replaces an
+    existing run folder.
+
+    Everything that can fail on the input is checked before the folder is touched
+    (:mod:`edgekd.train.preflight`): the config, every name it holds, the data, every model built
+    for that data, every checkpoint it names. Only then is an old run replaced (``overwrite``,
+    and only an edgekd run folder) and ``config.yaml`` written.
     """
-    cfg = config if isinstance(config, Config) else load_config(config, set)
     if isinstance(config, Config) and set:
         raise ConfigError("pass overrides through load_config when giving a Config object")
+    cfg = config if isinstance(config, Config) else load_config(config, set)
     from edgekd.train import distributed
-    from edgekd.train.methods import check_method_config
+    from edgekd.train.preflight import preflight, resolve_names
 
     out_dir = Path(out) if out is not None else default_out(cfg)
-    check_method_config(cfg)  # before the folder is touched: a wrong key costs nothing
     world = distributed.init(cfg.runtime.device)  # torchrun: join the process group first
+    if resume:
+        cfg = resumed_config(out_dir, config, set)
+    elif world.main:  # the others could see the folder rank 0 has already started
+        check_new_run(cfg, out_dir, overwrite)
+    resolve_names(cfg)
+    run = RunContext(cfg, out_dir, resume, on_epoch)
+    run.setup()
+    preflight(run)
     if world.main:
-        cfg = prepare_out_dir(cfg, out_dir, config is not None or bool(set), resume, overwrite)
-    distributed.barrier()  # the folder (and, resuming, its saved config) exists for every rank
-    if not world.main and resume:
-        cfg = load_config(out_dir / "config.yaml")
-    check_method_config(cfg)  # a resumed run runs its saved config
-    return RunContext(cfg, out_dir, resume, on_epoch).execute()
+        start_run_dir(cfg, out_dir, resume)
+    distributed.barrier()  # the folder exists for every rank
+    return run.execute()

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.atomic import write_json, write_text
-from edgekd.config import Config, dump_yaml, load_config, validate
+from edgekd.config import Config, dump_yaml, finite, load_config, validate
 from edgekd.errors import ConfigError
 from edgekd.ui import log, print_table, warn
 
@@ -50,8 +50,8 @@ def sweep(
     cfg = config if isinstance(config, Config) else load_config(config, set)
     if isinstance(config, Config) and set:
         raise ConfigError("pass overrides through load_config when giving a Config object")
-    temperatures = [float(t) for t in temperatures]
-    alphas = [float(a) for a in (alphas if alphas else [cfg.distill.alpha])]
+    temperatures = [finite(float(t), "sweep: a temperature") for t in temperatures]
+    alphas = [finite(float(a), "sweep: an alpha") for a in (alphas if alphas else [cfg.distill.alpha])]
     if not temperatures or any(t <= 0 for t in temperatures):
         raise ConfigError(f"sweep: temperatures must be positive numbers, got {temperatures}")
     if any(not 0.0 <= a <= 1.0 for a in alphas):
@@ -65,7 +65,7 @@ def sweep(
     if not getattr(method, "uses_alpha", True) and len(alphas) > 1:
         warn(f"distill.method={cfg.distill.method} ignores α: the points differ only in T")
     out_dir = Path(out) if out is not None else Path("runs") / f"{cfg.name or 'run'}-sweep"
-    cfg = prepare_out_dir(cfg, out_dir, config is not None or bool(set), resume, overwrite)
+    cfg = prepare_out_dir(cfg, out_dir, config, set, resume, overwrite)
     check_method_config(cfg)  # a resumed sweep runs its saved config
 
     from edgekd.data import dataset_task

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edgekd.config import StageConfig
+from edgekd.config import StageConfig, named_archs
 from edgekd.tasks import get_task
 from edgekd.ui import log
 
@@ -23,7 +23,8 @@ class TeacherStages:
         done = self.done(name)
         if done is not None:
             self.wall[name] = done["metrics"]["wall_s"]
-            return self.frozen(build_model(done), done, data), done["metrics"]
+            path = self.out_dir / f"{name}.pt"
+            return self.frozen(build_model(done, path, arch=named_archs(self.cfg)), done, data), done["metrics"]
         if recipe.checkpoint:
             model, result = self.load_teacher(recipe.checkpoint, name=name, data=data, recipe=recipe)
             self.wall[name] = 0.0
@@ -35,7 +36,7 @@ class TeacherStages:
         """Finished stage ``<name>.pt`` as a frozen model fed ``data``'s batches (the next stage's teacher)."""
         from edgekd.checkpoint import load_model
 
-        model, ckpt = load_model(self.out_dir / f"{name}.pt")
+        model, ckpt = load_model(self.out_dir / f"{name}.pt", arch=named_archs(self.cfg))
         return self.frozen(model, ckpt, data or self.data, quiet)
 
     @staticmethod
@@ -49,27 +50,10 @@ class TeacherStages:
 
     def load_teacher(self, path: str, name: str = "teacher", data=None, recipe: StageConfig | None = None):
         """A given teacher checkpoint: checked against the data, evaluated, copied into the run."""
-        from edgekd.checkpoint import (
-            build_model,
-            check_compatible,
-            load_checkpoint,
-            load_weights,
-            model_payload,
-            save_checkpoint,
-        )
-        from edgekd.models import create_model
+        from edgekd.checkpoint import save_checkpoint
 
         data = data or self.data
-        data_info = data.describe()
-        ckpt = load_checkpoint(path)
-        if ckpt["format"] == "state_dict":  # weights from elsewhere: the configured arch, this data's input
-            t = recipe or self.cfg.teacher
-            model = create_model(t.arch, data.num_classes, data.in_channels, data.image_size, **t.kwargs)
-            load_weights(model, ckpt["state_dict"], path)
-            ckpt = model_payload(model, t.arch, t.kwargs, data_info, name)
-        else:
-            check_compatible(ckpt, data_info, path)
-            model = build_model(ckpt, path)
+        model, ckpt = self.checked_teacher(path, data=data, recipe=recipe, quiet=True)
         model = self.frozen(model, ckpt, data)
         result = self.score(model, ckpt["arch"], data, checkpoint=f"{name}.pt")
         ckpt = {k: v for k, v in ckpt.items() if k not in ("format", "edgekd_version", "train_state")}
@@ -78,3 +62,35 @@ class TeacherStages:
         key = f"val_{get_task(data.task).metric}"
         log(f"{name}: loaded {path} ({ckpt['arch']}), {key} {result[key]:.4f}")
         return model, result
+
+    def checked_teacher(
+        self,
+        path: str,
+        key: str = "teacher.checkpoint",
+        data=None,
+        recipe: StageConfig | None = None,
+        quiet: bool = False,
+    ):
+        """(model, checkpoint) of a given teacher file, checked against the data. A full checkpoint
+        names its architecture, which wins over ``teacher.arch`` (its weights fit only that one;
+        the log says so unless ``quiet``); a bare state_dict is read into ``teacher.arch``. A
+        ``module:factory`` name inside the file is honored only when the config names it too."""
+        from edgekd.checkpoint import build_model, check_compatible, load_checkpoint, load_weights, model_payload
+        from edgekd.models import create_model
+
+        data = data or self.data
+        t = recipe or self.cfg.teacher
+        ckpt = load_checkpoint(path)
+        if ckpt["format"] == "state_dict":  # weights from elsewhere: the configured arch, this data's input
+            model = create_model(t.arch, data.num_classes, data.in_channels, data.image_size, **t.kwargs)
+            load_weights(model, ckpt["state_dict"], path)
+            return model, model_payload(model, t.arch, t.kwargs, data.describe(), "teacher")
+        check_compatible(ckpt, data.describe(), path)
+        model = build_model(ckpt, path, arch=named_archs(self.cfg))
+        if not quiet and key == "teacher.checkpoint" and ckpt["arch"] != t.arch:
+            log(
+                f"teacher: {path} holds a {ckpt['arch']} and teacher.arch is {t.arch}: the teacher is the checkpoint's "
+                f"{ckpt['arch']}, since its weights fit only that architecture "
+                "(teacher.arch is read for a bare state_dict)"
+            )
+        return model, ckpt
