@@ -134,7 +134,7 @@ def test_profile_and_option_errors(tiny_bundle: Path) -> None:
         bench(artifacts=tiny_bundle, device="mcu", mcu="cortex-m8")
     with pytest.raises(BenchError, match=r"--mcu does not apply to --device cpu \(it is for --device mcu\)"):
         bench(artifacts=tiny_bundle, device="cpu", mcu="cortex-m7")
-    with pytest.raises(BenchError, match=r"--ram-kb must be positive"):
+    with pytest.raises(BenchError, match=r"--ram-kb must be a number above 0 and up to 1048576, got 0"):
         bench(artifacts=tiny_bundle, device="mcu", ram_kb=0)
     assert profiles.PROFILES.get("cortex-m7") is profiles.PROFILES.get("cortex-m7-216mhz")
     for name in ("cortex-m7-280mhz", "cortex-m7-216mhz", "cortex-m4-120mhz", "cortex-m33-160mhz", "cortex-m0plus-64mhz", "cortex-m55-160mhz"):
