@@ -354,10 +354,9 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from edgekd.limits import check_number
     from edgekd.models import MODELS, count_macs, count_params, create_model, model_task
     from edgekd.ui import print_table
-
-    from edgekd.limits import check_number
 
     try:
         c, h, w = (int(v) for v in args.input.lower().split("x"))

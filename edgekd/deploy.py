@@ -28,8 +28,14 @@ from typing import TYPE_CHECKING, Any
 
 from edgekd.bundle import REPORT_DIRS, require_verified
 from edgekd.errors import EdgekdError
-from edgekd.limits import MAX_PORT, MAX_TIMEOUT_S, check_number, check_runs, check_threads
-from edgekd.paths import check_output_dir
+from edgekd.limits import (
+    MAX_PORT,
+    MAX_TIMEOUT_S,
+    check_number,
+    check_runs,
+    check_threads,
+)
+from edgekd.paths import check_output_dir, is_under
 from edgekd.procs import run_bounded
 
 if TYPE_CHECKING:
@@ -184,7 +190,7 @@ def deploy(
     timeout: float | None = None,
     bench_timeout: float | None = None,
     config: str | Path | None = None,
-    set: Sequence[str] = (),  # noqa: A002 - same name as the CLI's --set
+    set: Sequence[str] = (),
 ) -> DeployResult:
     """Copy a verified bundle to ``host`` ([user@]pi) and, with ``bench``, bench it there.
 
@@ -215,7 +221,7 @@ def deploy(
     local = None
     if bench:  # where the report comes back is checked before anything is copied or run
         local = Path(out) if out is not None else bundle / "bench" / re.sub(r"[^\w.@-]", "_", host)
-        check_output_dir(local, "--out", inside=bundle if out is None else None)
+        check_output_dir(local, "--out", inside=bundle if is_under(local, bundle) else None)
     src = source_root()
     remote = _Remote(host, port, str(identity) if identity else None, ssh_option, timeout)
     base = remote_dir[2:] if remote_dir.startswith("~/") else remote_dir  # relative = in the remote home

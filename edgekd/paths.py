@@ -69,6 +69,13 @@ def escaping_links(root: str | Path) -> list[str]:
     return sorted(found)
 
 
+def is_under(path: str | Path, root: str | Path) -> bool:
+    """Whether ``path`` lies in ``root`` by name (nothing resolved: a link on the way is exactly
+    what the caller wants to find)."""
+    path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))
+    return _within(path, root)
+
+
 def _link_on_the_way(path: Path, stop: Path | None) -> Path | None:
     """The first existing symlink among ``path`` and its parents below ``stop`` (exclusive), if any."""
     for p in (path, *path.parents):

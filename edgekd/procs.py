@@ -18,7 +18,7 @@ import sys
 from collections.abc import Iterator, Mapping, Sequence
 
 
-class Terminated(BaseException):  # noqa: N818 - like KeyboardInterrupt: a request to stop, not an error
+class Terminated(BaseException):  # like KeyboardInterrupt: a request to stop, not an error
     """Raised in the main thread on SIGTERM, so that cleanups (``finally``, child kills) run."""
 
 

@@ -19,7 +19,7 @@ from edgekd.benchmark.report import BenchReport, comparisons, markdown, plot_tit
 from edgekd.benchmark.targets import TARGETS, BenchTarget, Job
 from edgekd.bundle import bundle_file, require_verified
 from edgekd.limits import check_number, check_runs, check_threads
-from edgekd.paths import check_output_dir, check_output_file
+from edgekd.paths import check_output_dir, check_output_file, is_under
 
 ROLE_ORDER = ("student", "teacher", "baseline")
 FORMAT_ORDER = ("pytorch", "onnx", "tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8")
@@ -91,7 +91,7 @@ def _full_test_split(bundle: Path, manifest: dict[str, Any], folder: Path) -> tu
         from edgekd.data import load_dataset
         from edgekd.ui import log
 
-        data = load_dataset(load_config(bundle / "config.yaml").data, log=log)
+        data = load_dataset(load_config(bundle_file(bundle, manifest, "config.yaml")).data, log=log)
     except ImportError as exc:
         raise BenchError(
             f"--full-test loads the run's dataset, which needs {exc.name or 'the train extra'} here "
@@ -232,7 +232,8 @@ def bench(
     task = get_task(manifest.get("task"))  # what eval.npz holds and what "accuracy" means
     # where the report goes is checked before minutes of measuring: an existing file, a read-only
     # place, or a link planted in the bundle (the default BUNDLE/bench) is refused now
-    out_dir = check_output_dir(Path(out) if out is not None else default_out, "--out", inside=None if out is not None or model is not None else bundle)
+    out_dir = Path(out) if out is not None else default_out
+    check_output_dir(out_dir, "--out", inside=bundle if model is None and is_under(out_dir, bundle) else None)
     if json is not None:
         check_output_file(json, "--json")
     named = set(_names(formats) or []) | ({manifest["models"][next(iter(manifest["models"]))]["format"]} if model is not None else set())
