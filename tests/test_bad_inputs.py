@@ -235,6 +235,9 @@ BENCH = [
     Case("bench-mcu-eval-corrupt", with_setup(lambda ws: plant_eval(ws, data=b"\x93NUMPY junk" * 30), w("bench", *BUNDLE, *FAST, "--device", "mcu")), needle="eval"),
     Case("bench-mcu-float-by-name", w("bench", *BUNDLE, *FAST, "--device", "mcu", "--formats", "tflite_fp32"), code=1, needle="student/tflite_fp32 failed (unsupported)", new="report"),
     Case("bench-mcu-float-model-file", w("bench", "--device", "mcu", "--model", "{ws}/bundle/student_fp32.tflite", "--out", "{ws}/report"), code=1, needle="failed (unsupported)", new="report"),
+    Case("bench-mcu-float-model-labelled-int8", with_setup(lambda ws: edit_manifest(ws, lambda m: m["models"]["student_fp32.tflite"].__setitem__("format", "tflite_int8")),
+                                                          w("bench", *BUNDLE, *FAST, "--device", "mcu", "--formats", "tflite_int8", "--models", "student")),
+         code=1, needle="student_fp32.tflite is a float model", new="report"),
     Case("bench-mcu-over-budget", w("bench", *BUNDLE, *FAST, "--device", "mcu", "--formats", "tflite_int8", "--flash-kb", "1"), code=1, needle="failed (fit): does not fit", new="report", slow=True),
 ]
 

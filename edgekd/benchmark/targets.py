@@ -269,11 +269,17 @@ class McuTarget(BenchTarget):
 
     def measure(self, job: Job) -> dict[str, Any]:
         from edgekd.mcu import estimate
-        from edgekd.tflite_file import read_tflite
+        from edgekd.tflite_file import TfliteFileError, read_tflite
 
+        try:
+            model = read_tflite(job.file)
+        except TfliteFileError as exc:  # this row fails; the other models still run
+            return {"status": "failed", "stage": "load", "reason": str(exc), "tflm": {"ops_supported": None}}
+        if not model.is_int8:  # the file decides, not its name or manifest entry
+            reason = f"{Path(job.file).name} is a float model: MCU targets run full-integer int8 TFLite models only (export with tflite_int8)"
+            return {"status": "failed", "stage": "unsupported", "reason": reason, "unsupported": True, "tflm": {"ops_supported": False, "ops": model.op_names}}
         result = run_worker(asdict(job), "edgekd.mcu.tflm", None, self.timeout_s)
         tflm = result.setdefault("tflm", {})
-        model = read_tflite(job.file)
         tflm["flash_bytes"] = estimate.flash_bytes(model)
         tflm["model_bytes"] = model.size_bytes
         tflm["runtime_flash_bytes"] = estimate.runtime_flash_bytes(model)
