@@ -110,7 +110,7 @@ def check_output_dir(path: str | Path, flag: str, inside: str | Path | None = No
     try:
         fd, probe = tempfile.mkstemp(prefix=".edgekd-probe.", dir=existing)
     except OSError as exc:
-        raise UnsafePathError(f"{flag} {path} cannot be written: {existing}: {exc.strerror or exc}") from None
+        raise UnsafePathError(f"{flag} {path} cannot be written: {existing}: {exc.strerror or exc} (pass {flag} with a writable place)") from None
     os.close(fd)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(probe)
