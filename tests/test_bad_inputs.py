@@ -39,11 +39,13 @@ def make(*args, **kwargs):
     return torch.nn.Linear(1, 1)
 '''
 
-# a stand-in for ssh/scp/rsync on PATH: FAKE_SSH=hang sleeps (its pid recorded), anything else fails
+# a stand-in for ssh/scp/rsync on PATH: FAKE_SSH=hang waits on a child that sleeps (both pids
+# recorded: the whole group must be stopped), anything else fails like an unreachable host
 FAKE_SSH = '''#!/bin/sh
 if [ "$FAKE_SSH" = hang ]; then
-  echo $$ >> "$FAKE_SSH_PIDS"
-  sleep 600
+  sleep 600 &
+  echo $$ $! >> "$FAKE_SSH_PIDS"
+  wait
   exit 0
 fi
 echo "ssh: connect to host $2 port 22: Connection refused" >&2
