@@ -35,7 +35,8 @@ from edgekd.limits import (
     check_runs,
     check_threads,
 )
-from edgekd.paths import check_output_dir, is_under
+from edgekd.outputs import check_report_dir
+from edgekd.paths import is_under
 from edgekd.procs import run_bounded
 
 if TYPE_CHECKING:
@@ -221,7 +222,7 @@ def deploy(
     local = None
     if bench:  # where the report comes back is checked before anything is copied or run
         local = Path(out) if out is not None else bundle / "bench" / re.sub(r"[^\w.@-]", "_", host)
-        check_output_dir(local, "--out", inside=bundle if is_under(local, bundle) else None)
+        check_report_dir(local, "--out", "remote bench report", inside=bundle if is_under(local, bundle) else None)
     src = source_root()
     remote = _Remote(host, port, str(identity) if identity else None, ssh_option, timeout)
     base = remote_dir[2:] if remote_dir.startswith("~/") else remote_dir  # relative = in the remote home

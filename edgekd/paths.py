@@ -1,17 +1,16 @@
-"""Path safety: names read from files stay inside their folder, and writes never follow a link out.
+"""Path safety for names read from files: they stay inside their folder.
 
 Every reader of a bundle (verify, bench, deploy, predict) resolves the names its manifest holds
-with :func:`member`, and every writer of a report folder (bench, deploy) checks it with
-:func:`check_output_dir` before any work starts. A bundle is data copied from elsewhere: a name
-like ``../../etc/passwd``, an absolute path, or a symlink planted in it must neither be read nor
-be written through. Standard library only (the Raspberry Pi side uses it).
+with :func:`member` (through :func:`edgekd.bundle.bundle_file`), and :func:`escaping_links` finds
+symlinks planted in a folder that lead out of it. A bundle is data copied from elsewhere: a name
+like ``../../etc/passwd``, an absolute path, or a symlink in it must not be read or copied.
+Where edgekd may write (and that it never writes through such a link) is :mod:`edgekd.outputs`.
+Standard library only (the Raspberry Pi side uses it).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 from pathlib import Path, PurePosixPath
 
 from edgekd.errors import EdgekdError
@@ -74,55 +73,3 @@ def is_under(path: str | Path, root: str | Path) -> bool:
     what the caller wants to find)."""
     path, root = Path(os.path.abspath(path)), Path(os.path.abspath(root))
     return _within(path, root)
-
-
-def _link_on_the_way(path: Path, stop: Path | None) -> Path | None:
-    """The first existing symlink among ``path`` and its parents below ``stop`` (exclusive), if any."""
-    for p in (path, *path.parents):
-        if stop is not None and p == stop:
-            return None
-        if p.is_symlink():
-            return p
-    return None
-
-
-def check_output_dir(path: str | Path, flag: str, inside: str | Path | None = None) -> Path:
-    """Refuse, before any work, an output folder that cannot or must not be written.
-
-    - ``path`` exists and is not a folder (a file, a device);
-    - ``inside`` is given (a default output folder inside a bundle): no component below ``inside``
-      down to ``path`` may be a symlink, since a planted link would redirect the writes (files in
-      the folder are replaced by rename, which replaces a link there instead of following it);
-    - the nearest existing folder is not writable (read-only place): probed by creating and
-      removing a temporary file there, which also holds for root, who ignores permission bits.
-
-    Nothing is created: a refused output leaves no empty folder behind. Returns ``path``."""
-    path = Path(path)
-    if inside is not None:
-        link = _link_on_the_way(path, Path(inside))  # the bundle itself may be a link the user made
-        if link is not None:
-            raise UnsafePathError(f"{flag} {path}: {link} is a symbolic link; edgekd does not write through links in a bundle (remove it, or pass another {flag})")
-    if path.exists() and not path.is_dir():
-        raise UnsafePathError(f"{flag} {path} is an existing file, not a folder; pass a folder (it is created if missing)")
-    existing = next((p for p in (path, *path.parents) if p.exists()), Path("."))
-    if not existing.is_dir():
-        raise UnsafePathError(f"{flag} {path}: {existing} is a file, so the folder cannot be made there")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".edgekd-probe.", dir=existing)
-    except OSError as exc:
-        raise UnsafePathError(f"{flag} {path} cannot be written: {existing}: {exc.strerror or exc} (pass {flag} with a writable place)") from None
-    os.close(fd)
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(probe)
-    return path
-
-
-def check_output_file(path: str | Path, flag: str) -> Path:
-    """Refuse an output file that is a folder, or whose folder cannot be written (see
-    :func:`check_output_dir`). An existing plain file is replaced atomically (a symlink there is
-    replaced as a link, never written through)."""
-    path = Path(path)
-    if path.is_dir():
-        raise UnsafePathError(f"{flag} {path} is a folder; pass a file name")
-    check_output_dir(path.parent if str(path.parent) else Path("."), flag)
-    return path
