@@ -32,6 +32,8 @@ _LAZY = {
     "load_model": "edgekd.checkpoint",
     "bench": "edgekd.benchmark",
     "deploy": "edgekd.deploy",
+    "Predictor": "edgekd.predict",
+    "predict": "edgekd.predict",
 }
 
 __all__ = ["__version__", *_LAZY]

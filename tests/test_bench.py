@@ -274,6 +274,6 @@ def test_bench_modules_import_nothing_heavy() -> None:
 
     loaded = imported_after(
         "import edgekd.benchmark, edgekd.benchmark.worker, edgekd.benchmark.plot, edgekd.benchmark.pi, edgekd.cli, "
-        "edgekd.deploy, edgekd.tflite_file, edgekd.mcu.estimate, edgekd.mcu.tflm; edgekd.bench; edgekd.deploy"
+        "edgekd.deploy, edgekd.tflite_file, edgekd.mcu.estimate, edgekd.mcu.tflm, edgekd.predict; edgekd.bench; edgekd.deploy; edgekd.Predictor"
     )
     assert not loaded & {*HEAVY, "rich"}, loaded & {*HEAVY, "rich"}

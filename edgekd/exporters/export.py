@@ -142,6 +142,12 @@ def export(
             "normalization": "folded into every model: feed raw pixel values",
             "mean": list(data.mean),
             "std": list(data.std),
+            # what `edgekd predict` / Predictor do to an image of another size or colour: the
+            # training data's decoding (edgekd.data.imagefolder): to RGB, bilinear resize, then
+            # one channel (ITU-R 601 luma) for a grayscale model
+            "image_size": [int(test_nhwc.shape[1]), int(test_nhwc.shape[2])],
+            "channels": int(test_nhwc.shape[3]),
+            "resize": "bilinear",
         },
         "eval": {
             "file": "eval.npz", "count": int(len(eval_idx)), "layout": "NHWC", "dtype": "uint8", "split": "test",
