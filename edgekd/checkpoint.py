@@ -52,6 +52,13 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError, AttributeError) as exc:
+        pickled = _pickled_object(str(exc))
+        if pickled:
+            raise CheckpointError(
+                f"{path} holds a whole pickled object ({pickled}), as torch.save(model) writes; edgekd loads weights only "
+                "and never runs code from a file: save the weights with torch.save(model.state_dict(), PATH) and name the "
+                "architecture in the config (teacher.arch / student.arch)"
+            ) from None
         raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {first_line(exc, 160)}") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not an edgekd checkpoint (it holds a {type(ckpt).__name__})")
@@ -63,6 +70,14 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {path} lacks {key!r}: it is damaged or from an incompatible edgekd")
     return ckpt
+
+
+def _pickled_object(message: str) -> str | None:
+    """The class a weights-only load refused (``torch.save(model)`` pickles the module's class)."""
+    import re
+
+    m = re.search(r"Unsupported global: GLOBAL ([\w.]+)", message)
+    return m.group(1) if m else None
 
 
 def build_model(ckpt: dict[str, Any], path: str | Path = "<checkpoint>"):

@@ -476,7 +476,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgekdError as exc:
-        print(f"edgekd: error: {exc}", file=sys.stderr)
+        from edgekd.errors import plain
+
+        print(f"edgekd: error: {plain(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("edgekd: interrupted (a training run continues with --resume)", file=sys.stderr)

@@ -40,7 +40,7 @@ class DataConfig:
     train_limit: int | None = opt(None, "keep at most this many training images (stratified, seeded): quick runs on big data")
     image_size: int | None = opt(None, "resize to this square side; None keeps the data's own size (shapes: 32)")
     augment: Literal["auto", "none", "crop", "flip", "crop_flip"] = opt(
-        "auto", "training augmentation (masks get the same crop and flip); auto: crop_flip for 32×32 RGB and for segmentation, none otherwise"
+        "auto", "training augmentation (masks get the same crop and flip); auto: crop_flip for colour images of 16 px or more and for segmentation, none for grayscale or smaller (digits-like)"
     )
     crop_padding: int = opt(4, "pixels of zero padding before the random crop")
     mean: tuple[float, ...] | None = opt(None, "per-channel normalization mean on 0–1 pixels; None: declared by the dataset or computed on train")
@@ -86,6 +86,7 @@ class DistillConfig:
     alpha: float = opt(0.9, "weight of the soft term: (1-α)·CE + α·T²·KL (kd_sigmoid: λ)")
     baseline: bool = opt(True, "also train the same student without KD, identical recipe")
     select: Literal["best_val", "last"] = opt("best_val", "which epoch's weights become student.pt")
+    allow_weak_teacher: bool = opt(False, "start KD even when a loaded teacher.checkpoint scores near chance on val")
     # fitnets
     hint_layer: str | None = opt(None, "fitnets: teacher module path whose output is the hint, e.g. layer2 or features.12")
     guided_layer: str | None = opt(None, "fitnets: student module path regressed onto the hint, e.g. features.4")
@@ -354,11 +355,30 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _drop_stale_kwargs(tree: dict[str, Any], parsed: list[tuple[list[str], Any]]) -> None:
+    """``--set student.arch=X`` replaces the architecture the file's ``student.kwargs`` were written
+    for (``width`` of one model is an error, or a different model, in another): those kwargs are
+    dropped, with a note, unless the overrides also give the stage's kwargs."""
+    from edgekd.ui import log
+
+    for stage in ("teacher", "student"):
+        section = tree.get(stage)
+        if not isinstance(section, dict) or not section.get("kwargs"):
+            continue
+        new_arch = [v for k, v in parsed if k == [stage, "arch"]]
+        kwargs_given = any(k[:2] == [stage, "kwargs"] for k, _ in parsed)
+        if new_arch and new_arch[-1] != section.get("arch") and not kwargs_given:
+            log(f"note: {stage}.arch changed to {new_arch[-1]!r}: dropping {stage}.kwargs {section['kwargs']!r}, written for {section.get('arch')!r} (give --set {stage}.kwargs=... to keep some)")
+            section = tree[stage] = dict(section)
+            del section["kwargs"]
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Defaults ← YAML file ← overrides, validated into a frozen :class:`Config`."""
     tree: dict[str, Any] = load_yaml(path) if path else {}
-    for text in overrides:
-        keys, value = parse_override(text)
+    parsed = [parse_override(text) for text in overrides]
+    _drop_stale_kwargs(tree, parsed)
+    for keys, value in parsed:
         _apply(tree, keys, value)
     config = from_dict(Config, tree)
     if config.name is None and path is not None:

@@ -7,6 +7,8 @@ exceptions so that they keep their traceback.
 
 from __future__ import annotations
 
+import re
+
 
 class EdgekdError(Exception):
     """A problem with the user's input, reported as one line by the CLI."""
@@ -24,10 +26,19 @@ class CheckpointError(EdgekdError):
     """A checkpoint that is missing, corrupt or does not match the model/data."""
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-_]")
+
+
+def plain(text: str) -> str:
+    """``text`` without terminal escape sequences (bold, colours) that third-party messages carry:
+    an error line must read the same in a terminal, a log file and JSON."""
+    return _ANSI.sub("", text)
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of ``exc``'s message (its type name when it has none), at most ``limit``
     characters: third-party errors often carry a whole stack or graph dump after line one."""
-    text = str(exc).strip()
+    text = plain(str(exc)).strip()
     return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
 
 

@@ -25,7 +25,7 @@ from edgekd.atomic import write_json, write_text
 from edgekd.config import Config, StageConfig, diff, dump_yaml, load_config, to_dict
 from edgekd.errors import ConfigError, EdgekdError
 from edgekd.tasks import get_task
-from edgekd.ui import Timer, log, print_table
+from edgekd.ui import Timer, log, print_table, warn
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.jsonl")
 
@@ -64,7 +64,12 @@ def distill(
     if not world.main and resume:
         cfg = load_config(out_dir / "config.yaml")
     check_method_config(cfg)  # a resumed run runs its saved config
-    return _Run(cfg, out_dir, resume, on_epoch).execute()
+    from edgekd.models import factory_search_path
+
+    # a `module:factory` the config names is found in the current folder and beside the config file
+    config_dir = Path(config).parent if isinstance(config, (str, Path)) else None
+    with factory_search_path([Path.cwd(), *([config_dir] if config_dir else [])]):
+        return _Run(cfg, out_dir, resume, on_epoch).execute()
 
 
 def _prepare_out_dir(cfg: Config, out_dir: Path, explicit: bool, resume: bool, overwrite: bool) -> Config:
@@ -146,6 +151,9 @@ class _Run:
         method_cls = METHODS.get(cfg.distill.method)
         self.setup()
         summary: dict[str, Any] = FLOWS.get(method_cls.flow)(self)
+        warnings = near_chance_warnings(summary, self.data.num_classes, self.data.task)
+        if warnings:
+            summary["warnings"] = warnings
         self.wall["total"] = round(total.elapsed, 2)
         summary["wall_s"] = self.wall
         summary["distill"] = {k: to_dict(getattr(cfg.distill, k)) for k in ("method", "temperature", "alpha", *method_cls.keys)}
@@ -233,6 +241,13 @@ class _Run:
             model = build_model(ckpt, path)
         model = self.frozen(model, ckpt, data)
         result = self.score(model, ckpt["arch"], data, checkpoint=f"{name}.pt")
+        weak = near_chance(result, data.num_classes, data.task, split="val")
+        if weak and not self.cfg.distill.allow_weak_teacher:
+            raise EdgekdError(
+                f"teacher {path} scores {weak} on val: near chance, so it would teach noise. Usual causes: "
+                "its preprocessing differs (set teacher.mean/teacher.std to what it was trained with) or its class "
+                "order differs from the data's (sorted folder names); distill.allow_weak_teacher=true starts KD anyway"
+            )
         ckpt = {k: v for k, v in ckpt.items() if k not in ("format", "edgekd_version", "train_state")}
         ckpt.update(role=name, metrics=result, complete=True, source=str(path))
         save_checkpoint(self.out_dir / f"{name}.pt", ckpt)
@@ -366,6 +381,33 @@ def check_output(model, data, arch: str) -> None:
         get_task(data.task).check_model_output(tuple(out.shape), data.num_classes, data.image_size, arch)
 
 
+def near_chance(record: dict[str, Any], num_classes: int, task: str, split: str = "test") -> str | None:
+    """How a classifier's accuracy on ``split`` sits near chance ("10.3 % (chance 10.0 %)"), or
+    None. Near = less than a tenth of the way from chance (1/K) to 100 %: a model that learned
+    nothing (an ImageNet BN momentum on a small set, labels in another order) lands there."""
+    value = record.get(f"{split}_acc")
+    if task != "classification" or value is None or num_classes < 2:
+        return None
+    chance = 1.0 / num_classes
+    if value >= chance + 0.1 * (1.0 - chance):
+        return None
+    return f"{split} acc {100 * value:.1f} % (chance {100 * chance:.1f} % for {num_classes} classes)"
+
+
+def near_chance_warnings(summary: dict[str, Any], num_classes: int, task: str) -> list[str]:
+    """One line per model of the summary whose test accuracy is near chance; marks its record."""
+    out = []
+    records = [(m.get("name", "teacher"), m) for m in summary.get("teachers", [])]
+    records += [(n, summary[n]) for n in ("teacher_source", "teacher", "student", "baseline") if isinstance(summary.get(n), dict)]
+    records += [(r["name"], r) for r in summary.get("links", [])]
+    for name, rec in records:
+        weak = near_chance(rec, num_classes, task)
+        if weak:
+            rec["near_chance"] = True
+            out.append(f"{name} ({rec.get('arch')}): {weak}: it learned next to nothing; check the lr, epochs, BN momentum and preprocessing")
+    return out
+
+
 def log_data(d) -> None:
     targets = f"{d.num_classes} classes" if d.task == "classification" else f"{d.task} ({', '.join(d.classes)} masks)"
     log(
@@ -385,6 +427,8 @@ def model_columns(task: str = "classification") -> list[str]:
 
 def _model_row(name: str, r: dict[str, Any], task: str = "classification") -> list[Any]:
     metrics = [_pct(r[key]) if key in r else "—" for key, _ in get_task(task).summary_columns]
+    if r.get("near_chance"):
+        name = f"{name} (NEAR CHANCE)"
     return [name, r["arch"], r["params"], r["macs"], *metrics, r["epochs"], round(r["wall_s"], 1)]
 
 
@@ -396,6 +440,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         if r:
             rows.append(_model_row(name, r, task.name))
     print_table("distill summary", model_columns(task.name), rows)
+    for line in summary.get("warnings", []):
+        warn(f"NEAR CHANCE: {line}")
     links = summary.get("links", [])
     if links:
         auto = any("chosen" in r for r in links)  # automatic TA choice: mark the kept candidate
