@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make distill export   train on $(CONFIG) into $(RUN), then export the bundle to $(BUNDLE)"
-	@echo "make bench            benchmark every model in $(BUNDLE) on this CPU; report in $(BUNDLE)/bench"
+	@echo "make bench            benchmark every model in $(BUNDLE) on this CPU; report in $(BUNDLE)/bench/cpu"
 	@echo "make test             run the fast test suite"
 	@echo "make test-slow        run the slow tests (real CIFAR-10 data)"
 	@echo "make test-arm         run the Pi code path on emulated ARM64 (qemu-user; sets up .cache/arm64-emu)"
@@ -41,7 +41,7 @@ export: $(STAMP)
 	$(BIN)/edgekd export --run $(RUN) --out $(BUNDLE)
 
 bench: $(STAMP)
-	$(BIN)/edgekd bench --artifacts $(BUNDLE) --out $(BUNDLE)/bench
+	$(BIN)/edgekd bench --artifacts $(BUNDLE)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

@@ -149,7 +149,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "eval.npz (mean IoU for a segmentation bundle: the JSON's \"accuracy\" and \"miou\"), file size,\n"
             "peak resident memory, MACs and GMAC/s. Rows whose runtime is missing are\n"
             "skipped, rows that fail to load or run are marked failed; the others still run.\n"
-            "Writes OUT/bench.json, OUT/bench.md and OUT/bench.png (accuracy vs latency, Pareto front).\n"
+            "Writes OUT/bench.json, OUT/bench.md and OUT/bench.png (accuracy vs latency, Pareto front);\n"
+            "OUT defaults to BUNDLE/bench/<device> (cpu, rpi-<hostname>, mcu), which `edgekd verify` ignores.\n"
+            "A row whose file failed the export's parity check shows PARITY FAILED; an int8 row slower than\n"
+            "the same model's fp32 file shows INT8 SLOWER, with the ops the runtime leaves unaccelerated.\n"
             "With --min-accuracy, exits 1 naming the rows below the floor or failed (a CI gate).\n\n"
             "Devices: cpu (this machine); rpi (a Raspberry Pi: TFLite with XNNPACK at 1 and 4 threads, board,\n"
             "clocks, temperature and throttling; needs only numpy + ai-edge-litert); mcu (TFLite Micro on this\n"
@@ -174,7 +177,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs before timing (default 10)")
     p.add_argument("--json", metavar="FILE", help="also write the JSON results to FILE")
     p.add_argument("--min-accuracy", type=float, metavar="X", help="accuracy floor as a fraction (0.95): exit 1 if a row is below it or failed")
-    p.add_argument("--out", metavar="DIR", help="report folder (default: BUNDLE/bench)")
+    p.add_argument("--out", metavar="DIR", help="report folder (default: BUNDLE/bench/<device>: cpu, rpi-<hostname>, mcu)")
     p.add_argument("--full-test", action="store_true", help="accuracy on the run's whole test split (needs the dataset and edgekd[train])")
     p.add_argument("--models", metavar="A,B", help="only these models (student, teacher, baseline)")
     p.add_argument("--formats", metavar="A,B", help="only these formats (pytorch, onnx, tflite_fp32, tflite_int8, …)")

@@ -42,7 +42,7 @@ def bench_json(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(bundle: Path, bench_json: Path):
-    """Every model of the bundle, default report folder (BUNDLE/bench)."""
+    """Every model of the bundle, default report folder (BUNDLE/bench/cpu)."""
     return bench(artifacts=bundle, json=bench_json, **FAST)
 
 
@@ -66,7 +66,7 @@ def test_every_model_benched_with_the_json_schema(report, bundle: Path, bench_js
     rows = _rows(report)
     assert set(rows) == ROWS
     data = json.loads(bench_json.read_text())
-    assert data == json.loads((bundle / "bench" / "bench.json").read_text())
+    assert data == json.loads((bundle / "bench" / "cpu" / "bench.json").read_text())  # one report folder per device
     assert {"cpu", "cores", "usable_cores", "governor", "os", "python", "packages"} <= set(data["host"])
     assert data["host"]["packages"]["ai-edge-litert"]
     for r in data["results"]:
@@ -89,7 +89,7 @@ def test_every_model_benched_with_the_json_schema(report, bundle: Path, bench_js
 
 
 def test_report_files_and_bundle_still_verifies(report, bundle: Path) -> None:
-    out = bundle / "bench"
+    out = bundle / "bench" / "cpu"
     md = (out / "bench.md").read_text()
     assert "| student | tflite_int8 | ok" in md and "![accuracy vs latency](bench.png)" in md
     assert "## Student vs teacher" in md and "(headline)" in md
