@@ -85,7 +85,9 @@ def build_model(ckpt: dict[str, Any], path: str | Path = "<checkpoint>"):
     from edgekd.models import create_model
 
     data = ckpt["data"]
-    model = create_model(ckpt["arch"], data["num_classes"], data["in_channels"], tuple(data["image_size"]), **ckpt.get("kwargs", {}))
+    # the weights come from the checkpoint: a torchvision/timm model's `pretrained` file is not read again
+    kwargs = {k: v for k, v in ckpt.get("kwargs", {}).items() if k != "pretrained"}
+    model = create_model(ckpt["arch"], data["num_classes"], data["in_channels"], tuple(data["image_size"]), **kwargs)
     load_weights(model, ckpt["state_dict"], path)
     return model.eval()
 

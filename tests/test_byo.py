@@ -146,3 +146,53 @@ def test_no_pythonpath_needed_env_untouched() -> None:
     with factory_search_path([os.getcwd()]):
         pass
     assert sys.path == before
+
+
+# -- torchvision: and timm: names ------------------------------------------------------------
+
+
+def test_torchvision_by_name_head_and_channels_fit_the_data(tmp_path: Path) -> None:
+    import torchvision
+
+    model = create_model("torchvision:mobilenet_v3_small", 5, 1, (32, 32)).eval()
+    assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 5) and model.features[0][0].in_channels == 1
+    # local pretrained weights (ImageNet-shaped: 1000 classes, RGB), head resized after loading
+    torch.manual_seed(0)
+    source = torchvision.models.mobilenet_v3_small()
+    weights = tmp_path / "mnv3.pth"
+    torch.save(source.state_dict(), weights)
+    model = create_model("torchvision:mobilenet_v3_small", 3, 1, (32, 32), pretrained=str(weights)).eval()
+    assert model.classifier[-1].out_features == 3
+    assert torch.equal(model.features[0][0].weight, source.features[0][0].weight.sum(1, keepdim=True))  # RGB filters summed
+    assert torch.equal(model.features[3].block[0][0].weight, source.features[3].block[0][0].weight)
+    with pytest.raises(EdgekdError, match=r"unknown torchvision model 'mobilenet_v3_smal'; did you mean mobilenet_v3_small"):
+        create_model("torchvision:mobilenet_v3_smal", 3, 3, (32, 32))
+    with pytest.raises(EdgekdError, match="pretrained weights not found: .*never downloads"):
+        create_model("torchvision:mobilenet_v3_small", 3, 3, (32, 32), pretrained=str(tmp_path / "none.pth"))
+
+
+def test_timm_by_name_with_local_weights(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm", reason="timm is an optional extra (pip install 'edgekd[timm]')")
+    torch.manual_seed(0)
+    source = timm.create_model("mobilenetv3_small_050")
+    weights = tmp_path / "timm.pth"
+    torch.save(source.state_dict(), weights)
+    model = create_model("timm:mobilenetv3_small_050", 4, 1, (32, 32), pretrained=str(weights)).eval()
+    assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 4)
+    assert torch.equal(model.blocks[1][0].conv_pw.weight, source.blocks[1][0].conv_pw.weight)
+    with pytest.raises(EdgekdError, match="unknown timm model"):
+        create_model("timm:no_such_net_xyz", 4, 1, (32, 32))
+
+
+def test_torchvision_student_on_an_imagefolder_classes_from_data(tmp_path: Path) -> None:
+    """A torchvision MobileNetV3-small student on the user's ImageFolder: the class count comes
+    from the folders (3), the checkpoint rebuilds without the pretrained file."""
+    from conftest import make_imagefolder
+    from edgekd.checkpoint import load_model
+
+    root = make_imagefolder(tmp_path / "data", {"cat": 12, "dog": 12, "owl": 12}, size=(32, 32), mode="RGB")
+    over = [*tiny_overrides(**FAST), "data.name=imagefolder", f"data.root={root}", "student.arch=torchvision:mobilenet_v3_small", "data.batch_size=16"]
+    summary = distill(out=tmp_path / "r", set=over)
+    assert summary["student"]["arch"] == "torchvision:mobilenet_v3_small" and summary["data"]["num_classes"] == 3
+    model, ckpt = load_model(tmp_path / "r" / "student.pt")
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)

@@ -80,6 +80,10 @@ def create_model(arch: str, num_classes: int, in_channels: int, image_size: tupl
             if given != data_args[key]:
                 raise EdgekdError(f"model {arch!r}: kwargs sets {key}={value!r}, but {key} comes from the data ({data_args[key]!r}); remove it from the kwargs")
             del kwargs[key]
+    from edgekd.models.hub import hub_model, is_hub_name
+
+    if is_hub_name(arch):  # torchvision:NAME, timm:NAME: head and first conv fit to the data
+        return hub_model(arch, num_classes, in_channels, **kwargs)
     if ":" in arch:
         factory = _import_factory(arch)
         params = inspect.signature(factory).parameters
