@@ -66,6 +66,10 @@ class StageConfig:
     arch: str = opt("resnet8", "registry name (`edgekd models`) or `package.module:factory`")
     kwargs: dict[str, Any] = opt(help="extra model constructor arguments, e.g. {width: 2}", factory=dict)
     checkpoint: str | None = opt(None, "teacher: load instead of training; student: initial weights")
+    # a teacher trained elsewhere was normalized with its own statistics (ImageNet weights:
+    # [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225]); its inputs are re-normalized to them
+    mean: tuple[float, ...] | None = opt(None, "teacher.checkpoint given as a bare state_dict: the per-channel mean (0-1 pixels) it was trained with; None: the data's")
+    std: tuple[float, ...] | None = opt(None, "with mean: the per-channel std it was trained with")
     epochs: int = opt(10, "training epochs (teacher: 0 with a checkpoint)")
     optimizer: Literal["sgd", "adamw"] = opt("sgd", "sgd (momentum) or adamw")
     lr: float = opt(0.05, "peak learning rate")
@@ -387,6 +391,24 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return config
 
 
+def _check_stats(s: "StageConfig", stage: str) -> None:
+    """``mean``/``std``: both or neither, one value per channel, pixels on the 0-1 scale."""
+    if (s.mean is None) != (s.std is None):
+        raise ConfigError(f"config: {stage}.mean and {stage}.std go together (give both, one value per input channel)")
+    if s.mean is None:
+        return
+    if stage != "teacher":
+        raise ConfigError(f"config: {stage}.mean/{stage}.std: only a loaded teacher (teacher.checkpoint) has statistics of its own; the student learns with the data's")
+    if s.checkpoint is None:
+        raise ConfigError("config: teacher.mean/teacher.std describe a loaded teacher: give teacher.checkpoint too (a teacher trained here uses the data's statistics)")
+    if len(s.mean) != len(s.std) or not s.mean:
+        raise ConfigError(f"config: {stage}.mean has {len(s.mean)} values and {stage}.std {len(s.std)}: one per input channel each")
+    if not all(0.0 <= m <= 1.0 for m in s.mean):
+        raise ConfigError(f"config: {stage}.mean values are on the 0-1 pixel scale (ImageNet: [0.485, 0.456, 0.406]), got {list(s.mean)}")
+    if not all(0.0 < v <= 1.0 for v in s.std):
+        raise ConfigError(f"config: {stage}.std values must be in (0, 1] (ImageNet: [0.229, 0.224, 0.225]), got {list(s.std)}")
+
+
 def validate(config: Config) -> None:
     """Checks across fields that types alone cannot express."""
     validate_data(config.data, "data")
@@ -398,6 +420,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"config: {stage}.lr must be positive")
         if not 0.0 <= s.label_smoothing < 1.0:
             raise ConfigError(f"config: {stage}.label_smoothing must be in [0, 1)")
+        _check_stats(s, stage)
     dc = config.distill
     if config.teacher.epochs == 0 and config.teacher.checkpoint is None and not dc.teacher_checkpoints:
         raise ConfigError("config: teacher.epochs is 0 and no teacher.checkpoint is given: nothing to teach with")

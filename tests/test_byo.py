@@ -196,3 +196,24 @@ def test_torchvision_student_on_an_imagefolder_classes_from_data(tmp_path: Path)
     assert summary["student"]["arch"] == "torchvision:mobilenet_v3_small" and summary["data"]["num_classes"] == 3
     model, ckpt = load_model(tmp_path / "r" / "student.pt")
     assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+
+
+def test_state_dict_teacher_with_its_own_mean_std(tmp_path: Path) -> None:
+    """A teacher trained with other normalization statistics (here data.mean/std 0.5/0.25 instead
+    of the digits' own), handed over as a bare state_dict: with teacher.mean/std it scores exactly
+    what it scored where it was trained, and its checkpoint (and so the bundle) records its own."""
+    first = distill(out=tmp_path / "a", set=tiny_overrides(**{**FAST, "teacher.epochs": 3, "data.mean": "[0.5]", "data.std": "[0.25]"}))
+    weights = tmp_path / "teacher_weights.pt"
+    torch.save(load_checkpoint(tmp_path / "a" / "teacher.pt")["state_dict"], weights)
+    over = tiny_overrides(**{**FAST, "teacher.checkpoint": str(weights), "teacher.epochs": 0, "teacher.mean": "[0.5]", "teacher.std": "[0.25]"})
+    second = distill(out=tmp_path / "b", set=over)
+    assert second["teacher"]["val_acc"] == first["teacher"]["val_acc"] and second["teacher"]["test_acc"] == first["teacher"]["test_acc"]
+    saved = load_checkpoint(tmp_path / "b" / "teacher.pt")["data"]
+    assert saved["mean"] == [0.5] and saved["std"] == [0.25]
+    assert second["data"]["mean"] != [0.5]  # the student learned with the data's own statistics
+    with pytest.raises(EdgekdError, match="teacher.mean and teacher.std go together"):
+        load_config(None, ["teacher.mean=[0.5]", f"teacher.checkpoint={weights}"])
+    with pytest.raises(EdgekdError, match="0-1 pixel scale"):
+        load_config(None, ["teacher.mean=[128]", "teacher.std=[0.2]", f"teacher.checkpoint={weights}"])
+    with pytest.raises(EdgekdError, match="give teacher.checkpoint too"):
+        load_config(None, ["teacher.mean=[0.5]", "teacher.std=[0.2]"])

@@ -235,6 +235,10 @@ class _Run:
             t = recipe or self.cfg.teacher
             model = create_model(t.arch, data.num_classes, data.in_channels, data.image_size, **t.kwargs)
             load_weights(model, ckpt["state_dict"], path)
+            if t.mean is not None:  # its own normalization: recorded in its checkpoint, re-normalized to (frozen)
+                if len(t.mean) != data.in_channels:
+                    raise ConfigError(f"config: teacher.mean has {len(t.mean)} values, the data {data.in_channels} channel(s)")
+                data_info = {**data_info, "mean": list(t.mean), "std": list(t.std)}
             ckpt = model_payload(model, t.arch, t.kwargs, data_info, name)
         else:
             check_compatible(ckpt, data_info, path)
