@@ -70,3 +70,34 @@ def test_int8_slower_than_fp32_is_flagged(tiny_bundle: Path) -> None:
     assert rows[1]["int8_unaccelerated_ops"] == [] and "every op is delegated" in notes[0]
     faster = [_row("tflite_fp32", 0.3, "student_fp32.tflite"), _row("tflite_int8", 0.1, "student_int8.tflite")]
     assert int8_slower_notes(faster) == [] and "int8_slower" not in faster[1]
+
+
+def test_export_table_mcu_column(tiny_bundle: Path, tmp_path: Path) -> None:
+    """Every int8 file of a bundle carries TFLite Micro's verdict; an op TFLM lacks (RELU_0_TO_1,
+    which a torchvision MobileNetV3 needs) is named with the flash the model needs."""
+    from edgekd.exporters.export import mcu_cell
+    from edgekd.mcu.support import check, missing_ops
+    from edgekd.tflite_file import read_tflite, with_op_replaced
+
+    pytest.importorskip("tflite_micro", reason="tflite-micro is not installed (pip install 'edgekd[mcu]')")
+    manifest = json.loads((tiny_bundle / MANIFEST).read_text())
+    mcu = manifest["metrics"]["student_int8.tflite"]["mcu"]
+    assert mcu["status"] == "ok" and mcu["ok"] is True and mcu["missing_ops"] == [] and mcu["flash_bytes"] > 20 * 1024
+    assert mcu_cell(mcu).startswith("ok, flash ≈") and "mcu" not in manifest["metrics"]["student_fp32.tflite"]
+    assert mcu_cell(None) == "—"
+    src = tiny_bundle / "student_int8.tflite"
+    patched = tmp_path / "lacking.tflite"
+    data = with_op_replaced(src.read_bytes(), read_tflite(src), "MAX_POOL_2D", "RELU_0_TO_1")
+    patched.write_bytes(with_op_replaced(data, read_tflite_bytes(data, tmp_path), "MEAN", "UNIQUE"))
+    assert sorted(missing_ops(patched)) == ["RELU_0_TO_1", "UNIQUE"]  # both named, not only the first
+    cell = mcu_cell(check({"file": str(patched)}))
+    assert cell.startswith("no: TFLM lacks ") and "RELU_0_TO_1" in cell and "UNIQUE" in cell and "flash ≈" in cell
+    assert missing_ops(src) == []
+
+
+def read_tflite_bytes(data: bytes, folder: Path):
+    from edgekd.tflite_file import read_tflite
+
+    path = folder / "step.tflite"
+    path.write_bytes(data)
+    return read_tflite(path)

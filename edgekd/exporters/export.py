@@ -190,6 +190,9 @@ def export(
                 if not metrics["ok"]:
                     failures.append(f"{name}: {'; '.join(metrics['problems'])}")
         shutil.rmtree(work, ignore_errors=True)
+        for name, m in manifest["metrics"].items():
+            if m["format"] == "tflite_int8":
+                m["mcu"] = _mcu_support(tmp / name)
         if (tmp / "student_int8.tflite").is_file():
             from edgekd.exporters.to_c_array import tflite_to_c_array
 
@@ -275,9 +278,31 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def _mcu_support(path: Path) -> dict[str, Any]:
+    """TFLite Micro's verdict on an int8 file (every op it lacks, the flash it needs), checked in a
+    process of its own (:mod:`edgekd.mcu.support`)."""
+    from edgekd.benchmark.targets import run_worker
+
+    result = run_worker({"file": str(path)}, "edgekd.mcu.support", None, 600.0)
+    result.pop("traceback", None)
+    return result
+
+
+def mcu_cell(mcu: dict[str, Any] | None) -> str:
+    """The export table's MCU column: ok or the ops TFLite Micro lacks, with the flash needed."""
+    if not mcu:
+        return "—"  # not an int8 file: TFLite Micro runs full-integer models only
+    flash = f"flash ≈{mcu['flash_bytes'] / 1024:,.0f} KB" if mcu.get("flash_bytes") else ""
+    if mcu.get("status") != "ok":
+        return f"not checked ({mcu.get('reason', '?')})"
+    if mcu["missing_ops"]:
+        return f"no: TFLM lacks {', '.join(mcu['missing_ops'])}; {flash}"
+    return f"ok, {flash}"
+
+
 def _print_parity(manifest: dict[str, Any], task) -> None:
     rows = []
     for name, m in manifest["metrics"].items():
         status = "ok" if m["ok"] else "OUT OF BOUNDS: " + "; ".join(m["problems"])
-        rows.append([name, m["format"], manifest["files"][name]["bytes"], *task.parity_cells(m), m["n"], status])
-    print_table("export parity vs PyTorch", ["file", "format", "bytes", *task.parity_headers, "n", "status"], rows)
+        rows.append([name, m["format"], manifest["files"][name]["bytes"], *task.parity_cells(m), m["n"], status, mcu_cell(m.get("mcu"))])
+    print_table("export parity vs PyTorch", ["file", "format", "bytes", *task.parity_headers, "n", "status", "MCU (TFLite Micro)"], rows)
