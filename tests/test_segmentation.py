@@ -463,3 +463,34 @@ def test_predict_writes_masks_that_match_the_bench_runner(seg_bundle: Path, tmp_
     data = json.loads((tmp_path / "p.json").read_text())
     assert data["task"] == "segmentation" and all(0 <= p["foreground"] <= 1 and p["mask"].endswith("_mask.png") for p in data["predictions"])
     assert main(["predict", "--artifacts", str(seg_bundle), str(src), "--masks", str(out)]) == 0  # its own masks: replaced
+
+
+def test_unet_pads_to_the_stride_and_crops_back() -> None:
+    """kwargs {pad: true}: a 13×11 image (not a multiple of 4) is zero-padded to 16×12 inside the
+    model and the logits cropped back; the same as padding by hand and cropping."""
+    from edgekd.models import create_model
+
+    with pytest.raises(EdgekdError, match=r"or kwargs \{pad: true\} to pad to 16×12"):
+        create_model("test_unet", 1, 3, (13, 11))
+    model = create_model("test_unet", 1, 3, (13, 11), pad=True).eval()
+    x = torch.randn(2, 3, 13, 11)
+    with torch.no_grad():
+        out = model(x)
+        model.pad_input = False
+        by_hand = model(torch.nn.functional.pad(x, (0, 1, 0, 3)))[..., :13, :11]
+    assert out.shape == (2, 1, 13, 11) and torch.equal(out, by_hand)
+
+
+@pytest.mark.slow
+def test_padded_unet_distills_and_exports_at_18x18(tmp_path: Path) -> None:
+    """Shapes at 18×18 (the 2-pooling U-Nets need multiples of 4) with padding in both models:
+    distilled, exported to int8 TFLite (PAD and STRIDED_SLICE) and checked per pixel."""
+    from edgekd.exporters.export import export
+
+    over = seg_overrides(**{"data.image_size": 18, "teacher.kwargs": "{base: 8, pad: true}", "student.kwargs": "{pad: true}", "teacher.epochs": 2, "student.epochs": 2})
+    summary = distill(out=tmp_path / "run", set=over)
+    assert summary["data"]["image_size"] == [18, 18]
+    manifest = export(run=tmp_path / "run", out=tmp_path / "bundle", set=["export.formats=[tflite_int8]", "export.teacher_formats=[]"], allow_parity_failure=True)
+    entry = manifest["models"]["student_int8.tflite"]
+    assert entry["output"]["shape"][1:3] == [18, 18] or entry["output"]["shape"][-2:] == [18, 18]
+    assert manifest["metrics"]["student_int8.tflite"]["n"] > 0
