@@ -155,6 +155,11 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class LogConfig:
+    tensorboard: bool = opt(False, "also write per-epoch losses (and KD parts), accuracies and lr as TensorBoard scalars to RUN/tensorboard/ (pip install 'edgekd[tensorboard]'); metrics.jsonl stays the record")
+
+
+@dataclass(frozen=True)
 class Config:
     name: str | None = opt(None, "run name; None: the config file's stem")
     seed: int = opt(0, "seeds model init, data order and augmentation")
@@ -165,6 +170,7 @@ class Config:
     distill: DistillConfig = opt(help="how the student learns from the teacher", factory=DistillConfig)
     runtime: RuntimeConfig = opt(help="device, precision, determinism", factory=RuntimeConfig)
     export: ExportConfig = opt(help="what `edgekd export` writes and the parity bounds it checks", factory=ExportConfig)
+    log: LogConfig = opt(help="optional extra training logs (metrics.jsonl is always written)", factory=LogConfig)
 
 
 def describe_keys(obj: Any = None, prefix: str = "") -> list[tuple[str, str, str]]:

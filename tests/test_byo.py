@@ -217,3 +217,32 @@ def test_state_dict_teacher_with_its_own_mean_std(tmp_path: Path) -> None:
         load_config(None, ["teacher.mean=[128]", "teacher.std=[0.2]", f"teacher.checkpoint={weights}"])
     with pytest.raises(EdgekdError, match="give teacher.checkpoint too"):
         load_config(None, ["teacher.mean=[0.5]", "teacher.std=[0.2]"])
+
+
+def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """tag → [(step, value)] from TensorBoard event files (TFRecord framing: length, crc, data, crc)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            (n,) = struct.unpack_from("<Q", data, pos)
+            event = Event.FromString(data[pos + 12 : pos + 12 + n])
+            pos += 12 + n + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_tensorboard_scalars_mirror_metrics_jsonl(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboardX", reason="tensorboardX is an optional extra (pip install 'edgekd[tensorboard]')")
+    distill(out=tmp_path / "r", set=tiny_overrides(**{**FAST, "student.epochs": 2, "log.tensorboard": "true"}))
+    records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    scalars = _scalars(tmp_path / "r" / "tensorboard")
+    assert {"teacher/loss", "teacher/val_acc", "student/loss", "student/kd_loss", "student/task_loss", "student/train_acc", "student/val_acc", "student/lr"} <= set(scalars), sorted(scalars)
+    student = [r for r in records if r["stage"] == "student"]
+    assert [step for step, _ in scalars["student/val_acc"]] == [r["epoch"] for r in student]
+    assert [v for _, v in scalars["student/kd_loss"]] == pytest.approx([r["kd_loss"] for r in student], rel=1e-6)

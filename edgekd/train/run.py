@@ -57,6 +57,10 @@ def distill(
 
     out_dir = Path(out) if out is not None else default_out(cfg)
     check_method_config(cfg)  # before the folder is touched: a wrong key costs nothing
+    if cfg.log.tensorboard:
+        from edgekd.train.tensorboard import require_tensorboard
+
+        require_tensorboard()
     world = distributed.init(cfg.runtime.device)  # torchrun: join the process group first
     if world.main:
         cfg = _prepare_out_dir(cfg, out_dir, config is not None or bool(set), resume, overwrite)
@@ -150,7 +154,17 @@ class _Run:
         cfg = self.cfg
         method_cls = METHODS.get(cfg.distill.method)
         self.setup()
-        summary: dict[str, Any] = FLOWS.get(method_cls.flow)(self)
+        board = None
+        if cfg.log.tensorboard and self.rt.world.main:
+            from edgekd.train.tensorboard import TensorBoardLog
+
+            board = TensorBoardLog(self.out_dir)
+            self.on_epoch.append(board)
+        try:
+            summary: dict[str, Any] = FLOWS.get(method_cls.flow)(self)
+        finally:
+            if board is not None:
+                board.close()
         warnings = near_chance_warnings(summary, self.data.num_classes, self.data.task)
         if warnings:
             summary["warnings"] = warnings
