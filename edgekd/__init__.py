@@ -33,7 +33,6 @@ _LAZY = {
     "bench": "edgekd.benchmark",
     "deploy": "edgekd.deploy",
     "Predictor": "edgekd.predict",
-    "predict": "edgekd.predict",
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -316,13 +316,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 def _cmd_predict(args: argparse.Namespace) -> int:
     from edgekd.predict import predict
 
-    artifacts = args.artifacts
-    if artifacts is None:
-        from edgekd.benchmark.run import latest_bundle
-
-        artifacts = latest_bundle()
     report = predict(
-        artifacts=artifacts, images=args.images, format=args.format, model=args.model, top_k=args.top_k,
+        artifacts=args.artifacts, images=args.images, format=args.format, model=args.model, top_k=args.top_k,
         threads=args.threads, json=args.json, masks=args.masks,
     )
     for line in report.failed:

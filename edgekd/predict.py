@@ -288,7 +288,7 @@ def _check_masks_dir(folder: Path) -> None:
 
 
 def predict(
-    artifacts: str | Path,
+    artifacts: str | Path | None,
     images: Sequence[str],
     format: str = DEFAULT_FORMAT,  # noqa: A002 - same name as the CLI's --format
     model: str = "student",
@@ -297,8 +297,8 @@ def predict(
     json: str | Path | None = None,  # noqa: A002 - same name as the CLI's --json
     masks: str | Path | None = None,
 ) -> PredictReport:
-    """``edgekd predict``: run a bundle's model on image files; print a table, optionally write
-    JSON, and for segmentation one ``<stem>_mask.png`` per image (0/255, at the image's own size)
+    """``edgekd predict``: run a bundle's model (``artifacts``; None: the newest under ``artifacts/``)
+    on image files; print a table, optionally write JSON, and for segmentation one ``<stem>_mask.png`` per image (0/255, at the image's own size)
     in ``masks`` (default ``masks/``). Unreadable images are reported in ``failed``; the others run."""
     from edgekd.atomic import write_json
     from edgekd.ui import print_table
@@ -308,6 +308,10 @@ def predict(
     paths = expand_images(images)
     if not paths:
         raise PredictError("no images given")
+    if artifacts is None:  # as bench: the newest bundle under artifacts/
+        from edgekd.benchmark.run import latest_bundle
+
+        artifacts = latest_bundle()
     predictor = Predictor(artifacts, format=format, model=model, threads=threads)
     seg = predictor.task.name == "segmentation"
     mask_dir = Path(masks if masks is not None else "masks") if seg else None
