@@ -2,7 +2,8 @@
 
 This module imports nothing heavy at load time: ``edgekd bench --device rpi`` runs on a Raspberry
 Pi that has only numpy and the TFLite runtime. Errors the user can fix (:class:`EdgekdError`) are
-printed as one line, without a traceback, and exit with status 2.
+printed as one line, without a traceback, and exit with status 2 (bad input); an error that reports
+a failed step of valid work (parity out of bounds, a diverged training run) carries ``exit_code`` 1.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from edgekd import __version__
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, one_line
 
 EXIT_USAGE = 2
 EXIT_GATE = 1  # a check ran and failed (verify, the bench accuracy floor), as opposed to a usage error
@@ -33,30 +34,33 @@ def _config_keys_epilog() -> str:
     return "\n".join(lines)
 
 
-# Written out here, not read from the registry: `--help` must not import torch (a Raspberry Pi
-# runs this CLI). tests/test_cli.py checks that every registered method is listed.
-METHODS_HELP = """\
-KD methods (distill.method; `edgekd methods` lists them):
-  kd          Hinton KD: (1-α)·CE + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), the default
-  kd_soft     the soft term alone (α = 1)
-  kd_mse      (1-α)·CE + α·‖z_s − z_t‖² between logits (no temperature)
-  kd_sigmoid  sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha;
-              per pixel on segmentation data (the method for it: see "Segmentation" below)
-  fitnets     FitNets hints: teacher distill.hint_layer ← regressor ← student distill.guided_layer
-              (module paths); hint_mode two_stage (hint_epochs of hints, then KD) or single_stage
-              (KD + hint_weight·hint). The regressor is never part of student.pt
-  takd        teacher assistants (distill.assistants): ta_select chain (teacher → TA₁ → … → student)
-              or auto (train each candidate, keep the one nearest the teacher/student accuracy midpoint)
-  ensemble    several teachers, soft target = mean of their softened distributions: distill.teachers
-              (archs) and/or distill.teacher_seeds, or distill.teacher_checkpoints
-  transfer    transfer-set mode: Hinton KD plus unlabeled images (distill.transfer_set) that get the
-              soft term only (label -1; CE ignores them); transfer_labeled=false: those images alone
-  domain      domain-adaptation mode: teacher trained on `source` (a data section), student on `data`
-              (the target) with soft targets + source labels; both domains reported. data.shift
-              (grayscale|blur|invert|noise|color_jitter) makes a target domain from any dataset
-  ce          no teacher: plain cross-entropy (what teachers and baselines learn with)
-  bce         no teacher: sigmoid BCE, one-vs-rest or per pixel (teacher and baseline of kd_sigmoid)
+# The modules that register KD methods (edgekd.train.methods.METHODS's providers): their
+# docstrings are read from source, since `--help` must not import torch (a Raspberry Pi runs this
+# CLI). tests/test_cli.py checks that every registered method is listed.
+METHOD_MODULES = ("edgekd.train.methods", "edgekd.train.fitnets")
 
+
+def methods_help() -> str:
+    """The KD methods for `distill --help`, one entry per registered method (its docstring)."""
+    import textwrap
+
+    from edgekd.registry import documented_entries
+
+    lines = [
+        "KD methods (distill.method; `edgekd methods` lists them). Every method reads distill.method,",
+        "temperature, alpha, baseline and select; the keys listed under a method are read by it alone:",
+    ]
+    for entry in documented_entries("METHODS", METHOD_MODULES, ("keys",)):
+        wrapped = textwrap.wrap(entry.doc, 84) or [""]
+        keys = entry.attributes.get("keys")
+        if keys:
+            wrapped += textwrap.wrap("keys: " + ", ".join(f"distill.{k}" for k in keys), 84)
+        lines.append(f"  {entry.name:<11} {wrapped[0]}")
+        lines += [" " * 14 + more for more in wrapped[1:]]
+    return "\n".join(lines) + "\n\n" + SEGMENTATION_HELP
+
+
+SEGMENTATION_HELP = """\
 Segmentation (binary masks): data.name=shapes (generated, no download) or segfolder
 (root/{train,test}[,val]/images/<stem>.png|jpg + masks/<stem>.png, nonzero = foreground);
 U-Net teacher and student (unet_small, unet_tiny; input sides divisible by 2^depth);
@@ -75,7 +79,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
             "Train the teacher (or load teacher.checkpoint), train the student with the configured KD\n"
             "method, and, with distill.baseline, the same student without KD under the identical recipe.\n"
             "Writes DIR/{config.yaml, summary.json, metrics.jsonl, teacher.pt, student.pt, baseline.pt}.\n\n"
-            + METHODS_HELP
+            + methods_help()
             + "\n\nModels: see `edgekd models`. Temperature sweeps: `edgekd sweep`."
         ),
         epilog=_config_keys_epilog()
@@ -91,7 +95,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<config name>)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoints")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the edgekd run in --out (once every check has passed)")
     p.set_defaults(func=_cmd_distill)
 
 
@@ -125,7 +129,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     p.add_argument("--run", metavar="DIR", help="distill run folder (default: the newest under runs/)")
-    p.add_argument("--out", metavar="BUNDLE", help="bundle folder (default: artifacts/<run name>)")
+    p.add_argument("--out", metavar="BUNDLE", help="bundle folder, new, empty or an edgekd bundle (default: artifacts/<run name>)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override an export.* key (repeatable)")
     p.add_argument("--allow-parity-failure", action="store_true", default=None, help="exit 0 even if a format is out of bounds")
     p.set_defaults(func=_cmd_export)
@@ -370,6 +374,74 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="the most accurate student that fits a device budget (Optuna; one machine or many)",
+        description=(
+            "Train (or load) the teacher once, then search student families (width, depth, input\n"
+            "resolution) for the highest val accuracy inside --budget. Every candidate is measured before\n"
+            "training (params, MACs, and the int8 TFLite model of the untrained network for flash, TFLite Micro\n"
+            "arena and latency); over-budget candidates never train. The others get short KD trials (shared\n"
+            "cached teacher outputs; Optuna's pruner stops weak ones on val accuracy); the best few get the\n"
+            "config's full recipe and the winner is DIR/best, a normal run folder (edgekd export --run DIR/best).\n"
+            "Writes DIR/pareto.{json,md,png}: every trial's figures and the Pareto front.\n"
+            "The study lives in DIR/study.db (SQLite; a rerun continues it) or --storage (PostgreSQL: run\n"
+            "`edgekd search --worker --storage URL` on other machines to share the trials).\n\n"
+            "budget keys (any subset, comma-separated KEY=VALUE):\n"
+            "  flash_kb     int8 model + TFLite Micro runtime estimate, KB (as edgekd bench --device mcu)\n"
+            "  ram_kb       TFLite Micro tensor arena, KB\n"
+            "  device       MCU profile (cortex-m7-216mhz, cortex-m4-120mhz, …): default flash_kb/ram_kb\n"
+            "  latency_ms   MCU latency ESTIMATE on device, ms\n"
+            "  host_ms      int8 TFLite latency measured on this host (1 thread, median), ms\n"
+            "  macs         multiply-accumulates per inference (12.5M)\n"
+            "  params       parameters (100k)\n\n"
+            "space YAML (--space; default: plain2-6, resnet8/14/20, mobilenetv2_small × widths .25/.5/1):\n"
+            "  resolution: [32, 24]\n"
+            "  families:\n"
+            "    plain: {archs: [plain2, plain3, plain4], width: [0.25, 0.5, 1.0]}"
+        ),
+        epilog="examples:\n  edgekd search --config configs/digits.yaml --budget flash_kb=64,device=cortex-m4 --trials 12 --out runs/search"
+        "\n  edgekd search --config configs/cifar10-cpu.yaml --budget flash_kb=100,device=cortex-m4-120mhz --out runs/search-c10"
+        "\n  edgekd search --storage postgresql://user@db/edgekd --config C --budget … --out runs/search   # the main process"
+        "\n  edgekd search --worker --storage postgresql://user@db/edgekd --out runs/search-worker         # each other machine"
+        "\n  edgekd export --run runs/search/best",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML config: data, teacher, KD method, full student recipe (default: built-in defaults)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
+    p.add_argument("--budget", metavar="K=V,…", help="device budget, e.g. flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50")
+    p.add_argument("--space", metavar="FILE", help="search space YAML (default: the registry's student families)")
+    p.add_argument("--trials", type=int, default=12, metavar="N", help="trials to train (over-budget candidates do not count; default 12)")
+    p.add_argument("--trial-epochs", type=int, metavar="N", help="epochs of a trial (default: a fifth of student.epochs)")
+    p.add_argument("--finalists", type=int, default=3, metavar="K", help="best candidates retrained with the full recipe (default 3)")
+    p.add_argument("--out", metavar="DIR", help="search folder (default: runs/search; a worker's: runs/search-worker)")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage (default: sqlite:///DIR/study.db), e.g. postgresql://user:pw@host/db")
+    p.add_argument("--study-name", default="edgekd-search", metavar="NAME", help="study in the storage (default edgekd-search)")
+    p.add_argument("--worker", action="store_true", help="join the study in --storage and run trials only (config, budget and space come from it)")
+    p.add_argument("--teacher", metavar="FILE", help="teacher checkpoint (main: load instead of training; worker: this machine's copy)")
+    p.add_argument("--pruner", choices=["median", "hyperband", "none"], help="Optuna pruner on per-epoch val accuracy (default median; a worker: the study's)")
+    p.add_argument("--heartbeat", type=int, default=30, metavar="S", help="seconds between trial heartbeats; a trial silent for 3 beats is failed and retried (default 30)")
+    p.set_defaults(func=_cmd_search)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from edgekd.search import search
+
+    result = search(
+        config=args.config, out=args.out, set=args.set, budget=args.budget, space=args.space, trials=args.trials,
+        trial_epochs=args.trial_epochs, finalists=args.finalists, storage=args.storage, study_name=args.study_name,
+        worker=args.worker, teacher=args.teacher, pruner=args.pruner, heartbeat_s=args.heartbeat,
+    )
+    if args.worker:
+        print(f"worker {result['worker']}: ran trials {', '.join(map(str, result['trials'])) or 'none'}")
+        return 0
+    if result["failed_trials"]:
+        print(f"edgekd: search: trials failed and not retried: {', '.join(map(str, result['failed_trials']))}", file=sys.stderr)
+        return EXIT_GATE
+    return 0
+
+
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list registered models with parameters and MACs", formatter_class=_Formatter)
     p.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'resnet*'")
@@ -433,7 +505,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_distill, _add_sweep, _add_export, _add_bench, _add_deploy, _add_predict, _add_verify, _add_models, _add_methods, _add_datasets,
+    _add_distill, _add_sweep, _add_search, _add_export, _add_bench, _add_deploy, _add_predict, _add_verify, _add_models, _add_methods, _add_datasets,
 ]
 
 
@@ -474,9 +546,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgekdError as exc:
-        from edgekd.errors import plain
-
-        print(f"edgekd: error: {plain(str(exc))}", file=sys.stderr)
+        # one line whatever the message carries (a file name with a newline, a tool's colors)
+        print(f"edgekd: error: {one_line(str(exc))}", file=sys.stderr)
+        # 2: bad input; an error that says a step of valid work failed carries its own (1)
+        return getattr(exc, "exit_code", EXIT_USAGE)
+    except OSError as exc:  # the file system refused (read-only place, disk full, permission)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edgekd: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("edgekd: interrupted (a training run continues with --resume)", file=sys.stderr)

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgekd.benchmark.row import SCHEMA, BenchRow
+
 # the headline comparison: what ships to the device against the model it replaces, both in the
 # same runtime (TFLite) so that the ratio is the model's doing, not the runtime's
 HEADLINE = ("tflite_int8", "tflite_fp32")
@@ -56,10 +58,11 @@ def threads_text(settings: dict[str, Any]) -> str:
 
 @dataclass
 class BenchReport:
-    """What ``edgekd.bench`` measured. ``results`` rows follow the ``bench.json`` schema."""
+    """What ``edgekd.bench`` measured. ``results``: one :class:`BenchRow` per model file and thread
+    count (rows loaded back from a ``bench.json`` are plain dicts of the same fields)."""
 
     host: dict[str, Any]
-    results: list[dict[str, Any]]
+    results: list[BenchRow]
     settings: dict[str, Any]  # device, threads, runs, warmup, eval set, accuracy floor
     bundle: dict[str, Any]  # path, run name, creation time
     comparisons: list[dict[str, Any]] = field(default_factory=list)
@@ -100,8 +103,9 @@ class BenchReport:
         if self.settings.get("min_accuracy") is not None or self.budget_failures:
             gate = {"min_accuracy": self.settings.get("min_accuracy"), "passed": self.passed, "failures": self.gate_failures + self.budget_failures}
         return {
+            "schema": SCHEMA,
             "host": self.host,
-            "results": self.results,
+            "results": [r.to_dict() if isinstance(r, BenchRow) else r for r in self.results],
             "comparisons": self.comparisons,
             "settings": self.settings,
             "bundle": self.bundle,
@@ -152,6 +156,14 @@ def parity_notes(results: Sequence[dict[str, Any]]) -> list[str]:
     return out
 
 
+def _set(row: Any, key: str, value: Any) -> None:
+    """Set a field on a bench row (a BenchRow, or its JSON dict)."""
+    if isinstance(row, dict):
+        row[key] = value
+    else:
+        setattr(row, key, value)
+
+
 def int8_slower_notes(results: list[dict[str, Any]], files: dict[str, Any] | None = None) -> list[str]:
     """Flag (``int8_slower`` on the row) and explain each TFLite int8 row slower at p50 than the
     same model's fp32 file at the same thread count: int8 is meant to be faster, and when it is
@@ -163,7 +175,7 @@ def int8_slower_notes(results: list[dict[str, Any]], files: dict[str, Any] | Non
         fp32 = timed.get((model, "tflite_fp32", threads))
         if fmt != "tflite_int8" or fp32 is None or row["latency_ms"]["p50"] <= fp32["latency_ms"]["p50"]:
             continue
-        row["int8_slower"] = True
+        _set(row, "int8_slower", True)
         ops = None
         path = (files or {}).get(row["file"])
         if path is not None:
@@ -173,7 +185,7 @@ def int8_slower_notes(results: list[dict[str, Any]], files: dict[str, Any] | Non
                 ops = undelegated_ops(path, threads or 1)
             except Exception:  # noqa: BLE001 - the flag stands without the op list
                 ops = None
-        row["int8_unaccelerated_ops"] = ops
+        _set(row, "int8_unaccelerated_ops", ops)
         where = f"ops the runtime does not accelerate in int8: {', '.join(ops)}" if ops else (
             "every op is delegated, so the int8 kernels themselves are slower here" if ops == [] else "the runtime did not say which ops")
         out.append(

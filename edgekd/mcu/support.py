@@ -22,7 +22,7 @@ _STAND_IN = "RELU"  # an op every TFLM build has, code < 127: what a missing op 
 
 def missing_ops(path: str | Path) -> list[str]:
     """The ops of ``path`` that TFLite Micro has no kernel for (empty: it resolves them all)."""
-    from edgekd.mcu.tflm import TflmUnsupported, _open
+    from edgekd.runtimes.tflm_runner import TflmUnsupported, open_interpreter
     from edgekd.tflite_file import read_tflite, with_op_replaced
 
     path = Path(path)
@@ -31,7 +31,7 @@ def missing_ops(path: str | Path) -> list[str]:
         current = path
         for _ in range(64):  # a model has far fewer distinct ops; a bound against a loop
             try:
-                _open(current)
+                open_interpreter(current)
                 return missing
             except TflmUnsupported as exc:
                 text = str(exc)
