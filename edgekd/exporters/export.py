@@ -254,14 +254,32 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def _mcu_support(path: Path) -> dict[str, Any]:
-    """TFLite Micro's verdict on an int8 file (every op it lacks, the flash it needs), checked in a
-    process of its own (:mod:`edgekd.mcu.support`)."""
-    from edgekd.benchmark.targets import run_worker
+MCU_CHECK = "edgekd.mcu.support"  # run as a process of its own, by name (mcu sits above exporters)
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from importlib import import_module; sys.exit(import_module(sys.argv[2]).main(sys.argv[3:]))"
 
-    result = run_worker({"file": str(path)}, "edgekd.mcu.support", None, 600.0)
-    result.pop("traceback", None)
-    return result
+
+def _mcu_support(path: Path, timeout_s: float = 600.0) -> dict[str, Any]:
+    """TFLite Micro's verdict on an int8 file (every op it lacks, the flash it needs) from
+    :mod:`edgekd.mcu.support`, in a fresh process: a crash inside TFLite Micro fails this cell, not
+    the export (the same process boundary as bench's measuring processes)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding this edgekd package
+    with tempfile.TemporaryDirectory(prefix="edgekd-mcu-") as tmp:
+        job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job.write_text(json.dumps({"file": str(path)}))
+        try:
+            proc = subprocess.run([sys.executable, "-c", _BOOT, root, MCU_CHECK, str(job), str(result)], capture_output=True, text=True, errors="replace", timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return {"status": "failed", "reason": f"no answer after {timeout_s:.0f} s"}
+        if proc.returncode != 0 or not result.is_file():
+            tail = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()][-1:] or [f"exit status {proc.returncode}"]
+            return {"status": "failed", "reason": f"the check process died: {tail[0][:200]}"}
+        out = json.loads(result.read_text())
+    out.pop("traceback", None)
+    return out
 
 
 def mcu_cell(mcu: dict[str, Any] | None) -> str:
