@@ -103,7 +103,9 @@ def checkpoint_arch(ckpt: dict[str, Any], path: str | Path, arch: str | Iterable
         raise CheckpointError(f"checkpoint {path} names no architecture (arch is {type(name).__name__})")
     from edgekd.models.hub import is_hub_name
 
-    if ":" in name and not is_hub_name(name):  # torchvision:/timm: names are looked up, never imported from a path
+    if is_hub_name(name):
+        pass  # torchvision:/timm: names are looked up in those libraries' own registries, never imported
+    elif ":" in name:
         if name not in vouched(arch):
             raise CheckpointError(
                 f"checkpoint {path} names the factory {name!r}; a name inside a file is looked up in the "

@@ -122,6 +122,11 @@ def timm_model(name: str, num_classes: int, in_channels: int, pretrained: str | 
     names = timm.list_models()
     if name not in names:
         raise _unknown("timm", name, names)
+    # timm's own ways to fetch or read weights: edgekd takes weights through `pretrained` (a local
+    # file) alone, so a config or a checkpoint's kwargs can never make it download or read elsewhere
+    fetching = sorted(set(kwargs) & {"pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir"})
+    if fetching:
+        raise EdgekdError(f"timm model {name!r}: kwargs {fetching[0]!r} is not accepted; give local weights as kwargs {{pretrained: PATH}}")
     options: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_channels, **kwargs}
     if pretrained is not None:
         file = Path(pretrained).expanduser()
