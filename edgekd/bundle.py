@@ -18,7 +18,7 @@ from edgekd.paths import UnsafePathError, escaping_links, member
 MANIFEST = "manifest.json"
 FORMAT = "edgekd.bundle/1"
 # Folders inside a bundle that hold reports about it, not parts of it: `edgekd bench` writes to
-# BUNDLE/bench by default (and `make bench` does), which must not make the next verification fail.
+# BUNDLE/bench/<device> by default (and `make bench` does), which must not make the next verification fail.
 REPORT_DIRS = ("bench",)
 
 

@@ -162,7 +162,10 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "eval.npz (mean IoU for a segmentation bundle: the JSON's \"accuracy\" and \"miou\"), file size,\n"
             "peak resident memory, MACs and GMAC/s. Rows whose runtime is missing are\n"
             "skipped, rows that fail to load or run are marked failed; the others still run.\n"
-            "Writes OUT/bench.json, OUT/bench.md and OUT/bench.png (accuracy vs latency, Pareto front).\n"
+            "Writes OUT/bench.json, OUT/bench.md and OUT/bench.png (accuracy vs latency, Pareto front);\n"
+            "OUT defaults to BUNDLE/bench/<device> (cpu, rpi-<hostname>, mcu), which `edgekd verify` ignores.\n"
+            "A row whose file failed the export's parity check shows PARITY FAILED; an int8 row slower than\n"
+            "the same model's fp32 file shows INT8 SLOWER, with the ops the runtime leaves unaccelerated.\n"
             "Exit status: 0 every requested row ran (and met --min-accuracy); 1 some rows failed or are below\n"
             "the floor (one `edgekd: bench: N of M rows failed: …` line names them; the report is still\n"
             "written); 2 bad input (one `edgekd: error:` line, nothing measured).\n\n"
@@ -190,7 +193,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs before timing (default 10)")
     p.add_argument("--json", metavar="FILE", help="also write the JSON results to FILE")
     p.add_argument("--min-accuracy", type=float, metavar="X", help="accuracy floor as a fraction (0.95): exit 1 if a row is below it or failed")
-    p.add_argument("--out", metavar="DIR", help="report folder (default: BUNDLE/bench)")
+    p.add_argument("--out", metavar="DIR", help="report folder (default: BUNDLE/bench/<device>: cpu, rpi-<hostname>, mcu)")
     p.add_argument("--full-test", action="store_true", help="accuracy on the run's whole test split (needs the dataset and edgekd[train])")
     p.add_argument("--models", metavar="A,B", help="only these models (student, teacher, baseline)")
     p.add_argument("--formats", metavar="A,B", help="only these formats (pytorch, onnx, tflite_fp32, tflite_int8, …)")
@@ -302,6 +305,49 @@ def _cmd_verify(args: argparse.Namespace) -> int:
         print(f"FAILED  {line}")
     print(f"{args.bundle}: {len(result.ok)} files ok" + (f", {len(result.bad)} bad" if result.bad else ""))
     return 0 if result.passed else 1
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="run a bundle's model on image files: top-k classes (table, JSON) or mask PNGs",
+        description=(
+            "Run the bundle's student (int8 TFLite by default) on images: files, folders (their image\n"
+            "files, recursively) and glob patterns. Every preprocessing step comes from the bundle: the\n"
+            "image is converted to the model's channels, resized (bilinear) to its input size, and fed as\n"
+            "raw pixels (normalization is in the model; int8 input quantized with the tensor's own scale).\n"
+            "Classification: a table of the top-k classes with softmax scores. Segmentation: one\n"
+            "<stem>_mask.png (0/255, at the image's own size) per image in --masks (a new or empty folder).\n"
+            "Runs on a Raspberry Pi with edgekd[rpi] (numpy, ai-edge-litert, Pillow). Exits 1 naming the\n"
+            "images that could not be read (the others still run)."
+        ),
+        epilog="examples:\n  edgekd predict --artifacts artifacts/digits photo.png"
+        "\n  edgekd predict --artifacts artifacts/cifar10 images/ --top-k 3 --json predictions.json"
+        "\n  edgekd predict --artifacts artifacts/cifar10 'shots/*.jpg' --format tflite_fp32"
+        "\n  edgekd predict --artifacts artifacts/shapes-seg scans/ --masks out/masks",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns")
+    p.add_argument("--artifacts", metavar="DIR", help="bundle folder (default: the newest under artifacts/)")
+    p.add_argument("--format", default="tflite_int8", help="which model file: tflite_int8 (default), tflite_fp32, onnx, pytorch, …")
+    p.add_argument("--model", default="student", help="student (default), teacher or baseline")
+    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes shown per image (default 5)")
+    p.add_argument("--threads", type=int, metavar="N", help="runtime threads (default 1)")
+    p.add_argument("--json", metavar="FILE", help="also write the predictions as JSON to FILE")
+    p.add_argument("--masks", metavar="DIR", help="segmentation: folder for the mask PNGs (default masks/)")
+    p.set_defaults(func=_cmd_predict)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from edgekd.predict import predict
+
+    report = predict(
+        artifacts=args.artifacts, images=args.images, format=args.format, model=args.model, top_k=args.top_k,
+        threads=args.threads, json=args.json, masks=args.masks,
+    )
+    for line in report.failed:
+        print(f"edgekd: predict: FAILED {line}", file=sys.stderr)
+    return 0 if report.passed else EXIT_GATE
 
 
 def _floats(text: str) -> list[float]:
@@ -484,7 +530,7 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_distill, _add_sweep, _add_search, _add_export, _add_bench, _add_deploy, _add_verify, _add_models, _add_methods, _add_datasets,
+    _add_distill, _add_sweep, _add_search, _add_export, _add_bench, _add_deploy, _add_predict, _add_verify, _add_models, _add_methods, _add_datasets,
 ]
 
 
@@ -500,6 +546,7 @@ def build_parser() -> argparse.ArgumentParser:
             "  edgekd verify artifacts/digits\n"
             "  edgekd bench --artifacts artifacts/digits\n"
             "  edgekd deploy --host pi@raspberrypi.local --bench      # on a Raspberry Pi\n"
+            "  edgekd predict --artifacts artifacts/digits image.png  # the model on your images\n"
             "  edgekd bench --device mcu --mcu cortex-m4              # microcontroller fit and estimates"
         ),
         formatter_class=_Formatter,

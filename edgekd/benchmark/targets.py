@@ -104,6 +104,11 @@ class BenchTarget(ABC):
         """Extra files written next to the report (name → path). ``files``: row file → model path."""
         return {}
 
+    def report_folder(self) -> str:
+        """The default report folder's name inside ``BUNDLE/bench/``: one per device, so that the
+        reports of different devices sit side by side instead of overwriting each other."""
+        return self.name
+
     @abstractmethod
     def host(self) -> dict[str, Any]:
         """The machine the models run on (CPU, cores, governor, OS, runtime versions …)."""
@@ -191,6 +196,12 @@ class RpiTarget(CpuTarget):
 
     def thread_counts(self) -> tuple[int, ...]:
         return (self._given,) if self._given is not None else self.DEFAULT_THREADS
+
+    def report_folder(self) -> str:
+        import re
+        import socket
+
+        return "rpi-" + (re.sub(r"[^\w.-]", "_", socket.gethostname()) or "host")  # several Pis, one bundle
 
     def unsupported(self, fmt: str) -> str | None:
         from edgekd.formats import find_format
