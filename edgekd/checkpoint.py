@@ -58,7 +58,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(_unpickling_message(path, exc)) from None
-    except Exception as exc:  # noqa: BLE001 - on arbitrary bytes torch's legacy reader raises KeyError, IndexError, …: all mean "not a checkpoint"
+    except Exception as exc:  # noqa: BLE001 - damaged bytes fail anywhere in the unpickler (KeyError, struct.error, ...)
         raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {first_line(exc, 160)}") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not an edgekd checkpoint (it holds a {type(ckpt).__name__})")
