@@ -22,8 +22,8 @@ optuna = pytest.importorskip("optuna", reason="optuna is not installed (pip inst
 
 
 def test_budget_parses_every_key_and_takes_the_profile_memories():
-    b = parse_budget("flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50,macs=12.5M,params=100k,host_ms=5")
-    assert b == Budget(flash_kb=256, ram_kb=128, device="cortex-m7-216mhz", latency_ms=50, host_ms=5, macs=12.5e6, params=1e5)
+    b = parse_budget("flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50,macs=12.5M,params=100k,host_ms=5,model_kb=100")
+    assert b == Budget(flash_kb=256, model_kb=100, ram_kb=128, device="cortex-m7-216mhz", latency_ms=50, host_ms=5, macs=12.5e6, params=1e5)
     # a device alone: its flash and RAM are the limits; a bare core name means its default profile
     assert parse_budget("device=cortex-m4") == Budget(flash_kb=2048, ram_kb=640, device="cortex-m4-120mhz")
     assert parse_budget(None) == Budget() and Budget().limits() == {}
