@@ -215,3 +215,19 @@ def test_digits_search_of_12_trials_in_10_minutes_and_the_front_fits(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "within" in proc.stdout and " NO" not in proc.stdout
+
+
+def test_search_over_resolutions_trains_a_teacher_per_input_size(tmp_path):
+    from edgekd.search import search
+
+    space = tmp_path / "space.yaml"
+    space.write_text("resolution: [8, 12]\nfamilies:\n  tiny: {archs: [test_student], width: [2]}\n")
+    result = search(set=tiny_overrides(**{"teacher.epochs": 1}), budget="params=2000", space=str(space), trials=2, trial_epochs=1,
+                    finalists=0, out=str(tmp_path / "s"), pruner="none")
+    trained = [t for t in result["trials"] if t["status"] == "trained"]
+    assert sorted(t["candidate"]["resolution"] for t in trained) == [8, 12]
+    assert (tmp_path / "s" / "teacher-r8" / "teacher.pt").is_file() and (tmp_path / "s" / "teacher-r12" / "teacher.pt").is_file()
+    for t in trained:  # each trial ran at its size, taught by the teacher of that size
+        cfg = (Path(t["run"]) / "config.yaml").read_text()
+        assert f"image_size: {t['candidate']['resolution']}" in cfg and f"teacher-r{t['candidate']['resolution']}" in cfg
+    assert t["figures"]["macs"] > 0 and result["best"] is None
