@@ -231,3 +231,20 @@ def test_search_over_resolutions_trains_a_teacher_per_input_size(tmp_path):
         cfg = (Path(t["run"]) / "config.yaml").read_text()
         assert f"image_size: {t['candidate']['resolution']}" in cfg and f"teacher-r{t['candidate']['resolution']}" in cfg
     assert t["figures"]["macs"] > 0 and result["best"] is None
+
+
+def test_lower_bounds_rule_out_a_candidate_without_exporting_it():
+    from edgekd.search.measure import measure_candidate
+    from edgekd.search.space import Candidate
+
+    cand = Candidate("plain", "plain2", 1.0, None)  # 13 k conv/linear weights at 32×32 RGB: ≥ 12.7 KB int8
+    kw = dict(num_classes=10, in_channels=3, native_size=(32, 32))
+    f = measure_candidate(cand, Budget(model_kb=10), **kw)
+    assert f["early_stop"] and "tflite" not in f and f["weight_bytes"] > 10 * 1024
+    f = measure_candidate(cand, Budget(flash_kb=30, device="cortex-m4-120mhz"), **kw)  # 12.7 + 20 KB runtime base > 30
+    assert f["early_stop"] and "tflite" not in f
+    f = measure_candidate(cand, Budget(device="cortex-m0plus-64mhz", latency_ms=1, flash_kb=512, ram_kb=144), **kw)
+    assert f["early_stop"] and "tflite" not in f  # 1.2 M MACs at ≥ 6.5 cycles each on 64 MHz: ≥ 100 ms
+    from edgekd.search.measure import early_violations
+
+    assert [v.split(" ")[0] for v in early_violations(f, Budget(model_kb=10, flash_kb=30, latency_ms=1, device="cortex-m0plus-64mhz"))] == ["model_kb", "flash_kb", "latency_ms"]

@@ -351,7 +351,7 @@ def _objective(trial, study, ctx: _Ctx) -> float:
     import optuna
     from optuna.trial import TrialState
 
-    from edgekd.search.measure import measure_candidate
+    from edgekd.search.measure import early_violations, measure_candidate
 
     # a retried trial (queued again after its process died) arrives with the dead one's attributes
     first = trial.user_attrs.get("number")
@@ -367,9 +367,8 @@ def _objective(trial, study, ctx: _Ctx) -> float:
     figures = measure_candidate(cand, ctx.budget, num_classes=d.num_classes, in_channels=d.in_channels, native_size=tuple(d.image_size),
                                 backend=ctx.cfg.export.backend, cache_dir=ctx.out / "candidates")
     trial.set_user_attr("figures", {k: v for k, v in figures.items() if k not in ("candidate", "version")})
-    b = ctx.budget
-    # stopped by the parameter/MAC limits: only those are known, and they are enough
-    over = Budget(params=b.params, macs=b.macs).violations(figures) if figures.get("early_stop") else b.violations(figures)
+    # stopped before the export: the PyTorch figures and the bounds they give are known, and enough
+    over = early_violations(figures, ctx.budget) if figures.get("early_stop") else ctx.budget.violations(figures)
     if figures.get("tflm_error"):
         over.append(f"TFLite Micro: {figures['tflm_error']}")
     if over:
