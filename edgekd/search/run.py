@@ -376,11 +376,14 @@ def _objective(trial, study, ctx: _Ctx) -> float:
         trial.set_user_attr("violations", over)
         log(f"search: trial {trial.number} {cand.key} over budget ({'; '.join(over)}): not trained")
         raise optuna.TrialPruned("over budget")
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("candidate_key") == cand.key and _status(t) == "trained":
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if t.user_attrs.get("candidate_key") == cand.key and _status(t) in TRAINED:
+            # a candidate already trained (or pruned) is answered from that trial, not trained again
             trial.set_user_attr("status", "duplicate")
             trial.set_user_attr("duplicate_of", t.number)
-            log(f"search: trial {trial.number} {cand.key} repeats trial {t.number}: its val accuracy, no training")
+            log(f"search: trial {trial.number} {cand.key} repeats trial {t.number}: its result, no training")
+            if t.state == TrialState.PRUNED:
+                raise optuna.TrialPruned(f"repeats pruned trial {t.number}")
             return float(t.value)
     folder = ctx.out / "trials" / f"trial-{trial.number:04d}"
     run_cfg = trial_config(ctx, cand, ctx.trial_epochs, f"{ctx.cfg.name or 'run'}-trial{trial.number}", cached_views=True)
