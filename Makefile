@@ -15,7 +15,7 @@ BUNDLE ?= artifacts/$(notdir $(RUN))
 PYTEST_ARGS ?=
 BUDGET ?= flash_kb=64,device=cortex-m4-120mhz
 
-.PHONY: help venv distill export bench search test test-slow test-arm arm64-emu mcu-estimate clean
+.PHONY: help venv distill export bench search test test-slow lint test-arm arm64-emu mcu-estimate clean
 
 help:
 	@echo "make distill export   train on $(CONFIG) into $(RUN), then export the bundle to $(BUNDLE)"
@@ -23,6 +23,7 @@ help:
 	@echo "make search           the most accurate student of $(CONFIG) inside BUDGET=$(BUDGET), in $(RUN)-search"
 	@echo "make test             run the fast test suite"
 	@echo "make test-slow        run the slow tests (real CIFAR-10 data)"
+	@echo "make lint             ruff: lint and format check (settings in pyproject.toml)"
 	@echo "make test-arm         run the Pi code path on emulated ARM64 (qemu-user; sets up .cache/arm64-emu)"
 	@echo "make mcu-estimate     MCU latency estimates vs the published MLPerf Tiny ResNet-8 figures"
 	@echo "make venv             create $(VENV) and install edgekd with every extra"
@@ -53,6 +54,10 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q --runslow -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # qemu-user-static, an arm64 Python 3.11 from Debian packages and the aarch64 wheels, cached in
 # .cache/arm64-emu (idempotent; needs root for apt-get the first time)

@@ -2,7 +2,8 @@
 
 This module imports nothing heavy at load time: ``edgekd bench --device rpi`` runs on a Raspberry
 Pi that has only numpy and the TFLite runtime. Errors the user can fix (:class:`EdgekdError`) are
-printed as one line, without a traceback, and exit with status 2.
+printed as one line, without a traceback, and exit with status 2 (bad input); an error that reports
+a failed step of valid work (parity out of bounds, a diverged training run) carries ``exit_code`` 1.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 
 from edgekd import __version__
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, one_line
 
 EXIT_USAGE = 2
 EXIT_GATE = 1  # a check ran and failed (verify, the bench accuracy floor), as opposed to a usage error
@@ -33,30 +34,33 @@ def _config_keys_epilog() -> str:
     return "\n".join(lines)
 
 
-# Written out here, not read from the registry: `--help` must not import torch (a Raspberry Pi
-# runs this CLI). tests/test_cli.py checks that every registered method is listed.
-METHODS_HELP = """\
-KD methods (distill.method; `edgekd methods` lists them):
-  kd          Hinton KD: (1-α)·CE + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), the default
-  kd_soft     the soft term alone (α = 1)
-  kd_mse      (1-α)·CE + α·‖z_s − z_t‖² between logits (no temperature)
-  kd_sigmoid  sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha;
-              per pixel on segmentation data (the method for it: see "Segmentation" below)
-  fitnets     FitNets hints: teacher distill.hint_layer ← regressor ← student distill.guided_layer
-              (module paths); hint_mode two_stage (hint_epochs of hints, then KD) or single_stage
-              (KD + hint_weight·hint). The regressor is never part of student.pt
-  takd        teacher assistants (distill.assistants): ta_select chain (teacher → TA₁ → … → student)
-              or auto (train each candidate, keep the one nearest the teacher/student accuracy midpoint)
-  ensemble    several teachers, soft target = mean of their softened distributions: distill.teachers
-              (archs) and/or distill.teacher_seeds, or distill.teacher_checkpoints
-  transfer    transfer-set mode: Hinton KD plus unlabeled images (distill.transfer_set) that get the
-              soft term only (label -1; CE ignores them); transfer_labeled=false: those images alone
-  domain      domain-adaptation mode: teacher trained on `source` (a data section), student on `data`
-              (the target) with soft targets + source labels; both domains reported. data.shift
-              (grayscale|blur|invert|noise|color_jitter) makes a target domain from any dataset
-  ce          no teacher: plain cross-entropy (what teachers and baselines learn with)
-  bce         no teacher: sigmoid BCE, one-vs-rest or per pixel (teacher and baseline of kd_sigmoid)
+# The modules that register KD methods (edgekd.train.methods.METHODS's providers): their
+# docstrings are read from source, since `--help` must not import torch (a Raspberry Pi runs this
+# CLI). tests/test_cli.py checks that every registered method is listed.
+METHOD_MODULES = ("edgekd.train.methods", "edgekd.train.fitnets")
 
+
+def methods_help() -> str:
+    """The KD methods for `distill --help`, one entry per registered method (its docstring)."""
+    import textwrap
+
+    from edgekd.registry import documented_entries
+
+    lines = [
+        "KD methods (distill.method; `edgekd methods` lists them). Every method reads distill.method,",
+        "temperature, alpha, baseline and select; the keys listed under a method are read by it alone:",
+    ]
+    for entry in documented_entries("METHODS", METHOD_MODULES, ("keys",)):
+        wrapped = textwrap.wrap(entry.doc, 84) or [""]
+        keys = entry.attributes.get("keys")
+        if keys:
+            wrapped += textwrap.wrap("keys: " + ", ".join(f"distill.{k}" for k in keys), 84)
+        lines.append(f"  {entry.name:<11} {wrapped[0]}")
+        lines += [" " * 14 + more for more in wrapped[1:]]
+    return "\n".join(lines) + "\n\n" + SEGMENTATION_HELP
+
+
+SEGMENTATION_HELP = """\
 Segmentation (binary masks): data.name=shapes (generated, no download) or segfolder
 (root/{train,test}[,val]/images/<stem>.png|jpg + masks/<stem>.png, nonzero = foreground);
 U-Net teacher and student (unet_small, unet_tiny; input sides divisible by 2^depth);
@@ -75,7 +79,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
             "Train the teacher (or load teacher.checkpoint), train the student with the configured KD\n"
             "method, and, with distill.baseline, the same student without KD under the identical recipe.\n"
             "Writes DIR/{config.yaml, summary.json, metrics.jsonl, teacher.pt, student.pt, baseline.pt}.\n\n"
-            + METHODS_HELP
+            + methods_help()
             + "\n\nModels: see `edgekd models`. Temperature sweeps: `edgekd sweep`."
         ),
         epilog=_config_keys_epilog()
@@ -91,7 +95,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<config name>)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoints")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the edgekd run in --out (once every check has passed)")
     p.set_defaults(func=_cmd_distill)
 
 
@@ -125,7 +129,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     p.add_argument("--run", metavar="DIR", help="distill run folder (default: the newest under runs/)")
-    p.add_argument("--out", metavar="BUNDLE", help="bundle folder (default: artifacts/<run name>)")
+    p.add_argument("--out", metavar="BUNDLE", help="bundle folder, new, empty or an edgekd bundle (default: artifacts/<run name>)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override an export.* key (repeatable)")
     p.add_argument("--allow-parity-failure", action="store_true", default=None, help="exit 0 even if a format is out of bounds")
     p.set_defaults(func=_cmd_export)
@@ -496,7 +500,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgekdError as exc:
-        print(f"edgekd: error: {exc}", file=sys.stderr)
+        # one line whatever the message carries (a file name with a newline, a tool's colors)
+        print(f"edgekd: error: {one_line(str(exc))}", file=sys.stderr)
+        # 2: bad input; an error that says a step of valid work failed carries its own (1)
+        return getattr(exc, "exit_code", EXIT_USAGE)
+    except OSError as exc:  # the file system refused (read-only place, disk full, permission)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edgekd: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("edgekd: interrupted (a training run continues with --resume)", file=sys.stderr)

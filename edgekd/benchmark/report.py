@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgekd.benchmark.row import SCHEMA, BenchRow
+
 # the headline comparison: what ships to the device against the model it replaces, both in the
 # same runtime (TFLite) so that the ratio is the model's doing, not the runtime's
 HEADLINE = ("tflite_int8", "tflite_fp32")
@@ -56,10 +58,11 @@ def threads_text(settings: dict[str, Any]) -> str:
 
 @dataclass
 class BenchReport:
-    """What ``edgekd.bench`` measured. ``results`` rows follow the ``bench.json`` schema."""
+    """What ``edgekd.bench`` measured. ``results``: one :class:`BenchRow` per model file and thread
+    count (rows loaded back from a ``bench.json`` are plain dicts of the same fields)."""
 
     host: dict[str, Any]
-    results: list[dict[str, Any]]
+    results: list[BenchRow]
     settings: dict[str, Any]  # device, threads, runs, warmup, eval set, accuracy floor
     bundle: dict[str, Any]  # path, run name, creation time
     comparisons: list[dict[str, Any]] = field(default_factory=list)
@@ -100,8 +103,9 @@ class BenchReport:
         if self.settings.get("min_accuracy") is not None or self.budget_failures:
             gate = {"min_accuracy": self.settings.get("min_accuracy"), "passed": self.passed, "failures": self.gate_failures + self.budget_failures}
         return {
+            "schema": SCHEMA,
             "host": self.host,
-            "results": self.results,
+            "results": [r.to_dict() if isinstance(r, BenchRow) else r for r in self.results],
             "comparisons": self.comparisons,
             "settings": self.settings,
             "bundle": self.bundle,

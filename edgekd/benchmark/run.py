@@ -7,7 +7,6 @@ plot, rich in the table printer, PyYAML and the data loaders only for ``full_tes
 
 from __future__ import annotations
 
-import difflib
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,11 +15,13 @@ from typing import Any
 from edgekd.atomic import write_json, write_text
 from edgekd.benchmark.errors import BenchError
 from edgekd.benchmark.report import BenchReport, comparisons, markdown, plot_title, print_report, status_text
+from edgekd.benchmark.row import BenchRow
 from edgekd.benchmark.targets import TARGETS, BenchTarget, Job
 from edgekd.bundle import require_verified
+from edgekd.formats import format_for_file, format_rank, get_format, model_extensions
+from edgekd.registry import did_you_mean
 
 ROLE_ORDER = ("student", "teacher", "baseline")
-FORMAT_ORDER = ("pytorch", "onnx", "tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8")
 
 
 def latest_bundle(root: str | Path = "artifacts") -> Path:
@@ -42,8 +43,7 @@ def _names(value: str | Sequence[str] | None) -> list[str] | None:
 def _check_filter(kind: str, wanted: list[str] | None, present: list[str]) -> None:
     for name in wanted or []:
         if name not in present:
-            close = difflib.get_close_matches(name, present, n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(name, present)
             raise BenchError(f"unknown {kind} {name!r}{hint} in this bundle: {', '.join(present)}")
 
 
@@ -67,7 +67,7 @@ def plan(manifest: dict[str, Any], models: list[str] | None = None, formats: lis
     def order(item: tuple[str, dict[str, Any]]) -> tuple[int, int, str]:
         role, fmt = item[1]["role"], item[1]["format"]
         rank = ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER)
-        return rank, FORMAT_ORDER.index(fmt) if fmt in FORMAT_ORDER else len(FORMAT_ORDER), item[0]
+        return rank, format_rank(fmt), item[0]
 
     chosen = [(name, e) for name, e in entries.items() if (models is None or e["role"] in models) and (formats is None or e["format"] in formats)]
     if not chosen:
@@ -100,56 +100,38 @@ def _full_test_split(bundle: Path, manifest: dict[str, Any], folder: Path) -> tu
     return path, len(data.test)
 
 
-def _empty_row(name: str, entry: dict[str, Any], manifest: dict[str, Any], threads: int) -> dict[str, Any]:
-    """A row with every bench.json key; measured values stay None unless the model runs."""
+def _empty_row(name: str, entry: dict[str, Any], manifest: dict[str, Any], threads: int) -> BenchRow:
+    """A row with what the bundle says; measured values stay None unless the model runs."""
     role = entry["role"]
-    return {
-        "model": role,
-        "format": entry["format"],
-        "status": None,
-        "latency_ms": None,  # {min, p50, p90, p99, mean, std}
-        "accuracy": None,  # fraction: top-1 accuracy, or mean IoU for a segmentation bundle
-        "size_bytes": manifest["files"][name]["bytes"],
-        "peak_rss_mb": None,
-        "macs": manifest.get("roles", {}).get(role, {}).get("macs"),
-        "gmacs_per_s": None,
-        "threads": threads,
-        "file": name,
-        "reason": None,  # why skipped / failed
-        "stage": None,  # failed at: load | eval | run
-        "runtime": None,
-        "throughput": None,  # inferences/s at batch 1
-        "noisy": None,
-        "spread": None,  # (p90 − p50) / p50
-        "cv": None,
-        "accuracy_n": None,
-        "base_rss_mb": None,
-        "rss_source": None,
-        "parity_ok": manifest.get("metrics", {}).get(name, {}).get("ok"),  # the export's own check
-        "below_floor": None,
-    }
+    return BenchRow(
+        model=role,
+        format=entry["format"],
+        file=name,
+        threads=threads,
+        size_bytes=manifest["files"][name]["bytes"],
+        macs=manifest.get("roles", {}).get(role, {}).get("macs"),
+        parity_ok=manifest.get("metrics", {}).get(name, {}).get("ok"),  # the export's own check
+    )
 
 
 def lone_model(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """(folder, manifest-like dict) for one model file outside a bundle: no eval data, so no accuracy."""
-    from edgekd.runtimes import runner_format
-
     path = Path(path)
     if not path.is_file():
         raise BenchError(f"model file not found: {path}")
-    fmt = runner_format(path.name)
+    fmt = format_for_file(path.name)
     if fmt is None:
-        raise BenchError(f"{path.name} is not a model file (.tflite, .onnx or .pt)")
-    macs = None
-    if path.suffix == ".tflite":
+        raise BenchError(f"{path.name} is not a model file ({', '.join(model_extensions())})")
+    fmt_name, macs = fmt.name, None
+    if fmt.runtime == "litert":
         from edgekd.tflite_file import read_tflite
 
         model = read_tflite(path)  # the format from the file itself, not its name (resnet8_quant.tflite)
-        fmt, macs = ("tflite_int8" if model.is_int8 else "tflite_fp32"), model.total_macs
+        fmt_name, macs = ("tflite_int8" if model.is_int8 else "tflite_fp32"), model.total_macs
     stem = path.stem
     manifest = {
         "files": {path.name: {"bytes": path.stat().st_size}},
-        "models": {path.name: {"role": stem, "format": fmt}},
+        "models": {path.name: {"role": stem, "format": fmt_name}},
         "roles": {stem: {"macs": macs}},
         "eval": None,
     }
@@ -240,17 +222,18 @@ def bench(
             for threads_now in counts[:1] if skip else counts:
                 row = _empty_row(name, entry, manifest, threads_now)
                 if skip:
-                    row.update(status="skipped", reason=skip)
+                    row.update({"status": "skipped", "reason": skip})
                 else:
                     classes = num_classes or int(entry.get("output", {}).get("shape", [0])[-1])
                     eval_file = str(Path(eval_path).resolve()) if eval_path is not None else None
-                    job = Job(entry["role"], entry["format"], str(files[name]), eval_file, classes, threads_now, runs, warmup, entry.get("input", {}), task.name)
+                    runner = get_format(entry["format"]).runner  # known: unsupported() skipped the others
+                    job = Job(entry["role"], entry["format"], str(files[name]), eval_file, classes, threads_now, runs, warmup, entry.get("input", {}), task.name, runner)
                     row.update(target.measure(job))
-                if row["status"] == "ok":
-                    if row["macs"] and row.get("latency_ms") and row["latency_ms"]["p50"] > 0:
-                        row["gmacs_per_s"] = row["macs"] / (row["latency_ms"]["p50"] / 1e3) / 1e9
-                    if min_accuracy is not None and row.get("accuracy") is not None:
-                        row["below_floor"] = row["accuracy"] < min_accuracy
+                if row.status == "ok":
+                    if row.macs and row.latency_ms and row.latency_ms["p50"] > 0:
+                        row.gmacs_per_s = row.macs / (row.latency_ms["p50"] / 1e3) / 1e9
+                    if min_accuracy is not None and row.accuracy is not None:
+                        row.below_floor = row.accuracy < min_accuracy
                 results.append(row)
                 log(_progress_line(row, task.metric_short))
         after = target.conditions()

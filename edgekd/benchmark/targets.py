@@ -57,6 +57,7 @@ class Job:
     warmup: int
     input: dict[str, Any] = field(default_factory=dict)  # the manifest's input entry (shape, layout, dtype)
     task: str = "classification"  # the bundle's task: what the eval targets are and which metric is "accuracy"
+    runner: str | None = None  # "module:Class" that opens the file (from edgekd.formats), for the measuring process
 
 
 class BenchTarget(ABC):
@@ -80,6 +81,13 @@ class BenchTarget(ABC):
 
     def unsupported(self, fmt: str) -> str | None:
         """Why this target cannot run ``fmt`` (its row is skipped), or None."""
+        from edgekd.formats import find_format
+
+        found = find_format(fmt)
+        if found is None:
+            return f"format {fmt!r} is not known to this edgekd"
+        if not found.is_model:
+            return f"{fmt} files are not models a runner opens"
         return None
 
     def conditions(self) -> dict[str, Any] | None:
@@ -182,7 +190,10 @@ class RpiTarget(CpuTarget):
         return (self._given,) if self._given is not None else self.DEFAULT_THREADS
 
     def unsupported(self, fmt: str) -> str | None:
-        if not fmt.startswith("tflite"):
+        from edgekd.formats import find_format
+
+        found = find_format(fmt)
+        if found is None or found.runtime != "litert":
             return "the Pi bench runs the TFLite models only (the Pi install has no torch or ONNX Runtime)"
         return None
 
@@ -246,7 +257,10 @@ class McuTarget(BenchTarget):
         super().__init__(1)
 
     def unsupported(self, fmt: str) -> str | None:
-        if fmt != "tflite_int8":
+        from edgekd.formats import find_format
+
+        found = find_format(fmt)
+        if found is None or found.runtime != "litert" or not found.integer_io:
             return "MCU targets run full-integer int8 TFLite models only"
         return None
 
@@ -255,7 +269,7 @@ class McuTarget(BenchTarget):
 
         host = host_info()
         try:
-            from edgekd.mcu.tflm import tflm_version
+            from edgekd.runtimes.tflm_runner import tflm_version
 
             host["packages"]["tflite-micro"] = tflm_version().split()[-1]
         except Exception:  # noqa: BLE001 - not installed: the rows say so
@@ -269,7 +283,7 @@ class McuTarget(BenchTarget):
         from edgekd.mcu import estimate
         from edgekd.tflite_file import read_tflite
 
-        result = run_worker(asdict(job), "edgekd.mcu.tflm", None, self.timeout_s)
+        result = run_worker(asdict(job), "edgekd.benchmark.mcu_worker", None, self.timeout_s)
         tflm = result.setdefault("tflm", {})
         model = read_tflite(job.file)
         tflm["flash_bytes"] = estimate.flash_bytes(model)

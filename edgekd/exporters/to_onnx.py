@@ -40,6 +40,6 @@ def torch_to_onnx(model, path: str | Path, input_shape: tuple[int, ...], opset: 
         slim = onnxslim.slim(onnx.load(str(path)))
         onnx.checker.check_model(slim, full_check=True)
     except onnx.checker.ValidationError as exc:
-        raise ExportError(f"{name}: the ONNX model fails the checker: {str(exc).splitlines()[0][:300]}") from None
+        raise ExportError(f"{name}: the ONNX model fails the checker: {first_line(exc)}") from None
     onnx.save(slim, str(path))
     return path

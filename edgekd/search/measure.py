@@ -137,7 +137,7 @@ def tflm_arena_kb(path: Path) -> dict[str, Any]:
     """{ram_kb} of ``path`` under TFLite Micro (a fresh process, as the bench), or {tflm_error}."""
     from edgekd.benchmark.targets import run_worker
 
-    result = run_worker({"file": str(path), "eval": None, "num_classes": 0, "task": "classification"}, "edgekd.mcu.tflm", None, 600.0)
+    result = run_worker({"file": str(path), "eval": None, "num_classes": 0, "task": "classification"}, "edgekd.benchmark.mcu_worker", None, 600.0)
     arena = (result.get("tflm") or {}).get("arena_bytes")
     if result.get("status") != "ok" or arena is None:
         return {"tflm_error": result.get("reason", "no arena reported")}
