@@ -248,3 +248,14 @@ def test_lower_bounds_rule_out_a_candidate_without_exporting_it():
     from edgekd.search.measure import early_violations
 
     assert [v.split(" ")[0] for v in early_violations(f, Budget(model_kb=10, flash_kb=30, latency_ms=1, device="cortex-m0plus-64mhz"))] == ["model_kb", "flash_kb", "latency_ms"]
+
+
+def test_shipped_spaces_load():
+    from edgekd.search.space import load_space
+
+    from tests.conftest import REPO
+
+    spaces = sorted((REPO / "configs" / "spaces").glob("*.yaml"))
+    assert spaces
+    for path in spaces:
+        assert load_space(path).size() > 0

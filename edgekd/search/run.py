@@ -333,8 +333,13 @@ def trial_config(ctx: _Ctx, cand: Candidate, epochs: int, name: str, cached_view
     data = cfg.data
     if cand.resolution is not None:
         data = dataclasses.replace(data, image_size=cand.resolution)
-    if cached_views and ctx.data.augment != "none" and data.views is None:
-        data = dataclasses.replace(data, views=epochs)
+    runtime = cfg.runtime
+    if cached_views:
+        if ctx.data.augment != "none" and data.views is None:
+            data = dataclasses.replace(data, views=epochs)
+        # one cache per input size, shared by every trial (a file is keyed by teacher, data and transform)
+        shared = (ctx.out / "teacher_cache" / f"r{res_key(cand.resolution)}").resolve()
+        runtime = dataclasses.replace(runtime, teacher_cache_dir=str(shared))
     out = dataclasses.replace(
         cfg,
         name=name,
@@ -342,6 +347,7 @@ def trial_config(ctx: _Ctx, cand: Candidate, epochs: int, name: str, cached_view
         teacher=dataclasses.replace(cfg.teacher, checkpoint=ctx.teachers[res_key(cand.resolution)], epochs=0),
         student=dataclasses.replace(cfg.student, arch=cand.arch, kwargs=cand.kwargs, epochs=epochs, checkpoint=None),
         distill=dataclasses.replace(cfg.distill, baseline=False, select="best_val"),
+        runtime=runtime,
     )
     validate(out)
     return out
@@ -387,7 +393,6 @@ def _objective(trial, study, ctx: _Ctx) -> float:
             return float(t.value)
     folder = ctx.out / "trials" / f"trial-{trial.number:04d}"
     run_cfg = trial_config(ctx, cand, ctx.trial_epochs, f"{ctx.cfg.name or 'run'}-trial{trial.number}", cached_views=True)
-    _share_teacher_cache(ctx.out, folder, cand)
     trial.set_user_attr("status", "training")
     trial.set_user_attr("run", str(folder))
     flash = f", {figures['flash_kb']:.1f} KB flash" if "flash_kb" in figures else ""
@@ -410,20 +415,6 @@ def _objective(trial, study, ctx: _Ctx) -> float:
     trial.set_user_attr("status", "trained")
     log(f"search: trial {trial.number} {cand.key}: val acc {s['val_acc']:.4f}")
     return float(s["val_acc"])
-
-
-def _share_teacher_cache(out: Path, folder: Path, cand: Candidate) -> None:
-    """Point the trial's ``teacher_cache/`` at one folder per input resolution: the teacher's
-    outputs are computed by the first trial at that resolution and read by every later one (a
-    cache file is keyed by teacher, data and transform, and written atomically)."""
-    shared = (out / "teacher_cache" / f"r{cand.resolution or 'native'}").resolve()
-    shared.mkdir(parents=True, exist_ok=True)
-    if folder.exists():  # a folder left by a process that died: the trial number is new, so never a finished run
-        import shutil
-
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    os.symlink(shared, folder / "teacher_cache", target_is_directory=True)
 
 
 def _check_models(space: SearchSpace, data) -> None:
