@@ -184,6 +184,7 @@ def bench(
     mcu: str | None = None,
     flash_kb: float | None = None,
     ram_kb: float | None = None,
+    emulate: str | None = None,
 ) -> BenchReport:
     """Benchmark every model file of a bundle on ``device``; returns the report.
 
@@ -198,14 +199,17 @@ def bench(
     ``model``: one model file instead of a bundle (no accuracy; report in ``bench/<stem>``).
     ``force`` (rpi): run the Pi path on a machine that is not a Pi. ``mcu`` (mcu): an MCU profile
     (``cortex-m7-216mhz``, or a core name) whose flash/RAM are the budget; ``flash_kb``/``ram_kb``
-    set or override it, and ``report.passed`` is False when a model does not fit.
+    set or override it, and ``report.passed`` is False when a model does not fit. ``emulate`` (mcu):
+    a Cortex-M core (``cortex-m4``): build each int8 model's app with TFLite Micro + CMSIS-NN, run
+    it on the core's QEMU board, count instructions per op and fail the row if any int8 output
+    differs from the host TFLM interpreter's.
     """
     from edgekd.ui import log
 
     _check_settings(runs, warmup, threads, min_accuracy)
     if model is not None and (artifacts is not None or full_test):
         raise BenchError("--model benches one model file: leave out --artifacts and --full-test")
-    target = _target(device, threads, {"force": force, "mcu": mcu, "flash_kb": flash_kb, "ram_kb": ram_kb})
+    target = _target(device, threads, {"force": force, "mcu": mcu, "flash_kb": flash_kb, "ram_kb": ram_kb, "emulate": emulate})
     if model is not None:
         bundle, manifest = lone_model(model)
         default_out = Path("bench") / Path(model).stem
