@@ -65,11 +65,10 @@ def resolve_model(model: str | Path | None, artifacts: str | Path | None, role: 
         return path, None, "labels"
     if role not in ROLES:
         raise McuBuildError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
+    from edgekd.bundle import require_verified
+
     bundle = Path(artifacts)  # type: ignore[arg-type]
-    manifest_path = bundle / "manifest.json"
-    if not manifest_path.is_file():
-        raise McuBuildError(f"--artifacts {bundle}: no manifest.json (not an edgekd bundle)")
-    manifest = json.loads(manifest_path.read_text())
+    manifest = require_verified(bundle)  # sha256 of every file, as the bench does
     path = bundle / f"{role}_int8.tflite"
     if not path.is_file():
         raise McuBuildError(f"--artifacts {bundle}: no {path.name} (export with int8)")

@@ -33,9 +33,11 @@ __attribute__((noreturn)) void edgekd_exit(int code) {
 
 void _exit(int code) { edgekd_exit(code); }
 
-/* newlib's __libc_init_array calls these (crti/crtn are not linked: this file is the start-up) */
+/* newlib's __libc_init_array calls these, and C++ static destructors register against
+ * __dso_handle: crti/crtn/crtbegin are not linked, this file is the start-up */
 void _init(void) {}
 void _fini(void) {}
+void* __dso_handle = &__dso_handle;
 
 __attribute__((section(".vectors"), used)) const void* const edgekd_vectors[16] = {
     &__stack_top__, Reset_Handler,
