@@ -238,3 +238,12 @@ def test_resnet8_calibration_on_emulated_m4(tmp_path: Path, monkeypatch: pytest.
     assert info["bit_exact"], info["problems"]
     assert info["emulated"]["instructions"] == pytest.approx(cpi.RESNET8_INSTRUCTIONS_M4, rel=0.02)
     assert os.path.getsize(info["elf"]) > 0
+
+
+def test_cpi_estimate_is_calibrated_on_the_published_m4_figure() -> None:
+    from edgekd.mcu import cpi
+
+    assert cpi.ms_from_instructions(cpi.RESNET8_INSTRUCTIONS_M4, "cortex-m4", cpi.PUBLISHED_M4_MHZ) == pytest.approx(389.55)
+    f = cpi.factors()
+    assert f["cortex-m7"].cpi < f["cortex-m33"].cpi < f["cortex-m4"].cpi  # dual issue, then single issue with a better pipeline
+    assert f["cortex-m4"].basis.startswith("calibrated") and all("unchecked" in f[c].basis for c in ("cortex-m7", "cortex-m33", "cortex-m55"))
