@@ -197,7 +197,7 @@ def test_tiny_bundle_on_emulated_m4(tiny_bundle: Path, tmp_path: Path, monkeypat
 def _check_run(info: dict, bundle: Path) -> None:
     emu = info["emulated"]
     assert info["bit_exact"] and info["app_self_check"] and emu["exit_code"] == 0 and emu["samples"] == len(info["expected"]) >= 4
-    assert info["build_s"] < 120 and info["cached"] > 40  # the library came from the cache
+    assert info["compiled"] <= 5 and info["cached"] > 40  # the library came from the cache (a new op: a file or two)
     ops = {r["op"] for r in emu["per_op"]}
     assert ops == set(info["ops"]) and abs(sum(r["share"] for r in emu["per_op"]) - 1) < 1e-3
     # the profiled ops account for the whole invoke but a little interpreter glue
