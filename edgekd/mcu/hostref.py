@@ -4,7 +4,7 @@ deploy/mcu/main.cc quantizes them, and the tensor arena it used. :func:`pick_sam
 self-test images a config header embeds: ones the int8 model classifies as labelled where there are
 such, so a correct run of the app is never reported as a mismatch.
 
-Runs in-process (:func:`reference`) or as a worker process (``main``), as :mod:`edgekd.mcu.tflm`.
+Runs in-process (:func:`reference`) or as a worker process (``main``), like the bench's TFLM worker.
 """
 
 from __future__ import annotations
@@ -30,27 +30,15 @@ def quantize_like_app(pixels: np.ndarray, scale: float, zero_point: int) -> np.n
 
 def reference(model_path: str | Path, images: np.ndarray) -> dict[str, Any]:
     """{"arena_bytes", "outputs": (N, output values) int8, "classes": (N,)} for uint8 NHWC ``images``."""
-    from edgekd.fdcapture import captured_fds
-    from edgekd.mcu.tflm import _ARENA, _open
+    from edgekd.runtimes.tflm_runner import TflmRunner
 
-    interpreter, _ = _open(Path(model_path))
-    inp, out = interpreter.get_input_details(0), interpreter.get_output_details(0)
-    if np.dtype(inp["dtype"]) != np.int8 or np.dtype(out["dtype"]) != np.int8:
+    runner = TflmRunner(Path(model_path))
+    if runner.dtype != np.int8 or np.dtype(runner.out["dtype"]) != np.int8:
         raise ValueError("the model's input and output must be int8 (a full-integer model)")
-    scales, zeros = inp["quantization_parameters"]["scales"], inp["quantization_parameters"]["zero_points"]
-    scale, zero = float(scales[0]) if len(scales) else 1.0, int(zeros[0]) if len(zeros) else 0
-    shape = [int(v) for v in inp["shape"]]
-    outputs = []
-    for image in images:
-        interpreter.set_input(quantize_like_app(image, scale, zero).reshape(shape), 0)
-        interpreter.invoke()
-        outputs.append(np.asarray(interpreter.get_output(0)).astype(np.int8).reshape(-1))
-    with captured_fds((1, 2)) as log:
-        interpreter.print_allocations()
-        text = log.read_text(errors="replace")
-    arena = _ARENA.search(text)
+    scale, zero = (runner.in_scale or 1.0), runner.in_zero
+    outputs = [np.asarray(runner.invoke(quantize_like_app(image, scale, zero).reshape(runner.shape))).astype(np.int8).reshape(-1) for image in images]
     outs = np.stack(outputs) if outputs else np.zeros((0, 0), np.int8)
-    return {"arena_bytes": int(arena.group(1)) if arena else None, "outputs": outs, "classes": outs.argmax(1) if len(outs) else outs}
+    return {"arena_bytes": runner.arena_bytes(), "outputs": outs, "classes": outs.argmax(1) if len(outs) else outs}
 
 
 def pick_samples(model_path: str | Path, images: np.ndarray, labels: np.ndarray | None, count: int) -> tuple[list[Sample], int | None]:
@@ -73,7 +61,7 @@ def pick_samples(model_path: str | Path, images: np.ndarray, labels: np.ndarray 
 
 def main(argv: list[str]) -> int:
     """``JOB.json RESULT.json``: job {"file", "eval" (npz), "targets_key", "count"} → {"status",
-    "arena_bytes", "samples": [{"pixels", "label", "expected"}]}, as :mod:`edgekd.mcu.tflm`."""
+    "arena_bytes", "samples": [{"pixels", "label", "expected"}]}, the bench's worker protocol."""
     job_path, result_path = argv
     job = json.loads(Path(job_path).read_text())
     try:
