@@ -21,11 +21,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgekd.mcu import app, cpi, estimate, profiles
-from edgekd.tflite_file import read_tflite
+from edgekd.mcu import app, cpi, estimate, profiles  # noqa: E402 - after the sys.path insert
+from edgekd.tflite_file import read_tflite  # noqa: E402
 
 RESNET8 = REPO.parent / "shared" / "data" / "mlperf-tiny" / "resnet8_quant.tflite"
-CLOCK = {"cortex-m4": "cortex-m4-120mhz", "cortex-m7": "cortex-m7-216mhz", "cortex-m33": "cortex-m33-160mhz", "cortex-m55": "cortex-m55-160mhz"}
+CLOCK = {
+    "cortex-m4": "cortex-m4-120mhz",
+    "cortex-m7": "cortex-m7-216mhz",
+    "cortex-m33": "cortex-m33-160mhz",
+    "cortex-m55": "cortex-m55-160mhz",
+}
 
 
 def row(name: str, info: dict, model_path: Path) -> list[str]:
@@ -35,8 +40,17 @@ def row(name: str, info: dict, model_path: Path) -> list[str]:
     ms = cpi.ms_from_instructions(emu["instructions"], core, prof.mhz)
     per_mac = estimate.estimate_ms(read_tflite(model_path), prof)
     top = ", ".join(f"{r['op']} {100 * r['share']:.0f} %" for r in emu["per_op"][:3])
-    return [name, core, f"{info['flash_bytes'] / 1024:,.1f}", f"{info['ram_bytes'] / 1024:,.1f}", f"{emu['instructions'] / 1e6:,.2f} M",
-            "yes" if info["bit_exact"] else "NO", top, f"{ms:,.1f} @ {prof.mhz:g} MHz", f"{per_mac:,.1f}"]
+    return [
+        name,
+        core,
+        f"{info['flash_bytes'] / 1024:,.1f}",
+        f"{info['ram_bytes'] / 1024:,.1f}",
+        f"{emu['instructions'] / 1e6:,.2f} M",
+        "yes" if info["bit_exact"] else "NO",
+        top,
+        f"{ms:,.1f} @ {prof.mhz:g} MHz",
+        f"{per_mac:,.1f}",
+    ]
 
 
 def main() -> int:
@@ -47,16 +61,47 @@ def main() -> int:
     args = p.parse_args()
     models = [("ResNet-8 (MLPerf Tiny)", RESNET8, None)]
     if args.artifacts:
-        models.append((f"student ({Path(args.artifacts).name})", Path(args.artifacts) / "student_int8.tflite", args.artifacts))
-    head = ["model", "core", "flash KB", "RAM KB", "instructions", "bit-exact", "top ops (instruction share)", "est. ms TFLM+CMSIS-NN", "est. ms per-MAC (vendor fit)"]
+        models.append(
+            (f"student ({Path(args.artifacts).name})", Path(args.artifacts) / "student_int8.tflite", args.artifacts)
+        )
+    head = [
+        "model",
+        "core",
+        "flash KB",
+        "RAM KB",
+        "instructions",
+        "bit-exact",
+        "top ops (instruction share)",
+        "est. ms TFLM+CMSIS-NN",
+        "est. ms per-MAC (vendor fit)",
+    ]
     rows, raw = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path, bundle in models:
             for core in args.cores.split(","):
                 out = Path(tmp) / f"{path.stem}-{core}"
-                info = app.mcu_build(artifacts=bundle, core=core, out=out, run=True) if bundle else app.mcu_build(model=path, core=core, out=out, run=True)
+                info = (
+                    app.mcu_build(artifacts=bundle, core=core, out=out, run=True)
+                    if bundle
+                    else app.mcu_build(model=path, core=core, out=out, run=True)
+                )
                 rows.append(row(name, info, path))
-                raw.append({k: info[k] for k in ("model", "core", "flash_bytes", "ram_bytes", "bit_exact", "emulated", "build_s", "compiled", "cached")})
+                raw.append(
+                    {
+                        k: info[k]
+                        for k in (
+                            "model",
+                            "core",
+                            "flash_bytes",
+                            "ram_bytes",
+                            "bit_exact",
+                            "emulated",
+                            "build_s",
+                            "compiled",
+                            "cached",
+                        )
+                    }
+                )
                 print(" | ".join(rows[-1]), flush=True)
     print()
     print("| " + " | ".join(head) + " |")
@@ -64,9 +109,18 @@ def main() -> int:
     for r in rows:
         print("| " + " | ".join(r) + " |")
     print()
-    print("CPI factors (edgekd.mcu.cpi): " + "; ".join(f"{f.core} {f.cpi:.3f} ({f.basis})" for f in cpi.factors().values()))
-    print("published ResNet-8: " + "; ".join(f"{r.board} ({r.profile}) {r.low_ms:g}–{r.high_ms:g} ms (vendor runtime)" for r in profiles.MLPERF_TINY_RESNET8)
-          + f"; NUCLEO-L4R5ZI CMSIS-NN (microTVM) {cpi.PUBLISHED_M4_RESNET8_MS:.1f} ms")
+    print(
+        "CPI factors (edgekd.mcu.cpi): "
+        + "; ".join(f"{f.core} {f.cpi:.3f} ({f.basis})" for f in cpi.factors().values())
+    )
+    print(
+        "published ResNet-8: "
+        + "; ".join(
+            f"{r.board} ({r.profile}) {r.low_ms:g}–{r.high_ms:g} ms (vendor runtime)"
+            for r in profiles.MLPERF_TINY_RESNET8
+        )
+        + f"; NUCLEO-L4R5ZI CMSIS-NN (microTVM) {cpi.PUBLISHED_M4_RESNET8_MS:.1f} ms"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(raw, indent=1))
     return 0 if all(r[5] == "yes" for r in rows) else 1

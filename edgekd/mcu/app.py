@@ -41,20 +41,26 @@ def _prepare_out(out: Path) -> None:
     (out / MARKER).write_text("edgekd mcu build output; safe to delete\n")
 
 
-def eval_images(eval_path: Path | None, targets_key: str, shape: tuple[int, ...], seed: int = 0) -> tuple[np.ndarray, np.ndarray | None, str]:
+def eval_images(
+    eval_path: Path | None, targets_key: str, shape: tuple[int, ...], seed: int = 0
+) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(uint8 NHWC images, class labels or None, where they came from). Without eval data: 64
     uniformly random images from a fixed seed, enough for a bit-exactness check."""
     if eval_path is not None:
         with np.load(eval_path) as data:
             images, targets = data["images"], data[targets_key]
         if tuple(images.shape[1:]) != tuple(shape):
-            raise McuBuildError(f"{eval_path.name}: images are {'×'.join(map(str, images.shape[1:]))}, the model takes {'×'.join(map(str, shape))}")
+            raise McuBuildError(
+                f"{eval_path.name}: images are {'×'.join(map(str, images.shape[1:]))}, the model takes {'×'.join(map(str, shape))}"
+            )
         return images, (targets if targets.ndim == 1 else None), eval_path.name
     rng = np.random.default_rng(seed)
     return rng.integers(0, 256, size=(64, *shape), dtype=np.uint8), None, f"random images (seed {seed})"
 
 
-def resolve_model(model: str | Path | None, artifacts: str | Path | None, role: str = "student") -> tuple[Path, Path | None, str]:
+def resolve_model(
+    model: str | Path | None, artifacts: str | Path | None, role: str = "student"
+) -> tuple[Path, Path | None, str]:
     """(int8 .tflite, eval.npz or None, targets key) from ``--model`` or a bundle folder."""
     if (model is None) == (artifacts is None):
         raise McuBuildError("give exactly one of --model FILE or --artifacts DIR")
@@ -79,9 +85,19 @@ def resolve_model(model: str | Path | None, artifacts: str | Path | None, role: 
     return path, (eval_path if eval_path.is_file() else None), task.targets_key
 
 
-def build_app_for(model_path: Path, out: Path, core: str, eval_path: Path | None = None, targets_key: str = "labels",
-                  tflm: str | Path | None = None, kernels: str = "model", samples: int = DEFAULT_SAMPLES, cache: str | Path | None = None,
-                  jobs: int | None = None, log: Any = None) -> dict[str, Any]:
+def build_app_for(
+    model_path: Path,
+    out: Path,
+    core: str,
+    eval_path: Path | None = None,
+    targets_key: str = "labels",
+    tflm: str | Path | None = None,
+    kernels: str = "model",
+    samples: int = DEFAULT_SAMPLES,
+    cache: str | Path | None = None,
+    jobs: int | None = None,
+    log: Any = None,
+) -> dict[str, Any]:
     """Samples → header → ELF in ``out``. Returns the build's figures (see :class:`~edgekd.mcu.build.BuildResult`)
     with the samples' host outputs under ``"expected"``."""
     from edgekd.data.cache import cache_root
@@ -108,10 +124,19 @@ def build_app_for(model_path: Path, out: Path, core: str, eval_path: Path | None
     data_cc = model_path.parent / f"{model_path.stem}_model_data.cc"
     if not data_cc.is_file():
         data_cc = out / f"{model_path.stem}_model_data.cc"  # written beside the header for a lone model
-    result = build.build_app(out, header, data_cc, model.op_names, core, tree, root, kernels=kernels, jobs=jobs, log=log)
+    result = build.build_app(
+        out, header, data_cc, model.op_names, core, tree, root, kernels=kernels, jobs=jobs, log=log
+    )
     info = result.as_dict()
-    info.update(model=str(model_path), model_bytes=model.size_bytes, arena_host_bytes=arena, samples_from=origin,
-                host_flash_estimate_bytes=estimate.flash_bytes(model), ops=model.op_names, macs=model.total_macs)
+    info.update(
+        model=str(model_path),
+        model_bytes=model.size_bytes,
+        arena_host_bytes=arena,
+        samples_from=origin,
+        host_flash_estimate_bytes=estimate.flash_bytes(model),
+        ops=model.op_names,
+        macs=model.total_macs,
+    )
     info["expected"] = [list(s.expected or []) for s in picked]
     info["labels"] = [s.label for s in picked]
     return info
@@ -130,7 +155,9 @@ def compare(expected: list[list[int]], outputs: dict[int, list[int]]) -> list[st
             diff = [j for j, (a, b) in enumerate(zip(got, want)) if a != b]
             if diff:
                 j = diff[0]
-                problems.append(f"sample {i}: {len(diff)} of {len(want)} values differ (first: [{j}] device {got[j]}, host {want[j]})")
+                problems.append(
+                    f"sample {i}: {len(diff)} of {len(want)} values differ (first: [{j}] device {got[j]}, host {want[j]})"
+                )
     return problems
 
 
@@ -145,15 +172,29 @@ def build_and_run(model_path: Path, out: Path, core: str, **kw: Any) -> dict[str
         tail = [line for line in run.log.strip().splitlines() if line.strip()][-1:] or ["no output"]
         problems.append(f"the app exited with {run.exit_code}: {tail[0][:200]}")
     emu = run.as_dict()
-    info.update(emulated=emu, bit_exact=not problems, problems=problems, app_self_check=all(run.app_ok.values()) and len(run.app_ok) == len(info["expected"]))
+    info.update(
+        emulated=emu,
+        bit_exact=not problems,
+        problems=problems,
+        app_self_check=all(run.app_ok.values()) and len(run.app_ok) == len(info["expected"]),
+    )
     if emu["instructions"]:
         info["est_cycles"] = round(cpi.cycles_from_instructions(emu["instructions"], core))
     return info
 
 
-def mcu_build(model: str | Path | None = None, artifacts: str | Path | None = None, core: str = "cortex-m4", out: str | Path | None = None,
-              tflm: str | Path | None = None, kernels: str = "model", samples: int = DEFAULT_SAMPLES, run: bool = False,
-              role: str = "student", jobs: int | None = None) -> dict[str, Any]:
+def mcu_build(
+    model: str | Path | None = None,
+    artifacts: str | Path | None = None,
+    core: str = "cortex-m4",
+    out: str | Path | None = None,
+    tflm: str | Path | None = None,
+    kernels: str = "model",
+    samples: int = DEFAULT_SAMPLES,
+    run: bool = False,
+    role: str = "student",
+    jobs: int | None = None,
+) -> dict[str, Any]:
     """``edgekd mcu build``: the ELF for a bundle's int8 model (or one ``.tflite``) and a core, its
     flash/RAM from the linker map next to the host estimate; ``run``: also run it on the core's
     QEMU board and check the outputs bit for bit against the host TFLM interpreter."""
@@ -191,16 +232,31 @@ def main(argv: list[str]) -> int:
     try:
         out = Path(job["out"])
         out.mkdir(parents=True, exist_ok=True)
-        info = build_and_run(Path(job["file"]), out, job["core"], eval_path=Path(job["eval"]) if job.get("eval") else None,
-                             targets_key=job.get("targets_key", "labels"), tflm=job.get("tflm"), kernels=job.get("kernels", "model"),
-                             samples=int(job.get("samples", DEFAULT_SAMPLES)))
+        info = build_and_run(
+            Path(job["file"]),
+            out,
+            job["core"],
+            eval_path=Path(job["eval"]) if job.get("eval") else None,
+            targets_key=job.get("targets_key", "labels"),
+            tflm=job.get("tflm"),
+            kernels=job.get("kernels", "model"),
+            samples=int(job.get("samples", DEFAULT_SAMPLES)),
+        )
         result = {"status": "ok" if info["bit_exact"] else "failed", **info}
         if not info["bit_exact"]:
-            result.update(stage="emulate", reason=f"{job['core']}: output differs from the host TFLM: {'; '.join(info['problems'])[:300]}")
+            result.update(
+                stage="emulate",
+                reason=f"{job['core']}: output differs from the host TFLM: {'; '.join(info['problems'])[:300]}",
+            )
     except EdgekdError as exc:
         result = {"status": "failed", "stage": "build", "reason": str(exc)[:400]}
     except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback in the result
-        result = {"status": "failed", "stage": "build", "reason": f"{type(exc).__name__}: {str(exc)[:300]}", "traceback": traceback.format_exc()}
+        result = {
+            "status": "failed",
+            "stage": "build",
+            "reason": f"{type(exc).__name__}: {str(exc)[:300]}",
+            "traceback": traceback.format_exc(),
+        }
     write_json(result_path, result)
     return 0
 
@@ -225,11 +281,19 @@ def summary_lines(info: dict[str, Any]) -> list[str]:
     emu = info.get("emulated")
     if emu:
         n = len(info["expected"])
-        verdict = f"all {n} samples bit-exact with the host TFLM" if info["bit_exact"] else "OUTPUTS DIFFER: " + "; ".join(info["problems"])
-        lines.append(f"  {emu['board']}: {verdict}; arena used on the device {(emu['arena_used_bytes'] or 0) / kb:,.1f} KB")
+        verdict = (
+            f"all {n} samples bit-exact with the host TFLM"
+            if info["bit_exact"]
+            else "OUTPUTS DIFFER: " + "; ".join(info["problems"])
+        )
+        lines.append(
+            f"  {emu['board']}: {verdict}; arena used on the device {(emu['arena_used_bytes'] or 0) / kb:,.1f} KB"
+        )
         if emu["instructions"]:
-            lines.append(f"  instructions per inference {emu['instructions']:,} (samples {emu['instructions_min']:,}–{emu['instructions_max']:,}), "
-                         f"≈ {info['est_cycles']:,} cycles with TFLM + CMSIS-NN (edgekd.mcu.cpi)")
+            lines.append(
+                f"  instructions per inference {emu['instructions']:,} (samples {emu['instructions_min']:,}–{emu['instructions_max']:,}), "
+                f"≈ {info['est_cycles']:,} cycles with TFLM + CMSIS-NN (edgekd.mcu.cpi)"
+            )
             top = ", ".join(f"{r['op']} {100 * r['share']:.1f} %" for r in emu["per_op"][:4])
             lines.append(f"  top operators by instruction share: {top}")
     return lines

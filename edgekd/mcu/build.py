@@ -36,13 +36,33 @@ KERNEL_MODES = ("model", "all")
 # TFLM's own flags (tools/make/Makefile: COMMON_FLAGS, CXXFLAGS; -Os for the core, -O2 for kernels
 # and third-party kernels) without its warnings; BUILD_TYPE=release_with_logs (NDEBUG, logs kept:
 # the app reports through MicroPrintf)
-_COMMON = ("-fno-unwind-tables", "-fno-asynchronous-unwind-tables", "-ffunction-sections", "-fdata-sections", "-fmessage-length=0",
-           "-DTF_LITE_STATIC_MEMORY", "-DTF_LITE_DISABLE_X86_NEON", "-DKERNELS_OPTIMIZED_FOR_SPEED", "-DTF_LITE_MCU_DEBUG_LOG",
-           "-DCMSIS_NN", "-DNDEBUG", "-fomit-frame-pointer", "-funsigned-char", "-mlittle-endian", "-w")
+_COMMON = (
+    "-fno-unwind-tables",
+    "-fno-asynchronous-unwind-tables",
+    "-ffunction-sections",
+    "-fdata-sections",
+    "-fmessage-length=0",
+    "-DTF_LITE_STATIC_MEMORY",
+    "-DTF_LITE_DISABLE_X86_NEON",
+    "-DKERNELS_OPTIMIZED_FOR_SPEED",
+    "-DTF_LITE_MCU_DEBUG_LOG",
+    "-DCMSIS_NN",
+    "-DNDEBUG",
+    "-fomit-frame-pointer",
+    "-funsigned-char",
+    "-mlittle-endian",
+    "-w",
+)
 _CXX = ("-std=c++17", "-fno-rtti", "-fno-exceptions", "-fno-threadsafe-statics")
 _C = ("-std=c17",)
 # core files TFLM replaces per platform or that only its tests use
-_CORE_EXCLUDE = {"micro_time.cc", "test_helpers.cc", "test_helper_custom_ops.cc", "fake_micro_context.cc", "mock_micro_graph.cc"}
+_CORE_EXCLUDE = {
+    "micro_time.cc",
+    "test_helpers.cc",
+    "test_helper_custom_ops.cc",
+    "fake_micro_context.cc",
+    "mock_micro_graph.cc",
+}
 _REGISTER = re.compile(r"^TFLMRegistration\s+Register_([A-Z0-9_]+)\s*\(", re.MULTILINE)
 _INCLUDE = re.compile(r'^#include\s+"tensorflow/lite/micro/kernels/([a-z0-9_]+)\.h"', re.MULTILINE)
 _DEFINITION = re.compile(r"^[A-Za-z_][\w \t*]*?\b([A-Za-z_]\w*)\s*[(\[]")
@@ -82,10 +102,21 @@ class BuildResult:
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "elf": str(self.elf), "map": str(self.map), "core": self.core, "board": self.board,
-            "flash_bytes": self.sizes.flash_bytes, "ram_bytes": self.sizes.ram_bytes, "profiler_bytes": self.sizes.profiler_bytes,
-            "sections": self.sizes.sections, "compiled": self.compiled, "cached": self.cached, "build_s": round(self.seconds, 2), "build_cpu_s": round(self.cpu_s, 1),
-            "kernels": self.kernels, "sources": self.sources, "kernel_files": self.kernel_files,
+            "elf": str(self.elf),
+            "map": str(self.map),
+            "core": self.core,
+            "board": self.board,
+            "flash_bytes": self.sizes.flash_bytes,
+            "ram_bytes": self.sizes.ram_bytes,
+            "profiler_bytes": self.sizes.profiler_bytes,
+            "sections": self.sizes.sections,
+            "compiled": self.compiled,
+            "cached": self.cached,
+            "build_s": round(self.seconds, 2),
+            "build_cpu_s": round(self.cpu_s, 1),
+            "kernels": self.kernels,
+            "sources": self.sources,
+            "kernel_files": self.kernel_files,
         }
 
 
@@ -135,7 +166,11 @@ def kernel_sources(tree: SourceTree, ops: Sequence[str], mode: str = "model") ->
 def core_sources(tree: SourceTree) -> list[Path]:
     """TFLM's MICROLITE_CC_BASE_SRCS (tools/make/sources.inc) without tests and the platform time."""
     micro = tree.tflm / "tensorflow/lite/micro"
-    out = [p for sub in ("", "arena_allocator", "memory_planner", "tflite_bridge") for p in sorted((micro / sub).glob("*.cc"))]
+    out = [
+        p
+        for sub in ("", "arena_allocator", "memory_planner", "tflite_bridge")
+        for p in sorted((micro / sub).glob("*.cc"))
+    ]
     out = [p for p in out if not p.name.endswith("_test.cc") and p.name not in _CORE_EXCLUDE]
     lite = tree.tflm / "tensorflow"
     for dirpath, dirnames, filenames in os.walk(lite):
@@ -144,7 +179,11 @@ def core_sources(tree: SourceTree) -> list[Path]:
             dirnames[:] = []
             continue
         dirnames.sort()
-        out += [Path(dirpath) / f for f in sorted(filenames) if f.endswith((".cc", ".c")) and not f.endswith("_test.cc") and f != "array.cc"]
+        out += [
+            Path(dirpath) / f
+            for f in sorted(filenames)
+            if f.endswith((".cc", ".c")) and not f.endswith("_test.cc") and f != "array.cc"
+        ]
     return out
 
 
@@ -159,7 +198,11 @@ def cmsis_nn_index(tree: SourceTree) -> dict[str, Path]:
     index: dict[str, Path] = {}
     for path in cmsis_nn_sources(tree):
         for line in path.read_text(errors="replace").splitlines():
-            if line[:1].isalpha() and not line.rstrip().endswith(";") and not line.startswith(("static", "#", "if", "return")):
+            if (
+                line[:1].isalpha()
+                and not line.rstrip().endswith(";")
+                and not line.startswith(("static", "#", "if", "return"))
+            ):
                 m = _DEFINITION.match(line)
                 if m:
                     index.setdefault(m.group(1), path)
@@ -171,8 +214,14 @@ def undefined_symbols(objects: Sequence[Path]) -> set[str]:
     nm = toolchain.require("arm-none-eabi-nm")
     done = subprocess.run([nm, "-u", "--format=posix", *map(str, objects)], capture_output=True, text=True)
     undefined = {line.split()[0] for line in done.stdout.splitlines() if line and not line.endswith(":")}
-    defined = subprocess.run([nm, "--defined-only", "--format=posix", *map(str, objects)], capture_output=True, text=True)
-    return undefined - {line.split()[0] for line in defined.stdout.splitlines() if line and not line.endswith(":") and len(line.split()) > 1}
+    defined = subprocess.run(
+        [nm, "--defined-only", "--format=posix", *map(str, objects)], capture_output=True, text=True
+    )
+    return undefined - {
+        line.split()[0]
+        for line in defined.stdout.splitlines()
+        if line and not line.endswith(":") and len(line.split()) > 1
+    }
 
 
 def _flags(path: Path, board: toolchain.Board, tree: SourceTree, kind: str) -> list[str]:
@@ -204,7 +253,9 @@ def _compile(tool: str, source: Path, flags: list[str], obj: Path) -> str | None
     try:
         done = subprocess.run([tool, *flags, "-c", str(source), "-o", tmp], capture_output=True, text=True)
         if done.returncode != 0:
-            errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.strip().splitlines()[-3:]
+            errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.strip().splitlines()[
+                -3:
+            ]
             return f"{source.name}: {' | '.join(errors[:3])[:400]}"
         os.replace(tmp, obj)
         return None
@@ -213,7 +264,14 @@ def _compile(tool: str, source: Path, flags: list[str], obj: Path) -> str | None
             os.unlink(tmp)
 
 
-def compile_objects(sources: list[tuple[Path, str]], board: toolchain.Board, tree: SourceTree, cache: Path, jobs: int | None = None, log: Callable[[str], None] | None = None) -> tuple[list[Path], int]:
+def compile_objects(
+    sources: list[tuple[Path, str]],
+    board: toolchain.Board,
+    tree: SourceTree,
+    cache: Path,
+    jobs: int | None = None,
+    log: Callable[[str], None] | None = None,
+) -> tuple[list[Path], int]:
     """Object files of ``sources`` (path, "core" | "kernel"), from the cache where present.
     Returns (objects, how many were compiled now)."""
     gcc, gxx = toolchain.require("arm-none-eabi-gcc"), toolchain.require("arm-none-eabi-g++")
@@ -227,7 +285,9 @@ def compile_objects(sources: list[tuple[Path, str]], board: toolchain.Board, tre
             todo.append((gcc if src.suffix == ".c" else gxx, src, flags, obj))
     if todo:
         if log:
-            log(f"mcu build: compiling {len(todo)} of {len(sources)} library files for {board.core} (cached after this)")
+            log(
+                f"mcu build: compiling {len(todo)} of {len(sources)} library files for {board.core} (cached after this)"
+            )
         with ThreadPoolExecutor(max_workers=jobs or os.cpu_count() or 2) as pool:
             errors = [e for e in pool.map(lambda t: _compile(*t), todo) if e]
         if errors:
@@ -247,7 +307,10 @@ def parse_map(text: str) -> Sizes:
     sections: dict[str, int] = {}
     memory = text.split("Linker script and memory map", 1)[-1]
     for name, _addr, size in _MAP_SECTION.findall(memory):
-        if name in (".vectors", ".text", ".rodata", ".ARM.exidx", ".data", ".bss", ".profiler") and name not in sections:
+        if (
+            name in (".vectors", ".text", ".rodata", ".ARM.exidx", ".data", ".bss", ".profiler")
+            and name not in sections
+        ):
             sections[name] = int(size, 16)
     if ".text" not in sections or ".bss" not in sections:
         raise BuildError("the linker map has no .text/.bss sections: not a map of deploy/mcu/qemu/sections.ld")
@@ -296,10 +359,22 @@ def build_app(
         kernel_files = kernel_files + sorted(chosen)
 
     gxx = toolchain.require("arm-none-eabi-g++")
-    app_flags = [*board.cpu_flags, "-O2", *_COMMON, *_CXX, f"-I{config_header.parent}", f"-I{model_data.parent}", *(f"-I{d}" for d in tree.include_dirs)]
+    app_flags = [
+        *board.cpu_flags,
+        "-O2",
+        *_COMMON,
+        *_CXX,
+        f"-I{config_header.parent}",
+        f"-I{model_data.parent}",
+        *(f"-I{d}" for d in tree.include_dirs),
+    ]
     app_flags += [f'-DEDGEKD_TFLM_CONFIG="{config_header.name}"'] + (["-DEDGEKD_PROFILE"] if profile else [])
     app_objects = []
-    for src, flags in ((TEMPLATE, app_flags), (model_data, app_flags), (QEMU_DIR / "startup.c", [*board.cpu_flags, "-O2", *_C, "-ffunction-sections"])):
+    for src, flags in (
+        (TEMPLATE, app_flags),
+        (model_data, app_flags),
+        (QEMU_DIR / "startup.c", [*board.cpu_flags, "-O2", *_C, "-ffunction-sections"]),
+    ):
         obj = app_dir / f"{src.stem}.o"
         error = _compile(gxx if src.suffix == ".cc" else toolchain.require("arm-none-eabi-gcc"), src, flags, obj)
         if error:
@@ -319,17 +394,49 @@ def build_app(
     if done.returncode != 0:
         raise BuildError(f"archiving the TFLM objects failed: {done.stderr.strip()[:300]}")
     elf, map_path = app_dir / "app.elf", app_dir / "app.map"
-    link = [gxx, *board.cpu_flags, "--specs=rdimon.specs", "-nostartfiles", f"-L{QEMU_DIR}", f"-T{QEMU_DIR / board.linker_script}",
-            "-Wl,--gc-sections", f"-Wl,-Map={map_path}", "-o", str(elf), *map(str, app_objects), str(archive), "-lm"]
+    link = [
+        gxx,
+        *board.cpu_flags,
+        "--specs=rdimon.specs",
+        "-nostartfiles",
+        f"-L{QEMU_DIR}",
+        f"-T{QEMU_DIR / board.linker_script}",
+        "-Wl,--gc-sections",
+        f"-Wl,-Map={map_path}",
+        "-o",
+        str(elf),
+        *map(str, app_objects),
+        str(archive),
+        "-lm",
+    ]
     done = subprocess.run(link, capture_output=True, text=True)
     if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if "undefined reference" in line or "error" in line.lower()] or done.stderr.splitlines()[-3:]
+        lines = [
+            line for line in done.stderr.splitlines() if "undefined reference" in line or "error" in line.lower()
+        ] or done.stderr.splitlines()[-3:]
         raise BuildError(f"linking the application for {core} failed: {' | '.join(lines[:3])[:500]}")
     archive.unlink(missing_ok=True)
     sizes = parse_map(map_path.read_text(errors="replace"))
-    rel = [p.relative_to(tree.tflm).as_posix() if p.is_relative_to(tree.tflm) else "cmsis_nn/" + p.relative_to(tree.cmsis_nn).as_posix() for p in kernel_files]
-    return BuildResult(elf, map_path, core, board.machine, sizes, compiled, len(objects) - compiled, time.perf_counter() - start, kernels, tree.origin, rel,
-                       children_cpu_s() - cpu0)
+    rel = [
+        p.relative_to(tree.tflm).as_posix()
+        if p.is_relative_to(tree.tflm)
+        else "cmsis_nn/" + p.relative_to(tree.cmsis_nn).as_posix()
+        for p in kernel_files
+    ]
+    return BuildResult(
+        elf,
+        map_path,
+        core,
+        board.machine,
+        sizes,
+        compiled,
+        len(objects) - compiled,
+        time.perf_counter() - start,
+        kernels,
+        tree.origin,
+        rel,
+        children_cpu_s() - cpu0,
+    )
 
 
 def clear_app_dir(app_dir: Path) -> None:

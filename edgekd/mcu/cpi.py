@@ -49,10 +49,18 @@ def m4_cpi() -> float:
 
 def factors() -> dict[str, CpiFactor]:
     base = m4_cpi()
-    out = {"cortex-m4": CpiFactor("cortex-m4", base, "calibrated: MLPerf Tiny v1.0 CMSIS-NN ResNet-8 on NUCLEO-L4R5ZI (389.6 ms at 120 MHz)")}
+    out = {
+        "cortex-m4": CpiFactor(
+            "cortex-m4", base, "calibrated: MLPerf Tiny v1.0 CMSIS-NN ResNet-8 on NUCLEO-L4R5ZI (389.6 ms at 120 MHz)"
+        )
+    }
     for core in ("cortex-m33", "cortex-m7", "cortex-m55"):
         ratio = COREMARK_PER_MHZ["cortex-m4"] / COREMARK_PER_MHZ[core]
-        out[core] = CpiFactor(core, base * ratio, f"prior: M4 factor × CoreMark/MHz ratio M4/{core[7:].upper()} ({COREMARK_PER_MHZ['cortex-m4']}/{COREMARK_PER_MHZ[core]}); unchecked")
+        out[core] = CpiFactor(
+            core,
+            base * ratio,
+            f"prior: M4 factor × CoreMark/MHz ratio M4/{core[7:].upper()} ({COREMARK_PER_MHZ['cortex-m4']}/{COREMARK_PER_MHZ[core]}); unchecked",
+        )
     return out
 
 

@@ -22,7 +22,10 @@ from edgekd.errors import EdgekdError
 from edgekd.mcu import toolchain
 
 _OUTPUT = re.compile(r"^edgekd: output (\d+) (\d+): ([-0-9,]*)$", re.MULTILINE)
-_SAMPLE = re.compile(r"^edgekd: sample (\d+): class (-?\d+) \(label (-?\d+)\), (\d+) of (\d+) output values differ from the host's: (ok|MISMATCH)$", re.MULTILINE)
+_SAMPLE = re.compile(
+    r"^edgekd: sample (\d+): class (-?\d+) \(label (-?\d+)\), (\d+) of (\d+) output values differ from the host's: (ok|MISMATCH)$",
+    re.MULTILINE,
+)
 _INVOKE = re.compile(r"^edgekd: invoke (\d+) ticks (\d+)$", re.MULTILINE)
 _ARENA = re.compile(r"^edgekd: arena used (\d+) of (\d+) bytes$", re.MULTILINE)
 _PROFILE = re.compile(r"^edgekd: profile (\d+)$", re.MULTILINE)
@@ -40,19 +43,27 @@ class EmulationResult:
     exit_code: int
     seconds: float
     outputs: dict[int, list[int]] = field(default_factory=dict)  # sample → int8 output values
-    app_ok: dict[int, bool] = field(default_factory=dict)  # sample → the app's own check against the header's expected output
+    app_ok: dict[int, bool] = field(
+        default_factory=dict
+    )  # sample → the app's own check against the header's expected output
     classes: dict[int, int] = field(default_factory=dict)
     instructions: dict[int, int] = field(default_factory=dict)  # sample → instructions of one Invoke()
-    per_op: dict[int, list[tuple[str, int]]] = field(default_factory=dict)  # sample → [(op, instructions)] in graph order
+    per_op: dict[int, list[tuple[str, int]]] = field(
+        default_factory=dict
+    )  # sample → [(op, instructions)] in graph order
     arena_used: int | None = None
     log: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         totals = list(self.instructions.values())
         return {
-            "core": self.core, "board": self.board, "exit_code": self.exit_code, "emulator_s": round(self.seconds, 2),
+            "core": self.core,
+            "board": self.board,
+            "exit_code": self.exit_code,
+            "emulator_s": round(self.seconds, 2),
             "instructions": round(sum(totals) / len(totals)) if totals else None,
-            "instructions_min": min(totals) if totals else None, "instructions_max": max(totals) if totals else None,
+            "instructions_min": min(totals) if totals else None,
+            "instructions_max": max(totals) if totals else None,
             "per_op": op_shares(self),
             "arena_used_bytes": self.arena_used,
             "samples": len(self.outputs),
@@ -67,7 +78,15 @@ def op_shares(result: EmulationResult) -> list[dict[str, Any]]:
         for op, n in events:
             by_op[op] = by_op.get(op, 0.0) + n / len(result.per_op)
     total = sum(by_op.values()) or 1.0
-    rows = [{"op": op, "instructions": round(n), "share": round(n / total, 4), "count": sum(1 for o, _ in next(iter(result.per_op.values())) if o == op)} for op, n in by_op.items()]
+    rows = [
+        {
+            "op": op,
+            "instructions": round(n),
+            "share": round(n / total, 4),
+            "count": sum(1 for o, _ in next(iter(result.per_op.values())) if o == op),
+        }
+        for op, n in by_op.items()
+    ]
     return sorted(rows, key=lambda r: -r["instructions"])
 
 
@@ -105,11 +124,27 @@ def run(elf: str | Path, core: str, timeout_s: float = 600.0) -> EmulationResult
     """Run ``elf`` on the QEMU board of ``core`` with semihosting and instruction counting."""
     board = toolchain.BOARDS.get(core)
     qemu = toolchain.require("qemu-system-arm")
-    cmd = [qemu, "-M", board.machine, "-nographic", "-monitor", "none", "-serial", "none", "-icount", "shift=0",
-           "-semihosting-config", "enable=on,target=native", "-kernel", str(elf)]
+    cmd = [
+        qemu,
+        "-M",
+        board.machine,
+        "-nographic",
+        "-monitor",
+        "none",
+        "-serial",
+        "none",
+        "-icount",
+        "shift=0",
+        "-semihosting-config",
+        "enable=on,target=native",
+        "-kernel",
+        str(elf),
+    ]
     start = time.perf_counter()
     try:
-        done = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=timeout_s, stdin=subprocess.DEVNULL)
+        done = subprocess.run(
+            cmd, capture_output=True, text=True, errors="replace", timeout=timeout_s, stdin=subprocess.DEVNULL
+        )
     except subprocess.TimeoutExpired as exc:
         raise EmulationError(f"{Path(elf).name} on {board.machine}: no exit after {timeout_s:.0f} s") from exc
     log = (done.stdout or "") + (done.stderr or "")

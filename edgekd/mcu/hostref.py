@@ -36,12 +36,19 @@ def reference(model_path: str | Path, images: np.ndarray) -> dict[str, Any]:
     if runner.dtype != np.int8 or np.dtype(runner.out["dtype"]) != np.int8:
         raise ValueError("the model's input and output must be int8 (a full-integer model)")
     scale, zero = (runner.in_scale or 1.0), runner.in_zero
-    outputs = [np.asarray(runner.invoke(quantize_like_app(image, scale, zero).reshape(runner.shape))).astype(np.int8).reshape(-1) for image in images]
+    outputs = [
+        np.asarray(runner.invoke(quantize_like_app(image, scale, zero).reshape(runner.shape)))
+        .astype(np.int8)
+        .reshape(-1)
+        for image in images
+    ]
     outs = np.stack(outputs) if outputs else np.zeros((0, 0), np.int8)
     return {"arena_bytes": runner.arena_bytes(), "outputs": outs, "classes": outs.argmax(1) if len(outs) else outs}
 
 
-def pick_samples(model_path: str | Path, images: np.ndarray, labels: np.ndarray | None, count: int) -> tuple[list[Sample], int | None]:
+def pick_samples(
+    model_path: str | Path, images: np.ndarray, labels: np.ndarray | None, count: int
+) -> tuple[list[Sample], int | None]:
     """``count`` self-test samples and the arena used. With class labels, images the host's int8
     model classifies correctly come first (then the others, if too few); without, the first ones."""
     n = min(len(images), max(count * 8, count))  # a few candidates are enough to find correct ones
@@ -53,7 +60,11 @@ def pick_samples(model_path: str | Path, images: np.ndarray, labels: np.ndarray 
         order = list(range(n))
     chosen = order[:count]
     samples = [
-        Sample([int(v) for v in images[i].reshape(-1)], int(labels[i]) if labels is not None and labels.ndim == 1 else -1, [int(v) for v in ref["outputs"][i]])
+        Sample(
+            [int(v) for v in images[i].reshape(-1)],
+            int(labels[i]) if labels is not None and labels.ndim == 1 else -1,
+            [int(v) for v in ref["outputs"][i]],
+        )
         for i in chosen
     ]
     return samples, ref["arena_bytes"]

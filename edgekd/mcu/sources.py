@@ -18,7 +18,14 @@ from pathlib import Path
 from edgekd.errors import EdgekdError
 
 # archive name prefix → folder name under TFLM's tools/make/downloads (what its Makefile expects)
-ARCHIVES = {"tflite-micro": "tflite-micro", "cmsis_nn": "cmsis_nn", "cmsis6": "cmsis", "flatbuffers": "flatbuffers", "gemmlowp": "gemmlowp", "ruy": "ruy"}
+ARCHIVES = {
+    "tflite-micro": "tflite-micro",
+    "cmsis_nn": "cmsis_nn",
+    "cmsis6": "cmsis",
+    "flatbuffers": "flatbuffers",
+    "gemmlowp": "gemmlowp",
+    "ruy": "ruy",
+}
 _DOWNLOADS = Path("tensorflow/lite/micro/tools/make/downloads")
 _SOURCE_SUFFIXES = (".c", ".cc", ".h", ".S")
 
@@ -40,7 +47,16 @@ class SourceTree:
 
     @property
     def include_dirs(self) -> list[Path]:
-        return [self.tflm, self.flatbuffers / "include", self.gemmlowp, self.ruy, self.cmsis, self.cmsis / "CMSIS" / "Core" / "Include", self.cmsis_nn, self.cmsis_nn / "Include"]
+        return [
+            self.tflm,
+            self.flatbuffers / "include",
+            self.gemmlowp,
+            self.ruy,
+            self.cmsis,
+            self.cmsis / "CMSIS" / "Core" / "Include",
+            self.cmsis_nn,
+            self.cmsis_nn / "Include",
+        ]
 
 
 def default_third_party() -> Path | None:
@@ -90,9 +106,13 @@ def from_archives(folder: Path, cache: Path) -> SourceTree:
                 with tarfile.open(archive) as tar:
                     tops = {m.name.split("/", 1)[0] for m in tar.getmembers()}
                     if tops != {ARCHIVES[prefix]}:
-                        raise SourceError(f"{archive.name}: expected one top folder {ARCHIVES[prefix]}/, found {sorted(tops)[:3]}")
+                        raise SourceError(
+                            f"{archive.name}: expected one top folder {ARCHIVES[prefix]}/, found {sorted(tops)[:3]}"
+                        )
                     tar.extractall(work, filter="data")  # "data": no links out of the folder, no devices
-            _apply_patch(work / "tflite-micro" / "tensorflow/lite/micro/tools/make/flatbuffers.patch", work / "flatbuffers")
+            _apply_patch(
+                work / "tflite-micro" / "tensorflow/lite/micro/tools/make/flatbuffers.patch", work / "flatbuffers"
+            )
             (work / ".complete").write_text(identity + "\n")
             if root.exists():  # an unfinished earlier attempt
                 shutil.rmtree(root)
@@ -100,7 +120,16 @@ def from_archives(folder: Path, cache: Path) -> SourceTree:
         finally:
             if work.exists():
                 shutil.rmtree(work, ignore_errors=True)
-    return SourceTree(root / "tflite-micro", root / "cmsis_nn", root / "cmsis", root / "flatbuffers", root / "gemmlowp", root / "ruy", identity, f"archives in {folder}")
+    return SourceTree(
+        root / "tflite-micro",
+        root / "cmsis_nn",
+        root / "cmsis",
+        root / "flatbuffers",
+        root / "gemmlowp",
+        root / "ruy",
+        identity,
+        f"archives in {folder}",
+    )
 
 
 def _stat_identity(folders: list[Path]) -> str:
@@ -112,7 +141,9 @@ def _stat_identity(folders: list[Path]) -> str:
             for name in sorted(filenames):
                 if name.endswith(_SOURCE_SUFFIXES):
                     st = os.stat(os.path.join(dirpath, name))
-                    h.update(f"{os.path.relpath(os.path.join(dirpath, name), folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
+                    h.update(
+                        f"{os.path.relpath(os.path.join(dirpath, name), folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
+                    )
     return h.hexdigest()
 
 
@@ -120,12 +151,29 @@ def from_checkout(tflm: Path) -> SourceTree:
     """A tflite-micro checkout with its libraries in tools/make/downloads (run its Makefile once,
     e.g. ``make -f tensorflow/lite/micro/tools/make/Makefile third_party_downloads``)."""
     dl = tflm / _DOWNLOADS
-    need = {"cmsis_nn": dl / "cmsis_nn" / "Include", "cmsis": dl / "cmsis" / "CMSIS" / "Core" / "Include", "flatbuffers": dl / "flatbuffers" / "include", "gemmlowp": dl / "gemmlowp" / "fixedpoint", "ruy": dl / "ruy" / "ruy"}
+    need = {
+        "cmsis_nn": dl / "cmsis_nn" / "Include",
+        "cmsis": dl / "cmsis" / "CMSIS" / "Core" / "Include",
+        "flatbuffers": dl / "flatbuffers" / "include",
+        "gemmlowp": dl / "gemmlowp" / "fixedpoint",
+        "ruy": dl / "ruy" / "ruy",
+    }
     missing = [name for name, path in need.items() if not path.is_dir()]
     if missing:
-        raise SourceError(f"{tflm}: {', '.join(missing)} not under {_DOWNLOADS}; run `make -f tensorflow/lite/micro/tools/make/Makefile OPTIMIZED_KERNEL_DIR=cmsis_nn third_party_downloads` there first")
+        raise SourceError(
+            f"{tflm}: {', '.join(missing)} not under {_DOWNLOADS}; run `make -f tensorflow/lite/micro/tools/make/Makefile OPTIMIZED_KERNEL_DIR=cmsis_nn third_party_downloads` there first"
+        )
     folders = [tflm / "tensorflow", *(dl / n for n in need)]
-    return SourceTree(tflm, dl / "cmsis_nn", dl / "cmsis", dl / "flatbuffers", dl / "gemmlowp", dl / "ruy", _stat_identity(folders), f"checkout {tflm}")
+    return SourceTree(
+        tflm,
+        dl / "cmsis_nn",
+        dl / "cmsis",
+        dl / "flatbuffers",
+        dl / "gemmlowp",
+        dl / "ruy",
+        _stat_identity(folders),
+        f"checkout {tflm}",
+    )
 
 
 def resolve(third_party: str | Path | None, cache: Path) -> SourceTree:
@@ -133,11 +181,15 @@ def resolve(third_party: str | Path | None, cache: Path) -> SourceTree:
     tflite-micro checkout; None: :func:`default_third_party`."""
     folder = Path(third_party).expanduser() if third_party is not None else default_third_party()
     if folder is None:
-        raise SourceError("no TFLite Micro sources: pass --tflm DIR (a tflite-micro checkout or a folder of its source archives) or set EDGEKD_THIRD_PARTY")
+        raise SourceError(
+            "no TFLite Micro sources: pass --tflm DIR (a tflite-micro checkout or a folder of its source archives) or set EDGEKD_THIRD_PARTY"
+        )
     if not folder.is_dir():
         raise SourceError(f"--tflm {folder}: not a folder")
     if (folder / "tensorflow" / "lite" / "micro").is_dir():
         return from_checkout(folder)
     if any(folder.glob("tflite-micro-*.tar.gz")):
         return from_archives(folder, cache)
-    raise SourceError(f"--tflm {folder}: neither a tflite-micro checkout (tensorflow/lite/micro/) nor a folder of source archives (tflite-micro-*.tar.gz)")
+    raise SourceError(
+        f"--tflm {folder}: neither a tflite-micro checkout (tensorflow/lite/micro/) nor a folder of source archives (tflite-micro-*.tar.gz)"
+    )

@@ -35,8 +35,12 @@ for _b in (
     # M7, M33) or MVE (M55) kernels from the macros that follow
     Board("cortex-m4", "mps2-an386", ("-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard", "-mfpu=auto"), "mps2-an386.ld"),
     Board("cortex-m7", "mps2-an500", ("-mcpu=cortex-m7", "-mthumb", "-mfloat-abi=hard", "-mfpu=auto"), "mps2-an500.ld"),
-    Board("cortex-m33", "mps2-an505", ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=auto"), "mps2-an505.ld"),
-    Board("cortex-m55", "mps3-an547", ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard", "-mfpu=auto"), "mps3-an547.ld"),
+    Board(
+        "cortex-m33", "mps2-an505", ("-mcpu=cortex-m33", "-mthumb", "-mfloat-abi=hard", "-mfpu=auto"), "mps2-an505.ld"
+    ),
+    Board(
+        "cortex-m55", "mps3-an547", ("-mcpu=cortex-m55", "-mthumb", "-mfloat-abi=hard", "-mfpu=auto"), "mps3-an547.ld"
+    ),
 ):
     BOARDS.register(_b.core)(_b)
 
@@ -45,7 +49,9 @@ def require(tool: str) -> str:
     """The path of ``tool``, or :class:`ToolchainMissing` naming the packages to install."""
     path = shutil.which(tool)
     if path is None:
-        raise ToolchainMissing(f"{tool} is not installed; install the Arm toolchain and emulator: apt-get install {APT_PACKAGES}")
+        raise ToolchainMissing(
+            f"{tool} is not installed; install the Arm toolchain and emulator: apt-get install {APT_PACKAGES}"
+        )
     return path
 
 
