@@ -30,13 +30,14 @@ class McuBuildError(EdgekdError):
     """Bad input to ``edgekd mcu build`` (a missing model, a folder edgekd did not make, …)."""
 
 
-def _prepare_out(out: Path) -> None:
-    """``out`` must be new, empty or made by an earlier build: never write into a user's folder."""
-    if out.exists():
-        if not out.is_dir():
-            raise McuBuildError(f"--out {out}: exists and is not a folder")
-        if any(out.iterdir()) and not (out / MARKER).is_file():
-            raise McuBuildError(f"--out {out}: a folder edgekd did not make (no {MARKER}); choose a new or empty one")
+def _prepare_out(out: Path, model_path: Path) -> None:
+    """``out`` must be new, empty or made by an earlier build (never a user's folder, never one
+    holding the model being built); checked before anything is written."""
+    from edgekd.outputs import check_output_dir
+
+    check_output_dir(
+        out, "MCU build", lambda f: None if (f / MARKER).is_file() else f"no {MARKER} in it", protect=[model_path]
+    )
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("edgekd mcu build output; safe to delete\n")
 
@@ -217,7 +218,7 @@ def mcu_build(
             raise McuBuildError("--out DIR is required with --model")
         out = Path(artifacts) / "mcu" / core
     out = Path(out)
-    _prepare_out(out)
+    _prepare_out(out, model_path)
     kw = dict(eval_path=eval_path, targets_key=key, tflm=tflm, kernels=kernels, samples=samples, jobs=jobs, log=ui.log)
     info = build_and_run(model_path, out, core, **kw) if run else build_app_for(model_path, out, core, **kw)
     write_json(out / "build.json", info)

@@ -28,10 +28,12 @@ from typing import Any
 from edgekd.errors import EdgekdError
 from edgekd.mcu import toolchain
 from edgekd.mcu.sources import SourceTree
+from edgekd.procs import run_bounded
 
 QEMU_DIR = Path(__file__).resolve().parents[2] / "deploy" / "mcu" / "qemu"  # start-up, linker scripts, tick source
 TEMPLATE = Path(__file__).resolve().parents[2] / "deploy" / "mcu" / "main.cc"
 KERNEL_MODES = ("model", "all")
+_TOOL_TIMEOUT_S = 3600.0  # one compiler, linker or nm call; generous: a loaded 2-core machine is slow
 
 # TFLM's own flags (tools/make/Makefile: COMMON_FLAGS, CXXFLAGS; -Os for the core, -O2 for kernels
 # and third-party kernels) without its warnings; BUILD_TYPE=release_with_logs (NDEBUG, logs kept:
@@ -212,11 +214,9 @@ def cmsis_nn_index(tree: SourceTree) -> dict[str, Path]:
 def undefined_symbols(objects: Sequence[Path]) -> set[str]:
     """Symbols the objects reference but do not define (``nm``)."""
     nm = toolchain.require("arm-none-eabi-nm")
-    done = subprocess.run([nm, "-u", "--format=posix", *map(str, objects)], capture_output=True, text=True)
+    done = run_bounded([nm, "-u", "--format=posix", *map(str, objects)], _TOOL_TIMEOUT_S)
     undefined = {line.split()[0] for line in done.stdout.splitlines() if line and not line.endswith(":")}
-    defined = subprocess.run(
-        [nm, "--defined-only", "--format=posix", *map(str, objects)], capture_output=True, text=True
-    )
+    defined = run_bounded([nm, "--defined-only", "--format=posix", *map(str, objects)], _TOOL_TIMEOUT_S)
     return undefined - {
         line.split()[0]
         for line in defined.stdout.splitlines()
@@ -251,7 +251,10 @@ def _compile(tool: str, source: Path, flags: list[str], obj: Path) -> str | None
     fd, tmp = tempfile.mkstemp(suffix=".o", dir=obj.parent)
     os.close(fd)
     try:
-        done = subprocess.run([tool, *flags, "-c", str(source), "-o", tmp], capture_output=True, text=True)
+        try:
+            done = run_bounded([tool, *flags, "-c", str(source), "-o", tmp], _TOOL_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            return f"{source.name}: no result after {_TOOL_TIMEOUT_S:.0f} s"
         if done.returncode != 0:
             errors = [line for line in done.stderr.splitlines() if "error" in line] or done.stderr.strip().splitlines()[
                 -3:
@@ -388,7 +391,7 @@ def build_app(
     with tempfile.NamedTemporaryFile("w", suffix=".rsp", dir=app_dir, delete=False) as rsp:
         rsp.write("\n".join(str(o) for o in objects))
     try:
-        done = subprocess.run([ar, "rcs", str(archive), f"@{rsp.name}"], capture_output=True, text=True)
+        done = run_bounded([ar, "rcs", str(archive), f"@{rsp.name}"], _TOOL_TIMEOUT_S)
     finally:
         os.unlink(rsp.name)
     if done.returncode != 0:
@@ -409,7 +412,7 @@ def build_app(
         str(archive),
         "-lm",
     ]
-    done = subprocess.run(link, capture_output=True, text=True)
+    done = run_bounded(link, _TOOL_TIMEOUT_S)
     if done.returncode != 0:
         lines = [
             line for line in done.stderr.splitlines() if "undefined reference" in line or "error" in line.lower()

@@ -20,6 +20,7 @@ from typing import Any
 
 from edgekd.errors import EdgekdError
 from edgekd.mcu import toolchain
+from edgekd.procs import run_bounded
 
 _OUTPUT = re.compile(r"^edgekd: output (\d+) (\d+): ([-0-9,]*)$", re.MULTILINE)
 _SAMPLE = re.compile(
@@ -142,9 +143,7 @@ def run(elf: str | Path, core: str, timeout_s: float = 600.0) -> EmulationResult
     ]
     start = time.perf_counter()
     try:
-        done = subprocess.run(
-            cmd, capture_output=True, text=True, errors="replace", timeout=timeout_s, stdin=subprocess.DEVNULL
-        )
+        done = run_bounded(cmd, timeout_s)  # its own process group, killed on timeout or with us
     except subprocess.TimeoutExpired as exc:
         raise EmulationError(f"{Path(elf).name} on {board.machine}: no exit after {timeout_s:.0f} s") from exc
     log = (done.stdout or "") + (done.stderr or "")
