@@ -58,7 +58,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(_unpickling_message(path, exc)) from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - damaged bytes fail anywhere in the unpickler (KeyError, struct.error, ...)
         raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {first_line(exc, 160)}") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not an edgekd checkpoint (it holds a {type(ckpt).__name__})")
@@ -109,9 +109,8 @@ def checkpoint_arch(ckpt: dict[str, Any], path: str | Path, arch: str | Iterable
         if name not in vouched(arch):
             raise CheckpointError(
                 f"checkpoint {path} names the factory {name!r}; a name inside a file is looked up in the "
-                "model registry "
-                "only (`edgekd models`), never imported. If you trust that factory, name it yourself: the config's "
-                "teacher.arch/student.arch, or edgekd.load_model(path, arch=...)"
+                "model registry only (`edgekd models`), never imported. If you trust that factory, name it "
+                "yourself: the config's teacher.arch/student.arch, or edgekd.load_model(path, arch=...)"
             )
     elif name not in MODELS:
         raise CheckpointError(f"checkpoint {path}: {MODELS.unknown_message(name)}")

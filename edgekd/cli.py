@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from edgekd import __version__
 from edgekd.errors import EdgekdError, one_line
@@ -18,6 +19,14 @@ from edgekd.errors import EdgekdError, one_line
 EXIT_USAGE = 2
 EXIT_GATE = 1  # a check ran and failed (verify, the bench accuracy floor), as opposed to a usage error
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process ended by it
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error form: one ``edgekd: error:`` line (no usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"edgekd: error: {message} (see `{self.prog} --help`)\n")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -157,11 +166,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "OUT defaults to BUNDLE/bench/<device> (cpu, rpi-<hostname>, mcu), which `edgekd verify` ignores.\n"
             "A row whose file failed the export's parity check shows PARITY FAILED; an int8 row slower than\n"
             "the same model's fp32 file shows INT8 SLOWER, with the ops the runtime leaves unaccelerated.\n"
-            "With --min-accuracy, exits 1 naming the rows below the floor or failed (a CI gate).\n\n"
+            "Exit status: 0 every requested row ran (and met --min-accuracy); 1 some rows failed or are below\n"
+            "the floor (one `edgekd: bench: N of M rows failed: …` line names them; the report is still\n"
+            "written); 2 bad input (one `edgekd: error:` line, nothing measured).\n\n"
             "Devices: cpu (this machine); rpi (a Raspberry Pi: TFLite with XNNPACK at 1 and 4 threads, board,\n"
             "clocks, temperature and throttling; needs only numpy + ai-edge-litert); mcu (TFLite Micro on this\n"
-            "host: op support, tensor arena, accuracy; flash and per-profile latency ESTIMATES; with --mcu or\n"
-            "--flash-kb/--ram-kb exits 1 when a model does not fit)."
+            "host: op support, tensor arena, accuracy; flash and per-profile latency ESTIMATES; a model TFLite\n"
+            "Micro cannot run, or that does not fit --mcu / --flash-kb / --ram-kb, fails its row with the reason\n"
+            "and gets no estimate: exit 1 unless --allow-unsupported)."
         ),
         epilog=(
             "examples:\n"
@@ -170,6 +182,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "  edgekd bench --artifacts artifacts/digits --full-test      # accuracy on the whole test split\n"
             "  edgekd bench --device rpi --artifacts ~/edgekd/bundles/digits   # on the Pi\n"
             "  edgekd bench --device mcu --mcu cortex-m4-120mhz --artifacts artifacts/digits\n"
+            "  edgekd bench --device mcu --emulate cortex-m4 --artifacts artifacts/digits   # on a QEMU Cortex-M4\n"
             "  edgekd bench --device mcu --model resnet8_quant.tflite --json mcu.json"
         ),
         formatter_class=_Formatter,
@@ -190,6 +203,9 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mcu", metavar="PROFILE", help="mcu: profile whose flash/RAM are the budget (cortex-m7-216mhz, cortex-m4, …)")
     p.add_argument("--flash-kb", type=float, metavar="KB", help="mcu: flash budget in KB (default: the profile's)")
     p.add_argument("--ram-kb", type=float, metavar="KB", help="mcu: RAM budget for the tensor arena in KB (default: the profile's)")
+    p.add_argument("--allow-unsupported", action="store_true",
+                   help="exit 0 although a model cannot run on the device (an op TFLite Micro lacks, over the MCU budget); its row still fails")
+    p.add_argument("--emulate", metavar="CORE", help="mcu: build the app (TFLM + CMSIS-NN) for cortex-m4|m7|m33|m55, run it on QEMU: instructions per op, outputs bit-exact with the host")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -213,11 +229,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         mcu=args.mcu,
         flash_kb=args.flash_kb,
         ram_kb=args.ram_kb,
+        allow_unsupported=args.allow_unsupported,
+        emulate=args.emulate,
     )
-    if report.budget_failures:
-        print(f"edgekd: bench: {'; '.join(report.budget_failures)}", file=sys.stderr)
-    if report.gate_failures:
-        print(f"edgekd: bench: accuracy floor {100 * args.min_accuracy:.2f} % not met: {'; '.join(report.gate_failures)}", file=sys.stderr)
+    failures = report.failures
+    if failures:  # the documented failure summary: one line naming every row that did not run or pass
+        print(f"edgekd: bench: {len(failures)} of {len(report.results)} rows failed: {'; '.join(failures)}", file=sys.stderr)
     return 0 if report.passed else EXIT_GATE
 
 
@@ -229,7 +246,9 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
             "Verify the bundle, copy it and the edgekd sources to HOST (rsync, scp where rsync is missing),\n"
             "create REMOTE_DIR/venv with numpy + ai-edge-litert (deploy/rpi/install.sh) unless the Pi side is\n"
             "already there, and with --bench run `edgekd bench --device rpi` on the Pi and copy bench.json and\n"
-            "bench.md back to OUT (default BUNDLE/bench/<host>). Needs key-based ssh login (no password prompt)."
+            "bench.md back to OUT (default BUNDLE/bench/<host>). Needs key-based ssh login (no password prompt).\n"
+            "Every ssh/scp/rsync step is stopped after --timeout seconds, the remote install and bench after\n"
+            "--bench-timeout, each with one line naming the step."
         ),
         epilog="examples:\n  edgekd deploy --host pi@raspberrypi.local --artifacts artifacts/digits --bench"
         "\n  edgekd deploy --host pi@10.0.0.7 --port 2222 --identity ~/.ssh/pi_ed25519 --bench --threads 4",
@@ -248,6 +267,10 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=100, metavar="N", help="timed runs per model (default 100)")
     p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs before timing (default 10)")
     p.add_argument("--out", metavar="DIR", help="where bench.json comes back to (default: BUNDLE/bench/<host>)")
+    p.add_argument("--timeout", type=float, metavar="S", help="limit on each ssh/scp/rsync step in seconds (default: deploy.timeout_s, 300)")
+    p.add_argument("--bench-timeout", type=float, metavar="S", help="limit on the remote install and bench in seconds (default: deploy.bench_timeout_s, 3600)")
+    p.add_argument("--config", metavar="FILE", help="YAML file whose deploy: section sets deploy.timeout_s / deploy.bench_timeout_s")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a deploy.* key (repeatable)")
     p.set_defaults(func=_cmd_deploy)
 
 
@@ -257,7 +280,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     result = deploy(
         host=args.host, artifacts=args.artifacts, bench=args.bench, force=args.force, remote_dir=args.remote_dir,
         remote_python=args.remote_python, port=args.port, identity=args.identity, ssh_option=args.ssh_option,
-        threads=args.threads, runs=args.runs, warmup=args.warmup, out=args.out,
+        threads=args.threads, runs=args.runs, warmup=args.warmup, out=args.out, timeout=args.timeout,
+        bench_timeout=args.bench_timeout, config=args.config, set=args.set,
     )
     print(f"deployed to {result.host}:{result.remote_bundle} ({result.transport}{', Pi side installed' if result.installed else ''})")
     if result.bench_json is not None:
@@ -390,6 +414,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
             "`edgekd search --worker --storage URL` on other machines to share the trials).\n\n"
             "budget keys (any subset, comma-separated KEY=VALUE):\n"
             "  flash_kb     int8 model + TFLite Micro runtime estimate, KB (as edgekd bench --device mcu)\n"
+            "  model_kb     the int8 .tflite alone, KB (MLPerf Tiny: ≤ 100 KB int8)\n"
             "  ram_kb       TFLite Micro tensor arena, KB\n"
             "  device       MCU profile (cortex-m7-216mhz, cortex-m4-120mhz, …): default flash_kb/ram_kb\n"
             "  latency_ms   MCU latency ESTIMATE on device, ms\n"
@@ -451,6 +476,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from edgekd.limits import check_number
     from edgekd.models import MODELS, count_macs, count_params, create_model, model_task
     from edgekd.ui import print_table
 
@@ -458,6 +484,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         c, h, w = (int(v) for v in args.input.lower().split("x"))
     except ValueError:
         raise EdgekdError(f"--input must look like 3x32x32, got {args.input!r}") from None
+    # the MAC count builds each model at this size: a huge input would allocate gigabytes
+    for flag, value, high in (("--input channels", c, 64), ("--input height", h, 4096), ("--input width", w, 4096), ("--classes", args.classes, 100_000)):
+        check_number(flag, value, integer=True, low=1, high=high)
     rows = []
     for name in MODELS.names(args.pattern):
         doc = (MODELS.get(name).__doc__ or "").strip().splitlines()[0] if MODELS.get(name).__doc__ else ""
@@ -504,13 +533,65 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return _registry_table(DATASETS, "data sources", "data.name")
 
 
+def _add_mcu(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mcu",
+        help="build the microcontroller app (TFLite Micro + CMSIS-NN) for a Cortex-M core; run it on QEMU",
+        description=(
+            "mcu build: build deploy/mcu/main.cc for a bundle's int8 model (or one .tflite) against TFLite Micro +\n"
+            "CMSIS-NN for a Cortex-M core, as a bare-metal ELF for that core's QEMU board (cortex-m4: mps2-an386,\n"
+            "cortex-m7: mps2-an500, cortex-m33: mps2-an505, cortex-m55: mps3-an547). Only the kernels the model\n"
+            "needs are compiled (--kernels all: every kernel); each object file is cached under ~/.cache/edgekd/mcu\n"
+            "($EDGEKD_CACHE), so a second build takes seconds. Prints flash and RAM from the linker map next to the\n"
+            "host estimate; writes OUT/app.elf, app.map, the config header and build.json. With --run, runs the ELF\n"
+            "on the board (-icount: instruction counts per operator) and checks every int8 output value against the\n"
+            "TFLite Micro interpreter on the host: exit 1 when any differs. Needs the Arm toolchain and QEMU:\n"
+            "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
+        ),
+        epilog=(
+            "examples:\n"
+            "  edgekd mcu build --artifacts artifacts/digits --core cortex-m4 --run\n"
+            "  edgekd mcu build --model resnet8_quant.tflite --core cortex-m7 --out build/resnet8-m7 --run\n"
+            "  edgekd mcu build --artifacts artifacts/digits --core cortex-m55 --tflm ~/src/tflite-micro"
+        ),
+        formatter_class=_Formatter,
+    )
+    actions = p.add_subparsers(title="actions", metavar="ACTION")
+    b = actions.add_parser("build", help="build (and with --run, emulate) the app for one model and core", description=p.description, epilog=p.epilog, formatter_class=_Formatter)
+    b.add_argument("--artifacts", metavar="DIR", help="bundle folder: its student_int8.tflite and eval.npz")
+    b.add_argument("--model", metavar="FILE", help="one int8 .tflite instead of a bundle (random sample images)")
+    b.add_argument("--role", default="student", help="bundle model to build (student, teacher, baseline; default student)")
+    b.add_argument("--core", default="cortex-m4", help="cortex-m4 | cortex-m7 | cortex-m33 | cortex-m55 (default cortex-m4)")
+    b.add_argument("--out", metavar="DIR", help="build folder (default: BUNDLE/mcu/CORE; required with --model)")
+    b.add_argument("--tflm", metavar="DIR", help="a tflite-micro checkout or a folder of its source archives (default: $EDGEKD_THIRD_PARTY or ../shared/third_party)")
+    b.add_argument("--kernels", default="model", help="model: only the kernels the model needs (default); all: every TFLM and CMSIS-NN kernel")
+    b.add_argument("--samples", type=int, default=4, metavar="N", help="eval images embedded for the self-test (default 4)")
+    b.add_argument("--run", action="store_true", help="run on the core's QEMU board and compare the outputs with the host's")
+    b.add_argument("--jobs", type=int, metavar="N", help="parallel compiler processes (default: every core)")
+    b.set_defaults(func=_cmd_mcu_build)
+    p.set_defaults(func=lambda args: (p.print_help(), EXIT_USAGE)[1])
+
+
+def _cmd_mcu_build(args: argparse.Namespace) -> int:
+    from edgekd.mcu.app import mcu_build, summary_lines
+
+    info = mcu_build(model=args.model, artifacts=args.artifacts, core=args.core, out=args.out, tflm=args.tflm, kernels=args.kernels,
+                     samples=args.samples, run=args.run, role=args.role, jobs=args.jobs)
+    for line in summary_lines(info):
+        print(line)
+    if args.run and not info.get("bit_exact"):
+        print(f"edgekd: mcu build: {args.core}: {'; '.join(info.get('problems') or ['outputs differ from the host'])}", file=sys.stderr)
+        return EXIT_GATE
+    return 0
+
+
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_distill, _add_sweep, _add_search, _add_export, _add_bench, _add_deploy, _add_predict, _add_verify, _add_models, _add_methods, _add_datasets,
+    _add_distill, _add_sweep, _add_search, _add_export, _add_bench, _add_mcu, _add_deploy, _add_predict, _add_verify, _add_models, _add_methods, _add_datasets,
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edgekd",
         description=(
             "Distill a vision model from a big teacher into a small student, export it to ONNX and\n"
@@ -543,8 +624,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgekd.ui import set_quiet
 
     set_quiet(args.quiet)
+    from edgekd.procs import Terminated, terminate_raises
+
     try:
-        return int(args.func(args) or 0)
+        with terminate_raises():  # SIGTERM unwinds like Ctrl-C: child processes killed, temp files removed
+            return int(args.func(args) or 0)
     except EdgekdError as exc:
         # one line whatever the message carries (a file name with a newline, a tool's colors)
         print(f"edgekd: error: {one_line(str(exc))}", file=sys.stderr)
@@ -557,3 +641,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("edgekd: interrupted (a training run continues with --resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("edgekd: stopped by SIGTERM (a training run continues with --resume)", file=sys.stderr)
+        return EXIT_TERMINATED

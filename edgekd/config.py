@@ -132,6 +132,7 @@ class RuntimeConfig:
     teacher_cache: bool = opt(
         True, "compute the teacher's outputs once and reuse them when the student's inputs repeat (augment none, or data.views)"
     )
+    teacher_cache_dir: str | None = opt(None, "where the teacher's outputs are cached; None: RUN/teacher_cache (edgekd search shares one between its trials)")
 
 
 @dataclass(frozen=True)
@@ -156,6 +157,16 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class DeployConfig:
+    """``edgekd deploy`` (``--config FILE`` with a ``deploy:`` section, or ``--set deploy.KEY=VALUE``)."""
+
+    # a step copies a bundle of a few MB and the sources over a LAN: minutes mean a hung link
+    timeout_s: float = opt(300.0, "limit on each ssh/scp/rsync step (connect, copy, check, fetch), seconds")
+    # the install builds a venv with pip on a Pi (minutes) and the bench times every model
+    bench_timeout_s: float = opt(3600.0, "limit on the remote install and the remote bench, seconds")
+
+
+@dataclass(frozen=True)
 class LogConfig:
     tensorboard: bool = opt(False, "also write per-epoch losses (and KD parts), accuracies and lr as TensorBoard scalars to RUN/tensorboard/ (pip install 'edgekd[tensorboard]'); metrics.jsonl stays the record")
 
@@ -171,6 +182,7 @@ class Config:
     distill: DistillConfig = opt(help="how the student learns from the teacher", factory=DistillConfig)
     runtime: RuntimeConfig = opt(help="device, precision, determinism", factory=RuntimeConfig)
     export: ExportConfig = opt(help="what `edgekd export` writes and the parity bounds it checks", factory=ExportConfig)
+    deploy: DeployConfig = opt(help="`edgekd deploy`: time limits of the remote steps", factory=DeployConfig)
     log: LogConfig = opt(help="optional extra training logs (metrics.jsonl is always written)", factory=LogConfig)
 
 

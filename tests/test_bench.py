@@ -207,7 +207,7 @@ def test_bad_names_get_suggestions(bundle: Path) -> None:
         bench(artifacts=bundle, device="cpuu")
     with pytest.raises(BenchError, match=r"unknown format 'tflite_int9'; did you mean 'tflite_int8'\?"):
         bench(artifacts=bundle, formats="tflite_int9")
-    with pytest.raises(BenchError, match="--runs must be at least 1"):
+    with pytest.raises(BenchError, match="--runs must be an integer from 1 to 1000000, got 0"):
         bench(artifacts=bundle, runs=0)
 
 

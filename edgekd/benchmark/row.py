@@ -26,7 +26,8 @@ class BenchRow:
     parity_ok: bool | None  # the export's own parity check of this file (None: a lone model)
     status: str | None = None  # ok | skipped | failed
     reason: str | None = None  # why skipped / failed
-    stage: str | None = None  # failed at: load | eval | run
+    stage: str | None = None  # failed at: load | eval | run | fit (over the MCU budget) | unsupported (a format the device does not take)
+    unsupported: bool | None = None  # True: failed because the target cannot run this model (--allow-unsupported excuses it)
     runtime: str | None = None  # "onnxruntime 1.24.1", "ai-edge-litert 2.3.0", …
     latency_ms: dict[str, float] | None = None  # invoke time, ms: {min, p50, p90, p99, mean, std}
     throughput: float | None = None  # inferences per second at batch 1 (1000 / mean latency_ms)
