@@ -109,9 +109,8 @@ def checkpoint_arch(ckpt: dict[str, Any], path: str | Path, arch: str | Iterable
         if name not in vouched(arch):
             raise CheckpointError(
                 f"checkpoint {path} names the factory {name!r}; a name inside a file is looked up in the "
-                "model registry "
-                "only (`edgekd models`), never imported. If you trust that factory, name it yourself: the config's "
-                "teacher.arch/student.arch, or edgekd.load_model(path, arch=...)"
+                "model registry only (`edgekd models`), never imported. If you trust that factory, name it "
+                "yourself: the config's teacher.arch/student.arch, or edgekd.load_model(path, arch=...)"
             )
     elif name not in MODELS:
         raise CheckpointError(f"checkpoint {path}: {MODELS.unknown_message(name)}")

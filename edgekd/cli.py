@@ -414,6 +414,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
             "`edgekd search --worker --storage URL` on other machines to share the trials).\n\n"
             "budget keys (any subset, comma-separated KEY=VALUE):\n"
             "  flash_kb     int8 model + TFLite Micro runtime estimate, KB (as edgekd bench --device mcu)\n"
+            "  model_kb     the int8 .tflite alone, KB (MLPerf Tiny: ≤ 100 KB int8)\n"
             "  ram_kb       TFLite Micro tensor arena, KB\n"
             "  device       MCU profile (cortex-m7-216mhz, cortex-m4-120mhz, …): default flash_kb/ram_kb\n"
             "  latency_ms   MCU latency ESTIMATE on device, ms\n"

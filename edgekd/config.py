@@ -132,6 +132,7 @@ class RuntimeConfig:
     teacher_cache: bool = opt(
         True, "compute the teacher's outputs once and reuse them when the student's inputs repeat (augment none, or data.views)"
     )
+    teacher_cache_dir: str | None = opt(None, "where the teacher's outputs are cached; None: RUN/teacher_cache (edgekd search shares one between its trials)")
 
 
 @dataclass(frozen=True)

@@ -269,7 +269,7 @@ def _mcu_support(path: Path, timeout_s: float = 600.0) -> dict[str, Any]:
     root = str(Path(__file__).resolve().parents[2])  # the folder holding this edgekd package
     with tempfile.TemporaryDirectory(prefix="edgekd-mcu-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
-        job.write_text(json.dumps({"file": str(path)}))
+        write_json(job, {"file": str(path)})
         try:
             proc = subprocess.run([sys.executable, "-c", _BOOT, root, MCU_CHECK, str(job), str(result)], capture_output=True, text=True, errors="replace", timeout=timeout_s)
         except subprocess.TimeoutExpired:
