@@ -110,10 +110,11 @@ def export(
     out_dir = Path(out) if out is not None else Path("artifacts") / run_dir.name
     ecfg = cfg.export
     allow = ecfg.allow_parity_failure if allow_parity_failure is None else allow_parity_failure
-    bounds = Bounds(ecfg.fp32_max_abs_diff, ecfg.min_top1_agreement, ecfg.max_acc_drop)
+    bounds = Bounds(ecfg.fp32_max_abs_diff, ecfg.min_top1_agreement, ecfg.max_acc_drop, ecfg.min_logit_snr_db, ecfg.max_class_share)
 
     from edgekd.checkpoint import load_checkpoint, load_model
     from edgekd.data import load_dataset
+    from edgekd.exporters.lean import lean_for_export
     from edgekd.models.wrappers import with_preprocessing
 
     roles = [r for r in ecfg.models if (run_dir / f"{r}.pt").is_file()]
@@ -163,8 +164,10 @@ def export(
             mean, std = ckpt["data"]["mean"], ckpt["data"]["std"]
             wrapped = with_preprocessing(model, mean, std)
             c, (h, w) = len(mean), ckpt["data"]["image_size"]
+            # the same function with fewer TFLite ops (exact; parity below compares against wrapped)
+            lean, rewrites = lean_for_export(wrapped, (1, c, h, w))
             formats = ecfg.formats if role == "student" else ecfg.teacher_formats
-            files = _export_role(role, wrapped, ckpt, ckpt_path, formats, (1, c, h, w), ecfg, calibration, tmp, work)
+            files = _export_role(role, lean, ckpt, ckpt_path, formats, (1, c, h, w), ecfg, calibration, tmp, work)
             rec = summary.get(role, {})
             manifest["roles"][role] = {
                 "arch": ckpt["arch"],
@@ -174,6 +177,7 @@ def export(
                 "test_acc": rec.get("test_acc"),
                 **{k: rec[k] for k in (f"val_{task.metric}", f"test_{task.metric}") if k in rec},  # val_iou, test_iou
                 "files": files,
+                "graph_rewrites": rewrites,  # edgekd.exporters.lean: nhwc_flatten, folded_normalization
                 **({"distill": ckpt["distill"]} if "distill" in ckpt else {}),
             }
             reference = reference_logits(wrapped, test_nhwc[parity_idx])
