@@ -141,7 +141,9 @@ class ExportConfig:
     dynamic_batch: bool = opt(False, "ONNX with a dynamic batch dimension (TFLite stays batch 1)")
     calibration_samples: int = opt(300, "training images used to calibrate int8 ranges")
     eval_samples: int = opt(500, "held-out test images stored in eval.npz for on-device accuracy")
-    parity_samples: int | None = opt(None, "test images for the parity check; None: the whole test split")
+    parity_samples: int | None = opt(
+        2000, "test images for the parity check (a seeded, class-balanced sample; 2000 keeps a CIFAR-10 bundle's parity in seconds); None: the whole test split"
+    )
     fp32_max_abs_diff: float = opt(2e-3, "bound on |logit − PyTorch logit| for fp32 formats (segmentation: per pixel)")
     min_top1_agreement: float = opt(0.99, "bound on top-1 agreement with PyTorch for every format (segmentation: pixel agreement of the masks)")
     max_acc_drop: float = opt(0.005, "bound on test accuracy lost against PyTorch, 0.005 = half a point (segmentation: mean IoU lost)")

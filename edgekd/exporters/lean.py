@@ -80,7 +80,7 @@ def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
 
     try:
         graph = Tracer().trace(model)
-    except Exception:  # a model fx cannot trace (data-dependent control flow): nothing to fold
+    except Exception:  # noqa: BLE001 - a model fx cannot trace (data-dependent control flow): nothing to fold
         return None
     inputs = [n for n in graph.nodes if n.op == "placeholder"]
     if len(inputs) != 1 or len(inputs[0].users) != 1:
