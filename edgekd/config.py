@@ -148,7 +148,7 @@ class ExportConfig:
     min_top1_agreement: float = opt(0.99, "bound on top-1 agreement with PyTorch for every format (segmentation: pixel agreement of the masks)")
     max_acc_drop: float = opt(0.005, "bound on test accuracy lost against PyTorch, 0.005 = half a point (segmentation: mean IoU lost)")
     min_logit_snr_db: float = opt(
-        20.0, "bound on the SNR of the logits against PyTorch's for int8/fp16/dynamic formats, in dB (per-image centered; healthy int8 students measured 26-39 dB)"
+        20.0, "bound on the SNR of the logits against PyTorch's for int8/fp16/dynamic formats, in dB (per-image centered logits; int8 CIFAR-10 ResNet-8s measured 30.9 and 31.7 dB)"
     )
     max_class_share: float = opt(0.9, "classification: a model predicting one class for more than this share of the test images (and more than the labels' largest class) fails as collapsed; 1 disables")
     allow_parity_failure: bool = opt(False, "write the bundle and exit 0 even when a format is out of bounds")
