@@ -26,12 +26,14 @@ _LAZY = {
     "export": "edgekd.exporters.export",
     "verify_bundle": "edgekd.bundle",
     "sweep": "edgekd.train.sweep",
+    "search": "edgekd.search.run",
     "load_dataset": "edgekd.data",
     "create_model": "edgekd.models",
     "list_models": "edgekd.models",
     "load_model": "edgekd.checkpoint",
     "bench": "edgekd.benchmark",
     "deploy": "edgekd.deploy",
+    "Predictor": "edgekd.predict",
 }
 
 __all__ = ["__version__", *_LAZY]

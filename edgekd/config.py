@@ -11,7 +11,7 @@ YAML is read with ``safe_load`` only: a config never executes code.
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import math
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from edgekd.errors import ConfigError
+from edgekd.registry import did_you_mean
 
 
 def opt(default: Any = dataclasses.MISSING, help: str = "", factory: Any = dataclasses.MISSING) -> Any:  # noqa: A002
@@ -40,7 +41,7 @@ class DataConfig:
     train_limit: int | None = opt(None, "keep at most this many training images (stratified, seeded): quick runs on big data")
     image_size: int | None = opt(None, "resize to this square side; None keeps the data's own size (shapes: 32)")
     augment: Literal["auto", "none", "crop", "flip", "crop_flip"] = opt(
-        "auto", "training augmentation (masks get the same crop and flip); auto: crop_flip for 32×32 RGB and for segmentation, none otherwise"
+        "auto", "training augmentation (masks get the same crop and flip); auto: crop_flip for colour images of 16 px or more and for segmentation, none for grayscale or smaller (digits-like)"
     )
     crop_padding: int = opt(4, "pixels of zero padding before the random crop")
     mean: tuple[float, ...] | None = opt(None, "per-channel normalization mean on 0–1 pixels; None: declared by the dataset or computed on train")
@@ -66,6 +67,10 @@ class StageConfig:
     arch: str = opt("resnet8", "registry name (`edgekd models`) or `package.module:factory`")
     kwargs: dict[str, Any] = opt(help="extra model constructor arguments, e.g. {width: 2}", factory=dict)
     checkpoint: str | None = opt(None, "teacher: load instead of training; student: initial weights")
+    # a teacher trained elsewhere was normalized with its own statistics (ImageNet weights:
+    # [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225]); its inputs are re-normalized to them
+    mean: tuple[float, ...] | None = opt(None, "teacher.checkpoint given as a bare state_dict: the per-channel mean (0-1 pixels) it was trained with; None: the data's")
+    std: tuple[float, ...] | None = opt(None, "with mean: the per-channel std it was trained with")
     epochs: int = opt(10, "training epochs (teacher: 0 with a checkpoint)")
     optimizer: Literal["sgd", "adamw"] = opt("sgd", "sgd (momentum) or adamw")
     lr: float = opt(0.05, "peak learning rate")
@@ -86,6 +91,7 @@ class DistillConfig:
     alpha: float = opt(0.9, "weight of the soft term: (1-α)·CE + α·T²·KL (kd_sigmoid: λ)")
     baseline: bool = opt(True, "also train the same student without KD, identical recipe")
     select: Literal["best_val", "last"] = opt("best_val", "which epoch's weights become student.pt")
+    allow_weak_teacher: bool = opt(False, "start KD even when a loaded teacher.checkpoint scores near chance on val")
     # fitnets
     hint_layer: str | None = opt(None, "fitnets: teacher module path whose output is the hint, e.g. layer2 or features.12")
     guided_layer: str | None = opt(None, "fitnets: student module path regressed onto the hint, e.g. features.4")
@@ -126,6 +132,7 @@ class RuntimeConfig:
     teacher_cache: bool = opt(
         True, "compute the teacher's outputs once and reuse them when the student's inputs repeat (augment none, or data.views)"
     )
+    teacher_cache_dir: str | None = opt(None, "where the teacher's outputs are cached; None: RUN/teacher_cache (edgekd search shares one between its trials)")
 
 
 @dataclass(frozen=True)
@@ -156,6 +163,21 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class DeployConfig:
+    """``edgekd deploy`` (``--config FILE`` with a ``deploy:`` section, or ``--set deploy.KEY=VALUE``)."""
+
+    # a step copies a bundle of a few MB and the sources over a LAN: minutes mean a hung link
+    timeout_s: float = opt(300.0, "limit on each ssh/scp/rsync step (connect, copy, check, fetch), seconds")
+    # the install builds a venv with pip on a Pi (minutes) and the bench times every model
+    bench_timeout_s: float = opt(3600.0, "limit on the remote install and the remote bench, seconds")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    tensorboard: bool = opt(False, "also write per-epoch losses (and KD parts), accuracies and lr as TensorBoard scalars to RUN/tensorboard/ (pip install 'edgekd[tensorboard]'); metrics.jsonl stays the record")
+
+
+@dataclass(frozen=True)
 class Config:
     name: str | None = opt(None, "run name; None: the config file's stem")
     seed: int = opt(0, "seeds model init, data order and augmentation")
@@ -166,6 +188,8 @@ class Config:
     distill: DistillConfig = opt(help="how the student learns from the teacher", factory=DistillConfig)
     runtime: RuntimeConfig = opt(help="device, precision, determinism", factory=RuntimeConfig)
     export: ExportConfig = opt(help="what `edgekd export` writes and the parity bounds it checks", factory=ExportConfig)
+    deploy: DeployConfig = opt(help="`edgekd deploy`: time limits of the remote steps", factory=DeployConfig)
+    log: LogConfig = opt(help="optional extra training logs (metrics.jsonl is always written)", factory=LogConfig)
 
 
 def describe_keys(obj: Any = None, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -211,8 +235,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         choices = get_args(tp)
         if value in choices:
             return value
-        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(value), [str(c) for c in choices])
         raise ConfigError(f"config: {key}: {value!r} is not one of {', '.join(map(str, choices))}{hint}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
@@ -226,6 +249,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"config: {key} expects a mapping, got {value!r}")
+        bad = non_plain(value)
+        if bad is not None:
+            raise ConfigError(f"config: {key}{bad}")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -236,14 +262,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"config: {key} expects an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config: {key} expects a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"config: {key} expects a number, got {value!r}")
+        return finite(number, f"config: {key}")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -251,9 +280,41 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported config field type {tp!r} for {key}")  # a schema bug, not user input
 
 
+def finite(number: float, what: str) -> float:
+    """``number`` unless it is NaN or ±inf, which no setting means: a NaN temperature or lr trains
+    NaN weights and every comparison with it is false, so bounds and checks pass silently."""
+    if not math.isfinite(number):
+        raise ConfigError(f"{what} must be a finite number, got {number}")
+    return number
+
+
+def non_plain(value: Any, where: str = "") -> str | None:
+    """Where ``value`` holds something other than a plain JSON value (str, finite number, bool,
+    None, lists, string-keyed mappings), as `` ...: why``; None when it is plain. Model kwargs from a
+    config or a checkpoint must be plain: they are handed to a model factory as they are."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where}: {value} is not a finite number"
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            bad = non_plain(item, f"{where}[{i}]")
+            if bad is not None:
+                return bad
+        return None
+    if isinstance(value, Mapping):
+        for k, item in value.items():
+            if not isinstance(k, str):
+                return f"{where}: key {k!r} is not a string"
+            bad = non_plain(item, f"{where}.{k}")
+            if bad is not None:
+                return bad
+        return None
+    return f"{where}: a {type(value).__name__} is not a plain value (string, number, true/false, null, list or mapping)"
+
+
 def _unknown_key(key: str, known: Sequence[str], prefix: str) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+    hint = did_you_mean(key, known, prefix)
     return ConfigError(f"config: unknown key '{prefix}{key}'{hint} (valid: {', '.join(known)})")
 
 
@@ -360,17 +421,54 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _drop_stale_kwargs(tree: dict[str, Any], parsed: list[tuple[list[str], Any]]) -> None:
+    """``--set student.arch=X`` replaces the architecture the file's ``student.kwargs`` were written
+    for (``width`` of one model is an error, or a different model, in another): those kwargs are
+    dropped, with a note, unless the overrides also give the stage's kwargs."""
+    from edgekd.ui import log
+
+    for stage in ("teacher", "student"):
+        section = tree.get(stage)
+        if not isinstance(section, dict) or not section.get("kwargs"):
+            continue
+        new_arch = [v for k, v in parsed if k == [stage, "arch"]]
+        kwargs_given = any(k[:2] == [stage, "kwargs"] for k, _ in parsed)
+        if new_arch and new_arch[-1] != section.get("arch") and not kwargs_given:
+            log(f"note: {stage}.arch changed to {new_arch[-1]!r}: dropping {stage}.kwargs {section['kwargs']!r}, written for {section.get('arch')!r} (give --set {stage}.kwargs=... to keep some)")
+            section = tree[stage] = dict(section)
+            del section["kwargs"]
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Defaults ← YAML file ← overrides, validated into a frozen :class:`Config`."""
     tree: dict[str, Any] = load_yaml(path) if path else {}
-    for text in overrides:
-        keys, value = parse_override(text)
+    parsed = [parse_override(text) for text in overrides]
+    _drop_stale_kwargs(tree, parsed)
+    for keys, value in parsed:
         _apply(tree, keys, value)
     config = from_dict(Config, tree)
     if config.name is None and path is not None:
         config = dataclasses.replace(config, name=Path(path).stem)
     validate(config)
     return config
+
+
+def _check_stats(s: "StageConfig", stage: str) -> None:
+    """``mean``/``std``: both or neither, one value per channel, pixels on the 0-1 scale."""
+    if (s.mean is None) != (s.std is None):
+        raise ConfigError(f"config: {stage}.mean and {stage}.std go together (give both, one value per input channel)")
+    if s.mean is None:
+        return
+    if stage != "teacher":
+        raise ConfigError(f"config: {stage}.mean/{stage}.std: only a loaded teacher (teacher.checkpoint) has statistics of its own; the student learns with the data's")
+    if s.checkpoint is None:
+        raise ConfigError("config: teacher.mean/teacher.std describe a loaded teacher: give teacher.checkpoint too (a teacher trained here uses the data's statistics)")
+    if len(s.mean) != len(s.std) or not s.mean:
+        raise ConfigError(f"config: {stage}.mean has {len(s.mean)} values and {stage}.std {len(s.std)}: one per input channel each")
+    if not all(0.0 <= m <= 1.0 for m in s.mean):
+        raise ConfigError(f"config: {stage}.mean values are on the 0-1 pixel scale (ImageNet: [0.485, 0.456, 0.406]), got {list(s.mean)}")
+    if not all(0.0 < v <= 1.0 for v in s.std):
+        raise ConfigError(f"config: {stage}.std values must be in (0, 1] (ImageNet: [0.229, 0.224, 0.225]), got {list(s.std)}")
 
 
 def validate(config: Config) -> None:
@@ -384,6 +482,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"config: {stage}.lr must be positive")
         if not 0.0 <= s.label_smoothing < 1.0:
             raise ConfigError(f"config: {stage}.label_smoothing must be in [0, 1)")
+        _check_stats(s, stage)
     dc = config.distill
     if config.teacher.epochs == 0 and config.teacher.checkpoint is None and not dc.teacher_checkpoints:
         raise ConfigError("config: teacher.epochs is 0 and no teacher.checkpoint is given: nothing to teach with")
@@ -454,13 +553,36 @@ def dump_yaml(config: Config) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
-def diff(a: Config, b: Config) -> list[str]:
-    """Dotted keys whose values differ between two configs."""
+def changes(a: Config, b: Config) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in ``a``, value in ``b``) for every leaf key that differs."""
 
-    def walk(x: Any, y: Any, prefix: str) -> list[str]:
+    def walk(x: Any, y: Any, prefix: str) -> list[tuple[str, Any, Any]]:
         if isinstance(x, dict) and isinstance(y, dict):
             keys = sorted(set(x) | set(y))
-            return [k for key in keys for k in walk(x.get(key), y.get(key), f"{prefix}{key}.")]
-        return [] if x == y else [prefix.rstrip(".")]
+            return [c for key in keys for c in walk(x.get(key), y.get(key), f"{prefix}{key}.")]
+        return [] if x == y else [(prefix.rstrip("."), x, y)]
 
     return walk(to_dict(a), to_dict(b), "")
+
+
+def diff(a: Config, b: Config) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    return [key for key, _, _ in changes(a, b)]
+
+
+def describe_changes(a: Config, b: Config) -> str:
+    """``key: old → new`` for every changed key, comma-separated (empty when none changed)."""
+    import json
+
+    def show(v: Any) -> str:
+        return json.dumps(v) if v is not None else "null"
+
+    return ", ".join(f"{key}: {show(old)} → {show(new)}" for key, old, new in changes(a, b))
+
+
+def named_archs(config: Config) -> frozenset[str]:
+    """Every model architecture the config names (teacher, student, assistants, ensemble members):
+    the user wrote these, so a checkpoint naming one of them may be rebuilt with it, even a
+    ``module:factory`` one (a name written only inside a file never is)."""
+    d = config.distill
+    return frozenset({config.teacher.arch, config.student.arch, *d.assistants, *d.teachers})

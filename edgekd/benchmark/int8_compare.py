@@ -91,7 +91,7 @@ def tflm_arena(path: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edgekd-arena-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job.write_text(json.dumps({"file": str(path), "task": "classification", "num_classes": 0}))
-        subprocess.run([sys.executable, "-m", "edgekd.mcu.tflm", str(job), str(result)], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run([sys.executable, "-m", "edgekd.benchmark.mcu_worker", str(job), str(result)], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not result.is_file():
             return {"error": "the TFLite Micro process crashed"}
         got = json.loads(result.read_text())

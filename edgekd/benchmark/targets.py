@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 from edgekd.atomic import write_json
 from edgekd.benchmark.errors import BenchError
 from edgekd.benchmark.host import host_info, usable_cores
+from edgekd.limits import MAX_KB, check_number, check_threads
+from edgekd.procs import run_bounded
 from edgekd.registry import Registry
 
 TARGETS: Registry[type[BenchTarget]] = Registry("bench target", providers=["edgekd.benchmark.targets"])
@@ -57,6 +59,7 @@ class Job:
     warmup: int
     input: dict[str, Any] = field(default_factory=dict)  # the manifest's input entry (shape, layout, dtype)
     task: str = "classification"  # the bundle's task: what the eval targets are and which metric is "accuracy"
+    runner: str | None = None  # "module:Class" that opens the file (from edgekd.formats), for the measuring process
 
 
 class BenchTarget(ABC):
@@ -80,6 +83,13 @@ class BenchTarget(ABC):
 
     def unsupported(self, fmt: str) -> str | None:
         """Why this target cannot run ``fmt`` (its row is skipped), or None."""
+        from edgekd.formats import find_format
+
+        found = find_format(fmt)
+        if found is None:
+            return f"format {fmt!r} is not known to this edgekd"
+        if not found.is_model:
+            return f"{fmt} files are not models a runner opens"
         return None
 
     def conditions(self) -> dict[str, Any] | None:
@@ -93,6 +103,11 @@ class BenchTarget(ABC):
     def artifacts(self, out_dir: Path, results: list[dict[str, Any]], files: dict[str, Path], eval_path: Path | None, task: str = "classification") -> dict[str, str]:
         """Extra files written next to the report (name → path). ``files``: row file → model path."""
         return {}
+
+    def report_folder(self) -> str:
+        """The default report folder's name inside ``BUNDLE/bench/``: one per device, so that the
+        reports of different devices sit side by side instead of overwriting each other."""
+        return self.name
 
     @abstractmethod
     def host(self) -> dict[str, Any]:
@@ -110,6 +125,11 @@ class CpuTarget(BenchTarget):
     name = "cpu"
     description = "this machine's CPU (every runtime installed here)"
     timeout_s: ClassVar[float] = 1800.0  # per model: a hung runtime fails its row instead of the bench
+
+    def __init__(self, threads: int | None = None) -> None:
+        # more threads than usable cores measure the scheduler, not the model
+        check_threads("--threads", threads, usable_cores(), error=BenchError)
+        super().__init__(threads)
 
     def default_threads(self) -> int:
         # every core this process may use: how an application on a dedicated device would run
@@ -131,14 +151,9 @@ def run_worker(job: dict[str, Any], module: str, env: dict[str, str] | None = No
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
         write_json(job_path, job)
         try:
-            proc = subprocess.run(
-                [sys.executable, "-c", _BOOT, root, module, str(job_path), str(result_path)],
-                env={**os.environ, **(env or {})},
-                capture_output=True,  # runtimes print banners; a crash's last lines go into the reason
-                text=True,
-                errors="replace",
-                timeout=timeout_s,
-            )
+            # its own process group, killed with it when the bench is stopped or times out; output
+            # captured: runtimes print banners, and a crash's last lines go into the reason
+            proc = run_bounded([sys.executable, "-c", _BOOT, root, module, str(job_path), str(result_path)], timeout_s, {**os.environ, **(env or {})})
         except subprocess.TimeoutExpired:
             return {"status": "failed", "stage": "run", "reason": f"no result after {timeout_s:.0f} s (hung runtime?)"}
         if proc.returncode == 0 and result_path.is_file():
@@ -174,15 +189,25 @@ class RpiTarget(CpuTarget):
             model = pi.board_model()
             seen = f"board {model!r}" if model else "no /proc/device-tree/model"
             raise BenchError(f"this machine is not a Raspberry Pi ({seen}); use --device cpu to bench it, or --force to run the Pi path anyway")
+        check_threads("--threads", threads, usable_cores(), error=BenchError)  # the defaults are not checked: (1, 4) is the Pi's
         self.forced = force
         self._given = threads
-        super().__init__(threads if threads is not None else self.DEFAULT_THREADS[-1])
+        BenchTarget.__init__(self, threads if threads is not None else self.DEFAULT_THREADS[-1])
 
     def thread_counts(self) -> tuple[int, ...]:
         return (self._given,) if self._given is not None else self.DEFAULT_THREADS
 
+    def report_folder(self) -> str:
+        import re
+        import socket
+
+        return "rpi-" + (re.sub(r"[^\w.-]", "_", socket.gethostname()) or "host")  # several Pis, one bundle
+
     def unsupported(self, fmt: str) -> str | None:
-        if not fmt.startswith("tflite"):
+        from edgekd.formats import find_format
+
+        found = find_format(fmt)
+        if found is None or found.runtime != "litert":
             return "the Pi bench runs the TFLite models only (the Pi install has no torch or ONNX Runtime)"
         return None
 
@@ -229,25 +254,34 @@ class McuTarget(BenchTarget):
 
     name = "mcu"
     description = "microcontroller class: TFLite Micro ops/arena/accuracy on this host, flash and latency estimated per MCU profile"
-    options = ("mcu", "flash_kb", "ram_kb")
+    options = ("mcu", "flash_kb", "ram_kb", "emulate")
     timeout_s: ClassVar[float] = 1800.0
 
-    def __init__(self, threads: int | None = None, mcu: str | None = None, flash_kb: float | None = None, ram_kb: float | None = None) -> None:
+    def __init__(self, threads: int | None = None, mcu: str | None = None, flash_kb: float | None = None, ram_kb: float | None = None, emulate: str | None = None) -> None:
         from edgekd.mcu.profiles import PROFILES
 
         if threads not in (None, 1):
             raise BenchError(f"--threads {threads}: TFLite Micro runs on one core; leave --threads out for --device mcu")
         for flag, value in (("--flash-kb", flash_kb), ("--ram-kb", ram_kb)):
-            if value is not None and value <= 0:
-                raise BenchError(f"{flag} must be positive, got {value}")
+            check_number(flag, value, low=0, low_open=True, high=MAX_KB, optional=True, error=BenchError)
         self.profile = PROFILES.get(mcu) if mcu is not None else None
         self.flash_kb = flash_kb if flash_kb is not None else (self.profile.flash_kb if self.profile else None)
         self.ram_kb = ram_kb if ram_kb is not None else (self.profile.ram_kb if self.profile else None)
+        self.emulate = emulate
+        if emulate is not None:
+            from edgekd.mcu import toolchain
+
+            toolchain.BOARDS.get(emulate)  # did-you-mean on a wrong core name
+            for tool in ("arm-none-eabi-gcc", "arm-none-eabi-g++", "qemu-system-arm"):
+                toolchain.require(tool)  # one line naming the packages to install
         super().__init__(1)
 
     def unsupported(self, fmt: str) -> str | None:
-        if fmt != "tflite_int8":
-            return "MCU targets run full-integer int8 TFLite models only"
+        from edgekd.formats import find_format
+
+        found = find_format(fmt)
+        if found is None or found.runtime != "litert" or not found.integer_io:
+            return f"MCU targets run full-integer int8 TFLite models only ({fmt} is not one: export with tflite_int8)"
         return None
 
     def host(self) -> dict[str, Any]:
@@ -255,7 +289,7 @@ class McuTarget(BenchTarget):
 
         host = host_info()
         try:
-            from edgekd.mcu.tflm import tflm_version
+            from edgekd.runtimes.tflm_runner import tflm_version
 
             host["packages"]["tflite-micro"] = tflm_version().split()[-1]
         except Exception:  # noqa: BLE001 - not installed: the rows say so
@@ -267,21 +301,49 @@ class McuTarget(BenchTarget):
 
     def measure(self, job: Job) -> dict[str, Any]:
         from edgekd.mcu import estimate
-        from edgekd.tflite_file import read_tflite
+        from edgekd.tflite_file import TfliteFileError, read_tflite
 
-        result = run_worker(asdict(job), "edgekd.mcu.tflm", None, self.timeout_s)
+        try:
+            model = read_tflite(job.file)
+        except TfliteFileError as exc:  # this row fails; the other models still run
+            return {"status": "failed", "stage": "load", "reason": str(exc), "tflm": {"ops_supported": None}}
+        if not model.is_int8:  # the file decides, not its name or manifest entry
+            reason = f"{Path(job.file).name} is a float model: MCU targets run full-integer int8 TFLite models only (export with tflite_int8)"
+            return {"status": "failed", "stage": "unsupported", "reason": reason, "unsupported": True, "tflm": {"ops_supported": False, "ops": model.op_names}}
+        result = run_worker(asdict(job), "edgekd.benchmark.mcu_worker", None, self.timeout_s)
         tflm = result.setdefault("tflm", {})
-        model = read_tflite(job.file)
         tflm["flash_bytes"] = estimate.flash_bytes(model)
         tflm["model_bytes"] = model.size_bytes
         tflm["runtime_flash_bytes"] = estimate.runtime_flash_bytes(model)
-        tflm["est_latency_ms"] = estimate.estimates_ms(model)
         tflm["ops"] = model.op_names
         tflm["macs"] = model.total_macs
         tflm.setdefault("accuracy", result.get("accuracy"))
+        if tflm.get("ops_supported") is False:  # TFLM has no kernel for an op: the target cannot run it
+            result.update(unsupported=True, reason=f"{result.get('reason')}; the model's ops: {', '.join(model.op_names)}")
         if result.get("status") == "ok":
             tflm["budget"] = self.budget(tflm)
+            if tflm["budget"] is not None and not tflm["budget"]["fits"]:
+                result.update(status="failed", stage="fit", reason=tflm["budget"]["message"], unsupported=True)
+        if result.get("status") == "ok":  # a latency estimate only for a model that runs and fits
+            tflm["est_latency_ms"] = estimate.estimates_ms(model)
+            if self.emulate:
+                self.run_emulated(job, result)
         return result
+
+    def run_emulated(self, job: Job, result: dict[str, Any]) -> None:
+        """Build the app for ``self.emulate``, run it on QEMU (:mod:`edgekd.mcu.app`, own process);
+        any int8 output that differs from the host TFLM's fails the row."""
+        from edgekd.bundle import sha256_file
+        from edgekd.data.cache import cache_root
+        from edgekd.tasks import get_task
+
+        out = cache_root() / "mcu" / "app" / f"{sha256_file(job.file)[:16]}-{self.emulate}"
+        emu = run_worker({"file": str(job.file), "eval": job.eval, "targets_key": get_task(job.task).targets_key, "core": self.emulate, "out": str(out)}, "edgekd.mcu.app", None, self.timeout_s)
+        keep = ("core", "board", "flash_bytes", "ram_bytes", "profiler_bytes", "sections", "build_s", "compiled", "cached", "kernels",
+                "arena_host_bytes", "emulated", "est_cycles", "bit_exact", "problems", "app_self_check", "elf")
+        result["tflm"]["emulated"] = {k: emu[k] for k in keep if k in emu} | {"status": emu.get("status"), "reason": emu.get("reason")}
+        if emu.get("status") != "ok":
+            result.update(status="failed", stage=emu.get("stage", "emulate"), reason=emu.get("reason", "the emulated run failed"))
 
     def budget(self, tflm: dict[str, Any]) -> dict[str, Any] | None:
         """Does the model fit the flash/RAM budget? None when no budget was given."""
@@ -290,11 +352,11 @@ class McuTarget(BenchTarget):
         over = []
         flash_kb = tflm["flash_bytes"] / 1024
         if self.flash_kb is not None and flash_kb > self.flash_kb:
-            over.append(f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime ≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by {flash_kb - self.flash_kb:,.1f} KB")
+            over.append(f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime ≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by {flash_kb - self.flash_kb:,.1f} KB ({tflm['flash_bytes'] - int(self.flash_kb * 1024):,} bytes)")
         if self.ram_kb is not None and tflm.get("arena_bytes") is not None:
             ram_kb = tflm["arena_bytes"] / 1024
             if ram_kb > self.ram_kb:
-                over.append(f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB")
+                over.append(f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB ({tflm['arena_bytes'] - int(self.ram_kb * 1024):,} bytes)")
         where = self.profile.name if self.profile else "the budget"
         return {"profile": self.profile.name if self.profile else None, "flash_kb": self.flash_kb, "ram_kb": self.ram_kb, "fits": not over, "message": f"does not fit {where}: {'; '.join(over)}" if over else f"fits {where}"}
 
@@ -305,23 +367,27 @@ class McuTarget(BenchTarget):
             "with reference kernels only to check ops, arena and accuracy",
             "arena: measured by TFLM's recording allocator on this 64-bit host; a 32-bit MCU needs slightly less "
             "(smaller per-tensor structs); flash: model + an estimate of the TFLM runtime and kernels",
-        ]
+        ] + ([
+            f"--emulate {self.emulate}: the app was built with TFLite Micro + CMSIS-NN and run on QEMU; instructions are counted "
+            "(-icount), cycles = instructions × a per-core factor (edgekd.mcu.cpi) and stand for TFLM + CMSIS-NN, while the "
+            "per-profile estimates above are fitted on the fastest published submissions (vendor runtimes); flash/RAM from the linker map",
+        ] if self.emulate else [])
 
     def artifacts(self, out_dir: Path, results: list[dict[str, Any]], files: dict[str, Path], eval_path: Path | None, task: str = "classification") -> dict[str, str]:
-        """``<stem>_tflm_config.h`` per int8 model that runs in TFLM: what deploy/mcu/main.cc includes."""
-        from edgekd.mcu.codegen import write_app_config
+        """``<stem>_tflm_config.h`` per int8 model that runs in TFLM: what deploy/mcu/main.cc includes,
+        with an eval image the int8 model classifies correctly and the host TFLM's int8 output for it
+        (:mod:`edgekd.mcu.hostref`, in its own process), which the app checks value for value."""
+        from edgekd.mcu.codegen import Sample, write_app_config
+        from edgekd.tasks import get_task
 
-        sample = None
-        if eval_path is not None:
-            from edgekd.benchmark.worker import load_eval
-            from edgekd.tasks import get_task
-
-            t = get_task(task)
-            images, targets = load_eval(eval_path, t.targets_key)
-            sample = (images[0], t.sample_label(targets))  # a mask has no expected class: -1
         written = {}
         for row in results:
             tflm = row.get("tflm") or {}
             if row["status"] == "ok" and tflm.get("arena_bytes"):
-                written[f"tflm_config:{row['file']}"] = str(write_app_config(files[row["file"]], tflm, out_dir, sample))
+                samples: list[Sample] = []
+                if eval_path is not None:
+                    job = {"file": str(files[row["file"]]), "eval": str(eval_path), "targets_key": get_task(task).targets_key, "count": 1}
+                    ref = run_worker(job, "edgekd.mcu.hostref", None, self.timeout_s)
+                    samples = [Sample(**s) for s in ref.get("samples", [])]
+                written[f"tflm_config:{row['file']}"] = str(write_app_config(files[row["file"]], tflm, out_dir, samples))
         return written

@@ -30,24 +30,17 @@ import numpy as np
 from edgekd import __version__
 from edgekd.atomic import atomic_dir, write_json, write_text, write_with
 from edgekd.bundle import FORMAT, MANIFEST, file_record
-from edgekd.config import Config, ExportConfig, dump_yaml, from_dict, load_config, parse_override, to_dict
+from edgekd.config import Config, ExportConfig, dump_yaml, from_dict, load_config, named_archs, parse_override, to_dict
 from edgekd.errors import ConfigError, EdgekdError
-from edgekd.exporters.errors import ExportError, ParityError
+from edgekd.exporters.errors import ParityError
 from edgekd.exporters.parity import Bounds, check_parity, reference_logits
 from edgekd.exporters.timing import shown_as
+from edgekd.formats import ExportJob, Format, all_formats, check_export_formats, get_format
+from edgekd.outputs import check_output_dir, not_a_bundle
 from edgekd.tasks import get_task
 from edgekd.ui import log, print_table
 
-MODEL_FORMATS = ("pytorch", "onnx", "tflite_fp32", "tflite_int8", "tflite_fp16", "tflite_dynamic")
 ROLES = ("student", "teacher", "baseline")
-
-
-def file_name(role: str, fmt: str) -> str:
-    if fmt == "pytorch":
-        return f"{role}.pt"
-    if fmt == "onnx":
-        return f"{role}.onnx"
-    return f"{role}_{fmt.removeprefix('tflite_')}.tflite"
 
 
 def latest_run(runs_dir: Path = Path("runs")) -> Path:
@@ -72,17 +65,20 @@ def _resolve_config(run: Path, overrides: Sequence[str]) -> Config:
     from edgekd.config import validate
 
     validate(cfg)
-    bad = [f for f in (*cfg.export.formats, *cfg.export.teacher_formats) if f not in MODEL_FORMATS]
-    if bad:
-        raise ConfigError(f"config: unknown export format {bad[0]!r}; available: {', '.join(MODEL_FORMATS)}")
+    check_export_names(cfg.export)
+    return cfg
+
+
+def check_export_names(ecfg: ExportConfig) -> None:
+    """Every name in the export settings resolves (formats, backend, models)."""
+    check_export_formats({"export.formats": ecfg.formats, "export.teacher_formats": ecfg.teacher_formats})
     from edgekd.exporters.to_tflite import TFLITE_BACKENDS
 
-    if cfg.export.backend not in TFLITE_BACKENDS:
-        raise ConfigError(f"config: export.backend: {TFLITE_BACKENDS.unknown_message(cfg.export.backend)}")
-    bad_roles = [r for r in cfg.export.models if r not in ROLES]
+    if ecfg.backend not in TFLITE_BACKENDS:
+        raise ConfigError(f"config: export.backend: {TFLITE_BACKENDS.unknown_message(ecfg.backend)}")
+    bad_roles = [r for r in ecfg.models if r not in ROLES]
     if bad_roles:
         raise ConfigError(f"config: export.models: unknown model {bad_roles[0]!r}; available: {', '.join(ROLES)}")
-    return cfg
 
 
 def _sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -109,11 +105,13 @@ def export(
     run_dir = Path(run) if run is not None else latest_run()
     cfg = _resolve_config(run_dir, set)
     out_dir = Path(out) if out is not None else Path("artifacts") / run_dir.name
+    # before any work: a bundle replaces only an older bundle, never the run or a user's files
+    check_output_dir(out_dir, "bundle", not_a_bundle, protect=[run_dir], beside=True)
     ecfg = cfg.export
     allow = ecfg.allow_parity_failure if allow_parity_failure is None else allow_parity_failure
     bounds = Bounds(ecfg.fp32_max_abs_diff, ecfg.min_top1_agreement, ecfg.max_acc_drop, ecfg.min_logit_snr_db, ecfg.max_class_share)
 
-    from edgekd.checkpoint import load_checkpoint, load_model
+    from edgekd.checkpoint import load_model
     from edgekd.data import load_dataset
     from edgekd.exporters.lean import lean_for_export
     from edgekd.models.wrappers import with_preprocessing
@@ -145,6 +143,12 @@ def export(
             "normalization": "folded into every model: feed raw pixel values",
             "mean": list(data.mean),
             "std": list(data.std),
+            # what `edgekd predict` / Predictor do to an image of another size or colour: the
+            # training data's decoding (edgekd.data.imagefolder): to RGB, bilinear resize, then
+            # one channel (ITU-R 601 luma) for a grayscale model
+            "image_size": [int(test_nhwc.shape[1]), int(test_nhwc.shape[2])],
+            "channels": int(test_nhwc.shape[3]),
+            "resize": "bilinear",
         },
         "eval": {
             "file": "eval.npz", "count": int(len(eval_idx)), "layout": "NHWC", "dtype": "uint8", "split": "test",
@@ -163,14 +167,15 @@ def export(
         work = tmp / ".work"
         for role in roles:
             ckpt_path = run_dir / f"{role}.pt"
-            model, ckpt = load_model(ckpt_path)
+            model, ckpt = load_model(ckpt_path, arch=named_archs(cfg))  # the run's own config names its archs
             mean, std = ckpt["data"]["mean"], ckpt["data"]["std"]
             wrapped = with_preprocessing(model, mean, std)
             c, (h, w) = len(mean), ckpt["data"]["image_size"]
             # the same function with fewer TFLite ops (exact; parity below compares against wrapped)
             lean, rewrites = lean_for_export(wrapped, (1, c, h, w))
             formats = ecfg.formats if role == "student" else ecfg.teacher_formats
-            files = _export_role(role, lean, ckpt, ckpt_path, formats, (1, c, h, w), ecfg, calibration, tmp, work)
+            job = ExportJob(role, lean, ckpt, (1, c, h, w), ecfg, calibration, tmp, work)
+            files = _export_role(job, formats)
             rec = summary.get(role, {})
             manifest["roles"][role] = {
                 "arch": ckpt["arch"],
@@ -193,10 +198,9 @@ def export(
                 if not metrics["ok"]:
                     failures.append(f"{name}: {'; '.join(metrics['problems'])}")
         shutil.rmtree(work, ignore_errors=True)
-        if (tmp / "student_int8.tflite").is_file():
-            from edgekd.exporters.to_c_array import tflite_to_c_array
-
-            tflite_to_c_array(tmp / "student_int8.tflite", tmp / "student_int8_model_data.cc")
+        for name, m in manifest["metrics"].items():
+            if m["format"] == "tflite_int8":
+                m["mcu"] = _mcu_support(tmp / name)
         images = np.ascontiguousarray(test_nhwc[eval_idx])
         targets = task.eval_targets(data.test, eval_idx)  # {"labels": …} or {"masks": (N, H, W) uint8}
         write_with(tmp / "eval.npz", lambda fh: np.savez_compressed(fh, images=images, **targets, classes=np.array(data.classes)))
@@ -220,44 +224,25 @@ def export(
     return manifest
 
 
-def _export_role(role, wrapped, ckpt, ckpt_path, formats, input_shape, ecfg: ExportConfig, calibration, tmp: Path, work: Path) -> list[str]:
-    """Write one model's files; returns their names."""
-    from edgekd.checkpoint import save_checkpoint
-    from edgekd.exporters.to_onnx import torch_to_onnx
-    from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLITE_FORMATS, TFLiteRequest
-
-    files = []
-    if "pytorch" in formats:  # the model alone: no optimizer or history travels to the device
-        slim = {k: v for k, v in ckpt.items() if k not in ("format", "edgekd_version", "train_state")}
-        save_checkpoint(tmp / file_name(role, "pytorch"), slim)
-        files.append(file_name(role, "pytorch"))
-    onnx_path = None
-    if "onnx" in formats:
-        onnx_path = torch_to_onnx(wrapped, tmp / file_name(role, "onnx"), input_shape, ecfg.opset, ecfg.dynamic_batch, name=role)
-        files.append(onnx_path.name)
-    tflite = [f for f in formats if f in TFLITE_FORMATS]
-    if tflite:
-        request = TFLiteRequest(
-            model=wrapped,
-            input_shape=input_shape,
-            outputs={f: tmp / file_name(role, f) for f in tflite},
-            calibration=calibration,
-            name=role,
-            work_dir=work,
-            opset=ecfg.opset,
-            # the bundle's ONNX is reused when it is batch 1; a backend that needs ONNX exports
-            # a static one into work/ otherwise, and one that starts from PyTorch skips ONNX
-            onnx_path=None if ecfg.dynamic_batch else onnx_path,
-        )
-        TFLITE_BACKENDS.get(ecfg.backend)(request)
-        files += [file_name(role, f) for f in tflite]
-    return files
+def _export_role(job: ExportJob, requested: Sequence[str]) -> list[str]:
+    """Write one model's files, each format by the exporter :mod:`edgekd.formats` names (one call
+    per exporter, sources first); returns the names of its model files."""
+    rank = {f.name: i for i, f in enumerate(all_formats())}
+    chosen = [get_format(name) for name in requested]
+    chosen += [f for f in all_formats() if job.role in f.auto_roles and f.source in requested and f.name not in requested]
+    groups: dict[str, list[Format]] = {}
+    for fmt in chosen:  # in the order asked for within a group (the TFLite files of one backend call)
+        groups.setdefault(fmt.exporter or "", []).append(fmt)
+    for members in sorted(groups.values(), key=lambda group: min(rank[f.name] for f in group)):
+        members[0].exporter_function()(job, [f.name for f in members])
+        job.made.update({f.name: job.path(f.name) for f in members})
+    return [path.name for name, path in job.made.items() if get_format(name).is_model]
 
 
 def _model_entry(path: Path, role: str, fmt: str, ckpt: dict, input_shape: tuple[int, ...], task) -> dict[str, Any]:
     entry: dict[str, Any] = {"role": role, "format": fmt}
     base = {"mean": ckpt["data"]["mean"], "std": ckpt["data"]["std"], "range": [0, 255]}
-    if fmt.startswith("tflite"):
+    if get_format(fmt).runtime == "litert":  # the file carries its tensors' shapes, dtypes and quantization
         from edgekd.runtimes import open_runner
         from edgekd.runtimes.tflite_runner import model_ops
 
@@ -283,9 +268,49 @@ def _versions() -> dict[str, str]:
     return out
 
 
+MCU_CHECK = "edgekd.mcu.support"  # run as a process of its own, by name (mcu sits above exporters)
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from importlib import import_module; sys.exit(import_module(sys.argv[2]).main(sys.argv[3:]))"
+
+
+def _mcu_support(path: Path, timeout_s: float = 600.0) -> dict[str, Any]:
+    """TFLite Micro's verdict on an int8 file (every op it lacks, the flash it needs) from
+    :mod:`edgekd.mcu.support`, in a fresh process: a crash inside TFLite Micro fails this cell, not
+    the export (the same process boundary as bench's measuring processes)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding this edgekd package
+    with tempfile.TemporaryDirectory(prefix="edgekd-mcu-") as tmp:
+        job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        write_json(job, {"file": str(path)})
+        try:
+            proc = subprocess.run([sys.executable, "-c", _BOOT, root, MCU_CHECK, str(job), str(result)], capture_output=True, text=True, errors="replace", timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return {"status": "failed", "reason": f"no answer after {timeout_s:.0f} s"}
+        if proc.returncode != 0 or not result.is_file():
+            tail = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()][-1:] or [f"exit status {proc.returncode}"]
+            return {"status": "failed", "reason": f"the check process died: {tail[0][:200]}"}
+        out = json.loads(result.read_text())
+    out.pop("traceback", None)
+    return out
+
+
+def mcu_cell(mcu: dict[str, Any] | None) -> str:
+    """The export table's MCU column: ok or the ops TFLite Micro lacks, with the flash needed."""
+    if not mcu:
+        return "—"  # not an int8 file: TFLite Micro runs full-integer models only
+    flash = f"flash ≈{mcu['flash_bytes'] / 1024:,.0f} KB" if mcu.get("flash_bytes") else ""
+    if mcu.get("status") != "ok":
+        return f"not checked ({mcu.get('reason', '?')})"
+    if mcu["missing_ops"]:
+        return f"no: TFLM lacks {', '.join(mcu['missing_ops'])}; {flash}"
+    return f"ok, {flash}"
+
+
 def _print_parity(manifest: dict[str, Any], task) -> None:
     rows = []
     for name, m in manifest["metrics"].items():
         status = "ok" if m["ok"] else "OUT OF BOUNDS: " + "; ".join(m["problems"])
-        rows.append([name, m["format"], manifest["files"][name]["bytes"], *task.parity_cells(m), m["n"], status])
-    print_table("export parity vs PyTorch", ["file", "format", "bytes", *task.parity_headers, "n", "status"], rows)
+        rows.append([name, m["format"], manifest["files"][name]["bytes"], *task.parity_cells(m), m["n"], status, mcu_cell(m.get("mcu"))])
+    print_table("export parity vs PyTorch", ["file", "format", "bytes", *task.parity_headers, "n", "status", "MCU (TFLite Micro)"], rows)

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, first_line
 from edgekd.fdcapture import captured_fds
 from edgekd.runtimes.base import Runner, RuntimeMissing
 
@@ -20,9 +20,9 @@ from edgekd.runtimes.base import Runner, RuntimeMissing
 def interpreter_class() -> tuple[Any, str]:
     """(Interpreter class, "runtime version") of the first TFLite runtime found."""
     try:
-        from ai_edge_litert import interpreter as litert
-
         from importlib.metadata import version
+
+        from ai_edge_litert import interpreter as litert
 
         return litert.Interpreter, f"ai-edge-litert {version('ai-edge-litert')}"
     except ImportError:
@@ -48,7 +48,7 @@ def explain_load_error(path: Path, exc: Exception, runtime: str) -> EdgekdError:
             f"{path.name} needs TFLite op {op} version {ver}, which {runtime} does not have; "
             "upgrade the runtime on this device (pip install -U ai-edge-litert) or export with an older converter"
         )
-    return EdgekdError(f"cannot load {path.name} in {runtime}: {text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__}")
+    return EdgekdError(f"cannot load {path.name} in {runtime}: {first_line(exc, 200)}")
 
 
 class TFLiteRunner(Runner):
@@ -132,6 +132,34 @@ def model_ops(path: str | Path) -> list[str]:
     except (ValueError, RuntimeError) as exc:
         raise explain_load_error(Path(path), exc, runtime) from None
     return list(dict.fromkeys(d["op_name"] for d in interpreter._get_ops_details()))
+
+
+def undelegated_ops(path: str | Path, threads: int = 1) -> list[str]:
+    """The builtin ops of a .tflite file that the runtime's default delegate (XNNPACK) leaves to its
+    plain kernels, deduplicated, in graph order.
+
+    The interpreter lists the original nodes and, after them, one DELEGATE node per partition the
+    delegate took (inputs: the partition's inputs, outputs: what leaves it). A node still runs on
+    its own exactly when one of its outputs is not produced by a DELEGATE node and is needed by a
+    graph output, a node that runs on its own, or a DELEGATE node; found walking backwards."""
+    cls, runtime = interpreter_class()
+    try:
+        with captured_fds((2,)):
+            interpreter = cls(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise explain_load_error(Path(path), exc, runtime) from None
+    nodes = interpreter._get_ops_details()
+    delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    produced_by_delegate = {int(t) for n in delegates for t in n["outputs"]}
+    needed = {int(d["index"]) for d in interpreter.get_output_details()} | {int(t) for n in delegates for t in n["inputs"]}
+    own = []
+    for node in reversed([n for n in nodes if n["op_name"] != "DELEGATE"]):
+        outputs = {int(t) for t in node["outputs"]} - produced_by_delegate
+        if outputs & needed:
+            own.append(node)
+            needed |= {int(t) for t in node["inputs"] if int(t) >= 0}
+    return list(dict.fromkeys(n["op_name"] for n in reversed(own)))
 
 
 def full_integer_problems(path: str | Path) -> list[str]:
