@@ -183,6 +183,22 @@ def export(
                 manifest["metrics"][name] = metrics
                 if not metrics["ok"]:
                     failures.append(f"{name}: {'; '.join(metrics['problems'])}")
+        qat_ckpt = run_dir / "student_qat.pt"
+        if "student" in roles and "tflite_int8" in ecfg.formats and qat_ckpt.is_file():
+            # the QAT int8 file beside the PTQ one, checked against its own fake-quant graph
+            from edgekd.exporters.to_tflite_qat import export_qat
+
+            name = file_name("student_qat", "tflite_int8")
+            qdq, ckpt = export_qat(qat_ckpt, tmp / name)
+            c, (h, w) = ckpt["data"]["in_channels"], ckpt["data"]["image_size"]
+            rec = summary.get("student_qat", {})
+            manifest["roles"]["student_qat"] = {"arch": ckpt["arch"], "val_acc": rec.get("val_acc"), "test_acc": rec.get("test_acc"), "files": [name], "qat": ckpt["qat"]}
+            metrics = check_parity(tmp / name, test_nhwc[parity_idx], test_targets[parity_idx], reference_logits(qdq, test_nhwc[parity_idx]), bounds, ecfg.threads, task)
+            metrics["reference"] = "fake-quant PyTorch (QDQ graph)"
+            manifest["models"][name] = _model_entry(tmp / name, "student_qat", metrics["format"], ckpt, (1, c, h, w), task)
+            manifest["metrics"][name] = metrics
+            if not metrics["ok"]:
+                failures.append(f"{name}: {'; '.join(metrics['problems'])}")
         shutil.rmtree(work, ignore_errors=True)
         if (tmp / "student_int8.tflite").is_file():
             from edgekd.exporters.to_c_array import tflite_to_c_array
