@@ -4,6 +4,8 @@ Bundle layout (copied as-is to a Raspberry Pi or into an MCU project)::
 
     student.pt  student.onnx  student_fp32.tflite  student_int8.tflite   (+ _fp16, _dynamic on request)
     teacher.pt  teacher.onnx  teacher_fp32.tflite
+    student_qat_int8.tflite          with distill.qat: the QAT student, full integer, its learned scales kept
+    quant_report.json                per int8 file and layer: SNR vs float, ranges, scale, clipped share, likely fix
     student_int8_model_data.cc/.h    the int8 model as a C array for TensorFlow Lite Micro
     eval.npz                         held-out raw uint8 images (NHWC) + labels (segmentation: masks) + class names
     config.yaml  summary.json        the run's resolved config (with export settings) and results
@@ -200,6 +202,11 @@ def export(
             if not metrics["ok"]:
                 failures.append(f"{name}: {'; '.join(metrics['problems'])}")
         shutil.rmtree(work, ignore_errors=True)
+        from edgekd.exporters.quant_report import IMAGES, bundle_quant_report
+
+        quant_report = bundle_quant_report(tmp, calibration[:IMAGES])  # every int8 file, layer by layer
+        if quant_report is not None:
+            write_json(tmp / "quant_report.json", quant_report)
         if (tmp / "student_int8.tflite").is_file():
             from edgekd.exporters.to_c_array import tflite_to_c_array
 
@@ -213,6 +220,10 @@ def export(
         manifest["files"] = {p.name: file_record(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json(tmp / MANIFEST, manifest)
     _print_parity(manifest, task)
+    if quant_report is not None:
+        from edgekd.exporters.quant_report import print_quant_report
+
+        print_quant_report(quant_report)
     log(f"export: wrote {out_dir} ({len(manifest['files'])} files)")
     if failures:
         message = "parity out of bounds: " + " / ".join(failures)
