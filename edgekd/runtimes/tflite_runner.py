@@ -51,6 +51,10 @@ def explain_load_error(path: Path, exc: Exception, runtime: str) -> EdgekdError:
     return EdgekdError(f"cannot load {path.name} in {runtime}: {text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__}")
 
 
+# integer I/O dtypes: int8/uint8, and int16 for 16×8 files (int16 activations, int8 weights)
+QUANTIZED = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
+
+
 class TFLiteRunner(Runner):
     layout = "NHWC"
 
@@ -72,7 +76,7 @@ class TFLiteRunner(Runner):
 
     @property
     def quantized_input(self) -> bool:
-        return np.dtype(self.inp["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8))
+        return np.dtype(self.inp["dtype"]) in QUANTIZED
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         x = image[None].astype(np.float32)  # (1, H, W, C) raw pixels
@@ -87,14 +91,14 @@ class TFLiteRunner(Runner):
         return self.interpreter.get_tensor(self.out["index"])
 
     def dequantize(self, y: np.ndarray) -> np.ndarray:
-        if np.dtype(self.out["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8)) and self.out_scale:
+        if np.dtype(self.out["dtype"]) in QUANTIZED and self.out_scale:
             return (y.astype(np.float32) - self.out_zero) * self.out_scale
         return y.astype(np.float32)
 
     @staticmethod
     def _quant(detail: dict[str, Any]) -> dict[str, Any]:
         scale, zero = detail["quantization"]
-        quantized = np.dtype(detail["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8)) and scale
+        quantized = np.dtype(detail["dtype"]) in QUANTIZED and scale
         return {"scale": float(scale) if quantized else None, "zero_point": int(zero) if quantized else None}
 
     @property
