@@ -147,3 +147,25 @@ def test_distill_with_qat_stage_resumes_and_exports(pt2e, tmp_path: Path) -> Non
     assert m["models"]["student_qat_int8.tflite"]["input"]["dtype"] == "int8"
     report = json.loads((bundle / "quant_report.json").read_text())
     assert set(report["files"]) == {"student_int8.tflite", "student_qat_int8.tflite"}
+
+
+def test_calibration_methods_choose_their_ranges() -> None:
+    from edgekd.exporters.calibration import CALIBRATIONS
+    from edgekd.registry import UnknownNameError
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0, 1, 20000), [40.0, -35.0]])  # two outliers stretch min-max
+    lo, hi = float(values.min()), float(values.max())
+    assert CALIBRATIONS.get("minmax")(values, lo, hi, 256) == (lo, hi)
+    p_lo, p_hi = CALIBRATIONS.get("percentile")(values, lo, hi, 256)
+    assert -6 < p_lo < -3 and 3 < p_hi < 6
+    m_lo, m_hi = CALIBRATIONS.get("mse")(values, lo, hi, 256)
+    assert lo < m_lo < 0 < m_hi < hi  # shrunk: the rounding error saved outweighs the two clipped values
+
+    def mse(a: float, b: float) -> float:
+        scale = (b - a) / 255
+        return float(np.mean((values - (np.clip(np.round((values - a) / scale), 0, 255) * scale + a)) ** 2))
+
+    assert mse(m_lo, m_hi) < mse(lo, hi)
+    with pytest.raises(UnknownNameError, match="did you mean 'mse'"):
+        CALIBRATIONS.get("mes")

@@ -65,7 +65,8 @@ class _Model:
         x = image[None].astype(np.float32)
         scale, zero = self.input["quantization"]
         if np.dtype(self.input["dtype"]) != np.float32:
-            x = np.clip(np.round(x / scale + zero), -128, 127).astype(self.input["dtype"])
+            info = np.iinfo(self.input["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
         self.interp.set_tensor(self.input["index"], x)
         self.interp.invoke()
 
