@@ -152,6 +152,9 @@ class ExportConfig:
     opset: int = opt(17, "ONNX opset (17 or newer)")
     dynamic_batch: bool = opt(False, "ONNX with a dynamic batch dimension (TFLite stays batch 1)")
     calibration_samples: int = opt(300, "training images used to calibrate int8 ranges")
+    calibration_method: Literal["minmax", "percentile", "mse"] = opt(
+        "minmax", "int8 activation ranges: minmax (extremes), percentile (0.01–99.99 %), mse (least rounding + clipping error); other than minmax needs backend litert_torch"
+    )
     eval_samples: int = opt(500, "held-out test images stored in eval.npz for on-device accuracy")
     parity_samples: int | None = opt(None, "test images for the parity check; None: the whole test split")
     fp32_max_abs_diff: float = opt(2e-3, "bound on |logit − PyTorch logit| for fp32 formats (segmentation: per pixel)")
@@ -398,6 +401,8 @@ def validate(config: Config) -> None:
     e = config.export
     if e.opset < 17:
         raise ConfigError(f"config: export.opset must be 17 or newer, got {e.opset}")
+    if e.calibration_method != "minmax" and e.backend != "litert_torch":
+        raise ConfigError(f"config: export.calibration_method={e.calibration_method} needs export.backend=litert_torch (onnx2tf calibrates min-max)")
     if e.calibration_samples < 1 or e.eval_samples < 1:
         raise ConfigError("config: export.calibration_samples and export.eval_samples must be at least 1")
     if e.parity_samples is not None and e.parity_samples < 1:

@@ -169,3 +169,11 @@ def test_calibration_methods_choose_their_ranges() -> None:
     assert mse(m_lo, m_hi) < mse(lo, hi)
     with pytest.raises(UnknownNameError, match="did you mean 'mse'"):
         CALIBRATIONS.get("mes")
+
+
+def test_calibration_method_is_a_litert_export_choice() -> None:
+    assert load_config(None, ["export.backend=litert_torch", "export.calibration_method=percentile"]).export.calibration_method == "percentile"
+    with pytest.raises(ConfigError, match="needs export.backend=litert_torch"):
+        load_config(None, ["export.calibration_method=mse"])
+    with pytest.raises(ConfigError, match="did you mean 'mse'"):
+        load_config(None, ["export.backend=litert_torch", "export.calibration_method=mes"])

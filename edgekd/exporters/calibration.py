@@ -93,7 +93,7 @@ def ptq_tflite(fp32: str | Path, images: np.ndarray, method: str = "minmax", act
             q = quantizer.Quantizer(str(fp32), quant_recipe)
             ranges = _calibrate(fp32, quant_recipe, images)
             if method != "minmax":
-                ranges = _apply(choose, ranges, fp32, images, levels)
+                ranges = refine_ranges(choose, ranges, fp32, images, levels)
             result = q.quantize(ranges)
             failure = None
         except Exception as exc:  # the quantizer raises ValueError/RuntimeError/KeyError on unsupported graphs
@@ -104,7 +104,9 @@ def ptq_tflite(fp32: str | Path, images: np.ndarray, method: str = "minmax", act
     return bytes(result.quantized_model)
 
 
-def _apply(choose: Callable[..., tuple[float, float]], ranges: dict[str, Any], fp32: Path, images: np.ndarray, levels: int) -> dict[str, Any]:
+def refine_ranges(choose: Callable[..., tuple[float, float]], ranges: dict[str, Any], fp32: Path, images: np.ndarray, levels: int) -> dict[str, Any]:
+    """Min-max ``ranges`` (ai-edge-quantizer's, by tensor name) re-chosen by ``choose`` from the
+    float values of every per-tensor range; the input's range (pixels 0–255) is kept."""
     from ai_edge_litert import interpreter as litert
 
     with captured_fds((2,)):

@@ -261,6 +261,7 @@ def _export_role(role, wrapped, ckpt, ckpt_path, formats, input_shape, ecfg: Exp
             # the bundle's ONNX is reused when it is batch 1; a backend that needs ONNX exports
             # a static one into work/ otherwise, and one that starts from PyTorch skips ONNX
             onnx_path=None if ecfg.dynamic_batch else onnx_path,
+            calibration_method=ecfg.calibration_method,
         )
         TFLITE_BACKENDS.get(ecfg.backend)(request)
         files += [file_name(role, f) for f in tflite]

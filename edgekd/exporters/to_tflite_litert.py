@@ -53,7 +53,7 @@ def import_litert() -> tuple[Any, Any, Any]:
 @TFLITE_BACKENDS.register("litert_torch")
 def litert_torch_backend(request: TFLiteRequest) -> dict[str, Path]:
     """PyTorch → TFLite with litert-torch + ai-edge-quantizer; no ONNX graph is needed."""
-    return torch_to_tflite(request.model, request.input_shape, request.outputs, request.calibration, name=request.name)
+    return torch_to_tflite(request.model, request.input_shape, request.outputs, request.calibration, name=request.name, calibration_method=request.calibration_method)
 
 
 def _recipes(recipe: Any) -> dict[str, Any]:
@@ -73,7 +73,9 @@ def _recipes(recipe: Any) -> dict[str, Any]:
 
 
 @conversion()
-def torch_to_tflite(model: Any, input_shape: tuple[int, ...], outputs: dict[str, Path], calibration: np.ndarray, name: str = "model") -> dict[str, Path]:
+def torch_to_tflite(
+    model: Any, input_shape: tuple[int, ...], outputs: dict[str, Path], calibration: np.ndarray, name: str = "model", calibration_method: str = "minmax"
+) -> dict[str, Path]:
     """Convert ``model`` (raw-pixel input, NCHW, batch 1 of ``input_shape``) to the requested
     TFLite ``outputs`` ({format: path}), each with an NHWC input like the onnx2tf files.
 
@@ -116,7 +118,7 @@ def torch_to_tflite(model: Any, input_shape: tuple[int, ...], outputs: dict[str,
             if fmt == "tflite_fp32":
                 dest.write_bytes(fp32.read_bytes())
             else:
-                dest.write_bytes(_quantize(quantizer, fp32, recipes[fmt], calibration if fmt == "tflite_int8" else None, name, fmt))
+                dest.write_bytes(_quantize(quantizer, fp32, recipes[fmt], calibration if fmt == "tflite_int8" else None, name, fmt, calibration_method))
             if fmt == "tflite_int8":
                 problems = full_integer_problems(dest)
                 if problems:
@@ -125,7 +127,7 @@ def torch_to_tflite(model: Any, input_shape: tuple[int, ...], outputs: dict[str,
     return written
 
 
-def _quantize(quantizer: Any, fp32: Path, quant_recipe: Any, calibration: np.ndarray | None, name: str, fmt: str) -> bytes:
+def _quantize(quantizer: Any, fp32: Path, quant_recipe: Any, calibration: np.ndarray | None, name: str, fmt: str, method: str = "minmax") -> bytes:
     """One ai-edge-quantizer pass over the fp32 file; ``calibration`` for the static (int8) recipe."""
     q = quantizer.Quantizer(str(fp32), quant_recipe)
     with captured_fds() as log_path, warnings.catch_warnings():  # its size report and progress bars
@@ -133,6 +135,10 @@ def _quantize(quantizer: Any, fp32: Path, quant_recipe: Any, calibration: np.nda
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
         try:
             ranges = _calibrate(fp32, quant_recipe, calibration) if q.need_calibration else None
+            if ranges is not None and method != "minmax":
+                from edgekd.exporters.calibration import CALIBRATIONS, refine_ranges
+
+                ranges = refine_ranges(CALIBRATIONS.get(method), ranges, fp32, calibration, 256)
             result = q.quantize(ranges)
             failure = None
         except Exception as exc:  # the quantizer raises ValueError/RuntimeError/KeyError on unsupported graphs
