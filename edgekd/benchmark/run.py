@@ -19,7 +19,7 @@ from edgekd.benchmark.report import BenchReport, comparisons, markdown, plot_tit
 from edgekd.benchmark.targets import TARGETS, BenchTarget, Job
 from edgekd.bundle import require_verified
 
-ROLE_ORDER = ("student", "teacher", "baseline")
+ROLE_ORDER = ("student", "student_qat", "teacher", "baseline")  # the QAT int8 file right after the PTQ one
 FORMAT_ORDER = ("pytorch", "onnx", "tflite_fp32", "tflite_fp16", "tflite_dynamic", "tflite_int8")
 
 
