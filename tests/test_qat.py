@@ -123,6 +123,7 @@ def test_qat_student_exports_with_its_learned_scales(pt2e, tmp_path: Path) -> No
     assert_tflm_matches_litert(path, eval_images[:20])
 
 
+@pytest.mark.slow  # two distill runs, two litert-torch conversions: minutes on a loaded 2-core machine
 def test_distill_with_qat_stage_resumes_and_exports(pt2e, tmp_path: Path) -> None:
     """distill.qat adds the student_qat stage (own summary row, resumable) and export writes the
     QAT int8 file beside the PTQ one, checked against the fake-quant graph, with its quant report."""
