@@ -13,14 +13,17 @@ CONFIG ?= configs/digits.yaml
 RUN    ?= runs/$(basename $(notdir $(CONFIG)))
 BUNDLE ?= artifacts/$(notdir $(RUN))
 PYTEST_ARGS ?=
+BUDGET ?= flash_kb=64,device=cortex-m4-120mhz
 
-.PHONY: help venv distill export bench test test-slow test-arm arm64-emu mcu-estimate clean
+.PHONY: help venv distill export bench search test test-slow lint test-arm arm64-emu mcu-estimate clean
 
 help:
 	@echo "make distill export   train on $(CONFIG) into $(RUN), then export the bundle to $(BUNDLE)"
 	@echo "make bench            benchmark every model in $(BUNDLE) on this CPU; report in $(BUNDLE)/bench"
+	@echo "make search           the most accurate student of $(CONFIG) inside BUDGET=$(BUDGET), in $(RUN)-search"
 	@echo "make test             run the fast test suite"
 	@echo "make test-slow        run the slow tests (real CIFAR-10 data)"
+	@echo "make lint             ruff: lint and format check (settings in pyproject.toml)"
 	@echo "make test-arm         run the Pi code path on emulated ARM64 (qemu-user; sets up .cache/arm64-emu)"
 	@echo "make mcu-estimate     MCU latency estimates vs the published MLPerf Tiny ResNet-8 figures"
 	@echo "make venv             create $(VENV) and install edgekd with every extra"
@@ -43,11 +46,18 @@ export: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/edgekd bench --artifacts $(BUNDLE) --out $(BUNDLE)/bench
 
+search: $(STAMP)
+	$(BIN)/edgekd search --config $(CONFIG) --budget $(BUDGET) --out $(RUN)-search
+
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 test-slow: $(STAMP)
 	$(BIN)/python -m pytest -q --runslow -m slow $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # qemu-user-static, an arm64 Python 3.11 from Debian packages and the aarch64 wheels, cached in
 # .cache/arm64-emu (idempotent; needs root for apt-get the first time)

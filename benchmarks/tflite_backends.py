@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 from edgekd.exporters.compare import DEFAULT_FORMATS, compare_tflite_backends
 from edgekd.ui import print_table
@@ -60,8 +59,9 @@ def main() -> int:
     )
     print_table(title, ["backend", "format", "bytes", "top-1 agree %", "max |Δlogit|", "test acc %", "median µs", "convert s", "I/O", "ops"], rows)
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(report, indent=2, default=str))
+        from edgekd.atomic import write_json
+
+        write_json(args.json, json.loads(json.dumps(report, default=str)))  # Paths etc. as strings, then strict
     return 0 if all(not r["error"] for r in report["results"]) else 1
 
 

@@ -26,6 +26,7 @@ _LAZY = {
     "export": "edgekd.exporters.export",
     "verify_bundle": "edgekd.bundle",
     "sweep": "edgekd.train.sweep",
+    "search": "edgekd.search.run",
     "load_dataset": "edgekd.data",
     "create_model": "edgekd.models",
     "list_models": "edgekd.models",

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -56,14 +58,74 @@ def write_text(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
+def _non_finite(obj: Any, where: str = "") -> str | None:
+    """The key path of the first NaN/inf in ``obj`` (None when there is none)."""
+    if isinstance(obj, float):
+        return None if math.isfinite(obj) else (where or "<top>")
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for key, value in items:
+        found = _non_finite(value, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]")
+        if found is not None:
+            return found
+    return None
+
+
+def json_text(obj: Any, indent: int | None = 2) -> str:
+    """Strict JSON: NaN and ±inf are refused (``json`` would write bare ``NaN``, which no JSON
+    reader accepts), naming the key that holds one. Every JSON file edgekd writes goes through here."""
+    try:
+        return json.dumps(obj, indent=indent, sort_keys=False, allow_nan=False)
+    except ValueError:
+        raise ValueError(f"refusing to write non-finite number at {_non_finite(obj)} as JSON") from None
+
+
 def write_json(path: str | Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    write_text(path, json_text(obj) + "\n")
+
+
+def write_json_lines(path: str | Path, records: Any) -> None:
+    """One strict JSON record per line (``.jsonl``)."""
+    write_text(path, "".join(json_text(r, indent=None) + "\n" for r in records))
 
 
 def write_with(path: str | Path, writer: Callable[[IO[bytes]], None]) -> None:
     """Atomic write through a function that takes a binary file object (``torch.save``, ``np.savez``)."""
     with atomic_open(path, "wb") as fh:
         writer(fh)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def _dir_prefix(path: Path) -> str:
+    """``.NAME.PID-``: the writer's process id in the name tells a live build from a dead one."""
+    return f".{path.name}.{os.getpid()}-"
+
+
+def remove_stale(path: str | Path) -> list[Path]:
+    """Remove what an interrupted :func:`atomic_dir` for ``path`` left beside it (a killed export's
+    half-built folder): only folders of our own naming (``.NAME.PID-XXXXXXXX.tmp`` / ``.old``)
+    whose process is gone, so a build running in parallel keeps its folder. Returns them."""
+    path = Path(path)
+    pattern = re.compile(rf"\.{re.escape(path.name)}\.(\d+)-[a-z0-9_]{{8}}\.(?:tmp|old)")
+    try:
+        entries = list(path.parent.iterdir())
+    except OSError:
+        return []
+    stale = []
+    for p in entries:
+        m = pattern.fullmatch(p.name)
+        if m and p.is_dir() and not p.is_symlink() and not _alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True)
+            stale.append(p)
+    return stale
 
 
 @contextlib.contextmanager
@@ -75,7 +137,8 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    remove_stale(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_dir_prefix(path), suffix=".tmp", dir=path.parent))
     os.chmod(tmp, _plain_mode(0o777))
     try:
         yield tmp
@@ -84,7 +147,7 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         raise
     old = None
     if path.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+        old = Path(tempfile.mkdtemp(prefix=_dir_prefix(path), suffix=".old", dir=path.parent))
         os.replace(path, old / path.name)
     os.replace(tmp, path)
     if old is not None:

@@ -3,12 +3,17 @@
 A checkpoint records everything needed to rebuild and feed the model without the run that made it:
 architecture and its arguments, input channels/size, classes, normalization statistics. Training
 state (optimizer, epoch, history) travels only in ``*_last.pt`` under ``train_state``, which
-:func:`load_model` ignores. Files are read with ``weights_only=True``: loading never runs code.
+:func:`load_model` ignores. Files are read with ``weights_only=True``, and a file is data, never
+code: the architecture it names is looked up in the model registry. A ``module:factory`` name is
+imported only when the caller (the user's config, flag or API argument) names that same factory;
+a name written only inside the file never is, and the file's model arguments must be plain values.
 """
 
 from __future__ import annotations
 
 import io
+import re
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +28,10 @@ def save_checkpoint(path: str | Path, payload: dict[str, Any]) -> None:
     """Write a checkpoint atomically. In a distributed run only rank 0 writes (the others hold the
     same weights), so this is a no-op on every other rank."""
     import torch
+    import torch.distributed as dist
 
-    from edgekd.train.distributed import world
-
-    if not world().main:
+    # asked of torch.distributed, not of edgekd.train.distributed: a checkpoint sits below training
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
         return
     buf = io.BytesIO()
     torch.save({"format": FORMAT, "edgekd_version": __version__, **payload}, buf)
@@ -51,7 +56,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError, AttributeError) as exc:
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(_unpickling_message(path, exc)) from None
+    except Exception as exc:  # noqa: BLE001 - damaged bytes fail anywhere in the unpickler (KeyError, struct.error, ...)
         raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {first_line(exc, 160)}") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not an edgekd checkpoint (it holds a {type(ckpt).__name__})")
@@ -65,12 +72,61 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     return ckpt
 
 
-def build_model(ckpt: dict[str, Any], path: str | Path = "<checkpoint>"):
-    """The model a checkpoint describes, with its weights loaded, in eval mode."""
+def _unpickling_message(path: Path, exc: BaseException) -> str:
+    """What a file that ``weights_only`` refused is, and how to make one that loads. PyTorch's own
+    message suggests ``weights_only=False``, which would run the file's code: never repeated."""
+    found = re.search(r"GLOBAL ([\w.]+)", str(exc))
+    names = f" (it names {found.group(1)})" if found else ""
+    return (
+        f"{path} holds pickled Python objects, not only tensors{names}; edgekd loads tensors only, because "
+        "unpickling objects can run code. Save the weights alone with torch.save(model.state_dict(), PATH), "
+        "or use a checkpoint written by `edgekd distill`"
+    )
+
+
+def vouched(arch: str | Iterable[str] | None) -> frozenset[str]:
+    """The architecture names a caller vouches for, as a set (``None``: none)."""
+    if arch is None:
+        return frozenset()
+    return frozenset({arch} if isinstance(arch, str) else arch)
+
+
+def checkpoint_arch(ckpt: dict[str, Any], path: str | Path, arch: str | Iterable[str] | None = None) -> str:
+    """The architecture a checkpoint names, when edgekd may build it: a registered model, or a
+    ``module:factory`` that the caller names too (``arch``). Raises a one-line error otherwise,
+    before anything named in the file is imported."""
+    from edgekd.config import non_plain
+    from edgekd.models import MODELS
+
+    name = ckpt.get("arch")
+    if not isinstance(name, str):
+        raise CheckpointError(f"checkpoint {path} names no architecture (arch is {type(name).__name__})")
+    if ":" in name:
+        if name not in vouched(arch):
+            raise CheckpointError(
+                f"checkpoint {path} names the factory {name!r}; a name inside a file is looked up in the "
+                "model registry "
+                "only (`edgekd models`), never imported. If you trust that factory, name it yourself: the config's "
+                "teacher.arch/student.arch, or edgekd.load_model(path, arch=...)"
+            )
+    elif name not in MODELS:
+        raise CheckpointError(f"checkpoint {path}: {MODELS.unknown_message(name)}")
+    for key in ("kwargs", "data"):
+        bad = non_plain(ckpt.get(key, {}), key)
+        if bad is not None:
+            raise CheckpointError(f"checkpoint {path} holds a model description that is not plain data ({bad})")
+    return name
+
+
+def build_model(ckpt: dict[str, Any], path: str | Path = "<checkpoint>", arch: str | Iterable[str] | None = None):
+    """The model a checkpoint describes, with its weights loaded, in eval mode. ``arch``: the
+    ``module:factory`` name(s) the caller vouches for (see :func:`checkpoint_arch`)."""
     from edgekd.models import create_model
 
+    name = checkpoint_arch(ckpt, path, arch)
     data = ckpt["data"]
-    model = create_model(ckpt["arch"], data["num_classes"], data["in_channels"], tuple(data["image_size"]), **ckpt.get("kwargs", {}))
+    shape = (data["num_classes"], data["in_channels"], tuple(data["image_size"]))
+    model = create_model(name, *shape, **ckpt.get("kwargs", {}))
     load_weights(model, ckpt["state_dict"], path)
     return model.eval()
 
@@ -84,12 +140,15 @@ def load_weights(model, state_dict: dict, path: str | Path) -> None:
         raise CheckpointError(f"checkpoint {path} does not match the model: {detail[:200]}") from None
 
 
-def load_model(path: str | Path):
-    """(model, checkpoint dict) from an edgekd checkpoint file."""
+def load_model(path: str | Path, arch: str | Iterable[str] | None = None):
+    """(model, checkpoint dict) from an edgekd checkpoint file.
+
+    The file's architecture is rebuilt from the model registry; a checkpoint of a foreign
+    ``module:factory`` model loads only when ``arch`` names that factory (you vouch for it)."""
     ckpt = load_checkpoint(path)
     if ckpt["format"] == "state_dict":
         raise CheckpointError(f"{path} is a bare state_dict: it does not say which architecture it belongs to")
-    return build_model(ckpt, path), ckpt
+    return build_model(ckpt, path, arch), ckpt
 
 
 def check_compatible(ckpt: dict[str, Any], data_info: dict[str, Any], path: str | Path) -> None:

@@ -2,7 +2,8 @@
 
 This module imports nothing heavy at load time: ``edgekd bench --device rpi`` runs on a Raspberry
 Pi that has only numpy and the TFLite runtime. Errors the user can fix (:class:`EdgekdError`) are
-printed as one line, without a traceback, and exit with status 2.
+printed as one line, without a traceback, and exit with status 2 (bad input); an error that reports
+a failed step of valid work (parity out of bounds, a diverged training run) carries ``exit_code`` 1.
 """
 
 from __future__ import annotations
@@ -10,13 +11,22 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from edgekd import __version__
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, one_line
 
 EXIT_USAGE = 2
 EXIT_GATE = 1  # a check ran and failed (verify, the bench accuracy floor), as opposed to a usage error
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process ended by it
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse with the project's error form: one ``edgekd: error:`` line (no usage block), exit 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_USAGE, f"edgekd: error: {message} (see `{self.prog} --help`)\n")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -33,30 +43,33 @@ def _config_keys_epilog() -> str:
     return "\n".join(lines)
 
 
-# Written out here, not read from the registry: `--help` must not import torch (a Raspberry Pi
-# runs this CLI). tests/test_cli.py checks that every registered method is listed.
-METHODS_HELP = """\
-KD methods (distill.method; `edgekd methods` lists them):
-  kd          Hinton KD: (1-α)·CE + α·T²·KL(softmax(z_t/T) ‖ softmax(z_s/T)), the default
-  kd_soft     the soft term alone (α = 1)
-  kd_mse      (1-α)·CE + α·‖z_s − z_t‖² between logits (no temperature)
-  kd_sigmoid  sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha;
-              per pixel on segmentation data (the method for it: see "Segmentation" below)
-  fitnets     FitNets hints: teacher distill.hint_layer ← regressor ← student distill.guided_layer
-              (module paths); hint_mode two_stage (hint_epochs of hints, then KD) or single_stage
-              (KD + hint_weight·hint). The regressor is never part of student.pt
-  takd        teacher assistants (distill.assistants): ta_select chain (teacher → TA₁ → … → student)
-              or auto (train each candidate, keep the one nearest the teacher/student accuracy midpoint)
-  ensemble    several teachers, soft target = mean of their softened distributions: distill.teachers
-              (archs) and/or distill.teacher_seeds, or distill.teacher_checkpoints
-  transfer    transfer-set mode: Hinton KD plus unlabeled images (distill.transfer_set) that get the
-              soft term only (label -1; CE ignores them); transfer_labeled=false: those images alone
-  domain      domain-adaptation mode: teacher trained on `source` (a data section), student on `data`
-              (the target) with soft targets + source labels; both domains reported. data.shift
-              (grayscale|blur|invert|noise|color_jitter) makes a target domain from any dataset
-  ce          no teacher: plain cross-entropy (what teachers and baselines learn with)
-  bce         no teacher: sigmoid BCE, one-vs-rest or per pixel (teacher and baseline of kd_sigmoid)
+# The modules that register KD methods (edgekd.train.methods.METHODS's providers): their
+# docstrings are read from source, since `--help` must not import torch (a Raspberry Pi runs this
+# CLI). tests/test_cli.py checks that every registered method is listed.
+METHOD_MODULES = ("edgekd.train.methods", "edgekd.train.fitnets")
 
+
+def methods_help() -> str:
+    """The KD methods for `distill --help`, one entry per registered method (its docstring)."""
+    import textwrap
+
+    from edgekd.registry import documented_entries
+
+    lines = [
+        "KD methods (distill.method; `edgekd methods` lists them). Every method reads distill.method,",
+        "temperature, alpha, baseline and select; the keys listed under a method are read by it alone:",
+    ]
+    for entry in documented_entries("METHODS", METHOD_MODULES, ("keys",)):
+        wrapped = textwrap.wrap(entry.doc, 84) or [""]
+        keys = entry.attributes.get("keys")
+        if keys:
+            wrapped += textwrap.wrap("keys: " + ", ".join(f"distill.{k}" for k in keys), 84)
+        lines.append(f"  {entry.name:<11} {wrapped[0]}")
+        lines += [" " * 14 + more for more in wrapped[1:]]
+    return "\n".join(lines) + "\n\n" + SEGMENTATION_HELP
+
+
+SEGMENTATION_HELP = """\
 Segmentation (binary masks): data.name=shapes (generated, no download) or segfolder
 (root/{train,test}[,val]/images/<stem>.png|jpg + masks/<stem>.png, nonzero = foreground);
 U-Net teacher and student (unet_small, unet_tiny; input sides divisible by 2^depth);
@@ -75,7 +88,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
             "Train the teacher (or load teacher.checkpoint), train the student with the configured KD\n"
             "method, and, with distill.baseline, the same student without KD under the identical recipe.\n"
             "Writes DIR/{config.yaml, summary.json, metrics.jsonl, teacher.pt, student.pt, baseline.pt}.\n\n"
-            + METHODS_HELP
+            + methods_help()
             + "\n\nModels: see `edgekd models`. Temperature sweeps: `edgekd sweep`."
         ),
         epilog=_config_keys_epilog()
@@ -91,7 +104,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<config name>)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoints")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace the edgekd run in --out (once every check has passed)")
     p.set_defaults(func=_cmd_distill)
 
 
@@ -125,7 +138,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     p.add_argument("--run", metavar="DIR", help="distill run folder (default: the newest under runs/)")
-    p.add_argument("--out", metavar="BUNDLE", help="bundle folder (default: artifacts/<run name>)")
+    p.add_argument("--out", metavar="BUNDLE", help="bundle folder, new, empty or an edgekd bundle (default: artifacts/<run name>)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override an export.* key (repeatable)")
     p.add_argument("--allow-parity-failure", action="store_true", default=None, help="exit 0 even if a format is out of bounds")
     p.set_defaults(func=_cmd_export)
@@ -150,11 +163,14 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "peak resident memory, MACs and GMAC/s. Rows whose runtime is missing are\n"
             "skipped, rows that fail to load or run are marked failed; the others still run.\n"
             "Writes OUT/bench.json, OUT/bench.md and OUT/bench.png (accuracy vs latency, Pareto front).\n"
-            "With --min-accuracy, exits 1 naming the rows below the floor or failed (a CI gate).\n\n"
+            "Exit status: 0 every requested row ran (and met --min-accuracy); 1 some rows failed or are below\n"
+            "the floor (one `edgekd: bench: N of M rows failed: …` line names them; the report is still\n"
+            "written); 2 bad input (one `edgekd: error:` line, nothing measured).\n\n"
             "Devices: cpu (this machine); rpi (a Raspberry Pi: TFLite with XNNPACK at 1 and 4 threads, board,\n"
             "clocks, temperature and throttling; needs only numpy + ai-edge-litert); mcu (TFLite Micro on this\n"
-            "host: op support, tensor arena, accuracy; flash and per-profile latency ESTIMATES; with --mcu or\n"
-            "--flash-kb/--ram-kb exits 1 when a model does not fit)."
+            "host: op support, tensor arena, accuracy; flash and per-profile latency ESTIMATES; a model TFLite\n"
+            "Micro cannot run, or that does not fit --mcu / --flash-kb / --ram-kb, fails its row with the reason\n"
+            "and gets no estimate: exit 1 unless --allow-unsupported)."
         ),
         epilog=(
             "examples:\n"
@@ -183,6 +199,8 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--mcu", metavar="PROFILE", help="mcu: profile whose flash/RAM are the budget (cortex-m7-216mhz, cortex-m4, …)")
     p.add_argument("--flash-kb", type=float, metavar="KB", help="mcu: flash budget in KB (default: the profile's)")
     p.add_argument("--ram-kb", type=float, metavar="KB", help="mcu: RAM budget for the tensor arena in KB (default: the profile's)")
+    p.add_argument("--allow-unsupported", action="store_true",
+                   help="exit 0 although a model cannot run on the device (an op TFLite Micro lacks, over the MCU budget); its row still fails")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -206,11 +224,11 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         mcu=args.mcu,
         flash_kb=args.flash_kb,
         ram_kb=args.ram_kb,
+        allow_unsupported=args.allow_unsupported,
     )
-    if report.budget_failures:
-        print(f"edgekd: bench: {'; '.join(report.budget_failures)}", file=sys.stderr)
-    if report.gate_failures:
-        print(f"edgekd: bench: accuracy floor {100 * args.min_accuracy:.2f} % not met: {'; '.join(report.gate_failures)}", file=sys.stderr)
+    failures = report.failures
+    if failures:  # the documented failure summary: one line naming every row that did not run or pass
+        print(f"edgekd: bench: {len(failures)} of {len(report.results)} rows failed: {'; '.join(failures)}", file=sys.stderr)
     return 0 if report.passed else EXIT_GATE
 
 
@@ -222,7 +240,9 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
             "Verify the bundle, copy it and the edgekd sources to HOST (rsync, scp where rsync is missing),\n"
             "create REMOTE_DIR/venv with numpy + ai-edge-litert (deploy/rpi/install.sh) unless the Pi side is\n"
             "already there, and with --bench run `edgekd bench --device rpi` on the Pi and copy bench.json and\n"
-            "bench.md back to OUT (default BUNDLE/bench/<host>). Needs key-based ssh login (no password prompt)."
+            "bench.md back to OUT (default BUNDLE/bench/<host>). Needs key-based ssh login (no password prompt).\n"
+            "Every ssh/scp/rsync step is stopped after --timeout seconds, the remote install and bench after\n"
+            "--bench-timeout, each with one line naming the step."
         ),
         epilog="examples:\n  edgekd deploy --host pi@raspberrypi.local --artifacts artifacts/digits --bench"
         "\n  edgekd deploy --host pi@10.0.0.7 --port 2222 --identity ~/.ssh/pi_ed25519 --bench --threads 4",
@@ -241,6 +261,10 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=100, metavar="N", help="timed runs per model (default 100)")
     p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs before timing (default 10)")
     p.add_argument("--out", metavar="DIR", help="where bench.json comes back to (default: BUNDLE/bench/<host>)")
+    p.add_argument("--timeout", type=float, metavar="S", help="limit on each ssh/scp/rsync step in seconds (default: deploy.timeout_s, 300)")
+    p.add_argument("--bench-timeout", type=float, metavar="S", help="limit on the remote install and bench in seconds (default: deploy.bench_timeout_s, 3600)")
+    p.add_argument("--config", metavar="FILE", help="YAML file whose deploy: section sets deploy.timeout_s / deploy.bench_timeout_s")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a deploy.* key (repeatable)")
     p.set_defaults(func=_cmd_deploy)
 
 
@@ -250,7 +274,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     result = deploy(
         host=args.host, artifacts=args.artifacts, bench=args.bench, force=args.force, remote_dir=args.remote_dir,
         remote_python=args.remote_python, port=args.port, identity=args.identity, ssh_option=args.ssh_option,
-        threads=args.threads, runs=args.runs, warmup=args.warmup, out=args.out,
+        threads=args.threads, runs=args.runs, warmup=args.warmup, out=args.out, timeout=args.timeout,
+        bench_timeout=args.bench_timeout, config=args.config, set=args.set,
     )
     print(f"deployed to {result.host}:{result.remote_bundle} ({result.transport}{', Pi side installed' if result.installed else ''})")
     if result.bench_json is not None:
@@ -324,6 +349,74 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_search(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "search",
+        help="the most accurate student that fits a device budget (Optuna; one machine or many)",
+        description=(
+            "Train (or load) the teacher once, then search student families (width, depth, input\n"
+            "resolution) for the highest val accuracy inside --budget. Every candidate is measured before\n"
+            "training (params, MACs, and the int8 TFLite model of the untrained network for flash, TFLite Micro\n"
+            "arena and latency); over-budget candidates never train. The others get short KD trials (shared\n"
+            "cached teacher outputs; Optuna's pruner stops weak ones on val accuracy); the best few get the\n"
+            "config's full recipe and the winner is DIR/best, a normal run folder (edgekd export --run DIR/best).\n"
+            "Writes DIR/pareto.{json,md,png}: every trial's figures and the Pareto front.\n"
+            "The study lives in DIR/study.db (SQLite; a rerun continues it) or --storage (PostgreSQL: run\n"
+            "`edgekd search --worker --storage URL` on other machines to share the trials).\n\n"
+            "budget keys (any subset, comma-separated KEY=VALUE):\n"
+            "  flash_kb     int8 model + TFLite Micro runtime estimate, KB (as edgekd bench --device mcu)\n"
+            "  ram_kb       TFLite Micro tensor arena, KB\n"
+            "  device       MCU profile (cortex-m7-216mhz, cortex-m4-120mhz, …): default flash_kb/ram_kb\n"
+            "  latency_ms   MCU latency ESTIMATE on device, ms\n"
+            "  host_ms      int8 TFLite latency measured on this host (1 thread, median), ms\n"
+            "  macs         multiply-accumulates per inference (12.5M)\n"
+            "  params       parameters (100k)\n\n"
+            "space YAML (--space; default: plain2-6, resnet8/14/20, mobilenetv2_small × widths .25/.5/1):\n"
+            "  resolution: [32, 24]\n"
+            "  families:\n"
+            "    plain: {archs: [plain2, plain3, plain4], width: [0.25, 0.5, 1.0]}"
+        ),
+        epilog="examples:\n  edgekd search --config configs/digits.yaml --budget flash_kb=64,device=cortex-m4 --trials 12 --out runs/search"
+        "\n  edgekd search --config configs/cifar10-cpu.yaml --budget flash_kb=100,device=cortex-m4-120mhz --out runs/search-c10"
+        "\n  edgekd search --storage postgresql://user@db/edgekd --config C --budget … --out runs/search   # the main process"
+        "\n  edgekd search --worker --storage postgresql://user@db/edgekd --out runs/search-worker         # each other machine"
+        "\n  edgekd export --run runs/search/best",
+        formatter_class=_Formatter,
+    )
+    p.add_argument("--config", metavar="FILE", help="YAML config: data, teacher, KD method, full student recipe (default: built-in defaults)")
+    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
+    p.add_argument("--budget", metavar="K=V,…", help="device budget, e.g. flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50")
+    p.add_argument("--space", metavar="FILE", help="search space YAML (default: the registry's student families)")
+    p.add_argument("--trials", type=int, default=12, metavar="N", help="trials to train (over-budget candidates do not count; default 12)")
+    p.add_argument("--trial-epochs", type=int, metavar="N", help="epochs of a trial (default: a fifth of student.epochs)")
+    p.add_argument("--finalists", type=int, default=3, metavar="K", help="best candidates retrained with the full recipe (default 3)")
+    p.add_argument("--out", metavar="DIR", help="search folder (default: runs/search; a worker's: runs/search-worker)")
+    p.add_argument("--storage", metavar="URL", help="Optuna storage (default: sqlite:///DIR/study.db), e.g. postgresql://user:pw@host/db")
+    p.add_argument("--study-name", default="edgekd-search", metavar="NAME", help="study in the storage (default edgekd-search)")
+    p.add_argument("--worker", action="store_true", help="join the study in --storage and run trials only (config, budget and space come from it)")
+    p.add_argument("--teacher", metavar="FILE", help="teacher checkpoint (main: load instead of training; worker: this machine's copy)")
+    p.add_argument("--pruner", choices=["median", "hyperband", "none"], help="Optuna pruner on per-epoch val accuracy (default median; a worker: the study's)")
+    p.add_argument("--heartbeat", type=int, default=30, metavar="S", help="seconds between trial heartbeats; a trial silent for 3 beats is failed and retried (default 30)")
+    p.set_defaults(func=_cmd_search)
+
+
+def _cmd_search(args: argparse.Namespace) -> int:
+    from edgekd.search import search
+
+    result = search(
+        config=args.config, out=args.out, set=args.set, budget=args.budget, space=args.space, trials=args.trials,
+        trial_epochs=args.trial_epochs, finalists=args.finalists, storage=args.storage, study_name=args.study_name,
+        worker=args.worker, teacher=args.teacher, pruner=args.pruner, heartbeat_s=args.heartbeat,
+    )
+    if args.worker:
+        print(f"worker {result['worker']}: ran trials {', '.join(map(str, result['trials'])) or 'none'}")
+        return 0
+    if result["failed_trials"]:
+        print(f"edgekd: search: trials failed and not retried: {', '.join(map(str, result['failed_trials']))}", file=sys.stderr)
+        return EXIT_GATE
+    return 0
+
+
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list registered models with parameters and MACs", formatter_class=_Formatter)
     p.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'resnet*'")
@@ -333,6 +426,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from edgekd.limits import check_number
     from edgekd.models import MODELS, count_macs, count_params, create_model, model_task
     from edgekd.ui import print_table
 
@@ -340,6 +434,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         c, h, w = (int(v) for v in args.input.lower().split("x"))
     except ValueError:
         raise EdgekdError(f"--input must look like 3x32x32, got {args.input!r}") from None
+    # the MAC count builds each model at this size: a huge input would allocate gigabytes
+    for flag, value, high in (("--input channels", c, 64), ("--input height", h, 4096), ("--input width", w, 4096), ("--classes", args.classes, 100_000)):
+        check_number(flag, value, integer=True, low=1, high=high)
     rows = []
     for name in MODELS.names(args.pattern):
         doc = (MODELS.get(name).__doc__ or "").strip().splitlines()[0] if MODELS.get(name).__doc__ else ""
@@ -387,12 +484,12 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
 
 
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_distill, _add_sweep, _add_export, _add_bench, _add_deploy, _add_verify, _add_models, _add_methods, _add_datasets,
+    _add_distill, _add_sweep, _add_search, _add_export, _add_bench, _add_deploy, _add_verify, _add_models, _add_methods, _add_datasets,
 ]
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="edgekd",
         description=(
             "Distill a vision model from a big teacher into a small student, export it to ONNX and\n"
@@ -424,11 +521,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     from edgekd.ui import set_quiet
 
     set_quiet(args.quiet)
+    from edgekd.procs import Terminated, terminate_raises
+
     try:
-        return int(args.func(args) or 0)
+        with terminate_raises():  # SIGTERM unwinds like Ctrl-C: child processes killed, temp files removed
+            return int(args.func(args) or 0)
     except EdgekdError as exc:
-        print(f"edgekd: error: {exc}", file=sys.stderr)
+        # one line whatever the message carries (a file name with a newline, a tool's colors)
+        print(f"edgekd: error: {one_line(str(exc))}", file=sys.stderr)
+        # 2: bad input; an error that says a step of valid work failed carries its own (1)
+        return getattr(exc, "exit_code", EXIT_USAGE)
+    except OSError as exc:  # the file system refused (read-only place, disk full, permission)
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"edgekd: error: {one_line(where + (exc.strerror or str(exc)))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("edgekd: interrupted (a training run continues with --resume)", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("edgekd: stopped by SIGTERM (a training run continues with --resume)", file=sys.stderr)
+        return EXIT_TERMINATED

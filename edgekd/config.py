@@ -11,7 +11,7 @@ YAML is read with ``safe_load`` only: a config never executes code.
 from __future__ import annotations
 
 import dataclasses
-import difflib
+import math
 import types
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from edgekd.errors import ConfigError
+from edgekd.registry import did_you_mean
 
 
 def opt(default: Any = dataclasses.MISSING, help: str = "", factory: Any = dataclasses.MISSING) -> Any:  # noqa: A002
@@ -165,6 +166,16 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class DeployConfig:
+    """``edgekd deploy`` (``--config FILE`` with a ``deploy:`` section, or ``--set deploy.KEY=VALUE``)."""
+
+    # a step copies a bundle of a few MB and the sources over a LAN: minutes mean a hung link
+    timeout_s: float = opt(300.0, "limit on each ssh/scp/rsync step (connect, copy, check, fetch), seconds")
+    # the install builds a venv with pip on a Pi (minutes) and the bench times every model
+    bench_timeout_s: float = opt(3600.0, "limit on the remote install and the remote bench, seconds")
+
+
+@dataclass(frozen=True)
 class Config:
     name: str | None = opt(None, "run name; None: the config file's stem")
     seed: int = opt(0, "seeds model init, data order and augmentation")
@@ -175,6 +186,7 @@ class Config:
     distill: DistillConfig = opt(help="how the student learns from the teacher", factory=DistillConfig)
     runtime: RuntimeConfig = opt(help="device, precision, determinism", factory=RuntimeConfig)
     export: ExportConfig = opt(help="what `edgekd export` writes and the parity bounds it checks", factory=ExportConfig)
+    deploy: DeployConfig = opt(help="`edgekd deploy`: time limits of the remote steps", factory=DeployConfig)
 
 
 def describe_keys(obj: Any = None, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -220,8 +232,7 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
         choices = get_args(tp)
         if value in choices:
             return value
-        close = difflib.get_close_matches(str(value), [str(c) for c in choices], n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(value), [str(c) for c in choices])
         raise ConfigError(f"config: {key}: {value!r} is not one of {', '.join(map(str, choices))}{hint}")
     if dataclasses.is_dataclass(tp):
         if not isinstance(value, Mapping):
@@ -235,6 +246,9 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     if origin is dict or tp is dict:
         if not isinstance(value, Mapping):
             raise ConfigError(f"config: {key} expects a mapping, got {value!r}")
+        bad = non_plain(value)
+        if bad is not None:
+            raise ConfigError(f"config: {key}{bad}")
         return dict(value)
     if tp is bool:
         if isinstance(value, bool):
@@ -245,14 +259,17 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
             return value
         raise ConfigError(f"config: {key} expects an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads `1e-3` (no dot) as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"config: {key} expects a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"config: {key} expects a number, got {value!r}")
+        return finite(number, f"config: {key}")
     if tp is str:
         if isinstance(value, str):
             return value
@@ -260,9 +277,41 @@ def _coerce(value: Any, tp: Any, key: str) -> Any:
     raise TypeError(f"unsupported config field type {tp!r} for {key}")  # a schema bug, not user input
 
 
+def finite(number: float, what: str) -> float:
+    """``number`` unless it is NaN or ±inf, which no setting means: a NaN temperature or lr trains
+    NaN weights and every comparison with it is false, so bounds and checks pass silently."""
+    if not math.isfinite(number):
+        raise ConfigError(f"{what} must be a finite number, got {number}")
+    return number
+
+
+def non_plain(value: Any, where: str = "") -> str | None:
+    """Where ``value`` holds something other than a plain JSON value (str, finite number, bool,
+    None, lists, string-keyed mappings), as `` ...: why``; None when it is plain. Model kwargs from a
+    config or a checkpoint must be plain: they are handed to a model factory as they are."""
+    if value is None or isinstance(value, (str, bool, int)):
+        return None
+    if isinstance(value, float):
+        return None if math.isfinite(value) else f"{where}: {value} is not a finite number"
+    if isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            bad = non_plain(item, f"{where}[{i}]")
+            if bad is not None:
+                return bad
+        return None
+    if isinstance(value, Mapping):
+        for k, item in value.items():
+            if not isinstance(k, str):
+                return f"{where}: key {k!r} is not a string"
+            bad = non_plain(item, f"{where}.{k}")
+            if bad is not None:
+                return bad
+        return None
+    return f"{where}: a {type(value).__name__} is not a plain value (string, number, true/false, null, list or mapping)"
+
+
 def _unknown_key(key: str, known: Sequence[str], prefix: str) -> ConfigError:
-    close = difflib.get_close_matches(key, known, n=1)
-    hint = f"; did you mean '{prefix}{close[0]}'?" if close else ""
+    hint = did_you_mean(key, known, prefix)
     return ConfigError(f"config: unknown key '{prefix}{key}'{hint} (valid: {', '.join(known)})")
 
 
@@ -464,13 +513,36 @@ def dump_yaml(config: Config) -> str:
     return yaml.safe_dump(to_dict(config), sort_keys=False)
 
 
-def diff(a: Config, b: Config) -> list[str]:
-    """Dotted keys whose values differ between two configs."""
+def changes(a: Config, b: Config) -> list[tuple[str, Any, Any]]:
+    """(dotted key, value in ``a``, value in ``b``) for every leaf key that differs."""
 
-    def walk(x: Any, y: Any, prefix: str) -> list[str]:
+    def walk(x: Any, y: Any, prefix: str) -> list[tuple[str, Any, Any]]:
         if isinstance(x, dict) and isinstance(y, dict):
             keys = sorted(set(x) | set(y))
-            return [k for key in keys for k in walk(x.get(key), y.get(key), f"{prefix}{key}.")]
-        return [] if x == y else [prefix.rstrip(".")]
+            return [c for key in keys for c in walk(x.get(key), y.get(key), f"{prefix}{key}.")]
+        return [] if x == y else [(prefix.rstrip("."), x, y)]
 
     return walk(to_dict(a), to_dict(b), "")
+
+
+def diff(a: Config, b: Config) -> list[str]:
+    """Dotted keys whose values differ between two configs."""
+    return [key for key, _, _ in changes(a, b)]
+
+
+def describe_changes(a: Config, b: Config) -> str:
+    """``key: old → new`` for every changed key, comma-separated (empty when none changed)."""
+    import json
+
+    def show(v: Any) -> str:
+        return json.dumps(v) if v is not None else "null"
+
+    return ", ".join(f"{key}: {show(old)} → {show(new)}" for key, old, new in changes(a, b))
+
+
+def named_archs(config: Config) -> frozenset[str]:
+    """Every model architecture the config names (teacher, student, assistants, ensemble members):
+    the user wrote these, so a checkpoint naming one of them may be rebuilt with it, even a
+    ``module:factory`` one (a name written only inside a file never is)."""
+    d = config.distill
+    return frozenset({config.teacher.arch, config.student.arch, *d.assistants, *d.teachers})

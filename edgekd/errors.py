@@ -7,6 +7,13 @@ exceptions so that they keep their traceback.
 
 from __future__ import annotations
 
+import re
+
+# terminal escape sequences (colors, cursor moves) and the other control characters: third-party
+# messages carry them, and a file name can too; neither belongs in a one-line error
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[@-Z\\-_])")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]+")
+
 
 class EdgekdError(Exception):
     """A problem with the user's input, reported as one line by the CLI."""
@@ -24,11 +31,18 @@ class CheckpointError(EdgekdError):
     """A checkpoint that is missing, corrupt or does not match the model/data."""
 
 
+def one_line(text: str) -> str:
+    """``text`` as one printable line: escape sequences dropped, control characters (newlines,
+    tabs) turned into single spaces."""
+    return _CONTROL.sub(" ", _ESCAPES.sub("", text)).strip()
+
+
 def first_line(exc: BaseException, limit: int = 300) -> str:
     """The first line of ``exc``'s message (its type name when it has none), at most ``limit``
-    characters: third-party errors often carry a whole stack or graph dump after line one."""
-    text = str(exc).strip()
-    return (text.splitlines()[0] if text else type(exc).__name__)[:limit]
+    characters, without escape codes: third-party errors often carry a whole stack or graph dump
+    after line one, and colors."""
+    text = _ESCAPES.sub("", str(exc)).strip()
+    return one_line(text.splitlines()[0] if text else type(exc).__name__)[:limit]
 
 
 def log_tail(text: str, lines: int, limit: int) -> str:

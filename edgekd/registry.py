@@ -7,12 +7,15 @@ stays lean and no caller needs an ``import x  # registers`` line.
 
 from __future__ import annotations
 
+import ast
 import difflib
 import fnmatch
 import importlib
+import importlib.util
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from typing import Generic, TypeVar
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from edgekd.errors import EdgekdError
 
@@ -21,6 +24,57 @@ T = TypeVar("T")
 
 class UnknownNameError(EdgekdError):
     """A name that no registry entry carries."""
+
+
+def did_you_mean(name: str, choices: Iterable[str], prefix: str = "") -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or "" when none is close;
+    ``prefix`` is shown before it (a config section: 'distill.alpha'). The one did-you-mean of
+    edgekd: registries, config keys and values, module paths and bench filters use it."""
+    close = difflib.get_close_matches(name, list(choices), n=1)
+    return f"; did you mean {prefix + close[0]!r}?" if close else ""
+
+
+def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
+    """``unknown KIND 'name'; did you mean 'x'? available: a, b, c``."""
+    choices = list(choices)
+    return f"unknown {kind} {name!r}{did_you_mean(name, choices)} available: {', '.join(choices)}"
+
+
+class DocumentedEntry(NamedTuple):
+    name: str
+    doc: str  # the docstring's first paragraph on one line
+    attributes: dict[str, Any]  # the class attributes asked for that are literals in the source
+
+
+def documented_entries(variable: str, modules: Sequence[str], attributes: Sequence[str] = ()) -> list[DocumentedEntry]:
+    """Every entry registered with ``@<variable>.register(...)`` in ``modules``, in source order,
+    read from their files with ``ast``: nothing is imported, so ``edgekd --help`` lists the KD
+    methods and their config keys without torch. ``attributes``: class attributes to read (literal
+    values only; inherited ones are not seen)."""
+    out = []
+    for module in modules:
+        spec = importlib.util.find_spec(module)
+        if spec is None or spec.origin is None:
+            continue
+        for node in ast.parse(Path(spec.origin).read_text(encoding="utf-8")).body:
+            if not isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                continue
+            for deco in node.decorator_list:
+                call = deco.func if isinstance(deco, ast.Call) else None
+                if isinstance(call, ast.Attribute) and call.attr == "register" and isinstance(call.value, ast.Name) and call.value.id == variable:
+                    args = deco.args
+                    name = args[0].value if args and isinstance(args[0], ast.Constant) else node.name
+                    doc = (ast.get_docstring(node) or "").split("\n\n")[0]
+                    found = {}
+                    for stmt in node.body if isinstance(node, ast.ClassDef) else ():
+                        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                            if stmt.targets[0].id in attributes:
+                                try:
+                                    found[stmt.targets[0].id] = ast.literal_eval(stmt.value)
+                                except ValueError:
+                                    pass
+                    out.append(DocumentedEntry(name, " ".join(doc.split()), found))
+    return out
 
 
 class Registry(Generic[T]):
@@ -36,7 +90,7 @@ class Registry(Generic[T]):
         """Decorator: ``@MODELS.register()`` uses the object's ``__name__``."""
 
         def deco(obj: T) -> T:
-            key = name or getattr(obj, "__name__")
+            key = name or obj.__name__
             if key in self._entries and self._entries[key] is not obj:
                 warnings.warn(f"{self.kind} {key!r} registered again; the new one replaces the old", stacklevel=2)
             self._entries[key] = obj
@@ -58,14 +112,16 @@ class Registry(Generic[T]):
             raise UnknownNameError(self.unknown_message(name)) from None
 
     def unknown_message(self, name: str) -> str:
-        names = self.names()
-        close = difflib.get_close_matches(name, names, n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
-        return f"unknown {self.kind} {name!r}{hint} available: {', '.join(names)}"
+        return unknown_name_message(self.kind, name, self.names())
 
     def names(self, pattern: str = "*") -> list[str]:
         self._load()
         return sorted(n for n in self._entries if fnmatch.fnmatchcase(n, pattern))
+
+    def items(self) -> list[tuple[str, T]]:
+        """(name, entry) pairs in registration order (``names`` sorts)."""
+        self._load()
+        return list(self._entries.items())
 
     def __contains__(self, name: object) -> bool:
         self._load()

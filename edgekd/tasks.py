@@ -117,7 +117,10 @@ class Task:
         """Why an exported file fails its bounds (empty when it passes). The same three bounds for
         every task: max |Δlogit| (fp32 formats), agreement of the decisions, drop of the metric."""
         problems = []
-        if exact and metrics["max_abs_diff"] > bounds.fp32_max_abs_diff:
+        for key, whose in (("nonfinite", "outputs"), ("reference_nonfinite", "PyTorch reference logits")):
+            if metrics.get(key):
+                problems.append(f"{metrics[key]} {whose} are NaN or infinite")
+        if exact and metrics["max_abs_diff"] is not None and metrics["max_abs_diff"] > bounds.fp32_max_abs_diff:
             problems.append(f"max |Δlogit| {metrics['max_abs_diff']:.3g} > {bounds.fp32_max_abs_diff:g}")
         key, label = self.agreement
         if metrics[key] < bounds.min_top1_agreement:
@@ -165,9 +168,19 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(len(a), -1)
 
 
-def _diffs(outputs: np.ndarray, reference: np.ndarray) -> dict[str, float]:
+def _diffs(outputs: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+    """max/mean |Δlogit|, and how many outputs (and reference logits) are NaN or ±inf: with any,
+    the differences are undefined (None; every comparison with NaN is false, so a NaN difference
+    would pass its bound) and the format fails (:meth:`Task.parity_problems`)."""
+    bad = int((~np.isfinite(outputs)).sum()), int((~np.isfinite(reference)).sum())
+    if any(bad):
+        return {"max_abs_diff": None, "mean_abs_diff": None, "nonfinite": bad[0], "reference_nonfinite": bad[1]}
     diff = np.abs(_flat(outputs).astype(np.float64) - _flat(reference).astype(np.float64))
     return {"max_abs_diff": float(f"{diff.max():.6g}"), "mean_abs_diff": float(f"{diff.mean():.6g}")}
+
+
+def _shown(value: float | None) -> str:
+    return "—" if value is None else f"{value:.3g}"
 
 
 @TASKS.register("classification")
@@ -228,7 +241,7 @@ class Classification(Task):
         }
 
     def parity_cells(self, m):
-        return [f"{m['max_abs_diff']:.3g}", f"{100 * m['top1_agreement']:.2f}", f"{100 * m['test_acc']:.2f}"]
+        return [_shown(m['max_abs_diff']), f"{100 * m['top1_agreement']:.2f}", f"{100 * m['test_acc']:.2f}"]
 
     def check_eval(self, images, targets, num_classes):
         if targets.ndim != 1 or len(targets) != len(images):
@@ -341,7 +354,7 @@ class Segmentation(Task):
         }
 
     def parity_cells(self, m):
-        return [f"{m['max_abs_diff']:.3g}", f"{100 * m['pixel_agreement']:.2f}", f"{100 * m['mask_iou']:.2f}", f"{100 * m['test_iou']:.2f}"]
+        return [_shown(m['max_abs_diff']), f"{100 * m['pixel_agreement']:.2f}", f"{100 * m['mask_iou']:.2f}", f"{100 * m['test_iou']:.2f}"]
 
     def check_eval(self, images, targets, num_classes):
         want = tuple(images.shape[:3])  # (N, H, W)

@@ -31,8 +31,12 @@ FAST = {"runs": 5, "warmup": 1, "threads": 1}  # functionality, not timing: the 
 
 
 @pytest.fixture(scope="module")
-def bundle(tiny_bundle: Path) -> Path:
-    return tiny_bundle
+def bundle(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """This module's own copy of the shared bundle: the report fixture writes into BUNDLE/bench (the
+    default) and the tests read that folder, which no other module's bench may then have written."""
+    copy = tmp_path_factory.mktemp("bench-bundle") / "bundle"
+    shutil.copytree(tiny_bundle, copy)
+    return copy
 
 
 @pytest.fixture(scope="module")
@@ -90,6 +94,7 @@ def test_every_model_benched_with_the_json_schema(report, bundle: Path, bench_js
 
 def test_report_files_and_bundle_still_verifies(report, bundle: Path) -> None:
     out = bundle / "bench"
+    assert report.outputs["markdown"] == str(out / "bench.md") and report.outputs["plot"] == str(out / "bench.png")
     md = (out / "bench.md").read_text()
     assert "| student | tflite_int8 | ok" in md and "![accuracy vs latency](bench.png)" in md
     assert "## Student vs teacher" in md and "(headline)" in md
@@ -202,7 +207,7 @@ def test_bad_names_get_suggestions(bundle: Path) -> None:
         bench(artifacts=bundle, device="cpuu")
     with pytest.raises(BenchError, match=r"unknown format 'tflite_int9'; did you mean 'tflite_int8'\?"):
         bench(artifacts=bundle, formats="tflite_int9")
-    with pytest.raises(BenchError, match="--runs must be at least 1"):
+    with pytest.raises(BenchError, match="--runs must be an integer from 1 to 1000000, got 0"):
         bench(artifacts=bundle, runs=0)
 
 
@@ -274,6 +279,7 @@ def test_bench_modules_import_nothing_heavy() -> None:
 
     loaded = imported_after(
         "import edgekd.benchmark, edgekd.benchmark.worker, edgekd.benchmark.plot, edgekd.benchmark.pi, edgekd.cli, "
-        "edgekd.deploy, edgekd.tflite_file, edgekd.mcu.estimate, edgekd.mcu.tflm; edgekd.bench; edgekd.deploy"
+        "edgekd.deploy, edgekd.tflite_file, edgekd.mcu.estimate, edgekd.benchmark.mcu_worker, edgekd.runtimes.tflm_runner, "
+        "edgekd.formats; edgekd.bench; edgekd.deploy"
     )
     assert not loaded & {*HEAVY, "rich"}, loaded & {*HEAVY, "rich"}

@@ -54,12 +54,19 @@ def test_help_lists_verbs_and_keys() -> None:
 
 
 def test_distill_help_documents_every_method() -> None:
-    """The method list in `distill --help` is written out (help must not import torch): keep it whole."""
-    from edgekd.cli import METHODS_HELP
+    """The method list in `distill --help` is read from the methods' source (help must not import
+    torch): every registered method, with its docstring."""
+    from edgekd.cli import methods_help
     from edgekd.train.methods import METHODS
 
-    listed = {line.split()[0] for line in METHODS_HELP.splitlines()[1:] if line.startswith("  ") and not line.startswith("   ")}
+    text = methods_help()
+    listed = {line.split()[0] for line in text.split("\n\n")[0].splitlines()[1:] if line.startswith("  ") and not line.startswith("   ")}
     assert listed == set(METHODS.names())
+    assert " ".join(METHODS.get("kd").__doc__.split())[:40] in " ".join(text.split())
+    flat = " ".join(text.split())
+    for name in METHODS.names():  # each method's own config keys, under it
+        keys = METHODS.get(name).keys
+        assert not keys or "keys: " + ", ".join(f"distill.{k}" for k in keys) in flat, name
 
 
 def test_models_and_methods_listing() -> None:
@@ -123,7 +130,7 @@ def test_sweep_bad_grid_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit) as exit_:  # argparse's own usage error
         edgekd_inproc(capsys, "sweep", "--out", str(tmp_path / "s"), "--temperatures", "1,hot")
     assert exit_.value.code == 2 and "expected comma-separated numbers" in capsys.readouterr().err
-    assert_one_line_error(edgekd_inproc(capsys, "sweep", "--out", str(tmp_path / "s"), "--alphas", "2"), "alphas must be in [0, 1]")
+    assert_one_line_error(edgekd_inproc(capsys, "sweep", "--out", str(tmp_path / "s"), "--alphas", "2"), "--alphas must be a number from 0 to 1, got 2")
 
 
 def test_empty_class_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from edgekd.benchmark.row import SCHEMA, BenchRow
+
 # the headline comparison: what ships to the device against the model it replaces, both in the
 # same runtime (TFLite) so that the ratio is the model's doing, not the runtime's
 HEADLINE = ("tflite_int8", "tflite_fp32")
@@ -56,10 +58,11 @@ def threads_text(settings: dict[str, Any]) -> str:
 
 @dataclass
 class BenchReport:
-    """What ``edgekd.bench`` measured. ``results`` rows follow the ``bench.json`` schema."""
+    """What ``edgekd.bench`` measured. ``results``: one :class:`BenchRow` per model file and thread
+    count (rows loaded back from a ``bench.json`` are plain dicts of the same fields)."""
 
     host: dict[str, Any]
-    results: list[dict[str, Any]]
+    results: list[BenchRow]
     settings: dict[str, Any]  # device, threads, runs, warmup, eval set, accuracy floor
     bundle: dict[str, Any]  # path, run name, creation time
     comparisons: list[dict[str, Any]] = field(default_factory=list)
@@ -92,16 +95,40 @@ class BenchReport:
         return out
 
     @property
+    def failed_rows(self) -> list[dict[str, Any]]:
+        """Rows that did not run, which make the bench exit 1; a row the target cannot run
+        (``unsupported``: an op TFLite Micro lacks, a model over the MCU budget, a format the device
+        does not take that was asked for by name) is excused by ``allow_unsupported``."""
+        excuse = bool(self.settings.get("allow_unsupported"))
+        return [r for r in self.results if r["status"] == "failed" and not (excuse and r.get("unsupported"))]
+
+    @property
+    def failures(self) -> list[str]:
+        """One entry per failed row and per row below the accuracy floor, naming it and why."""
+        out = []
+        for r in self.failed_rows:
+            threads = f" {r['threads']}t" if several_thread_counts(self.results) else ""
+            out.append(f"{row_name(r)}{threads} failed ({r.get('stage')}): {str(r.get('reason'))[:200]}")
+        floor = self.settings.get("min_accuracy")
+        for r in self.results:
+            if r.get("below_floor"):
+                out.append(f"{row_name(r)} {100 * r['accuracy']:.2f} % is below the accuracy floor {100 * floor:.2f} %")
+        return out
+
+    @property
     def passed(self) -> bool:
-        return not self.gate_failures and not self.budget_failures
+        """Every requested row ran (failures excused by ``allow_unsupported`` aside) and none is
+        below the accuracy floor."""
+        return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
         gate = None
-        if self.settings.get("min_accuracy") is not None or self.budget_failures:
-            gate = {"min_accuracy": self.settings.get("min_accuracy"), "passed": self.passed, "failures": self.gate_failures + self.budget_failures}
+        if self.settings.get("min_accuracy") is not None or self.budget_failures or self.failed_rows:
+            gate = {"min_accuracy": self.settings.get("min_accuracy"), "passed": self.passed, "failures": self.failures}
         return {
+            "schema": SCHEMA,
             "host": self.host,
-            "results": self.results,
+            "results": [r.to_dict() if isinstance(r, BenchRow) else r for r in self.results],
             "comparisons": self.comparisons,
             "settings": self.settings,
             "bundle": self.bundle,

@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 from edgekd.atomic import write_json
 from edgekd.benchmark.errors import BenchError
 from edgekd.benchmark.host import host_info, usable_cores
+from edgekd.limits import MAX_KB, check_number, check_threads
+from edgekd.procs import run_bounded
 from edgekd.registry import Registry
 
 TARGETS: Registry[type[BenchTarget]] = Registry("bench target", providers=["edgekd.benchmark.targets"])
@@ -57,6 +59,7 @@ class Job:
     warmup: int
     input: dict[str, Any] = field(default_factory=dict)  # the manifest's input entry (shape, layout, dtype)
     task: str = "classification"  # the bundle's task: what the eval targets are and which metric is "accuracy"
+    runner: str | None = None  # "module:Class" that opens the file (from edgekd.formats), for the measuring process
 
 
 class BenchTarget(ABC):
@@ -80,6 +83,13 @@ class BenchTarget(ABC):
 
     def unsupported(self, fmt: str) -> str | None:
         """Why this target cannot run ``fmt`` (its row is skipped), or None."""
+        from edgekd.formats import find_format
+
+        found = find_format(fmt)
+        if found is None:
+            return f"format {fmt!r} is not known to this edgekd"
+        if not found.is_model:
+            return f"{fmt} files are not models a runner opens"
         return None
 
     def conditions(self) -> dict[str, Any] | None:
@@ -111,6 +121,11 @@ class CpuTarget(BenchTarget):
     description = "this machine's CPU (every runtime installed here)"
     timeout_s: ClassVar[float] = 1800.0  # per model: a hung runtime fails its row instead of the bench
 
+    def __init__(self, threads: int | None = None) -> None:
+        # more threads than usable cores measure the scheduler, not the model
+        check_threads("--threads", threads, usable_cores(), error=BenchError)
+        super().__init__(threads)
+
     def default_threads(self) -> int:
         # every core this process may use: how an application on a dedicated device would run
         return usable_cores()
@@ -131,14 +146,9 @@ def run_worker(job: dict[str, Any], module: str, env: dict[str, str] | None = No
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
         write_json(job_path, job)
         try:
-            proc = subprocess.run(
-                [sys.executable, "-c", _BOOT, root, module, str(job_path), str(result_path)],
-                env={**os.environ, **(env or {})},
-                capture_output=True,  # runtimes print banners; a crash's last lines go into the reason
-                text=True,
-                errors="replace",
-                timeout=timeout_s,
-            )
+            # its own process group, killed with it when the bench is stopped or times out; output
+            # captured: runtimes print banners, and a crash's last lines go into the reason
+            proc = run_bounded([sys.executable, "-c", _BOOT, root, module, str(job_path), str(result_path)], timeout_s, {**os.environ, **(env or {})})
         except subprocess.TimeoutExpired:
             return {"status": "failed", "stage": "run", "reason": f"no result after {timeout_s:.0f} s (hung runtime?)"}
         if proc.returncode == 0 and result_path.is_file():
@@ -174,15 +184,19 @@ class RpiTarget(CpuTarget):
             model = pi.board_model()
             seen = f"board {model!r}" if model else "no /proc/device-tree/model"
             raise BenchError(f"this machine is not a Raspberry Pi ({seen}); use --device cpu to bench it, or --force to run the Pi path anyway")
+        check_threads("--threads", threads, usable_cores(), error=BenchError)  # the defaults are not checked: (1, 4) is the Pi's
         self.forced = force
         self._given = threads
-        super().__init__(threads if threads is not None else self.DEFAULT_THREADS[-1])
+        BenchTarget.__init__(self, threads if threads is not None else self.DEFAULT_THREADS[-1])
 
     def thread_counts(self) -> tuple[int, ...]:
         return (self._given,) if self._given is not None else self.DEFAULT_THREADS
 
     def unsupported(self, fmt: str) -> str | None:
-        if not fmt.startswith("tflite"):
+        from edgekd.formats import find_format
+
+        found = find_format(fmt)
+        if found is None or found.runtime != "litert":
             return "the Pi bench runs the TFLite models only (the Pi install has no torch or ONNX Runtime)"
         return None
 
@@ -238,16 +252,18 @@ class McuTarget(BenchTarget):
         if threads not in (None, 1):
             raise BenchError(f"--threads {threads}: TFLite Micro runs on one core; leave --threads out for --device mcu")
         for flag, value in (("--flash-kb", flash_kb), ("--ram-kb", ram_kb)):
-            if value is not None and value <= 0:
-                raise BenchError(f"{flag} must be positive, got {value}")
+            check_number(flag, value, low=0, low_open=True, high=MAX_KB, optional=True, error=BenchError)
         self.profile = PROFILES.get(mcu) if mcu is not None else None
         self.flash_kb = flash_kb if flash_kb is not None else (self.profile.flash_kb if self.profile else None)
         self.ram_kb = ram_kb if ram_kb is not None else (self.profile.ram_kb if self.profile else None)
         super().__init__(1)
 
     def unsupported(self, fmt: str) -> str | None:
-        if fmt != "tflite_int8":
-            return "MCU targets run full-integer int8 TFLite models only"
+        from edgekd.formats import find_format
+
+        found = find_format(fmt)
+        if found is None or found.runtime != "litert" or not found.integer_io:
+            return f"MCU targets run full-integer int8 TFLite models only ({fmt} is not one: export with tflite_int8)"
         return None
 
     def host(self) -> dict[str, Any]:
@@ -255,7 +271,7 @@ class McuTarget(BenchTarget):
 
         host = host_info()
         try:
-            from edgekd.mcu.tflm import tflm_version
+            from edgekd.runtimes.tflm_runner import tflm_version
 
             host["packages"]["tflite-micro"] = tflm_version().split()[-1]
         except Exception:  # noqa: BLE001 - not installed: the rows say so
@@ -267,20 +283,31 @@ class McuTarget(BenchTarget):
 
     def measure(self, job: Job) -> dict[str, Any]:
         from edgekd.mcu import estimate
-        from edgekd.tflite_file import read_tflite
+        from edgekd.tflite_file import TfliteFileError, read_tflite
 
-        result = run_worker(asdict(job), "edgekd.mcu.tflm", None, self.timeout_s)
+        try:
+            model = read_tflite(job.file)
+        except TfliteFileError as exc:  # this row fails; the other models still run
+            return {"status": "failed", "stage": "load", "reason": str(exc), "tflm": {"ops_supported": None}}
+        if not model.is_int8:  # the file decides, not its name or manifest entry
+            reason = f"{Path(job.file).name} is a float model: MCU targets run full-integer int8 TFLite models only (export with tflite_int8)"
+            return {"status": "failed", "stage": "unsupported", "reason": reason, "unsupported": True, "tflm": {"ops_supported": False, "ops": model.op_names}}
+        result = run_worker(asdict(job), "edgekd.benchmark.mcu_worker", None, self.timeout_s)
         tflm = result.setdefault("tflm", {})
-        model = read_tflite(job.file)
         tflm["flash_bytes"] = estimate.flash_bytes(model)
         tflm["model_bytes"] = model.size_bytes
         tflm["runtime_flash_bytes"] = estimate.runtime_flash_bytes(model)
-        tflm["est_latency_ms"] = estimate.estimates_ms(model)
         tflm["ops"] = model.op_names
         tflm["macs"] = model.total_macs
         tflm.setdefault("accuracy", result.get("accuracy"))
+        if tflm.get("ops_supported") is False:  # TFLM has no kernel for an op: the target cannot run it
+            result.update(unsupported=True, reason=f"{result.get('reason')}; the model's ops: {', '.join(model.op_names)}")
         if result.get("status") == "ok":
             tflm["budget"] = self.budget(tflm)
+            if tflm["budget"] is not None and not tflm["budget"]["fits"]:
+                result.update(status="failed", stage="fit", reason=tflm["budget"]["message"], unsupported=True)
+        if result.get("status") == "ok":  # a latency estimate only for a model that runs and fits
+            tflm["est_latency_ms"] = estimate.estimates_ms(model)
         return result
 
     def budget(self, tflm: dict[str, Any]) -> dict[str, Any] | None:
@@ -290,11 +317,11 @@ class McuTarget(BenchTarget):
         over = []
         flash_kb = tflm["flash_bytes"] / 1024
         if self.flash_kb is not None and flash_kb > self.flash_kb:
-            over.append(f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime ≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by {flash_kb - self.flash_kb:,.1f} KB")
+            over.append(f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime ≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by {flash_kb - self.flash_kb:,.1f} KB ({tflm['flash_bytes'] - int(self.flash_kb * 1024):,} bytes)")
         if self.ram_kb is not None and tflm.get("arena_bytes") is not None:
             ram_kb = tflm["arena_bytes"] / 1024
             if ram_kb > self.ram_kb:
-                over.append(f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB")
+                over.append(f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB ({tflm['arena_bytes'] - int(self.ram_kb * 1024):,} bytes)")
         where = self.profile.name if self.profile else "the budget"
         return {"profile": self.profile.name if self.profile else None, "flash_kb": self.flash_kb, "ram_kb": self.ram_kb, "fits": not over, "message": f"does not fit {where}: {'; '.join(over)}" if over else f"fits {where}"}
 

@@ -15,6 +15,7 @@ import json
 import sys
 import time
 import traceback
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -23,14 +24,15 @@ import numpy as np
 from edgekd.atomic import write_json
 from edgekd.benchmark.errors import BenchError
 from edgekd.benchmark.stats import cv, is_noisy, latency_stats, spread
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, first_line
 from edgekd.runtimes import Runner, RuntimeMissing, open_runner
 from edgekd.tasks import TaskError, get_task
 
 
 def _one_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0][:300]}" if text else type(exc).__name__
+    """The exception's type and the first line of its message (:func:`edgekd.errors.first_line`)."""
+    line = first_line(exc)
+    return line if line == type(exc).__name__ else f"{type(exc).__name__}: {line}"
 
 
 def _failed(stage: str, reason: str, **extra: Any) -> dict[str, Any]:
@@ -79,7 +81,7 @@ def load_eval(path: str | Path, targets: str = "labels") -> tuple[np.ndarray, np
     try:
         with np.load(path) as data:
             images, labels = data["images"], data[targets]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a truncated or altered file
         raise BenchError(f"cannot read eval data {Path(path).name}: {_one_line(exc)} (needs 'images' and '{targets}')") from None
     return images, labels
 
@@ -143,7 +145,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     base = rss_mb()  # interpreter + numpy + edgekd, before the runtime loads
     task = get_task(job.get("task"))
     try:
-        runner = open_runner(job["file"], threads=job["threads"])
+        runner = open_runner(job["file"], threads=job["threads"], format=job.get("format"), runner=job.get("runner"))
     except RuntimeMissing as exc:
         return {"status": "skipped", "reason": str(exc)}
     except EdgekdError as exc:

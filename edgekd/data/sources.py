@@ -18,8 +18,9 @@ import numpy as np
 from edgekd.config import DataConfig
 from edgekd.data.dataset import Split
 from edgekd.data.imagefolder import load_imagefolder
+from edgekd.data.safe_pickle import load_plain
 from edgekd.data.split import split_off
-from edgekd.errors import DataError
+from edgekd.errors import DataError, first_line
 from edgekd.registry import Registry
 
 DATASETS: Registry = Registry("dataset", providers=["edgekd.data.sources"])
@@ -115,11 +116,13 @@ def _read_cifar_batches(paths: list[Path]) -> Split:
     for path in paths:
         try:
             with open(path, "rb") as fh:
-                batch = pickle.load(fh, encoding="bytes")  # the official format; the file is local data
+                batch = load_plain(fh)  # the official format, read as data only: a planted pickle runs nothing
+            if not isinstance(batch, dict):
+                raise TypeError(f"it holds a {type(batch).__name__}, not a batch dict")
             images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
             labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
-        except (OSError, KeyError, pickle.UnpicklingError, ValueError, EOFError) as exc:
-            raise DataError(f"cannot read CIFAR-10 batch {path}: {exc}") from None
+        except (OSError, KeyError, pickle.UnpicklingError, ValueError, TypeError, EOFError) as exc:
+            raise DataError(f"cannot read CIFAR-10 batch {path}: {first_line(exc, 200)}") from None
     return Split(np.concatenate(images), np.concatenate(labels))
 
 

@@ -39,8 +39,9 @@ def backend_available(backend: str) -> bool:
 def convert_student(run: str | Path, backend: str, out: str | Path, formats: Sequence[str] = DEFAULT_FORMATS) -> dict[str, Any]:
     """Export ``run``'s student with ``backend`` into the bundle ``out`` (parity failures allowed:
     they are what is being measured) and return its files' metrics, ops and the conversion time."""
-    from edgekd.exporters.export import export, file_name
+    from edgekd.exporters.export import export
     from edgekd.exporters.timing import recorded_conversions
+    from edgekd.formats import file_name
 
     sets = [f"export.backend={backend}", f"export.formats=[{','.join(formats)}]", "export.models=[student]"]
     try:
@@ -178,7 +179,9 @@ def _latency_image(out: Path, results: list[dict[str, Any]]) -> np.ndarray | Non
 def _child(argv: Sequence[str]) -> int:
     run, backend, out, formats, result_path = argv
     result = convert_student(run, backend, out, formats.split(","))
-    Path(result_path).write_text(json.dumps(result))
+    from edgekd.atomic import write_json
+
+    write_json(result_path, result)
     return 0
 
 

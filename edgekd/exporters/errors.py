@@ -11,3 +11,5 @@ class ExportError(EdgekdError):
 
 class ParityError(EdgekdError):
     """An exported format whose outputs are out of bounds against PyTorch."""
+
+    exit_code = 1  # the export ran and a check failed (the bundle is written): not a usage error

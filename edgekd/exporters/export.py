@@ -31,24 +31,17 @@ import numpy as np
 from edgekd import __version__
 from edgekd.atomic import atomic_dir, write_json, write_text, write_with
 from edgekd.bundle import FORMAT, MANIFEST, file_record
-from edgekd.config import Config, ExportConfig, dump_yaml, from_dict, load_config, parse_override, to_dict
+from edgekd.config import Config, ExportConfig, dump_yaml, from_dict, load_config, named_archs, parse_override, to_dict
 from edgekd.errors import ConfigError, EdgekdError
-from edgekd.exporters.errors import ExportError, ParityError
+from edgekd.exporters.errors import ParityError
 from edgekd.exporters.parity import Bounds, check_parity, reference_logits
 from edgekd.exporters.timing import shown_as
+from edgekd.formats import ExportJob, Format, all_formats, check_export_formats, get_format
+from edgekd.outputs import check_output_dir, not_a_bundle
 from edgekd.tasks import get_task
 from edgekd.ui import log, print_table
 
-MODEL_FORMATS = ("pytorch", "onnx", "tflite_fp32", "tflite_int8", "tflite_fp16", "tflite_dynamic")
 ROLES = ("student", "teacher", "baseline")
-
-
-def file_name(role: str, fmt: str) -> str:
-    if fmt == "pytorch":
-        return f"{role}.pt"
-    if fmt == "onnx":
-        return f"{role}.onnx"
-    return f"{role}_{fmt.removeprefix('tflite_')}.tflite"
 
 
 def latest_run(runs_dir: Path = Path("runs")) -> Path:
@@ -73,17 +66,20 @@ def _resolve_config(run: Path, overrides: Sequence[str]) -> Config:
     from edgekd.config import validate
 
     validate(cfg)
-    bad = [f for f in (*cfg.export.formats, *cfg.export.teacher_formats) if f not in MODEL_FORMATS]
-    if bad:
-        raise ConfigError(f"config: unknown export format {bad[0]!r}; available: {', '.join(MODEL_FORMATS)}")
+    check_export_names(cfg.export)
+    return cfg
+
+
+def check_export_names(ecfg: ExportConfig) -> None:
+    """Every name in the export settings resolves (formats, backend, models)."""
+    check_export_formats({"export.formats": ecfg.formats, "export.teacher_formats": ecfg.teacher_formats})
     from edgekd.exporters.to_tflite import TFLITE_BACKENDS
 
-    if cfg.export.backend not in TFLITE_BACKENDS:
-        raise ConfigError(f"config: export.backend: {TFLITE_BACKENDS.unknown_message(cfg.export.backend)}")
-    bad_roles = [r for r in cfg.export.models if r not in ROLES]
+    if ecfg.backend not in TFLITE_BACKENDS:
+        raise ConfigError(f"config: export.backend: {TFLITE_BACKENDS.unknown_message(ecfg.backend)}")
+    bad_roles = [r for r in ecfg.models if r not in ROLES]
     if bad_roles:
         raise ConfigError(f"config: export.models: unknown model {bad_roles[0]!r}; available: {', '.join(ROLES)}")
-    return cfg
 
 
 def _sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -110,11 +106,13 @@ def export(
     run_dir = Path(run) if run is not None else latest_run()
     cfg = _resolve_config(run_dir, set)
     out_dir = Path(out) if out is not None else Path("artifacts") / run_dir.name
+    # before any work: a bundle replaces only an older bundle, never the run or a user's files
+    check_output_dir(out_dir, "bundle", not_a_bundle, protect=[run_dir], beside=True)
     ecfg = cfg.export
     allow = ecfg.allow_parity_failure if allow_parity_failure is None else allow_parity_failure
     bounds = Bounds(ecfg.fp32_max_abs_diff, ecfg.min_top1_agreement, ecfg.max_acc_drop)
 
-    from edgekd.checkpoint import load_checkpoint, load_model
+    from edgekd.checkpoint import load_model
     from edgekd.data import load_dataset
     from edgekd.models.wrappers import with_preprocessing
 
@@ -161,12 +159,13 @@ def export(
         work = tmp / ".work"
         for role in roles:
             ckpt_path = run_dir / f"{role}.pt"
-            model, ckpt = load_model(ckpt_path)
+            model, ckpt = load_model(ckpt_path, arch=named_archs(cfg))  # the run's own config names its archs
             mean, std = ckpt["data"]["mean"], ckpt["data"]["std"]
             wrapped = with_preprocessing(model, mean, std)
             c, (h, w) = len(mean), ckpt["data"]["image_size"]
             formats = ecfg.formats if role == "student" else ecfg.teacher_formats
-            files = _export_role(role, wrapped, ckpt, ckpt_path, formats, (1, c, h, w), ecfg, calibration, tmp, work)
+            job = ExportJob(role, wrapped, ckpt, (1, c, h, w), ecfg, calibration, tmp, work)
+            files = _export_role(job, formats)
             rec = summary.get(role, {})
             manifest["roles"][role] = {
                 "arch": ckpt["arch"],
@@ -190,8 +189,8 @@ def export(
             # the QAT int8 file beside the PTQ one, checked against its own fake-quant graph
             from edgekd.exporters.to_tflite_qat import export_qat
 
-            name = file_name("student_qat", "tflite_int8")
-            qdq, ckpt = export_qat(qat_ckpt, tmp / name)
+            name = get_format("tflite_int8").file_name("student_qat")
+            qdq, ckpt = export_qat(qat_ckpt, tmp / name, named_archs(cfg))
             c, (h, w) = ckpt["data"]["in_channels"], ckpt["data"]["image_size"]
             rec = summary.get("student_qat", {})
             manifest["roles"]["student_qat"] = {"arch": ckpt["arch"], "val_acc": rec.get("val_acc"), "test_acc": rec.get("test_acc"), "files": [name], "qat": ckpt["qat"]}
@@ -207,10 +206,6 @@ def export(
         quant_report = bundle_quant_report(tmp, calibration[:IMAGES])  # every int8 file, layer by layer
         if quant_report is not None:
             write_json(tmp / "quant_report.json", quant_report)
-        if (tmp / "student_int8.tflite").is_file():
-            from edgekd.exporters.to_c_array import tflite_to_c_array
-
-            tflite_to_c_array(tmp / "student_int8.tflite", tmp / "student_int8_model_data.cc")
         images = np.ascontiguousarray(test_nhwc[eval_idx])
         targets = task.eval_targets(data.test, eval_idx)  # {"labels": …} or {"masks": (N, H, W) uint8}
         write_with(tmp / "eval.npz", lambda fh: np.savez_compressed(fh, images=images, **targets, classes=np.array(data.classes)))
@@ -233,45 +228,25 @@ def export(
     return manifest
 
 
-def _export_role(role, wrapped, ckpt, ckpt_path, formats, input_shape, ecfg: ExportConfig, calibration, tmp: Path, work: Path) -> list[str]:
-    """Write one model's files; returns their names."""
-    from edgekd.checkpoint import save_checkpoint
-    from edgekd.exporters.to_onnx import torch_to_onnx
-    from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLITE_FORMATS, TFLiteRequest
-
-    files = []
-    if "pytorch" in formats:  # the model alone: no optimizer or history travels to the device
-        slim = {k: v for k, v in ckpt.items() if k not in ("format", "edgekd_version", "train_state")}
-        save_checkpoint(tmp / file_name(role, "pytorch"), slim)
-        files.append(file_name(role, "pytorch"))
-    onnx_path = None
-    if "onnx" in formats:
-        onnx_path = torch_to_onnx(wrapped, tmp / file_name(role, "onnx"), input_shape, ecfg.opset, ecfg.dynamic_batch, name=role)
-        files.append(onnx_path.name)
-    tflite = [f for f in formats if f in TFLITE_FORMATS]
-    if tflite:
-        request = TFLiteRequest(
-            model=wrapped,
-            input_shape=input_shape,
-            outputs={f: tmp / file_name(role, f) for f in tflite},
-            calibration=calibration,
-            name=role,
-            work_dir=work,
-            opset=ecfg.opset,
-            # the bundle's ONNX is reused when it is batch 1; a backend that needs ONNX exports
-            # a static one into work/ otherwise, and one that starts from PyTorch skips ONNX
-            onnx_path=None if ecfg.dynamic_batch else onnx_path,
-            calibration_method=ecfg.calibration_method,
-        )
-        TFLITE_BACKENDS.get(ecfg.backend)(request)
-        files += [file_name(role, f) for f in tflite]
-    return files
+def _export_role(job: ExportJob, requested: Sequence[str]) -> list[str]:
+    """Write one model's files, each format by the exporter :mod:`edgekd.formats` names (one call
+    per exporter, sources first); returns the names of its model files."""
+    rank = {f.name: i for i, f in enumerate(all_formats())}
+    chosen = [get_format(name) for name in requested]
+    chosen += [f for f in all_formats() if job.role in f.auto_roles and f.source in requested and f.name not in requested]
+    groups: dict[str, list[Format]] = {}
+    for fmt in chosen:  # in the order asked for within a group (the TFLite files of one backend call)
+        groups.setdefault(fmt.exporter or "", []).append(fmt)
+    for members in sorted(groups.values(), key=lambda group: min(rank[f.name] for f in group)):
+        members[0].exporter_function()(job, [f.name for f in members])
+        job.made.update({f.name: job.path(f.name) for f in members})
+    return [path.name for name, path in job.made.items() if get_format(name).is_model]
 
 
 def _model_entry(path: Path, role: str, fmt: str, ckpt: dict, input_shape: tuple[int, ...], task) -> dict[str, Any]:
     entry: dict[str, Any] = {"role": role, "format": fmt}
     base = {"mean": ckpt["data"]["mean"], "std": ckpt["data"]["std"], "range": [0, 255]}
-    if fmt.startswith("tflite"):
+    if get_format(fmt).runtime == "litert":  # the file carries its tensors' shapes, dtypes and quantization
         from edgekd.runtimes import open_runner
         from edgekd.runtimes.tflite_runner import model_ops
 

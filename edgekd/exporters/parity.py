@@ -17,9 +17,6 @@ import numpy as np
 
 from edgekd.tasks import Task, get_task
 
-# formats that should reproduce PyTorch up to float rounding; the others are approximations
-EXACT_FORMATS = frozenset({"pytorch", "onnx", "tflite_fp32"})
-
 
 @dataclass(frozen=True)
 class Bounds:
@@ -43,7 +40,10 @@ def out_of_bounds(fmt: str, metrics: dict[str, float], bounds: Bounds, task: str
 
     The bounds read per pixel for segmentation: ``min_top1_agreement`` bounds the pixel agreement
     of the masks, ``max_acc_drop`` the mean IoU lost, ``fp32_max_abs_diff`` every pixel's logit."""
-    return get_task(task).parity_problems(fmt in EXACT_FORMATS, metrics, bounds)
+    from edgekd.formats import find_format
+
+    found = find_format(fmt)  # exact formats should reproduce PyTorch up to float rounding; the others approximate it
+    return get_task(task).parity_problems(found is not None and found.exact, metrics, bounds)
 
 
 def reference_logits(model: Any, images_nhwc: np.ndarray, batch_size: int = 256) -> np.ndarray:

@@ -6,7 +6,7 @@ import importlib
 import inspect
 from typing import Any
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, first_line
 from edgekd.models.registry import MODELS
 
 __all__ = ["MODELS", "create_model", "count_params", "count_macs", "list_models", "model_task"]
@@ -25,10 +25,12 @@ def model_task(name: str) -> str:
 
 def _import_factory(spec: str):
     module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise EdgekdError(f"model factory {spec!r}: expected package.module:function")
     try:
         module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise EdgekdError(f"model factory {spec!r}: cannot import {module_name!r} ({exc})") from None
+    except Exception as exc:  # noqa: BLE001 - a user-named module: any failure to import it is theirs to fix
+        raise EdgekdError(f"model factory {spec!r}: cannot import {module_name!r} ({first_line(exc, 160)})") from None
     try:
         factory = getattr(module, attr)
     except AttributeError:
@@ -44,15 +46,26 @@ def create_model(arch: str, num_classes: int, in_channels: int, image_size: tupl
     (a bare ``**kwargs`` gets ``num_classes`` only: torchvision's factories reject the others)."""
     if ":" in arch:
         factory = _import_factory(arch)
-        params = inspect.signature(factory).parameters
+        try:
+            params = inspect.signature(factory).parameters
+        except (TypeError, ValueError):  # a builtin without a signature: it gets the arguments given alone
+            params = {}
         takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
         extra = {"num_classes": num_classes, "in_channels": in_channels, "image_size": image_size}
         call = {k: v for k, v in extra.items() if k in params or (takes_any and k == "num_classes")}
         call.update(kwargs)
         try:
-            return factory(**call)
-        except TypeError as exc:
-            raise EdgekdError(f"model factory {arch!r} rejected its arguments: {exc}") from None
+            model = factory(**call)
+        except (TypeError, ValueError) as exc:
+            raise EdgekdError(f"model factory {arch!r} rejected its arguments {sorted(call)}: {first_line(exc, 160)}") from None
+        import torch
+
+        if not isinstance(model, torch.nn.Module):
+            raise EdgekdError(
+                f"model factory {arch!r} returned a {type(model).__name__}, not a torch.nn.Module: "
+                "name a function that builds a model (e.g. torchvision.models:resnet18)"
+            )
+        return model
     factory = MODELS.get(arch)
     try:
         return factory(num_classes=num_classes, in_channels=in_channels, image_size=tuple(image_size), **kwargs)

@@ -1,4 +1,4 @@
-"""Model runners: one interface over PyTorch, ONNX Runtime and the TFLite interpreter.
+"""Model runners: one interface over PyTorch, ONNX Runtime, the TFLite interpreter and TFLite Micro.
 
 Every runner takes raw uint8 images in NHWC (the layout of the bundle's ``eval.npz``), prepares
 them the way its model file expects (layout, dtype, int8 quantization from the tensor details),
@@ -9,6 +9,6 @@ Raspberry Pi with numpy + ai-edge-litert can use the TFLite runner.
 
 from __future__ import annotations
 
-from edgekd.runtimes.base import Runner, RuntimeMissing, open_runner, runner_format
+from edgekd.runtimes.base import Runner, RuntimeMissing, open_runner
 
-__all__ = ["Runner", "RuntimeMissing", "open_runner", "runner_format"]
+__all__ = ["Runner", "RuntimeMissing", "open_runner"]

@@ -1,9 +1,8 @@
-"""The runner interface and the file-name → runner mapping."""
+"""The runner interface. Which runner opens which format is said by :mod:`edgekd.formats`."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -52,35 +51,24 @@ def raw_nchw(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image.transpose(2, 0, 1)[None].astype(np.float32))
 
 
-def runner_format(file_name: str) -> str | None:
-    """The format a bundle file holds, from its name (None for non-model files)."""
-    name = Path(file_name).name
-    if name.endswith(".onnx"):
-        return "onnx"
-    if name.endswith(".pt"):
-        return "pytorch"
-    if name.endswith(".tflite"):
-        stem = Path(name).stem
-        return "tflite_" + stem.rsplit("_", 1)[1] if "_" in stem else "tflite"
-    return None
+def open_runner(path: str | Path, threads: int | None = None, format: str | None = None, runner: str | None = None) -> Runner:  # noqa: A002
+    """A runner for a model file; raises :class:`RuntimeMissing` if its runtime is absent.
 
+    ``format``: the file's format as the bundle's manifest records it; without it, the one
+    :func:`edgekd.formats.format_for_file` finds. ``runner``: a ``"module:Class"`` to open it with instead of the
+    format's own: a measuring process gets both from the bench that started it, whose registry
+    may hold formats registered at run time."""
+    from edgekd.formats import format_for_file, get_format, load_attr, model_extensions
 
-def _loaders() -> dict[str, Callable[[Path, int | None], Runner]]:
-    from edgekd.runtimes.onnx_runner import OnnxRunner
-    from edgekd.runtimes.tflite_runner import TFLiteRunner
-    from edgekd.runtimes.torch_runner import TorchRunner
-
-    return {"onnx": OnnxRunner, "pytorch": TorchRunner, "tflite": TFLiteRunner}
-
-
-def open_runner(path: str | Path, threads: int | None = None) -> Runner:
-    """A runner for a model file; raises :class:`RuntimeMissing` if its runtime is absent."""
     path = Path(path)
-    fmt = runner_format(path.name)
-    if fmt is None:
-        raise EdgekdError(f"{path.name} is not a model file (.onnx, .pt or .tflite)")
+    fmt = get_format(format) if format is not None and runner is None else None
+    if format is None:
+        fmt = format_for_file(path.name)
+    if (fmt is None or not fmt.is_model) and runner is None:
+        raise EdgekdError(f"{path.name} is not a model file ({', '.join(model_extensions())})")
     if not path.is_file():
         raise EdgekdError(f"model file not found: {path}")
-    runner = _loaders()[fmt.split("_")[0]](path, threads)
-    runner.format = fmt
-    return runner
+    cls = load_attr(runner) if runner is not None else fmt.runner_class()
+    opened = cls(path, threads)
+    opened.format = format if format is not None else fmt.name if fmt is not None else path.suffix.lstrip(".")
+    return opened

@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, first_line
 from edgekd.fdcapture import captured_fds
 from edgekd.runtimes.base import Runner, RuntimeMissing
 
@@ -20,9 +20,9 @@ from edgekd.runtimes.base import Runner, RuntimeMissing
 def interpreter_class() -> tuple[Any, str]:
     """(Interpreter class, "runtime version") of the first TFLite runtime found."""
     try:
-        from ai_edge_litert import interpreter as litert
-
         from importlib.metadata import version
+
+        from ai_edge_litert import interpreter as litert
 
         return litert.Interpreter, f"ai-edge-litert {version('ai-edge-litert')}"
     except ImportError:
@@ -48,7 +48,7 @@ def explain_load_error(path: Path, exc: Exception, runtime: str) -> EdgekdError:
             f"{path.name} needs TFLite op {op} version {ver}, which {runtime} does not have; "
             "upgrade the runtime on this device (pip install -U ai-edge-litert) or export with an older converter"
         )
-    return EdgekdError(f"cannot load {path.name} in {runtime}: {text.strip().splitlines()[0][:200] if text.strip() else type(exc).__name__}")
+    return EdgekdError(f"cannot load {path.name} in {runtime}: {first_line(exc, 200)}")
 
 
 # integer I/O dtypes: int8/uint8, and int16 for 16×8 files (int16 activations, int8 weights)

@@ -78,6 +78,13 @@ def all_sum(tensor: torch.Tensor) -> torch.Tensor:
     return tensor
 
 
+def all_max(tensor: torch.Tensor) -> torch.Tensor:
+    """Maximum over ranks (in place); the tensor itself on a single process."""
+    if _world.size > 1:
+        dist.all_reduce(tensor, op=dist.ReduceOp.MAX)
+    return tensor
+
+
 def barrier() -> None:
     if _world.size > 1:
         dist.barrier()

@@ -53,6 +53,14 @@ def load_source(cfg_source, target, log=log):
     return src
 
 
+def prepared_source(run):
+    """The source dataset, read once: the run's preflight reads it (``domain_flow.check``), so
+    that a wrong source fails before any training, and the flow reuses it."""
+    if "source" not in run.prepared:
+        run.prepared["source"] = load_source(run.cfg.source, run.data)
+    return run.prepared["source"]
+
+
 def unlabeled(split: Split) -> Split:
     return Split(split.images, np.full(len(split), -1, dtype=np.int64))
 
@@ -68,7 +76,7 @@ def domain_flow(run) -> dict[str, Any]:
 
     cfg, target = run.cfg, run.data
     d = cfg.distill
-    source = load_source(cfg.source, target)
+    source = prepared_source(run)
     log(f"source: {source.name}{' (' + source.shift + ')' if source.shift != 'none' else ''}, train/val/test {len(source.train)}/{len(source.val)}/{len(source.test)}")
     summary: dict[str, Any] = {}
     stages = {"teacher": "teacher"}  # summary name → stage (file stem), in table order
@@ -115,3 +123,6 @@ def domain_flow(run) -> dict[str, Any]:
         if name in summary:
             summary[name].update(accuracy["target"][name])
     return summary
+
+
+domain_flow.check = prepared_source

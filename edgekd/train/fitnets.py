@@ -55,7 +55,9 @@ def match_spatial(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
 
 @METHODS.register("fitnets")
 class FitNets(HintonKD):
-    """FitNets (Romero et al. 2015): MSE hint from a teacher layer to a regressed student layer, then/plus KD."""
+    """FitNets (Romero et al. 2015): MSE hint from teacher distill.hint_layer to a regressor on student
+    distill.guided_layer (module paths); hint_mode two_stage (hint_epochs of hints, then KD) or single_stage
+    (KD + hint_weight·hint). The regressor is never part of student.pt."""
 
     flow = "fitnets"
     keys = ("hint_layer", "guided_layer", "hint_mode", "hint_epochs", "hint_weight", "hint_regressor")
@@ -155,16 +157,14 @@ class FitNets(HintonKD):
 def check_layers(run) -> None:
     """Resolve both module paths and probe the feature shapes on fresh models, before any training:
     a wrong path must not cost a teacher's training time."""
-    from edgekd.checkpoint import build_model, load_checkpoint
     from edgekd.models import create_model
 
     cfg, data = run.cfg, run.data
     shape = (data.num_classes, data.in_channels, data.image_size)
     teacher, teacher_arch = None, cfg.teacher.arch
-    if cfg.teacher.checkpoint:
-        ckpt = load_checkpoint(cfg.teacher.checkpoint)
-        if ckpt["format"] != "state_dict":  # a full checkpoint names its own arch
-            teacher, teacher_arch = build_model(ckpt, cfg.teacher.checkpoint), ckpt["arch"]
+    if cfg.teacher.checkpoint:  # a full checkpoint names its own arch
+        teacher, ckpt = run.checked_teacher(cfg.teacher.checkpoint, quiet=True)
+        teacher_arch = ckpt["arch"]
     teacher = teacher or create_model(cfg.teacher.arch, *shape, **cfg.teacher.kwargs)
     student = create_model(cfg.student.arch, *shape, **cfg.student.kwargs)
     resolve_module(teacher, cfg.distill.hint_layer, "distill.hint_layer", "teacher", teacher_arch)
@@ -179,7 +179,6 @@ def fitnets_flow(run) -> dict[str, Any]:
     """Teacher → (hint stage →) student → baseline; see the module docstring."""
     cfg = run.cfg
     d = cfg.distill
-    check_layers(run)
     summary: dict[str, Any] = {}
     teacher, summary["teacher"] = run.teacher()
     if d.hint_mode == "two_stage":
@@ -203,3 +202,6 @@ def fitnets_flow(run) -> dict[str, Any]:
     if d.baseline:
         summary["baseline"] = run.baseline()
     return summary
+
+
+fitnets_flow.check = check_layers  # the run calls it before touching its folder

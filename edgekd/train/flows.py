@@ -1,6 +1,6 @@
 """Flows: how a run is orchestrated around its KD loss. The method names its flow (``flow``).
 
-A flow takes the run (:class:`edgekd.train.run._Run`: data, device and the stage helpers
+A flow takes the run (:class:`edgekd.train.context.RunContext`: data, device and the stage helpers
 ``teacher``, ``train``, ``baseline``, ``load``…) and returns the summary's model records. Here:
 ``standard`` (teacher → student → baseline) and ``transfer`` (the same, the student also seeing
 an unlabeled transfer set). Other methods' flows live in the modules beside them, listed as the
@@ -46,11 +46,10 @@ def transfer_flow(run) -> dict[str, Any]:
     without a teacher, unlabeled images teach nothing.
     """
     from edgekd.data.dataset import concat
-    from edgekd.data.unlabeled import load_unlabeled
 
     cfg, data = run.cfg, run.data
     d = cfg.distill
-    extra = load_unlabeled(d.transfer_set, (data.in_channels, *data.image_size), cfg.data.cache_dir, log=log)
+    extra = transfer_set(run)
     train = concat(data.train, extra) if d.transfer_labeled else extra
     log(f"transfer: {len(extra)} unlabeled images from {d.transfer_set}" + (f" + {len(data.train)} labeled" if d.transfer_labeled else " alone"))
     summary: dict[str, Any] = {}
@@ -64,3 +63,17 @@ def transfer_flow(run) -> dict[str, Any]:
         summary["baseline"] = run.baseline()
     summary["transfer"] = {"root": d.transfer_set, "unlabeled": len(extra), "labeled": len(data.train) if d.transfer_labeled else 0}
     return summary
+
+
+def transfer_set(run):
+    """The unlabeled transfer set, read once: the run's preflight reads it (``transfer_flow.check``),
+    so that a wrong path fails before any training, and the flow reuses it."""
+    from edgekd.data.unlabeled import load_unlabeled
+
+    if "transfer_set" not in run.prepared:
+        cfg, data = run.cfg, run.data
+        run.prepared["transfer_set"] = load_unlabeled(cfg.distill.transfer_set, (data.in_channels, *data.image_size), cfg.data.cache_dir, log=log)
+    return run.prepared["transfer_set"]
+
+
+transfer_flow.check = transfer_set

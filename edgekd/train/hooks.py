@@ -7,12 +7,11 @@ path and the list of valid ones.
 
 from __future__ import annotations
 
-import difflib
-
 import torch
 from torch import nn
 
 from edgekd.errors import ConfigError
+from edgekd.registry import did_you_mean
 
 MAX_LISTED = 60  # a deep ResNet has hundreds of paths: beyond this, list the shallow ones only
 
@@ -32,8 +31,7 @@ def resolve_module(model: nn.Module, path: str, key: str, role: str, arch: str =
     if path and path in modules:
         return modules[path]
     valid = module_paths(model)
-    close = difflib.get_close_matches(path, valid, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
+    hint = did_you_mean(path, valid)
     shown = valid if len(valid) <= MAX_LISTED else [p for p in valid if p.count(".") <= 1]
     more = f" (and {len(valid) - len(shown)} deeper ones)" if len(shown) < len(valid) else ""
     what = f"the {role} ({arch})" if arch else f"the {role}"

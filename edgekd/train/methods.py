@@ -226,7 +226,9 @@ class SigmoidKD(HintonKD):
 
 @METHODS.register("takd")
 class TeacherAssistantKD(HintonKD):
-    """TAKD (Mirzadeh et al. 2020): teacher → TA₁ → … → student, each link Hinton KD (distill.assistants, ta_select)."""
+    """TAKD (Mirzadeh et al. 2020): teacher → TA₁ → … → student, each link Hinton KD. distill.assistants;
+    ta_select chain (teacher → TA₁ → … → student) or auto (train each candidate, keep the one nearest the
+    teacher/student accuracy midpoint)."""
 
     flow = "chain"
     keys = ("assistants", "ta_select")
@@ -265,7 +267,8 @@ class EnsembleKD(HintonKD):
 
 @METHODS.register("transfer")
 class TransferSetKD(HintonKD):
-    """Hinton KD plus an unlabeled transfer set (distill.transfer_set): its images get the soft term only."""
+    """Hinton KD plus an unlabeled transfer set (distill.transfer_set): its images get the soft term only
+    (label -1; CE ignores them); transfer_labeled=false: those images alone."""
 
     flow = "transfer"
     keys = ("transfer_set", "transfer_labeled")
@@ -278,7 +281,9 @@ class TransferSetKD(HintonKD):
 
 @METHODS.register("domain")
 class DomainAdaptationKD(HintonKD):
-    """Domain adaptation: teacher learns on `source`, student on `data` (target) images with soft targets (+ source labels)."""
+    """Domain adaptation: teacher learns on `source` (a data section), student on `data` (target) images with
+    soft targets (+ source labels); both domains reported. data.shift (grayscale|blur|invert|noise|color_jitter)
+    makes a target domain from any dataset."""
 
     flow = "domain"
     keys = ("target_labels", "source_labels", "finetune_epochs", "finetune_lr")

@@ -187,25 +187,24 @@ class QATStudent(nn.Module):
         return converted
 
 
-def build_qat_student(arch: str, kwargs: dict[str, Any], data_info: dict[str, Any], float_state: dict[str, Any] | None = None) -> QATStudent:
-    """A :class:`QATStudent` for ``arch`` on data described by ``data_info`` (``Dataset.describe()``)."""
-    from edgekd.models import create_model
-
-    model = create_model(arch, data_info["num_classes"], data_info["in_channels"], tuple(data_info["image_size"]), **kwargs)
-    if float_state is not None:
-        model.load_state_dict(float_state)
-    return QATStudent(model.eval(), data_info["mean"], data_info["std"], tuple(data_info["image_size"]))
+def build_qat_student(float_model: nn.Module, data_info: dict[str, Any]) -> QATStudent:
+    """A :class:`QATStudent` of ``float_model`` on data described by ``data_info`` (``Dataset.describe()``)."""
+    return QATStudent(float_model.eval(), data_info["mean"], data_info["std"], tuple(data_info["image_size"]))
 
 
-def load_qat_student(path: Any) -> tuple[QATStudent, dict[str, Any]]:
-    """(QAT student in eval mode, checkpoint dict) from ``student_qat.pt``."""
-    from edgekd.checkpoint import load_checkpoint, load_weights
+def load_qat_student(path: Any, arch: Any = None) -> tuple[QATStudent, dict[str, Any]]:
+    """(QAT student in eval mode, checkpoint dict) from ``student_qat.pt``. ``arch``: the
+    ``module:factory`` names the caller vouches for (:func:`edgekd.checkpoint.checkpoint_arch`)."""
+    from edgekd.checkpoint import checkpoint_arch, load_checkpoint, load_weights
     from edgekd.errors import CheckpointError
+    from edgekd.models import create_model
 
     ckpt = load_checkpoint(path)
     if not ckpt.get("qat"):
         raise CheckpointError(f"{path} is not a QAT checkpoint")
-    model = build_qat_student(ckpt["arch"], ckpt.get("kwargs", {}), ckpt["data"])
+    d = ckpt["data"]
+    name = checkpoint_arch(ckpt, path, arch)  # before anything named in the file is imported
+    model = build_qat_student(create_model(name, d["num_classes"], d["in_channels"], tuple(d["image_size"]), **ckpt.get("kwargs", {})), d)
     load_weights(model, ckpt["state_dict"], path)
     return model.eval(), ckpt
 
@@ -231,7 +230,8 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
     """
     import dataclasses
 
-    from edgekd.checkpoint import load_checkpoint
+    from edgekd.checkpoint import build_model, load_checkpoint
+    from edgekd.config import named_archs
     from edgekd.data.loader import Batches
     from edgekd.train.methods import build_method
     from edgekd.train.trainer import Stage, train_stage
@@ -244,9 +244,10 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
         return done["metrics"]
     cfg, d = run.cfg, run.data
     q = cfg.distill.qat
-    float_ckpt = load_checkpoint(run.out_dir / "student.pt")
+    float_path = run.out_dir / "student.pt"
+    float_ckpt = load_checkpoint(float_path)
     torch.manual_seed(cfg.seed)
-    model = build_qat_student(float_ckpt["arch"], float_ckpt.get("kwargs", {}), d.describe(), float_ckpt["state_dict"])
+    model = build_qat_student(build_model(float_ckpt, float_path, named_archs(cfg)), d.describe())
     # fake quantization runs in float32 (no autocast) and on a plain (not compiled) graph
     rt = dataclasses.replace(run.rt, amp=None, channels_last=False, compile_student=False)
     model.to(rt.device)

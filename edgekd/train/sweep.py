@@ -25,6 +25,7 @@ from typing import Any
 from edgekd.atomic import write_json, write_text
 from edgekd.config import Config, dump_yaml, load_config, validate
 from edgekd.errors import ConfigError
+from edgekd.limits import check_number
 from edgekd.ui import log, print_table, warn
 
 DEFAULT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0)  # the usual grid (Hinton et al.; methods.md)
@@ -45,17 +46,20 @@ def sweep(
 ) -> dict[str, Any]:
     """Sweep ``temperatures`` × ``alphas`` (default: the config's α) and return ``sweep.json``'s content."""
     from edgekd.train.methods import METHODS, check_method_config
-    from edgekd.train.run import _prepare_out_dir
+    from edgekd.train.run_folder import prepare_out_dir
 
     cfg = config if isinstance(config, Config) else load_config(config, set)
     if isinstance(config, Config) and set:
         raise ConfigError("pass overrides through load_config when giving a Config object")
-    temperatures = [float(t) for t in temperatures]
-    alphas = [float(a) for a in (alphas if alphas else [cfg.distill.alpha])]
-    if not temperatures or any(t <= 0 for t in temperatures):
-        raise ConfigError(f"sweep: temperatures must be positive numbers, got {temperatures}")
-    if any(not 0.0 <= a <= 1.0 for a in alphas):
-        raise ConfigError(f"sweep: alphas must be in [0, 1], got {alphas}")
+    temperatures = list(temperatures)
+    alphas = list(alphas if alphas else [cfg.distill.alpha])
+    if not temperatures:
+        raise ConfigError("sweep: --temperatures needs at least one value")
+    for t in temperatures:
+        check_number("--temperatures", t, low=0.0, low_open=True, error=ConfigError)
+    for a in alphas:
+        check_number("--alphas", a, low=0.0, high=1.0, error=ConfigError)
+    temperatures, alphas = [float(t) for t in temperatures], [float(a) for a in alphas]
     check_method_config(cfg)
     method = METHODS.get(cfg.distill.method)
     if not method.needs_teacher:
@@ -65,7 +69,7 @@ def sweep(
     if not getattr(method, "uses_alpha", True) and len(alphas) > 1:
         warn(f"distill.method={cfg.distill.method} ignores α: the points differ only in T")
     out_dir = Path(out) if out is not None else Path("runs") / f"{cfg.name or 'run'}-sweep"
-    cfg = _prepare_out_dir(cfg, out_dir, config is not None or bool(set), resume, overwrite)
+    cfg = prepare_out_dir(cfg, out_dir, config, set, resume, overwrite)
     check_method_config(cfg)  # a resumed sweep runs its saved config
 
     from edgekd.data import dataset_task
@@ -111,12 +115,12 @@ def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[
     """Train (or load) the teacher side of ``cfg`` once, in ``folder``: the teacher, the ensemble
     members or the source-domain teacher, as the method needs. Returns its record and the config
     keys (section → {key: value}) that make any later run load it instead of training it."""
+    from edgekd.train.context import RunContext
     from edgekd.train.methods import METHODS
-    from edgekd.train.run import _Run
 
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "config.yaml", dump_yaml(cfg))
-    run = _Run(cfg, folder, resume, ())
+    run = RunContext(cfg, folder, resume, ())
     run.setup()
     flow = METHODS.get(cfg.distill.method).flow
     if flow == "ensemble":

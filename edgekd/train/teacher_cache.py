@@ -92,18 +92,39 @@ def teacher_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt
     folder = out_dir / "teacher_cache"
     key = cache_key(teacher, data, views, seed)
     path = folder / f"{stage}-{key}.pt"
-    if not path.is_file():
-        if rt.world.main:
-            for stale in folder.glob(f"{stage}-*.pt"):
-                stale.unlink()
-            log(f"{stage}: computing the teacher's outputs once ({views} view(s) × {len(data.train)} images) → {path}")
-            outputs = compute_outputs(teacher, data, views, seed, rt, batch_size)
-            from edgekd.atomic import write_with
-
-            write_with(path, lambda fh: torch.save(outputs.cpu(), fh))
-        distributed.barrier()
-        if rt.world.main:
+    if path.is_file():
+        outputs, why = _read(path, rt, (views, len(data.train)))
+        if outputs is not None:
+            log(f"{stage}: teacher outputs from cache {path}")
             return outputs
-    else:
-        log(f"{stage}: teacher outputs from cache {path}")
+        # the cache is derived data: a damaged file (a killed write, a full disk) is recomputed
+        log(f"{stage}: teacher cache {path} is unusable ({why}); computing it again")
+    if rt.world.main:
+        for stale in folder.glob(f"{stage}-*.pt"):
+            stale.unlink()
+        log(f"{stage}: computing the teacher's outputs once ({views} view(s) × {len(data.train)} images) → {path}")
+        outputs = compute_outputs(teacher, data, views, seed, rt, batch_size)
+        from edgekd.atomic import write_with
+
+        write_with(path, lambda fh: torch.save(outputs.cpu(), fh))
+    distributed.barrier()
+    if rt.world.main:
+        return outputs
     return torch.load(path, map_location=rt.device, weights_only=True)
+
+
+def _read(path: Path, rt: Runtime, leading: tuple[int, int]) -> tuple[torch.Tensor | None, str]:
+    """(the cached outputs, "") or (None, why they cannot be used)."""
+    import pickle
+
+    from edgekd.errors import first_line
+
+    try:
+        outputs = torch.load(path, map_location=rt.device, weights_only=True)
+    except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
+        return None, first_line(exc, 120)
+    if not isinstance(outputs, torch.Tensor) or tuple(outputs.shape[:2]) != leading:
+        return None, f"expected outputs for {leading[0]} view(s) × {leading[1]} images"
+    if not bool(torch.isfinite(outputs).all()):
+        return None, "it holds NaN or infinite values"
+    return outputs, ""

@@ -28,7 +28,7 @@ from edgekd.checkpoint import load_checkpoint, load_weights, model_payload, save
 from edgekd.config import StageConfig
 from edgekd.data import Dataset, Split
 from edgekd.data.loader import Batches
-from edgekd.errors import CheckpointError
+from edgekd.errors import CheckpointError, EdgekdError
 from edgekd.models import count_macs, count_params
 from edgekd.tasks import get_task
 from edgekd.train import distributed
@@ -36,6 +36,12 @@ from edgekd.train.evaluate import evaluate
 from edgekd.train.methods import DistillMethod
 from edgekd.train.runtime import Runtime, autocast
 from edgekd.ui import Timer, log, progress
+
+class TrainingDiverged(EdgekdError):
+    """The loss turned NaN or infinite: the weights are no longer numbers worth keeping."""
+
+    exit_code = 1  # the run's input was valid; one of its steps failed
+
 
 # called after every epoch with (this epoch's record, the stage's whole history so far)
 EpochCallback = Callable[[dict[str, Any], list[dict[str, Any]]], None]
@@ -184,6 +190,8 @@ def train_stage(
         record = _train_epoch(stage, step, teacher, cached, train, optimizer, scaler, rt, epoch, task)
         train_s = timer.elapsed
         v = evaluate(model, val, rt.amp, task)
+        if not math.isfinite(v.loss):  # finite training loss, NaN outputs on val: the weights are as broken
+            _stop_if_diverged(stage, epoch, len(train) - 1, len(train), where="validation loss")
         record.update(val_loss=round(v.loss, 6), **prefixed("val", v))
         record["train_s"] = round(train_s, 3)
         record["time_s"] = round(timer.elapsed, 3)
@@ -232,6 +240,7 @@ def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: R
     labeled = torch.zeros((), device=device, dtype=torch.long)  # samples (pixels) counted: label -1 (transfer set, target domain) is not
     seen = torch.zeros((), device=device, dtype=torch.long)
     shown = 0
+    first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first step whose loss was not finite
     steps = len(batches)
     lr = recipe.lr
     view = cached[batches.view % len(cached)] if cached is not None else None
@@ -249,6 +258,8 @@ def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: R
                 else:
                     t_out = None
                 s_out, parts = step(x, y, t_out)
+            # recorded on the device (no sync per step), read where the progress bar syncs anyway
+            first_bad = torch.where((first_bad < 0) & ~torch.isfinite(parts["loss"].detach()), i, first_bad)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(parts["loss"]).backward()
             scaler.step(optimizer)
@@ -261,6 +272,7 @@ def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: R
             correct += right
             labeled += counted
             if i % 10 == 9 or i == steps - 1:  # .item() syncs the device: not every step
+                _stop_if_diverged(stage, epoch, int(distributed.all_max(first_bad)), steps)
                 bar.update(i + 1 - shown, loss=(sums["loss"] / seen).item(), acc=correct.item() / max(labeled.item(), 1))
                 shown = i + 1
     # one all-reduce for every metric: sums over the ranks' shares of the epoch
@@ -272,6 +284,18 @@ def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: R
         record[k] = round(v / max(seen_t, 1), 6)
     record["train_acc"] = round(correct_t / max(labeled_t, 1), 6)
     return record
+
+
+def _stop_if_diverged(stage: Stage, epoch: int, bad_step: int, steps: int, where: str = "loss") -> None:
+    """Stop the run at a non-finite loss: the checkpoints on disk are from the last finished epoch,
+    and nothing of this epoch is written."""
+    if bad_step < 0:
+        return
+    kept = f"{stage.name}_last.pt (epoch {epoch}) is kept" if epoch else "no checkpoint of this stage was written"
+    raise TrainingDiverged(
+        f"{stage.name}: the {where} became NaN or infinite at epoch {epoch + 1}, step {bad_step + 1} of {steps}; "
+        f"training stopped and {kept}. Lower {stage.name}'s lr (now {stage.recipe.lr:g}) or check the data and the KD settings"
+    )
 
 
 def finish_stage(stage, model, data, out_dir, rt: Runtime, select, best_epoch, wall, epochs_run) -> dict[str, Any]:

@@ -1,0 +1,103 @@
+"""One int8 model through TFLite Micro on this host, in a process of its own (``main``), like the
+CPU bench's measuring process: a crash inside the native interpreter fails the row, not the bench.
+
+Says whether every op has a TFLM kernel, how much tensor arena the model really uses, and what
+accuracy (mean IoU for a segmentation bundle) TFLM's kernels give on the eval data. No time is
+measured: TFLM on x86 runs reference kernels (see :class:`edgekd.runtimes.tflm_runner.TflmRunner`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.atomic import write_json
+from edgekd.benchmark.worker import load_eval
+from edgekd.runtimes.base import RuntimeMissing
+from edgekd.runtimes.tflm_runner import TflmRunner, TflmUnsupported, tflm_version
+
+
+def measure(job: dict[str, Any]) -> dict[str, Any]:
+    try:
+        runner = TflmRunner(Path(job["file"]))
+    except RuntimeMissing as exc:
+        return {"status": "skipped", "reason": str(exc)}
+    except TflmUnsupported as exc:
+        return {
+            "status": "failed",
+            "stage": "load",
+            "reason": str(exc),
+            "runtime": tflm_version(),
+            "tflm": {"ops_supported": False},
+        }
+    from edgekd.tasks import get_task
+
+    task = get_task(job.get("task"))
+    accuracy = accuracy_n = None
+    scores: dict[str, float] = {}
+    try:
+        if job.get("eval"):
+            images, labels = load_eval(job["eval"], task.targets_key)
+            want = tuple(runner.shape[1:])
+            if tuple(images.shape[1:]) != want:
+                got = "×".join(map(str, images.shape[1:]))
+                return {
+                    "status": "failed",
+                    "stage": "eval",
+                    "reason": f"eval images are {got}, the model takes {'×'.join(map(str, want))}",
+                    "runtime": runner.runtime,
+                }
+            logits = np.stack(
+                [runner.dequantize(runner.invoke(runner.prepare(img))).reshape(-1) for img in images]
+            )  # (N, classes) or (N, H·W) pixel logits
+            problem = task.check_outputs(logits, labels, job["num_classes"])
+            if problem:
+                return {"status": "failed", "stage": "eval", "reason": problem, "runtime": runner.runtime}
+            scores = task.scores(logits, labels)
+            accuracy, accuracy_n = scores[task.metric], int(len(labels))  # top-1 accuracy, or mean IoU
+        else:
+            runner.invoke(
+                runner.prepare(np.zeros(runner.shape[1:], np.uint8))
+            )  # one invoke: the arena report covers invoke-time buffers
+        arena = runner.arena_bytes()
+    except Exception as exc:  # noqa: BLE001 - prepared but does not run: the row fails
+        return {
+            "status": "failed",
+            "stage": "run",
+            "reason": f"{type(exc).__name__}: {str(exc).strip()[:200]}",
+            "runtime": runner.runtime,
+        }
+    return {
+        "status": "ok",
+        "runtime": runner.runtime,
+        "accuracy": accuracy,
+        "accuracy_n": accuracy_n,
+        **(task.row_fields(scores) if scores else {}),
+        "tflm": {"ops_supported": True, "arena_bytes": arena, "accuracy": accuracy},
+    }
+
+
+def main(argv: list[str]) -> int:
+    """``JOB.json RESULT.json``, as :func:`edgekd.benchmark.worker.main`."""
+    job_path, result_path = argv
+    job = json.loads(Path(job_path).read_text())
+    try:
+        result = measure(job)
+    except Exception as exc:  # noqa: BLE001
+        result = {
+            "status": "failed",
+            "stage": "run",
+            "reason": f"{type(exc).__name__}: {str(exc)[:300]}",
+            "traceback": traceback.format_exc(),
+        }
+    write_json(result_path, result)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

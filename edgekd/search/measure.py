@@ -1,0 +1,137 @@
+"""A candidate's budget figures, before any training: parameters and MACs from PyTorch, then the
+full-integer int8 TFLite model of the UNTRAINED network (the same converter as `edgekd export`)
+for flash, tensor arena and latency.
+
+Why an untrained export is exact: flash (flatbuffer + runtime kernels), the TFLite Micro arena and
+the MCU latency estimate depend on the graph, the tensor shapes and the op mix, not on the weight
+values; trained weights of the same candidate give the same figures. Cheap checks run first: a
+candidate over the parameter or MAC limit is never exported.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from edgekd.atomic import write_json
+from edgekd.search.budget import Budget
+from edgekd.search.space import Candidate
+
+FIGURES_VERSION = 1  # bump when what a figure means changes: cached figures are then recomputed
+HOST_RUNS = 100  # timed invokes of the host latency (median), after HOST_WARMUP untimed ones
+HOST_WARMUP = 10
+
+
+def measure_candidate(
+    cand: Candidate, budget: Budget, *, num_classes: int, in_channels: int, native_size: tuple[int, int],
+    backend: str = "onnx2tf", cache_dir: Path | None = None,
+) -> dict[str, Any]:
+    """{params, macs, flash_kb, model_kb, ram_kb, latency_ms, host_ms, ops} of ``cand``. The int8
+    figures come only when the budget has a flash, RAM or latency limit; ``latency_ms`` needs
+    ``budget.device`` and ``host_ms`` a host limit. Cached per candidate in ``cache_dir``."""
+    path = cache_dir / f"{cand.key}.json" if cache_dir is not None else None
+    if path is not None and path.is_file():
+        cached = json.loads(path.read_text())
+        if _usable(cached, budget):
+            return cached
+    figures = _measure(cand, budget, num_classes, in_channels, native_size, backend)
+    if path is not None:
+        write_json(path, figures)
+    return figures
+
+
+def _usable(cached: dict[str, Any], budget: Budget) -> bool:
+    """Whether cached figures answer ``budget``: same version and MCU profile, and either a full
+    set (with the host latency when asked for) or an early stop that the limits still cause."""
+    if cached.get("version") != FIGURES_VERSION or cached.get("device") != budget.device:
+        return False
+    if cached.get("tflite"):
+        return budget.host_ms is None or "host_ms" in cached
+    return not budget.needs_tflite() or bool(Budget(params=budget.params, macs=budget.macs).violations(cached))
+
+
+def _measure(cand: Candidate, budget: Budget, num_classes: int, in_channels: int, native_size: tuple[int, int], backend: str) -> dict[str, Any]:
+    import numpy as np
+    import torch
+
+    from edgekd.models import count_macs, count_params, create_model
+
+    size = native_size if cand.resolution is None else (cand.resolution, cand.resolution)
+    torch.manual_seed(0)
+    model = create_model(cand.arch, num_classes, in_channels, size, **cand.kwargs).eval()
+    figures: dict[str, Any] = {
+        "version": FIGURES_VERSION,
+        "candidate": cand.to_dict(),
+        "input": [in_channels, *size],
+        "params": count_params(model),
+        "macs": count_macs(model, (1, in_channels, *size)),
+        "device": budget.device,
+    }
+    cheap = Budget(params=budget.params, macs=budget.macs)
+    if cheap.violations(figures):
+        figures["early_stop"] = True  # over the parameter/MAC limit: not exported
+        return figures
+    if not budget.needs_tflite():
+        return figures  # a params/MACs budget: the int8 export would only add figures nobody asked for
+    from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLiteRequest
+    from edgekd.mcu import estimate
+    from edgekd.mcu.profiles import PROFILES
+    from edgekd.models.wrappers import with_preprocessing
+    from edgekd.tflite_file import read_tflite
+
+    # weights and ranges do not change sizes, the arena or the op mix: fixed random statistics and
+    # random calibration images keep this independent of the data
+    wrapped = with_preprocessing(model, [0.5] * in_channels, [0.25] * in_channels)
+    rng = np.random.default_rng(0)
+    calibration = rng.integers(0, 256, (32, *size, in_channels), dtype=np.uint8)
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="edgekd-search-") as tmp:
+        out = Path(tmp) / "candidate_int8.tflite"
+        request = TFLiteRequest(model=wrapped, input_shape=(1, in_channels, *size), outputs={"tflite_int8": out},
+                                calibration=calibration, name=cand.key, work_dir=Path(tmp))
+        TFLITE_BACKENDS.get(backend)(request)
+        tfl = read_tflite(out)
+        figures["export_s"] = round(time.perf_counter() - start, 2)
+        figures["tflite"] = True
+        figures["model_kb"] = round(tfl.size_bytes / 1024, 3)
+        figures["flash_kb"] = round(estimate.flash_bytes(tfl) / 1024, 3)  # as `edgekd bench --device mcu`
+        figures["ops"] = tfl.op_names
+        if budget.device is not None:
+            figures["latency_ms"] = round(estimate.estimate_ms(tfl, PROFILES.get(budget.device)), 3)
+        arena = tflm_arena_kb(out)
+        figures.update(arena)
+        if budget.host_ms is not None:
+            figures["host_ms"] = host_latency_ms(out)
+    return figures
+
+
+def tflm_arena_kb(path: Path) -> dict[str, Any]:
+    """{ram_kb} of ``path`` under TFLite Micro (a fresh process, as the bench), or {tflm_error}."""
+    from edgekd.benchmark.targets import run_worker
+
+    result = run_worker({"file": str(path), "eval": None, "num_classes": 0, "task": "classification"}, "edgekd.benchmark.mcu_worker", None, 600.0)
+    arena = (result.get("tflm") or {}).get("arena_bytes")
+    if result.get("status") != "ok" or arena is None:
+        return {"tflm_error": result.get("reason", "no arena reported")}
+    return {"ram_kb": round(arena / 1024, 3)}
+
+
+def host_latency_ms(path: Path) -> float:
+    """Median batch-1 latency (ms) of the int8 model on this host, 1 thread (ai-edge-litert)."""
+    import numpy as np
+    from ai_edge_litert.interpreter import Interpreter
+
+    interp = Interpreter(model_path=str(path), num_threads=1)
+    interp.allocate_tensors()
+    inp = interp.get_input_details()[0]
+    interp.set_tensor(inp["index"], np.zeros(inp["shape"], inp["dtype"]))
+    times = []
+    for i in range(HOST_WARMUP + HOST_RUNS):
+        t = time.perf_counter()
+        interp.invoke()
+        if i >= HOST_WARMUP:
+            times.append(time.perf_counter() - t)
+    return round(float(np.median(times)) * 1e3, 4)

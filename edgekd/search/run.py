@@ -1,0 +1,474 @@
+"""``edgekd search``: the most accurate student that fits a device budget (Optuna).
+
+Layout of the search folder::
+
+    search.json      what is searched: the resolved config, budget, space, trial recipe (a rerun must match)
+    study.db         Optuna's SQLite storage (default; --storage puts the study elsewhere)
+    teacher/         the shared teacher, trained once (or loaded from teacher.checkpoint)
+    teacher_cache/   the teacher's outputs per input resolution, shared by every trial
+    candidates/      each candidate's budget figures (params, MACs, int8 flash/arena, latency)
+    trials/trial-N/  one short KD run per trained trial (an ordinary run folder)
+    final/<cand>/    the best few candidates trained with the config's full recipe
+    best/            the winner: a normal run folder (`edgekd export --run DIR/best`)
+    pareto.json .md .png   every trial's figures, the Pareto front (val accuracy vs flash and latency)
+
+Every candidate is measured against the budget before training (:mod:`edgekd.search.measure`);
+one over budget is recorded and never trained. Val accuracy chooses everything; test accuracy is
+only reported. Several processes (``worker=True``, same storage) share one study; a process that
+dies mid-trial stops sending its heartbeat, and the trial is then marked failed and queued again
+(Optuna's heartbeat and RetryHeartbeatStaleTrialCallback), so finished trials are never lost and
+never run twice.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import socket
+import time
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from edgekd.atomic import write_json
+from edgekd.config import Config, from_dict, load_config, to_dict, validate
+from edgekd.errors import ConfigError, EdgekdError
+from edgekd.search.budget import Budget, parse_budget
+from edgekd.search.space import Candidate, SearchSpace, load_space, space_from_dict
+from edgekd.ui import log, warn
+
+SPEC_ATTR = "edgekd_search"  # the study's user attribute holding the spec, for workers
+TRAINED = ("trained", "pruned")  # trial statuses that cost a training run (what --trials counts)
+PRUNERS = ("median", "hyperband", "none")
+
+
+@dataclasses.dataclass
+class _Ctx:
+    """What every trial of one process needs."""
+
+    cfg: Config
+    budget: Budget
+    space: SearchSpace
+    out: Path
+    trial_epochs: int
+    trials: int
+    teacher: str  # the shared teacher checkpoint (absolute path)
+    data: Any  # the loaded dataset at the native resolution (class count, channels, augmentation)
+    worker_id: str
+
+
+def search(
+    config: Config | str | Path | None = None,
+    out: str | Path | None = None,
+    set: Sequence[str] = (),  # noqa: A002 - same name as the CLI's --set
+    budget: str | dict[str, Any] | Budget | None = None,
+    space: str | Path | dict[str, Any] | SearchSpace | None = None,
+    trials: int = 12,
+    trial_epochs: int | None = None,
+    finalists: int = 3,
+    storage: str | None = None,
+    study_name: str = "edgekd-search",
+    worker: bool = False,
+    teacher: str | Path | None = None,
+    pruner: str | None = None,
+    heartbeat_s: int = 30,
+) -> dict[str, Any]:
+    """Search the space for the most accurate student inside ``budget``; returns ``pareto.json``'s
+    content (the winner under ``"best"``). With ``worker=True`` join the study in ``storage``
+    (started by a non-worker search) and only run trials; returns what this worker ran."""
+    _check_int("trials", trials, 1, 100_000)
+    _check_int("finalists", finalists, 0, 1_000)
+    _check_int("heartbeat_s", heartbeat_s, 1, 3_600)
+    if trial_epochs is not None:
+        _check_int("trial_epochs", trial_epochs, 1, 100_000)
+    if pruner is not None and pruner not in PRUNERS:
+        raise ConfigError(f"search: pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
+    if not study_name or len(study_name) > 200:
+        raise ConfigError("search: the study name must be 1 to 200 characters")
+    if storage is not None and not storage.startswith(("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")):
+        raise ConfigError(f"search: --storage must be a database URL (sqlite:///FILE, postgresql://USER@HOST/DB), got {storage!r}")
+    if worker:
+        if storage is None:
+            raise ConfigError("search: --worker joins a study in a shared database: give --storage postgresql://… (the URL the main search uses)")
+        if config is not None or set or budget is not None or space is not None or trial_epochs is not None:
+            raise ConfigError("search: a worker takes config, budget, space and trial epochs from the study; drop --config/--set/--budget/--space/--trial-epochs")
+        return _worker(Path(out) if out is not None else Path("runs") / "search-worker", storage, study_name, teacher, pruner, heartbeat_s, trials)
+    return _main(config, out, set, budget, space, trials, trial_epochs, finalists, storage, study_name, teacher, pruner or "median", heartbeat_s)
+
+
+def _check_int(name: str, value: Any, low: int, high: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise ConfigError(f"search: {name} must be an integer in [{low}, {high}], got {value!r}")
+
+
+def _check_method(cfg: Config) -> None:
+    from edgekd.data import dataset_task
+    from edgekd.train.methods import METHODS, check_method_config
+
+    method = METHODS.get(cfg.distill.method)
+    if not method.needs_teacher or method.flow != "standard" or cfg.distill.method == "fitnets":
+        raise ConfigError(
+            f"search: distill.method={cfg.distill.method} is not searchable; use a logit method (kd, kd_soft, kd_mse), "
+            "whose loss does not depend on the student's layers"
+        )
+    check_method_config(cfg)
+    if dataset_task(cfg.data.name) != "classification":
+        raise ConfigError(f"search: data.name={cfg.data.name} is a {dataset_task(cfg.data.name)} dataset; search ranks classifiers by val accuracy")
+
+
+def _main(config, out, set, budget, space, trials, trial_epochs, finalists, storage, study_name, teacher, pruner, heartbeat_s) -> dict[str, Any]:
+    cfg = config if isinstance(config, Config) else load_config(config, set)
+    if isinstance(config, Config) and set:
+        raise ConfigError("pass overrides through load_config when giving a Config object")
+    _check_method(cfg)
+    bud = parse_budget(budget)
+    spc = load_space(space)
+    epochs = trial_epochs if trial_epochs is not None else max(1, cfg.student.epochs // 5)
+    if epochs > cfg.student.epochs:
+        raise ConfigError(f"search: trial epochs ({epochs}) above the full recipe's student.epochs ({cfg.student.epochs})")
+    if teacher is not None:
+        cfg = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, checkpoint=str(Path(teacher).resolve()), epochs=0))
+    out_dir = Path(out) if out is not None else Path("runs") / "search"
+    spec = {"config": to_dict(cfg), "budget": bud.to_dict(), "space": spc.to_dict(), "trial_epochs": epochs}
+    spec_path = out_dir / "search.json"
+    if spec_path.is_file():
+        saved = json.loads(spec_path.read_text())
+        changed = [k for k in spec if saved.get(k) != spec[k]]
+        if changed:
+            raise ConfigError(f"{out_dir} holds a search with a different {', '.join(changed)}; rerun it as it was, or use another --out")
+        log(f"search: continuing the search in {out_dir}")
+    elif out_dir.exists() and any(out_dir.iterdir()):
+        raise EdgekdError(f"{out_dir} exists and is not a search folder (no search.json); give an empty or new --out")
+
+    from edgekd.data import load_dataset
+
+    data = load_dataset(cfg.data, log=log)
+    _check_models(spc, data)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    write_json(spec_path, spec)
+
+    from edgekd.train.sweep import train_shared_teacher
+
+    teacher_record, keys = train_shared_teacher(cfg, out_dir / "teacher", resume=(out_dir / "teacher" / "config.yaml").is_file())
+    teacher_path = keys["teacher"]["checkpoint"]
+    url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
+    study = _study(url, study_name, cfg.seed, pruner, heartbeat_s, create=True)
+    stored = study.user_attrs.get(SPEC_ATTR)
+    shared = {**spec, "teacher": teacher_path, "teacher_sha256": _sha256(teacher_path), "pruner": pruner}
+    if stored is not None and {k: stored.get(k) for k in spec} != spec:
+        raise ConfigError(f"study {study_name!r} in {_safe_url(url)} was started with a different config, budget, space or trial recipe; use another --study-name")
+    if stored != shared:
+        study.set_user_attr(SPEC_ATTR, shared)
+    ctx = _Ctx(cfg, bud, spc, out_dir, epochs, trials, teacher_path, data, _worker_id())
+    log(f"search: budget {bud.describe()}; {spc.size()} candidates; {trials} trials of {epochs} epoch(s); study {study_name} in {_safe_url(url)}")
+    _run_trials(study, ctx, wait_for_others=True, heartbeat_s=heartbeat_s)
+    from edgekd.search.report import write_report
+
+    final = _finalists(study, ctx, finalists)
+    return write_report(study, ctx, teacher_record, final)
+
+
+def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat_s, trials) -> dict[str, Any]:
+    study = _study(url, study_name, None, pruner or "median", heartbeat_s, create=False)
+    spec = study.user_attrs.get(SPEC_ATTR)
+    if spec is None:
+        raise EdgekdError(f"study {study_name!r} in {_safe_url(url)} was not started by `edgekd search`; start it there first (without --worker)")
+    if pruner is None and spec.get("pruner", "median") != "median":  # the main process's pruner, unless given
+        study = _study(url, study_name, None, spec["pruner"], heartbeat_s, create=False)
+    cfg = from_dict(Config, spec["config"])
+    validate(cfg)
+    bud, spc = parse_budget({k: v for k, v in spec["budget"].items() if v is not None}), space_from_dict(spec["space"])
+    teacher_path = str(Path(teacher).resolve()) if teacher is not None else spec["teacher"]
+    if not Path(teacher_path).is_file():
+        raise EdgekdError(f"the study's teacher {teacher_path} is not on this machine; copy it here and pass --teacher FILE")
+    if _sha256(teacher_path) != spec["teacher_sha256"]:
+        raise EdgekdError(f"{teacher_path} is not the study's teacher (sha256 differs)")
+    from edgekd.data import load_dataset
+
+    data = load_dataset(cfg.data, log=log)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ctx = _Ctx(cfg, bud, spc, out_dir, spec["trial_epochs"], trials, teacher_path, data, _worker_id())
+    log(f"search worker {ctx.worker_id}: study {study_name} in {_safe_url(url)}, trials in {out_dir}/trials")
+    ran = _run_trials(study, ctx, wait_for_others=False, heartbeat_s=heartbeat_s)
+    return {"worker": ctx.worker_id, "trials": ran}
+
+
+# -- Optuna ----------------------------------------------------------------------------------
+
+
+def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int, create: bool):
+    import optuna
+    from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # edgekd logs each trial itself
+    try:
+        storage = RDBStorage(
+            url,
+            heartbeat_interval=heartbeat_s,
+            grace_period=3 * heartbeat_s,  # three missed beats: the process is gone
+            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+        )
+    except Exception as exc:  # noqa: BLE001 - a wrong URL, a server not reached, a missing driver
+        from edgekd.errors import first_line
+
+        raise EdgekdError(f"cannot open the study storage {_safe_url(url)}: {first_line(exc)}") from None
+    sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
+    pruners = {
+        "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
+        "hyperband": lambda: optuna.pruners.HyperbandPruner(min_resource=1),
+        "none": optuna.pruners.NopPruner,
+    }
+    if create:
+        return optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler, pruner=pruners[pruner](), load_if_exists=True)
+    try:
+        return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruners[pruner]())
+    except KeyError:
+        raise EdgekdError(f"no study {name!r} in {_safe_url(url)}; start it with `edgekd search --storage URL` (without --worker)") from None
+
+
+def _safe_url(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a URL: shown as given
+        return url
+
+
+def _worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _status(t) -> str | None:
+    return t.user_attrs.get("status")
+
+
+def trained_count(study) -> int:
+    """Trials that cost a training run (finished or pruned by val accuracy): what --trials counts."""
+    from optuna.trial import TrialState
+
+    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)) if _status(t) in TRAINED)
+
+
+def _enough(study, ctx: _Ctx) -> bool:
+    """Stop asking for trials: --trials trained, or every candidate seen (nothing new to try), or a
+    cap on draws (a space that is almost all over budget)."""
+    from optuna.trial import TrialState
+
+    if trained_count(study) >= ctx.trials:
+        return True
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
+    seen = {t.user_attrs.get("candidate_key") for t in done if t.user_attrs.get("candidate_key")}
+    return len(seen) >= ctx.space.size() or len(done) >= 10 * ctx.trials + ctx.space.size()
+
+
+def _run_trials(study, ctx: _Ctx, wait_for_others: bool, heartbeat_s: int) -> list[int]:
+    """Run trials until the study has enough; the main process then waits for the other workers'
+    running trials (failing those whose process died, which queues them again) and runs what was
+    queued. Returns the numbers of the trials this process ran."""
+    import optuna
+    from optuna.trial import TrialState
+
+    ran: list[int] = []
+
+    def objective(trial) -> float:
+        ran.append(trial.number)
+        return _objective(trial, study, ctx)
+
+    def stop(study_, trial) -> None:
+        if _enough(study_, ctx):
+            study_.stop()
+
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            optuna.storages.fail_stale_trials(study)  # what optimize() does before each trial
+        waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        if waiting or not _enough(study, ctx):
+            study.optimize(objective, callbacks=[stop], catch=(Exception,), gc_after_trial=True)
+            continue
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not wait_for_others or not running:
+            return ran
+        log(f"search: waiting for {len(running)} trial(s) running in other workers: {', '.join(str(t.number) for t in running)}")
+        time.sleep(min(heartbeat_s, 10))
+
+
+def trial_config(ctx: _Ctx, cand: Candidate, epochs: int, name: str, cached_views: bool) -> Config:
+    """The run config of ``cand``: the shared teacher loaded, no baseline, ``epochs`` of training.
+    With ``cached_views`` an augmented dataset gets ``epochs`` fixed views (each epoch still sees
+    fresh crops and flips), so the teacher's outputs are computed once and shared across trials."""
+    cfg = ctx.cfg
+    data = cfg.data
+    if cand.resolution is not None:
+        data = dataclasses.replace(data, image_size=cand.resolution)
+    if cached_views and ctx.data.augment != "none" and data.views is None:
+        data = dataclasses.replace(data, views=epochs)
+    out = dataclasses.replace(
+        cfg,
+        name=name,
+        data=data,
+        teacher=dataclasses.replace(cfg.teacher, checkpoint=ctx.teacher, epochs=0),
+        student=dataclasses.replace(cfg.student, arch=cand.arch, kwargs=cand.kwargs, epochs=epochs, checkpoint=None),
+        distill=dataclasses.replace(cfg.distill, baseline=False, select="best_val"),
+    )
+    validate(out)
+    return out
+
+
+def _objective(trial, study, ctx: _Ctx) -> float:
+    import optuna
+    from optuna.trial import TrialState
+
+    from edgekd.search.measure import measure_candidate
+
+    # a retried trial (queued again after its process died) arrives with the dead one's attributes
+    first = trial.user_attrs.get("number")
+    if first is not None and first != trial.number:
+        trial.set_user_attr("retry_of", first)
+        log(f"search: trial {trial.number} retries trial {first}, whose process stopped mid-trial")
+    trial.set_user_attr("number", trial.number)
+    cand = ctx.space.suggest(trial)
+    trial.set_user_attr("candidate", cand.to_dict())
+    trial.set_user_attr("candidate_key", cand.key)
+    trial.set_user_attr("worker", ctx.worker_id)
+    d = ctx.data
+    figures = measure_candidate(cand, ctx.budget, num_classes=d.num_classes, in_channels=d.in_channels, native_size=tuple(d.image_size),
+                                backend=ctx.cfg.export.backend, cache_dir=ctx.out / "candidates")
+    trial.set_user_attr("figures", {k: v for k, v in figures.items() if k not in ("candidate", "version")})
+    b = ctx.budget
+    # stopped by the parameter/MAC limits: only those are known, and they are enough
+    over = Budget(params=b.params, macs=b.macs).violations(figures) if figures.get("early_stop") else b.violations(figures)
+    if figures.get("tflm_error"):
+        over.append(f"TFLite Micro: {figures['tflm_error']}")
+    if over:
+        trial.set_user_attr("status", "over_budget")
+        trial.set_user_attr("violations", over)
+        log(f"search: trial {trial.number} {cand.key} over budget ({'; '.join(over)}): not trained")
+        raise optuna.TrialPruned("over budget")
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if t.user_attrs.get("candidate_key") == cand.key and _status(t) == "trained":
+            trial.set_user_attr("status", "duplicate")
+            trial.set_user_attr("duplicate_of", t.number)
+            log(f"search: trial {trial.number} {cand.key} repeats trial {t.number}: its val accuracy, no training")
+            return float(t.value)
+    folder = ctx.out / "trials" / f"trial-{trial.number:04d}"
+    run_cfg = trial_config(ctx, cand, ctx.trial_epochs, f"{ctx.cfg.name or 'run'}-trial{trial.number}", cached_views=True)
+    _share_teacher_cache(ctx.out, folder, cand)
+    trial.set_user_attr("status", "training")
+    trial.set_user_attr("run", str(folder))
+    flash = f", {figures['flash_kb']:.1f} KB flash" if "flash_kb" in figures else ""
+    log(f"search: trial {trial.number} {cand.key} ({figures['params']:,} params{flash}): {ctx.trial_epochs} epoch(s) in {folder} [{ctx.worker_id}]")
+
+    def report(record: dict[str, Any], history: list[dict[str, Any]]) -> None:
+        if record.get("stage") != "student":
+            return
+        trial.report(float(record["val_acc"]), int(record["epoch"]))
+        if trial.should_prune():
+            trial.set_user_attr("status", "pruned")
+            raise optuna.TrialPruned(f"val acc {record['val_acc']:.4f} at epoch {record['epoch']}")
+
+    from edgekd.train.run import distill
+
+    summary = distill(run_cfg, out=folder, overwrite=True, on_epoch=[report])
+    s = summary["student"]
+    trial.set_user_attr("test_acc", s["test_acc"])  # reported, never used to choose
+    trial.set_user_attr("wall_s", summary["wall_s"]["total"])
+    trial.set_user_attr("status", "trained")
+    log(f"search: trial {trial.number} {cand.key}: val acc {s['val_acc']:.4f}")
+    return float(s["val_acc"])
+
+
+def _share_teacher_cache(out: Path, folder: Path, cand: Candidate) -> None:
+    """Point the trial's ``teacher_cache/`` at one folder per input resolution: the teacher's
+    outputs are computed by the first trial at that resolution and read by every later one (a
+    cache file is keyed by teacher, data and transform, and written atomically)."""
+    shared = (out / "teacher_cache" / f"r{cand.resolution or 'native'}").resolve()
+    shared.mkdir(parents=True, exist_ok=True)
+    if folder.exists():  # a folder left by a process that died: the trial number is new, so never a finished run
+        import shutil
+
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    os.symlink(shared, folder / "teacher_cache", target_is_directory=True)
+
+
+def _check_models(space: SearchSpace, data) -> None:
+    """Every (arch, width, resolution) of the space builds for this data: a bad width or a
+    resolution a model cannot take is an error before anything is written."""
+    import torch
+
+    from edgekd.models import create_model
+
+    for cand in space.candidates():
+        size = tuple(data.image_size) if cand.resolution is None else (cand.resolution, cand.resolution)
+        try:
+            model = create_model(cand.arch, data.num_classes, data.in_channels, size, **cand.kwargs).eval()
+            with torch.no_grad():
+                y = model(torch.zeros(1, data.in_channels, *size))
+        except Exception as exc:  # noqa: BLE001 - any construction/forward error is the space's
+            from edgekd.errors import first_line
+
+            raise ConfigError(f"space: {cand.arch} with width {cand.width} at {size[0]}x{size[1]} does not build: {first_line(exc)}") from None
+        if tuple(y.shape) != (1, data.num_classes):
+            raise ConfigError(f"space: {cand.arch} gives output {tuple(y.shape)}, not (1, {data.num_classes}) class logits")
+
+
+# -- the full recipe for the best few ------------------------------------------------------------
+
+
+def _finalists(study, ctx: _Ctx, k: int) -> list[dict[str, Any]]:
+    """Train the ``k`` best in-budget candidates (trial val accuracy) with the config's full
+    recipe in ``final/<candidate>/``; the best on val becomes ``best/``."""
+    from optuna.trial import TrialState
+
+    from edgekd.train.run import distill
+
+    best_by_cand: dict[str, Any] = {}
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
+        if _status(t) == "trained" and (t.user_attrs["candidate_key"] not in best_by_cand or t.value > best_by_cand[t.user_attrs["candidate_key"]].value):
+            best_by_cand[t.user_attrs["candidate_key"]] = t
+    ranked = sorted(best_by_cand.values(), key=lambda t: (-t.value, t.number))[:k]
+    results = []
+    for t in ranked:
+        cand = Candidate(**t.user_attrs["candidate"])
+        folder = ctx.out / "final" / cand.key
+        cfg = trial_config(ctx, cand, ctx.cfg.student.epochs, f"{ctx.cfg.name or 'run'}-{cand.key}", cached_views=False)
+        if (folder / "summary.json").is_file() and (folder / "config.yaml").is_file() and load_config(folder / "config.yaml") == cfg:
+            log(f"search: final {cand.key} already trained in {folder}")
+            summary = json.loads((folder / "summary.json").read_text())
+        else:
+            resume = (folder / "config.yaml").is_file() and load_config(folder / "config.yaml") == cfg
+            log(f"search: final {cand.key} (trial {t.number}, val {t.value:.4f}): full recipe, {cfg.student.epochs} epochs → {folder}")
+            summary = distill(cfg, out=folder, resume=resume, overwrite=not resume)
+        s = summary["student"]
+        results.append({"trial": t.number, "candidate": cand.to_dict(), "candidate_key": cand.key, "run": str(folder),
+                        "trial_val_acc": t.value, "val_acc": s["val_acc"], "test_acc": s["test_acc"], "epochs": cfg.student.epochs})
+    if results:
+        import shutil
+
+        from edgekd.atomic import atomic_dir
+
+        win = max(results, key=lambda r: (r["val_acc"], r["trial_val_acc"]))
+        win["best"] = True
+        with atomic_dir(ctx.out / "best") as tmp:
+            for p in Path(win["run"]).iterdir():
+                if p.is_file():
+                    shutil.copy2(p, tmp / p.name)  # the run files; not the teacher output cache
+        log(f"search: best {win['candidate_key']} val {win['val_acc']:.4f} → {ctx.out / 'best'}")
+    elif k:
+        warn("search: no trained candidate fits the budget: no finalist, no best/")
+    return results

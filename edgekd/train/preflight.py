@@ -1,0 +1,60 @@
+"""Everything a run checks before its folder is touched: every name the config holds resolves,
+every model it names builds for the data, every checkpoint it names is readable, of a registered
+(or user-named) architecture and fits, and the flow's own inputs are read. A typo or a wrong file
+costs seconds, not a trained teacher, and deletes nothing."""
+
+from __future__ import annotations
+
+from edgekd.config import Config
+from edgekd.errors import ConfigError, EdgekdError
+
+
+def resolve_names(cfg: Config) -> None:
+    """Every registry name the config holds resolves (method, data source, export formats, the
+    device); models are built for the data by :func:`preflight`."""
+    from edgekd.formats import check_export_formats
+    from edgekd.train.methods import check_method_config
+    from edgekd.train.runtime import select_device
+
+    check_method_config(cfg)
+    check_export_formats({"export.formats": cfg.export.formats, "export.teacher_formats": cfg.export.teacher_formats})
+    select_device(cfg.runtime.device)
+
+
+def preflight(run) -> None:
+    """Build every model ``run``'s config names for its data, read every checkpoint it names, and
+    run the flow's own check (``FLOWS`` entry's ``check``: FitNets' layer paths, the domain source
+    data, the transfer set). ``run`` is a :class:`edgekd.train.context.RunContext` after ``setup``."""
+    from edgekd.checkpoint import check_compatible, load_checkpoint, load_weights
+    from edgekd.models import create_model
+    from edgekd.train.flows import FLOWS
+    from edgekd.train.methods import METHODS
+    from edgekd.train.student_stage import check_output
+
+    cfg, d, t = run.cfg, run.data, run.cfg.teacher
+    archs: list[tuple[str, str, dict]] = [("student.arch", cfg.student.arch, cfg.student.kwargs)]
+    archs += [(f"distill.assistants[{i}]", a, {}) for i, a in enumerate(cfg.distill.assistants)]
+    archs += [
+        (f"distill.teachers[{i}]", a, t.kwargs if a == t.arch else {}) for i, a in enumerate(cfg.distill.teachers)
+    ]
+    if not cfg.distill.teacher_checkpoints:  # else the members come from their files
+        archs.insert(0, ("teacher.arch", t.arch, t.kwargs))
+    models = {}
+    for key, arch, kwargs in archs:
+        try:
+            models[key] = model = create_model(arch, d.num_classes, d.in_channels, d.image_size, **kwargs)
+            check_output(model, d, arch)
+        except EdgekdError as exc:
+            raise ConfigError(f"config: {key}: {exc}") from None
+    teacher_files = [("teacher.checkpoint", t.checkpoint)] if t.checkpoint else []
+    teacher_files += [(f"distill.teacher_checkpoints[{i}]", p) for i, p in enumerate(cfg.distill.teacher_checkpoints)]
+    for key, path in teacher_files:
+        run.checked_teacher(path, key)
+    if cfg.student.checkpoint:
+        ckpt = load_checkpoint(cfg.student.checkpoint)
+        if ckpt["format"] != "state_dict":
+            check_compatible(ckpt, d.describe(), cfg.student.checkpoint)
+        load_weights(models["student.arch"], ckpt["state_dict"], cfg.student.checkpoint)
+    check = getattr(FLOWS.get(METHODS.get(cfg.distill.method).flow), "check", None)
+    if check is not None:
+        check(run)

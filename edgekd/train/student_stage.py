@@ -1,0 +1,113 @@
+"""Training one named stage (a student, a baseline, a TA, an ensemble member, a teacher) with a
+KD method, resumable. A mixin of :class:`edgekd.train.context.RunContext`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgekd.config import StageConfig
+from edgekd.tasks import get_task
+from edgekd.ui import log
+
+
+class StudentStages:
+    """``train``, ``baseline``, ``task_method``: they use the context's ``cfg``, ``data``, ``rt``,
+    ``out_dir``, ``resume``, ``on_epoch``, ``wall`` and ``done``."""
+
+    def train(
+        self,
+        name: str,
+        recipe: StageConfig,
+        method: Any,
+        teacher,
+        *,
+        data=None,
+        seed: int | None = None,
+        init: str | Path | None = None,
+        select: str | None = None,
+        method_name: str | None = None,
+    ) -> dict[str, Any]:
+        """Train stage ``name``, or return its record when a resumed run already finished it.
+
+        ``method`` is a registry name or a built :class:`DistillMethod` (``method_name`` is then
+        what the checkpoint records); ``data`` the training data (default: the run's); ``init``
+        a checkpoint whose weights start the model (default: ``recipe.checkpoint``, students only).
+        """
+        import torch
+
+        from edgekd.models import create_model
+        from edgekd.train.methods import build_method
+        from edgekd.train.trainer import Stage, train_stage
+
+        done = self.done(name)
+        if done is not None:
+            self.wall[name] = done["metrics"]["wall_s"]
+            return done["metrics"]
+        cfg, d = self.cfg, data or self.data
+        seed = cfg.seed if seed is None else seed
+        if isinstance(method, str):
+            method_name, method = method, build_method(method, cfg.distill, recipe)
+        torch.manual_seed(seed)  # student and baseline start from identical weights
+        model = create_model(recipe.arch, d.num_classes, d.in_channels, d.image_size, **recipe.kwargs)
+        check_output(model, d, recipe.arch)
+        if init is None and recipe.checkpoint and not name.startswith("teacher"):
+            init = recipe.checkpoint
+        if init:
+            from edgekd.checkpoint import check_compatible, load_checkpoint, load_weights
+
+            ckpt = load_checkpoint(init)
+            if ckpt["format"] != "state_dict":
+                check_compatible(ckpt, d.describe(), init)
+            load_weights(model, ckpt["state_dict"], init)
+        extra: dict[str, Any] = {"method": method_name}
+        if method.needs_teacher:
+            extra["distill"] = {
+                "temperature": cfg.distill.temperature,
+                "alpha": getattr(method, "alpha", cfg.distill.alpha),
+            }
+        stage = Stage(
+            name=name,
+            arch=recipe.arch,
+            kwargs=dict(recipe.kwargs),
+            recipe=recipe,
+            method=method,
+            teacher=teacher if method.needs_teacher else None,
+            batch_size=cfg.data.batch_size,
+            eval_batch_size=cfg.data.eval_batch_size,
+            views=cfg.data.views,
+            workers=cfg.data.workers,
+            extra=extra,
+        )
+        log(f"{name}: {recipe.arch} with {method_name} for {recipe.epochs} epochs")
+        result = train_stage(
+            stage, model, d, self.out_dir, self.rt, seed, select or cfg.distill.select, self.resume, self.on_epoch
+        )
+        self.wall[name] = result["wall_s"]
+        return result
+
+    def baseline(self, data=None) -> dict[str, Any]:
+        """The same student without KD: identical recipe, seed and data, hard labels only."""
+        return self.train("baseline", self.cfg.student, self.task_method, None, data=data)
+
+    @property
+    def task_method(self) -> str:
+        """The hard-label loss of teachers and baselines: ``ce``, or ``bce`` for sigmoid-output methods."""
+        from edgekd.train.methods import METHODS
+
+        return METHODS.get(self.cfg.distill.method).task_method
+
+
+def check_output(model, data, arch: str) -> None:
+    """A model whose output does not fit the task (a classifier on masks) fails here, before training."""
+    import torch
+
+    was_training = model.training
+    model.eval()  # one batch-1 forward: no batch-norm statistics move, no random numbers drawn
+    try:
+        with torch.no_grad():
+            out = model(torch.zeros(1, data.in_channels, *data.image_size))
+    finally:
+        model.train(was_training)
+    if isinstance(out, torch.Tensor):
+        get_task(data.task).check_model_output(tuple(out.shape), data.num_classes, data.image_size, arch)

@@ -1,0 +1,79 @@
+"""What a distill run reports: the data line, the summary table (per model, per TAKD link, per
+domain) and the KD gain over the baseline."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from edgekd.tasks import get_task
+from edgekd.ui import log, print_table
+
+
+def log_data(d) -> None:
+    targets = f"{d.num_classes} classes" if d.task == "classification" else f"{d.task} ({', '.join(d.classes)} masks)"
+    log(
+        f"data: {d.name} {d.in_channels}x{d.image_size[0]}x{d.image_size[1]}, {targets}, "
+        f"train/val/test {len(d.train)}/{len(d.val)}/{len(d.test)}, augment {d.augment}"
+        + (f", shift {d.shift}" if d.shift != "none" else "")
+    )
+
+
+MODEL_COLUMNS = ["model", "arch", "params", "MACs", "val acc %", "test acc %", "epochs", "wall s"]
+
+
+def model_columns(task: str = "classification") -> list[str]:
+    """The summary table's columns: the task's metric columns between MACs and epochs."""
+    return [*MODEL_COLUMNS[:4], *(header for _, header in get_task(task).summary_columns), *MODEL_COLUMNS[-2:]]
+
+
+def _model_row(name: str, r: dict[str, Any], task: str = "classification") -> list[Any]:
+    metrics = [_pct(r[key]) if key in r else "—" for key, _ in get_task(task).summary_columns]
+    return [name, r["arch"], r["params"], r["macs"], *metrics, r["epochs"], round(r["wall_s"], 1)]
+
+
+def print_summary(summary: dict[str, Any]) -> None:
+    task = get_task(summary.get("task"))
+    rows = [_model_row(m["name"], m) for m in summary.get("teachers", [])]  # ensemble members first
+    for name in ("teacher_source", "teacher", "student", "student_qat", "baseline"):
+        r = summary.get(name)
+        if r:
+            rows.append(_model_row(name, r, task.name))
+    print_table("distill summary", model_columns(task.name), rows)
+    links = summary.get("links", [])
+    if links:
+        auto = any("chosen" in r for r in links)  # automatic TA choice: mark the kept candidate
+        print_table(
+            "TAKD links (teacher → student)",
+            ["link", "teacher", *MODEL_COLUMNS[1:], *(["chosen"] if auto else [])],
+            [
+                [
+                    r["name"],
+                    r["teacher"],
+                    *_model_row(r["name"], r)[1:],
+                    *(["yes" if r.get("chosen") else ""] if auto else []),
+                ]
+                for r in links
+            ],
+        )
+    domains = summary.get("domains")
+    if domains:
+        src, tgt = domains["source"], domains["target"]
+        names = [n for n in tgt["accuracy"] if n in src["accuracy"]]
+        print_table(
+            f"accuracy per domain (source {_domain(src)}, target {_domain(tgt)})",
+            ["model", "source val %", "source test %", "target val %", "target test %"],
+            [[n, *(_pct(d["accuracy"][n][k]) for d in (src, tgt) for k in ("val_acc", "test_acc"))] for n in names],
+        )
+    if "baseline" in summary:
+        key = f"test_{task.metric}"
+        gain = 100 * (summary["student"][key] - summary["baseline"][key])
+        what = "" if task.metric == "acc" else f" ({task.metric_label})"
+        print(f"KD gain over the no-KD baseline on test{what}: {gain:+.2f} points")
+
+
+def _domain(d: dict[str, Any]) -> str:
+    return d["dataset"] + (f" ({d['shift']})" if d.get("shift", "none") != "none" else "")
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.2f}"

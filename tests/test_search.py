@@ -1,0 +1,217 @@
+"""`edgekd search`: budget and space parsing, the Pareto front, and a tiny search end to end on
+SQLite (over-budget candidates never train, a rerun continues the study, the winner exports and
+fits per `edgekd bench --device mcu`)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edgekd.errors import ConfigError
+from edgekd.search.budget import Budget, BudgetError, parse_budget
+from tests.conftest import tiny_overrides
+from tests.test_cli import assert_one_line_error, edgekd_inproc
+
+optuna = pytest.importorskip("optuna", reason="optuna is not installed (pip install 'edgekd[search]')")
+
+
+# -- budget ---------------------------------------------------------------------------------------
+
+
+def test_budget_parses_every_key_and_takes_the_profile_memories():
+    b = parse_budget("flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50,macs=12.5M,params=100k,host_ms=5")
+    assert b == Budget(flash_kb=256, ram_kb=128, device="cortex-m7-216mhz", latency_ms=50, host_ms=5, macs=12.5e6, params=1e5)
+    # a device alone: its flash and RAM are the limits; a bare core name means its default profile
+    assert parse_budget("device=cortex-m4") == Budget(flash_kb=2048, ram_kb=640, device="cortex-m4-120mhz")
+    assert parse_budget(None) == Budget() and Budget().limits() == {}
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ("flash=256", "unknown key 'flash'; did you mean 'flash_kb'?"),
+        ("device=cortex-m7-261mhz", "did you mean 'cortex-m7-216mhz'?"),
+        ("flash_kb=-1", "positive"),
+        ("flash_kb=0", "positive"),
+        ("flash_kb=nan", "positive"),
+        ("ram_kb=lots", "not a number"),
+        ("params=1e13", "above the largest"),
+        ("latency_ms=50", "needs device="),
+        ("flash_kb=1,flash_kb=2", "given twice"),
+        ("flash_kb", "KEY=VALUE"),
+    ],
+)
+def test_budget_rejects_bad_input(text, needle):
+    with pytest.raises(BudgetError, match=needle.replace("(", r"\(").replace("?", r"\?")):
+        parse_budget(text)
+
+
+def test_budget_violations_name_each_limit():
+    b = Budget(flash_kb=100, ram_kb=50, params=1000)
+    assert b.violations({"flash_kb": 99.0, "ram_kb": 50.0, "params": 1000}) == []
+    over = b.violations({"flash_kb": 101.0, "ram_kb": 10.0, "params": 5000})
+    assert len(over) == 2 and over[0].startswith("flash_kb 101") and over[1].startswith("params 5,000")
+    assert b.violations({"params": 10}) == ["flash_kb: not measured", "ram_kb: not measured"]
+
+
+# -- space ----------------------------------------------------------------------------------------
+
+
+def test_default_space_is_the_registry_student_families():
+    from edgekd.search.space import load_space
+
+    space = load_space(None)
+    names = {c.arch for c in space.candidates()}
+    assert {"plain2", "resnet8", "mobilenetv2_small"} <= names and space.size() == len(list(space.candidates())) == 27
+
+
+@pytest.mark.parametrize(
+    ("data", "needle"),
+    [
+        ({"familes": {}}, "unknown key 'familes'; did you mean 'families'"),
+        ({"families": {"p": {"archs": ["plian2"]}}}, "did you mean 'plain2'"),
+        ({"families": {"p": {"archs": ["plain2"], "widht": [1]}}}, "did you mean 'width'"),
+        ({"families": {"p": {"archs": ["plain2"], "width": [0]}}}, r"\(0, 64\]"),
+        ({"families": {"p": {"archs": ["plain2"], "width": [1, 1]}}}, "twice"),
+        ({"families": {"p": {"archs": ["os:system"]}}}, "registry models only"),
+        ({"families": {"p": {"archs": ["unet_tiny"]}}}, "segmentation"),
+        ({"families": {"p": {"archs": ["plain2"]}}, "resolution": [0]}, r"\[1, 4096\]"),
+        ({"families": {"p": {"width": [1]}}}, "needs archs"),
+    ],
+)
+def test_space_rejects_bad_input(data, needle):
+    from edgekd.search.space import space_from_dict
+
+    with pytest.raises(ConfigError, match=needle):
+        space_from_dict(data)
+
+
+def test_pareto_front_keeps_the_non_dominated():
+    from edgekd.search.report import pareto_front
+
+    def p(k, acc, flash, lat):
+        return {"candidate_key": k, "val_acc": acc, "figures": {"flash_kb": flash, "latency_ms": lat}}
+
+    pts = [p("a", 0.9, 100, 10), p("b", 0.8, 50, 5), p("c", 0.8, 60, 6), p("d", 0.95, 200, 1), p("e", 0.9, 100, 10)]
+    assert [q["candidate_key"] for q in pareto_front(pts, "latency_ms")] == ["b", "a", "e", "d"]
+
+
+# -- CLI input errors -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--budget", "flash_kb=-3"], "flash_kb must be a positive number"),
+        (["--budget", "ram=3"], "did you mean 'ram_kb'"),
+        (["--trials", "0"], "trials must be an integer in [1, 100000]"),
+        (["--worker"], "--worker joins a study"),
+        (["--storage", "redis://x"], "must be a database URL"),
+        (["--set", "distill.method=fitnets"], "not searchable"),
+    ],
+)
+def test_search_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, args, needle):
+    out = tmp_path / "s"
+    proc = edgekd_inproc(capsys, "search", "--out", str(out), *args)
+    assert proc.returncode == 2
+    assert_one_line_error(proc, needle)
+    assert not out.exists()
+
+
+def test_search_refuses_a_folder_it_did_not_make(capsys, tmp_path):
+    (tmp_path / "mine.txt").write_text("keep")
+    proc = edgekd_inproc(capsys, "search", "--out", str(tmp_path), "--budget", "params=10k")
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "not a search folder")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["mine.txt"]
+
+
+# -- end to end -------------------------------------------------------------------------------------
+
+TINY_SPACE = "families:\n  tiny: {archs: [test_student], width: [2, 4, 16]}\n"
+
+
+def tiny_search_args(tmp_path: Path, trials: int) -> dict:
+    space = tmp_path / "space.yaml"
+    space.write_text(TINY_SPACE)
+    return dict(
+        set=tiny_overrides(**{"teacher.epochs": 1, "student.epochs": 2, "data.eval_batch_size": 512}),
+        # width 16 has over 5,000 parameters: over the limit, so it must never be exported or trained
+        budget="params=2000,flash_kb=64,device=cortex-m4-120mhz",
+        space=str(space), trials=trials, trial_epochs=1, finalists=1, out=str(tmp_path / "search"), pruner="none",
+    )
+
+
+def _trial_states(db: Path) -> list[tuple[int, str]]:
+    with sqlite3.connect(db) as con:
+        return sorted(con.execute("select number, state from trials").fetchall())
+
+
+def test_tiny_search_end_to_end(tmp_path, capsys):
+    from edgekd.search import search
+
+    result = search(**tiny_search_args(tmp_path, trials=1))
+    out = tmp_path / "search"
+    assert sum(t["status"] == "trained" for t in result["trials"]) == 1
+    # a rerun with more trials continues the study: finished trials are kept, not run again
+    before = _trial_states(out / "study.db")
+    result = search(**tiny_search_args(tmp_path, trials=2))
+    after = _trial_states(out / "study.db")
+    assert after[: len(before)] == before and len(after) > len(before)
+    trained = [t for t in result["trials"] if t["status"] == "trained"]
+    assert len(trained) == 2 and len({t["run"] for t in trained}) == 2
+    over = [t for t in result["trials"] if t["status"] == "over_budget"]
+    for t in over:  # checked before training: no run folder, no TFLite figures (params stopped it)
+        assert t["candidate"]["width"] == 16 and t["run"] is None and "flash_kb" not in t["figures"]
+        assert len(t["violations"]) == 1 and t["violations"][0].startswith("params 5,") and t["violations"][0].endswith("> 2,000")
+    for t in trained:
+        f = t["figures"]
+        assert f["params"] <= 2000 and 0 < f["flash_kb"] <= 64 and f["ram_kb"] > 0 and f["latency_ms"] > 0
+        assert (Path(t["run"]) / "summary.json").is_file()
+    # the teacher's outputs were computed once and shared through the per-resolution cache
+    assert len(list((out / "teacher_cache" / "rnative").glob("student-*.pt"))) == 1
+    for name in ("pareto.json", "pareto.md", "pareto.png", "search.json", "study.db"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "pareto.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    assert saved["best"]["run"] == str(out / "best") and saved["front"]
+    assert "## Pareto front" in (out / "pareto.md").read_text()
+    best_cfg = (out / "best" / "config.yaml").read_text()
+    assert "epochs: 2" in best_cfg and (out / "best" / "student.pt").is_file() and (out / "best" / "teacher.pt").is_file()
+
+    # a different budget on the same folder is refused before anything runs
+    with pytest.raises(ConfigError, match="different budget"):
+        search(**{**tiny_search_args(tmp_path, trials=3), "budget": "params=3000"})
+
+    # the winner is a normal run folder: it exports, and its int8 model fits per the MCU bench
+    bundle = tmp_path / "bundle"
+    proc = edgekd_inproc(capsys, "export", "--run", str(out / "best"), "--out", str(bundle),
+                         "--set", "export.models=[student]", "--set", "export.formats=[tflite_int8]")
+    assert proc.returncode == 0, proc.stderr
+    proc = edgekd_inproc(capsys, "bench", "--device", "mcu", "--artifacts", str(bundle), "--mcu", "cortex-m4-120mhz",
+                         "--flash-kb", "64", "--json", str(tmp_path / "mcu.json"))
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads((tmp_path / "mcu.json").read_text())["results"]
+    row = next(r for r in rows if r["format"] == "tflite_int8")
+    assert row["tflm"]["budget"]["fits"]
+    best = next(p for p in saved["front"] if p["candidate_key"] == saved["best"]["candidate_key"])
+    # the figures measured before training are those of the trained model
+    assert abs(row["tflm"]["flash_bytes"] / 1024 - best["figures"]["flash_kb"]) < 1.0
+    assert row["tflm"]["arena_bytes"] / 1024 == pytest.approx(best["figures"]["ram_kb"], abs=0.01)
+
+
+@pytest.mark.slow
+def test_digits_search_of_12_trials_in_10_minutes_and_the_front_fits(tmp_path):
+    """The benchmark: a 12-trial digits search (registry families, ≤ 64 KB flash on a Cortex-M4)
+    within 10 minutes, then every front model exported and inside the budget per the MCU bench."""
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    proc = subprocess.run([sys.executable, "benchmarks/search.py", "--out", str(tmp_path / "search"), "--limit-s", "600"],
+                          cwd=REPO, capture_output=True, text=True, timeout=1800)
+    assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
+    assert "within" in proc.stdout and " NO" not in proc.stdout

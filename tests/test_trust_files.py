@@ -1,0 +1,256 @@
+"""A file is data, never code; numbers that are not numbers are refused; every JSON written is strict.
+
+Each planted payload would create a marker file if anything in it were imported or called; the
+tests assert the refusal *and* that the marker never appears.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import REPO, tiny_overrides
+from edgekd.checkpoint import load_checkpoint, load_model, model_payload, save_checkpoint
+from edgekd.config import ConfigError, load_config
+from edgekd.errors import CheckpointError, DataError, EdgekdError, first_line
+from edgekd.models import create_model
+
+DIGITS = {
+    "num_classes": 10,
+    "in_channels": 1,
+    "image_size": [8, 8],
+    "mean": [0.3],
+    "std": [0.3],
+    "task": "classification",
+}
+
+
+def plant_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, name: str) -> Path:
+    """A module that writes the marker when imported and when its factory is called."""
+    marker = tmp_path / f"{name}.marker"
+    (tmp_path / f"{name}.py").write_text(
+        "import pathlib, torch\n"
+        f"pathlib.Path({str(marker)!r}).write_text('imported')\n"
+        "def make(num_classes=10, **kwargs):\n"
+        f"    pathlib.Path({str(marker)!r}).write_text('called')\n"
+        "    return torch.nn.Linear(64, num_classes)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    return marker
+
+
+def planted_checkpoint(path: Path, arch: str, kwargs: dict | None = None) -> Path:
+    model = create_model("test_student", 10, 1, (8, 8))
+    save_checkpoint(path, model_payload(model, arch, kwargs or {}, DIGITS, "student"))
+    return path
+
+
+def test_factory_named_in_a_checkpoint_is_never_imported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = plant_factory(tmp_path, monkeypatch, "planted_ckpt_mod")
+    ckpt = planted_checkpoint(tmp_path / "student.pt", "planted_ckpt_mod:make")
+    with pytest.raises(CheckpointError, match="names the factory 'planted_ckpt_mod:make'.*never imported"):
+        load_model(ckpt)  # edgekd.load_model: the public API
+    from edgekd.runtimes.torch_runner import TorchRunner
+
+    with pytest.raises(CheckpointError, match="never imported"):
+        TorchRunner(ckpt, None)  # bench's pytorch rows
+    assert not marker.exists() and "planted_ckpt_mod" not in sys.modules
+
+
+def test_a_factory_the_caller_names_is_honored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    marker = plant_factory(tmp_path, monkeypatch, "vouched_mod")
+    model = create_model("vouched_mod:make", 10, 1, (8, 8))
+    save_checkpoint(tmp_path / "m.pt", model_payload(model, "vouched_mod:make", {}, DIGITS, "student"))
+    loaded, ckpt = load_model(tmp_path / "m.pt", arch="vouched_mod:make")
+    assert ckpt["arch"] == "vouched_mod:make" and isinstance(loaded, torch.nn.Linear)
+    assert marker.read_text() == "called"
+
+
+def test_distill_teacher_checkpoint_naming_a_factory_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgekd.train.run import distill
+
+    marker = plant_factory(tmp_path, monkeypatch, "planted_teacher_mod")
+    ckpt = planted_checkpoint(tmp_path / "teacher.pt", "planted_teacher_mod:make")
+    out = tmp_path / "run"
+    with pytest.raises(CheckpointError, match="never imported"):
+        distill(out=out, set=tiny_overrides(**{"teacher.checkpoint": str(ckpt), "teacher.epochs": 0}))
+    assert not marker.exists() and not out.exists()
+
+
+def test_export_refuses_a_run_whose_checkpoint_names_a_factory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.atomic import write_json, write_text
+    from edgekd.config import dump_yaml
+    from edgekd.exporters.export import export
+
+    marker = plant_factory(tmp_path, monkeypatch, "planted_export_mod")
+    run = tmp_path / "run"
+    run.mkdir()
+    write_text(run / "config.yaml", dump_yaml(load_config(None, tiny_overrides(**{"export.models": "[student]"}))))
+    write_json(run / "summary.json", {"student": {}})
+    planted_checkpoint(run / "student.pt", "planted_export_mod:make")
+    with pytest.raises(CheckpointError, match="never imported"):
+        export(run=run, out=tmp_path / "bundle")
+    assert not marker.exists() and not (tmp_path / "bundle").exists()
+
+
+def test_checkpoint_model_arguments_must_be_plain(tmp_path: Path) -> None:
+    ckpt = planted_checkpoint(tmp_path / "k.pt", "test_student", {"width": torch.ones(2)})
+    with pytest.raises(CheckpointError, match=r"not plain data \(kwargs.width: a Tensor"):
+        load_model(ckpt)
+    unknown = planted_checkpoint(tmp_path / "u.pt", "test_studnet")
+    with pytest.raises(CheckpointError, match="did you mean 'test_student'"):
+        load_model(unknown)
+
+
+class _Planted:
+    """Pickles as a call of ``os.system`` that would create the marker."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_cifar_pickle_reader_runs_nothing(tmp_path: Path) -> None:
+    from edgekd.config import DataConfig
+    from edgekd.data import load_dataset
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    marker = tmp_path / "cifar.marker"
+    rng = np.random.default_rng(0)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        batch = {
+            b"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8),
+            b"labels": [int(v) for v in rng.integers(0, 10, 20)],
+        }
+        if name == "data_batch_1":
+            batch[b"batch_label"] = _Planted(marker)
+        with open(folder / name, "wb") as fh:
+            pickle.dump(batch, fh)
+    with pytest.raises(DataError, match=r"data_batch_1: it names (posix|os)\.system, which is not plain data"):
+        load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
+    assert not marker.exists()
+
+
+def test_weights_only_refusal_says_what_the_file_is(tmp_path: Path) -> None:
+    torch.save(torch.nn.Linear(2, 2), tmp_path / "whole.pt")  # a pickled module, not tensors
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "whole.pt")
+    text = str(err.value).replace(str(tmp_path), "")
+    assert "weights_only" not in text and "\x1b" not in text and "\n" not in text
+    assert (
+        "holds pickled Python objects" in text and "torch.nn.modules.linear.Linear" in text and "state_dict()" in text
+    )
+
+
+def test_error_lines_carry_no_escape_codes() -> None:
+    from edgekd.errors import one_line
+
+    assert first_line(RuntimeError("\x1b[1mbold\x1b[0m advice\nmore")) == "bold advice"
+    assert one_line("a\x1b]0;title\x07b\r\nc") == "ab c"
+
+
+@pytest.mark.parametrize(
+    "override",
+    [
+        "distill.temperature=nan",
+        "distill.alpha=.nan",
+        "student.lr=inf",
+        "teacher.weight_decay=-.inf",
+        "student.momentum=NaN",
+        "export.max_acc_drop=nan",
+        "data.mean=[.nan]",
+        "student.kwargs={width: .inf}",
+    ],
+)
+def test_non_finite_settings_are_refused(override: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"config: {re.escape(key)}.*(finite|not a finite number)"):
+        load_config(None, [override])
+
+
+def test_cli_non_finite_setting_is_one_line(capsys: pytest.CaptureFixture) -> None:
+    from edgekd.cli import main
+
+    assert main(["distill", "--set", "distill.temperature=nan"]) == 2
+    assert error_line(capsys.readouterr().err).startswith(
+        "edgekd: error: config: distill.temperature must be a finite number"
+    )
+
+
+def test_json_writer_is_strict(tmp_path: Path) -> None:
+    from edgekd.atomic import write_json
+
+    with pytest.raises(ValueError, match=r"non-finite number at \.metrics\.acc\[1\]"):
+        write_json(tmp_path / "x.json", {"metrics": {"acc": [0.5, float("nan")]}})
+    assert not (tmp_path / "x.json").exists()
+
+
+def test_every_json_file_goes_through_the_strict_writer() -> None:
+    """No module writes JSON on its own (``json.dump`` to a file, ``write_text(json.dumps(…))``):
+    they all call :func:`edgekd.atomic.write_json`, which refuses NaN."""
+    offenders = []
+    for folder in ("edgekd", "benchmarks"):
+        for path in (REPO / folder).rglob("*.py"):
+            if path.name == "atomic.py":
+                continue
+            for n, line in enumerate(path.read_text().splitlines(), 1):
+                if re.search(r"json\.dump\(|write_text\(json\.dumps", line):
+                    offenders.append(f"{path.relative_to(REPO)}:{n}")
+    assert not offenders, offenders
+
+
+def test_nan_outputs_fail_parity() -> None:
+    from edgekd.exporters.parity import Bounds, out_of_bounds, parity_metrics
+
+    reference = np.eye(4, 3, dtype=np.float32)
+    labels = np.array([0, 1, 2, 0])
+    outputs = reference.copy()
+    outputs[1, 2] = np.nan
+    metrics = parity_metrics(outputs, reference, labels)
+    problems = out_of_bounds("onnx", metrics, Bounds())
+    assert problems and "1 outputs are NaN or infinite" in problems[0]
+    assert metrics["max_abs_diff"] is None
+    json.dumps(metrics, allow_nan=False)  # the manifest stays valid JSON
+    assert out_of_bounds("onnx", parity_metrics(reference, reference, labels), Bounds()) == []
+
+
+def error_line(err: str) -> str:
+    """The one ``edgekd: error:`` line of a command's stderr (progress lines may precede it)."""
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def test_a_callable_that_is_not_a_model_factory_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    with pytest.raises(EdgekdError, match=r"'builtins:dict' returned a dict, not a torch.nn.Module"):
+        create_model("builtins:dict", 10, 1, (8, 8))
+    from edgekd.cli import main
+
+    out = tmp_path / "run"
+    assert (
+        main(
+            [
+                "distill",
+                "--out",
+                str(out),
+                *[x for s in tiny_overrides(**{"teacher.arch": "os:getcwd"}) for x in ("--set", s)],
+            ]
+        )
+        == 2
+    )
+    assert "config: teacher.arch: model factory 'os:getcwd' returned a str" in error_line(capsys.readouterr().err)
+    assert not out.exists()

@@ -1,0 +1,297 @@
+"""Nothing of the user's is deleted or overwritten; validation comes before the first write; a
+diverging run stops truthfully; bad input gets one line.
+
+Every refusal here also checks that the files the user had are byte-identical afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_overrides
+from edgekd.atomic import atomic_dir, write_json, write_text
+from edgekd.config import dump_yaml, load_config
+from edgekd.errors import CheckpointError, ConfigError, EdgekdError
+
+
+def tree(folder: Path) -> dict[str, str]:
+    """Every file under ``folder`` (hidden ones too) → sha256: the user's files, to compare after."""
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
+def fake_run(folder: Path, **overrides: object) -> Path:
+    """A folder shaped like a finished run (config, summary, a checkpoint), made in milliseconds."""
+    from edgekd.checkpoint import model_payload, save_checkpoint
+    from edgekd.models import create_model
+
+    folder.mkdir(parents=True)
+    write_text(folder / "config.yaml", dump_yaml(load_config(None, tiny_overrides(**overrides))))
+    write_json(folder / "summary.json", {"student": {"test_acc": 0.5}})
+    info = {
+        "num_classes": 10,
+        "in_channels": 1,
+        "image_size": [8, 8],
+        "mean": [0.3],
+        "std": [0.3],
+        "task": "classification",
+    }
+    save_checkpoint(
+        folder / "student.pt",
+        model_payload(create_model("test_student", 10, 1, (8, 8)), "test_student", {}, info, "student"),
+    )
+    return folder
+
+
+def error_line(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+# -- export --out ----------------------------------------------------------------------------
+
+
+def test_export_refuses_every_out_that_is_not_a_bundle(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from edgekd.cli import main
+
+    run = fake_run(tmp_path / "runs" / "tiny")
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "notes.txt").write_text("mine")
+    plain = tmp_path / "file.txt"
+    plain.write_text("mine too")
+    before = tree(tmp_path)
+    cases = {
+        project: "is a folder edgekd did not make (it has no edgekd manifest.json)",
+        plain: "is an existing file, not a folder",
+        run: "which is being read",
+        run.parent: "which is being read",
+        tmp_path: "which is being read",
+    }
+    for out, needle in cases.items():
+        assert main(["export", "--run", str(run), "--out", str(out)]) == 2, out
+        assert needle in error_line(capsys.readouterr().err), out
+    assert tree(tmp_path) == before
+
+
+def test_check_output_dir_allows_new_empty_and_own_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edgekd.outputs import OutputError, check_output_dir, not_a_bundle
+
+    (tmp_path / "empty").mkdir()
+    bundle = tmp_path / "bundle"
+    bundle.mkdir()
+    write_json(bundle / "manifest.json", {"format": "edgekd.bundle/1", "files": {}})
+    for ok in (tmp_path / "new" / "deeper", tmp_path / "empty", bundle):
+        check_output_dir(ok, "bundle", not_a_bundle, beside=True)
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="cannot write the bundle to .*file is a file"):
+        check_output_dir(tmp_path / "file" / "sub", "bundle", not_a_bundle)
+    # a read-only place is refused before any work (root ignores permissions: ask os.access)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == tmp_path else real_access(p, mode))
+    with pytest.raises(OutputError, match="is not writable"):
+        check_output_dir(tmp_path / "out", "bundle", not_a_bundle)
+
+
+def test_stale_temp_folders_of_a_killed_export_are_removed(tmp_path: Path) -> None:
+    out = tmp_path / "bundle"
+    dead = tmp_path / ".bundle.99999999-abcd1234.tmp"  # no process has that id: a killed export's
+    live = tmp_path / f".bundle.{os.getpid()}-abcd1234.tmp"  # a build running now: kept
+    mine = tmp_path / ".bundle.backup.tmp"  # not our naming: the user's, kept
+    for d in (dead, live, mine):
+        (d / "half").mkdir(parents=True)
+    with atomic_dir(out) as tmp:
+        (tmp / "model.onnx").write_text("x")
+    assert not dead.exists() and live.exists() and mine.exists() and (out / "model.onnx").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".bundle.backup.tmp", live.name, "bundle"])
+
+
+# -- distill --out / --overwrite -------------------------------------------------------------
+
+
+def test_overwrite_with_a_typo_keeps_the_old_run(tmp_path: Path) -> None:
+    from edgekd.train.run import distill
+
+    run = fake_run(tmp_path / "run")
+    before = tree(run)
+    with pytest.raises(
+        ConfigError, match="config: student.arch: unknown model 'test_studnet'; did you mean 'test_student'"
+    ):
+        distill(out=run, set=tiny_overrides(**{"student.arch": "test_studnet"}), overwrite=True)
+    with pytest.raises(CheckpointError, match="checkpoint not found"):
+        distill(
+            out=run,
+            set=tiny_overrides(**{"teacher.checkpoint": str(tmp_path / "missing.pt"), "teacher.epochs": 0}),
+            overwrite=True,
+        )
+    with pytest.raises(ConfigError, match="unknown export format 'tflite_int9'"):
+        distill(out=run, set=tiny_overrides(**{"export.formats": "[tflite_int9]"}), overwrite=True)
+    assert tree(run) == before
+
+
+def test_failed_validation_writes_nothing(tmp_path: Path) -> None:
+    from edgekd.train.run import distill
+
+    out = tmp_path / "new"
+    with pytest.raises(ConfigError, match="unknown model"):
+        distill(out=out, set=tiny_overrides(**{"student.arch": "nosuch"}))
+    with pytest.raises(EdgekdError, match="data.root is required"):
+        distill(out=out, set=tiny_overrides(**{"data.name": "cifar10"}))
+    # inputs that only one method reads are read before training too
+    with pytest.raises(EdgekdError, match="transfer_set"):
+        distill(
+            out=out,
+            set=tiny_overrides(**{"distill.method": "transfer", "distill.transfer_set": str(tmp_path / "missing")}),
+        )
+    with pytest.raises(EdgekdError, match="data.root is required for svhn"):
+        distill(
+            out=out, set=tiny_overrides(**{"distill.method": "domain", "source.name": "svhn", "data.shift": "invert"})
+        )
+    assert not out.exists()
+
+
+def test_overwrite_replaces_only_an_edgekd_run(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from edgekd.cli import main
+
+    run = fake_run(tmp_path / "run")
+    (run / "my-notes.txt").write_text("mine")  # a user's file in it makes it theirs
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "train.py").write_text("print('mine')")
+    (tmp_path / "file").write_text("x")
+    inside = fake_run(tmp_path / "reads")
+    before = tree(tmp_path)
+    args = [x for s in tiny_overrides() for x in ("--set", s)]
+    cases = {
+        run: "is a folder edgekd did not make (it holds my-notes.txt, which edgekd does not write)",
+        project: "is a folder edgekd did not make (it has no edgekd config.yaml)",
+        tmp_path / "file": "is an existing file, not a folder",
+    }
+    for out, needle in cases.items():
+        assert main(["distill", "--out", str(out), "--overwrite", *args]) == 2, out
+        assert needle in error_line(capsys.readouterr().err), out
+    # the run reads a checkpoint inside the folder it would replace
+    ckpt = ["--set", f"student.checkpoint={inside / 'student.pt'}"]
+    assert main(["distill", "--out", str(inside), "--overwrite", *args, *ckpt]) == 2
+    assert "which is being read" in error_line(capsys.readouterr().err)
+    assert tree(tmp_path) == before
+
+
+def test_resume_names_only_the_changed_keys(tmp_path: Path) -> None:
+    from edgekd.train.run import distill
+
+    run = fake_run(tmp_path / "run")
+    with pytest.raises(ConfigError) as err:
+        distill(out=run, set=["student.epochs=5", "distill.temperature=8"], resume=True)
+    changed = str(err.value).split("changed: ", 1)[1].split(");", 1)[0]
+    assert changed == "distill.temperature: 4.0 → 8.0, student.epochs: 2 → 5"
+
+
+def test_teacher_checkpoint_of_another_arch_says_which_is_used(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from edgekd.checkpoint import model_payload, save_checkpoint
+    from edgekd.config import DataConfig
+    from edgekd.data import load_dataset
+    from edgekd.models import create_model
+    from edgekd.train.run import distill
+
+    info = load_dataset(DataConfig(name="digits")).describe()
+    save_checkpoint(
+        tmp_path / "t.pt",
+        model_payload(create_model("test_teacher", 10, 1, (8, 8)), "test_teacher", {}, info, "teacher"),
+    )
+    settings = {
+        "teacher.arch": "resnet8",
+        "teacher.checkpoint": str(tmp_path / "t.pt"),
+        "teacher.epochs": 0,
+        "student.checkpoint": str(tmp_path / "missing.pt"),
+    }  # stops the run right after the teacher's check
+    with pytest.raises(CheckpointError, match="missing.pt"):
+        distill(out=tmp_path / "run", set=tiny_overrides(**settings))
+    err = capsys.readouterr().err
+    assert "holds a test_teacher and teacher.arch is resnet8: the teacher is the checkpoint's test_teacher" in err
+    assert not (tmp_path / "run").exists()
+
+
+# -- truthful training -----------------------------------------------------------------------
+
+
+def test_non_finite_loss_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """The loss turns NaN in the teacher's second epoch: the run stops naming epoch and step, keeps
+    epoch 1's checkpoint, writes no summary, and the command exits 1."""
+    from edgekd.checkpoint import load_checkpoint
+    from edgekd.cli import main
+    from edgekd.train import trainer
+
+    steps = {"n": 0}
+    forward = trainer.StudentStep.forward
+
+    def poisoned(self, x, y, teacher_out):
+        s_out, parts = forward(self, x, y, teacher_out)
+        steps["n"] += 1
+        if steps["n"] == steps_per_epoch + 3:
+            parts = {**parts, "loss": parts["loss"] * float("nan")}
+        return s_out, parts
+
+    from edgekd.config import DataConfig
+    from edgekd.data import load_dataset
+
+    data = load_dataset(DataConfig(name="digits"))
+    steps_per_epoch = len(data.train) // 64  # drop_last batches of data.batch_size=64
+    monkeypatch.setattr(trainer.StudentStep, "forward", poisoned)
+    out = tmp_path / "run"
+    args = [x for s in tiny_overrides(**{"teacher.epochs": 3}) for x in ("--set", s)]
+    assert main(["distill", "--out", str(out), *args]) == 1
+    line = error_line(capsys.readouterr().err)
+    assert f"teacher: the loss became NaN or infinite at epoch 2, step 3 of {steps_per_epoch}" in line
+    assert "teacher_last.pt (epoch 1) is kept" in line
+    last = load_checkpoint(out / "teacher_last.pt")
+    assert last["epoch"] == 1 and all(
+        bool(torch.isfinite(v).all()) for v in last["state_dict"].values() if v.is_floating_point()
+    )
+    assert not (out / "summary.json").exists() and not (out / "teacher.pt").exists()
+
+
+def test_corrupt_teacher_cache_is_recomputed(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from edgekd.config import DataConfig, RuntimeConfig
+    from edgekd.data import load_dataset
+    from edgekd.models import create_model
+    from edgekd.train.runtime import configure
+    from edgekd.train.teacher_cache import cache_key, teacher_outputs
+
+    data = load_dataset(DataConfig(name="digits", augment="none"))
+    rt = configure(RuntimeConfig(device="cpu", threads=1), 0)
+    teacher = create_model("test_teacher", 10, 1, data.image_size).eval()
+    path = tmp_path / "teacher_cache" / f"student-{cache_key(teacher, data, 1, 0)}.pt"
+    path.parent.mkdir()
+    path.write_bytes(b"PK\x03\x04 truncated by a full disk")
+    outputs = teacher_outputs(teacher, data, 1, 0, rt, tmp_path, "student", 256)
+    assert tuple(outputs.shape) == (1, len(data.train), 10)
+    assert "is unusable" in capsys.readouterr().err
+    again = teacher_outputs(teacher, data, 1, 0, rt, tmp_path, "student", 256)  # the rewritten cache now loads
+    assert torch.equal(again, outputs)
+
+
+def test_a_file_system_refusal_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+    """Whatever the checks could not foresee (a disk that fills, a folder made read-only meanwhile)
+    is still one line and exit 2, not a traceback."""
+    from edgekd.cli import main
+    from edgekd.train import run
+
+    def refused(**kwargs):
+        raise PermissionError(13, "Permission denied", "/mnt/ro/run/config.yaml")
+
+    monkeypatch.setattr(run, "distill", refused)
+    assert main(["distill", "--out", "/mnt/ro/run"]) == 2
+    assert error_line(capsys.readouterr().err) == "edgekd: error: /mnt/ro/run/config.yaml: Permission denied"
