@@ -51,11 +51,16 @@ def run_one(key: str, args: argparse.Namespace, work: Path) -> list[dict]:
         **({"data.train_limit": args.train_limit} if args.train_limit else {}),
         **STUDENTS[key],
     }
-    summary = distill(out=run, set=[f"{k}={v}" for k, v in overrides.items()], resume=(run / "config.yaml").is_file())
-    manifest = export(run=run, out=bundle, set=["export.models=[student]", "export.formats=[pytorch,tflite_fp32,tflite_int8]"], allow_parity_failure=True)
+    distill(out=run, set=[f"{k}={v}" for k, v in overrides.items()], resume=(run / "config.yaml").is_file())
+    manifest = export(
+        run=run,
+        out=bundle,
+        set=["export.models=[student]", "export.formats=[pytorch,tflite_fp32,tflite_int8]"],
+        allow_parity_failure=True,
+    )
+    from edgekd.checkpoint import load_model
     from edgekd.config import load_config
     from edgekd.data import load_dataset
-    from edgekd.checkpoint import load_model
     from edgekd.models.wrappers import with_preprocessing
 
     data = load_dataset(load_config(run / "config.yaml").data)
@@ -63,18 +68,35 @@ def run_one(key: str, args: argparse.Namespace, work: Path) -> list[dict]:
     labels = data.test.labels
     model, ckpt = load_model(run / "student.pt")
     float_logits = reference_logits(with_preprocessing(model, ckpt["data"]["mean"], ckpt["data"]["std"]), images)
-    rows = [{"student": key, "model": "float (PyTorch)", "acc": float(np.mean(float_logits.argmax(1) == labels)), "agree": 1.0,
-             "bytes": (bundle / "student_fp32.tflite").stat().st_size, "ms": _latency(open_runner(bundle / "student_fp32.tflite"), images)}]
+    rows = [
+        {
+            "student": key,
+            "model": "float (PyTorch)",
+            "acc": float(np.mean(float_logits.argmax(1) == labels)),
+            "agree": 1.0,
+            "bytes": (bundle / "student_fp32.tflite").stat().st_size,
+            "ms": _latency(open_runner(bundle / "student_fp32.tflite"), images),
+        }
+    ]
     for name, label in (("student_int8.tflite", "PTQ int8 (min-max)"), ("student_qat_int8.tflite", "QAT int8")):
         if not (bundle / name).is_file():
             rows.append({"student": key, "model": label, "error": "not written"})
             continue
         runner = open_runner(bundle / name)
         out = runner.predict(images)
-        rows.append({"student": key, "model": label, "acc": float(np.mean(out.argmax(1) == labels)),
-                     "agree": float(np.mean(out.argmax(1) == float_logits.argmax(1))),
-                     "bytes": (bundle / name).stat().st_size, "ms": _latency(runner, images),
-                     "vs_fake_quant": manifest["metrics"][name].get("top1_agreement") if name.startswith("student_qat") else None})
+        rows.append(
+            {
+                "student": key,
+                "model": label,
+                "acc": float(np.mean(out.argmax(1) == labels)),
+                "agree": float(np.mean(out.argmax(1) == float_logits.argmax(1))),
+                "bytes": (bundle / name).stat().st_size,
+                "ms": _latency(runner, images),
+                "vs_fake_quant": manifest["metrics"][name].get("top1_agreement")
+                if name.startswith("student_qat")
+                else None,
+            }
+        )
     # the calibration methods and 16×8 on one float file (litert-torch: ai-edge-quantizer needs its signature)
     from edgekd.exporters.calibration import CALIBRATIONS, write_ptq
     from edgekd.exporters.to_tflite_litert import torch_to_tflite
@@ -83,18 +105,33 @@ def run_one(key: str, args: argparse.Namespace, work: Path) -> list[dict]:
     calibration = np.ascontiguousarray(data.train.images[:300].transpose(0, 2, 3, 1))
     c, (h, w) = ckpt["data"]["in_channels"], ckpt["data"]["image_size"]
     fp32 = ptq / "student_fp32.tflite"
-    torch_to_tflite(with_preprocessing(model, ckpt["data"]["mean"], ckpt["data"]["std"]), (1, c, h, w), {"tflite_fp32": fp32}, calibration)
-    variants = [(m, "int8", f"PTQ int8 ({m}, AEQ)") for m in CALIBRATIONS.names()] + [("minmax", "int16", "PTQ 16x8 (AEQ)")]
+    torch_to_tflite(
+        with_preprocessing(model, ckpt["data"]["mean"], ckpt["data"]["std"]),
+        (1, c, h, w),
+        {"tflite_fp32": fp32},
+        calibration,
+    )
+    variants = [(m, "int8", f"PTQ int8 ({m}, AEQ)") for m in CALIBRATIONS.names()] + [
+        ("minmax", "int16", "PTQ 16x8 (AEQ)")
+    ]
     for method, acts, label in variants:
         try:
             path = write_ptq(fp32, ptq / f"student_{method}_{acts}.tflite", calibration, method, acts)
-        except Exception as exc:  # one failed variant is a row, not the end of the run
+        except Exception as exc:  # noqa: BLE001 - one failed variant is a row, not the end of the run
             rows.append({"student": key, "model": label, "error": f"export failed: {exc}"})
             continue
         runner = open_runner(path)
         out = runner.predict(images)
-        rows.append({"student": key, "model": label, "acc": float(np.mean(out.argmax(1) == labels)),
-                     "agree": float(np.mean(out.argmax(1) == float_logits.argmax(1))), "bytes": path.stat().st_size, "ms": _latency(runner, images)})
+        rows.append(
+            {
+                "student": key,
+                "model": label,
+                "acc": float(np.mean(out.argmax(1) == labels)),
+                "agree": float(np.mean(out.argmax(1) == float_logits.argmax(1))),
+                "bytes": path.stat().st_size,
+                "ms": _latency(runner, images),
+            }
+        )
     return rows
 
 
@@ -125,13 +162,17 @@ def main() -> None:
     rows = []
     for key in args.students.split(","):
         rows += run_one(key, args, args.work)
-    print(f"{'student':<8} {'model':<20} {'test acc %':>10} {'agree w/ float %':>16} {'vs fake-quant %':>15} {'bytes':>9} {'ms':>7}")
+    print(
+        f"{'student':<8} {'model':<20} {'test acc %':>10} {'agree w/ float %':>16} {'vs fake-quant %':>15} {'bytes':>9} {'ms':>7}"
+    )
     for r in rows:
         if "error" in r:
             print(f"{r['student']:<8} {r['model']:<20} {r['error']}")
             continue
         fq = f"{100 * r['vs_fake_quant']:.2f}" if r.get("vs_fake_quant") is not None else "—"
-        print(f"{r['student']:<8} {r['model']:<20} {100 * r['acc']:>10.2f} {100 * r['agree']:>16.2f} {fq:>15} {r['bytes']:>9,} {r['ms']:>7.3f}")
+        print(
+            f"{r['student']:<8} {r['model']:<20} {100 * r['acc']:>10.2f} {100 * r['agree']:>16.2f} {fq:>15} {r['bytes']:>9,} {r['ms']:>7.3f}"
+        )
     if args.results_file:
         args.results_file.write_text(json.dumps(rows, indent=1))
 

@@ -35,7 +35,9 @@ def test_qat_only_after_the_standard_and_transfer_flows() -> None:
 
 
 def test_quant_report_for_every_int8_file(tiny_bundle: Path) -> None:
-    report = json.loads((tiny_bundle / "quant_report.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}"))
+    report = json.loads(
+        (tiny_bundle / "quant_report.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}")
+    )
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
     int8 = sorted(n for n in manifest["files"] if n.endswith("_int8.tflite"))
     assert int8 and sorted(report["files"]) == int8 and "quant_report.json" in manifest["files"]
@@ -44,9 +46,14 @@ def test_quant_report_for_every_int8_file(tiny_bundle: Path) -> None:
     for layer in r["layers"]:
         assert layer["snr_db"] is None or 5 < layer["snr_db"] < 80, layer  # int8 of a trained model: tens of dB
         assert 0 <= layer["clipped"] <= 0.01  # calibrated on these very images: next to nothing is clipped
-        assert layer["float_min"] >= layer["int8_min"] - layer["scale"] and layer["float_max"] <= layer["int8_max"] + layer["scale"]
+        assert (
+            layer["float_min"] >= layer["int8_min"] - layer["scale"]
+            and layer["float_max"] <= layer["int8_max"] + layer["scale"]
+        )
     convs = [x for x in r["layers"] if x["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
-    assert convs and all(x["weight_scales"] > 1 for x in convs[1:])  # per-channel weights (the first conv is the normalization)
+    assert convs and all(
+        x["weight_scales"] > 1 for x in convs[1:]
+    )  # per-channel weights (the first conv is the normalization)
 
 
 def test_advice_names_the_likely_fix() -> None:
@@ -108,7 +115,10 @@ def test_qat_student_exports_with_its_learned_scales(pt2e, tmp_path: Path) -> No
     model.eval()
     before = [fq.scale.clone() for fq in model.graph.modules() if hasattr(fq, "observer_enabled")]
     model(x[:64])  # evaluating never moves the learned ranges
-    assert all(torch.equal(a, fq.scale) for a, fq in zip(before, (m for m in model.graph.modules() if hasattr(m, "observer_enabled"))))
+    assert all(
+        torch.equal(a, fq.scale)
+        for a, fq in zip(before, (m for m in model.graph.modules() if hasattr(m, "observer_enabled")))
+    )
 
     path = qat_to_tflite(model, (1, 3, 12, 12), tmp_path / "qat_int8.tflite")
     assert full_integer_problems(path) == []
@@ -131,7 +141,15 @@ def test_distill_with_qat_stage_resumes_and_exports(pt2e, tmp_path: Path) -> Non
     from edgekd.train.run import distill
 
     out = tmp_path / "run"
-    overrides = tiny_overrides(**{"distill.baseline": "false", "teacher.epochs": 2, "student.epochs": 4, "student.lr": 0.2, "distill.qat.epochs": 2})
+    overrides = tiny_overrides(
+        **{
+            "distill.baseline": "false",
+            "teacher.epochs": 2,
+            "student.epochs": 4,
+            "student.lr": 0.2,
+            "distill.qat.epochs": 2,
+        }
+    )
     summary = distill(out=out, set=overrides)
     qat = summary["student_qat"]
     assert qat["epochs"] == 2 and qat["qat"]["epochs"] == 2 and 0 < qat["test_acc"] <= 1
@@ -142,7 +160,12 @@ def test_distill_with_qat_stage_resumes_and_exports(pt2e, tmp_path: Path) -> Non
     assert resumed["student_qat"]["epochs"] == 2
 
     bundle = tmp_path / "bundle"
-    m = export(run=out, out=bundle, set=["export.models=[student]", "export.formats=[tflite_fp32,tflite_int8]"], allow_parity_failure=True)
+    m = export(
+        run=out,
+        out=bundle,
+        set=["export.models=[student]", "export.formats=[tflite_fp32,tflite_int8]"],
+        allow_parity_failure=True,
+    )
     qm = m["metrics"]["student_qat_int8.tflite"]
     assert qm["reference"].startswith("fake-quant") and qm["top1_agreement"] >= 0.99
     assert m["models"]["student_qat_int8.tflite"]["input"]["dtype"] == "int8"
@@ -173,7 +196,12 @@ def test_calibration_methods_choose_their_ranges() -> None:
 
 
 def test_calibration_method_is_a_litert_export_choice() -> None:
-    assert load_config(None, ["export.backend=litert_torch", "export.calibration_method=percentile"]).export.calibration_method == "percentile"
+    assert (
+        load_config(
+            None, ["export.backend=litert_torch", "export.calibration_method=percentile"]
+        ).export.calibration_method
+        == "percentile"
+    )
     with pytest.raises(ConfigError, match="needs export.backend=litert_torch"):
         load_config(None, ["export.calibration_method=mse"])
     with pytest.raises(ConfigError, match="did you mean 'mse'"):

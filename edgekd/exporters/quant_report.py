@@ -55,7 +55,9 @@ class _Model:
         from ai_edge_litert import interpreter as litert
 
         with captured_fds((2,)):
-            self.interp = litert.Interpreter(model_path=str(path), experimental_preserve_all_tensors=True, num_threads=1)
+            self.interp = litert.Interpreter(
+                model_path=str(path), experimental_preserve_all_tensors=True, num_threads=1
+            )
             self.interp.allocate_tensors()
         self.tensors = {t["index"]: t for t in self.interp.get_tensor_details()}
         self.ops = [op for op in self.interp._get_ops_details() if op["op_name"] not in SKIP]
@@ -147,7 +149,9 @@ def layer_report(int8_path: Path, float_path: Path | None, images: np.ndarray) -
             scale, zero = int8.tensors[int8.ops[i]["outputs"][0]]["quantization"]
             lo[i], hi[i] = min(lo[i], float(f.min())), max(hi[i], float(f.max()))
             if scale:
-                clipped[i] += np.count_nonzero((f < (-128 - zero) * scale - 0.5 * scale) | (f > (127 - zero) * scale + 0.5 * scale))
+                clipped[i] += np.count_nonzero(
+                    (f < (-128 - zero) * scale - 0.5 * scale) | (f > (127 - zero) * scale + 0.5 * scale)
+                )
             count[i] += f.size
             if j is not None:
                 sig[i] += float(np.sum(f.astype(np.float64) ** 2))
@@ -213,8 +217,16 @@ def print_quant_report(report: dict[str, Any]) -> None:
     for name, r in report["files"].items():
         shown = sorted((x for x in r["layers"] if x["snr_db"] is not None), key=lambda x: x["snr_db"])[:SHOWN]
         rows = [
-            [x["index"], x["op"], f"{x['snr_db']:.1f}", f"[{x['float_min']:.3g}, {x['float_max']:.3g}]", f"{x['scale']:.3g}",
-             f"{100 * x['clipped']:.2f}", x.get("weight_scales", "—"), x.get("flag", "")]
+            [
+                x["index"],
+                x["op"],
+                f"{x['snr_db']:.1f}",
+                f"[{x['float_min']:.3g}, {x['float_max']:.3g}]",
+                f"{x['scale']:.3g}",
+                f"{100 * x['clipped']:.2f}",
+                x.get("weight_scales", "—"),
+                x.get("flag", ""),
+            ]
             for x in shown
         ]
         title = f"int8 layers of {name} vs {r['reference'] or 'no float file'} ({r['images']} calibration images, lowest SNR first)"

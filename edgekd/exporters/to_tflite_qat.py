@@ -30,7 +30,7 @@ def qat_to_tflite(model: Any, input_shape: tuple[int, ...], dest: Path, name: st
 
     from edgekd.exporters.to_tflite_litert import import_litert
     from edgekd.runtimes.tflite_runner import full_integer_problems
-    from edgekd.train.qat import tflite_quantizer
+    from edgekd.train.pt2e import tflite_quantizer
 
     with captured_fds():  # importing it starts absl/oneDNN logging on fd 2
         litert_torch, _quantizer, _recipe = import_litert()
@@ -42,16 +42,23 @@ def qat_to_tflite(model: Any, input_shape: tuple[int, ...], dest: Path, name: st
     dest = Path(dest)
     with captured_fds() as log_path:
         try:
-            edge = litert_torch.convert(nhwc, (torch.zeros((1, h, w, c)),), quant_config=quant_config.QuantConfig(pt2e_quantizer=tflite_quantizer()))
+            edge = litert_torch.convert(
+                nhwc,
+                (torch.zeros((1, h, w, c)),),
+                quant_config=quant_config.QuantConfig(pt2e_quantizer=tflite_quantizer()),
+            )
             dest.parent.mkdir(parents=True, exist_ok=True)
             edge.export(str(dest))
             failure = None
-        except Exception as exc:  # torch.export and the MLIR lowering raise many types
+        except Exception as exc:  # noqa: BLE001 - torch.export and the MLIR lowering raise many types
             failure = exc
         log_text = log_path.read_text(errors="replace")
     if failure is not None:
         tail = log_tail(log_text, 2, 300)
-        raise ExportError(f"cannot convert {name} to int8 TFLite with litert-torch: {first_line(failure)}" + (f" ({tail})" if tail else ""))
+        raise ExportError(
+            f"cannot convert {name} to int8 TFLite with litert-torch: {first_line(failure)}"
+            + (f" ({tail})" if tail else "")
+        )
     problems = full_integer_problems(dest)
     if problems:
         raise ExportError(f"litert-torch wrote {name}'s int8 model but it is not full integer: {'; '.join(problems)}")

@@ -328,7 +328,7 @@ def check_method_config(config: Any) -> None:
     if config.distill.qat.epochs:
         if cls.flow not in ("standard", "transfer"):
             raise ConfigError(f"config: distill.qat runs after the standard and transfer flows, not with distill.method={config.distill.method}")
-        from edgekd.train.qat import import_pt2e
+        from edgekd.train.pt2e import import_pt2e
 
         import_pt2e()  # a missing extra is an error before any training, not after the float stage
 

@@ -22,7 +22,6 @@ the arch and loads those tensors: nothing named in the file is imported or calle
 from __future__ import annotations
 
 import copy
-import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,67 +29,7 @@ import torch
 from torch import nn
 
 from edgekd.errors import EdgekdError
-
-INSTALL_HINT = "pip install 'edgekd[litert]' (torchao + litert-torch, whose PT2E quantizer matches TFLite int8)"
-
-
-def _patch_pattern_export() -> None:
-    """torchao 0.18 hands plain functions (its conv-BN patterns) to ``torch.export.export``, which
-    torch 2.14 refuses ("Expected `mod` to be an instance of `torch.nn.Module`"); wrap them in a
-    module. Applied to every module that imported the helper by name. Idempotent."""
-    import torchao.quantization.pt2e.qat_utils  # noqa: F401 - imports the helper by name: patch it there too
-    import torchao.quantization.pt2e.utils as utils
-
-    original = utils._get_aten_graph_module_for_pattern
-    if getattr(original, "edgekd_patched", False):
-        return
-
-    class _Pattern(nn.Module):
-        def __init__(self, fn: Any) -> None:
-            super().__init__()
-            self.fn = fn
-
-        def forward(self, *args: Any, **kwargs: Any) -> Any:
-            return self.fn(*args, **kwargs)
-
-    def patched(pattern: Any, example_inputs: Any, is_cuda: bool = False, **kwargs: Any) -> Any:
-        if not isinstance(pattern, nn.Module):
-            pattern = _Pattern(pattern)
-        return original(pattern, example_inputs, is_cuda, **kwargs)
-
-    patched.edgekd_patched = True  # type: ignore[attr-defined]
-    for name, module in list(sys.modules.items()):
-        if name.startswith(("torchao.", "litert_torch.")) and getattr(module, "_get_aten_graph_module_for_pattern", None) is original:
-            module._get_aten_graph_module_for_pattern = patched
-
-
-def import_pt2e() -> dict[str, Any]:
-    """The PT2E functions and litert-torch's quantizer, or one clear error naming the extra."""
-    from edgekd.fdcapture import captured_fds
-
-    try:
-        with captured_fds():  # litert-torch imports TensorFlow's converter, which logs to fd 2 on import
-            from litert_torch.quantize import pt2e_quantizer
-            from torchao.quantization.pt2e import move_exported_model_to_eval, move_exported_model_to_train
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_qat_pt2e
-    except ImportError as exc:
-        missing = getattr(exc, "name", None) or "torchao"
-        raise EdgekdError(f"distill.qat needs torchao and litert-torch ({missing} is not installed): {INSTALL_HINT}") from None
-    _patch_pattern_export()
-    return {
-        "pt2e_quantizer": pt2e_quantizer,
-        "prepare_qat_pt2e": prepare_qat_pt2e,
-        "convert_pt2e": convert_pt2e,
-        "to_eval": move_exported_model_to_eval,
-        "to_train": move_exported_model_to_train,
-    }
-
-
-def tflite_quantizer(pt2e: dict[str, Any] | None = None) -> Any:
-    """The TFLite int8 quantizer: per-channel weights, QAT fake quantizers (training and export use the same)."""
-    pt2e = pt2e or import_pt2e()
-    q = pt2e["pt2e_quantizer"]
-    return q.PT2EQuantizer().set_global(q.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+from edgekd.train.pt2e import import_pt2e, tflite_quantizer
 
 
 def _fake_quantizers(graph: nn.Module) -> list[nn.Module]:
@@ -107,7 +46,9 @@ def _input_quantizer(graph: torch.fx.GraphModule) -> nn.Module:
     for user in placeholder.users:  # the input's users also include torch.export's guard module
         if user.op == "call_module" and isinstance(graph.get_submodule(str(user.target)), FakeQuantizeBase):
             return graph.get_submodule(str(user.target))
-    raise EdgekdError("QAT graph: no fake quantizer on the input (the quantizer did not annotate the first op)")  # a model we cannot quantize
+    raise EdgekdError(
+        "QAT graph: no fake quantizer on the input (the quantizer did not annotate the first op)"
+    )  # a model we cannot quantize
 
 
 class QATStudent(nn.Module):
@@ -117,7 +58,9 @@ class QATStudent(nn.Module):
     its BatchNorms the PT2E way (an exported graph ignores ``Module.train``).
     """
 
-    def __init__(self, student: nn.Module, mean: Sequence[float], std: Sequence[float], image_size: tuple[int, int]) -> None:
+    def __init__(
+        self, student: nn.Module, mean: Sequence[float], std: Sequence[float], image_size: tuple[int, int]
+    ) -> None:
         super().__init__()
         from edgekd.models.wrappers import with_preprocessing
 
@@ -204,7 +147,9 @@ def load_qat_student(path: Any, arch: Any = None) -> tuple[QATStudent, dict[str,
         raise CheckpointError(f"{path} is not a QAT checkpoint")
     d = ckpt["data"]
     name = checkpoint_arch(ckpt, path, arch)  # before anything named in the file is imported
-    model = build_qat_student(create_model(name, d["num_classes"], d["in_channels"], tuple(d["image_size"]), **ckpt.get("kwargs", {})), d)
+    model = build_qat_student(
+        create_model(name, d["num_classes"], d["in_channels"], tuple(d["image_size"]), **ckpt.get("kwargs", {})), d
+    )
     load_weights(model, ckpt["state_dict"], path)
     return model.eval(), ckpt
 
@@ -253,23 +198,42 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
     model.to(rt.device)
     resuming = run.resume and (run.out_dir / f"{name}_last.pt").is_file()
     if not resuming:
-        calib = Batches(d.train, d.mean, d.std, cfg.data.batch_size, rt.device, shuffle=True, seed=cfg.seed, shard=rt.world.shard)
+        calib = Batches(
+            d.train, d.mean, d.std, cfg.data.batch_size, rt.device, shuffle=True, seed=cfg.seed, shard=rt.world.shard
+        )
         calibrate(model, calib, q.calibration_batches)
     recipe = dataclasses.replace(cfg.student, epochs=q.epochs, lr=q.lr, warmup_epochs=0, checkpoint=None)
     method = build_method(cfg.distill.method, cfg.distill, recipe)
     stage = Stage(
-        name=name, arch=float_ckpt["arch"], kwargs=dict(float_ckpt.get("kwargs", {})), recipe=recipe, method=method,
-        teacher=teacher if method.needs_teacher else None, batch_size=cfg.data.batch_size, eval_batch_size=cfg.data.eval_batch_size,
-        views=cfg.data.views, workers=cfg.data.workers,
-        extra={"method": cfg.distill.method, "qat": {"epochs": q.epochs, "lr": q.lr, "observer_epochs": q.observer_epochs, "quantizer": "litert_torch.PT2EQuantizer per-channel int8"},
-               "distill": {"temperature": cfg.distill.temperature, "alpha": getattr(method, "alpha", cfg.distill.alpha)}},
+        name=name,
+        arch=float_ckpt["arch"],
+        kwargs=dict(float_ckpt.get("kwargs", {})),
+        recipe=recipe,
+        method=method,
+        teacher=teacher if method.needs_teacher else None,
+        batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size,
+        views=cfg.data.views,
+        workers=cfg.data.workers,
+        extra={
+            "method": cfg.distill.method,
+            "qat": {
+                "epochs": q.epochs,
+                "lr": q.lr,
+                "observer_epochs": q.observer_epochs,
+                "quantizer": "litert_torch.PT2EQuantizer per-channel int8",
+            },
+            "distill": {"temperature": cfg.distill.temperature, "alpha": getattr(method, "alpha", cfg.distill.alpha)},
+        },
     )
 
     def freeze(record: dict[str, Any], _history: list[dict[str, Any]]) -> None:
         if q.observer_epochs is not None and record["epoch"] >= q.observer_epochs:
             model.freeze_observers()
 
-    log(f"{name}: {stage.arch} with {cfg.distill.method} under int8 fake quantization for {q.epochs} epochs (lr {q.lr})")
+    log(
+        f"{name}: {stage.arch} with {cfg.distill.method} under int8 fake quantization for {q.epochs} epochs (lr {q.lr})"
+    )
     result = train_stage(stage, model, d, run.out_dir, rt, cfg.seed, "last", run.resume, [freeze, *run.on_epoch])
     result["qat"] = stage.extra["qat"]
     run.wall[name] = result["wall_s"]
