@@ -101,13 +101,16 @@ def checkpoint_arch(ckpt: dict[str, Any], path: str | Path, arch: str | Iterable
     name = ckpt.get("arch")
     if not isinstance(name, str):
         raise CheckpointError(f"checkpoint {path} names no architecture (arch is {type(name).__name__})")
-    if ":" in name:
+    from edgekd.models.hub import is_hub_name
+
+    if is_hub_name(name):
+        pass  # torchvision:/timm: names are looked up in those libraries' own registries, never imported
+    elif ":" in name:
         if name not in vouched(arch):
             raise CheckpointError(
                 f"checkpoint {path} names the factory {name!r}; a name inside a file is looked up in the "
-                "model registry "
-                "only (`edgekd models`), never imported. If you trust that factory, name it yourself: the config's "
-                "teacher.arch/student.arch, or edgekd.load_model(path, arch=...)"
+                "model registry only (`edgekd models`), never imported. If you trust that factory, name it "
+                "yourself: the config's teacher.arch/student.arch, or edgekd.load_model(path, arch=...)"
             )
     elif name not in MODELS:
         raise CheckpointError(f"checkpoint {path}: {MODELS.unknown_message(name)}")
@@ -126,7 +129,9 @@ def build_model(ckpt: dict[str, Any], path: str | Path = "<checkpoint>", arch: s
     name = checkpoint_arch(ckpt, path, arch)
     data = ckpt["data"]
     shape = (data["num_classes"], data["in_channels"], tuple(data["image_size"]))
-    model = create_model(name, *shape, **ckpt.get("kwargs", {}))
+    # the weights come from the checkpoint: a torchvision/timm model's `pretrained` file is not read again
+    kwargs = {k: v for k, v in ckpt.get("kwargs", {}).items() if k != "pretrained"}
+    model = create_model(name, *shape, **kwargs)
     load_weights(model, ckpt["state_dict"], path)
     return model.eval()
 

@@ -168,6 +168,56 @@ def comparisons(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def parity_notes(results: Sequence[dict[str, Any]]) -> list[str]:
+    """One note per file whose export parity check failed (the bench measured it all the same)."""
+    seen, out = set(), []
+    for r in results:
+        if r.get("parity_ok") is False and r["file"] not in seen:
+            seen.add(r["file"])
+            why = "; ".join(r.get("parity_problems") or []) or "out of bounds"
+            out.append(f"PARITY FAILED: {r['file']} was out of its export parity bounds vs PyTorch ({why}): its rows measure a model that disagrees with the trained one")
+    return out
+
+
+def _set(row: Any, key: str, value: Any) -> None:
+    """Set a field on a bench row (a BenchRow, or its JSON dict)."""
+    if isinstance(row, dict):
+        row[key] = value
+    else:
+        setattr(row, key, value)
+
+
+def int8_slower_notes(results: list[dict[str, Any]], files: dict[str, Any] | None = None) -> list[str]:
+    """Flag (``int8_slower`` on the row) and explain each TFLite int8 row slower at p50 than the
+    same model's fp32 file at the same thread count: int8 is meant to be faster, and when it is
+    not, some ops of the model run outside the accelerated int8 kernels (XNNPACK). Those ops are
+    named where the runtime can say (``int8_unaccelerated_ops`` on the row)."""
+    timed = {(r["model"], r["format"], r.get("threads")): r for r in results if r["status"] == "ok" and r.get("latency_ms")}
+    out = []
+    for (model, fmt, threads), row in timed.items():
+        fp32 = timed.get((model, "tflite_fp32", threads))
+        if fmt != "tflite_int8" or fp32 is None or row["latency_ms"]["p50"] <= fp32["latency_ms"]["p50"]:
+            continue
+        _set(row, "int8_slower", True)
+        ops = None
+        path = (files or {}).get(row["file"])
+        if path is not None:
+            try:
+                from edgekd.runtimes.tflite_runner import undelegated_ops
+
+                ops = undelegated_ops(path, threads or 1)
+            except Exception:  # noqa: BLE001 - the flag stands without the op list
+                ops = None
+        _set(row, "int8_unaccelerated_ops", ops)
+        where = f"ops the runtime does not accelerate in int8: {', '.join(ops)}" if ops else (
+            "every op is delegated, so the int8 kernels themselves are slower here" if ops == [] else "the runtime did not say which ops")
+        out.append(
+            f"INT8 SLOWER: {model} tflite_int8 p50 {row['latency_ms']['p50']:.4g} ms > tflite_fp32 {fp32['latency_ms']['p50']:.4g} ms "
+            f"at {threads} thread(s); {where}"
+        )
+    return out
+
+
 def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Ok rows that no other row beats on both latency (p50, lower) and accuracy (higher), fastest first."""
     timed = (r for r in rows if r["status"] == "ok" and r.get("latency_ms") and r.get("accuracy") is not None)
@@ -197,6 +247,10 @@ def status_text(row: dict[str, Any]) -> str:
     status = row["status"]
     if status == "ok":
         text = "BELOW FLOOR" if row.get("below_floor") else "ok"
+        if row.get("parity_ok") is False:
+            text += " PARITY FAILED"  # the export found this file out of its bounds vs PyTorch
+        if row.get("int8_slower"):
+            text += " INT8 SLOWER"  # than the same model's fp32 file on this runtime
         return text + (" ~noisy" if row.get("noisy") else "")
     if status == "failed":
         return f"FAILED ({row.get('stage', '?')})"
@@ -308,6 +362,27 @@ def mcu_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+EMULATED_COLUMNS = ["model", "core (QEMU board)", "flash KB (map)", "RAM KB (map)", "instructions / inference", "≈ cycles (TFLM + CMSIS-NN)", "top ops (instruction share)", "outputs vs host"]
+
+
+def emulated_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """``--emulate``: the app built with TFLM + CMSIS-NN and run on the core's QEMU board."""
+    rows = []
+    for r in results:
+        e = (r.get("tflm") or {}).get("emulated")
+        if not e:
+            continue
+        emu = e.get("emulated") or {}
+        top = ", ".join(f"{o['op']} {100 * o['share']:.0f} %" for o in (emu.get("per_op") or [])[:3])
+        verdict = "bit-exact" if e.get("bit_exact") else ("DIFFER" if e.get("problems") else f"FAILED: {e.get('reason') or '?'}")
+        rows.append([
+            r["model"], f"{e.get('core', '?')} ({e.get('board', '?')})",
+            f"{e['flash_bytes'] / 1024:,.1f}" if e.get("flash_bytes") else "—", f"{e['ram_bytes'] / 1024:,.1f}" if e.get("ram_bytes") else "—",
+            f"{emu['instructions']:,}" if emu.get("instructions") else "—", f"{e['est_cycles']:,}" if e.get("est_cycles") else "—", top or "—", verdict,
+        ])
+    return rows
+
+
 def estimate_rows(results: Sequence[dict[str, Any]], chosen: str | None) -> tuple[list[str], list[list[str]]]:
     """One row per MCU profile, one column per int8 model: estimated ms."""
     models = [r for r in results if (r.get("tflm") or {}).get("est_latency_ms")]
@@ -361,6 +436,8 @@ def print_report(report: BenchReport) -> None:
         head, rows = estimate_rows(report.results, report.host.get("mcu_profile"))
         if rows:
             print_table("MCU latency ESTIMATES (not measured)", head, rows)
+        if emulated_rows(report.results):
+            print_table("MCU app on QEMU (TFLite Micro + CMSIS-NN; instructions counted, cycles estimated)", EMULATED_COLUMNS, emulated_rows(report.results))
     for line in report.budget_failures:
         print(f"  {line}")
     for line in reasons(report.results):
@@ -426,6 +503,8 @@ def markdown(report: BenchReport, plot_name: str | None) -> str:
         head, rows = estimate_rows(report.results, h.get("mcu_profile"))
         if rows:
             out += ["", "### MCU latency estimates (not measurements)", "", markdown_table(head, rows), ""]
+        if emulated_rows(report.results):
+            out += ["", "### MCU app on QEMU (TFLite Micro + CMSIS-NN)", "", markdown_table(EMULATED_COLUMNS, emulated_rows(report.results)), ""]
     out += [f"- {line}" for line in reasons(report.results)]
     if report.comparisons:
         out += ["", "## Student vs teacher", "", markdown_table(comparison_columns(metric_short(s)), comparison_rows(report.comparisons))]

@@ -50,8 +50,11 @@ class BenchRow:
         None  # mcu: ops_supported, arena_bytes, flash_bytes, est_latency_ms per profile, budget …
     )
     traceback: str | None = None  # a bug in the measuring process
+    parity_problems: list[str] | None = None  # why the export's parity check failed (parity_ok false)
+    int8_slower: bool | None = None  # a tflite_int8 row slower (p50) than the same model's tflite_fp32 row
+    int8_unaccelerated_ops: list[str] | None = None  # with int8_slower: ops the runtime's delegate leaves to plain kernels
 
-    OPTIONAL = ("miou", "fg_iou", "pixel_accuracy", "emulated_ms", "tflm", "traceback")
+    OPTIONAL = ("miou", "fg_iou", "pixel_accuracy", "emulated_ms", "tflm", "traceback", "parity_problems", "int8_slower", "int8_unaccelerated_ops")
 
     def update(self, result: dict[str, Any]) -> None:
         """Take a measuring process's result; a key that is not a field is a bug, not data to keep."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from edgekd.atomic import write_json, write_text
 from edgekd.benchmark.errors import BenchError
-from edgekd.benchmark.report import BenchReport, comparisons, markdown, plot_title, print_report, status_text
+from edgekd.benchmark.report import BenchReport, comparisons, int8_slower_notes, markdown, parity_notes, plot_title, print_report, status_text
 from edgekd.benchmark.row import BenchRow
 from edgekd.benchmark.targets import TARGETS, BenchTarget, Job
 from edgekd.bundle import bundle_file, require_verified
@@ -111,6 +111,7 @@ def _full_test_split(bundle: Path, manifest: dict[str, Any], folder: Path) -> tu
 def _empty_row(name: str, entry: dict[str, Any], manifest: dict[str, Any], threads: int) -> BenchRow:
     """A row with what the bundle says; measured values stay None unless the model runs."""
     role = entry["role"]
+    parity = manifest.get("metrics", {}).get(name, {})
     return BenchRow(
         model=role,
         format=entry["format"],
@@ -118,7 +119,9 @@ def _empty_row(name: str, entry: dict[str, Any], manifest: dict[str, Any], threa
         threads=threads,
         size_bytes=manifest["files"][name]["bytes"],
         macs=manifest.get("roles", {}).get(role, {}).get("macs"),
-        parity_ok=manifest.get("metrics", {}).get(name, {}).get("ok"),  # the export's own check
+        parity_ok=parity.get("ok"),  # the export's own check
+        # why that check failed: an out-of-bounds file is shown so, never as a plain "ok"
+        parity_problems=list(parity.get("problems") or []) or None,
     )
 
 
@@ -175,6 +178,7 @@ def bench(
     flash_kb: float | None = None,
     ram_kb: float | None = None,
     allow_unsupported: bool = False,
+    emulate: str | None = None,
 ) -> BenchReport:
     """Benchmark every model file of a bundle on ``device``; returns the report.
 
@@ -193,21 +197,24 @@ def bench(
     exits 1); so does a model the target cannot run (an op TFLite Micro lacks, over the MCU budget,
     a format asked for by name that the device does not take), unless ``allow_unsupported``.
     Rows of formats the device does not take that were not asked for by name are skipped.
-    The output folder (and ``json``) is checked before anything is measured.
+    The output folder (and ``json``) is checked before anything is measured. ``emulate`` (mcu): a
+    Cortex-M core (``cortex-m4``): build each int8 model's app with TFLite Micro + CMSIS-NN, run it
+    on the core's QEMU board, count instructions per op and fail the row if any int8 output differs
+    from the host TFLM interpreter's.
     """
     from edgekd.ui import log
 
     _check_settings(runs, warmup, threads, min_accuracy)
     if model is not None and (artifacts is not None or full_test):
         raise BenchError("--model benches one model file: leave out --artifacts and --full-test")
-    target = _target(device, threads, {"force": force, "mcu": mcu, "flash_kb": flash_kb, "ram_kb": ram_kb})
+    target = _target(device, threads, {"force": force, "mcu": mcu, "flash_kb": flash_kb, "ram_kb": ram_kb, "emulate": emulate})
     if model is not None:
         bundle, manifest = lone_model(model)
         default_out = Path("bench") / Path(model).stem
     else:
         bundle = Path(artifacts) if artifacts is not None else latest_bundle()
         manifest = require_verified(bundle)
-        default_out = bundle / "bench"
+        default_out = bundle / "bench" / target.report_folder()  # bench/cpu, bench/rpi-<host>, bench/mcu
     todo = plan(manifest, _names(models), _names(formats))
     from edgekd.tasks import get_task
 
@@ -287,6 +294,8 @@ def bench(
         bundle_info = {"path": str(bundle if model is None else model), "run": manifest.get("run", {}).get("name"), "created": manifest.get("created")}
         report = BenchReport(host, results, settings, bundle_info, comparisons(results))
         report.notes.extend(target.warnings(host, before, after))
+        report.notes.extend(parity_notes(results))
+        report.notes.extend(int8_slower_notes(results, files))
         out_dir.mkdir(parents=True, exist_ok=True)
         report.outputs.update(target.artifacts(out_dir, results, files, Path(eval_path) if eval_path is not None else None, task.name))
     _write_outputs(report, out_dir, json)
