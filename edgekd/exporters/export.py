@@ -280,12 +280,14 @@ def _mcu_support(path: Path, timeout_s: float = 600.0) -> dict[str, Any]:
     import sys
     import tempfile
 
+    from edgekd.procs import run_bounded
+
     root = str(Path(__file__).resolve().parents[2])  # the folder holding this edgekd package
     with tempfile.TemporaryDirectory(prefix="edgekd-mcu-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
         write_json(job, {"file": str(path)})
         try:
-            proc = subprocess.run([sys.executable, "-c", _BOOT, root, MCU_CHECK, str(job), str(result)], capture_output=True, text=True, errors="replace", timeout=timeout_s)
+            proc = run_bounded([sys.executable, "-c", _BOOT, root, MCU_CHECK, str(job), str(result)], timeout_s)
         except subprocess.TimeoutExpired:
             return {"status": "failed", "reason": f"no answer after {timeout_s:.0f} s"}
         if proc.returncode != 0 or not result.is_file():
