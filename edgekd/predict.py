@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bundle import read_manifest, require_verified
+from edgekd.bundle import bundle_file, read_manifest, require_verified
 from edgekd.errors import EdgekdError
 from edgekd.tasks import get_task
 
@@ -97,7 +97,7 @@ class Predictor:
         self.format, self.model = entry["format"], model
         if threads is not None and threads < 1:
             raise PredictError(f"threads must be at least 1, got {threads}")
-        self.runner = open_runner(self.bundle / self.file, threads=threads)
+        self.runner = open_runner(bundle_file(self.bundle, manifest, self.file), threads=threads)  # a name that stays inside the bundle
         self.height, self.width, self.channels = _input_hwc(manifest, entry)
         prep = manifest.get("preprocessing", {})
         self.resize_filter = str(prep.get("resize", "bilinear"))
