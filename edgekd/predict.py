@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from edgekd.bundle import bundle_file, read_manifest, require_verified
-from edgekd.limits import check_number, check_threads
 from edgekd.errors import EdgekdError
+from edgekd.limits import check_number, check_threads
 from edgekd.tasks import get_task
 
 DEFAULT_FORMAT = "tflite_int8"  # what a device runs; --format chooses another file of the bundle

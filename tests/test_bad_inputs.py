@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from conftest import reseal, tiny_overrides
 
 # a module that writes MARKER when imported or called: planted into files as `markermod:make`
