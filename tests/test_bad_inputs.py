@@ -194,7 +194,7 @@ BENCH = [
     Case("bench-model-is-a-link-out", with_setup(link_model_out, w("bench", *BUNDLE, *FAST)), needle="leads out of"),
     Case("bench-report-folder-is-a-link-out", with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "bench"), w("bench", *BUNDLE, "--runs", "2")), needle="symbolic link"),
     Case("bench-out-through-a-link-in-the-bundle", with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "bench"), w("bench", *BUNDLE, "--runs", "2", "--out", "{ws}/bundle/bench/x")), needle="symbolic link"),
-    Case("bench-tampered-model", with_setup(lambda ws: (ws / "bundle" / "student.onnx").write_bytes(b"x" * 4051), w("bench", *BUNDLE, *FAST)), needle="sha256 mismatch"),
+    Case("bench-tampered-model", with_setup(lambda ws: (ws / "bundle" / "student.onnx").write_bytes(b"x" * (ws / "bundle" / "student.onnx").stat().st_size), w("bench", *BUNDLE, *FAST)), needle="sha256 mismatch"),
     Case("bench-unlisted-file", with_setup(lambda ws: (ws / "bundle" / "extra.tflite").write_bytes(b"x"), w("bench", *BUNDLE, *FAST)), needle="not in the manifest"),
     Case("bench-threads-999", w("bench", *BUNDLE, *FAST, "--threads", "999"), needle="--threads"),
     Case("bench-threads-above-cores", w("bench", *BUNDLE, *FAST, "--threads", str(len(os.sched_getaffinity(0)) + 1)), needle="core"),
@@ -259,7 +259,7 @@ VERIFY = [
     # files that do not match: the documented failure summary (FAILED lines, "N bad"), exit 1
     Case("verify-unlisted-link-out", with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "more"), w("verify", "{ws}/bundle")), code=1, needle="more: a symbolic link that leads out"),
     Case("verify-report-folder-link-out", with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "bench"), w("verify", "{ws}/bundle")), code=1, needle="bench: a symbolic link"),
-    Case("verify-tampered", with_setup(lambda ws: (ws / "bundle" / "eval.npz").write_bytes(b"x" * 10340), w("verify", "{ws}/bundle")), code=1, needle="sha256 mismatch"),
+    Case("verify-tampered", with_setup(lambda ws: (ws / "bundle" / "eval.npz").write_bytes(b"x" * (ws / "bundle" / "eval.npz").stat().st_size), w("verify", "{ws}/bundle")), code=1, needle="sha256 mismatch"),
 ]
 
 DEPLOY_CASES = [
