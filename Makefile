@@ -19,7 +19,7 @@ BUDGET ?= flash_kb=64,device=cortex-m4-120mhz
 
 help:
 	@echo "make distill export   train on $(CONFIG) into $(RUN), then export the bundle to $(BUNDLE)"
-	@echo "make bench            benchmark every model in $(BUNDLE) on this CPU; report in $(BUNDLE)/bench"
+	@echo "make bench            benchmark every model in $(BUNDLE) on this CPU; report in $(BUNDLE)/bench/cpu"
 	@echo "make search           the most accurate student of $(CONFIG) inside BUDGET=$(BUDGET), in $(RUN)-search"
 	@echo "make test             run the fast test suite"
 	@echo "make test-slow        run the slow tests (real CIFAR-10 data)"
@@ -44,7 +44,7 @@ export: $(STAMP)
 	$(BIN)/edgekd export --run $(RUN) --out $(BUNDLE)
 
 bench: $(STAMP)
-	$(BIN)/edgekd bench --artifacts $(BUNDLE) --out $(BUNDLE)/bench
+	$(BIN)/edgekd bench --artifacts $(BUNDLE)
 
 search: $(STAMP)
 	$(BIN)/edgekd search --config $(CONFIG) --budget $(BUDGET) --out $(RUN)-search

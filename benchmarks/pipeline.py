@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print(Path(report.outputs["markdown"]).read_text())
     if not report.passed:
-        print(f"pipeline: accuracy floor not met: {'; '.join(report.gate_failures)}", file=sys.stderr)
+        print(f"pipeline: {len(report.failures)} bench rows failed: {'; '.join(report.failures)}", file=sys.stderr)
         return 1
     return 0
 

@@ -33,6 +33,7 @@ _LAZY = {
     "load_model": "edgekd.checkpoint",
     "bench": "edgekd.benchmark",
     "deploy": "edgekd.deploy",
+    "Predictor": "edgekd.predict",
 }
 
 __all__ = ["__version__", *_LAZY]

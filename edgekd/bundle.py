@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
+from edgekd.paths import UnsafePathError, escaping_links, member
 
 MANIFEST = "manifest.json"
 FORMAT = "edgekd.bundle/1"
 # Folders inside a bundle that hold reports about it, not parts of it: `edgekd bench` writes to
-# BUNDLE/bench by default (and `make bench` does), which must not make the next verification fail.
+# BUNDLE/bench/<device> by default (and `make bench` does), which must not make the next verification fail.
 REPORT_DIRS = ("bench",)
 
 
@@ -37,20 +38,76 @@ def file_record(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
 
 
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _check_structure(manifest: Any) -> str | None:
+    """What is wrong with a parsed manifest's shape (the types every reader relies on), or None."""
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        return f"not an edgekd bundle manifest (expected format {FORMAT!r})"
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        return "'files' must be a mapping of file name to {sha256, bytes}"
+    for name, rec in files.items():
+        if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str) or not _is_count(rec.get("bytes")):
+            return f"files[{name!r}] must be {{sha256: str, bytes: int ≥ 0}}, got {rec!r:.80}"
+    models = manifest.get("models", {})
+    if not isinstance(models, dict):
+        return "'models' must be a mapping of file name to its description"
+    for name, entry in models.items():
+        if name not in files:
+            return f"models[{name!r}] is not among the checksummed files"
+        if not isinstance(entry, dict) or not isinstance(entry.get("role"), str) or not isinstance(entry.get("format"), str):
+            return f"models[{name!r}] must have a role and a format (strings)"
+        for key in ("input", "output"):
+            if not isinstance(entry.get(key, {}), dict):
+                return f"models[{name!r}].{key} must be a mapping"
+    ev = manifest.get("eval")
+    if ev is not None and (not isinstance(ev, dict) or ev.get("file") not in files or not (ev.get("count") is None or _is_count(ev.get("count")))):
+        return "'eval' must name one of the checksummed files (and an image count)"
+    labels = manifest.get("labels", [])
+    if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):
+        return "'labels' must be a list of strings"
+    roles = manifest.get("roles", {})
+    if not isinstance(roles, dict) or not all(isinstance(r, dict) for r in roles.values()):
+        return "'roles' must be a mapping of role to its description"
+    if not isinstance(manifest.get("task") or "", str):
+        return "'task' must be a string"
+    return None
+
+
 def read_manifest(bundle: str | Path) -> dict[str, Any]:
+    """The bundle's manifest, refused (one line) unless it is well-formed and every file name in it
+    is a plain relative path that stays inside the bundle (no ``..``, no absolute path, no symlink
+    leading out): names come from a file that may have been made by anyone."""
     bundle = Path(bundle)
     if not bundle.is_dir():
         raise BundleError(f"bundle not found: {bundle} (make one with `edgekd export`)")
     path = bundle / MANIFEST
-    if not path.is_file():
-        raise BundleError(f"{bundle} is not an edgekd bundle: {MANIFEST} is missing")
+    if path.is_symlink() or not path.is_file():
+        what = "is a symbolic link" if path.is_symlink() else "is missing"
+        raise BundleError(f"{bundle} is not an edgekd bundle: {MANIFEST} {what}")
     try:
         manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BundleError(f"{path} is corrupt: {exc}") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT or not isinstance(manifest.get("files"), dict):
-        raise BundleError(f"{path} is not an edgekd bundle manifest (expected format {FORMAT!r})")
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise BundleError(f"{path} is corrupt: {str(exc)[:200]}") from None
+    problem = _check_structure(manifest)
+    if problem:
+        raise BundleError(f"{path} is malformed: {problem}")
+    try:
+        for name in manifest["files"]:
+            member(bundle, name, f"{path} files")
+    except UnsafePathError as exc:
+        raise BundleError(f"bundle {bundle} refused: {exc}") from None
     return manifest
+
+
+def bundle_file(bundle: str | Path, manifest: dict[str, Any], name: str) -> Path:
+    """The path of a file the manifest lists (checked by :func:`read_manifest` to stay inside)."""
+    if name not in manifest["files"]:
+        raise BundleError(f"{name!r} is not among the files of bundle {bundle}")
+    return member(bundle, name, f"{bundle}/{MANIFEST}")
 
 
 @dataclass(frozen=True)
@@ -71,7 +128,7 @@ def verify_bundle(bundle: str | Path) -> VerifyResult:
     manifest = read_manifest(bundle)
     ok, bad = [], []
     for name, rec in sorted(manifest["files"].items()):
-        path = bundle / name
+        path = bundle_file(bundle, manifest, name)
         if not path.is_file():
             bad.append(f"{name}: missing")
         elif path.stat().st_size != rec.get("bytes"):
@@ -85,6 +142,8 @@ def verify_bundle(bundle: str | Path) -> VerifyResult:
         rel = path.relative_to(bundle).as_posix()
         if rel not in listed and not rel.startswith(".") and rel.split("/", 1)[0] not in REPORT_DIRS:
             bad.append(f"{rel}: not in the manifest")
+    for rel in escaping_links(bundle):  # report folders too: a planted link there redirects writes
+        bad.append(f"{rel}: a symbolic link that leads out of the bundle (or nowhere)")
     return VerifyResult(ok, bad)
 
 

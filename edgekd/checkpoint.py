@@ -58,7 +58,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise CheckpointError(_unpickling_message(path, exc)) from None
-    except (RuntimeError, EOFError, ValueError, OSError, AttributeError) as exc:
+    except Exception as exc:  # noqa: BLE001 - damaged bytes fail anywhere in the unpickler (KeyError, struct.error, ...)
         raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {first_line(exc, 160)}") from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not an edgekd checkpoint (it holds a {type(ckpt).__name__})")
@@ -101,7 +101,11 @@ def checkpoint_arch(ckpt: dict[str, Any], path: str | Path, arch: str | Iterable
     name = ckpt.get("arch")
     if not isinstance(name, str):
         raise CheckpointError(f"checkpoint {path} names no architecture (arch is {type(name).__name__})")
-    if ":" in name:
+    from edgekd.models.hub import is_hub_name
+
+    if is_hub_name(name):
+        pass  # torchvision:/timm: names are looked up in those libraries' own registries, never imported
+    elif ":" in name:
         if name not in vouched(arch):
             raise CheckpointError(
                 f"checkpoint {path} names the factory {name!r}; a name inside a file is looked up in the "
@@ -126,7 +130,9 @@ def build_model(ckpt: dict[str, Any], path: str | Path = "<checkpoint>", arch: s
     name = checkpoint_arch(ckpt, path, arch)
     data = ckpt["data"]
     shape = (data["num_classes"], data["in_channels"], tuple(data["image_size"]))
-    model = create_model(name, *shape, **ckpt.get("kwargs", {}))
+    # the weights come from the checkpoint: a torchvision/timm model's `pretrained` file is not read again
+    kwargs = {k: v for k, v in ckpt.get("kwargs", {}).items() if k != "pretrained"}
+    model = create_model(name, *shape, **kwargs)
     load_weights(model, ckpt["state_dict"], path)
     return model.eval()
 

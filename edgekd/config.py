@@ -41,7 +41,7 @@ class DataConfig:
     train_limit: int | None = opt(None, "keep at most this many training images (stratified, seeded): quick runs on big data")
     image_size: int | None = opt(None, "resize to this square side; None keeps the data's own size (shapes: 32)")
     augment: Literal["auto", "none", "crop", "flip", "crop_flip"] = opt(
-        "auto", "training augmentation (masks get the same crop and flip); auto: crop_flip for 32×32 RGB and for segmentation, none otherwise"
+        "auto", "training augmentation (masks get the same crop and flip); auto: crop_flip for colour images of 16 px or more and for segmentation, none for grayscale or smaller (digits-like)"
     )
     crop_padding: int = opt(4, "pixels of zero padding before the random crop")
     mean: tuple[float, ...] | None = opt(None, "per-channel normalization mean on 0–1 pixels; None: declared by the dataset or computed on train")
@@ -67,6 +67,10 @@ class StageConfig:
     arch: str = opt("resnet8", "registry name (`edgekd models`) or `package.module:factory`")
     kwargs: dict[str, Any] = opt(help="extra model constructor arguments, e.g. {width: 2}", factory=dict)
     checkpoint: str | None = opt(None, "teacher: load instead of training; student: initial weights")
+    # a teacher trained elsewhere was normalized with its own statistics (ImageNet weights:
+    # [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225]); its inputs are re-normalized to them
+    mean: tuple[float, ...] | None = opt(None, "teacher.checkpoint given as a bare state_dict: the per-channel mean (0-1 pixels) it was trained with; None: the data's")
+    std: tuple[float, ...] | None = opt(None, "with mean: the per-channel std it was trained with")
     epochs: int = opt(10, "training epochs (teacher: 0 with a checkpoint)")
     optimizer: Literal["sgd", "adamw"] = opt("sgd", "sgd (momentum) or adamw")
     lr: float = opt(0.05, "peak learning rate")
@@ -87,6 +91,7 @@ class DistillConfig:
     alpha: float = opt(0.9, "weight of the soft term: (1-α)·CE + α·T²·KL (kd_sigmoid: λ)")
     baseline: bool = opt(True, "also train the same student without KD, identical recipe")
     select: Literal["best_val", "last"] = opt("best_val", "which epoch's weights become student.pt")
+    allow_weak_teacher: bool = opt(False, "start KD even when a loaded teacher.checkpoint scores near chance on val")
     # fitnets
     hint_layer: str | None = opt(None, "fitnets: teacher module path whose output is the hint, e.g. layer2 or features.12")
     guided_layer: str | None = opt(None, "fitnets: student module path regressed onto the hint, e.g. features.4")
@@ -152,6 +157,21 @@ class ExportConfig:
 
 
 @dataclass(frozen=True)
+class DeployConfig:
+    """``edgekd deploy`` (``--config FILE`` with a ``deploy:`` section, or ``--set deploy.KEY=VALUE``)."""
+
+    # a step copies a bundle of a few MB and the sources over a LAN: minutes mean a hung link
+    timeout_s: float = opt(300.0, "limit on each ssh/scp/rsync step (connect, copy, check, fetch), seconds")
+    # the install builds a venv with pip on a Pi (minutes) and the bench times every model
+    bench_timeout_s: float = opt(3600.0, "limit on the remote install and the remote bench, seconds")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    tensorboard: bool = opt(False, "also write per-epoch losses (and KD parts), accuracies and lr as TensorBoard scalars to RUN/tensorboard/ (pip install 'edgekd[tensorboard]'); metrics.jsonl stays the record")
+
+
+@dataclass(frozen=True)
 class Config:
     name: str | None = opt(None, "run name; None: the config file's stem")
     seed: int = opt(0, "seeds model init, data order and augmentation")
@@ -162,6 +182,8 @@ class Config:
     distill: DistillConfig = opt(help="how the student learns from the teacher", factory=DistillConfig)
     runtime: RuntimeConfig = opt(help="device, precision, determinism", factory=RuntimeConfig)
     export: ExportConfig = opt(help="what `edgekd export` writes and the parity bounds it checks", factory=ExportConfig)
+    deploy: DeployConfig = opt(help="`edgekd deploy`: time limits of the remote steps", factory=DeployConfig)
+    log: LogConfig = opt(help="optional extra training logs (metrics.jsonl is always written)", factory=LogConfig)
 
 
 def describe_keys(obj: Any = None, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -393,17 +415,54 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     return data
 
 
+def _drop_stale_kwargs(tree: dict[str, Any], parsed: list[tuple[list[str], Any]]) -> None:
+    """``--set student.arch=X`` replaces the architecture the file's ``student.kwargs`` were written
+    for (``width`` of one model is an error, or a different model, in another): those kwargs are
+    dropped, with a note, unless the overrides also give the stage's kwargs."""
+    from edgekd.ui import log
+
+    for stage in ("teacher", "student"):
+        section = tree.get(stage)
+        if not isinstance(section, dict) or not section.get("kwargs"):
+            continue
+        new_arch = [v for k, v in parsed if k == [stage, "arch"]]
+        kwargs_given = any(k[:2] == [stage, "kwargs"] for k, _ in parsed)
+        if new_arch and new_arch[-1] != section.get("arch") and not kwargs_given:
+            log(f"note: {stage}.arch changed to {new_arch[-1]!r}: dropping {stage}.kwargs {section['kwargs']!r}, written for {section.get('arch')!r} (give --set {stage}.kwargs=... to keep some)")
+            section = tree[stage] = dict(section)
+            del section["kwargs"]
+
+
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Defaults ← YAML file ← overrides, validated into a frozen :class:`Config`."""
     tree: dict[str, Any] = load_yaml(path) if path else {}
-    for text in overrides:
-        keys, value = parse_override(text)
+    parsed = [parse_override(text) for text in overrides]
+    _drop_stale_kwargs(tree, parsed)
+    for keys, value in parsed:
         _apply(tree, keys, value)
     config = from_dict(Config, tree)
     if config.name is None and path is not None:
         config = dataclasses.replace(config, name=Path(path).stem)
     validate(config)
     return config
+
+
+def _check_stats(s: "StageConfig", stage: str) -> None:
+    """``mean``/``std``: both or neither, one value per channel, pixels on the 0-1 scale."""
+    if (s.mean is None) != (s.std is None):
+        raise ConfigError(f"config: {stage}.mean and {stage}.std go together (give both, one value per input channel)")
+    if s.mean is None:
+        return
+    if stage != "teacher":
+        raise ConfigError(f"config: {stage}.mean/{stage}.std: only a loaded teacher (teacher.checkpoint) has statistics of its own; the student learns with the data's")
+    if s.checkpoint is None:
+        raise ConfigError("config: teacher.mean/teacher.std describe a loaded teacher: give teacher.checkpoint too (a teacher trained here uses the data's statistics)")
+    if len(s.mean) != len(s.std) or not s.mean:
+        raise ConfigError(f"config: {stage}.mean has {len(s.mean)} values and {stage}.std {len(s.std)}: one per input channel each")
+    if not all(0.0 <= m <= 1.0 for m in s.mean):
+        raise ConfigError(f"config: {stage}.mean values are on the 0-1 pixel scale (ImageNet: [0.485, 0.456, 0.406]), got {list(s.mean)}")
+    if not all(0.0 < v <= 1.0 for v in s.std):
+        raise ConfigError(f"config: {stage}.std values must be in (0, 1] (ImageNet: [0.229, 0.224, 0.225]), got {list(s.std)}")
 
 
 def validate(config: Config) -> None:
@@ -417,6 +476,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"config: {stage}.lr must be positive")
         if not 0.0 <= s.label_smoothing < 1.0:
             raise ConfigError(f"config: {stage}.label_smoothing must be in [0, 1)")
+        _check_stats(s, stage)
     dc = config.distill
     if config.teacher.epochs == 0 and config.teacher.checkpoint is None and not dc.teacher_checkpoints:
         raise ConfigError("config: teacher.epochs is 0 and no teacher.checkpoint is given: nothing to teach with")

@@ -15,19 +15,36 @@ Remote layout (``remote_dir``, default ``edgekd`` in the remote home)::
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekd.bundle import REPORT_DIRS, require_verified
 from edgekd.errors import EdgekdError
+from edgekd.limits import (
+    MAX_PORT,
+    MAX_TIMEOUT_S,
+    check_number,
+    check_runs,
+    check_threads,
+)
+from edgekd.outputs import check_report_dir
+from edgekd.paths import is_under
+from edgekd.procs import run_bounded
+
+if TYPE_CHECKING:
+    from edgekd.config import DeployConfig
 
 SSH_TIMEOUT_S = 15  # ConnectTimeout: a Pi that is off or unreachable fails fast
+# keep-alives: a connection whose other end vanished (Pi unplugged mid-copy) drops after ~45 s
+KEEPALIVE = ("ServerAliveInterval=15", "ServerAliveCountMax=3")
 # what the Pi side needs of the source tree (install.sh installs from it; the bench imports it)
 SOURCE_PARTS = ("edgekd", "pyproject.toml", "README.md", "deploy/rpi")
 
@@ -58,13 +75,16 @@ def source_root() -> Path:
 class _Remote:
     """ssh / rsync / scp to one host with the same options."""
 
-    def __init__(self, host: str, port: int | None, identity: str | None, ssh_option: Sequence[str]) -> None:
+    def __init__(self, host: str, port: int | None, identity: str | None, ssh_option: Sequence[str], timeout_s: float) -> None:
         if not host or host.startswith("-"):
             raise DeployError(f"--host must be [user@]hostname, got {host!r}")
         if shutil.which("ssh") is None:
             raise DeployError("ssh is not installed here (Debian/Ubuntu: apt install openssh-client)")
         self.host = host
+        self.timeout_s = timeout_s  # each step; the install and the bench pass their own
         opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT_S}"]  # never prompt for a password
+        for opt in KEEPALIVE:
+            opts += ["-o", opt]
         for opt in ssh_option:
             opts += ["-o", opt]
         if identity:
@@ -75,8 +95,19 @@ class _Remote:
     def ssh_argv(self) -> list[str]:
         return ["ssh", *self.opts, *(["-p", str(self.port)] if self.port else [])]
 
-    def run(self, command: str, what: str, check: bool = True) -> subprocess.CompletedProcess:
-        proc = subprocess.run([*self.ssh_argv(), self.host, command], capture_output=True, text=True, errors="replace")
+    def _run(self, argv: list[str], what: str, timeout_s: float | None, key: str) -> subprocess.CompletedProcess:
+        """``argv`` within the time limit (the process group is killed when it passes)."""
+        limit = timeout_s if timeout_s is not None else self.timeout_s
+        try:
+            return run_bounded(argv, limit)
+        except subprocess.TimeoutExpired:
+            raise DeployError(
+                f"{what} on {self.host} gave no result within {limit:g} s and was stopped (is the host up and the network alive? "
+                f"raise the limit with {key})"
+            ) from None
+
+    def run(self, command: str, what: str, check: bool = True, timeout_s: float | None = None, key: str = "--timeout / deploy.timeout_s") -> subprocess.CompletedProcess:
+        proc = self._run([*self.ssh_argv(), self.host, command], what, timeout_s, key)
         if check and proc.returncode != 0:
             raise DeployError(f"{what} on {self.host} failed: {_last_line(proc)}")
         return proc
@@ -88,19 +119,47 @@ class _Remote:
             argv = ["rsync", "-a", "--delete", *excludes, "-e", shlex.join(self.ssh_argv()), *map(str, sources), f"{self.host}:{dest}/"]
         else:
             argv = ["scp", "-q", "-r", *self.opts, *(["-P", str(self.port)] if self.port else []), *map(str, sources), f"{self.host}:{dest}/"]
-        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace")
+        proc = self._run(argv, f"copying {', '.join(s.name for s in sources)} with {transport}", None, "--timeout / deploy.timeout_s")
         if proc.returncode != 0:
             raise DeployError(f"copying {', '.join(s.name for s in sources)} to {self.host}:{dest} with {transport} failed: {_last_line(proc)}")
 
     def copy_from(self, remote: str, local: Path, transport: str) -> None:
+        """Fetch one remote file to ``local``: into a temporary file beside it, then renamed onto it,
+        so that a symlink at ``local`` is replaced, never written through."""
         local.parent.mkdir(parents=True, exist_ok=True)
-        if transport == "rsync":
-            argv = ["rsync", "-a", "-e", shlex.join(self.ssh_argv()), f"{self.host}:{remote}", str(local)]
-        else:
-            argv = ["scp", "-q", *self.opts, *(["-P", str(self.port)] if self.port else []), f"{self.host}:{remote}", str(local)]
-        proc = subprocess.run(argv, capture_output=True, text=True, errors="replace")
-        if proc.returncode != 0:
-            raise DeployError(f"fetching {remote} from {self.host} failed: {_last_line(proc)}")
+        tmp = Path(tempfile.mkdtemp(prefix=f".{local.name}.", suffix=".tmp", dir=local.parent))
+        try:
+            got = tmp / local.name
+            if transport == "rsync":
+                argv = ["rsync", "-a", "-e", shlex.join(self.ssh_argv()), f"{self.host}:{remote}", str(got)]
+            else:
+                argv = ["scp", "-q", *self.opts, *(["-P", str(self.port)] if self.port else []), f"{self.host}:{remote}", str(got)]
+            proc = self._run(argv, f"fetching {remote}", None, "--timeout / deploy.timeout_s")
+            if proc.returncode != 0:
+                raise DeployError(f"fetching {remote} from {self.host} failed: {_last_line(proc)}")
+            if got.is_symlink() or not got.is_file():
+                raise DeployError(f"fetching {remote} from {self.host} gave no plain file")
+            os.replace(got, local)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def deploy_settings(config: str | Path | None = None, overrides: Sequence[str] = ()) -> DeployConfig:
+    """``deploy.*`` settings: defaults ← the ``deploy:`` section of a YAML file ← ``deploy.KEY=VALUE``."""
+    from edgekd.config import DeployConfig, from_dict, load_yaml, parse_override
+
+    tree: dict[str, Any] = {}
+    if config is not None:
+        section = load_yaml(config).get("deploy") or {}
+        if not isinstance(section, dict):
+            raise DeployError(f"{config}: the deploy section must be a mapping of deploy keys")
+        tree.update(section)
+    for text in overrides:
+        keys, value = parse_override(text)
+        if keys[0] != "deploy" or len(keys) != 2:
+            raise DeployError(f"--set {'.'.join(keys)}: deploy takes deploy.* keys only (timeout_s, bench_timeout_s)")
+        tree[keys[1]] = value
+    return from_dict(DeployConfig, tree, prefix="deploy.")
 
 
 def _last_line(proc: subprocess.CompletedProcess) -> str:
@@ -129,6 +188,10 @@ def deploy(
     runs: int = 100,
     warmup: int = 10,
     out: str | Path | None = None,
+    timeout: float | None = None,
+    bench_timeout: float | None = None,
+    config: str | Path | None = None,
+    set: Sequence[str] = (),
 ) -> DeployResult:
     """Copy a verified bundle to ``host`` ([user@]pi) and, with ``bench``, bench it there.
 
@@ -138,14 +201,30 @@ def deploy(
     ``force`` passes ``--force`` to the remote bench (a host that is not a Pi); without it a
     non-Pi host refuses. ``port``/``identity``/``ssh_option`` ("Key=Value", repeatable) go to ssh.
     The remote ``bench.json`` (and ``bench.md``) land in ``out`` (default ``BUNDLE/bench/<host>``).
+    ``timeout`` (seconds) limits each ssh/scp/rsync step and ``bench_timeout`` the remote install
+    and bench; their defaults are ``deploy.timeout_s``/``deploy.bench_timeout_s`` from ``config``
+    (a YAML file's ``deploy:`` section) and ``set`` ("deploy.timeout_s=60"). A step that passes its
+    limit is stopped (its whole process group) and reported in one line.
     """
     from edgekd.benchmark.run import latest_bundle
     from edgekd.ui import log
 
+    settings = deploy_settings(config, set)
+    timeout = settings.timeout_s if timeout is None else timeout
+    bench_timeout = settings.bench_timeout_s if bench_timeout is None else bench_timeout
+    check_number("--port", port, integer=True, low=1, high=MAX_PORT, optional=True, error=DeployError)
+    check_threads("--threads", threads, error=DeployError)  # the Pi's cores are unknown here; its bench checks them
+    check_runs(runs, warmup, error=DeployError)
+    check_number("--timeout", timeout, low=0, low_open=True, high=MAX_TIMEOUT_S, error=DeployError)
+    check_number("--bench-timeout", bench_timeout, low=0, low_open=True, high=MAX_TIMEOUT_S, error=DeployError)
     bundle = Path(artifacts) if artifacts is not None else latest_bundle()
-    require_verified(bundle)  # never ship a bundle that does not match its manifest
+    require_verified(bundle)  # never ship a bundle that does not match its manifest (or holds a link out of it)
+    local = None
+    if bench:  # where the report comes back is checked before anything is copied or run
+        local = Path(out) if out is not None else bundle / "bench" / re.sub(r"[^\w.@-]", "_", host)
+        check_report_dir(local, "--out", "remote bench report", inside=bundle if is_under(local, bundle) else None)
     src = source_root()
-    remote = _Remote(host, port, str(identity) if identity else None, ssh_option)
+    remote = _Remote(host, port, str(identity) if identity else None, ssh_option, timeout)
     base = remote_dir[2:] if remote_dir.startswith("~/") else remote_dir  # relative = in the remote home
     name = bundle.resolve().name
 
@@ -169,7 +248,8 @@ def deploy(
         if remote_python is not None:
             raise DeployError(f"{remote_python} on {host} cannot run the bench ({_last_line(check)}); install numpy and ai-edge-litert there, or leave out --remote-python to let deploy make a venv")
         log(f"deploy: installing the Pi side on {host} (deploy/rpi/install.sh: venv with numpy + ai-edge-litert)")
-        remote.run(f"bash {shlex.quote(remote_src)}/deploy/rpi/install.sh {shlex.quote(root)}/venv {shlex.quote(remote_src)}", "installing the Pi side")
+        remote.run(f"bash {shlex.quote(remote_src)}/deploy/rpi/install.sh {shlex.quote(root)}/venv {shlex.quote(remote_src)}", "installing the Pi side",
+                   timeout_s=bench_timeout, key="--bench-timeout / deploy.bench_timeout_s")
         installed = True
         check = remote.run(_runtime_check(python, remote_src), "checking the Pi side after the install")
     log(f"deploy: {host} runs {check.stdout.strip().splitlines()[-1] if check.stdout.strip() else 'a TFLite runtime'}")
@@ -183,11 +263,12 @@ def deploy(
     if force:  # only when asked: a host that is not a Pi otherwise refuses, as it should
         argv.append("--force")
     log(f"deploy: benching on {host}")
-    proc = remote.run(f"PYTHONPATH={shlex.quote(remote_src)} {shlex.quote(python)} {shlex.join(argv)}", "the remote bench", check=False)
+    proc = remote.run(f"PYTHONPATH={shlex.quote(remote_src)} {shlex.quote(python)} {shlex.join(argv)}", "the remote bench", check=False,
+                      timeout_s=bench_timeout, key="--bench-timeout / deploy.bench_timeout_s")
     if proc.returncode not in (0, 1):  # 1: the bench ran and a gate failed; its report still exists
         raise DeployError(f"the remote bench on {host} failed: {_last_line(proc)}")
     print(proc.stdout, end="")
-    local = Path(out) if out is not None else bundle / "bench" / re.sub(r"[^\w.@-]", "_", host)
+    assert local is not None
     try:
         for file in ("bench.json", "bench.md"):
             remote.copy_from(f"{remote_bundle}/bench/{file}", local / file, transport)

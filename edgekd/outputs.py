@@ -1,14 +1,16 @@
 """Where edgekd may write: a new or empty folder, or a folder of its own kind that it made.
 
-Every verb that writes an output folder (distill's run, export's bundle) asks here before any
-work is done, so that a wrong ``--out`` costs nothing and deletes nothing: a file, a user's
+Every verb that writes an output folder (distill's run, export's bundle, bench's and deploy's
+report) asks here before any work is done, so that a wrong ``--out`` costs nothing and deletes nothing: a file, a user's
 folder, the input being read or a folder above it, and a place that cannot be written are each
 refused with one line.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -75,6 +77,46 @@ def check_writable(path: str | Path, what: str) -> None:
         raise OutputError(
             f"cannot write the {what} to {path}: {probe} is not writable (read-only or permission denied)"
         )
+    # os.access says yes to root everywhere; creating a file is the real question (a read-only
+    # mount, /proc, a full quota). Nothing is left behind.
+    try:
+        fd, name = tempfile.mkstemp(prefix=".edgekd-probe.", dir=probe)
+    except OSError as exc:
+        raise OutputError(f"cannot write the {what} to {path}: {probe} is not writable ({exc.strerror or exc})") from None
+    os.close(fd)
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(name)
+
+
+def check_report_dir(path: str | Path, flag: str, what: str, inside: str | Path | None = None) -> Path:
+    """Refuse, before any measuring, a report folder (bench's, deploy's) that cannot or must not
+    be written: an existing file; a place that cannot be written; and, when ``path`` lies in the
+    bundle ``inside`` (its default ``BUNDLE/bench``), a symbolic link anywhere below the bundle
+    on the way to it, since a link planted in a bundle would redirect the writes elsewhere.
+    Files in the folder are replaced by rename (:mod:`edgekd.atomic`), which replaces a link
+    there instead of writing through it. Nothing is created here. Returns ``path``."""
+    path = Path(path)
+    if inside is not None:
+        stop = Path(inside)  # the bundle itself may be a link the user made
+        for p in (path, *path.parents):
+            if p == stop:
+                break
+            if p.is_symlink():
+                raise OutputError(f"{flag} {path}: {p} is a symbolic link; edgekd does not write through links in a bundle (remove it, or pass another {flag})")
+    if (path.exists() or path.is_symlink()) and not path.is_dir():
+        raise OutputError(f"{flag} {path} is an existing file, not a folder: pass a folder for the {what} (it is made if missing)")
+    check_writable(path, what)
+    return path
+
+
+def check_output_file(path: str | Path, flag: str, what: str) -> Path:
+    """Refuse an output file that is a folder or whose folder cannot be written. An existing file
+    is replaced atomically (a symlink there is replaced as a link, never written through)."""
+    path = Path(path)
+    if path.is_dir():
+        raise OutputError(f"{flag} {path} is a folder: pass a file name for the {what}")
+    check_writable(path.parent, what)
+    return path
 
 
 def not_a_bundle(folder: Path) -> str | None:

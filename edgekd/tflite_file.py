@@ -104,6 +104,8 @@ class TfliteModel:
     outputs: list[int]
     opcodes: list[tuple[str, int]]  # (name, version) per operator code
     version_offsets: list[int | None] = field(repr=False, default_factory=list)  # file offset of each opcode's version field
+    # file offsets of each opcode's (deprecated_builtin_code, builtin_code) fields (None: not stored)
+    code_offsets: list[tuple[int | None, int | None]] = field(repr=False, default_factory=list)
 
     @cached_property
     def op_names(self) -> list[str]:
@@ -223,7 +225,7 @@ def _decode(path: Path, data: bytes) -> TfliteModel:
     r = _Reader(data)
     model = r.u32(0)
     # Model: 0 version, 1 operator_codes, 2 subgraphs, 3 description, 4 buffers
-    opcodes, version_offsets = [], []
+    opcodes, version_offsets, code_offsets = [], [], []
     for oc in r.tables(model, 1):
         # OperatorCode: 0 deprecated_builtin_code (int8), 1 custom_code, 2 version (=1), 3 builtin_code (int32)
         code = max(r.scalar(oc, 0, "b", 0), r.scalar(oc, 3, "i", 0))
@@ -232,6 +234,7 @@ def _decode(path: Path, data: bytes) -> TfliteModel:
             name = f"CUSTOM:{r.string(oc, 1)}"
         opcodes.append((name, r.scalar(oc, 2, "i", 1)))
         version_offsets.append(r.field(oc, 2))
+        code_offsets.append((r.field(oc, 0), r.field(oc, 3)))
     buffer_sizes = []
     for buf in r.tables(model, 4):
         # Buffer: 0 data [ubyte], 1 offset, 2 size (data outside the flatbuffer, models > 2 GB)
@@ -253,7 +256,7 @@ def _decode(path: Path, data: bytes) -> TfliteModel:
         index = r.scalar(o, 0, "I", 0)
         name, version = opcodes[index]
         ops.append(Op(name, version, tuple(r.ints(o, 1)), tuple(r.ints(o, 2)), index))
-    return TfliteModel(path, len(data), ops, tensors, list(r.ints(sg, 1)), list(r.ints(sg, 2)), opcodes, version_offsets)
+    return TfliteModel(path, len(data), ops, tensors, list(r.ints(sg, 1)), list(r.ints(sg, 2)), opcodes, version_offsets, code_offsets)
 
 
 def with_op_version(data: bytes, model: TfliteModel, op: str, version: int) -> bytes:
@@ -268,6 +271,29 @@ def with_op_version(data: bytes, model: TfliteModel, op: str, version: int) -> b
                 raise TfliteFileError(f"{model.path.name}: the version of {op} is not stored in the file (default 1); cannot patch it in place")
             struct.pack_into("<i", out, pos, version)
             found = True
+    if not found:
+        raise TfliteFileError(f"{model.path.name} has no {op} op; it has {', '.join(model.op_names)}")
+    return bytes(out)
+
+
+def with_op_replaced(data: bytes, model: TfliteModel, op: str, new_op: str) -> bytes:
+    """The file's bytes with every opcode named ``op`` turned into ``new_op``: how the TFLite Micro
+    support check gets past one missing kernel to find the next (and how tests make a model with an
+    op TFLM lacks). The model is not meant to run correctly afterwards, only to be resolved.
+    Codes from 127 on live in ``builtin_code`` alone (the old int8 field then holds 127)."""
+    code = _OPS.index(new_op)
+    out = bytearray(data)
+    found = False
+    for (name, _), (old_pos, new_pos) in zip(model.opcodes, model.code_offsets):
+        if name != op:
+            continue
+        if (old_pos is None and new_pos is None) or (code >= 127 and new_pos is None):
+            raise TfliteFileError(f"{model.path.name}: the code of {op} is not stored where {new_op} needs it; cannot patch it in place")
+        if old_pos is not None:
+            struct.pack_into("<b", out, old_pos, min(code, 127))
+        if new_pos is not None:
+            struct.pack_into("<i", out, new_pos, code)
+        found = True
     if not found:
         raise TfliteFileError(f"{model.path.name} has no {op} op; it has {', '.join(model.op_names)}")
     return bytes(out)

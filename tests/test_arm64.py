@@ -113,3 +113,27 @@ def test_pi_bench_path_under_emulation(emu: str, tiny_bundle: Path, tmp_path: Pa
         assert row["status"] == "ok", row
         assert row["latency_ms"] is None and row["throughput"] is None and row["emulated_ms"]["p50"] > 0  # never a latency
         assert row["accuracy"] == expected[key], key
+
+
+# the Predictor of an app on the Pi (edgekd.predict), on every eval image given as an array: the
+# emulated install has numpy + ai-edge-litert only, and images at the model's size need no Pillow
+PREDICT = """
+import sys, numpy as np
+from edgekd.predict import Predictor
+bundle = sys.argv[1]
+p = Predictor(bundle, threads=1)
+with np.load(bundle + "/eval.npz") as d:
+    images = d["images"]
+print(" ".join(p.predict(img).label for img in images))
+"""
+
+
+def test_predictor_on_arm64_agrees_with_bench(emu: str, tiny_bundle: Path, tmp_path: Path) -> None:
+    from edgekd.runtimes.tflite_runner import TFLiteRunner
+
+    proc = subprocess.run([emu, "-c", PREDICT, str(tiny_bundle)], env=_env(), capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(tiny_bundle / "eval.npz") as data:
+        images, classes = data["images"], [str(c) for c in data["classes"]]
+    expected = TFLiteRunner(tiny_bundle / "student_int8.tflite", threads=1).predict(images).argmax(1)  # bench's int8 evaluation
+    assert proc.stdout.split() == [classes[i] for i in expected]

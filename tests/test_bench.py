@@ -46,7 +46,7 @@ def bench_json(bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def report(bundle: Path, bench_json: Path):
-    """Every model of the bundle, default report folder (BUNDLE/bench)."""
+    """Every model of the bundle, default report folder (BUNDLE/bench/cpu)."""
     return bench(artifacts=bundle, json=bench_json, **FAST)
 
 
@@ -70,7 +70,7 @@ def test_every_model_benched_with_the_json_schema(report, bundle: Path, bench_js
     rows = _rows(report)
     assert set(rows) == ROWS
     data = json.loads(bench_json.read_text())
-    assert data == json.loads((bundle / "bench" / "bench.json").read_text())
+    assert data == json.loads((bundle / "bench" / "cpu" / "bench.json").read_text())  # one report folder per device
     assert {"cpu", "cores", "usable_cores", "governor", "os", "python", "packages"} <= set(data["host"])
     assert data["host"]["packages"]["ai-edge-litert"]
     for r in data["results"]:
@@ -93,7 +93,7 @@ def test_every_model_benched_with_the_json_schema(report, bundle: Path, bench_js
 
 
 def test_report_files_and_bundle_still_verifies(report, bundle: Path) -> None:
-    out = bundle / "bench"
+    out = bundle / "bench" / "cpu"
     assert report.outputs["markdown"] == str(out / "bench.md") and report.outputs["plot"] == str(out / "bench.png")
     md = (out / "bench.md").read_text()
     assert "| student | tflite_int8 | ok" in md and "![accuracy vs latency](bench.png)" in md
@@ -207,7 +207,7 @@ def test_bad_names_get_suggestions(bundle: Path) -> None:
         bench(artifacts=bundle, device="cpuu")
     with pytest.raises(BenchError, match=r"unknown format 'tflite_int9'; did you mean 'tflite_int8'\?"):
         bench(artifacts=bundle, formats="tflite_int9")
-    with pytest.raises(BenchError, match="--runs must be at least 1"):
+    with pytest.raises(BenchError, match="--runs must be an integer from 1 to 1000000, got 0"):
         bench(artifacts=bundle, runs=0)
 
 
@@ -280,6 +280,6 @@ def test_bench_modules_import_nothing_heavy() -> None:
     loaded = imported_after(
         "import edgekd.benchmark, edgekd.benchmark.worker, edgekd.benchmark.plot, edgekd.benchmark.pi, edgekd.cli, "
         "edgekd.deploy, edgekd.tflite_file, edgekd.mcu.estimate, edgekd.benchmark.mcu_worker, edgekd.runtimes.tflm_runner, "
-        "edgekd.formats; edgekd.bench; edgekd.deploy"
+        "edgekd.formats, edgekd.predict; edgekd.bench; edgekd.deploy; edgekd.Predictor"
     )
     assert not loaded & {*HEAVY, "rich"}, loaded & {*HEAVY, "rich"}

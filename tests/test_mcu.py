@@ -122,8 +122,12 @@ def test_budget_check_names_the_overrun(tiny_bundle: Path, tmp_path: Path, capsy
     capsys.readouterr()
     assert main([*args, "--ram-kb", "1", "--flash-kb", "8"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("edgekd:")]  # the rest is progress
-    assert len(err) == 1 and err[0].startswith("edgekd: bench: student_int8.tflite does not fit the budget:")
-    assert "RAM (tensor arena)" in err[0] and "> 1 KB by" in err[0] and "flash" in err[0] and "> 8 KB by" in err[0]
+    assert len(err) == 1 and err[0].startswith("edgekd: bench: 1 of 1 rows failed: student/tflite_int8 failed (fit): does not fit the budget:")
+    assert "RAM (tensor arena)" in err[0] and "> 1 KB by" in err[0] and "flash" in err[0] and "> 8 KB by" in err[0] and " bytes)" in err[0]
+    row = json.loads((tmp_path / "o" / "bench.json").read_text())["results"][0]
+    # a model that does not fit gets no latency estimate: the row fails with the reason instead
+    assert row["status"] == "failed" and row["stage"] == "fit" and row["unsupported"] is True and "est_latency_ms" not in row["tflm"]
+    assert main([*args, "--ram-kb", "1", "--flash-kb", "8", "--allow-unsupported"]) == 0  # the row still fails, the exit does not
     assert main([*args, "--mcu", "cortex-m4"]) == 0  # a few KB fit an STM32L4R5 (profile defaults)
     report = bench(artifacts=tiny_bundle, device="mcu", mcu="cortex-m0plus-64mhz", ram_kb=1, formats="tflite_int8", out=tmp_path / "p")
     assert not report.passed and "does not fit cortex-m0plus-64mhz: RAM" in report.budget_failures[0]
@@ -134,7 +138,7 @@ def test_profile_and_option_errors(tiny_bundle: Path) -> None:
         bench(artifacts=tiny_bundle, device="mcu", mcu="cortex-m8")
     with pytest.raises(BenchError, match=r"--mcu does not apply to --device cpu \(it is for --device mcu\)"):
         bench(artifacts=tiny_bundle, device="cpu", mcu="cortex-m7")
-    with pytest.raises(BenchError, match=r"--ram-kb must be positive"):
+    with pytest.raises(BenchError, match=r"--ram-kb must be a number above 0 and up to 1048576, got 0"):
         bench(artifacts=tiny_bundle, device="mcu", ram_kb=0)
     assert profiles.PROFILES.get("cortex-m7") is profiles.PROFILES.get("cortex-m7-216mhz")
     for name in ("cortex-m7-280mhz", "cortex-m7-216mhz", "cortex-m4-120mhz", "cortex-m33-160mhz", "cortex-m0plus-64mhz", "cortex-m55-160mhz"):
@@ -157,5 +161,7 @@ def test_op_without_a_tflm_kernel(tiny_bundle: Path, tmp_path: Path) -> None:
     bad.write_bytes(bytes(data))
     report = bench(model=bad, device="mcu", out=tmp_path / "o")
     row = report.results[0]
-    assert row["status"] == "failed" and row["stage"] == "load" and row["tflm"]["ops_supported"] is False
-    assert "TFLite Micro has no kernel for TOPK_V2" in row["reason"]
+    assert row["status"] == "failed" and row["stage"] == "load" and row["tflm"]["ops_supported"] is False and row["unsupported"] is True
+    assert "TFLite Micro has no kernel for TOPK_V2" in row["reason"] and "TOPK_V2" in row["reason"].split("the model's ops:")[1]
+    assert "est_latency_ms" not in row["tflm"] and not report.passed  # no estimate for a model TFLM cannot run
+    assert bench(model=bad, device="mcu", out=tmp_path / "o", allow_unsupported=True).passed

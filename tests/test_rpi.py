@@ -32,7 +32,9 @@ def test_forced_pi_path(tiny_bundle: Path, tmp_path: Path) -> None:
     report = bench(artifacts=tiny_bundle, device="rpi", force=True, models="student", formats="onnx,tflite_int8,tflite_fp32", out=tmp_path / "o", **FAST)
     rows = {(r["format"], r["threads"]): r for r in report.results}
     assert set(rows) == {("onnx", 1), ("tflite_int8", 1), ("tflite_int8", 4), ("tflite_fp32", 1), ("tflite_fp32", 4)}
-    assert rows["onnx", 1]["status"] == "skipped" and "TFLite models only" in rows["onnx", 1]["reason"]
+    # asked for by name, a format the Pi does not run is a failed row (exit 1), not a silent skip
+    assert rows["onnx", 1]["status"] == "failed" and rows["onnx", 1]["stage"] == "unsupported" and "TFLite models only" in rows["onnx", 1]["reason"]
+    assert not report.passed and report.failures == [f"student/onnx 1t failed (unsupported): {rows['onnx', 1]['reason']}"]
     for (fmt, n), r in rows.items():
         if fmt != "onnx":
             assert r["status"] == "ok" and r["threads"] == n and r["latency_ms"]["p50"] > 0 and r["runtime"].startswith("ai-edge-litert")

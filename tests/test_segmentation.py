@@ -432,3 +432,65 @@ def test_ddp_two_processes_match_one_on_masks(tmp_path: Path) -> None:
     a = load_checkpoint(tmp_path / "ddp" / "student.pt")["state_dict"]
     b = load_checkpoint(tmp_path / "single" / "student.pt")["state_dict"]
     assert all(torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-3) for k in a), max((a[k] - b[k]).abs().max().item() for k in a)
+
+
+def test_predict_writes_masks_that_match_the_bench_runner(seg_bundle: Path, tmp_path: Path) -> None:
+    """`edgekd predict` on a segmentation bundle: one 0/255 mask PNG per image at the image's own
+    size; at the model's size it equals the int8 runner's logit > 0, pixel for pixel."""
+    from PIL import Image
+
+    from edgekd.cli import main
+    from edgekd.runtimes.tflite_runner import TFLiteRunner
+
+    with np.load(seg_bundle / "eval.npz") as data:
+        images = data["images"][:4]
+    src = tmp_path / "images"
+    src.mkdir()
+    for i, img in enumerate(images):
+        Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(src / f"s{i}.png")
+    Image.fromarray(images[0][..., 0] if images.shape[3] == 1 else images[0]).resize((50, 30)).save(src / "big.png")
+    expected = TFLiteRunner(seg_bundle / "student_int8.tflite", threads=1).predict(images).reshape(len(images), *images.shape[1:3]) > 0
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    assert main(["predict", "--artifacts", str(seg_bundle), str(src), "--masks", str(tmp_path / "taken")]) == 2  # not edgekd's folder
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+    out = tmp_path / "masks"
+    assert main(["predict", "--artifacts", str(seg_bundle), str(src), "--masks", str(out), "--json", str(tmp_path / "p.json")]) == 0
+    for i in range(len(images)):
+        mask = np.asarray(Image.open(out / f"s{i}_mask.png"))
+        assert set(np.unique(mask)) <= {0, 255} and np.array_equal(mask > 0, expected[i])
+    assert Image.open(out / "big_mask.png").size == (50, 30)
+    data = json.loads((tmp_path / "p.json").read_text())
+    assert data["task"] == "segmentation" and all(0 <= p["foreground"] <= 1 and p["mask"].endswith("_mask.png") for p in data["predictions"])
+    assert main(["predict", "--artifacts", str(seg_bundle), str(src), "--masks", str(out)]) == 0  # its own masks: replaced
+
+
+def test_unet_pads_to_the_stride_and_crops_back() -> None:
+    """kwargs {pad: true}: a 13×11 image (not a multiple of 4) is zero-padded to 16×12 inside the
+    model and the logits cropped back; the same as padding by hand and cropping."""
+    from edgekd.models import create_model
+
+    with pytest.raises(EdgekdError, match=r"or kwargs \{pad: true\} to pad to 16×12"):
+        create_model("test_unet", 1, 3, (13, 11))
+    model = create_model("test_unet", 1, 3, (13, 11), pad=True).eval()
+    x = torch.randn(2, 3, 13, 11)
+    with torch.no_grad():
+        out = model(x)
+        model.pad_input = False
+        by_hand = model(torch.nn.functional.pad(x, (0, 1, 0, 3)))[..., :13, :11]
+    assert out.shape == (2, 1, 13, 11) and torch.equal(out, by_hand)
+
+
+@pytest.mark.slow
+def test_padded_unet_distills_and_exports_at_18x18(tmp_path: Path) -> None:
+    """Shapes at 18×18 (the 2-pooling U-Nets need multiples of 4) with padding in both models:
+    distilled, exported to int8 TFLite (PAD and STRIDED_SLICE) and checked per pixel."""
+    from edgekd.exporters.export import export
+
+    over = seg_overrides(**{"data.image_size": 18, "teacher.kwargs": "{base: 8, pad: true}", "student.kwargs": "{pad: true}", "teacher.epochs": 2, "student.epochs": 2})
+    summary = distill(out=tmp_path / "run", set=over)
+    assert summary["data"]["image_size"] == [18, 18]
+    manifest = export(run=tmp_path / "run", out=tmp_path / "bundle", set=["export.formats=[tflite_int8]", "export.teacher_formats=[]"], allow_parity_failure=True)
+    entry = manifest["models"]["student_int8.tflite"]
+    assert entry["output"]["shape"][1:3] == [18, 18] or entry["output"]["shape"][-2:] == [18, 18]
+    assert manifest["metrics"]["student_int8.tflite"]["n"] > 0

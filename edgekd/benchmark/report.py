@@ -95,13 +95,36 @@ class BenchReport:
         return out
 
     @property
+    def failed_rows(self) -> list[dict[str, Any]]:
+        """Rows that did not run, which make the bench exit 1; a row the target cannot run
+        (``unsupported``: an op TFLite Micro lacks, a model over the MCU budget, a format the device
+        does not take that was asked for by name) is excused by ``allow_unsupported``."""
+        excuse = bool(self.settings.get("allow_unsupported"))
+        return [r for r in self.results if r["status"] == "failed" and not (excuse and r.get("unsupported"))]
+
+    @property
+    def failures(self) -> list[str]:
+        """One entry per failed row and per row below the accuracy floor, naming it and why."""
+        out = []
+        for r in self.failed_rows:
+            threads = f" {r['threads']}t" if several_thread_counts(self.results) else ""
+            out.append(f"{row_name(r)}{threads} failed ({r.get('stage')}): {str(r.get('reason'))[:200]}")
+        floor = self.settings.get("min_accuracy")
+        for r in self.results:
+            if r.get("below_floor"):
+                out.append(f"{row_name(r)} {100 * r['accuracy']:.2f} % is below the accuracy floor {100 * floor:.2f} %")
+        return out
+
+    @property
     def passed(self) -> bool:
-        return not self.gate_failures and not self.budget_failures
+        """Every requested row ran (failures excused by ``allow_unsupported`` aside) and none is
+        below the accuracy floor."""
+        return not self.failures
 
     def to_dict(self) -> dict[str, Any]:
         gate = None
-        if self.settings.get("min_accuracy") is not None or self.budget_failures:
-            gate = {"min_accuracy": self.settings.get("min_accuracy"), "passed": self.passed, "failures": self.gate_failures + self.budget_failures}
+        if self.settings.get("min_accuracy") is not None or self.budget_failures or self.failed_rows:
+            gate = {"min_accuracy": self.settings.get("min_accuracy"), "passed": self.passed, "failures": self.failures}
         return {
             "schema": SCHEMA,
             "host": self.host,
@@ -145,6 +168,56 @@ def comparisons(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
+def parity_notes(results: Sequence[dict[str, Any]]) -> list[str]:
+    """One note per file whose export parity check failed (the bench measured it all the same)."""
+    seen, out = set(), []
+    for r in results:
+        if r.get("parity_ok") is False and r["file"] not in seen:
+            seen.add(r["file"])
+            why = "; ".join(r.get("parity_problems") or []) or "out of bounds"
+            out.append(f"PARITY FAILED: {r['file']} was out of its export parity bounds vs PyTorch ({why}): its rows measure a model that disagrees with the trained one")
+    return out
+
+
+def _set(row: Any, key: str, value: Any) -> None:
+    """Set a field on a bench row (a BenchRow, or its JSON dict)."""
+    if isinstance(row, dict):
+        row[key] = value
+    else:
+        setattr(row, key, value)
+
+
+def int8_slower_notes(results: list[dict[str, Any]], files: dict[str, Any] | None = None) -> list[str]:
+    """Flag (``int8_slower`` on the row) and explain each TFLite int8 row slower at p50 than the
+    same model's fp32 file at the same thread count: int8 is meant to be faster, and when it is
+    not, some ops of the model run outside the accelerated int8 kernels (XNNPACK). Those ops are
+    named where the runtime can say (``int8_unaccelerated_ops`` on the row)."""
+    timed = {(r["model"], r["format"], r.get("threads")): r for r in results if r["status"] == "ok" and r.get("latency_ms")}
+    out = []
+    for (model, fmt, threads), row in timed.items():
+        fp32 = timed.get((model, "tflite_fp32", threads))
+        if fmt != "tflite_int8" or fp32 is None or row["latency_ms"]["p50"] <= fp32["latency_ms"]["p50"]:
+            continue
+        _set(row, "int8_slower", True)
+        ops = None
+        path = (files or {}).get(row["file"])
+        if path is not None:
+            try:
+                from edgekd.runtimes.tflite_runner import undelegated_ops
+
+                ops = undelegated_ops(path, threads or 1)
+            except Exception:  # noqa: BLE001 - the flag stands without the op list
+                ops = None
+        _set(row, "int8_unaccelerated_ops", ops)
+        where = f"ops the runtime does not accelerate in int8: {', '.join(ops)}" if ops else (
+            "every op is delegated, so the int8 kernels themselves are slower here" if ops == [] else "the runtime did not say which ops")
+        out.append(
+            f"INT8 SLOWER: {model} tflite_int8 p50 {row['latency_ms']['p50']:.4g} ms > tflite_fp32 {fp32['latency_ms']['p50']:.4g} ms "
+            f"at {threads} thread(s); {where}"
+        )
+    return out
+
+
 def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Ok rows that no other row beats on both latency (p50, lower) and accuracy (higher), fastest first."""
     timed = (r for r in rows if r["status"] == "ok" and r.get("latency_ms") and r.get("accuracy") is not None)
@@ -174,6 +247,10 @@ def status_text(row: dict[str, Any]) -> str:
     status = row["status"]
     if status == "ok":
         text = "BELOW FLOOR" if row.get("below_floor") else "ok"
+        if row.get("parity_ok") is False:
+            text += " PARITY FAILED"  # the export found this file out of its bounds vs PyTorch
+        if row.get("int8_slower"):
+            text += " INT8 SLOWER"  # than the same model's fp32 file on this runtime
         return text + (" ~noisy" if row.get("noisy") else "")
     if status == "failed":
         return f"FAILED ({row.get('stage', '?')})"

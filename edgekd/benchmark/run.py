@@ -14,11 +14,14 @@ from typing import Any
 
 from edgekd.atomic import write_json, write_text
 from edgekd.benchmark.errors import BenchError
-from edgekd.benchmark.report import BenchReport, comparisons, markdown, plot_title, print_report, status_text
+from edgekd.benchmark.report import BenchReport, comparisons, int8_slower_notes, markdown, parity_notes, plot_title, print_report, status_text
 from edgekd.benchmark.row import BenchRow
 from edgekd.benchmark.targets import TARGETS, BenchTarget, Job
-from edgekd.bundle import require_verified
+from edgekd.bundle import bundle_file, require_verified
 from edgekd.formats import format_for_file, format_rank, get_format, model_extensions
+from edgekd.limits import check_number, check_runs, check_threads
+from edgekd.outputs import check_output_file, check_report_dir
+from edgekd.paths import is_under
 from edgekd.registry import did_you_mean
 
 ROLE_ORDER = ("student", "teacher", "baseline")
@@ -48,14 +51,19 @@ def _check_filter(kind: str, wanted: list[str] | None, present: list[str]) -> No
 
 
 def _check_settings(runs: int, warmup: int, threads: int | None, min_accuracy: float | None) -> None:
-    if runs < 1:
-        raise BenchError(f"--runs must be at least 1, got {runs}")
-    if warmup < 0:
-        raise BenchError(f"--warmup must be 0 or more, got {warmup}")
-    if threads is not None and threads < 1:
-        raise BenchError(f"--threads must be at least 1, got {threads}")
-    if min_accuracy is not None and not 0.0 <= min_accuracy <= 1.0:
-        raise BenchError(f"--min-accuracy is a fraction between 0 and 1 (0.95 for 95 %), got {min_accuracy}")
+    check_runs(runs, warmup, error=BenchError)
+    check_threads("--threads", threads, error=BenchError)  # the target adds the local core count
+    check_number("--min-accuracy", min_accuracy, low=0.0, high=1.0, optional=True, why="a fraction between 0 and 1: 0.95 for 95 %", error=BenchError)
+
+
+def _check_eval(path: Path, task_targets: str) -> None:
+    """Read the eval data once before measuring: a corrupt or incomplete file is the user's input
+    (one line, exit 2), not a failure of every row."""
+    from edgekd.benchmark.worker import load_eval
+
+    images, targets = load_eval(path, task_targets)
+    if getattr(images, "ndim", 0) != 4 or len(images) == 0 or len(targets) != len(images):
+        raise BenchError(f"eval data {path.name} is malformed: images {list(getattr(images, 'shape', []))}, {task_targets} {list(getattr(targets, 'shape', []))} (re-export the bundle)")
 
 
 def plan(manifest: dict[str, Any], models: list[str] | None = None, formats: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
@@ -84,7 +92,7 @@ def _full_test_split(bundle: Path, manifest: dict[str, Any], folder: Path) -> tu
         from edgekd.data import load_dataset
         from edgekd.ui import log
 
-        data = load_dataset(load_config(bundle / "config.yaml").data, log=log)
+        data = load_dataset(load_config(bundle_file(bundle, manifest, "config.yaml")).data, log=log)
     except ImportError as exc:
         raise BenchError(
             f"--full-test loads the run's dataset, which needs {exc.name or 'the train extra'} here "
@@ -103,6 +111,7 @@ def _full_test_split(bundle: Path, manifest: dict[str, Any], folder: Path) -> tu
 def _empty_row(name: str, entry: dict[str, Any], manifest: dict[str, Any], threads: int) -> BenchRow:
     """A row with what the bundle says; measured values stay None unless the model runs."""
     role = entry["role"]
+    parity = manifest.get("metrics", {}).get(name, {})
     return BenchRow(
         model=role,
         format=entry["format"],
@@ -110,7 +119,9 @@ def _empty_row(name: str, entry: dict[str, Any], manifest: dict[str, Any], threa
         threads=threads,
         size_bytes=manifest["files"][name]["bytes"],
         macs=manifest.get("roles", {}).get(role, {}).get("macs"),
-        parity_ok=manifest.get("metrics", {}).get(name, {}).get("ok"),  # the export's own check
+        parity_ok=parity.get("ok"),  # the export's own check
+        # why that check failed: an out-of-bounds file is shown so, never as a plain "ok"
+        parity_problems=list(parity.get("problems") or []) or None,
     )
 
 
@@ -166,6 +177,7 @@ def bench(
     mcu: str | None = None,
     flash_kb: float | None = None,
     ram_kb: float | None = None,
+    allow_unsupported: bool = False,
 ) -> BenchReport:
     """Benchmark every model file of a bundle on ``device``; returns the report.
 
@@ -180,7 +192,11 @@ def bench(
     ``model``: one model file instead of a bundle (no accuracy; report in ``bench/<stem>``).
     ``force`` (rpi): run the Pi path on a machine that is not a Pi. ``mcu`` (mcu): an MCU profile
     (``cortex-m7-216mhz``, or a core name) whose flash/RAM are the budget; ``flash_kb``/``ram_kb``
-    set or override it, and ``report.passed`` is False when a model does not fit.
+    set or override it. A row whose model does not run fails (``report.passed`` is False, the CLI
+    exits 1); so does a model the target cannot run (an op TFLite Micro lacks, over the MCU budget,
+    a format asked for by name that the device does not take), unless ``allow_unsupported``.
+    Rows of formats the device does not take that were not asked for by name are skipped.
+    The output folder (and ``json``) is checked before anything is measured.
     """
     from edgekd.ui import log
 
@@ -194,12 +210,18 @@ def bench(
     else:
         bundle = Path(artifacts) if artifacts is not None else latest_bundle()
         manifest = require_verified(bundle)
-        default_out = bundle / "bench"
+        default_out = bundle / "bench" / target.report_folder()  # bench/cpu, bench/rpi-<host>, bench/mcu
     todo = plan(manifest, _names(models), _names(formats))
     from edgekd.tasks import get_task
 
     task = get_task(manifest.get("task"))  # what eval.npz holds and what "accuracy" means
+    # where the report goes is checked before minutes of measuring: an existing file, a read-only
+    # place, or a link planted in the bundle (the default BUNDLE/bench) is refused now
     out_dir = Path(out) if out is not None else default_out
+    check_report_dir(out_dir, "--out", "bench report", inside=bundle if model is None and is_under(out_dir, bundle) else None)
+    if json is not None:
+        check_output_file(json, "--json", "bench JSON")
+    named = set(_names(formats) or []) | ({manifest["models"][next(iter(manifest["models"]))]["format"]} if model is not None else set())
     num_classes = len(manifest.get("labels") or []) or None
     counts = target.thread_counts()
     host = target.host()  # before the runs: the load average then is what the runs competed with
@@ -207,21 +229,25 @@ def bench(
     threads_text = " and ".join(map(str, counts))
     log(f"bench: {bundle if model is None else model} on {device} ({len(todo)} model files, {threads_text} thread(s), {warmup} warm-up + {runs} timed runs each)")
     results = []
-    files = {name: (bundle / name).resolve() for name, _ in todo}
+    # every name from the manifest is resolved inside the bundle (read_manifest refused any other)
+    files = {name: (bundle_file(bundle, manifest, name) if model is None else bundle / name).resolve() for name, _ in todo}
     with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as tmp:
         if full_test:
             eval_path, eval_count = _full_test_split(bundle, manifest, Path(tmp))
             eval_name = "the full test split"
         elif manifest.get("eval"):
-            eval_path, eval_count = bundle / manifest["eval"]["file"], manifest["eval"].get("count")
+            eval_path, eval_count = bundle_file(bundle, manifest, manifest["eval"]["file"]), manifest["eval"].get("count")
             eval_name = manifest["eval"]["file"]
+            _check_eval(eval_path, task.targets_key)
         else:
             eval_path, eval_count, eval_name = None, None, None
         for name, entry in todo:
             skip = target.unsupported(entry["format"])
             for threads_now in counts[:1] if skip else counts:
                 row = _empty_row(name, entry, manifest, threads_now)
-                if skip:
+                if skip and entry["format"] in named:  # asked for by name: the device cannot do it, a failure
+                    row.update({"status": "failed", "stage": "unsupported", "reason": skip, "unsupported": True})
+                elif skip:
                     row.update({"status": "skipped", "reason": skip})
                 else:
                     classes = num_classes or int(entry.get("output", {}).get("shape", [0])[-1])
@@ -259,10 +285,13 @@ def bench(
             "mcu": mcu,
             "flash_kb": getattr(target, "flash_kb", None),
             "ram_kb": getattr(target, "ram_kb", None),
+            "allow_unsupported": allow_unsupported,
         }
         bundle_info = {"path": str(bundle if model is None else model), "run": manifest.get("run", {}).get("name"), "created": manifest.get("created")}
         report = BenchReport(host, results, settings, bundle_info, comparisons(results))
         report.notes.extend(target.warnings(host, before, after))
+        report.notes.extend(parity_notes(results))
+        report.notes.extend(int8_slower_notes(results, files))
         out_dir.mkdir(parents=True, exist_ok=True)
         report.outputs.update(target.artifacts(out_dir, results, files, Path(eval_path) if eval_path is not None else None, task.name))
     _write_outputs(report, out_dir, json)

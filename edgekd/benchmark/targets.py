@@ -25,6 +25,8 @@ from typing import Any, ClassVar
 from edgekd.atomic import write_json
 from edgekd.benchmark.errors import BenchError
 from edgekd.benchmark.host import host_info, usable_cores
+from edgekd.limits import MAX_KB, check_number, check_threads
+from edgekd.procs import run_bounded
 from edgekd.registry import Registry
 
 TARGETS: Registry[type[BenchTarget]] = Registry("bench target", providers=["edgekd.benchmark.targets"])
@@ -102,6 +104,11 @@ class BenchTarget(ABC):
         """Extra files written next to the report (name → path). ``files``: row file → model path."""
         return {}
 
+    def report_folder(self) -> str:
+        """The default report folder's name inside ``BUNDLE/bench/``: one per device, so that the
+        reports of different devices sit side by side instead of overwriting each other."""
+        return self.name
+
     @abstractmethod
     def host(self) -> dict[str, Any]:
         """The machine the models run on (CPU, cores, governor, OS, runtime versions …)."""
@@ -118,6 +125,11 @@ class CpuTarget(BenchTarget):
     name = "cpu"
     description = "this machine's CPU (every runtime installed here)"
     timeout_s: ClassVar[float] = 1800.0  # per model: a hung runtime fails its row instead of the bench
+
+    def __init__(self, threads: int | None = None) -> None:
+        # more threads than usable cores measure the scheduler, not the model
+        check_threads("--threads", threads, usable_cores(), error=BenchError)
+        super().__init__(threads)
 
     def default_threads(self) -> int:
         # every core this process may use: how an application on a dedicated device would run
@@ -139,14 +151,9 @@ def run_worker(job: dict[str, Any], module: str, env: dict[str, str] | None = No
         job_path, result_path = Path(tmp) / "job.json", Path(tmp) / "result.json"
         write_json(job_path, job)
         try:
-            proc = subprocess.run(
-                [sys.executable, "-c", _BOOT, root, module, str(job_path), str(result_path)],
-                env={**os.environ, **(env or {})},
-                capture_output=True,  # runtimes print banners; a crash's last lines go into the reason
-                text=True,
-                errors="replace",
-                timeout=timeout_s,
-            )
+            # its own process group, killed with it when the bench is stopped or times out; output
+            # captured: runtimes print banners, and a crash's last lines go into the reason
+            proc = run_bounded([sys.executable, "-c", _BOOT, root, module, str(job_path), str(result_path)], timeout_s, {**os.environ, **(env or {})})
         except subprocess.TimeoutExpired:
             return {"status": "failed", "stage": "run", "reason": f"no result after {timeout_s:.0f} s (hung runtime?)"}
         if proc.returncode == 0 and result_path.is_file():
@@ -182,12 +189,19 @@ class RpiTarget(CpuTarget):
             model = pi.board_model()
             seen = f"board {model!r}" if model else "no /proc/device-tree/model"
             raise BenchError(f"this machine is not a Raspberry Pi ({seen}); use --device cpu to bench it, or --force to run the Pi path anyway")
+        check_threads("--threads", threads, usable_cores(), error=BenchError)  # the defaults are not checked: (1, 4) is the Pi's
         self.forced = force
         self._given = threads
-        super().__init__(threads if threads is not None else self.DEFAULT_THREADS[-1])
+        BenchTarget.__init__(self, threads if threads is not None else self.DEFAULT_THREADS[-1])
 
     def thread_counts(self) -> tuple[int, ...]:
         return (self._given,) if self._given is not None else self.DEFAULT_THREADS
+
+    def report_folder(self) -> str:
+        import re
+        import socket
+
+        return "rpi-" + (re.sub(r"[^\w.-]", "_", socket.gethostname()) or "host")  # several Pis, one bundle
 
     def unsupported(self, fmt: str) -> str | None:
         from edgekd.formats import find_format
@@ -249,8 +263,7 @@ class McuTarget(BenchTarget):
         if threads not in (None, 1):
             raise BenchError(f"--threads {threads}: TFLite Micro runs on one core; leave --threads out for --device mcu")
         for flag, value in (("--flash-kb", flash_kb), ("--ram-kb", ram_kb)):
-            if value is not None and value <= 0:
-                raise BenchError(f"{flag} must be positive, got {value}")
+            check_number(flag, value, low=0, low_open=True, high=MAX_KB, optional=True, error=BenchError)
         self.profile = PROFILES.get(mcu) if mcu is not None else None
         self.flash_kb = flash_kb if flash_kb is not None else (self.profile.flash_kb if self.profile else None)
         self.ram_kb = ram_kb if ram_kb is not None else (self.profile.ram_kb if self.profile else None)
@@ -261,7 +274,7 @@ class McuTarget(BenchTarget):
 
         found = find_format(fmt)
         if found is None or found.runtime != "litert" or not found.integer_io:
-            return "MCU targets run full-integer int8 TFLite models only"
+            return f"MCU targets run full-integer int8 TFLite models only ({fmt} is not one: export with tflite_int8)"
         return None
 
     def host(self) -> dict[str, Any]:
@@ -281,20 +294,31 @@ class McuTarget(BenchTarget):
 
     def measure(self, job: Job) -> dict[str, Any]:
         from edgekd.mcu import estimate
-        from edgekd.tflite_file import read_tflite
+        from edgekd.tflite_file import TfliteFileError, read_tflite
 
+        try:
+            model = read_tflite(job.file)
+        except TfliteFileError as exc:  # this row fails; the other models still run
+            return {"status": "failed", "stage": "load", "reason": str(exc), "tflm": {"ops_supported": None}}
+        if not model.is_int8:  # the file decides, not its name or manifest entry
+            reason = f"{Path(job.file).name} is a float model: MCU targets run full-integer int8 TFLite models only (export with tflite_int8)"
+            return {"status": "failed", "stage": "unsupported", "reason": reason, "unsupported": True, "tflm": {"ops_supported": False, "ops": model.op_names}}
         result = run_worker(asdict(job), "edgekd.benchmark.mcu_worker", None, self.timeout_s)
         tflm = result.setdefault("tflm", {})
-        model = read_tflite(job.file)
         tflm["flash_bytes"] = estimate.flash_bytes(model)
         tflm["model_bytes"] = model.size_bytes
         tflm["runtime_flash_bytes"] = estimate.runtime_flash_bytes(model)
-        tflm["est_latency_ms"] = estimate.estimates_ms(model)
         tflm["ops"] = model.op_names
         tflm["macs"] = model.total_macs
         tflm.setdefault("accuracy", result.get("accuracy"))
+        if tflm.get("ops_supported") is False:  # TFLM has no kernel for an op: the target cannot run it
+            result.update(unsupported=True, reason=f"{result.get('reason')}; the model's ops: {', '.join(model.op_names)}")
         if result.get("status") == "ok":
             tflm["budget"] = self.budget(tflm)
+            if tflm["budget"] is not None and not tflm["budget"]["fits"]:
+                result.update(status="failed", stage="fit", reason=tflm["budget"]["message"], unsupported=True)
+        if result.get("status") == "ok":  # a latency estimate only for a model that runs and fits
+            tflm["est_latency_ms"] = estimate.estimates_ms(model)
         return result
 
     def budget(self, tflm: dict[str, Any]) -> dict[str, Any] | None:
@@ -304,11 +328,11 @@ class McuTarget(BenchTarget):
         over = []
         flash_kb = tflm["flash_bytes"] / 1024
         if self.flash_kb is not None and flash_kb > self.flash_kb:
-            over.append(f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime ≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by {flash_kb - self.flash_kb:,.1f} KB")
+            over.append(f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime ≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by {flash_kb - self.flash_kb:,.1f} KB ({tflm['flash_bytes'] - int(self.flash_kb * 1024):,} bytes)")
         if self.ram_kb is not None and tflm.get("arena_bytes") is not None:
             ram_kb = tflm["arena_bytes"] / 1024
             if ram_kb > self.ram_kb:
-                over.append(f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB")
+                over.append(f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB ({tflm['arena_bytes'] - int(self.ram_kb * 1024):,} bytes)")
         where = self.profile.name if self.profile else "the budget"
         return {"profile": self.profile.name if self.profile else None, "flash_kb": self.flash_kb, "ram_kb": self.ram_kb, "fits": not over, "message": f"does not fit {where}: {'; '.join(over)}" if over else f"fits {where}"}
 

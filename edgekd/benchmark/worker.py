@@ -15,6 +15,7 @@ import json
 import sys
 import time
 import traceback
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def load_eval(path: str | Path, targets: str = "labels") -> tuple[np.ndarray, np
     try:
         with np.load(path) as data:
             images, labels = data["images"], data[targets]
-    except (OSError, ValueError, KeyError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a truncated or altered file
         raise BenchError(f"cannot read eval data {Path(path).name}: {_one_line(exc)} (needs 'images' and '{targets}')") from None
     return images, labels
 

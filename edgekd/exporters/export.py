@@ -140,6 +140,12 @@ def export(
             "normalization": "folded into every model: feed raw pixel values",
             "mean": list(data.mean),
             "std": list(data.std),
+            # what `edgekd predict` / Predictor do to an image of another size or colour: the
+            # training data's decoding (edgekd.data.imagefolder): to RGB, bilinear resize, then
+            # one channel (ITU-R 601 luma) for a grayscale model
+            "image_size": [int(test_nhwc.shape[1]), int(test_nhwc.shape[2])],
+            "channels": int(test_nhwc.shape[3]),
+            "resize": "bilinear",
         },
         "eval": {
             "file": "eval.npz", "count": int(len(eval_idx)), "layout": "NHWC", "dtype": "uint8", "split": "test",
@@ -183,6 +189,9 @@ def export(
                 if not metrics["ok"]:
                     failures.append(f"{name}: {'; '.join(metrics['problems'])}")
         shutil.rmtree(work, ignore_errors=True)
+        for name, m in manifest["metrics"].items():
+            if m["format"] == "tflite_int8":
+                m["mcu"] = _mcu_support(tmp / name)
         images = np.ascontiguousarray(test_nhwc[eval_idx])
         targets = task.eval_targets(data.test, eval_idx)  # {"labels": …} or {"masks": (N, H, W) uint8}
         write_with(tmp / "eval.npz", lambda fh: np.savez_compressed(fh, images=images, **targets, classes=np.array(data.classes)))
@@ -245,9 +254,49 @@ def _versions() -> dict[str, str]:
     return out
 
 
+MCU_CHECK = "edgekd.mcu.support"  # run as a process of its own, by name (mcu sits above exporters)
+_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from importlib import import_module; sys.exit(import_module(sys.argv[2]).main(sys.argv[3:]))"
+
+
+def _mcu_support(path: Path, timeout_s: float = 600.0) -> dict[str, Any]:
+    """TFLite Micro's verdict on an int8 file (every op it lacks, the flash it needs) from
+    :mod:`edgekd.mcu.support`, in a fresh process: a crash inside TFLite Micro fails this cell, not
+    the export (the same process boundary as bench's measuring processes)."""
+    import subprocess
+    import sys
+    import tempfile
+
+    root = str(Path(__file__).resolve().parents[2])  # the folder holding this edgekd package
+    with tempfile.TemporaryDirectory(prefix="edgekd-mcu-") as tmp:
+        job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
+        job.write_text(json.dumps({"file": str(path)}))
+        try:
+            proc = subprocess.run([sys.executable, "-c", _BOOT, root, MCU_CHECK, str(job), str(result)], capture_output=True, text=True, errors="replace", timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return {"status": "failed", "reason": f"no answer after {timeout_s:.0f} s"}
+        if proc.returncode != 0 or not result.is_file():
+            tail = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()][-1:] or [f"exit status {proc.returncode}"]
+            return {"status": "failed", "reason": f"the check process died: {tail[0][:200]}"}
+        out = json.loads(result.read_text())
+    out.pop("traceback", None)
+    return out
+
+
+def mcu_cell(mcu: dict[str, Any] | None) -> str:
+    """The export table's MCU column: ok or the ops TFLite Micro lacks, with the flash needed."""
+    if not mcu:
+        return "—"  # not an int8 file: TFLite Micro runs full-integer models only
+    flash = f"flash ≈{mcu['flash_bytes'] / 1024:,.0f} KB" if mcu.get("flash_bytes") else ""
+    if mcu.get("status") != "ok":
+        return f"not checked ({mcu.get('reason', '?')})"
+    if mcu["missing_ops"]:
+        return f"no: TFLM lacks {', '.join(mcu['missing_ops'])}; {flash}"
+    return f"ok, {flash}"
+
+
 def _print_parity(manifest: dict[str, Any], task) -> None:
     rows = []
     for name, m in manifest["metrics"].items():
         status = "ok" if m["ok"] else "OUT OF BOUNDS: " + "; ".join(m["problems"])
-        rows.append([name, m["format"], manifest["files"][name]["bytes"], *task.parity_cells(m), m["n"], status])
-    print_table("export parity vs PyTorch", ["file", "format", "bytes", *task.parity_headers, "n", "status"], rows)
+        rows.append([name, m["format"], manifest["files"][name]["bytes"], *task.parity_cells(m), m["n"], status, mcu_cell(m.get("mcu"))])
+    print_table("export parity vs PyTorch", ["file", "format", "bytes", *task.parity_headers, "n", "status", "MCU (TFLite Micro)"], rows)

@@ -34,7 +34,7 @@ def torch_to_onnx(model, path: str | Path, input_shape: tuple[int, ...], opset: 
                 model.eval(), (dummy,), str(path), input_names=["input"], output_names=["logits"],
                 opset_version=opset, dynamic_axes=axes, dynamo=False, do_constant_folding=True,
             )
-    except Exception as exc:  # torch raises several types (UnsupportedOperatorError, RuntimeError…)
+    except Exception as exc:  # noqa: BLE001 - torch raises several types (UnsupportedOperatorError, RuntimeError…)
         raise ExportError(f"cannot export {name} to ONNX: {first_line(exc)}") from None
     try:
         slim = onnxslim.slim(onnx.load(str(path)))

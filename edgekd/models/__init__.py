@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import inspect
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError, first_line
@@ -23,14 +27,38 @@ def model_task(name: str) -> str:
     return getattr(MODELS.get(name), "task", "classification")
 
 
+# Folders searched first for the module of a user's ``module:factory`` (the current folder and the
+# config file's, set by `edgekd distill` for the names its config gives): a factory written beside
+# the config works without PYTHONPATH. Empty outside such a block, so nothing else gains a path.
+_FACTORY_DIRS: list[str] = []
+
+
+@contextlib.contextmanager
+def factory_search_path(dirs: Sequence[str | Path]) -> Iterator[None]:
+    """Within the block, ``module:factory`` names are also imported from ``dirs``."""
+    saved = list(_FACTORY_DIRS)
+    _FACTORY_DIRS[:0] = [str(Path(d).resolve()) for d in dirs if d is not None]
+    try:
+        yield
+    finally:
+        _FACTORY_DIRS[:] = saved
+
+
 def _import_factory(spec: str):
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr:
         raise EdgekdError(f"model factory {spec!r}: expected package.module:function")
+    added = [d for d in dict.fromkeys(_FACTORY_DIRS) if d not in sys.path]
+    sys.path[:0] = added
     try:
+        importlib.invalidate_caches()
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - a user-named module: any failure to import it is theirs to fix
-        raise EdgekdError(f"model factory {spec!r}: cannot import {module_name!r} ({first_line(exc, 160)})") from None
+        where = f" (searched the Python path and {', '.join(_FACTORY_DIRS)})" if _FACTORY_DIRS else ""
+        raise EdgekdError(f"model factory {spec!r}: cannot import {module_name!r} ({first_line(exc, 160)}){where}") from None
+    finally:
+        for d in added:
+            sys.path.remove(d)
     try:
         factory = getattr(module, attr)
     except AttributeError:
@@ -40,10 +68,24 @@ def _import_factory(spec: str):
     return factory
 
 
-def create_model(arch: str, num_classes: int, in_channels: int, image_size: tuple[int, int], **kwargs: Any):
+def create_model(arch: str, num_classes: int, in_channels: int, image_size: tuple[int, int], /, **kwargs: Any):
     """A fresh model. ``arch`` is a registry name or ``module:callable``; a foreign factory gets
     ``num_classes`` and, where its signature names them, ``in_channels`` and ``image_size``
-    (a bare ``**kwargs`` gets ``num_classes`` only: torchvision's factories reject the others)."""
+    (a bare ``**kwargs`` gets ``num_classes`` only: torchvision's factories reject the others).
+
+    The class count, channels and input size come from the data, in this one place: the same
+    value in ``kwargs`` is dropped, a different one is an error naming it."""
+    data_args = {"num_classes": num_classes, "in_channels": in_channels, "image_size": tuple(image_size)}
+    for key, value in list(kwargs.items()):
+        if key in data_args:
+            given = tuple(value) if isinstance(value, (list, tuple)) else value
+            if given != data_args[key]:
+                raise EdgekdError(f"model {arch!r}: kwargs sets {key}={value!r}, but {key} comes from the data ({data_args[key]!r}); remove it from the kwargs")
+            del kwargs[key]
+    from edgekd.models.hub import hub_model, is_hub_name
+
+    if is_hub_name(arch):  # torchvision:NAME, timm:NAME: head and first conv fit to the data
+        return hub_model(arch, num_classes, in_channels, **kwargs)
     if ":" in arch:
         factory = _import_factory(arch)
         try:

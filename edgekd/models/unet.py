@@ -4,7 +4,9 @@ Only ops that quantize to full-integer int8 and have TensorFlow Lite Micro kerne
 convolutions (batch norm folds into them at export), ReLU, 2×2 max-pooling, nearest-neighbour ×2
 upsampling (RESIZE_NEAREST_NEIGHBOR: no weights and no arithmetic, so int8 keeps it exact) and
 channel concatenation of the skip connections. Nothing depends on the input size, so one model
-takes any H × W divisible by 2^depth (every pooling halves the side and the decoder doubles it back).
+takes any H × W divisible by 2^depth (every pooling halves the side and the decoder doubles it back);
+with ``pad=True`` any H × W: zero-padded (PAD) to the next multiple inside the model, the logits
+cropped back (STRIDED_SLICE), both with int8 and TFLite Micro kernels.
 
 ``num_classes`` is the number of output channels: 1 for binary masks (sigmoid per pixel).
 """
@@ -35,11 +37,14 @@ class UNet(nn.Module):
     ``norm=False`` drops batch norm (as TinyCNN: a CPU DDP run cannot share its batch statistics).
     """
 
-    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, ...], convs: int = 2, norm: bool = True) -> None:
+    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, ...], convs: int = 2, norm: bool = True, pad: bool = False) -> None:
         super().__init__()
         if len(widths) < 2:
             raise ValueError("a U-Net needs at least two levels")  # a factory's bug
         self.depth = len(widths) - 1  # number of poolings
+        # pad: zero-pad the input's bottom and right to the next multiple of 2^depth (101×101 → 104×104
+        # for two poolings) and crop the logits back, so masks keep the image's own size
+        self.pad_input = pad
         self.encoder = nn.ModuleList(_block(cin, cout, convs, norm) for cin, cout in zip((in_channels, *widths[:-1]), widths))
         self.pool = nn.MaxPool2d(2)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
@@ -48,8 +53,12 @@ class UNet(nn.Module):
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):  # export graphs stay check-free
-            check_input_size(type(self).__name__, self.depth, tuple(x.shape[-2:]))
+        h, w = int(x.shape[-2]), int(x.shape[-1])
+        if self.pad_input:
+            factor = 2**self.depth
+            x = nn.functional.pad(x, (0, (-w) % factor, 0, (-h) % factor))  # zeros: the data's mean after normalization
+        elif not (torch.jit.is_tracing() or torch.compiler.is_compiling()):  # export graphs stay check-free
+            check_input_size(type(self).__name__, self.depth, (h, w))
         skips = []
         for level, block in enumerate(self.encoder):
             x = block(x if level == 0 else self.pool(x))  # (B, widths[level], H/2^level, W/2^level)
@@ -57,7 +66,8 @@ class UNet(nn.Module):
         x = skips.pop()
         for level in reversed(range(self.depth)):
             x = self.decoder[level](torch.cat([self.up(x), skips[level]], dim=1))
-        return self.head(x)  # (B, num_classes, H, W) logits
+        x = self.head(x)  # (B, num_classes, H', W') logits
+        return x[..., :h, :w] if self.pad_input else x  # the padded border cropped back: (B, num_classes, H, W)
 
 
 def check_input_size(arch: str, depth: int, size: tuple[int, int]) -> None:
@@ -65,17 +75,20 @@ def check_input_size(arch: str, depth: int, size: tuple[int, int]) -> None:
     factor = 2**depth
     if size[0] % factor or size[1] % factor:
         fit = max(factor, (max(size) // factor) * factor)
+        padded = f"{size[0] + (-size[0]) % factor}×{size[1] + (-size[1]) % factor}"
         raise EdgekdError(
             f"{arch} pools {depth} time(s): the input's height and width must be multiples of {factor}, "
-            f"got {size[0]}×{size[1]} (set data.image_size={fit}, or pick a shallower model)"
+            f"got {size[0]}×{size[1]} (set data.image_size={fit}, or kwargs {{pad: true}} to pad to {padded} "
+            "inside the model and crop the masks back, or pick a shallower model)"
         )
 
 
-def _unet(name: str, num_classes: int, in_channels: int, image_size: tuple[int, int], base: int, depth: int, convs: int, norm: bool) -> UNet:
+def _unet(name: str, num_classes: int, in_channels: int, image_size: tuple[int, int], base: int, depth: int, convs: int, norm: bool, pad: bool = False) -> UNet:
     if base < 1 or depth < 1 or convs < 1:
         raise EdgekdError(f"{name}: base, depth and convs must be at least 1, got {base}, {depth}, {convs}")
-    check_input_size(name, depth, tuple(image_size))
-    return UNet(num_classes, in_channels, tuple(base * 2**i for i in range(depth + 1)), convs, norm)
+    if not pad:
+        check_input_size(name, depth, tuple(image_size))
+    return UNet(num_classes, in_channels, tuple(base * 2**i for i in range(depth + 1)), convs, norm, pad)
 
 
 def _segmentation(factory):
@@ -86,20 +99,20 @@ def _segmentation(factory):
 
 @MODELS.register("unet_small")
 @_segmentation
-def unet_small(num_classes: int, in_channels: int, image_size: tuple[int, int], base: int = 16, depth: int = 2, convs: int = 2, norm: bool = True) -> nn.Module:
+def unet_small(num_classes: int, in_channels: int, image_size: tuple[int, int], base: int = 16, depth: int = 2, convs: int = 2, norm: bool = True, pad: bool = False) -> nn.Module:
     """U-Net segmentation teacher: 16-32-64 channels, two 3×3 convs per level, 2 poolings."""
-    return _unet("unet_small", num_classes, in_channels, image_size, base, depth, convs, norm)
+    return _unet("unet_small", num_classes, in_channels, image_size, base, depth, convs, norm, pad)
 
 
 @MODELS.register("unet_tiny")
 @_segmentation
-def unet_tiny(num_classes: int, in_channels: int, image_size: tuple[int, int], base: int = 4, depth: int = 2, convs: int = 1, norm: bool = True) -> nn.Module:
+def unet_tiny(num_classes: int, in_channels: int, image_size: tuple[int, int], base: int = 4, depth: int = 2, convs: int = 1, norm: bool = True, pad: bool = False) -> nn.Module:
     """U-Net segmentation student for MCUs: 4-8-16 channels, one 3×3 conv per level, 2 poolings."""
-    return _unet("unet_tiny", num_classes, in_channels, image_size, base, depth, convs, norm)
+    return _unet("unet_tiny", num_classes, in_channels, image_size, base, depth, convs, norm, pad)
 
 
 @MODELS.register("test_unet")
 @_segmentation
-def test_unet(num_classes: int, in_channels: int, image_size: tuple[int, int], base: int = 3, depth: int = 2, convs: int = 1, norm: bool = True) -> nn.Module:
+def test_unet(num_classes: int, in_channels: int, image_size: tuple[int, int], base: int = 3, depth: int = 2, convs: int = 1, norm: bool = True, pad: bool = False) -> nn.Module:
     """Tiny U-Net for tests: 3-6-12 channels, one 3×3 conv per level, 2 poolings (still learns shapes a little)."""
-    return _unet("test_unet", num_classes, in_channels, image_size, base, depth, convs, norm)
+    return _unet("test_unet", num_classes, in_channels, image_size, base, depth, convs, norm, pad)

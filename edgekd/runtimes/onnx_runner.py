@@ -27,7 +27,7 @@ class OnnxRunner(Runner):
         opts.log_severity_level = 3
         try:
             self.session = ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-        except Exception as exc:  # onnxruntime raises its own exception types for bad models
+        except Exception as exc:  # noqa: BLE001 - onnxruntime raises its own exception types for bad models
             raise EdgekdError(f"cannot load {path.name} in onnxruntime: {first_line(exc, 200)}") from None
         self.input_name = self.session.get_inputs()[0].name
         self.runtime = f"onnxruntime {ort.__version__}"

@@ -134,6 +134,34 @@ def model_ops(path: str | Path) -> list[str]:
     return list(dict.fromkeys(d["op_name"] for d in interpreter._get_ops_details()))
 
 
+def undelegated_ops(path: str | Path, threads: int = 1) -> list[str]:
+    """The builtin ops of a .tflite file that the runtime's default delegate (XNNPACK) leaves to its
+    plain kernels, deduplicated, in graph order.
+
+    The interpreter lists the original nodes and, after them, one DELEGATE node per partition the
+    delegate took (inputs: the partition's inputs, outputs: what leaves it). A node still runs on
+    its own exactly when one of its outputs is not produced by a DELEGATE node and is needed by a
+    graph output, a node that runs on its own, or a DELEGATE node; found walking backwards."""
+    cls, runtime = interpreter_class()
+    try:
+        with captured_fds((2,)):
+            interpreter = cls(model_path=str(path), num_threads=threads)
+            interpreter.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        raise explain_load_error(Path(path), exc, runtime) from None
+    nodes = interpreter._get_ops_details()
+    delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
+    produced_by_delegate = {int(t) for n in delegates for t in n["outputs"]}
+    needed = {int(d["index"]) for d in interpreter.get_output_details()} | {int(t) for n in delegates for t in n["inputs"]}
+    own = []
+    for node in reversed([n for n in nodes if n["op_name"] != "DELEGATE"]):
+        outputs = {int(t) for t in node["outputs"]} - produced_by_delegate
+        if outputs & needed:
+            own.append(node)
+            needed |= {int(t) for t in node["inputs"] if int(t) >= 0}
+    return list(dict.fromkeys(n["op_name"] for n in reversed(own)))
+
+
 def full_integer_problems(path: str | Path) -> list[str]:
     """Why ``path`` is not a full-integer model (empty when it is): int8 input and output tensors,
     no QUANTIZE/DEQUANTIZE ops, and no float tensor anywhere (weights, activations, constants).

@@ -12,7 +12,7 @@ from edgekd.atomic import write_json
 from edgekd.config import Config, to_dict
 from edgekd.train.run_folder import MetricsLog
 from edgekd.train.student_stage import StudentStages
-from edgekd.train.summary import log_data, print_summary
+from edgekd.train.summary import log_data, near_chance_warnings, print_summary
 from edgekd.train.teacher_stage import TeacherStages
 from edgekd.ui import Timer, log
 
@@ -53,7 +53,20 @@ class RunContext(TeacherStages, StudentStages):
         total = Timer()
         cfg = self.cfg
         method_cls = METHODS.get(cfg.distill.method)
-        summary: dict[str, Any] = FLOWS.get(method_cls.flow)(self)
+        board = None
+        if cfg.log.tensorboard and self.rt.world.main:
+            from edgekd.train.tensorboard import TensorBoardLog
+
+            board = TensorBoardLog(self.out_dir)
+            self.on_epoch.append(board)
+        try:
+            summary: dict[str, Any] = FLOWS.get(method_cls.flow)(self)
+        finally:
+            if board is not None:
+                board.close()
+        warnings = near_chance_warnings(summary, self.data.num_classes, self.data.task)
+        if warnings:
+            summary["warnings"] = warnings
         self.wall["total"] = round(total.elapsed, 2)
         summary["wall_s"] = self.wall
         summary["distill"] = {

@@ -27,7 +27,7 @@ from edgekd.registry import Registry
 METHODS: Registry = Registry("KD method", providers=["edgekd.train.methods", "edgekd.train.fitnets"])
 
 # distill keys every method reads (the rest belong to particular methods: see DistillMethod.keys)
-COMMON_KEYS = ("method", "temperature", "alpha", "baseline", "select")
+COMMON_KEYS = ("method", "temperature", "alpha", "baseline", "select", "allow_weak_teacher")
 
 
 def task_ce(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:

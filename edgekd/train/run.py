@@ -64,11 +64,20 @@ def distill(
         cfg = resumed_config(out_dir, config, set)
     elif world.main:  # the others could see the folder rank 0 has already started
         check_new_run(cfg, out_dir, overwrite)
-    resolve_names(cfg)
-    run = RunContext(cfg, out_dir, resume, on_epoch)
-    run.setup()
-    preflight(run)
-    if world.main:
-        start_run_dir(cfg, out_dir, resume)
-    distributed.barrier()  # the folder exists for every rank
-    return run.execute()
+    from edgekd.models import factory_search_path
+
+    # a `module:factory` the config names is found in the current folder and beside the config file
+    config_dir = Path(config).parent if isinstance(config, (str, Path)) else None
+    with factory_search_path([Path.cwd(), *([config_dir] if config_dir else [])]):
+        resolve_names(cfg)
+        if cfg.log.tensorboard:
+            from edgekd.train.tensorboard import require_tensorboard
+
+            require_tensorboard()
+        run = RunContext(cfg, out_dir, resume, on_epoch)
+        run.setup()
+        preflight(run)
+        if world.main:
+            start_run_dir(cfg, out_dir, resume)
+        distributed.barrier()  # the folder exists for every rank
+        return run.execute()

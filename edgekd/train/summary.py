@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from edgekd.tasks import get_task
-from edgekd.ui import log, print_table
+from edgekd.ui import log, print_table, warn
 
 
 def log_data(d) -> None:
@@ -26,8 +26,37 @@ def model_columns(task: str = "classification") -> list[str]:
     return [*MODEL_COLUMNS[:4], *(header for _, header in get_task(task).summary_columns), *MODEL_COLUMNS[-2:]]
 
 
+def near_chance(record: dict[str, Any], num_classes: int, task: str, split: str = "test") -> str | None:
+    """How a classifier's accuracy on ``split`` sits near chance ("10.3 % (chance 10.0 %)"), or
+    None. Near = less than a tenth of the way from chance (1/K) to 100 %: a model that learned
+    nothing (an ImageNet BN momentum on a small set, labels in another order) lands there."""
+    value = record.get(f"{split}_acc")
+    if task != "classification" or value is None or num_classes < 2:
+        return None
+    chance = 1.0 / num_classes
+    if value >= chance + 0.1 * (1.0 - chance):
+        return None
+    return f"{split} acc {100 * value:.1f} % (chance {100 * chance:.1f} % for {num_classes} classes)"
+
+
+def near_chance_warnings(summary: dict[str, Any], num_classes: int, task: str) -> list[str]:
+    """One line per model of the summary whose test accuracy is near chance; marks its record."""
+    out = []
+    records = [(m.get("name", "teacher"), m) for m in summary.get("teachers", [])]
+    records += [(n, summary[n]) for n in ("teacher_source", "teacher", "student", "baseline") if isinstance(summary.get(n), dict)]
+    records += [(r["name"], r) for r in summary.get("links", [])]
+    for name, rec in records:
+        weak = near_chance(rec, num_classes, task)
+        if weak:
+            rec["near_chance"] = True
+            out.append(f"{name} ({rec.get('arch')}): {weak}: it learned next to nothing; check the lr, epochs, BN momentum and preprocessing")
+    return out
+
+
 def _model_row(name: str, r: dict[str, Any], task: str = "classification") -> list[Any]:
     metrics = [_pct(r[key]) if key in r else "—" for key, _ in get_task(task).summary_columns]
+    if r.get("near_chance"):
+        name = f"{name} (NEAR CHANCE)"
     return [name, r["arch"], r["params"], r["macs"], *metrics, r["epochs"], round(r["wall_s"], 1)]
 
 
@@ -39,6 +68,8 @@ def print_summary(summary: dict[str, Any]) -> None:
         if r:
             rows.append(_model_row(name, r, task.name))
     print_table("distill summary", model_columns(task.name), rows)
+    for line in summary.get("warnings", []):
+        warn(f"NEAR CHANCE: {line}")
     links = summary.get("links", [])
     if links:
         auto = any("chosen" in r for r in links)  # automatic TA choice: mark the kept candidate

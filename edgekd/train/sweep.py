@@ -23,8 +23,9 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.atomic import write_json, write_text
-from edgekd.config import Config, dump_yaml, finite, load_config, validate
+from edgekd.config import Config, dump_yaml, load_config, validate
 from edgekd.errors import ConfigError
+from edgekd.limits import check_number
 from edgekd.ui import log, print_table, warn
 
 DEFAULT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0)  # the usual grid (Hinton et al.; methods.md)
@@ -50,12 +51,15 @@ def sweep(
     cfg = config if isinstance(config, Config) else load_config(config, set)
     if isinstance(config, Config) and set:
         raise ConfigError("pass overrides through load_config when giving a Config object")
-    temperatures = [finite(float(t), "sweep: a temperature") for t in temperatures]
-    alphas = [finite(float(a), "sweep: an alpha") for a in (alphas if alphas else [cfg.distill.alpha])]
-    if not temperatures or any(t <= 0 for t in temperatures):
-        raise ConfigError(f"sweep: temperatures must be positive numbers, got {temperatures}")
-    if any(not 0.0 <= a <= 1.0 for a in alphas):
-        raise ConfigError(f"sweep: alphas must be in [0, 1], got {alphas}")
+    temperatures = list(temperatures)
+    alphas = list(alphas if alphas else [cfg.distill.alpha])
+    if not temperatures:
+        raise ConfigError("sweep: --temperatures needs at least one value")
+    for t in temperatures:
+        check_number("--temperatures", t, low=0.0, low_open=True, error=ConfigError)
+    for a in alphas:
+        check_number("--alphas", a, low=0.0, high=1.0, error=ConfigError)
+    temperatures, alphas = [float(t) for t in temperatures], [float(a) for a in alphas]
     check_method_config(cfg)
     method = METHODS.get(cfg.distill.method)
     if not method.needs_teacher:

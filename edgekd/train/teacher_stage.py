@@ -6,7 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from edgekd.config import StageConfig, named_archs
+from edgekd.errors import ConfigError, EdgekdError
 from edgekd.tasks import get_task
+from edgekd.train.summary import near_chance
 from edgekd.ui import log
 
 
@@ -56,6 +58,13 @@ class TeacherStages:
         model, ckpt = self.checked_teacher(path, data=data, recipe=recipe, quiet=True)
         model = self.frozen(model, ckpt, data)
         result = self.score(model, ckpt["arch"], data, checkpoint=f"{name}.pt")
+        weak = near_chance(result, data.num_classes, data.task, split="val")
+        if weak and not self.cfg.distill.allow_weak_teacher:
+            raise EdgekdError(
+                f"teacher {path} scores {weak} on val: near chance, so it would teach noise. Usual causes: "
+                "its preprocessing differs (set teacher.mean/teacher.std to what it was trained with) or its class "
+                "order differs from the data's (sorted folder names); distill.allow_weak_teacher=true starts KD anyway"
+            )
         ckpt = {k: v for k, v in ckpt.items() if k not in ("format", "edgekd_version", "train_state")}
         ckpt.update(role=name, metrics=result, complete=True, source=str(path))
         save_checkpoint(self.out_dir / f"{name}.pt", ckpt)
@@ -84,7 +93,12 @@ class TeacherStages:
         if ckpt["format"] == "state_dict":  # weights from elsewhere: the configured arch, this data's input
             model = create_model(t.arch, data.num_classes, data.in_channels, data.image_size, **t.kwargs)
             load_weights(model, ckpt["state_dict"], path)
-            return model, model_payload(model, t.arch, t.kwargs, data.describe(), "teacher")
+            info = data.describe()
+            if t.mean is not None:  # its own normalization: recorded in its checkpoint, re-normalized to (frozen)
+                if len(t.mean) != data.in_channels:
+                    raise ConfigError(f"config: teacher.mean has {len(t.mean)} values, the data {data.in_channels} channel(s)")
+                info = {**info, "mean": list(t.mean), "std": list(t.std)}
+            return model, model_payload(model, t.arch, t.kwargs, info, "teacher")
         check_compatible(ckpt, data.describe(), path)
         model = build_model(ckpt, path, arch=named_archs(self.cfg))
         if not quiet and key == "teacher.checkpoint" and ckpt["arch"] != t.arch:

@@ -1,0 +1,94 @@
+"""Range checks for every number a user gives (CLI flags and the same library arguments).
+
+One function, :func:`check_number`, used by every verb (bench, deploy, sweep, models …): a value of
+the wrong type, NaN/inf, or outside its range is one :class:`~edgekd.errors.EdgekdError` line
+naming the flag, the allowed range and what was given. Standard library only.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from edgekd.errors import EdgekdError
+
+# Thread counts: above this the runtime spends its time creating and scheduling threads, not
+# running the model; `--threads 999` on a 2-core machine ran a bench for minutes. No board edgekd
+# targets (a Raspberry Pi has 4 cores, an x86 server rarely more than 256 hardware threads) gains
+# from more, and the local bench checks the tighter "cores this process may use" on top of it.
+MAX_THREADS = 256
+# Timed or warm-up runs per model: 10⁶ runs of even a 1 ms model are 17 minutes per row.
+MAX_RUNS = 1_000_000
+# A TCP port.
+MAX_PORT = 65535
+# Seconds a single step may take (deploy's ssh/scp/rsync steps, the remote bench): one day.
+MAX_TIMEOUT_S = 86400.0
+# MCU budgets in KB: the largest parts have a few MB of flash/RAM; 1 GB is already no MCU.
+MAX_KB = 1024.0 * 1024.0
+
+
+class NumberError(EdgekdError):
+    """A number outside its allowed range (or not a finite number)."""
+
+
+def _n(value: float) -> str:
+    """A bound or value as a person writes it: 1000000, 0.5 (not 1e+06)."""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _range_text(kind: str, low: float | None, high: float | None, low_open: bool) -> str:
+    """"an integer from 1 to 256", "a number above 0 and up to 1048576" …"""
+    if low is not None and high is not None:
+        return f"{kind} above {_n(low)} and up to {_n(high)}" if low_open else f"{kind} from {_n(low)} to {_n(high)}"
+    if low is not None:
+        return f"{kind} above {_n(low)}" if low_open else f"{kind} of at least {_n(low)}"
+    return f"{kind} up to {_n(high)}" if high is not None else kind
+
+
+def check_number(
+    flag: str,
+    value: Any,
+    *,
+    integer: bool = False,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    optional: bool = False,
+    why: str = "",
+    error: type[EdgekdError] = NumberError,
+) -> Any:
+    """``value`` if it is a finite number (an int when ``integer``) with ``low`` ≤ value ≤ ``high``
+    (``low`` < value with ``low_open``); ``None`` passes when ``optional``. Otherwise one line:
+    ``--threads must be an integer from 1 to 256, got 999``. ``why`` is appended to it; ``error``
+    is the caller's error class (a BenchError for the bench …), all of them EdgekdErrors."""
+    if value is None and optional:
+        return None
+    wanted = _range_text("an integer" if integer else "a number", low, high, low_open)
+    tail = f" ({why})" if why else ""
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type:
+        raise error(f"{flag} must be {wanted}, got {value!r}{tail}")
+    if isinstance(value, float) and not math.isfinite(value):
+        raise error(f"{flag} must be a finite number ({wanted}), got {value}{tail}")
+    too_low = low is not None and (value <= low if low_open else value < low)
+    too_high = high is not None and value > high
+    if too_low or too_high:
+        raise error(f"{flag} must be {wanted}, got {_n(value)}{tail}")
+    return value
+
+
+def check_threads(flag: str, value: int | None, cores: int | None = None, error: type[EdgekdError] = NumberError) -> int | None:
+    """A thread count: 1 … :data:`MAX_THREADS`, and at most ``cores`` when the run is local."""
+    check_number(flag, value, integer=True, low=1, high=MAX_THREADS, optional=True, error=error)
+    if value is not None and cores is not None and value > cores:
+        raise error(
+            f"{flag} {value}: this process may use {cores} core(s); more threads than cores measure "
+            f"time-slicing, not the model (use at most {cores})"
+        )
+    return value
+
+
+def check_runs(runs: int, warmup: int, error: type[EdgekdError] = NumberError) -> None:
+    """Timed runs (≥ 1) and warm-up runs (≥ 0) of a bench, each at most :data:`MAX_RUNS`."""
+    check_number("--runs", runs, integer=True, low=1, high=MAX_RUNS, error=error)
+    check_number("--warmup", warmup, integer=True, low=0, high=MAX_RUNS, error=error)

@@ -1,0 +1,361 @@
+"""Run an exported model on images: the :class:`Predictor` an application uses, and ``edgekd predict``.
+
+Everything the model needs comes from the bundle: the input size and channel count (manifest
+``preprocessing``, else the model file's input tensor), the resize filter, and for int8 files the
+input quantization (the tensor's own scale and zero point, applied by the runner). Normalization
+is folded into every exported model, so the Predictor feeds raw pixel values, exactly as
+``edgekd bench`` does: on an image already at the model's size and channel count both call the
+same runner on the same uint8 array, so their outputs are identical.
+
+Imports numpy and the standard library only; Pillow is imported when an image has to be read from
+a file or resized, and the model's runtime inside its runner. On a Raspberry Pi ``edgekd[rpi]``
+(numpy, ai-edge-litert, Pillow) is all it needs.
+"""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.bundle import read_manifest, require_verified
+from edgekd.errors import EdgekdError
+from edgekd.tasks import get_task
+
+DEFAULT_FORMAT = "tflite_int8"  # what a device runs; --format chooses another file of the bundle
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
+GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}  # Pillow modes the training data treats as grayscale
+
+
+class PredictError(EdgekdError):
+    """A bundle, model choice or image that the predictor cannot use."""
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One image's result. Classification: ``top`` = [(label, probability), …] best first
+    (softmax of the logits). Segmentation: ``mask`` = uint8 H×W at the model's input size,
+    1 = foreground (logit > 0), and ``foreground`` = its share of pixels."""
+
+    source: str
+    logits: np.ndarray = field(repr=False)
+    top: list[tuple[str, float]] = field(default_factory=list)
+    mask: np.ndarray | None = field(default=None, repr=False)
+    foreground: float | None = None
+    size: tuple[int, int] | None = None  # (W, H) of the image as given, for masks mapped back to it
+
+    @property
+    def label(self) -> str | None:
+        return self.top[0][0] if self.top else None
+
+    @property
+    def score(self) -> float | None:
+        return self.top[0][1] if self.top else None
+
+    def as_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"source": self.source}
+        if self.top:
+            out["label"] = self.label
+            out["top"] = [{"label": name, "score": round(p, 6)} for name, p in self.top]
+        if self.mask is not None:
+            out["foreground"] = round(float(self.foreground or 0.0), 6)
+        return out
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits.astype(np.float64) - logits.max()
+    e = np.exp(z)
+    return e / e.sum()
+
+
+class Predictor:
+    """A bundle's model, ready to run on images (numpy arrays, PIL images or file paths).
+
+    >>> p = Predictor("artifacts/digits")                       # doctest: +SKIP
+    >>> p.predict("digit.png").top[:2]                          # doctest: +SKIP
+    [('7', 0.97), ('1', 0.02)]
+
+    ``format``: which file (``tflite_int8`` by default; any format of the bundle whose runtime is
+    installed). ``model``: ``student`` (default), ``teacher`` or ``baseline``. The bundle is
+    checked against its manifest's sha256 first unless ``verify=False``.
+    """
+
+    def __init__(self, artifacts: str | Path, format: str = DEFAULT_FORMAT, model: str = "student", threads: int | None = None, verify: bool = True) -> None:  # noqa: A002
+        from edgekd.runtimes import open_runner
+
+        self.bundle = Path(artifacts)
+        manifest = require_verified(self.bundle) if verify else read_manifest(self.bundle)
+        self.manifest = manifest
+        self.task = get_task(manifest.get("task"))
+        self.labels: list[str] = [str(v) for v in manifest.get("labels", [])]
+        self.file = _pick_file(manifest, model, format)
+        entry = manifest["models"][self.file]
+        self.format, self.model = entry["format"], model
+        if threads is not None and threads < 1:
+            raise PredictError(f"threads must be at least 1, got {threads}")
+        self.runner = open_runner(self.bundle / self.file, threads=threads)
+        self.height, self.width, self.channels = _input_hwc(manifest, entry)
+        prep = manifest.get("preprocessing", {})
+        self.resize_filter = str(prep.get("resize", "bilinear"))
+
+    def __repr__(self) -> str:
+        return f"Predictor({str(self.bundle)!r}, file={self.file!r}, input={self.height}x{self.width}x{self.channels}, task={self.task.name})"
+
+    # -- preprocessing ------------------------------------------------------------------------
+
+    def preprocess(self, image: Any) -> np.ndarray:
+        """One image → the uint8 H×W×C array the model takes (raw pixels: normalization and int8
+        quantization happen in the runner and the model). Accepts a path, a PIL image, or a uint8
+        array H×W (grayscale) or H×W×C (C = 1, 3 or 4, RGB order)."""
+        if isinstance(image, (str, Path)):
+            return self.preprocess(_open_image(Path(image)))
+        if isinstance(image, np.ndarray):
+            arr = _as_hwc(image)
+            if arr.shape == (self.height, self.width, self.channels):
+                return np.ascontiguousarray(arr)  # already what the model takes: no Pillow, no change
+            image = _to_pil(arr)
+        if not hasattr(image, "convert") or not hasattr(image, "resize"):
+            raise PredictError(f"cannot use a {type(image).__name__} as an image: give a path, a PIL image or a uint8 numpy array")
+        return self._from_pil(image)
+
+    def _from_pil(self, img: Any) -> np.ndarray:
+        """As the training data was decoded (edgekd.data.imagefolder): to RGB, resized to the model's
+        size with the bundle's filter, then to one channel for a grayscale model."""
+        from PIL import Image
+
+        gray = img.mode in GRAY_MODES
+        img = img.convert("L" if gray and self.channels == 1 else "RGB")
+        if img.size != (self.width, self.height):
+            resample = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST, "bicubic": Image.Resampling.BICUBIC}.get(
+                self.resize_filter, Image.Resampling.BILINEAR
+            )
+            img = img.resize((self.width, self.height), resample)
+        if self.channels == 1 and img.mode != "L":
+            img = img.convert("L")
+        arr = np.asarray(img, dtype=np.uint8)
+        return arr[..., None] if arr.ndim == 2 else arr
+
+    # -- inference ----------------------------------------------------------------------------
+
+    def logits(self, images: Iterable[Any]) -> np.ndarray:
+        """Float model outputs (int8 dequantized) for images of any accepted kind: (N, …)."""
+        batch = np.stack([self.preprocess(img) for img in images])
+        return self.runner.predict(batch)
+
+    def predict(self, image: Any, top_k: int = 5, source: str | None = None) -> Prediction:
+        """One image → a :class:`Prediction` (top-k classes, or a mask for segmentation)."""
+        name = source if source is not None else (str(image) if isinstance(image, (str, Path)) else "<array>")
+        if isinstance(image, (str, Path)):
+            image = _open_image(Path(image))
+        size = _size_of(image)
+        x = self.preprocess(image)
+        out = self.runner.predict(x[None])[0]
+        return self._result(name, out, top_k, size)
+
+    def predict_many(self, images: Sequence[Any], top_k: int = 5) -> list[Prediction]:
+        return [self.predict(img, top_k) for img in images]
+
+    def _result(self, source: str, out: np.ndarray, top_k: int, size: tuple[int, int] | None) -> Prediction:
+        if self.task.name == "segmentation":
+            mask = (out.reshape(self.height, self.width) > 0).astype(np.uint8)  # one logit per pixel, either layout
+            return Prediction(source, out, mask=mask, foreground=float(mask.mean()), size=size)
+        if top_k < 1:
+            raise PredictError(f"top_k must be at least 1, got {top_k}")
+        probs = softmax(out.reshape(-1))
+        order = np.argsort(-probs, kind="stable")[: min(top_k, len(probs))]
+        names = self.labels if len(self.labels) == len(probs) else [str(i) for i in range(len(probs))]
+        return Prediction(source, out, top=[(names[i], float(probs[i])) for i in order], size=size)
+
+
+def _pick_file(manifest: dict[str, Any], model: str, fmt: str) -> str:
+    models = manifest.get("models", {})
+    matches = [n for n, e in models.items() if e.get("role") == model and e.get("format") == fmt]
+    if matches:
+        return sorted(matches)[0]
+    roles = sorted({e.get("role") for e in models.values()})
+    if model not in roles:
+        raise PredictError(f"this bundle has no {model!r} model; it has: {', '.join(roles) or 'none'}")
+    formats = sorted(e.get("format") for e in models.values() if e.get("role") == model)
+    raise PredictError(f"this bundle has no {fmt} file for the {model}; its formats: {', '.join(formats)} (choose one with --format)")
+
+
+def _input_hwc(manifest: dict[str, Any], entry: dict[str, Any]) -> tuple[int, int, int]:
+    """(H, W, C) the model takes: the manifest's preprocessing, else its input tensor."""
+    prep = manifest.get("preprocessing", {})
+    if isinstance(prep.get("image_size"), list) and isinstance(prep.get("channels"), int):
+        h, w = prep["image_size"]
+        return int(h), int(w), int(prep["channels"])
+    inp = entry.get("input", {})
+    shape = inp.get("shape")
+    if not shape or len(shape) != 4:
+        raise PredictError(f"the manifest does not say what input {entry.get('format')} takes (re-export the bundle)")
+    return (shape[2], shape[3], shape[1]) if inp.get("layout") == "NCHW" else (shape[1], shape[2], shape[3])
+
+
+def _as_hwc(arr: np.ndarray) -> np.ndarray:
+    if arr.dtype != np.uint8:
+        raise PredictError(f"images must be uint8 pixel values 0-255, got {arr.dtype} (convert with .astype(np.uint8) after scaling)")
+    if arr.ndim == 2:
+        return arr[..., None]
+    if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
+        return arr
+    raise PredictError(f"an image array must be H×W or H×W×C with C = 1, 3 or 4 (RGB order), got shape {list(arr.shape)}")
+
+
+def _to_pil(arr: np.ndarray) -> Any:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise PredictError("resizing or converting an image needs Pillow (pip install 'edgekd[rpi]' or pillow)") from None
+    return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
+
+
+def _open_image(path: Path) -> Any:
+    try:
+        from PIL import Image
+    except ImportError:
+        raise PredictError("reading image files needs Pillow (pip install 'edgekd[rpi]' or pillow)") from None
+    try:
+        with Image.open(path) as img:
+            img.load()
+            return img
+    except (OSError, ValueError) as exc:
+        raise PredictError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+
+
+def _size_of(image: Any) -> tuple[int, int] | None:
+    if isinstance(image, np.ndarray) and image.ndim >= 2:
+        return int(image.shape[1]), int(image.shape[0])
+    size = getattr(image, "size", None)
+    return (int(size[0]), int(size[1])) if isinstance(size, tuple) and len(size) == 2 else None
+
+
+def expand_images(items: Sequence[str]) -> list[Path]:
+    """Files, folders (their image files, recursively, sorted) and glob patterns → image paths.
+    A name that is none of these is bad input."""
+    paths: list[Path] = []
+    for item in items:
+        path = Path(item).expanduser()
+        if path.is_dir():
+            found = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+            if not found:
+                raise PredictError(f"no image files in folder {path}")
+            paths += found
+        elif path.is_file():
+            paths.append(path)
+        elif glob.has_magic(item):
+            found = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
+            if not found:
+                raise PredictError(f"no file matches {item!r}")
+            paths += found
+        else:
+            raise PredictError(f"image not found: {item}")
+    return list(dict.fromkeys(paths))
+
+
+@dataclass(frozen=True)
+class PredictReport:
+    file: str  # the bundle file that ran
+    task: str
+    predictions: list[Prediction]
+    failed: list[str]  # "path: why" of images that could not be read
+    masks: list[str]  # mask PNGs written (segmentation)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failed
+
+    def as_dict(self) -> dict[str, Any]:
+        preds = [p.as_dict() for p in self.predictions]
+        if self.masks:
+            for d, m in zip(preds, self.masks):
+                d["mask"] = m
+        return {"file": self.file, "task": self.task, "predictions": preds, "failed": self.failed}
+
+
+def _check_masks_dir(folder: Path) -> None:
+    """Masks go into a new or empty folder, or one an earlier ``edgekd predict`` filled with masks."""
+    if folder.exists() and not folder.is_dir():
+        raise PredictError(f"--masks {folder} is a file, not a folder")
+    if folder.is_dir():
+        strangers = [p.name for p in folder.iterdir() if not p.name.endswith("_mask.png")]
+        if strangers:
+            raise PredictError(f"--masks {folder} holds other files ({strangers[0]}, …): give a new or empty folder")
+
+
+def predict(
+    artifacts: str | Path | None,
+    images: Sequence[str],
+    format: str = DEFAULT_FORMAT,  # noqa: A002 - same name as the CLI's --format
+    model: str = "student",
+    top_k: int = 5,
+    threads: int | None = None,
+    json: str | Path | None = None,  # noqa: A002 - same name as the CLI's --json
+    masks: str | Path | None = None,
+) -> PredictReport:
+    """``edgekd predict``: run a bundle's model (``artifacts``; None: the newest under ``artifacts/``)
+    on image files; print a table, optionally write JSON, and for segmentation one ``<stem>_mask.png`` per image (0/255, at the image's own size)
+    in ``masks`` (default ``masks/``). Unreadable images are reported in ``failed``; the others run."""
+    from edgekd.atomic import write_json
+    from edgekd.ui import print_table
+
+    if top_k < 1 or top_k > 1000:
+        raise PredictError(f"--top-k must be between 1 and 1000, got {top_k}")
+    paths = expand_images(images)
+    if not paths:
+        raise PredictError("no images given")
+    if artifacts is None:  # as bench: the newest bundle under artifacts/
+        from edgekd.benchmark.run import latest_bundle
+
+        artifacts = latest_bundle()
+    predictor = Predictor(artifacts, format=format, model=model, threads=threads)
+    seg = predictor.task.name == "segmentation"
+    mask_dir = Path(masks if masks is not None else "masks") if seg else None
+    if mask_dir is not None:
+        _check_masks_dir(mask_dir)
+    if json is not None and Path(json).is_dir():
+        raise PredictError(f"--json {json} is a folder; give a file name")
+    results, failed, written = [], [], []
+    for path in paths:
+        try:
+            results.append(predictor.predict(path, top_k=top_k))
+        except PredictError as exc:
+            failed.append(f"{path}: {exc}")
+    if mask_dir is not None:
+        written = _write_masks(results, mask_dir)
+    report = PredictReport(predictor.file, predictor.task.name, results, failed, written)
+    if seg:
+        rows = [[p.source, f"{100 * (p.foreground or 0):.1f}", m] for p, m in zip(results, written)]
+        print_table(f"{predictor.file}: masks", ["image", "foreground %", "mask"], rows)
+    else:
+        k = max((len(p.top) for p in results), default=0)
+        rows = [[p.source, *[f"{name} {100 * s:.1f}%" for name, s in p.top], *[""] * (k - len(p.top))] for p in results]
+        print_table(f"{predictor.file}: top-{k}", ["image", *[f"#{i + 1}" for i in range(k)]], rows)
+    if json is not None:
+        write_json(json, report.as_dict())
+    return report
+
+
+def _write_masks(results: list[Prediction], folder: Path) -> list[str]:
+    from PIL import Image
+
+    from edgekd.atomic import write_with
+
+    folder.mkdir(parents=True, exist_ok=True)
+    used: dict[str, int] = {}
+    out = []
+    for p in results:
+        stem = Path(p.source).stem
+        n = used.get(stem, 0)
+        used[stem] = n + 1
+        name = f"{stem}_mask.png" if n == 0 else f"{stem}-{n}_mask.png"  # two folders' a.png: both kept
+        img = Image.fromarray((p.mask * 255).astype(np.uint8), "L")
+        if p.size is not None and img.size != p.size:
+            img = img.resize(p.size, Image.Resampling.NEAREST)  # back to the image's own size, still 0/255
+        write_with(folder / name, lambda fh, img=img: img.save(fh, format="PNG"))
+        out.append(str(folder / name))
+    return out

@@ -1,0 +1,248 @@
+"""Bring your own model and data: a class count that comes from the data only, a factory beside the
+config, a whole pickled module, a loaded teacher near chance, a stage that ends near chance,
+`--set student.arch` with the old architecture's kwargs, and what data.augment=auto means."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_overrides
+from edgekd.checkpoint import load_checkpoint
+from edgekd.cli import main
+from edgekd.config import load_config
+from edgekd.errors import CheckpointError, EdgekdError
+from edgekd.models import create_model
+from edgekd.tasks import get_task
+from edgekd.train.run import distill
+
+FAST = {"teacher.epochs": 1, "student.epochs": 1, "distill.baseline": "false"}
+
+
+def test_class_count_comes_from_the_data_in_one_place() -> None:
+    # torchvision's factory takes num_classes itself: the same value given again is dropped
+    model = create_model("torchvision.models:mobilenet_v3_small", 5, 3, (32, 32), num_classes=5)
+    assert model.classifier[-1].out_features == 5
+    with pytest.raises(EdgekdError, match=r"kwargs sets num_classes=3, but num_classes comes from the data \(5\); remove it"):
+        create_model("torchvision.models:mobilenet_v3_small", 5, 3, (32, 32), num_classes=3)
+    with pytest.raises(EdgekdError, match="in_channels comes from the data"):
+        create_model("test_student", 10, 1, (8, 8), in_channels=3)
+
+
+def test_kwarg_clash_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    args = ["-q", "distill", "--out", str(tmp_path / "r"), *[a for o in tiny_overrides(**FAST) for a in ("--set", o)], "--set", "student.kwargs={num_classes: 5}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("edgekd: error: ") and "model 'test_student': kwargs sets num_classes=5, but num_classes comes from the data (10)" in err
+    assert len(err.splitlines()) == 1
+
+
+def test_whole_pickled_module_says_what_it_is(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    path = tmp_path / "whole.pt"
+    torch.save(create_model("test_teacher", 10, 1, (8, 8)), path)
+    with pytest.raises(CheckpointError) as info:
+        load_checkpoint(path)
+    message = str(info.value)
+    assert "holds pickled Python objects, not only tensors (it names edgekd.models.tiny.TinyCNN)" in message
+    assert "torch.save(model.state_dict(), PATH)" in message and "\x1b" not in message and "weights_only=False" not in message
+    args = ["-q", "distill", "--out", str(tmp_path / "r"), *[a for o in tiny_overrides(**FAST) for a in ("--set", o)], "--set", f"teacher.checkpoint={path}"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "\x1b" not in err and "holds pickled Python objects" in err
+
+
+def test_escape_codes_never_reach_an_error_line(capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    import edgekd.cli as cli
+
+    def boom(args):
+        raise EdgekdError("a \x1b[1mbold\x1b[0m claim")
+
+    monkeypatch.setattr(cli, "_cmd_methods", boom)
+    assert main(["methods"]) == 2
+    assert capsys.readouterr().err == "edgekd: error: a bold claim\n"
+
+
+FACTORY = """
+from torch import nn
+
+def build(num_classes, in_channels):
+    return nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+"""
+
+
+def test_factory_beside_the_config_and_in_the_current_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg_dir, elsewhere = tmp_path / "project", tmp_path / "elsewhere"
+    cfg_dir.mkdir()
+    elsewhere.mkdir()
+    (cfg_dir / "byo_factory_cfg.py").write_text(FACTORY)
+    (cfg_dir / "exp.yaml").write_text("student:\n  arch: byo_factory_cfg:build\n")
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    summary = distill(cfg_dir / "exp.yaml", out=tmp_path / "r1", set=tiny_overrides(**FAST, **{"student.arch": "byo_factory_cfg:build"}))
+    assert summary["student"]["arch"] == "byo_factory_cfg:build"
+    (elsewhere / "byo_factory_cwd.py").write_text(FACTORY)
+    summary = distill(out=tmp_path / "r2", set=tiny_overrides(**FAST, **{"student.arch": "byo_factory_cwd:build"}))
+    assert summary["student"]["arch"] == "byo_factory_cwd:build"
+    with pytest.raises(EdgekdError, match=r"cannot import 'byo_nowhere'.*searched the Python path and"):
+        distill(out=tmp_path / "r3", set=tiny_overrides(**FAST, **{"student.arch": "byo_nowhere:build"}))
+    with pytest.raises(EdgekdError, match="cannot import 'byo_factory_cwd2'"):  # outside distill: no extra path
+        create_model("byo_factory_cwd2:build", 10, 1, (8, 8))
+
+
+def test_near_chance_stage_is_flagged(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    summary = distill(out=tmp_path / "r", set=tiny_overrides(**FAST, **{"student.lr": 1e-9, "student.weight_decay": 0}))
+    saved = json.loads((tmp_path / "r" / "summary.json").read_text())
+    assert saved == summary
+    weak = [w for w in summary["warnings"] if w.startswith("student (test_student): test acc")]
+    assert weak and "chance 10.0 % for 10 classes" in weak[0] and summary["student"]["near_chance"] is True
+    captured = capsys.readouterr()
+    assert "student (NEAR CHANCE)" in captured.out and "NEAR CHANCE: student" in captured.err
+
+
+def test_loaded_teacher_near_chance_stops_before_kd(tmp_path: Path) -> None:
+    weights = tmp_path / "random_teacher.pt"
+    torch.manual_seed(0)
+    torch.save(create_model("test_teacher", 10, 1, (8, 8)).state_dict(), weights)
+    over = tiny_overrides(**{**FAST, "teacher.checkpoint": str(weights), "teacher.epochs": 0})
+    with pytest.raises(EdgekdError, match=r"scores val acc .* near chance.*teacher.mean/teacher.std.*distill.allow_weak_teacher=true"):
+        distill(out=tmp_path / "r", set=over)
+    assert not (tmp_path / "r" / "student.pt").exists()  # stopped before KD
+    summary = distill(out=tmp_path / "r2", set=[*over, "distill.allow_weak_teacher=true"])
+    assert "student" in summary
+
+
+def test_set_arch_drops_the_old_architectures_kwargs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("student:\n  arch: plain2\n  kwargs: {width: 0.5}\n")
+    assert load_config(cfg).student.kwargs == {"width": 0.5}
+    config = load_config(cfg, ["student.arch=test_student"])
+    assert config.student.kwargs == {} and config.student.arch == "test_student"
+    assert "note: student.arch changed to 'test_student': dropping student.kwargs {'width': 0.5}" in capsys.readouterr().err
+    assert load_config(cfg, ["student.arch=test_student", "student.kwargs={width: 2}"]).student.kwargs == {"width": 2}
+    assert load_config(cfg, ["student.arch=plain2"]).student.kwargs == {"width": 0.5}  # same arch: kept
+
+
+@pytest.mark.parametrize(
+    ("channels", "size", "task", "expected"),
+    [(3, (32, 32), "classification", "crop_flip"), (3, (64, 64), "classification", "crop_flip"), (3, (224, 160), "classification", "crop_flip"),
+     (1, (8, 8), "classification", "none"), (1, (28, 28), "classification", "none"), (3, (8, 8), "classification", "none"),
+     (1, (101, 101), "segmentation", "crop_flip")],
+)
+def test_augment_auto(channels: int, size: tuple[int, int], task: str, expected: str) -> None:
+    assert get_task(task).auto_augment(channels, size) == expected
+
+
+def test_no_pythonpath_needed_env_untouched() -> None:
+    """The factory search path is scoped to distill: sys.path is as before afterwards."""
+    import sys
+
+    before = list(sys.path)
+    from edgekd.models import factory_search_path
+
+    with factory_search_path([os.getcwd()]):
+        pass
+    assert sys.path == before
+
+
+# -- torchvision: and timm: names ------------------------------------------------------------
+
+
+def test_torchvision_by_name_head_and_channels_fit_the_data(tmp_path: Path) -> None:
+    import torchvision
+
+    model = create_model("torchvision:mobilenet_v3_small", 5, 1, (32, 32)).eval()
+    assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 5) and model.features[0][0].in_channels == 1
+    # local pretrained weights (ImageNet-shaped: 1000 classes, RGB), head resized after loading
+    torch.manual_seed(0)
+    source = torchvision.models.mobilenet_v3_small()
+    weights = tmp_path / "mnv3.pth"
+    torch.save(source.state_dict(), weights)
+    model = create_model("torchvision:mobilenet_v3_small", 3, 1, (32, 32), pretrained=str(weights)).eval()
+    assert model.classifier[-1].out_features == 3
+    assert torch.equal(model.features[0][0].weight, source.features[0][0].weight.sum(1, keepdim=True))  # RGB filters summed
+    assert torch.equal(model.features[3].block[0][0].weight, source.features[3].block[0][0].weight)
+    with pytest.raises(EdgekdError, match=r"unknown torchvision model 'mobilenet_v3_smal'; did you mean mobilenet_v3_small"):
+        create_model("torchvision:mobilenet_v3_smal", 3, 3, (32, 32))
+    with pytest.raises(EdgekdError, match="pretrained weights not found: .*never downloads"):
+        create_model("torchvision:mobilenet_v3_small", 3, 3, (32, 32), pretrained=str(tmp_path / "none.pth"))
+
+
+def test_timm_by_name_with_local_weights(tmp_path: Path) -> None:
+    timm = pytest.importorskip("timm", reason="timm is an optional extra (pip install 'edgekd[timm]')")
+    torch.manual_seed(0)
+    source = timm.create_model("mobilenetv3_small_050")
+    weights = tmp_path / "timm.pth"
+    torch.save(source.state_dict(), weights)
+    model = create_model("timm:mobilenetv3_small_050", 4, 1, (32, 32), pretrained=str(weights)).eval()
+    assert model(torch.zeros(1, 1, 32, 32)).shape == (1, 4)
+    assert torch.equal(model.blocks[1][0].conv_pw.weight, source.blocks[1][0].conv_pw.weight)
+    with pytest.raises(EdgekdError, match="unknown timm model"):
+        create_model("timm:no_such_net_xyz", 4, 1, (32, 32))
+
+
+def test_torchvision_student_on_an_imagefolder_classes_from_data(tmp_path: Path) -> None:
+    """A torchvision MobileNetV3-small student on the user's ImageFolder: the class count comes
+    from the folders (3), the checkpoint rebuilds without the pretrained file."""
+    from conftest import make_imagefolder
+    from edgekd.checkpoint import load_model
+
+    root = make_imagefolder(tmp_path / "data", {"cat": 12, "dog": 12, "owl": 12}, size=(32, 32), mode="RGB")
+    over = [*tiny_overrides(**FAST), "data.name=imagefolder", f"data.root={root}", "student.arch=torchvision:mobilenet_v3_small", "data.batch_size=16"]
+    summary = distill(out=tmp_path / "r", set=over)
+    assert summary["student"]["arch"] == "torchvision:mobilenet_v3_small" and summary["data"]["num_classes"] == 3
+    model, ckpt = load_model(tmp_path / "r" / "student.pt")
+    assert model(torch.zeros(1, 3, 32, 32)).shape == (1, 3)
+
+
+def test_state_dict_teacher_with_its_own_mean_std(tmp_path: Path) -> None:
+    """A teacher trained with other normalization statistics (here data.mean/std 0.5/0.25 instead
+    of the digits' own), handed over as a bare state_dict: with teacher.mean/std it scores exactly
+    what it scored where it was trained, and its checkpoint (and so the bundle) records its own."""
+    first = distill(out=tmp_path / "a", set=tiny_overrides(**{**FAST, "teacher.epochs": 3, "data.mean": "[0.5]", "data.std": "[0.25]"}))
+    weights = tmp_path / "teacher_weights.pt"
+    torch.save(load_checkpoint(tmp_path / "a" / "teacher.pt")["state_dict"], weights)
+    over = tiny_overrides(**{**FAST, "teacher.checkpoint": str(weights), "teacher.epochs": 0, "teacher.mean": "[0.5]", "teacher.std": "[0.25]"})
+    second = distill(out=tmp_path / "b", set=over)
+    assert second["teacher"]["val_acc"] == first["teacher"]["val_acc"] and second["teacher"]["test_acc"] == first["teacher"]["test_acc"]
+    saved = load_checkpoint(tmp_path / "b" / "teacher.pt")["data"]
+    assert saved["mean"] == [0.5] and saved["std"] == [0.25]
+    assert second["data"]["mean"] != [0.5]  # the student learned with the data's own statistics
+    with pytest.raises(EdgekdError, match="teacher.mean and teacher.std go together"):
+        load_config(None, ["teacher.mean=[0.5]", f"teacher.checkpoint={weights}"])
+    with pytest.raises(EdgekdError, match="0-1 pixel scale"):
+        load_config(None, ["teacher.mean=[128]", "teacher.std=[0.2]", f"teacher.checkpoint={weights}"])
+    with pytest.raises(EdgekdError, match="give teacher.checkpoint too"):
+        load_config(None, ["teacher.mean=[0.5]", "teacher.std=[0.2]"])
+
+
+def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
+    """tag → [(step, value)] from TensorBoard event files (TFRecord framing: length, crc, data, crc)."""
+    import struct
+
+    from tensorboardX.proto.event_pb2 import Event
+
+    out: dict[str, list[tuple[int, float]]] = {}
+    for path in sorted(folder.glob("events.out.tfevents.*")):
+        data, pos = path.read_bytes(), 0
+        while pos < len(data):
+            (n,) = struct.unpack_from("<Q", data, pos)
+            event = Event.FromString(data[pos + 12 : pos + 12 + n])
+            pos += 12 + n + 4
+            for v in event.summary.value:
+                out.setdefault(v.tag, []).append((event.step, v.simple_value))
+    return out
+
+
+def test_tensorboard_scalars_mirror_metrics_jsonl(tmp_path: Path) -> None:
+    pytest.importorskip("tensorboardX", reason="tensorboardX is an optional extra (pip install 'edgekd[tensorboard]')")
+    distill(out=tmp_path / "r", set=tiny_overrides(**{**FAST, "student.epochs": 2, "log.tensorboard": "true"}))
+    records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
+    scalars = _scalars(tmp_path / "r" / "tensorboard")
+    assert {"teacher/loss", "teacher/val_acc", "student/loss", "student/kd_loss", "student/task_loss", "student/train_acc", "student/val_acc", "student/lr"} <= set(scalars), sorted(scalars)
+    student = [r for r in records if r["stage"] == "student"]
+    assert [step for step, _ in scalars["student/val_acc"]] == [r["epoch"] for r in student]
+    assert [v for _, v in scalars["student/kd_loss"]] == pytest.approx([r["kd_loss"] for r in student], rel=1e-6)
