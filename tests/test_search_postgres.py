@@ -17,7 +17,9 @@ from tests.conftest import REPO, tiny_overrides
 
 optuna = pytest.importorskip("optuna", reason="optuna is not installed (pip install 'edgekd[search]')")
 pytest.importorskip("psycopg", reason="psycopg (the PostgreSQL driver) is not installed: pip install 'edgekd[search]'")
-pgserver = pytest.importorskip("pgserver", reason="pgserver (PostgreSQL server binaries in a wheel) is not installed: pip install 'edgekd[dev]'")
+pgserver = pytest.importorskip(
+    "pgserver", reason="pgserver (PostgreSQL server binaries in a wheel) is not installed: pip install 'edgekd[dev]'"
+)
 
 SPACE = "families:\n  tiny: {archs: [test_student], width: [1, 2, 3, 4, 5, 6, 8]}\n"
 TRIALS = 6
@@ -32,7 +34,9 @@ def postgres_url(tmp_path_factory):
         server = pgserver.get_server(folder, cleanup_mode="stop")
     except Exception as exc:  # noqa: BLE001 - say exactly why the server did not start
         detail = (getattr(exc, "stderr", None) or "").strip().splitlines()[-1:]  # initdb/pg_ctl say why
-        pytest.skip(f"pgserver could not start a PostgreSQL server in {folder}: {type(exc).__name__}: {exc} {' '.join(detail)}")
+        pytest.skip(
+            f"pgserver could not start a PostgreSQL server in {folder}: {type(exc).__name__}: {exc} {' '.join(detail)}"
+        )
     try:
         yield server.get_uri()
     finally:
@@ -41,8 +45,13 @@ def postgres_url(tmp_path_factory):
 
 def _edgekd(*args: str, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "edgekd", "search", *args], cwd=REPO, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return subprocess.Popen(
+        [sys.executable, "-m", "edgekd", "search", *args],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _wait(predicate, timeout: float, what: str, procs=()):
@@ -72,9 +81,25 @@ def test_workers_share_a_postgres_study_and_survive_kill9(tmp_path, postgres_url
     out = tmp_path / "search"
     sets = [a for kv in tiny_overrides(**{"teacher.epochs": 1, "student.epochs": 6}) for a in ("--set", kv)]
     common = ["--storage", postgres_url, "--study-name", STUDY, "--heartbeat", "1", "--out", str(out)]
-    main = _edgekd("--config", "configs/digits.yaml", *sets, "--space", str(space), "--budget", "params=3000",
-                   "--trials", str(TRIALS), "--trial-epochs", "3", "--finalists", "0", "--pruner", "none", *common,
-                   log=tmp_path / "main.log")
+    main = _edgekd(
+        "--config",
+        "configs/digits.yaml",
+        *sets,
+        "--space",
+        str(space),
+        "--budget",
+        "params=3000",
+        "--trials",
+        str(TRIALS),
+        "--trial-epochs",
+        "3",
+        "--finalists",
+        "0",
+        "--pruner",
+        "none",
+        *common,
+        log=tmp_path / "main.log",
+    )
     procs = [main]
     try:
         _wait(lambda: _load(postgres_url), 300, "the main process to start the study", procs)
@@ -85,11 +110,23 @@ def test_workers_share_a_postgres_study_and_survive_kill9(tmp_path, postgres_url
 
         def victim_training():
             study = _load(postgres_url)
-            return next((t for t in study.get_trials(deepcopy=False) if str(t.user_attrs.get("worker", "")).endswith(victim_id)
-                         and t.user_attrs.get("status") == "training" and t.state.name == "RUNNING"), None)
+            return next(
+                (
+                    t
+                    for t in study.get_trials(deepcopy=False)
+                    if str(t.user_attrs.get("worker", "")).endswith(victim_id)
+                    and t.user_attrs.get("status") == "training"
+                    and t.state.name == "RUNNING"
+                ),
+                None,
+            )
 
         killed = _wait(victim_training, 300, "the victim worker to be mid-trial", procs)
-        before = {t.number: t.state.name for t in _load(postgres_url).get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")}
+        before = {
+            t.number: t.state.name
+            for t in _load(postgres_url).get_trials(deepcopy=False)
+            if t.state.name in ("COMPLETE", "PRUNED")
+        }
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(30)
         assert main.wait(600) == 0, (tmp_path / "main.log").read_text()[-3000:]
