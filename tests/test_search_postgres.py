@@ -5,9 +5,11 @@ its trial ends failed and is retried, no finished trial is lost, none runs twice
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,31 +29,42 @@ STUDY = "pg-test"
 
 
 @pytest.fixture
-def postgres_url(tmp_path_factory):
-    # a short folder: the server's Unix socket path must stay under 108 bytes
-    folder = Path(tmp_path_factory.mktemp("pg", numbered=True))
-    try:
-        server = pgserver.get_server(folder, cleanup_mode="stop")
-    except Exception as exc:  # noqa: BLE001 - say exactly why the server did not start
-        detail = (getattr(exc, "stderr", None) or "").strip().splitlines()[-1:]  # initdb/pg_ctl say why
-        pytest.skip(
-            f"pgserver could not start a PostgreSQL server in {folder}: {type(exc).__name__}: {exc} {' '.join(detail)}"
-        )
+def postgres_url():
+    # a short folder of its own under /tmp: the server's Unix socket path must stay under 108
+    # bytes, and as root pgserver hands the folder to its own system user (pytest's base temp
+    # folder is private to root)
+    folder = Path(tempfile.mkdtemp(prefix="edgekd-pg-"))
+    server, errors = None, []
+    for _ in range(2):  # a second try: a first start on a fresh machine has been seen to fail once
+        try:
+            server = pgserver.get_server(folder, cleanup_mode="stop")
+            break
+        except Exception as exc:  # noqa: BLE001 - say exactly why the server did not start
+            detail = (getattr(exc, "stderr", None) or "").strip().splitlines()[-1:]  # initdb/pg_ctl say why
+            errors.append(f"{type(exc).__name__}: {exc} {' '.join(detail)}")
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+    if server is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"pgserver could not start a PostgreSQL server in {folder}: {' / '.join(errors)}")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _edgekd(*args: str, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "edgekd", "search", *args],
         cwd=REPO,
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,
     )
+    proc.stdout_log = str(log)  # type: ignore[attr-defined] - for failure messages
+    return proc
 
 
 def _wait(predicate, timeout: float, what: str, procs=()):
@@ -62,9 +75,16 @@ def _wait(predicate, timeout: float, what: str, procs=()):
             return value
         for p in procs:
             if p.poll() is not None and p.returncode != 0:
-                pytest.fail(f"{what}: a process exited with {p.returncode}")
+                pytest.fail(f"{what}: a process exited with {p.returncode}: {_tails(p)}")
         time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}: {' | '.join(_tails(p) for p in procs)}")
+
+
+def _tails(proc: subprocess.Popen) -> str:
+    """The last lines of a process's log, for a failure message."""
+    log = Path(proc.stdout_log)  # type: ignore[attr-defined]
+    lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+    return f"{log.name}: " + " / ".join(lines[-5:])
 
 
 def _load(url: str):
