@@ -220,6 +220,7 @@ def test_tiny_search_end_to_end(tmp_path, capsys):
         "export.models=[student]",
         "--set",
         "export.formats=[tflite_int8]",
+        "--allow-parity-failure",  # a 1-epoch student near chance: int8 flips are not what is tested
     )
     assert proc.returncode == 0, proc.stderr
     proc = edgekd_inproc(

@@ -100,7 +100,7 @@ def test_workers_share_a_postgres_study_and_survive_kill9(tmp_path, postgres_url
     space.write_text(SPACE)
     out = tmp_path / "search"
     sets = [a for kv in tiny_overrides(**{"teacher.epochs": 1, "student.epochs": 6}) for a in ("--set", kv)]
-    common = ["--storage", postgres_url, "--study-name", STUDY, "--heartbeat", "1", "--out", str(out)]
+    common = ["--storage", postgres_url, "--study-name", STUDY, "--heartbeat", "3", "--out", str(out)]
     main = _edgekd(
         "--config",
         "configs/digits.yaml",

@@ -383,7 +383,13 @@ def _run_trials(study, ctx: _Ctx, wait_for_others: bool, heartbeat_s: int) -> li
             optuna.storages.fail_stale_trials(study)  # what optimize() does before each trial
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if waiting or not _enough(study, ctx):
-            study.optimize(objective, callbacks=[stop], catch=(Exception,), gc_after_trial=True)
+            try:
+                study.optimize(objective, callbacks=[stop], catch=(Exception,), gc_after_trial=True)
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+                # this process's trial was declared stale by another one (its heartbeats came late,
+                # e.g. on an overloaded machine) and queued again there: its result is dropped, the
+                # retry counts, and this process goes on with the next trial
+                log(f"search: a trial of this process was failed by another one and retried there ({exc})")
             continue
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not wait_for_others or not running:
