@@ -15,7 +15,6 @@ TensorFlow (the onnx2tf export extra) to build them. The last line is
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import tempfile
@@ -23,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from edgekd.atomic import write_json
 from edgekd.benchmark.int8_compare import compare_int8, describe, interleaved_latency
 from edgekd.fdcapture import captured_fds
 from edgekd.ui import print_table
@@ -118,7 +118,7 @@ def main() -> int:
             report["op_probe"] = {name: row for name, row in probe_rows.items()}
             print_table("single-op int8 models, median / p90 µs", headers, list(probe_rows.values()))
     if args.json:
-        args.json.write_text(json.dumps(report, indent=1))
+        write_json(args.json, report)
     xnn1 = next(r for r in report["latency"] if r["kernels"] == "xnnpack" and r["threads"] == 1)["files"]
     print(f"ratio edgekd/mlperf={xnn1['edgekd']['median_ms'] / xnn1['mlperf']['median_ms']:.3f}")
     return 0

@@ -85,6 +85,17 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class QATConfig:
+    """Quantization-aware distillation: after the float KD stage, the student is fine-tuned with
+    fake quantization that matches TFLite int8, the teacher's soft targets still in the loss."""
+
+    epochs: int = opt(0, "QAT epochs after the float KD stage (0: no QAT stage); writes student_qat.pt, exported as student_qat_int8.tflite")
+    lr: float = opt(0.005, "QAT peak lr: a fine-tune, so about a tenth of the float stage's")
+    observer_epochs: int | None = opt(None, "stop updating activation ranges after this many QAT epochs (then only weights learn); None: never")
+    calibration_batches: int = opt(8, "training batches that set the activation ranges before the first QAT step")
+
+
+@dataclass(frozen=True)
 class DistillConfig:
     method: str = opt("kd", "registry name (`edgekd methods`)")
     temperature: float = opt(4.0, "T: softens both distributions in the soft term")
@@ -118,6 +129,7 @@ class DistillConfig:
     source_labels: bool = opt(True, "domain: mix the labeled source training images into the student's batches")
     finetune_epochs: int = opt(0, "domain: fine-tune the source teacher on the labeled target training split first")
     finetune_lr: float | None = opt(None, "domain: fine-tuning lr; None: teacher.lr / 10")
+    qat: QATConfig = opt(help="quantization-aware distillation after the float stage (standard and transfer flows)", factory=QATConfig)
 
 
 @dataclass(frozen=True)
@@ -147,6 +159,9 @@ class ExportConfig:
     opset: int = opt(17, "ONNX opset (17 or newer)")
     dynamic_batch: bool = opt(False, "ONNX with a dynamic batch dimension (TFLite stays batch 1)")
     calibration_samples: int = opt(300, "training images used to calibrate int8 ranges")
+    calibration_method: Literal["minmax", "percentile", "mse"] = opt(
+        "minmax", "int8 activation ranges: minmax (extremes), percentile (0.01–99.99 %), mse (least rounding + clipping error); other than minmax needs backend litert_torch"
+    )
     eval_samples: int = opt(500, "held-out test images stored in eval.npz for on-device accuracy")
     parity_samples: int | None = opt(
         2000, "test images for the parity check (a seeded, class-balanced sample; 2000 keeps a CIFAR-10 bundle's parity in seconds); None: the whole test split"
@@ -491,6 +506,8 @@ def validate(config: Config) -> None:
     e = config.export
     if e.opset < 17:
         raise ConfigError(f"config: export.opset must be 17 or newer, got {e.opset}")
+    if e.calibration_method != "minmax" and e.backend != "litert_torch":
+        raise ConfigError(f"config: export.calibration_method={e.calibration_method} needs export.backend=litert_torch (onnx2tf calibrates min-max)")
     if e.calibration_samples < 1 or e.eval_samples < 1:
         raise ConfigError("config: export.calibration_samples and export.eval_samples must be at least 1")
     if not -200.0 <= e.min_logit_snr_db <= 200.0:
@@ -517,6 +534,9 @@ def validate(config: Config) -> None:
         )
     if dc.teacher_checkpoints and (dc.teachers or dc.teacher_seeds):
         raise ConfigError("config: distill.teacher_checkpoints loads the ensemble; leave distill.teachers and distill.teacher_seeds empty")
+    q = dc.qat
+    if q.epochs < 0 or q.lr <= 0 or q.calibration_batches < 1 or (q.observer_epochs is not None and q.observer_epochs < 1):
+        raise ConfigError("config: distill.qat: epochs must be 0 or more, lr positive, calibration_batches and observer_epochs at least 1")
     if config.source is not None:
         validate_data(config.source, "source")
 

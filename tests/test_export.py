@@ -66,7 +66,7 @@ def test_bundle_files_and_manifest_schema(bundle: Path) -> None:
     expected = {
         "student.pt", "student.onnx", "student_fp32.tflite", "student_int8.tflite", "student_fp16.tflite",
         "student_dynamic.tflite", "teacher.pt", "teacher.onnx", "teacher_fp32.tflite",
-        "student_int8_model_data.cc", "student_int8_model_data.h", "eval.npz", "config.yaml", "summary.json", MANIFEST,
+        "student_int8_model_data.cc", "student_int8_model_data.h", "eval.npz", "config.yaml", "summary.json", "quant_report.json", MANIFEST,
     }
     assert {p.name for p in bundle.iterdir()} == expected
     m = json.loads((bundle / MANIFEST).read_text())

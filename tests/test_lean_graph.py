@@ -183,3 +183,14 @@ def test_registry_student_int8_op_list(arch, kwargs, channels, size, mean, expec
     assert not {"PAD", "MEAN", "TRANSPOSE"} & set(ops), ops
     if expected is not None:
         assert ops == expected
+
+
+def test_torch_runner_predicts_in_batches_as_one_at_a_time(tiny_bundle: Path) -> None:
+    from edgekd.runtimes.base import Runner
+    from edgekd.runtimes.torch_runner import TorchRunner
+
+    runner = TorchRunner(tiny_bundle / "student.pt", threads=1)
+    images = np.load(tiny_bundle / "eval.npz")["images"][:300]
+    batched = runner.predict(images, batch_size=128)
+    assert batched.shape == (300, 10)
+    assert np.abs(batched - Runner.predict(runner, images)).max() < 1e-4

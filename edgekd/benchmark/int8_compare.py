@@ -20,6 +20,8 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.atomic import write_json
+
 KERNELS = ("xnnpack", "builtin")
 
 
@@ -90,7 +92,7 @@ def tflm_arena(path: Path) -> dict[str, Any]:
     """TFLite Micro on this host, in a process of its own: {"arena_bytes"} or {"error"}."""
     with tempfile.TemporaryDirectory(prefix="edgekd-arena-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
-        job.write_text(json.dumps({"file": str(path), "task": "classification", "num_classes": 0}))
+        write_json(job, {"file": str(path), "task": "classification", "num_classes": 0})
         subprocess.run([sys.executable, "-m", "edgekd.benchmark.mcu_worker", str(job), str(result)], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         if not result.is_file():
             return {"error": "the TFLite Micro process crashed"}

@@ -24,7 +24,7 @@ from edgekd.outputs import check_output_file, check_report_dir
 from edgekd.paths import is_under
 from edgekd.registry import did_you_mean
 
-ROLE_ORDER = ("student", "teacher", "baseline")
+ROLE_ORDER = ("student", "student_qat", "teacher", "baseline")  # the QAT int8 file right after the PTQ one
 
 
 def latest_bundle(root: str | Path = "artifacts") -> Path:

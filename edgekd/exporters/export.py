@@ -4,6 +4,8 @@ Bundle layout (copied as-is to a Raspberry Pi or into an MCU project)::
 
     student.pt  student.onnx  student_fp32.tflite  student_int8.tflite   (+ _fp16, _dynamic on request)
     teacher.pt  teacher.onnx  teacher_fp32.tflite
+    student_qat_int8.tflite          with distill.qat: the QAT student, full integer, its learned scales kept
+    quant_report.json                per int8 file and layer: SNR vs float, ranges, scale, clipped share, likely fix
     student_int8_model_data.cc/.h    the int8 model as a C array for TensorFlow Lite Micro
     eval.npz                         held-out raw uint8 images (NHWC) + labels (segmentation: masks) + class names
     config.yaml  summary.json        the run's resolved config (with export settings) and results
@@ -197,7 +199,28 @@ def export(
                 manifest["metrics"][name] = metrics
                 if not metrics["ok"]:
                     failures.append(f"{name}: {'; '.join(metrics['problems'])}")
+        qat_ckpt = run_dir / "student_qat.pt"
+        if "student" in roles and "tflite_int8" in ecfg.formats and qat_ckpt.is_file():
+            # the QAT int8 file beside the PTQ one, checked against its own fake-quant graph
+            from edgekd.exporters.to_tflite_qat import export_qat
+
+            name = get_format("tflite_int8").file_name("student_qat")
+            qdq, ckpt = export_qat(qat_ckpt, tmp / name, named_archs(cfg))
+            c, (h, w) = ckpt["data"]["in_channels"], ckpt["data"]["image_size"]
+            rec = summary.get("student_qat", {})
+            manifest["roles"]["student_qat"] = {"arch": ckpt["arch"], "val_acc": rec.get("val_acc"), "test_acc": rec.get("test_acc"), "files": [name], "qat": ckpt["qat"]}
+            metrics = check_parity(tmp / name, test_nhwc[parity_idx], test_targets[parity_idx], reference_logits(qdq, test_nhwc[parity_idx]), bounds, ecfg.threads, task)
+            metrics["reference"] = "fake-quant PyTorch (QDQ graph)"
+            manifest["models"][name] = _model_entry(tmp / name, "student_qat", metrics["format"], ckpt, (1, c, h, w), task)
+            manifest["metrics"][name] = metrics
+            if not metrics["ok"]:
+                failures.append(f"{name}: {'; '.join(metrics['problems'])}")
         shutil.rmtree(work, ignore_errors=True)
+        from edgekd.exporters.quant_report import IMAGES, bundle_quant_report
+
+        quant_report = bundle_quant_report(tmp, calibration[:IMAGES])  # every int8 file, layer by layer
+        if quant_report is not None:
+            write_json(tmp / "quant_report.json", quant_report)
         for name, m in manifest["metrics"].items():
             if m["format"] == "tflite_int8":
                 m["mcu"] = _mcu_support(tmp / name)
@@ -215,6 +238,10 @@ def export(
     collapsed = [n for n, m in manifest["metrics"].items() if any(p.startswith("COLLAPSED") for p in m["problems"])]
     if collapsed:
         log(f"WARNING: {', '.join(collapsed)} predict (nearly) one class for every image: the model is collapsed, not merely badly exported")
+    if quant_report is not None:
+        from edgekd.exporters.quant_report import print_quant_report
+
+        print_quant_report(quant_report)
     log(f"export: wrote {out_dir} ({len(manifest['files'])} files)")
     if failures:
         message = "parity out of bounds: " + " / ".join(failures)
