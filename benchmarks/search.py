@@ -48,7 +48,19 @@ def main() -> int:
         if not (out / "search.json").is_file():
             sys.exit(f"{out} is not a search folder; not deleting it")
         shutil.rmtree(out)
-    cmd = ["search", "--config", args.config, "--budget", args.budget, "--trials", str(args.trials), "--finalists", str(args.finalists), "--out", str(out)]
+    cmd = [
+        "search",
+        "--config",
+        args.config,
+        "--budget",
+        args.budget,
+        "--trials",
+        str(args.trials),
+        "--finalists",
+        str(args.finalists),
+        "--out",
+        str(out),
+    ]
     cmd += ["--space", args.space] if args.space else []
     cmd += ["--trial-epochs", str(args.trial_epochs)] if args.trial_epochs else []
     for kv in args.set:
@@ -67,17 +79,31 @@ def main() -> int:
         return 1
     result = json.loads((out / "pareto.json").read_text())
     budget = result["budget"]
-    print(f"search wall {wall:.0f} s (limit {args.limit_s:.0f} s): {'within' if wall <= args.limit_s else 'OVER'}; "
-          f"CPU {cpu:.0f} s (user+sys); load average at the end {load:.1f} on {os.cpu_count()} cores; trials {result['counts']}")
+    print(
+        f"search wall {wall:.0f} s (limit {args.limit_s:.0f} s): {'within' if wall <= args.limit_s else 'OVER'}; "
+        f"CPU {cpu:.0f} s (user+sys); load average at the end {load:.1f} on {os.cpu_count()} cores; trials {result['counts']}"
+    )
     bench_args = ["--mcu", budget["device"]] if budget.get("device") else []
     for key, flag in (("flash_kb", "--flash-kb"), ("ram_kb", "--ram-kb")):
         if budget.get(key) is not None:
             bench_args += [flag, str(budget[key])]
     fails = 0
-    print(f"{'front model':<28} {'recipe':<6} {'val %':>6} {'flash KB search':>16} {'flash KB bench':>15} {'arena KB search':>16} {'arena KB bench':>15}  fits (bench)")
+    print(
+        f"{'front model':<28} {'recipe':<6} {'val %':>6} {'flash KB search':>16} {'flash KB bench':>15} {'arena KB search':>16} {'arena KB bench':>15}  fits (bench)"
+    )
     for p in result["front"]:
         bundle = out / "front-bundles" / p["candidate_key"]
-        e = edgekd("export", "--run", p["run"], "--out", str(bundle), "--set", "export.models=[student]", "--set", "export.formats=[tflite_int8]")
+        e = edgekd(
+            "export",
+            "--run",
+            p["run"],
+            "--out",
+            str(bundle),
+            "--set",
+            "export.models=[student]",
+            "--set",
+            "export.formats=[tflite_int8]",
+        )
         if e.returncode != 0:
             print(f"{p['candidate_key']}: export failed: {e.stderr.strip().splitlines()[-1:]}")
             fails += 1
@@ -90,11 +116,15 @@ def main() -> int:
         if budget.get("model_kb") is not None:  # the bench checks flash and RAM; the model size here
             fits = fits and t.get("model_bytes", 0) / 1024 <= budget["model_kb"]
         fails += not fits
-        print(f"{p['candidate_key']:<28} {p['recipe']:<6} {100 * p['val_acc']:>6.2f} {f.get('flash_kb', float('nan')):>16.1f} {t.get('flash_bytes', 0) / 1024:>15.1f} "
-              f"{f.get('ram_kb', float('nan')):>16.2f} {(t.get('arena_bytes') or 0) / 1024:>15.2f}  {'yes' if fits else 'NO'}")
+        print(
+            f"{p['candidate_key']:<28} {p['recipe']:<6} {100 * p['val_acc']:>6.2f} {f.get('flash_kb', float('nan')):>16.1f} {t.get('flash_bytes', 0) / 1024:>15.1f} "
+            f"{f.get('ram_kb', float('nan')):>16.2f} {(t.get('arena_bytes') or 0) / 1024:>15.2f}  {'yes' if fits else 'NO'}"
+        )
     best = result["best"]
     if best:
-        print(f"best: {best['candidate_key']} val {100 * best['val_acc']:.2f} % test {100 * best['test_acc']:.2f} % → {best['run']}")
+        print(
+            f"best: {best['candidate_key']} val {100 * best['val_acc']:.2f} % test {100 * best['test_acc']:.2f} % → {best['run']}"
+        )
     return 1 if fails or wall > args.limit_s else 0
 
 

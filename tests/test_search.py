@@ -22,8 +22,19 @@ optuna = pytest.importorskip("optuna", reason="optuna is not installed (pip inst
 
 
 def test_budget_parses_every_key_and_takes_the_profile_memories():
-    b = parse_budget("flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50,macs=12.5M,params=100k,host_ms=5,model_kb=100")
-    assert b == Budget(flash_kb=256, model_kb=100, ram_kb=128, device="cortex-m7-216mhz", latency_ms=50, host_ms=5, macs=12.5e6, params=1e5)
+    b = parse_budget(
+        "flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50,macs=12.5M,params=100k,host_ms=5,model_kb=100"
+    )
+    assert b == Budget(
+        flash_kb=256,
+        model_kb=100,
+        ram_kb=128,
+        device="cortex-m7-216mhz",
+        latency_ms=50,
+        host_ms=5,
+        macs=12.5e6,
+        params=1e5,
+    )
     # a device alone: its flash and RAM are the limits; a bare core name means its default profile
     assert parse_budget("device=cortex-m4") == Budget(flash_kb=2048, ram_kb=640, device="cortex-m4-120mhz")
     assert parse_budget(None) == Budget() and Budget().limits() == {}
@@ -141,7 +152,12 @@ def tiny_search_args(tmp_path: Path, trials: int) -> dict:
         set=tiny_overrides(**{"teacher.epochs": 1, "student.epochs": 2, "data.eval_batch_size": 512}),
         # width 16 has over 5,000 parameters: over the limit, so it must never be exported or trained
         budget="params=2000,flash_kb=64,device=cortex-m4-120mhz",
-        space=str(space), trials=trials, trial_epochs=1, finalists=1, out=str(tmp_path / "search"), pruner="none",
+        space=str(space),
+        trials=trials,
+        trial_epochs=1,
+        finalists=1,
+        out=str(tmp_path / "search"),
+        pruner="none",
     )
 
 
@@ -166,7 +182,11 @@ def test_tiny_search_end_to_end(tmp_path, capsys):
     over = [t for t in result["trials"] if t["status"] == "over_budget"]
     for t in over:  # checked before training: no run folder, no TFLite figures (params stopped it)
         assert t["candidate"]["width"] == 16 and t["run"] is None and "flash_kb" not in t["figures"]
-        assert len(t["violations"]) == 1 and t["violations"][0].startswith("params 5,") and t["violations"][0].endswith("> 2,000")
+        assert (
+            len(t["violations"]) == 1
+            and t["violations"][0].startswith("params 5,")
+            and t["violations"][0].endswith("> 2,000")
+        )
     for t in trained:
         f = t["figures"]
         assert f["params"] <= 2000 and 0 < f["flash_kb"] <= 64 and f["ram_kb"] > 0 and f["latency_ms"] > 0
@@ -179,7 +199,9 @@ def test_tiny_search_end_to_end(tmp_path, capsys):
     assert saved["best"]["run"] == str(out / "best") and saved["front"]
     assert "## Pareto front" in (out / "pareto.md").read_text()
     best_cfg = (out / "best" / "config.yaml").read_text()
-    assert "epochs: 2" in best_cfg and (out / "best" / "student.pt").is_file() and (out / "best" / "teacher.pt").is_file()
+    assert (
+        "epochs: 2" in best_cfg and (out / "best" / "student.pt").is_file() and (out / "best" / "teacher.pt").is_file()
+    )
 
     # a different budget on the same folder is refused before anything runs
     with pytest.raises(ConfigError, match="different budget"):
@@ -187,11 +209,34 @@ def test_tiny_search_end_to_end(tmp_path, capsys):
 
     # the winner is a normal run folder: it exports, and its int8 model fits per the MCU bench
     bundle = tmp_path / "bundle"
-    proc = edgekd_inproc(capsys, "export", "--run", str(out / "best"), "--out", str(bundle),
-                         "--set", "export.models=[student]", "--set", "export.formats=[tflite_int8]")
+    proc = edgekd_inproc(
+        capsys,
+        "export",
+        "--run",
+        str(out / "best"),
+        "--out",
+        str(bundle),
+        "--set",
+        "export.models=[student]",
+        "--set",
+        "export.formats=[tflite_int8]",
+        "--allow-parity-failure",  # a 1-epoch student near chance: int8 flips are not what is tested
+    )
     assert proc.returncode == 0, proc.stderr
-    proc = edgekd_inproc(capsys, "bench", "--device", "mcu", "--artifacts", str(bundle), "--mcu", "cortex-m4-120mhz",
-                         "--flash-kb", "64", "--json", str(tmp_path / "mcu.json"))
+    proc = edgekd_inproc(
+        capsys,
+        "bench",
+        "--device",
+        "mcu",
+        "--artifacts",
+        str(bundle),
+        "--mcu",
+        "cortex-m4-120mhz",
+        "--flash-kb",
+        "64",
+        "--json",
+        str(tmp_path / "mcu.json"),
+    )
     assert proc.returncode == 0, proc.stderr
     rows = json.loads((tmp_path / "mcu.json").read_text())["results"]
     row = next(r for r in rows if r["format"] == "tflite_int8")
@@ -211,8 +256,13 @@ def test_digits_search_of_12_trials_in_10_minutes_and_the_front_fits(tmp_path):
 
     from tests.conftest import REPO
 
-    proc = subprocess.run([sys.executable, "benchmarks/search.py", "--out", str(tmp_path / "search"), "--limit-s", "600"],
-                          cwd=REPO, capture_output=True, text=True, timeout=1800)
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/search.py", "--out", str(tmp_path / "search"), "--limit-s", "600"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "within" in proc.stdout and " NO" not in proc.stdout
 
@@ -222,14 +272,26 @@ def test_search_over_resolutions_trains_a_teacher_per_input_size(tmp_path):
 
     space = tmp_path / "space.yaml"
     space.write_text("resolution: [8, 12]\nfamilies:\n  tiny: {archs: [test_student], width: [2]}\n")
-    result = search(set=tiny_overrides(**{"teacher.epochs": 1}), budget="params=2000", space=str(space), trials=2, trial_epochs=1,
-                    finalists=0, out=str(tmp_path / "s"), pruner="none")
+    result = search(
+        set=tiny_overrides(**{"teacher.epochs": 1}),
+        budget="params=2000",
+        space=str(space),
+        trials=2,
+        trial_epochs=1,
+        finalists=0,
+        out=str(tmp_path / "s"),
+        pruner="none",
+    )
     trained = [t for t in result["trials"] if t["status"] == "trained"]
     assert sorted(t["candidate"]["resolution"] for t in trained) == [8, 12]
-    assert (tmp_path / "s" / "teacher-r8" / "teacher.pt").is_file() and (tmp_path / "s" / "teacher-r12" / "teacher.pt").is_file()
+    assert (tmp_path / "s" / "teacher-r8" / "teacher.pt").is_file() and (
+        tmp_path / "s" / "teacher-r12" / "teacher.pt"
+    ).is_file()
     for t in trained:  # each trial ran at its size, taught by the teacher of that size
         cfg = (Path(t["run"]) / "config.yaml").read_text()
-        assert f"image_size: {t['candidate']['resolution']}" in cfg and f"teacher-r{t['candidate']['resolution']}" in cfg
+        assert (
+            f"image_size: {t['candidate']['resolution']}" in cfg and f"teacher-r{t['candidate']['resolution']}" in cfg
+        )
     assert t["figures"]["macs"] > 0 and result["best"] is None
 
 
@@ -247,12 +309,14 @@ def test_lower_bounds_rule_out_a_candidate_without_exporting_it():
     assert f["early_stop"] and "tflite" not in f  # 1.2 M MACs at ≥ 6.5 cycles each on 64 MHz: ≥ 100 ms
     from edgekd.search.measure import early_violations
 
-    assert [v.split(" ")[0] for v in early_violations(f, Budget(model_kb=10, flash_kb=30, latency_ms=1, device="cortex-m0plus-64mhz"))] == ["model_kb", "flash_kb", "latency_ms"]
+    assert [
+        v.split(" ")[0]
+        for v in early_violations(f, Budget(model_kb=10, flash_kb=30, latency_ms=1, device="cortex-m0plus-64mhz"))
+    ] == ["model_kb", "flash_kb", "latency_ms"]
 
 
 def test_shipped_spaces_load():
     from edgekd.search.space import load_space
-
     from tests.conftest import REPO
 
     spaces = sorted((REPO / "configs" / "spaces").glob("*.yaml"))

@@ -5,9 +5,11 @@ its trial ends failed and is retried, no finished trial is lost, none runs twice
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -17,7 +19,9 @@ from tests.conftest import REPO, tiny_overrides
 
 optuna = pytest.importorskip("optuna", reason="optuna is not installed (pip install 'edgekd[search]')")
 pytest.importorskip("psycopg", reason="psycopg (the PostgreSQL driver) is not installed: pip install 'edgekd[search]'")
-pgserver = pytest.importorskip("pgserver", reason="pgserver (PostgreSQL server binaries in a wheel) is not installed: pip install 'edgekd[dev]'")
+pgserver = pytest.importorskip(
+    "pgserver", reason="pgserver (PostgreSQL server binaries in a wheel) is not installed: pip install 'edgekd[dev]'"
+)
 
 SPACE = "families:\n  tiny: {archs: [test_student], width: [1, 2, 3, 4, 5, 6, 8]}\n"
 TRIALS = 6
@@ -25,24 +29,42 @@ STUDY = "pg-test"
 
 
 @pytest.fixture
-def postgres_url(tmp_path_factory):
-    # a short folder: the server's Unix socket path must stay under 108 bytes
-    folder = Path(tmp_path_factory.mktemp("pg", numbered=True))
-    try:
-        server = pgserver.get_server(folder, cleanup_mode="stop")
-    except Exception as exc:  # noqa: BLE001 - say exactly why the server did not start
-        detail = (getattr(exc, "stderr", None) or "").strip().splitlines()[-1:]  # initdb/pg_ctl say why
-        pytest.skip(f"pgserver could not start a PostgreSQL server in {folder}: {type(exc).__name__}: {exc} {' '.join(detail)}")
+def postgres_url():
+    # a short folder of its own under /tmp: the server's Unix socket path must stay under 108
+    # bytes, and as root pgserver hands the folder to its own system user (pytest's base temp
+    # folder is private to root)
+    folder = Path(tempfile.mkdtemp(prefix="edgekd-pg-"))
+    server, errors = None, []
+    for _ in range(2):  # a second try: a first start on a fresh machine has been seen to fail once
+        try:
+            server = pgserver.get_server(folder, cleanup_mode="stop")
+            break
+        except Exception as exc:  # noqa: BLE001 - say exactly why the server did not start
+            detail = (getattr(exc, "stderr", None) or "").strip().splitlines()[-1:]  # initdb/pg_ctl say why
+            errors.append(f"{type(exc).__name__}: {exc} {' '.join(detail)}")
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir()
+    if server is None:
+        shutil.rmtree(folder, ignore_errors=True)
+        pytest.skip(f"pgserver could not start a PostgreSQL server in {folder}: {' / '.join(errors)}")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _edgekd(*args: str, log: Path) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    return subprocess.Popen([sys.executable, "-m", "edgekd", "search", *args], cwd=REPO, env=env,
-                            stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "edgekd", "search", *args],
+        cwd=REPO,
+        env=env,
+        stdout=log.open("w"),
+        stderr=subprocess.STDOUT,
+    )
+    proc.stdout_log = str(log)  # type: ignore[attr-defined] - for failure messages
+    return proc
 
 
 def _wait(predicate, timeout: float, what: str, procs=()):
@@ -53,9 +75,16 @@ def _wait(predicate, timeout: float, what: str, procs=()):
             return value
         for p in procs:
             if p.poll() is not None and p.returncode != 0:
-                pytest.fail(f"{what}: a process exited with {p.returncode}")
+                pytest.fail(f"{what}: a process exited with {p.returncode}: {_tails(p)}")
         time.sleep(0.3)
-    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}")
+    pytest.fail(f"timed out after {timeout:.0f} s waiting for {what}: {' | '.join(_tails(p) for p in procs)}")
+
+
+def _tails(proc: subprocess.Popen) -> str:
+    """The last lines of a process's log, for a failure message."""
+    log = Path(proc.stdout_log)  # type: ignore[attr-defined]
+    lines = log.read_text(errors="replace").strip().splitlines() if log.is_file() else []
+    return f"{log.name}: " + " / ".join(lines[-5:])
 
 
 def _load(url: str):
@@ -71,10 +100,26 @@ def test_workers_share_a_postgres_study_and_survive_kill9(tmp_path, postgres_url
     space.write_text(SPACE)
     out = tmp_path / "search"
     sets = [a for kv in tiny_overrides(**{"teacher.epochs": 1, "student.epochs": 6}) for a in ("--set", kv)]
-    common = ["--storage", postgres_url, "--study-name", STUDY, "--heartbeat", "1", "--out", str(out)]
-    main = _edgekd("--config", "configs/digits.yaml", *sets, "--space", str(space), "--budget", "params=3000",
-                   "--trials", str(TRIALS), "--trial-epochs", "3", "--finalists", "0", "--pruner", "none", *common,
-                   log=tmp_path / "main.log")
+    common = ["--storage", postgres_url, "--study-name", STUDY, "--heartbeat", "3", "--out", str(out)]
+    main = _edgekd(
+        "--config",
+        "configs/digits.yaml",
+        *sets,
+        "--space",
+        str(space),
+        "--budget",
+        "params=3000",
+        "--trials",
+        str(TRIALS),
+        "--trial-epochs",
+        "3",
+        "--finalists",
+        "0",
+        "--pruner",
+        "none",
+        *common,
+        log=tmp_path / "main.log",
+    )
     procs = [main]
     try:
         _wait(lambda: _load(postgres_url), 300, "the main process to start the study", procs)
@@ -85,11 +130,23 @@ def test_workers_share_a_postgres_study_and_survive_kill9(tmp_path, postgres_url
 
         def victim_training():
             study = _load(postgres_url)
-            return next((t for t in study.get_trials(deepcopy=False) if str(t.user_attrs.get("worker", "")).endswith(victim_id)
-                         and t.user_attrs.get("status") == "training" and t.state.name == "RUNNING"), None)
+            return next(
+                (
+                    t
+                    for t in study.get_trials(deepcopy=False)
+                    if str(t.user_attrs.get("worker", "")).endswith(victim_id)
+                    and t.user_attrs.get("status") == "training"
+                    and t.state.name == "RUNNING"
+                ),
+                None,
+            )
 
         killed = _wait(victim_training, 300, "the victim worker to be mid-trial", procs)
-        before = {t.number: t.state.name for t in _load(postgres_url).get_trials(deepcopy=False) if t.state.name in ("COMPLETE", "PRUNED")}
+        before = {
+            t.number: t.state.name
+            for t in _load(postgres_url).get_trials(deepcopy=False)
+            if t.state.name in ("COMPLETE", "PRUNED")
+        }
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(30)
         assert main.wait(600) == 0, (tmp_path / "main.log").read_text()[-3000:]

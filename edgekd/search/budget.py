@@ -23,7 +23,9 @@ class BudgetError(EdgekdError):
 
 @dataclass(frozen=True)
 class Budget:
-    flash_kb: float | None = None  # int8 model flatbuffer + TFLite Micro runtime estimate (as `edgekd bench --device mcu`)
+    flash_kb: float | None = (
+        None  # int8 model flatbuffer + TFLite Micro runtime estimate (as `edgekd bench --device mcu`)
+    )
     model_kb: float | None = None  # the int8 model flatbuffer alone (MLPerf Tiny's "≤ 100 KB int8")
     ram_kb: float | None = None  # TFLite Micro tensor arena, measured on the int8 model
     device: str | None = None  # MCU profile: default flash/RAM, and the core/clock of latency_ms
@@ -34,7 +36,11 @@ class Budget:
 
     def limits(self) -> dict[str, float]:
         """{figure name: upper limit} of every limit in force."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "device" and getattr(self, f.name) is not None}
+        return {
+            f.name: getattr(self, f.name)
+            for f in dataclasses.fields(self)
+            if f.name != "device" and getattr(self, f.name) is not None
+        }
 
     def needs_tflite(self) -> bool:
         """Whether checking this budget needs the int8 TFLite model (flash, arena or latency)."""
@@ -62,7 +68,15 @@ class Budget:
 KEYS = [f.name for f in dataclasses.fields(Budget)]
 # the largest value accepted per key: far above any microcontroller or edge board, so a typo
 # (kilobytes given in bytes, say) is caught instead of silently allowing everything
-MAXIMA = {"flash_kb": 16 * 1024 * 1024, "model_kb": 16 * 1024 * 1024, "ram_kb": 16 * 1024 * 1024, "latency_ms": 3.6e6, "host_ms": 3.6e6, "macs": 1e15, "params": 1e12}
+MAXIMA = {
+    "flash_kb": 16 * 1024 * 1024,
+    "model_kb": 16 * 1024 * 1024,
+    "ram_kb": 16 * 1024 * 1024,
+    "latency_ms": 3.6e6,
+    "host_ms": 3.6e6,
+    "macs": 1e15,
+    "params": 1e12,
+}
 _SUFFIX = {"k": 1e3, "m": 1e6, "g": 1e9}  # macs=12.5M, params=100k
 
 
@@ -117,7 +131,9 @@ def parse_budget(text: str | dict[str, Any] | Budget | None) -> Budget:
         else:
             values[key] = _number(key, raw)
     if "latency_ms" in values and "device" not in values:
-        raise BudgetError("budget: latency_ms is an MCU estimate and needs device=PROFILE (e.g. device=cortex-m4-120mhz); host_ms is measured here")
+        raise BudgetError(
+            "budget: latency_ms is an MCU estimate and needs device=PROFILE (e.g. device=cortex-m4-120mhz); host_ms is measured here"
+        )
     if "device" in values:  # the profile's memories are the budget unless given
         profile = PROFILES.get(values["device"])
         values.setdefault("flash_kb", float(profile.flash_kb))

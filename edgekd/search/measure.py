@@ -27,8 +27,14 @@ HOST_WARMUP = 10
 
 
 def measure_candidate(
-    cand: Candidate, budget: Budget, *, num_classes: int, in_channels: int, native_size: tuple[int, int],
-    backend: str = "onnx2tf", cache_dir: Path | None = None,
+    cand: Candidate,
+    budget: Budget,
+    *,
+    num_classes: int,
+    in_channels: int,
+    native_size: tuple[int, int],
+    backend: str = "onnx2tf",
+    cache_dir: Path | None = None,
 ) -> dict[str, Any]:
     """{params, macs, flash_kb, model_kb, ram_kb, latency_ms, host_ms, ops} of ``cand``. The int8
     figures come only when the budget has a flash, RAM or latency limit; ``latency_ms`` needs
@@ -77,7 +83,9 @@ def early_violations(figures: dict[str, Any], budget: Budget) -> list[str]:
     return over
 
 
-def _measure(cand: Candidate, budget: Budget, num_classes: int, in_channels: int, native_size: tuple[int, int], backend: str) -> dict[str, Any]:
+def _measure(
+    cand: Candidate, budget: Budget, num_classes: int, in_channels: int, native_size: tuple[int, int], backend: str
+) -> dict[str, Any]:
     import numpy as np
     import torch
 
@@ -93,7 +101,9 @@ def _measure(cand: Candidate, budget: Budget, num_classes: int, in_channels: int
         "params": count_params(model),
         "macs": count_macs(model, (1, in_channels, *size)),
         # conv and linear weights: one int8 byte each in the exported model (batch norm folds away)
-        "weight_bytes": sum(m.weight.numel() for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))),
+        "weight_bytes": sum(
+            m.weight.numel() for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))
+        ),
         "device": budget.device,
     }
     if early_violations(figures, budget):
@@ -115,8 +125,14 @@ def _measure(cand: Candidate, budget: Budget, num_classes: int, in_channels: int
     start = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="edgekd-search-") as tmp:
         out = Path(tmp) / "candidate_int8.tflite"
-        request = TFLiteRequest(model=wrapped, input_shape=(1, in_channels, *size), outputs={"tflite_int8": out},
-                                calibration=calibration, name=cand.key, work_dir=Path(tmp))
+        request = TFLiteRequest(
+            model=wrapped,
+            input_shape=(1, in_channels, *size),
+            outputs={"tflite_int8": out},
+            calibration=calibration,
+            name=cand.key,
+            work_dir=Path(tmp),
+        )
         TFLITE_BACKENDS.get(backend)(request)
         tfl = read_tflite(out)
         figures["export_s"] = round(time.perf_counter() - start, 2)
@@ -137,7 +153,12 @@ def tflm_arena_kb(path: Path) -> dict[str, Any]:
     """{ram_kb} of ``path`` under TFLite Micro (a fresh process, as the bench), or {tflm_error}."""
     from edgekd.benchmark.targets import run_worker
 
-    result = run_worker({"file": str(path), "eval": None, "num_classes": 0, "task": "classification"}, "edgekd.benchmark.mcu_worker", None, 600.0)
+    result = run_worker(
+        {"file": str(path), "eval": None, "num_classes": 0, "task": "classification"},
+        "edgekd.benchmark.mcu_worker",
+        None,
+        600.0,
+    )
     arena = (result.get("tflm") or {}).get("arena_bytes")
     if result.get("status") != "ok" or arena is None:
         return {"tflm_error": result.get("reason", "no arena reported")}

@@ -17,22 +17,24 @@ def trial_rows(study) -> list[dict[str, Any]]:
     rows = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
-        rows.append({
-            "number": t.number,
-            "state": t.state.name.lower(),
-            "status": a.get("status"),  # trained | pruned | over_budget | duplicate | training (died) | None
-            "candidate": a.get("candidate"),
-            "candidate_key": a.get("candidate_key"),
-            "val_acc": t.value if t.value is not None else None,
-            "test_acc": a.get("test_acc"),
-            "epochs_reported": len(t.intermediate_values),
-            "figures": a.get("figures"),
-            "violations": a.get("violations"),
-            "worker": a.get("worker"),
-            "run": a.get("run"),
-            **({"retry_of": a["retry_of"]} if "retry_of" in a else {}),
-            **({"duplicate_of": a["duplicate_of"]} if "duplicate_of" in a else {}),
-        })
+        rows.append(
+            {
+                "number": t.number,
+                "state": t.state.name.lower(),
+                "status": a.get("status"),  # trained | pruned | over_budget | duplicate | training (died) | None
+                "candidate": a.get("candidate"),
+                "candidate_key": a.get("candidate_key"),
+                "val_acc": t.value if t.value is not None else None,
+                "test_acc": a.get("test_acc"),
+                "epochs_reported": len(t.intermediate_values),
+                "figures": a.get("figures"),
+                "violations": a.get("violations"),
+                "worker": a.get("worker"),
+                "run": a.get("run"),
+                **({"retry_of": a["retry_of"]} if "retry_of" in a else {}),
+                **({"duplicate_of": a["duplicate_of"]} if "duplicate_of" in a else {}),
+            }
+        )
     return rows
 
 
@@ -58,7 +60,10 @@ def pareto_front(points: list[dict[str, Any]], lat: str) -> list[dict[str, Any]]
         ka, kb = key(a), key(b)
         return all(x >= y for x, y in zip(ka, kb)) and ka != kb
 
-    return sorted((p for p in points if not any(dominates(q, p) for q in points)), key=lambda p: p["figures"].get("flash_kb") or 0.0)
+    return sorted(
+        (p for p in points if not any(dominates(q, p) for q in points)),
+        key=lambda p: p["figures"].get("flash_kb") or 0.0,
+    )
 
 
 def write_report(study, ctx, teacher_record: dict[str, Any], final: list[dict[str, Any]]) -> dict[str, Any]:
@@ -70,8 +75,14 @@ def write_report(study, ctx, teacher_record: dict[str, Any], final: list[dict[st
         if r["state"] == "complete" and r["status"] == "trained":
             k = r["candidate_key"]
             if k not in points or r["val_acc"] > points[k]["trial_val_acc"]:
-                points[k] = {"candidate_key": k, "candidate": r["candidate"], "trial": r["number"], "trial_val_acc": r["val_acc"],
-                             "figures": r["figures"], "run": r["run"]}
+                points[k] = {
+                    "candidate_key": k,
+                    "candidate": r["candidate"],
+                    "trial": r["number"],
+                    "trial_val_acc": r["val_acc"],
+                    "figures": r["figures"],
+                    "run": r["run"],
+                }
     for k, p in points.items():
         f = finals.get(k)
         p["val_acc"] = f["val_acc"] if f else p["trial_val_acc"]  # the full recipe's when it ran
@@ -83,7 +94,9 @@ def write_report(study, ctx, teacher_record: dict[str, Any], final: list[dict[st
     counts: dict[str, int] = {}
     for r in rows:
         counts[r["status"] or r["state"]] = counts.get(r["status"] or r["state"], 0) + 1
-    failed = [r["number"] for r in rows if r["state"] == "fail" and not any(q.get("retry_of") == r["number"] for q in rows)]
+    failed = [
+        r["number"] for r in rows if r["state"] == "fail" and not any(q.get("retry_of") == r["number"] for q in rows)
+    ]
     result = {
         "selection": "highest val accuracy inside the budget (test is reported, never used to choose)",
         "budget": ctx.budget.to_dict(),
@@ -110,37 +123,85 @@ def write_report(study, ctx, teacher_record: dict[str, Any], final: list[dict[st
 
 def _fig(f: dict[str, Any] | None, key: str) -> Any:
     v = (f or {}).get(key)
-    return "—" if v is None else (f"{v:,.1f}" if isinstance(v, float) else v)
+    if v is None:
+        return "—"
+    if isinstance(v, float):  # kilobytes to 0.1 KB; sub-millisecond latencies keep 3 significant digits
+        return f"{v:,.1f}" if abs(v) >= 10 else f"{v:.3g}"
+    return v
 
 
 def _markdown(result: dict[str, Any], lat: str) -> str:
     cols = ["trial", "candidate", "status", "val acc %", *FIGURE_KEYS, "why not trained"]
-    rows = [[r["number"], r["candidate_key"] or "—", r["status"] or r["state"],
-             "—" if r["val_acc"] is None else f"{100 * r['val_acc']:.2f}",
-             *(_fig(r["figures"], k) for k in FIGURE_KEYS), "; ".join(r["violations"] or [])] for r in result["trials"]]
-    front = [[p["candidate_key"], p["recipe"], f"{100 * p['val_acc']:.2f}", _fig(p["figures"], "flash_kb"), _fig(p["figures"], "ram_kb"),
-              _fig(p["figures"], lat), p["run"]] for p in result["front"]]
+    rows = [
+        [
+            r["number"],
+            r["candidate_key"] or "—",
+            r["status"] or r["state"],
+            "—" if r["val_acc"] is None else f"{100 * r['val_acc']:.2f}",
+            *(_fig(r["figures"], k) for k in FIGURE_KEYS),
+            "; ".join(r["violations"] or []),
+        ]
+        for r in result["trials"]
+    ]
+    front = [
+        [
+            p["candidate_key"],
+            p["recipe"],
+            f"{100 * p['val_acc']:.2f}",
+            _fig(p["figures"], "flash_kb"),
+            _fig(p["figures"], "ram_kb"),
+            _fig(p["figures"], lat),
+            p["run"],
+        ]
+        for p in result["front"]
+    ]
     best = result["best"]
     lines = [
-        "# edgekd search", "",
+        "# edgekd search",
+        "",
         f"Budget: `{_budget_text(result['budget'])}`; {result['trial_epochs']}-epoch trials, the best {len(result['finalists'])} "
-        f"retrained for {result['full_epochs']} epochs. Chosen on val accuracy.", "",
-        f"Best: **{best['candidate_key']}**, val {100 * best['val_acc']:.2f} %, test {100 * best['test_acc']:.2f} % → `{best['run']}`" if best else "Best: none (no trained candidate fits)",
-        "", "## Pareto front (val accuracy vs flash and latency)", "",
-        markdown_table(["candidate", "recipe", "val acc %", "flash KB", "RAM KB", lat, "run"], front), "",
-        "## Every trial", "", markdown_table(cols, rows), "",
+        f"retrained for {result['full_epochs']} epochs. Chosen on val accuracy.",
+        "",
+        f"Best: **{best['candidate_key']}**, val {100 * best['val_acc']:.2f} %, test {100 * best['test_acc']:.2f} % → `{best['run']}`"
+        if best
+        else "Best: none (no trained candidate fits)",
+        "",
+        "## Pareto front (val accuracy vs flash and latency)",
+        "",
+        markdown_table(["candidate", "recipe", "val acc %", "flash KB", "RAM KB", lat, "run"], front),
+        "",
+        "## Every trial",
+        "",
+        markdown_table(cols, rows),
+        "",
     ]
     return "\n".join(lines)
 
 
 def _budget_text(b: dict[str, Any]) -> str:
-    return ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in b.items() if v is not None) or "none"
+    return (
+        ",".join(f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}" for k, v in b.items() if v is not None) or "none"
+    )
 
 
 def _print(result: dict[str, Any], lat: str) -> None:
-    rows = [[p["candidate_key"], p["recipe"], f"{100 * p['val_acc']:.2f}", _fig(p["figures"], "params"), _fig(p["figures"], "flash_kb"),
-             _fig(p["figures"], "ram_kb"), _fig(p["figures"], lat)] for p in result["front"]]
-    print_table("Pareto front (inside the budget)", ["candidate", "recipe", "val acc %", "params", "flash KB", "RAM KB", lat], rows)
+    rows = [
+        [
+            p["candidate_key"],
+            p["recipe"],
+            f"{100 * p['val_acc']:.2f}",
+            _fig(p["figures"], "params"),
+            _fig(p["figures"], "flash_kb"),
+            _fig(p["figures"], "ram_kb"),
+            _fig(p["figures"], lat),
+        ]
+        for p in result["front"]
+    ]
+    print_table(
+        "Pareto front (inside the budget)",
+        ["candidate", "recipe", "val acc %", "params", "flash KB", "RAM KB", lat],
+        rows,
+    )
     counts = ", ".join(f"{v} {k}" for k, v in sorted(result["counts"].items()))
     print(f"trials: {counts}")
     b = result["best"]
@@ -159,11 +220,26 @@ def _plot(result: dict[str, Any], points: list[dict[str, Any]], lat: str, path: 
     front_keys = {p["candidate_key"] for p in result["front"]}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=120)
     budget = result["budget"]
-    for ax, key, label in ((axes[0], "flash_kb", "flash KB (int8 model + TFLM runtime)"), (axes[1], lat, {"latency_ms": f"est. latency ms ({budget.get('device')})", "host_ms": "host latency ms (int8, 1 thread)", "macs": "MACs"}[lat])):
+    for ax, key, label in (
+        (axes[0], "flash_kb", "flash KB (int8 model + TFLM runtime)"),
+        (
+            axes[1],
+            lat,
+            {
+                "latency_ms": f"est. latency ms ({budget.get('device')})",
+                "host_ms": "host latency ms (int8, 1 thread)",
+                "macs": "MACs",
+            }[lat],
+        ),
+    ):
         xs = [(p["figures"] or {}).get(key) for p in points]
         pts = [(x, 100 * p["val_acc"], p) for x, p in zip(xs, points) if x is not None]
-        ax.scatter([x for x, _, p in pts if p["candidate_key"] not in front_keys], [y for _, y, p in pts if p["candidate_key"] not in front_keys],
-                   color="lightgray", label="trained, dominated")
+        ax.scatter(
+            [x for x, _, p in pts if p["candidate_key"] not in front_keys],
+            [y for _, y, p in pts if p["candidate_key"] not in front_keys],
+            color="lightgray",
+            label="trained, dominated",
+        )
         fr = sorted((x, y) for x, y, p in pts if p["candidate_key"] in front_keys)
         if fr:
             ax.plot([x for x, _ in fr], [y for _, y in fr], marker="o", color="tab:blue", label="Pareto front")
@@ -171,7 +247,15 @@ def _plot(result: dict[str, Any], points: list[dict[str, Any]], lat: str, path: 
         if b:
             bf = next((p for p in points if p["candidate_key"] == b["candidate_key"]), None)
             if bf and (bf["figures"] or {}).get(key) is not None:
-                ax.plot([bf["figures"][key]], [100 * bf["val_acc"]], marker="*", markersize=14, color="red", linestyle="none", label="best")
+                ax.plot(
+                    [bf["figures"][key]],
+                    [100 * bf["val_acc"]],
+                    marker="*",
+                    markersize=14,
+                    color="red",
+                    linestyle="none",
+                    label="best",
+                )
         if budget.get(key) is not None:
             ax.axvline(budget[key], color="tab:red", linestyle=":", label="budget")
         ax.set_xlabel(label)

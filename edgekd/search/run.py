@@ -89,15 +89,45 @@ def search(
         raise ConfigError(f"search: pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
     if not study_name or len(study_name) > 200:
         raise ConfigError("search: the study name must be 1 to 200 characters")
-    if storage is not None and not storage.startswith(("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")):
-        raise ConfigError(f"search: --storage must be a database URL (sqlite:///FILE, postgresql://USER@HOST/DB), got {storage!r}")
+    if storage is not None and not storage.startswith(
+        ("sqlite:///", "postgresql://", "postgresql+", "mysql://", "mysql+")
+    ):
+        raise ConfigError(
+            f"search: --storage must be a database URL (sqlite:///FILE, postgresql://USER@HOST/DB), got {storage!r}"
+        )
     if worker:
         if storage is None:
-            raise ConfigError("search: --worker joins a study in a shared database: give --storage postgresql://… (the URL the main search uses)")
+            raise ConfigError(
+                "search: --worker joins a study in a shared database: give --storage postgresql://… (the URL the main search uses)"
+            )
         if config is not None or set or budget is not None or space is not None or trial_epochs is not None:
-            raise ConfigError("search: a worker takes config, budget, space and trial epochs from the study; drop --config/--set/--budget/--space/--trial-epochs")
-        return _worker(Path(out) if out is not None else Path("runs") / "search-worker", storage, study_name, teacher, pruner, heartbeat_s, trials)
-    return _main(config, out, set, budget, space, trials, trial_epochs, finalists, storage, study_name, teacher, pruner or "median", heartbeat_s)
+            raise ConfigError(
+                "search: a worker takes config, budget, space and trial epochs from the study; drop --config/--set/--budget/--space/--trial-epochs"
+            )
+        return _worker(
+            Path(out) if out is not None else Path("runs") / "search-worker",
+            storage,
+            study_name,
+            teacher,
+            pruner,
+            heartbeat_s,
+            trials,
+        )
+    return _main(
+        config,
+        out,
+        set,
+        budget,
+        space,
+        trials,
+        trial_epochs,
+        finalists,
+        storage,
+        study_name,
+        teacher,
+        pruner or "median",
+        heartbeat_s,
+    )
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -117,10 +147,14 @@ def _check_method(cfg: Config) -> None:
         )
     check_method_config(cfg)
     if dataset_task(cfg.data.name) != "classification":
-        raise ConfigError(f"search: data.name={cfg.data.name} is a {dataset_task(cfg.data.name)} dataset; search ranks classifiers by val accuracy")
+        raise ConfigError(
+            f"search: data.name={cfg.data.name} is a {dataset_task(cfg.data.name)} dataset; search ranks classifiers by val accuracy"
+        )
 
 
-def _main(config, out, set, budget, space, trials, trial_epochs, finalists, storage, study_name, teacher, pruner, heartbeat_s) -> dict[str, Any]:
+def _main(  # noqa: A002 - `set` as in search()
+    config, out, set, budget, space, trials, trial_epochs, finalists, storage, study_name, teacher, pruner, heartbeat_s
+) -> dict[str, Any]:
     cfg = config if isinstance(config, Config) else load_config(config, set)
     if isinstance(config, Config) and set:
         raise ConfigError("pass overrides through load_config when giving a Config object")
@@ -129,11 +163,17 @@ def _main(config, out, set, budget, space, trials, trial_epochs, finalists, stor
     spc = load_space(space)
     epochs = trial_epochs if trial_epochs is not None else max(1, cfg.student.epochs // 5)
     if epochs > cfg.student.epochs:
-        raise ConfigError(f"search: trial epochs ({epochs}) above the full recipe's student.epochs ({cfg.student.epochs})")
+        raise ConfigError(
+            f"search: trial epochs ({epochs}) above the full recipe's student.epochs ({cfg.student.epochs})"
+        )
     if teacher is not None:
-        cfg = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, checkpoint=str(Path(teacher).resolve()), epochs=0))
+        cfg = dataclasses.replace(
+            cfg, teacher=dataclasses.replace(cfg.teacher, checkpoint=str(Path(teacher).resolve()), epochs=0)
+        )
     if cfg.teacher.checkpoint and any(r is not None for r in spc.resolutions):
-        raise ConfigError("search: a given teacher serves its own input size; a space with resolutions trains one teacher per resolution (drop teacher.checkpoint/--teacher)")
+        raise ConfigError(
+            "search: a given teacher serves its own input size; a space with resolutions trains one teacher per resolution (drop teacher.checkpoint/--teacher)"
+        )
     out_dir = Path(out) if out is not None else Path("runs") / "search"
     spec = {"config": to_dict(cfg), "budget": bud.to_dict(), "space": spc.to_dict(), "trial_epochs": epochs}
     spec_path = out_dir / "search.json"
@@ -141,7 +181,9 @@ def _main(config, out, set, budget, space, trials, trial_epochs, finalists, stor
         saved = json.loads(spec_path.read_text())
         changed = [k for k in spec if saved.get(k) != spec[k]]
         if changed:
-            raise ConfigError(f"{out_dir} holds a search with a different {', '.join(changed)}; rerun it as it was, or use another --out")
+            raise ConfigError(
+                f"{out_dir} holds a search with a different {', '.join(changed)}; rerun it as it was, or use another --out"
+            )
         log(f"search: continuing the search in {out_dir}")
     elif out_dir.exists() and any(out_dir.iterdir()):
         raise EdgekdError(f"{out_dir} exists and is not a search folder (no search.json); give an empty or new --out")
@@ -167,11 +209,15 @@ def _main(config, out, set, budget, space, trials, trial_epochs, finalists, stor
     stored = study.user_attrs.get(SPEC_ATTR)
     shared = {**spec, "teachers": {k: {"path": v, "sha256": _sha256(v)} for k, v in teachers.items()}, "pruner": pruner}
     if stored is not None and {k: stored.get(k) for k in spec} != spec:
-        raise ConfigError(f"study {study_name!r} in {_safe_url(url)} was started with a different config, budget, space or trial recipe; use another --study-name")
+        raise ConfigError(
+            f"study {study_name!r} in {_safe_url(url)} was started with a different config, budget, space or trial recipe; use another --study-name"
+        )
     if stored != shared:
         study.set_user_attr(SPEC_ATTR, shared)
     ctx = _Ctx(cfg, bud, spc, out_dir, epochs, trials, teachers, data, _worker_id())
-    log(f"search: budget {bud.describe()}; {spc.size()} candidates; {trials} trials of {epochs} epoch(s); study {study_name} in {_safe_url(url)}")
+    log(
+        f"search: budget {bud.describe()}; {spc.size()} candidates; {trials} trials of {epochs} epoch(s); study {study_name} in {_safe_url(url)}"
+    )
     _run_trials(study, ctx, wait_for_others=True, heartbeat_s=heartbeat_s)
     from edgekd.search.report import write_report
 
@@ -183,19 +229,25 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
     study = _study(url, study_name, None, pruner or "median", heartbeat_s, create=False)
     spec = study.user_attrs.get(SPEC_ATTR)
     if spec is None:
-        raise EdgekdError(f"study {study_name!r} in {_safe_url(url)} was not started by `edgekd search`; start it there first (without --worker)")
+        raise EdgekdError(
+            f"study {study_name!r} in {_safe_url(url)} was not started by `edgekd search`; start it there first (without --worker)"
+        )
     if pruner is None and spec.get("pruner", "median") != "median":  # the main process's pruner, unless given
         study = _study(url, study_name, None, spec["pruner"], heartbeat_s, create=False)
     cfg = from_dict(Config, spec["config"])
     validate(cfg)
     bud, spc = parse_budget({k: v for k, v in spec["budget"].items() if v is not None}), space_from_dict(spec["space"])
     if teacher is not None and len(spec["teachers"]) > 1:
-        raise ConfigError("search: this study has one teacher per resolution; --teacher names one file (put them at the study's paths instead)")
+        raise ConfigError(
+            "search: this study has one teacher per resolution; --teacher names one file (put them at the study's paths instead)"
+        )
     teachers = {}
     for key, t in spec["teachers"].items():
         path = str(Path(teacher).resolve()) if teacher is not None else t["path"]
         if not Path(path).is_file():
-            raise EdgekdError(f"the study's teacher {path} is not on this machine; copy it here and pass --teacher FILE")
+            raise EdgekdError(
+                f"the study's teacher {path} is not on this machine; copy it here and pass --teacher FILE"
+            )
         if _sha256(path) != t["sha256"]:
             raise EdgekdError(f"{path} is not the study's teacher (sha256 differs)")
         teachers[key] = path
@@ -217,7 +269,9 @@ def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int,
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # edgekd logs each trial itself
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use since Optuna 2.9
+    warnings.filterwarnings(
+        "ignore", category=optuna.exceptions.ExperimentalWarning
+    )  # heartbeats: stable in use since Optuna 2.9
     try:
         storage = RDBStorage(
             url,
@@ -237,11 +291,20 @@ def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int,
         "none": optuna.pruners.NopPruner,
     }
     if create:
-        return optuna.create_study(study_name=name, storage=storage, direction="maximize", sampler=sampler, pruner=pruners[pruner](), load_if_exists=True)
+        return optuna.create_study(
+            study_name=name,
+            storage=storage,
+            direction="maximize",
+            sampler=sampler,
+            pruner=pruners[pruner](),
+            load_if_exists=True,
+        )
     try:
         return optuna.load_study(study_name=name, storage=storage, sampler=sampler, pruner=pruners[pruner]())
     except KeyError:
-        raise EdgekdError(f"no study {name!r} in {_safe_url(url)}; start it with `edgekd search --storage URL` (without --worker)") from None
+        raise EdgekdError(
+            f"no study {name!r} in {_safe_url(url)}; start it with `edgekd search --storage URL` (without --worker)"
+        ) from None
 
 
 def _safe_url(url: str) -> str:
@@ -278,7 +341,11 @@ def trained_count(study) -> int:
     """Trials that cost a training run (finished or pruned by val accuracy): what --trials counts."""
     from optuna.trial import TrialState
 
-    return sum(1 for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)) if _status(t) in TRAINED)
+    return sum(
+        1
+        for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED))
+        if _status(t) in TRAINED
+    )
 
 
 def _enough(study, ctx: _Ctx) -> bool:
@@ -316,12 +383,20 @@ def _run_trials(study, ctx: _Ctx, wait_for_others: bool, heartbeat_s: int) -> li
             optuna.storages.fail_stale_trials(study)  # what optimize() does before each trial
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if waiting or not _enough(study, ctx):
-            study.optimize(objective, callbacks=[stop], catch=(Exception,), gc_after_trial=True)
+            try:
+                study.optimize(objective, callbacks=[stop], catch=(Exception,), gc_after_trial=True)
+            except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
+                # this process's trial was declared stale by another one (its heartbeats came late,
+                # e.g. on an overloaded machine) and queued again there: its result is dropped, the
+                # retry counts, and this process goes on with the next trial
+                log(f"search: a trial of this process was failed by another one and retried there ({exc})")
             continue
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         if not wait_for_others or not running:
             return ran
-        log(f"search: waiting for {len(running)} trial(s) running in other workers: {', '.join(str(t.number) for t in running)}")
+        log(
+            f"search: waiting for {len(running)} trial(s) running in other workers: {', '.join(str(t.number) for t in running)}"
+        )
         time.sleep(min(heartbeat_s, 10))
 
 
@@ -370,8 +445,15 @@ def _objective(trial, study, ctx: _Ctx) -> float:
     trial.set_user_attr("candidate_key", cand.key)
     trial.set_user_attr("worker", ctx.worker_id)
     d = ctx.data
-    figures = measure_candidate(cand, ctx.budget, num_classes=d.num_classes, in_channels=d.in_channels, native_size=tuple(d.image_size),
-                                backend=ctx.cfg.export.backend, cache_dir=ctx.out / "candidates")
+    figures = measure_candidate(
+        cand,
+        ctx.budget,
+        num_classes=d.num_classes,
+        in_channels=d.in_channels,
+        native_size=tuple(d.image_size),
+        backend=ctx.cfg.export.backend,
+        cache_dir=ctx.out / "candidates",
+    )
     trial.set_user_attr("figures", {k: v for k, v in figures.items() if k not in ("candidate", "version")})
     # stopped before the export: the PyTorch figures and the bounds they give are known, and enough
     over = early_violations(figures, ctx.budget) if figures.get("early_stop") else ctx.budget.violations(figures)
@@ -392,11 +474,15 @@ def _objective(trial, study, ctx: _Ctx) -> float:
                 raise optuna.TrialPruned(f"repeats pruned trial {t.number}")
             return float(t.value)
     folder = ctx.out / "trials" / f"trial-{trial.number:04d}"
-    run_cfg = trial_config(ctx, cand, ctx.trial_epochs, f"{ctx.cfg.name or 'run'}-trial{trial.number}", cached_views=True)
+    run_cfg = trial_config(
+        ctx, cand, ctx.trial_epochs, f"{ctx.cfg.name or 'run'}-trial{trial.number}", cached_views=True
+    )
     trial.set_user_attr("status", "training")
     trial.set_user_attr("run", str(folder))
     flash = f", {figures['flash_kb']:.1f} KB flash" if "flash_kb" in figures else ""
-    log(f"search: trial {trial.number} {cand.key} ({figures['params']:,} params{flash}): {ctx.trial_epochs} epoch(s) in {folder} [{ctx.worker_id}]")
+    log(
+        f"search: trial {trial.number} {cand.key} ({figures['params']:,} params{flash}): {ctx.trial_epochs} epoch(s) in {folder} [{ctx.worker_id}]"
+    )
 
     def report(record: dict[str, Any], history: list[dict[str, Any]]) -> None:
         if record.get("stage") != "student":
@@ -433,9 +519,13 @@ def _check_models(space: SearchSpace, data) -> None:
         except Exception as exc:  # noqa: BLE001 - any construction/forward error is the space's
             from edgekd.errors import first_line
 
-            raise ConfigError(f"space: {cand.arch} with width {cand.width} at {size[0]}x{size[1]} does not build: {first_line(exc)}") from None
+            raise ConfigError(
+                f"space: {cand.arch} with width {cand.width} at {size[0]}x{size[1]} does not build: {first_line(exc)}"
+            ) from None
         if tuple(y.shape) != (1, data.num_classes):
-            raise ConfigError(f"space: {cand.arch} gives output {tuple(y.shape)}, not (1, {data.num_classes}) class logits")
+            raise ConfigError(
+                f"space: {cand.arch} gives output {tuple(y.shape)}, not (1, {data.num_classes}) class logits"
+            )
 
 
 # -- the full recipe for the best few ------------------------------------------------------------
@@ -450,7 +540,10 @@ def _finalists(study, ctx: _Ctx, k: int) -> list[dict[str, Any]]:
 
     best_by_cand: dict[str, Any] = {}
     for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if _status(t) == "trained" and (t.user_attrs["candidate_key"] not in best_by_cand or t.value > best_by_cand[t.user_attrs["candidate_key"]].value):
+        if _status(t) == "trained" and (
+            t.user_attrs["candidate_key"] not in best_by_cand
+            or t.value > best_by_cand[t.user_attrs["candidate_key"]].value
+        ):
             best_by_cand[t.user_attrs["candidate_key"]] = t
     ranked = sorted(best_by_cand.values(), key=lambda t: (-t.value, t.number))[:k]
     results = []
@@ -458,16 +551,32 @@ def _finalists(study, ctx: _Ctx, k: int) -> list[dict[str, Any]]:
         cand = Candidate(**t.user_attrs["candidate"])
         folder = ctx.out / "final" / cand.key
         cfg = trial_config(ctx, cand, ctx.cfg.student.epochs, f"{ctx.cfg.name or 'run'}-{cand.key}", cached_views=False)
-        if (folder / "summary.json").is_file() and (folder / "config.yaml").is_file() and load_config(folder / "config.yaml") == cfg:
+        if (
+            (folder / "summary.json").is_file()
+            and (folder / "config.yaml").is_file()
+            and load_config(folder / "config.yaml") == cfg
+        ):
             log(f"search: final {cand.key} already trained in {folder}")
             summary = json.loads((folder / "summary.json").read_text())
         else:
             resume = (folder / "config.yaml").is_file() and load_config(folder / "config.yaml") == cfg
-            log(f"search: final {cand.key} (trial {t.number}, val {t.value:.4f}): full recipe, {cfg.student.epochs} epochs → {folder}")
+            log(
+                f"search: final {cand.key} (trial {t.number}, val {t.value:.4f}): full recipe, {cfg.student.epochs} epochs → {folder}"
+            )
             summary = distill(cfg, out=folder, resume=resume, overwrite=not resume)
         s = summary["student"]
-        results.append({"trial": t.number, "candidate": cand.to_dict(), "candidate_key": cand.key, "run": str(folder),
-                        "trial_val_acc": t.value, "val_acc": s["val_acc"], "test_acc": s["test_acc"], "epochs": cfg.student.epochs})
+        results.append(
+            {
+                "trial": t.number,
+                "candidate": cand.to_dict(),
+                "candidate_key": cand.key,
+                "run": str(folder),
+                "trial_val_acc": t.value,
+                "val_acc": s["val_acc"],
+                "test_acc": s["test_acc"],
+                "epochs": cfg.student.epochs,
+            }
+        )
     if results:
         import shutil
 

@@ -77,7 +77,9 @@ class SearchSpace:
         return Candidate(fam.name, arch, width, res)
 
     def to_dict(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"families": {f.name: {"archs": list(f.archs), "width": list(f.widths)} for f in self.families}}
+        out: dict[str, Any] = {
+            "families": {f.name: {"archs": list(f.archs), "width": list(f.widths)} for f in self.families}
+        }
         if self.resolutions != (None,):
             out["resolution"] = list(self.resolutions)
         return out
@@ -103,7 +105,9 @@ def _choices(value: Any, key: str, kind: str) -> tuple[Any, ...]:
     for v in value:
         if kind == "int" and (not isinstance(v, int) or isinstance(v, bool) or not 1 <= v <= 4096):
             raise ConfigError(f"space: {key} values must be integers in [1, 4096], got {v!r}")
-        if kind == "width" and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 64):
+        if kind == "width" and (
+            isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or not 0 < v <= 64
+        ):
             raise ConfigError(f"space: {key} values must be numbers in (0, 64], got {v!r}")
         if kind == "str" and not isinstance(v, str):
             raise ConfigError(f"space: {key} values must be names, got {v!r}")
@@ -138,11 +142,15 @@ def space_from_dict(data: Mapping[str, Any]) -> SearchSpace:
         archs = _choices(spec["archs"], f"families.{name}.archs", "str")
         for arch in archs:
             if ":" in arch:
-                raise ConfigError(f"space: families.{name}.archs: {arch!r}: a search space names registry models only (`edgekd models`)")
+                raise ConfigError(
+                    f"space: families.{name}.archs: {arch!r}: a search space names registry models only (`edgekd models`)"
+                )
             if arch not in MODELS:
                 raise ConfigError(f"space: families.{name}.archs: {MODELS.unknown_message(arch)}")
             if model_task(arch) != "classification":
-                raise ConfigError(f"space: families.{name}.archs: {arch} is a {model_task(arch)} model; search ranks classifiers by val accuracy")
+                raise ConfigError(
+                    f"space: families.{name}.archs: {arch} is a {model_task(arch)} model; search ranks classifiers by val accuracy"
+                )
         widths = _choices(spec["width"], f"families.{name}.width", "width") if "width" in spec else ()
         families.append(Family(str(name), archs, widths))
     res: tuple[int | None, ...] = (None,)
