@@ -13,7 +13,6 @@ The first build per core compiles TFLM (minutes; cached in ~/.cache/edgekd/mcu),
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -122,7 +121,9 @@ def main() -> int:
         + f"; NUCLEO-L4R5ZI CMSIS-NN (microTVM) {cpi.PUBLISHED_M4_RESNET8_MS:.1f} ms"
     )
     if args.json:
-        Path(args.json).write_text(json.dumps(raw, indent=1))
+        from edgekd.atomic import write_json
+
+        write_json(args.json, raw)
     return 0 if all(r[5] == "yes" for r in rows) else 1
 
 
