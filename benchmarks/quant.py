@@ -15,7 +15,6 @@ a CPU); ``--epochs 3 --qat-epochs 1 --train-limit 5000`` is a quick check, not a
 from __future__ import annotations
 
 import argparse
-import json
 import time
 from pathlib import Path
 
@@ -174,7 +173,9 @@ def main() -> None:
             f"{r['student']:<8} {r['model']:<20} {100 * r['acc']:>10.2f} {100 * r['agree']:>16.2f} {fq:>15} {r['bytes']:>9,} {r['ms']:>7.3f}"
         )
     if args.results_file:
-        args.results_file.write_text(json.dumps(rows, indent=1))
+        from edgekd.atomic import write_json
+
+        write_json(args.results_file, rows)  # strict: a NaN accuracy is an error, not bare NaN
 
 
 if __name__ == "__main__":
