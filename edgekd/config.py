@@ -118,6 +118,11 @@ class DistillConfig:
     source_labels: bool = opt(True, "domain: mix the labeled source training images into the student's batches")
     finetune_epochs: int = opt(0, "domain: fine-tune the source teacher on the labeled target training split first")
     finetune_lr: float | None = opt(None, "domain: fine-tuning lr; None: teacher.lr / 10")
+    # dkd / dist (defaults: the papers' CIFAR settings)
+    dkd_alpha: float = opt(1.0, "dkd: weight α of the target-class term TCKD")
+    dkd_beta: float = opt(8.0, "dkd: weight β of the non-target-class term NCKD (the paper's CIFAR-100 value)")
+    dist_beta: float = opt(2.0, "dist: weight β of the inter-class (per-sample) Pearson relation loss")
+    dist_gamma: float = opt(2.0, "dist: weight γ of the intra-class (per-class, across the batch) Pearson relation loss")
 
 
 @dataclass(frozen=True)
@@ -496,6 +501,8 @@ def validate(config: Config) -> None:
         raise ConfigError("config: distill.alpha must be in [0, 1]")
     if dc.hint_epochs < 0 or dc.finetune_epochs < 0:
         raise ConfigError("config: distill.hint_epochs and distill.finetune_epochs must be 0 or more")
+    if min(dc.dkd_alpha, dc.dkd_beta, dc.dist_beta, dc.dist_gamma) < 0:
+        raise ConfigError("config: distill.dkd_alpha, dkd_beta, dist_beta and dist_gamma must be 0 or more")
     if dc.hint_weight < 0:
         raise ConfigError("config: distill.hint_weight must be 0 or more")
     if dc.finetune_lr is not None and dc.finetune_lr <= 0:
