@@ -144,19 +144,20 @@ def train_stage(
     method.attach(model, teacher, (1, data.in_channels, *data.image_size))
 
     distributed.check_batch(stage.batch_size)
+    mix = mix_options(recipe, data)
     train = Batches(
         data.train, data.mean, data.std, stage.batch_size, rt.device, data.augment, data.crop_padding,
         shuffle=True, seed=seed, drop_last=True, views=stage.views, shard=rt.world.shard, workers=stage.workers,
-        channels_last=rt.channels_last,
+        channels_last=rt.channels_last, **mix,
     )
     val = eval_batches(data.val, data, stage.eval_batch_size, rt)
     cached = None
     if teacher is not None and rt.teacher_cache and not method.reads_teacher_features:
         from edgekd.train.teacher_cache import teacher_outputs, views_of
 
-        views = views_of(data, stage.views)
+        views = views_of(data, stage.views, mixing=bool(mix))
         if views is not None:
-            cached = teacher_outputs(teacher, data, views, seed, rt, out_dir, stage.name, stage.eval_batch_size)
+            cached = teacher_outputs(teacher, data, views, seed, rt, out_dir, stage.name, stage.eval_batch_size, mix=mix)
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = make_optimizer(recipe, params)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp is torch.float16)
@@ -226,6 +227,18 @@ def train_stage(
     return finish_stage(stage, model, data, out_dir, rt, select, best_epoch, wall, len(hist))
 
 
+def mix_options(recipe: StageConfig, data: Dataset) -> dict[str, Any]:
+    """The Batches keywords for the stage's mixup/cutmix ({} when off); refused where mixing means
+    nothing (masks) or cannot be done per sample from memory (streamed images)."""
+    if not (recipe.mixup or recipe.cutmix):
+        return {}
+    from edgekd.errors import ConfigError
+
+    if data.task != "classification" or data.train.lazy:
+        raise ConfigError("config: mixup/cutmix need a classification dataset held in memory (not masks, not data.storage=stream)")
+    return {"mixup": recipe.mixup, "cutmix": recipe.cutmix, "num_classes": data.num_classes}
+
+
 def prefixed(prefix: str, result, digits: int | None = 6) -> dict[str, float]:
     """``{prefix_acc: …}`` (and ``prefix_iou`` for segmentation) from an :class:`EvalResult`."""
     return {f"{prefix}_{k}": (round(v, digits) if digits is not None else v) for k, v in result.metrics.items()}
@@ -268,7 +281,8 @@ def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: R
             seen += b
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0) + v.detach().float() * b
-            right, counted = task.train_counts(s_out, y)  # per sample, or per pixel for masks
+            y_cls = y.argmax(1) if y.is_floating_point() and y.dim() == 2 else y  # mixed: the dominant class
+            right, counted = task.train_counts(s_out, y_cls)  # per sample, or per pixel for masks
             correct += right
             labeled += counted
             if i % 10 == 9 or i == steps - 1:  # .item() syncs the device: not every step
