@@ -82,6 +82,8 @@ class StageConfig:
     gamma: float = opt(0.1, "step: lr factor at each milestone")
     warmup_epochs: int = opt(0, "linear warm-up before the schedule starts")
     label_smoothing: float = opt(0.0, "on the hard-label cross-entropy")
+    lookahead_steps: int = opt(0, "Lookahead: k fast optimizer steps per slow update (0: off)")
+    lookahead_alpha: float = opt(0.5, "Lookahead: slow weights move this fraction towards the fast ones every k steps")
     mixup: float = opt(0.0, "mixup Beta(α, α) concentration, 0: off; the teacher sees the same mixed images (classification, in-memory data)")
     cutmix: float = opt(0.0, "cutmix Beta(α, α) concentration, 0: off; with mixup too, each sample takes one of the two")
 
@@ -480,6 +482,8 @@ def validate(config: Config) -> None:
             raise ConfigError(f"config: {stage}.epochs must be 0 or more")
         if s.lr <= 0:
             raise ConfigError(f"config: {stage}.lr must be positive")
+        if s.lookahead_steps < 0 or not 0.0 < s.lookahead_alpha <= 1.0:
+            raise ConfigError(f"config: {stage}.lookahead_steps must be 0 (off) or more and {stage}.lookahead_alpha in (0, 1]")
         if s.mixup < 0 or s.cutmix < 0:
             raise ConfigError(f"config: {stage}.mixup and {stage}.cutmix must be 0 (off) or more")
         if not 0.0 <= s.label_smoothing < 1.0:

@@ -160,6 +160,11 @@ def train_stage(
             cached = teacher_outputs(teacher, data, views, seed, rt, out_dir, stage.name, stage.eval_batch_size, mix=mix)
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = make_optimizer(recipe, params)
+    lookahead = None
+    if recipe.lookahead_steps:
+        from edgekd.train.lookahead import Lookahead
+
+        lookahead = Lookahead(optimizer, params, recipe.lookahead_steps, recipe.lookahead_alpha)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp is torch.float16)
     step = StudentStep(model, method, torch.compile(model) if rt.compile_student else None)
     step = distributed.wrap(step, rt.device, find_unused=not method.all_params_used)
@@ -175,6 +180,8 @@ def train_stage(
         optimizer.load_state_dict(state["optimizer"])
         method.load_state_dict(state["method"])
         scaler.load_state_dict(state["scaler"])
+        if lookahead is not None and state.get("lookahead") is not None:
+            lookahead.load_state_dict(state["lookahead"])
         start_epoch, best_val, best_epoch = state["epoch"], state["best_val"], state["best_epoch"]
         wall, hist = state["wall_s"], list(state["history"])
         log(f"{stage.name}: resuming after epoch {start_epoch}/{recipe.epochs}")
@@ -208,6 +215,7 @@ def train_stage(
             "optimizer": optimizer.state_dict(),
             "method": method.state_dict(),
             "scaler": scaler.state_dict(),
+            **({"lookahead": lookahead.state_dict()} if lookahead is not None else {}),
             "epoch": epoch + 1,
             "best_val": best_val,
             "best_epoch": best_epoch,
