@@ -84,6 +84,7 @@ class StageConfig:
     label_smoothing: float = opt(0.0, "on the hard-label cross-entropy")
     lookahead_steps: int = opt(0, "Lookahead: k fast optimizer steps per slow update (0: off)")
     lookahead_alpha: float = opt(0.5, "Lookahead: slow weights move this fraction towards the fast ones every k steps")
+    tta_flip: bool = opt(False, "evaluate with the mean logits of the image and its mirror (a teacher also teaches with them); never exported")
     mixup: float = opt(0.0, "mixup Beta(α, α) concentration, 0: off; the teacher sees the same mixed images (classification, in-memory data)")
     cutmix: float = opt(0.0, "cutmix Beta(α, α) concentration, 0: off; with mixup too, each sample takes one of the two")
 

@@ -197,7 +197,7 @@ def train_stage(
             torch.cuda.reset_peak_memory_stats(rt.device)
         record = _train_epoch(stage, step, teacher, cached, train, optimizer, scaler, rt, epoch, task)
         train_s = timer.elapsed
-        v = evaluate(model, val, rt.amp, task)
+        v = evaluate(tta(model, recipe), val, rt.amp, task)
         if not math.isfinite(v.loss):  # finite training loss, NaN outputs on val: the weights are as broken
             _stop_if_diverged(stage, epoch, len(train) - 1, len(train), where="validation loss")
         record.update(val_loss=round(v.loss, 6), **prefixed("val", v))
@@ -233,6 +233,15 @@ def train_stage(
     method.detach()
     distributed.barrier()  # every rank sees the last checkpoints before reading them back
     return finish_stage(stage, model, data, out_dir, rt, select, best_epoch, wall, len(hist))
+
+
+def tta(model: nn.Module, recipe: StageConfig) -> nn.Module:
+    """``model`` wrapped in flip TTA for evaluation when ``recipe.tta_flip``."""
+    if not recipe.tta_flip:
+        return model
+    from edgekd.models.wrappers import FlipTTA
+
+    return FlipTTA(model)
 
 
 def mix_options(recipe: StageConfig, data: Dataset) -> dict[str, Any]:
@@ -325,15 +334,16 @@ def finish_stage(stage, model, data, out_dir, rt: Runtime, select, best_epoch, w
     task = get_task(data.task)
     test = eval_batches(data.test, data, stage.eval_batch_size, rt)
     val = eval_batches(data.val, data, stage.eval_batch_size, rt)
-    last_test = evaluate(model, test, rt.amp, task)
-    last_val = evaluate(model, val, rt.amp, task)
+    scored = tta(model, stage.recipe)  # the same weights, evaluated with flip TTA when the recipe asks
+    last_test = evaluate(scored, test, rt.amp, task)
+    last_val = evaluate(scored, val, rt.amp, task)
     chosen_epoch = epochs_run
     if select == "best_val" and best_epoch > 0 and best_epoch != epochs_run:
         best_path = out_dir / f"{stage.name}_best.pt"
         load_weights(model, load_checkpoint(best_path)["state_dict"], best_path)
         chosen_epoch = best_epoch
-    v = evaluate(model, val, rt.amp, task) if chosen_epoch != epochs_run else last_val
-    t = evaluate(model, test, rt.amp, task) if chosen_epoch != epochs_run else last_test
+    v = evaluate(scored, val, rt.amp, task) if chosen_epoch != epochs_run else last_val
+    t = evaluate(scored, test, rt.amp, task) if chosen_epoch != epochs_run else last_test
     c, (h, w) = data.in_channels, data.image_size
     result = {
         "arch": stage.arch,
