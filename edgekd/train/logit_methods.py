@@ -89,7 +89,8 @@ class DecoupledKD(DistillMethod):
 
     def __init__(self, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.temperature, self.alpha, self.beta, self.label_smoothing = temperature, alpha, beta, label_smoothing
+        # not `alpha`: that name means Hinton's soft-term weight (recorded in checkpoints as such)
+        self.temperature, self.tckd_weight, self.nckd_weight, self.label_smoothing = temperature, alpha, beta, label_smoothing
 
     @classmethod
     def from_config(cls, distill: Any, stage: Any) -> DecoupledKD:
@@ -97,7 +98,7 @@ class DecoupledKD(DistillMethod):
 
     def forward(self, student_logits, teacher_logits, targets):
         task = task_ce(student_logits, targets, self.label_smoothing)
-        tckd, nckd = dkd_loss(student_logits, teacher_logits, target_classes(targets, teacher_logits), self.alpha, self.beta, self.temperature)
+        tckd, nckd = dkd_loss(student_logits, teacher_logits, target_classes(targets, teacher_logits), self.tckd_weight, self.nckd_weight, self.temperature)
         kd = tckd + nckd
         return {"loss": task + kd, "task_loss": task.detach(), "kd_loss": kd.detach(), "tckd": tckd.detach(), "nckd": nckd.detach()}
 
