@@ -15,7 +15,7 @@ BUNDLE ?= artifacts/$(notdir $(RUN))
 PYTEST_ARGS ?=
 BUDGET ?= flash_kb=64,device=cortex-m4-120mhz
 
-.PHONY: help venv distill export bench search test test-slow lint test-arm arm64-emu mcu-estimate clean
+.PHONY: help venv distill export bench search test test-slow lint test-arm test-mcu mcu-tools arm64-emu mcu-estimate mcu-emulate clean
 
 help:
 	@echo "make distill export   train on $(CONFIG) into $(RUN), then export the bundle to $(BUNDLE)"
@@ -26,6 +26,8 @@ help:
 	@echo "make lint             ruff: lint and format check (settings in pyproject.toml)"
 	@echo "make test-arm         run the Pi code path on emulated ARM64 (qemu-user; sets up .cache/arm64-emu)"
 	@echo "make mcu-estimate     MCU latency estimates vs the published MLPerf Tiny ResNet-8 figures"
+	@echo "make test-mcu         build the MCU app (TFLM + CMSIS-NN) for digits, run it on QEMU Cortex-M4 and M7"
+	@echo "make mcu-emulate      ResNet-8 on QEMU Cortex-M4/M7: flash/RAM, instructions per op, estimates vs published"
 	@echo "make venv             create $(VENV) and install edgekd with every extra"
 	@echo "make clean            remove runs/, artifacts/ and the virtual environment"
 
@@ -69,6 +71,19 @@ test-arm: arm64-emu
 
 mcu-estimate: $(STAMP)
 	$(BIN)/python benchmarks/mcu_estimate.py
+
+# The Arm bare-metal toolchain and QEMU from Debian packages (needs root; idempotent)
+mcu-tools:
+	@command -v arm-none-eabi-g++ >/dev/null && command -v qemu-system-arm >/dev/null || \
+	  { apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+	    gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm; }
+
+# The first run compiles TFLite Micro + CMSIS-NN per core (cached in ~/.cache/edgekd/mcu); later runs take seconds
+test-mcu: $(STAMP) mcu-tools
+	$(BIN)/python -m pytest -q --runslow tests/test_mcu_emulate.py $(PYTEST_ARGS)
+
+mcu-emulate: $(STAMP) mcu-tools
+	$(BIN)/python benchmarks/mcu_emulate.py
 
 clean:
 	rm -rf runs artifacts $(VENV)

@@ -87,6 +87,8 @@ def main() -> int:
         row = next(r for r in json.loads(mcu_json.read_text())["results"] if r["format"] == "tflite_int8")
         t, f = row.get("tflm") or {}, p["figures"]
         fits = b.returncode == 0 and (t.get("budget") or {}).get("fits", True)
+        if budget.get("model_kb") is not None:  # the bench checks flash and RAM; the model size here
+            fits = fits and t.get("model_bytes", 0) / 1024 <= budget["model_kb"]
         fails += not fits
         print(f"{p['candidate_key']:<28} {p['recipe']:<6} {100 * p['val_acc']:>6.2f} {f.get('flash_kb', float('nan')):>16.1f} {t.get('flash_bytes', 0) / 1024:>15.1f} "
               f"{f.get('ram_kb', float('nan')):>16.2f} {(t.get('arena_bytes') or 0) / 1024:>15.2f}  {'yes' if fits else 'NO'}")

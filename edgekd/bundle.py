@@ -18,8 +18,9 @@ from edgekd.paths import UnsafePathError, escaping_links, member
 MANIFEST = "manifest.json"
 FORMAT = "edgekd.bundle/1"
 # Folders inside a bundle that hold reports about it, not parts of it: `edgekd bench` writes to
-# BUNDLE/bench/<device> by default (and `make bench` does), which must not make the next verification fail.
-REPORT_DIRS = ("bench",)
+# BUNDLE/bench/<device> by default (and `make bench` does), `edgekd mcu build` its firmware to
+# BUNDLE/mcu/<core>; neither must make the next verification fail.
+REPORT_DIRS = ("bench", "mcu")
 
 
 class BundleError(EdgekdError):

@@ -42,7 +42,11 @@ def model_payload(model, arch: str, kwargs: dict, data_info: dict, role: str, **
     """The model-only part of a checkpoint (state dict copied to CPU)."""
     # contiguous: a channels-last model's weights are saved in the default layout
     state = {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-    return {"role": role, "arch": arch, "kwargs": dict(kwargs), "data": data_info, "state_dict": state, **extra}
+    kwargs = dict(kwargs)
+    padding = getattr(model, "padding_mode_name", None)  # registry CNNs: how strided convs pad
+    if isinstance(padding, str):
+        kwargs.setdefault("padding", padding)  # recorded, so a later default cannot change the model
+    return {"role": role, "arch": arch, "kwargs": kwargs, "data": data_info, "state_dict": state, **extra}
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -109,9 +113,8 @@ def checkpoint_arch(ckpt: dict[str, Any], path: str | Path, arch: str | Iterable
         if name not in vouched(arch):
             raise CheckpointError(
                 f"checkpoint {path} names the factory {name!r}; a name inside a file is looked up in the "
-                "model registry "
-                "only (`edgekd models`), never imported. If you trust that factory, name it yourself: the config's "
-                "teacher.arch/student.arch, or edgekd.load_model(path, arch=...)"
+                "model registry only (`edgekd models`), never imported. If you trust that factory, name it "
+                "yourself: the config's teacher.arch/student.arch, or edgekd.load_model(path, arch=...)"
             )
     elif name not in MODELS:
         raise CheckpointError(f"checkpoint {path}: {MODELS.unknown_message(name)}")
@@ -131,10 +134,24 @@ def build_model(ckpt: dict[str, Any], path: str | Path = "<checkpoint>", arch: s
     data = ckpt["data"]
     shape = (data["num_classes"], data["in_channels"], tuple(data["image_size"]))
     # the weights come from the checkpoint: a torchvision/timm model's `pretrained` file is not read again
-    kwargs = {k: v for k, v in ckpt.get("kwargs", {}).items() if k != "pretrained"}
+    kwargs = legacy_kwargs(name, {k: v for k, v in ckpt.get("kwargs", {}).items() if k != "pretrained"})
     model = create_model(name, *shape, **kwargs)
     load_weights(model, ckpt["state_dict"], path)
     return model.eval()
+
+
+def legacy_kwargs(arch: str, kwargs: dict[str, Any]) -> dict[str, Any]:
+    """``kwargs`` completed for a checkpoint written before its model had an option: a registry
+    model that takes ``padding`` but whose checkpoint records none was trained with PyTorch's
+    symmetric padding (``padding: torch``), the only mode there was (:mod:`edgekd.models.layers`)."""
+    import inspect
+
+    from edgekd.models import MODELS
+
+    if "padding" in kwargs or ":" in arch or arch not in MODELS:
+        return dict(kwargs)
+    takes_padding = "padding" in inspect.signature(MODELS.get(arch)).parameters
+    return {**kwargs, "padding": "torch"} if takes_padding else dict(kwargs)
 
 
 def load_weights(model, state_dict: dict, path: str | Path) -> None:

@@ -182,6 +182,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "  edgekd bench --artifacts artifacts/digits --full-test      # accuracy on the whole test split\n"
             "  edgekd bench --device rpi --artifacts ~/edgekd/bundles/digits   # on the Pi\n"
             "  edgekd bench --device mcu --mcu cortex-m4-120mhz --artifacts artifacts/digits\n"
+            "  edgekd bench --device mcu --emulate cortex-m4 --artifacts artifacts/digits   # on a QEMU Cortex-M4\n"
             "  edgekd bench --device mcu --model resnet8_quant.tflite --json mcu.json"
         ),
         formatter_class=_Formatter,
@@ -204,6 +205,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--ram-kb", type=float, metavar="KB", help="mcu: RAM budget for the tensor arena in KB (default: the profile's)")
     p.add_argument("--allow-unsupported", action="store_true",
                    help="exit 0 although a model cannot run on the device (an op TFLite Micro lacks, over the MCU budget); its row still fails")
+    p.add_argument("--emulate", metavar="CORE", help="mcu: build the app (TFLM + CMSIS-NN) for cortex-m4|m7|m33|m55, run it on QEMU: instructions per op, outputs bit-exact with the host")
     p.set_defaults(func=_cmd_bench)
 
 
@@ -228,6 +230,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         flash_kb=args.flash_kb,
         ram_kb=args.ram_kb,
         allow_unsupported=args.allow_unsupported,
+        emulate=args.emulate,
     )
     failures = report.failures
     if failures:  # the documented failure summary: one line naming every row that did not run or pass
@@ -411,6 +414,7 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
             "`edgekd search --worker --storage URL` on other machines to share the trials).\n\n"
             "budget keys (any subset, comma-separated KEY=VALUE):\n"
             "  flash_kb     int8 model + TFLite Micro runtime estimate, KB (as edgekd bench --device mcu)\n"
+            "  model_kb     the int8 .tflite alone, KB (MLPerf Tiny: ≤ 100 KB int8)\n"
             "  ram_kb       TFLite Micro tensor arena, KB\n"
             "  device       MCU profile (cortex-m7-216mhz, cortex-m4-120mhz, …): default flash_kb/ram_kb\n"
             "  latency_ms   MCU latency ESTIMATE on device, ms\n"
@@ -529,8 +533,60 @@ def _cmd_datasets(args: argparse.Namespace) -> int:
     return _registry_table(DATASETS, "data sources", "data.name")
 
 
+def _add_mcu(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "mcu",
+        help="build the microcontroller app (TFLite Micro + CMSIS-NN) for a Cortex-M core; run it on QEMU",
+        description=(
+            "mcu build: build deploy/mcu/main.cc for a bundle's int8 model (or one .tflite) against TFLite Micro +\n"
+            "CMSIS-NN for a Cortex-M core, as a bare-metal ELF for that core's QEMU board (cortex-m4: mps2-an386,\n"
+            "cortex-m7: mps2-an500, cortex-m33: mps2-an505, cortex-m55: mps3-an547). Only the kernels the model\n"
+            "needs are compiled (--kernels all: every kernel); each object file is cached under ~/.cache/edgekd/mcu\n"
+            "($EDGEKD_CACHE), so a second build takes seconds. Prints flash and RAM from the linker map next to the\n"
+            "host estimate; writes OUT/app.elf, app.map, the config header and build.json. With --run, runs the ELF\n"
+            "on the board (-icount: instruction counts per operator) and checks every int8 output value against the\n"
+            "TFLite Micro interpreter on the host: exit 1 when any differs. Needs the Arm toolchain and QEMU:\n"
+            "apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm"
+        ),
+        epilog=(
+            "examples:\n"
+            "  edgekd mcu build --artifacts artifacts/digits --core cortex-m4 --run\n"
+            "  edgekd mcu build --model resnet8_quant.tflite --core cortex-m7 --out build/resnet8-m7 --run\n"
+            "  edgekd mcu build --artifacts artifacts/digits --core cortex-m55 --tflm ~/src/tflite-micro"
+        ),
+        formatter_class=_Formatter,
+    )
+    actions = p.add_subparsers(title="actions", metavar="ACTION")
+    b = actions.add_parser("build", help="build (and with --run, emulate) the app for one model and core", description=p.description, epilog=p.epilog, formatter_class=_Formatter)
+    b.add_argument("--artifacts", metavar="DIR", help="bundle folder: its student_int8.tflite and eval.npz")
+    b.add_argument("--model", metavar="FILE", help="one int8 .tflite instead of a bundle (random sample images)")
+    b.add_argument("--role", default="student", help="bundle model to build (student, teacher, baseline; default student)")
+    b.add_argument("--core", default="cortex-m4", help="cortex-m4 | cortex-m7 | cortex-m33 | cortex-m55 (default cortex-m4)")
+    b.add_argument("--out", metavar="DIR", help="build folder (default: BUNDLE/mcu/CORE; required with --model)")
+    b.add_argument("--tflm", metavar="DIR", help="a tflite-micro checkout or a folder of its source archives (default: $EDGEKD_THIRD_PARTY or ../shared/third_party)")
+    b.add_argument("--kernels", default="model", help="model: only the kernels the model needs (default); all: every TFLM and CMSIS-NN kernel")
+    b.add_argument("--samples", type=int, default=4, metavar="N", help="eval images embedded for the self-test (default 4)")
+    b.add_argument("--run", action="store_true", help="run on the core's QEMU board and compare the outputs with the host's")
+    b.add_argument("--jobs", type=int, metavar="N", help="parallel compiler processes (default: every core)")
+    b.set_defaults(func=_cmd_mcu_build)
+    p.set_defaults(func=lambda args: (p.print_help(), EXIT_USAGE)[1])
+
+
+def _cmd_mcu_build(args: argparse.Namespace) -> int:
+    from edgekd.mcu.app import mcu_build, summary_lines
+
+    info = mcu_build(model=args.model, artifacts=args.artifacts, core=args.core, out=args.out, tflm=args.tflm, kernels=args.kernels,
+                     samples=args.samples, run=args.run, role=args.role, jobs=args.jobs)
+    for line in summary_lines(info):
+        print(line)
+    if args.run and not info.get("bit_exact"):
+        print(f"edgekd: mcu build: {args.core}: {'; '.join(info.get('problems') or ['outputs differ from the host'])}", file=sys.stderr)
+        return EXIT_GATE
+    return 0
+
+
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_distill, _add_sweep, _add_search, _add_export, _add_bench, _add_deploy, _add_predict, _add_verify, _add_models, _add_methods, _add_datasets,
+    _add_distill, _add_sweep, _add_search, _add_export, _add_bench, _add_mcu, _add_deploy, _add_predict, _add_verify, _add_models, _add_methods, _add_datasets,
 ]
 
 

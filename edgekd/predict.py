@@ -22,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.bundle import read_manifest, require_verified
+from edgekd.bundle import bundle_file, read_manifest, require_verified
 from edgekd.errors import EdgekdError
+from edgekd.limits import check_number, check_threads
 from edgekd.tasks import get_task
 
 DEFAULT_FORMAT = "tflite_int8"  # what a device runs; --format chooses another file of the bundle
@@ -95,9 +96,8 @@ class Predictor:
         self.file = _pick_file(manifest, model, format)
         entry = manifest["models"][self.file]
         self.format, self.model = entry["format"], model
-        if threads is not None and threads < 1:
-            raise PredictError(f"threads must be at least 1, got {threads}")
-        self.runner = open_runner(self.bundle / self.file, threads=threads)
+        check_threads("--threads", threads, error=PredictError)
+        self.runner = open_runner(bundle_file(self.bundle, manifest, self.file), threads=threads)  # a name that stays inside the bundle
         self.height, self.width, self.channels = _input_hwc(manifest, entry)
         prep = manifest.get("preprocessing", {})
         self.resize_filter = str(prep.get("resize", "bilinear"))
@@ -303,8 +303,7 @@ def predict(
     from edgekd.atomic import write_json
     from edgekd.ui import print_table
 
-    if top_k < 1 or top_k > 1000:
-        raise PredictError(f"--top-k must be between 1 and 1000, got {top_k}")
+    check_number("--top-k", top_k, integer=True, low=1, high=1000, error=PredictError)
     paths = expand_images(images)
     if not paths:
         raise PredictError("no images given")

@@ -129,7 +129,17 @@ class Task:
         drop = metrics[ref_key] - metrics[got_key]
         if drop > bounds.max_acc_drop:
             problems.append(f"{drop_label} drop {100 * drop:.2f} points > {100 * bounds.max_acc_drop:.2f}")
+        # the outputs themselves, not only the decisions: a model whose decisions are all alike
+        # (collapsed) agrees with PyTorch on every image however distorted its logits are
+        snr = metrics.get("logit_snr_db")
+        if not exact and snr is not None and snr < bounds.min_logit_snr_db:
+            problems.append(f"logit SNR {snr:.1f} dB < {bounds.min_logit_snr_db:g} dB (max |Δlogit| {metrics['max_abs_diff']:.3g})")
+        problems += self.collapse_problems(metrics, bounds)
         return problems
+
+    def collapse_problems(self, metrics: dict[str, Any], bounds: Any) -> list[str]:
+        """Why the predictions look collapsed onto (nearly) one decision; empty when they do not."""
+        return []
 
     parity_headers: ClassVar[tuple[str, ...]]
 
@@ -168,15 +178,38 @@ def _flat(a: np.ndarray) -> np.ndarray:
     return a.reshape(len(a), -1)
 
 
-def _diffs(outputs: np.ndarray, reference: np.ndarray) -> dict[str, Any]:
+SNR_CAP_DB = 200.0  # reported for outputs equal to the reference (JSON has no infinity)
+
+
+def logit_snr_db(outputs: np.ndarray, reference: np.ndarray, center: bool) -> float:
+    """10·log10(Σ reference² / Σ (outputs − reference)²) over all images and outputs, in dB.
+
+    ``center``: subtract each image's mean logit from both first, so that a constant offset,
+    which changes no softmax, neither counts as signal nor as error (class logits)."""
+    out, ref = _flat(outputs).astype(np.float64), _flat(reference).astype(np.float64)
+    if center:
+        out, ref = out - out.mean(1, keepdims=True), ref - ref.mean(1, keepdims=True)
+    noise, signal = float(((out - ref) ** 2).sum()), float((ref**2).sum())
+    if noise == 0.0:
+        return SNR_CAP_DB
+    if signal == 0.0:
+        return -SNR_CAP_DB
+    return round(min(SNR_CAP_DB, max(-SNR_CAP_DB, 10.0 * np.log10(signal / noise))), 3)
+
+
+def _diffs(outputs: np.ndarray, reference: np.ndarray, center: bool = False) -> dict[str, Any]:
     """max/mean |Δlogit|, and how many outputs (and reference logits) are NaN or ±inf: with any,
     the differences are undefined (None; every comparison with NaN is false, so a NaN difference
     would pass its bound) and the format fails (:meth:`Task.parity_problems`)."""
     bad = int((~np.isfinite(outputs)).sum()), int((~np.isfinite(reference)).sum())
     if any(bad):
-        return {"max_abs_diff": None, "mean_abs_diff": None, "nonfinite": bad[0], "reference_nonfinite": bad[1]}
+        return {"max_abs_diff": None, "mean_abs_diff": None, "logit_snr_db": None, "nonfinite": bad[0], "reference_nonfinite": bad[1]}
     diff = np.abs(_flat(outputs).astype(np.float64) - _flat(reference).astype(np.float64))
-    return {"max_abs_diff": float(f"{diff.max():.6g}"), "mean_abs_diff": float(f"{diff.mean():.6g}")}
+    return {
+        "max_abs_diff": float(f"{diff.max():.6g}"),
+        "mean_abs_diff": float(f"{diff.mean():.6g}"),
+        "logit_snr_db": logit_snr_db(outputs, reference, center),
+    }
 
 
 def _shown(value: float | None) -> str:
@@ -191,7 +224,7 @@ class Classification(Task):
     metric_short = "acc"
     targets_key = "labels"
     summary_columns = (("val_acc", "val acc %"), ("test_acc", "test acc %"))
-    parity_headers = ("max |Δlogit|", "top-1 agree %", "test acc %")
+    parity_headers = ("max |Δlogit|", "logit SNR dB", "top-1 agree %", "test acc %")
     agreement = ("top1_agreement", "top-1 agreement")
     metric_drop = ("reference_acc", "test_acc", "accuracy")
     sum_names = ("loss", "correct")
@@ -234,16 +267,31 @@ class Classification(Task):
 
     def parity_metrics(self, outputs, reference, targets):
         pred, ref_pred = outputs.argmax(1), reference.argmax(1)
+        top = np.bincount(pred, minlength=outputs.shape[1])
         return {
             "n": int(len(targets)),
             "test_acc": round(float((pred == targets).mean()), 6),
             "reference_acc": round(float((ref_pred == targets).mean()), 6),
             "top1_agreement": round(float((pred == ref_pred).mean()), 6),
-            **_diffs(outputs, reference),
+            **_diffs(outputs, reference, center=True),
+            # the most predicted class and its share of the images, beside the labels' largest share
+            "top_class": int(top.argmax()),
+            "top_class_share": round(float(top.max() / max(len(pred), 1)), 6),
+            "label_top_share": round(float(np.bincount(targets).max() / max(len(targets), 1)), 6) if len(targets) else 0.0,
         }
 
+    def collapse_problems(self, metrics, bounds):
+        share, label_share = metrics["top_class_share"], metrics["label_top_share"]
+        if share <= max(bounds.max_class_share, label_share):
+            return []
+        return [
+            f"COLLAPSED: class {metrics['top_class']} for {100 * share:.1f}% of the {metrics['n']} images (the labels' largest "
+            f"class is {100 * label_share:.1f}%; bound {100 * bounds.max_class_share:g}%): agreement with PyTorch proves nothing"
+        ]
+
     def parity_cells(self, m):
-        return [_shown(m['max_abs_diff']), f"{100 * m['top1_agreement']:.2f}", f"{100 * m['test_acc']:.2f}"]
+        snr = m.get("logit_snr_db")
+        return [_shown(m['max_abs_diff']), "—" if snr is None else f"{snr:.1f}", f"{100 * m['top1_agreement']:.2f}", f"{100 * m['test_acc']:.2f}"]
 
     def check_eval(self, images, targets, num_classes):
         if targets.ndim != 1 or len(targets) != len(images):

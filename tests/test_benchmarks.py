@@ -60,6 +60,6 @@ def test_int8_column_is_the_exported_student(tmp_path: Path) -> None:
     distill(out=run, set=tiny_overrides(**{"distill.baseline": "false", "student.epochs": 4, "student.lr": 0.2}))
     acc = bench.int8_test_acc(run / "student.pt", run)
     manifest = json.loads((run / "int8-student" / "manifest.json").read_text())
-    assert sorted(manifest["files"]) == ["config.yaml", "eval.npz", "student_int8.tflite", "student_int8_model_data.cc", "student_int8_model_data.h", "summary.json"]
+    assert sorted(manifest["files"]) == ["config.yaml", "eval.npz", "quant_report.json", "student_int8.tflite", "student_int8_model_data.cc", "student_int8_model_data.h", "summary.json"]
     assert acc == manifest["metrics"]["student_int8.tflite"]["test_acc"] and 0.1 < acc <= 1.0
     assert manifest["metrics"]["student_int8.tflite"]["n"] == 359  # the whole digits test split

@@ -66,7 +66,7 @@ def test_bundle_files_and_manifest_schema(bundle: Path) -> None:
     expected = {
         "student.pt", "student.onnx", "student_fp32.tflite", "student_int8.tflite", "student_fp16.tflite",
         "student_dynamic.tflite", "teacher.pt", "teacher.onnx", "teacher_fp32.tflite",
-        "student_int8_model_data.cc", "student_int8_model_data.h", "eval.npz", "config.yaml", "summary.json", MANIFEST,
+        "student_int8_model_data.cc", "student_int8_model_data.h", "eval.npz", "config.yaml", "summary.json", "quant_report.json", MANIFEST,
     }
     assert {p.name for p in bundle.iterdir()} == expected
     m = json.loads((bundle / MANIFEST).read_text())
@@ -107,7 +107,9 @@ def test_int8_model_is_full_integer(bundle: Path) -> None:
 
 
 def test_int8_model_runs_under_tflite_micro(bundle: Path) -> None:
-    assert_tflm_matches_litert(bundle / "student_int8.tflite", np.load(bundle / "eval.npz")["images"][:20])
+    # the kernels round differently (TFLM reference, LiteRT builtin, XNNPACK): measured up to 3
+    # output steps between TFLM and XNNPACK on int8 ResNet-8s with MEAN and AVERAGE_POOL_2D alike
+    assert_tflm_matches_litert(bundle / "student_int8.tflite", np.load(bundle / "eval.npz")["images"][:20], steps=3)
 
 
 def test_parity_metrics_in_bounds(bundle: Path) -> None:

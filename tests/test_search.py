@@ -22,8 +22,8 @@ optuna = pytest.importorskip("optuna", reason="optuna is not installed (pip inst
 
 
 def test_budget_parses_every_key_and_takes_the_profile_memories():
-    b = parse_budget("flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50,macs=12.5M,params=100k,host_ms=5")
-    assert b == Budget(flash_kb=256, ram_kb=128, device="cortex-m7-216mhz", latency_ms=50, host_ms=5, macs=12.5e6, params=1e5)
+    b = parse_budget("flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50,macs=12.5M,params=100k,host_ms=5,model_kb=100")
+    assert b == Budget(flash_kb=256, model_kb=100, ram_kb=128, device="cortex-m7-216mhz", latency_ms=50, host_ms=5, macs=12.5e6, params=1e5)
     # a device alone: its flash and RAM are the limits; a bare core name means its default profile
     assert parse_budget("device=cortex-m4") == Budget(flash_kb=2048, ram_kb=640, device="cortex-m4-120mhz")
     assert parse_budget(None) == Budget() and Budget().limits() == {}
@@ -215,3 +215,47 @@ def test_digits_search_of_12_trials_in_10_minutes_and_the_front_fits(tmp_path):
                           cwd=REPO, capture_output=True, text=True, timeout=1800)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     assert "within" in proc.stdout and " NO" not in proc.stdout
+
+
+def test_search_over_resolutions_trains_a_teacher_per_input_size(tmp_path):
+    from edgekd.search import search
+
+    space = tmp_path / "space.yaml"
+    space.write_text("resolution: [8, 12]\nfamilies:\n  tiny: {archs: [test_student], width: [2]}\n")
+    result = search(set=tiny_overrides(**{"teacher.epochs": 1}), budget="params=2000", space=str(space), trials=2, trial_epochs=1,
+                    finalists=0, out=str(tmp_path / "s"), pruner="none")
+    trained = [t for t in result["trials"] if t["status"] == "trained"]
+    assert sorted(t["candidate"]["resolution"] for t in trained) == [8, 12]
+    assert (tmp_path / "s" / "teacher-r8" / "teacher.pt").is_file() and (tmp_path / "s" / "teacher-r12" / "teacher.pt").is_file()
+    for t in trained:  # each trial ran at its size, taught by the teacher of that size
+        cfg = (Path(t["run"]) / "config.yaml").read_text()
+        assert f"image_size: {t['candidate']['resolution']}" in cfg and f"teacher-r{t['candidate']['resolution']}" in cfg
+    assert t["figures"]["macs"] > 0 and result["best"] is None
+
+
+def test_lower_bounds_rule_out_a_candidate_without_exporting_it():
+    from edgekd.search.measure import measure_candidate
+    from edgekd.search.space import Candidate
+
+    cand = Candidate("plain", "plain2", 1.0, None)  # 13 k conv/linear weights at 32×32 RGB: ≥ 12.7 KB int8
+    kw = dict(num_classes=10, in_channels=3, native_size=(32, 32))
+    f = measure_candidate(cand, Budget(model_kb=10), **kw)
+    assert f["early_stop"] and "tflite" not in f and f["weight_bytes"] > 10 * 1024
+    f = measure_candidate(cand, Budget(flash_kb=30, device="cortex-m4-120mhz"), **kw)  # 12.7 + 20 KB runtime base > 30
+    assert f["early_stop"] and "tflite" not in f
+    f = measure_candidate(cand, Budget(device="cortex-m0plus-64mhz", latency_ms=1, flash_kb=512, ram_kb=144), **kw)
+    assert f["early_stop"] and "tflite" not in f  # 1.2 M MACs at ≥ 6.5 cycles each on 64 MHz: ≥ 100 ms
+    from edgekd.search.measure import early_violations
+
+    assert [v.split(" ")[0] for v in early_violations(f, Budget(model_kb=10, flash_kb=30, latency_ms=1, device="cortex-m0plus-64mhz"))] == ["model_kb", "flash_kb", "latency_ms"]
+
+
+def test_shipped_spaces_load():
+    from edgekd.search.space import load_space
+
+    from tests.conftest import REPO
+
+    spaces = sorted((REPO / "configs" / "spaces").glob("*.yaml"))
+    assert spaces
+    for path in spaces:
+        assert load_space(path).size() > 0

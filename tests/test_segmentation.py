@@ -382,7 +382,8 @@ def test_bench_reports_mean_iou_on_cpu_and_tflite_micro(seg_bundle: Path, seg_ru
     assert row["accuracy"] == row["miou"] == row["tflm"]["accuracy"]
     assert row["accuracy"] == pytest.approx(rows["student", "tflite_int8"]["accuracy"], abs=0.02)
     header = next((tmp_path / "mcu").glob("*_tflm_config.h")).read_text()
-    assert "kEdgekdSampleLabel = -1;" in header  # a mask has no expected class
+    assert "kEdgekdSampleLabels[kEdgekdNumSamples] = {-1};" in header  # a mask has no expected class
+    assert "kEdgekdHasExpected = true;" in header  # the app checks the whole output map against the host's
 
 
 def test_classification_paths_are_unchanged(run_dir: Path, tiny_bundle: Path) -> None:

@@ -295,3 +295,25 @@ def test_a_file_system_refusal_is_one_line(monkeypatch: pytest.MonkeyPatch, caps
     monkeypatch.setattr(run, "distill", refused)
     assert main(["distill", "--out", "/mnt/ro/run"]) == 2
     assert error_line(capsys.readouterr().err) == "edgekd: error: /mnt/ro/run/config.yaml: Permission denied"
+
+
+def test_a_folder_made_ready_for_a_run_is_kept(tmp_path: Path) -> None:
+    """A folder holding only a link to a shared teacher cache (what `edgekd search` prepares) takes
+    a run, and keeps the link; any other link or file makes the folder not edgekd's."""
+    from edgekd.train.run_folder import check_new_run, not_a_run, start_run_dir
+
+    shared = tmp_path / "shared-cache"
+    shared.mkdir()
+    (shared / "teacher-abc.pt").write_bytes(b"cache")
+    trial = tmp_path / "trial"
+    trial.mkdir()
+    (trial / "teacher_cache").symlink_to(shared, target_is_directory=True)
+    cfg = load_config(None, tiny_overrides())
+    check_new_run(cfg, trial, overwrite=False)
+    start_run_dir(cfg, trial, resume=False)
+    assert (trial / "teacher_cache").is_symlink() and (trial / "config.yaml").is_file()
+    assert (shared / "teacher-abc.pt").read_bytes() == b"cache"
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "data").symlink_to(shared, target_is_directory=True)
+    assert not_a_run(other) == "it has no edgekd config.yaml"

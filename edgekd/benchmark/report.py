@@ -362,6 +362,27 @@ def mcu_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
+EMULATED_COLUMNS = ["model", "core (QEMU board)", "flash KB (map)", "RAM KB (map)", "instructions / inference", "≈ cycles (TFLM + CMSIS-NN)", "top ops (instruction share)", "outputs vs host"]
+
+
+def emulated_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
+    """``--emulate``: the app built with TFLM + CMSIS-NN and run on the core's QEMU board."""
+    rows = []
+    for r in results:
+        e = (r.get("tflm") or {}).get("emulated")
+        if not e:
+            continue
+        emu = e.get("emulated") or {}
+        top = ", ".join(f"{o['op']} {100 * o['share']:.0f} %" for o in (emu.get("per_op") or [])[:3])
+        verdict = "bit-exact" if e.get("bit_exact") else ("DIFFER" if e.get("problems") else f"FAILED: {e.get('reason') or '?'}")
+        rows.append([
+            r["model"], f"{e.get('core', '?')} ({e.get('board', '?')})",
+            f"{e['flash_bytes'] / 1024:,.1f}" if e.get("flash_bytes") else "—", f"{e['ram_bytes'] / 1024:,.1f}" if e.get("ram_bytes") else "—",
+            f"{emu['instructions']:,}" if emu.get("instructions") else "—", f"{e['est_cycles']:,}" if e.get("est_cycles") else "—", top or "—", verdict,
+        ])
+    return rows
+
+
 def estimate_rows(results: Sequence[dict[str, Any]], chosen: str | None) -> tuple[list[str], list[list[str]]]:
     """One row per MCU profile, one column per int8 model: estimated ms."""
     models = [r for r in results if (r.get("tflm") or {}).get("est_latency_ms")]
@@ -415,6 +436,8 @@ def print_report(report: BenchReport) -> None:
         head, rows = estimate_rows(report.results, report.host.get("mcu_profile"))
         if rows:
             print_table("MCU latency ESTIMATES (not measured)", head, rows)
+        if emulated_rows(report.results):
+            print_table("MCU app on QEMU (TFLite Micro + CMSIS-NN; instructions counted, cycles estimated)", EMULATED_COLUMNS, emulated_rows(report.results))
     for line in report.budget_failures:
         print(f"  {line}")
     for line in reasons(report.results):
@@ -480,6 +503,8 @@ def markdown(report: BenchReport, plot_name: str | None) -> str:
         head, rows = estimate_rows(report.results, h.get("mcu_profile"))
         if rows:
             out += ["", "### MCU latency estimates (not measurements)", "", markdown_table(head, rows), ""]
+        if emulated_rows(report.results):
+            out += ["", "### MCU app on QEMU (TFLite Micro + CMSIS-NN)", "", markdown_table(EMULATED_COLUMNS, emulated_rows(report.results)), ""]
     out += [f"- {line}" for line in reasons(report.results)]
     if report.comparisons:
         out += ["", "## Student vs teacher", "", markdown_table(comparison_columns(metric_short(s)), comparison_rows(report.comparisons))]

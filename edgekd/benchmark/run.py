@@ -24,7 +24,7 @@ from edgekd.outputs import check_output_file, check_report_dir
 from edgekd.paths import is_under
 from edgekd.registry import did_you_mean
 
-ROLE_ORDER = ("student", "teacher", "baseline")
+ROLE_ORDER = ("student", "student_qat", "teacher", "baseline")  # the QAT int8 file right after the PTQ one
 
 
 def latest_bundle(root: str | Path = "artifacts") -> Path:
@@ -178,6 +178,7 @@ def bench(
     flash_kb: float | None = None,
     ram_kb: float | None = None,
     allow_unsupported: bool = False,
+    emulate: str | None = None,
 ) -> BenchReport:
     """Benchmark every model file of a bundle on ``device``; returns the report.
 
@@ -196,14 +197,17 @@ def bench(
     exits 1); so does a model the target cannot run (an op TFLite Micro lacks, over the MCU budget,
     a format asked for by name that the device does not take), unless ``allow_unsupported``.
     Rows of formats the device does not take that were not asked for by name are skipped.
-    The output folder (and ``json``) is checked before anything is measured.
+    The output folder (and ``json``) is checked before anything is measured. ``emulate`` (mcu): a
+    Cortex-M core (``cortex-m4``): build each int8 model's app with TFLite Micro + CMSIS-NN, run it
+    on the core's QEMU board, count instructions per op and fail the row if any int8 output differs
+    from the host TFLM interpreter's.
     """
     from edgekd.ui import log
 
     _check_settings(runs, warmup, threads, min_accuracy)
     if model is not None and (artifacts is not None or full_test):
         raise BenchError("--model benches one model file: leave out --artifacts and --full-test")
-    target = _target(device, threads, {"force": force, "mcu": mcu, "flash_kb": flash_kb, "ram_kb": ram_kb})
+    target = _target(device, threads, {"force": force, "mcu": mcu, "flash_kb": flash_kb, "ram_kb": ram_kb, "emulate": emulate})
     if model is not None:
         bundle, manifest = lone_model(model)
         default_out = Path("bench") / Path(model).stem

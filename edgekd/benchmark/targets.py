@@ -254,10 +254,10 @@ class McuTarget(BenchTarget):
 
     name = "mcu"
     description = "microcontroller class: TFLite Micro ops/arena/accuracy on this host, flash and latency estimated per MCU profile"
-    options = ("mcu", "flash_kb", "ram_kb")
+    options = ("mcu", "flash_kb", "ram_kb", "emulate")
     timeout_s: ClassVar[float] = 1800.0
 
-    def __init__(self, threads: int | None = None, mcu: str | None = None, flash_kb: float | None = None, ram_kb: float | None = None) -> None:
+    def __init__(self, threads: int | None = None, mcu: str | None = None, flash_kb: float | None = None, ram_kb: float | None = None, emulate: str | None = None) -> None:
         from edgekd.mcu.profiles import PROFILES
 
         if threads not in (None, 1):
@@ -267,6 +267,13 @@ class McuTarget(BenchTarget):
         self.profile = PROFILES.get(mcu) if mcu is not None else None
         self.flash_kb = flash_kb if flash_kb is not None else (self.profile.flash_kb if self.profile else None)
         self.ram_kb = ram_kb if ram_kb is not None else (self.profile.ram_kb if self.profile else None)
+        self.emulate = emulate
+        if emulate is not None:
+            from edgekd.mcu import toolchain
+
+            toolchain.BOARDS.get(emulate)  # did-you-mean on a wrong core name
+            for tool in ("arm-none-eabi-gcc", "arm-none-eabi-g++", "qemu-system-arm"):
+                toolchain.require(tool)  # one line naming the packages to install
         super().__init__(1)
 
     def unsupported(self, fmt: str) -> str | None:
@@ -319,7 +326,24 @@ class McuTarget(BenchTarget):
                 result.update(status="failed", stage="fit", reason=tflm["budget"]["message"], unsupported=True)
         if result.get("status") == "ok":  # a latency estimate only for a model that runs and fits
             tflm["est_latency_ms"] = estimate.estimates_ms(model)
+            if self.emulate:
+                self.run_emulated(job, result)
         return result
+
+    def run_emulated(self, job: Job, result: dict[str, Any]) -> None:
+        """Build the app for ``self.emulate``, run it on QEMU (:mod:`edgekd.mcu.app`, own process);
+        any int8 output that differs from the host TFLM's fails the row."""
+        from edgekd.bundle import sha256_file
+        from edgekd.data.cache import cache_root
+        from edgekd.tasks import get_task
+
+        out = cache_root() / "mcu" / "app" / f"{sha256_file(job.file)[:16]}-{self.emulate}"
+        emu = run_worker({"file": str(job.file), "eval": job.eval, "targets_key": get_task(job.task).targets_key, "core": self.emulate, "out": str(out)}, "edgekd.mcu.app", None, self.timeout_s)
+        keep = ("core", "board", "flash_bytes", "ram_bytes", "profiler_bytes", "sections", "build_s", "compiled", "cached", "kernels",
+                "arena_host_bytes", "emulated", "est_cycles", "bit_exact", "problems", "app_self_check", "elf")
+        result["tflm"]["emulated"] = {k: emu[k] for k in keep if k in emu} | {"status": emu.get("status"), "reason": emu.get("reason")}
+        if emu.get("status") != "ok":
+            result.update(status="failed", stage=emu.get("stage", "emulate"), reason=emu.get("reason", "the emulated run failed"))
 
     def budget(self, tflm: dict[str, Any]) -> dict[str, Any] | None:
         """Does the model fit the flash/RAM budget? None when no budget was given."""
@@ -343,23 +367,27 @@ class McuTarget(BenchTarget):
             "with reference kernels only to check ops, arena and accuracy",
             "arena: measured by TFLM's recording allocator on this 64-bit host; a 32-bit MCU needs slightly less "
             "(smaller per-tensor structs); flash: model + an estimate of the TFLM runtime and kernels",
-        ]
+        ] + ([
+            f"--emulate {self.emulate}: the app was built with TFLite Micro + CMSIS-NN and run on QEMU; instructions are counted "
+            "(-icount), cycles = instructions × a per-core factor (edgekd.mcu.cpi) and stand for TFLM + CMSIS-NN, while the "
+            "per-profile estimates above are fitted on the fastest published submissions (vendor runtimes); flash/RAM from the linker map",
+        ] if self.emulate else [])
 
     def artifacts(self, out_dir: Path, results: list[dict[str, Any]], files: dict[str, Path], eval_path: Path | None, task: str = "classification") -> dict[str, str]:
-        """``<stem>_tflm_config.h`` per int8 model that runs in TFLM: what deploy/mcu/main.cc includes."""
-        from edgekd.mcu.codegen import write_app_config
+        """``<stem>_tflm_config.h`` per int8 model that runs in TFLM: what deploy/mcu/main.cc includes,
+        with an eval image the int8 model classifies correctly and the host TFLM's int8 output for it
+        (:mod:`edgekd.mcu.hostref`, in its own process), which the app checks value for value."""
+        from edgekd.mcu.codegen import Sample, write_app_config
+        from edgekd.tasks import get_task
 
-        sample = None
-        if eval_path is not None:
-            from edgekd.benchmark.worker import load_eval
-            from edgekd.tasks import get_task
-
-            t = get_task(task)
-            images, targets = load_eval(eval_path, t.targets_key)
-            sample = (images[0], t.sample_label(targets))  # a mask has no expected class: -1
         written = {}
         for row in results:
             tflm = row.get("tflm") or {}
             if row["status"] == "ok" and tflm.get("arena_bytes"):
-                written[f"tflm_config:{row['file']}"] = str(write_app_config(files[row["file"]], tflm, out_dir, sample))
+                samples: list[Sample] = []
+                if eval_path is not None:
+                    job = {"file": str(files[row["file"]]), "eval": str(eval_path), "targets_key": get_task(task).targets_key, "count": 1}
+                    ref = run_worker(job, "edgekd.mcu.hostref", None, self.timeout_s)
+                    samples = [Sample(**s) for s in ref.get("samples", [])]
+                written[f"tflm_config:{row['file']}"] = str(write_app_config(files[row["file"]], tflm, out_dir, samples))
         return written

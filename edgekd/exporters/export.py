@@ -4,6 +4,8 @@ Bundle layout (copied as-is to a Raspberry Pi or into an MCU project)::
 
     student.pt  student.onnx  student_fp32.tflite  student_int8.tflite   (+ _fp16, _dynamic on request)
     teacher.pt  teacher.onnx  teacher_fp32.tflite
+    student_qat_int8.tflite          with distill.qat: the QAT student, full integer, its learned scales kept
+    quant_report.json                per int8 file and layer: SNR vs float, ranges, scale, clipped share, likely fix
     student_int8_model_data.cc/.h    the int8 model as a C array for TensorFlow Lite Micro
     eval.npz                         held-out raw uint8 images (NHWC) + labels (segmentation: masks) + class names
     config.yaml  summary.json        the run's resolved config (with export settings) and results
@@ -20,6 +22,7 @@ import dataclasses
 import datetime
 import json
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -108,10 +111,11 @@ def export(
     check_output_dir(out_dir, "bundle", not_a_bundle, protect=[run_dir], beside=True)
     ecfg = cfg.export
     allow = ecfg.allow_parity_failure if allow_parity_failure is None else allow_parity_failure
-    bounds = Bounds(ecfg.fp32_max_abs_diff, ecfg.min_top1_agreement, ecfg.max_acc_drop)
+    bounds = Bounds(ecfg.fp32_max_abs_diff, ecfg.min_top1_agreement, ecfg.max_acc_drop, ecfg.min_logit_snr_db, ecfg.max_class_share)
 
     from edgekd.checkpoint import load_model
     from edgekd.data import load_dataset
+    from edgekd.exporters.lean import lean_for_export
     from edgekd.models.wrappers import with_preprocessing
 
     roles = [r for r in ecfg.models if (run_dir / f"{r}.pt").is_file()]
@@ -124,6 +128,7 @@ def export(
     test_targets = task.targets(data.test)  # class indices, or masks (N, 1, H, W)
     test_nhwc = data.test.images.transpose(0, 2, 3, 1)
     parity_idx = _sample(data.test.labels, ecfg.parity_samples or len(data.test), cfg.seed)
+    log(f"export: parity on {len(parity_idx)} of the {len(data.test)} test images (export.parity_samples={ecfg.parity_samples})")
     calib_idx = _sample(data.train.labels, ecfg.calibration_samples, cfg.seed + 1)
     eval_idx = _sample(data.test.labels, ecfg.eval_samples, cfg.seed + 2)
     calibration = np.ascontiguousarray(data.train.images[calib_idx].transpose(0, 2, 3, 1))
@@ -157,6 +162,7 @@ def export(
         "models": {},
         "metrics": {},
         "parity_bounds": dataclasses.asdict(bounds),
+        "parity_images": {"used": int(len(parity_idx)), "test_split": int(len(data.test))},
     }
     failures: list[str] = []
     with atomic_dir(out_dir) as tmp, shown_as(tmp, out_dir):
@@ -167,8 +173,10 @@ def export(
             mean, std = ckpt["data"]["mean"], ckpt["data"]["std"]
             wrapped = with_preprocessing(model, mean, std)
             c, (h, w) = len(mean), ckpt["data"]["image_size"]
+            # the same function with fewer TFLite ops (exact; parity below compares against wrapped)
+            lean, rewrites = lean_for_export(wrapped, (1, c, h, w))
             formats = ecfg.formats if role == "student" else ecfg.teacher_formats
-            job = ExportJob(role, wrapped, ckpt, (1, c, h, w), ecfg, calibration, tmp, work)
+            job = ExportJob(role, lean, ckpt, (1, c, h, w), ecfg, calibration, tmp, work)
             files = _export_role(job, formats)
             rec = summary.get(role, {})
             manifest["roles"][role] = {
@@ -179,16 +187,40 @@ def export(
                 "test_acc": rec.get("test_acc"),
                 **{k: rec[k] for k in (f"val_{task.metric}", f"test_{task.metric}") if k in rec},  # val_iou, test_iou
                 "files": files,
+                "graph_rewrites": rewrites,  # edgekd.exporters.lean: nhwc_flatten, folded_normalization
                 **({"distill": ckpt["distill"]} if "distill" in ckpt else {}),
             }
             reference = reference_logits(wrapped, test_nhwc[parity_idx])
             for name in files:
+                started = time.perf_counter()
                 metrics = check_parity(tmp / name, test_nhwc[parity_idx], test_targets[parity_idx], reference, bounds, ecfg.threads, task)
+                metrics["seconds"] = round(time.perf_counter() - started, 2)  # the parity run of this file
                 manifest["models"][name] = _model_entry(tmp / name, role, metrics["format"], ckpt, (1, c, h, w), task)
                 manifest["metrics"][name] = metrics
                 if not metrics["ok"]:
                     failures.append(f"{name}: {'; '.join(metrics['problems'])}")
+        qat_ckpt = run_dir / "student_qat.pt"
+        if "student" in roles and "tflite_int8" in ecfg.formats and qat_ckpt.is_file():
+            # the QAT int8 file beside the PTQ one, checked against its own fake-quant graph
+            from edgekd.exporters.to_tflite_qat import export_qat
+
+            name = get_format("tflite_int8").file_name("student_qat")
+            qdq, ckpt = export_qat(qat_ckpt, tmp / name, named_archs(cfg))
+            c, (h, w) = ckpt["data"]["in_channels"], ckpt["data"]["image_size"]
+            rec = summary.get("student_qat", {})
+            manifest["roles"]["student_qat"] = {"arch": ckpt["arch"], "val_acc": rec.get("val_acc"), "test_acc": rec.get("test_acc"), "files": [name], "qat": ckpt["qat"]}
+            metrics = check_parity(tmp / name, test_nhwc[parity_idx], test_targets[parity_idx], reference_logits(qdq, test_nhwc[parity_idx]), bounds, ecfg.threads, task)
+            metrics["reference"] = "fake-quant PyTorch (QDQ graph)"
+            manifest["models"][name] = _model_entry(tmp / name, "student_qat", metrics["format"], ckpt, (1, c, h, w), task)
+            manifest["metrics"][name] = metrics
+            if not metrics["ok"]:
+                failures.append(f"{name}: {'; '.join(metrics['problems'])}")
         shutil.rmtree(work, ignore_errors=True)
+        from edgekd.exporters.quant_report import IMAGES, bundle_quant_report
+
+        quant_report = bundle_quant_report(tmp, calibration[:IMAGES])  # every int8 file, layer by layer
+        if quant_report is not None:
+            write_json(tmp / "quant_report.json", quant_report)
         for name, m in manifest["metrics"].items():
             if m["format"] == "tflite_int8":
                 m["mcu"] = _mcu_support(tmp / name)
@@ -201,6 +233,15 @@ def export(
         manifest["files"] = {p.name: file_record(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json(tmp / MANIFEST, manifest)
     _print_parity(manifest, task)
+    spent = sum(m.get("seconds", 0.0) for m in manifest["metrics"].values())
+    log(f"export: parity of {len(manifest['metrics'])} files on {len(parity_idx)} images took {spent:.1f} s")
+    collapsed = [n for n, m in manifest["metrics"].items() if any(p.startswith("COLLAPSED") for p in m["problems"])]
+    if collapsed:
+        log(f"WARNING: {', '.join(collapsed)} predict (nearly) one class for every image: the model is collapsed, not merely badly exported")
+    if quant_report is not None:
+        from edgekd.exporters.quant_report import print_quant_report
+
+        print_quant_report(quant_report)
     log(f"export: wrote {out_dir} ({len(manifest['files'])} files)")
     if failures:
         message = "parity out of bounds: " + " / ".join(failures)
@@ -266,12 +307,14 @@ def _mcu_support(path: Path, timeout_s: float = 600.0) -> dict[str, Any]:
     import sys
     import tempfile
 
+    from edgekd.procs import run_bounded
+
     root = str(Path(__file__).resolve().parents[2])  # the folder holding this edgekd package
     with tempfile.TemporaryDirectory(prefix="edgekd-mcu-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
-        job.write_text(json.dumps({"file": str(path)}))
+        write_json(job, {"file": str(path)})
         try:
-            proc = subprocess.run([sys.executable, "-c", _BOOT, root, MCU_CHECK, str(job), str(result)], capture_output=True, text=True, errors="replace", timeout=timeout_s)
+            proc = run_bounded([sys.executable, "-c", _BOOT, root, MCU_CHECK, str(job), str(result)], timeout_s)
         except subprocess.TimeoutExpired:
             return {"status": "failed", "reason": f"no answer after {timeout_s:.0f} s"}
         if proc.returncode != 0 or not result.is_file():

@@ -23,6 +23,8 @@ class Bounds:
     fp32_max_abs_diff: float = 2e-3
     min_top1_agreement: float = 0.99
     max_acc_drop: float = 0.005
+    min_logit_snr_db: float = 20.0  # approximate formats (int8, fp16, dynamic): see ExportConfig
+    max_class_share: float = 0.9  # classification: above this share of one predicted class, collapsed
 
 
 def parity_metrics(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray, task: str | Task = "classification") -> dict[str, float]:
@@ -67,6 +69,11 @@ def check_parity(
 
     runner = open_runner(path, threads=threads)
     metrics: dict[str, Any] = parity_metrics(runner.predict(images), reference, labels, task)
+    scale = getattr(runner, "out_scale", None)
+    if scale and getattr(runner, "out", None) is not None and np.dtype(runner.out["dtype"]).itemsize == 1:
+        # int8 outputs: the error in output quantization steps (one step is the finest change it can show)
+        metrics["output_scale"] = float(scale)
+        metrics["max_abs_diff_steps"] = round(metrics["max_abs_diff"] / float(scale), 2)
     problems = out_of_bounds(runner.format, metrics, bounds, task)
     metrics.update(format=runner.format, ok=not problems, problems=problems)
     return metrics

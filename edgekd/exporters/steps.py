@@ -38,6 +38,7 @@ def tflite_files(job: ExportJob, formats: list[str]) -> None:
         # the bundle's ONNX is reused when it is batch 1; a backend that needs ONNX exports
         # a static one into work/ otherwise, and one that starts from PyTorch skips ONNX
         onnx_path=None if cfg.dynamic_batch else job.made.get("onnx"),
+        calibration_method=cfg.calibration_method,
     )
     TFLITE_BACKENDS.get(cfg.backend)(request)
 

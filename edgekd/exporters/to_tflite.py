@@ -58,6 +58,7 @@ class TFLiteRequest:
     work_dir: Path | None = None  # where an ONNX graph is written when a backend asks for one
     opset: int = 17
     onnx_path: Path | None = None  # a static batch-1 ONNX of ``model`` already written, if any
+    calibration_method: str = "minmax"  # int8 activation ranges (edgekd.exporters.calibration); onnx2tf: minmax only
 
     def onnx(self) -> Path:
         """The static batch-1 ONNX graph of ``model``, exported on first call (only the backends
@@ -98,6 +99,8 @@ def offline_onnx2tf(sample_images_nhwc01: np.ndarray) -> Iterator[None]:
 @TFLITE_BACKENDS.register("onnx2tf")
 def onnx2tf_backend(request: TFLiteRequest) -> dict[str, Path]:
     """PyTorch → ONNX (:meth:`TFLiteRequest.onnx`) → TFLite with onnx2tf + TensorFlow."""
+    if request.calibration_method != "minmax":  # TensorFlow's calibrator takes the extremes, nothing else
+        raise ExportError(f"export.calibration_method={request.calibration_method} needs export.backend=litert_torch (onnx2tf calibrates min-max)")
     return onnx_to_tflite(request.onnx(), request.outputs, request.calibration, name=request.name)
 
 

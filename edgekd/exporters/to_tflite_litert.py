@@ -17,7 +17,6 @@ transformers, so they live in the ``litert`` extra and are not installed with ``
 
 from __future__ import annotations
 
-import os
 import tempfile
 import warnings
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.errors import first_line, log_tail
+from edgekd.exporters.calibration import calibrated_ranges
 from edgekd.exporters.errors import ExportError
 from edgekd.exporters.timing import conversion
 from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLITE_FORMATS, TFLiteRequest
@@ -53,7 +53,7 @@ def import_litert() -> tuple[Any, Any, Any]:
 @TFLITE_BACKENDS.register("litert_torch")
 def litert_torch_backend(request: TFLiteRequest) -> dict[str, Path]:
     """PyTorch → TFLite with litert-torch + ai-edge-quantizer; no ONNX graph is needed."""
-    return torch_to_tflite(request.model, request.input_shape, request.outputs, request.calibration, name=request.name)
+    return torch_to_tflite(request.model, request.input_shape, request.outputs, request.calibration, name=request.name, calibration_method=request.calibration_method)
 
 
 def _recipes(recipe: Any) -> dict[str, Any]:
@@ -73,7 +73,9 @@ def _recipes(recipe: Any) -> dict[str, Any]:
 
 
 @conversion()
-def torch_to_tflite(model: Any, input_shape: tuple[int, ...], outputs: dict[str, Path], calibration: np.ndarray, name: str = "model") -> dict[str, Path]:
+def torch_to_tflite(
+    model: Any, input_shape: tuple[int, ...], outputs: dict[str, Path], calibration: np.ndarray, name: str = "model", calibration_method: str = "minmax"
+) -> dict[str, Path]:
     """Convert ``model`` (raw-pixel input, NCHW, batch 1 of ``input_shape``) to the requested
     TFLite ``outputs`` ({format: path}), each with an NHWC input like the onnx2tf files.
 
@@ -116,7 +118,7 @@ def torch_to_tflite(model: Any, input_shape: tuple[int, ...], outputs: dict[str,
             if fmt == "tflite_fp32":
                 dest.write_bytes(fp32.read_bytes())
             else:
-                dest.write_bytes(_quantize(quantizer, fp32, recipes[fmt], calibration if fmt == "tflite_int8" else None, name, fmt))
+                dest.write_bytes(_quantize(quantizer, fp32, recipes[fmt], calibration if fmt == "tflite_int8" else None, name, fmt, calibration_method))
             if fmt == "tflite_int8":
                 problems = full_integer_problems(dest)
                 if problems:
@@ -125,14 +127,14 @@ def torch_to_tflite(model: Any, input_shape: tuple[int, ...], outputs: dict[str,
     return written
 
 
-def _quantize(quantizer: Any, fp32: Path, quant_recipe: Any, calibration: np.ndarray | None, name: str, fmt: str) -> bytes:
+def _quantize(quantizer: Any, fp32: Path, quant_recipe: Any, calibration: np.ndarray | None, name: str, fmt: str, method: str = "minmax") -> bytes:
     """One ai-edge-quantizer pass over the fp32 file; ``calibration`` for the static (int8) recipe."""
     q = quantizer.Quantizer(str(fp32), quant_recipe)
     with captured_fds() as log_path, warnings.catch_warnings():  # its size report and progress bars
         # the calibrator keeps every intermediate tensor on purpose, which LiteRT warns is for debugging
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
         try:
-            ranges = _calibrate(fp32, quant_recipe, calibration) if q.need_calibration else None
+            ranges = calibrated_ranges(fp32, quant_recipe, calibration, method, 256) if q.need_calibration else None
             result = q.quantize(ranges)
             failure = None
         except Exception as exc:  # the quantizer raises ValueError/RuntimeError/KeyError on unsupported graphs
@@ -142,45 +144,3 @@ def _quantize(quantizer: Any, fp32: Path, quant_recipe: Any, calibration: np.nda
         tail = log_tail(log_text, 2, 200)
         raise ExportError(f"ai-edge-quantizer cannot make {fmt} for {name}: {first_line(failure)}" + (f" ({tail})" if tail else ""))
     return bytes(result.quantized_model)
-
-
-def _signature(fp32: Path) -> tuple[str, str]:
-    """(signature key, input name) of the converted model: litert-torch names them itself."""
-    from ai_edge_litert import interpreter as litert
-
-    signatures = litert.Interpreter(model_path=str(fp32)).get_signature_list()
-    key = next(iter(signatures))
-    return key, signatures[key]["inputs"][0]
-
-
-def _calibrate(fp32: Path, quant_recipe: Any, calibration: np.ndarray) -> dict[str, Any]:
-    """Activation ranges: the min and max of every tensor over all calibration images.
-
-    ``Quantizer.calibrate`` keeps a moving average (factor 0.95) of each image's min/max instead,
-    which on a batch-1 model is an average over roughly the last 20 images, not their extremes: on the digits student its
-    logit range was [−7.0, 13.3] where the test logits reach [−15.9, 21.4], so every confident
-    logit was clipped (max |Δlogit| 8.9 vs 1.4 for onnx2tf, whose TensorFlow calibrator takes the
-    global min/max). The Calibrator is therefore driven directly with ``min_max_update``.
-    """
-    from ai_edge_quantizer import calibrator, recipe_manager
-    from ai_edge_quantizer.utils import qsv_utils
-
-    manager = recipe_manager.RecipeManager()
-    manager.load_quantization_recipe(quant_recipe)
-    calib = calibrator.Calibrator(str(fp32), num_threads=min(2, os.cpu_count() or 1), qsv_update_func=qsv_utils.min_max_update)
-    key, input_name = _signature(fp32)
-    calib.calibrate({key: [{input_name: img[None].astype(np.float32)} for img in calibration]}, manager)  # (1, H, W, C) raw pixels
-    return _pixel_input_range(fp32, calib.get_model_qsvs())
-
-
-def _pixel_input_range(fp32: Path, ranges: dict[str, Any]) -> dict[str, Any]:
-    """Give the input tensor the full pixel range 0–255, whatever the calibration images' extremes:
-    the input quantization is then q = pixel − 128 (scale 1, zero point −128), exact on every
-    pixel, as with the onnx2tf file."""
-    from ai_edge_litert import interpreter as litert
-
-    input_tensor = litert.Interpreter(model_path=str(fp32)).get_input_details()[0]["name"]
-    if input_tensor in ranges:
-        ranges = dict(ranges)
-        ranges[input_tensor] = {**ranges[input_tensor], "min": np.zeros_like(ranges[input_tensor]["min"]), "max": np.full_like(ranges[input_tensor]["max"], 255.0)}
-    return ranges

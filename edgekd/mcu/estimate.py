@@ -7,21 +7,60 @@ interpreter on this host runs reference kernels whose timing says nothing about 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from edgekd.mcu import profiles as P
 from edgekd.tflite_file import MAC_OPS, TfliteModel
 
 
-def reference_cycles(model: TfliteModel, conv_cycles_per_mac: float = P.CONV_CYCLES_PER_MAC) -> float:
-    """Cycles of one inference on the reference core (Cortex-M7)."""
-    cycles = 0.0
-    for op in model.ops:
+@dataclass(frozen=True)
+class OpCost:
+    """One op's share of the estimate on the reference core."""
+
+    index: int  # position in the graph
+    op: str
+    macs: int  # 0 for ops without weights
+    elements: int  # the elements the cost is per: 0 for MAC ops
+    cycles: float  # MAC or element cycles + the per-op dispatch
+    basis: str  # "macs", "elements" (a cost from the table) or "default" (an op the table lacks)
+
+
+def op_costs(model: TfliteModel, conv_cycles_per_mac: float = P.CONV_CYCLES_PER_MAC) -> list[OpCost]:
+    """Every op of ``model`` with its estimated cycles on the reference core (Cortex-M7): none is
+    skipped, so a PAD, MEAN or TRANSPOSE that a leaner graph drops shows in the total."""
+    rows = []
+    for i, op in enumerate(model.ops):
         if op.name in MAC_OPS:
-            cycles += model.macs(op) * conv_cycles_per_mac * P.MAC_COST.get(op.name, 1.0)
+            macs = model.macs(op)
+            cycles, elements, basis = macs * conv_cycles_per_mac * P.MAC_COST.get(op.name, 1.0), 0, "macs"
         else:
-            elements = sum(model.tensors[i].elements for i in op.inputs if i >= 0 and model.tensors[i].buffer_bytes == 0)
-            cycles += elements * P.ELEMENT_CYCLES.get(op.name, P.DEFAULT_ELEMENT_CYCLES)
-        cycles += P.OP_DISPATCH_CYCLES
-    return cycles
+            macs = 0
+            if op.name in P.OUTPUT_SIZED_OPS:  # what it writes: a pad or copy is bigger than its input
+                elements = model.output_elements(op)
+            else:
+                elements = sum(model.tensors[t].elements for t in op.inputs if t >= 0 and model.tensors[t].buffer_bytes == 0)
+            basis = "elements" if op.name in P.ELEMENT_CYCLES else "default"
+            cycles = elements * P.ELEMENT_CYCLES.get(op.name, P.DEFAULT_ELEMENT_CYCLES)
+        rows.append(OpCost(i, op.name, macs, elements, cycles + P.OP_DISPATCH_CYCLES, basis))
+    return rows
+
+
+def reference_cycles(model: TfliteModel, conv_cycles_per_mac: float = P.CONV_CYCLES_PER_MAC) -> float:
+    """Cycles of one inference on the reference core (Cortex-M7): the sum of :func:`op_costs`."""
+    return sum(row.cycles for row in op_costs(model, conv_cycles_per_mac))
+
+
+def cycles_by_op(model: TfliteModel) -> dict[str, float]:
+    """{op name: reference-core cycles of all its instances}, largest first."""
+    totals: dict[str, float] = {}
+    for row in op_costs(model):
+        totals[row.op] = totals.get(row.op, 0.0) + row.cycles
+    return dict(sorted(totals.items(), key=lambda kv: -kv[1]))
+
+
+def unpriced_ops(model: TfliteModel) -> list[str]:
+    """Ops the cost table has no entry for (estimated at ``DEFAULT_ELEMENT_CYCLES`` per element)."""
+    return list(dict.fromkeys(row.op for row in op_costs(model) if row.basis == "default"))
 
 
 def estimate_ms(model: TfliteModel, profile: P.McuProfile) -> float:

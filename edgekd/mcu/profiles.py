@@ -47,10 +47,14 @@ ELEMENT_CYCLES = {
     "AVERAGE_POOL_2D": 2.0, "MAX_POOL_2D": 2.0, "MEAN": 3.0,
     "SOFTMAX": 40.0, "LOGISTIC": 20.0, "TANH": 20.0, "HARD_SWISH": 12.0,
     "RELU": 1.5, "RELU6": 1.5, "LEAKY_RELU": 4.0,
-    "QUANTIZE": 6.0, "DEQUANTIZE": 6.0, "CONCATENATION": 1.0, "PAD": 1.0, "TRANSPOSE": 3.0,
+    "QUANTIZE": 6.0, "DEQUANTIZE": 6.0, "CONCATENATION": 1.0, "PAD": 1.0, "PADV2": 1.0, "TRANSPOSE": 3.0,
     "RESHAPE": 0.0, "SQUEEZE": 0.0, "EXPAND_DIMS": 0.0,
+    "MAXIMUM": 2.0, "MINIMUM": 2.0, "STRIDED_SLICE": 1.0, "SLICE": 1.0, "SUM": 3.0, "REDUCE_MAX": 2.0,
 }
-DEFAULT_ELEMENT_CYCLES = 4.0  # any other op without weights
+DEFAULT_ELEMENT_CYCLES = 4.0  # any other op without weights (edgekd.mcu.estimate.unpriced_ops names them)
+# ops costed per OUTPUT element (what they write) instead of per input element: a PAD writes more
+# than it reads, a TRANSPOSE or CONCATENATION moves every output element once
+OUTPUT_SIZED_OPS = frozenset({"PAD", "PADV2", "MIRROR_PAD", "TRANSPOSE", "CONCATENATION", "TILE", "BROADCAST_TO"})
 OP_DISPATCH_CYCLES = 800  # TFLM interpreter per-op overhead (Eval call, tensor lookups), prior
 
 # --- flash: the runtime that ships next to the model ----------------------------------------------

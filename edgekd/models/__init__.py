@@ -111,7 +111,7 @@ def create_model(arch: str, num_classes: int, in_channels: int, image_size: tupl
     factory = MODELS.get(arch)
     try:
         return factory(num_classes=num_classes, in_channels=in_channels, image_size=tuple(image_size), **kwargs)
-    except TypeError as exc:
+    except (TypeError, ValueError) as exc:  # an unknown keyword, or a value the model rejects
         raise EdgekdError(f"model {arch!r} rejected its arguments {sorted(kwargs)}: {exc}") from None
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgekd.models.layers import DEFAULT_PADDING, GlobalAvgPool, check_padding, conv2d
 from edgekd.models.registry import MODELS
 
 # (expansion t, output channels c, repeats n, first stride s) — a trimmed MobileNetV2 table
@@ -24,14 +25,14 @@ def _act(name: str) -> nn.Module:
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, expand: int, act: str) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, expand: int, act: str, padding: str = DEFAULT_PADDING) -> None:
         super().__init__()
         hidden = c_in * expand
         layers: list[nn.Module] = []
         if expand != 1:
             layers += [nn.Conv2d(c_in, hidden, 1, bias=False), nn.BatchNorm2d(hidden), _act(act)]
         layers += [
-            nn.Conv2d(hidden, hidden, 3, stride, 1, groups=hidden, bias=False),
+            conv2d(hidden, hidden, 3, stride, padding, groups=hidden),
             nn.BatchNorm2d(hidden),
             _act(act),
             nn.Conv2d(hidden, c_out, 1, bias=False),
@@ -45,8 +46,10 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2Small(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, width: float = 0.5, last_channels: int = 256, act: str = "relu") -> None:
+    def __init__(self, num_classes: int, in_channels: int, width: float = 0.5, last_channels: int = 256, act: str = "relu",
+                 padding: str = DEFAULT_PADDING) -> None:
         super().__init__()
+        self.padding_mode_name = check_padding(padding)  # recorded in checkpoints (edgekd.checkpoint.model_payload)
         if act not in ("relu", "relu6"):
             raise ValueError(f"act must be relu or relu6, got {act!r}")
 
@@ -57,12 +60,12 @@ class MobileNetV2Small(nn.Module):
         layers: list[nn.Module] = [nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), _act(act))]
         for t, c_out, n, s in SMALL_STAGES:
             for i in range(n):
-                layers.append(InvertedResidual(c, ch(c_out), s if i == 0 else 1, t, act))
+                layers.append(InvertedResidual(c, ch(c_out), s if i == 0 else 1, t, act, padding))
                 c = ch(c_out)
         last = max(c, int(last_channels * max(1.0, width)))
         layers.append(nn.Sequential(nn.Conv2d(c, last, 1, bias=False), nn.BatchNorm2d(last), _act(act)))
         self.features = nn.Sequential(*layers)
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = GlobalAvgPool()
         self.classifier = nn.Linear(last, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -73,6 +76,7 @@ class MobileNetV2Small(nn.Module):
 
 
 @MODELS.register("mobilenetv2_small")
-def mobilenetv2_small(num_classes: int, in_channels: int, image_size: tuple[int, int], width: float = 0.5, act: str = "relu") -> nn.Module:
-    """MobileNetV2-style student: trimmed stage table, width 0.5, ReLU (int8-friendly)."""
-    return MobileNetV2Small(num_classes, in_channels, width=width, act=act)
+def mobilenetv2_small(num_classes: int, in_channels: int, image_size: tuple[int, int], width: float = 0.5, act: str = "relu",
+                      padding: str = DEFAULT_PADDING) -> nn.Module:
+    """MobileNetV2-style student: trimmed stage table, width 0.5, ReLU (int8-friendly), SAME-padded stride-2 convs."""
+    return MobileNetV2Small(num_classes, in_channels, width=width, act=act, padding=padding)

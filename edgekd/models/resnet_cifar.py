@@ -2,7 +2,8 @@
 
 ``resnet8`` (n=1) has the shape of the MLPerf Tiny image-classification reference: 3×3 stem of 16,
 one basic block per stage (16, 32/2, 64/2), 1×1 conv projection shortcuts where the shape changes,
-global average pooling and a linear classifier.
+global average pooling and a linear classifier. ``padding`` (:mod:`edgekd.models.layers`): ``same``
+pads the stride-2 convolutions as TFLite does (no PAD op in the int8 graph), ``torch`` symmetrically.
 """
 
 from __future__ import annotations
@@ -10,13 +11,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgekd.models.layers import DEFAULT_PADDING, GlobalAvgPool, check_padding, conv2d
 from edgekd.models.registry import MODELS
 
 
 class BasicBlock(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int) -> None:
+    def __init__(self, c_in: int, c_out: int, stride: int, padding: str = DEFAULT_PADDING) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride, 1, bias=False)
+        self.conv1 = conv2d(c_in, c_out, 3, stride, padding)
         self.bn1 = nn.BatchNorm2d(c_out)
         self.conv2 = nn.Conv2d(c_out, c_out, 3, 1, 1, bias=False)
         self.bn2 = nn.BatchNorm2d(c_out)
@@ -32,8 +34,9 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, blocks_per_stage: int, num_classes: int, in_channels: int, width: float = 1.0) -> None:
+    def __init__(self, blocks_per_stage: int, num_classes: int, in_channels: int, width: float = 1.0, padding: str = DEFAULT_PADDING) -> None:
         super().__init__()
+        self.padding_mode_name = check_padding(padding)  # recorded in checkpoints (edgekd.checkpoint.model_payload)
         widths = [max(1, int(round(c * width))) for c in (16, 32, 64)]
         self.conv1 = nn.Conv2d(in_channels, widths[0], 3, 1, 1, bias=False)
         self.bn1 = nn.BatchNorm2d(widths[0])
@@ -43,11 +46,11 @@ class CifarResNet(nn.Module):
         for i, out in enumerate(widths):
             blocks = []
             for j in range(blocks_per_stage):
-                blocks.append(BasicBlock(c, out, 2 if (i > 0 and j == 0) else 1))
+                blocks.append(BasicBlock(c, out, 2 if (i > 0 and j == 0) else 1, padding))
                 c = out
             stages.append(nn.Sequential(*blocks))
         self.layer1, self.layer2, self.layer3 = stages
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = GlobalAvgPool()
         self.fc = nn.Linear(c, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -62,8 +65,8 @@ class CifarResNet(nn.Module):
 def _register_resnet(depth: int) -> None:
     n = (depth - 2) // 6
 
-    def factory(num_classes: int, in_channels: int, image_size: tuple[int, int], width: float = 1.0) -> nn.Module:
-        return CifarResNet(n, num_classes, in_channels, width)
+    def factory(num_classes: int, in_channels: int, image_size: tuple[int, int], width: float = 1.0, padding: str = DEFAULT_PADDING) -> nn.Module:
+        return CifarResNet(n, num_classes, in_channels, width, padding)
 
     factory.__name__ = f"resnet{depth}"
     factory.__doc__ = f"CIFAR ResNet-{depth}: {n} basic block(s) per stage, 16-32-64 channels (× width)"

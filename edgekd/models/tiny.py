@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgekd.models.layers import GlobalAvgPool
 from edgekd.models.registry import MODELS
 
 
@@ -28,7 +29,7 @@ class TinyCNN(nn.Module):
             bn(c2),
             nn.ReLU(inplace=True),
         )
-        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.pool = GlobalAvgPool()
         self.fc = nn.Linear(c2, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -51,6 +51,10 @@ def explain_load_error(path: Path, exc: Exception, runtime: str) -> EdgekdError:
     return EdgekdError(f"cannot load {path.name} in {runtime}: {first_line(exc, 200)}")
 
 
+# integer I/O dtypes: int8/uint8, and int16 for 16×8 files (int16 activations, int8 weights)
+QUANTIZED = (np.dtype(np.int8), np.dtype(np.uint8), np.dtype(np.int16))
+
+
 class TFLiteRunner(Runner):
     layout = "NHWC"
 
@@ -72,7 +76,7 @@ class TFLiteRunner(Runner):
 
     @property
     def quantized_input(self) -> bool:
-        return np.dtype(self.inp["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8))
+        return np.dtype(self.inp["dtype"]) in QUANTIZED
 
     def prepare(self, image: np.ndarray) -> np.ndarray:
         x = image[None].astype(np.float32)  # (1, H, W, C) raw pixels
@@ -87,14 +91,14 @@ class TFLiteRunner(Runner):
         return self.interpreter.get_tensor(self.out["index"])
 
     def dequantize(self, y: np.ndarray) -> np.ndarray:
-        if np.dtype(self.out["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8)) and self.out_scale:
+        if np.dtype(self.out["dtype"]) in QUANTIZED and self.out_scale:
             return (y.astype(np.float32) - self.out_zero) * self.out_scale
         return y.astype(np.float32)
 
     @staticmethod
     def _quant(detail: dict[str, Any]) -> dict[str, Any]:
         scale, zero = detail["quantization"]
-        quantized = np.dtype(detail["dtype"]) in (np.dtype(np.int8), np.dtype(np.uint8)) and scale
+        quantized = np.dtype(detail["dtype"]) in QUANTIZED and scale
         return {"scale": float(scale) if quantized else None, "zero_point": int(zero) if quantized else None}
 
     @property
@@ -164,7 +168,9 @@ def undelegated_ops(path: str | Path, threads: int = 1) -> list[str]:
 
 def full_integer_problems(path: str | Path) -> list[str]:
     """Why ``path`` is not a full-integer model (empty when it is): int8 input and output tensors,
-    no QUANTIZE/DEQUANTIZE ops, and no float tensor anywhere (weights, activations, constants).
+    no DEQUANTIZE op, and no float tensor anywhere (weights, activations, constants). A QUANTIZE
+    between two integer tensors is a requantization (e.g. to the one scale an AVERAGE_POOL_2D
+    needs), which TFLite Micro runs; one that reads a float tensor is caught by the float check.
     A "dynamic range" file fails all three, which is how TFLite Micro comes to reject it."""
     cls, runtime = interpreter_class()
     try:
@@ -175,7 +181,7 @@ def full_integer_problems(path: str | Path) -> list[str]:
     problems = []
     for kind, details in (("input", interpreter.get_input_details()), ("output", interpreter.get_output_details())):
         problems += [f"{kind} {d['name']} is {np.dtype(d['dtype']).name}" for d in details if np.dtype(d["dtype"]) != np.int8]
-    boundary = [op for op in model_ops(path) if op in ("QUANTIZE", "DEQUANTIZE")]
+    boundary = [op for op in model_ops(path) if op == "DEQUANTIZE"]
     if boundary:
         problems.append(f"has {', '.join(boundary)} ops")
     floats = [d["name"] for d in interpreter.get_tensor_details() if np.dtype(d["dtype"]).kind == "f"]

@@ -5,7 +5,8 @@ for flash, tensor arena and latency.
 Why an untrained export is exact: flash (flatbuffer + runtime kernels), the TFLite Micro arena and
 the MCU latency estimate depend on the graph, the tensor shapes and the op mix, not on the weight
 values; trained weights of the same candidate give the same figures. Cheap checks run first: a
-candidate over the parameter or MAC limit is never exported.
+candidate ruled out by its parameters, MACs or a lower bound on the int8 figures (every weight takes
+at least a byte) is never exported.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from edgekd.atomic import write_json
 from edgekd.search.budget import Budget
 from edgekd.search.space import Candidate
 
-FIGURES_VERSION = 1  # bump when what a figure means changes: cached figures are then recomputed
+FIGURES_VERSION = 2  # bump when what a figure means changes: cached figures are then recomputed
 HOST_RUNS = 100  # timed invokes of the host latency (median), after HOST_WARMUP untimed ones
 HOST_WARMUP = 10
 
@@ -50,7 +51,30 @@ def _usable(cached: dict[str, Any], budget: Budget) -> bool:
         return False
     if cached.get("tflite"):
         return budget.host_ms is None or "host_ms" in cached
-    return not budget.needs_tflite() or bool(Budget(params=budget.params, macs=budget.macs).violations(cached))
+    return not budget.needs_tflite() or bool(early_violations(cached, budget))
+
+
+def early_violations(figures: dict[str, Any], budget: Budget) -> list[str]:
+    """What rules a candidate out from PyTorch figures alone: the parameter and MAC limits, and
+    lower bounds on the int8 figures. Every conv/linear weight takes at least one byte in the int8
+    model (biases, quantization parameters and the graph only add to it), and every MAC at least the
+    CONV_2D cost of the latency estimate (the TFLite graph has the same MACs plus the input
+    normalization, and other ops cost more), so a bound over the limit means the export would be too."""
+    from edgekd.mcu import profiles as P
+
+    over = Budget(params=budget.params, macs=budget.macs).violations(figures)
+    weights_kb = figures.get("weight_bytes", 0) / 1024
+    if budget.model_kb is not None and weights_kb > budget.model_kb:
+        over.append(f"model_kb ≥ {weights_kb:,.1f} (int8 weights alone) > {budget.model_kb:,.4g}")
+    flash_min = weights_kb + P.RUNTIME_BASE_BYTES / 1024
+    if budget.flash_kb is not None and flash_min > budget.flash_kb:
+        over.append(f"flash_kb ≥ {flash_min:,.1f} (int8 weights + runtime base) > {budget.flash_kb:,.4g}")
+    if budget.latency_ms is not None and budget.device is not None:
+        profile = P.PROFILES.get(budget.device)
+        ms_min = figures["macs"] * P.CONV_CYCLES_PER_MAC * profile.factor / (profile.mhz * 1e3)
+        if ms_min > budget.latency_ms:
+            over.append(f"latency_ms ≥ {ms_min:,.4g} (MACs at the CONV_2D cost) > {budget.latency_ms:,.4g}")
+    return over
 
 
 def _measure(cand: Candidate, budget: Budget, num_classes: int, in_channels: int, native_size: tuple[int, int], backend: str) -> dict[str, Any]:
@@ -68,11 +92,12 @@ def _measure(cand: Candidate, budget: Budget, num_classes: int, in_channels: int
         "input": [in_channels, *size],
         "params": count_params(model),
         "macs": count_macs(model, (1, in_channels, *size)),
+        # conv and linear weights: one int8 byte each in the exported model (batch norm folds away)
+        "weight_bytes": sum(m.weight.numel() for m in model.modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))),
         "device": budget.device,
     }
-    cheap = Budget(params=budget.params, macs=budget.macs)
-    if cheap.violations(figures):
-        figures["early_stop"] = True  # over the parameter/MAC limit: not exported
+    if early_violations(figures, budget):
+        figures["early_stop"] = True  # ruled out by PyTorch figures alone: not exported
         return figures
     if not budget.needs_tflite():
         return figures  # a params/MACs budget: the int8 export would only add figures nobody asked for

@@ -4,7 +4,8 @@ Layout of the search folder::
 
     search.json      what is searched: the resolved config, budget, space, trial recipe (a rerun must match)
     study.db         Optuna's SQLite storage (default; --storage puts the study elsewhere)
-    teacher/         the shared teacher, trained once (or loaded from teacher.checkpoint)
+    teacher/         the shared teacher, trained once (or loaded from teacher.checkpoint);
+                     teacher-r<N>/ one per other input resolution of the space
     teacher_cache/   the teacher's outputs per input resolution, shared by every trial
     candidates/      each candidate's budget figures (params, MACs, int8 flash/arena, latency)
     trials/trial-N/  one short KD run per trained trial (an ordinary run folder)
@@ -55,7 +56,7 @@ class _Ctx:
     out: Path
     trial_epochs: int
     trials: int
-    teacher: str  # the shared teacher checkpoint (absolute path)
+    teachers: dict[str, str]  # input resolution key ("native", "24") → the shared teacher checkpoint (absolute path)
     data: Any  # the loaded dataset at the native resolution (class count, channels, augmentation)
     worker_id: str
 
@@ -131,6 +132,8 @@ def _main(config, out, set, budget, space, trials, trial_epochs, finalists, stor
         raise ConfigError(f"search: trial epochs ({epochs}) above the full recipe's student.epochs ({cfg.student.epochs})")
     if teacher is not None:
         cfg = dataclasses.replace(cfg, teacher=dataclasses.replace(cfg.teacher, checkpoint=str(Path(teacher).resolve()), epochs=0))
+    if cfg.teacher.checkpoint and any(r is not None for r in spc.resolutions):
+        raise ConfigError("search: a given teacher serves its own input size; a space with resolutions trains one teacher per resolution (drop teacher.checkpoint/--teacher)")
     out_dir = Path(out) if out is not None else Path("runs") / "search"
     spec = {"config": to_dict(cfg), "budget": bud.to_dict(), "space": spc.to_dict(), "trial_epochs": epochs}
     spec_path = out_dir / "search.json"
@@ -152,17 +155,22 @@ def _main(config, out, set, budget, space, trials, trial_epochs, finalists, stor
 
     from edgekd.train.sweep import train_shared_teacher
 
-    teacher_record, keys = train_shared_teacher(cfg, out_dir / "teacher", resume=(out_dir / "teacher" / "config.yaml").is_file())
-    teacher_path = keys["teacher"]["checkpoint"]
+    teachers, records = {}, {}
+    for res in spc.resolutions:  # a teacher per input size: it sees the images the student sees
+        cfg_r = cfg if res is None else dataclasses.replace(cfg, data=dataclasses.replace(cfg.data, image_size=res))
+        folder = out_dir / ("teacher" if res is None else f"teacher-r{res}")
+        records[res_key(res)], keys = train_shared_teacher(cfg_r, folder, resume=(folder / "config.yaml").is_file())
+        teachers[res_key(res)] = keys["teacher"]["checkpoint"]
+    teacher_record = records if len(records) > 1 else next(iter(records.values()))
     url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
     study = _study(url, study_name, cfg.seed, pruner, heartbeat_s, create=True)
     stored = study.user_attrs.get(SPEC_ATTR)
-    shared = {**spec, "teacher": teacher_path, "teacher_sha256": _sha256(teacher_path), "pruner": pruner}
+    shared = {**spec, "teachers": {k: {"path": v, "sha256": _sha256(v)} for k, v in teachers.items()}, "pruner": pruner}
     if stored is not None and {k: stored.get(k) for k in spec} != spec:
         raise ConfigError(f"study {study_name!r} in {_safe_url(url)} was started with a different config, budget, space or trial recipe; use another --study-name")
     if stored != shared:
         study.set_user_attr(SPEC_ATTR, shared)
-    ctx = _Ctx(cfg, bud, spc, out_dir, epochs, trials, teacher_path, data, _worker_id())
+    ctx = _Ctx(cfg, bud, spc, out_dir, epochs, trials, teachers, data, _worker_id())
     log(f"search: budget {bud.describe()}; {spc.size()} candidates; {trials} trials of {epochs} epoch(s); study {study_name} in {_safe_url(url)}")
     _run_trials(study, ctx, wait_for_others=True, heartbeat_s=heartbeat_s)
     from edgekd.search.report import write_report
@@ -181,16 +189,21 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
     cfg = from_dict(Config, spec["config"])
     validate(cfg)
     bud, spc = parse_budget({k: v for k, v in spec["budget"].items() if v is not None}), space_from_dict(spec["space"])
-    teacher_path = str(Path(teacher).resolve()) if teacher is not None else spec["teacher"]
-    if not Path(teacher_path).is_file():
-        raise EdgekdError(f"the study's teacher {teacher_path} is not on this machine; copy it here and pass --teacher FILE")
-    if _sha256(teacher_path) != spec["teacher_sha256"]:
-        raise EdgekdError(f"{teacher_path} is not the study's teacher (sha256 differs)")
+    if teacher is not None and len(spec["teachers"]) > 1:
+        raise ConfigError("search: this study has one teacher per resolution; --teacher names one file (put them at the study's paths instead)")
+    teachers = {}
+    for key, t in spec["teachers"].items():
+        path = str(Path(teacher).resolve()) if teacher is not None else t["path"]
+        if not Path(path).is_file():
+            raise EdgekdError(f"the study's teacher {path} is not on this machine; copy it here and pass --teacher FILE")
+        if _sha256(path) != t["sha256"]:
+            raise EdgekdError(f"{path} is not the study's teacher (sha256 differs)")
+        teachers[key] = path
     from edgekd.data import load_dataset
 
     data = load_dataset(cfg.data, log=log)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = _Ctx(cfg, bud, spc, out_dir, spec["trial_epochs"], trials, teacher_path, data, _worker_id())
+    ctx = _Ctx(cfg, bud, spc, out_dir, spec["trial_epochs"], trials, teachers, data, _worker_id())
     log(f"search worker {ctx.worker_id}: study {study_name} in {_safe_url(url)}, trials in {out_dir}/trials")
     ran = _run_trials(study, ctx, wait_for_others=False, heartbeat_s=heartbeat_s)
     return {"worker": ctx.worker_id, "trials": ran}
@@ -204,6 +217,7 @@ def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int,
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # edgekd logs each trial itself
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)  # heartbeats: stable in use since Optuna 2.9
     try:
         storage = RDBStorage(
             url,
@@ -238,6 +252,10 @@ def _safe_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - not a URL: shown as given
         return url
+
+
+def res_key(resolution: int | None) -> str:
+    return "native" if resolution is None else str(resolution)
 
 
 def _worker_id() -> str:
@@ -315,15 +333,21 @@ def trial_config(ctx: _Ctx, cand: Candidate, epochs: int, name: str, cached_view
     data = cfg.data
     if cand.resolution is not None:
         data = dataclasses.replace(data, image_size=cand.resolution)
-    if cached_views and ctx.data.augment != "none" and data.views is None:
-        data = dataclasses.replace(data, views=epochs)
+    runtime = cfg.runtime
+    if cached_views:
+        if ctx.data.augment != "none" and data.views is None:
+            data = dataclasses.replace(data, views=epochs)
+        # one cache per input size, shared by every trial (a file is keyed by teacher, data and transform)
+        shared = (ctx.out / "teacher_cache" / f"r{res_key(cand.resolution)}").resolve()
+        runtime = dataclasses.replace(runtime, teacher_cache_dir=str(shared))
     out = dataclasses.replace(
         cfg,
         name=name,
         data=data,
-        teacher=dataclasses.replace(cfg.teacher, checkpoint=ctx.teacher, epochs=0),
+        teacher=dataclasses.replace(cfg.teacher, checkpoint=ctx.teachers[res_key(cand.resolution)], epochs=0),
         student=dataclasses.replace(cfg.student, arch=cand.arch, kwargs=cand.kwargs, epochs=epochs, checkpoint=None),
         distill=dataclasses.replace(cfg.distill, baseline=False, select="best_val"),
+        runtime=runtime,
     )
     validate(out)
     return out
@@ -333,7 +357,7 @@ def _objective(trial, study, ctx: _Ctx) -> float:
     import optuna
     from optuna.trial import TrialState
 
-    from edgekd.search.measure import measure_candidate
+    from edgekd.search.measure import early_violations, measure_candidate
 
     # a retried trial (queued again after its process died) arrives with the dead one's attributes
     first = trial.user_attrs.get("number")
@@ -349,9 +373,8 @@ def _objective(trial, study, ctx: _Ctx) -> float:
     figures = measure_candidate(cand, ctx.budget, num_classes=d.num_classes, in_channels=d.in_channels, native_size=tuple(d.image_size),
                                 backend=ctx.cfg.export.backend, cache_dir=ctx.out / "candidates")
     trial.set_user_attr("figures", {k: v for k, v in figures.items() if k not in ("candidate", "version")})
-    b = ctx.budget
-    # stopped by the parameter/MAC limits: only those are known, and they are enough
-    over = Budget(params=b.params, macs=b.macs).violations(figures) if figures.get("early_stop") else b.violations(figures)
+    # stopped before the export: the PyTorch figures and the bounds they give are known, and enough
+    over = early_violations(figures, ctx.budget) if figures.get("early_stop") else ctx.budget.violations(figures)
     if figures.get("tflm_error"):
         over.append(f"TFLite Micro: {figures['tflm_error']}")
     if over:
@@ -359,15 +382,17 @@ def _objective(trial, study, ctx: _Ctx) -> float:
         trial.set_user_attr("violations", over)
         log(f"search: trial {trial.number} {cand.key} over budget ({'; '.join(over)}): not trained")
         raise optuna.TrialPruned("over budget")
-    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
-        if t.user_attrs.get("candidate_key") == cand.key and _status(t) == "trained":
+    for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        if t.user_attrs.get("candidate_key") == cand.key and _status(t) in TRAINED:
+            # a candidate already trained (or pruned) is answered from that trial, not trained again
             trial.set_user_attr("status", "duplicate")
             trial.set_user_attr("duplicate_of", t.number)
-            log(f"search: trial {trial.number} {cand.key} repeats trial {t.number}: its val accuracy, no training")
+            log(f"search: trial {trial.number} {cand.key} repeats trial {t.number}: its result, no training")
+            if t.state == TrialState.PRUNED:
+                raise optuna.TrialPruned(f"repeats pruned trial {t.number}")
             return float(t.value)
     folder = ctx.out / "trials" / f"trial-{trial.number:04d}"
     run_cfg = trial_config(ctx, cand, ctx.trial_epochs, f"{ctx.cfg.name or 'run'}-trial{trial.number}", cached_views=True)
-    _share_teacher_cache(ctx.out, folder, cand)
     trial.set_user_attr("status", "training")
     trial.set_user_attr("run", str(folder))
     flash = f", {figures['flash_kb']:.1f} KB flash" if "flash_kb" in figures else ""
@@ -390,20 +415,6 @@ def _objective(trial, study, ctx: _Ctx) -> float:
     trial.set_user_attr("status", "trained")
     log(f"search: trial {trial.number} {cand.key}: val acc {s['val_acc']:.4f}")
     return float(s["val_acc"])
-
-
-def _share_teacher_cache(out: Path, folder: Path, cand: Candidate) -> None:
-    """Point the trial's ``teacher_cache/`` at one folder per input resolution: the teacher's
-    outputs are computed by the first trial at that resolution and read by every later one (a
-    cache file is keyed by teacher, data and transform, and written atomically)."""
-    shared = (out / "teacher_cache" / f"r{cand.resolution or 'native'}").resolve()
-    shared.mkdir(parents=True, exist_ok=True)
-    if folder.exists():  # a folder left by a process that died: the trial number is new, so never a finished run
-        import shutil
-
-        shutil.rmtree(folder)
-    folder.mkdir(parents=True)
-    os.symlink(shared, folder / "teacher_cache", target_is_directory=True)
 
 
 def _check_models(space: SearchSpace, data) -> None:

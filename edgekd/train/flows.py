@@ -28,6 +28,10 @@ def standard_flow(run) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     teacher, summary["teacher"] = run.teacher()
     summary["student"] = run.train("student", cfg.student, cfg.distill.method, teacher)
+    if cfg.distill.qat.epochs:
+        from edgekd.train.qat import qat_stage
+
+        summary["student_qat"] = qat_stage(run, teacher)
     if cfg.distill.baseline:
         summary["baseline"] = run.baseline()
     return summary
@@ -51,6 +55,10 @@ def transfer_flow(run) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     teacher, summary["teacher"] = run.teacher()
     summary["student"] = run.train("student", cfg.student, d.method, teacher, data=dataclasses.replace(data, train=train))
+    if d.qat.epochs:  # fine-tuned on the labeled split: the ranges are set on the data the model will see
+        from edgekd.train.qat import qat_stage
+
+        summary["student_qat"] = qat_stage(run, teacher)
     if d.baseline:
         summary["baseline"] = run.baseline()
     summary["transfer"] = {"root": d.transfer_set, "unlabeled": len(extra), "labeled": len(data.train) if d.transfer_labeled else 0}

@@ -27,7 +27,7 @@ from edgekd.registry import Registry
 METHODS: Registry = Registry("KD method", providers=["edgekd.train.methods", "edgekd.train.fitnets", "edgekd.train.logit_methods"])
 
 # distill keys every method reads (the rest belong to particular methods: see DistillMethod.keys)
-COMMON_KEYS = ("method", "temperature", "alpha", "baseline", "select", "allow_weak_teacher")
+COMMON_KEYS = ("method", "temperature", "alpha", "baseline", "select", "allow_weak_teacher", "qat")
 
 
 def task_ce(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float = 0.0) -> torch.Tensor:
@@ -329,6 +329,12 @@ def check_method_config(config: Any) -> None:
         )
     _check_task(cls, config)
     cls.check(config)
+    if config.distill.qat.epochs:
+        if cls.flow not in ("standard", "transfer"):
+            raise ConfigError(f"config: distill.qat runs after the standard and transfer flows, not with distill.method={config.distill.method}")
+        from edgekd.train.pt2e import import_pt2e
+
+        import_pt2e()  # a missing extra is an error before any training, not after the float stage
 
 
 def _check_task(cls: type[DistillMethod], config: Any) -> None:

@@ -63,14 +63,17 @@ def not_a_run(folder: Path) -> str | None:
     from edgekd.outputs import not_a_bundle
 
     config = folder / "config.yaml"
-    if not config.is_file():
+    if config.is_file():
+        try:
+            load_config(config)
+        except EdgekdError:
+            return f"{config} is not an edgekd config"
+    elif any(not _prepared_entry(entry) for entry in folder.iterdir()):
         return "it has no edgekd config.yaml"
-    try:
-        load_config(config)
-    except EdgekdError:
-        return f"{config} is not an edgekd config"
     for entry in sorted(folder.iterdir()):
         name = entry.name
+        if name == "teacher_cache" and entry.is_symlink():  # a shared cache (search): a removed link keeps its target
+            continue
         if entry.is_symlink():
             return f"it holds a link, {name}"
         if name.startswith(".") and name.endswith((".tmp", ".old")):  # an atomic write's temporary
@@ -84,6 +87,13 @@ def not_a_run(folder: Path) -> str | None:
     return None
 
 
+def _prepared_entry(entry: Path) -> bool:
+    """What a folder made ready for a run may hold before its config.yaml: a teacher cache (a
+    link to a shared one, from `edgekd search`) and an atomic write's temporary."""
+    name = entry.name
+    return name == "teacher_cache" or (name.startswith(".") and name.endswith((".tmp", ".old")))
+
+
 def check_new_run(cfg: Config, out_dir: Path, overwrite: bool) -> None:
     """``out_dir`` can take a new run: new, empty, or (``overwrite``) an edgekd run folder that the
     run does not read from. Nothing is written here."""
@@ -91,14 +101,16 @@ def check_new_run(cfg: Config, out_dir: Path, overwrite: bool) -> None:
 
     if out_dir.is_dir() and any((out_dir / name).exists() for name in RUN_FILES) and not overwrite:
         raise EdgekdError(f"{out_dir} already holds a run; use --resume to continue it or --overwrite to start again")
-    check_output_dir(out_dir, "run", not_a_run, protect=_inputs(cfg) if overwrite else (), replace=overwrite)
+    # replace=True: a run in it was refused above unless overwrite; a folder made ready is written into
+    check_output_dir(out_dir, "run", not_a_run, protect=_inputs(cfg) if overwrite else (), replace=True)
 
 
 def start_run_dir(cfg: Config, out_dir: Path, resume: bool) -> None:
     """The first write of a run, after every check passed: the old run replaced (checked again,
-    it may have changed meanwhile), the folder made, config.yaml written."""
+    it may have changed meanwhile), the folder made, config.yaml written. A folder made ready
+    without a run in it (a shared teacher cache linked in) is kept as it is."""
     if not resume:
-        if out_dir.is_dir() and any(out_dir.iterdir()):
+        if out_dir.is_dir() and any((out_dir / name).exists() for name in RUN_FILES):
             why = not_a_run(out_dir)
             if why is not None:
                 raise EdgekdError(f"{out_dir} changed while the run was checked ({why}); it is left as it is")

@@ -6,6 +6,7 @@ import contextlib
 import os
 import random
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -75,6 +76,7 @@ class Runtime:
     compile_student: bool
     teacher_cache: bool
     world: World = World()
+    teacher_cache_dir: Path | None = None  # None: the run folder's teacher_cache/
 
     def describe(self) -> str:
         parts = [str(self.device)]
@@ -113,6 +115,7 @@ def configure(runtime: RuntimeConfig, seed: int) -> Runtime:
         compile_student=runtime.compile_student,
         teacher_cache=runtime.teacher_cache,
         world=world,
+        teacher_cache_dir=Path(runtime.teacher_cache_dir) if runtime.teacher_cache_dir else None,
     )
 
 

@@ -63,7 +63,7 @@ def _model_row(name: str, r: dict[str, Any], task: str = "classification") -> li
 def print_summary(summary: dict[str, Any]) -> None:
     task = get_task(summary.get("task"))
     rows = [_model_row(m["name"], m) for m in summary.get("teachers", [])]  # ensemble members first
-    for name in ("teacher_source", "teacher", "student", "baseline"):
+    for name in ("teacher_source", "teacher", "student", "student_qat", "baseline"):
         r = summary.get(name)
         if r:
             rows.append(_model_row(name, r, task.name))

@@ -92,7 +92,8 @@ def teacher_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt
     if n_bytes > MAX_CACHE_BYTES:
         log(f"{stage}: teacher cache would take {n_bytes / (1 << 30):.1f} GiB; running the teacher every step instead")
         return None
-    folder = out_dir / "teacher_cache"
+    folder = rt.teacher_cache_dir or out_dir / "teacher_cache"
+    folder.mkdir(parents=True, exist_ok=True)
     key = cache_key(teacher, data, views, seed, mix)
     path = folder / f"{stage}-{key}.pt"
     if path.is_file():

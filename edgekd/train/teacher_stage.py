@@ -60,7 +60,10 @@ class TeacherStages:
         model, ckpt = self.checked_teacher(path, data=data, recipe=recipe, quiet=True)
         model = self.frozen(model, ckpt, data)
         result = self.score(model, ckpt["arch"], data, checkpoint=f"{name}.pt")
-        weak = near_chance(result, data.num_classes, data.task, split="val")
+        # a bare state_dict (no "format": read into teacher.arch here) says nothing of the preprocessing
+        # or label order it was trained with: near chance on val means one of them differs. An edgekd
+        # checkpoint records both, so a weak one (a short test run, a sweep's own teacher) loads as is.
+        weak = near_chance(result, data.num_classes, data.task, split="val") if "format" not in ckpt else None
         if weak and not self.cfg.distill.allow_weak_teacher:
             raise EdgekdError(
                 f"teacher {path} scores {weak} on val: near chance, so it would teach noise. Usual causes: "

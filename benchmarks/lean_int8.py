@@ -1,0 +1,128 @@
+"""An edgekd int8 ResNet-8 against the MLPerf Tiny reference ResNet-8, side by side.
+
+Same input image, interleaved rounds, 1 and 2 threads, XNNPACK and builtin kernels (LiteRT), plus
+ops, MACs, the MCU latency estimate (Cortex-M7 280 MHz) and the TFLite Micro arena of each file::
+
+    PYTHONPATH=. python benchmarks/lean_int8.py --edgekd artifacts/r8/student_int8.tflite \\
+        --eval artifacts/r8/eval.npz [--extra old=artifacts/r8-old/student_int8.tflite] [--op-probe]
+
+``--op-probe`` also times single-op int8 models (MEAN vs AVERAGE_POOL_2D on 8×8×64, the 1×1
+DEPTHWISE_CONV_2D of the input normalization, a PAD) in the same configurations: it needs
+TensorFlow (the onnx2tf export extra) to build them. The last line is
+``ratio edgekd/mlperf=<x>``: XNNPACK, 1 thread, median invoke time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from edgekd.atomic import write_json
+from edgekd.benchmark.int8_compare import compare_int8, describe, interleaved_latency
+from edgekd.fdcapture import captured_fds
+from edgekd.ui import print_table
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mlperf-tiny" / "resnet8_quant.tflite"
+
+
+def op_probe_models(folder: Path) -> dict[str, Path]:
+    """Single-op int8 models at ResNet-8's shapes, converted by TensorFlow's own converter."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    with captured_fds((1, 2)):
+        import tensorflow as tf
+
+    def convert(layer, shape: tuple[int, ...], name: str) -> Path:
+        inp = tf.keras.Input(shape=shape[1:], batch_size=1)
+        converter = tf.lite.TFLiteConverter.from_keras_model(tf.keras.Model(inp, layer(inp)))
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        rng = np.random.default_rng(0)
+        converter.representative_dataset = lambda: ([rng.random(shape, dtype=np.float32)] for _ in range(20))
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = converter.inference_output_type = tf.int8
+        path = folder / f"{name}.tflite"
+        with captured_fds((1, 2)):  # TensorFlow's converter logs to both
+            path.write_bytes(converter.convert())
+        return path
+
+    return {
+        "MEAN 8x8x64": convert(tf.keras.layers.GlobalAveragePooling2D(keepdims=True), (1, 8, 8, 64), "mean"),
+        "AVERAGE_POOL_2D 8x8x64": convert(tf.keras.layers.AveragePooling2D(8), (1, 8, 8, 64), "avgpool"),
+        "DEPTHWISE 1x1 32x32x3": convert(tf.keras.layers.DepthwiseConv2D(1), (1, 32, 32, 3), "dw"),
+        "PAD 32x32x16": convert(tf.keras.layers.ZeroPadding2D(1), (1, 32, 32, 16), "pad"),
+    }
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--edgekd", required=True, type=Path, help="the edgekd int8 ResNet-8 (a bundle's student_int8.tflite)")
+    p.add_argument("--reference", type=Path, default=REFERENCE, help="MLPerf Tiny ResNet-8 (default: %(default)s)")
+    p.add_argument("--extra", action="append", default=[], metavar="NAME=PATH", help="more int8 files to time alongside")
+    p.add_argument("--eval", type=Path, help="eval.npz (raw uint8 NHWC images + labels): top-1 of every file, and the timed image")
+    p.add_argument("--runs", type=int, default=600, help="timed invokes per file and configuration (default: %(default)s)")
+    p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default: %(default)s)")
+    p.add_argument("--warmup", type=int, default=50, help="untimed invokes first (default: %(default)s)")
+    p.add_argument("--op-probe", action="store_true", help="also time single-op models (needs TensorFlow)")
+    p.add_argument("--json", type=Path, help="write the full report here")
+    args = p.parse_args()
+    if args.runs < 1 or args.rounds < 1 or args.warmup < 0:
+        p.error("--runs and --rounds must be at least 1, --warmup at least 0")
+    files = {"edgekd": args.edgekd, "mlperf": args.reference}
+    for item in args.extra:
+        name, _, path = item.partition("=")
+        if not name or not path:
+            p.error(f"--extra takes NAME=PATH, got {item!r}")
+        files[name] = Path(path)
+    for name, path in files.items():
+        if not path.is_file():
+            p.error(f"{name}: no such file {path}")
+    eval_data, image = None, np.full((32, 32, 3), 128, np.uint8)
+    if args.eval:
+        with np.load(args.eval) as z:
+            eval_data = (z["images"], z["labels"])
+        image = eval_data[0][0]
+
+    report = compare_int8(files, image, runs=args.runs, warmup=args.warmup, rounds=args.rounds, eval_data=eval_data)
+    report["host"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+    rows = []
+    for name, d in report["files"].items():
+        top1 = f"{100 * d['top1']:.2f} (n={d['top1_n']})" if "top1" in d else "-"
+        arena = d["tflm"].get("arena_bytes") or d["tflm"].get("error", "-")
+        rows.append([name, d["bytes"], f"{d['macs']:,}", len(d["ops"]), f"{d['mcu_estimate_ms']['cortex-m7-280mhz']:.2f}", arena, top1])
+    print_table("int8 files", ["file", "bytes", "MACs", "ops", "MCU est. ms (M7 280 MHz)", "TFLM arena B", "top-1 %"], rows)
+    for name, d in report["files"].items():
+        print(f"{name}: {' '.join(d['ops'])}")
+    rows = []
+    for row in report["latency"]:
+        t = row["files"]
+        ratio = t["edgekd"]["median_ms"] / t["mlperf"]["median_ms"]
+        cells = [f"{t[n]['median_ms']:.3f} / {t[n]['p90_ms']:.3f}" for n in files]
+        rows.append([row["kernels"], row["threads"], *cells, f"{ratio:.3f}"])
+    print_table(f"invoke ms, median / p90 ({args.runs} runs, {args.rounds} interleaved rounds, load {report['host']['load_avg_1m']})",
+                ["kernels", "threads", *files, "edgekd/mlperf"], rows)
+    if args.op_probe:
+        with tempfile.TemporaryDirectory(prefix="edgekd-op-probe-") as tmp:
+            probes = op_probe_models(Path(tmp))
+            probe_rows = {name: [name, f"{describe(path)['mcu_estimate_ms']['cortex-m7-280mhz'] * 1000:.1f}"] for name, path in probes.items()}
+            headers = ["op", "MCU est. µs"]
+            for kernels in ("xnnpack", "builtin"):
+                for threads in (1, 2):
+                    timing = interleaved_latency(probes, None, threads, kernels, args.runs, args.warmup, args.rounds)
+                    headers.append(f"{kernels} {threads}t µs")
+                    for name in probes:
+                        probe_rows[name].append(f"{1000 * timing[name]['median_ms']:.1f} / {1000 * timing[name]['p90_ms']:.1f}")
+            report["op_probe"] = {name: row for name, row in probe_rows.items()}
+            print_table("single-op int8 models, median / p90 µs", headers, list(probe_rows.values()))
+    if args.json:
+        write_json(args.json, report)
+    xnn1 = next(r for r in report["latency"] if r["kernels"] == "xnnpack" and r["threads"] == 1)["files"]
+    print(f"ratio edgekd/mlperf={xnn1['edgekd']['median_ms'] / xnn1['mlperf']['median_ms']:.3f}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

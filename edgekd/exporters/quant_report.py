@@ -1,0 +1,233 @@
+"""``quant_report.json``: where an int8 file loses precision, layer by layer, and what would help.
+
+For every op of the int8 file the report runs it and its float sibling (``<role>_fp32.tflite``)
+on the calibration images, keeps every intermediate tensor (LiteRT's
+``experimental_preserve_all_tensors``) and compares each int8 op output, dequantized, with the
+float op output it corresponds to:
+
+* ``snr_db``: 10·log10(Σ float² / Σ (float − int8)²) over all images and elements;
+* ``float_min``/``float_max``: the float activation range, ``int8_min``/``int8_max`` the range the
+  int8 tensor can represent (its scale and zero point), ``clipped``: the share of float values
+  outside it, ``scale``/``zero_point``;
+* weights (conv, depthwise, fully connected): their float range, number of scales (1 = per
+  tensor) and the ratio of the largest to the smallest per-channel scale.
+
+Ops are paired by aligning the two files' op sequences (convolutions of either kind count as the
+same op, since converters choose between CONV_2D and DEPTHWISE_CONV_2D differently) and keeping
+pairs whose output shapes agree. The QAT file (``student_qat_int8``) is compared with the float
+student before QAT, so its SNR also counts what QAT changed in the weights.
+
+The worst layers are flagged with the likely fix, from the numbers alone (see :func:`_advice`).
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.fdcapture import captured_fds
+
+WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
+SKIP = ("QUANTIZE", "DEQUANTIZE", "DELEGATE")
+LOW_SNR_DB = 20.0  # below this a layer's int8 error is ≥ 10 % of its signal (RMS): worth a look
+SHOWN = 5  # worst layers printed (and at most flagged) per file
+IMAGES = 64  # calibration images the report runs: enough for stable SNRs, seconds on a small model
+
+
+def float_sibling(int8_name: str) -> str:
+    """``student_int8.tflite`` → ``student_fp32.tflite``; the QAT file → the float student's."""
+    role = int8_name.removesuffix("_int8.tflite").removesuffix("_int16x8.tflite").removesuffix("_qat")
+    return f"{role}_fp32.tflite"
+
+
+def _kind(op: str) -> str:
+    return "CONV" if op in ("CONV_2D", "DEPTHWISE_CONV_2D") else op
+
+
+class _Model:
+    """One TFLite file, every tensor kept: its ops (in execution order) and their outputs per image."""
+
+    def __init__(self, path: Path) -> None:
+        from ai_edge_litert import interpreter as litert
+
+        with captured_fds((2,)):
+            self.interp = litert.Interpreter(
+                model_path=str(path), experimental_preserve_all_tensors=True, num_threads=1
+            )
+            self.interp.allocate_tensors()
+        self.tensors = {t["index"]: t for t in self.interp.get_tensor_details()}
+        self.ops = [op for op in self.interp._get_ops_details() if op["op_name"] not in SKIP]
+        self.input = self.interp.get_input_details()[0]
+
+    def run(self, image: np.ndarray) -> None:
+        x = image[None].astype(np.float32)
+        scale, zero = self.input["quantization"]
+        if np.dtype(self.input["dtype"]) != np.float32:
+            info = np.iinfo(self.input["dtype"])
+            x = np.clip(np.round(x / scale + zero), info.min, info.max).astype(self.input["dtype"])
+        self.interp.set_tensor(self.input["index"], x)
+        self.interp.invoke()
+
+    def output(self, op: dict[str, Any]) -> np.ndarray:
+        """The op's first output as float (dequantized when it is an integer tensor)."""
+        index = op["outputs"][0]
+        value = self.interp.get_tensor(index).astype(np.float32)
+        scale, zero = self.tensors[index]["quantization"]
+        return (value - zero) * scale if scale else value
+
+
+def _pairs(int8: _Model, ref: _Model) -> list[tuple[int, int | None]]:
+    """(int8 op index, float op index or None), aligned on op kinds, outputs of equal shape."""
+    a, b = [_kind(op["op_name"]) for op in int8.ops], [_kind(op["op_name"]) for op in ref.ops]
+    matched: dict[int, int] = {}
+    for block in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_matching_blocks():
+        for k in range(block.size):
+            i, j = block.a + k, block.b + k
+            si = tuple(int8.tensors[int8.ops[i]["outputs"][0]]["shape"])
+            sj = tuple(ref.tensors[ref.ops[j]["outputs"][0]]["shape"])
+            if si == sj:
+                matched[i] = j
+    return [(i, matched.get(i)) for i in range(len(int8.ops))]
+
+
+def _weights(model: _Model, op: dict[str, Any]) -> dict[str, Any] | None:
+    if op["op_name"] not in WEIGHTED or len(op["inputs"]) < 2:
+        return None
+    t = model.tensors[op["inputs"][1]]
+    q = t.get("quantization_parameters", {})
+    scales = np.asarray(q.get("scales", []), dtype=np.float64)
+    w = model.interp.get_tensor(t["index"]).astype(np.float64)
+    if scales.size:
+        axis = int(q.get("quantized_dimension", 0))
+        shape = [1] * w.ndim
+        if scales.size > 1:
+            shape[axis] = scales.size
+        w = w * scales.reshape(shape)
+    return {
+        "weight_min": float(w.min()),
+        "weight_max": float(w.max()),
+        "weight_scales": int(scales.size),
+        "weight_scale_ratio": float(scales.max() / max(scales.min(), 1e-30)) if scales.size > 1 else 1.0,
+    }
+
+
+def _advice(layer: dict[str, Any]) -> str:
+    """The likely fix for a weak layer, from its numbers."""
+    if layer.get("weight_scales") == 1:
+        return "per-channel weights"
+    if layer["clipped"] > 0.01:
+        return "wider activation range: min-max calibration on more images, or QAT"
+    spread = layer["float_max"] - layer["float_min"]
+    if layer.get("p999_abs", 0) and spread > 0 and 2 * layer["p999_abs"] < 0.25 * spread:
+        return "outliers stretch the range: percentile or MSE calibration, or QAT"
+    if layer["snr_db"] is not None and layer["snr_db"] < 12:
+        return "int16 activations (16x8) for this model, or QAT"
+    return "QAT (quantization-aware distillation)"
+
+
+def layer_report(int8_path: Path, float_path: Path | None, images: np.ndarray) -> dict[str, Any]:
+    """The report of one int8 file, on ``images`` (uint8 NHWC raw pixels)."""
+    int8 = _Model(int8_path)
+    ref = _Model(float_path) if float_path is not None and Path(float_path).is_file() else None
+    pairs = _pairs(int8, ref) if ref is not None else [(i, None) for i in range(len(int8.ops))]
+    n = len(int8.ops)
+    sig, err = np.zeros(n), np.zeros(n)
+    lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
+    clipped, count = np.zeros(n), np.zeros(n)
+    samples: list[list[np.ndarray]] = [[] for _ in range(n)]
+    for image in images:
+        int8.run(image)
+        if ref is not None:
+            ref.run(image)
+        for i, j in pairs:
+            q = int8.output(int8.ops[i])
+            f = ref.output(ref.ops[j]) if j is not None else q
+            scale, zero = int8.tensors[int8.ops[i]["outputs"][0]]["quantization"]
+            lo[i], hi[i] = min(lo[i], float(f.min())), max(hi[i], float(f.max()))
+            if scale:
+                clipped[i] += np.count_nonzero(
+                    (f < (-128 - zero) * scale - 0.5 * scale) | (f > (127 - zero) * scale + 0.5 * scale)
+                )
+            count[i] += f.size
+            if j is not None:
+                sig[i] += float(np.sum(f.astype(np.float64) ** 2))
+                err[i] += float(np.sum((f.astype(np.float64) - q) ** 2))
+            samples[i].append(np.abs(f).ravel()[:: max(1, f.size // 256)])
+    layers = []
+    for i, j in pairs:
+        op = int8.ops[i]
+        t = int8.tensors[op["outputs"][0]]
+        scale, zero = t["quantization"]
+        snr = None
+        if j is not None:
+            snr = round(10 * math.log10(sig[i] / err[i]), 2) if err[i] > 0 else (float("inf") if sig[i] > 0 else None)
+            snr = None if snr == float("inf") else snr  # exact: no error to speak of (JSON has no infinity)
+        layer: dict[str, Any] = {
+            "index": i,
+            "op": op["op_name"],
+            "tensor": t["name"][-80:],
+            "shape": [int(s) for s in t["shape"]],
+            "snr_db": snr,
+            "exact": bool(j is not None and err[i] == 0),
+            "float_min": round(float(lo[i]), 6),
+            "float_max": round(float(hi[i]), 6),
+            "scale": float(scale),
+            "zero_point": int(zero),
+            "int8_min": round(float((-128 - zero) * scale), 6),
+            "int8_max": round(float((127 - zero) * scale), 6),
+            "clipped": round(float(clipped[i] / max(count[i], 1)), 6),
+            "p999_abs": round(float(np.quantile(np.concatenate(samples[i]), 0.999)), 6) if samples[i] else 0.0,
+            "reference": "float" if j is not None else None,
+        }
+        layer.update(_weights(int8, op) or {})
+        layers.append(layer)
+    scored = sorted((x for x in layers if x["snr_db"] is not None), key=lambda x: x["snr_db"])
+    worst = [x for x in scored if x["snr_db"] < LOW_SNR_DB][:SHOWN]
+    for x in worst:
+        x["flag"] = _advice(x)
+    return {
+        "reference": Path(float_path).name if ref is not None else None,
+        "images": int(len(images)),
+        "matched_layers": sum(1 for _, j in pairs if j is not None),
+        "layers": layers,
+        "worst": [x["index"] for x in worst],
+    }
+
+
+def bundle_quant_report(folder: Path, images: np.ndarray) -> dict[str, Any] | None:
+    """``quant_report.json``'s content for every int8 file in ``folder``; None when there is none."""
+    files = sorted(p.name for p in folder.glob("*.tflite") if p.name.endswith(("_int8.tflite", "_int16x8.tflite")))
+    if not files:
+        return None
+    return {
+        "images": int(len(images)),
+        "split": "train (calibration images)",
+        "low_snr_db": LOW_SNR_DB,
+        "files": {name: layer_report(folder / name, folder / float_sibling(name), images) for name in files},
+    }
+
+
+def print_quant_report(report: dict[str, Any]) -> None:
+    from edgekd.ui import print_table
+
+    for name, r in report["files"].items():
+        shown = sorted((x for x in r["layers"] if x["snr_db"] is not None), key=lambda x: x["snr_db"])[:SHOWN]
+        rows = [
+            [
+                x["index"],
+                x["op"],
+                f"{x['snr_db']:.1f}",
+                f"[{x['float_min']:.3g}, {x['float_max']:.3g}]",
+                f"{x['scale']:.3g}",
+                f"{100 * x['clipped']:.2f}",
+                x.get("weight_scales", "—"),
+                x.get("flag", ""),
+            ]
+            for x in shown
+        ]
+        title = f"int8 layers of {name} vs {r['reference'] or 'no float file'} ({r['images']} calibration images, lowest SNR first)"
+        print_table(title, ["#", "op", "SNR dB", "float range", "scale", "clipped %", "w scales", "likely fix"], rows)

@@ -1,0 +1,240 @@
+"""Quantization-aware distillation (``distill.qat``): the float KD student, fine-tuned with fake
+quantization that matches TFLite int8, the teacher's soft targets still in the loss.
+
+The fake quantization is PyTorch's own PT2E tooling (``torchao.quantization.pt2e``) annotated by
+litert-torch's ``PT2EQuantizer``, the quantizer written for TFLite: per-channel symmetric int8
+weights (−127…127), per-tensor asymmetric int8 activations, BatchNorm folded into the conv (QAT
+simulates the fold while it still trains BN), ReLU/ReLU6 fused into the conv's output
+quantization, round-half-to-even like the TFLite kernels. The same quantizer object then drives
+the export (:mod:`edgekd.exporters.to_tflite_qat`), so the learned scales and zero points are the
+ones written into the int8 file: nothing is calibrated again.
+
+The graph captured is the exported one: :func:`edgekd.models.wrappers.with_preprocessing` around
+the student, taking raw pixels. Its input quantization is fixed at scale 1, zero point −128 (every
+pixel exact, as in the PTQ files). The trainer feeds normalized batches, so :class:`QATStudent`
+turns them back into pixels first.
+
+Saved as ``student_qat.pt``: the prepared graph's state dict (float weights, BN statistics and
+every fake-quantizer's range and scale) plus the student's arch. Loading rebuilds the graph from
+the arch and loads those tensors: nothing named in the file is imported or called.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import nn
+
+from edgekd.errors import EdgekdError
+from edgekd.train.pt2e import import_pt2e, tflite_quantizer
+
+
+def _fake_quantizers(graph: nn.Module) -> list[nn.Module]:
+    from torchao.quantization.pt2e.fake_quantize import FakeQuantizeBase
+
+    return [m for m in graph.modules() if isinstance(m, FakeQuantizeBase)]
+
+
+def _input_quantizer(graph: torch.fx.GraphModule) -> nn.Module:
+    """The fake quantizer applied to the graph's (pixel) input."""
+    from torchao.quantization.pt2e.fake_quantize import FakeQuantizeBase
+
+    placeholder = next(n for n in graph.graph.nodes if n.op == "placeholder")
+    for user in placeholder.users:  # the input's users also include torch.export's guard module
+        if user.op == "call_module" and isinstance(graph.get_submodule(str(user.target)), FakeQuantizeBase):
+            return graph.get_submodule(str(user.target))
+    raise EdgekdError(
+        "QAT graph: no fake quantizer on the input (the quantizer did not annotate the first op)"
+    )  # a model we cannot quantize
+
+
+class QATStudent(nn.Module):
+    """The student under fake quantization: normalized batches in (like the trainer's), logits out.
+
+    ``graph`` is the prepared PT2E graph of the raw-pixel model; ``.train()``/``.eval()`` switch
+    its BatchNorms the PT2E way (an exported graph ignores ``Module.train``).
+    """
+
+    def __init__(
+        self, student: nn.Module, mean: Sequence[float], std: Sequence[float], image_size: tuple[int, int]
+    ) -> None:
+        super().__init__()
+        from edgekd.models.wrappers import with_preprocessing
+
+        self._pt2e = import_pt2e()
+        c = len(mean)
+        # pixels = normalized · 255·std + 255·mean; buffers, so they follow .to(device)
+        self.register_buffer("pixel_scale", torch.tensor([255.0 * s for s in std]).view(1, c, 1, 1))
+        self.register_buffer("pixel_shift", torch.tensor([255.0 * m for m in mean]).view(1, c, 1, 1))
+        wrapped = with_preprocessing(copy.deepcopy(student).cpu(), mean, std).train()
+        example = (torch.zeros(2, c, *image_size),)  # batch 2: a dynamic batch dim (1 would be specialized)
+        batch = torch.export.Dim("batch", min=1, max=65536)
+        exported = torch.export.export(wrapped, example, dynamic_shapes=({0: batch},)).module()
+        self.graph = self._pt2e["prepare_qat_pt2e"](exported, tflite_quantizer(self._pt2e))
+        fq = _input_quantizer(self.graph)
+        # the input is pixels 0–255: scale 1, zero point −128 is exact; never learned
+        fq.activation_post_process.min_val = torch.tensor(0.0)
+        fq.activation_post_process.max_val = torch.tensor(255.0)
+        scale, zero_point = fq.activation_post_process.calculate_qparams()
+        fq.scale.copy_(scale.reshape(fq.scale.shape))
+        fq.zero_point.copy_(zero_point.reshape(fq.zero_point.shape))
+        fq.disable_observer()
+        self._input_name = next(n for n, m in self.graph.named_modules() if m is fq)
+        # saved with the weights: a resumed run whose ranges were frozen keeps them frozen
+        self.register_buffer("observers_frozen", torch.tensor(False))
+        self.train()
+
+    def train(self, mode: bool = True) -> QATStudent:
+        """Training: BN on batch statistics, ranges observed (until frozen). Eval: BN on running
+        statistics and ranges fixed, so evaluating never moves them."""
+        self.training = mode
+        (self._pt2e["to_train"] if mode else self._pt2e["to_eval"])(self.graph)
+        self._observe(mode and not bool(self.observers_frozen))
+        return self
+
+    def _observe(self, on: bool) -> None:
+        for name, fq in self._named_fake_quantizers():
+            if on and name != self._input_name:
+                fq.enable_observer()
+            else:
+                fq.disable_observer()
+
+    def _named_fake_quantizers(self) -> list[tuple[str, nn.Module]]:
+        ids = {id(m) for m in _fake_quantizers(self.graph)}
+        return [(n, m) for n, m in self.graph.named_modules() if id(m) in ids]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) normalized → logits
+        pixels = x.float() * self.pixel_scale + self.pixel_shift
+        return self.graph(pixels)
+
+    def pixel_model(self) -> nn.Module:
+        """The prepared graph itself: raw pixels (NCHW float) in, as the exported files take."""
+        return self.graph
+
+    def freeze_observers(self) -> None:
+        """Stop moving the activation ranges and weight scales (observer buffers are saved, so a
+        resumed run stays frozen)."""
+        self.observers_frozen.fill_(True)
+        self._observe(False)
+
+    def converted(self) -> torch.fx.GraphModule:
+        """A CPU copy as a quantize/dequantize (QDQ) graph, raw pixels in: the model the int8 file
+        must agree with. Weight quantize ops stay in the graph (litert-torch lowers them itself)."""
+        graph = copy.deepcopy(self.graph).cpu()
+        self._pt2e["to_eval"](graph)
+        converted = self._pt2e["convert_pt2e"](graph, fold_quantize=False)
+        self._pt2e["to_eval"](converted)
+        return converted
+
+
+def build_qat_student(float_model: nn.Module, data_info: dict[str, Any]) -> QATStudent:
+    """A :class:`QATStudent` of ``float_model`` on data described by ``data_info`` (``Dataset.describe()``)."""
+    return QATStudent(float_model.eval(), data_info["mean"], data_info["std"], tuple(data_info["image_size"]))
+
+
+def load_qat_student(path: Any, arch: Any = None) -> tuple[QATStudent, dict[str, Any]]:
+    """(QAT student in eval mode, checkpoint dict) from ``student_qat.pt``. ``arch``: the
+    ``module:factory`` names the caller vouches for (:func:`edgekd.checkpoint.checkpoint_arch`)."""
+    from edgekd.checkpoint import checkpoint_arch, load_checkpoint, load_weights
+    from edgekd.errors import CheckpointError
+    from edgekd.models import create_model
+
+    ckpt = load_checkpoint(path)
+    if not ckpt.get("qat"):
+        raise CheckpointError(f"{path} is not a QAT checkpoint")
+    d = ckpt["data"]
+    name = checkpoint_arch(ckpt, path, arch)  # before anything named in the file is imported
+    model = build_qat_student(
+        create_model(name, d["num_classes"], d["in_channels"], tuple(d["image_size"]), **ckpt.get("kwargs", {})), d
+    )
+    load_weights(model, ckpt["state_dict"], path)
+    return model.eval(), ckpt
+
+
+def calibrate(model: QATStudent, batches: Any, limit: int) -> None:
+    """Set the activation ranges from ``limit`` training batches before the first step, BN in eval
+    mode (its trained statistics), so QAT starts from the PTQ ranges instead of the first batch's."""
+    model.eval()
+    model._observe(True)
+    with torch.no_grad():
+        for i, (x, _y) in enumerate(batches):
+            if i >= limit:
+                break
+            model(x)
+    model.train()
+
+
+def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
+    """Train ``student_qat`` from the finished float ``student`` with the run's KD loss; its record.
+
+    A named stage like the others: resuming skips it when done and continues it when interrupted
+    (the fake quantizers' ranges and the observer switches are in the checkpoint's state dict).
+    """
+    import dataclasses
+
+    from edgekd.checkpoint import build_model, load_checkpoint
+    from edgekd.config import named_archs
+    from edgekd.data.loader import Batches
+    from edgekd.train.methods import build_method
+    from edgekd.train.trainer import Stage, train_stage
+    from edgekd.ui import log
+
+    name = "student_qat"
+    done = run.done(name)
+    if done is not None:
+        run.wall[name] = done["metrics"]["wall_s"]
+        return done["metrics"]
+    cfg, d = run.cfg, run.data
+    q = cfg.distill.qat
+    float_path = run.out_dir / "student.pt"
+    float_ckpt = load_checkpoint(float_path)
+    torch.manual_seed(cfg.seed)
+    model = build_qat_student(build_model(float_ckpt, float_path, named_archs(cfg)), d.describe())
+    # fake quantization runs in float32 (no autocast) and on a plain (not compiled) graph
+    rt = dataclasses.replace(run.rt, amp=None, channels_last=False, compile_student=False)
+    model.to(rt.device)
+    resuming = run.resume and (run.out_dir / f"{name}_last.pt").is_file()
+    if not resuming:
+        calib = Batches(
+            d.train, d.mean, d.std, cfg.data.batch_size, rt.device, shuffle=True, seed=cfg.seed, shard=rt.world.shard
+        )
+        calibrate(model, calib, q.calibration_batches)
+    recipe = dataclasses.replace(cfg.student, epochs=q.epochs, lr=q.lr, warmup_epochs=0, checkpoint=None)
+    method = build_method(cfg.distill.method, cfg.distill, recipe)
+    stage = Stage(
+        name=name,
+        arch=float_ckpt["arch"],
+        kwargs=dict(float_ckpt.get("kwargs", {})),
+        recipe=recipe,
+        method=method,
+        teacher=teacher if method.needs_teacher else None,
+        batch_size=cfg.data.batch_size,
+        eval_batch_size=cfg.data.eval_batch_size,
+        views=cfg.data.views,
+        workers=cfg.data.workers,
+        extra={
+            "method": cfg.distill.method,
+            "qat": {
+                "epochs": q.epochs,
+                "lr": q.lr,
+                "observer_epochs": q.observer_epochs,
+                "quantizer": "litert_torch.PT2EQuantizer per-channel int8",
+            },
+            "distill": {"temperature": cfg.distill.temperature, "alpha": getattr(method, "alpha", cfg.distill.alpha)},
+        },
+    )
+
+    def freeze(record: dict[str, Any], _history: list[dict[str, Any]]) -> None:
+        if q.observer_epochs is not None and record["epoch"] >= q.observer_epochs:
+            model.freeze_observers()
+
+    log(
+        f"{name}: {stage.arch} with {cfg.distill.method} under int8 fake quantization for {q.epochs} epochs (lr {q.lr})"
+    )
+    result = train_stage(stage, model, d, run.out_dir, rt, cfg.seed, "last", run.resume, [freeze, *run.on_epoch])
+    result["qat"] = stage.extra["qat"]
+    run.wall[name] = result["wall_s"]
+    return result

@@ -1,0 +1,208 @@
+"""Quantization-aware distillation (distill.qat) and the int8 quantization report.
+
+The QAT tests need the ``litert`` extra (torchao + litert-torch); they skip without it.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import tiny_overrides
+from edgekd.config import load_config
+from edgekd.errors import ConfigError
+
+
+def test_qat_section_is_typed_and_checked() -> None:
+    cfg = load_config(None, ["distill.qat.epochs=3", "distill.qat.lr=0.001"])
+    assert cfg.distill.qat.epochs == 3 and cfg.distill.qat.lr == 0.001
+    with pytest.raises(ConfigError, match="did you mean 'distill.qat.epochs'"):
+        load_config(None, ["distill.qat.epoch=3"])
+    for bad in ("distill.qat.epochs=-1", "distill.qat.lr=0", "distill.qat.observer_epochs=0"):
+        with pytest.raises(ConfigError, match="distill.qat"):
+            load_config(None, [bad])
+
+
+def test_qat_only_after_the_standard_and_transfer_flows() -> None:
+    from edgekd.train.methods import check_method_config
+
+    cfg = load_config(None, ["distill.method=takd", "distill.assistants=[test_student]", "distill.qat.epochs=1"])
+    with pytest.raises(ConfigError, match="distill.qat runs after the standard and transfer flows"):
+        check_method_config(cfg)
+
+
+def test_quant_report_for_every_int8_file(tiny_bundle: Path) -> None:
+    report = json.loads(
+        (tiny_bundle / "quant_report.json").read_text(), parse_constant=lambda c: pytest.fail(f"non-strict JSON {c}")
+    )
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    int8 = sorted(n for n in manifest["files"] if n.endswith("_int8.tflite"))
+    assert int8 and sorted(report["files"]) == int8 and "quant_report.json" in manifest["files"]
+    r = report["files"]["student_int8.tflite"]
+    assert r["reference"] == "student_fp32.tflite" and r["matched_layers"] == len(r["layers"])
+    for layer in r["layers"]:
+        assert layer["snr_db"] is None or 5 < layer["snr_db"] < 80, layer  # int8 of a trained model: tens of dB
+        assert 0 <= layer["clipped"] <= 0.01  # calibrated on these very images: next to nothing is clipped
+        assert (
+            layer["float_min"] >= layer["int8_min"] - layer["scale"]
+            and layer["float_max"] <= layer["int8_max"] + layer["scale"]
+        )
+    convs = [x for x in r["layers"] if x["op"] in ("CONV_2D", "DEPTHWISE_CONV_2D")]
+    assert convs and all(
+        x["weight_scales"] > 1 for x in convs[1:]
+    )  # per-channel weights (the first conv is the normalization)
+
+
+def test_advice_names_the_likely_fix() -> None:
+    from edgekd.exporters.quant_report import _advice
+
+    base = {"weight_scales": 8, "clipped": 0.0, "float_min": 0.0, "float_max": 10.0, "p999_abs": 9.0, "snr_db": 15.0}
+    assert _advice({**base, "weight_scales": 1}) == "per-channel weights"
+    assert "calibration" in _advice({**base, "clipped": 0.05})
+    assert "percentile or MSE" in _advice({**base, "p999_abs": 0.5})
+    assert "16x8" in _advice({**base, "snr_db": 8.0})
+    assert _advice(base).startswith("QAT")
+
+
+# --------------------------------------------------------------------------------------------
+# QAT for real (litert extra)
+
+
+@pytest.fixture(scope="module")
+def pt2e():
+    pytest.importorskip("torchao", reason="torchao not installed: pip install 'edgekd[litert]'")
+    pytest.importorskip("litert_torch", reason="litert-torch not installed: pip install 'edgekd[litert]'")
+    from edgekd.train.qat import import_pt2e
+
+    return import_pt2e()
+
+
+def test_qat_student_exports_with_its_learned_scales(pt2e, tmp_path: Path) -> None:
+    """A tiny model: QAT steps with a KD loss → int8 TFLite that agrees with its fake-quant graph
+    on ≥ 99.9 % of images, full integer, accepted by TFLite Micro, input exact on pixels."""
+    import torch
+
+    from conftest import assert_tflm_matches_litert
+    from edgekd.exporters.parity import reference_logits
+    from edgekd.exporters.to_tflite_qat import qat_to_tflite
+    from edgekd.models import create_model
+    from edgekd.runtimes import open_runner
+    from edgekd.runtimes.tflite_runner import full_integer_problems
+    from edgekd.train.methods import HintonKD
+    from edgekd.train.qat import QATStudent
+
+    torch.manual_seed(0)
+    student = create_model("test_student", 10, 3, (12, 12), width=8)
+    teacher = create_model("test_teacher", 10, 3, (12, 12)).eval()
+    model = QATStudent(student, [0.5] * 3, [0.25] * 3, (12, 12))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (600, 12, 12, 3), dtype=np.uint8)  # NHWC raw pixels
+    x = (torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32)) / 255 - 0.5) / 0.25
+    kd = HintonKD(temperature=4.0, alpha=0.9)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    model.train()
+    for step in range(15):
+        batch = x[step * 32 : (step + 1) * 32]
+        with torch.no_grad():
+            t_out = teacher(batch)
+        loss = kd(model(batch), t_out, t_out.argmax(1))["loss"]
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    before = [fq.scale.clone() for fq in model.graph.modules() if hasattr(fq, "observer_enabled")]
+    model(x[:64])  # evaluating never moves the learned ranges
+    assert all(
+        torch.equal(a, fq.scale)
+        for a, fq in zip(before, (m for m in model.graph.modules() if hasattr(m, "observer_enabled")))
+    )
+
+    path = qat_to_tflite(model, (1, 3, 12, 12), tmp_path / "qat_int8.tflite")
+    assert full_integer_problems(path) == []
+    runner = open_runner(path)
+    assert runner.input_details["scale"] == 1.0 and runner.input_details["zero_point"] == -128
+    eval_images = images[480:]
+    reference = reference_logits(model.converted(), eval_images)
+    out = runner.predict(eval_images)
+    agreement = float(np.mean(out.argmax(1) == reference.argmax(1)))
+    assert agreement >= 0.999, agreement
+    assert np.abs(out - reference).max() <= 3 * runner.output_details["scale"] + 1e-6  # integer kernels: a few LSBs
+    assert_tflm_matches_litert(path, eval_images[:20])
+
+
+@pytest.mark.slow  # two distill runs, two litert-torch conversions: minutes on a loaded 2-core machine
+def test_distill_with_qat_stage_resumes_and_exports(pt2e, tmp_path: Path) -> None:
+    """distill.qat adds the student_qat stage (own summary row, resumable) and export writes the
+    QAT int8 file beside the PTQ one, checked against the fake-quant graph, with its quant report."""
+    from edgekd.exporters.export import export
+    from edgekd.train.run import distill
+
+    out = tmp_path / "run"
+    overrides = tiny_overrides(
+        **{
+            "distill.baseline": "false",
+            "teacher.epochs": 2,
+            "student.epochs": 4,
+            "student.lr": 0.2,
+            "distill.qat.epochs": 2,
+        }
+    )
+    summary = distill(out=out, set=overrides)
+    qat = summary["student_qat"]
+    assert qat["epochs"] == 2 and qat["qat"]["epochs"] == 2 and 0 < qat["test_acc"] <= 1
+    assert json.loads((out / "summary.json").read_text())["student_qat"]["test_acc"] == qat["test_acc"]
+    # interrupted after QAT epoch 1: resuming continues from student_qat_last.pt
+    (out / "student_qat.pt").unlink()
+    resumed = distill(out=out, resume=True)
+    assert resumed["student_qat"]["epochs"] == 2
+
+    bundle = tmp_path / "bundle"
+    m = export(
+        run=out,
+        out=bundle,
+        set=["export.models=[student]", "export.formats=[tflite_fp32,tflite_int8]"],
+        allow_parity_failure=True,
+    )
+    qm = m["metrics"]["student_qat_int8.tflite"]
+    assert qm["reference"].startswith("fake-quant") and qm["top1_agreement"] >= 0.99
+    assert m["models"]["student_qat_int8.tflite"]["input"]["dtype"] == "int8"
+    report = json.loads((bundle / "quant_report.json").read_text())
+    assert set(report["files"]) == {"student_int8.tflite", "student_qat_int8.tflite"}
+
+
+def test_calibration_methods_choose_their_ranges() -> None:
+    from edgekd.exporters.calibration import CALIBRATIONS
+    from edgekd.registry import UnknownNameError
+
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(0, 1, 20000), [40.0, -35.0]])  # two outliers stretch min-max
+    lo, hi = float(values.min()), float(values.max())
+    assert CALIBRATIONS.get("minmax")(values, lo, hi, 256) == (lo, hi)
+    p_lo, p_hi = CALIBRATIONS.get("percentile")(values, lo, hi, 256)
+    assert -6 < p_lo < -3 and 3 < p_hi < 6
+    m_lo, m_hi = CALIBRATIONS.get("mse")(values, lo, hi, 256)
+    assert lo < m_lo < 0 < m_hi < hi  # shrunk: the rounding error saved outweighs the two clipped values
+
+    def mse(a: float, b: float) -> float:
+        scale = (b - a) / 255
+        return float(np.mean((values - (np.clip(np.round((values - a) / scale), 0, 255) * scale + a)) ** 2))
+
+    assert mse(m_lo, m_hi) < mse(lo, hi)
+    with pytest.raises(UnknownNameError, match="did you mean 'mse'"):
+        CALIBRATIONS.get("mes")
+
+
+def test_calibration_method_is_a_litert_export_choice() -> None:
+    assert (
+        load_config(
+            None, ["export.backend=litert_torch", "export.calibration_method=percentile"]
+        ).export.calibration_method
+        == "percentile"
+    )
+    with pytest.raises(ConfigError, match="needs export.backend=litert_torch"):
+        load_config(None, ["export.calibration_method=mse"])
+    with pytest.raises(ConfigError, match="did you mean 'mse'"):
+        load_config(None, ["export.backend=litert_torch", "export.calibration_method=mes"])
