@@ -9,6 +9,7 @@ import torch
 
 from conftest import tiny_overrides
 from edgekd.checkpoint import load_checkpoint, load_model
+from edgekd.errors import EdgekdError
 from edgekd.models import count_params, create_model
 from edgekd.train.run import distill
 
@@ -18,7 +19,7 @@ def test_full_size_shape_and_params() -> None:
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     assert 1.9e6 < count_params(model) < 2.1e6  # airbench94's widths: ~2 M parameters
     assert create_model("airbench", 10, 1, (8, 8))(torch.zeros(2, 1, 8, 8)).shape == (2, 10)  # ceil-mode pools
-    with pytest.raises(ValueError, match="three positive"):
+    with pytest.raises(EdgekdError, match="three positive"):
         create_model("airbench", 10, 3, (32, 32), widths=[8, 8])
 
 
