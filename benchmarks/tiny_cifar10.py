@@ -133,9 +133,11 @@ def run_benchmark(
         sets += ["runtime.amp=auto", "runtime.channels_last=null"]
     sets += list(extra)
     cfg = load_config(CONFIG, sets)
-    qat = has_qat()
+    qat = has_qat() and qat_epochs > 0
     notes = []
-    if not qat:
+    if has_qat() and not qat:
+        notes.append("kd+qat: skipped: --no-qat")
+    elif not qat:
         notes.append("kd+qat: skipped: this edgekd has no QAT stage (no `distill.qat` config section)")
     else:
         from edgekd.errors import EdgekdError
@@ -249,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epochs", type=int, help="override the config's epochs (student, and teacher unless --teacher-epochs)")
     p.add_argument("--teacher-epochs", type=int, help="override the teacher's epochs")
     p.add_argument("--qat-epochs", type=int, default=5, help="QAT epochs of the kd+qat row when the QAT stage exists (default 5)")
+    p.add_argument("--no-qat", action="store_true", help="skip the kd+qat row even where the QAT stage exists")
     p.add_argument("--fast", action="store_true", help="the config's CPU fast path (bf16 autocast, channels-last) and fewer latency runs")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--resume", action="store_true", help="keep finished runs in --out and continue the rest")
@@ -263,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         result = run_benchmark(args.seeds, args.out, args.data, args.reference, args.subset, args.epochs, args.teacher_epochs,
-                               args.qat_epochs, args.fast, args.device, args.resume, tuple(args.set))
+                               0 if args.no_qat else args.qat_epochs, args.fast, args.device, args.resume, tuple(args.set))
     except EdgekdError as exc:
         print(f"tiny_cifar10: error: {exc}", file=sys.stderr)
         return exc.exit_code if getattr(exc, "exit_code", None) else 2
