@@ -46,7 +46,7 @@ def _config_keys_epilog() -> str:
 # The modules that register KD methods (edgekd.train.methods.METHODS's providers): their
 # docstrings are read from source, since `--help` must not import torch (a Raspberry Pi runs this
 # CLI). tests/test_cli.py checks that every registered method is listed.
-METHOD_MODULES = ("edgekd.train.methods", "edgekd.train.fitnets")
+METHOD_MODULES = ("edgekd.train.methods", "edgekd.train.fitnets", "edgekd.train.logit_methods")
 
 
 def methods_help() -> str:

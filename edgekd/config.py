@@ -82,6 +82,11 @@ class StageConfig:
     gamma: float = opt(0.1, "step: lr factor at each milestone")
     warmup_epochs: int = opt(0, "linear warm-up before the schedule starts")
     label_smoothing: float = opt(0.0, "on the hard-label cross-entropy")
+    lookahead_steps: int = opt(0, "Lookahead: k fast optimizer steps per slow update (0: off)")
+    lookahead_alpha: float = opt(0.5, "Lookahead: slow weights move this fraction towards the fast ones every k steps")
+    tta_flip: bool = opt(False, "evaluate with the mean logits of the image and its mirror (a teacher also teaches with them); never exported")
+    mixup: float = opt(0.0, "mixup Beta(α, α) concentration, 0: off; the teacher sees the same mixed images (classification, in-memory data)")
+    cutmix: float = opt(0.0, "cutmix Beta(α, α) concentration, 0: off; with mixup too, each sample takes one of the two")
 
 
 @dataclass(frozen=True)
@@ -129,6 +134,11 @@ class DistillConfig:
     source_labels: bool = opt(True, "domain: mix the labeled source training images into the student's batches")
     finetune_epochs: int = opt(0, "domain: fine-tune the source teacher on the labeled target training split first")
     finetune_lr: float | None = opt(None, "domain: fine-tuning lr; None: teacher.lr / 10")
+    # dkd / dist (defaults: the papers' CIFAR settings)
+    dkd_alpha: float = opt(1.0, "dkd: weight α of the target-class term TCKD")
+    dkd_beta: float = opt(8.0, "dkd: weight β of the non-target-class term NCKD (the paper's CIFAR-100 value)")
+    dist_beta: float = opt(2.0, "dist: weight β of the inter-class (per-sample) Pearson relation loss")
+    dist_gamma: float = opt(2.0, "dist: weight γ of the intra-class (per-class, across the batch) Pearson relation loss")
     qat: QATConfig = opt(help="quantization-aware distillation after the float stage (standard and transfer flows)", factory=QATConfig)
 
 
@@ -495,6 +505,10 @@ def validate(config: Config) -> None:
             raise ConfigError(f"config: {stage}.epochs must be 0 or more")
         if s.lr <= 0:
             raise ConfigError(f"config: {stage}.lr must be positive")
+        if s.lookahead_steps < 0 or not 0.0 < s.lookahead_alpha <= 1.0:
+            raise ConfigError(f"config: {stage}.lookahead_steps must be 0 (off) or more and {stage}.lookahead_alpha in (0, 1]")
+        if s.mixup < 0 or s.cutmix < 0:
+            raise ConfigError(f"config: {stage}.mixup and {stage}.cutmix must be 0 (off) or more")
         if not 0.0 <= s.label_smoothing < 1.0:
             raise ConfigError(f"config: {stage}.label_smoothing must be in [0, 1)")
         _check_stats(s, stage)
@@ -524,6 +538,8 @@ def validate(config: Config) -> None:
         raise ConfigError("config: distill.alpha must be in [0, 1]")
     if dc.hint_epochs < 0 or dc.finetune_epochs < 0:
         raise ConfigError("config: distill.hint_epochs and distill.finetune_epochs must be 0 or more")
+    if min(dc.dkd_alpha, dc.dkd_beta, dc.dist_beta, dc.dist_gamma) < 0:
+        raise ConfigError("config: distill.dkd_alpha, dkd_beta, dist_beta and dist_gamma must be 0 or more")
     if dc.hint_weight < 0:
         raise ConfigError("config: distill.hint_weight must be 0 or more")
     if dc.finetune_lr is not None and dc.finetune_lr <= 0:

@@ -11,6 +11,8 @@ Randomness is a function of (seed, epoch) alone, and augmentation parameters are
 whether or not the run was resumed before it, and a distributed run whose ranks each take a share
 of every global batch sees exactly the images a single process would. With ``views=K`` epoch *e*
 reuses the augmentation of view *e mod K*: a fixed set of views whose teacher outputs can be cached.
+mixup/cutmix (:meth:`Batches.mixing`) follow the same rule: a per-sample partner, weight and box
+per view, so the mixed views repeat too and the teacher sees exactly the student's mixed input.
 
 Targets are class labels ``(N,)`` or, for segmentation, uint8 masks ``(N, 1, H, W)``: a mask gets
 exactly its image's crop (zero padding: background) and flip, from the same per-sample parameters.
@@ -60,6 +62,9 @@ class Batches:
         placement: str = "auto",
         workers: int = 0,
         channels_last: bool = False,
+        mixup: float = 0.0,
+        cutmix: float = 0.0,
+        num_classes: int = 0,
     ) -> None:
         self.device = torch.device(device)
         self.n = len(split)
@@ -89,6 +94,10 @@ class Batches:
         self.workers = workers
         self.channels_last = channels_last
         self.epoch = 0
+        # mixup/cutmix: Beta(α, α) concentrations (0: off); mixed batches carry soft label rows
+        self.mixup, self.cutmix, self.num_classes = mixup, cutmix, num_classes
+        if (mixup or cutmix) and (self.lazy or self.per_pixel or num_classes < 2):
+            raise ValueError("mixup/cutmix need in-memory images with class labels (not streamed images, not masks)")
         if shard.world > 1 and self.drop_last and batch_size % shard.world:
             raise ValueError(f"batch size {batch_size} must divide evenly over {shard.world} processes")
 
@@ -153,6 +162,63 @@ class Batches:
         flip = torch.rand(self.n, generator=g) < 0.5
         return oy.to(self.device), ox.to(self.device), flip.to(self.device)
 
+    def mixing(self, view: int) -> dict[str, torch.Tensor] | None:
+        """Per-sample mixing for ``view``: partner index, own weight λ and cutmix box (rows y0:y1,
+        columns x0:x1; empty for a mixup sample), all on the device.
+
+        Drawn per *sample* from (seed, view) alone, like the crops: the mixed view of sample i is
+        the same whatever batch it falls in, so resumed runs match and the teacher's outputs for
+        the mixed views can be cached. With both on, each sample takes one of the two (p = 0.5).
+        """
+        if not (self.mixup or self.cutmix):
+            return None
+        import numpy as np
+
+        n = self.n
+        h, w = self.images.shape[2:]
+        rng = np.random.default_rng([self.seed, view, 2])  # stream 2: mixing
+        partner = rng.permutation(n)
+        if self.mixup and self.cutmix:
+            cut = rng.random(n) < 0.5
+        else:
+            cut = np.full(n, self.cutmix > 0)
+        lam_mix = rng.beta(self.mixup, self.mixup, n) if self.mixup else np.ones(n)
+        lam_cut = rng.beta(self.cutmix, self.cutmix, n) if self.cutmix else np.ones(n)
+        # cutmix box of area (1-λ)·H·W around a uniform centre, clipped; λ is then the kept area
+        ratio = np.sqrt(1.0 - lam_cut)
+        ch, cw = (h * ratio).astype(np.int64), (w * ratio).astype(np.int64)
+        cy, cx = rng.integers(0, h, n), rng.integers(0, w, n)
+        y0, y1 = np.clip(cy - ch // 2, 0, h), np.clip(cy + ch // 2, 0, h)
+        x0, x1 = np.clip(cx - cw // 2, 0, w), np.clip(cx + cw // 2, 0, w)
+        y0, y1, x0, x1 = (np.where(cut, v, 0) for v in (y0, y1, x0, x1))  # mixup samples: empty box
+        lam = np.where(cut, 1.0 - (y1 - y0) * (x1 - x0) / (h * w), lam_mix)
+        out = {"partner": partner, "lam": lam.astype(np.float32), "cut": cut, "y0": y0, "y1": y1, "x0": x0, "x1": x1}
+        return {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in out.items()}
+
+    def _mix(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, mix: dict[str, torch.Tensor], params) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mix a normalized batch with each sample's partner (augmented by its own view
+        parameters); targets become soft label rows λ·onehot(y) + (1-λ)·onehot(y_partner)."""
+        j = mix["partner"][idx]
+        xb = self.images[j] if self.where == "device" else self.images[j.cpu()].to(self.device)
+        if params is not None:
+            xb = self._augment(xb, *[q[j] for q in params])
+        xb = self.normalize(xb)
+        lam, cut = mix["lam"][idx], mix["cut"][idx]
+        h, w = x.shape[2:]
+        rows = torch.arange(h, device=x.device)[None, :]
+        cols = torch.arange(w, device=x.device)[None, :]
+        in_rows = (rows >= mix["y0"][idx][:, None]) & (rows < mix["y1"][idx][:, None])  # (B, H)
+        in_cols = (cols >= mix["x0"][idx][:, None]) & (cols < mix["x1"][idx][:, None])  # (B, W)
+        box = (in_rows[:, :, None] & in_cols[:, None, :])[:, None]  # (B, 1, H, W)
+        blended = lam[:, None, None, None] * x + (1.0 - lam[:, None, None, None]) * xb
+        x = torch.where(cut[:, None, None, None], torch.where(box, xb, x), blended)
+        yb = self.targets[j]
+        onehot = torch.nn.functional.one_hot
+        soft = lam[:, None] * onehot(y.clamp_min(0), self.num_classes) * (y >= 0)[:, None]
+        soft = soft + (1.0 - lam[:, None]) * onehot(yb.clamp_min(0), self.num_classes) * (yb >= 0)[:, None]
+        x = x.contiguous(memory_format=torch.channels_last) if self.channels_last else x.contiguous()
+        return x, soft
+
     def _uint8_batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         """(CPU indices, uint8 images on the device) per batch."""
         if self.where == "files":
@@ -179,6 +245,7 @@ class Batches:
     def with_index(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         """(sample indices on the device, normalized images, targets) per batch."""
         params = self.augmentation(self.view)
+        mix = self.mixing(self.view)
         for cpu_idx, x in self._uint8_batches():
             idx = cpu_idx.to(self.device)
             y = self.targets[cpu_idx].to(self.device, non_blocking=True) if self.targets_on_host else self.targets[idx]
@@ -187,7 +254,10 @@ class Batches:
                 x = self._augment(x, *p)
                 if self.per_pixel:
                     y = self._augment(y, *p)  # the same crop window and flip as its image
-            yield idx, self.normalize(x), y
+            x = self.normalize(x)
+            if mix is not None:
+                x, y = self._mix(x, y, idx, mix, params)
+            yield idx, x, y
 
     def _augment(self, x: torch.Tensor, oy: torch.Tensor, ox: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
         """Crop and/or flip a (B, C, H, W) batch of any dtype: uint8 images or masks."""

@@ -12,5 +12,6 @@ MODELS: Registry = Registry(
         "edgekd.models.mobilenet",
         "edgekd.models.tiny",
         "edgekd.models.unet",
+        "edgekd.models.airbench",
     ],
 )

@@ -35,3 +35,19 @@ class WithPreprocessing(nn.Module):
 
 def with_preprocessing(model: nn.Module, mean: Sequence[float], std: Sequence[float]) -> nn.Module:
     return WithPreprocessing(model, mean, std).eval()
+
+
+class FlipTTA(nn.Module):
+    """Test-time augmentation by horizontal flip: the mean of the logits of the image and of its
+    mirror (a per-pixel output is mirrored back first). For evaluation and for a teacher's soft
+    targets only: it doubles the cost and is never exported."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        mirrored = self.model(x.flip(3))
+        if mirrored.dim() == 4:  # (B, K, H, W): per-pixel logits, back to the image's orientation
+            mirrored = mirrored.flip(3)
+        return 0.5 * (self.model(x) + mirrored)

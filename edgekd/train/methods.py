@@ -24,7 +24,7 @@ from torch import nn
 from edgekd.errors import ConfigError
 from edgekd.registry import Registry
 
-METHODS: Registry = Registry("KD method", providers=["edgekd.train.methods", "edgekd.train.fitnets"])
+METHODS: Registry = Registry("KD method", providers=["edgekd.train.methods", "edgekd.train.fitnets", "edgekd.train.logit_methods"])
 
 # distill keys every method reads (the rest belong to particular methods: see DistillMethod.keys)
 COMMON_KEYS = ("method", "temperature", "alpha", "baseline", "select", "allow_weak_teacher", "qat")
@@ -36,6 +36,10 @@ def task_ce(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float 
     Averaging over labeled samples keeps the term's scale independent of how many unlabeled
     samples share the batch; a batch with no labels contributes exactly 0.
     """
+    if targets.dtype.is_floating_point and targets.dim() == 2:  # soft label rows (mixup/cutmix); all-zero row: unlabeled
+        labeled = targets.sum(1) > 0
+        per_sample = F.cross_entropy(logits.float(), targets.float(), reduction="none", label_smoothing=label_smoothing)
+        return (per_sample * labeled).sum() / labeled.sum().clamp_min(1)
     labeled = targets >= 0
     per_sample = F.cross_entropy(logits.float(), targets.clamp_min(0), reduction="none", label_smoothing=label_smoothing)
     return (per_sample * labeled).sum() / labeled.sum().clamp_min(1)

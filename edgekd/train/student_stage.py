@@ -61,6 +61,8 @@ class StudentStages:
                 check_compatible(ckpt, d.describe(), init)
             load_weights(model, ckpt["state_dict"], init)
         extra: dict[str, Any] = {"method": method_name}
+        if not init and hasattr(model, "data_init"):  # e.g. airbench's whitening layer, set from patch statistics
+            extra["data_init"] = data_init(model, d)
         if method.needs_teacher:
             extra["distill"] = {
                 "temperature": cfg.distill.temperature,
@@ -96,6 +98,27 @@ class StudentStages:
         from edgekd.train.methods import METHODS
 
         return METHODS.get(self.cfg.distill.method).task_method
+
+
+DATA_INIT_IMAGES = 5000  # a fixed prefix of the training split: enough for 2×2-patch statistics, and deterministic
+
+
+def data_init(model, data) -> dict[str, Any]:
+    """Call ``model.data_init`` on the first training images, normalized as training sees them
+    (without augmentation); returns what the checkpoint records about it."""
+    import torch
+
+    import numpy as np
+
+    n = min(DATA_INIT_IMAGES, len(data.train))
+    if data.train.lazy:  # streamed images: decode the prefix
+        images = np.stack([data.train.images.decode(i) for i in range(n)])
+    else:
+        images = np.ascontiguousarray(data.train.images[:n])
+    x = torch.from_numpy(images).float() / 255.0
+    c = x.shape[1]
+    x = (x - torch.tensor(data.mean).view(1, c, 1, 1)) / torch.tensor(data.std).view(1, c, 1, 1)
+    return model.data_init(x)
 
 
 def check_output(model, data, arch: str) -> None:

@@ -29,10 +29,11 @@ from edgekd.ui import log
 MAX_CACHE_BYTES = 2 << 30  # beyond this the outputs are recomputed every step instead
 
 
-def views_of(data: Dataset, views: int | None) -> int | None:
+def views_of(data: Dataset, views: int | None, mixing: bool = False) -> int | None:
     """How many distinct inputs per sample the student sees: 1 without augmentation, K with
-    ``data.views=K``, None when every epoch draws new augmentations (nothing to cache)."""
-    if data.augment == "none":
+    ``data.views=K``, None when every epoch draws new augmentations (nothing to cache).
+    mixup/cutmix draw new partners per view, so they repeat only with ``data.views``."""
+    if data.augment == "none" and not mixing:
         return 1
     return views
 
@@ -56,18 +57,20 @@ def fingerprint_data(data: Dataset) -> str:
     return h.hexdigest()
 
 
-def cache_key(teacher: nn.Module, data: Dataset, views: int, seed: int) -> str:
+def cache_key(teacher: nn.Module, data: Dataset, views: int, seed: int, mix: dict | None = None) -> str:
     transform = repr((data.augment, data.crop_padding, views, seed, data.mean, data.std, data.image_size, data.in_channels))
+    if mix:  # mixed views are other inputs; unmixed runs keep their existing keys
+        transform += repr(sorted(mix.items()))
     h = hashlib.sha256("\n".join([fingerprint_model(teacher), fingerprint_data(data), transform]).encode())
     return h.hexdigest()[:20]
 
 
 @torch.no_grad()
-def compute_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt: Runtime, batch_size: int) -> torch.Tensor:
-    """(views, N, …) teacher outputs, in sample order, for every view's augmentation."""
+def compute_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt: Runtime, batch_size: int, mix: dict | None = None) -> torch.Tensor:
+    """(views, N, …) teacher outputs, in sample order, for every view's augmentation (and mixing)."""
     batches = Batches(
         data.train, data.mean, data.std, batch_size, rt.device, data.augment, data.crop_padding,
-        shuffle=False, seed=seed, views=views, channels_last=rt.channels_last,
+        shuffle=False, seed=seed, views=views, channels_last=rt.channels_last, **(mix or {}),
     )
     out: list[torch.Tensor] = []
     for view in range(views):
@@ -80,7 +83,7 @@ def compute_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt
     return torch.stack(out)
 
 
-def teacher_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt: Runtime, out_dir: Path, stage: str, batch_size: int) -> torch.Tensor | None:
+def teacher_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt: Runtime, out_dir: Path, stage: str, batch_size: int, mix: dict | None = None) -> torch.Tensor | None:
     """The cached outputs for ``stage``'s training data, computed (and stored) on first use."""
     from edgekd.tasks import get_task
 
@@ -91,7 +94,7 @@ def teacher_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt
         return None
     folder = rt.teacher_cache_dir or out_dir / "teacher_cache"
     folder.mkdir(parents=True, exist_ok=True)
-    key = cache_key(teacher, data, views, seed)
+    key = cache_key(teacher, data, views, seed, mix)
     path = folder / f"{stage}-{key}.pt"
     if path.is_file():
         outputs, why = _read(path, rt, (views, len(data.train)))
@@ -104,7 +107,7 @@ def teacher_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt
         for stale in folder.glob(f"{stage}-*.pt"):
             stale.unlink()
         log(f"{stage}: computing the teacher's outputs once ({views} view(s) × {len(data.train)} images) → {path}")
-        outputs = compute_outputs(teacher, data, views, seed, rt, batch_size)
+        outputs = compute_outputs(teacher, data, views, seed, rt, batch_size, mix)
         from edgekd.atomic import write_with
 
         write_with(path, lambda fh: torch.save(outputs.cpu(), fh))

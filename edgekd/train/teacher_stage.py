@@ -20,19 +20,21 @@ class TeacherStages:
         """(frozen teacher fed ``data``'s batches, its record): loaded from ``recipe.checkpoint`` or trained."""
         from edgekd.checkpoint import build_model
 
+        from edgekd.train.trainer import tta
+
         data = data or self.data
         recipe = recipe or self.cfg.teacher
         done = self.done(name)
         if done is not None:
             self.wall[name] = done["metrics"]["wall_s"]
             path = self.out_dir / f"{name}.pt"
-            return self.frozen(build_model(done, path, arch=named_archs(self.cfg)), done, data), done["metrics"]
+            return tta(self.frozen(build_model(done, path, arch=named_archs(self.cfg)), done, data), recipe), done["metrics"]
         if recipe.checkpoint:
             model, result = self.load_teacher(recipe.checkpoint, name=name, data=data, recipe=recipe)
             self.wall[name] = 0.0
-            return model, result
+            return tta(model, recipe), result  # teacher.tta_flip: soft targets from both orientations
         result = self.train(name, recipe, self.task_method, None, data=data, seed=seed)
-        return self.load(name, data), result
+        return tta(self.load(name, data), recipe), result
 
     def load(self, name: str, data=None, quiet: bool = False):
         """Finished stage ``<name>.pt`` as a frozen model fed ``data``'s batches (the next stage's teacher)."""

@@ -144,21 +144,27 @@ def train_stage(
     method.attach(model, teacher, (1, data.in_channels, *data.image_size))
 
     distributed.check_batch(stage.batch_size)
+    mix = mix_options(recipe, data)
     train = Batches(
         data.train, data.mean, data.std, stage.batch_size, rt.device, data.augment, data.crop_padding,
         shuffle=True, seed=seed, drop_last=True, views=stage.views, shard=rt.world.shard, workers=stage.workers,
-        channels_last=rt.channels_last,
+        channels_last=rt.channels_last, **mix,
     )
     val = eval_batches(data.val, data, stage.eval_batch_size, rt)
     cached = None
     if teacher is not None and rt.teacher_cache and not method.reads_teacher_features:
         from edgekd.train.teacher_cache import teacher_outputs, views_of
 
-        views = views_of(data, stage.views)
+        views = views_of(data, stage.views, mixing=bool(mix))
         if views is not None:
-            cached = teacher_outputs(teacher, data, views, seed, rt, out_dir, stage.name, stage.eval_batch_size)
+            cached = teacher_outputs(teacher, data, views, seed, rt, out_dir, stage.name, stage.eval_batch_size, mix=mix)
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = make_optimizer(recipe, params)
+    lookahead = None
+    if recipe.lookahead_steps:
+        from edgekd.train.lookahead import Lookahead
+
+        lookahead = Lookahead(optimizer, params, recipe.lookahead_steps, recipe.lookahead_alpha)
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp is torch.float16)
     step = StudentStep(model, method, torch.compile(model) if rt.compile_student else None)
     step = distributed.wrap(step, rt.device, find_unused=not method.all_params_used)
@@ -174,6 +180,8 @@ def train_stage(
         optimizer.load_state_dict(state["optimizer"])
         method.load_state_dict(state["method"])
         scaler.load_state_dict(state["scaler"])
+        if lookahead is not None and state.get("lookahead") is not None:
+            lookahead.load_state_dict(state["lookahead"])
         start_epoch, best_val, best_epoch = state["epoch"], state["best_val"], state["best_epoch"]
         wall, hist = state["wall_s"], list(state["history"])
         log(f"{stage.name}: resuming after epoch {start_epoch}/{recipe.epochs}")
@@ -189,7 +197,7 @@ def train_stage(
             torch.cuda.reset_peak_memory_stats(rt.device)
         record = _train_epoch(stage, step, teacher, cached, train, optimizer, scaler, rt, epoch, task)
         train_s = timer.elapsed
-        v = evaluate(model, val, rt.amp, task)
+        v = evaluate(tta(model, recipe), val, rt.amp, task)
         if not math.isfinite(v.loss):  # finite training loss, NaN outputs on val: the weights are as broken
             _stop_if_diverged(stage, epoch, len(train) - 1, len(train), where="validation loss")
         record.update(val_loss=round(v.loss, 6), **prefixed("val", v))
@@ -207,6 +215,7 @@ def train_stage(
             "optimizer": optimizer.state_dict(),
             "method": method.state_dict(),
             "scaler": scaler.state_dict(),
+            **({"lookahead": lookahead.state_dict()} if lookahead is not None else {}),
             "epoch": epoch + 1,
             "best_val": best_val,
             "best_epoch": best_epoch,
@@ -224,6 +233,27 @@ def train_stage(
     method.detach()
     distributed.barrier()  # every rank sees the last checkpoints before reading them back
     return finish_stage(stage, model, data, out_dir, rt, select, best_epoch, wall, len(hist))
+
+
+def tta(model: nn.Module, recipe: StageConfig) -> nn.Module:
+    """``model`` wrapped in flip TTA for evaluation when ``recipe.tta_flip``."""
+    if not recipe.tta_flip:
+        return model
+    from edgekd.models.wrappers import FlipTTA
+
+    return FlipTTA(model)
+
+
+def mix_options(recipe: StageConfig, data: Dataset) -> dict[str, Any]:
+    """The Batches keywords for the stage's mixup/cutmix ({} when off); refused where mixing means
+    nothing (masks) or cannot be done per sample from memory (streamed images)."""
+    if not (recipe.mixup or recipe.cutmix):
+        return {}
+    from edgekd.errors import ConfigError
+
+    if data.task != "classification" or data.train.lazy:
+        raise ConfigError("config: mixup/cutmix need a classification dataset held in memory (not masks, not data.storage=stream)")
+    return {"mixup": recipe.mixup, "cutmix": recipe.cutmix, "num_classes": data.num_classes}
 
 
 def prefixed(prefix: str, result, digits: int | None = 6) -> dict[str, float]:
@@ -268,7 +298,8 @@ def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: R
             seen += b
             for k, v in parts.items():
                 sums[k] = sums.get(k, 0) + v.detach().float() * b
-            right, counted = task.train_counts(s_out, y)  # per sample, or per pixel for masks
+            y_cls = y.argmax(1) if y.is_floating_point() and y.dim() == 2 else y  # mixed: the dominant class
+            right, counted = task.train_counts(s_out, y_cls)  # per sample, or per pixel for masks
             correct += right
             labeled += counted
             if i % 10 == 9 or i == steps - 1:  # .item() syncs the device: not every step
@@ -303,15 +334,16 @@ def finish_stage(stage, model, data, out_dir, rt: Runtime, select, best_epoch, w
     task = get_task(data.task)
     test = eval_batches(data.test, data, stage.eval_batch_size, rt)
     val = eval_batches(data.val, data, stage.eval_batch_size, rt)
-    last_test = evaluate(model, test, rt.amp, task)
-    last_val = evaluate(model, val, rt.amp, task)
+    scored = tta(model, stage.recipe)  # the same weights, evaluated with flip TTA when the recipe asks
+    last_test = evaluate(scored, test, rt.amp, task)
+    last_val = evaluate(scored, val, rt.amp, task)
     chosen_epoch = epochs_run
     if select == "best_val" and best_epoch > 0 and best_epoch != epochs_run:
         best_path = out_dir / f"{stage.name}_best.pt"
         load_weights(model, load_checkpoint(best_path)["state_dict"], best_path)
         chosen_epoch = best_epoch
-    v = evaluate(model, val, rt.amp, task) if chosen_epoch != epochs_run else last_val
-    t = evaluate(model, test, rt.amp, task) if chosen_epoch != epochs_run else last_test
+    v = evaluate(scored, val, rt.amp, task) if chosen_epoch != epochs_run else last_val
+    t = evaluate(scored, test, rt.amp, task) if chosen_epoch != epochs_run else last_test
     c, (h, w) = data.in_channels, data.image_size
     result = {
         "arch": stage.arch,

@@ -1,0 +1,44 @@
+"""Lookahead (Zhang et al. 2019, "Lookahead Optimizer: k steps forward, 1 step back"), as airbench uses it.
+
+The inner optimizer takes k fast steps; then the slow weights move a fraction α towards the fast
+ones, φ ← φ + α·(θ − φ), and the fast weights restart from them, θ ← φ. It wraps no optimizer
+class: it runs as the optimizer's step post-hook, so the trainer's lr schedule, GradScaler and
+state_dict handling of the inner optimizer are unchanged; its own state (the slow weights and the
+step count) is saved beside it for an exact resume.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+
+class Lookahead:
+    def __init__(self, optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Parameter], k: int, alpha: float) -> None:
+        if k < 1 or not 0.0 < alpha <= 1.0:
+            raise ValueError(f"lookahead needs k ≥ 1 and α in (0, 1], got k={k}, α={alpha}")
+        self.params = list(params)
+        self.k, self.alpha = k, alpha
+        self.slow = [p.detach().clone() for p in self.params]  # φ₀ = θ₀
+        self.steps = 0
+        self._handle = optimizer.register_step_post_hook(lambda *_: self.after_step())
+
+    @torch.no_grad()
+    def after_step(self) -> None:
+        self.steps += 1
+        if self.steps % self.k:
+            return
+        for slow, p in zip(self.slow, self.params):
+            slow.add_(p.detach() - slow, alpha=self.alpha)
+            p.copy_(slow)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"steps": self.steps, "slow": [s.clone() for s in self.slow]}
+
+    @torch.no_grad()
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.steps = int(state["steps"])
+        for slow, saved in zip(self.slow, state["slow"]):
+            slow.copy_(saved)

@@ -1,0 +1,57 @@
+"""The airbench-style teacher: shape, the whitening init from data (deterministic, recorded), training."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import tiny_overrides
+from edgekd.checkpoint import load_checkpoint, load_model
+from edgekd.errors import EdgekdError
+from edgekd.models import count_params, create_model
+from edgekd.train.run import distill
+
+
+def test_full_size_shape_and_params() -> None:
+    model = create_model("airbench", 10, 3, (32, 32))
+    assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+    assert 1.9e6 < count_params(model) < 2.1e6  # airbench94's widths: ~2 M parameters
+    assert create_model("airbench", 10, 1, (8, 8))(torch.zeros(2, 1, 8, 8)).shape == (2, 10)  # ceil-mode pools
+    with pytest.raises(EdgekdError, match="three positive"):
+        create_model("airbench", 10, 3, (32, 32), widths=[8, 8])
+
+
+def test_whitening_init_whitens_patches_and_is_deterministic() -> None:
+    torch.manual_seed(0)
+    # correlated pixels: a smooth random field, so whitening has something to undo
+    x = torch.nn.functional.avg_pool2d(torch.randn(64, 3, 20, 20), 3, 1)  # (64, 3, 18, 18)
+    a, b = create_model("test_airbench", 10, 3, (18, 18)), create_model("test_airbench", 10, 3, (18, 18))
+    record = a.data_init(x)
+    b.data_init(x)
+    assert record == {"whiten_images": 64, "whiten_eps": 5e-4}
+    assert torch.equal(a.whiten.weight, b.whiten.weight) and torch.equal(a.whiten.bias, b.whiten.bias)
+    assert not a.whiten.weight.requires_grad
+    with torch.no_grad():
+        out = a.whiten(x)[:, :12]  # the 12 + filters (the rest are their negations)
+    flat = out.permute(0, 2, 3, 1).reshape(-1, 12).double()
+    cov = torch.cov(flat.T)
+    assert torch.allclose(flat.mean(0), torch.zeros(12, dtype=torch.float64), atol=1e-3)
+    # whitened: identity covariance up to the eps regularisation of the smallest directions
+    assert torch.allclose(torch.diag(cov), torch.ones(12, dtype=torch.float64), atol=0.05)
+    assert (cov - torch.diag(torch.diag(cov))).abs().max() < 0.05
+
+
+def test_teacher_trains_with_the_whitening_recorded_in_its_checkpoint(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    sets = {"teacher.arch": "test_airbench", "teacher.epochs": 1, "student.epochs": 1, "distill.baseline": "false"}
+    distill(out=out, set=tiny_overrides(**sets))
+    ckpt = load_checkpoint(out / "teacher.pt")
+    assert ckpt["data_init"]["whiten_images"] > 100
+    model, _ = load_model(out / "teacher.pt")
+    assert torch.equal(model.whiten.weight, ckpt["state_dict"]["whiten.weight"])
+    # a second run computes the same frozen whitening (data prefix, float64, eigh)
+    out2 = tmp_path / "run2"
+    distill(out=out2, set=tiny_overrides(**sets))
+    assert torch.equal(load_checkpoint(out2 / "teacher.pt")["state_dict"]["whiten.weight"], ckpt["state_dict"]["whiten.weight"])
