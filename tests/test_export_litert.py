@@ -72,7 +72,8 @@ def test_int8_is_full_integer(bundle: Path) -> None:
 
 def test_int8_runs_under_tflite_micro(bundle: Path) -> None:
     pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed: pip install 'edgekd[mcu]'")
-    assert_tflm_matches_litert(bundle / "student_int8.tflite", np.load(bundle / "eval.npz")["images"][:20])
+    # the kernels round differently (TFLM reference vs XNNPACK): up to 3 output steps, as in test_export
+    assert_tflm_matches_litert(bundle / "student_int8.tflite", np.load(bundle / "eval.npz")["images"][:20], steps=3)
     assert (bundle / "student_int8_model_data.cc").is_file()
 
 
