@@ -59,11 +59,19 @@ def op_probe_models(folder: Path) -> dict[str, Path]:
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--edgekd", required=True, type=Path, help="the edgekd int8 ResNet-8 (a bundle's student_int8.tflite)")
+    p.add_argument(
+        "--edgekd", required=True, type=Path, help="the edgekd int8 ResNet-8 (a bundle's student_int8.tflite)"
+    )
     p.add_argument("--reference", type=Path, default=REFERENCE, help="MLPerf Tiny ResNet-8 (default: %(default)s)")
-    p.add_argument("--extra", action="append", default=[], metavar="NAME=PATH", help="more int8 files to time alongside")
-    p.add_argument("--eval", type=Path, help="eval.npz (raw uint8 NHWC images + labels): top-1 of every file, and the timed image")
-    p.add_argument("--runs", type=int, default=600, help="timed invokes per file and configuration (default: %(default)s)")
+    p.add_argument(
+        "--extra", action="append", default=[], metavar="NAME=PATH", help="more int8 files to time alongside"
+    )
+    p.add_argument(
+        "--eval", type=Path, help="eval.npz (raw uint8 NHWC images + labels): top-1 of every file, and the timed image"
+    )
+    p.add_argument(
+        "--runs", type=int, default=600, help="timed invokes per file and configuration (default: %(default)s)"
+    )
     p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=50, help="untimed invokes first (default: %(default)s)")
     p.add_argument("--op-probe", action="store_true", help="also time single-op models (needs TensorFlow)")
@@ -87,13 +95,29 @@ def main() -> int:
         image = eval_data[0][0]
 
     report = compare_int8(files, image, runs=args.runs, warmup=args.warmup, rounds=args.rounds, eval_data=eval_data)
-    report["host"] = {"platform": platform.platform(), "cpu_count": os.cpu_count(), "load_avg_1m": round(os.getloadavg()[0], 2)}
+    report["host"] = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),
+    }
     rows = []
     for name, d in report["files"].items():
         top1 = f"{100 * d['top1']:.2f} (n={d['top1_n']})" if "top1" in d else "-"
         arena = d["tflm"].get("arena_bytes") or d["tflm"].get("error", "-")
-        rows.append([name, d["bytes"], f"{d['macs']:,}", len(d["ops"]), f"{d['mcu_estimate_ms']['cortex-m7-280mhz']:.2f}", arena, top1])
-    print_table("int8 files", ["file", "bytes", "MACs", "ops", "MCU est. ms (M7 280 MHz)", "TFLM arena B", "top-1 %"], rows)
+        rows.append(
+            [
+                name,
+                d["bytes"],
+                f"{d['macs']:,}",
+                len(d["ops"]),
+                f"{d['mcu_estimate_ms']['cortex-m7-280mhz']:.2f}",
+                arena,
+                top1,
+            ]
+        )
+    print_table(
+        "int8 files", ["file", "bytes", "MACs", "ops", "MCU est. ms (M7 280 MHz)", "TFLM arena B", "top-1 %"], rows
+    )
     for name, d in report["files"].items():
         print(f"{name}: {' '.join(d['ops'])}")
     rows = []
@@ -102,19 +126,27 @@ def main() -> int:
         ratio = t["edgekd"]["median_ms"] / t["mlperf"]["median_ms"]
         cells = [f"{t[n]['median_ms']:.3f} / {t[n]['p90_ms']:.3f}" for n in files]
         rows.append([row["kernels"], row["threads"], *cells, f"{ratio:.3f}"])
-    print_table(f"invoke ms, median / p90 ({args.runs} runs, {args.rounds} interleaved rounds, load {report['host']['load_avg_1m']})",
-                ["kernels", "threads", *files, "edgekd/mlperf"], rows)
+    print_table(
+        f"invoke ms, median / p90 ({args.runs} runs, {args.rounds} interleaved rounds, load {report['host']['load_avg_1m']})",
+        ["kernels", "threads", *files, "edgekd/mlperf"],
+        rows,
+    )
     if args.op_probe:
         with tempfile.TemporaryDirectory(prefix="edgekd-op-probe-") as tmp:
             probes = op_probe_models(Path(tmp))
-            probe_rows = {name: [name, f"{describe(path)['mcu_estimate_ms']['cortex-m7-280mhz'] * 1000:.1f}"] for name, path in probes.items()}
+            probe_rows = {
+                name: [name, f"{describe(path)['mcu_estimate_ms']['cortex-m7-280mhz'] * 1000:.1f}"]
+                for name, path in probes.items()
+            }
             headers = ["op", "MCU est. µs"]
             for kernels in ("xnnpack", "builtin"):
                 for threads in (1, 2):
                     timing = interleaved_latency(probes, None, threads, kernels, args.runs, args.warmup, args.rounds)
                     headers.append(f"{kernels} {threads}t µs")
                     for name in probes:
-                        probe_rows[name].append(f"{1000 * timing[name]['median_ms']:.1f} / {1000 * timing[name]['p90_ms']:.1f}")
+                        probe_rows[name].append(
+                            f"{1000 * timing[name]['median_ms']:.1f} / {1000 * timing[name]['p90_ms']:.1f}"
+                        )
             report["op_probe"] = {name: row for name, row in probe_rows.items()}
             print_table("single-op int8 models, median / p90 µs", headers, list(probe_rows.values()))
     if args.json:

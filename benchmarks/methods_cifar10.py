@@ -39,8 +39,16 @@ ROWS = ("nokd", "kd", "fitnets", "takd")
 # (methods.md §3: SGD momentum 0.9, lr 0.1, 150 epochs, lr ×0.1 at 80 and 120, weight decay
 # 1e-4); `cpu` is a short cosine recipe sized for a CPU box (minutes per epoch for plain10).
 RECIPES: dict[str, dict[str, Any]] = {
-    "gpu": {"epochs": 150, "lr": 0.1, "momentum": 0.9, "nesterov": False, "weight_decay": 1e-4,
-            "schedule": "step", "milestones": [80, 120], "gamma": 0.1},
+    "gpu": {
+        "epochs": 150,
+        "lr": 0.1,
+        "momentum": 0.9,
+        "nesterov": False,
+        "weight_decay": 1e-4,
+        "schedule": "step",
+        "milestones": [80, 120],
+        "gamma": 0.1,
+    },
     "cpu": {"epochs": 10, "lr": 0.05, "momentum": 0.9, "nesterov": True, "weight_decay": 5e-4, "schedule": "cosine"},
 }
 # Students and TAs warm up linearly for this many epochs. Under KD at T=4 the soft term's logit
@@ -68,7 +76,12 @@ def int8_test_acc(student_pt: Path, run_dir: Path) -> float | None:
 
     role = student_pt.stem
     fmt = "export.formats" if role == "student" else "export.teacher_formats"
-    manifest = export(run=run_dir, out=run_dir / f"int8-{role}", set=[f"{fmt}=[tflite_int8]", f"export.models=[{role}]"], allow_parity_failure=True)
+    manifest = export(
+        run=run_dir,
+        out=run_dir / f"int8-{role}",
+        set=[f"{fmt}=[tflite_int8]", f"export.models=[{role}]"],
+        allow_parity_failure=True,
+    )
     return manifest["metrics"][f"{role}_int8.tflite"]["test_acc"]
 
 
@@ -77,17 +90,32 @@ def _stage_keys(stage: str, recipe: dict[str, Any], epochs: int) -> list[str]:
     return [f"{stage}.{k}={json.dumps(v)}" for k, v in keys.items()]
 
 
-def base_overrides(data_root: str, recipe: str, epochs: int | None, teacher_epochs: int | None, device: str,
-                   temperature: float, alpha: float, threads: int | None = None, fast: bool = False) -> list[str]:
+def base_overrides(
+    data_root: str,
+    recipe: str,
+    epochs: int | None,
+    teacher_epochs: int | None,
+    device: str,
+    temperature: float,
+    alpha: float,
+    threads: int | None = None,
+    fast: bool = False,
+) -> list[str]:
     r = RECIPES[recipe]
     # --fast: the CPU fast path (bf16 autocast on CPUs that have it, channels-last); CUDA runs use
     # their own defaults (bf16 autocast, channels-last) either way
     fast_keys = ["runtime.amp=bf16", "runtime.channels_last=true"] if fast and device != "cuda" else []
-    return [*fast_keys,
-        "data.name=cifar10", f"data.root={json.dumps(data_root)}", "data.batch_size=128",
-        "teacher.arch=plain10", *_stage_keys("teacher", r, teacher_epochs or epochs or r["epochs"]),
-        "student.arch=plain2", *_stage_keys("student", {**r, "warmup_epochs": STUDENT_WARMUP_EPOCHS[recipe]}, epochs or r["epochs"]),
-        f"distill.temperature={temperature}", f"distill.alpha={alpha}",
+    return [
+        *fast_keys,
+        "data.name=cifar10",
+        f"data.root={json.dumps(data_root)}",
+        "data.batch_size=128",
+        "teacher.arch=plain10",
+        *_stage_keys("teacher", r, teacher_epochs or epochs or r["epochs"]),
+        "student.arch=plain2",
+        *_stage_keys("student", {**r, "warmup_epochs": STUDENT_WARMUP_EPOCHS[recipe]}, epochs or r["epochs"]),
+        f"distill.temperature={temperature}",
+        f"distill.alpha={alpha}",
         "distill.select=last",  # the final epoch is what is reported (and exported)
         f"runtime.device={device}",
         *([f"runtime.threads={threads}"] if threads else []),
@@ -98,11 +126,21 @@ def row_overrides(row: str, hint_epochs: int, ta: str, nokd: bool) -> list[str]:
     if row == "kd":  # its baseline is the NOKD row
         return ["distill.method=kd", f"distill.baseline={str(nokd).lower()}"]
     if row == "fitnets":
-        return ["distill.method=fitnets", f"distill.hint_layer={HINT_LAYER}", f"distill.guided_layer={GUIDED_LAYER}",
-                f"distill.hint_epochs={hint_epochs}", "distill.baseline=false"]
+        return [
+            "distill.method=fitnets",
+            f"distill.hint_layer={HINT_LAYER}",
+            f"distill.guided_layer={GUIDED_LAYER}",
+            f"distill.hint_epochs={hint_epochs}",
+            "distill.baseline=false",
+        ]
     if row == "takd":
         if ta == "auto":  # the midpoint needs the no-KD accuracy: this row trains its own baseline
-            return ["distill.method=takd", f"distill.assistants={json.dumps(list(TA_CANDIDATES))}", "distill.ta_select=auto", "distill.baseline=true"]
+            return [
+                "distill.method=takd",
+                f"distill.assistants={json.dumps(list(TA_CANDIDATES))}",
+                "distill.ta_select=auto",
+                "distill.baseline=true",
+            ]
         return ["distill.method=takd", f"distill.assistants={json.dumps(ta.split(','))}", "distill.baseline=false"]
     raise ValueError(row)
 
@@ -154,7 +192,16 @@ def run_benchmark(
     for seed in range(seeds):
         for row in [r for r in rows if r != "nokd"] or ["kd"]:
             folder = out / row / f"seed{seed}"
-            cfg = load_config(None, [*base, *load_teacher, *row_overrides(row, hint_epochs, ta, "nokd" in rows), f"seed={seed}", f"name={row}-seed{seed}"])
+            cfg = load_config(
+                None,
+                [
+                    *base,
+                    *load_teacher,
+                    *row_overrides(row, hint_epochs, ta, "nokd" in rows),
+                    f"seed={seed}",
+                    f"name={row}-seed{seed}",
+                ],
+            )
             if resume and (folder / "summary.json").is_file():
                 summary = json.loads((folder / "summary.json").read_text())
             elif resume and (folder / "config.yaml").is_file():
@@ -164,15 +211,32 @@ def run_benchmark(
             produced = [(row, "student")] + ([("nokd", "baseline")] if "nokd" in rows and row == "kd" else [])
             for name, role in produced:
                 r = summary[role]
-                runs.append({
-                    "row": name, "seed": seed, "arch": r["arch"], "params": r["params"], "macs": r["macs"],
-                    "final_val_acc": r["last_val_acc"], "final_test_acc": r["last_test_acc"],
-                    "int8_test_acc": int8_test_acc(folder / r["checkpoint"], folder) if int8 else None,
-                    "epochs": r["epochs"], "wall_s": r["wall_s"], "run": str(folder.relative_to(out)),
-                    **({"links": [{k: link[k] for k in ("name", "teacher", "arch", "last_val_acc", "last_test_acc")} for link in summary["links"]]}
-                       if "links" in summary else {}),
-                    **({"ta_select": summary["ta_select"]} if "ta_select" in summary else {}),
-                })
+                runs.append(
+                    {
+                        "row": name,
+                        "seed": seed,
+                        "arch": r["arch"],
+                        "params": r["params"],
+                        "macs": r["macs"],
+                        "final_val_acc": r["last_val_acc"],
+                        "final_test_acc": r["last_test_acc"],
+                        "int8_test_acc": int8_test_acc(folder / r["checkpoint"], folder) if int8 else None,
+                        "epochs": r["epochs"],
+                        "wall_s": r["wall_s"],
+                        "run": str(folder.relative_to(out)),
+                        **(
+                            {
+                                "links": [
+                                    {k: link[k] for k in ("name", "teacher", "arch", "last_val_acc", "last_test_acc")}
+                                    for link in summary["links"]
+                                ]
+                            }
+                            if "links" in summary
+                            else {}
+                        ),
+                        **({"ta_select": summary["ta_select"]} if "ta_select" in summary else {}),
+                    }
+                )
 
     table = []
     for name in rows:
@@ -182,20 +246,42 @@ def run_benchmark(
         test_m, test_s = _mean_std([100 * r["final_test_acc"] for r in rs])
         val_m, val_s = _mean_std([100 * r["final_val_acc"] for r in rs])
         int8 = [100 * r["int8_test_acc"] for r in rs if r["int8_test_acc"] is not None]
-        table.append({
-            "row": name, "arch": rs[0]["arch"], "params": rs[0]["params"], "seeds": len(rs),
-            "test_mean": round(test_m, 2), "test_std": round(test_s, 2), "val_mean": round(val_m, 2), "val_std": round(val_s, 2),
-            "int8_test_mean": round(statistics.fmean(int8), 2) if len(int8) == len(rs) else None,
-            "paper_test": PAPER.get(name),
-        })
+        table.append(
+            {
+                "row": name,
+                "arch": rs[0]["arch"],
+                "params": rs[0]["params"],
+                "seeds": len(rs),
+                "test_mean": round(test_m, 2),
+                "test_std": round(test_s, 2),
+                "val_mean": round(val_m, 2),
+                "val_std": round(val_s, 2),
+                "int8_test_mean": round(statistics.fmean(int8), 2) if len(int8) == len(rs) else None,
+                "paper_test": PAPER.get(name),
+            }
+        )
     result = {
         "benchmark": "methods_cifar10",
-        "host": {"python": platform.python_version(), "platform": platform.platform(), "machine": platform.machine(),
-                 "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "recipe": recipe, "settings": {"seeds": seeds, "student_epochs": student_epochs,
-                                       "teacher_epochs": teacher_epochs or epochs or RECIPES[recipe]["epochs"],
-                                       "hint_epochs": hint_epochs, "student_warmup_epochs": STUDENT_WARMUP_EPOCHS[recipe], "ta": ta, "temperature": temperature, "alpha": alpha,
-                                       "recipe_keys": RECIPES[recipe], "data": data},
+        "host": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "machine": platform.machine(),
+            "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "recipe": recipe,
+        "settings": {
+            "seeds": seeds,
+            "student_epochs": student_epochs,
+            "teacher_epochs": teacher_epochs or epochs or RECIPES[recipe]["epochs"],
+            "hint_epochs": hint_epochs,
+            "student_warmup_epochs": STUDENT_WARMUP_EPOCHS[recipe],
+            "ta": ta,
+            "temperature": temperature,
+            "alpha": alpha,
+            "recipe_keys": RECIPES[recipe],
+            "data": data,
+        },
         "teacher": {k: teacher[k] for k in ("arch", "params", "macs", "val_acc", "test_acc", "epochs", "wall_s")},
         "table": table,
         "runs": runs,
@@ -210,30 +296,65 @@ def run_benchmark(
         f"CIFAR-10, plain10 teacher (test {100 * t['test_acc']:.2f} %) → plain2, {recipe} recipe, "
         f"{student_epochs} epochs, final epoch, mean ± std over {seeds} seed(s)",
         ["row", "arch", "params", "val acc %", "test acc %", "int8 test %", "paper test %"],
-        [[r["row"].upper(), r["arch"], r["params"], f"{r['val_mean']:.2f} ± {r['val_std']:.2f}", f"{r['test_mean']:.2f} ± {r['test_std']:.2f}",
-          r["int8_test_mean"], r["paper_test"]] for r in table],
+        [
+            [
+                r["row"].upper(),
+                r["arch"],
+                r["params"],
+                f"{r['val_mean']:.2f} ± {r['val_std']:.2f}",
+                f"{r['test_mean']:.2f} ± {r['test_std']:.2f}",
+                r["int8_test_mean"],
+                r["paper_test"],
+            ]
+            for r in table
+        ],
     )
     print(f"wrote {out / 'results.json'} ({result['wall_s']:.0f} s)")
     return result
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--recipe", choices=sorted(RECIPES), default="cpu", help="cpu: short cosine recipe; gpu: the paper's (150 epochs, lr 0.1, steps at 80/120)")
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument(
+        "--recipe",
+        choices=sorted(RECIPES),
+        default="cpu",
+        help="cpu: short cosine recipe; gpu: the paper's (150 epochs, lr 0.1, steps at 80/120)",
+    )
     p.add_argument("--seeds", type=int, default=3, help="student seeds per row (default 3)")
-    p.add_argument("--epochs", type=int, help="override the recipe's epochs (students, TAs, and the teacher unless --teacher-epochs)")
+    p.add_argument(
+        "--epochs",
+        type=int,
+        help="override the recipe's epochs (students, TAs, and the teacher unless --teacher-epochs)",
+    )
     p.add_argument("--teacher-epochs", type=int, help="override the teacher's epochs")
     p.add_argument("--hint-epochs", type=int, help="FitNets stage-1 epochs (default: a fifth of the student's)")
-    p.add_argument("--ta", default="plain6", help="TAKD assistants, comma-separated chain (default plain6: 10 → 6 → 2), or 'auto' (candidates plain4,6,8)")
+    p.add_argument(
+        "--ta",
+        default="plain6",
+        help="TAKD assistants, comma-separated chain (default plain6: 10 → 6 → 2), or 'auto' (candidates plain4,6,8)",
+    )
     p.add_argument("--rows", default=",".join(ROWS), help=f"rows to run (default {','.join(ROWS)})")
-    p.add_argument("--data", default=DEFAULT_DATA, help=f"CIFAR-10 folder or archive (default {DEFAULT_DATA}, relative to the repo root)")
+    p.add_argument(
+        "--data",
+        default=DEFAULT_DATA,
+        help=f"CIFAR-10 folder or archive (default {DEFAULT_DATA}, relative to the repo root)",
+    )
     p.add_argument("--out", default="runs/bench-methods", help="output folder (default runs/bench-methods)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
-    p.add_argument("--temperature", type=float, help="KD temperature for every row (default: the recipe's, cpu 2, gpu 4)")
+    p.add_argument(
+        "--temperature", type=float, help="KD temperature for every row (default: the recipe's, cpu 2, gpu 4)"
+    )
     p.add_argument("--alpha", type=float, help="KD soft-term weight for every row (default: the recipe's, 0.9)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's)")
     p.add_argument("--resume", action="store_true", help="keep finished runs in --out and continue the rest")
-    p.add_argument("--fast", action="store_true", help="CPU fast path: bf16 autocast + channels-last (about 2x on CPUs with native bf16)")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="CPU fast path: bf16 autocast + channels-last (about 2x on CPUs with native bf16)",
+    )
     p.add_argument("--no-int8", action="store_true", help="skip the int8 column (no export of every student)")
     args = p.parse_args(argv)
     rows = tuple(r.strip().lower() for r in args.rows.split(",") if r.strip())
@@ -243,8 +364,24 @@ def main(argv: list[str] | None = None) -> int:
     from edgekd.errors import EdgekdError
 
     try:
-        run_benchmark(args.recipe, args.seeds, args.epochs, args.teacher_epochs, args.hint_epochs, args.ta, rows, args.data,
-                      args.out, args.device, args.temperature, args.alpha, args.threads, args.resume, args.fast, not args.no_int8)
+        run_benchmark(
+            args.recipe,
+            args.seeds,
+            args.epochs,
+            args.teacher_epochs,
+            args.hint_epochs,
+            args.ta,
+            rows,
+            args.data,
+            args.out,
+            args.device,
+            args.temperature,
+            args.alpha,
+            args.threads,
+            args.resume,
+            args.fast,
+            not args.no_int8,
+        )
     except EdgekdError as exc:
         print(f"methods_cifar10: error: {exc}", file=sys.stderr)
         return 2

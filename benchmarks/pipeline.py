@@ -17,13 +17,19 @@ from pathlib import Path
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--config", default="configs/digits.yaml", metavar="FILE", help="distill config (default: configs/digits.yaml)")
+    parser.add_argument(
+        "--config", default="configs/digits.yaml", metavar="FILE", help="distill config (default: configs/digits.yaml)"
+    )
     parser.add_argument("--out", metavar="DIR", help="output folder (default: runs/pipeline-<config name>)")
-    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="config override for distill (repeatable)")
+    parser.add_argument(
+        "--set", metavar="KEY=VALUE", action="append", default=[], help="config override for distill (repeatable)"
+    )
     parser.add_argument("--runs", type=int, default=100, metavar="N", help="timed runs per model (default 100)")
     parser.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs first (default 10)")
     parser.add_argument("--threads", type=int, metavar="N", help="runtime threads (default: every usable core)")
-    parser.add_argument("--min-accuracy", type=float, metavar="X", help="accuracy floor for every model/format (fraction)")
+    parser.add_argument(
+        "--min-accuracy", type=float, metavar="X", help="accuracy floor for every model/format (fraction)"
+    )
     args = parser.parse_args(argv)
 
     import edgekd
@@ -33,7 +39,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         edgekd.distill(config=args.config, out=out / "run", set=args.set, overwrite=True)
         export(run=out / "run", out=out / "bundle")
-        report = edgekd.bench(artifacts=out / "bundle", out=out / "bench", runs=args.runs, warmup=args.warmup, threads=args.threads, min_accuracy=args.min_accuracy)
+        report = edgekd.bench(
+            artifacts=out / "bundle",
+            out=out / "bench",
+            runs=args.runs,
+            warmup=args.warmup,
+            threads=args.threads,
+            min_accuracy=args.min_accuracy,
+        )
     except edgekd.EdgekdError as exc:
         print(f"pipeline: error: {exc}", file=sys.stderr)
         return 2

@@ -42,7 +42,12 @@ def _dataset(args):
     from torchvision import datasets, transforms
 
     tf = transforms.Compose(
-        [transforms.RandomCrop(32, padding=4), transforms.RandomHorizontalFlip(), transforms.ToTensor(), transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD)]
+        [
+            transforms.RandomCrop(32, padding=4),
+            transforms.RandomHorizontalFlip(),
+            transforms.ToTensor(),
+            transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
+        ]
     )
     full = datasets.ImageFolder(args.train_root, transform=tf)
     pick = np.random.default_rng(args.seed).permutation(len(full))[: args.images]
@@ -53,8 +58,13 @@ def run_plain(args) -> dict:
     device = torch.device(args.device)
     teacher, student = _models(args, device)
     loader = torch.utils.data.DataLoader(
-        _dataset(args), batch_size=args.batch_size, shuffle=True, num_workers=args.workers,
-        pin_memory=device.type == "cuda", drop_last=True, persistent_workers=args.workers > 0,
+        _dataset(args),
+        batch_size=args.batch_size,
+        shuffle=True,
+        num_workers=args.workers,
+        pin_memory=device.type == "cuda",
+        drop_last=True,
+        persistent_workers=args.workers > 0,
     )
     opt = torch.optim.SGD(student.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
     t, a = args.temperature, args.alpha
@@ -89,11 +99,27 @@ def run_torchdistill(args) -> dict:
         "train_data_loader": {
             "dataset_id": "cifar10/train",
             "sampler": {"class_or_func": torch.utils.data.RandomSampler, "kwargs": {}},
-            "kwargs": {"batch_size": args.batch_size, "num_workers": args.workers, "drop_last": True, "pin_memory": device.type == "cuda"},
+            "kwargs": {
+                "batch_size": args.batch_size,
+                "num_workers": args.workers,
+                "drop_last": True,
+                "pin_memory": device.type == "cuda",
+            },
             "requires_supp": True,
         },
-        "teacher": {"forward_proc": "forward_batch_only", "sequential": [], "frozen_modules": [], "requires_grad": False},
-        "student": {"forward_proc": "forward_batch_only", "adaptations": None, "sequential": [], "frozen_modules": [], "requires_grad": True},
+        "teacher": {
+            "forward_proc": "forward_batch_only",
+            "sequential": [],
+            "frozen_modules": [],
+            "requires_grad": False,
+        },
+        "student": {
+            "forward_proc": "forward_batch_only",
+            "adaptations": None,
+            "sequential": [],
+            "frozen_modules": [],
+            "requires_grad": True,
+        },
         "optimizer": {"key": "SGD", "kwargs": {"lr": 0.1, "momentum": 0.9, "weight_decay": 5e-4, "nesterov": True}},
         "criterion": {
             "key": "WeightedSumLoss",
@@ -103,9 +129,13 @@ def run_torchdistill(args) -> dict:
                         "criterion": {
                             "key": "KDLoss",
                             "kwargs": {
-                                "student_module_path": ".", "student_module_io": "output",
-                                "teacher_module_path": ".", "teacher_module_io": "output",
-                                "temperature": args.temperature, "alpha": 1 - args.alpha, "beta": args.alpha,
+                                "student_module_path": ".",
+                                "student_module_io": "output",
+                                "teacher_module_path": ".",
+                                "teacher_module_io": "output",
+                                "temperature": args.temperature,
+                                "alpha": 1 - args.alpha,
+                                "beta": args.alpha,
                                 "reduction": "batchmean",
                             },
                         },
@@ -115,7 +145,9 @@ def run_torchdistill(args) -> dict:
             },
         },
     }
-    box = get_distillation_box(teacher, student, {"cifar10/train": _dataset(args)}, train_config, device, None, False, 1)
+    box = get_distillation_box(
+        teacher, student, {"cifar10/train": _dataset(args)}, train_config, device, None, False, 1
+    )
     images, loss_sum, start = 0, 0.0, time.perf_counter()
     for epoch in range(args.epochs):
         box.pre_epoch_process(epoch=epoch)
@@ -129,7 +161,13 @@ def run_torchdistill(args) -> dict:
     if device.type == "cuda":
         torch.cuda.synchronize()
     train_s = time.perf_counter() - start
-    return {"system": "torchdistill", "images": images, "train_s": train_s, "img_per_s": images / train_s, "loss": loss_sum}
+    return {
+        "system": "torchdistill",
+        "images": images,
+        "train_s": train_s,
+        "img_per_s": images / train_s,
+        "loss": loss_sum,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

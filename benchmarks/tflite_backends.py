@@ -33,8 +33,13 @@ def main() -> int:
     args = p.parse_args()
 
     report = compare_tflite_backends(
-        args.run, args.out, backends=args.backends.split(","), formats=args.formats.split(","),
-        python=args.python, runs=args.runs, warmup=args.warmup,
+        args.run,
+        args.out,
+        backends=args.backends.split(","),
+        formats=args.formats.split(","),
+        python=args.python,
+        runs=args.runs,
+        warmup=args.warmup,
     )
     rows = []
     for r in report["results"]:
@@ -44,20 +49,49 @@ def main() -> int:
         lat = row.get("latency", {})
         io = f"{row['input_dtype']}→{row['output_dtype']}"
         if row["full_integer_problems"] is not None:  # int8 rows: is it really full integer?
-            io += ", full integer" if not row["full_integer_problems"] else ", NOT full integer: " + "; ".join(row["full_integer_problems"])
-        rows.append([
-            row["backend"], row["format"], row["bytes"], f"{100 * row['top1_agreement']:.2f}", f"{row['max_abs_diff']:.3g}",
-            f"{100 * row['test_acc']:.2f}", f"{lat['median_ms'] * 1000:.1f}" if lat.get("median_ms") is not None else lat.get("error", "—"),
-            f"{row['conversion_s']:.1f}", io, " ".join(row["ops"]),
-        ])
+            io += (
+                ", full integer"
+                if not row["full_integer_problems"]
+                else ", NOT full integer: " + "; ".join(row["full_integer_problems"])
+            )
+        rows.append(
+            [
+                row["backend"],
+                row["format"],
+                row["bytes"],
+                f"{100 * row['top1_agreement']:.2f}",
+                f"{row['max_abs_diff']:.3g}",
+                f"{100 * row['test_acc']:.2f}",
+                f"{lat['median_ms'] * 1000:.1f}" if lat.get("median_ms") is not None else lat.get("error", "—"),
+                f"{row['conversion_s']:.1f}",
+                io,
+                " ".join(row["ops"]),
+            ]
+        )
     ref = next((r["reference_acc"] for r in report["results"] if not r["error"]), None)
     host = report["host"]
     title = (
         f"TFLite backends on {report['run']} (PyTorch test acc {100 * ref:.2f} %; {host['runtime']}, 1 thread, "
         f"median of {report['latency']['runs']} invokes; {host['cpu_count']} CPUs, load {host['load_avg_1m']})"
-        if ref is not None else f"TFLite backends on {report['run']}"
+        if ref is not None
+        else f"TFLite backends on {report['run']}"
     )
-    print_table(title, ["backend", "format", "bytes", "top-1 agree %", "max |Δlogit|", "test acc %", "median µs", "convert s", "I/O", "ops"], rows)
+    print_table(
+        title,
+        [
+            "backend",
+            "format",
+            "bytes",
+            "top-1 agree %",
+            "max |Δlogit|",
+            "test acc %",
+            "median µs",
+            "convert s",
+            "I/O",
+            "ops",
+        ],
+        rows,
+    )
     if args.json:
         from edgekd.atomic import write_json
 

@@ -165,20 +165,35 @@ def run_benchmark(
     rows: dict[str, list[dict[str, Any]]] = {"nokd": [], "kd": [], "kd+qat": []}
     for seed in range(seeds):
         folder = out / f"seed{seed}"
-        run_sets = [*sets, *load_teacher, f"seed={seed}", f"name=tiny-seed{seed}"] + ([f"distill.qat.epochs={qat_epochs}"] if qat else [])
+        run_sets = [*sets, *load_teacher, f"seed={seed}", f"name=tiny-seed{seed}"] + (
+            [f"distill.qat.epochs={qat_epochs}"] if qat else []
+        )
         timer = Timer()
         if resume and (folder / "summary.json").is_file():
             summary = json.loads((folder / "summary.json").read_text())
         else:
-            summary = distill(load_config(CONFIG, run_sets), out=folder, overwrite=not resume, resume=resume and (folder / "config.yaml").is_file())
+            summary = distill(
+                load_config(CONFIG, run_sets),
+                out=folder,
+                overwrite=not resume,
+                resume=resume and (folder / "config.yaml").is_file(),
+            )
         wall[f"seed{seed} distill"] = round(timer.elapsed, 1)
         for role in ("student", "baseline"):
             wall[f"seed{seed} {role}"] = summary[role]["wall_s"]
         timer = Timer()
         bundle = folder / "int8"
         try:
-            manifest = export(run=folder, out=bundle, set=["export.formats=[tflite_int8]", "export.teacher_formats=[tflite_int8]",
-                                                            "export.models=[student,baseline]"], allow_parity_failure=True)
+            manifest = export(
+                run=folder,
+                out=bundle,
+                set=[
+                    "export.formats=[tflite_int8]",
+                    "export.teacher_formats=[tflite_int8]",
+                    "export.models=[student,baseline]",
+                ],
+                allow_parity_failure=True,
+            )
         except EdgekdError as exc:  # one seed's export failing is a named failure; the other seeds still run
             failures.append(f"seed{seed} export: {exc}")
             continue
@@ -187,30 +202,74 @@ def run_benchmark(
         files = int8_files(manifest, bundle)
         for stem, path in sorted(files.items()):
             row = "nokd" if stem.startswith("baseline") else ("kd+qat" if "qat" in stem else "kd")
-            rows[row].append({"seed": seed, **measure_int8(path, test_nhwc, labels, latency_runs),
-                              "fp32_test_acc": summary.get({"nokd": "baseline", "kd": "student"}.get(row, "student_qat"), {}).get("last_test_acc")})
+            rows[row].append(
+                {
+                    "seed": seed,
+                    **measure_int8(path, test_nhwc, labels, latency_runs),
+                    "fp32_test_acc": summary.get({"nokd": "baseline", "kd": "student"}.get(row, "student_qat"), {}).get(
+                        "last_test_acc"
+                    ),
+                }
+            )
     if qat and not rows["kd+qat"]:
-        notes.append("kd+qat: the qat section exists but no QAT int8 model came out of the export (see the run folders)")
+        notes.append(
+            "kd+qat: the qat section exists but no QAT int8 model came out of the export (see the run folders)"
+        )
 
     ref = measure_int8(Path(reference), test_nhwc, labels, latency_runs)
-    table = [{"row": "mlperf-ref", "seeds": 1, "acc_mean": ref["acc"], "acc_std": 0.0, **{k: ref[k] for k in ("kb", "macs", "host_ms_1t", "mcu_ms")}}]
+    table = [
+        {
+            "row": "mlperf-ref",
+            "seeds": 1,
+            "acc_mean": ref["acc"],
+            "acc_std": 0.0,
+            **{k: ref[k] for k in ("kb", "macs", "host_ms_1t", "mcu_ms")},
+        }
+    ]
     for name, rs in rows.items():
         if not rs:
             continue
         m, s = mean_std([r["acc"] for r in rs])
         first = rs[0]
-        table.append({"row": name, "seeds": len(rs), "acc_mean": m, "acc_std": s, "kb": first["kb"], "macs": first["macs"],
-                      "host_ms_1t": round(statistics.median(r["host_ms_1t"] for r in rs), 3), "mcu_ms": first["mcu_ms"]})
+        table.append(
+            {
+                "row": name,
+                "seeds": len(rs),
+                "acc_mean": m,
+                "acc_std": s,
+                "kb": first["kb"],
+                "macs": first["macs"],
+                "host_ms_1t": round(statistics.median(r["host_ms_1t"] for r in rs), 3),
+                "mcu_ms": first["mcu_ms"],
+            }
+        )
     for r in table:
-        r["within_budget"] = r["kb"] <= BUDGET_KB and r["macs"] <= BUDGET_MACS * 1.01  # the reference's own 12.50 M counts as inside
+        r["within_budget"] = (
+            r["kb"] <= BUDGET_KB and r["macs"] <= BUDGET_MACS * 1.01
+        )  # the reference's own 12.50 M counts as inside
     from edgekd.benchmark.host import host_info
 
     result = {
         "benchmark": "tiny_cifar10",
-        "host": {**host_info(), "torch": torch.__version__, "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None},
-        "settings": {"seeds": seeds, "subset": subset, "epochs": epochs, "teacher_epochs": teacher_epochs, "fast": fast, "overrides": sets,
-                     "config": str(CONFIG.relative_to(REPO)), "test_images": int(len(labels)), "qat": qat},
-        "teacher": {k: teacher.get(k) for k in ("arch", "params", "macs", "test_acc", "last_test_acc", "epochs", "wall_s")},
+        "host": {
+            **host_info(),
+            "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        },
+        "settings": {
+            "seeds": seeds,
+            "subset": subset,
+            "epochs": epochs,
+            "teacher_epochs": teacher_epochs,
+            "fast": fast,
+            "overrides": sets,
+            "config": str(CONFIG.relative_to(REPO)),
+            "test_images": int(len(labels)),
+            "qat": qat,
+        },
+        "teacher": {
+            k: teacher.get(k) for k in ("arch", "params", "macs", "test_acc", "last_test_acc", "epochs", "wall_s")
+        },
         "table": table,
         "runs": rows,
         "wall_s": {**wall, "total": round(total.elapsed, 1)},
@@ -224,8 +283,17 @@ def run_benchmark(
         f"Tiny CIFAR-10, int8 on the same {len(labels)}-image JPEG test split; teacher {t['arch']} test {100 * (t['test_acc'] or 0):.2f} %; "
         f"mean ± std over {seeds} seed(s)",
         ["row", "top-1 %", "KB", "MACs", "host ms (1 thread)", "in budget"],
-        [[r["row"], f"{100 * r['acc_mean']:.2f} ± {100 * r['acc_std']:.2f}", r["kb"], f"{r['macs'] / 1e6:.2f} M", r["host_ms_1t"],
-          "yes" if r["within_budget"] else "no"] for r in table],
+        [
+            [
+                r["row"],
+                f"{100 * r['acc_mean']:.2f} ± {100 * r['acc_std']:.2f}",
+                r["kb"],
+                f"{r['macs'] / 1e6:.2f} M",
+                r["host_ms_1t"],
+                "yes" if r["within_budget"] else "no",
+            ]
+            for r in table
+        ],
     )
     print_table(
         "TFLite Micro latency estimates, ms per inference (edgekd.mcu.estimate; profile = core-clock)",
@@ -242,20 +310,38 @@ def run_benchmark(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--seeds", type=int, default=3, help="student seeds (default 3)")
     p.add_argument("--out", default="runs/bench-tiny", help="output folder (default runs/bench-tiny)")
     p.add_argument("--data", default=str(DEFAULT_DATA), help=f"CIFAR-10 folder or archive (default {DEFAULT_DATA})")
     p.add_argument("--reference", default=str(REFERENCE), help="the MLPerf Tiny int8 reference model")
-    p.add_argument("--subset", type=int, help="train on this many training images (stratified): a quick end-to-end check")
-    p.add_argument("--epochs", type=int, help="override the config's epochs (student, and teacher unless --teacher-epochs)")
+    p.add_argument(
+        "--subset", type=int, help="train on this many training images (stratified): a quick end-to-end check"
+    )
+    p.add_argument(
+        "--epochs", type=int, help="override the config's epochs (student, and teacher unless --teacher-epochs)"
+    )
     p.add_argument("--teacher-epochs", type=int, help="override the teacher's epochs")
-    p.add_argument("--qat-epochs", type=int, default=5, help="QAT epochs of the kd+qat row when the QAT stage exists (default 5)")
+    p.add_argument(
+        "--qat-epochs", type=int, default=5, help="QAT epochs of the kd+qat row when the QAT stage exists (default 5)"
+    )
     p.add_argument("--no-qat", action="store_true", help="skip the kd+qat row even where the QAT stage exists")
-    p.add_argument("--fast", action="store_true", help="the config's CPU fast path (bf16 autocast, channels-last) and fewer latency runs")
+    p.add_argument(
+        "--fast",
+        action="store_true",
+        help="the config's CPU fast path (bf16 autocast, channels-last) and fewer latency runs",
+    )
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")
     p.add_argument("--resume", action="store_true", help="keep finished runs in --out and continue the rest")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config override for every run, e.g. distill.method=dkd")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="extra config override for every run, e.g. distill.method=dkd",
+    )
     args = p.parse_args(argv)
     for name in ("seeds", "subset", "epochs", "teacher_epochs", "qat_epochs"):
         value = getattr(args, name)
@@ -265,8 +351,20 @@ def main(argv: list[str] | None = None) -> int:
     from edgekd.errors import EdgekdError
 
     try:
-        result = run_benchmark(args.seeds, args.out, args.data, args.reference, args.subset, args.epochs, args.teacher_epochs,
-                               0 if args.no_qat else args.qat_epochs, args.fast, args.device, args.resume, tuple(args.set))
+        result = run_benchmark(
+            args.seeds,
+            args.out,
+            args.data,
+            args.reference,
+            args.subset,
+            args.epochs,
+            args.teacher_epochs,
+            0 if args.no_qat else args.qat_epochs,
+            args.fast,
+            args.device,
+            args.resume,
+            tuple(args.set),
+        )
     except EdgekdError as exc:
         print(f"tiny_cifar10: error: {exc}", file=sys.stderr)
         return exc.exit_code if getattr(exc, "exit_code", None) else 2

@@ -45,7 +45,12 @@ def ensure_torchdistill_venv(venv: Path) -> Path:
     python = venv / "bin" / "python"
     if not python.exists():
         subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"], capture_output=True, text=True, check=True).stdout.strip()
+    site = subprocess.run(
+        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     (Path(site) / "edgekd-bench-base.pth").write_text(f"{sysconfig.get_paths()['purelib']}\n{REPO}\n")
     probe = subprocess.run([str(python), "-c", "import torchdistill"], capture_output=True)
     if probe.returncode != 0:
@@ -71,11 +76,22 @@ def prepare(args, work: Path) -> tuple[Path, Path]:
 def run_edgekd(args, weights: Path, work: Path, fast: bool) -> dict:
     out = work / ("edgekd" if fast else "edgekd-fp32")
     overrides = {
-        "data.name": "cifar10", "data.root": str(Path(args.data).resolve()), "data.train_limit": args.images,
-        "data.batch_size": args.batch_size, "teacher.arch": args.teacher, "teacher.checkpoint": str(weights),
-        "teacher.epochs": 0, "student.arch": args.student, "student.epochs": args.epochs, "student.lr": 0.1,
-        "student.warmup_epochs": 0, "distill.temperature": args.temperature, "distill.alpha": args.alpha,
-        "distill.baseline": "false", "runtime.device": args.device, "seed": args.seed,
+        "data.name": "cifar10",
+        "data.root": str(Path(args.data).resolve()),
+        "data.train_limit": args.images,
+        "data.batch_size": args.batch_size,
+        "teacher.arch": args.teacher,
+        "teacher.checkpoint": str(weights),
+        "teacher.epochs": 0,
+        "student.arch": args.student,
+        "student.epochs": args.epochs,
+        "student.lr": 0.1,
+        "student.warmup_epochs": 0,
+        "distill.temperature": args.temperature,
+        "distill.alpha": args.alpha,
+        "distill.baseline": "false",
+        "runtime.device": args.device,
+        "seed": args.seed,
     }
     if fast and args.device == "cpu":
         overrides["runtime.channels_last"] = "true"
@@ -95,16 +111,44 @@ def run_edgekd(args, weights: Path, work: Path, fast: bool) -> dict:
     images = per_epoch * len(student)
     train_s = sum(r["train_s"] for r in student)
     name = "edgekd" if fast else "edgekd-fp32"
-    return {"system": name, "images": images, "train_s": train_s, "img_per_s": images / train_s, "settings": summary["device"]}
+    return {
+        "system": name,
+        "images": images,
+        "train_s": train_s,
+        "img_per_s": images / train_s,
+        "settings": summary["device"],
+    }
 
 
 def run_worker(system: str, python: str, args, train_root: Path, weights: Path) -> dict:
     cmd = [
-        python, str(REPO / "benchmarks" / "speed_workers.py"), system, "--train-root", str(train_root),
-        "--teacher", args.teacher, "--teacher-weights", str(weights), "--student", args.student,
-        "--images", str(args.images), "--epochs", str(args.epochs), "--batch-size", str(args.batch_size),
-        "--workers", str(args.workers), "--temperature", str(args.temperature), "--alpha", str(args.alpha),
-        "--device", args.device, "--seed", str(args.seed),
+        python,
+        str(REPO / "benchmarks" / "speed_workers.py"),
+        system,
+        "--train-root",
+        str(train_root),
+        "--teacher",
+        args.teacher,
+        "--teacher-weights",
+        str(weights),
+        "--student",
+        args.student,
+        "--images",
+        str(args.images),
+        "--epochs",
+        str(args.epochs),
+        "--batch-size",
+        str(args.batch_size),
+        "--workers",
+        str(args.workers),
+        "--temperature",
+        str(args.temperature),
+        "--alpha",
+        str(args.alpha),
+        "--device",
+        args.device,
+        "--seed",
+        str(args.seed),
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=REPO)
@@ -115,7 +159,9 @@ def run_worker(system: str, python: str, args, train_root: Path, weights: Path) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--images", type=int, default=10000, help="training images per epoch (default 10000)")
@@ -124,7 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--student", default="resnet8")
     p.add_argument("--temperature", type=float, default=4.0)
     p.add_argument("--alpha", type=float, default=0.9)
-    p.add_argument("--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader workers of the reference loops")
+    p.add_argument(
+        "--workers", type=int, default=min(8, os.cpu_count() or 1), help="DataLoader workers of the reference loops"
+    )
     p.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz"))
     p.add_argument("--venv", default=str(REPO / ".bench" / "torchdistill-venv"), help="where torchdistill is installed")
     p.add_argument("--work", default=str(REPO / ".bench" / "train-speed"))
@@ -150,14 +198,19 @@ def main(argv: list[str] | None = None) -> int:
         for name, job in jobs:
             result = job()
             runs.setdefault(name, []).append(result)
-            print(f"[{r + 1}/{args.repeats}] {name:<13} {result['img_per_s']:8.1f} img/s  ({result['images']} images in {result['train_s']:.1f} s)", file=sys.stderr)
+            print(
+                f"[{r + 1}/{args.repeats}] {name:<13} {result['img_per_s']:8.1f} img/s  ({result['images']} images in {result['train_s']:.1f} s)",
+                file=sys.stderr,
+            )
     best = {name: statistics.median(x["img_per_s"] for x in results) for name, results in runs.items()}
     if args.json:
         from edgekd.atomic import write_json
 
         write_json(args.json, {"args": vars(args), "runs": runs, "img_per_s": best})
-    print(f"device={args.device} teacher={args.teacher} student={args.student} batch={args.batch_size} images={args.images} epochs={args.epochs} "
-          f"edgekd={runs['edgekd'][0]['settings']}")
+    print(
+        f"device={args.device} teacher={args.teacher} student={args.student} batch={args.batch_size} images={args.images} epochs={args.epochs} "
+        f"edgekd={runs['edgekd'][0]['settings']}"
+    )
     for name, value in best.items():
         print(f"{name} img/s={value:.1f}")
     ratios = []

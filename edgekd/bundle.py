@@ -59,13 +59,21 @@ def _check_structure(manifest: Any) -> str | None:
     for name, entry in models.items():
         if name not in files:
             return f"models[{name!r}] is not among the checksummed files"
-        if not isinstance(entry, dict) or not isinstance(entry.get("role"), str) or not isinstance(entry.get("format"), str):
+        if (
+            not isinstance(entry, dict)
+            or not isinstance(entry.get("role"), str)
+            or not isinstance(entry.get("format"), str)
+        ):
             return f"models[{name!r}] must have a role and a format (strings)"
         for key in ("input", "output"):
             if not isinstance(entry.get(key, {}), dict):
                 return f"models[{name!r}].{key} must be a mapping"
     ev = manifest.get("eval")
-    if ev is not None and (not isinstance(ev, dict) or ev.get("file") not in files or not (ev.get("count") is None or _is_count(ev.get("count")))):
+    if ev is not None and (
+        not isinstance(ev, dict)
+        or ev.get("file") not in files
+        or not (ev.get("count") is None or _is_count(ev.get("count")))
+    ):
         return "'eval' must name one of the checksummed files (and an image count)"
     labels = manifest.get("labels", [])
     if not isinstance(labels, list) or not all(isinstance(v, str) for v in labels):

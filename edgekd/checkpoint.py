@@ -69,7 +69,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if ckpt.get("format") != FORMAT:
         if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
             return {"format": "state_dict", "state_dict": ckpt}
-        raise CheckpointError(f"{path} is not an edgekd checkpoint (format {ckpt.get('format')!r}, expected {FORMAT!r})")
+        raise CheckpointError(
+            f"{path} is not an edgekd checkpoint (format {ckpt.get('format')!r}, expected {FORMAT!r})"
+        )
     for key in ("arch", "data", "state_dict"):
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {path} lacks {key!r}: it is damaged or from an incompatible edgekd")
@@ -184,6 +186,7 @@ def check_compatible(ckpt: dict[str, Any], data_info: dict[str, Any], path: str 
     want = (data_info["num_classes"], data_info["in_channels"], list(data_info["image_size"]))
     have = (d["num_classes"], d["in_channels"], list(d["image_size"]))
     if want != have:
+
         def fmt(v):
             return f"{v[1]}-channel {v[2][0]}x{v[2][1]} input, {v[0]} classes"
 

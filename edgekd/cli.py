@@ -91,8 +91,7 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
             + methods_help()
             + "\n\nModels: see `edgekd models`. Temperature sweeps: `edgekd sweep`."
         ),
-        epilog=_config_keys_epilog()
-        + "\n\nexamples:\n  edgekd distill --config configs/digits.yaml --out runs/digits"
+        epilog=_config_keys_epilog() + "\n\nexamples:\n  edgekd distill --config configs/digits.yaml --out runs/digits"
         "\n  edgekd distill --config configs/cifar10-cpu.yaml --set distill.temperature=8 --set student.epochs=5"
         "\n  edgekd distill --out runs/digits --resume"
         "\n  edgekd distill --set distill.method=takd --set 'distill.assistants=[plain6]' --set teacher.arch=plain10"
@@ -104,7 +103,9 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", metavar="DIR", help="run folder (default: runs/<config name>)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its last checkpoints")
-    p.add_argument("--overwrite", action="store_true", help="replace the edgekd run in --out (once every check has passed)")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the edgekd run in --out (once every check has passed)"
+    )
     p.set_defaults(func=_cmd_distill)
 
 
@@ -138,9 +139,15 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     p.add_argument("--run", metavar="DIR", help="distill run folder (default: the newest under runs/)")
-    p.add_argument("--out", metavar="BUNDLE", help="bundle folder, new, empty or an edgekd bundle (default: artifacts/<run name>)")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override an export.* key (repeatable)")
-    p.add_argument("--allow-parity-failure", action="store_true", default=None, help="exit 0 even if a format is out of bounds")
+    p.add_argument(
+        "--out", metavar="BUNDLE", help="bundle folder, new, empty or an edgekd bundle (default: artifacts/<run name>)"
+    )
+    p.add_argument(
+        "--set", metavar="KEY=VALUE", action="append", default=[], help="override an export.* key (repeatable)"
+    )
+    p.add_argument(
+        "--allow-parity-failure", action="store_true", default=None, help="exit 0 even if a format is out of bounds"
+    )
     p.set_defaults(func=_cmd_export)
 
 
@@ -159,7 +166,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "Verify the bundle's sha256 values, then measure each model file (student and teacher;\n"
             "PyTorch, ONNX Runtime, TFLite fp32/int8 where their runtime is installed) in a fresh process:\n"
             "batch-1 latency of invoke alone after a warm-up (min, p50, p90, p99, mean ± std), accuracy on\n"
-            "eval.npz (mean IoU for a segmentation bundle: the JSON's \"accuracy\" and \"miou\"), file size,\n"
+            'eval.npz (mean IoU for a segmentation bundle: the JSON\'s "accuracy" and "miou"), file size,\n'
             "peak resident memory, MACs and GMAC/s. Rows whose runtime is missing are\n"
             "skipped, rows that fail to load or run are marked failed; the others still run.\n"
             "Writes OUT/bench.json, OUT/bench.md and OUT/bench.png (accuracy vs latency, Pareto front);\n"
@@ -193,19 +200,41 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--runs", type=int, default=100, metavar="N", help="timed runs per model (default 100)")
     p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs before timing (default 10)")
     p.add_argument("--json", metavar="FILE", help="also write the JSON results to FILE")
-    p.add_argument("--min-accuracy", type=float, metavar="X", help="accuracy floor as a fraction (0.95): exit 1 if a row is below it or failed")
-    p.add_argument("--out", metavar="DIR", help="report folder (default: BUNDLE/bench/<device>: cpu, rpi-<hostname>, mcu)")
-    p.add_argument("--full-test", action="store_true", help="accuracy on the run's whole test split (needs the dataset and edgekd[train])")
+    p.add_argument(
+        "--min-accuracy",
+        type=float,
+        metavar="X",
+        help="accuracy floor as a fraction (0.95): exit 1 if a row is below it or failed",
+    )
+    p.add_argument(
+        "--out", metavar="DIR", help="report folder (default: BUNDLE/bench/<device>: cpu, rpi-<hostname>, mcu)"
+    )
+    p.add_argument(
+        "--full-test",
+        action="store_true",
+        help="accuracy on the run's whole test split (needs the dataset and edgekd[train])",
+    )
     p.add_argument("--models", metavar="A,B", help="only these models (student, teacher, baseline)")
     p.add_argument("--formats", metavar="A,B", help="only these formats (pytorch, onnx, tflite_fp32, tflite_int8, …)")
     p.add_argument("--model", metavar="FILE", help="bench one model file instead of a bundle (no accuracy)")
     p.add_argument("--force", action="store_true", help="rpi: run the Pi path on a machine that is not a Raspberry Pi")
-    p.add_argument("--mcu", metavar="PROFILE", help="mcu: profile whose flash/RAM are the budget (cortex-m7-216mhz, cortex-m4, …)")
+    p.add_argument(
+        "--mcu", metavar="PROFILE", help="mcu: profile whose flash/RAM are the budget (cortex-m7-216mhz, cortex-m4, …)"
+    )
     p.add_argument("--flash-kb", type=float, metavar="KB", help="mcu: flash budget in KB (default: the profile's)")
-    p.add_argument("--ram-kb", type=float, metavar="KB", help="mcu: RAM budget for the tensor arena in KB (default: the profile's)")
-    p.add_argument("--allow-unsupported", action="store_true",
-                   help="exit 0 although a model cannot run on the device (an op TFLite Micro lacks, over the MCU budget); its row still fails")
-    p.add_argument("--emulate", metavar="CORE", help="mcu: build the app (TFLM + CMSIS-NN) for cortex-m4|m7|m33|m55, run it on QEMU: instructions per op, outputs bit-exact with the host")
+    p.add_argument(
+        "--ram-kb", type=float, metavar="KB", help="mcu: RAM budget for the tensor arena in KB (default: the profile's)"
+    )
+    p.add_argument(
+        "--allow-unsupported",
+        action="store_true",
+        help="exit 0 although a model cannot run on the device (an op TFLite Micro lacks, over the MCU budget); its row still fails",
+    )
+    p.add_argument(
+        "--emulate",
+        metavar="CORE",
+        help="mcu: build the app (TFLM + CMSIS-NN) for cortex-m4|m7|m33|m55, run it on QEMU: instructions per op, outputs bit-exact with the host",
+    )
     p.set_defaults(func=_cmd_bench)
 
 
@@ -234,7 +263,10 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
     failures = report.failures
     if failures:  # the documented failure summary: one line naming every row that did not run or pass
-        print(f"edgekd: bench: {len(failures)} of {len(report.results)} rows failed: {'; '.join(failures)}", file=sys.stderr)
+        print(
+            f"edgekd: bench: {len(failures)} of {len(report.results)} rows failed: {'; '.join(failures)}",
+            file=sys.stderr,
+        )
     return 0 if report.passed else EXIT_GATE
 
 
@@ -258,19 +290,43 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--artifacts", metavar="DIR", help="bundle folder (default: the newest under artifacts/)")
     p.add_argument("--bench", action="store_true", help="run the bench on the Pi and bring bench.json back")
     p.add_argument("--force", action="store_true", help="pass --force to the remote bench (a host that is not a Pi)")
-    p.add_argument("--remote-dir", default="edgekd", metavar="DIR", help="folder on the Pi (default: edgekd in the remote home)")
-    p.add_argument("--remote-python", metavar="PATH", help="existing Python on the Pi with numpy + a TFLite runtime (default: REMOTE_DIR/venv, installed if missing)")
+    p.add_argument(
+        "--remote-dir", default="edgekd", metavar="DIR", help="folder on the Pi (default: edgekd in the remote home)"
+    )
+    p.add_argument(
+        "--remote-python",
+        metavar="PATH",
+        help="existing Python on the Pi with numpy + a TFLite runtime (default: REMOTE_DIR/venv, installed if missing)",
+    )
     p.add_argument("--port", type=int, metavar="N", help="ssh port")
     p.add_argument("--identity", metavar="FILE", help="ssh private key")
-    p.add_argument("--ssh-option", metavar="KEY=VALUE", action="append", default=[], help="extra ssh -o option (repeatable)")
+    p.add_argument(
+        "--ssh-option", metavar="KEY=VALUE", action="append", default=[], help="extra ssh -o option (repeatable)"
+    )
     p.add_argument("--threads", type=int, metavar="N", help="remote bench threads (default: 1 and 4)")
     p.add_argument("--runs", type=int, default=100, metavar="N", help="timed runs per model (default 100)")
     p.add_argument("--warmup", type=int, default=10, metavar="N", help="untimed runs before timing (default 10)")
     p.add_argument("--out", metavar="DIR", help="where bench.json comes back to (default: BUNDLE/bench/<host>)")
-    p.add_argument("--timeout", type=float, metavar="S", help="limit on each ssh/scp/rsync step in seconds (default: deploy.timeout_s, 300)")
-    p.add_argument("--bench-timeout", type=float, metavar="S", help="limit on the remote install and bench in seconds (default: deploy.bench_timeout_s, 3600)")
-    p.add_argument("--config", metavar="FILE", help="YAML file whose deploy: section sets deploy.timeout_s / deploy.bench_timeout_s")
-    p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a deploy.* key (repeatable)")
+    p.add_argument(
+        "--timeout",
+        type=float,
+        metavar="S",
+        help="limit on each ssh/scp/rsync step in seconds (default: deploy.timeout_s, 300)",
+    )
+    p.add_argument(
+        "--bench-timeout",
+        type=float,
+        metavar="S",
+        help="limit on the remote install and bench in seconds (default: deploy.bench_timeout_s, 3600)",
+    )
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML file whose deploy: section sets deploy.timeout_s / deploy.bench_timeout_s",
+    )
+    p.add_argument(
+        "--set", metavar="KEY=VALUE", action="append", default=[], help="override a deploy.* key (repeatable)"
+    )
     p.set_defaults(func=_cmd_deploy)
 
 
@@ -278,12 +334,27 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
     from edgekd.deploy import deploy
 
     result = deploy(
-        host=args.host, artifacts=args.artifacts, bench=args.bench, force=args.force, remote_dir=args.remote_dir,
-        remote_python=args.remote_python, port=args.port, identity=args.identity, ssh_option=args.ssh_option,
-        threads=args.threads, runs=args.runs, warmup=args.warmup, out=args.out, timeout=args.timeout,
-        bench_timeout=args.bench_timeout, config=args.config, set=args.set,
+        host=args.host,
+        artifacts=args.artifacts,
+        bench=args.bench,
+        force=args.force,
+        remote_dir=args.remote_dir,
+        remote_python=args.remote_python,
+        port=args.port,
+        identity=args.identity,
+        ssh_option=args.ssh_option,
+        threads=args.threads,
+        runs=args.runs,
+        warmup=args.warmup,
+        out=args.out,
+        timeout=args.timeout,
+        bench_timeout=args.bench_timeout,
+        config=args.config,
+        set=args.set,
     )
-    print(f"deployed to {result.host}:{result.remote_bundle} ({result.transport}{', Pi side installed' if result.installed else ''})")
+    print(
+        f"deployed to {result.host}:{result.remote_bundle} ({result.transport}{', Pi side installed' if result.installed else ''})"
+    )
     if result.bench_json is not None:
         print(f"bench report: {result.bench_json}")
     return 0
@@ -332,7 +403,9 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders or glob patterns")
     p.add_argument("--artifacts", metavar="DIR", help="bundle folder (default: the newest under artifacts/)")
-    p.add_argument("--format", default="tflite_int8", help="which model file: tflite_int8 (default), tflite_fp32, onnx, pytorch, …")
+    p.add_argument(
+        "--format", default="tflite_int8", help="which model file: tflite_int8 (default), tflite_fp32, onnx, pytorch, …"
+    )
     p.add_argument("--model", default="student", help="student (default), teacher or baseline")
     p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes shown per image (default 5)")
     p.add_argument("--threads", type=int, metavar="N", help="runtime threads (default 1)")
@@ -345,8 +418,14 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from edgekd.predict import predict
 
     report = predict(
-        artifacts=args.artifacts, images=args.images, format=args.format, model=args.model, top_k=args.top_k,
-        threads=args.threads, json=args.json, masks=args.masks,
+        artifacts=args.artifacts,
+        images=args.images,
+        format=args.format,
+        model=args.model,
+        top_k=args.top_k,
+        threads=args.threads,
+        json=args.json,
+        masks=args.masks,
     )
     for line in report.failed:
         print(f"edgekd: predict: FAILED {line}", file=sys.stderr)
@@ -381,8 +460,16 @@ def _add_sweep(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", metavar="FILE", help="YAML config (default: built-in defaults, digits)")
     p.add_argument("--out", metavar="DIR", help="sweep folder (default: runs/<config name>-sweep)")
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
-    p.add_argument("--temperatures", type=_floats, default=[1.0, 2.0, 4.0, 8.0, 16.0], metavar="T,…", help="temperatures (default 1,2,4,8,16)")
-    p.add_argument("--alphas", type=_floats, default=None, metavar="A,…", help="α values (default: the config's distill.alpha)")
+    p.add_argument(
+        "--temperatures",
+        type=_floats,
+        default=[1.0, 2.0, 4.0, 8.0, 16.0],
+        metavar="T,…",
+        help="temperatures (default 1,2,4,8,16)",
+    )
+    p.add_argument(
+        "--alphas", type=_floats, default=None, metavar="A,…", help="α values (default: the config's distill.alpha)"
+    )
     p.add_argument("--resume", action="store_true", help="continue the sweep in --out (finished points are kept)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing sweep in --out")
     p.set_defaults(func=_cmd_sweep)
@@ -392,8 +479,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from edgekd.train.sweep import sweep
 
     sweep(
-        config=args.config, out=args.out, set=args.set, temperatures=args.temperatures, alphas=args.alphas,
-        resume=args.resume, overwrite=args.overwrite,
+        config=args.config,
+        out=args.out,
+        set=args.set,
+        temperatures=args.temperatures,
+        alphas=args.alphas,
+        resume=args.resume,
+        overwrite=args.overwrite,
     )
     return 0
 
@@ -433,20 +525,66 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         "\n  edgekd export --run runs/search/best",
         formatter_class=_Formatter,
     )
-    p.add_argument("--config", metavar="FILE", help="YAML config: data, teacher, KD method, full student recipe (default: built-in defaults)")
+    p.add_argument(
+        "--config",
+        metavar="FILE",
+        help="YAML config: data, teacher, KD method, full student recipe (default: built-in defaults)",
+    )
     p.add_argument("--set", metavar="KEY=VALUE", action="append", default=[], help="override a config key (repeatable)")
-    p.add_argument("--budget", metavar="K=V,…", help="device budget, e.g. flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50")
+    p.add_argument(
+        "--budget",
+        metavar="K=V,…",
+        help="device budget, e.g. flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50",
+    )
     p.add_argument("--space", metavar="FILE", help="search space YAML (default: the registry's student families)")
-    p.add_argument("--trials", type=int, default=12, metavar="N", help="trials to train (over-budget candidates do not count; default 12)")
-    p.add_argument("--trial-epochs", type=int, metavar="N", help="epochs of a trial (default: a fifth of student.epochs)")
-    p.add_argument("--finalists", type=int, default=3, metavar="K", help="best candidates retrained with the full recipe (default 3)")
+    p.add_argument(
+        "--trials",
+        type=int,
+        default=12,
+        metavar="N",
+        help="trials to train (over-budget candidates do not count; default 12)",
+    )
+    p.add_argument(
+        "--trial-epochs", type=int, metavar="N", help="epochs of a trial (default: a fifth of student.epochs)"
+    )
+    p.add_argument(
+        "--finalists",
+        type=int,
+        default=3,
+        metavar="K",
+        help="best candidates retrained with the full recipe (default 3)",
+    )
     p.add_argument("--out", metavar="DIR", help="search folder (default: runs/search; a worker's: runs/search-worker)")
-    p.add_argument("--storage", metavar="URL", help="Optuna storage (default: sqlite:///DIR/study.db), e.g. postgresql://user:pw@host/db")
-    p.add_argument("--study-name", default="edgekd-search", metavar="NAME", help="study in the storage (default edgekd-search)")
-    p.add_argument("--worker", action="store_true", help="join the study in --storage and run trials only (config, budget and space come from it)")
-    p.add_argument("--teacher", metavar="FILE", help="teacher checkpoint (main: load instead of training; worker: this machine's copy)")
-    p.add_argument("--pruner", choices=["median", "hyperband", "none"], help="Optuna pruner on per-epoch val accuracy (default median; a worker: the study's)")
-    p.add_argument("--heartbeat", type=int, default=30, metavar="S", help="seconds between trial heartbeats; a trial silent for 3 beats is failed and retried (default 30)")
+    p.add_argument(
+        "--storage",
+        metavar="URL",
+        help="Optuna storage (default: sqlite:///DIR/study.db), e.g. postgresql://user:pw@host/db",
+    )
+    p.add_argument(
+        "--study-name", default="edgekd-search", metavar="NAME", help="study in the storage (default edgekd-search)"
+    )
+    p.add_argument(
+        "--worker",
+        action="store_true",
+        help="join the study in --storage and run trials only (config, budget and space come from it)",
+    )
+    p.add_argument(
+        "--teacher",
+        metavar="FILE",
+        help="teacher checkpoint (main: load instead of training; worker: this machine's copy)",
+    )
+    p.add_argument(
+        "--pruner",
+        choices=["median", "hyperband", "none"],
+        help="Optuna pruner on per-epoch val accuracy (default median; a worker: the study's)",
+    )
+    p.add_argument(
+        "--heartbeat",
+        type=int,
+        default=30,
+        metavar="S",
+        help="seconds between trial heartbeats; a trial silent for 3 beats is failed and retried (default 30)",
+    )
     p.set_defaults(func=_cmd_search)
 
 
@@ -454,15 +592,29 @@ def _cmd_search(args: argparse.Namespace) -> int:
     from edgekd.search import search
 
     result = search(
-        config=args.config, out=args.out, set=args.set, budget=args.budget, space=args.space, trials=args.trials,
-        trial_epochs=args.trial_epochs, finalists=args.finalists, storage=args.storage, study_name=args.study_name,
-        worker=args.worker, teacher=args.teacher, pruner=args.pruner, heartbeat_s=args.heartbeat,
+        config=args.config,
+        out=args.out,
+        set=args.set,
+        budget=args.budget,
+        space=args.space,
+        trials=args.trials,
+        trial_epochs=args.trial_epochs,
+        finalists=args.finalists,
+        storage=args.storage,
+        study_name=args.study_name,
+        worker=args.worker,
+        teacher=args.teacher,
+        pruner=args.pruner,
+        heartbeat_s=args.heartbeat,
     )
     if args.worker:
         print(f"worker {result['worker']}: ran trials {', '.join(map(str, result['trials'])) or 'none'}")
         return 0
     if result["failed_trials"]:
-        print(f"edgekd: search: trials failed and not retried: {', '.join(map(str, result['failed_trials']))}", file=sys.stderr)
+        print(
+            f"edgekd: search: trials failed and not retried: {', '.join(map(str, result['failed_trials']))}",
+            file=sys.stderr,
+        )
         return EXIT_GATE
     return 0
 
@@ -470,7 +622,9 @@ def _cmd_search(args: argparse.Namespace) -> int:
 def _add_models(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("models", help="list registered models with parameters and MACs", formatter_class=_Formatter)
     p.add_argument("pattern", nargs="?", default="*", help="wildcard filter, e.g. 'resnet*'")
-    p.add_argument("--input", default="3x32x32", metavar="CxHxW", help="input shape for the MAC count (default 3x32x32)")
+    p.add_argument(
+        "--input", default="3x32x32", metavar="CxHxW", help="input shape for the MAC count (default 3x32x32)"
+    )
     p.add_argument("--classes", type=int, default=10, help="number of classes (default 10)")
     p.set_defaults(func=_cmd_models)
 
@@ -485,7 +639,12 @@ def _cmd_models(args: argparse.Namespace) -> int:
     except ValueError:
         raise EdgekdError(f"--input must look like 3x32x32, got {args.input!r}") from None
     # the MAC count builds each model at this size: a huge input would allocate gigabytes
-    for flag, value, high in (("--input channels", c, 64), ("--input height", h, 4096), ("--input width", w, 4096), ("--classes", args.classes, 100_000)):
+    for flag, value, high in (
+        ("--input channels", c, 64),
+        ("--input height", h, 4096),
+        ("--input width", w, 4096),
+        ("--classes", args.classes, 100_000),
+    ):
         check_number(flag, value, integer=True, low=1, high=high)
     rows = []
     for name in MODELS.names(args.pattern):
@@ -498,7 +657,9 @@ def _cmd_models(args: argparse.Namespace) -> int:
         rows.append([name, model_task(name), count_params(model), count_macs(model, (1, c, h, w)), doc])
     if not rows:
         raise EdgekdError(f"no model matches {args.pattern!r}; available: {', '.join(MODELS.names())}")
-    print_table(f"models at {c}x{h}x{w}, {args.classes} classes", ["model", "task", "params", "MACs", "description"], rows)
+    print_table(
+        f"models at {c}x{h}x{w}, {args.classes} classes", ["model", "task", "params", "MACs", "description"], rows
+    )
     return 0
 
 
@@ -557,16 +718,38 @@ def _add_mcu(sub: argparse._SubParsersAction) -> None:
         formatter_class=_Formatter,
     )
     actions = p.add_subparsers(title="actions", metavar="ACTION")
-    b = actions.add_parser("build", help="build (and with --run, emulate) the app for one model and core", description=p.description, epilog=p.epilog, formatter_class=_Formatter)
+    b = actions.add_parser(
+        "build",
+        help="build (and with --run, emulate) the app for one model and core",
+        description=p.description,
+        epilog=p.epilog,
+        formatter_class=_Formatter,
+    )
     b.add_argument("--artifacts", metavar="DIR", help="bundle folder: its student_int8.tflite and eval.npz")
     b.add_argument("--model", metavar="FILE", help="one int8 .tflite instead of a bundle (random sample images)")
-    b.add_argument("--role", default="student", help="bundle model to build (student, teacher, baseline; default student)")
-    b.add_argument("--core", default="cortex-m4", help="cortex-m4 | cortex-m7 | cortex-m33 | cortex-m55 (default cortex-m4)")
+    b.add_argument(
+        "--role", default="student", help="bundle model to build (student, teacher, baseline; default student)"
+    )
+    b.add_argument(
+        "--core", default="cortex-m4", help="cortex-m4 | cortex-m7 | cortex-m33 | cortex-m55 (default cortex-m4)"
+    )
     b.add_argument("--out", metavar="DIR", help="build folder (default: BUNDLE/mcu/CORE; required with --model)")
-    b.add_argument("--tflm", metavar="DIR", help="a tflite-micro checkout or a folder of its source archives (default: $EDGEKD_THIRD_PARTY or ../shared/third_party)")
-    b.add_argument("--kernels", default="model", help="model: only the kernels the model needs (default); all: every TFLM and CMSIS-NN kernel")
-    b.add_argument("--samples", type=int, default=4, metavar="N", help="eval images embedded for the self-test (default 4)")
-    b.add_argument("--run", action="store_true", help="run on the core's QEMU board and compare the outputs with the host's")
+    b.add_argument(
+        "--tflm",
+        metavar="DIR",
+        help="a tflite-micro checkout or a folder of its source archives (default: $EDGEKD_THIRD_PARTY or ../shared/third_party)",
+    )
+    b.add_argument(
+        "--kernels",
+        default="model",
+        help="model: only the kernels the model needs (default); all: every TFLM and CMSIS-NN kernel",
+    )
+    b.add_argument(
+        "--samples", type=int, default=4, metavar="N", help="eval images embedded for the self-test (default 4)"
+    )
+    b.add_argument(
+        "--run", action="store_true", help="run on the core's QEMU board and compare the outputs with the host's"
+    )
     b.add_argument("--jobs", type=int, metavar="N", help="parallel compiler processes (default: every core)")
     b.set_defaults(func=_cmd_mcu_build)
     p.set_defaults(func=lambda args: (p.print_help(), EXIT_USAGE)[1])
@@ -575,18 +758,42 @@ def _add_mcu(sub: argparse._SubParsersAction) -> None:
 def _cmd_mcu_build(args: argparse.Namespace) -> int:
     from edgekd.mcu.app import mcu_build, summary_lines
 
-    info = mcu_build(model=args.model, artifacts=args.artifacts, core=args.core, out=args.out, tflm=args.tflm, kernels=args.kernels,
-                     samples=args.samples, run=args.run, role=args.role, jobs=args.jobs)
+    info = mcu_build(
+        model=args.model,
+        artifacts=args.artifacts,
+        core=args.core,
+        out=args.out,
+        tflm=args.tflm,
+        kernels=args.kernels,
+        samples=args.samples,
+        run=args.run,
+        role=args.role,
+        jobs=args.jobs,
+    )
     for line in summary_lines(info):
         print(line)
     if args.run and not info.get("bit_exact"):
-        print(f"edgekd: mcu build: {args.core}: {'; '.join(info.get('problems') or ['outputs differ from the host'])}", file=sys.stderr)
+        print(
+            f"edgekd: mcu build: {args.core}: {'; '.join(info.get('problems') or ['outputs differ from the host'])}",
+            file=sys.stderr,
+        )
         return EXIT_GATE
     return 0
 
 
 VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
-    _add_distill, _add_sweep, _add_search, _add_export, _add_bench, _add_mcu, _add_deploy, _add_predict, _add_verify, _add_models, _add_methods, _add_datasets,
+    _add_distill,
+    _add_sweep,
+    _add_search,
+    _add_export,
+    _add_bench,
+    _add_mcu,
+    _add_deploy,
+    _add_predict,
+    _add_verify,
+    _add_models,
+    _add_methods,
+    _add_datasets,
 ]
 
 

@@ -31,30 +31,43 @@ def opt(default: Any = dataclasses.MISSING, help: str = "", factory: Any = datac
 
 @dataclass(frozen=True)
 class DataConfig:
-    name: str = opt("digits", "digits | imagefolder | cifar10 | svhn; segmentation: shapes | segfolder (see `edgekd datasets`)")
+    name: str = opt(
+        "digits", "digits | imagefolder | cifar10 | svhn; segmentation: shapes | segfolder (see `edgekd datasets`)"
+    )
     root: str | None = opt(None, "folder or .tar.gz of one; required except for digits and shapes")
     download: bool = opt(False, "cifar10/svhn: let torchvision fetch the data when online")
     val_fraction: float = opt(0.1, "share of the training split held out for model selection")
     test_fraction: float = opt(0.2, "digits and shapes: share held out as the test split (they have no official one)")
     samples: int | None = opt(None, "shapes: images generated (train + test); None: 2,000")
     split_seed: int = opt(0, "fixed apart from `seed` so every run sees the same split")
-    train_limit: int | None = opt(None, "keep at most this many training images (stratified, seeded): quick runs on big data")
+    train_limit: int | None = opt(
+        None, "keep at most this many training images (stratified, seeded): quick runs on big data"
+    )
     image_size: int | None = opt(None, "resize to this square side; None keeps the data's own size (shapes: 32)")
     augment: Literal["auto", "none", "crop", "flip", "crop_flip"] = opt(
-        "auto", "training augmentation (masks get the same crop and flip); auto: crop_flip for colour images of 16 px or more and for segmentation, none for grayscale or smaller (digits-like)"
+        "auto",
+        "training augmentation (masks get the same crop and flip); auto: crop_flip for colour images of 16 px or more and for segmentation, none for grayscale or smaller (digits-like)",
     )
     crop_padding: int = opt(4, "pixels of zero padding before the random crop")
-    mean: tuple[float, ...] | None = opt(None, "per-channel normalization mean on 0–1 pixels; None: declared by the dataset or computed on train")
+    mean: tuple[float, ...] | None = opt(
+        None, "per-channel normalization mean on 0–1 pixels; None: declared by the dataset or computed on train"
+    )
     std: tuple[float, ...] | None = opt(None, "per-channel normalization std, set together with mean")
     batch_size: int = opt(128, "training batch size")
     eval_batch_size: int = opt(512, "batch size for val/test evaluation")
     cache_dir: str | None = opt(None, "extracted archives and decoded images; None: $EDGEKD_CACHE or ~/.cache/edgekd")
     storage: Literal["auto", "memory", "stream"] = opt(
-        "auto", "imagefolder: memory decodes once (cached); stream decodes on access in DataLoader workers; auto streams what would not fit"
+        "auto",
+        "imagefolder: memory decodes once (cached); stream decodes on access in DataLoader workers; auto streams what would not fit",
     )
-    memory_limit_gb: float | None = opt(None, "storage=auto streams above this decoded size; None: half the available memory")
+    memory_limit_gb: float | None = opt(
+        None, "storage=auto streams above this decoded size; None: half the available memory"
+    )
     workers: int = opt(2, "DataLoader worker processes for streamed images")
-    views: int | None = opt(None, "a fixed set of K augmented views (epoch e uses view e mod K), so teacher outputs can be cached; None: fresh augmentation every epoch")
+    views: int | None = opt(
+        None,
+        "a fixed set of K augmented views (epoch e uses view e mod K), so teacher outputs can be cached; None: fresh augmentation every epoch",
+    )
     shift: Literal["none", "grayscale", "blur", "invert", "noise", "color_jitter"] = opt(
         "none", "deterministic domain shift applied to every split (a target domain for distill.method=domain)"
     )
@@ -69,7 +82,10 @@ class StageConfig:
     checkpoint: str | None = opt(None, "teacher: load instead of training; student: initial weights")
     # a teacher trained elsewhere was normalized with its own statistics (ImageNet weights:
     # [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225]); its inputs are re-normalized to them
-    mean: tuple[float, ...] | None = opt(None, "teacher.checkpoint given as a bare state_dict: the per-channel mean (0-1 pixels) it was trained with; None: the data's")
+    mean: tuple[float, ...] | None = opt(
+        None,
+        "teacher.checkpoint given as a bare state_dict: the per-channel mean (0-1 pixels) it was trained with; None: the data's",
+    )
     std: tuple[float, ...] | None = opt(None, "with mean: the per-channel std it was trained with")
     epochs: int = opt(10, "training epochs (teacher: 0 with a checkpoint)")
     optimizer: Literal["sgd", "adamw"] = opt("sgd", "sgd (momentum) or adamw")
@@ -84,9 +100,17 @@ class StageConfig:
     label_smoothing: float = opt(0.0, "on the hard-label cross-entropy")
     lookahead_steps: int = opt(0, "Lookahead: k fast optimizer steps per slow update (0: off)")
     lookahead_alpha: float = opt(0.5, "Lookahead: slow weights move this fraction towards the fast ones every k steps")
-    tta_flip: bool = opt(False, "evaluate with the mean logits of the image and its mirror (a teacher also teaches with them); never exported")
-    mixup: float = opt(0.0, "mixup Beta(α, α) concentration, 0: off; the teacher sees the same mixed images (classification, in-memory data)")
-    cutmix: float = opt(0.0, "cutmix Beta(α, α) concentration, 0: off; with mixup too, each sample takes one of the two")
+    tta_flip: bool = opt(
+        False,
+        "evaluate with the mean logits of the image and its mirror (a teacher also teaches with them); never exported",
+    )
+    mixup: float = opt(
+        0.0,
+        "mixup Beta(α, α) concentration, 0: off; the teacher sees the same mixed images (classification, in-memory data)",
+    )
+    cutmix: float = opt(
+        0.0, "cutmix Beta(α, α) concentration, 0: off; with mixup too, each sample takes one of the two"
+    )
 
 
 @dataclass(frozen=True)
@@ -94,9 +118,14 @@ class QATConfig:
     """Quantization-aware distillation: after the float KD stage, the student is fine-tuned with
     fake quantization that matches TFLite int8, the teacher's soft targets still in the loss."""
 
-    epochs: int = opt(0, "QAT epochs after the float KD stage (0: no QAT stage); writes student_qat.pt, exported as student_qat_int8.tflite")
+    epochs: int = opt(
+        0,
+        "QAT epochs after the float KD stage (0: no QAT stage); writes student_qat.pt, exported as student_qat_int8.tflite",
+    )
     lr: float = opt(0.005, "QAT peak lr: a fine-tune, so about a tenth of the float stage's")
-    observer_epochs: int | None = opt(None, "stop updating activation ranges after this many QAT epochs (then only weights learn); None: never")
+    observer_epochs: int | None = opt(
+        None, "stop updating activation ranges after this many QAT epochs (then only weights learn); None: never"
+    )
     calibration_batches: int = opt(8, "training batches that set the activation ranges before the first QAT step")
 
 
@@ -109,28 +138,42 @@ class DistillConfig:
     select: Literal["best_val", "last"] = opt("best_val", "which epoch's weights become student.pt")
     allow_weak_teacher: bool = opt(False, "start KD even when a loaded teacher.checkpoint scores near chance on val")
     # fitnets
-    hint_layer: str | None = opt(None, "fitnets: teacher module path whose output is the hint, e.g. layer2 or features.12")
+    hint_layer: str | None = opt(
+        None, "fitnets: teacher module path whose output is the hint, e.g. layer2 or features.12"
+    )
     guided_layer: str | None = opt(None, "fitnets: student module path regressed onto the hint, e.g. features.4")
     hint_mode: Literal["two_stage", "single_stage"] = opt(
         "two_stage", "fitnets: two_stage (hint training, then KD) or single_stage (KD + hint_weight·hint)"
     )
     hint_epochs: int = opt(5, "fitnets two_stage: epochs of hint training before the KD stage")
     hint_weight: float = opt(1.0, "fitnets single_stage: weight of the hint MSE added to the KD loss")
-    hint_regressor: Literal["conv1x1", "conv3x3"] = opt("conv3x3", "fitnets: learned conv mapping guided → hint channels (never saved)")
+    hint_regressor: Literal["conv1x1", "conv3x3"] = opt(
+        "conv3x3", "fitnets: learned conv mapping guided → hint channels (never saved)"
+    )
     # takd
-    assistants: tuple[str, ...] = opt((), "takd: teacher-assistant archs; chain: teacher → TA₁ → … → student; auto: candidates")
+    assistants: tuple[str, ...] = opt(
+        (), "takd: teacher-assistant archs; chain: teacher → TA₁ → … → student; auto: candidates"
+    )
     ta_select: Literal["chain", "auto"] = opt(
-        "chain", "takd: chain uses every assistant in order; auto trains each from the teacher, keeps the one nearest the accuracy midpoint"
+        "chain",
+        "takd: chain uses every assistant in order; auto trains each from the teacher, keeps the one nearest the accuracy midpoint",
     )
     # ensemble
     teachers: tuple[str, ...] = opt((), "ensemble: one arch per member; empty: teacher.arch for each of teacher_seeds")
     teacher_seeds: tuple[int, ...] = opt((), "ensemble: one seed per member; empty: seed, seed+1, …")
     teacher_checkpoints: tuple[str, ...] = opt((), "ensemble: load these members instead of training them")
     # transfer
-    transfer_set: str | None = opt(None, "transfer: unlabeled images (flat folder, ImageFolder or archive; labels ignored) learned from soft targets alone")
-    transfer_labeled: bool = opt(True, "transfer: also train on the labeled training split (false: the transfer set alone)")
+    transfer_set: str | None = opt(
+        None,
+        "transfer: unlabeled images (flat folder, ImageFolder or archive; labels ignored) learned from soft targets alone",
+    )
+    transfer_labeled: bool = opt(
+        True, "transfer: also train on the labeled training split (false: the transfer set alone)"
+    )
     # domain
-    target_labels: bool = opt(False, "domain: use the target's training labels in the student's CE (false: soft targets only)")
+    target_labels: bool = opt(
+        False, "domain: use the target's training labels in the student's CE (false: soft targets only)"
+    )
     source_labels: bool = opt(True, "domain: mix the labeled source training images into the student's batches")
     finetune_epochs: int = opt(0, "domain: fine-tune the source teacher on the labeled target training split first")
     finetune_lr: float | None = opt(None, "domain: fine-tuning lr; None: teacher.lr / 10")
@@ -138,51 +181,76 @@ class DistillConfig:
     dkd_alpha: float = opt(1.0, "dkd: weight α of the target-class term TCKD")
     dkd_beta: float = opt(8.0, "dkd: weight β of the non-target-class term NCKD (the paper's CIFAR-100 value)")
     dist_beta: float = opt(2.0, "dist: weight β of the inter-class (per-sample) Pearson relation loss")
-    dist_gamma: float = opt(2.0, "dist: weight γ of the intra-class (per-class, across the batch) Pearson relation loss")
-    qat: QATConfig = opt(help="quantization-aware distillation after the float stage (standard and transfer flows)", factory=QATConfig)
+    dist_gamma: float = opt(
+        2.0, "dist: weight γ of the intra-class (per-class, across the batch) Pearson relation loss"
+    )
+    qat: QATConfig = opt(
+        help="quantization-aware distillation after the float stage (standard and transfer flows)", factory=QATConfig
+    )
 
 
 @dataclass(frozen=True)
 class RuntimeConfig:
     device: str = opt("auto", "auto (CUDA when present) | cpu | cuda | cuda:N")
-    amp: Literal["auto", "bf16", "fp16", "off"] = opt("auto", "mixed precision; auto: bf16 (or fp16) on CUDA, off on CPU; bf16 also runs on CPUs that have it")
+    amp: Literal["auto", "bf16", "fp16", "off"] = opt(
+        "auto", "mixed precision; auto: bf16 (or fp16) on CUDA, off on CPU; bf16 also runs on CPUs that have it"
+    )
     deterministic: bool = opt(True, "deterministic algorithms (CPU runs are bit-reproducible)")
     threads: int | None = opt(None, "torch intra-op threads; None: torch's default")
     channels_last: bool | None = opt(None, "NHWC memory format for models and batches; None: on for CUDA")
     compile_teacher: bool = opt(False, "torch.compile the frozen teacher (inference only)")
     compile_student: bool = opt(False, "torch.compile the student's training forward")
     teacher_cache: bool = opt(
-        True, "compute the teacher's outputs once and reuse them when the student's inputs repeat (augment none, or data.views)"
+        True,
+        "compute the teacher's outputs once and reuse them when the student's inputs repeat (augment none, or data.views)",
     )
-    teacher_cache_dir: str | None = opt(None, "where the teacher's outputs are cached; None: RUN/teacher_cache (edgekd search shares one between its trials)")
+    teacher_cache_dir: str | None = opt(
+        None,
+        "where the teacher's outputs are cached; None: RUN/teacher_cache (edgekd search shares one between its trials)",
+    )
 
 
 @dataclass(frozen=True)
 class ExportConfig:
-    models: tuple[str, ...] = opt(("student", "teacher"), "which of the run's models go into the bundle (student, teacher, baseline)")
+    models: tuple[str, ...] = opt(
+        ("student", "teacher"), "which of the run's models go into the bundle (student, teacher, baseline)"
+    )
     formats: tuple[str, ...] = opt(
         ("pytorch", "onnx", "tflite_fp32", "tflite_int8"),
         "student formats: pytorch, onnx, tflite_fp32, tflite_int8 (full integer), tflite_fp16, tflite_dynamic (dynamic range)",
     )
     teacher_formats: tuple[str, ...] = opt(("pytorch", "onnx", "tflite_fp32"), "formats for the teacher (and baseline)")
-    backend: str = opt("onnx2tf", "TFLite converter: onnx2tf (PyTorch → ONNX → TensorFlow → TFLite) or litert_torch (PyTorch → TFLite; pip install 'edgekd[litert]')")
+    backend: str = opt(
+        "onnx2tf",
+        "TFLite converter: onnx2tf (PyTorch → ONNX → TensorFlow → TFLite) or litert_torch (PyTorch → TFLite; pip install 'edgekd[litert]')",
+    )
     opset: int = opt(17, "ONNX opset (17 or newer)")
     dynamic_batch: bool = opt(False, "ONNX with a dynamic batch dimension (TFLite stays batch 1)")
     calibration_samples: int = opt(300, "training images used to calibrate int8 ranges")
     calibration_method: Literal["minmax", "percentile", "mse"] = opt(
-        "minmax", "int8 activation ranges: minmax (extremes), percentile (0.01–99.99 %), mse (least rounding + clipping error); other than minmax needs backend litert_torch"
+        "minmax",
+        "int8 activation ranges: minmax (extremes), percentile (0.01–99.99 %), mse (least rounding + clipping error); other than minmax needs backend litert_torch",
     )
     eval_samples: int = opt(500, "held-out test images stored in eval.npz for on-device accuracy")
     parity_samples: int | None = opt(
-        2000, "test images for the parity check (a seeded, class-balanced sample; 2000 keeps a CIFAR-10 bundle's parity in seconds); None: the whole test split"
+        2000,
+        "test images for the parity check (a seeded, class-balanced sample; 2000 keeps a CIFAR-10 bundle's parity in seconds); None: the whole test split",
     )
     fp32_max_abs_diff: float = opt(2e-3, "bound on |logit − PyTorch logit| for fp32 formats (segmentation: per pixel)")
-    min_top1_agreement: float = opt(0.99, "bound on top-1 agreement with PyTorch for every format (segmentation: pixel agreement of the masks)")
-    max_acc_drop: float = opt(0.005, "bound on test accuracy lost against PyTorch, 0.005 = half a point (segmentation: mean IoU lost)")
-    min_logit_snr_db: float = opt(
-        20.0, "bound on the SNR of the logits against PyTorch's for int8/fp16/dynamic formats, in dB (per-image centered logits; int8 CIFAR-10 ResNet-8s measured 30.9 and 31.7 dB)"
+    min_top1_agreement: float = opt(
+        0.99, "bound on top-1 agreement with PyTorch for every format (segmentation: pixel agreement of the masks)"
     )
-    max_class_share: float = opt(0.9, "classification: a model predicting one class for more than this share of the test images (and more than the labels' largest class) fails as collapsed; 1 disables")
+    max_acc_drop: float = opt(
+        0.005, "bound on test accuracy lost against PyTorch, 0.005 = half a point (segmentation: mean IoU lost)"
+    )
+    min_logit_snr_db: float = opt(
+        20.0,
+        "bound on the SNR of the logits against PyTorch's for int8/fp16/dynamic formats, in dB (per-image centered logits; int8 CIFAR-10 ResNet-8s measured 30.9 and 31.7 dB)",
+    )
+    max_class_share: float = opt(
+        0.9,
+        "classification: a model predicting one class for more than this share of the test images (and more than the labels' largest class) fails as collapsed; 1 disables",
+    )
     allow_parity_failure: bool = opt(False, "write the bundle and exit 0 even when a format is out of bounds")
     threads: int | None = opt(None, "threads for the parity runs; None: all cores")
 
@@ -199,15 +267,22 @@ class DeployConfig:
 
 @dataclass(frozen=True)
 class LogConfig:
-    tensorboard: bool = opt(False, "also write per-epoch losses (and KD parts), accuracies and lr as TensorBoard scalars to RUN/tensorboard/ (pip install 'edgekd[tensorboard]'); metrics.jsonl stays the record")
+    tensorboard: bool = opt(
+        False,
+        "also write per-epoch losses (and KD parts), accuracies and lr as TensorBoard scalars to RUN/tensorboard/ (pip install 'edgekd[tensorboard]'); metrics.jsonl stays the record",
+    )
 
 
 @dataclass(frozen=True)
 class Config:
     name: str | None = opt(None, "run name; None: the config file's stem")
     seed: int = opt(0, "seeds model init, data order and augmentation")
-    data: DataConfig = opt(help="the dataset and how it is split and fed (the TARGET domain for distill.method=domain)", factory=DataConfig)
-    source: DataConfig | None = opt(None, "domain: the SOURCE dataset the teacher learns on, same keys as data (e.g. {name: digits})")
+    data: DataConfig = opt(
+        help="the dataset and how it is split and fed (the TARGET domain for distill.method=domain)", factory=DataConfig
+    )
+    source: DataConfig | None = opt(
+        None, "domain: the SOURCE dataset the teacher learns on, same keys as data (e.g. {name: digits})"
+    )
     teacher: StageConfig = opt(help="the teacher and its recipe", factory=lambda: StageConfig(arch="resnet20"))
     student: StageConfig = opt(help="the student and its recipe (also the baseline's)", factory=StageConfig)
     distill: DistillConfig = opt(help="how the student learns from the teacher", factory=DistillConfig)
@@ -384,7 +459,9 @@ def _yaml_load(text: str) -> Any:
         first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
         for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
     }
-    Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+    Loader.add_implicit_resolver(
+        "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+    )
     return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
 
 
@@ -459,7 +536,9 @@ def _drop_stale_kwargs(tree: dict[str, Any], parsed: list[tuple[list[str], Any]]
         new_arch = [v for k, v in parsed if k == [stage, "arch"]]
         kwargs_given = any(k[:2] == [stage, "kwargs"] for k, _ in parsed)
         if new_arch and new_arch[-1] != section.get("arch") and not kwargs_given:
-            log(f"note: {stage}.arch changed to {new_arch[-1]!r}: dropping {stage}.kwargs {section['kwargs']!r}, written for {section.get('arch')!r} (give --set {stage}.kwargs=... to keep some)")
+            log(
+                f"note: {stage}.arch changed to {new_arch[-1]!r}: dropping {stage}.kwargs {section['kwargs']!r}, written for {section.get('arch')!r} (give --set {stage}.kwargs=... to keep some)"
+            )
             section = tree[stage] = dict(section)
             del section["kwargs"]
 
@@ -478,22 +557,32 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return config
 
 
-def _check_stats(s: "StageConfig", stage: str) -> None:
+def _check_stats(s: StageConfig, stage: str) -> None:
     """``mean``/``std``: both or neither, one value per channel, pixels on the 0-1 scale."""
     if (s.mean is None) != (s.std is None):
         raise ConfigError(f"config: {stage}.mean and {stage}.std go together (give both, one value per input channel)")
     if s.mean is None:
         return
     if stage != "teacher":
-        raise ConfigError(f"config: {stage}.mean/{stage}.std: only a loaded teacher (teacher.checkpoint) has statistics of its own; the student learns with the data's")
+        raise ConfigError(
+            f"config: {stage}.mean/{stage}.std: only a loaded teacher (teacher.checkpoint) has statistics of its own; the student learns with the data's"
+        )
     if s.checkpoint is None:
-        raise ConfigError("config: teacher.mean/teacher.std describe a loaded teacher: give teacher.checkpoint too (a teacher trained here uses the data's statistics)")
+        raise ConfigError(
+            "config: teacher.mean/teacher.std describe a loaded teacher: give teacher.checkpoint too (a teacher trained here uses the data's statistics)"
+        )
     if len(s.mean) != len(s.std) or not s.mean:
-        raise ConfigError(f"config: {stage}.mean has {len(s.mean)} values and {stage}.std {len(s.std)}: one per input channel each")
+        raise ConfigError(
+            f"config: {stage}.mean has {len(s.mean)} values and {stage}.std {len(s.std)}: one per input channel each"
+        )
     if not all(0.0 <= m <= 1.0 for m in s.mean):
-        raise ConfigError(f"config: {stage}.mean values are on the 0-1 pixel scale (ImageNet: [0.485, 0.456, 0.406]), got {list(s.mean)}")
+        raise ConfigError(
+            f"config: {stage}.mean values are on the 0-1 pixel scale (ImageNet: [0.485, 0.456, 0.406]), got {list(s.mean)}"
+        )
     if not all(0.0 < v <= 1.0 for v in s.std):
-        raise ConfigError(f"config: {stage}.std values must be in (0, 1] (ImageNet: [0.229, 0.224, 0.225]), got {list(s.std)}")
+        raise ConfigError(
+            f"config: {stage}.std values must be in (0, 1] (ImageNet: [0.229, 0.224, 0.225]), got {list(s.std)}"
+        )
 
 
 def validate(config: Config) -> None:
@@ -506,7 +595,9 @@ def validate(config: Config) -> None:
         if s.lr <= 0:
             raise ConfigError(f"config: {stage}.lr must be positive")
         if s.lookahead_steps < 0 or not 0.0 < s.lookahead_alpha <= 1.0:
-            raise ConfigError(f"config: {stage}.lookahead_steps must be 0 (off) or more and {stage}.lookahead_alpha in (0, 1]")
+            raise ConfigError(
+                f"config: {stage}.lookahead_steps must be 0 (off) or more and {stage}.lookahead_alpha in (0, 1]"
+            )
         if s.mixup < 0 or s.cutmix < 0:
             raise ConfigError(f"config: {stage}.mixup and {stage}.cutmix must be 0 (off) or more")
         if not 0.0 <= s.label_smoothing < 1.0:
@@ -521,7 +612,9 @@ def validate(config: Config) -> None:
     if e.opset < 17:
         raise ConfigError(f"config: export.opset must be 17 or newer, got {e.opset}")
     if e.calibration_method != "minmax" and e.backend != "litert_torch":
-        raise ConfigError(f"config: export.calibration_method={e.calibration_method} needs export.backend=litert_torch (onnx2tf calibrates min-max)")
+        raise ConfigError(
+            f"config: export.calibration_method={e.calibration_method} needs export.backend=litert_torch (onnx2tf calibrates min-max)"
+        )
     if e.calibration_samples < 1 or e.eval_samples < 1:
         raise ConfigError("config: export.calibration_samples and export.eval_samples must be at least 1")
     if not -200.0 <= e.min_logit_snr_db <= 200.0:
@@ -549,10 +642,19 @@ def validate(config: Config) -> None:
             f"config: distill.teachers has {len(dc.teachers)} entries and distill.teacher_seeds {len(dc.teacher_seeds)}; give one seed per member"
         )
     if dc.teacher_checkpoints and (dc.teachers or dc.teacher_seeds):
-        raise ConfigError("config: distill.teacher_checkpoints loads the ensemble; leave distill.teachers and distill.teacher_seeds empty")
+        raise ConfigError(
+            "config: distill.teacher_checkpoints loads the ensemble; leave distill.teachers and distill.teacher_seeds empty"
+        )
     q = dc.qat
-    if q.epochs < 0 or q.lr <= 0 or q.calibration_batches < 1 or (q.observer_epochs is not None and q.observer_epochs < 1):
-        raise ConfigError("config: distill.qat: epochs must be 0 or more, lr positive, calibration_batches and observer_epochs at least 1")
+    if (
+        q.epochs < 0
+        or q.lr <= 0
+        or q.calibration_batches < 1
+        or (q.observer_epochs is not None and q.observer_epochs < 1)
+    ):
+        raise ConfigError(
+            "config: distill.qat: epochs must be 0 or more, lr positive, calibration_batches and observer_epochs at least 1"
+        )
     if config.source is not None:
         validate_data(config.source, "source")
 

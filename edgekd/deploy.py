@@ -68,14 +68,18 @@ def source_root() -> Path:
     root = Path(__file__).resolve().parents[1]
     missing = [part for part in SOURCE_PARTS if not (root / part).exists()]
     if missing:
-        raise DeployError(f"deploy needs an edgekd source checkout (git clone + pip install -e .); {root} lacks {', '.join(missing)}")
+        raise DeployError(
+            f"deploy needs an edgekd source checkout (git clone + pip install -e .); {root} lacks {', '.join(missing)}"
+        )
     return root
 
 
 class _Remote:
     """ssh / rsync / scp to one host with the same options."""
 
-    def __init__(self, host: str, port: int | None, identity: str | None, ssh_option: Sequence[str], timeout_s: float) -> None:
+    def __init__(
+        self, host: str, port: int | None, identity: str | None, ssh_option: Sequence[str], timeout_s: float
+    ) -> None:
         if not host or host.startswith("-"):
             raise DeployError(f"--host must be [user@]hostname, got {host!r}")
         if shutil.which("ssh") is None:
@@ -106,7 +110,14 @@ class _Remote:
                 f"raise the limit with {key})"
             ) from None
 
-    def run(self, command: str, what: str, check: bool = True, timeout_s: float | None = None, key: str = "--timeout / deploy.timeout_s") -> subprocess.CompletedProcess:
+    def run(
+        self,
+        command: str,
+        what: str,
+        check: bool = True,
+        timeout_s: float | None = None,
+        key: str = "--timeout / deploy.timeout_s",
+    ) -> subprocess.CompletedProcess:
         proc = self._run([*self.ssh_argv(), self.host, command], what, timeout_s, key)
         if check and proc.returncode != 0:
             raise DeployError(f"{what} on {self.host} failed: {_last_line(proc)}")
@@ -116,12 +127,33 @@ class _Remote:
         """Copy files/folders into the remote folder ``dest`` (replacing what is there)."""
         if transport == "rsync":
             excludes = [f"--exclude={pattern}" for pattern in exclude]
-            argv = ["rsync", "-a", "--delete", *excludes, "-e", shlex.join(self.ssh_argv()), *map(str, sources), f"{self.host}:{dest}/"]
+            argv = [
+                "rsync",
+                "-a",
+                "--delete",
+                *excludes,
+                "-e",
+                shlex.join(self.ssh_argv()),
+                *map(str, sources),
+                f"{self.host}:{dest}/",
+            ]
         else:
-            argv = ["scp", "-q", "-r", *self.opts, *(["-P", str(self.port)] if self.port else []), *map(str, sources), f"{self.host}:{dest}/"]
-        proc = self._run(argv, f"copying {', '.join(s.name for s in sources)} with {transport}", None, "--timeout / deploy.timeout_s")
+            argv = [
+                "scp",
+                "-q",
+                "-r",
+                *self.opts,
+                *(["-P", str(self.port)] if self.port else []),
+                *map(str, sources),
+                f"{self.host}:{dest}/",
+            ]
+        proc = self._run(
+            argv, f"copying {', '.join(s.name for s in sources)} with {transport}", None, "--timeout / deploy.timeout_s"
+        )
         if proc.returncode != 0:
-            raise DeployError(f"copying {', '.join(s.name for s in sources)} to {self.host}:{dest} with {transport} failed: {_last_line(proc)}")
+            raise DeployError(
+                f"copying {', '.join(s.name for s in sources)} to {self.host}:{dest} with {transport} failed: {_last_line(proc)}"
+            )
 
     def copy_from(self, remote: str, local: Path, transport: str) -> None:
         """Fetch one remote file to ``local``: into a temporary file beside it, then renamed onto it,
@@ -133,7 +165,14 @@ class _Remote:
             if transport == "rsync":
                 argv = ["rsync", "-a", "-e", shlex.join(self.ssh_argv()), f"{self.host}:{remote}", str(got)]
             else:
-                argv = ["scp", "-q", *self.opts, *(["-P", str(self.port)] if self.port else []), f"{self.host}:{remote}", str(got)]
+                argv = [
+                    "scp",
+                    "-q",
+                    *self.opts,
+                    *(["-P", str(self.port)] if self.port else []),
+                    f"{self.host}:{remote}",
+                    str(got),
+                ]
             proc = self._run(argv, f"fetching {remote}", None, "--timeout / deploy.timeout_s")
             if proc.returncode != 0:
                 raise DeployError(f"fetching {remote} from {self.host} failed: {_last_line(proc)}")
@@ -228,17 +267,25 @@ def deploy(
     base = remote_dir[2:] if remote_dir.startswith("~/") else remote_dir  # relative = in the remote home
     name = bundle.resolve().name
 
-    probe = remote.run(f"mkdir -p {shlex.quote(base)}/bundles/{shlex.quote(name)} {shlex.quote(base)}/src/deploy && cd {shlex.quote(base)} && pwd && (command -v rsync || true)", "connecting")
+    probe = remote.run(
+        f"mkdir -p {shlex.quote(base)}/bundles/{shlex.quote(name)} {shlex.quote(base)}/src/deploy && cd {shlex.quote(base)} && pwd && (command -v rsync || true)",
+        "connecting",
+    )
     lines = probe.stdout.strip().splitlines()
     root = lines[0]
     transport = "rsync" if len(lines) > 1 and shutil.which("rsync") else "scp"
     remote_bundle, remote_src = f"{root}/bundles/{name}", f"{root}/src"
     log(f"deploy: {bundle} → {host}:{remote_bundle} ({transport})")
     if transport == "scp":  # scp cannot delete: start from empty folders so no stale file stays
-        remote.run(f"rm -rf {shlex.quote(remote_bundle)} {shlex.quote(remote_src)} && mkdir -p {shlex.quote(remote_bundle)} {shlex.quote(remote_src)}/deploy", "clearing the old copy")
+        remote.run(
+            f"rm -rf {shlex.quote(remote_bundle)} {shlex.quote(remote_src)} && mkdir -p {shlex.quote(remote_bundle)} {shlex.quote(remote_src)}/deploy",
+            "clearing the old copy",
+        )
     parts = sorted(p for p in bundle.iterdir() if p.name not in REPORT_DIRS and not p.name.startswith("."))
     remote.copy_to(parts, remote_bundle, transport)
-    remote.copy_to([src / p for p in SOURCE_PARTS if "/" not in p], remote_src, transport, exclude=("__pycache__", "*.pyc"))
+    remote.copy_to(
+        [src / p for p in SOURCE_PARTS if "/" not in p], remote_src, transport, exclude=("__pycache__", "*.pyc")
+    )
     remote.copy_to([src / "deploy" / "rpi"], f"{remote_src}/deploy", transport)
 
     python = remote_python or f"{root}/venv/bin/python"
@@ -246,10 +293,16 @@ def deploy(
     check = remote.run(_runtime_check(python, remote_src), "checking the Pi side", check=False)
     if check.returncode != 0:
         if remote_python is not None:
-            raise DeployError(f"{remote_python} on {host} cannot run the bench ({_last_line(check)}); install numpy and ai-edge-litert there, or leave out --remote-python to let deploy make a venv")
+            raise DeployError(
+                f"{remote_python} on {host} cannot run the bench ({_last_line(check)}); install numpy and ai-edge-litert there, or leave out --remote-python to let deploy make a venv"
+            )
         log(f"deploy: installing the Pi side on {host} (deploy/rpi/install.sh: venv with numpy + ai-edge-litert)")
-        remote.run(f"bash {shlex.quote(remote_src)}/deploy/rpi/install.sh {shlex.quote(root)}/venv {shlex.quote(remote_src)}", "installing the Pi side",
-                   timeout_s=bench_timeout, key="--bench-timeout / deploy.bench_timeout_s")
+        remote.run(
+            f"bash {shlex.quote(remote_src)}/deploy/rpi/install.sh {shlex.quote(root)}/venv {shlex.quote(remote_src)}",
+            "installing the Pi side",
+            timeout_s=bench_timeout,
+            key="--bench-timeout / deploy.bench_timeout_s",
+        )
         installed = True
         check = remote.run(_runtime_check(python, remote_src), "checking the Pi side after the install")
     log(f"deploy: {host} runs {check.stdout.strip().splitlines()[-1] if check.stdout.strip() else 'a TFLite runtime'}")
@@ -257,14 +310,33 @@ def deploy(
     if not bench:
         return result
 
-    argv = ["-m", "edgekd", "bench", "--device", "rpi", "--artifacts", remote_bundle, "--out", f"{remote_bundle}/bench", "--runs", str(runs), "--warmup", str(warmup)]
+    argv = [
+        "-m",
+        "edgekd",
+        "bench",
+        "--device",
+        "rpi",
+        "--artifacts",
+        remote_bundle,
+        "--out",
+        f"{remote_bundle}/bench",
+        "--runs",
+        str(runs),
+        "--warmup",
+        str(warmup),
+    ]
     if threads is not None:
         argv += ["--threads", str(threads)]
     if force:  # only when asked: a host that is not a Pi otherwise refuses, as it should
         argv.append("--force")
     log(f"deploy: benching on {host}")
-    proc = remote.run(f"PYTHONPATH={shlex.quote(remote_src)} {shlex.quote(python)} {shlex.join(argv)}", "the remote bench", check=False,
-                      timeout_s=bench_timeout, key="--bench-timeout / deploy.bench_timeout_s")
+    proc = remote.run(
+        f"PYTHONPATH={shlex.quote(remote_src)} {shlex.quote(python)} {shlex.join(argv)}",
+        "the remote bench",
+        check=False,
+        timeout_s=bench_timeout,
+        key="--bench-timeout / deploy.bench_timeout_s",
+    )
     if proc.returncode not in (0, 1):  # 1: the bench ran and a gate failed; its report still exists
         raise DeployError(f"the remote bench on {host} failed: {_last_line(proc)}")
     print(proc.stdout, end="")

@@ -37,7 +37,7 @@ def _n(value: float) -> str:
 
 
 def _range_text(kind: str, low: float | None, high: float | None, low_open: bool) -> str:
-    """"an integer from 1 to 256", "a number above 0 and up to 1048576" …"""
+    """ "an integer from 1 to 256", "a number above 0 and up to 1048576" …"""
     if low is not None and high is not None:
         return f"{kind} above {_n(low)} and up to {_n(high)}" if low_open else f"{kind} from {_n(low)} to {_n(high)}"
     if low is not None:
@@ -77,7 +77,9 @@ def check_number(
     return value
 
 
-def check_threads(flag: str, value: int | None, cores: int | None = None, error: type[EdgekdError] = NumberError) -> int | None:
+def check_threads(
+    flag: str, value: int | None, cores: int | None = None, error: type[EdgekdError] = NumberError
+) -> int | None:
     """A thread count: 1 … :data:`MAX_THREADS`, and at most ``cores`` when the run is local."""
     check_number(flag, value, integer=True, low=1, high=MAX_THREADS, optional=True, error=error)
     if value is not None and cores is not None and value > cores:

@@ -82,7 +82,9 @@ def check_writable(path: str | Path, what: str) -> None:
     try:
         fd, name = tempfile.mkstemp(prefix=".edgekd-probe.", dir=probe)
     except OSError as exc:
-        raise OutputError(f"cannot write the {what} to {path}: {probe} is not writable ({exc.strerror or exc})") from None
+        raise OutputError(
+            f"cannot write the {what} to {path}: {probe} is not writable ({exc.strerror or exc})"
+        ) from None
     os.close(fd)
     with contextlib.suppress(FileNotFoundError):
         os.unlink(name)
@@ -102,9 +104,13 @@ def check_report_dir(path: str | Path, flag: str, what: str, inside: str | Path 
             if p == stop:
                 break
             if p.is_symlink():
-                raise OutputError(f"{flag} {path}: {p} is a symbolic link; edgekd does not write through links in a bundle (remove it, or pass another {flag})")
+                raise OutputError(
+                    f"{flag} {path}: {p} is a symbolic link; edgekd does not write through links in a bundle (remove it, or pass another {flag})"
+                )
     if (path.exists() or path.is_symlink()) and not path.is_dir():
-        raise OutputError(f"{flag} {path} is an existing file, not a folder: pass a folder for the {what} (it is made if missing)")
+        raise OutputError(
+            f"{flag} {path} is an existing file, not a folder: pass a folder for the {what} (it is made if missing)"
+        )
     check_writable(path, what)
     return path
 

@@ -32,11 +32,16 @@ def plain_name(name: object, what: str) -> str:
         raise UnsafePathError(f"{what}: a file name must be a non-empty string, got {name!r}")
     parts = name.split("/")
     bad = (
-        name.startswith("/") or "\\" in name or "\0" in name or ":" in parts[0]
+        name.startswith("/")
+        or "\\" in name
+        or "\0" in name
+        or ":" in parts[0]
         or any(p in ("", ".", "..") for p in parts)
     )
     if bad:
-        raise UnsafePathError(f"{what}: {name!r} is not a plain relative path inside the folder (no '..', no absolute path)")
+        raise UnsafePathError(
+            f"{what}: {name!r} is not a plain relative path inside the folder (no '..', no absolute path)"
+        )
     return name
 
 

@@ -85,7 +85,14 @@ class Predictor:
     checked against its manifest's sha256 first unless ``verify=False``.
     """
 
-    def __init__(self, artifacts: str | Path, format: str = DEFAULT_FORMAT, model: str = "student", threads: int | None = None, verify: bool = True) -> None:  # noqa: A002
+    def __init__(
+        self,
+        artifacts: str | Path,
+        format: str = DEFAULT_FORMAT,
+        model: str = "student",
+        threads: int | None = None,
+        verify: bool = True,
+    ) -> None:  # noqa: A002
         from edgekd.runtimes import open_runner
 
         self.bundle = Path(artifacts)
@@ -97,7 +104,9 @@ class Predictor:
         entry = manifest["models"][self.file]
         self.format, self.model = entry["format"], model
         check_threads("--threads", threads, error=PredictError)
-        self.runner = open_runner(bundle_file(self.bundle, manifest, self.file), threads=threads)  # a name that stays inside the bundle
+        self.runner = open_runner(
+            bundle_file(self.bundle, manifest, self.file), threads=threads
+        )  # a name that stays inside the bundle
         self.height, self.width, self.channels = _input_hwc(manifest, entry)
         prep = manifest.get("preprocessing", {})
         self.resize_filter = str(prep.get("resize", "bilinear"))
@@ -119,7 +128,9 @@ class Predictor:
                 return np.ascontiguousarray(arr)  # already what the model takes: no Pillow, no change
             image = _to_pil(arr)
         if not hasattr(image, "convert") or not hasattr(image, "resize"):
-            raise PredictError(f"cannot use a {type(image).__name__} as an image: give a path, a PIL image or a uint8 numpy array")
+            raise PredictError(
+                f"cannot use a {type(image).__name__} as an image: give a path, a PIL image or a uint8 numpy array"
+            )
         return self._from_pil(image)
 
     def _from_pil(self, img: Any) -> np.ndarray:
@@ -130,9 +141,11 @@ class Predictor:
         gray = img.mode in GRAY_MODES
         img = img.convert("L" if gray and self.channels == 1 else "RGB")
         if img.size != (self.width, self.height):
-            resample = {"bilinear": Image.Resampling.BILINEAR, "nearest": Image.Resampling.NEAREST, "bicubic": Image.Resampling.BICUBIC}.get(
-                self.resize_filter, Image.Resampling.BILINEAR
-            )
+            resample = {
+                "bilinear": Image.Resampling.BILINEAR,
+                "nearest": Image.Resampling.NEAREST,
+                "bicubic": Image.Resampling.BICUBIC,
+            }.get(self.resize_filter, Image.Resampling.BILINEAR)
             img = img.resize((self.width, self.height), resample)
         if self.channels == 1 and img.mode != "L":
             img = img.convert("L")
@@ -180,7 +193,9 @@ def _pick_file(manifest: dict[str, Any], model: str, fmt: str) -> str:
     if model not in roles:
         raise PredictError(f"this bundle has no {model!r} model; it has: {', '.join(roles) or 'none'}")
     formats = sorted(e.get("format") for e in models.values() if e.get("role") == model)
-    raise PredictError(f"this bundle has no {fmt} file for the {model}; its formats: {', '.join(formats)} (choose one with --format)")
+    raise PredictError(
+        f"this bundle has no {fmt} file for the {model}; its formats: {', '.join(formats)} (choose one with --format)"
+    )
 
 
 def _input_hwc(manifest: dict[str, Any], entry: dict[str, Any]) -> tuple[int, int, int]:
@@ -198,19 +213,25 @@ def _input_hwc(manifest: dict[str, Any], entry: dict[str, Any]) -> tuple[int, in
 
 def _as_hwc(arr: np.ndarray) -> np.ndarray:
     if arr.dtype != np.uint8:
-        raise PredictError(f"images must be uint8 pixel values 0-255, got {arr.dtype} (convert with .astype(np.uint8) after scaling)")
+        raise PredictError(
+            f"images must be uint8 pixel values 0-255, got {arr.dtype} (convert with .astype(np.uint8) after scaling)"
+        )
     if arr.ndim == 2:
         return arr[..., None]
     if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
         return arr
-    raise PredictError(f"an image array must be H×W or H×W×C with C = 1, 3 or 4 (RGB order), got shape {list(arr.shape)}")
+    raise PredictError(
+        f"an image array must be H×W or H×W×C with C = 1, 3 or 4 (RGB order), got shape {list(arr.shape)}"
+    )
 
 
 def _to_pil(arr: np.ndarray) -> Any:
     try:
         from PIL import Image
     except ImportError:
-        raise PredictError("resizing or converting an image needs Pillow (pip install 'edgekd[rpi]' or pillow)") from None
+        raise PredictError(
+            "resizing or converting an image needs Pillow (pip install 'edgekd[rpi]' or pillow)"
+        ) from None
     return Image.fromarray(arr[..., 0] if arr.shape[2] == 1 else arr)
 
 
@@ -224,7 +245,9 @@ def _open_image(path: Path) -> Any:
             img.load()
             return img
     except (OSError, ValueError) as exc:
-        raise PredictError(f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        raise PredictError(
+            f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
+        ) from None
 
 
 def _size_of(image: Any) -> tuple[int, int] | None:

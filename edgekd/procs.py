@@ -74,6 +74,7 @@ def run_bounded(
 def terminate_raises() -> Iterator[None]:
     """While active (main thread only), SIGTERM raises :class:`Terminated` instead of ending the
     process at once, so that child processes are killed and temporary files removed on the way out."""
+
     def handler(signum: int, frame: object) -> None:
         raise Terminated(signum)
 

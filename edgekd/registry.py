@@ -61,13 +61,22 @@ def documented_entries(variable: str, modules: Sequence[str], attributes: Sequen
                 continue
             for deco in node.decorator_list:
                 call = deco.func if isinstance(deco, ast.Call) else None
-                if isinstance(call, ast.Attribute) and call.attr == "register" and isinstance(call.value, ast.Name) and call.value.id == variable:
+                if (
+                    isinstance(call, ast.Attribute)
+                    and call.attr == "register"
+                    and isinstance(call.value, ast.Name)
+                    and call.value.id == variable
+                ):
                     args = deco.args
                     name = args[0].value if args and isinstance(args[0], ast.Constant) else node.name
                     doc = (ast.get_docstring(node) or "").split("\n\n")[0]
                     found = {}
                     for stmt in node.body if isinstance(node, ast.ClassDef) else ():
-                        if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1 and isinstance(stmt.targets[0], ast.Name):
+                        if (
+                            isinstance(stmt, ast.Assign)
+                            and len(stmt.targets) == 1
+                            and isinstance(stmt.targets[0], ast.Name)
+                        ):
                             if stmt.targets[0].id in attributes:
                                 try:
                                     found[stmt.targets[0].id] = ast.literal_eval(stmt.value)

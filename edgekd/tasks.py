@@ -70,7 +70,9 @@ class Task:
         """Raise :class:`TaskError` when a model's output (batch 1) is not what the task needs."""
         want = [1, *self.output_shape(num_classes, image_size)]
         if list(shape) != want:
-            raise TaskError(f"model {arch!r} outputs shape {tuple(shape)}; {self.name} on this data needs {tuple(want)}{self.model_hint}")
+            raise TaskError(
+                f"model {arch!r} outputs shape {tuple(shape)}; {self.name} on this data needs {tuple(want)}{self.model_hint}"
+            )
 
     model_hint: ClassVar[str] = ""
 
@@ -133,7 +135,9 @@ class Task:
         # (collapsed) agrees with PyTorch on every image however distorted its logits are
         snr = metrics.get("logit_snr_db")
         if not exact and snr is not None and snr < bounds.min_logit_snr_db:
-            problems.append(f"logit SNR {snr:.1f} dB < {bounds.min_logit_snr_db:g} dB (max |Δlogit| {metrics['max_abs_diff']:.3g})")
+            problems.append(
+                f"logit SNR {snr:.1f} dB < {bounds.min_logit_snr_db:g} dB (max |Δlogit| {metrics['max_abs_diff']:.3g})"
+            )
         problems += self.collapse_problems(metrics, bounds)
         return problems
 
@@ -203,7 +207,13 @@ def _diffs(outputs: np.ndarray, reference: np.ndarray, center: bool = False) -> 
     would pass its bound) and the format fails (:meth:`Task.parity_problems`)."""
     bad = int((~np.isfinite(outputs)).sum()), int((~np.isfinite(reference)).sum())
     if any(bad):
-        return {"max_abs_diff": None, "mean_abs_diff": None, "logit_snr_db": None, "nonfinite": bad[0], "reference_nonfinite": bad[1]}
+        return {
+            "max_abs_diff": None,
+            "mean_abs_diff": None,
+            "logit_snr_db": None,
+            "nonfinite": bad[0],
+            "reference_nonfinite": bad[1],
+        }
     diff = np.abs(_flat(outputs).astype(np.float64) - _flat(reference).astype(np.float64))
     return {
         "max_abs_diff": float(f"{diff.max():.6g}"),
@@ -277,7 +287,9 @@ class Classification(Task):
             # the most predicted class and its share of the images, beside the labels' largest share
             "top_class": int(top.argmax()),
             "top_class_share": round(float(top.max() / max(len(pred), 1)), 6),
-            "label_top_share": round(float(np.bincount(targets).max() / max(len(targets), 1)), 6) if len(targets) else 0.0,
+            "label_top_share": round(float(np.bincount(targets).max() / max(len(targets), 1)), 6)
+            if len(targets)
+            else 0.0,
         }
 
     def collapse_problems(self, metrics, bounds):
@@ -291,13 +303,20 @@ class Classification(Task):
 
     def parity_cells(self, m):
         snr = m.get("logit_snr_db")
-        return [_shown(m['max_abs_diff']), "—" if snr is None else f"{snr:.1f}", f"{100 * m['top1_agreement']:.2f}", f"{100 * m['test_acc']:.2f}"]
+        return [
+            _shown(m["max_abs_diff"]),
+            "—" if snr is None else f"{snr:.1f}",
+            f"{100 * m['top1_agreement']:.2f}",
+            f"{100 * m['test_acc']:.2f}",
+        ]
 
     def check_eval(self, images, targets, num_classes):
         if targets.ndim != 1 or len(targets) != len(images):
             raise TaskError(f"eval data has {len(images)} images but labels of shape {list(targets.shape)}")
         if len(targets) and (targets.min() < 0 or targets.max() >= num_classes):
-            raise TaskError(f"eval labels span {int(targets.min())}…{int(targets.max())} but the model has {num_classes} classes")
+            raise TaskError(
+                f"eval labels span {int(targets.min())}…{int(targets.max())} but the model has {num_classes} classes"
+            )
 
     def check_outputs(self, outputs, targets, num_classes):
         if outputs.ndim != 2 or outputs.shape[1] != num_classes:
@@ -344,7 +363,12 @@ class Segmentation(Task):
     metric_label = "mean IoU"
     metric_short = "mIoU"
     targets_key = "masks"
-    summary_columns = (("val_iou", "val mIoU %"), ("test_iou", "test mIoU %"), ("test_fg_iou", "test fg IoU %"), ("test_acc", "test pixel acc %"))
+    summary_columns = (
+        ("val_iou", "val mIoU %"),
+        ("test_iou", "test mIoU %"),
+        ("test_fg_iou", "test fg IoU %"),
+        ("test_acc", "test pixel acc %"),
+    )
     parity_headers = ("max |Δlogit|", "pixel agree %", "mask IoU %", "test mIoU %")
     # the classification bounds, read per pixel: agreement of the mask decisions, drop of the mIoU
     agreement = ("pixel_agreement", "pixel agreement")
@@ -371,9 +395,16 @@ class Segmentation(Task):
         import torch.nn.functional as F
 
         z, y = logits.float(), targets.float().view_as(logits)
-        loss = F.binary_cross_entropy_with_logits(z, y, reduction="none").flatten(1).mean(1).sum()  # per image mean, summed
+        loss = (
+            F.binary_cross_entropy_with_logits(z, y, reduction="none").flatten(1).mean(1).sum()
+        )  # per image mean, summed
         pred, truth = z > 0, y > 0
-        counts = ((pred & truth).sum(), (pred | truth).sum(), (~pred & ~truth).sum(), (~pred | ~truth).sum())  # as iou_counts
+        counts = (
+            (pred & truth).sum(),
+            (pred | truth).sum(),
+            (~pred & ~truth).sum(),
+            (~pred | ~truth).sum(),
+        )  # as iou_counts
         return _stack(z.device, loss, (pred == truth).sum(), pred.numel(), *counts)
 
     def eval_metrics(self, sums, n):
@@ -404,14 +435,23 @@ class Segmentation(Task):
         }
 
     def parity_cells(self, m):
-        return [_shown(m['max_abs_diff']), f"{100 * m['pixel_agreement']:.2f}", f"{100 * m['mask_iou']:.2f}", f"{100 * m['test_iou']:.2f}"]
+        return [
+            _shown(m["max_abs_diff"]),
+            f"{100 * m['pixel_agreement']:.2f}",
+            f"{100 * m['mask_iou']:.2f}",
+            f"{100 * m['test_iou']:.2f}",
+        ]
 
     def check_eval(self, images, targets, num_classes):
         want = tuple(images.shape[:3])  # (N, H, W)
         if targets.ndim != 3 or tuple(targets.shape) != want:
-            raise TaskError(f"eval masks have shape {list(targets.shape)}, the images {list(images.shape)}: expected masks of {list(want)} (N×H×W)")
+            raise TaskError(
+                f"eval masks have shape {list(targets.shape)}, the images {list(images.shape)}: expected masks of {list(want)} (N×H×W)"
+            )
         if targets.dtype != np.uint8 or (len(targets) and targets.max() > 1):
-            raise TaskError(f"eval masks must be uint8 0/1 (1 = foreground), got {targets.dtype} up to {targets.max() if len(targets) else 0}")
+            raise TaskError(
+                f"eval masks must be uint8 0/1 (1 = foreground), got {targets.dtype} up to {targets.max() if len(targets) else 0}"
+            )
 
     def row_fields(self, scores):
         return {"miou": scores["iou"], "fg_iou": scores["fg_iou"], "pixel_accuracy": scores["acc"]}
@@ -419,6 +459,7 @@ class Segmentation(Task):
     def check_outputs(self, outputs, targets, num_classes):
         per_image, want = outputs[0].size if len(outputs) else 0, targets[0].size * num_classes if len(targets) else 0
         if num_classes != 1 or per_image != want:
-            return f"model outputs shape {list(outputs.shape[1:])} per image, expected one logit per mask pixel ({want})"
+            return (
+                f"model outputs shape {list(outputs.shape[1:])} per image, expected one logit per mask pixel ({want})"
+            )
         return None
-

@@ -53,9 +53,24 @@ _OPS = (
 
 # TensorType in schema.fbs → (name, bytes per element)
 _TYPES = {
-    0: ("float32", 4), 1: ("float16", 2), 2: ("int32", 4), 3: ("uint8", 1), 4: ("int64", 8), 5: ("string", 1),
-    6: ("bool", 1), 7: ("int16", 2), 8: ("complex64", 8), 9: ("int8", 1), 10: ("float64", 8), 11: ("complex128", 16),
-    12: ("uint64", 8), 13: ("resource", 1), 14: ("variant", 1), 15: ("uint32", 4), 16: ("uint16", 2), 17: ("int4", 1),
+    0: ("float32", 4),
+    1: ("float16", 2),
+    2: ("int32", 4),
+    3: ("uint8", 1),
+    4: ("int64", 8),
+    5: ("string", 1),
+    6: ("bool", 1),
+    7: ("int16", 2),
+    8: ("complex64", 8),
+    9: ("int8", 1),
+    10: ("float64", 8),
+    11: ("complex128", 16),
+    12: ("uint64", 8),
+    13: ("resource", 1),
+    14: ("variant", 1),
+    15: ("uint32", 4),
+    16: ("uint16", 2),
+    17: ("int4", 1),
 }
 
 # ops whose cost is multiply-accumulates over a weight tensor; the rest cost per output element
@@ -103,7 +118,9 @@ class TfliteModel:
     inputs: list[int]
     outputs: list[int]
     opcodes: list[tuple[str, int]]  # (name, version) per operator code
-    version_offsets: list[int | None] = field(repr=False, default_factory=list)  # file offset of each opcode's version field
+    version_offsets: list[int | None] = field(
+        repr=False, default_factory=list
+    )  # file offset of each opcode's version field
     # file offsets of each opcode's (deprecated_builtin_code, builtin_code) fields (None: not stored)
     code_offsets: list[tuple[int | None, int | None]] = field(repr=False, default_factory=list)
 
@@ -249,14 +266,20 @@ def _decode(path: Path, data: bytes) -> TfliteModel:
         # Tensor: 0 shape, 1 type, 2 buffer, 3 name
         buffer = r.scalar(t, 2, "I", 0)
         dtype = _TYPES.get(r.scalar(t, 1, "b", 0), ("unknown", 1))[0]
-        tensors.append(Tensor(r.string(t, 3), tuple(r.ints(t, 0)), dtype, buffer_sizes[buffer] if buffer < len(buffer_sizes) else 0))
+        tensors.append(
+            Tensor(
+                r.string(t, 3), tuple(r.ints(t, 0)), dtype, buffer_sizes[buffer] if buffer < len(buffer_sizes) else 0
+            )
+        )
     ops = []
     for o in r.tables(sg, 3):
         # Operator: 0 opcode_index, 1 inputs, 2 outputs
         index = r.scalar(o, 0, "I", 0)
         name, version = opcodes[index]
         ops.append(Op(name, version, tuple(r.ints(o, 1)), tuple(r.ints(o, 2)), index))
-    return TfliteModel(path, len(data), ops, tensors, list(r.ints(sg, 1)), list(r.ints(sg, 2)), opcodes, version_offsets, code_offsets)
+    return TfliteModel(
+        path, len(data), ops, tensors, list(r.ints(sg, 1)), list(r.ints(sg, 2)), opcodes, version_offsets, code_offsets
+    )
 
 
 def with_op_version(data: bytes, model: TfliteModel, op: str, version: int) -> bytes:
@@ -268,7 +291,9 @@ def with_op_version(data: bytes, model: TfliteModel, op: str, version: int) -> b
     for (name, _), pos in zip(model.opcodes, model.version_offsets):
         if name == op:
             if pos is None:
-                raise TfliteFileError(f"{model.path.name}: the version of {op} is not stored in the file (default 1); cannot patch it in place")
+                raise TfliteFileError(
+                    f"{model.path.name}: the version of {op} is not stored in the file (default 1); cannot patch it in place"
+                )
             struct.pack_into("<i", out, pos, version)
             found = True
     if not found:
@@ -288,7 +313,9 @@ def with_op_replaced(data: bytes, model: TfliteModel, op: str, new_op: str) -> b
         if name != op:
             continue
         if (old_pos is None and new_pos is None) or (code >= 127 and new_pos is None):
-            raise TfliteFileError(f"{model.path.name}: the code of {op} is not stored where {new_op} needs it; cannot patch it in place")
+            raise TfliteFileError(
+                f"{model.path.name}: the code of {op} is not stored where {new_op} needs it; cannot patch it in place"
+            )
         if old_pos is not None:
             struct.pack_into("<b", out, old_pos, min(code, 127))
         if new_pos is not None:

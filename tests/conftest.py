@@ -59,7 +59,14 @@ def tiny_overrides(**extra: object) -> list[str]:
     return [f"{k}={v}" for k, v in base.items()]
 
 
-def make_imagefolder(root: Path, classes: dict[str, int], size: tuple[int, int] = (11, 13), mode: str = "L", splits=("train", "test"), seed: int = 0) -> Path:
+def make_imagefolder(
+    root: Path,
+    classes: dict[str, int],
+    size: tuple[int, int] = (11, 13),
+    mode: str = "L",
+    splits=("train", "test"),
+    seed: int = 0,
+) -> Path:
     """Write a small ImageFolder: each class is a distinct brightness pattern, so it is learnable."""
     from PIL import Image
 
@@ -88,7 +95,12 @@ def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("export-run") / "tiny"
     # trained long enough that its logits are not flat: an untrained model's argmax flips under int8
-    distill(out=out, set=tiny_overrides(**{"distill.baseline": "false", "student.epochs": 12, "student.lr": 0.2, "teacher.epochs": 6}))
+    distill(
+        out=out,
+        set=tiny_overrides(
+            **{"distill.baseline": "false", "student.epochs": 12, "student.lr": 0.2, "teacher.epochs": 6}
+        ),
+    )
     return out
 
 

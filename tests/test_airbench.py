@@ -54,4 +54,6 @@ def test_teacher_trains_with_the_whitening_recorded_in_its_checkpoint(tmp_path: 
     # a second run computes the same frozen whitening (data prefix, float64, eigh)
     out2 = tmp_path / "run2"
     distill(out=out2, set=tiny_overrides(**sets))
-    assert torch.equal(load_checkpoint(out2 / "teacher.pt")["state_dict"]["whiten.weight"], ckpt["state_dict"]["whiten.weight"])
+    assert torch.equal(
+        load_checkpoint(out2 / "teacher.pt")["state_dict"]["whiten.weight"], ckpt["state_dict"]["whiten.weight"]
+    )

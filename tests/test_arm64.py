@@ -37,7 +37,13 @@ np.save(out, np.stack([r.invoke(r.prepare(x))[0] for x in xs]))
 def emu() -> str:
     if shutil.which("unshare") is None:
         pytest.skip("unshare (util-linux) is missing")
-    proc = subprocess.run(["bash", str(REPO / "deploy" / "arm64-emu" / "setup.sh")], env={**_env(), "HOST_PYTHON": sys.executable}, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(
+        ["bash", str(REPO / "deploy" / "arm64-emu" / "setup.sh")],
+        env={**_env(), "HOST_PYTHON": sys.executable},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert proc.returncode == 0, f"deploy/arm64-emu/setup.sh failed: {proc.stderr[-2000:]}"
     assert "arm64-emu ready: aarch64" in proc.stdout
     return proc.stdout.strip().splitlines()[-1]
@@ -50,7 +56,9 @@ def _env() -> dict[str, str]:
 
 
 def _outputs(python: str, model: Path, images: str, out: Path) -> np.ndarray:
-    proc = subprocess.run([python, "-c", OUTPUTS, str(model), images, str(out)], env=_env(), capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [python, "-c", OUTPUTS, str(model), images, str(out)], env=_env(), capture_output=True, text=True, timeout=600
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return np.load(out)
 
@@ -62,6 +70,7 @@ def _real_bundles() -> list[Path]:
 
     found = [p.parent for p in sorted((REPO / "artifacts").glob("*/manifest.json"))]
     found += [Path(p) for p in os.environ.get("EDGEKD_ARM_BUNDLES", "").split()]
+
     def classification(b: Path) -> bool:  # the check compares top-1 over eval labels
         return json.loads((b / "manifest.json").read_text()).get("task", "classification") == "classification"
 
@@ -78,7 +87,9 @@ def test_int8_outputs_on_arm64_match_x86(emu: str, tiny_bundle: Path, tmp_path: 
     diff = int(np.abs(arm.astype(np.int32) - x86.astype(np.int32)).max())
     labels = np.load(images)["labels"]
     acc_arm, acc_x86 = float((arm.argmax(1) == labels).mean()), float((x86.argmax(1) == labels).mean())
-    print(f"\n{bundle.name}: student_int8 on {len(labels)} eval images: max |ARM − x86| = {diff} int8 steps; accuracy ARM {acc_arm:.4f}, x86 {acc_x86:.4f}")
+    print(
+        f"\n{bundle.name}: student_int8 on {len(labels)} eval images: max |ARM − x86| = {diff} int8 steps; accuracy ARM {acc_arm:.4f}, x86 {acc_x86:.4f}"
+    )
     assert diff <= 1, f"int8 outputs differ by {diff} quantization steps"
     assert acc_arm == acc_x86
 
@@ -99,19 +110,50 @@ def test_pi_bench_path_under_emulation(emu: str, tiny_bundle: Path, tmp_path: Pa
     from edgekd.benchmark import bench
 
     args = ["--formats", "tflite_int8,tflite_fp32", "--runs", "2", "--warmup", "1"]
-    proc = subprocess.run([emu, "-m", "edgekd", "bench", "--device", "rpi", "--force", "--artifacts", str(tiny_bundle), "--out", str(tmp_path / "arm"), "--json", str(tmp_path / "arm.json"), *args],
-                          env=_env(), capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            emu,
+            "-m",
+            "edgekd",
+            "bench",
+            "--device",
+            "rpi",
+            "--force",
+            "--artifacts",
+            str(tiny_bundle),
+            "--out",
+            str(tmp_path / "arm"),
+            "--json",
+            str(tmp_path / "arm.json"),
+            *args,
+        ],
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     arm = json.loads((tmp_path / "arm.json").read_text())
     assert arm["host"]["machine"] == "aarch64" and "qemu-user" in arm["host"]["emulated"]
     assert any("EMULATED" in note and "not latencies" in note for note in arm["notes"])
-    x86 = bench(artifacts=tiny_bundle, device="rpi", force=True, formats="tflite_int8,tflite_fp32", runs=2, warmup=1, out=tmp_path / "x86")
+    x86 = bench(
+        artifacts=tiny_bundle,
+        device="rpi",
+        force=True,
+        formats="tflite_int8,tflite_fp32",
+        runs=2,
+        warmup=1,
+        out=tmp_path / "x86",
+    )
     expected = {(r["model"], r["format"], r["threads"]): r["accuracy"] for r in x86.results}
     got = {(r["model"], r["format"], r["threads"]): r for r in arm["results"]}
     assert set(got) == set(expected) and {k[2] for k in got} == {1, 4}
     for key, row in got.items():
         assert row["status"] == "ok", row
-        assert row["latency_ms"] is None and row["throughput"] is None and row["emulated_ms"]["p50"] > 0  # never a latency
+        assert (
+            row["latency_ms"] is None and row["throughput"] is None and row["emulated_ms"]["p50"] > 0
+        )  # never a latency
         assert row["accuracy"] == expected[key], key
 
 
@@ -131,9 +173,13 @@ print(" ".join(p.predict(img).label for img in images))
 def test_predictor_on_arm64_agrees_with_bench(emu: str, tiny_bundle: Path, tmp_path: Path) -> None:
     from edgekd.runtimes.tflite_runner import TFLiteRunner
 
-    proc = subprocess.run([emu, "-c", PREDICT, str(tiny_bundle)], env=_env(), capture_output=True, text=True, timeout=900, cwd=tmp_path)
+    proc = subprocess.run(
+        [emu, "-c", PREDICT, str(tiny_bundle)], env=_env(), capture_output=True, text=True, timeout=900, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     with np.load(tiny_bundle / "eval.npz") as data:
         images, classes = data["images"], [str(c) for c in data["classes"]]
-    expected = TFLiteRunner(tiny_bundle / "student_int8.tflite", threads=1).predict(images).argmax(1)  # bench's int8 evaluation
+    expected = (
+        TFLiteRunner(tiny_bundle / "student_int8.tflite", threads=1).predict(images).argmax(1)
+    )  # bench's int8 evaluation
     assert proc.stdout.split() == [classes[i] for i in expected]

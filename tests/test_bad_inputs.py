@@ -29,7 +29,7 @@ import pytest
 from conftest import reseal, tiny_overrides
 
 # a module that writes MARKER when imported or called: planted into files as `markermod:make`
-MARKER_MODULE = '''
+MARKER_MODULE = """
 import os
 from pathlib import Path
 Path(os.environ["EDGEKD_TEST_MARKER"]).write_text("code from a file ran")
@@ -38,11 +38,11 @@ def make(*args, **kwargs):
     Path(os.environ["EDGEKD_TEST_MARKER"]).write_text("code from a file ran")
     import torch
     return torch.nn.Linear(1, 1)
-'''
+"""
 
 # a stand-in for ssh/scp/rsync on PATH: FAKE_SSH=hang waits on a child that sleeps (both pids
 # recorded: the whole group must be stopped), anything else fails like an unreachable host
-FAKE_SSH = '''#!/bin/sh
+FAKE_SSH = """#!/bin/sh
 if [ "$FAKE_SSH" = hang ]; then
   sleep 600 &
   echo $$ $! >> "$FAKE_SSH_PIDS"
@@ -51,7 +51,7 @@ if [ "$FAKE_SSH" = hang ]; then
 fi
 echo "ssh: connect to host $2 port 22: Connection refused" >&2
 exit 255
-'''
+"""
 
 TINY = [x for kv in tiny_overrides() for x in ("--set", kv)]
 
@@ -86,6 +86,7 @@ def rename_entry(old: str, new: str) -> Callable[[dict], None]:
     def change(m: dict) -> None:
         m["files"][new] = m["files"].pop(old)
         m["models"][new] = m["models"].pop(old)
+
     return change
 
 
@@ -121,6 +122,7 @@ def with_setup(action: Callable[[Path], object], argv: Callable[[Path], list[str
     def setup(ws: Path) -> list[str]:
         action(ws)
         return argv(ws)
+
     return setup
 
 
@@ -137,44 +139,162 @@ DEPLOY = ("deploy", "--host", "pi@fake", "--artifacts", "{ws}/bundle")
 # ---------------------------------------------------------------- the cases
 
 DISTILL = [
-    Case("distill-unknown-key", w("distill", "--out", "{ws}/new", *TINY, "--set", "distill.temprature=4"), needle="did you mean"),
-    Case("distill-nan-temperature", w("distill", "--out", "{ws}/new", *TINY, "--set", "distill.temperature=nan"), needle="temperature"),
+    Case(
+        "distill-unknown-key",
+        w("distill", "--out", "{ws}/new", *TINY, "--set", "distill.temprature=4"),
+        needle="did you mean",
+    ),
+    Case(
+        "distill-nan-temperature",
+        w("distill", "--out", "{ws}/new", *TINY, "--set", "distill.temperature=nan"),
+        needle="temperature",
+    ),
     Case("distill-inf-lr", w("distill", "--out", "{ws}/new", *TINY, "--set", "student.lr=inf"), needle="lr"),
-    Case("distill-negative-epochs", w("distill", "--out", "{ws}/new", *TINY, "--set", "student.epochs=-1"), needle="epochs"),
+    Case(
+        "distill-negative-epochs",
+        w("distill", "--out", "{ws}/new", *TINY, "--set", "student.epochs=-1"),
+        needle="epochs",
+    ),
     Case("distill-alpha-above-1", w("distill", "--out", "{ws}/new", *TINY, "--set", "distill.alpha=2"), needle="alpha"),
-    Case("distill-unknown-method", w("distill", "--out", "{ws}/new", *TINY, "--set", "distill.method=kdd"), needle="kd"),
-    Case("distill-unknown-dataset", w("distill", "--out", "{ws}/new", *TINY, "--set", "data.name=digts"), needle="digits"),
-    Case("distill-unknown-student-arch", w("distill", "--out", "{ws}/new", *TINY, "--set", "student.arch=test_studnet"), needle="test_studnet"),
-    Case("distill-set-without-equals", w("distill", "--out", "{ws}/new", "--set", "student.epochs"), needle="KEY=VALUE"),
+    Case(
+        "distill-unknown-method", w("distill", "--out", "{ws}/new", *TINY, "--set", "distill.method=kdd"), needle="kd"
+    ),
+    Case(
+        "distill-unknown-dataset", w("distill", "--out", "{ws}/new", *TINY, "--set", "data.name=digts"), needle="digits"
+    ),
+    Case(
+        "distill-unknown-student-arch",
+        w("distill", "--out", "{ws}/new", *TINY, "--set", "student.arch=test_studnet"),
+        needle="test_studnet",
+    ),
+    Case(
+        "distill-set-without-equals", w("distill", "--out", "{ws}/new", "--set", "student.epochs"), needle="KEY=VALUE"
+    ),
     Case("distill-config-missing", w("distill", "--out", "{ws}/new", "--config", "{ws}/nope.yaml"), needle="not found"),
-    Case("distill-config-not-yaml", with_setup(lambda ws: (ws / "bad.yaml").write_text("a: [1,\n"), w("distill", "--out", "{ws}/new", "--config", "{ws}/bad.yaml")), needle="YAML"),
-    Case("distill-config-python-tag", with_setup(lambda ws: (ws / "tag.yaml").write_text("name: !!python/object/apply:os.system ['touch {ws}/outside/pwned']\n"), w("distill", "--out", "{ws}/new", "--config", "{ws}/tag.yaml"))),
-    Case("distill-teacher-checkpoint-missing", w("distill", "--out", "{ws}/new", *TINY, "--set", "teacher.checkpoint={ws}/nope.pt"), needle="nope.pt"),
-    Case("distill-teacher-checkpoint-garbage", with_setup(lambda ws: (ws / "junk.pt").write_bytes(b"not a checkpoint" * 8), w("distill", "--out", "{ws}/new", *TINY, "--set", "teacher.checkpoint={ws}/junk.pt")), needle="junk.pt"),
-    Case("distill-planted-checkpoint-arch", with_setup(lambda ws: (shutil.copy(ws / "run" / "teacher.pt", ws / "evil.pt"), plant_arch(ws / "evil.pt")),
-                                                       w("distill", "--out", "{ws}/new", *TINY, "--set", "teacher.checkpoint={ws}/evil.pt")), needle="markermod"),
+    Case(
+        "distill-config-not-yaml",
+        with_setup(
+            lambda ws: (ws / "bad.yaml").write_text("a: [1,\n"),
+            w("distill", "--out", "{ws}/new", "--config", "{ws}/bad.yaml"),
+        ),
+        needle="YAML",
+    ),
+    Case(
+        "distill-config-python-tag",
+        with_setup(
+            lambda ws: (ws / "tag.yaml").write_text(
+                "name: !!python/object/apply:os.system ['touch {ws}/outside/pwned']\n"
+            ),
+            w("distill", "--out", "{ws}/new", "--config", "{ws}/tag.yaml"),
+        ),
+    ),
+    Case(
+        "distill-teacher-checkpoint-missing",
+        w("distill", "--out", "{ws}/new", *TINY, "--set", "teacher.checkpoint={ws}/nope.pt"),
+        needle="nope.pt",
+    ),
+    Case(
+        "distill-teacher-checkpoint-garbage",
+        with_setup(
+            lambda ws: (ws / "junk.pt").write_bytes(b"not a checkpoint" * 8),
+            w("distill", "--out", "{ws}/new", *TINY, "--set", "teacher.checkpoint={ws}/junk.pt"),
+        ),
+        needle="junk.pt",
+    ),
+    Case(
+        "distill-planted-checkpoint-arch",
+        with_setup(
+            lambda ws: (shutil.copy(ws / "run" / "teacher.pt", ws / "evil.pt"), plant_arch(ws / "evil.pt")),
+            w("distill", "--out", "{ws}/new", *TINY, "--set", "teacher.checkpoint={ws}/evil.pt"),
+        ),
+        needle="markermod",
+    ),
     Case("distill-out-is-a-file", w("distill", "--out", "{ws}/file.txt", *TINY)),
     Case("distill-out-is-a-user-folder", w("distill", "--out", "{ws}/user", *TINY)),
     Case("distill-existing-run-without-overwrite", w("distill", "--out", "{ws}/run", *TINY), needle="--overwrite"),
-    Case("distill-overwrite-with-a-key-typo", w("distill", "--out", "{ws}/run", "--overwrite", *TINY, "--set", "distill.temprature=4"), needle="did you mean"),
-    Case("distill-overwrite-with-a-value-typo", w("distill", "--out", "{ws}/run", "--overwrite", *TINY, "--set", "student.arch=test_studnet"), needle="test_studnet"),
+    Case(
+        "distill-overwrite-with-a-key-typo",
+        w("distill", "--out", "{ws}/run", "--overwrite", *TINY, "--set", "distill.temprature=4"),
+        needle="did you mean",
+    ),
+    Case(
+        "distill-overwrite-with-a-value-typo",
+        w("distill", "--out", "{ws}/run", "--overwrite", *TINY, "--set", "student.arch=test_studnet"),
+        needle="test_studnet",
+    ),
     Case("distill-resume-without-a-run", w("distill", "--out", "{ws}/new", "--resume", *TINY)),
-    Case("distill-batch-size-zero", w("distill", "--out", "{ws}/new", *TINY, "--set", "data.batch_size=0"), needle="batch_size"),
+    Case(
+        "distill-batch-size-zero",
+        w("distill", "--out", "{ws}/new", *TINY, "--set", "data.batch_size=0"),
+        needle="batch_size",
+    ),
 ]
 
 EXPORT = [
     Case("export-run-missing", w("export", "--run", "{ws}/nope", "--out", "{ws}/b2"), needle="nope"),
-    Case("export-run-not-a-run", w("export", "--run", "{ws}/user", "--out", "{ws}/b2"), needle="not a finished distill run"),
-    Case("export-unknown-format", w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.formats=[onnx,tflite_int9]"), needle="tflite_int9"),
-    Case("export-non-export-key", w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "student.lr=1"), needle="export.* keys only"),
-    Case("export-unknown-export-key", w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.formts=[onnx]"), needle="did you mean"),
-    Case("export-old-opset", w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.opset=3"), needle="opset"),
-    Case("export-zero-calibration", w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.calibration_samples=0"), needle="calibration_samples"),
-    Case("export-unknown-backend", w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.backend=tflitee"), needle="tflitee"),
-    Case("export-nan-bound", w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.fp32_max_abs_diff=nan"), needle="fp32_max_abs_diff"),
-    Case("export-corrupt-checkpoint", with_setup(lambda ws: (ws / "run" / "student.pt").write_bytes(b"junk" * 100), w("export", "--run", "{ws}/run", "--out", "{ws}/b2")), needle="student.pt"),
-    Case("export-corrupt-config", with_setup(lambda ws: (ws / "run" / "config.yaml").write_text("data: [\n"), w("export", "--run", "{ws}/run", "--out", "{ws}/b2")), needle="YAML"),
-    Case("export-planted-checkpoint-arch", with_setup(lambda ws: plant_arch(ws / "run" / "student.pt"), w("export", "--run", "{ws}/run", "--out", "{ws}/b2")), needle="markermod"),
+    Case(
+        "export-run-not-a-run",
+        w("export", "--run", "{ws}/user", "--out", "{ws}/b2"),
+        needle="not a finished distill run",
+    ),
+    Case(
+        "export-unknown-format",
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.formats=[onnx,tflite_int9]"),
+        needle="tflite_int9",
+    ),
+    Case(
+        "export-non-export-key",
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "student.lr=1"),
+        needle="export.* keys only",
+    ),
+    Case(
+        "export-unknown-export-key",
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.formts=[onnx]"),
+        needle="did you mean",
+    ),
+    Case(
+        "export-old-opset",
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.opset=3"),
+        needle="opset",
+    ),
+    Case(
+        "export-zero-calibration",
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.calibration_samples=0"),
+        needle="calibration_samples",
+    ),
+    Case(
+        "export-unknown-backend",
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.backend=tflitee"),
+        needle="tflitee",
+    ),
+    Case(
+        "export-nan-bound",
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.fp32_max_abs_diff=nan"),
+        needle="fp32_max_abs_diff",
+    ),
+    Case(
+        "export-corrupt-checkpoint",
+        with_setup(
+            lambda ws: (ws / "run" / "student.pt").write_bytes(b"junk" * 100),
+            w("export", "--run", "{ws}/run", "--out", "{ws}/b2"),
+        ),
+        needle="student.pt",
+    ),
+    Case(
+        "export-corrupt-config",
+        with_setup(
+            lambda ws: (ws / "run" / "config.yaml").write_text("data: [\n"),
+            w("export", "--run", "{ws}/run", "--out", "{ws}/b2"),
+        ),
+        needle="YAML",
+    ),
+    Case(
+        "export-planted-checkpoint-arch",
+        with_setup(
+            lambda ws: plant_arch(ws / "run" / "student.pt"), w("export", "--run", "{ws}/run", "--out", "{ws}/b2")
+        ),
+        needle="markermod",
+    ),
     Case("export-out-is-a-file", w("export", "--run", "{ws}/run", "--out", "{ws}/file.txt")),
     Case("export-out-is-a-user-folder", w("export", "--run", "{ws}/run", "--out", "{ws}/user")),
     Case("export-out-is-the-run", w("export", "--run", "{ws}/run", "--out", "{ws}/run")),
@@ -184,20 +304,89 @@ EXPORT = [
 BENCH = [
     Case("bench-bundle-missing", w("bench", "--artifacts", "{ws}/nope"), needle="bundle not found"),
     Case("bench-no-manifest", w("bench", "--artifacts", "{ws}/user"), needle="manifest.json is missing"),
-    Case("bench-manifest-not-json", with_setup(lambda ws: (ws / "bundle" / "manifest.json").write_text("{nope"), w("bench", *BUNDLE)), needle="corrupt"),
-    Case("bench-manifest-files-a-list", with_setup(lambda ws: edit_manifest(ws, lambda m: m.__setitem__("files", [])), w("bench", *BUNDLE)), needle="malformed"),
-    Case("bench-manifest-bytes-a-string", with_setup(lambda ws: edit_manifest(ws, lambda m: m["files"]["eval.npz"].__setitem__("bytes", "10")), w("bench", *BUNDLE)), needle="malformed"),
-    Case("bench-manifest-model-without-role", with_setup(lambda ws: edit_manifest(ws, lambda m: m["models"]["student.onnx"].pop("role")), w("bench", *BUNDLE)), needle="role"),
-    Case("bench-manifest-eval-not-listed", with_setup(lambda ws: edit_manifest(ws, lambda m: m["eval"].__setitem__("file", "../outside/eval.npz")), w("bench", *BUNDLE)), needle="eval"),
-    Case("bench-manifest-dotdot-name", with_setup(lambda ws: edit_manifest(ws, rename_entry("student_int8.tflite", "../outside/model.tflite")), w("bench", *BUNDLE)), needle="not a plain relative path"),
-    Case("bench-manifest-absolute-name", with_setup(lambda ws: edit_manifest(ws, rename_entry("student_int8.tflite", "/etc/hostname")), w("bench", *BUNDLE)), needle="not a plain relative path"),
+    Case(
+        "bench-manifest-not-json",
+        with_setup(lambda ws: (ws / "bundle" / "manifest.json").write_text("{nope"), w("bench", *BUNDLE)),
+        needle="corrupt",
+    ),
+    Case(
+        "bench-manifest-files-a-list",
+        with_setup(lambda ws: edit_manifest(ws, lambda m: m.__setitem__("files", [])), w("bench", *BUNDLE)),
+        needle="malformed",
+    ),
+    Case(
+        "bench-manifest-bytes-a-string",
+        with_setup(
+            lambda ws: edit_manifest(ws, lambda m: m["files"]["eval.npz"].__setitem__("bytes", "10")),
+            w("bench", *BUNDLE),
+        ),
+        needle="malformed",
+    ),
+    Case(
+        "bench-manifest-model-without-role",
+        with_setup(
+            lambda ws: edit_manifest(ws, lambda m: m["models"]["student.onnx"].pop("role")), w("bench", *BUNDLE)
+        ),
+        needle="role",
+    ),
+    Case(
+        "bench-manifest-eval-not-listed",
+        with_setup(
+            lambda ws: edit_manifest(ws, lambda m: m["eval"].__setitem__("file", "../outside/eval.npz")),
+            w("bench", *BUNDLE),
+        ),
+        needle="eval",
+    ),
+    Case(
+        "bench-manifest-dotdot-name",
+        with_setup(
+            lambda ws: edit_manifest(ws, rename_entry("student_int8.tflite", "../outside/model.tflite")),
+            w("bench", *BUNDLE),
+        ),
+        needle="not a plain relative path",
+    ),
+    Case(
+        "bench-manifest-absolute-name",
+        with_setup(
+            lambda ws: edit_manifest(ws, rename_entry("student_int8.tflite", "/etc/hostname")), w("bench", *BUNDLE)
+        ),
+        needle="not a plain relative path",
+    ),
     Case("bench-model-is-a-link-out", with_setup(link_model_out, w("bench", *BUNDLE, *FAST)), needle="leads out of"),
-    Case("bench-report-folder-is-a-link-out", with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "bench"), w("bench", *BUNDLE, "--runs", "2")), needle="symbolic link"),
-    Case("bench-out-through-a-link-in-the-bundle", with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "bench"), w("bench", *BUNDLE, "--runs", "2", "--out", "{ws}/bundle/bench/x")), needle="symbolic link"),
-    Case("bench-tampered-model", with_setup(lambda ws: (ws / "bundle" / "student.onnx").write_bytes(b"x" * (ws / "bundle" / "student.onnx").stat().st_size), w("bench", *BUNDLE, *FAST)), needle="sha256 mismatch"),
-    Case("bench-unlisted-file", with_setup(lambda ws: (ws / "bundle" / "extra.tflite").write_bytes(b"x"), w("bench", *BUNDLE, *FAST)), needle="not in the manifest"),
+    Case(
+        "bench-report-folder-is-a-link-out",
+        with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "bench"), w("bench", *BUNDLE, "--runs", "2")),
+        needle="symbolic link",
+    ),
+    Case(
+        "bench-out-through-a-link-in-the-bundle",
+        with_setup(
+            lambda ws: os.symlink(ws / "outside", ws / "bundle" / "bench"),
+            w("bench", *BUNDLE, "--runs", "2", "--out", "{ws}/bundle/bench/x"),
+        ),
+        needle="symbolic link",
+    ),
+    Case(
+        "bench-tampered-model",
+        with_setup(
+            lambda ws: (ws / "bundle" / "student.onnx").write_bytes(
+                b"x" * (ws / "bundle" / "student.onnx").stat().st_size
+            ),
+            w("bench", *BUNDLE, *FAST),
+        ),
+        needle="sha256 mismatch",
+    ),
+    Case(
+        "bench-unlisted-file",
+        with_setup(lambda ws: (ws / "bundle" / "extra.tflite").write_bytes(b"x"), w("bench", *BUNDLE, *FAST)),
+        needle="not in the manifest",
+    ),
     Case("bench-threads-999", w("bench", *BUNDLE, *FAST, "--threads", "999"), needle="--threads"),
-    Case("bench-threads-above-cores", w("bench", *BUNDLE, *FAST, "--threads", str(len(os.sched_getaffinity(0)) + 1)), needle="core"),
+    Case(
+        "bench-threads-above-cores",
+        w("bench", *BUNDLE, *FAST, "--threads", str(len(os.sched_getaffinity(0)) + 1)),
+        needle="core",
+    ),
     Case("bench-threads-0", w("bench", *BUNDLE, *FAST, "--threads", "0"), needle="--threads"),
     Case("bench-threads-negative", w("bench", *BUNDLE, *FAST, "--threads", "-3"), needle="--threads"),
     Case("bench-threads-nan", w("bench", *BUNDLE, *FAST, "--threads", "nan"), needle="--threads"),
@@ -208,62 +397,209 @@ BENCH = [
     Case("bench-min-accuracy-percent", w("bench", *BUNDLE, *FAST, "--min-accuracy", "95"), needle="fraction"),
     Case("bench-min-accuracy-nan", w("bench", *BUNDLE, *FAST, "--min-accuracy", "nan"), needle="--min-accuracy"),
     Case("bench-out-is-a-file", w("bench", *BUNDLE, "--runs", "2", "--out", "{ws}/file.txt"), needle="existing file"),
-    Case("bench-out-under-a-file", w("bench", *BUNDLE, "--runs", "2", "--out", "{ws}/file.txt/report"), needle="file.txt"),
-    Case("bench-out-read-only-place", w("bench", *BUNDLE, "--runs", "2", "--out", "/proc/edgekd-report"), needle="is not writable"),
+    Case(
+        "bench-out-under-a-file", w("bench", *BUNDLE, "--runs", "2", "--out", "{ws}/file.txt/report"), needle="file.txt"
+    ),
+    Case(
+        "bench-out-read-only-place",
+        w("bench", *BUNDLE, "--runs", "2", "--out", "/proc/edgekd-report"),
+        needle="is not writable",
+    ),
     Case("bench-json-is-a-folder", w("bench", *BUNDLE, *FAST, "--json", "{ws}/user"), needle="--json"),
-    Case("bench-unknown-format", w("bench", *BUNDLE, *FAST, "--formats", "tflite_int9"), needle="did you mean 'tflite_int8'"),
+    Case(
+        "bench-unknown-format",
+        w("bench", *BUNDLE, *FAST, "--formats", "tflite_int9"),
+        needle="did you mean 'tflite_int8'",
+    ),
     Case("bench-unknown-model", w("bench", *BUNDLE, *FAST, "--models", "studnet"), needle="did you mean 'student'"),
     Case("bench-unknown-device", w("bench", *BUNDLE, *FAST, "--device", "cpuu"), needle="did you mean 'cpu'"),
     Case("bench-mcu-flag-on-cpu", w("bench", *BUNDLE, *FAST, "--mcu", "cortex-m4"), needle="--mcu does not apply"),
     Case("bench-model-file-missing", w("bench", "--model", "{ws}/nope.tflite", "--runs", "2"), needle="not found"),
     Case("bench-model-not-a-model", w("bench", "--model", "{ws}/file.txt", "--runs", "2"), needle="not a model file"),
-    Case("bench-model-and-artifacts", w("bench", "--model", "{ws}/bundle/student_int8.tflite", *BUNDLE), needle="--model"),
-    Case("bench-eval-corrupt", with_setup(lambda ws: plant_eval(ws, data=b"PK\x03\x04 not a zip" * 20), w("bench", *BUNDLE, *FAST)), needle="eval"),
-    Case("bench-eval-without-labels", with_setup(lambda ws: plant_eval(ws, images=np.zeros((3, 8, 8, 1), np.uint8)), w("bench", *BUNDLE, *FAST)), needle="labels"),
-    Case("bench-model-fails-to-load", with_setup(lambda ws: ((ws / "bundle" / "student_fp32.tflite").write_bytes(b"not a flatbuffer" * 64), reseal(ws / "bundle")),
-                                                 w("bench", *BUNDLE, *FAST, "--threads", "1", "--models", "student", "--formats", "tflite_fp32")),
-         code=1, needle="student/tflite_fp32 failed (load)", new="report"),
+    Case(
+        "bench-model-and-artifacts", w("bench", "--model", "{ws}/bundle/student_int8.tflite", *BUNDLE), needle="--model"
+    ),
+    Case(
+        "bench-eval-corrupt",
+        with_setup(lambda ws: plant_eval(ws, data=b"PK\x03\x04 not a zip" * 20), w("bench", *BUNDLE, *FAST)),
+        needle="eval",
+    ),
+    Case(
+        "bench-eval-without-labels",
+        with_setup(lambda ws: plant_eval(ws, images=np.zeros((3, 8, 8, 1), np.uint8)), w("bench", *BUNDLE, *FAST)),
+        needle="labels",
+    ),
+    Case(
+        "bench-model-fails-to-load",
+        with_setup(
+            lambda ws: (
+                (ws / "bundle" / "student_fp32.tflite").write_bytes(b"not a flatbuffer" * 64),
+                reseal(ws / "bundle"),
+            ),
+            w("bench", *BUNDLE, *FAST, "--threads", "1", "--models", "student", "--formats", "tflite_fp32"),
+        ),
+        code=1,
+        needle="student/tflite_fp32 failed (load)",
+        new="report",
+    ),
     # rpi
     Case("bench-rpi-not-a-pi", w("bench", *BUNDLE, *FAST, "--device", "rpi"), needle="not a Raspberry Pi"),
-    Case("bench-rpi-threads-999", w("bench", *BUNDLE, *FAST, "--device", "rpi", "--force", "--threads", "999"), needle="--threads"),
-    Case("bench-rpi-mcu-flag", w("bench", *BUNDLE, *FAST, "--device", "rpi", "--force", "--ram-kb", "8"), needle="--ram-kb does not apply"),
-    Case("bench-rpi-onnx-by-name", w("bench", *BUNDLE, *FAST, "--device", "rpi", "--force", "--formats", "onnx"), code=1, needle="student/onnx failed (unsupported)", new="report"),
+    Case(
+        "bench-rpi-threads-999",
+        w("bench", *BUNDLE, *FAST, "--device", "rpi", "--force", "--threads", "999"),
+        needle="--threads",
+    ),
+    Case(
+        "bench-rpi-mcu-flag",
+        w("bench", *BUNDLE, *FAST, "--device", "rpi", "--force", "--ram-kb", "8"),
+        needle="--ram-kb does not apply",
+    ),
+    Case(
+        "bench-rpi-onnx-by-name",
+        w("bench", *BUNDLE, *FAST, "--device", "rpi", "--force", "--formats", "onnx"),
+        code=1,
+        needle="student/onnx failed (unsupported)",
+        new="report",
+    ),
     # mcu
     Case("bench-mcu-ram-nan", w("bench", *BUNDLE, *FAST, "--device", "mcu", "--ram-kb", "nan"), needle="--ram-kb"),
     Case("bench-mcu-ram-zero", w("bench", *BUNDLE, *FAST, "--device", "mcu", "--ram-kb", "0"), needle="--ram-kb"),
-    Case("bench-mcu-flash-negative", w("bench", *BUNDLE, *FAST, "--device", "mcu", "--flash-kb", "-1"), needle="--flash-kb"),
-    Case("bench-mcu-flash-inf", w("bench", *BUNDLE, *FAST, "--device", "mcu", "--flash-kb", "inf"), needle="--flash-kb"),
+    Case(
+        "bench-mcu-flash-negative",
+        w("bench", *BUNDLE, *FAST, "--device", "mcu", "--flash-kb", "-1"),
+        needle="--flash-kb",
+    ),
+    Case(
+        "bench-mcu-flash-inf", w("bench", *BUNDLE, *FAST, "--device", "mcu", "--flash-kb", "inf"), needle="--flash-kb"
+    ),
     Case("bench-mcu-threads", w("bench", *BUNDLE, *FAST, "--device", "mcu", "--threads", "4"), needle="one core"),
-    Case("bench-mcu-unknown-profile", w("bench", *BUNDLE, *FAST, "--device", "mcu", "--mcu", "cortex-m8"), needle="did you mean"),
-    Case("bench-mcu-eval-corrupt", with_setup(lambda ws: plant_eval(ws, data=b"\x93NUMPY junk" * 30), w("bench", *BUNDLE, *FAST, "--device", "mcu")), needle="eval"),
-    Case("bench-mcu-float-by-name", w("bench", *BUNDLE, *FAST, "--device", "mcu", "--formats", "tflite_fp32"), code=1, needle="student/tflite_fp32 failed (unsupported)", new="report"),
-    Case("bench-mcu-float-model-file", w("bench", "--device", "mcu", "--model", "{ws}/bundle/student_fp32.tflite", "--out", "{ws}/report"), code=1, needle="failed (unsupported)", new="report"),
-    Case("bench-mcu-float-model-labelled-int8", with_setup(lambda ws: edit_manifest(ws, lambda m: m["models"]["student_fp32.tflite"].__setitem__("format", "tflite_int8")),
-                                                          w("bench", *BUNDLE, *FAST, "--device", "mcu", "--formats", "tflite_int8", "--models", "student")),
-         code=1, needle="student_fp32.tflite is a float model", new="report"),
-    Case("bench-mcu-over-budget", w("bench", *BUNDLE, *FAST, "--device", "mcu", "--formats", "tflite_int8", "--flash-kb", "1"), code=1, needle="failed (fit): does not fit", new="report", slow=True),
+    Case(
+        "bench-mcu-unknown-profile",
+        w("bench", *BUNDLE, *FAST, "--device", "mcu", "--mcu", "cortex-m8"),
+        needle="did you mean",
+    ),
+    Case(
+        "bench-mcu-eval-corrupt",
+        with_setup(
+            lambda ws: plant_eval(ws, data=b"\x93NUMPY junk" * 30), w("bench", *BUNDLE, *FAST, "--device", "mcu")
+        ),
+        needle="eval",
+    ),
+    Case(
+        "bench-mcu-float-by-name",
+        w("bench", *BUNDLE, *FAST, "--device", "mcu", "--formats", "tflite_fp32"),
+        code=1,
+        needle="student/tflite_fp32 failed (unsupported)",
+        new="report",
+    ),
+    Case(
+        "bench-mcu-float-model-file",
+        w("bench", "--device", "mcu", "--model", "{ws}/bundle/student_fp32.tflite", "--out", "{ws}/report"),
+        code=1,
+        needle="failed (unsupported)",
+        new="report",
+    ),
+    Case(
+        "bench-mcu-float-model-labelled-int8",
+        with_setup(
+            lambda ws: edit_manifest(
+                ws, lambda m: m["models"]["student_fp32.tflite"].__setitem__("format", "tflite_int8")
+            ),
+            w("bench", *BUNDLE, *FAST, "--device", "mcu", "--formats", "tflite_int8", "--models", "student"),
+        ),
+        code=1,
+        needle="student_fp32.tflite is a float model",
+        new="report",
+    ),
+    Case(
+        "bench-mcu-over-budget",
+        w("bench", *BUNDLE, *FAST, "--device", "mcu", "--formats", "tflite_int8", "--flash-kb", "1"),
+        code=1,
+        needle="failed (fit): does not fit",
+        new="report",
+        slow=True,
+    ),
 ]
 
 VERIFY = [
     Case("verify-missing", w("verify", "{ws}/nope"), needle="bundle not found"),
     Case("verify-not-a-bundle", w("verify", "{ws}/user"), needle="manifest.json is missing"),
-    Case("verify-manifest-a-link", with_setup(lambda ws: ((ws / "outside" / "m.json").write_bytes((ws / "bundle" / "manifest.json").read_bytes()), (ws / "bundle" / "manifest.json").unlink(),
-                                                          os.symlink(ws / "outside" / "m.json", ws / "bundle" / "manifest.json")), w("verify", "{ws}/bundle")), needle="symbolic link"),
-    Case("verify-manifest-not-json", with_setup(lambda ws: (ws / "bundle" / "manifest.json").write_bytes(b"\xff\xfe"), w("verify", "{ws}/bundle")), needle="corrupt"),
-    Case("verify-manifest-a-list", with_setup(lambda ws: (ws / "bundle" / "manifest.json").write_text("[1, 2]"), w("verify", "{ws}/bundle")), needle="not an edgekd bundle manifest"),
-    Case("verify-manifest-sha-a-number", with_setup(lambda ws: edit_manifest(ws, lambda m: m["files"]["eval.npz"].__setitem__("sha256", 5)), w("verify", "{ws}/bundle")), needle="malformed"),
-    Case("verify-dotdot-name", with_setup(lambda ws: edit_manifest(ws, add_file_entry("../../etc/passwd")), w("verify", "{ws}/bundle")), needle="not a plain relative path"),
-    Case("verify-absolute-name", with_setup(lambda ws: edit_manifest(ws, add_file_entry("/etc/passwd")), w("verify", "{ws}/bundle")), needle="not a plain relative path"),
-    Case("verify-backslash-name", with_setup(lambda ws: edit_manifest(ws, add_file_entry("..\\..\\x")), w("verify", "{ws}/bundle")), needle="not a plain relative path"),
+    Case(
+        "verify-manifest-a-link",
+        with_setup(
+            lambda ws: (
+                (ws / "outside" / "m.json").write_bytes((ws / "bundle" / "manifest.json").read_bytes()),
+                (ws / "bundle" / "manifest.json").unlink(),
+                os.symlink(ws / "outside" / "m.json", ws / "bundle" / "manifest.json"),
+            ),
+            w("verify", "{ws}/bundle"),
+        ),
+        needle="symbolic link",
+    ),
+    Case(
+        "verify-manifest-not-json",
+        with_setup(lambda ws: (ws / "bundle" / "manifest.json").write_bytes(b"\xff\xfe"), w("verify", "{ws}/bundle")),
+        needle="corrupt",
+    ),
+    Case(
+        "verify-manifest-a-list",
+        with_setup(lambda ws: (ws / "bundle" / "manifest.json").write_text("[1, 2]"), w("verify", "{ws}/bundle")),
+        needle="not an edgekd bundle manifest",
+    ),
+    Case(
+        "verify-manifest-sha-a-number",
+        with_setup(
+            lambda ws: edit_manifest(ws, lambda m: m["files"]["eval.npz"].__setitem__("sha256", 5)),
+            w("verify", "{ws}/bundle"),
+        ),
+        needle="malformed",
+    ),
+    Case(
+        "verify-dotdot-name",
+        with_setup(lambda ws: edit_manifest(ws, add_file_entry("../../etc/passwd")), w("verify", "{ws}/bundle")),
+        needle="not a plain relative path",
+    ),
+    Case(
+        "verify-absolute-name",
+        with_setup(lambda ws: edit_manifest(ws, add_file_entry("/etc/passwd")), w("verify", "{ws}/bundle")),
+        needle="not a plain relative path",
+    ),
+    Case(
+        "verify-backslash-name",
+        with_setup(lambda ws: edit_manifest(ws, add_file_entry("..\\..\\x")), w("verify", "{ws}/bundle")),
+        needle="not a plain relative path",
+    ),
     Case("verify-listed-link-out", with_setup(link_model_out, w("verify", "{ws}/bundle")), needle="leads out of"),
     # files that do not match: the documented failure summary (FAILED lines, "N bad"), exit 1
-    Case("verify-unlisted-link-out", with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "more"), w("verify", "{ws}/bundle")), code=1, needle="more: a symbolic link that leads out"),
-    Case("verify-report-folder-link-out", with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "bench"), w("verify", "{ws}/bundle")), code=1, needle="bench: a symbolic link"),
-    Case("verify-tampered", with_setup(lambda ws: (ws / "bundle" / "eval.npz").write_bytes(b"x" * (ws / "bundle" / "eval.npz").stat().st_size), w("verify", "{ws}/bundle")), code=1, needle="sha256 mismatch"),
+    Case(
+        "verify-unlisted-link-out",
+        with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "more"), w("verify", "{ws}/bundle")),
+        code=1,
+        needle="more: a symbolic link that leads out",
+    ),
+    Case(
+        "verify-report-folder-link-out",
+        with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "bench"), w("verify", "{ws}/bundle")),
+        code=1,
+        needle="bench: a symbolic link",
+    ),
+    Case(
+        "verify-tampered",
+        with_setup(
+            lambda ws: (ws / "bundle" / "eval.npz").write_bytes(b"x" * (ws / "bundle" / "eval.npz").stat().st_size),
+            w("verify", "{ws}/bundle"),
+        ),
+        code=1,
+        needle="sha256 mismatch",
+    ),
 ]
 
 DEPLOY_CASES = [
-    Case("deploy-host-an-option", w("deploy", "--host", "-oProxyCommand=touch {ws}/outside/pwned", *BUNDLE), needle="--host"),
+    Case(
+        "deploy-host-an-option",
+        w("deploy", "--host", "-oProxyCommand=touch {ws}/outside/pwned", *BUNDLE),
+        needle="--host",
+    ),
     Case("deploy-port-0", w(*DEPLOY, "--port", "0"), needle="--port"),
     Case("deploy-port-too-big", w(*DEPLOY, "--port", "70000"), needle="--port"),
     Case("deploy-threads-999", w(*DEPLOY, "--bench", "--threads", "999"), needle="--threads"),
@@ -274,17 +610,40 @@ DEPLOY_CASES = [
     Case("deploy-unknown-key", w(*DEPLOY, "--set", "deploy.timeot_s=3"), needle="did you mean"),
     Case("deploy-foreign-key", w(*DEPLOY, "--set", "student.lr=1"), needle="deploy.* keys only"),
     Case("deploy-config-missing", w(*DEPLOY, "--config", "{ws}/nope.yaml"), needle="not found"),
-    Case("deploy-bundle-link-out", with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "more"), w(*DEPLOY)), needle="leads out of the bundle"),
-    Case("deploy-manifest-dotdot", with_setup(lambda ws: edit_manifest(ws, add_file_entry("../outside/secret.txt")), w(*DEPLOY)), needle="not a plain relative path"),
-    Case("deploy-report-folder-link-out", with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "bench"), w(*DEPLOY, "--bench")), needle="symbolic link"),
+    Case(
+        "deploy-bundle-link-out",
+        with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "more"), w(*DEPLOY)),
+        needle="leads out of the bundle",
+    ),
+    Case(
+        "deploy-manifest-dotdot",
+        with_setup(lambda ws: edit_manifest(ws, add_file_entry("../outside/secret.txt")), w(*DEPLOY)),
+        needle="not a plain relative path",
+    ),
+    Case(
+        "deploy-report-folder-link-out",
+        with_setup(lambda ws: os.symlink(ws / "outside", ws / "bundle" / "bench"), w(*DEPLOY, "--bench")),
+        needle="symbolic link",
+    ),
     Case("deploy-out-is-a-file", w(*DEPLOY, "--bench", "--out", "{ws}/file.txt"), needle="existing file"),
     Case("deploy-ssh-refused", w(*DEPLOY, "--timeout", "20"), needle="Connection refused"),
     Case("deploy-ssh-hangs", w(*DEPLOY, "--timeout", "1"), needle="gave no result within 1 s"),
 ]
 
 PREDICT = [
-    Case("predict-manifest-dotdot-name", with_setup(lambda ws: edit_manifest(ws, rename_entry("student_int8.tflite", "../outside/model.tflite")), w("predict", "{ws}/img.png", *BUNDLE)), needle="not a plain relative path"),
-    Case("predict-model-is-a-link-out", with_setup(link_model_out, w("predict", "{ws}/img.png", *BUNDLE)), needle="leads out of"),
+    Case(
+        "predict-manifest-dotdot-name",
+        with_setup(
+            lambda ws: edit_manifest(ws, rename_entry("student_int8.tflite", "../outside/model.tflite")),
+            w("predict", "{ws}/img.png", *BUNDLE),
+        ),
+        needle="not a plain relative path",
+    ),
+    Case(
+        "predict-model-is-a-link-out",
+        with_setup(link_model_out, w("predict", "{ws}/img.png", *BUNDLE)),
+        needle="leads out of",
+    ),
     Case("predict-threads-999", w("predict", "{ws}/img.png", *BUNDLE, "--threads", "999"), needle="--threads"),
     Case("predict-top-k-0", w("predict", "{ws}/img.png", *BUNDLE, "--top-k", "0"), needle="--top-k"),
 ]
@@ -370,7 +729,14 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.parametrize("case", _params())
-def test_bad_input(case: Case, pristine: Path, tools: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_bad_input(
+    case: Case,
+    pristine: Path,
+    tools: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     from edgekd.cli import main
 
     ws = tmp_path / "ws"
@@ -411,7 +777,11 @@ def test_bad_input(case: Case, pristine: Path, tools: Path, tmp_path: Path, caps
     after = snapshot(ws)
     changed = [rel for rel, what in before.items() if after.get(rel) != what]
     assert not changed, f"the user's files changed: {changed}"
-    new = [rel for rel in after if rel not in before and not (case.new and (rel == case.new or rel.startswith(case.new + "/")))]
+    new = [
+        rel
+        for rel in after
+        if rel not in before and not (case.new and (rel == case.new or rel.startswith(case.new + "/")))
+    ]
     assert not new, f"new files outside the output folder: {new}"
     assert not [rel for rel in after if is_temp(Path(rel).name)], "temporary files left behind"
     assert not list(scratch.iterdir()), f"temporary files left in the temp folder: {list(scratch.iterdir())}"
@@ -455,8 +825,26 @@ def test_stopped_bench_stops_its_worker(sig: str, code: int, tiny_bundle: Path, 
 
     copy = tmp_path / "bundle"
     shutil.copytree(tiny_bundle, copy, ignore=shutil.ignore_patterns("bench"))
-    argv = [sys.executable, "-m", "edgekd", "bench", "--artifacts", str(copy), "--models", "teacher", "--formats", "tflite_fp32",
-            "--threads", "1", "--runs", "1000000", "--warmup", "0", "--out", str(tmp_path / "report")]
+    argv = [
+        sys.executable,
+        "-m",
+        "edgekd",
+        "bench",
+        "--artifacts",
+        str(copy),
+        "--models",
+        "teacher",
+        "--formats",
+        "tflite_fp32",
+        "--threads",
+        "1",
+        "--runs",
+        "1000000",
+        "--warmup",
+        "0",
+        "--out",
+        str(tmp_path / "report"),
+    ]
     proc = subprocess.Popen(argv, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     workers: list[int] = []
     try:

@@ -22,10 +22,26 @@ from edgekd.cli import main
 from edgekd.registry import UnknownNameError
 
 ROWS = {
-    ("student", "pytorch"), ("student", "onnx"), ("student", "tflite_fp32"), ("student", "tflite_int8"),
-    ("teacher", "pytorch"), ("teacher", "onnx"), ("teacher", "tflite_fp32"),
+    ("student", "pytorch"),
+    ("student", "onnx"),
+    ("student", "tflite_fp32"),
+    ("student", "tflite_int8"),
+    ("teacher", "pytorch"),
+    ("teacher", "onnx"),
+    ("teacher", "tflite_fp32"),
 }
-ROW_KEYS = {"model", "format", "status", "latency_ms", "accuracy", "size_bytes", "peak_rss_mb", "macs", "gmacs_per_s", "threads"}
+ROW_KEYS = {
+    "model",
+    "format",
+    "status",
+    "latency_ms",
+    "accuracy",
+    "size_bytes",
+    "peak_rss_mb",
+    "macs",
+    "gmacs_per_s",
+    "threads",
+}
 LATENCY_KEYS = {"min", "p50", "p90", "p99", "mean", "std"}
 FAST = {"runs": 5, "warmup": 1, "threads": 1}  # functionality, not timing: the suite shares 2 cores
 
@@ -149,7 +165,9 @@ def test_missing_runtime_is_a_skipped_row(bundle: Path, tmp_path: Path, monkeypa
     assert rows["student", "tflite_int8"]["status"] == "ok"
 
 
-def test_model_that_fails_to_load_fails_its_row_only(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_model_that_fails_to_load_fails_its_row_only(
+    bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     (copy / "student_fp32.tflite").write_bytes(b"not a flatbuffer" * 64)
@@ -169,7 +187,9 @@ def test_eval_data_not_matching_the_model_input(bundle: Path, tmp_path: Path) ->
     shutil.copytree(bundle, copy)
     with np.load(copy / "eval.npz") as data:
         labels, classes = data["labels"], data["classes"]
-    np.savez_compressed(copy / "eval.npz", images=np.zeros((len(labels), 9, 9, 1), np.uint8), labels=labels, classes=classes)
+    np.savez_compressed(
+        copy / "eval.npz", images=np.zeros((len(labels), 9, 9, 1), np.uint8), labels=labels, classes=classes
+    )
     _reseal(copy)
     result = bench(artifacts=copy, out=tmp_path / "out", models="student", formats="tflite_int8,onnx", **FAST)
     for row in result.results:
@@ -181,18 +201,38 @@ def test_eval_data_not_matching_the_model_input(bundle: Path, tmp_path: Path) ->
 def test_full_test_split_accuracy(report, bundle: Path, tmp_path: Path) -> None:
     """--full-test reloads the run's data; for digits eval.npz already is the whole test split
     (500 requested, 359 exist), so both must give the same images, count and accuracy."""
-    result = bench(artifacts=bundle, out=tmp_path / "out", models="student", formats="tflite_int8", full_test=True, **FAST)
+    result = bench(
+        artifacts=bundle, out=tmp_path / "out", models="student", formats="tflite_int8", full_test=True, **FAST
+    )
     row = result.results[0]
-    assert result.settings["eval"] == "the full test split" and result.settings["eval_count"] == row["accuracy_n"] == 359
+    assert (
+        result.settings["eval"] == "the full test split" and result.settings["eval_count"] == row["accuracy_n"] == 359
+    )
     assert row["accuracy"] == _rows(report)["student", "tflite_int8"]["accuracy"]
 
 
 def test_min_accuracy_gate_exit_code(report, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     accuracy = _rows(report)["student", "tflite_int8"]["accuracy"]
     assert accuracy < 1.0  # a one-epoch student; otherwise no floor could be above it
-    args = ["bench", "--artifacts", str(bundle), "--out", str(tmp_path / "out"), "--models", "student", "--formats", "tflite_int8", "--runs", "3", "--threads", "1"]
+    args = [
+        "bench",
+        "--artifacts",
+        str(bundle),
+        "--out",
+        str(tmp_path / "out"),
+        "--models",
+        "student",
+        "--formats",
+        "tflite_int8",
+        "--runs",
+        "3",
+        "--threads",
+        "1",
+    ]
     capsys.readouterr()
-    assert main([*args, "--min-accuracy", f"{min(1.0, accuracy + 0.01):.4f}", "--json", str(tmp_path / "gate.json")]) == 1
+    assert (
+        main([*args, "--min-accuracy", f"{min(1.0, accuracy + 0.01):.4f}", "--json", str(tmp_path / "gate.json")]) == 1
+    )
     err = capsys.readouterr().err
     assert "accuracy floor" in err and "student/tflite_int8" in err
     gate = json.loads((tmp_path / "gate.json").read_text())
@@ -223,7 +263,11 @@ def test_latest_bundle(tmp_path: Path) -> None:
 
 def test_latency_stats_and_noise_flag() -> None:
     stats = latency_stats([1_000_000] * 9 + [2_000_000])  # ns: nine 1 ms runs, one 2 ms
-    assert stats["min"] == stats["p50"] == 1.0 and stats["p90"] == pytest.approx(1.1) and stats["mean"] == pytest.approx(1.1)
+    assert (
+        stats["min"] == stats["p50"] == 1.0
+        and stats["p90"] == pytest.approx(1.1)
+        and stats["mean"] == pytest.approx(1.1)
+    )
     assert not is_noisy(latency_stats([1_000_000, 1_010_000, 1_020_000, 990_000]))
     assert is_noisy(latency_stats([1_000_000] * 5 + [3_000_000] * 5))  # p90 far above p50
 
@@ -232,7 +276,13 @@ def test_pareto_front() -> None:
     def row(name: str, p50: float, acc: float, status: str = "ok") -> dict:
         return {"model": name, "format": "x", "status": status, "latency_ms": {"p50": p50}, "accuracy": acc}
 
-    rows = [row("slow-good", 10, 0.99), row("fast-bad", 1, 0.80), row("dominated", 5, 0.70), row("mid", 3, 0.95), row("failed", 0.1, 1.0, "failed")]
+    rows = [
+        row("slow-good", 10, 0.99),
+        row("fast-bad", 1, 0.80),
+        row("dominated", 5, 0.70),
+        row("mid", 3, 0.95),
+        row("failed", 0.1, 1.0, "failed"),
+    ]
     assert [r["model"] for r in pareto_front(rows)] == ["fast-bad", "mid", "slow-good"]
 
 
@@ -246,7 +296,22 @@ def test_tflite_path_without_torch_tensorflow_onnxruntime(bundle: Path, tmp_path
     probe = subprocess.run([sys.executable, "-c", "import torch"], env=env, capture_output=True, text=True)
     assert probe.returncode != 0 and "ModuleNotFoundError" in probe.stderr  # the shim is in force
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "edgekd", "bench", "--artifacts", str(bundle), "--out", str(out), "--json", str(tmp_path / "pi.json"), "--runs", "3", "--warmup", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "edgekd",
+        "bench",
+        "--artifacts",
+        str(bundle),
+        "--out",
+        str(out),
+        "--json",
+        str(tmp_path / "pi.json"),
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+    ]
     cmd += ["--threads", "1"] if device == "cpu" else ["--device", "rpi", "--force"]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
@@ -254,7 +319,7 @@ def test_tflite_path_without_torch_tensorflow_onnxruntime(bundle: Path, tmp_path
     rows = {(r["model"], r["format"], r["threads"]): r for r in data["results"]}
     threads = (1,) if device == "cpu" else (1, 4)
     assert {(m, f) for m, f, _ in rows} == ROWS
-    for (model, fmt, n), r in rows.items():
+    for (_model, fmt, _n), r in rows.items():
         if fmt.startswith("tflite"):
             assert r["status"] == "ok" and r["latency_ms"]["p50"] > 0, r
         elif device == "cpu":

@@ -49,9 +49,15 @@ def test_parity_failure_is_carried_into_bench_rows(copy: Path) -> None:
     report = bench(artifacts=copy, **FAST)
     rows = {r["format"]: r for r in report.results}
     int8, fp32 = rows["tflite_int8"], rows["tflite_fp32"]
-    assert int8["status"] == "ok" and int8["parity_ok"] is False and int8["parity_problems"] == ["top-1 agreement 91.00% < 99.00%"]
+    assert (
+        int8["status"] == "ok"
+        and int8["parity_ok"] is False
+        and int8["parity_problems"] == ["top-1 agreement 91.00% < 99.00%"]
+    )
     assert "PARITY FAILED" in status_text(int8) and "PARITY FAILED" not in status_text(fp32)
-    assert any(n.startswith("PARITY FAILED: student_int8.tflite") and "top-1 agreement 91.00%" in n for n in report.notes)
+    assert any(
+        n.startswith("PARITY FAILED: student_int8.tflite") and "top-1 agreement 91.00%" in n for n in report.notes
+    )
     md = (copy / "bench" / "cpu" / "bench.md").read_text()
     assert "| student | tflite_int8 | ok PARITY FAILED" in md
 
@@ -65,11 +71,15 @@ def test_int8_slower_than_fp32_is_flagged(tiny_bundle: Path) -> None:
     notes = int8_slower_notes(rows, {"student_int8.tflite": tiny_bundle / "student_int8.tflite"})
     assert rows[1]["int8_slower"] is True and "int8_slower" not in rows[0]
     assert "INT8 SLOWER" in status_text(rows[1]) and "INT8 SLOWER" not in status_text(rows[0])
-    assert len(notes) == 1 and notes[0].startswith("INT8 SLOWER: student tflite_int8 p50 0.375 ms > tflite_fp32 0.22 ms at 1 thread(s)")
+    assert len(notes) == 1 and notes[0].startswith(
+        "INT8 SLOWER: student tflite_int8 p50 0.375 ms > tflite_fp32 0.22 ms at 1 thread(s)"
+    )
     # the ops XNNPACK leaves to plain kernels in this int8 file are named (none: the note says so)
     ops = undelegated_ops(tiny_bundle / "student_int8.tflite")
     assert rows[1]["int8_unaccelerated_ops"] == ops
-    assert (f"ops the runtime does not accelerate in int8: {', '.join(ops)}" if ops else "every op is delegated") in notes[0]
+    assert (
+        f"ops the runtime does not accelerate in int8: {', '.join(ops)}" if ops else "every op is delegated"
+    ) in notes[0]
     faster = [_row("tflite_fp32", 0.3, "student_fp32.tflite"), _row("tflite_int8", 0.1, "student_int8.tflite")]
     assert int8_slower_notes(faster) == [] and "int8_slower" not in faster[1]
 
@@ -89,7 +99,9 @@ def test_export_table_mcu_column(tiny_bundle: Path, tmp_path: Path) -> None:
     assert mcu_cell(None) == "—"
     src = tiny_bundle / "student_int8.tflite"
     patched = tmp_path / "lacking.tflite"
-    first, second = [op for op in read_tflite(src).op_names if op not in ("CONV_2D", "FULLY_CONNECTED")][:2]  # the pools
+    first, second = [op for op in read_tflite(src).op_names if op not in ("CONV_2D", "FULLY_CONNECTED")][
+        :2
+    ]  # the pools
     data = with_op_replaced(src.read_bytes(), read_tflite(src), first, "RELU_0_TO_1")
     patched.write_bytes(with_op_replaced(data, read_tflite_bytes(data, tmp_path), second, "UNIQUE"))
     assert sorted(missing_ops(patched)) == ["RELU_0_TO_1", "UNIQUE"]  # both named, not only the first

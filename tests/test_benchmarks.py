@@ -25,7 +25,9 @@ def test_methods_cifar10_table(tmp_path: Path, capsys: pytest.CaptureFixture) ->
     classes = {f"c{i}": 3 for i in range(10)}  # 30 train / 20 test images, 32×32 RGB like CIFAR-10
     data = make_imagefolder(tmp_path / "cifar", classes, size=(32, 32), mode="RGB")
     out = tmp_path / "bench"
-    result = bench.run_benchmark(recipe="cpu", seeds=2, epochs=1, data=str(data), out=out, device="cpu", threads=1, int8=False)
+    result = bench.run_benchmark(
+        recipe="cpu", seeds=2, epochs=1, data=str(data), out=out, device="cpu", threads=1, int8=False
+    )
     assert [r["row"] for r in result["table"]] == ["nokd", "kd", "fitnets", "takd"]
     for r in result["table"]:
         assert r["seeds"] == 2 and 0 <= r["test_mean"] <= 100 and r["test_std"] >= 0
@@ -60,6 +62,14 @@ def test_int8_column_is_the_exported_student(tmp_path: Path) -> None:
     distill(out=run, set=tiny_overrides(**{"distill.baseline": "false", "student.epochs": 4, "student.lr": 0.2}))
     acc = bench.int8_test_acc(run / "student.pt", run)
     manifest = json.loads((run / "int8-student" / "manifest.json").read_text())
-    assert sorted(manifest["files"]) == ["config.yaml", "eval.npz", "quant_report.json", "student_int8.tflite", "student_int8_model_data.cc", "student_int8_model_data.h", "summary.json"]
+    assert sorted(manifest["files"]) == [
+        "config.yaml",
+        "eval.npz",
+        "quant_report.json",
+        "student_int8.tflite",
+        "student_int8_model_data.cc",
+        "student_int8_model_data.h",
+        "summary.json",
+    ]
     assert acc == manifest["metrics"]["student_int8.tflite"]["test_acc"] and 0.1 < acc <= 1.0
     assert manifest["metrics"]["student_int8.tflite"]["n"] == 359  # the whole digits test split

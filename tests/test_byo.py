@@ -27,17 +27,30 @@ def test_class_count_comes_from_the_data_in_one_place() -> None:
     # torchvision's factory takes num_classes itself: the same value given again is dropped
     model = create_model("torchvision.models:mobilenet_v3_small", 5, 3, (32, 32), num_classes=5)
     assert model.classifier[-1].out_features == 5
-    with pytest.raises(EdgekdError, match=r"kwargs sets num_classes=3, but num_classes comes from the data \(5\); remove it"):
+    with pytest.raises(
+        EdgekdError, match=r"kwargs sets num_classes=3, but num_classes comes from the data \(5\); remove it"
+    ):
         create_model("torchvision.models:mobilenet_v3_small", 5, 3, (32, 32), num_classes=3)
     with pytest.raises(EdgekdError, match="in_channels comes from the data"):
         create_model("test_student", 10, 1, (8, 8), in_channels=3)
 
 
 def test_kwarg_clash_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    args = ["-q", "distill", "--out", str(tmp_path / "r"), *[a for o in tiny_overrides(**FAST) for a in ("--set", o)], "--set", "student.kwargs={num_classes: 5}"]
+    args = [
+        "-q",
+        "distill",
+        "--out",
+        str(tmp_path / "r"),
+        *[a for o in tiny_overrides(**FAST) for a in ("--set", o)],
+        "--set",
+        "student.kwargs={num_classes: 5}",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
-    assert err.startswith("edgekd: error: ") and "model 'test_student': kwargs sets num_classes=5, but num_classes comes from the data (10)" in err
+    assert (
+        err.startswith("edgekd: error: ")
+        and "model 'test_student': kwargs sets num_classes=5, but num_classes comes from the data (10)" in err
+    )
     assert len(err.splitlines()) == 1
 
 
@@ -48,8 +61,20 @@ def test_whole_pickled_module_says_what_it_is(tmp_path: Path, capsys: pytest.Cap
         load_checkpoint(path)
     message = str(info.value)
     assert "holds pickled Python objects, not only tensors (it names edgekd.models.tiny.TinyCNN)" in message
-    assert "torch.save(model.state_dict(), PATH)" in message and "\x1b" not in message and "weights_only=False" not in message
-    args = ["-q", "distill", "--out", str(tmp_path / "r"), *[a for o in tiny_overrides(**FAST) for a in ("--set", o)], "--set", f"teacher.checkpoint={path}"]
+    assert (
+        "torch.save(model.state_dict(), PATH)" in message
+        and "\x1b" not in message
+        and "weights_only=False" not in message
+    )
+    args = [
+        "-q",
+        "distill",
+        "--out",
+        str(tmp_path / "r"),
+        *[a for o in tiny_overrides(**FAST) for a in ("--set", o)],
+        "--set",
+        f"teacher.checkpoint={path}",
+    ]
     assert main(args) == 2
     err = capsys.readouterr().err
     assert len(err.strip().splitlines()) == 1 and "\x1b" not in err and "holds pickled Python objects" in err
@@ -82,7 +107,11 @@ def test_factory_beside_the_config_and_in_the_current_folder(tmp_path: Path, mon
     (cfg_dir / "exp.yaml").write_text("student:\n  arch: byo_factory_cfg:build\n")
     monkeypatch.chdir(elsewhere)
     monkeypatch.delenv("PYTHONPATH", raising=False)
-    summary = distill(cfg_dir / "exp.yaml", out=tmp_path / "r1", set=tiny_overrides(**FAST, **{"student.arch": "byo_factory_cfg:build"}))
+    summary = distill(
+        cfg_dir / "exp.yaml",
+        out=tmp_path / "r1",
+        set=tiny_overrides(**FAST, **{"student.arch": "byo_factory_cfg:build"}),
+    )
     assert summary["student"]["arch"] == "byo_factory_cfg:build"
     (elsewhere / "byo_factory_cwd.py").write_text(FACTORY)
     summary = distill(out=tmp_path / "r2", set=tiny_overrides(**FAST, **{"student.arch": "byo_factory_cwd:build"}))
@@ -108,7 +137,9 @@ def test_loaded_teacher_near_chance_stops_before_kd(tmp_path: Path) -> None:
     torch.manual_seed(0)
     torch.save(create_model("test_teacher", 10, 1, (8, 8)).state_dict(), weights)
     over = tiny_overrides(**{**FAST, "teacher.checkpoint": str(weights), "teacher.epochs": 0})
-    with pytest.raises(EdgekdError, match=r"scores val acc .* near chance.*teacher.mean/teacher.std.*distill.allow_weak_teacher=true"):
+    with pytest.raises(
+        EdgekdError, match=r"scores val acc .* near chance.*teacher.mean/teacher.std.*distill.allow_weak_teacher=true"
+    ):
         distill(out=tmp_path / "r", set=over)
     assert not (tmp_path / "r" / "student.pt").exists()  # stopped before KD
     summary = distill(out=tmp_path / "r2", set=[*over, "distill.allow_weak_teacher=true"])
@@ -121,16 +152,25 @@ def test_set_arch_drops_the_old_architectures_kwargs(tmp_path: Path, capsys: pyt
     assert load_config(cfg).student.kwargs == {"width": 0.5}
     config = load_config(cfg, ["student.arch=test_student"])
     assert config.student.kwargs == {} and config.student.arch == "test_student"
-    assert "note: student.arch changed to 'test_student': dropping student.kwargs {'width': 0.5}" in capsys.readouterr().err
+    assert (
+        "note: student.arch changed to 'test_student': dropping student.kwargs {'width': 0.5}"
+        in capsys.readouterr().err
+    )
     assert load_config(cfg, ["student.arch=test_student", "student.kwargs={width: 2}"]).student.kwargs == {"width": 2}
     assert load_config(cfg, ["student.arch=plain2"]).student.kwargs == {"width": 0.5}  # same arch: kept
 
 
 @pytest.mark.parametrize(
     ("channels", "size", "task", "expected"),
-    [(3, (32, 32), "classification", "crop_flip"), (3, (64, 64), "classification", "crop_flip"), (3, (224, 160), "classification", "crop_flip"),
-     (1, (8, 8), "classification", "none"), (1, (28, 28), "classification", "none"), (3, (8, 8), "classification", "none"),
-     (1, (101, 101), "segmentation", "crop_flip")],
+    [
+        (3, (32, 32), "classification", "crop_flip"),
+        (3, (64, 64), "classification", "crop_flip"),
+        (3, (224, 160), "classification", "crop_flip"),
+        (1, (8, 8), "classification", "none"),
+        (1, (28, 28), "classification", "none"),
+        (3, (8, 8), "classification", "none"),
+        (1, (101, 101), "segmentation", "crop_flip"),
+    ],
 )
 def test_augment_auto(channels: int, size: tuple[int, int], task: str, expected: str) -> None:
     assert get_task(task).auto_augment(channels, size) == expected
@@ -163,9 +203,13 @@ def test_torchvision_by_name_head_and_channels_fit_the_data(tmp_path: Path) -> N
     torch.save(source.state_dict(), weights)
     model = create_model("torchvision:mobilenet_v3_small", 3, 1, (32, 32), pretrained=str(weights)).eval()
     assert model.classifier[-1].out_features == 3
-    assert torch.equal(model.features[0][0].weight, source.features[0][0].weight.sum(1, keepdim=True))  # RGB filters summed
+    assert torch.equal(
+        model.features[0][0].weight, source.features[0][0].weight.sum(1, keepdim=True)
+    )  # RGB filters summed
     assert torch.equal(model.features[3].block[0][0].weight, source.features[3].block[0][0].weight)
-    with pytest.raises(EdgekdError, match=r"unknown torchvision model 'mobilenet_v3_smal'; did you mean mobilenet_v3_small"):
+    with pytest.raises(
+        EdgekdError, match=r"unknown torchvision model 'mobilenet_v3_smal'; did you mean mobilenet_v3_small"
+    ):
         create_model("torchvision:mobilenet_v3_smal", 3, 3, (32, 32))
     with pytest.raises(EdgekdError, match="pretrained weights not found: .*never downloads"):
         create_model("torchvision:mobilenet_v3_small", 3, 3, (32, 32), pretrained=str(tmp_path / "none.pth"))
@@ -191,7 +235,13 @@ def test_torchvision_student_on_an_imagefolder_classes_from_data(tmp_path: Path)
     from edgekd.checkpoint import load_model
 
     root = make_imagefolder(tmp_path / "data", {"cat": 12, "dog": 12, "owl": 12}, size=(32, 32), mode="RGB")
-    over = [*tiny_overrides(**FAST), "data.name=imagefolder", f"data.root={root}", "student.arch=torchvision:mobilenet_v3_small", "data.batch_size=16"]
+    over = [
+        *tiny_overrides(**FAST),
+        "data.name=imagefolder",
+        f"data.root={root}",
+        "student.arch=torchvision:mobilenet_v3_small",
+        "data.batch_size=16",
+    ]
     summary = distill(out=tmp_path / "r", set=over)
     assert summary["student"]["arch"] == "torchvision:mobilenet_v3_small" and summary["data"]["num_classes"] == 3
     model, ckpt = load_model(tmp_path / "r" / "student.pt")
@@ -202,12 +252,26 @@ def test_state_dict_teacher_with_its_own_mean_std(tmp_path: Path) -> None:
     """A teacher trained with other normalization statistics (here data.mean/std 0.5/0.25 instead
     of the digits' own), handed over as a bare state_dict: with teacher.mean/std it scores exactly
     what it scored where it was trained, and its checkpoint (and so the bundle) records its own."""
-    first = distill(out=tmp_path / "a", set=tiny_overrides(**{**FAST, "teacher.epochs": 3, "data.mean": "[0.5]", "data.std": "[0.25]"}))
+    first = distill(
+        out=tmp_path / "a",
+        set=tiny_overrides(**{**FAST, "teacher.epochs": 3, "data.mean": "[0.5]", "data.std": "[0.25]"}),
+    )
     weights = tmp_path / "teacher_weights.pt"
     torch.save(load_checkpoint(tmp_path / "a" / "teacher.pt")["state_dict"], weights)
-    over = tiny_overrides(**{**FAST, "teacher.checkpoint": str(weights), "teacher.epochs": 0, "teacher.mean": "[0.5]", "teacher.std": "[0.25]"})
+    over = tiny_overrides(
+        **{
+            **FAST,
+            "teacher.checkpoint": str(weights),
+            "teacher.epochs": 0,
+            "teacher.mean": "[0.5]",
+            "teacher.std": "[0.25]",
+        }
+    )
     second = distill(out=tmp_path / "b", set=over)
-    assert second["teacher"]["val_acc"] == first["teacher"]["val_acc"] and second["teacher"]["test_acc"] == first["teacher"]["test_acc"]
+    assert (
+        second["teacher"]["val_acc"] == first["teacher"]["val_acc"]
+        and second["teacher"]["test_acc"] == first["teacher"]["test_acc"]
+    )
     saved = load_checkpoint(tmp_path / "b" / "teacher.pt")["data"]
     assert saved["mean"] == [0.5] and saved["std"] == [0.25]
     assert second["data"]["mean"] != [0.5]  # the student learned with the data's own statistics
@@ -242,7 +306,16 @@ def test_tensorboard_scalars_mirror_metrics_jsonl(tmp_path: Path) -> None:
     distill(out=tmp_path / "r", set=tiny_overrides(**{**FAST, "student.epochs": 2, "log.tensorboard": "true"}))
     records = [json.loads(line) for line in (tmp_path / "r" / "metrics.jsonl").read_text().splitlines()]
     scalars = _scalars(tmp_path / "r" / "tensorboard")
-    assert {"teacher/loss", "teacher/val_acc", "student/loss", "student/kd_loss", "student/task_loss", "student/train_acc", "student/val_acc", "student/lr"} <= set(scalars), sorted(scalars)
+    assert {
+        "teacher/loss",
+        "teacher/val_acc",
+        "student/loss",
+        "student/kd_loss",
+        "student/task_loss",
+        "student/train_acc",
+        "student/val_acc",
+        "student/lr",
+    } <= set(scalars), sorted(scalars)
     student = [r for r in records if r["stage"] == "student"]
     assert [step for step, _ in scalars["student/val_acc"]] == [r["epoch"] for r in student]
     assert [v for _, v in scalars["student/kd_loss"]] == pytest.approx([r["kd_loss"] for r in student], rel=1e-6)

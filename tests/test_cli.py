@@ -16,7 +16,9 @@ REPO = Path(__file__).resolve().parents[1]
 
 def edgekd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """The real command in a fresh process (what a user sees, tracebacks included)."""
-    return subprocess.run([sys.executable, "-m", "edgekd", *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "edgekd", *args], capture_output=True, text=True, cwd=cwd or REPO, timeout=300
+    )
 
 
 def edgekd_inproc(capsys: pytest.CaptureFixture, *args: str) -> subprocess.CompletedProcess:
@@ -44,8 +46,22 @@ def test_help_lists_verbs_and_keys() -> None:
         assert verb in top.stdout
     sub = edgekd("distill", "--help")
     assert sub.returncode == 0
-    for text in ("--config", "--out", "--set", "--resume", "data.name", "teacher.checkpoint", "distill.temperature", "distill.baseline",
-                 "distill.hint_layer", "distill.assistants", "distill.ta_select", "distill.transfer_set", "data.shift", "source"):
+    for text in (
+        "--config",
+        "--out",
+        "--set",
+        "--resume",
+        "data.name",
+        "teacher.checkpoint",
+        "distill.temperature",
+        "distill.baseline",
+        "distill.hint_layer",
+        "distill.assistants",
+        "distill.ta_select",
+        "distill.transfer_set",
+        "data.shift",
+        "source",
+    ):
         assert text in sub.stdout, text
     sweep = edgekd("sweep", "--help")
     assert sweep.returncode == 0
@@ -60,7 +76,11 @@ def test_distill_help_documents_every_method() -> None:
     from edgekd.train.methods import METHODS
 
     text = methods_help()
-    listed = {line.split()[0] for line in text.split("\n\n")[0].splitlines()[1:] if line.startswith("  ") and not line.startswith("   ")}
+    listed = {
+        line.split()[0]
+        for line in text.split("\n\n")[0].splitlines()[1:]
+        if line.startswith("  ") and not line.startswith("   ")
+    }
     assert listed == set(METHODS.names())
     assert " ".join(METHODS.get("kd").__doc__.split())[:40] in " ".join(text.split())
     flat = " ".join(text.split())
@@ -85,17 +105,41 @@ def test_models_and_methods_listing() -> None:
         (["--set", "distill.alpha=lots"], ["distill.alpha expects a number"]),
         (["--set", "student.arch=resnet9"], ["unknown model 'resnet9'", "did you mean 'resnet8'", "available:"]),
         (["--set", "data.name=imagenet"], ["unknown dataset 'imagenet'", "available:"]),
-        (["--set", "data.name=imagefolder", "--set", "data.root=/no/such/folder"], ["data root not found: /no/such/folder"]),
-        (["--set", "teacher.checkpoint=/no/such.pt", "--set", "teacher.epochs=0"], ["checkpoint not found: /no/such.pt"]),
+        (
+            ["--set", "data.name=imagefolder", "--set", "data.root=/no/such/folder"],
+            ["data root not found: /no/such/folder"],
+        ),
+        (
+            ["--set", "teacher.checkpoint=/no/such.pt", "--set", "teacher.epochs=0"],
+            ["checkpoint not found: /no/such.pt"],
+        ),
         (["--set", "distill.method=kdd"], ["unknown KD method 'kdd'", "did you mean 'kd'"]),
-        (["--set", "distill.method=fitnets", "--set", "distill.hint_layer=feature.1", "--set", "distill.guided_layer=features.1"],
-         ["distill.hint_layer: the teacher (test_teacher) has no module 'feature.1'", "did you mean 'features.1'?", "valid paths:"]),
-        (["--set", "distill.method=takd", "--set", "distill.assistants=[plain66]"], ["unknown model 'plain66'", "did you mean 'plain6'"]),
+        (
+            [
+                "--set",
+                "distill.method=fitnets",
+                "--set",
+                "distill.hint_layer=feature.1",
+                "--set",
+                "distill.guided_layer=features.1",
+            ],
+            [
+                "distill.hint_layer: the teacher (test_teacher) has no module 'feature.1'",
+                "did you mean 'features.1'?",
+                "valid paths:",
+            ],
+        ),
+        (
+            ["--set", "distill.method=takd", "--set", "distill.assistants=[plain66]"],
+            ["unknown model 'plain66'", "did you mean 'plain6'"],
+        ),
         (["--set", "data.shift=sepia"], ["data.shift: 'sepia' is not one of"]),
         (["--config", "/no/such.yaml"], ["config file not found"]),
     ],
 )
-def test_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], needles: list[str]) -> None:
+def test_bad_input_is_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], needles: list[str]
+) -> None:
     overrides = [x for kv in tiny_overrides() for x in ("--set", kv)]
     assert_one_line_error(edgekd_inproc(capsys, "distill", "--out", str(tmp_path / "run"), *overrides, *args), *needles)
 
@@ -113,16 +157,31 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path: Path, capsys: pytest.Captu
     from edgekd.checkpoint import model_payload, save_checkpoint
     from edgekd.models import create_model
 
-    info = {"num_classes": 10, "in_channels": 3, "image_size": [32, 32], "mean": [0.5] * 3, "std": [0.25] * 3, "classes": list("abcdefghij")}
+    info = {
+        "num_classes": 10,
+        "in_channels": 3,
+        "image_size": [32, 32],
+        "mean": [0.5] * 3,
+        "std": [0.25] * 3,
+        "classes": list("abcdefghij"),
+    }
     wrong = tmp_path / "wrong.pt"
-    save_checkpoint(wrong, model_payload(create_model("test_teacher", 10, 3, (32, 32)), "test_teacher", {}, info, "teacher"))
-    proc = edgekd_inproc(capsys, "distill", "--out", str(tmp_path / "b"), *overrides, "--set", f"teacher.checkpoint={wrong}")
-    assert_one_line_error(proc, "trained for 3-channel 32x32 input, 10 classes", "the data has 1-channel 8x8 input, 10 classes")
+    save_checkpoint(
+        wrong, model_payload(create_model("test_teacher", 10, 3, (32, 32)), "test_teacher", {}, info, "teacher")
+    )
+    proc = edgekd_inproc(
+        capsys, "distill", "--out", str(tmp_path / "b"), *overrides, "--set", f"teacher.checkpoint={wrong}"
+    )
+    assert_one_line_error(
+        proc, "trained for 3-channel 32x32 input, 10 classes", "the data has 1-channel 8x8 input, 10 classes"
+    )
 
     # right shapes, wrong architecture: the weights do not fit
     bare = tmp_path / "bare.pt"
     torch.save(create_model("resnet8", 10, 1, (8, 8)).state_dict(), bare)
-    proc = edgekd_inproc(capsys, "distill", "--out", str(tmp_path / "c"), *overrides, "--set", f"teacher.checkpoint={bare}")
+    proc = edgekd_inproc(
+        capsys, "distill", "--out", str(tmp_path / "c"), *overrides, "--set", f"teacher.checkpoint={bare}"
+    )
     assert_one_line_error(proc, "does not match the model")
 
 
@@ -130,15 +189,24 @@ def test_sweep_bad_grid_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit) as exit_:  # argparse's own usage error
         edgekd_inproc(capsys, "sweep", "--out", str(tmp_path / "s"), "--temperatures", "1,hot")
     assert exit_.value.code == 2 and "expected comma-separated numbers" in capsys.readouterr().err
-    assert_one_line_error(edgekd_inproc(capsys, "sweep", "--out", str(tmp_path / "s"), "--alphas", "2"), "--alphas must be a number from 0 to 1, got 2")
+    assert_one_line_error(
+        edgekd_inproc(capsys, "sweep", "--out", str(tmp_path / "s"), "--alphas", "2"),
+        "--alphas must be a number from 0 to 1, got 2",
+    )
 
 
 def test_empty_class_folder(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     root = make_imagefolder(tmp_path / "data", {"cat": 4, "dog": 4})
     for f in (root / "train" / "dog").iterdir():
         f.unlink()
-    overrides = [x for kv in tiny_overrides(**{"data.name": "imagefolder", "data.root": str(root)}) for x in ("--set", kv)]
-    assert_one_line_error(edgekd_inproc(capsys, "distill", "--out", str(tmp_path / "run"), *overrides), "class folder 'dog'", "has no images")
+    overrides = [
+        x for kv in tiny_overrides(**{"data.name": "imagefolder", "data.root": str(root)}) for x in ("--set", kv)
+    ]
+    assert_one_line_error(
+        edgekd_inproc(capsys, "distill", "--out", str(tmp_path / "run"), *overrides),
+        "class folder 'dog'",
+        "has no images",
+    )
 
 
 def test_cli_distill_runs_and_prints_summary(tmp_path: Path) -> None:

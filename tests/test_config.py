@@ -90,8 +90,19 @@ def test_config_is_frozen() -> None:
 def test_every_key_is_documented() -> None:
     rows = describe_keys()
     keys = [k for k, _, _ in rows]
-    for required in ["data.name", "data.root", "teacher.arch", "teacher.epochs", "teacher.checkpoint", "student.arch",
-                     "student.epochs", "distill.temperature", "distill.alpha", "distill.baseline", "seed"]:
+    for required in [
+        "data.name",
+        "data.root",
+        "teacher.arch",
+        "teacher.epochs",
+        "teacher.checkpoint",
+        "student.arch",
+        "student.epochs",
+        "distill.temperature",
+        "distill.alpha",
+        "distill.baseline",
+        "seed",
+    ]:
         assert required in keys
     undocumented = [k for k, _, h in rows if not h]
     assert undocumented == []

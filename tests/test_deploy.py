@@ -75,14 +75,34 @@ def _cli_ssh(sshd: dict) -> list[str]:
 def test_deploy_bench_round_trip(sshd: dict, tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     remote = tmp_path / "remote"
     back = tmp_path / "back"
-    args = ["deploy", *_cli_ssh(sshd), "--artifacts", str(tiny_bundle), "--bench", "--force", "--remote-dir", str(remote),
-            "--remote-python", sys.executable, "--threads", "1", "--runs", "3", "--warmup", "1", "--out", str(back)]
+    args = [
+        "deploy",
+        *_cli_ssh(sshd),
+        "--artifacts",
+        str(tiny_bundle),
+        "--bench",
+        "--force",
+        "--remote-dir",
+        str(remote),
+        "--remote-python",
+        sys.executable,
+        "--threads",
+        "1",
+        "--runs",
+        "3",
+        "--warmup",
+        "1",
+        "--out",
+        str(back),
+    ]
     assert main(args) == 0, capsys.readouterr().err
     out = capsys.readouterr().out
     assert "(rsync)" in out and "bench report:" in out
     copy = remote / "bundles" / tiny_bundle.name
     assert verify_bundle(copy).passed  # the bundle arrived whole
-    assert (remote / "src" / "edgekd" / "deploy.py").is_file() and (remote / "src" / "deploy" / "rpi" / "install.sh").is_file()
+    assert (remote / "src" / "edgekd" / "deploy.py").is_file() and (
+        remote / "src" / "deploy" / "rpi" / "install.sh"
+    ).is_file()
     report = json.loads((back / "bench.json").read_text())
     assert report == json.loads((copy / "bench" / "bench.json").read_text())  # what came back is what the "Pi" wrote
     assert report["settings"]["device"] == "rpi" and report["host"]["forced"] is True
@@ -97,10 +117,21 @@ def test_deploy_bench_round_trip(sshd: dict, tiny_bundle: Path, tmp_path: Path, 
 def test_remote_bench_uses_force_only_when_asked(sshd: dict, tiny_bundle: Path, tmp_path: Path) -> None:
     kwargs = {k: sshd[k] for k in ("host", "port", "identity", "ssh_option")}
     with pytest.raises(DeployError, match=r"remote bench .* failed: this machine is not a Raspberry Pi .*--force"):
-        deploy(artifacts=tiny_bundle, bench=True, remote_dir=str(tmp_path / "remote"), remote_python=sys.executable, threads=1, runs=2, warmup=0, **kwargs)
+        deploy(
+            artifacts=tiny_bundle,
+            bench=True,
+            remote_dir=str(tmp_path / "remote"),
+            remote_python=sys.executable,
+            threads=1,
+            runs=2,
+            warmup=0,
+            **kwargs,
+        )
 
 
-def test_scp_fallback_and_a_remote_python_without_the_runtime(sshd: dict, tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_scp_fallback_and_a_remote_python_without_the_runtime(
+    sshd: dict, tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import edgekd.deploy as mod
 
     real_which = shutil.which
@@ -110,7 +141,7 @@ def test_scp_fallback_and_a_remote_python_without_the_runtime(sshd: dict, tiny_b
     assert result.transport == "scp" and not result.installed and result.report is None
     assert verify_bundle(result.remote_bundle).passed
     bare = tmp_path / "bare-python"  # a Python that cannot import numpy: like a Pi before install.sh
-    bare.write_text(f"#!/bin/sh\nexec {sys.executable} -I -S \"$@\"\n")
+    bare.write_text(f'#!/bin/sh\nexec {sys.executable} -I -S "$@"\n')
     bare.chmod(0o755)
     with pytest.raises(DeployError, match=r"cannot run the bench .*install numpy and ai-edge-litert there"):
         deploy(artifacts=tiny_bundle, remote_dir=str(tmp_path / "remote"), remote_python=str(bare), **kwargs)
@@ -118,6 +149,23 @@ def test_scp_fallback_and_a_remote_python_without_the_runtime(sshd: dict, tiny_b
 
 def test_unreachable_host_is_one_line(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     port = _free_port()  # nothing listens there
-    assert main(["deploy", "--host", "nobody@127.0.0.1", "--port", str(port), "--artifacts", str(tiny_bundle), "--ssh-option", "StrictHostKeyChecking=no", "--ssh-option", f"UserKnownHostsFile={tmp_path}/kh"]) == 2
+    assert (
+        main(
+            [
+                "deploy",
+                "--host",
+                "nobody@127.0.0.1",
+                "--port",
+                str(port),
+                "--artifacts",
+                str(tiny_bundle),
+                "--ssh-option",
+                "StrictHostKeyChecking=no",
+                "--ssh-option",
+                f"UserKnownHostsFile={tmp_path}/kh",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err.strip()
     assert err.startswith("edgekd: error: connecting on nobody@127.0.0.1 failed:") and len(err.splitlines()) == 1

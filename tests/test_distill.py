@@ -22,7 +22,16 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_outputs_and_summary_schema(tiny_run: Path) -> None:
-    for name in ("config.yaml", "summary.json", "metrics.jsonl", "teacher.pt", "student.pt", "baseline.pt", "student_last.pt", "student_best.pt"):
+    for name in (
+        "config.yaml",
+        "summary.json",
+        "metrics.jsonl",
+        "teacher.pt",
+        "student.pt",
+        "baseline.pt",
+        "student_last.pt",
+        "student_best.pt",
+    ):
         assert (tiny_run / name).is_file(), name
     summary = json.loads((tiny_run / "summary.json").read_text())
     for role in ("teacher", "student", "baseline"):
@@ -43,7 +52,12 @@ def test_outputs_and_summary_schema(tiny_run: Path) -> None:
 def test_metrics_log_has_every_epoch(tiny_run: Path) -> None:
     records = [json.loads(line) for line in (tiny_run / "metrics.jsonl").read_text().splitlines()]
     assert [(r["stage"], r["epoch"]) for r in records] == [
-        ("teacher", 1), ("teacher", 2), ("student", 1), ("student", 2), ("baseline", 1), ("baseline", 2)
+        ("teacher", 1),
+        ("teacher", 2),
+        ("student", 1),
+        ("student", 2),
+        ("baseline", 1),
+        ("baseline", 2),
     ]
     kd = [r for r in records if r["stage"] == "student"]
     assert all("kd_loss" in r and "task_loss" in r and "val_acc" in r for r in kd)
@@ -98,7 +112,12 @@ def test_resume_of_a_finished_run_retrains_nothing(tiny_run: Path, tmp_path: Pat
 
 def test_loaded_teacher_checkpoint_is_used_not_retrained(tiny_run: Path, tmp_path: Path) -> None:
     out = tmp_path / "loaded"
-    summary = distill(out=out, set=tiny_overrides(**{"teacher.checkpoint": str(tiny_run / "teacher.pt"), "teacher.epochs": 0, "distill.baseline": "false"}))
+    summary = distill(
+        out=out,
+        set=tiny_overrides(
+            **{"teacher.checkpoint": str(tiny_run / "teacher.pt"), "teacher.epochs": 0, "distill.baseline": "false"}
+        ),
+    )
     reference = json.loads((tiny_run / "summary.json").read_text())
     assert summary["teacher"]["epochs"] == 0 and summary["teacher"]["wall_s"] == 0.0
     assert summary["teacher"]["test_acc"] == reference["teacher"]["test_acc"]

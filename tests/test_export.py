@@ -58,15 +58,28 @@ def test_network_block_is_real() -> None:
         mp.setattr(socket, "getaddrinfo", _no_network)
         mp.setattr(socket, "create_connection", _no_network)
         mp.chdir(Path(__file__).parent)  # no cached sample file here
-        with pytest.raises(Exception):
+        with pytest.raises(Exception):  # noqa: B017 - whatever the library raises, it must not reach the network
             common.download_test_image_data()
 
 
 def test_bundle_files_and_manifest_schema(bundle: Path) -> None:
     expected = {
-        "student.pt", "student.onnx", "student_fp32.tflite", "student_int8.tflite", "student_fp16.tflite",
-        "student_dynamic.tflite", "teacher.pt", "teacher.onnx", "teacher_fp32.tflite",
-        "student_int8_model_data.cc", "student_int8_model_data.h", "eval.npz", "config.yaml", "summary.json", "quant_report.json", MANIFEST,
+        "student.pt",
+        "student.onnx",
+        "student_fp32.tflite",
+        "student_int8.tflite",
+        "student_fp16.tflite",
+        "student_dynamic.tflite",
+        "teacher.pt",
+        "teacher.onnx",
+        "teacher_fp32.tflite",
+        "student_int8_model_data.cc",
+        "student_int8_model_data.h",
+        "eval.npz",
+        "config.yaml",
+        "summary.json",
+        "quant_report.json",
+        MANIFEST,
     }
     assert {p.name for p in bundle.iterdir()} == expected
     m = json.loads((bundle / MANIFEST).read_text())
@@ -103,7 +116,9 @@ def test_int8_model_is_full_integer(bundle: Path) -> None:
 
     assert full_integer_problems(bundle / "student_int8.tflite") == []
     problems = full_integer_problems(bundle / "student_dynamic.tflite")
-    assert any(p.startswith("input") and p.endswith("float32") for p in problems) and any("float tensor" in p for p in problems)
+    assert any(p.startswith("input") and p.endswith("float32") for p in problems) and any(
+        "float tensor" in p for p in problems
+    )
 
 
 def test_int8_model_runs_under_tflite_micro(bundle: Path) -> None:
@@ -139,10 +154,12 @@ def test_c_array_compiles_and_matches(bundle: Path, tmp_path: Path) -> None:
     # one translation unit that includes the array's definition, so its size is known at compile time
     main.write_text(
         '#include "student_int8_model_data.cc"\n'
-        f"static_assert(sizeof(g_student_int8_model_data) == {(bundle / 'student_int8.tflite').stat().st_size}, \"size\");\n"
+        f'static_assert(sizeof(g_student_int8_model_data) == {(bundle / "student_int8.tflite").stat().st_size}, "size");\n'
     )
     for source in (cc, main):  # the .cc alone (as a project compiles it), then the size check
-        proc = subprocess.run([gxx, "-std=c++17", "-fsyntax-only", "-Wall", f"-I{bundle}", str(source)], capture_output=True, text=True)
+        proc = subprocess.run(
+            [gxx, "-std=c++17", "-fsyntax-only", "-Wall", f"-I{bundle}", str(source)], capture_output=True, text=True
+        )
         assert proc.returncode == 0, proc.stderr
     assert proc.returncode == 0, proc.stderr
     text = cc.read_text()
@@ -172,7 +189,9 @@ def test_verify_detects_tampering(bundle: Path, tmp_path: Path) -> None:
     assert main(["verify", str(bundle)]) == 0
 
 
-def test_parity_failure_exits_nonzero_but_writes_the_bundle(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_parity_failure_exits_nonzero_but_writes_the_bundle(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     out = tmp_path / "strict"
     impossible = ["export.fp32_max_abs_diff=0", "export.formats=[onnx]", "export.models=[student]"]
     with pytest.raises(ParityError, match=r"student.onnx: max \|Δlogit\|"):
@@ -184,12 +203,16 @@ def test_parity_failure_exits_nonzero_but_writes_the_bundle(run_dir: Path, tmp_p
 
     from edgekd.cli import main
 
-    assert main(["export", "--run", str(run_dir), "--out", str(out), *[x for s in impossible for x in ("--set", s)]]) == 1
+    assert (
+        main(["export", "--run", str(run_dir), "--out", str(out), *[x for s in impossible for x in ("--set", s)]]) == 1
+    )
     err = capsys.readouterr().err
     assert "edgekd: error: parity out of bounds" in err and "Traceback" not in err
 
 
-def test_reexport_replaces_atomically_and_failure_keeps_old(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_reexport_replaces_atomically_and_failure_keeps_old(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     out = tmp_path / "b"
     quick = ["export.formats=[pytorch,onnx]", "export.models=[student]"]
     export(run=run_dir, out=out, set=quick)
@@ -243,10 +266,14 @@ def test_calibration_of_the_wrong_shape(bundle: Path, tmp_path: Path) -> None:
     from edgekd.exporters.to_tflite import onnx_to_tflite
 
     wrong = np.zeros((4, 32, 32, 3), dtype=np.uint8)
-    with pytest.raises(ExportError, match=r"calibration images are \(32, 32, 3\) \(HWC\) but student takes \(8, 8, 1\)"):
+    with pytest.raises(
+        ExportError, match=r"calibration images are \(32, 32, 3\) \(HWC\) but student takes \(8, 8, 1\)"
+    ):
         onnx_to_tflite(bundle / "student.onnx", {"tflite_int8": tmp_path / "x.tflite"}, wrong, name="student")
     with pytest.raises(ExportError, match="calibration data must be uint8"):
-        onnx_to_tflite(bundle / "student.onnx", {"tflite_int8": tmp_path / "x.tflite"}, wrong.astype(np.float32), name="student")
+        onnx_to_tflite(
+            bundle / "student.onnx", {"tflite_int8": tmp_path / "x.tflite"}, wrong.astype(np.float32), name="student"
+        )
 
 
 def test_tflite_backends_share_one_interface(run_dir: Path, tmp_path: Path) -> None:
@@ -258,7 +285,9 @@ def test_tflite_backends_share_one_interface(run_dir: Path, tmp_path: Path) -> N
 
     assert {"onnx2tf", "litert_torch"} <= set(TFLITE_BACKENDS.names())
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 2, 3), torch.nn.Flatten()).eval()
-    request = TFLiteRequest(model, (1, 1, 8, 8), {}, np.zeros((2, 8, 8, 1), np.uint8), name="tiny", work_dir=tmp_path / "work")
+    request = TFLiteRequest(
+        model, (1, 1, 8, 8), {}, np.zeros((2, 8, 8, 1), np.uint8), name="tiny", work_dir=tmp_path / "work"
+    )
     assert not (tmp_path / "work").exists()
     first = request.onnx()
     assert first == tmp_path / "work" / "tiny_static.onnx" and first.is_file()
@@ -268,7 +297,9 @@ def test_tflite_backends_share_one_interface(run_dir: Path, tmp_path: Path) -> N
         export(run=run_dir, out=tmp_path / "x", set=["export.backend=litert"])
 
 
-def test_litert_backend_missing_is_one_clear_line(run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
+def test_litert_backend_missing_is_one_clear_line(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """Selecting litert_torch where litert-torch is not installed (the project env) stops the export
     with one line saying how to install it, and leaves no bundle behind. ``None`` in sys.modules
     makes the import fail the same way where it is installed."""
@@ -297,7 +328,9 @@ def test_backend_comparison_rows(run_dir: Path, tmp_path: Path, monkeypatch: pyt
     from edgekd.exporters import compare
 
     monkeypatch.setattr(compare, "backend_available", lambda backend: backend != "litert_torch")
-    report = compare.compare_tflite_backends(run_dir, tmp_path / "cmp", formats=("tflite_fp32", "tflite_int8"), runs=20, warmup=2)
+    report = compare.compare_tflite_backends(
+        run_dir, tmp_path / "cmp", formats=("tflite_fp32", "tflite_int8"), runs=20, warmup=2
+    )
     by_backend = {r["backend"]: r for r in report["results"]}
     assert by_backend["litert_torch"]["error"].startswith("export failed: litert_torch is not installed here")
     rows = {row["format"]: row for row in report["rows"]}

@@ -40,7 +40,13 @@ def bundle(run_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_every_format_is_written_without_onnx(bundle: Path) -> None:
     m = json.loads((bundle / MANIFEST).read_text())
     names = set(m["files"])
-    assert {"student_fp32.tflite", "student_int8.tflite", "student_fp16.tflite", "student_dynamic.tflite", "teacher_fp32.tflite"} <= names
+    assert {
+        "student_fp32.tflite",
+        "student_int8.tflite",
+        "student_fp16.tflite",
+        "student_dynamic.tflite",
+        "teacher_fp32.tflite",
+    } <= names
     assert not any(n.endswith(".onnx") for n in names)  # straight from PyTorch: no ONNX graph was needed
     assert "litert-torch" in m["versions"] and "ai-edge-quantizer" in m["versions"]
     for name, entry in m["models"].items():
@@ -71,7 +77,9 @@ def test_int8_is_full_integer(bundle: Path) -> None:
 
 
 def test_int8_runs_under_tflite_micro(bundle: Path) -> None:
-    pytest.importorskip("tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed: pip install 'edgekd[mcu]'")
+    pytest.importorskip(
+        "tflite_micro.python.tflite_micro.runtime", reason="tflite-micro not installed: pip install 'edgekd[mcu]'"
+    )
     # the kernels round differently (TFLM reference vs XNNPACK): up to 3 output steps, as in test_export
     assert_tflm_matches_litert(bundle / "student_int8.tflite", np.load(bundle / "eval.npz")["images"][:20], steps=3)
     assert (bundle / "student_int8_model_data.cc").is_file()
@@ -88,4 +96,6 @@ def test_wrong_calibration_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ExportError, match=r"calibration images are \(32, 32, 3\) \(HWC\) but tiny takes \(8, 8, 1\)"):
         torch_to_tflite(model, (1, 1, 8, 8), {"tflite_int8": tmp_path / "x.tflite"}, wrong, name="tiny")
     with pytest.raises(ExportError, match="calibration data must be uint8"):
-        torch_to_tflite(model, (1, 1, 8, 8), {"tflite_int8": tmp_path / "x.tflite"}, wrong.astype(np.float32), name="tiny")
+        torch_to_tflite(
+            model, (1, 1, 8, 8), {"tflite_int8": tmp_path / "x.tflite"}, wrong.astype(np.float32), name="tiny"
+        )

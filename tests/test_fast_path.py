@@ -73,7 +73,9 @@ def test_cache_is_reused_and_invalidated(tmp_path: Path, capsys) -> None:
 
 
 def test_views_cache_several_augmented_views(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    base = tiny_overrides(**{"distill.baseline": "false", "data.augment": "crop", "data.crop_padding": 1, "student.epochs": 4})
+    base = tiny_overrides(
+        **{"distill.baseline": "false", "data.augment": "crop", "data.crop_padding": 1, "student.epochs": 4}
+    )
     distill(out=tmp_path / "fresh", set=base)  # new augmentation every epoch: nothing to cache
     assert not (tmp_path / "fresh" / "teacher_cache").exists()
     calls = _teacher_calls(monkeypatch)
@@ -125,15 +127,32 @@ DRIVER = textwrap.dedent(
 def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
     """torchrun --nproc_per_node 2 (gloo on CPU), interrupted and resumed, equals one process with
     the same global batch. Models without batch norm: CPU ranks normalize their own half-batch."""
-    overrides = tiny_overrides(**{
-        "teacher.kwargs": "{norm: false}", "student.kwargs": "{norm: false}", "distill.baseline": "false",
-        "data.batch_size": 64, "runtime.teacher_cache": "false",
-    })
+    overrides = tiny_overrides(
+        **{
+            "teacher.kwargs": "{norm: false}",
+            "student.kwargs": "{norm: false}",
+            "distill.baseline": "false",
+            "data.batch_size": 64,
+            "runtime.teacher_cache": "false",
+        }
+    )
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(driver), str(tmp_path / "ddp"), *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(_free_port()),
+        str(driver),
+        str(tmp_path / "ddp"),
+        *overrides,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summaries = [json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("SUMMARY ")]
@@ -148,10 +167,17 @@ def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
         assert summaries[0][role]["test_acc"] == pytest.approx(single[role]["test_acc"], abs=0.01), role
     a = load_checkpoint(tmp_path / "ddp" / "student.pt")["state_dict"]
     b = load_checkpoint(tmp_path / "single" / "student.pt")["state_dict"]
-    assert all(torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-3) for k in a), max((a[k] - b[k]).abs().max().item() for k in a)
+    assert all(torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-3) for k in a), max(
+        (a[k] - b[k]).abs().max().item() for k in a
+    )
     # only rank 0 wrote: one metrics record per epoch, no duplicates
     records = [json.loads(line) for line in (tmp_path / "ddp" / "metrics.jsonl").read_text().splitlines()]
-    assert [(r["stage"], r["epoch"]) for r in records] == [("teacher", 1), ("teacher", 2), ("student", 1), ("student", 2)]
+    assert [(r["stage"], r["epoch"]) for r in records] == [
+        ("teacher", 1),
+        ("teacher", 2),
+        ("student", 1),
+        ("student", 2),
+    ]
 
 
 def test_global_batch_must_split_evenly(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -159,7 +185,9 @@ def test_global_batch_must_split_evenly(monkeypatch: pytest.MonkeyPatch) -> None
     from edgekd.train import distributed
 
     monkeypatch.setattr(distributed, "_world", distributed.World(0, 3, 0))
-    with pytest.raises(EdgekdError, match="data.batch_size 64 is the global batch: it must divide evenly over 3 processes"):
+    with pytest.raises(
+        EdgekdError, match="data.batch_size 64 is the global batch: it must divide evenly over 3 processes"
+    ):
         distributed.check_batch(64)
 
 
@@ -169,7 +197,9 @@ def test_compiled_teacher_and_student_train(tmp_path: Path) -> None:
     minute of compiling, hence slow) trains to the same result as eager within float tolerance."""
     base = tiny_overrides(**{"distill.baseline": "false", "runtime.teacher_cache": "false"})
     eager = distill(out=tmp_path / "eager", set=base)
-    compiled = distill(out=tmp_path / "compiled", set=base + ["runtime.compile_teacher=true", "runtime.compile_student=true"])
+    compiled = distill(
+        out=tmp_path / "compiled", set=base + ["runtime.compile_teacher=true", "runtime.compile_student=true"]
+    )
     assert compiled["student"]["val_acc"] == pytest.approx(eager["student"]["val_acc"], abs=0.03)
     assert "compiled teacher+student" in compiled["device"]
     a = load_checkpoint(tmp_path / "compiled" / "student.pt")["state_dict"]

@@ -112,12 +112,16 @@ def test_kd_mse_matches_hand_computation() -> None:
     zs, zt = rng.normal(size=(4, 7)) * 2, rng.normal(size=(4, 7)) * 2
     y = rng.integers(0, 7, size=4)
     per_sample = ((zs - zt) ** 2).sum(axis=1)  # summed over classes …
-    assert kd_mse_loss(torch.tensor(zs), torch.tensor(zt)).item() == pytest.approx(per_sample.mean(), rel=1e-6)  # … mean over the batch
+    assert kd_mse_loss(torch.tensor(zs), torch.tensor(zt)).item() == pytest.approx(
+        per_sample.mean(), rel=1e-6
+    )  # … mean over the batch
     _, ce, _ = _reference_kd(zs, zt, y, 1.0, 0.0)
     parts = LogitMSE(temperature=8.0, alpha=0.7)(torch.tensor(zs), torch.tensor(zt), torch.tensor(y))
     assert parts["loss"].item() == pytest.approx(0.3 * ce + 0.7 * per_sample.mean(), rel=1e-5)
     # the temperature plays no part
-    assert LogitMSE(temperature=1.0, alpha=0.7)(torch.tensor(zs), torch.tensor(zt), torch.tensor(y))["loss"].item() == pytest.approx(parts["loss"].item())
+    assert LogitMSE(temperature=1.0, alpha=0.7)(torch.tensor(zs), torch.tensor(zt), torch.tensor(y))[
+        "loss"
+    ].item() == pytest.approx(parts["loss"].item())
 
 
 @pytest.mark.parametrize("t,lam", [(1.0, 0.5), (4.0, 0.9), (2.0, 0.0)])
@@ -176,7 +180,9 @@ def test_unlabeled_samples_get_the_soft_term_only() -> None:
     none = torch.full((6,), -1)
     assert task_ce(zs, none).item() == 0.0
     only_soft = HintonKD(4.0, 0.5)(zs.clone().requires_grad_(True), zt, none)
-    assert torch.isfinite(only_soft["loss"]) and only_soft["loss"].item() == pytest.approx(0.5 * kd_kl_loss(zs, zt, 4.0).item())
+    assert torch.isfinite(only_soft["loss"]) and only_soft["loss"].item() == pytest.approx(
+        0.5 * kd_kl_loss(zs, zt, 4.0).item()
+    )
     assert CrossEntropy()(zs, None, none)["loss"].item() == 0.0
 
 

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SHARED_DATA
 from torch import nn
 
+from conftest import SHARED_DATA
 from edgekd.models import create_model
 from edgekd.models.layers import SameConv2d, same_pads
 from edgekd.models.wrappers import with_preprocessing
@@ -55,7 +55,9 @@ def test_checkpoints_without_a_padding_mode_load_as_torch(tmp_path: Path) -> Non
     save_checkpoint(tmp_path / "old.pt", legacy)
     loaded, _ = load_model(tmp_path / "old.pt")
     assert loaded.padding_mode_name == "torch"
-    save_checkpoint(tmp_path / "new.pt", model_payload(create_model("resnet8", 10, 3, (32, 32)), "resnet8", {}, data, "student"))
+    save_checkpoint(
+        tmp_path / "new.pt", model_payload(create_model("resnet8", 10, 3, (32, 32)), "resnet8", {}, data, "student")
+    )
     assert load_model(tmp_path / "new.pt")[0].padding_mode_name == "same"
 
 
@@ -80,7 +82,9 @@ def test_lean_rewrites_are_exact() -> None:
     assert applied == ["folded_normalization"]  # mean 0: zero padding means the same in both spaces
     assert not hasattr(lean, "normalize")
     assert _max_diff(lean, resnet, (1, 3, 32, 32)) < 1e-3
-    _, applied = lean_for_export(with_preprocessing(create_model("resnet8", 10, 3, (32, 32)), [0.49, 0.48, 0.45], [0.25] * 3), (1, 3, 32, 32))
+    _, applied = lean_for_export(
+        with_preprocessing(create_model("resnet8", 10, 3, (32, 32)), [0.49, 0.48, 0.45], [0.25] * 3), (1, 3, 32, 32)
+    )
     assert applied == []
 
 
@@ -134,7 +138,9 @@ def test_tiny_students_int8_op_list(tiny_bundle: Path) -> None:
     manifest = json.loads((tiny_bundle / "manifest.json").read_text())
     assert manifest["roles"]["student"]["graph_rewrites"] == []
     metrics = manifest["metrics"]["student_int8.tflite"]
-    assert metrics["max_abs_diff_steps"] == pytest.approx(metrics["max_abs_diff"] / metrics["output_scale"], rel=1e-3, abs=0.01)
+    assert metrics["max_abs_diff_steps"] == pytest.approx(
+        metrics["max_abs_diff"] / metrics["output_scale"], rel=1e-3, abs=0.01
+    )
 
 
 @pytest.mark.skipif(not REFERENCE.is_file(), reason=f"needs {REFERENCE}")
@@ -157,16 +163,45 @@ def test_mcu_estimate_prices_every_op() -> None:
 # (arch, kwargs, channels, size, mean, expected op list of the int8 file) — what a registry student
 # converts to with onnx2tf; mean 0 lets the normalization fold into the first convolution
 REGISTRY_STUDENTS = [
-    ("resnet8", {}, 3, 32, 0.0, ["CONV_2D"] * 3 + ["ADD"] + (["CONV_2D"] * 3 + ["ADD"]) * 2 + ["AVERAGE_POOL_2D", "FULLY_CONNECTED"]),
-    ("resnet8", {}, 3, 32, 0.5, ["DEPTHWISE_CONV_2D"] + ["CONV_2D"] * 3 + ["ADD"] + (["CONV_2D"] * 3 + ["ADD"]) * 2 + ["AVERAGE_POOL_2D", "FULLY_CONNECTED"]),
-    ("plain2", {"width": 0.5}, 1, 8, 0.3, ["CONV_2D", "CONV_2D", "MAX_POOL_2D", "CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED"]),
+    (
+        "resnet8",
+        {},
+        3,
+        32,
+        0.0,
+        ["CONV_2D"] * 3 + ["ADD"] + (["CONV_2D"] * 3 + ["ADD"]) * 2 + ["AVERAGE_POOL_2D", "FULLY_CONNECTED"],
+    ),
+    (
+        "resnet8",
+        {},
+        3,
+        32,
+        0.5,
+        ["DEPTHWISE_CONV_2D"]
+        + ["CONV_2D"] * 3
+        + ["ADD"]
+        + (["CONV_2D"] * 3 + ["ADD"]) * 2
+        + ["AVERAGE_POOL_2D", "FULLY_CONNECTED"],
+    ),
+    (
+        "plain2",
+        {"width": 0.5},
+        1,
+        8,
+        0.3,
+        ["CONV_2D", "CONV_2D", "MAX_POOL_2D", "CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED"],
+    ),
     ("plain7", {"width": 0.5}, 3, 32, 0.5, None),
     ("mobilenetv2_small", {}, 3, 32, 0.5, None),
 ]
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("arch,kwargs,channels,size,mean,expected", REGISTRY_STUDENTS, ids=lambda v: str(v) if not isinstance(v, list) else "")
+@pytest.mark.parametrize(
+    "arch,kwargs,channels,size,mean,expected",
+    REGISTRY_STUDENTS,
+    ids=lambda v: str(v) if not isinstance(v, list) else "",
+)
 def test_registry_student_int8_op_list(arch, kwargs, channels, size, mean, expected, tmp_path: Path) -> None:
     from edgekd.exporters.lean import lean_for_export
     from edgekd.exporters.to_tflite import TFLiteRequest, onnx2tf_backend
@@ -174,11 +209,17 @@ def test_registry_student_int8_op_list(arch, kwargs, channels, size, mean, expec
 
     torch.manual_seed(0)
     shape = (1, channels, size, size)
-    wrapped = with_preprocessing(create_model(arch, 10, channels, (size, size), **kwargs), [mean] * channels, [0.25] * channels)
+    wrapped = with_preprocessing(
+        create_model(arch, 10, channels, (size, size), **kwargs), [mean] * channels, [0.25] * channels
+    )
     lean, _ = lean_for_export(wrapped, shape)
     calibration = np.random.default_rng(0).integers(0, 256, (16, size, size, channels), dtype=np.uint8)
     out = tmp_path / "int8.tflite"
-    onnx2tf_backend(TFLiteRequest(model=lean, input_shape=shape, outputs={"tflite_int8": out}, calibration=calibration, work_dir=tmp_path))
+    onnx2tf_backend(
+        TFLiteRequest(
+            model=lean, input_shape=shape, outputs={"tflite_int8": out}, calibration=calibration, work_dir=tmp_path
+        )
+    )
     ops = [op.name for op in read_tflite(out).ops]
     assert not {"PAD", "MEAN", "TRANSPOSE"} & set(ops), ops
     if expected is not None:

@@ -5,7 +5,19 @@ from __future__ import annotations
 import subprocess
 import sys
 
-HEAVY = ["torch", "torchvision", "tensorflow", "onnxruntime", "onnx", "onnx2tf", "sklearn", "matplotlib", "yaml", "optuna", "sqlalchemy"]
+HEAVY = [
+    "torch",
+    "torchvision",
+    "tensorflow",
+    "onnxruntime",
+    "onnx",
+    "onnx2tf",
+    "sklearn",
+    "matplotlib",
+    "yaml",
+    "optuna",
+    "sqlalchemy",
+]
 
 
 def imported_after(code: str) -> set[str]:

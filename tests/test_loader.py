@@ -39,7 +39,7 @@ def test_augmentation_is_a_function_of_seed_and_epoch() -> None:
 def test_crop_is_a_shifted_window_of_the_padded_image() -> None:
     s = split(n=64)
     b = Batches(s, (0.0,) * 3, (1.0,) * 3, batch_size=64, augment="crop", crop_padding=2, shuffle=False)
-    (x, _), = list(b)
+    ((x, _),) = list(b)
     x = (x * 255).round().to(torch.uint8)
     padded = torch.nn.functional.pad(torch.from_numpy(s.images), (2, 2, 2, 2))
     for i in range(64):
@@ -51,7 +51,7 @@ def test_crop_is_a_shifted_window_of_the_padded_image() -> None:
 def test_flip_only_mirrors() -> None:
     s = split(n=64)
     b = Batches(s, (0.0,) * 3, (1.0,) * 3, batch_size=64, augment="flip")
-    (x, _), = list(b)
+    ((x, _),) = list(b)
     x = (x * 255).round().to(torch.uint8)
     orig = torch.from_numpy(s.images)
     same = [torch.equal(x[i], orig[i]) for i in range(64)]
@@ -62,10 +62,12 @@ def test_flip_only_mirrors() -> None:
 def test_views_repeat_augmentation_every_k_epochs() -> None:
     s = split(n=16)
     b = Batches(s, (0.0,) * 3, (1.0,) * 3, batch_size=16, augment="crop_flip", crop_padding=2, views=2)
+
     def epoch(e: int) -> torch.Tensor:
         b.set_epoch(e)
-        (x, _), = list(b)
+        ((x, _),) = list(b)
         return x
+
     assert torch.equal(epoch(0), epoch(2)) and torch.equal(epoch(1), epoch(5))
     assert not torch.equal(epoch(0), epoch(1))
 
@@ -73,14 +75,25 @@ def test_views_repeat_augmentation_every_k_epochs() -> None:
 def test_shards_split_every_batch_between_processes() -> None:
     """Two ranks together see exactly the single-process batches, with identical augmentation."""
     s = split(n=40)
-    kw = dict(mean=(0.0,) * 3, std=(1.0,) * 3, batch_size=8, augment="crop_flip", crop_padding=2, shuffle=True, seed=3, drop_last=True)
+    kw = dict(
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        batch_size=8,
+        augment="crop_flip",
+        crop_padding=2,
+        shuffle=True,
+        seed=3,
+        drop_last=True,
+    )
     from edgekd.data.loader import Shard
 
     whole = Batches(s, **kw)
     ranks = [Batches(s, shard=Shard(r, 2), **kw) for r in range(2)]
     for b in (whole, *ranks):
         b.set_epoch(4)
-    for (i0, x0, y0), (i1, x1, _), (i2, x2, _) in zip(whole.with_index(), ranks[0].with_index(), ranks[1].with_index()):
+    for (i0, x0, _y0), (i1, x1, _), (i2, x2, _) in zip(
+        whole.with_index(), ranks[0].with_index(), ranks[1].with_index()
+    ):
         assert sorted(torch.cat([i1, i2]).tolist()) == sorted(i0.tolist())
         for idx, x in ((i1, x1), (i2, x2)):
             pos = [i0.tolist().index(v) for v in idx.tolist()]
@@ -91,7 +104,6 @@ def test_shards_split_every_batch_between_processes() -> None:
 def test_streamed_images_match_decoded_ones(tmp_path) -> None:
     """A LazyImages split through DataLoader workers yields what the in-memory split yields."""
     from conftest import make_imagefolder
-
     from edgekd.data.imagefolder import load_imagefolder
 
     root = make_imagefolder(tmp_path / "d", {"a": 6, "b": 6}, size=(12, 12), mode="RGB")

@@ -115,7 +115,12 @@ def test_keys_are_owned_and_checked() -> None:
 @pytest.mark.parametrize("method", ["dkd", "dist"])
 def test_training_with_the_method_runs_on_digits(method: str, tmp_path: Path) -> None:
     out = tmp_path / method
-    summary = distill(out=out, set=tiny_overrides(**{"distill.method": method, "teacher.epochs": 2, "student.epochs": 2, "distill.baseline": "false"}))
+    summary = distill(
+        out=out,
+        set=tiny_overrides(
+            **{"distill.method": method, "teacher.epochs": 2, "student.epochs": 2, "distill.baseline": "false"}
+        ),
+    )
     assert summary["distill"]["method"] == method
     rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     kd = [r for r in rows if r["stage"] == "student"]

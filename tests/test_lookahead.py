@@ -46,7 +46,10 @@ def test_run_with_lookahead_resumes_exactly(tmp_path: Path) -> None:
     with pytest.raises(KeyboardInterrupt):
         distill(out=out, set=tiny_overrides(**sets), on_epoch=[stop])
     distill(out=out, resume=True)
-    a, b = load_checkpoint(out / "student_last.pt")["state_dict"], load_checkpoint(ref / "student_last.pt")["state_dict"]
+    a, b = (
+        load_checkpoint(out / "student_last.pt")["state_dict"],
+        load_checkpoint(ref / "student_last.pt")["state_dict"],
+    )
     assert all(torch.equal(a[k], b[k]) for k in a)
     # and it changes training: without lookahead the weights differ
     plain = tmp_path / "plain"

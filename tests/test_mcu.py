@@ -29,7 +29,22 @@ needs_resnet8 = pytest.mark.skipif(not RESNET8.is_file(), reason=f"{RESNET8} is 
 @pytest.fixture(scope="module")
 def mcu_json(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
     out = tmp_path_factory.mktemp("mcu")
-    assert main(["bench", "--device", "mcu", "--artifacts", str(tiny_bundle), "--out", str(out / "report"), "--json", str(out / "mcu.json")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--device",
+                "mcu",
+                "--artifacts",
+                str(tiny_bundle),
+                "--out",
+                str(out / "report"),
+                "--json",
+                str(out / "mcu.json"),
+            ]
+        )
+        == 0
+    )
     return json.loads((out / "mcu.json").read_text()) | {"_out": str(out / "report")}
 
 
@@ -39,16 +54,24 @@ def test_bundle_int8_model_through_tflm(mcu_json: dict, tiny_bundle: Path) -> No
     assert row["status"] == "ok" and row["latency_ms"] is None  # TFLM's host time is never a latency
     tflm = row["tflm"]
     assert TFLM_KEYS <= set(tflm)
-    assert tflm["ops_supported"] is True and isinstance(tflm["arena_bytes"], int) and 0 < tflm["arena_bytes"] < 64 * 1024
+    assert (
+        tflm["ops_supported"] is True and isinstance(tflm["arena_bytes"], int) and 0 < tflm["arena_bytes"] < 64 * 1024
+    )
     assert tflm["flash_bytes"] == (tiny_bundle / "student_int8.tflite").stat().st_size + tflm["runtime_flash_bytes"]
-    assert set(tflm["est_latency_ms"]) == set(profiles.profile_names()) and all(v > 0 for v in tflm["est_latency_ms"].values())
+    assert set(tflm["est_latency_ms"]) == set(profiles.profile_names()) and all(
+        v > 0 for v in tflm["est_latency_ms"].values()
+    )
     # TFLM's kernels against LiteRT's on the same int8 model and images: same predictions up to ties
     from edgekd.runtimes import open_runner
 
     with np.load(tiny_bundle / "eval.npz") as data:
-        litert = float((open_runner(tiny_bundle / "student_int8.tflite", 1).predict(data["images"]).argmax(1) == data["labels"]).mean())
+        litert = float(
+            (
+                open_runner(tiny_bundle / "student_int8.tflite", 1).predict(data["images"]).argmax(1) == data["labels"]
+            ).mean()
+        )
     assert isinstance(tflm["accuracy"], float) and abs(tflm["accuracy"] - litert) <= 0.02
-    for (model, fmt), r in rows.items():
+    for (_model, fmt), r in rows.items():
         if fmt != "tflite_int8":
             assert r["status"] == "skipped" and "int8 TFLite models only" in r["reason"]
     assert any("ESTIMATES" in note for note in mcu_json["notes"])
@@ -64,30 +87,84 @@ def test_generated_config_and_template_compile(mcu_json: dict, tiny_bundle: Path
     config = Path(mcu_json["_out"]) / "student_int8_tflm_config.h"
     text = config.read_text()
     assert "kEdgekdArenaSize" in text and "resolver.AddConv2D()" in text and "resolver.AddFullyConnected()" in text
-    includes = os.environ.get("TFLM_INCLUDE", "").split(os.pathsep) if os.environ.get("TFLM_INCLUDE") else [str(REPO / "tests" / "tflm_shim")]
+    includes = (
+        os.environ.get("TFLM_INCLUDE", "").split(os.pathsep)
+        if os.environ.get("TFLM_INCLUDE")
+        else [str(REPO / "tests" / "tflm_shim")]
+    )
     flags = [f"-I{p}" for p in (*includes, config.parent, tiny_bundle)]
-    syntax = subprocess.run([gxx, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fsyntax-only", "-DTF_LITE_STATIC_MEMORY", *flags, str(REPO / "deploy" / "mcu" / "main.cc")], capture_output=True, text=True)
+    syntax = subprocess.run(
+        [
+            gxx,
+            "-std=c++17",
+            "-Wall",
+            "-Wextra",
+            "-Werror",
+            "-fsyntax-only",
+            "-DTF_LITE_STATIC_MEMORY",
+            *flags,
+            str(REPO / "deploy" / "mcu" / "main.cc"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert syntax.returncode == 0, syntax.stderr
-    obj = subprocess.run([gxx, "-std=c++17", "-c", "-o", str(tmp_path / "model_data.o"), f"-I{tiny_bundle}", str(tiny_bundle / "student_int8_model_data.cc")], capture_output=True, text=True)
+    obj = subprocess.run(
+        [
+            gxx,
+            "-std=c++17",
+            "-c",
+            "-o",
+            str(tmp_path / "model_data.o"),
+            f"-I{tiny_bundle}",
+            str(tiny_bundle / "student_int8_model_data.cc"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert obj.returncode == 0, obj.stderr
 
 
 def test_resolver_names() -> None:
-    assert [resolver_method(op) for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "RELU6", "BATCH_MATMUL")] == [
-        "AddConv2D", "AddDepthwiseConv2D", "AddFullyConnected", "AddAveragePool2D", "AddRelu6", "AddBatchMatMul"]
+    assert [
+        resolver_method(op)
+        for op in ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "AVERAGE_POOL_2D", "RELU6", "BATCH_MATMUL")
+    ] == ["AddConv2D", "AddDepthwiseConv2D", "AddFullyConnected", "AddAveragePool2D", "AddRelu6", "AddBatchMatMul"]
 
 
 @needs_resnet8
 def test_mlperf_reference_model_alone(tmp_path: Path) -> None:
     """The MLPerf Tiny ResNet-8 int8 reference: TFLM runs every op, the arena matches the ~56 KB the
     benchmark documents, and the MACs counted from the file match its stated 12,501,632."""
-    assert main(["bench", "--device", "mcu", "--model", str(RESNET8), "--out", str(tmp_path / "r"), "--json", str(tmp_path / "r.json")]) == 0
+    assert (
+        main(
+            [
+                "bench",
+                "--device",
+                "mcu",
+                "--model",
+                str(RESNET8),
+                "--out",
+                str(tmp_path / "r"),
+                "--json",
+                str(tmp_path / "r.json"),
+            ]
+        )
+        == 0
+    )
     row = json.loads((tmp_path / "r.json").read_text())["results"][0]
     tflm = row["tflm"]
-    assert row["status"] == "ok" and row["format"] == "tflite_int8" and row["accuracy"] is None and tflm["accuracy"] is None
+    assert (
+        row["status"] == "ok"
+        and row["format"] == "tflite_int8"
+        and row["accuracy"] is None
+        and tflm["accuracy"] is None
+    )
     assert tflm["ops_supported"] is True and 50_000 <= tflm["arena_bytes"] <= 60_000
     assert row["macs"] == tflm["macs"] == profiles.MLPERF_TINY_RESNET8_MACS
-    assert (tmp_path / "r" / "resnet8_quant_tflm_config.h").is_file() and (tmp_path / "r" / "resnet8_quant_model_data.cc").is_file()
+    assert (tmp_path / "r" / "resnet8_quant_tflm_config.h").is_file() and (
+        tmp_path / "r" / "resnet8_quant_model_data.cc"
+    ).is_file()
 
 
 @needs_resnet8
@@ -96,7 +173,9 @@ def test_latency_estimate_against_published_mlperf_figures() -> None:
     the STM32F746 (same core, another clock) and the STM32L4R5 (Cortex-M4, a prior core factor)."""
     model = read_tflite(RESNET8)
     fit = [r for r in profiles.MLPERF_TINY_RESNET8 if r.role == "fit"]
-    assert len(fit) == 1 and estimate.fit_conv_cycles(model, fit[0]) == pytest.approx(profiles.CONV_CYCLES_PER_MAC, abs=5e-4)
+    assert len(fit) == 1 and estimate.fit_conv_cycles(model, fit[0]) == pytest.approx(
+        profiles.CONV_CYCLES_PER_MAC, abs=5e-4
+    )
     errors = {}
     for ref in profiles.MLPERF_TINY_RESNET8:
         est = estimate.estimate_ms(model, profiles.PROFILES.get(ref.profile))
@@ -118,30 +197,72 @@ def test_macs_per_op_from_the_file(tiny_bundle: Path) -> None:
 
 
 def test_budget_check_names_the_overrun(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    args = ["bench", "--device", "mcu", "--artifacts", str(tiny_bundle), "--out", str(tmp_path / "o"), "--formats", "tflite_int8"]
+    args = [
+        "bench",
+        "--device",
+        "mcu",
+        "--artifacts",
+        str(tiny_bundle),
+        "--out",
+        str(tmp_path / "o"),
+        "--formats",
+        "tflite_int8",
+    ]
     capsys.readouterr()
     assert main([*args, "--ram-kb", "1", "--flash-kb", "8"]) == 1
     err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("edgekd:")]  # the rest is progress
-    assert len(err) == 1 and err[0].startswith("edgekd: bench: 1 of 1 rows failed: student/tflite_int8 failed (fit): does not fit the budget:")
-    assert "RAM (tensor arena)" in err[0] and "> 1 KB by" in err[0] and "flash" in err[0] and "> 8 KB by" in err[0] and " bytes)" in err[0]
+    assert len(err) == 1 and err[0].startswith(
+        "edgekd: bench: 1 of 1 rows failed: student/tflite_int8 failed (fit): does not fit the budget:"
+    )
+    assert (
+        "RAM (tensor arena)" in err[0]
+        and "> 1 KB by" in err[0]
+        and "flash" in err[0]
+        and "> 8 KB by" in err[0]
+        and " bytes)" in err[0]
+    )
     row = json.loads((tmp_path / "o" / "bench.json").read_text())["results"][0]
     # a model that does not fit gets no latency estimate: the row fails with the reason instead
-    assert row["status"] == "failed" and row["stage"] == "fit" and row["unsupported"] is True and "est_latency_ms" not in row["tflm"]
-    assert main([*args, "--ram-kb", "1", "--flash-kb", "8", "--allow-unsupported"]) == 0  # the row still fails, the exit does not
+    assert (
+        row["status"] == "failed"
+        and row["stage"] == "fit"
+        and row["unsupported"] is True
+        and "est_latency_ms" not in row["tflm"]
+    )
+    assert (
+        main([*args, "--ram-kb", "1", "--flash-kb", "8", "--allow-unsupported"]) == 0
+    )  # the row still fails, the exit does not
     assert main([*args, "--mcu", "cortex-m4"]) == 0  # a few KB fit an STM32L4R5 (profile defaults)
-    report = bench(artifacts=tiny_bundle, device="mcu", mcu="cortex-m0plus-64mhz", ram_kb=1, formats="tflite_int8", out=tmp_path / "p")
+    report = bench(
+        artifacts=tiny_bundle,
+        device="mcu",
+        mcu="cortex-m0plus-64mhz",
+        ram_kb=1,
+        formats="tflite_int8",
+        out=tmp_path / "p",
+    )
     assert not report.passed and "does not fit cortex-m0plus-64mhz: RAM" in report.budget_failures[0]
 
 
 def test_profile_and_option_errors(tiny_bundle: Path) -> None:
-    with pytest.raises(UnknownNameError, match=r"unknown MCU profile 'cortex-m8'; did you mean 'cortex-m7'\? available: .*cortex-m7-216mhz"):
+    with pytest.raises(
+        UnknownNameError,
+        match=r"unknown MCU profile 'cortex-m8'; did you mean 'cortex-m7'\? available: .*cortex-m7-216mhz",
+    ):
         bench(artifacts=tiny_bundle, device="mcu", mcu="cortex-m8")
     with pytest.raises(BenchError, match=r"--mcu does not apply to --device cpu \(it is for --device mcu\)"):
         bench(artifacts=tiny_bundle, device="cpu", mcu="cortex-m7")
     with pytest.raises(BenchError, match=r"--ram-kb must be a number above 0 and up to 1048576, got 0"):
         bench(artifacts=tiny_bundle, device="mcu", ram_kb=0)
     assert profiles.PROFILES.get("cortex-m7") is profiles.PROFILES.get("cortex-m7-216mhz")
-    for name in ("cortex-m7-280mhz", "cortex-m7-216mhz", "cortex-m4-120mhz", "cortex-m33-160mhz", "cortex-m0plus-64mhz", "cortex-m55-160mhz"):
+    for name in (
+        "cortex-m7-280mhz",
+        "cortex-m7-216mhz",
+        "cortex-m4-120mhz",
+        "cortex-m33-160mhz",
+        "cortex-m0plus-64mhz",
+        "cortex-m55-160mhz",
+    ):
         assert name in profiles.profile_names()
 
 
@@ -161,7 +282,15 @@ def test_op_without_a_tflm_kernel(tiny_bundle: Path, tmp_path: Path) -> None:
     bad.write_bytes(bytes(data))
     report = bench(model=bad, device="mcu", out=tmp_path / "o")
     row = report.results[0]
-    assert row["status"] == "failed" and row["stage"] == "load" and row["tflm"]["ops_supported"] is False and row["unsupported"] is True
-    assert "TFLite Micro has no kernel for TOPK_V2" in row["reason"] and "TOPK_V2" in row["reason"].split("the model's ops:")[1]
+    assert (
+        row["status"] == "failed"
+        and row["stage"] == "load"
+        and row["tflm"]["ops_supported"] is False
+        and row["unsupported"] is True
+    )
+    assert (
+        "TFLite Micro has no kernel for TOPK_V2" in row["reason"]
+        and "TOPK_V2" in row["reason"].split("the model's ops:")[1]
+    )
     assert "est_latency_ms" not in row["tflm"] and not report.passed  # no estimate for a model TFLM cannot run
     assert bench(model=bad, device="mcu", out=tmp_path / "o", allow_unsupported=True).passed

@@ -54,7 +54,15 @@ def teacher_pt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.mark.parametrize("method", ["kd_soft", "kd_mse"])
 def test_loss_variants_train_a_plain_student(method: str, teacher_pt: Path, tmp_path: Path) -> None:
     out = tmp_path / method
-    summary = run(out, **{"distill.method": method, "teacher.checkpoint": str(teacher_pt), "teacher.epochs": 0, "distill.baseline": "false"})
+    summary = run(
+        out,
+        **{
+            "distill.method": method,
+            "teacher.checkpoint": str(teacher_pt),
+            "teacher.epochs": 0,
+            "distill.baseline": "false",
+        },
+    )
     assert summary["distill"]["method"] == method
     kd = [r for r in metrics(out) if r["stage"] == "student"]
     assert len(kd) == 2 and all(r["kd_loss"] > 0 for r in kd)
@@ -87,7 +95,13 @@ def test_fitnets_two_stage(tmp_path: Path) -> None:
     out = tmp_path / "fitnets"
     summary = run(out, **FITNETS, **{"distill.hint_epochs": 2, "teacher.epochs": 1, "distill.baseline": "false"})
     records = metrics(out)
-    assert [(r["stage"], r["epoch"]) for r in records] == [("teacher", 1), ("student_hint", 1), ("student_hint", 2), ("student", 1), ("student", 2)]
+    assert [(r["stage"], r["epoch"]) for r in records] == [
+        ("teacher", 1),
+        ("student_hint", 1),
+        ("student_hint", 2),
+        ("student", 1),
+        ("student", 2),
+    ]
     hint = [r for r in records if r["stage"] == "student_hint"]
     assert all("hint_loss" in r and "kd_loss" not in r for r in hint)
     assert hint[1]["hint_loss"] < hint[0]["hint_loss"]  # the regressor and lower layers learn the hint
@@ -115,9 +129,19 @@ def test_fitnets_two_stage(tmp_path: Path) -> None:
 def test_fitnets_single_stage_with_resize(tmp_path: Path) -> None:
     # guided features.2 is 4×8×8, hint features.6 is 32×4×4: 3×3 conv to 32 channels, then pooled to 4×4
     out = tmp_path / "fitnets1"
-    run(out, **{**FITNETS, "distill.guided_layer": "features.2", "distill.hint_layer": "features.6",
-                "distill.hint_mode": "single_stage", "distill.hint_weight": 0.5, "teacher.epochs": 1, "student.epochs": 1,
-                "distill.baseline": "false"})
+    run(
+        out,
+        **{
+            **FITNETS,
+            "distill.guided_layer": "features.2",
+            "distill.hint_layer": "features.6",
+            "distill.hint_mode": "single_stage",
+            "distill.hint_weight": 0.5,
+            "teacher.epochs": 1,
+            "student.epochs": 1,
+            "distill.baseline": "false",
+        },
+    )
     student = [r for r in metrics(out) if r["stage"] == "student"]
     assert all({"hint_loss", "kd_loss", "task_loss"} <= set(r) for r in student)
     assert not (out / "student_hint.pt").exists()
@@ -150,8 +174,13 @@ def test_fitnets_regressor_shapes() -> None:
 
 # -- TAKD ---------------------------------------------------------------------------------------
 
-TAKD = {"distill.method": "takd", "distill.assistants": "[test_teacher]", "teacher.arch": "test_teacher",
-        "teacher.kwargs": "{width: 24}", "teacher.epochs": 2}
+TAKD = {
+    "distill.method": "takd",
+    "distill.assistants": "[test_teacher]",
+    "teacher.arch": "test_teacher",
+    "teacher.kwargs": "{width: 24}",
+    "teacher.epochs": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +193,10 @@ def takd_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_takd_chain_links(takd_run: Path) -> None:
     summary = json.loads((takd_run / "summary.json").read_text())
     links = summary["links"]
-    assert [(r["name"], r["teacher"], r["arch"]) for r in links] == [("ta1", "teacher", "test_teacher"), ("student", "ta1", "test_student")]
+    assert [(r["name"], r["teacher"], r["arch"]) for r in links] == [
+        ("ta1", "teacher", "test_teacher"),
+        ("student", "ta1", "test_student"),
+    ]
     for r in links:
         for key in ("arch", "params", "macs", "val_acc", "test_acc", "epochs", "wall_s"):
             assert key in r, key
@@ -190,7 +222,9 @@ def test_takd_resumes_across_links(takd_run: Path, tmp_path: Path) -> None:
     assert (out / "teacher.pt").is_file() and not (out / "ta1.pt").exists()
     summary = distill(out=out, resume=True)
     reference = json.loads((takd_run / "summary.json").read_text())
-    assert [(r["name"], r["val_acc"], r["test_acc"]) for r in summary["links"]] == [(r["name"], r["val_acc"], r["test_acc"]) for r in reference["links"]]
+    assert [(r["name"], r["val_acc"], r["test_acc"]) for r in summary["links"]] == [
+        (r["name"], r["val_acc"], r["test_acc"]) for r in reference["links"]
+    ]
     a, b = load_checkpoint(out / "student.pt")["state_dict"], load_checkpoint(takd_run / "student.pt")["state_dict"]
     assert all(torch.equal(a[k], b[k]) for k in a)
 
@@ -202,18 +236,36 @@ def test_takd_auto_picks_the_accuracy_midpoint(tmp_path: Path) -> None:
     best, midpoint = pick_assistant(cands, 0.95, 0.5)
     assert midpoint == pytest.approx(0.725)
     assert best == 1  # |0.72 − 0.725| beats |0.68 − 0.725| and |0.9 − 0.725|; size plays no part
-    assert pick_assistant([{"val_acc": 0.7, "params": 9}, {"val_acc": 0.8, "params": 3}], 1.0, 0.5)[0] == 1  # tie: smaller
+    assert (
+        pick_assistant([{"val_acc": 0.7, "params": 9}, {"val_acc": 0.8, "params": 3}], 1.0, 0.5)[0] == 1
+    )  # tie: smaller
 
     out = tmp_path / "auto"
-    summary = run(out, **{**TAKD, "distill.assistants": "[test_teacher, test_student]", "distill.ta_select": "auto", "teacher.epochs": 1, "student.epochs": 1})
+    summary = run(
+        out,
+        **{
+            **TAKD,
+            "distill.assistants": "[test_teacher, test_student]",
+            "distill.ta_select": "auto",
+            "teacher.epochs": 1,
+            "student.epochs": 1,
+        },
+    )
     sel = summary["ta_select"]
     mid = (summary["teacher"]["val_acc"] + summary["baseline"]["val_acc"]) / 2
     assert sel["midpoint_val_acc"] == pytest.approx(mid, abs=1e-6)
     cands = [r for r in summary["links"] if r["role"] == "candidate"]
     assert [r["teacher"] for r in cands] == ["teacher", "teacher"] and sum(r["chosen"] for r in cands) == 1
     chosen = next(r for r in cands if r["chosen"])
-    assert chosen["name"] == sel["chosen"] and abs(chosen["val_acc"] - mid) == min(abs(r["val_acc"] - mid) for r in cands)
-    assert summary["links"][-1] == {**summary["student"], "name": "student", "teacher": sel["chosen"], "role": "student"}
+    assert chosen["name"] == sel["chosen"] and abs(chosen["val_acc"] - mid) == min(
+        abs(r["val_acc"] - mid) for r in cands
+    )
+    assert summary["links"][-1] == {
+        **summary["student"],
+        "name": "student",
+        "teacher": sel["chosen"],
+        "role": "student",
+    }
     with pytest.raises(ConfigError, match="needs the no-KD student's accuracy"):
         run(tmp_path / "nobase", **{**TAKD, "distill.ta_select": "auto", "distill.baseline": "false"})
     with pytest.raises(ConfigError, match="needs distill.assistants"):
@@ -229,7 +281,10 @@ def test_ensemble_of_seeds_then_of_checkpoints(tmp_path: Path) -> None:
     from edgekd.train.evaluate import predict_logits
 
     out = tmp_path / "seeds"
-    summary = run(out, **{"distill.method": "ensemble", "distill.teacher_seeds": "[0, 5]", "teacher.epochs": 1, "student.epochs": 1})
+    summary = run(
+        out,
+        **{"distill.method": "ensemble", "distill.teacher_seeds": "[0, 5]", "teacher.epochs": 1, "student.epochs": 1},
+    )
     members = summary["teachers"]
     assert [(m["name"], m["seed"]) for m in members] == [("teacher1", 0), ("teacher2", 5)]
     assert members[0]["val_acc"] != members[1]["val_acc"]  # different seeds, different teachers
@@ -244,8 +299,16 @@ def test_ensemble_of_seeds_then_of_checkpoints(tmp_path: Path) -> None:
     assert not (out / "teacher.pt").exists()
     assert_plain_student(out)
 
-    loaded = run(tmp_path / "loaded", **{"distill.method": "ensemble", "teacher.epochs": 0, "student.epochs": 1, "distill.baseline": "false",
-                                        "distill.teacher_checkpoints": f"[{out / 'teacher1.pt'}, {out / 'teacher2.pt'}]"})
+    loaded = run(
+        tmp_path / "loaded",
+        **{
+            "distill.method": "ensemble",
+            "teacher.epochs": 0,
+            "student.epochs": 1,
+            "distill.baseline": "false",
+            "distill.teacher_checkpoints": f"[{out / 'teacher1.pt'}, {out / 'teacher2.pt'}]",
+        },
+    )
     assert [m["test_acc"] for m in loaded["teachers"]] == [m["test_acc"] for m in members]
     assert all(m["epochs"] == 0 for m in loaded["teachers"]) and loaded["teacher"]["val_acc"] == ens["val_acc"]
     with pytest.raises(ConfigError, match="two or more members"):
@@ -262,20 +325,36 @@ def test_transfer_set_adds_unlabeled_images(tmp_path: Path) -> None:
     folder.mkdir()
     rng = np.random.default_rng(0)
     for i in range(100):
-        Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(folder / f"{i}.png")  # another size: resized
+        Image.fromarray(rng.integers(0, 256, (12, 12), dtype=np.uint8)).save(
+            folder / f"{i}.png"
+        )  # another size: resized
     out = tmp_path / "transfer"
-    summary = run(out, **{"distill.method": "transfer", "distill.transfer_set": str(folder), "teacher.epochs": 1, "student.epochs": 1})
+    summary = run(
+        out,
+        **{"distill.method": "transfer", "distill.transfer_set": str(folder), "teacher.epochs": 1, "student.epochs": 1},
+    )
     labeled = summary["data"]["sizes"]["train"]
     assert summary["transfer"] == {"root": str(folder), "unlabeled": 100, "labeled": labeled}
     assert load_checkpoint(out / "student.pt")["data"]["sizes"]["train"] == labeled + 100
     assert load_checkpoint(out / "baseline.pt")["data"]["sizes"]["train"] == labeled  # no teacher: labels only
     student = next(r for r in metrics(out) if r["stage"] == "student")
     alpha = load_config(out / "config.yaml").distill.alpha
-    assert student["kd_loss"] > 0 and student["loss"] == pytest.approx((1 - alpha) * student["task_loss"] + alpha * student["kd_loss"], abs=2e-6)
+    assert student["kd_loss"] > 0 and student["loss"] == pytest.approx(
+        (1 - alpha) * student["task_loss"] + alpha * student["kd_loss"], abs=2e-6
+    )
     assert_plain_student(out)
 
-    alone = run(tmp_path / "alone", **{"distill.method": "transfer", "distill.transfer_set": str(folder), "distill.transfer_labeled": "false",
-                                      "teacher.epochs": 1, "student.epochs": 1, "distill.baseline": "false"})
+    alone = run(
+        tmp_path / "alone",
+        **{
+            "distill.method": "transfer",
+            "distill.transfer_set": str(folder),
+            "distill.transfer_labeled": "false",
+            "teacher.epochs": 1,
+            "student.epochs": 1,
+            "distill.baseline": "false",
+        },
+    )
     assert alone["transfer"]["labeled"] == 0
     assert all(r["task_loss"] == 0 for r in metrics(tmp_path / "alone") if r["stage"] == "student")  # soft term only
     with pytest.raises(ConfigError, match="needs distill.transfer_set"):
@@ -287,8 +366,17 @@ def test_transfer_set_adds_unlabeled_images(tmp_path: Path) -> None:
 
 def test_domain_adaptation_digits_to_inverted_digits(tmp_path: Path) -> None:
     out = tmp_path / "domain"
-    summary = run(out, **{"distill.method": "domain", "source.name": "digits", "data.shift": "invert", "teacher.epochs": 3,
-                          "student.epochs": 1, "distill.finetune_epochs": 1})
+    summary = run(
+        out,
+        **{
+            "distill.method": "domain",
+            "source.name": "digits",
+            "data.shift": "invert",
+            "teacher.epochs": 3,
+            "student.epochs": 1,
+            "distill.finetune_epochs": 1,
+        },
+    )
     dom = summary["domains"]
     assert dom["source"]["shift"] == "none" and dom["target"]["shift"] == "invert"
     for side in ("source", "target"):
@@ -313,11 +401,28 @@ def test_domain_adaptation_digits_to_inverted_digits(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "overrides,message",
     [
-        ({"distill.hint_layer": "layer2"}, "distill.hint_layer does nothing with distill.method=kd (it is read by: fitnets)"),
-        ({"distill.assistants": "[plain6]"}, "distill.assistants does nothing with distill.method=kd (it is read by: takd)"),
+        (
+            {"distill.hint_layer": "layer2"},
+            "distill.hint_layer does nothing with distill.method=kd (it is read by: fitnets)",
+        ),
+        (
+            {"distill.assistants": "[plain6]"},
+            "distill.assistants does nothing with distill.method=kd (it is read by: takd)",
+        ),
         ({"source.name": "digits"}, "the `source` data section does nothing with distill.method=kd"),
-        ({"distill.method": "fitnets", "distill.hint_layer": "a", "distill.guided_layer": "b", "distill.hint_epochs": 0}, "needs distill.hint_epochs of 1"),
-        ({"distill.method": "ensemble", "distill.teacher_seeds": "[0, 1]", "teacher.checkpoint": "x.pt"}, "as distill.teacher_checkpoints"),
+        (
+            {
+                "distill.method": "fitnets",
+                "distill.hint_layer": "a",
+                "distill.guided_layer": "b",
+                "distill.hint_epochs": 0,
+            },
+            "needs distill.hint_epochs of 1",
+        ),
+        (
+            {"distill.method": "ensemble", "distill.teacher_seeds": "[0, 1]", "teacher.checkpoint": "x.pt"},
+            "as distill.teacher_checkpoints",
+        ),
         ({"distill.method": "domain", "source.name": "digits", "distill.source_labels": "false"}, "there are none"),
     ],
 )

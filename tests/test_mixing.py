@@ -35,7 +35,7 @@ def test_mixup_blends_each_sample_with_its_partner() -> None:
     s = split()
     b = batches(s, mixup=1.0, batch_size=24)
     mix = b.mixing(0)
-    (idx, x, y), = list(b.with_index())
+    ((idx, x, y),) = list(b.with_index())
     imgs = torch.from_numpy(s.images).float() / 255
     lam, j = mix["lam"], mix["partner"]
     want = lam[:, None, None, None] * imgs + (1 - lam[:, None, None, None]) * imgs[j]
@@ -50,7 +50,7 @@ def test_cutmix_pastes_a_box_and_weights_labels_by_area() -> None:
     s = split()
     b = batches(s, cutmix=1.0, batch_size=24)
     mix = b.mixing(0)
-    (_, x, y), = list(b.with_index())
+    ((_, x, y),) = list(b.with_index())
     imgs = torch.from_numpy(s.images).float() / 255
     for i in range(24):
         y0, y1, x0, x1, j = (int(mix[k][i]) for k in ("y0", "y1", "x0", "x1", "partner"))
@@ -89,7 +89,14 @@ def test_mixing_refuses_masks() -> None:
 def test_student_trains_with_mixup_cached_teacher_and_resumes_exactly(tmp_path: Path) -> None:
     """With data.views the teacher's outputs for the mixed views are cached, and they equal the
     teacher run on the student's mixed batches; an interrupted run resumes bit-identically."""
-    sets = {"student.mixup": 0.4, "student.cutmix": 1.0, "data.views": 2, "data.augment": "crop", "distill.baseline": "false", "teacher.epochs": 1}
+    sets = {
+        "student.mixup": 0.4,
+        "student.cutmix": 1.0,
+        "data.views": 2,
+        "data.augment": "crop",
+        "distill.baseline": "false",
+        "teacher.epochs": 1,
+    }
     ref = tmp_path / "ref"
     distill(out=ref, set=tiny_overrides(**sets))
     rows = [json.loads(line) for line in (ref / "metrics.jsonl").read_text().splitlines()]
@@ -106,8 +113,20 @@ def test_student_trains_with_mixup_cached_teacher_and_resumes_exactly(tmp_path: 
     data = load_dataset(cfg.data)
     teacher, _ = load_model(ref / "teacher.pt")
     teacher.eval()
-    b = Batches(data.train, data.mean, data.std, 64, augment=data.augment, crop_padding=data.crop_padding, shuffle=True,
-                seed=cfg.seed, views=2, mixup=0.4, cutmix=1.0, num_classes=data.num_classes)
+    b = Batches(
+        data.train,
+        data.mean,
+        data.std,
+        64,
+        augment=data.augment,
+        crop_padding=data.crop_padding,
+        shuffle=True,
+        seed=cfg.seed,
+        views=2,
+        mixup=0.4,
+        cutmix=1.0,
+        num_classes=data.num_classes,
+    )
     b.set_epoch(1)
     with torch.no_grad():
         for idx, x, _ in b.with_index():
@@ -122,7 +141,10 @@ def test_student_trains_with_mixup_cached_teacher_and_resumes_exactly(tmp_path: 
     with pytest.raises(KeyboardInterrupt):
         distill(out=out, set=tiny_overrides(**sets), on_epoch=[stop])
     distill(out=out, resume=True)
-    a, c = load_checkpoint(out / "student_last.pt")["state_dict"], load_checkpoint(ref / "student_last.pt")["state_dict"]
+    a, c = (
+        load_checkpoint(out / "student_last.pt")["state_dict"],
+        load_checkpoint(ref / "student_last.pt")["state_dict"],
+    )
     assert all(torch.equal(a[k], c[k]) for k in a)
 
 

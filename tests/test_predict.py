@@ -11,13 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_bench import _blocking_sitecustomize
 
 from conftest import REPO
 from edgekd.benchmark import bench
 from edgekd.cli import main
-from edgekd.predict import Predictor, PredictError, expand_images
+from edgekd.predict import PredictError, Predictor, expand_images
 from edgekd.runtimes.tflite_runner import TFLiteRunner
-from test_bench import _blocking_sitecustomize
 
 
 def _eval(bundle: Path) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -44,10 +44,14 @@ def _bench_int8(bundle: Path) -> tuple[np.ndarray, float]:
     return pred, float((pred == labels).mean())
 
 
-def test_cli_agrees_with_bench_int8_on_every_eval_image(tiny_bundle: Path, eval_pngs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_cli_agrees_with_bench_int8_on_every_eval_image(
+    tiny_bundle: Path, eval_pngs: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
     images, labels, classes = _eval(tiny_bundle)
     expected, acc = _bench_int8(tiny_bundle)
-    row = bench(artifacts=tiny_bundle, formats="tflite_int8", models="student", runs=1, warmup=0, threads=1, out=tmp_path / "b").results[0]
+    row = bench(
+        artifacts=tiny_bundle, formats="tflite_int8", models="student", runs=1, warmup=0, threads=1, out=tmp_path / "b"
+    ).results[0]
     assert row["accuracy"] == acc and row["accuracy_n"] == len(images)  # the worker's evaluation is this one
     out = tmp_path / "p.json"
     assert main(["predict", "--artifacts", str(tiny_bundle), str(eval_pngs), "--top-k", "3", "--json", str(out)]) == 0
@@ -56,9 +60,13 @@ def test_cli_agrees_with_bench_int8_on_every_eval_image(tiny_bundle: Path, eval_
     data = json.loads(out.read_text())
     assert data["file"] == "student_int8.tflite" and data["task"] == "classification" and data["failed"] == []
     preds = data["predictions"]
-    assert len(preds) == len(images) and [Path(p["source"]).name for p in preds] == [f"{i:04d}.png" for i in range(len(images))]
+    assert len(preds) == len(images) and [Path(p["source"]).name for p in preds] == [
+        f"{i:04d}.png" for i in range(len(images))
+    ]
     got = np.array([classes.index(p["label"]) for p in preds])
-    assert (got == expected).all(), f"{int((got != expected).sum())} of {len(got)} images differ from bench's int8 evaluation"
+    assert (got == expected).all(), (
+        f"{int((got != expected).sum())} of {len(got)} images differ from bench's int8 evaluation"
+    )
     assert float((got == labels).mean()) == row["accuracy"]
     for p in preds:
         scores = [t["score"] for t in p["top"]]
@@ -74,12 +82,16 @@ def test_predictor_on_arrays_pil_images_and_other_sizes(tiny_bundle: Path) -> No
     h, w, c = images.shape[1:]
     assert (p.height, p.width, p.channels, p.file, p.labels) == (h, w, c, "student_int8.tflite", classes)
     # arrays of the model's size go in untouched: bit-identical logits to the bench runner
-    assert np.array_equal(p.logits(images), TFLiteRunner(tiny_bundle / "student_int8.tflite", threads=1).predict(images))
+    assert np.array_equal(
+        p.logits(images), TFLiteRunner(tiny_bundle / "student_int8.tflite", threads=1).predict(images)
+    )
     assert [classes.index(p.predict(img).label) for img in images] == list(expected)
     assert [classes.index(p.predict(img[..., 0]).label) for img in images[:5]] == list(expected[:5])  # H×W gray
     # a PIL image, an RGB copy and a 4× larger copy are converted and resized as training decoded them
     gray = Image.fromarray(images[0][..., 0])
-    assert np.array_equal(p.preprocess(gray), images[0]) and np.array_equal(p.preprocess(gray.convert("RGB")), images[0])
+    assert np.array_equal(p.preprocess(gray), images[0]) and np.array_equal(
+        p.preprocess(gray.convert("RGB")), images[0]
+    )
     big = p.preprocess(np.asarray(gray.resize((4 * w, 4 * h), Image.Resampling.NEAREST).convert("RGB")))
     assert big.shape == (h, w, c) and big.dtype == np.uint8
     with pytest.raises(PredictError, match="uint8 pixel values"):
@@ -89,27 +101,52 @@ def test_predictor_on_arrays_pil_images_and_other_sizes(tiny_bundle: Path) -> No
 
 
 def test_predict_errors(tiny_bundle: Path, eval_pngs: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    assert main(["predict", "--artifacts", str(tiny_bundle), str(eval_pngs / "0000.png"), "--format", "tflite_fp16"]) == 2
+    assert (
+        main(["predict", "--artifacts", str(tiny_bundle), str(eval_pngs / "0000.png"), "--format", "tflite_fp16"]) == 2
+    )
     err = capsys.readouterr().err.strip()
-    assert err.startswith("edgekd: error: this bundle has no tflite_fp16 file for the student; its formats:") and len(err.splitlines()) == 1
+    assert (
+        err.startswith("edgekd: error: this bundle has no tflite_fp16 file for the student; its formats:")
+        and len(err.splitlines()) == 1
+    )
     assert main(["predict", "--artifacts", str(tiny_bundle), str(tmp_path / "nope.png")]) == 2
     assert "image not found" in capsys.readouterr().err
     assert main(["predict", "--artifacts", str(tiny_bundle), str(eval_pngs / "0000.png"), "--top-k", "0"]) == 2
     capsys.readouterr()
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
-    assert main(["predict", "--artifacts", str(tiny_bundle), str(eval_pngs / "0001.png"), str(broken)]) == 1  # the other image still runs
+    assert (
+        main(["predict", "--artifacts", str(tiny_bundle), str(eval_pngs / "0001.png"), str(broken)]) == 1
+    )  # the other image still runs
     captured = capsys.readouterr()
     assert "0001.png" in captured.out and "FAILED" in captured.err and "broken.png: cannot read image" in captured.err
     # globs and folders expand to sorted files, each once
-    assert expand_images([str(eval_pngs / "000[0-2].png"), str(eval_pngs / "0001.png")]) == [eval_pngs / f"000{i}.png" for i in range(3)]
+    assert expand_images([str(eval_pngs / "000[0-2].png"), str(eval_pngs / "0001.png")]) == [
+        eval_pngs / f"000{i}.png" for i in range(3)
+    ]
     with pytest.raises(PredictError, match="no file matches"):
         expand_images([str(tmp_path / "*.jpg")])
 
 
 def test_teacher_and_fp32_formats(tiny_bundle: Path, eval_pngs: Path, tmp_path: Path) -> None:
     out = tmp_path / "t.json"
-    assert main(["predict", "--artifacts", str(tiny_bundle), str(eval_pngs / "0000.png"), "--model", "teacher", "--format", "tflite_fp32", "--json", str(out)]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--artifacts",
+                str(tiny_bundle),
+                str(eval_pngs / "0000.png"),
+                "--model",
+                "teacher",
+                "--format",
+                "tflite_fp32",
+                "--json",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert json.loads(out.read_text())["file"] == "teacher_fp32.tflite"
 
 
@@ -132,19 +169,46 @@ def test_torch_free_pi_path(tiny_bundle: Path, eval_pngs: Path, tmp_path: Path) 
     expected, _ = _bench_int8(tiny_bundle)
     _, _, classes = _eval(tiny_bundle)
     out = tmp_path / "pi.json"
-    proc = subprocess.run([sys.executable, "-m", "edgekd", "predict", "--artifacts", str(tiny_bundle), str(eval_pngs), "--json", str(out)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "edgekd",
+            "predict",
+            "--artifacts",
+            str(tiny_bundle),
+            str(eval_pngs),
+            "--json",
+            str(out),
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     got = [classes.index(p["label"]) for p in json.loads(out.read_text())["predictions"]]
     assert got == list(expected)
-    proc = subprocess.run([sys.executable, "-c", PI_APP, str(tiny_bundle)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    proc = subprocess.run(
+        [sys.executable, "-c", PI_APP, str(tiny_bundle)], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
     assert proc.returncode == 0, proc.stderr
     assert [int(v) for v in proc.stdout.split()] == list(expected)
 
 
 def test_deploy_example_app(tiny_bundle: Path, eval_pngs: Path, tmp_path: Path) -> None:
     """deploy/rpi/classify.py, the example app, on a folder of images (torch-free)."""
-    env = {**__import__("os").environ, "PYTHONPATH": _blocking_sitecustomize(tmp_path / "shim", ["torch", "tensorflow", "onnxruntime"])}
-    proc = subprocess.run([sys.executable, str(REPO / "deploy" / "rpi" / "classify.py"), str(tiny_bundle), str(eval_pngs)], env=env, capture_output=True, text=True, cwd=tmp_path)
+    env = {
+        **__import__("os").environ,
+        "PYTHONPATH": _blocking_sitecustomize(tmp_path / "shim", ["torch", "tensorflow", "onnxruntime"]),
+    }
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "deploy" / "rpi" / "classify.py"), str(tiny_bundle), str(eval_pngs)],
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0, proc.stderr
     expected, _ = _bench_int8(tiny_bundle)
     _, _, classes = _eval(tiny_bundle)

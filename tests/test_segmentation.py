@@ -96,7 +96,9 @@ def test_mean_iou_definition() -> None:
     # the torch side (training, evaluation) counts the same
     task = get_task("segmentation")
     logits = torch.where(torch.from_numpy(pred), 3.0, -3.0)[:, None]
-    loss, metrics = task.eval_metrics(task.eval_sums(logits, torch.from_numpy(truth.astype(np.uint8))[:, None]).tolist(), 2)
+    loss, metrics = task.eval_metrics(
+        task.eval_sums(logits, torch.from_numpy(truth.astype(np.uint8))[:, None]).tolist(), 2
+    )
     assert metrics["iou"] == pytest.approx(mean_iou(pred, truth)) and metrics["acc"] == pytest.approx(30 / 32)
     assert task.scores(logits.numpy(), truth.astype(np.uint8)) == pytest.approx(metrics)
 
@@ -133,7 +135,17 @@ def test_masks_are_augmented_exactly_like_their_images(augment: str) -> None:
 def test_mask_augmentation_under_shards_and_views() -> None:
     """Two ranks see the single-process masks; views repeat them every K epochs."""
     s = _split_with_derived_masks()
-    kw = dict(mean=(0.0,) * 3, std=(1.0,) * 3, batch_size=8, augment="crop_flip", crop_padding=2, shuffle=True, seed=3, drop_last=True, views=2)
+    kw = dict(
+        mean=(0.0,) * 3,
+        std=(1.0,) * 3,
+        batch_size=8,
+        augment="crop_flip",
+        crop_padding=2,
+        shuffle=True,
+        seed=3,
+        drop_last=True,
+        views=2,
+    )
     whole, ranks = Batches(s, **kw), [Batches(s, shard=Shard(r, 2), **kw) for r in range(2)]
 
     def masks(b: Batches, epoch: int) -> dict[int, torch.Tensor]:
@@ -152,7 +164,13 @@ def test_mask_augmentation_under_shards_and_views() -> None:
 def test_shapes_is_seeded_binary_and_sized() -> None:
     cfg = DataConfig(name="shapes", samples=120, image_size=16)
     a, b = load_dataset(cfg), load_dataset(cfg)
-    assert (a.task, a.classes, a.in_channels, a.image_size, a.augment) == ("segmentation", ["foreground"], 3, (16, 16), "crop_flip")
+    assert (a.task, a.classes, a.in_channels, a.image_size, a.augment) == (
+        "segmentation",
+        ["foreground"],
+        3,
+        (16, 16),
+        "crop_flip",
+    )
     assert np.array_equal(a.test.images, b.test.images) and np.array_equal(a.train.masks, b.train.masks)
     assert len(a.train) + len(a.val) + len(a.test) == 120
     all_masks = np.concatenate([a.train.masks, a.val.masks, a.test.masks])
@@ -164,7 +182,9 @@ def test_shapes_is_seeded_binary_and_sized() -> None:
     from edgekd.data.shapes import generate
 
     few, more = generate(5, (16, 16), 0), generate(9, (16, 16), 0)
-    assert np.array_equal(few[0], more[0][:5]) and np.array_equal(few[1], more[1][:5])  # sample i depends on (seed, i) alone
+    assert np.array_equal(few[0], more[0][:5]) and np.array_equal(
+        few[1], more[1][:5]
+    )  # sample i depends on (seed, i) alone
     with pytest.raises(DataError, match="data.samples sets how many images a generated dataset makes"):
         load_dataset(DataConfig(name="digits", samples=100))
 
@@ -196,7 +216,9 @@ def make_segfolder(root: Path, sizes: dict[str, int], size: tuple[int, int] = (1
                 pal.putpalette([0, 0, 0] * 3 + [200, 10, 10] + [0, 0, 0] * 252)
                 pal.save(root / split / "masks" / f"s {i:02d}.png")
             else:
-                Image.fromarray(np.stack([0 * mask, 0 * mask, 5 * mask], -1)).save(root / split / "masks" / f"s {i:02d}.png")
+                Image.fromarray(np.stack([0 * mask, 0 * mask, 5 * mask], -1)).save(
+                    root / split / "masks" / f"s {i:02d}.png"
+                )
     return root
 
 
@@ -219,7 +241,9 @@ def test_segfolder_reads_pairs_masks_and_archives(tmp_path: Path) -> None:
     # grayscale images → one channel; data.image_size resizes images (bilinear) and masks (nearest)
     gray = make_segfolder(tmp_path / "gray", {"train": 8, "test": 4}, mode="L")
     small = load_dataset(DataConfig(name="segfolder", root=str(gray), image_size=8))
-    assert small.in_channels == 1 and small.test.masks.shape == (4, 1, 8, 8) and set(np.unique(small.test.masks)) <= {0, 1}
+    assert (
+        small.in_channels == 1 and small.test.masks.shape == (4, 1, 8, 8) and set(np.unique(small.test.masks)) <= {0, 1}
+    )
 
 
 def test_segfolder_errors(tmp_path: Path) -> None:
@@ -250,11 +274,20 @@ def test_segfolder_errors(tmp_path: Path) -> None:
 
 
 def test_segmentation_config_errors(tmp_path: Path) -> None:
-    with pytest.raises(ConfigError, match="distill.method=kd is for classification data, and data.name=shapes is segmentation data; use distill.method=kd_sigmoid"):
+    with pytest.raises(
+        ConfigError,
+        match="distill.method=kd is for classification data, and data.name=shapes is segmentation data; use distill.method=kd_sigmoid",
+    ):
         distill(out=tmp_path / "a", set=seg_overrides(**{"distill.method": "kd"}))
-    with pytest.raises(ConfigError, match="distill.method=bce trains its teacher and baseline with ce, which is not for segmentation data"):
+    with pytest.raises(
+        ConfigError,
+        match="distill.method=bce trains its teacher and baseline with ce, which is not for segmentation data",
+    ):
         distill(out=tmp_path / "a", set=seg_overrides(**{"distill.method": "bce"}))
-    with pytest.raises(EdgekdError, match=r"model 'test_student' outputs shape \(1, 1\); segmentation on this data needs \(1, 1, 32, 32\)"):
+    with pytest.raises(
+        EdgekdError,
+        match=r"model 'test_student' outputs shape \(1, 1\); segmentation on this data needs \(1, 1, 32, 32\)",
+    ):
         distill(out=tmp_path / "b", set=seg_overrides(**{"teacher.arch": "test_student", "teacher.kwargs": "{}"}))
     with pytest.raises(EdgekdError, match="multiples of 4, got 18×18"):
         distill(out=tmp_path / "c", set=seg_overrides(**{"data.image_size": 18}))
@@ -303,7 +336,9 @@ def test_distill_records_mean_iou(seg_run: Path) -> None:
 
 
 def test_cached_teacher_pixels_equal_running_the_teacher(seg_run: Path, tmp_path: Path) -> None:
-    base = seg_overrides(**{"distill.baseline": "false", "teacher.checkpoint": str(seg_run / "teacher.pt"), "teacher.epochs": 0})
+    base = seg_overrides(
+        **{"distill.baseline": "false", "teacher.checkpoint": str(seg_run / "teacher.pt"), "teacher.epochs": 0}
+    )
     summary = distill(out=tmp_path / "uncached", set=base + ["runtime.teacher_cache=false"])
     a = load_checkpoint(tmp_path / "uncached" / "student.pt")["state_dict"]
     b = load_checkpoint(seg_run / "student.pt")["state_dict"]
@@ -319,12 +354,17 @@ def test_resume_equals_uninterrupted_segmentation(seg_run: Path, tmp_path: Path)
         if record["stage"] == "student" and record["epoch"] == 1:
             raise KeyboardInterrupt
 
-    base = seg_overrides(**{"distill.baseline": "false", "teacher.checkpoint": str(seg_run / "teacher.pt"), "teacher.epochs": 0})
+    base = seg_overrides(
+        **{"distill.baseline": "false", "teacher.checkpoint": str(seg_run / "teacher.pt"), "teacher.epochs": 0}
+    )
     with pytest.raises(KeyboardInterrupt):
         distill(out=out, set=base, on_epoch=[stop])
     summary = distill(out=out, resume=True)
     reference = json.loads((seg_run / "summary.json").read_text())
-    assert (summary["student"]["val_iou"], summary["student"]["test_iou"]) == (reference["student"]["val_iou"], reference["student"]["test_iou"])
+    assert (summary["student"]["val_iou"], summary["student"]["test_iou"]) == (
+        reference["student"]["val_iou"],
+        reference["student"]["test_iou"],
+    )
 
 
 def test_export_checks_masks_per_pixel(seg_bundle: Path, seg_run: Path) -> None:
@@ -336,7 +376,11 @@ def test_export_checks_masks_per_pixel(seg_bundle: Path, seg_run: Path) -> None:
     assert m["roles"]["student"]["test_iou"] == summary["student"]["test_iou"]
     with np.load(seg_bundle / "eval.npz") as z:
         assert set(z.files) == {"images", "masks", "classes"}
-        assert z["masks"].dtype == np.uint8 and z["masks"].shape == z["images"].shape[:3] and set(np.unique(z["masks"])) <= {0, 1}
+        assert (
+            z["masks"].dtype == np.uint8
+            and z["masks"].shape == z["images"].shape[:3]
+            and set(np.unique(z["masks"])) <= {0, 1}
+        )
     for name in ("student.pt", "student.onnx", "student_fp32.tflite", "teacher.pt", "teacher_fp32.tflite"):
         metrics = m["metrics"][name]
         assert metrics["ok"] and metrics["max_abs_diff"] < 2e-3 and metrics["pixel_agreement"] > 0.999, name
@@ -360,8 +404,15 @@ def test_bench_reports_mean_iou_on_cpu_and_tflite_micro(seg_bundle: Path, seg_ru
 
     summary = json.loads((seg_run / "summary.json").read_text())
     m = json.loads((seg_bundle / "manifest.json").read_text())
-    report = bench(artifacts=seg_bundle, out=tmp_path / "cpu", runs=3, warmup=1, threads=1,
-                   formats="pytorch,tflite_fp32,tflite_int8", min_accuracy=0.01)
+    report = bench(
+        artifacts=seg_bundle,
+        out=tmp_path / "cpu",
+        runs=3,
+        warmup=1,
+        threads=1,
+        formats="pytorch,tflite_fp32,tflite_int8",
+        min_accuracy=0.01,
+    )
     rows = {(r["model"], r["format"]): r for r in report.results}
     assert all(r["status"] == "ok" for r in rows.values()), [r["reason"] for r in rows.values()]
     for (role, fmt), r in rows.items():
@@ -394,7 +445,9 @@ def test_classification_paths_are_unchanged(run_dir: Path, tiny_bundle: Path) ->
     assert list(summary["student"])[:7] == ["arch", "params", "macs", "val_acc", "test_acc", "epoch", "last_val_acc"]
     m = json.loads((tiny_bundle / "manifest.json").read_text())
     assert m["task"] == "classification" and m["eval"]["targets"] == "labels"
-    assert {"top1_agreement", "test_acc"} <= set(m["metrics"]["student_int8.tflite"]) and "pixel_agreement" not in m["metrics"]["student_int8.tflite"]
+    assert {"top1_agreement", "test_acc"} <= set(m["metrics"]["student_int8.tflite"]) and "pixel_agreement" not in m[
+        "metrics"
+    ]["student_int8.tflite"]
     with np.load(tiny_bundle / "eval.npz") as z:
         assert set(z.files) == {"images", "labels", "classes"}
 
@@ -410,18 +463,38 @@ def test_ddp_two_processes_match_one_on_masks(tmp_path: Path) -> None:
 
     from conftest import REPO
 
-    overrides = seg_overrides(**{
-        "teacher.kwargs": "{base: 8, norm: false}", "student.kwargs": "{norm: false}", "distill.baseline": "false",
-        "teacher.epochs": 2, "student.epochs": 2, "data.samples": 200,
-    })
+    overrides = seg_overrides(
+        **{
+            "teacher.kwargs": "{base: 8, norm: false}",
+            "student.kwargs": "{norm: false}",
+            "distill.baseline": "false",
+            "teacher.epochs": 2,
+            "student.epochs": 2,
+            "data.samples": 200,
+        }
+    )
     driver = tmp_path / "driver.py"
-    driver.write_text("import json, sys\nfrom edgekd.train.run import distill\nprint('SUMMARY ' + json.dumps(distill(out=sys.argv[1], set=sys.argv[2:])))\n")
+    driver.write_text(
+        "import json, sys\nfrom edgekd.train.run import distill\nprint('SUMMARY ' + json.dumps(distill(out=sys.argv[1], set=sys.argv[2:])))\n"
+    )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(port), str(driver), str(tmp_path / "ddp"), *overrides]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_addr",
+        "127.0.0.1",
+        "--master_port",
+        str(port),
+        str(driver),
+        str(tmp_path / "ddp"),
+        *overrides,
+    ]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     (ddp, _) = [json.loads(line.split(" ", 1)[1]) for line in proc.stdout.splitlines() if line.startswith("SUMMARY ")]
@@ -432,7 +505,9 @@ def test_ddp_two_processes_match_one_on_masks(tmp_path: Path) -> None:
             assert ddp[role][key] == pytest.approx(single[role][key], abs=0.01), (role, key)
     a = load_checkpoint(tmp_path / "ddp" / "student.pt")["state_dict"]
     b = load_checkpoint(tmp_path / "single" / "student.pt")["state_dict"]
-    assert all(torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-3) for k in a), max((a[k] - b[k]).abs().max().item() for k in a)
+    assert all(torch.allclose(a[k], b[k], atol=1e-4, rtol=1e-3) for k in a), max(
+        (a[k] - b[k]).abs().max().item() for k in a
+    )
 
 
 def test_predict_writes_masks_that_match_the_bench_runner(seg_bundle: Path, tmp_path: Path) -> None:
@@ -450,20 +525,45 @@ def test_predict_writes_masks_that_match_the_bench_runner(seg_bundle: Path, tmp_
     for i, img in enumerate(images):
         Image.fromarray(img[..., 0] if img.shape[2] == 1 else img).save(src / f"s{i}.png")
     Image.fromarray(images[0][..., 0] if images.shape[3] == 1 else images[0]).resize((50, 30)).save(src / "big.png")
-    expected = TFLiteRunner(seg_bundle / "student_int8.tflite", threads=1).predict(images).reshape(len(images), *images.shape[1:3]) > 0
+    expected = (
+        TFLiteRunner(seg_bundle / "student_int8.tflite", threads=1)
+        .predict(images)
+        .reshape(len(images), *images.shape[1:3])
+        > 0
+    )
     (tmp_path / "taken").mkdir()
     (tmp_path / "taken" / "notes.txt").write_text("mine")
-    assert main(["predict", "--artifacts", str(seg_bundle), str(src), "--masks", str(tmp_path / "taken")]) == 2  # not edgekd's folder
+    assert (
+        main(["predict", "--artifacts", str(seg_bundle), str(src), "--masks", str(tmp_path / "taken")]) == 2
+    )  # not edgekd's folder
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
     out = tmp_path / "masks"
-    assert main(["predict", "--artifacts", str(seg_bundle), str(src), "--masks", str(out), "--json", str(tmp_path / "p.json")]) == 0
+    assert (
+        main(
+            [
+                "predict",
+                "--artifacts",
+                str(seg_bundle),
+                str(src),
+                "--masks",
+                str(out),
+                "--json",
+                str(tmp_path / "p.json"),
+            ]
+        )
+        == 0
+    )
     for i in range(len(images)):
         mask = np.asarray(Image.open(out / f"s{i}_mask.png"))
         assert set(np.unique(mask)) <= {0, 255} and np.array_equal(mask > 0, expected[i])
     assert Image.open(out / "big_mask.png").size == (50, 30)
     data = json.loads((tmp_path / "p.json").read_text())
-    assert data["task"] == "segmentation" and all(0 <= p["foreground"] <= 1 and p["mask"].endswith("_mask.png") for p in data["predictions"])
-    assert main(["predict", "--artifacts", str(seg_bundle), str(src), "--masks", str(out)]) == 0  # its own masks: replaced
+    assert data["task"] == "segmentation" and all(
+        0 <= p["foreground"] <= 1 and p["mask"].endswith("_mask.png") for p in data["predictions"]
+    )
+    assert (
+        main(["predict", "--artifacts", str(seg_bundle), str(src), "--masks", str(out)]) == 0
+    )  # its own masks: replaced
 
 
 def test_unet_pads_to_the_stride_and_crops_back() -> None:
@@ -488,10 +588,23 @@ def test_padded_unet_distills_and_exports_at_18x18(tmp_path: Path) -> None:
     distilled, exported to int8 TFLite (PAD and STRIDED_SLICE) and checked per pixel."""
     from edgekd.exporters.export import export
 
-    over = seg_overrides(**{"data.image_size": 18, "teacher.kwargs": "{base: 8, pad: true}", "student.kwargs": "{pad: true}", "teacher.epochs": 2, "student.epochs": 2})
+    over = seg_overrides(
+        **{
+            "data.image_size": 18,
+            "teacher.kwargs": "{base: 8, pad: true}",
+            "student.kwargs": "{pad: true}",
+            "teacher.epochs": 2,
+            "student.epochs": 2,
+        }
+    )
     summary = distill(out=tmp_path / "run", set=over)
     assert summary["data"]["image_size"] == [18, 18]
-    manifest = export(run=tmp_path / "run", out=tmp_path / "bundle", set=["export.formats=[tflite_int8]", "export.teacher_formats=[]"], allow_parity_failure=True)
+    manifest = export(
+        run=tmp_path / "run",
+        out=tmp_path / "bundle",
+        set=["export.formats=[tflite_int8]", "export.teacher_formats=[]"],
+        allow_parity_failure=True,
+    )
     entry = manifest["models"]["student_int8.tflite"]
     assert entry["output"]["shape"][1:3] == [18, 18] or entry["output"]["shape"][-2:] == [18, 18]
     assert manifest["metrics"]["student_int8.tflite"]["n"] > 0

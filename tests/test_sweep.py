@@ -27,7 +27,9 @@ def test_teacher_is_trained_once_and_shared(swept: tuple[Path, dict]) -> None:
     runs = [json.loads((out / p["run"] / "summary.json").read_text()) for p in result["points"]]
     assert len(runs) == 4
     for r in runs:
-        assert r["teacher"]["epochs"] == 0 and r["teacher"]["test_acc"] == shared["test_acc"]  # loaded, the same teacher
+        assert (
+            r["teacher"]["epochs"] == 0 and r["teacher"]["test_acc"] == shared["test_acc"]
+        )  # loaded, the same teacher
     assert "baseline" in runs[0] and not any("baseline" in r for r in runs[1:])  # T and α do not change it: once
     assert result["baseline"] == runs[0]["baseline"]
 

@@ -33,12 +33,33 @@ def test_tiny_recipe_runs_end_to_end_on_a_subset(tmp_path: Path) -> None:
         pytest.skip(f"needs {CIFAR10_TARBALL} and {REFERENCE}")
     bench = load_benchmark()
     out = tmp_path / "bench"
-    assert bench.main(["--fast", "--subset", "2000", "--epochs", "1", "--seeds", "1", "--out", str(out),
-                       "--data", str(CIFAR10_TARBALL), "--reference", str(REFERENCE),
-                       # a narrow airbench and two cached views: the same code path, minutes not tens of minutes
-                       "--set", "teacher.kwargs={widths: [16, 32, 32]}", "--set", "data.views=2",
-                       # the QAT int8 file of a 1-epoch student does not load in LiteRT yet (XNNPACK prepare fails)
-                       "--no-qat"]) == 0
+    assert (
+        bench.main(
+            [
+                "--fast",
+                "--subset",
+                "2000",
+                "--epochs",
+                "1",
+                "--seeds",
+                "1",
+                "--out",
+                str(out),
+                "--data",
+                str(CIFAR10_TARBALL),
+                "--reference",
+                str(REFERENCE),
+                # a narrow airbench and two cached views: the same code path, minutes not tens of minutes
+                "--set",
+                "teacher.kwargs={widths: [16, 32, 32]}",
+                "--set",
+                "data.views=2",
+                # the QAT int8 file of a 1-epoch student does not load in LiteRT yet (XNNPACK prepare fails)
+                "--no-qat",
+            ]
+        )
+        == 0
+    )
     result = json.loads((out / "results.json").read_text())
     rows = {r["row"]: r for r in result["table"]}
     assert {"mlperf-ref", "nokd", "kd"} <= set(rows)

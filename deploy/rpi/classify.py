@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from edgekd.errors import EdgekdError
 from edgekd.predict import Predictor, expand_images

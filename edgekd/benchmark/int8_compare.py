@@ -54,8 +54,15 @@ def quantized_input(interpreter: Any, image: np.ndarray) -> np.ndarray:
     return x.astype(dtype).reshape(detail["shape"])
 
 
-def interleaved_latency(paths: Mapping[str, Path], image: np.ndarray | None, threads: int, kernels: str,
-                        runs: int = 300, warmup: int = 50, rounds: int = 6) -> dict[str, dict[str, float]]:
+def interleaved_latency(
+    paths: Mapping[str, Path],
+    image: np.ndarray | None,
+    threads: int,
+    kernels: str,
+    runs: int = 300,
+    warmup: int = 50,
+    rounds: int = 6,
+) -> dict[str, dict[str, float]]:
     """{name: median/p90/min/max ms and runs} of ``invoke()`` for every file, interleaved.
     ``image``: raw uint8 HWC pixels fed to every file; None: seeded random values of each file's
     own input shape (single-op models)."""
@@ -83,8 +90,13 @@ def interleaved_latency(paths: Mapping[str, Path], image: np.ndarray | None, thr
     out = {}
     for name, times in samples.items():
         ms = np.array(times, dtype=np.float64) / 1e6
-        out[name] = {"median_ms": float(np.median(ms)), "p90_ms": float(np.percentile(ms, 90)),
-                     "min_ms": float(ms.min()), "max_ms": float(ms.max()), "runs": len(times)}
+        out[name] = {
+            "median_ms": float(np.median(ms)),
+            "p90_ms": float(np.percentile(ms, 90)),
+            "min_ms": float(ms.min()),
+            "max_ms": float(ms.max()),
+            "runs": len(times),
+        }
     return out
 
 
@@ -93,7 +105,12 @@ def tflm_arena(path: Path) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="edgekd-arena-") as tmp:
         job, result = Path(tmp) / "job.json", Path(tmp) / "result.json"
         write_json(job, {"file": str(path), "task": "classification", "num_classes": 0})
-        subprocess.run([sys.executable, "-m", "edgekd.benchmark.mcu_worker", str(job), str(result)], check=False, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        subprocess.run(
+            [sys.executable, "-m", "edgekd.benchmark.mcu_worker", str(job), str(result)],
+            check=False,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         if not result.is_file():
             return {"error": "the TFLite Micro process crashed"}
         got = json.loads(result.read_text())
@@ -131,9 +148,17 @@ def top1(path: Path, images: np.ndarray, labels: np.ndarray) -> float:
     return hits / max(len(labels), 1)
 
 
-def compare_int8(files: Mapping[str, Path], image: np.ndarray, threads: Sequence[int] = (1, 2), kernels: Sequence[str] = KERNELS,
-                 runs: int = 300, warmup: int = 50, rounds: int = 6, eval_data: tuple[np.ndarray, np.ndarray] | None = None,
-                 arena: bool = True) -> dict[str, Any]:
+def compare_int8(
+    files: Mapping[str, Path],
+    image: np.ndarray,
+    threads: Sequence[int] = (1, 2),
+    kernels: Sequence[str] = KERNELS,
+    runs: int = 300,
+    warmup: int = 50,
+    rounds: int = 6,
+    eval_data: tuple[np.ndarray, np.ndarray] | None = None,
+    arena: bool = True,
+) -> dict[str, Any]:
     """Every file described, timed in every (kernels, threads) configuration, and (with
     ``eval_data`` = (images, labels)) scored; returns {"files", "latency": [rows]}."""
     report: dict[str, Any] = {"files": {name: describe(Path(p)) for name, p in files.items()}, "latency": []}

@@ -16,8 +16,14 @@ from typing import Any
 # `vcgencmd get_throttled` bits (Raspberry Pi firmware): 0–3 are the state now, 16–19 the same
 # conditions latched since boot
 THROTTLE_BITS = {
-    0: "under-voltage", 1: "arm frequency capped", 2: "throttled", 3: "soft temperature limit",
-    16: "under-voltage occurred", 17: "arm frequency capping occurred", 18: "throttling occurred", 19: "soft temperature limit occurred",
+    0: "under-voltage",
+    1: "arm frequency capped",
+    2: "throttled",
+    3: "soft temperature limit",
+    16: "under-voltage occurred",
+    17: "arm frequency capping occurred",
+    18: "throttling occurred",
+    19: "soft temperature limit occurred",
 }
 NOW_MASK, LATCHED_MASK = 0xF, 0xF0000
 # The Pi 4/5 firmware starts soft throttling at 80 °C (85 °C hard): without vcgencmd a reading this
@@ -105,12 +111,18 @@ def throttle_warnings(before: dict[str, Any], after: dict[str, Any]) -> list[str
     new = [THROTTLE_BITS[bit] for bit in THROTTLE_BITS if (a_word & ~b_word) >> bit & 1 and 1 << bit & LATCHED_MASK]
     now = [THROTTLE_BITS[bit] for bit in THROTTLE_BITS if a_word >> bit & 1 and 1 << bit & NOW_MASK]
     if now or new:
-        out.append(f"THROTTLED during the bench ({', '.join(now + new)}; get_throttled {after['throttled']}): latencies are pessimistic; cool the board (heatsink/fan) or fix the power supply and rerun")
+        out.append(
+            f"THROTTLED during the bench ({', '.join(now + new)}; get_throttled {after['throttled']}): latencies are pessimistic; cool the board (heatsink/fan) or fix the power supply and rerun"
+        )
     temp = after.get("temp_c")
     if temp is not None and temp >= HOT_C and not (now or new):
-        out.append(f"SoC at {temp:.1f} °C after the bench (throttling starts at {HOT_C:.0f} °C): latencies may be throttled; add cooling and rerun")
+        out.append(
+            f"SoC at {temp:.1f} °C after the bench (throttling starts at {HOT_C:.0f} °C): latencies may be throttled; add cooling and rerun"
+        )
     if after.get("max_mhz") and after.get("hw_max_mhz") and after["max_mhz"] < after["hw_max_mhz"]:
-        out.append(f"CPU clock capped at {after['max_mhz']:.0f} MHz of {after['hw_max_mhz']:.0f} MHz (scaling_max_freq)")
+        out.append(
+            f"CPU clock capped at {after['max_mhz']:.0f} MHz of {after['hw_max_mhz']:.0f} MHz (scaling_max_freq)"
+        )
     return out
 
 

@@ -17,7 +17,6 @@ from edgekd.benchmark.row import SCHEMA, BenchRow
 HEADLINE = ("tflite_int8", "tflite_fp32")
 
 
-
 def latency_unit(results: Sequence[dict[str, Any]]) -> tuple[str, float]:
     """(unit, factor from ms) for the tables: µs when even the fastest model is under 0.1 ms,
     so that tiny models do not read as 0.00194. The JSON is always in ms."""
@@ -39,7 +38,20 @@ def metric_word(settings: dict[str, Any]) -> str:
 def columns(unit: str, threads: bool = False, metric: str = "acc") -> list[str]:
     """``threads``: a column for the thread count, when the rows were measured at several.
     ``metric``: what the accuracy column holds (:func:`metric_short`)."""
-    cols = ["model", "format", "status", f"p50 {unit}", f"p90 {unit}", f"mean ± std {unit}", "inf/s", f"{metric} %", "size KB", "peak RSS MB", "MACs", "GMAC/s"]
+    cols = [
+        "model",
+        "format",
+        "status",
+        f"p50 {unit}",
+        f"p90 {unit}",
+        f"mean ± std {unit}",
+        "inf/s",
+        f"{metric} %",
+        "size KB",
+        "peak RSS MB",
+        "MACs",
+        "GMAC/s",
+    ]
     return [*cols[:3], "threads", *cols[3:]] if threads else cols
 
 
@@ -175,7 +187,9 @@ def parity_notes(results: Sequence[dict[str, Any]]) -> list[str]:
         if r.get("parity_ok") is False and r["file"] not in seen:
             seen.add(r["file"])
             why = "; ".join(r.get("parity_problems") or []) or "out of bounds"
-            out.append(f"PARITY FAILED: {r['file']} was out of its export parity bounds vs PyTorch ({why}): its rows measure a model that disagrees with the trained one")
+            out.append(
+                f"PARITY FAILED: {r['file']} was out of its export parity bounds vs PyTorch ({why}): its rows measure a model that disagrees with the trained one"
+            )
     return out
 
 
@@ -192,7 +206,9 @@ def int8_slower_notes(results: list[dict[str, Any]], files: dict[str, Any] | Non
     same model's fp32 file at the same thread count: int8 is meant to be faster, and when it is
     not, some ops of the model run outside the accelerated int8 kernels (XNNPACK). Those ops are
     named where the runtime can say (``int8_unaccelerated_ops`` on the row)."""
-    timed = {(r["model"], r["format"], r.get("threads")): r for r in results if r["status"] == "ok" and r.get("latency_ms")}
+    timed = {
+        (r["model"], r["format"], r.get("threads")): r for r in results if r["status"] == "ok" and r.get("latency_ms")
+    }
     out = []
     for (model, fmt, threads), row in timed.items():
         fp32 = timed.get((model, "tflite_fp32", threads))
@@ -209,8 +225,15 @@ def int8_slower_notes(results: list[dict[str, Any]], files: dict[str, Any] | Non
             except Exception:  # noqa: BLE001 - the flag stands without the op list
                 ops = None
         _set(row, "int8_unaccelerated_ops", ops)
-        where = f"ops the runtime does not accelerate in int8: {', '.join(ops)}" if ops else (
-            "every op is delegated, so the int8 kernels themselves are slower here" if ops == [] else "the runtime did not say which ops")
+        where = (
+            f"ops the runtime does not accelerate in int8: {', '.join(ops)}"
+            if ops
+            else (
+                "every op is delegated, so the int8 kernels themselves are slower here"
+                if ops == []
+                else "the runtime did not say which ops"
+            )
+        )
         out.append(
             f"INT8 SLOWER: {model} tflite_int8 p50 {row['latency_ms']['p50']:.4g} ms > tflite_fp32 {fp32['latency_ms']['p50']:.4g} ms "
             f"at {threads} thread(s); {where}"
@@ -289,7 +312,9 @@ def comparison_rows(comps: Sequence[dict[str, Any]]) -> list[list[str]]:
     several = len({c.get("threads") for c in comps}) > 1
     return [
         [
-            f"student {c['student']} vs teacher {c['teacher']}" + (f" at {c['threads']} thread(s)" if several else "") + (" (headline)" if c["headline"] else ""),
+            f"student {c['student']} vs teacher {c['teacher']}"
+            + (f" at {c['threads']} thread(s)" if several else "")
+            + (" (headline)" if c["headline"] else ""),
             times(c["speedup"]),
             times(c["size_reduction"]),
             times(c["macs_reduction"]),
@@ -308,7 +333,11 @@ def comparison_columns(metric: str = "acc") -> list[str]:
 
 def reasons(results: Sequence[dict[str, Any]]) -> list[str]:
     """One line per row that did not run, naming why."""
-    return [f"{row_name(r)} {r['status']}" + (f" ({r['stage']})" if r.get("stage") else "") + f": {r['reason']}" for r in results if r["status"] != "ok"]
+    return [
+        f"{row_name(r)} {r['status']}" + (f" ({r['stage']})" if r.get("stage") else "") + f": {r['reason']}"
+        for r in results
+        if r["status"] != "ok"
+    ]
 
 
 def accuracy_text(settings: dict[str, Any]) -> str:
@@ -333,7 +362,16 @@ def plot_title(report: BenchReport) -> str:
     )
 
 
-MCU_COLUMNS = ["model", "format", "status", "TFLM ops", "arena KB", "flash KB (model + runtime)", "acc % (TFLM)", "budget"]
+MCU_COLUMNS = [
+    "model",
+    "format",
+    "status",
+    "TFLM ops",
+    "arena KB",
+    "flash KB (model + runtime)",
+    "acc % (TFLM)",
+    "budget",
+]
 
 
 def mcu_columns(metric: str = "acc") -> list[str]:
@@ -354,7 +392,9 @@ def mcu_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
                 status_text(r),
                 "all supported" if t.get("ops_supported") else "UNSUPPORTED",
                 f"{t['arena_bytes'] / 1024:,.1f}" if t.get("arena_bytes") is not None else "—",
-                f"{t['flash_bytes'] / 1024:,.1f} ({t['model_bytes'] / 1024:,.1f} + ≈{t['runtime_flash_bytes'] / 1024:,.0f})" if t.get("flash_bytes") else "—",
+                f"{t['flash_bytes'] / 1024:,.1f} ({t['model_bytes'] / 1024:,.1f} + ≈{t['runtime_flash_bytes'] / 1024:,.0f})"
+                if t.get("flash_bytes")
+                else "—",
                 f"{100 * t['accuracy']:.2f}" if t.get("accuracy") is not None else "—",
                 ("fits" if budget["fits"] else "DOES NOT FIT") if budget else "—",
             ]
@@ -362,7 +402,16 @@ def mcu_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
     return rows
 
 
-EMULATED_COLUMNS = ["model", "core (QEMU board)", "flash KB (map)", "RAM KB (map)", "instructions / inference", "≈ cycles (TFLM + CMSIS-NN)", "top ops (instruction share)", "outputs vs host"]
+EMULATED_COLUMNS = [
+    "model",
+    "core (QEMU board)",
+    "flash KB (map)",
+    "RAM KB (map)",
+    "instructions / inference",
+    "≈ cycles (TFLM + CMSIS-NN)",
+    "top ops (instruction share)",
+    "outputs vs host",
+]
 
 
 def emulated_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
@@ -374,12 +423,23 @@ def emulated_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
             continue
         emu = e.get("emulated") or {}
         top = ", ".join(f"{o['op']} {100 * o['share']:.0f} %" for o in (emu.get("per_op") or [])[:3])
-        verdict = "bit-exact" if e.get("bit_exact") else ("DIFFER" if e.get("problems") else f"FAILED: {e.get('reason') or '?'}")
-        rows.append([
-            r["model"], f"{e.get('core', '?')} ({e.get('board', '?')})",
-            f"{e['flash_bytes'] / 1024:,.1f}" if e.get("flash_bytes") else "—", f"{e['ram_bytes'] / 1024:,.1f}" if e.get("ram_bytes") else "—",
-            f"{emu['instructions']:,}" if emu.get("instructions") else "—", f"{e['est_cycles']:,}" if e.get("est_cycles") else "—", top or "—", verdict,
-        ])
+        verdict = (
+            "bit-exact"
+            if e.get("bit_exact")
+            else ("DIFFER" if e.get("problems") else f"FAILED: {e.get('reason') or '?'}")
+        )
+        rows.append(
+            [
+                r["model"],
+                f"{e.get('core', '?')} ({e.get('board', '?')})",
+                f"{e['flash_bytes'] / 1024:,.1f}" if e.get("flash_bytes") else "—",
+                f"{e['ram_bytes'] / 1024:,.1f}" if e.get("ram_bytes") else "—",
+                f"{emu['instructions']:,}" if emu.get("instructions") else "—",
+                f"{e['est_cycles']:,}" if e.get("est_cycles") else "—",
+                top or "—",
+                verdict,
+            ]
+        )
     return rows
 
 
@@ -390,7 +450,10 @@ def estimate_rows(results: Sequence[dict[str, Any]], chosen: str | None) -> tupl
         return [], []
     names = list(models[0]["tflm"]["est_latency_ms"])
     head = ["MCU profile (estimate, ms)", *[r["file"] for r in models]]
-    rows = [[name + (" ←" if chosen and name == chosen else ""), *[_num(r["tflm"]["est_latency_ms"][name]) for r in models]] for name in names]
+    rows = [
+        [name + (" ←" if chosen and name == chosen else ""), *[_num(r["tflm"]["est_latency_ms"][name]) for r in models]]
+        for name in names
+    ]
     return head, rows
 
 
@@ -410,7 +473,9 @@ def legend(report: BenchReport) -> list[str]:
             "(interpreter + runtime + model + eval data; base_rss_mb in the JSON is the process before the runtime loaded)"
         )
     if report.settings.get("min_accuracy") is not None:
-        lines.append(f"floor: {report.settings.get('metric') or 'accuracy'} ≥ {100 * report.settings['min_accuracy']:.2f} %; BELOW FLOOR and FAILED rows fail the gate")
+        lines.append(
+            f"floor: {report.settings.get('metric') or 'accuracy'} ≥ {100 * report.settings['min_accuracy']:.2f} %; BELOW FLOOR and FAILED rows fail the gate"
+        )
     return lines
 
 
@@ -430,20 +495,32 @@ def print_report(report: BenchReport) -> None:
 
     unit, scale = latency_unit(report.results)
     several = several_thread_counts(report.results)
-    print_table(title(report), columns(unit, several, metric_short(report.settings)), table_rows(report.results, scale, several))
+    print_table(
+        title(report), columns(unit, several, metric_short(report.settings)), table_rows(report.results, scale, several)
+    )
     if mcu_rows(report.results):
-        print_table("TFLite Micro (on this host) and MCU budget", mcu_columns(metric_short(report.settings)), mcu_rows(report.results))
+        print_table(
+            "TFLite Micro (on this host) and MCU budget",
+            mcu_columns(metric_short(report.settings)),
+            mcu_rows(report.results),
+        )
         head, rows = estimate_rows(report.results, report.host.get("mcu_profile"))
         if rows:
             print_table("MCU latency ESTIMATES (not measured)", head, rows)
         if emulated_rows(report.results):
-            print_table("MCU app on QEMU (TFLite Micro + CMSIS-NN; instructions counted, cycles estimated)", EMULATED_COLUMNS, emulated_rows(report.results))
+            print_table(
+                "MCU app on QEMU (TFLite Micro + CMSIS-NN; instructions counted, cycles estimated)",
+                EMULATED_COLUMNS,
+                emulated_rows(report.results),
+            )
     for line in report.budget_failures:
         print(f"  {line}")
     for line in reasons(report.results):
         print(f"  {line}")
     if report.comparisons:
-        print_table("student vs teacher", comparison_columns(metric_short(report.settings)), comparison_rows(report.comparisons))
+        print_table(
+            "student vs teacher", comparison_columns(metric_short(report.settings)), comparison_rows(report.comparisons)
+        )
     headline = headline_text(report)
     if headline:
         print(headline)
@@ -460,12 +537,23 @@ def _conditions_md(host: dict[str, Any]) -> list[str]:
 
     def cells(when: str, c: dict[str, Any]) -> list[Any]:
         temp = f"{c['temp_c']:.1f}" if c.get("temp_c") is not None else "n/a"
-        return [when, temp, c.get("freq_mhz") or "n/a", c.get("governor") or "n/a", c.get("throttled") or "n/a", ", ".join(c.get("throttled_flags") or []) or "none", c.get("source")]
+        return [
+            when,
+            temp,
+            c.get("freq_mhz") or "n/a",
+            c.get("governor") or "n/a",
+            c.get("throttled") or "n/a",
+            ", ".join(c.get("throttled_flags") or []) or "none",
+            c.get("source"),
+        ]
 
     return [
         f"Board: {host.get('board') or 'n/a'}" + (f" — EMULATED ({host['emulated']})" if host.get("emulated") else ""),
         "",
-        markdown_table(["", "SoC °C", "CPU MHz", "governor", "get_throttled", "flags", "read from"], [cells("before", cond["before"]), cells("after", cond["after"] or {})]),
+        markdown_table(
+            ["", "SoC °C", "CPU MHz", "governor", "get_throttled", "flags", "read from"],
+            [cells("before", cond["before"]), cells("after", cond["after"] or {})],
+        ),
         "",
     ]
 
@@ -488,7 +576,18 @@ def markdown(report: BenchReport, plot_name: str | None) -> str:
         "",
         markdown_table(
             ["cpu", "cores (usable)", "governor", "memory MB", "load avg", "os", "python", "runtimes"],
-            [[h.get("cpu"), f"{h.get('cores')} ({h.get('usable_cores')})", h.get("governor") or "n/a", h.get("memory_mb"), " / ".join(map(str, h.get("load_avg") or [])) or "n/a", h.get("os"), h.get("python"), packages]],
+            [
+                [
+                    h.get("cpu"),
+                    f"{h.get('cores')} ({h.get('usable_cores')})",
+                    h.get("governor") or "n/a",
+                    h.get("memory_mb"),
+                    " / ".join(map(str, h.get("load_avg") or [])) or "n/a",
+                    h.get("os"),
+                    h.get("python"),
+                    packages,
+                ]
+            ],
         ),
         "",
         *_conditions_md(h),
@@ -498,16 +597,32 @@ def markdown(report: BenchReport, plot_name: str | None) -> str:
         "",
     ]
     if mcu_rows(report.results):
-        out += ["## TFLite Micro and MCU budget", "", markdown_table(mcu_columns(metric_short(s)), mcu_rows(report.results)), ""]
+        out += [
+            "## TFLite Micro and MCU budget",
+            "",
+            markdown_table(mcu_columns(metric_short(s)), mcu_rows(report.results)),
+            "",
+        ]
         out += [f"- {line}" for line in report.budget_failures]
         head, rows = estimate_rows(report.results, h.get("mcu_profile"))
         if rows:
             out += ["", "### MCU latency estimates (not measurements)", "", markdown_table(head, rows), ""]
         if emulated_rows(report.results):
-            out += ["", "### MCU app on QEMU (TFLite Micro + CMSIS-NN)", "", markdown_table(EMULATED_COLUMNS, emulated_rows(report.results)), ""]
+            out += [
+                "",
+                "### MCU app on QEMU (TFLite Micro + CMSIS-NN)",
+                "",
+                markdown_table(EMULATED_COLUMNS, emulated_rows(report.results)),
+                "",
+            ]
     out += [f"- {line}" for line in reasons(report.results)]
     if report.comparisons:
-        out += ["", "## Student vs teacher", "", markdown_table(comparison_columns(metric_short(s)), comparison_rows(report.comparisons))]
+        out += [
+            "",
+            "## Student vs teacher",
+            "",
+            markdown_table(comparison_columns(metric_short(s)), comparison_rows(report.comparisons)),
+        ]
         headline = headline_text(report)
         if headline:
             out += ["", f"**{headline}**"]
@@ -523,5 +638,8 @@ def markdown(report: BenchReport, plot_name: str | None) -> str:
     out += [*report.notes, "", "## How to read this", ""]
     out += [f"- {line}" for line in legend(report)]
     if report.settings.get("min_accuracy") is not None:
-        out += ["", f"Gate: {'passed' if report.passed else 'FAILED: ' + ', '.join(report.gate_failures + report.budget_failures)}"]
+        out += [
+            "",
+            f"Gate: {'passed' if report.passed else 'FAILED: ' + ', '.join(report.gate_failures + report.budget_failures)}",
+        ]
     return "\n".join(out) + "\n"

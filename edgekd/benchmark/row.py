@@ -26,8 +26,12 @@ class BenchRow:
     parity_ok: bool | None  # the export's own parity check of this file (None: a lone model)
     status: str | None = None  # ok | skipped | failed
     reason: str | None = None  # why skipped / failed
-    stage: str | None = None  # failed at: load | eval | run | fit (over the MCU budget) | unsupported (a format the device does not take)
-    unsupported: bool | None = None  # True: failed because the target cannot run this model (--allow-unsupported excuses it)
+    stage: str | None = (
+        None  # failed at: load | eval | run | fit (over the MCU budget) | unsupported (a format the device does not take)
+    )
+    unsupported: bool | None = (
+        None  # True: failed because the target cannot run this model (--allow-unsupported excuses it)
+    )
     runtime: str | None = None  # "onnxruntime 1.24.1", "ai-edge-litert 2.3.0", …
     latency_ms: dict[str, float] | None = None  # invoke time, ms: {min, p50, p90, p99, mean, std}
     throughput: float | None = None  # inferences per second at batch 1 (1000 / mean latency_ms)
@@ -52,9 +56,21 @@ class BenchRow:
     traceback: str | None = None  # a bug in the measuring process
     parity_problems: list[str] | None = None  # why the export's parity check failed (parity_ok false)
     int8_slower: bool | None = None  # a tflite_int8 row slower (p50) than the same model's tflite_fp32 row
-    int8_unaccelerated_ops: list[str] | None = None  # with int8_slower: ops the runtime's delegate leaves to plain kernels
+    int8_unaccelerated_ops: list[str] | None = (
+        None  # with int8_slower: ops the runtime's delegate leaves to plain kernels
+    )
 
-    OPTIONAL = ("miou", "fg_iou", "pixel_accuracy", "emulated_ms", "tflm", "traceback", "parity_problems", "int8_slower", "int8_unaccelerated_ops")
+    OPTIONAL = (
+        "miou",
+        "fg_iou",
+        "pixel_accuracy",
+        "emulated_ms",
+        "tflm",
+        "traceback",
+        "parity_problems",
+        "int8_slower",
+        "int8_unaccelerated_ops",
+    )
 
     def update(self, result: dict[str, Any]) -> None:
         """Take a measuring process's result; a key that is not a field is a bug, not data to keep."""

@@ -14,7 +14,16 @@ from typing import Any
 
 from edgekd.atomic import write_json, write_text
 from edgekd.benchmark.errors import BenchError
-from edgekd.benchmark.report import BenchReport, comparisons, int8_slower_notes, markdown, parity_notes, plot_title, print_report, status_text
+from edgekd.benchmark.report import (
+    BenchReport,
+    comparisons,
+    int8_slower_notes,
+    markdown,
+    parity_notes,
+    plot_title,
+    print_report,
+    status_text,
+)
 from edgekd.benchmark.row import BenchRow
 from edgekd.benchmark.targets import TARGETS, BenchTarget, Job
 from edgekd.bundle import bundle_file, require_verified
@@ -53,7 +62,15 @@ def _check_filter(kind: str, wanted: list[str] | None, present: list[str]) -> No
 def _check_settings(runs: int, warmup: int, threads: int | None, min_accuracy: float | None) -> None:
     check_runs(runs, warmup, error=BenchError)
     check_threads("--threads", threads, error=BenchError)  # the target adds the local core count
-    check_number("--min-accuracy", min_accuracy, low=0.0, high=1.0, optional=True, why="a fraction between 0 and 1: 0.95 for 95 %", error=BenchError)
+    check_number(
+        "--min-accuracy",
+        min_accuracy,
+        low=0.0,
+        high=1.0,
+        optional=True,
+        why="a fraction between 0 and 1: 0.95 for 95 %",
+        error=BenchError,
+    )
 
 
 def _check_eval(path: Path, task_targets: str) -> None:
@@ -63,10 +80,14 @@ def _check_eval(path: Path, task_targets: str) -> None:
 
     images, targets = load_eval(path, task_targets)
     if getattr(images, "ndim", 0) != 4 or len(images) == 0 or len(targets) != len(images):
-        raise BenchError(f"eval data {path.name} is malformed: images {list(getattr(images, 'shape', []))}, {task_targets} {list(getattr(targets, 'shape', []))} (re-export the bundle)")
+        raise BenchError(
+            f"eval data {path.name} is malformed: images {list(getattr(images, 'shape', []))}, {task_targets} {list(getattr(targets, 'shape', []))} (re-export the bundle)"
+        )
 
 
-def plan(manifest: dict[str, Any], models: list[str] | None = None, formats: list[str] | None = None) -> list[tuple[str, dict[str, Any]]]:
+def plan(
+    manifest: dict[str, Any], models: list[str] | None = None, formats: list[str] | None = None
+) -> list[tuple[str, dict[str, Any]]]:
     """(file name, manifest entry) of every model file to measure: students first, then by format."""
     entries = manifest.get("models", {})
     _check_filter("model", models, sorted({e["role"] for e in entries.values()}))
@@ -77,7 +98,11 @@ def plan(manifest: dict[str, Any], models: list[str] | None = None, formats: lis
         rank = ROLE_ORDER.index(role) if role in ROLE_ORDER else len(ROLE_ORDER)
         return rank, format_rank(fmt), item[0]
 
-    chosen = [(name, e) for name, e in entries.items() if (models is None or e["role"] in models) and (formats is None or e["format"] in formats)]
+    chosen = [
+        (name, e)
+        for name, e in entries.items()
+        if (models is None or e["role"] in models) and (formats is None or e["format"] in formats)
+    ]
     if not chosen:
         raise BenchError("nothing to bench: no model file matches --models/--formats")
     return sorted(chosen, key=order)
@@ -99,7 +124,9 @@ def _full_test_split(bundle: Path, manifest: dict[str, Any], folder: Path) -> tu
             "(pip install 'edgekd[train]'); without --full-test the bench uses the bundle's eval.npz"
         ) from None
     if list(data.classes) != list(manifest.get("labels", [])):
-        raise BenchError(f"--full-test: the dataset's classes {list(data.classes)[:5]}… differ from the bundle's labels {manifest.get('labels', [])[:5]}…")
+        raise BenchError(
+            f"--full-test: the dataset's classes {list(data.classes)[:5]}… differ from the bundle's labels {manifest.get('labels', [])[:5]}…"
+        )
     from edgekd.tasks import get_task
 
     path = folder / "test.npz"
@@ -207,7 +234,9 @@ def bench(
     _check_settings(runs, warmup, threads, min_accuracy)
     if model is not None and (artifacts is not None or full_test):
         raise BenchError("--model benches one model file: leave out --artifacts and --full-test")
-    target = _target(device, threads, {"force": force, "mcu": mcu, "flash_kb": flash_kb, "ram_kb": ram_kb, "emulate": emulate})
+    target = _target(
+        device, threads, {"force": force, "mcu": mcu, "flash_kb": flash_kb, "ram_kb": ram_kb, "emulate": emulate}
+    )
     if model is not None:
         bundle, manifest = lone_model(model)
         default_out = Path("bench") / Path(model).stem
@@ -222,25 +251,36 @@ def bench(
     # where the report goes is checked before minutes of measuring: an existing file, a read-only
     # place, or a link planted in the bundle (the default BUNDLE/bench) is refused now
     out_dir = Path(out) if out is not None else default_out
-    check_report_dir(out_dir, "--out", "bench report", inside=bundle if model is None and is_under(out_dir, bundle) else None)
+    check_report_dir(
+        out_dir, "--out", "bench report", inside=bundle if model is None and is_under(out_dir, bundle) else None
+    )
     if json is not None:
         check_output_file(json, "--json", "bench JSON")
-    named = set(_names(formats) or []) | ({manifest["models"][next(iter(manifest["models"]))]["format"]} if model is not None else set())
+    named = set(_names(formats) or []) | (
+        {manifest["models"][next(iter(manifest["models"]))]["format"]} if model is not None else set()
+    )
     num_classes = len(manifest.get("labels") or []) or None
     counts = target.thread_counts()
     host = target.host()  # before the runs: the load average then is what the runs competed with
     before = target.conditions()
     threads_text = " and ".join(map(str, counts))
-    log(f"bench: {bundle if model is None else model} on {device} ({len(todo)} model files, {threads_text} thread(s), {warmup} warm-up + {runs} timed runs each)")
+    log(
+        f"bench: {bundle if model is None else model} on {device} ({len(todo)} model files, {threads_text} thread(s), {warmup} warm-up + {runs} timed runs each)"
+    )
     results = []
     # every name from the manifest is resolved inside the bundle (read_manifest refused any other)
-    files = {name: (bundle_file(bundle, manifest, name) if model is None else bundle / name).resolve() for name, _ in todo}
+    files = {
+        name: (bundle_file(bundle, manifest, name) if model is None else bundle / name).resolve() for name, _ in todo
+    }
     with tempfile.TemporaryDirectory(prefix="edgekd-bench-") as tmp:
         if full_test:
             eval_path, eval_count = _full_test_split(bundle, manifest, Path(tmp))
             eval_name = "the full test split"
         elif manifest.get("eval"):
-            eval_path, eval_count = bundle_file(bundle, manifest, manifest["eval"]["file"]), manifest["eval"].get("count")
+            eval_path, eval_count = (
+                bundle_file(bundle, manifest, manifest["eval"]["file"]),
+                manifest["eval"].get("count"),
+            )
             eval_name = manifest["eval"]["file"]
             _check_eval(eval_path, task.targets_key)
         else:
@@ -257,7 +297,19 @@ def bench(
                     classes = num_classes or int(entry.get("output", {}).get("shape", [0])[-1])
                     eval_file = str(Path(eval_path).resolve()) if eval_path is not None else None
                     runner = get_format(entry["format"]).runner  # known: unsupported() skipped the others
-                    job = Job(entry["role"], entry["format"], str(files[name]), eval_file, classes, threads_now, runs, warmup, entry.get("input", {}), task.name, runner)
+                    job = Job(
+                        entry["role"],
+                        entry["format"],
+                        str(files[name]),
+                        eval_file,
+                        classes,
+                        threads_now,
+                        runs,
+                        warmup,
+                        entry.get("input", {}),
+                        task.name,
+                        runner,
+                    )
                     row.update(target.measure(job))
                 if row.status == "ok":
                     if row.macs and row.latency_ms and row.latency_ms["p50"] > 0:
@@ -291,13 +343,19 @@ def bench(
             "ram_kb": getattr(target, "ram_kb", None),
             "allow_unsupported": allow_unsupported,
         }
-        bundle_info = {"path": str(bundle if model is None else model), "run": manifest.get("run", {}).get("name"), "created": manifest.get("created")}
+        bundle_info = {
+            "path": str(bundle if model is None else model),
+            "run": manifest.get("run", {}).get("name"),
+            "created": manifest.get("created"),
+        }
         report = BenchReport(host, results, settings, bundle_info, comparisons(results))
         report.notes.extend(target.warnings(host, before, after))
         report.notes.extend(parity_notes(results))
         report.notes.extend(int8_slower_notes(results, files))
         out_dir.mkdir(parents=True, exist_ok=True)
-        report.outputs.update(target.artifacts(out_dir, results, files, Path(eval_path) if eval_path is not None else None, task.name))
+        report.outputs.update(
+            target.artifacts(out_dir, results, files, Path(eval_path) if eval_path is not None else None, task.name)
+        )
     _write_outputs(report, out_dir, json)
     print_report(report)
     log(f"bench: wrote {', '.join(report.outputs.values())}")
@@ -330,7 +388,9 @@ def _write_outputs(report: BenchReport, out_dir: Path, json_path: str | Path | N
     png = out_dir / "bench.png"
     try:
         accuracy_label = f"{report.settings['eval']}, {report.settings['eval_count']} images"
-        plot = plot_pareto(report.results, png, plot_title(report), accuracy_label, report.settings.get("metric") or "top-1 accuracy")
+        plot = plot_pareto(
+            report.results, png, plot_title(report), accuracy_label, report.settings.get("metric") or "top-1 accuracy"
+        )
         report.outputs["plot"] = str(plot)
     except ImportError:
         report.notes.append("plot skipped: matplotlib is not installed (pip install matplotlib)")

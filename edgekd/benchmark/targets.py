@@ -33,7 +33,13 @@ TARGETS: Registry[type[BenchTarget]] = Registry("bench target", providers=["edge
 
 # Thread-pool sizes read from the environment by OpenMP, MKL, OpenBLAS and friends when a runtime
 # loads; set for the measuring process so that no library quietly uses every core.
-THREAD_ENV = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS")
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 # The measuring process imports the edgekd that launched it, whatever the current directory or
 # install holds: the package's folder replaces the working directory that ``-c`` puts first on
@@ -52,7 +58,9 @@ class Job:
     model: str  # role: student | teacher | baseline
     format: str  # pytorch | onnx | tflite_fp32 | tflite_int8 | …
     file: str  # absolute path of the model file
-    eval: str | None  # npz with uint8 NHWC "images" and "labels" (segmentation: "masks"); None: a lone model, no accuracy
+    eval: (
+        str | None
+    )  # npz with uint8 NHWC "images" and "labels" (segmentation: "masks"); None: a lone model, no accuracy
     num_classes: int
     threads: int
     runs: int
@@ -100,7 +108,14 @@ class BenchTarget(ABC):
         """Report notes about how far the measurements can be trusted."""
         return []
 
-    def artifacts(self, out_dir: Path, results: list[dict[str, Any]], files: dict[str, Path], eval_path: Path | None, task: str = "classification") -> dict[str, str]:
+    def artifacts(
+        self,
+        out_dir: Path,
+        results: list[dict[str, Any]],
+        files: dict[str, Path],
+        eval_path: Path | None,
+        task: str = "classification",
+    ) -> dict[str, str]:
         """Extra files written next to the report (name → path). ``files``: row file → model path."""
         return {}
 
@@ -143,7 +158,9 @@ class CpuTarget(BenchTarget):
         return run_worker(asdict(job), "edgekd.benchmark.worker", env, self.timeout_s)
 
 
-def run_worker(job: dict[str, Any], module: str, env: dict[str, str] | None = None, timeout_s: float = 1800.0) -> dict[str, Any]:
+def run_worker(
+    job: dict[str, Any], module: str, env: dict[str, str] | None = None, timeout_s: float = 1800.0
+) -> dict[str, Any]:
     """``module.main([JOB.json, RESULT.json])`` in a fresh Python process; its result dict, or a
     failed row when the process dies or hangs."""
     root = str(Path(__file__).resolve().parents[2])  # the folder holding this edgekd package
@@ -153,7 +170,11 @@ def run_worker(job: dict[str, Any], module: str, env: dict[str, str] | None = No
         try:
             # its own process group, killed with it when the bench is stopped or times out; output
             # captured: runtimes print banners, and a crash's last lines go into the reason
-            proc = run_bounded([sys.executable, "-c", _BOOT, root, module, str(job_path), str(result_path)], timeout_s, {**os.environ, **(env or {})})
+            proc = run_bounded(
+                [sys.executable, "-c", _BOOT, root, module, str(job_path), str(result_path)],
+                timeout_s,
+                {**os.environ, **(env or {})},
+            )
         except subprocess.TimeoutExpired:
             return {"status": "failed", "stage": "run", "reason": f"no result after {timeout_s:.0f} s (hung runtime?)"}
         if proc.returncode == 0 and result_path.is_file():
@@ -188,8 +209,12 @@ class RpiTarget(CpuTarget):
         if not force and not pi.is_raspberry_pi():
             model = pi.board_model()
             seen = f"board {model!r}" if model else "no /proc/device-tree/model"
-            raise BenchError(f"this machine is not a Raspberry Pi ({seen}); use --device cpu to bench it, or --force to run the Pi path anyway")
-        check_threads("--threads", threads, usable_cores(), error=BenchError)  # the defaults are not checked: (1, 4) is the Pi's
+            raise BenchError(
+                f"this machine is not a Raspberry Pi ({seen}); use --device cpu to bench it, or --force to run the Pi path anyway"
+            )
+        check_threads(
+            "--threads", threads, usable_cores(), error=BenchError
+        )  # the defaults are not checked: (1, 4) is the Pi's
         self.forced = force
         self._given = threads
         BenchTarget.__init__(self, threads if threads is not None else self.DEFAULT_THREADS[-1])
@@ -231,9 +256,14 @@ class RpiTarget(CpuTarget):
 
         out = pi.throttle_warnings(before or {}, after or {})
         if host.get("emulated"):
-            out.insert(0, f"EMULATED ({host['emulated']}): run times are of an emulator, not latencies of a Pi; they are kept as emulated_ms, never as latency_ms (peak RSS includes the emulator)")
+            out.insert(
+                0,
+                f"EMULATED ({host['emulated']}): run times are of an emulator, not latencies of a Pi; they are kept as emulated_ms, never as latency_ms (peak RSS includes the emulator)",
+            )
         elif self.forced and not (host.get("board") or "").startswith("Raspberry Pi"):
-            out.insert(0, f"--force: the Pi path ran on {host.get('cpu')} ({host.get('machine')}), not on a Raspberry Pi")
+            out.insert(
+                0, f"--force: the Pi path ran on {host.get('cpu')} ({host.get('machine')}), not on a Raspberry Pi"
+            )
         return out
 
     def measure(self, job: Job) -> dict[str, Any]:
@@ -257,11 +287,20 @@ class McuTarget(BenchTarget):
     options = ("mcu", "flash_kb", "ram_kb", "emulate")
     timeout_s: ClassVar[float] = 1800.0
 
-    def __init__(self, threads: int | None = None, mcu: str | None = None, flash_kb: float | None = None, ram_kb: float | None = None, emulate: str | None = None) -> None:
+    def __init__(
+        self,
+        threads: int | None = None,
+        mcu: str | None = None,
+        flash_kb: float | None = None,
+        ram_kb: float | None = None,
+        emulate: str | None = None,
+    ) -> None:
         from edgekd.mcu.profiles import PROFILES
 
         if threads not in (None, 1):
-            raise BenchError(f"--threads {threads}: TFLite Micro runs on one core; leave --threads out for --device mcu")
+            raise BenchError(
+                f"--threads {threads}: TFLite Micro runs on one core; leave --threads out for --device mcu"
+            )
         for flag, value in (("--flash-kb", flash_kb), ("--ram-kb", ram_kb)):
             check_number(flag, value, low=0, low_open=True, high=MAX_KB, optional=True, error=BenchError)
         self.profile = PROFILES.get(mcu) if mcu is not None else None
@@ -296,7 +335,10 @@ class McuTarget(BenchTarget):
             pass
         host["mcu_profile"] = self.profile.name if self.profile else None
         host["budget"] = {"flash_kb": self.flash_kb, "ram_kb": self.ram_kb}
-        host["estimate"] = {"conv_cycles_per_mac_m7": profiles.CONV_CYCLES_PER_MAC, "calibrated_on": [r.board for r in profiles.MLPERF_TINY_RESNET8 if r.role == "fit"]}
+        host["estimate"] = {
+            "conv_cycles_per_mac_m7": profiles.CONV_CYCLES_PER_MAC,
+            "calibrated_on": [r.board for r in profiles.MLPERF_TINY_RESNET8 if r.role == "fit"],
+        }
         return host
 
     def measure(self, job: Job) -> dict[str, Any]:
@@ -309,7 +351,13 @@ class McuTarget(BenchTarget):
             return {"status": "failed", "stage": "load", "reason": str(exc), "tflm": {"ops_supported": None}}
         if not model.is_int8:  # the file decides, not its name or manifest entry
             reason = f"{Path(job.file).name} is a float model: MCU targets run full-integer int8 TFLite models only (export with tflite_int8)"
-            return {"status": "failed", "stage": "unsupported", "reason": reason, "unsupported": True, "tflm": {"ops_supported": False, "ops": model.op_names}}
+            return {
+                "status": "failed",
+                "stage": "unsupported",
+                "reason": reason,
+                "unsupported": True,
+                "tflm": {"ops_supported": False, "ops": model.op_names},
+            }
         result = run_worker(asdict(job), "edgekd.benchmark.mcu_worker", None, self.timeout_s)
         tflm = result.setdefault("tflm", {})
         tflm["flash_bytes"] = estimate.flash_bytes(model)
@@ -319,7 +367,9 @@ class McuTarget(BenchTarget):
         tflm["macs"] = model.total_macs
         tflm.setdefault("accuracy", result.get("accuracy"))
         if tflm.get("ops_supported") is False:  # TFLM has no kernel for an op: the target cannot run it
-            result.update(unsupported=True, reason=f"{result.get('reason')}; the model's ops: {', '.join(model.op_names)}")
+            result.update(
+                unsupported=True, reason=f"{result.get('reason')}; the model's ops: {', '.join(model.op_names)}"
+            )
         if result.get("status") == "ok":
             tflm["budget"] = self.budget(tflm)
             if tflm["budget"] is not None and not tflm["budget"]["fits"]:
@@ -338,12 +388,45 @@ class McuTarget(BenchTarget):
         from edgekd.tasks import get_task
 
         out = cache_root() / "mcu" / "app" / f"{sha256_file(job.file)[:16]}-{self.emulate}"
-        emu = run_worker({"file": str(job.file), "eval": job.eval, "targets_key": get_task(job.task).targets_key, "core": self.emulate, "out": str(out)}, "edgekd.mcu.app", None, self.timeout_s)
-        keep = ("core", "board", "flash_bytes", "ram_bytes", "profiler_bytes", "sections", "build_s", "compiled", "cached", "kernels",
-                "arena_host_bytes", "emulated", "est_cycles", "bit_exact", "problems", "app_self_check", "elf")
-        result["tflm"]["emulated"] = {k: emu[k] for k in keep if k in emu} | {"status": emu.get("status"), "reason": emu.get("reason")}
+        emu = run_worker(
+            {
+                "file": str(job.file),
+                "eval": job.eval,
+                "targets_key": get_task(job.task).targets_key,
+                "core": self.emulate,
+                "out": str(out),
+            },
+            "edgekd.mcu.app",
+            None,
+            self.timeout_s,
+        )
+        keep = (
+            "core",
+            "board",
+            "flash_bytes",
+            "ram_bytes",
+            "profiler_bytes",
+            "sections",
+            "build_s",
+            "compiled",
+            "cached",
+            "kernels",
+            "arena_host_bytes",
+            "emulated",
+            "est_cycles",
+            "bit_exact",
+            "problems",
+            "app_self_check",
+            "elf",
+        )
+        result["tflm"]["emulated"] = {k: emu[k] for k in keep if k in emu} | {
+            "status": emu.get("status"),
+            "reason": emu.get("reason"),
+        }
         if emu.get("status") != "ok":
-            result.update(status="failed", stage=emu.get("stage", "emulate"), reason=emu.get("reason", "the emulated run failed"))
+            result.update(
+                status="failed", stage=emu.get("stage", "emulate"), reason=emu.get("reason", "the emulated run failed")
+            )
 
     def budget(self, tflm: dict[str, Any]) -> dict[str, Any] | None:
         """Does the model fit the flash/RAM budget? None when no budget was given."""
@@ -352,13 +435,23 @@ class McuTarget(BenchTarget):
         over = []
         flash_kb = tflm["flash_bytes"] / 1024
         if self.flash_kb is not None and flash_kb > self.flash_kb:
-            over.append(f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime ≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by {flash_kb - self.flash_kb:,.1f} KB ({tflm['flash_bytes'] - int(self.flash_kb * 1024):,} bytes)")
+            over.append(
+                f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime ≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by {flash_kb - self.flash_kb:,.1f} KB ({tflm['flash_bytes'] - int(self.flash_kb * 1024):,} bytes)"
+            )
         if self.ram_kb is not None and tflm.get("arena_bytes") is not None:
             ram_kb = tflm["arena_bytes"] / 1024
             if ram_kb > self.ram_kb:
-                over.append(f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB ({tflm['arena_bytes'] - int(self.ram_kb * 1024):,} bytes)")
+                over.append(
+                    f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB ({tflm['arena_bytes'] - int(self.ram_kb * 1024):,} bytes)"
+                )
         where = self.profile.name if self.profile else "the budget"
-        return {"profile": self.profile.name if self.profile else None, "flash_kb": self.flash_kb, "ram_kb": self.ram_kb, "fits": not over, "message": f"does not fit {where}: {'; '.join(over)}" if over else f"fits {where}"}
+        return {
+            "profile": self.profile.name if self.profile else None,
+            "flash_kb": self.flash_kb,
+            "ram_kb": self.ram_kb,
+            "fits": not over,
+            "message": f"does not fit {where}: {'; '.join(over)}" if over else f"fits {where}",
+        }
 
     def warnings(self, host: dict[str, Any], before: dict[str, Any] | None, after: dict[str, Any] | None) -> list[str]:
         return [
@@ -367,13 +460,24 @@ class McuTarget(BenchTarget):
             "with reference kernels only to check ops, arena and accuracy",
             "arena: measured by TFLM's recording allocator on this 64-bit host; a 32-bit MCU needs slightly less "
             "(smaller per-tensor structs); flash: model + an estimate of the TFLM runtime and kernels",
-        ] + ([
-            f"--emulate {self.emulate}: the app was built with TFLite Micro + CMSIS-NN and run on QEMU; instructions are counted "
-            "(-icount), cycles = instructions × a per-core factor (edgekd.mcu.cpi) and stand for TFLM + CMSIS-NN, while the "
-            "per-profile estimates above are fitted on the fastest published submissions (vendor runtimes); flash/RAM from the linker map",
-        ] if self.emulate else [])
+        ] + (
+            [
+                f"--emulate {self.emulate}: the app was built with TFLite Micro + CMSIS-NN and run on QEMU; instructions are counted "
+                "(-icount), cycles = instructions × a per-core factor (edgekd.mcu.cpi) and stand for TFLM + CMSIS-NN, while the "
+                "per-profile estimates above are fitted on the fastest published submissions (vendor runtimes); flash/RAM from the linker map",
+            ]
+            if self.emulate
+            else []
+        )
 
-    def artifacts(self, out_dir: Path, results: list[dict[str, Any]], files: dict[str, Path], eval_path: Path | None, task: str = "classification") -> dict[str, str]:
+    def artifacts(
+        self,
+        out_dir: Path,
+        results: list[dict[str, Any]],
+        files: dict[str, Path],
+        eval_path: Path | None,
+        task: str = "classification",
+    ) -> dict[str, str]:
         """``<stem>_tflm_config.h`` per int8 model that runs in TFLM: what deploy/mcu/main.cc includes,
         with an eval image the int8 model classifies correctly and the host TFLM's int8 output for it
         (:mod:`edgekd.mcu.hostref`, in its own process), which the app checks value for value."""
@@ -386,8 +490,15 @@ class McuTarget(BenchTarget):
             if row["status"] == "ok" and tflm.get("arena_bytes"):
                 samples: list[Sample] = []
                 if eval_path is not None:
-                    job = {"file": str(files[row["file"]]), "eval": str(eval_path), "targets_key": get_task(task).targets_key, "count": 1}
+                    job = {
+                        "file": str(files[row["file"]]),
+                        "eval": str(eval_path),
+                        "targets_key": get_task(task).targets_key,
+                        "count": 1,
+                    }
                     ref = run_worker(job, "edgekd.mcu.hostref", None, self.timeout_s)
                     samples = [Sample(**s) for s in ref.get("samples", [])]
-                written[f"tflm_config:{row['file']}"] = str(write_app_config(files[row["file"]], tflm, out_dir, samples))
+                written[f"tflm_config:{row['file']}"] = str(
+                    write_app_config(files[row["file"]], tflm, out_dir, samples)
+                )
         return written

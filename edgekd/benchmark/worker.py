@@ -82,7 +82,9 @@ def load_eval(path: str | Path, targets: str = "labels") -> tuple[np.ndarray, np
         with np.load(path) as data:
             images, labels = data["images"], data[targets]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a truncated or altered file
-        raise BenchError(f"cannot read eval data {Path(path).name}: {_one_line(exc)} (needs 'images' and '{targets}')") from None
+        raise BenchError(
+            f"cannot read eval data {Path(path).name}: {_one_line(exc)} (needs 'images' and '{targets}')"
+        ) from None
     return images, labels
 
 
@@ -161,7 +163,9 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         else:  # a lone model: timing only, on a blank image of the model's input size
             hwc = expected_hwc(runner, job.get("input") or {})
             if hwc is None:
-                raise BenchError(f"{Path(job['file']).name} has no fixed input shape to time it with (give a bundle with eval data)")
+                raise BenchError(
+                    f"{Path(job['file']).name} has no fixed input shape to time it with (give a bundle with eval data)"
+                )
             first = np.zeros(hwc, np.uint8)
     except BenchError as exc:
         return _failed("eval", str(exc), runtime=runner.runtime)

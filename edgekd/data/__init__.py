@@ -34,7 +34,9 @@ def load_dataset(cfg: DataConfig, log=print) -> Dataset:
 
     source = DATASETS.get(cfg.name)
     if cfg.samples is not None and not getattr(source, "generated", False):
-        raise DataError(f"data.samples sets how many images a generated dataset makes; {cfg.name!r} reads its images from files")
+        raise DataError(
+            f"data.samples sets how many images a generated dataset makes; {cfg.name!r} reads its images from files"
+        )
     raw = source(cfg, log=log)
     task = dataset_task(cfg.name)
     train, val, test = raw.train, raw.val, raw.test
@@ -45,19 +47,28 @@ def load_dataset(cfg: DataConfig, log=print) -> Dataset:
     if cfg.train_limit is not None and cfg.train_limit < len(train):
         _, train = split_off(train, cfg.train_limit / len(train), cfg.split_seed + 1)
     if len(train) == 0 or len(val) == 0 or len(test) == 0:
-        raise DataError(f"dataset {cfg.name!r} has an empty split (train {len(train)}, val {len(val)}, test {len(test)})")
+        raise DataError(
+            f"dataset {cfg.name!r} has an empty split (train {len(train)}, val {len(val)}, test {len(test)})"
+        )
     mean, std = cfg.mean or raw.mean, cfg.std or raw.std
     if cfg.shift != "none" and train.lazy:
-        raise DataError(f"data.shift needs decoded images; set data.storage=memory (the data is streamed from {cfg.root})")
+        raise DataError(
+            f"data.shift needs decoded images; set data.storage=memory (the data is streamed from {cfg.root})"
+        )
     if cfg.shift != "none":
         # a shifted domain is a different distribution: declared statistics no longer describe it
-        train, val, test = (apply_shift(s, cfg.shift, name, cfg.split_seed) for s, name in ((train, "train"), (val, "val"), (test, "test")))
+        train, val, test = (
+            apply_shift(s, cfg.shift, name, cfg.split_seed)
+            for s, name in ((train, "train"), (val, "val"), (test, "test"))
+        )
         mean, std = cfg.mean, cfg.std
     if mean is None or std is None:
         # streamed images: estimated from 5,000 of them rather than decoding the whole set once more
         mean, std = channel_stats(train.images, max_images=5000 if train.lazy else None)
     if task == "segmentation" and any(s.masks is None for s in (train, val, test)):
-        raise DataError(f"dataset {cfg.name!r} is a segmentation source but a split has no masks")  # a source's bug, said plainly
+        raise DataError(
+            f"dataset {cfg.name!r} is a segmentation source but a split has no masks"
+        )  # a source's bug, said plainly
     channels = train.images.shape[1]
     if len(mean) != channels or len(std) != channels:
         raise DataError(f"normalization has {len(mean)} values but the images have {channels} channel(s)")

@@ -24,7 +24,11 @@ def extract_once(path: Path, cache_dir: str | None = None, log=print) -> Path:
     extracted afresh. Extraction goes to a temporary folder renamed into place when complete.
     """
     st = path.stat()
-    target = cache_root(cache_dir) / "extracted" / f"{path.name.split('.')[0]}-{fingerprint(str(path.resolve()), st.st_size, st.st_mtime_ns)}"
+    target = (
+        cache_root(cache_dir)
+        / "extracted"
+        / f"{path.name.split('.')[0]}-{fingerprint(str(path.resolve()), st.st_size, st.st_mtime_ns)}"
+    )
     if target.is_dir():
         return target
     log(f"extracting {path} → {target} (once)")

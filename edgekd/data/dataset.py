@@ -24,7 +24,10 @@ class Split:
         assert self.labels.ndim == 1 and len(self.labels) == len(self.images)
         if self.masks is not None:
             n, _, h, w = self.images.shape
-            assert self.masks.dtype == np.uint8 and self.masks.shape == (n, 1, h, w), (self.masks.shape, self.images.shape)
+            assert self.masks.dtype == np.uint8 and self.masks.shape == (n, 1, h, w), (
+                self.masks.shape,
+                self.images.shape,
+            )
 
     @classmethod
     def segmentation(cls, images: np.ndarray, masks: np.ndarray) -> Split:

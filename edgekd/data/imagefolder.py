@@ -102,11 +102,18 @@ def decode_images(files: list[Path], image_size: int | None, log=print) -> np.nd
     shapes = collections.Counter(arr.shape[:2] for arr, _ in decoded)
     if len(shapes) > 1:
         (h, w), _ = shapes.most_common(1)[0]
-        log(f"images vary in size ({len(shapes)} sizes); resizing all to {h}x{w}, the most common (set data.image_size to choose)")
+        log(
+            f"images vary in size ({len(shapes)} sizes); resizing all to {h}x{w}, the most common (set data.image_size to choose)"
+        )
         from PIL import Image
 
         decoded = [
-            (arr if arr.shape[:2] == (h, w) else np.asarray(Image.fromarray(arr).resize((w, h), Image.Resampling.BILINEAR)), g)
+            (
+                arr
+                if arr.shape[:2] == (h, w)
+                else np.asarray(Image.fromarray(arr).resize((w, h), Image.Resampling.BILINEAR)),
+                g,
+            )
             for arr, g in decoded
         ]
     stack = np.stack([arr for arr, _ in decoded]).transpose(0, 3, 1, 2)  # NHWC → NCHW
@@ -115,7 +122,9 @@ def decode_images(files: list[Path], image_size: int | None, log=print) -> np.nd
     return np.ascontiguousarray(stack)
 
 
-def load_split_cached(files: list[Path], labels: np.ndarray, image_size: int | None, cache_dir: str | None, log=print) -> Split:
+def load_split_cached(
+    files: list[Path], labels: np.ndarray, image_size: int | None, cache_dir: str | None, log=print
+) -> Split:
     stats = [(str(p), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]]
     key = fingerprint("imagefolder-v1", image_size, stats)
     cached = cache_root(cache_dir) / "decoded" / f"{key}.npy"
@@ -160,7 +169,12 @@ def probe(files: list[Path], image_size: int | None, n: int = 64) -> tuple[int, 
 
 
 def load_imagefolder(
-    root: str | None, image_size: int | None, cache_dir: str | None, log=print, storage: str = "memory", memory_limit_gb: float | None = None
+    root: str | None,
+    image_size: int | None,
+    cache_dir: str | None,
+    log=print,
+    storage: str = "memory",
+    memory_limit_gb: float | None = None,
 ) -> tuple[Split, Split | None, Split, list[str], Path]:
     """(train, val or None, test, classes, resolved root).
 
@@ -179,7 +193,9 @@ def load_imagefolder(
         if storage == "stream" or need > limit:
             from edgekd.data.lazy import LazyImages
 
-            log(f"streaming {n} images from {base} ({need / (1 << 30):.1f} GiB decoded; decoded on access by DataLoader workers)")
+            log(
+                f"streaming {n} images from {base} ({need / (1 << 30):.1f} GiB decoded; decoded on access by DataLoader workers)"
+            )
 
             def lazy(files: list[Path], labels: np.ndarray) -> Split:
                 return Split(LazyImages(files, channels, size), labels)

@@ -195,7 +195,9 @@ class Batches:
         out = {"partner": partner, "lam": lam.astype(np.float32), "cut": cut, "y0": y0, "y1": y1, "x0": x0, "x1": x1}
         return {k: torch.from_numpy(np.ascontiguousarray(v)).to(self.device) for k, v in out.items()}
 
-    def _mix(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, mix: dict[str, torch.Tensor], params) -> tuple[torch.Tensor, torch.Tensor]:
+    def _mix(
+        self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, mix: dict[str, torch.Tensor], params
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Mix a normalized batch with each sample's partner (augmented by its own view
         parameters); targets become soft label rows λ·onehot(y) + (1-λ)·onehot(y_partner)."""
         j = mix["partner"][idx]
@@ -226,8 +228,11 @@ class Batches:
 
             batches = list(self.batch_indices())
             loader = DataLoader(
-                _Decoder(self.images), batch_sampler=[b.tolist() for b in batches], num_workers=self.workers,
-                pin_memory=self.device.type == "cuda", persistent_workers=False,
+                _Decoder(self.images),
+                batch_sampler=[b.tolist() for b in batches],
+                num_workers=self.workers,
+                pin_memory=self.device.type == "cuda",
+                persistent_workers=False,
             )
             for idx, x in zip(batches, loader):
                 yield idx, x.to(self.device, non_blocking=True)

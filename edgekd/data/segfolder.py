@@ -34,7 +34,9 @@ def _files(folder: Path, suffixes: set[str]) -> dict[str, Path]:
     for path in sorted(folder.iterdir()):
         if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith("."):
             if path.stem in out:
-                raise DataError(f"{out[path.stem].name} and {path.name} in {folder} share the stem {path.stem!r}: which one pairs with its mask?")
+                raise DataError(
+                    f"{out[path.stem].name} and {path.name} in {folder} share the stem {path.stem!r}: which one pairs with its mask?"
+                )
             out[path.stem] = path
     return out
 
@@ -46,7 +48,9 @@ def scan_pairs(split_dir: Path) -> tuple[list[Path], list[Path]]:
     images_dir, masks_dir = split_dir / "images", split_dir / "masks"
     for folder in (images_dir, masks_dir):
         if not folder.is_dir():
-            raise DataError(f"{split_dir} has no {folder.name}/ folder (expected {split_dir}/images/<stem>.png|jpg and {split_dir}/masks/<stem>.png)")
+            raise DataError(
+                f"{split_dir} has no {folder.name}/ folder (expected {split_dir}/images/<stem>.png|jpg and {split_dir}/masks/<stem>.png)"
+            )
     images = _files(images_dir, IMAGE_SUFFIXES)
     if not images:
         raise DataError(f"no images in {images_dir}")
@@ -94,11 +98,16 @@ def decode_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
     except (OSError, ValueError) as exc:
         raise DataError(f"cannot read mask {path}: {exc}") from None
     if fg.shape != tuple(size):
-        fg = np.asarray(Image.fromarray(fg.astype(np.uint8) * 255).resize((size[1], size[0]), Image.Resampling.NEAREST)) > 0
+        fg = (
+            np.asarray(Image.fromarray(fg.astype(np.uint8) * 255).resize((size[1], size[0]), Image.Resampling.NEAREST))
+            > 0
+        )
     return fg.astype(np.uint8)
 
 
-def decode_split(images: list[Path], masks: list[Path], size: tuple[int, int], channels: int) -> tuple[np.ndarray, np.ndarray]:
+def decode_split(
+    images: list[Path], masks: list[Path], size: tuple[int, int], channels: int
+) -> tuple[np.ndarray, np.ndarray]:
     """(uint8 (N, C, H, W) images, uint8 (N, 1, H, W) masks) at ``size`` with ``channels`` (1 or 3)."""
     decoded = _decode_all(images, size)  # RGB HWC, resized bilinearly where needed
     stack = np.stack([arr for arr, _ in decoded]).transpose(0, 3, 1, 2)  # NHWC → NCHW
@@ -110,7 +119,9 @@ def decode_split(images: list[Path], masks: list[Path], size: tuple[int, int], c
     return np.ascontiguousarray(stack), np.ascontiguousarray(mask_arr)
 
 
-def load_split_cached(images: list[Path], masks: list[Path], size: tuple[int, int], channels: int, cache_dir: str | None, log=print) -> Split:
+def load_split_cached(
+    images: list[Path], masks: list[Path], size: tuple[int, int], channels: int, cache_dir: str | None, log=print
+) -> Split:
     stats = [(str(p), st.st_size, st.st_mtime_ns) for p in (*images, *masks) for st in [p.stat()]]
     key = fingerprint("segfolder-v1", size, channels, stats)
     cached = cache_root(cache_dir) / "decoded" / f"{key}.npz"
@@ -126,7 +137,9 @@ def load_split_cached(images: list[Path], masks: list[Path], size: tuple[int, in
     return Split.segmentation(arr, mask_arr)
 
 
-def load_segfolder(root: str | None, image_size: int | None, cache_dir: str | None, log=print) -> tuple[Split, Split | None, Split, Path]:
+def load_segfolder(
+    root: str | None, image_size: int | None, cache_dir: str | None, log=print
+) -> tuple[Split, Split | None, Split, Path]:
     """(train, val or None, test, resolved root)."""
     from PIL import Image
 
@@ -141,7 +154,9 @@ def load_segfolder(root: str | None, image_size: int | None, cache_dir: str | No
         counts = collections.Counter(sizes["train"])
         size = counts.most_common(1)[0][0]
         if len(counts) > 1:
-            log(f"images vary in size ({len(counts)} sizes); resizing all to {size[0]}x{size[1]}, the most common (set data.image_size to choose)")
+            log(
+                f"images vary in size ({len(counts)} sizes); resizing all to {size[0]}x{size[1]}, the most common (set data.image_size to choose)"
+            )
     # channels from the training images' modes (headers only), so every split feeds the same input
     modes = []
     for path in scans["train"][0]:

@@ -28,7 +28,9 @@ def _grid(h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
     return y + 0.5, x + 0.5
 
 
-def _shape_mask(kind: str, y: np.ndarray, x: np.ndarray, cy: float, cx: float, a: float, b: float, theta: float) -> np.ndarray:
+def _shape_mask(
+    kind: str, y: np.ndarray, x: np.ndarray, cy: float, cx: float, a: float, b: float, theta: float
+) -> np.ndarray:
     """Boolean (H, W): the pixels whose centre lies inside the shape."""
     dy, dx = y - cy, x - cx
     c, s = math.cos(theta), math.sin(theta)

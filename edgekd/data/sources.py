@@ -70,7 +70,10 @@ def _resize(split: Split, size: int) -> Split:
     from PIL import Image
 
     out = np.stack(
-        [np.asarray(Image.fromarray(img[0]).resize((size, size), Image.Resampling.BILINEAR))[None] for img in split.images]
+        [
+            np.asarray(Image.fromarray(img[0]).resize((size, size), Image.Resampling.BILINEAR))[None]
+            for img in split.images
+        ]
     )
     return Split(out, split.labels)
 
@@ -78,7 +81,9 @@ def _resize(split: Split, size: int) -> Split:
 @DATASETS.register("imagefolder")
 def imagefolder(cfg: DataConfig, log=print) -> RawData:
     """Any ``root/{train,test}[,val]/<class>/*`` folder or archive of one."""
-    train, val, test, classes, base = load_imagefolder(cfg.root, cfg.image_size, cfg.cache_dir, log=log, storage=cfg.storage, memory_limit_gb=cfg.memory_limit_gb)
+    train, val, test, classes, base = load_imagefolder(
+        cfg.root, cfg.image_size, cfg.cache_dir, log=log, storage=cfg.storage, memory_limit_gb=cfg.memory_limit_gb
+    )
     return RawData(train, val, test, classes, source={"root": str(base)})
 
 
@@ -102,7 +107,9 @@ def cifar10(cfg: DataConfig, log=print) -> RawData:
     batches = root / "cifar-10-batches-py"
     if not batches.is_dir():
         if not cfg.download:
-            raise DataError(f"CIFAR-10 not found in {root} (expected cifar-10-batches-py/ or train/ + test/); set data.download=true when online")
+            raise DataError(
+                f"CIFAR-10 not found in {root} (expected cifar-10-batches-py/ or train/ + test/); set data.download=true when online"
+            )
         import torchvision
 
         torchvision.datasets.CIFAR10(str(root), train=True, download=True)
@@ -143,7 +150,15 @@ def svhn(cfg: DataConfig, log=print) -> RawData:
 
             torchvision.datasets.SVHN(str(root), split=name, download=True)
         splits[name] = _read_svhn(path)
-    return RawData(splits["train"], None, splits["test"], [str(d) for d in range(10)], SVHN_MEAN, SVHN_STD, source={"root": str(root)})
+    return RawData(
+        splits["train"],
+        None,
+        splits["test"],
+        [str(d) for d in range(10)],
+        SVHN_MEAN,
+        SVHN_STD,
+        source={"root": str(root)},
+    )
 
 
 def _read_svhn(path: Path) -> Split:
@@ -176,7 +191,9 @@ def shapes(cfg: DataConfig, log=print) -> RawData:
         raise DataError(f"shapes: data.image_size must be at least 8, got {side}")
     images, masks = generate(n, (side, side), cfg.split_seed)
     train, test = split_off(Split.segmentation(images, masks), cfg.test_fraction, cfg.split_seed)
-    return RawData(train, None, test, ["foreground"], source={"name": "edgekd.data.shapes", "samples": n, "seed": cfg.split_seed})
+    return RawData(
+        train, None, test, ["foreground"], source={"name": "edgekd.data.shapes", "samples": n, "seed": cfg.split_seed}
+    )
 
 
 shapes.generated = True
@@ -190,6 +207,8 @@ def segfolder(cfg: DataConfig, log=print) -> RawData:
     from edgekd.data.segfolder import load_segfolder
 
     if cfg.storage == "stream":
-        raise DataError("data.storage=stream is for imagefolder; segfolder decodes images and masks into memory (cached)")
+        raise DataError(
+            "data.storage=stream is for imagefolder; segfolder decodes images and masks into memory (cached)"
+        )
     train, val, test, base = load_segfolder(cfg.root, cfg.image_size, cfg.cache_dir, log=log)
     return RawData(train, val, test, ["foreground"], source={"root": str(base)})

@@ -28,7 +28,9 @@ def split_off(split: Split, fraction: float, seed: int) -> tuple[Split, Split]:
     return split.take(keep), split.take(held)
 
 
-def channel_stats(images: np.ndarray, chunk: int = 4096, max_images: int | None = None) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(
+    images: np.ndarray, chunk: int = 4096, max_images: int | None = None
+) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of uint8 images scaled to 0–1 (chunked: CIFAR-sized data fits easily,
     but float64 copies of the whole set would not for larger folders). ``max_images`` estimates
     them from an evenly spaced subset (streamed folders: decoding everything once is too slow)."""

@@ -23,12 +23,17 @@ UNLABELED = -1  # the label an unlabeled image carries: cross-entropy ignores it
 def find_images(folder: Path) -> list[Path]:
     """Every image file below ``folder`` (hidden entries skipped), in a stable order."""
     return sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
+        p
+        for p in folder.rglob("*")
+        if p.is_file()
+        and p.suffix.lower() in IMAGE_SUFFIXES
+        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
     )
 
 
-def load_unlabeled(root: str, shape: tuple[int, int, int], cache_dir: str | None = None, key: str = "distill.transfer_set", log=print) -> Split:
+def load_unlabeled(
+    root: str, shape: tuple[int, int, int], cache_dir: str | None = None, key: str = "distill.transfer_set", log=print
+) -> Split:
     """The images under ``root`` as uint8 (N, *shape) with every label :data:`UNLABELED`."""
     path = Path(root).expanduser()
     if not path.exists():

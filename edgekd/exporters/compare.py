@@ -36,7 +36,9 @@ def backend_available(backend: str) -> bool:
     return module is None or importlib.util.find_spec(module) is not None
 
 
-def convert_student(run: str | Path, backend: str, out: str | Path, formats: Sequence[str] = DEFAULT_FORMATS) -> dict[str, Any]:
+def convert_student(
+    run: str | Path, backend: str, out: str | Path, formats: Sequence[str] = DEFAULT_FORMATS
+) -> dict[str, Any]:
     """Export ``run``'s student with ``backend`` into the bundle ``out`` (parity failures allowed:
     they are what is being measured) and return its files' metrics, ops and the conversion time."""
     from edgekd.exporters.export import export
@@ -58,24 +60,32 @@ def convert_student(run: str | Path, backend: str, out: str | Path, formats: Seq
     for fmt in formats:
         name = file_name("student", fmt)
         metrics, entry = manifest["metrics"][name], manifest["models"][name]
-        rows.append({
-            "backend": backend,
-            "format": fmt,
-            "file": str(Path(out) / name),
-            "bytes": manifest["files"][name]["bytes"],
-            "top1_agreement": metrics["top1_agreement"],
-            "max_abs_diff": metrics["max_abs_diff"],
-            "test_acc": metrics["test_acc"],
-            "n": metrics["n"],
-            "parity_ok": metrics["ok"],
-            "conversion_s": round(seconds, 2),
-            "input_dtype": entry["input"]["dtype"],
-            "output_dtype": entry["output"]["dtype"],
-            "full_integer_problems": full_integer_problems(Path(out) / name) if fmt == "tflite_int8" else None,
-            "ops": entry["ops"],
-        })
+        rows.append(
+            {
+                "backend": backend,
+                "format": fmt,
+                "file": str(Path(out) / name),
+                "bytes": manifest["files"][name]["bytes"],
+                "top1_agreement": metrics["top1_agreement"],
+                "max_abs_diff": metrics["max_abs_diff"],
+                "test_acc": metrics["test_acc"],
+                "n": metrics["n"],
+                "parity_ok": metrics["ok"],
+                "conversion_s": round(seconds, 2),
+                "input_dtype": entry["input"]["dtype"],
+                "output_dtype": entry["output"]["dtype"],
+                "full_integer_problems": full_integer_problems(Path(out) / name) if fmt == "tflite_int8" else None,
+                "ops": entry["ops"],
+            }
+        )
     reference_acc = manifest["metrics"][file_name("student", formats[0])]["reference_acc"]
-    return {"backend": backend, "error": None, "reference_acc": reference_acc, "versions": manifest["versions"], "rows": rows}
+    return {
+        "backend": backend,
+        "error": None,
+        "reference_acc": reference_acc,
+        "versions": manifest["versions"],
+        "rows": rows,
+    }
 
 
 def _convert_elsewhere(python: str, run: Path, backend: str, out: Path, formats: Sequence[str]) -> dict[str, Any]:
@@ -86,14 +96,25 @@ def _convert_elsewhere(python: str, run: Path, backend: str, out: Path, formats:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (source_root, os.environ.get("PYTHONPATH", "")) if p)}
     with tempfile.TemporaryDirectory(prefix="edgekd-compare-") as tmp:
         result_path = Path(tmp) / "result.json"
-        cmd = [python, "-m", "edgekd.exporters.compare", str(run), backend, str(out), ",".join(formats), str(result_path)]
+        cmd = [
+            python,
+            "-m",
+            "edgekd.exporters.compare",
+            str(run),
+            backend,
+            str(out),
+            ",".join(formats),
+            str(result_path),
+        ]
         proc = subprocess.run(cmd, env=env, stdout=subprocess.DEVNULL)  # its log lines go to our stderr
         if proc.returncode != 0 or not result_path.is_file():
             return {"backend": backend, "error": f"export failed: {python} exited with {proc.returncode}"}
         return json.loads(result_path.read_text())
 
 
-def invoke_latency(paths: Sequence[Path], image: np.ndarray, runs: int = 200, warmup: int = 50, rounds: int = 4) -> dict[str, dict[str, Any]]:
+def invoke_latency(
+    paths: Sequence[Path], image: np.ndarray, runs: int = 200, warmup: int = 50, rounds: int = 4
+) -> dict[str, dict[str, Any]]:
     """Median and p90 of ``interpreter.invoke()`` alone (time.perf_counter_ns), one thread, per file.
 
     Every file gets ``warmup`` untimed invokes, then ``runs`` timed ones split into ``rounds``
@@ -121,7 +142,12 @@ def invoke_latency(paths: Sequence[Path], image: np.ndarray, runs: int = 200, wa
     out: dict[str, dict[str, Any]] = {key: {"error": err} for key, err in errors.items()}
     for key, times in samples.items():
         ns = np.array(times, dtype=np.float64)
-        out[key] = {"error": None, "median_ms": float(np.median(ns)) / 1e6, "p90_ms": float(np.percentile(ns, 90)) / 1e6, "runs": len(times)}
+        out[key] = {
+            "error": None,
+            "median_ms": float(np.median(ns)) / 1e6,
+            "p90_ms": float(np.percentile(ns, 90)) / 1e6,
+            "runs": len(times),
+        }
     return out
 
 
@@ -158,14 +184,26 @@ def compare_tflite_backends(
         elif python:
             results.append(_convert_elsewhere(python, run, backend, bundle, formats))
         else:
-            results.append({"backend": backend, "error": f"export failed: {BACKEND_MODULES[backend]} is not installed here (give --python)"})
+            results.append(
+                {
+                    "backend": backend,
+                    "error": f"export failed: {BACKEND_MODULES[backend]} is not installed here (give --python)",
+                }
+            )
     rows = [row for r in results if not r["error"] for row in r["rows"]]
     image = _latency_image(out, results)
     if image is not None:
         latency = invoke_latency([Path(r["file"]) for r in rows], image, runs=runs, warmup=warmup)
         for row in rows:
             row["latency"] = latency[row["file"]]
-    return {"host": host_info(), "run": str(run), "formats": list(formats), "latency": {"runs": runs, "warmup": warmup, "threads": 1}, "results": results, "rows": rows}
+    return {
+        "host": host_info(),
+        "run": str(run),
+        "formats": list(formats),
+        "latency": {"runs": runs, "warmup": warmup, "threads": 1},
+        "results": results,
+        "rows": rows,
+    }
 
 
 def _latency_image(out: Path, results: list[dict[str, Any]]) -> np.ndarray | None:

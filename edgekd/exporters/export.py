@@ -55,13 +55,17 @@ def latest_run(runs_dir: Path = Path("runs")) -> Path:
 def _resolve_config(run: Path, overrides: Sequence[str]) -> Config:
     cfg_path = run / "config.yaml"
     if not (run / "summary.json").is_file() or not cfg_path.is_file():
-        raise EdgekdError(f"{run} is not a finished distill run (summary.json/config.yaml missing); run `edgekd distill --out {run}` first")
+        raise EdgekdError(
+            f"{run} is not a finished distill run (summary.json/config.yaml missing); run `edgekd distill --out {run}` first"
+        )
     cfg = load_config(cfg_path)
     export_tree = to_dict(cfg.export)
     for text in overrides:
         keys, value = parse_override(text)
         if keys[0] != "export" or len(keys) != 2:
-            raise ConfigError(f"--set {'.'.join(keys)}: export takes export.* keys only (the run's other settings are fixed)")
+            raise ConfigError(
+                f"--set {'.'.join(keys)}: export takes export.* keys only (the run's other settings are fixed)"
+            )
         export_tree[keys[1]] = value
     cfg = dataclasses.replace(cfg, export=from_dict(ExportConfig, export_tree, prefix="export."))
     from edgekd.config import validate
@@ -111,7 +115,9 @@ def export(
     check_output_dir(out_dir, "bundle", not_a_bundle, protect=[run_dir], beside=True)
     ecfg = cfg.export
     allow = ecfg.allow_parity_failure if allow_parity_failure is None else allow_parity_failure
-    bounds = Bounds(ecfg.fp32_max_abs_diff, ecfg.min_top1_agreement, ecfg.max_acc_drop, ecfg.min_logit_snr_db, ecfg.max_class_share)
+    bounds = Bounds(
+        ecfg.fp32_max_abs_diff, ecfg.min_top1_agreement, ecfg.max_acc_drop, ecfg.min_logit_snr_db, ecfg.max_class_share
+    )
 
     from edgekd.checkpoint import load_model
     from edgekd.data import load_dataset
@@ -128,7 +134,9 @@ def export(
     test_targets = task.targets(data.test)  # class indices, or masks (N, 1, H, W)
     test_nhwc = data.test.images.transpose(0, 2, 3, 1)
     parity_idx = _sample(data.test.labels, ecfg.parity_samples or len(data.test), cfg.seed)
-    log(f"export: parity on {len(parity_idx)} of the {len(data.test)} test images (export.parity_samples={ecfg.parity_samples})")
+    log(
+        f"export: parity on {len(parity_idx)} of the {len(data.test)} test images (export.parity_samples={ecfg.parity_samples})"
+    )
     calib_idx = _sample(data.train.labels, ecfg.calibration_samples, cfg.seed + 1)
     eval_idx = _sample(data.test.labels, ecfg.eval_samples, cfg.seed + 2)
     calibration = np.ascontiguousarray(data.train.images[calib_idx].transpose(0, 2, 3, 1))
@@ -153,7 +161,11 @@ def export(
             "resize": "bilinear",
         },
         "eval": {
-            "file": "eval.npz", "count": int(len(eval_idx)), "layout": "NHWC", "dtype": "uint8", "split": "test",
+            "file": "eval.npz",
+            "count": int(len(eval_idx)),
+            "layout": "NHWC",
+            "dtype": "uint8",
+            "split": "test",
             "targets": task.targets_key,  # labels (N,) int64, or masks (N, H, W) uint8 with 1 = foreground
             "metric": task.metric_label,
         },
@@ -193,7 +205,9 @@ def export(
             reference = reference_logits(wrapped, test_nhwc[parity_idx])
             for name in files:
                 started = time.perf_counter()
-                metrics = check_parity(tmp / name, test_nhwc[parity_idx], test_targets[parity_idx], reference, bounds, ecfg.threads, task)
+                metrics = check_parity(
+                    tmp / name, test_nhwc[parity_idx], test_targets[parity_idx], reference, bounds, ecfg.threads, task
+                )
                 metrics["seconds"] = round(time.perf_counter() - started, 2)  # the parity run of this file
                 manifest["models"][name] = _model_entry(tmp / name, role, metrics["format"], ckpt, (1, c, h, w), task)
                 manifest["metrics"][name] = metrics
@@ -208,10 +222,26 @@ def export(
             qdq, ckpt = export_qat(qat_ckpt, tmp / name, named_archs(cfg))
             c, (h, w) = ckpt["data"]["in_channels"], ckpt["data"]["image_size"]
             rec = summary.get("student_qat", {})
-            manifest["roles"]["student_qat"] = {"arch": ckpt["arch"], "val_acc": rec.get("val_acc"), "test_acc": rec.get("test_acc"), "files": [name], "qat": ckpt["qat"]}
-            metrics = check_parity(tmp / name, test_nhwc[parity_idx], test_targets[parity_idx], reference_logits(qdq, test_nhwc[parity_idx]), bounds, ecfg.threads, task)
+            manifest["roles"]["student_qat"] = {
+                "arch": ckpt["arch"],
+                "val_acc": rec.get("val_acc"),
+                "test_acc": rec.get("test_acc"),
+                "files": [name],
+                "qat": ckpt["qat"],
+            }
+            metrics = check_parity(
+                tmp / name,
+                test_nhwc[parity_idx],
+                test_targets[parity_idx],
+                reference_logits(qdq, test_nhwc[parity_idx]),
+                bounds,
+                ecfg.threads,
+                task,
+            )
             metrics["reference"] = "fake-quant PyTorch (QDQ graph)"
-            manifest["models"][name] = _model_entry(tmp / name, "student_qat", metrics["format"], ckpt, (1, c, h, w), task)
+            manifest["models"][name] = _model_entry(
+                tmp / name, "student_qat", metrics["format"], ckpt, (1, c, h, w), task
+            )
             manifest["metrics"][name] = metrics
             if not metrics["ok"]:
                 failures.append(f"{name}: {'; '.join(metrics['problems'])}")
@@ -226,7 +256,10 @@ def export(
                 m["mcu"] = _mcu_support(tmp / name)
         images = np.ascontiguousarray(test_nhwc[eval_idx])
         targets = task.eval_targets(data.test, eval_idx)  # {"labels": …} or {"masks": (N, H, W) uint8}
-        write_with(tmp / "eval.npz", lambda fh: np.savez_compressed(fh, images=images, **targets, classes=np.array(data.classes)))
+        write_with(
+            tmp / "eval.npz",
+            lambda fh: np.savez_compressed(fh, images=images, **targets, classes=np.array(data.classes)),
+        )
         write_text(tmp / "config.yaml", dump_yaml(cfg))
         write_json(tmp / "summary.json", summary)
         manifest["parity_ok"] = not failures
@@ -237,7 +270,9 @@ def export(
     log(f"export: parity of {len(manifest['metrics'])} files on {len(parity_idx)} images took {spent:.1f} s")
     collapsed = [n for n, m in manifest["metrics"].items() if any(p.startswith("COLLAPSED") for p in m["problems"])]
     if collapsed:
-        log(f"WARNING: {', '.join(collapsed)} predict (nearly) one class for every image: the model is collapsed, not merely badly exported")
+        log(
+            f"WARNING: {', '.join(collapsed)} predict (nearly) one class for every image: the model is collapsed, not merely badly exported"
+        )
     if quant_report is not None:
         from edgekd.exporters.quant_report import print_quant_report
 
@@ -256,7 +291,9 @@ def _export_role(job: ExportJob, requested: Sequence[str]) -> list[str]:
     per exporter, sources first); returns the names of its model files."""
     rank = {f.name: i for i, f in enumerate(all_formats())}
     chosen = [get_format(name) for name in requested]
-    chosen += [f for f in all_formats() if job.role in f.auto_roles and f.source in requested and f.name not in requested]
+    chosen += [
+        f for f in all_formats() if job.role in f.auto_roles and f.source in requested and f.name not in requested
+    ]
     groups: dict[str, list[Format]] = {}
     for fmt in chosen:  # in the order asked for within a group (the TFLite files of one backend call)
         groups.setdefault(fmt.exporter or "", []).append(fmt)
@@ -278,8 +315,19 @@ def _model_entry(path: Path, role: str, fmt: str, ckpt: dict, input_shape: tuple
         entry["output"] = runner.output_details
         entry["ops"] = model_ops(path)
     else:
-        entry["input"] = {"name": "input", "shape": list(input_shape), "layout": "NCHW", "dtype": "float32", "scale": None, "zero_point": None, **base}
-        entry["output"] = {"shape": [input_shape[0], *task.output_shape(ckpt["data"]["num_classes"], input_shape[2:])], "dtype": "float32"}
+        entry["input"] = {
+            "name": "input",
+            "shape": list(input_shape),
+            "layout": "NCHW",
+            "dtype": "float32",
+            "scale": None,
+            "zero_point": None,
+            **base,
+        }
+        entry["output"] = {
+            "shape": [input_shape[0], *task.output_shape(ckpt["data"]["num_classes"], input_shape[2:])],
+            "dtype": "float32",
+        }
     return entry
 
 
@@ -287,7 +335,17 @@ def _versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"edgekd": __version__}
-    for dist in ("torch", "onnx", "onnxruntime", "onnx2tf", "tensorflow", "litert-torch", "ai-edge-quantizer", "ai-edge-litert", "numpy"):
+    for dist in (
+        "torch",
+        "onnx",
+        "onnxruntime",
+        "onnx2tf",
+        "tensorflow",
+        "litert-torch",
+        "ai-edge-quantizer",
+        "ai-edge-litert",
+        "numpy",
+    ):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:
@@ -318,7 +376,9 @@ def _mcu_support(path: Path, timeout_s: float = 600.0) -> dict[str, Any]:
         except subprocess.TimeoutExpired:
             return {"status": "failed", "reason": f"no answer after {timeout_s:.0f} s"}
         if proc.returncode != 0 or not result.is_file():
-            tail = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()][-1:] or [f"exit status {proc.returncode}"]
+            tail = [ln for ln in (proc.stderr or "").splitlines() if ln.strip()][-1:] or [
+                f"exit status {proc.returncode}"
+            ]
             return {"status": "failed", "reason": f"the check process died: {tail[0][:200]}"}
         out = json.loads(result.read_text())
     out.pop("traceback", None)
@@ -341,5 +401,19 @@ def _print_parity(manifest: dict[str, Any], task) -> None:
     rows = []
     for name, m in manifest["metrics"].items():
         status = "ok" if m["ok"] else "OUT OF BOUNDS: " + "; ".join(m["problems"])
-        rows.append([name, m["format"], manifest["files"][name]["bytes"], *task.parity_cells(m), m["n"], status, mcu_cell(m.get("mcu"))])
-    print_table("export parity vs PyTorch", ["file", "format", "bytes", *task.parity_headers, "n", "status", "MCU (TFLite Micro)"], rows)
+        rows.append(
+            [
+                name,
+                m["format"],
+                manifest["files"][name]["bytes"],
+                *task.parity_cells(m),
+                m["n"],
+                status,
+                mcu_cell(m.get("mcu")),
+            ]
+        )
+    print_table(
+        "export parity vs PyTorch",
+        ["file", "format", "bytes", *task.parity_headers, "n", "status", "MCU (TFLite Micro)"],
+        rows,
+    )

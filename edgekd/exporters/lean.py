@@ -64,7 +64,9 @@ def nhwc_flatten(model: nn.Module, example: torch.Tensor) -> int:
                 continue
             _, c, h, w = shape
             with torch.no_grad():  # column c·H·W + y·W + x moves to y·W·C + x·C + c
-                fc.weight.copy_(fc.weight.view(fc.out_features, c, h, w).permute(0, 2, 3, 1).reshape(fc.out_features, -1))
+                fc.weight.copy_(
+                    fc.weight.view(fc.out_features, c, h, w).permute(0, 2, 3, 1).reshape(fc.out_features, -1)
+                )
             seq[i] = NhwcFlatten()
             done += 1
     return done
@@ -94,7 +96,9 @@ def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
 
 def _pads_nothing(conv: nn.Conv2d, size: tuple[int, int]) -> bool:
     if isinstance(conv, SameConv2d):
-        return not any(same_pads(n, k, s, d) != (0, 0) for n, k, s, d in zip(size, conv.kernel_size, conv.stride, conv.dilation))
+        return not any(
+            same_pads(n, k, s, d) != (0, 0) for n, k, s, d in zip(size, conv.kernel_size, conv.stride, conv.dilation)
+        )
     return conv.padding_mode == "zeros" and all(p == 0 for p in conv.padding) and not isinstance(conv.padding, str)
 
 

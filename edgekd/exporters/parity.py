@@ -27,7 +27,9 @@ class Bounds:
     max_class_share: float = 0.9  # classification: above this share of one predicted class, collapsed
 
 
-def parity_metrics(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray, task: str | Task = "classification") -> dict[str, float]:
+def parity_metrics(
+    outputs: np.ndarray, reference: np.ndarray, labels: np.ndarray, task: str | Task = "classification"
+) -> dict[str, float]:
     """Float outputs against reference logits and the targets (see the task's ``parity_metrics``).
 
     classification: max/mean |Δlogit|, top-1 agreement with the reference, accuracy of both.
@@ -37,7 +39,9 @@ def parity_metrics(outputs: np.ndarray, reference: np.ndarray, labels: np.ndarra
     return get_task(task).parity_metrics(outputs, reference, labels)
 
 
-def out_of_bounds(fmt: str, metrics: dict[str, float], bounds: Bounds, task: str | Task = "classification") -> list[str]:
+def out_of_bounds(
+    fmt: str, metrics: dict[str, float], bounds: Bounds, task: str | Task = "classification"
+) -> list[str]:
     """Human-readable reasons a format fails its bounds (empty when it passes).
 
     The bounds read per pixel for segmentation: ``min_top1_agreement`` bounds the pixel agreement
@@ -61,7 +65,13 @@ def reference_logits(model: Any, images_nhwc: np.ndarray, batch_size: int = 256)
 
 
 def check_parity(
-    path: Path, images: np.ndarray, labels: np.ndarray, reference: np.ndarray, bounds: Bounds, threads: int | None = None, task: str | Task = "classification"
+    path: Path,
+    images: np.ndarray,
+    labels: np.ndarray,
+    reference: np.ndarray,
+    bounds: Bounds,
+    threads: int | None = None,
+    task: str | Task = "classification",
 ) -> dict[str, Any]:
     """Run ``path`` on every image and return its metrics plus ``ok`` and ``problems``.
     ``labels``: class indices, or the masks for segmentation."""

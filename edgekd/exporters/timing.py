@@ -73,7 +73,9 @@ def conversion(fmt: str | None = None) -> Callable[[F], F]:
             for name, path in outputs.items():
                 log_conversion(name, seconds, Path(path))
             for records in _recorders:
-                records.append({"function": func.__name__, "seconds": seconds, "outputs": {k: Path(v) for k, v in outputs.items()}})
+                records.append(
+                    {"function": func.__name__, "seconds": seconds, "outputs": {k: Path(v) for k, v in outputs.items()}}
+                )
             return result
 
         return wrapper  # type: ignore[return-value]

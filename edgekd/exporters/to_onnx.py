@@ -11,7 +11,14 @@ from edgekd.exporters.timing import conversion
 
 
 @conversion("onnx")
-def torch_to_onnx(model, path: str | Path, input_shape: tuple[int, ...], opset: int = 17, dynamic_batch: bool = False, name: str = "model") -> Path:
+def torch_to_onnx(
+    model,
+    path: str | Path,
+    input_shape: tuple[int, ...],
+    opset: int = 17,
+    dynamic_batch: bool = False,
+    name: str = "model",
+) -> Path:
     """Export ``model`` (raw-pixel input, NCHW) to ONNX, simplify it with onnxslim and run the
     ONNX checker with ``full_check`` (shape inference included).
 
@@ -31,8 +38,15 @@ def torch_to_onnx(model, path: str | Path, input_shape: tuple[int, ...], opset: 
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the legacy exporter's deprecation notice
             torch.onnx.export(
-                model.eval(), (dummy,), str(path), input_names=["input"], output_names=["logits"],
-                opset_version=opset, dynamic_axes=axes, dynamo=False, do_constant_folding=True,
+                model.eval(),
+                (dummy,),
+                str(path),
+                input_names=["input"],
+                output_names=["logits"],
+                opset_version=opset,
+                dynamic_axes=axes,
+                dynamo=False,
+                do_constant_folding=True,
             )
     except Exception as exc:  # noqa: BLE001 - torch raises several types (UnsupportedOperatorError, RuntimeError…)
         raise ExportError(f"cannot export {name} to ONNX: {first_line(exc)}") from None

@@ -27,9 +27,9 @@ import numpy as np
 
 from edgekd.errors import log_tail
 from edgekd.exporters.errors import ExportError
-from edgekd.fdcapture import captured_fds
 from edgekd.exporters.tf_import import import_onnx2tf
 from edgekd.exporters.timing import conversion
+from edgekd.fdcapture import captured_fds
 from edgekd.registry import Registry
 
 # format → suffix of the file onnx2tf writes for it
@@ -68,7 +68,14 @@ class TFLiteRequest:
 
             if self.work_dir is None:
                 raise ValueError("TFLiteRequest.onnx(): give onnx_path or work_dir")  # a caller's bug
-            self.onnx_path = torch_to_onnx(self.model, Path(self.work_dir) / f"{self.name}_static.onnx", self.input_shape, self.opset, False, name=self.name)
+            self.onnx_path = torch_to_onnx(
+                self.model,
+                Path(self.work_dir) / f"{self.name}_static.onnx",
+                self.input_shape,
+                self.opset,
+                False,
+                name=self.name,
+            )
         return self.onnx_path
 
 
@@ -100,12 +107,16 @@ def offline_onnx2tf(sample_images_nhwc01: np.ndarray) -> Iterator[None]:
 def onnx2tf_backend(request: TFLiteRequest) -> dict[str, Path]:
     """PyTorch → ONNX (:meth:`TFLiteRequest.onnx`) → TFLite with onnx2tf + TensorFlow."""
     if request.calibration_method != "minmax":  # TensorFlow's calibrator takes the extremes, nothing else
-        raise ExportError(f"export.calibration_method={request.calibration_method} needs export.backend=litert_torch (onnx2tf calibrates min-max)")
+        raise ExportError(
+            f"export.calibration_method={request.calibration_method} needs export.backend=litert_torch (onnx2tf calibrates min-max)"
+        )
     return onnx_to_tflite(request.onnx(), request.outputs, request.calibration, name=request.name)
 
 
 @conversion()
-def onnx_to_tflite(onnx_path: str | Path, outputs: dict[str, Path], calibration: np.ndarray, name: str = "model") -> dict[str, Path]:
+def onnx_to_tflite(
+    onnx_path: str | Path, outputs: dict[str, Path], calibration: np.ndarray, name: str = "model"
+) -> dict[str, Path]:
     """Convert ``onnx_path`` to the requested TFLite ``outputs`` ({format: path}).
 
     ``calibration`` holds raw training images, uint8 NHWC: the model takes raw pixels (its
@@ -115,7 +126,9 @@ def onnx_to_tflite(onnx_path: str | Path, outputs: dict[str, Path], calibration:
     if unknown:
         raise ExportError(f"unknown TFLite format(s) {', '.join(unknown)}; available: {', '.join(TFLITE_FORMATS)}")
     if calibration.dtype != np.uint8 or calibration.ndim != 4:
-        raise ExportError(f"calibration data must be uint8 images (N, H, W, C), got {calibration.dtype} {calibration.shape}")
+        raise ExportError(
+            f"calibration data must be uint8 images (N, H, W, C), got {calibration.dtype} {calibration.shape}"
+        )
     import onnx
 
     model = onnx.load(str(onnx_path))
@@ -145,7 +158,7 @@ def onnx_to_tflite(onnx_path: str | Path, outputs: dict[str, Path], calibration:
                         verbosity="error",
                     )
                 failure = None
-            except (Exception, SystemExit) as exc:  # onnx2tf exits on some errors instead of raising
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - onnx2tf exits on some errors instead of raising
                 failure = exc
             log_text = log_path.read_text(errors="replace")
         if failure is not None:

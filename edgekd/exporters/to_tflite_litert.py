@@ -32,7 +32,9 @@ from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLITE_FORMATS, TFLiteRe
 from edgekd.fdcapture import captured_fds
 from edgekd.runtimes.tflite_runner import full_integer_problems
 
-INSTALL_HINT = "pip install 'edgekd[litert]' (litert-torch + ai-edge-quantizer; not in [all]: they pull in jax and transformers)"
+INSTALL_HINT = (
+    "pip install 'edgekd[litert]' (litert-torch + ai-edge-quantizer; not in [all]: they pull in jax and transformers)"
+)
 
 
 class BackendMissing(ExportError):
@@ -46,14 +48,23 @@ def import_litert() -> tuple[Any, Any, Any]:
         from ai_edge_quantizer import quantizer, recipe
     except ImportError as exc:
         missing = getattr(exc, "name", None) or "litert-torch"
-        raise BackendMissing(f"export.backend=litert_torch needs litert-torch and ai-edge-quantizer ({missing} is not installed): {INSTALL_HINT}") from None
+        raise BackendMissing(
+            f"export.backend=litert_torch needs litert-torch and ai-edge-quantizer ({missing} is not installed): {INSTALL_HINT}"
+        ) from None
     return litert_torch, quantizer, recipe
 
 
 @TFLITE_BACKENDS.register("litert_torch")
 def litert_torch_backend(request: TFLiteRequest) -> dict[str, Path]:
     """PyTorch → TFLite with litert-torch + ai-edge-quantizer; no ONNX graph is needed."""
-    return torch_to_tflite(request.model, request.input_shape, request.outputs, request.calibration, name=request.name, calibration_method=request.calibration_method)
+    return torch_to_tflite(
+        request.model,
+        request.input_shape,
+        request.outputs,
+        request.calibration,
+        name=request.name,
+        calibration_method=request.calibration_method,
+    )
 
 
 def _recipes(recipe: Any) -> dict[str, Any]:
@@ -74,7 +85,12 @@ def _recipes(recipe: Any) -> dict[str, Any]:
 
 @conversion()
 def torch_to_tflite(
-    model: Any, input_shape: tuple[int, ...], outputs: dict[str, Path], calibration: np.ndarray, name: str = "model", calibration_method: str = "minmax"
+    model: Any,
+    input_shape: tuple[int, ...],
+    outputs: dict[str, Path],
+    calibration: np.ndarray,
+    name: str = "model",
+    calibration_method: str = "minmax",
 ) -> dict[str, Path]:
     """Convert ``model`` (raw-pixel input, NCHW, batch 1 of ``input_shape``) to the requested
     TFLite ``outputs`` ({format: path}), each with an NHWC input like the onnx2tf files.
@@ -86,7 +102,9 @@ def torch_to_tflite(
     if unknown:
         raise ExportError(f"unknown TFLite format(s) {', '.join(unknown)}; available: {', '.join(TFLITE_FORMATS)}")
     if calibration.dtype != np.uint8 or calibration.ndim != 4:
-        raise ExportError(f"calibration data must be uint8 images (N, H, W, C), got {calibration.dtype} {calibration.shape}")
+        raise ExportError(
+            f"calibration data must be uint8 images (N, H, W, C), got {calibration.dtype} {calibration.shape}"
+        )
     _, c, h, w = input_shape
     if tuple(calibration.shape[1:]) != (h, w, c):
         raise ExportError(f"calibration images are {calibration.shape[1:]} (HWC) but {name} takes {(h, w, c)}")
@@ -104,12 +122,15 @@ def torch_to_tflite(
                 edge_model = litert_torch.convert(nhwc, (torch.zeros((1, h, w, c), dtype=torch.float32),))
                 edge_model.export(str(fp32))
                 failure = None
-            except Exception as exc:  # torch.export and the MLIR lowering raise many types
+            except Exception as exc:  # noqa: BLE001 - torch.export and the MLIR lowering raise many types
                 failure = exc
             log_text = log_path.read_text(errors="replace")
         if failure is not None:
             tail = log_tail(log_text, 2, 300)
-            raise ExportError(f"cannot convert {name} to TFLite with litert-torch: {first_line(failure)}" + (f" ({tail})" if tail else ""))
+            raise ExportError(
+                f"cannot convert {name} to TFLite with litert-torch: {first_line(failure)}"
+                + (f" ({tail})" if tail else "")
+            )
         recipes = _recipes(recipe)
         written = {}
         for fmt, dest in outputs.items():
@@ -118,16 +139,36 @@ def torch_to_tflite(
             if fmt == "tflite_fp32":
                 dest.write_bytes(fp32.read_bytes())
             else:
-                dest.write_bytes(_quantize(quantizer, fp32, recipes[fmt], calibration if fmt == "tflite_int8" else None, name, fmt, calibration_method))
+                dest.write_bytes(
+                    _quantize(
+                        quantizer,
+                        fp32,
+                        recipes[fmt],
+                        calibration if fmt == "tflite_int8" else None,
+                        name,
+                        fmt,
+                        calibration_method,
+                    )
+                )
             if fmt == "tflite_int8":
                 problems = full_integer_problems(dest)
                 if problems:
-                    raise ExportError(f"litert-torch wrote {name}'s int8 model but it is not full integer: {'; '.join(problems)}")
+                    raise ExportError(
+                        f"litert-torch wrote {name}'s int8 model but it is not full integer: {'; '.join(problems)}"
+                    )
             written[fmt] = dest
     return written
 
 
-def _quantize(quantizer: Any, fp32: Path, quant_recipe: Any, calibration: np.ndarray | None, name: str, fmt: str, method: str = "minmax") -> bytes:
+def _quantize(
+    quantizer: Any,
+    fp32: Path,
+    quant_recipe: Any,
+    calibration: np.ndarray | None,
+    name: str,
+    fmt: str,
+    method: str = "minmax",
+) -> bytes:
     """One ai-edge-quantizer pass over the fp32 file; ``calibration`` for the static (int8) recipe."""
     q = quantizer.Quantizer(str(fp32), quant_recipe)
     with captured_fds() as log_path, warnings.catch_warnings():  # its size report and progress bars
@@ -137,10 +178,12 @@ def _quantize(quantizer: Any, fp32: Path, quant_recipe: Any, calibration: np.nda
             ranges = calibrated_ranges(fp32, quant_recipe, calibration, method, 256) if q.need_calibration else None
             result = q.quantize(ranges)
             failure = None
-        except Exception as exc:  # the quantizer raises ValueError/RuntimeError/KeyError on unsupported graphs
+        except Exception as exc:  # noqa: BLE001 - the quantizer raises ValueError/RuntimeError/KeyError on unsupported graphs
             failure = exc
         log_text = log_path.read_text(errors="replace")
     if failure is not None:
         tail = log_tail(log_text, 2, 200)
-        raise ExportError(f"ai-edge-quantizer cannot make {fmt} for {name}: {first_line(failure)}" + (f" ({tail})" if tail else ""))
+        raise ExportError(
+            f"ai-edge-quantizer cannot make {fmt} for {name}: {first_line(failure)}" + (f" ({tail})" if tail else "")
+        )
     return bytes(result.quantized_model)

@@ -33,7 +33,9 @@ class Sample:
 
 def resolver_method(op: str) -> str:
     """CONV_2D → AddConv2D ("2D" keeps its case, as in TFLM's names)."""
-    return _RESOLVER_NAMES.get(op) or "Add" + "".join(part if part[:1].isdigit() else part.capitalize() for part in op.split("_"))
+    return _RESOLVER_NAMES.get(op) or "Add" + "".join(
+        part if part[:1].isdigit() else part.capitalize() for part in op.split("_")
+    )
 
 
 def cmsis_scratch_bytes(model_path: str | Path) -> int:
@@ -81,12 +83,18 @@ def write_app_config(model_path: Path, tflm: dict[str, Any], out_dir: Path, samp
         samples = [Sample([0] * n_in, -1, None)]
     for s in samples:
         if len(s.pixels) != n_in or (s.expected is not None and len(s.expected) != n_out):
-            raise ValueError(f"a sample of {len(s.pixels)} pixels / {len(s.expected or ())} outputs for a model of {n_in} / {n_out}")
+            raise ValueError(
+                f"a sample of {len(s.pixels)} pixels / {len(s.expected or ())} outputs for a model of {n_in} / {n_out}"
+            )
     has_expected = all(s.expected is not None for s in samples)
     images = ",\n".join("  {" + _c_rows([int(v) for v in s.pixels]) + "}" for s in samples)
-    expected = ",\n".join("  {" + _c_rows([int(v) for v in (s.expected if has_expected else [0] * n_out)]) + "}" for s in samples)
+    expected = ",\n".join(
+        "  {" + _c_rows([int(v) for v in (s.expected if has_expected else [0] * n_out)]) + "}" for s in samples
+    )
     labels = ", ".join(str(int(s.label)) for s in samples)
-    ops = "\n".join(f"  if (resolver.{resolver_method(op)}() != kTfLiteOk) return kTfLiteError;" for op in model.op_names)
+    ops = "\n".join(
+        f"  if (resolver.{resolver_method(op)}() != kTfLiteOk) return kTfLiteError;" for op in model.op_names
+    )
     guard = f"EDGEKD_{c_symbol(stem).upper()}_TFLM_CONFIG_H"
     size = arena_size(tflm["arena_bytes"], model_path)
     text = f"""// {model_path.name} (sha256 {sha256_file(model_path)}): TFLite Micro settings for deploy/mcu/main.cc.
@@ -101,7 +109,7 @@ def write_app_config(model_path: Path, tflm: dict[str, Any], out_dir: Path, samp
 
 #define EDGEKD_MODEL_DATA {c_symbol(stem)}_model_data
 
-// Tensor arena: {tflm['arena_bytes']} bytes measured by TFLM's recording allocator on the host, plus
+// Tensor arena: {tflm["arena_bytes"]} bytes measured by TFLM's recording allocator on the host, plus
 // {cmsis_scratch_bytes(model_path)} bytes of CMSIS-NN scratch and {_ARENA_MARGIN} bytes of margin, rounded to 16.
 constexpr std::size_t kEdgekdArenaSize = {size};
 constexpr int kEdgekdNumOps = {len(model.op_names)};
@@ -119,11 +127,11 @@ constexpr std::uint8_t kEdgekdSampleImages[kEdgekdNumSamples][kEdgekdInputBytes]
 {images}}};
 // The int8 output TFLite Micro computed on the host for each sample (quantized as main.cc does):
 // the device must match every value. false: none known, the app checks the label only.
-constexpr bool kEdgekdHasExpected = {'true' if has_expected else 'false'};
+constexpr bool kEdgekdHasExpected = {"true" if has_expected else "false"};
 constexpr std::int8_t kEdgekdExpectedOutputs[kEdgekdNumSamples][kEdgekdOutputBytes] = {{
 {expected}}};
 
-// The ops of {model_path.name}, in graph order: {', '.join(model.op_names)}.
+// The ops of {model_path.name}, in graph order: {", ".join(model.op_names)}.
 template <typename Resolver>
 TfLiteStatus EdgekdRegisterOps(Resolver& resolver) {{
 {ops}

@@ -38,7 +38,9 @@ def op_costs(model: TfliteModel, conv_cycles_per_mac: float = P.CONV_CYCLES_PER_
             if op.name in P.OUTPUT_SIZED_OPS:  # what it writes: a pad or copy is bigger than its input
                 elements = model.output_elements(op)
             else:
-                elements = sum(model.tensors[t].elements for t in op.inputs if t >= 0 and model.tensors[t].buffer_bytes == 0)
+                elements = sum(
+                    model.tensors[t].elements for t in op.inputs if t >= 0 and model.tensors[t].buffer_bytes == 0
+                )
             basis = "elements" if op.name in P.ELEMENT_CYCLES else "default"
             cycles = elements * P.ELEMENT_CYCLES.get(op.name, P.DEFAULT_ELEMENT_CYCLES)
         rows.append(OpCost(i, op.name, macs, elements, cycles + P.OP_DISPATCH_CYCLES, basis))

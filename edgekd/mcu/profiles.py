@@ -43,13 +43,34 @@ MAC_COST = {
 # cycles per input element for ops without weights (priors): int8 elementwise ops requantize each
 # element (multiply, shift, clamp); softmax/logistic/tanh evaluate a lookup or exp; reshapes are free
 ELEMENT_CYCLES = {
-    "ADD": 9.0, "SUB": 9.0, "MUL": 9.0,
-    "AVERAGE_POOL_2D": 2.0, "MAX_POOL_2D": 2.0, "MEAN": 3.0,
-    "SOFTMAX": 40.0, "LOGISTIC": 20.0, "TANH": 20.0, "HARD_SWISH": 12.0,
-    "RELU": 1.5, "RELU6": 1.5, "LEAKY_RELU": 4.0,
-    "QUANTIZE": 6.0, "DEQUANTIZE": 6.0, "CONCATENATION": 1.0, "PAD": 1.0, "PADV2": 1.0, "TRANSPOSE": 3.0,
-    "RESHAPE": 0.0, "SQUEEZE": 0.0, "EXPAND_DIMS": 0.0,
-    "MAXIMUM": 2.0, "MINIMUM": 2.0, "STRIDED_SLICE": 1.0, "SLICE": 1.0, "SUM": 3.0, "REDUCE_MAX": 2.0,
+    "ADD": 9.0,
+    "SUB": 9.0,
+    "MUL": 9.0,
+    "AVERAGE_POOL_2D": 2.0,
+    "MAX_POOL_2D": 2.0,
+    "MEAN": 3.0,
+    "SOFTMAX": 40.0,
+    "LOGISTIC": 20.0,
+    "TANH": 20.0,
+    "HARD_SWISH": 12.0,
+    "RELU": 1.5,
+    "RELU6": 1.5,
+    "LEAKY_RELU": 4.0,
+    "QUANTIZE": 6.0,
+    "DEQUANTIZE": 6.0,
+    "CONCATENATION": 1.0,
+    "PAD": 1.0,
+    "PADV2": 1.0,
+    "TRANSPOSE": 3.0,
+    "RESHAPE": 0.0,
+    "SQUEEZE": 0.0,
+    "EXPAND_DIMS": 0.0,
+    "MAXIMUM": 2.0,
+    "MINIMUM": 2.0,
+    "STRIDED_SLICE": 1.0,
+    "SLICE": 1.0,
+    "SUM": 3.0,
+    "REDUCE_MAX": 2.0,
 }
 DEFAULT_ELEMENT_CYCLES = 4.0  # any other op without weights (edgekd.mcu.estimate.unpriced_ops names them)
 # ops costed per OUTPUT element (what they write) instead of per input element: a PAD writes more
@@ -64,9 +85,21 @@ OP_DISPATCH_CYCLES = 800  # TFLM interpreter per-op overhead (Eval call, tensor 
 RUNTIME_BASE_BYTES = 20 * 1024
 # Kernel code per op type (CMSIS-NN optimized kernels pull in several paths each); estimates.
 KERNEL_BYTES = {
-    "CONV_2D": 8192, "DEPTHWISE_CONV_2D": 8192, "FULLY_CONNECTED": 3072, "TRANSPOSE_CONV": 4096,
-    "SOFTMAX": 3072, "ADD": 2048, "SUB": 2048, "MUL": 2048, "AVERAGE_POOL_2D": 2048, "MAX_POOL_2D": 2048,
-    "RESHAPE": 512, "SQUEEZE": 512, "EXPAND_DIMS": 512, "QUANTIZE": 1536, "DEQUANTIZE": 1536,
+    "CONV_2D": 8192,
+    "DEPTHWISE_CONV_2D": 8192,
+    "FULLY_CONNECTED": 3072,
+    "TRANSPOSE_CONV": 4096,
+    "SOFTMAX": 3072,
+    "ADD": 2048,
+    "SUB": 2048,
+    "MUL": 2048,
+    "AVERAGE_POOL_2D": 2048,
+    "MAX_POOL_2D": 2048,
+    "RESHAPE": 512,
+    "SQUEEZE": 512,
+    "EXPAND_DIMS": 512,
+    "QUANTIZE": 1536,
+    "DEQUANTIZE": 1536,
 }
 DEFAULT_KERNEL_BYTES = 2048
 
@@ -128,8 +161,13 @@ for _p in (
     PROFILES.register(_p.name)(_p)
 
 # `--mcu cortex-m7` etc.: a bare core name means its first profile above
-CORE_DEFAULT = {"cortex-m7": "cortex-m7-216mhz", "cortex-m4": "cortex-m4-120mhz", "cortex-m33": "cortex-m33-160mhz",
-                "cortex-m0plus": "cortex-m0plus-64mhz", "cortex-m55": "cortex-m55-160mhz"}
+CORE_DEFAULT = {
+    "cortex-m7": "cortex-m7-216mhz",
+    "cortex-m4": "cortex-m4-120mhz",
+    "cortex-m33": "cortex-m33-160mhz",
+    "cortex-m0plus": "cortex-m0plus-64mhz",
+    "cortex-m55": "cortex-m55-160mhz",
+}
 for _core, _name in CORE_DEFAULT.items():
     PROFILES.register(_core)(PROFILES.get(_name))
 

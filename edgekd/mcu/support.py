@@ -55,7 +55,11 @@ def check(job: dict[str, Any]) -> dict[str, Any]:
     try:
         missing = missing_ops(job["file"])
     except ImportError:
-        return {"status": "skipped", "reason": "tflite-micro is not installed (pip install 'edgekd[mcu]')", "flash_bytes": flash_bytes(model)}
+        return {
+            "status": "skipped",
+            "reason": "tflite-micro is not installed (pip install 'edgekd[mcu]')",
+            "flash_bytes": flash_bytes(model),
+        }
     return {"status": "ok", "missing_ops": missing, "ok": not missing, "flash_bytes": flash_bytes(model)}
 
 
@@ -66,7 +70,11 @@ def main(argv: list[str]) -> int:
     try:
         result = check(job)
     except Exception as exc:  # noqa: BLE001 - a file TFLM or the reader cannot take: the cell says so
-        result = {"status": "failed", "reason": f"{type(exc).__name__}: {str(exc)[:300]}", "traceback": traceback.format_exc()}
+        result = {
+            "status": "failed",
+            "reason": f"{type(exc).__name__}: {str(exc)[:300]}",
+            "traceback": traceback.format_exc(),
+        }
     write_json(result_path, result)
     return 0
 

@@ -55,7 +55,9 @@ def _import_factory(spec: str):
         module = importlib.import_module(module_name)
     except Exception as exc:  # noqa: BLE001 - a user-named module: any failure to import it is theirs to fix
         where = f" (searched the Python path and {', '.join(_FACTORY_DIRS)})" if _FACTORY_DIRS else ""
-        raise EdgekdError(f"model factory {spec!r}: cannot import {module_name!r} ({first_line(exc, 160)}){where}") from None
+        raise EdgekdError(
+            f"model factory {spec!r}: cannot import {module_name!r} ({first_line(exc, 160)}){where}"
+        ) from None
     finally:
         for d in added:
             sys.path.remove(d)
@@ -80,7 +82,9 @@ def create_model(arch: str, num_classes: int, in_channels: int, image_size: tupl
         if key in data_args:
             given = tuple(value) if isinstance(value, (list, tuple)) else value
             if given != data_args[key]:
-                raise EdgekdError(f"model {arch!r}: kwargs sets {key}={value!r}, but {key} comes from the data ({data_args[key]!r}); remove it from the kwargs")
+                raise EdgekdError(
+                    f"model {arch!r}: kwargs sets {key}={value!r}, but {key} comes from the data ({data_args[key]!r}); remove it from the kwargs"
+                )
             del kwargs[key]
     from edgekd.models.hub import hub_model, is_hub_name
 
@@ -99,7 +103,9 @@ def create_model(arch: str, num_classes: int, in_channels: int, image_size: tupl
         try:
             model = factory(**call)
         except (TypeError, ValueError) as exc:
-            raise EdgekdError(f"model factory {arch!r} rejected its arguments {sorted(call)}: {first_line(exc, 160)}") from None
+            raise EdgekdError(
+                f"model factory {arch!r} rejected its arguments {sorted(call)}: {first_line(exc, 160)}"
+            ) from None
         import torch
 
         if not isinstance(model, torch.nn.Module):

@@ -40,7 +40,14 @@ class ConvGroup(nn.Module):
 
 
 class AirbenchNet(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, int, int] = (64, 256, 256), whiten: bool = True, ceil: bool = False) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        widths: tuple[int, int, int] = (64, 256, 256),
+        whiten: bool = True,
+        ceil: bool = False,
+    ) -> None:
         super().__init__()
         self.whiten_channels = 2 * in_channels * 2 * 2  # every patch direction, ±
         self.whiten = nn.Conv2d(in_channels, self.whiten_channels, 2, padding=0, bias=True)
@@ -84,7 +91,13 @@ class AirbenchNet(nn.Module):
 
 
 @MODELS.register("airbench")
-def airbench(num_classes: int, in_channels: int, image_size: tuple[int, int], widths: tuple[int, int, int] | list[int] = (64, 256, 256), whiten: bool = True) -> nn.Module:
+def airbench(
+    num_classes: int,
+    in_channels: int,
+    image_size: tuple[int, int],
+    widths: tuple[int, int, int] | list[int] = (64, 256, 256),
+    whiten: bool = True,
+) -> nn.Module:
     """airbench94-style fast CIFAR teacher: 2×2 whitening conv (set from data, frozen), conv groups 64-256-256 with BN and GELU; kwargs widths, whiten"""
     if len(widths) != 3 or min(widths) < 1:
         raise ValueError(f"airbench widths are three positive channel counts, got {list(widths)}")

@@ -36,7 +36,9 @@ def _read_weights(path: str) -> dict[str, Any]:
 
     file = Path(path).expanduser()
     if not file.is_file():
-        raise EdgekdError(f"pretrained weights not found: {file} (edgekd loads weights from a local file only; it never downloads)")
+        raise EdgekdError(
+            f"pretrained weights not found: {file} (edgekd loads weights from a local file only; it never downloads)"
+        )
     try:
         state = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - torch raises several types for a file it cannot read
@@ -68,7 +70,17 @@ def _adapt_first_conv(model: Any, in_channels: int) -> None:
     if found is None or found[1].in_channels == in_channels:
         return
     name, conv = found
-    new = nn.Conv2d(in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)
+    new = nn.Conv2d(
+        in_channels,
+        conv.out_channels,
+        conv.kernel_size,
+        conv.stride,
+        conv.padding,
+        conv.dilation,
+        conv.groups,
+        conv.bias is not None,
+        conv.padding_mode,
+    )
     with torch.no_grad():
         w = conv.weight
         if in_channels == 1:
@@ -108,7 +120,9 @@ def torchvision_model(name: str, num_classes: int, in_channels: int, pretrained:
             model.load_state_dict(state)
         except RuntimeError as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-            raise EdgekdError(f"pretrained weights {pretrained} do not fit torchvision {name}: {(lines[1] if len(lines) > 1 else lines[0])[:200]}") from None
+            raise EdgekdError(
+                f"pretrained weights {pretrained} do not fit torchvision {name}: {(lines[1] if len(lines) > 1 else lines[0])[:200]}"
+            ) from None
         _resize_head(model, num_classes)
     _adapt_first_conv(model, in_channels)
     return model
@@ -126,12 +140,16 @@ def timm_model(name: str, num_classes: int, in_channels: int, pretrained: str | 
     # file) alone, so a config or a checkpoint's kwargs can never make it download or read elsewhere
     fetching = sorted(set(kwargs) & {"pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir"})
     if fetching:
-        raise EdgekdError(f"timm model {name!r}: kwargs {fetching[0]!r} is not accepted; give local weights as kwargs {{pretrained: PATH}}")
+        raise EdgekdError(
+            f"timm model {name!r}: kwargs {fetching[0]!r} is not accepted; give local weights as kwargs {{pretrained: PATH}}"
+        )
     options: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_channels, **kwargs}
     if pretrained is not None:
         file = Path(pretrained).expanduser()
         if not file.is_file():
-            raise EdgekdError(f"pretrained weights not found: {file} (edgekd loads weights from a local file only; it never downloads)")
+            raise EdgekdError(
+                f"pretrained weights not found: {file} (edgekd loads weights from a local file only; it never downloads)"
+            )
         # timm loads the file itself and adapts the head and the input channels; the overlay
         # replaces every download source with this file
         options.update(pretrained=True, pretrained_cfg_overlay={"file": str(file), "hf_hub_id": None, "url": None})

@@ -53,7 +53,15 @@ class SameConv2d(nn.Conv2d):
         return super().forward(x)
 
 
-def conv2d(c_in: int, c_out: int, kernel: int, stride: int = 1, padding: str = DEFAULT_PADDING, groups: int = 1, bias: bool = False) -> nn.Conv2d:
+def conv2d(
+    c_in: int,
+    c_out: int,
+    kernel: int,
+    stride: int = 1,
+    padding: str = DEFAULT_PADDING,
+    groups: int = 1,
+    bias: bool = False,
+) -> nn.Conv2d:
     """A ``kernel``×``kernel`` convolution padded per ``padding`` (see the module docstring)."""
     if check_padding(padding) == "same" and stride > 1:
         return SameConv2d(c_in, c_out, kernel, stride, groups=groups, bias=bias)

@@ -25,7 +25,9 @@ def _act(name: str) -> nn.Module:
 
 
 class InvertedResidual(nn.Module):
-    def __init__(self, c_in: int, c_out: int, stride: int, expand: int, act: str, padding: str = DEFAULT_PADDING) -> None:
+    def __init__(
+        self, c_in: int, c_out: int, stride: int, expand: int, act: str, padding: str = DEFAULT_PADDING
+    ) -> None:
         super().__init__()
         hidden = c_in * expand
         layers: list[nn.Module] = []
@@ -46,8 +48,15 @@ class InvertedResidual(nn.Module):
 
 
 class MobileNetV2Small(nn.Module):
-    def __init__(self, num_classes: int, in_channels: int, width: float = 0.5, last_channels: int = 256, act: str = "relu",
-                 padding: str = DEFAULT_PADDING) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        width: float = 0.5,
+        last_channels: int = 256,
+        act: str = "relu",
+        padding: str = DEFAULT_PADDING,
+    ) -> None:
         super().__init__()
         self.padding_mode_name = check_padding(padding)  # recorded in checkpoints (edgekd.checkpoint.model_payload)
         if act not in ("relu", "relu6"):
@@ -57,7 +66,9 @@ class MobileNetV2Small(nn.Module):
             return max(8, int(c * width + 4) // 8 * 8)
 
         c = ch(32)
-        layers: list[nn.Module] = [nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), _act(act))]
+        layers: list[nn.Module] = [
+            nn.Sequential(nn.Conv2d(in_channels, c, 3, 1, 1, bias=False), nn.BatchNorm2d(c), _act(act))
+        ]
         for t, c_out, n, s in SMALL_STAGES:
             for i in range(n):
                 layers.append(InvertedResidual(c, ch(c_out), s if i == 0 else 1, t, act, padding))
@@ -76,7 +87,13 @@ class MobileNetV2Small(nn.Module):
 
 
 @MODELS.register("mobilenetv2_small")
-def mobilenetv2_small(num_classes: int, in_channels: int, image_size: tuple[int, int], width: float = 0.5, act: str = "relu",
-                      padding: str = DEFAULT_PADDING) -> nn.Module:
+def mobilenetv2_small(
+    num_classes: int,
+    in_channels: int,
+    image_size: tuple[int, int],
+    width: float = 0.5,
+    act: str = "relu",
+    padding: str = DEFAULT_PADDING,
+) -> nn.Module:
     """MobileNetV2-style student: trimmed stage table, width 0.5, ReLU (int8-friendly), SAME-padded stride-2 convs."""
     return MobileNetV2Small(num_classes, in_channels, width=width, act=act, padding=padding)

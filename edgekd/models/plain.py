@@ -29,7 +29,9 @@ PLAIN_LAYOUTS: dict[int, list[str]] = {
 
 
 class PlainCNN(nn.Module):
-    def __init__(self, layout: list[str], num_classes: int, in_channels: int, image_size: tuple[int, int], width: float = 1.0):
+    def __init__(
+        self, layout: list[str], num_classes: int, in_channels: int, image_size: tuple[int, int], width: float = 1.0
+    ):
         super().__init__()
         layers: list[nn.Module] = []
         c, (h, w) = in_channels, image_size

@@ -34,7 +34,14 @@ class BasicBlock(nn.Module):
 
 
 class CifarResNet(nn.Module):
-    def __init__(self, blocks_per_stage: int, num_classes: int, in_channels: int, width: float = 1.0, padding: str = DEFAULT_PADDING) -> None:
+    def __init__(
+        self,
+        blocks_per_stage: int,
+        num_classes: int,
+        in_channels: int,
+        width: float = 1.0,
+        padding: str = DEFAULT_PADDING,
+    ) -> None:
         super().__init__()
         self.padding_mode_name = check_padding(padding)  # recorded in checkpoints (edgekd.checkpoint.model_payload)
         widths = [max(1, int(round(c * width))) for c in (16, 32, 64)]
@@ -65,7 +72,13 @@ class CifarResNet(nn.Module):
 def _register_resnet(depth: int) -> None:
     n = (depth - 2) // 6
 
-    def factory(num_classes: int, in_channels: int, image_size: tuple[int, int], width: float = 1.0, padding: str = DEFAULT_PADDING) -> nn.Module:
+    def factory(
+        num_classes: int,
+        in_channels: int,
+        image_size: tuple[int, int],
+        width: float = 1.0,
+        padding: str = DEFAULT_PADDING,
+    ) -> nn.Module:
         return CifarResNet(n, num_classes, in_channels, width, padding)
 
     factory.__name__ = f"resnet{depth}"

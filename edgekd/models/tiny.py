@@ -37,12 +37,16 @@ class TinyCNN(nn.Module):
 
 
 @MODELS.register("test_student")
-def test_student(num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 4, norm: bool = True) -> nn.Module:
+def test_student(
+    num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 4, norm: bool = True
+) -> nn.Module:
     """Tiny student for tests: 4→8 channels."""
     return TinyCNN(num_classes, in_channels, width, 2 * width, norm)
 
 
 @MODELS.register("test_teacher")
-def test_teacher(num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 16, norm: bool = True) -> nn.Module:
+def test_teacher(
+    num_classes: int, in_channels: int, image_size: tuple[int, int], width: int = 16, norm: bool = True
+) -> nn.Module:
     """Tiny teacher for tests: 16→32 channels."""
     return TinyCNN(num_classes, in_channels, width, 2 * width, norm)

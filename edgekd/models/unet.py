@@ -37,7 +37,15 @@ class UNet(nn.Module):
     ``norm=False`` drops batch norm (as TinyCNN: a CPU DDP run cannot share its batch statistics).
     """
 
-    def __init__(self, num_classes: int, in_channels: int, widths: tuple[int, ...], convs: int = 2, norm: bool = True, pad: bool = False) -> None:
+    def __init__(
+        self,
+        num_classes: int,
+        in_channels: int,
+        widths: tuple[int, ...],
+        convs: int = 2,
+        norm: bool = True,
+        pad: bool = False,
+    ) -> None:
         super().__init__()
         if len(widths) < 2:
             raise ValueError("a U-Net needs at least two levels")  # a factory's bug
@@ -45,11 +53,15 @@ class UNet(nn.Module):
         # pad: zero-pad the input's bottom and right to the next multiple of 2^depth (101×101 → 104×104
         # for two poolings) and crop the logits back, so masks keep the image's own size
         self.pad_input = pad
-        self.encoder = nn.ModuleList(_block(cin, cout, convs, norm) for cin, cout in zip((in_channels, *widths[:-1]), widths))
+        self.encoder = nn.ModuleList(
+            _block(cin, cout, convs, norm) for cin, cout in zip((in_channels, *widths[:-1]), widths)
+        )
         self.pool = nn.MaxPool2d(2)
         self.up = nn.Upsample(scale_factor=2, mode="nearest")
         # decoder[i] makes level i from (upsampled level i+1) ⊕ (encoder level i)
-        self.decoder = nn.ModuleList(_block(widths[i + 1] + widths[i], widths[i], convs, norm) for i in range(self.depth))
+        self.decoder = nn.ModuleList(
+            _block(widths[i + 1] + widths[i], widths[i], convs, norm) for i in range(self.depth)
+        )
         self.head = nn.Conv2d(widths[0], num_classes, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -83,7 +95,17 @@ def check_input_size(arch: str, depth: int, size: tuple[int, int]) -> None:
         )
 
 
-def _unet(name: str, num_classes: int, in_channels: int, image_size: tuple[int, int], base: int, depth: int, convs: int, norm: bool, pad: bool = False) -> UNet:
+def _unet(
+    name: str,
+    num_classes: int,
+    in_channels: int,
+    image_size: tuple[int, int],
+    base: int,
+    depth: int,
+    convs: int,
+    norm: bool,
+    pad: bool = False,
+) -> UNet:
     if base < 1 or depth < 1 or convs < 1:
         raise EdgekdError(f"{name}: base, depth and convs must be at least 1, got {base}, {depth}, {convs}")
     if not pad:
@@ -99,20 +121,47 @@ def _segmentation(factory):
 
 @MODELS.register("unet_small")
 @_segmentation
-def unet_small(num_classes: int, in_channels: int, image_size: tuple[int, int], base: int = 16, depth: int = 2, convs: int = 2, norm: bool = True, pad: bool = False) -> nn.Module:
+def unet_small(
+    num_classes: int,
+    in_channels: int,
+    image_size: tuple[int, int],
+    base: int = 16,
+    depth: int = 2,
+    convs: int = 2,
+    norm: bool = True,
+    pad: bool = False,
+) -> nn.Module:
     """U-Net segmentation teacher: 16-32-64 channels, two 3×3 convs per level, 2 poolings."""
     return _unet("unet_small", num_classes, in_channels, image_size, base, depth, convs, norm, pad)
 
 
 @MODELS.register("unet_tiny")
 @_segmentation
-def unet_tiny(num_classes: int, in_channels: int, image_size: tuple[int, int], base: int = 4, depth: int = 2, convs: int = 1, norm: bool = True, pad: bool = False) -> nn.Module:
+def unet_tiny(
+    num_classes: int,
+    in_channels: int,
+    image_size: tuple[int, int],
+    base: int = 4,
+    depth: int = 2,
+    convs: int = 1,
+    norm: bool = True,
+    pad: bool = False,
+) -> nn.Module:
     """U-Net segmentation student for MCUs: 4-8-16 channels, one 3×3 conv per level, 2 poolings."""
     return _unet("unet_tiny", num_classes, in_channels, image_size, base, depth, convs, norm, pad)
 
 
 @MODELS.register("test_unet")
 @_segmentation
-def test_unet(num_classes: int, in_channels: int, image_size: tuple[int, int], base: int = 3, depth: int = 2, convs: int = 1, norm: bool = True, pad: bool = False) -> nn.Module:
+def test_unet(
+    num_classes: int,
+    in_channels: int,
+    image_size: tuple[int, int],
+    base: int = 3,
+    depth: int = 2,
+    convs: int = 1,
+    norm: bool = True,
+    pad: bool = False,
+) -> nn.Module:
     """Tiny U-Net for tests: 3-6-12 channels, one 3×3 conv per level, 2 poolings (still learns shapes a little)."""
     return _unet("test_unet", num_classes, in_channels, image_size, base, depth, convs, norm, pad)

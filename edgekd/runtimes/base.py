@@ -51,7 +51,9 @@ def raw_nchw(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image.transpose(2, 0, 1)[None].astype(np.float32))
 
 
-def open_runner(path: str | Path, threads: int | None = None, format: str | None = None, runner: str | None = None) -> Runner:  # noqa: A002
+def open_runner(
+    path: str | Path, threads: int | None = None, format: str | None = None, runner: str | None = None
+) -> Runner:  # noqa: A002
     """A runner for a model file; raises :class:`RuntimeMissing` if its runtime is absent.
 
     ``format``: the file's format as the bundle's manifest records it; without it, the one

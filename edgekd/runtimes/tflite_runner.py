@@ -113,7 +113,11 @@ class TFLiteRunner(Runner):
 
     @property
     def output_details(self) -> dict[str, Any]:
-        return {"shape": [int(v) for v in self.out["shape"]], "dtype": np.dtype(self.out["dtype"]).name, **self._quant(self.out)}
+        return {
+            "shape": [int(v) for v in self.out["shape"]],
+            "dtype": np.dtype(self.out["dtype"]).name,
+            **self._quant(self.out),
+        }
 
 
 def model_ops(path: str | Path) -> list[str]:
@@ -156,7 +160,9 @@ def undelegated_ops(path: str | Path, threads: int = 1) -> list[str]:
     nodes = interpreter._get_ops_details()
     delegates = [n for n in nodes if n["op_name"] == "DELEGATE"]
     produced_by_delegate = {int(t) for n in delegates for t in n["outputs"]}
-    needed = {int(d["index"]) for d in interpreter.get_output_details()} | {int(t) for n in delegates for t in n["inputs"]}
+    needed = {int(d["index"]) for d in interpreter.get_output_details()} | {
+        int(t) for n in delegates for t in n["inputs"]
+    }
     own = []
     for node in reversed([n for n in nodes if n["op_name"] != "DELEGATE"]):
         outputs = {int(t) for t in node["outputs"]} - produced_by_delegate
@@ -180,7 +186,9 @@ def full_integer_problems(path: str | Path) -> list[str]:
         raise explain_load_error(Path(path), exc, runtime) from None
     problems = []
     for kind, details in (("input", interpreter.get_input_details()), ("output", interpreter.get_output_details())):
-        problems += [f"{kind} {d['name']} is {np.dtype(d['dtype']).name}" for d in details if np.dtype(d["dtype"]) != np.int8]
+        problems += [
+            f"{kind} {d['name']} is {np.dtype(d['dtype']).name}" for d in details if np.dtype(d["dtype"]) != np.int8
+        ]
     boundary = [op for op in model_ops(path) if op == "DEQUANTIZE"]
     if boundary:
         problems.append(f"has {', '.join(boundary)} ops")

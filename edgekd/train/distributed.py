@@ -68,7 +68,9 @@ def device_for(device: torch.device) -> torch.device:
 
 def check_batch(batch_size: int) -> None:
     if _world.size > 1 and batch_size % _world.size:
-        raise EdgekdError(f"data.batch_size {batch_size} is the global batch: it must divide evenly over {_world.size} processes")
+        raise EdgekdError(
+            f"data.batch_size {batch_size} is the global batch: it must divide evenly over {_world.size} processes"
+        )
 
 
 def all_sum(tensor: torch.Tensor) -> torch.Tensor:

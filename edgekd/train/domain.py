@@ -39,12 +39,16 @@ def load_source(cfg_source, target, log=log):
 
     src = load_dataset(cfg_source, log=log)
     if src.num_classes != target.num_classes:
-        raise DataError(f"source has {src.num_classes} classes and the target (data) {target.num_classes}: domain adaptation needs the same classes")
+        raise DataError(
+            f"source has {src.num_classes} classes and the target (data) {target.num_classes}: domain adaptation needs the same classes"
+        )
     if src.classes != target.classes:
         warn(f"source and target class names differ ({src.classes[:3]}… vs {target.classes[:3]}…): matched by index")
     shape = tuple(target.train.images.shape[1:])
     if tuple(src.train.images.shape[1:]) != shape:
-        log(f"source: converting {src.in_channels}x{src.image_size[0]}x{src.image_size[1]} images to the target's {shape[0]}x{shape[1]}x{shape[2]}")
+        log(
+            f"source: converting {src.in_channels}x{src.image_size[0]}x{src.image_size[1]} images to the target's {shape[0]}x{shape[1]}x{shape[2]}"
+        )
         train, val, test = (match_shape(s, shape) for s in (src.train, src.val, src.test))
         mean, std = cfg_source.mean, cfg_source.std
         if mean is None or len(mean) != shape[0]:
@@ -77,7 +81,9 @@ def domain_flow(run) -> dict[str, Any]:
     cfg, target = run.cfg, run.data
     d = cfg.distill
     source = prepared_source(run)
-    log(f"source: {source.name}{' (' + source.shift + ')' if source.shift != 'none' else ''}, train/val/test {len(source.train)}/{len(source.val)}/{len(source.test)}")
+    log(
+        f"source: {source.name}{' (' + source.shift + ')' if source.shift != 'none' else ''}, train/val/test {len(source.train)}/{len(source.val)}/{len(source.test)}"
+    )
     summary: dict[str, Any] = {}
     stages = {"teacher": "teacher"}  # summary name → stage (file stem), in table order
 
@@ -87,9 +93,15 @@ def domain_flow(run) -> dict[str, Any]:
         own = load_checkpoint(run.out_dir / "teacher.pt")["data"]
         ft_data = dataclasses.replace(target, mean=tuple(own["mean"]), std=tuple(own["std"]))
         recipe = dataclasses.replace(
-            cfg.teacher, epochs=d.finetune_epochs, lr=d.finetune_lr or cfg.teacher.lr / 10, warmup_epochs=0, checkpoint=None
+            cfg.teacher,
+            epochs=d.finetune_epochs,
+            lr=d.finetune_lr or cfg.teacher.lr / 10,
+            warmup_epochs=0,
+            checkpoint=None,
         )
-        ft_record = run.train("teacher_ft", recipe, run.task_method, None, data=ft_data, init=run.out_dir / "teacher.pt")
+        ft_record = run.train(
+            "teacher_ft", recipe, run.task_method, None, data=ft_data, init=run.out_dir / "teacher.pt"
+        )
         summary["teacher_source"] = summary["teacher"]
         summary["teacher"] = {**ft_record, "trained_on": "source, fine-tuned on target"}
         stages = {"teacher_source": "teacher", "teacher": "teacher_ft"}

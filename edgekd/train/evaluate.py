@@ -27,7 +27,9 @@ class EvalResult:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, batches: Batches, amp: torch.dtype | None = None, task: str | Task | None = None) -> EvalResult:
+def evaluate(
+    model: nn.Module, batches: Batches, amp: torch.dtype | None = None, task: str | Task | None = None
+) -> EvalResult:
     """Metrics of ``model`` on every sample of ``batches`` (all ranks' shares summed in a distributed run)."""
     task = get_task(task)
     was_training = model.training

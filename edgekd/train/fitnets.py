@@ -86,14 +86,29 @@ class FitNets(HintonKD):
     @classmethod
     def from_config(cls, distill: Any, stage: Any) -> FitNets:
         """The single-stage method (KD + weighted hint)."""
-        return cls(distill.hint_layer, distill.guided_layer, distill.hint_regressor, distill.hint_weight,
-                   distill.temperature, distill.alpha, stage.label_smoothing)
+        return cls(
+            distill.hint_layer,
+            distill.guided_layer,
+            distill.hint_regressor,
+            distill.hint_weight,
+            distill.temperature,
+            distill.alpha,
+            stage.label_smoothing,
+        )
 
     @classmethod
     def hint_stage(cls, distill: Any, stage: Any) -> FitNets:
         """Stage 1 of the two-stage form: hint loss alone."""
-        return cls(distill.hint_layer, distill.guided_layer, distill.hint_regressor, 1.0,
-                   distill.temperature, distill.alpha, stage.label_smoothing, hint_only=True)
+        return cls(
+            distill.hint_layer,
+            distill.guided_layer,
+            distill.hint_regressor,
+            1.0,
+            distill.temperature,
+            distill.alpha,
+            stage.label_smoothing,
+            hint_only=True,
+        )
 
     @classmethod
     def check(cls, config: Any) -> None:
@@ -105,7 +120,9 @@ class FitNets(HintonKD):
                 "(module paths, e.g. distill.hint_layer=layer2, distill.guided_layer=features.4; see model.named_modules())"
             )
         if d.hint_mode == "two_stage" and d.hint_epochs < 1:
-            raise ConfigError("config: distill.hint_mode=two_stage needs distill.hint_epochs of 1 or more (or hint_mode=single_stage)")
+            raise ConfigError(
+                "config: distill.hint_mode=two_stage needs distill.hint_epochs of 1 or more (or hint_mode=single_stage)"
+            )
 
     def attach(self, student: nn.Module, teacher: nn.Module | None, input_shape: tuple[int, ...] = ()) -> None:
         if teacher is None:
@@ -118,7 +135,9 @@ class FitNets(HintonKD):
             device = next(student.parameters()).device
             self.regressor = build_regressor(s_shape, t_shape, self.regressor_kind).to(device)
 
-    def _probe(self, student: nn.Module, teacher: nn.Module, input_shape: tuple[int, ...]) -> tuple[torch.Size, torch.Size]:
+    def _probe(
+        self, student: nn.Module, teacher: nn.Module, input_shape: tuple[int, ...]
+    ) -> tuple[torch.Size, torch.Size]:
         """Feature shapes from one dummy forward of each model (eval mode: BN statistics untouched)."""
         device = next(student.parameters()).device
         x = torch.zeros(input_shape, device=device)
@@ -186,7 +205,14 @@ def fitnets_flow(run) -> dict[str, Any]:
         # depend on the rest), so the upper part leaves this stage as initialized; the regressor
         # is dropped with the stage. Val accuracy means nothing here: keep the last epoch.
         hint_recipe = dataclasses.replace(cfg.student, epochs=d.hint_epochs)
-        rec = run.train("student_hint", hint_recipe, FitNets.hint_stage(d, cfg.student), teacher, select="last", method_name="fitnets_hint")
+        rec = run.train(
+            "student_hint",
+            hint_recipe,
+            FitNets.hint_stage(d, cfg.student),
+            teacher,
+            select="last",
+            method_name="fitnets_hint",
+        )
         history = run.metrics.by_stage.get("student_hint", [])
         summary["hint"] = {
             "arch": rec["arch"],
@@ -196,7 +222,9 @@ def fitnets_flow(run) -> dict[str, Any]:
             "checkpoint": rec["checkpoint"],
         }
         kd = HintonKD.from_config(d, cfg.student)
-        summary["student"] = run.train("student", cfg.student, kd, teacher, init=run.out_dir / "student_hint.pt", method_name="fitnets")
+        summary["student"] = run.train(
+            "student", cfg.student, kd, teacher, init=run.out_dir / "student_hint.pt", method_name="fitnets"
+        )
     else:
         summary["student"] = run.train("student", cfg.student, "fitnets", teacher)
     if d.baseline:

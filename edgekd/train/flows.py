@@ -17,7 +17,13 @@ from edgekd.ui import log
 
 FLOWS: Registry = Registry(
     "distill flow",
-    providers=["edgekd.train.flows", "edgekd.train.fitnets", "edgekd.train.takd", "edgekd.train.ensemble", "edgekd.train.domain"],
+    providers=[
+        "edgekd.train.flows",
+        "edgekd.train.fitnets",
+        "edgekd.train.takd",
+        "edgekd.train.ensemble",
+        "edgekd.train.domain",
+    ],
 )
 
 
@@ -51,17 +57,26 @@ def transfer_flow(run) -> dict[str, Any]:
     d = cfg.distill
     extra = transfer_set(run)
     train = concat(data.train, extra) if d.transfer_labeled else extra
-    log(f"transfer: {len(extra)} unlabeled images from {d.transfer_set}" + (f" + {len(data.train)} labeled" if d.transfer_labeled else " alone"))
+    log(
+        f"transfer: {len(extra)} unlabeled images from {d.transfer_set}"
+        + (f" + {len(data.train)} labeled" if d.transfer_labeled else " alone")
+    )
     summary: dict[str, Any] = {}
     teacher, summary["teacher"] = run.teacher()
-    summary["student"] = run.train("student", cfg.student, d.method, teacher, data=dataclasses.replace(data, train=train))
+    summary["student"] = run.train(
+        "student", cfg.student, d.method, teacher, data=dataclasses.replace(data, train=train)
+    )
     if d.qat.epochs:  # fine-tuned on the labeled split: the ranges are set on the data the model will see
         from edgekd.train.qat import qat_stage
 
         summary["student_qat"] = qat_stage(run, teacher)
     if d.baseline:
         summary["baseline"] = run.baseline()
-    summary["transfer"] = {"root": d.transfer_set, "unlabeled": len(extra), "labeled": len(data.train) if d.transfer_labeled else 0}
+    summary["transfer"] = {
+        "root": d.transfer_set,
+        "unlabeled": len(extra),
+        "labeled": len(data.train) if d.transfer_labeled else 0,
+    }
     return summary
 
 
@@ -72,7 +87,9 @@ def transfer_set(run):
 
     if "transfer_set" not in run.prepared:
         cfg, data = run.cfg, run.data
-        run.prepared["transfer_set"] = load_unlabeled(cfg.distill.transfer_set, (data.in_channels, *data.image_size), cfg.data.cache_dir, log=log)
+        run.prepared["transfer_set"] = load_unlabeled(
+            cfg.distill.transfer_set, (data.in_channels, *data.image_size), cfg.data.cache_dir, log=log
+        )
     return run.prepared["transfer_set"]
 
 

@@ -47,7 +47,9 @@ class FeatureHook:
 
     def _store(self, module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
         if not isinstance(output, torch.Tensor):
-            raise ConfigError(f"module {type(module).__name__} returns {type(output).__name__}, not a tensor: pick another layer")
+            raise ConfigError(
+                f"module {type(module).__name__} returns {type(output).__name__}, not a tensor: pick another layer"
+            )
         self.output = output
 
     def pop(self) -> torch.Tensor:

@@ -31,7 +31,14 @@ def target_classes(targets: torch.Tensor, teacher_logits: torch.Tensor) -> torch
     return torch.where(labeled, cls, teacher_logits.argmax(1))
 
 
-def dkd_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, gt: torch.Tensor, alpha: float, beta: float, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def dkd_loss(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    gt: torch.Tensor,
+    alpha: float,
+    beta: float,
+    temperature: float,
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Decoupled KD (Zhao et al. 2022, "Decoupled Knowledge Distillation", CVPR): (α·TCKD, β·NCKD).
 
     With p = softmax(z/T) and t the target class:
@@ -63,7 +70,9 @@ def pearson_rows(a: torch.Tensor, b: torch.Tensor, eps: float = 1e-8) -> torch.T
     return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1) + eps)
 
 
-def dist_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, beta: float, gamma: float, temperature: float) -> tuple[torch.Tensor, torch.Tensor]:
+def dist_loss(
+    student_logits: torch.Tensor, teacher_logits: torch.Tensor, beta: float, gamma: float, temperature: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """DIST (Huang et al. 2022, "Knowledge Distillation from A Stronger Teacher", NeurIPS): (β·inter, γ·intra).
 
     With Y = softmax(Z/T) of shape (N, C):
@@ -87,10 +96,17 @@ class DecoupledKD(DistillMethod):
     keys = ("dkd_alpha", "dkd_beta")
     uses_alpha = False
 
-    def __init__(self, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0, label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self, temperature: float = 4.0, alpha: float = 1.0, beta: float = 8.0, label_smoothing: float = 0.0
+    ) -> None:
         super().__init__()
         # not `alpha`: that name means Hinton's soft-term weight (recorded in checkpoints as such)
-        self.temperature, self.tckd_weight, self.nckd_weight, self.label_smoothing = temperature, alpha, beta, label_smoothing
+        self.temperature, self.tckd_weight, self.nckd_weight, self.label_smoothing = (
+            temperature,
+            alpha,
+            beta,
+            label_smoothing,
+        )
 
     @classmethod
     def from_config(cls, distill: Any, stage: Any) -> DecoupledKD:
@@ -98,9 +114,22 @@ class DecoupledKD(DistillMethod):
 
     def forward(self, student_logits, teacher_logits, targets):
         task = task_ce(student_logits, targets, self.label_smoothing)
-        tckd, nckd = dkd_loss(student_logits, teacher_logits, target_classes(targets, teacher_logits), self.tckd_weight, self.nckd_weight, self.temperature)
+        tckd, nckd = dkd_loss(
+            student_logits,
+            teacher_logits,
+            target_classes(targets, teacher_logits),
+            self.tckd_weight,
+            self.nckd_weight,
+            self.temperature,
+        )
         kd = tckd + nckd
-        return {"loss": task + kd, "task_loss": task.detach(), "kd_loss": kd.detach(), "tckd": tckd.detach(), "nckd": nckd.detach()}
+        return {
+            "loss": task + kd,
+            "task_loss": task.detach(),
+            "kd_loss": kd.detach(),
+            "tckd": tckd.detach(),
+            "nckd": nckd.detach(),
+        }
 
 
 @METHODS.register("dist")
@@ -110,7 +139,9 @@ class DISTKD(DistillMethod):
     keys = ("dist_beta", "dist_gamma")
     uses_alpha = False
 
-    def __init__(self, temperature: float = 4.0, beta: float = 2.0, gamma: float = 2.0, label_smoothing: float = 0.0) -> None:
+    def __init__(
+        self, temperature: float = 4.0, beta: float = 2.0, gamma: float = 2.0, label_smoothing: float = 0.0
+    ) -> None:
         super().__init__()
         self.temperature, self.beta, self.gamma, self.label_smoothing = temperature, beta, gamma, label_smoothing
 
@@ -122,4 +153,10 @@ class DISTKD(DistillMethod):
         task = task_ce(student_logits, targets, self.label_smoothing)
         inter, intra = dist_loss(student_logits, teacher_logits, self.beta, self.gamma, self.temperature)
         kd = inter + intra
-        return {"loss": task + kd, "task_loss": task.detach(), "kd_loss": kd.detach(), "inter": inter.detach(), "intra": intra.detach()}
+        return {
+            "loss": task + kd,
+            "task_loss": task.detach(),
+            "kd_loss": kd.detach(),
+            "inter": inter.detach(),
+            "intra": intra.detach(),
+        }

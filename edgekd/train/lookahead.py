@@ -16,7 +16,9 @@ import torch
 
 
 class Lookahead:
-    def __init__(self, optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Parameter], k: int, alpha: float) -> None:
+    def __init__(
+        self, optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Parameter], k: int, alpha: float
+    ) -> None:
         if k < 1 or not 0.0 < alpha <= 1.0:
             raise ValueError(f"lookahead needs k ≥ 1 and α in (0, 1], got k={k}, α={alpha}")
         self.params = list(params)

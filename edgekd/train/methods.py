@@ -24,7 +24,9 @@ from torch import nn
 from edgekd.errors import ConfigError
 from edgekd.registry import Registry
 
-METHODS: Registry = Registry("KD method", providers=["edgekd.train.methods", "edgekd.train.fitnets", "edgekd.train.logit_methods"])
+METHODS: Registry = Registry(
+    "KD method", providers=["edgekd.train.methods", "edgekd.train.fitnets", "edgekd.train.logit_methods"]
+)
 
 # distill keys every method reads (the rest belong to particular methods: see DistillMethod.keys)
 COMMON_KEYS = ("method", "temperature", "alpha", "baseline", "select", "allow_weak_teacher", "qat")
@@ -36,12 +38,16 @@ def task_ce(logits: torch.Tensor, targets: torch.Tensor, label_smoothing: float 
     Averaging over labeled samples keeps the term's scale independent of how many unlabeled
     samples share the batch; a batch with no labels contributes exactly 0.
     """
-    if targets.dtype.is_floating_point and targets.dim() == 2:  # soft label rows (mixup/cutmix); all-zero row: unlabeled
+    if (
+        targets.dtype.is_floating_point and targets.dim() == 2
+    ):  # soft label rows (mixup/cutmix); all-zero row: unlabeled
         labeled = targets.sum(1) > 0
         per_sample = F.cross_entropy(logits.float(), targets.float(), reduction="none", label_smoothing=label_smoothing)
         return (per_sample * labeled).sum() / labeled.sum().clamp_min(1)
     labeled = targets >= 0
-    per_sample = F.cross_entropy(logits.float(), targets.clamp_min(0), reduction="none", label_smoothing=label_smoothing)
+    per_sample = F.cross_entropy(
+        logits.float(), targets.clamp_min(0), reduction="none", label_smoothing=label_smoothing
+    )
     return (per_sample * labeled).sum() / labeled.sum().clamp_min(1)
 
 
@@ -127,7 +133,9 @@ class DistillMethod(nn.Module):
     def detach(self) -> None:
         """Remove what :meth:`attach` registered."""
 
-    def forward(self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, targets: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(
+        self, student_logits: torch.Tensor, teacher_logits: torch.Tensor | None, targets: torch.Tensor
+    ) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
 
@@ -241,7 +249,9 @@ class TeacherAssistantKD(HintonKD):
     def check(cls, config: Any) -> None:
         d = config.distill
         if not d.assistants:
-            raise ConfigError("config: distill.method=takd needs distill.assistants, e.g. [plain6] (chain) or candidates for ta_select=auto")
+            raise ConfigError(
+                "config: distill.method=takd needs distill.assistants, e.g. [plain6] (chain) or candidates for ta_select=auto"
+            )
         if d.ta_select == "auto" and not d.baseline:
             raise ConfigError(
                 "config: distill.ta_select=auto picks the TA nearest the teacher–student accuracy midpoint and needs "
@@ -266,7 +276,9 @@ class EnsembleKD(HintonKD):
                 "distill.teacher_seeds (seeds of teacher.arch) or distill.teacher_checkpoints"
             )
         if config.teacher.checkpoint:
-            raise ConfigError("config: with distill.method=ensemble give checkpoints as distill.teacher_checkpoints, not teacher.checkpoint")
+            raise ConfigError(
+                "config: with distill.method=ensemble give checkpoints as distill.teacher_checkpoints, not teacher.checkpoint"
+            )
 
 
 @METHODS.register("transfer")
@@ -280,7 +292,9 @@ class TransferSetKD(HintonKD):
     @classmethod
     def check(cls, config: Any) -> None:
         if not config.distill.transfer_set:
-            raise ConfigError("config: distill.method=transfer needs distill.transfer_set (a folder or archive of images)")
+            raise ConfigError(
+                "config: distill.method=transfer needs distill.transfer_set (a folder or archive of images)"
+            )
 
 
 @METHODS.register("domain")
@@ -297,7 +311,9 @@ class DomainAdaptationKD(HintonKD):
     def check(cls, config: Any) -> None:
         d = config.distill
         if config.source is None:
-            raise ConfigError("config: distill.method=domain needs a `source` data section (the teacher's domain), e.g. source: {name: digits}")
+            raise ConfigError(
+                "config: distill.method=domain needs a `source` data section (the teacher's domain), e.g. source: {name: digits}"
+            )
         if d.baseline and not (d.target_labels or d.source_labels):
             raise ConfigError(
                 "config: distill.baseline trains the student on labels alone, and with distill.target_labels and "
@@ -331,7 +347,9 @@ def check_method_config(config: Any) -> None:
     cls.check(config)
     if config.distill.qat.epochs:
         if cls.flow not in ("standard", "transfer"):
-            raise ConfigError(f"config: distill.qat runs after the standard and transfer flows, not with distill.method={config.distill.method}")
+            raise ConfigError(
+                f"config: distill.qat runs after the standard and transfer flows, not with distill.method={config.distill.method}"
+            )
         from edgekd.train.pt2e import import_pt2e
 
         import_pt2e()  # a missing extra is an error before any training, not after the float stage

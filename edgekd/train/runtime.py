@@ -50,7 +50,9 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
         if setting == "bf16" and not cpu_has_native_bf16():
             from edgekd.ui import warn
 
-            warn("runtime.amp=bf16 on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and slow; consider runtime.amp=off")
+            warn(
+                "runtime.amp=bf16 on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and slow; consider runtime.amp=off"
+            )
         return torch.bfloat16 if setting == "bf16" else None
     if setting == "fp16":
         return torch.float16
@@ -85,7 +87,10 @@ class Runtime:
         if self.channels_last:
             parts.append("channels_last")
         if self.compile_teacher or self.compile_student:
-            parts.append("compiled " + "+".join(n for n, on in (("teacher", self.compile_teacher), ("student", self.compile_student)) if on))
+            parts.append(
+                "compiled "
+                + "+".join(n for n, on in (("teacher", self.compile_teacher), ("student", self.compile_student)) if on)
+            )
         if self.world.size > 1:
             parts.append(f"{self.world.size} processes")
         return ", ".join(parts)

@@ -106,9 +106,8 @@ DATA_INIT_IMAGES = 5000  # a fixed prefix of the training split: enough for 2×2
 def data_init(model, data) -> dict[str, Any]:
     """Call ``model.data_init`` on the first training images, normalized as training sees them
     (without augmentation); returns what the checkpoint records about it."""
-    import torch
-
     import numpy as np
+    import torch
 
     n = min(DATA_INIT_IMAGES, len(data.train))
     if data.train.lazy:  # streamed images: decode the prefix

@@ -43,13 +43,19 @@ def near_chance_warnings(summary: dict[str, Any], num_classes: int, task: str) -
     """One line per model of the summary whose test accuracy is near chance; marks its record."""
     out = []
     records = [(m.get("name", "teacher"), m) for m in summary.get("teachers", [])]
-    records += [(n, summary[n]) for n in ("teacher_source", "teacher", "student", "baseline") if isinstance(summary.get(n), dict)]
+    records += [
+        (n, summary[n])
+        for n in ("teacher_source", "teacher", "student", "baseline")
+        if isinstance(summary.get(n), dict)
+    ]
     records += [(r["name"], r) for r in summary.get("links", [])]
     for name, rec in records:
         weak = near_chance(rec, num_classes, task)
         if weak:
             rec["near_chance"] = True
-            out.append(f"{name} ({rec.get('arch')}): {weak}: it learned next to nothing; check the lr, epochs, BN momentum and preprocessing")
+            out.append(
+                f"{name} ({rec.get('arch')}): {weak}: it learned next to nothing; check the lr, epochs, BN momentum and preprocessing"
+            )
     return out
 
 

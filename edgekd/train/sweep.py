@@ -63,7 +63,9 @@ def sweep(
     check_method_config(cfg)
     method = METHODS.get(cfg.distill.method)
     if not method.needs_teacher:
-        raise ConfigError(f"sweep: distill.method={cfg.distill.method} uses no teacher: there is no temperature to sweep")
+        raise ConfigError(
+            f"sweep: distill.method={cfg.distill.method} uses no teacher: there is no temperature to sweep"
+        )
     if not getattr(method, "uses_temperature", True) and len(temperatures) > 1:
         warn(f"distill.method={cfg.distill.method} ignores the temperature: the points differ only in α")
     if not getattr(method, "uses_alpha", True) and len(alphas) > 1:
@@ -85,8 +87,19 @@ def sweep(
         summary = _run_point(point_cfg, out_dir / point_name(t, a), resume)
         baseline = baseline or summary.get("baseline")
         s = summary["student"]
-        points.append({"temperature": t, "alpha": a, "val_acc": s["val_acc"], "test_acc": s["test_acc"], val_key: s[val_key], test_key: s[test_key],
-                       "epoch": s.get("epoch"), "wall_s": summary["wall_s"]["total"], "run": point_name(t, a)})
+        points.append(
+            {
+                "temperature": t,
+                "alpha": a,
+                "val_acc": s["val_acc"],
+                "test_acc": s["test_acc"],
+                val_key: s[val_key],
+                test_key: s[test_key],
+                "epoch": s.get("epoch"),
+                "wall_s": summary["wall_s"]["total"],
+                "run": point_name(t, a),
+            }
+        )
     best = max(range(len(points)), key=lambda k: (points[k][val_key], -k))  # ties: the earlier point
     winner = points[best]
     best_cfg = _point_config(cfg, teacher_keys, winner["temperature"], winner["alpha"], cfg.distill.baseline)
@@ -129,7 +142,10 @@ def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[
         models, records = train_members(run)
         record = {**ensemble_record(run, models, records), "teachers": records}
         paths = [str((folder / f"{r['name']}.pt").resolve()) for r in records]
-        keys = {"distill": {"teacher_checkpoints": tuple(paths), "teachers": (), "teacher_seeds": ()}, "teacher": {"epochs": 0}}
+        keys = {
+            "distill": {"teacher_checkpoints": tuple(paths), "teachers": (), "teacher_seeds": ()},
+            "teacher": {"epochs": 0},
+        }
     else:
         if flow == "domain":
             from edgekd.train.domain import load_source, source_teacher
@@ -142,10 +158,16 @@ def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[
     return record, keys
 
 
-def _point_config(cfg: Config, teacher_keys: dict[str, Any], temperature: float, alpha: float, baseline: bool) -> Config:
-    distill = dataclasses.replace(cfg.distill, temperature=temperature, alpha=alpha, baseline=baseline, **teacher_keys.get("distill", {}))
+def _point_config(
+    cfg: Config, teacher_keys: dict[str, Any], temperature: float, alpha: float, baseline: bool
+) -> Config:
+    distill = dataclasses.replace(
+        cfg.distill, temperature=temperature, alpha=alpha, baseline=baseline, **teacher_keys.get("distill", {})
+    )
     teacher = dataclasses.replace(cfg.teacher, **teacher_keys.get("teacher", {}))
-    point = dataclasses.replace(cfg, name=f"{cfg.name or 'run'}-{point_name(temperature, alpha)}", distill=distill, teacher=teacher)
+    point = dataclasses.replace(
+        cfg, name=f"{cfg.name or 'run'}-{point_name(temperature, alpha)}", distill=distill, teacher=teacher
+    )
     validate(point)
     return point
 
@@ -169,12 +191,25 @@ def _metric(result: dict[str, Any]) -> tuple[str, str, str]:
 
 def _print(result: dict[str, Any]) -> None:
     vk, tk, name = _metric(result)
-    rows = [[p["temperature"], p["alpha"], f"{100 * p[vk]:.2f}", f"{100 * p[tk]:.2f}",
-             "← best on val" if p is result["winner"] else "", p["run"]] for p in result["points"]]
-    print_table(f"{result['method']} sweep (chosen on val)", ["T", "α", f"val {name} %", f"test {name} %", "", "run"], rows)
+    rows = [
+        [
+            p["temperature"],
+            p["alpha"],
+            f"{100 * p[vk]:.2f}",
+            f"{100 * p[tk]:.2f}",
+            "← best on val" if p is result["winner"] else "",
+            p["run"],
+        ]
+        for p in result["points"]
+    ]
+    print_table(
+        f"{result['method']} sweep (chosen on val)", ["T", "α", f"val {name} %", f"test {name} %", "", "run"], rows
+    )
     w, t = result["winner"], result["teacher"]
-    print(f"winner: T={w['temperature']:g} α={w['alpha']:g}  val {100 * w[vk]:.2f}  test {100 * w[tk]:.2f}"
-          f"  (teacher val {100 * t[vk]:.2f})")
+    print(
+        f"winner: T={w['temperature']:g} α={w['alpha']:g}  val {100 * w[vk]:.2f}  test {100 * w[tk]:.2f}"
+        f"  (teacher val {100 * t[vk]:.2f})"
+    )
 
 
 def _plot(result: dict[str, Any], path: Path) -> None:

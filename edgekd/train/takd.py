@@ -28,7 +28,9 @@ def pick_assistant(candidates: list[dict[str, Any]], teacher_val: float, student
     """(index of the candidate nearest the accuracy midpoint, the midpoint). Ties go to the
     smaller model, then to the earlier candidate. Val accuracy only: test never picks."""
     midpoint = (teacher_val + student_val) / 2
-    best = min(range(len(candidates)), key=lambda i: (abs(candidates[i]["val_acc"] - midpoint), candidates[i]["params"], i))
+    best = min(
+        range(len(candidates)), key=lambda i: (abs(candidates[i]["val_acc"] - midpoint), candidates[i]["params"], i)
+    )
     return best, midpoint
 
 

@@ -58,7 +58,9 @@ def fingerprint_data(data: Dataset) -> str:
 
 
 def cache_key(teacher: nn.Module, data: Dataset, views: int, seed: int, mix: dict | None = None) -> str:
-    transform = repr((data.augment, data.crop_padding, views, seed, data.mean, data.std, data.image_size, data.in_channels))
+    transform = repr(
+        (data.augment, data.crop_padding, views, seed, data.mean, data.std, data.image_size, data.in_channels)
+    )
     if mix:  # mixed views are other inputs; unmixed runs keep their existing keys
         transform += repr(sorted(mix.items()))
     h = hashlib.sha256("\n".join([fingerprint_model(teacher), fingerprint_data(data), transform]).encode())
@@ -66,11 +68,23 @@ def cache_key(teacher: nn.Module, data: Dataset, views: int, seed: int, mix: dic
 
 
 @torch.no_grad()
-def compute_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt: Runtime, batch_size: int, mix: dict | None = None) -> torch.Tensor:
+def compute_outputs(
+    teacher: nn.Module, data: Dataset, views: int, seed: int, rt: Runtime, batch_size: int, mix: dict | None = None
+) -> torch.Tensor:
     """(views, N, …) teacher outputs, in sample order, for every view's augmentation (and mixing)."""
     batches = Batches(
-        data.train, data.mean, data.std, batch_size, rt.device, data.augment, data.crop_padding,
-        shuffle=False, seed=seed, views=views, channels_last=rt.channels_last, **(mix or {}),
+        data.train,
+        data.mean,
+        data.std,
+        batch_size,
+        rt.device,
+        data.augment,
+        data.crop_padding,
+        shuffle=False,
+        seed=seed,
+        views=views,
+        channels_last=rt.channels_last,
+        **(mix or {}),
     )
     out: list[torch.Tensor] = []
     for view in range(views):
@@ -83,7 +97,17 @@ def compute_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt
     return torch.stack(out)
 
 
-def teacher_outputs(teacher: nn.Module, data: Dataset, views: int, seed: int, rt: Runtime, out_dir: Path, stage: str, batch_size: int, mix: dict | None = None) -> torch.Tensor | None:
+def teacher_outputs(
+    teacher: nn.Module,
+    data: Dataset,
+    views: int,
+    seed: int,
+    rt: Runtime,
+    out_dir: Path,
+    stage: str,
+    batch_size: int,
+    mix: dict | None = None,
+) -> torch.Tensor | None:
     """The cached outputs for ``stage``'s training data, computed (and stored) on first use."""
     from edgekd.tasks import get_task
 

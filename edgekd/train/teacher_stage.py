@@ -19,7 +19,6 @@ class TeacherStages:
     def teacher(self, data=None, name: str = "teacher", recipe: StageConfig | None = None, seed: int | None = None):
         """(frozen teacher fed ``data``'s batches, its record): loaded from ``recipe.checkpoint`` or trained."""
         from edgekd.checkpoint import build_model
-
         from edgekd.train.trainer import tta
 
         data = data or self.data
@@ -28,7 +27,9 @@ class TeacherStages:
         if done is not None:
             self.wall[name] = done["metrics"]["wall_s"]
             path = self.out_dir / f"{name}.pt"
-            return tta(self.frozen(build_model(done, path, arch=named_archs(self.cfg)), done, data), recipe), done["metrics"]
+            return tta(self.frozen(build_model(done, path, arch=named_archs(self.cfg)), done, data), recipe), done[
+                "metrics"
+            ]
         if recipe.checkpoint:
             model, result = self.load_teacher(recipe.checkpoint, name=name, data=data, recipe=recipe)
             self.wall[name] = 0.0
@@ -101,7 +102,9 @@ class TeacherStages:
             info = data.describe()
             if t.mean is not None:  # its own normalization: recorded in its checkpoint, re-normalized to (frozen)
                 if len(t.mean) != data.in_channels:
-                    raise ConfigError(f"config: teacher.mean has {len(t.mean)} values, the data {data.in_channels} channel(s)")
+                    raise ConfigError(
+                        f"config: teacher.mean has {len(t.mean)} values, the data {data.in_channels} channel(s)"
+                    )
                 info = {**info, "mean": list(t.mean), "std": list(t.std)}
             return model, model_payload(model, t.arch, t.kwargs, info, "teacher")
         check_compatible(ckpt, data.describe(), path)

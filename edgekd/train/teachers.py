@@ -27,7 +27,9 @@ class Renormalized(nn.Module):
         c = len(own_mean)
         self.edgekd_inner = model
         self.register_buffer("scale", (torch.tensor(data_std) / torch.tensor(own_std)).view(1, c, 1, 1))
-        self.register_buffer("shift", ((torch.tensor(data_mean) - torch.tensor(own_mean)) / torch.tensor(own_std)).view(1, c, 1, 1))
+        self.register_buffer(
+            "shift", ((torch.tensor(data_mean) - torch.tensor(own_mean)) / torch.tensor(own_std)).view(1, c, 1, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.edgekd_inner(x * self.scale + self.shift)

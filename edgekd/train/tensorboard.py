@@ -42,7 +42,12 @@ class TensorBoardLog:
             return
         stage, step = record["stage"], int(record["epoch"])
         for key, value in record.items():
-            if key in ("stage", "epoch") or isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if (
+                key in ("stage", "epoch")
+                or isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not math.isfinite(value)
+            ):
                 continue
             self.writer.add_scalar(f"{stage}/{key}", value, step)
         self.writer.flush()

@@ -37,6 +37,7 @@ from edgekd.train.methods import DistillMethod
 from edgekd.train.runtime import Runtime, autocast
 from edgekd.ui import Timer, log, progress
 
+
 class TrainingDiverged(EdgekdError):
     """The loss turned NaN or infinite: the weights are no longer numbers worth keeping."""
 
@@ -76,7 +77,9 @@ class StudentStep(nn.Module):
         # the compiled student, when compiled: same parameters, kept out of the module tree
         object.__setattr__(self, "_forward", forward_model)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor, teacher_out: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, x: torch.Tensor, y: torch.Tensor, teacher_out: torch.Tensor | None
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         s_out = (self._forward if self._forward is not None else self.student)(x)
         return s_out, self.method(s_out, teacher_out, y)
 
@@ -102,12 +105,16 @@ def make_optimizer(recipe: StageConfig, params: Sequence[nn.Parameter]) -> torch
     groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=recipe.lr)
-    return torch.optim.SGD(groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov and recipe.momentum > 0)
+    return torch.optim.SGD(
+        groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov and recipe.momentum > 0
+    )
 
 
 def eval_batches(split: Split, data: Dataset, batch_size: int, rt: Runtime) -> Batches:
     """Batches for evaluation: this process's share of the split (all of it on one process)."""
-    return Batches(split, data.mean, data.std, batch_size, rt.device, shard=rt.world.shard, channels_last=rt.channels_last)
+    return Batches(
+        split, data.mean, data.std, batch_size, rt.device, shard=rt.world.shard, channels_last=rt.channels_last
+    )
 
 
 def _prepare_teacher(stage: Stage, rt: Runtime) -> nn.Module | None:
@@ -146,9 +153,21 @@ def train_stage(
     distributed.check_batch(stage.batch_size)
     mix = mix_options(recipe, data)
     train = Batches(
-        data.train, data.mean, data.std, stage.batch_size, rt.device, data.augment, data.crop_padding,
-        shuffle=True, seed=seed, drop_last=True, views=stage.views, shard=rt.world.shard, workers=stage.workers,
-        channels_last=rt.channels_last, **mix,
+        data.train,
+        data.mean,
+        data.std,
+        stage.batch_size,
+        rt.device,
+        data.augment,
+        data.crop_padding,
+        shuffle=True,
+        seed=seed,
+        drop_last=True,
+        views=stage.views,
+        shard=rt.world.shard,
+        workers=stage.workers,
+        channels_last=rt.channels_last,
+        **mix,
     )
     val = eval_batches(data.val, data, stage.eval_batch_size, rt)
     cached = None
@@ -157,7 +176,9 @@ def train_stage(
 
         views = views_of(data, stage.views, mixing=bool(mix))
         if views is not None:
-            cached = teacher_outputs(teacher, data, views, seed, rt, out_dir, stage.name, stage.eval_batch_size, mix=mix)
+            cached = teacher_outputs(
+                teacher, data, views, seed, rt, out_dir, stage.name, stage.eval_batch_size, mix=mix
+            )
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = make_optimizer(recipe, params)
     lookahead = None
@@ -222,7 +243,9 @@ def train_stage(
             "wall_s": wall,
             "history": hist,
         }
-        save_checkpoint(last_path, payload(epoch=epoch + 1, metrics=prefixed("val", v, digits=None), train_state=train_state))
+        save_checkpoint(
+            last_path, payload(epoch=epoch + 1, metrics=prefixed("val", v, digits=None), train_state=train_state)
+        )
         log(
             f"{stage.name} epoch {epoch + 1}/{recipe.epochs}  loss {record['loss']:.4f}  train {record['train_acc']:.4f}"
             f"  val {task.format_metrics(v.metrics)}  lr {record['lr']:.4g}  {record['time_s']:.1f}s  {record['img_per_s']:.0f} img/s"
@@ -252,7 +275,9 @@ def mix_options(recipe: StageConfig, data: Dataset) -> dict[str, Any]:
     from edgekd.errors import ConfigError
 
     if data.task != "classification" or data.train.lazy:
-        raise ConfigError("config: mixup/cutmix need a classification dataset held in memory (not masks, not data.storage=stream)")
+        raise ConfigError(
+            "config: mixup/cutmix need a classification dataset held in memory (not masks, not data.storage=stream)"
+        )
     return {"mixup": recipe.mixup, "cutmix": recipe.cutmix, "num_classes": data.num_classes}
 
 
@@ -267,7 +292,9 @@ def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: R
     device = rt.device
     sums: dict[str, torch.Tensor] = {}
     correct = torch.zeros((), device=device, dtype=torch.long)
-    labeled = torch.zeros((), device=device, dtype=torch.long)  # samples (pixels) counted: label -1 (transfer set, target domain) is not
+    labeled = torch.zeros(
+        (), device=device, dtype=torch.long
+    )  # samples (pixels) counted: label -1 (transfer set, target domain) is not
     seen = torch.zeros((), device=device, dtype=torch.long)
     shown = 0
     first_bad = torch.full((), -1, device=device, dtype=torch.long)  # first step whose loss was not finite
@@ -304,11 +331,15 @@ def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: R
             labeled += counted
             if i % 10 == 9 or i == steps - 1:  # .item() syncs the device: not every step
                 _stop_if_diverged(stage, epoch, int(distributed.all_max(first_bad)), steps)
-                bar.update(i + 1 - shown, loss=(sums["loss"] / seen).item(), acc=correct.item() / max(labeled.item(), 1))
+                bar.update(
+                    i + 1 - shown, loss=(sums["loss"] / seen).item(), acc=correct.item() / max(labeled.item(), 1)
+                )
                 shown = i + 1
     # one all-reduce for every metric: sums over the ranks' shares of the epoch
     names = sorted(sums)
-    totals = distributed.all_sum(torch.stack([*(sums[k] for k in names), correct.float(), labeled.float(), seen.float()]))
+    totals = distributed.all_sum(
+        torch.stack([*(sums[k] for k in names), correct.float(), labeled.float(), seen.float()])
+    )
     *parts_sum, correct_t, labeled_t, seen_t = totals.tolist()
     record: dict[str, Any] = {"stage": stage.name, "epoch": epoch + 1, "lr": round(lr, 8)}
     for k, v in zip(names, parts_sum):
@@ -358,7 +389,17 @@ def finish_stage(stage, model, data, out_dir, rt: Runtime, select, best_epoch, w
     }
     save_checkpoint(
         out_dir / f"{stage.name}.pt",
-        model_payload(model, stage.arch, stage.kwargs, data.describe(), stage.name, epoch=chosen_epoch, metrics=result, complete=True, **stage.extra),
+        model_payload(
+            model,
+            stage.arch,
+            stage.kwargs,
+            data.describe(),
+            stage.name,
+            epoch=chosen_epoch,
+            metrics=result,
+            complete=True,
+            **stage.extra,
+        ),
     )
     distributed.barrier()  # other ranks may load <name>.pt next
     return result
