@@ -15,7 +15,9 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 
 class Terminated(BaseException):  # like KeyboardInterrupt: a request to stop, not an error
@@ -87,3 +89,34 @@ def terminate_raises() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def worker_main(
+    argv: Sequence[str],
+    work: Callable[[dict[str, Any]], dict[str, Any]],
+    stage: str | None = None,
+    expected: tuple[type[BaseException], ...] = (),
+) -> int:
+    """The child side of the worker protocol (``JOB.json RESULT.json``): run ``work(job)`` and write
+    its result. An ``expected`` error becomes a failed result with its message; any other exception
+    is a bug, kept with its traceback, so the parent reports it as one failed row and goes on."""
+    import json
+    import traceback
+
+    from edgekd.atomic import write_json
+
+    job_path, result_path = argv
+    job = json.loads(Path(job_path).read_text())
+    failed: dict[str, Any] = {"status": "failed", **({"stage": stage} if stage else {})}
+    try:
+        result = work(job)
+    except expected as exc:
+        result = {**failed, "reason": str(exc)[:400]}
+    except Exception as exc:  # noqa: BLE001 - see the docstring: the row fails, the bench goes on
+        result = {
+            **failed,
+            "reason": f"{type(exc).__name__}: {str(exc)[:300]}",
+            "traceback": traceback.format_exc(),
+        }
+    write_json(result_path, result)
+    return 0

@@ -8,16 +8,14 @@ measured: TFLM on x86 runs reference kernels (see :class:`edgekd.runtimes.tflm_r
 
 from __future__ import annotations
 
-import json
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edgekd.atomic import write_json
 from edgekd.benchmark.worker import load_eval
+from edgekd.procs import worker_main
 from edgekd.runtimes.base import RuntimeMissing
 from edgekd.runtimes.tflm_runner import TflmRunner, TflmUnsupported, tflm_version
 
@@ -84,19 +82,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """``JOB.json RESULT.json``, as :func:`edgekd.benchmark.worker.main`."""
-    job_path, result_path = argv
-    job = json.loads(Path(job_path).read_text())
-    try:
-        result = measure(job)
-    except Exception as exc:  # noqa: BLE001
-        result = {
-            "status": "failed",
-            "stage": "run",
-            "reason": f"{type(exc).__name__}: {str(exc)[:300]}",
-            "traceback": traceback.format_exc(),
-        }
-    write_json(result_path, result)
-    return 0
+    return worker_main(argv, measure, stage="run")
 
 
 if __name__ == "__main__":

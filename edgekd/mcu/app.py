@@ -10,9 +10,7 @@ process for ``edgekd bench --device mcu --emulate`` (a crash fails the row, not 
 
 from __future__ import annotations
 
-import json
 import sys
-import traceback
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +18,7 @@ import numpy as np
 
 from edgekd.atomic import write_json
 from edgekd.errors import EdgekdError
+from edgekd.procs import worker_main
 
 MARKER = ".edgekd-mcu-build"  # an output folder edgekd made (and may therefore rewrite)
 ROLES = ("student", "teacher", "baseline")
@@ -225,41 +224,32 @@ def mcu_build(
     return info
 
 
+def _build_job(job: dict[str, Any]) -> dict[str, Any]:
+    out = Path(job["out"])
+    out.mkdir(parents=True, exist_ok=True)
+    info = build_and_run(
+        Path(job["file"]),
+        out,
+        job["core"],
+        eval_path=Path(job["eval"]) if job.get("eval") else None,
+        targets_key=job.get("targets_key", "labels"),
+        tflm=job.get("tflm"),
+        kernels=job.get("kernels", "model"),
+        samples=int(job.get("samples", DEFAULT_SAMPLES)),
+    )
+    result = {"status": "ok" if info["bit_exact"] else "failed", **info}
+    if not info["bit_exact"]:
+        result.update(
+            stage="emulate",
+            reason=f"{job['core']}: output differs from the host TFLM: {'; '.join(info['problems'])[:300]}",
+        )
+    return result
+
+
 def main(argv: list[str]) -> int:
     """``JOB.json RESULT.json`` (the bench's worker protocol): job {"file", "eval", "targets_key",
     "core", "out", "tflm", "kernels", "samples"} → {"status": "ok" | "failed", …}."""
-    job_path, result_path = argv
-    job = json.loads(Path(job_path).read_text())
-    try:
-        out = Path(job["out"])
-        out.mkdir(parents=True, exist_ok=True)
-        info = build_and_run(
-            Path(job["file"]),
-            out,
-            job["core"],
-            eval_path=Path(job["eval"]) if job.get("eval") else None,
-            targets_key=job.get("targets_key", "labels"),
-            tflm=job.get("tflm"),
-            kernels=job.get("kernels", "model"),
-            samples=int(job.get("samples", DEFAULT_SAMPLES)),
-        )
-        result = {"status": "ok" if info["bit_exact"] else "failed", **info}
-        if not info["bit_exact"]:
-            result.update(
-                stage="emulate",
-                reason=f"{job['core']}: output differs from the host TFLM: {'; '.join(info['problems'])[:300]}",
-            )
-    except EdgekdError as exc:
-        result = {"status": "failed", "stage": "build", "reason": str(exc)[:400]}
-    except Exception as exc:  # noqa: BLE001 - a bug: keep the traceback in the result
-        result = {
-            "status": "failed",
-            "stage": "build",
-            "reason": f"{type(exc).__name__}: {str(exc)[:300]}",
-            "traceback": traceback.format_exc(),
-        }
-    write_json(result_path, result)
-    return 0
+    return worker_main(argv, _build_job, stage="build", expected=(EdgekdError,))
 
 
 if __name__ == "__main__":

@@ -8,14 +8,12 @@ missing. What the export table's MCU column shows. Runs in a process of its own
 
 from __future__ import annotations
 
-import json
 import sys
 import tempfile
-import traceback
 from pathlib import Path
 from typing import Any
 
-from edgekd.atomic import write_json
+from edgekd.procs import worker_main
 
 _STAND_IN = "RELU"  # an op every TFLM build has, code < 127: what a missing op is replaced by
 
@@ -65,18 +63,7 @@ def check(job: dict[str, Any]) -> dict[str, Any]:
 
 def main(argv: list[str]) -> int:
     """``JOB.json RESULT.json``, as :func:`edgekd.benchmark.worker.main`."""
-    job_path, result_path = argv
-    job = json.loads(Path(job_path).read_text())
-    try:
-        result = check(job)
-    except Exception as exc:  # noqa: BLE001 - a file TFLM or the reader cannot take: the cell says so
-        result = {
-            "status": "failed",
-            "reason": f"{type(exc).__name__}: {str(exc)[:300]}",
-            "traceback": traceback.format_exc(),
-        }
-    write_json(result_path, result)
-    return 0
+    return worker_main(argv, check)  # a file TFLM or the reader cannot take: the cell says so
 
 
 if __name__ == "__main__":
