@@ -95,6 +95,9 @@ def _load(url: str):
     return study if study.user_attrs.get("edgekd_search") else None
 
 
+# slow: up to minutes, and its timing against the workers' heartbeats is not yet stable enough for
+# the default suite (one run in four timed out here); `make test-slow` runs it
+@pytest.mark.slow
 def test_workers_share_a_postgres_study_and_survive_kill9(tmp_path, postgres_url):
     space = tmp_path / "space.yaml"
     space.write_text(SPACE)
@@ -141,12 +144,18 @@ def test_workers_share_a_postgres_study_and_survive_kill9(tmp_path, postgres_url
                 None,
             )
 
-        killed = _wait(victim_training, 300, "the victim worker to be mid-trial", procs)
-        before = {
-            t.number: t.state.name
-            for t in _load(postgres_url).get_trials(deepcopy=False)
-            if t.state.name in ("COMPLETE", "PRUNED")
-        }
+        # A tiny trial can finish between seeing it run and the kill: freeze the victim first, and
+        # kill it only if the trial is still running then (else let it go on to its next trial).
+        for _attempt in range(20):
+            killed = _wait(victim_training, 300, "the victim worker to be mid-trial", procs)
+            os.kill(victim.pid, signal.SIGSTOP)
+            trials_now = _load(postgres_url).get_trials(deepcopy=False)
+            if next(t for t in trials_now if t.number == killed.number).state.name == "RUNNING":
+                break
+            os.kill(victim.pid, signal.SIGCONT)
+        else:
+            pytest.fail("the victim worker never stayed mid-trial long enough to be killed")
+        before = {t.number: t.state.name for t in trials_now if t.state.name in ("COMPLETE", "PRUNED")}
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait(30)
         assert main.wait(600) == 0, (tmp_path / "main.log").read_text()[-3000:]
