@@ -41,6 +41,28 @@ class BackendMissing(ExportError):
     """A TFLite backend whose packages are not installed in this environment."""
 
 
+def convert_to_file(
+    litert_torch: Any, module: Any, sample: tuple[Any, ...], dest: Path, what: str, **kwargs: Any
+) -> None:
+    """``litert_torch.convert(module, sample, **kwargs)`` written to ``dest``, with litert-torch's
+    progress lines and the converter's C++ logging captured; a failure is one ExportError naming
+    ``what`` ("NAME to TFLite") with the log's last lines."""
+    with captured_fds() as log_path:
+        try:
+            edge_model = litert_torch.convert(module, sample, **kwargs)
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            edge_model.export(str(dest))
+            failure = None
+        except Exception as exc:  # noqa: BLE001 - torch.export and the MLIR lowering raise many types
+            failure = exc
+        log_text = log_path.read_text(errors="replace")
+    if failure is not None:
+        tail = log_tail(log_text, 2, 300)
+        raise ExportError(
+            f"cannot convert {what} with litert-torch: {first_line(failure)}" + (f" ({tail})" if tail else "")
+        )
+
+
 def import_litert() -> tuple[Any, Any, Any]:
     """(litert_torch, ai_edge_quantizer.quantizer, ai_edge_quantizer.recipe), or one clear error."""
     try:
@@ -117,20 +139,9 @@ def torch_to_tflite(
     nhwc = litert_torch.to_channel_last_io(model.eval(), args=[0]).eval()
     with tempfile.TemporaryDirectory(prefix="edgekd-litert-") as work:
         fp32 = Path(work) / "fp32.tflite"
-        with captured_fds() as log_path:  # litert-torch's progress lines and the converter's C++ logging
-            try:
-                edge_model = litert_torch.convert(nhwc, (torch.zeros((1, h, w, c), dtype=torch.float32),))
-                edge_model.export(str(fp32))
-                failure = None
-            except Exception as exc:  # noqa: BLE001 - torch.export and the MLIR lowering raise many types
-                failure = exc
-            log_text = log_path.read_text(errors="replace")
-        if failure is not None:
-            tail = log_tail(log_text, 2, 300)
-            raise ExportError(
-                f"cannot convert {name} to TFLite with litert-torch: {first_line(failure)}"
-                + (f" ({tail})" if tail else "")
-            )
+        convert_to_file(
+            litert_torch, nhwc, (torch.zeros((1, h, w, c), dtype=torch.float32),), fp32, f"{name} to TFLite"
+        )
         recipes = _recipes(recipe)
         written = {}
         for fmt, dest in outputs.items():

@@ -16,7 +16,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from edgekd.errors import first_line, log_tail
 from edgekd.exporters.errors import ExportError
 from edgekd.exporters.timing import conversion
 from edgekd.fdcapture import captured_fds
@@ -40,7 +39,7 @@ def qat_to_tflite(model: Any, input_shape: tuple[int, ...], dest: Path, name: st
     ``dest``, NHWC raw-pixel input like the other TFLite files; returns ``dest``."""
     import torch
 
-    from edgekd.exporters.to_tflite_litert import import_litert
+    from edgekd.exporters.to_tflite_litert import convert_to_file, import_litert
     from edgekd.train.pt2e import tflite_quantizer
 
     with captured_fds():  # importing it starts absl/oneDNN logging on fd 2
@@ -51,25 +50,14 @@ def qat_to_tflite(model: Any, input_shape: tuple[int, ...], dest: Path, name: st
     qdq = model.converted()
     nhwc = litert_torch.to_channel_last_io(qdq, args=[0])
     dest = Path(dest)
-    with captured_fds() as log_path:
-        try:
-            edge = litert_torch.convert(
-                nhwc,
-                (torch.zeros((1, h, w, c)),),
-                quant_config=quant_config.QuantConfig(pt2e_quantizer=tflite_quantizer()),
-            )
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            edge.export(str(dest))
-            failure = None
-        except Exception as exc:  # noqa: BLE001 - torch.export and the MLIR lowering raise many types
-            failure = exc
-        log_text = log_path.read_text(errors="replace")
-    if failure is not None:
-        tail = log_tail(log_text, 2, 300)
-        raise ExportError(
-            f"cannot convert {name} to int8 TFLite with litert-torch: {first_line(failure)}"
-            + (f" ({tail})" if tail else "")
-        )
+    convert_to_file(
+        litert_torch,
+        nhwc,
+        (torch.zeros((1, h, w, c)),),
+        dest,
+        f"{name} to int8 TFLite",
+        quant_config=quant_config.QuantConfig(pt2e_quantizer=tflite_quantizer()),
+    )
     problems = integer_problems(dest)
     if problems:
         raise ExportError(f"litert-torch wrote {name}'s int8 model but it is not full integer: {'; '.join(problems)}")
