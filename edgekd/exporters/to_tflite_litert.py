@@ -32,9 +32,7 @@ from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLITE_FORMATS, TFLiteRe
 from edgekd.fdcapture import captured_fds
 from edgekd.runtimes.tflite_runner import full_integer_problems
 
-INSTALL_HINT = (
-    "pip install 'edgekd[litert]' (litert-torch + ai-edge-quantizer; not in [all]: they pull in jax and transformers)"
-)
+INSTALL_HINT = "pip install 'edgekd[litert]' (litert-torch + ai-edge-quantizer; part of edgekd[all])"
 
 
 class BackendMissing(ExportError):
