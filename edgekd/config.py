@@ -68,6 +68,10 @@ class DataConfig:
         None,
         "a fixed set of K augmented views (epoch e uses view e mod K), so teacher outputs can be cached; None: fresh augmentation every epoch",
     )
+    view_seed: int | None = opt(
+        None,
+        "seed of the augmentation draws (crops, flips, mixup/cutmix; with views, of the fixed views); None: the run's seed. A fixed value makes every student seed see the same views, so they share one cached set of teacher outputs",
+    )
     shift: Literal["none", "grayscale", "blur", "invert", "noise", "color_jitter"] = opt(
         "none", "deterministic domain shift applied to every split (a target domain for distill.method=domain)"
     )
@@ -681,6 +685,8 @@ def validate_data(d: DataConfig, section: str) -> None:
         raise ConfigError(f"config: {section}.train_limit must be at least 1 (or null for all)")
     if d.views is not None and d.views < 1:
         raise ConfigError(f"config: {section}.views must be at least 1 (or null)")
+    if d.view_seed is not None and d.view_seed < 0:
+        raise ConfigError(f"config: {section}.view_seed must be 0 or more (or null for the run's seed)")
     if d.workers < 0:
         raise ConfigError(f"config: {section}.workers must be 0 or more")
 

@@ -214,6 +214,7 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
         batch_size=cfg.data.batch_size,
         eval_batch_size=cfg.data.eval_batch_size,
         views=cfg.data.views,
+        view_seed=cfg.data.view_seed,
         workers=cfg.data.workers,
         extra={
             "method": cfg.distill.method,

@@ -78,6 +78,7 @@ class StudentStages:
             batch_size=cfg.data.batch_size,
             eval_batch_size=cfg.data.eval_batch_size,
             views=cfg.data.views,
+            view_seed=cfg.data.view_seed,
             workers=cfg.data.workers,
             extra=extra,
         )
