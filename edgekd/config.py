@@ -255,6 +255,10 @@ class ExportConfig:
         0.9,
         "classification: a model predicting one class for more than this share of the test images (and more than the labels' largest class) fails as collapsed; 1 disables",
     )
+    qat: bool = opt(
+        True,
+        "with the student's tflite_int8: also the QAT student's int8 file (student_qat_int8.tflite) when the run has student_qat.pt; false leaves it out",
+    )
     allow_parity_failure: bool = opt(False, "write the bundle and exit 0 even when a format is out of bounds")
     threads: int | None = opt(None, "threads for the parity runs; None: all cores")
 

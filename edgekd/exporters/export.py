@@ -4,7 +4,7 @@ Bundle layout (copied as-is to a Raspberry Pi or into an MCU project)::
 
     student.pt  student.onnx  student_fp32.tflite  student_int8.tflite   (+ _fp16, _dynamic on request)
     teacher.pt  teacher.onnx  teacher_fp32.tflite
-    student_qat_int8.tflite          with distill.qat: the QAT student, full integer, its learned scales kept
+    student_qat_int8.tflite          with distill.qat (unless export.qat=false): the QAT student, full integer, its learned scales kept
     quant_report.json                per int8 file and layer: SNR vs float, ranges, scale, clipped share, likely fix
     student_int8_model_data.cc/.h    the int8 model as a C array for TensorFlow Lite Micro
     eval.npz                         held-out raw uint8 images (NHWC) + labels (segmentation: masks) + class names
@@ -214,7 +214,7 @@ def export(
                 if not metrics["ok"]:
                     failures.append(f"{name}: {'; '.join(metrics['problems'])}")
         qat_ckpt = run_dir / "student_qat.pt"
-        if "student" in roles and "tflite_int8" in ecfg.formats and qat_ckpt.is_file():
+        if ecfg.qat and "student" in roles and "tflite_int8" in ecfg.formats and qat_ckpt.is_file():
             # the QAT int8 file beside the PTQ one, checked against its own fake-quant graph
             from edgekd.exporters.to_tflite_qat import export_qat
 
