@@ -239,7 +239,7 @@ def run_benchmark(
     subset: int | None = None,
     epochs: int | None = None,
     teacher_epochs: int | None = None,
-    qat_epochs: int = 5,
+    qat_epochs: int | None = None,
     fast: bool = False,
     device: str = "auto",
     resume: bool = False,
@@ -286,6 +286,8 @@ def run_benchmark(
     sets += list(extra)
     cfg = load_config(CONFIG, sets)
     select_epochs = select_epochs or min(10, cfg.student.epochs)
+    if qat_epochs is None:  # a shortened run (--epochs) shortens its QAT stage too
+        qat_epochs = min(5, epochs) if epochs else 5
     qat = has_qat() and qat_epochs > 0
     notes = []
     if has_qat() and not qat:
@@ -576,7 +578,9 @@ def main(argv: list[str] | None = None) -> int:
         help="KD epochs of each candidate's selection run (default: 10, or the student's epochs if fewer)",
     )
     p.add_argument(
-        "--qat-epochs", type=int, default=5, help="QAT epochs of the kd+qat row when the QAT stage exists (default 5)"
+        "--qat-epochs",
+        type=int,
+        help="QAT epochs of the kd+qat row when the QAT stage exists (default 5, or --epochs if fewer)",
     )
     p.add_argument("--no-qat", action="store_true", help="skip the kd+qat row even where the QAT stage exists")
     p.add_argument(
