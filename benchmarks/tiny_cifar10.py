@@ -377,8 +377,20 @@ def run_benchmark(
         run_cfg = load_config(CONFIG, run_sets)
         summary = attempt(f"seed{seed} distill", failures, load_or_distill, run_cfg, folder, resume)
         wall[f"seed{seed} distill"] = round(timer.elapsed, 1)
+        done = [(folder / f"{stage}.pt").is_file() for stage in ("student", "student_qat")]
+        qat_failed = qat and summary is None and done == [True, False]
+        if qat_failed:
+            # the QAT stage (after the float student, before the baseline) failed: its row is
+            # named failed, and the seed runs again without it so that its kd and nokd rows stand
+            row_failures["kd+qat"].append(failures[-1])
+            folder = out / f"seed{seed}-noqat"
+            print(f"seed {seed}: QAT failed ({failures[-1]}); the seed again without QAT in {folder}")
+            timer = Timer()
+            retry = load_config(CONFIG, [*run_sets[:-1], "distill.qat.epochs=0"])
+            summary = attempt(f"seed{seed} distill without QAT", failures, load_or_distill, retry, folder, resume)
+            wall[f"seed{seed} distill without QAT"] = round(timer.elapsed, 1)
         if summary is None:
-            for name in ROWS if qat else ROWS[:2]:
+            for name in ROWS if qat and not qat_failed else ROWS[:2]:
                 row_failures[name].append(failures[-1])
             continue
         for role in ("student", "baseline", "student_qat"):
@@ -386,7 +398,7 @@ def run_benchmark(
                 wall[f"seed{seed} {role}"] = summary[role]["wall_s"]
         timer = Timer()
         # the PTQ rows in a bundle without the QAT file: theirs never hang on the QAT file's export
-        ptq = out / f"seed{seed}" / "int8"
+        ptq = folder / "int8"
         manifest = attempt(
             f"seed{seed} export",
             failures,
@@ -411,14 +423,14 @@ def run_benchmark(
                 add_row(
                     row, seed, path, summary.get("baseline" if row == "nokd" else "student", {}).get("last_test_acc")
                 )
-        if not qat:
+        if not qat or qat_failed:
             continue
         if not (folder / "student_qat.pt").is_file():
             failures.append(f"seed{seed} kd+qat: the run has no student_qat.pt")
             row_failures["kd+qat"].append(failures[-1])
             continue
         timer = Timer()
-        qat_bundle = out / f"seed{seed}" / "int8-qat"
+        qat_bundle = folder / "int8-qat"
         manifest = attempt(
             f"seed{seed} kd+qat export",
             failures,
