@@ -84,7 +84,9 @@ class StageConfig:
     # 0.406] / [0.229, 0.224, 0.225]); the batches are re-normalized to them on the way in
     mean: tuple[float, ...] | None = opt(
         None,
-        "per-channel input mean (0-1 pixels) of this model: a teacher.checkpoint given as a bare state_dict was trained with it, a student (and its baseline) trains with it and its bundle files fold it in; None: the data's",
+        "per-channel input mean (0-1 pixels) of this model: a teacher.checkpoint given as a bare state_dict "
+        "was trained with it, a student (and its baseline) trains with it and its bundle files fold it in; "
+        "None: the data's",
     )
     std: tuple[float, ...] | None = opt(None, "with mean: the per-channel std (same rules)")
     epochs: int = opt(10, "training epochs (teacher: 0 with a checkpoint)")
