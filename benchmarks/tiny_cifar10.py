@@ -321,6 +321,8 @@ def run_benchmark(
     teacher, keys = train_shared_teacher(load_config(CONFIG, [*sets, "name=teacher"]), out / "teacher", resume)
     wall["teacher"] = round(timer.elapsed, 1)
     sets += [f"teacher.checkpoint={json.dumps(keys['teacher']['checkpoint'])}", "teacher.epochs=0"]
+    # trained here: a weak one (a shortened recipe) is flagged, not stopped (train_shared_teacher says so)
+    sets += [f"distill.{k}={json.dumps(v)}" for k, v in keys.get("distill", {}).items()]
 
     # 3. the student, chosen on val
     failures: list[str] = []
