@@ -65,7 +65,8 @@ def per_op_table(files: dict[str, Path], runs: int, warmup: int, rounds: int) ->
     prints one table per kernel set, the ops of all files joined by their signature."""
     report: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="edgekd-per-op-") as tmp:
-        slices = {name: op_slices(path, Path(tmp)) for name, path in files.items()}
+        # a folder per file: two bundles' files share a name (student_int8.tflite)
+        slices = {name: op_slices(path, Path(tmp) / str(i)) for i, (name, path) in enumerate(files.items())}
         keys = list(dict.fromkeys(k for per in slices.values() for k in per))
         flat = {f"{name}|{k}": p for name, per in slices.items() for k, p in per.items()}
         for kernels in ("xnnpack", "builtin"):

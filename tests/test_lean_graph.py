@@ -267,7 +267,7 @@ def test_op_slices_compute_what_the_op_computes_in_the_file(tmp_path: Path) -> N
     from edgekd.benchmark.int8_compare import op_slices
     from edgekd.tflite_file import read_tflite
 
-    slices = op_slices(REFERENCE, tmp_path)
+    slices = op_slices(REFERENCE, tmp_path / "reference")
     assert len(slices) == len(read_tflite(REFERENCE).ops) == 16
     keys = list(slices)
     assert keys[0] == "CONV_2D 32x32x3>32x32x16 k3 s1" and keys[2] == "CONV_2D 32x32x16>32x32x16 k3 s1 #2"
@@ -287,3 +287,5 @@ def test_op_slices_compute_what_the_op_computes_in_the_file(tmp_path: Path) -> N
     alone.invoke()
     assert out["quantization"] == tensors[out["name"]]["quantization"]
     assert np.array_equal(alone.get_tensor(out["index"]), whole.get_tensor(tensors[out["name"]]["index"]))
+    with pytest.raises(ValueError, match="empty folder"):
+        op_slices(REFERENCE, tmp_path / "reference")

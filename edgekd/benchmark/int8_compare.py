@@ -105,13 +105,17 @@ def op_slices(path: Path, folder: Path) -> dict[str, Path]:
     signature of what the op computes (e.g. ``CONV_2D 32x32x16>32x32x16 k3 s1``; a repeat gets
     `` #2``), so the same op of two files of the same architecture gets the same key. Each slice keeps
     the op's own weights and quantization parameters: what it times is exactly that op's kernel,
-    plus one invoke's overhead. Needs ``ai_edge_litert`` (its flatbuffer tools)."""
+    plus one invoke's overhead. Slices are named after the op's index: one folder per file. Needs
+    ``ai_edge_litert`` (its flatbuffer tools)."""
     import copy
 
     from ai_edge_litert.tools import flatbuffer_utils as fb
 
     model = fb.read_model(str(path))
     graph = model.subgraphs[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):  # slices of two files in one folder would overwrite each other
+        raise ValueError(f"op_slices needs an empty folder, {folder} is not")
 
     def constant(t: int) -> bool:
         buf = model.buffers[graph.tensors[t].buffer]
@@ -133,7 +137,7 @@ def op_slices(path: Path, folder: Path) -> dict[str, Path]:
         sliced = copy.deepcopy(model)
         sub = sliced.subgraphs[0]
         sub.operators, sub.inputs, sub.outputs = [sub.operators[i]], inputs, list(op.outputs)
-        out[key] = folder / f"{path.stem}_op{i:02d}.tflite"
+        out[key] = folder / f"op{i:03d}.tflite"
         fb.write_model(sliced, str(out[key]))
     return out
 
