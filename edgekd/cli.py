@@ -166,7 +166,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "Verify the bundle's sha256 values, then measure each model file (student and teacher;\n"
             "PyTorch, ONNX Runtime, TFLite fp32/int8 where their runtime is installed) in a fresh process:\n"
             "batch-1 latency of invoke alone after a warm-up (min, p50, p90, p99, mean ± std), accuracy on\n"
-            'eval.npz (mean IoU for a segmentation bundle: the JSON\'s "accuracy" and "miou"), file size,\n'
+            'eval.npz (mean IoU for a segmentation bundle: the JSON\'s "accuracy_frac" and "miou_frac"), file size,\n'
             "peak resident memory, MACs and GMAC/s. Rows whose runtime is missing are\n"
             "skipped, rows that fail to load or run are marked failed; the others still run.\n"
             "Writes OUT/bench.json, OUT/bench.md and OUT/bench.png (accuracy vs latency, Pareto front);\n"
