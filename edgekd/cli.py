@@ -103,7 +103,8 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
         epilog=_config_keys_epilog() + "\n\nexamples:\n  edgekd distill --config configs/digits.yaml --out runs/digits"
         "\n  edgekd distill --config configs/cifar10-cpu.yaml --set distill.temperature=8 --set student.epochs=5"
         "\n  edgekd distill --out runs/digits --resume"
-        "\n  edgekd distill --set distill.method=takd --set 'distill.takd.assistants=[plain6]' --set teacher.arch=plain10"
+        "\n  edgekd distill --set distill.method=takd --set 'distill.takd.assistants=[plain6]'"
+        " --set teacher.arch=plain10"
         "\n  edgekd distill --set distill.method=domain --set source.name=digits --set data.shift=invert"
         "\n  edgekd distill --config configs/shapes-seg.yaml --out runs/shapes-seg      # segmentation",
         formatter_class=_Formatter,

@@ -161,7 +161,8 @@ class TakdConfig:
     )
     ta_select: Literal["chain", "auto"] = opt(
         "chain",
-        "chain uses every assistant in order; auto trains each from the teacher, keeps the one nearest the accuracy midpoint",
+        "chain uses every assistant in order; auto trains each from the teacher, keeps the one nearest the "
+        "accuracy midpoint",
     )
 
 
@@ -752,11 +753,13 @@ def validate(config: Config) -> None:
     ens = dc.ensemble
     if ens.teachers and ens.teacher_seeds and len(ens.teachers) != len(ens.teacher_seeds):
         raise ConfigError(
-            f"config: distill.ensemble.teachers has {len(ens.teachers)} entries and distill.ensemble.teacher_seeds {len(ens.teacher_seeds)}; give one seed per member"
+            f"config: distill.ensemble.teachers has {len(ens.teachers)} entries and distill.ensemble.teacher_seeds "
+            f"{len(ens.teacher_seeds)}; give one seed per member"
         )
     if ens.teacher_checkpoints and (ens.teachers or ens.teacher_seeds):
         raise ConfigError(
-            "config: distill.ensemble.teacher_checkpoints loads the ensemble; leave distill.ensemble.teachers and distill.ensemble.teacher_seeds empty"
+            "config: distill.ensemble.teacher_checkpoints loads the ensemble; leave distill.ensemble.teachers and "
+            "distill.ensemble.teacher_seeds empty"
         )
     q = dc.qat
     if (

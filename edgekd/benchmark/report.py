@@ -240,7 +240,8 @@ def int8_slower_notes(results: list[dict[str, Any]], files: dict[str, Any] | Non
             )
         )
         out.append(
-            f"INT8 SLOWER: {model} tflite_int8 p50 {row['p50_us'] / 1e3:.4g} ms > tflite_fp32 {fp32['p50_us'] / 1e3:.4g} ms "
+            f"INT8 SLOWER: {model} tflite_int8 p50 {row['p50_us'] / 1e3:.4g} ms > "
+            f"tflite_fp32 {fp32['p50_us'] / 1e3:.4g} ms "
             f"at {threads} thread(s); {where}"
         )
     return out
@@ -478,7 +479,8 @@ def legend(report: BenchReport) -> list[str]:
     if any(r.get("peak_rss_bytes") for r in report.results):
         lines.append(
             "peak RSS: high-water resident memory of a fresh process running only that model "
-            "(interpreter + runtime + model + eval data; base_rss_bytes in the JSON is the process before the runtime loaded)"
+            "(interpreter + runtime + model + eval data; base_rss_bytes in the JSON is the process before the "
+            "runtime loaded)"
         )
     if report.settings.get("min_accuracy") is not None:
         lines.append(
@@ -492,7 +494,8 @@ def headline_text(report: BenchReport) -> str | None:
         if c["headline"]:
             return (
                 f"student {c['student']} vs teacher {c['teacher']}: {_num(c['speedup'])}× faster (p50), "
-                f"{_num(c['size_reduction'])}× smaller, {100 * c['accuracy_delta_frac']:+.2f} {metric_word(report.settings)} points"
+                f"{_num(c['size_reduction'])}× smaller, "
+                f"{100 * c['accuracy_delta_frac']:+.2f} {metric_word(report.settings)} points"
             )
     return None
 

@@ -259,7 +259,8 @@ class RpiTarget(CpuTarget):
         if host.get("emulated"):
             out.insert(
                 0,
-                f"EMULATED ({host['emulated']}): run times are of an emulator, not latencies of a Pi; they are kept under emulated, never in the latency fields (peak RSS includes the emulator)",
+                f"EMULATED ({host['emulated']}): run times are of an emulator, not latencies of a Pi; "
+                "they are kept under emulated, never in the latency fields (peak RSS includes the emulator)",
             )
         elif self.forced and not (host.get("board") or "").startswith("Raspberry Pi"):
             out.insert(

@@ -111,7 +111,8 @@ def domain_flow(run) -> dict[str, Any]:
     parts = [target_train, source.train] if d.domain.source_labels else [target_train]
     student_data = dataclasses.replace(target, train=concat(*parts))
     log(
-        f"domain: student learns from {len(target.train)} target images ({'labeled' if d.domain.target_labels else 'soft targets only'})"
+        f"domain: student learns from {len(target.train)} target images "
+        f"({'labeled' if d.domain.target_labels else 'soft targets only'})"
         + (f" + {len(source.train)} labeled source images" if d.domain.source_labels else "")
     )
     summary["student"] = run.train("student", cfg.student, d.method, teacher, data=student_data)

@@ -56,8 +56,8 @@ def match_spatial(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
 @METHODS.register("fitnets")
 class FitNets(HintonKD):
     """FitNets (Romero et al. 2015): MSE hint from teacher distill.fitnets.hint_layer to a regressor on
-    student distill.fitnets.guided_layer (module paths); hint_mode two_stage (hint_epochs of hints, then KD) or single_stage
-    (KD + hint_weight·hint). The regressor is never part of student.pt."""
+    student distill.fitnets.guided_layer (module paths); hint_mode two_stage (hint_epochs of hints, then
+    KD) or single_stage (KD + hint_weight·hint). The regressor is never part of student.pt."""
 
     flow = "fitnets"
     config_section = "fitnets"
@@ -119,11 +119,13 @@ class FitNets(HintonKD):
         if missing:
             raise ConfigError(
                 f"config: distill.method=fitnets needs {' and '.join('distill.fitnets.' + k for k in missing)} "
-                "(module paths, e.g. distill.fitnets.hint_layer=layer2, distill.fitnets.guided_layer=features.4; see model.named_modules())"
+                "(module paths, e.g. distill.fitnets.hint_layer=layer2, distill.fitnets.guided_layer=features.4; "
+                "see model.named_modules())"
             )
         if d.hint_mode == "two_stage" and d.hint_epochs < 1:
             raise ConfigError(
-                "config: distill.fitnets.hint_mode=two_stage needs distill.fitnets.hint_epochs of 1 or more (or hint_mode=single_stage)"
+                "config: distill.fitnets.hint_mode=two_stage needs distill.fitnets.hint_epochs of 1 or more "
+                "(or hint_mode=single_stage)"
             )
 
     def attach(self, student: nn.Module, teacher: nn.Module | None, input_shape: tuple[int, ...] = ()) -> None:

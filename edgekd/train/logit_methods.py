@@ -91,7 +91,8 @@ def dist_loss(
 
 @METHODS.register("dkd")
 class DecoupledKD(DistillMethod):
-    """DKD (Zhao et al. 2022): CE + α·TCKD + β·NCKD (α = distill.dkd.alpha, β = distill.dkd.beta, T = distill.temperature)."""
+    """DKD (Zhao et al. 2022): CE + α·TCKD + β·NCKD (α = distill.dkd.alpha, β = distill.dkd.beta,
+    T = distill.temperature)."""
 
     config_section = "dkd"
     uses_alpha = False
@@ -134,7 +135,8 @@ class DecoupledKD(DistillMethod):
 
 @METHODS.register("dist")
 class DISTKD(DistillMethod):
-    """DIST (Huang et al. 2022): CE + β·inter + γ·intra Pearson relation losses (β = distill.dist.beta, γ = distill.dist.gamma, T = distill.temperature)."""
+    """DIST (Huang et al. 2022): CE + β·inter + γ·intra Pearson relation losses (β = distill.dist.beta,
+    γ = distill.dist.gamma, T = distill.temperature)."""
 
     config_section = "dist"
     uses_alpha = False

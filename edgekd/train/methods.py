@@ -253,18 +253,20 @@ class TeacherAssistantKD(HintonKD):
         d = config.distill
         if not d.takd.assistants:
             raise ConfigError(
-                "config: distill.method=takd needs distill.takd.assistants, e.g. [plain6] (chain) or candidates for ta_select=auto"
+                "config: distill.method=takd needs distill.takd.assistants, e.g. [plain6] (chain) or candidates "
+                "for ta_select=auto"
             )
         if d.takd.ta_select == "auto" and not d.baseline:
             raise ConfigError(
-                "config: distill.takd.ta_select=auto picks the TA nearest the teacher–student accuracy midpoint and needs "
-                "the no-KD student's accuracy: set distill.baseline=true"
+                "config: distill.takd.ta_select=auto picks the TA nearest the teacher–student accuracy midpoint and "
+                "needs the no-KD student's accuracy: set distill.baseline=true"
             )
 
 
 @METHODS.register("ensemble")
 class EnsembleKD(HintonKD):
-    """Multi-teacher KD: soft target = mean of the members' softened distributions (distill.ensemble.teachers/teacher_seeds/teacher_checkpoints)."""
+    """Multi-teacher KD: soft target = mean of the members' softened distributions
+    (distill.ensemble.teachers/teacher_seeds/teacher_checkpoints)."""
 
     flow = "ensemble"
     config_section = "ensemble"
@@ -280,7 +282,8 @@ class EnsembleKD(HintonKD):
             )
         if config.teacher.checkpoint:
             raise ConfigError(
-                "config: with distill.method=ensemble give checkpoints as distill.ensemble.teacher_checkpoints, not teacher.checkpoint"
+                "config: with distill.method=ensemble give checkpoints as distill.ensemble.teacher_checkpoints, "
+                "not teacher.checkpoint"
             )
 
 
@@ -319,8 +322,9 @@ class DomainAdaptationKD(HintonKD):
             )
         if d.baseline and not (d.domain.target_labels or d.domain.source_labels):
             raise ConfigError(
-                "config: distill.baseline trains the student on labels alone, and with distill.domain.target_labels and "
-                "distill.domain.source_labels both false there are none; set one of them, or distill.baseline=false"
+                "config: distill.baseline trains the student on labels alone, and with "
+                "distill.domain.target_labels and distill.domain.source_labels both false there are none; "
+                "set one of them, or distill.baseline=false"
             )
 
 
