@@ -519,10 +519,10 @@ def _move_flat_distill_keys(data: Mapping[str, Any], prefix: str) -> dict[str, A
         out[section] = node
     from edgekd.ui import log
 
-    log(
-        f"note: {', '.join(prefix + k for k in moved)} moved to "
-        f"{', '.join(prefix + MOVED_DISTILL_KEYS[k] for k in moved)} (the old names still load)"
-    )
+    # an old run folder's config.yaml holds every flat key: name a few, count the rest
+    shown = ", ".join(f"{prefix}{k} → {prefix}{MOVED_DISTILL_KEYS[k]}" for k in moved[:3])
+    more = f" and {len(moved) - 3} more" if len(moved) > 3 else ""
+    log(f"note: old flat keys moved to their method's section: {shown}{more} (the old names still load)")
     return out
 
 

@@ -127,8 +127,8 @@ def test_method_sections_and_the_old_flat_keys(tmp_path: Path, capsys: pytest.Ca
     )
     assert diff(old, new) == [] and old.distill.fitnets.hint_layer == "layer2" and old.distill.dkd.beta == 3.0
     err = capsys.readouterr().err.splitlines()
-    assert len(err) == 1 and "distill.hint_layer" in err[0] and "distill.fitnets.hint_layer" in err[0], err
-    assert "distill.dkd_beta" in err[0] and "distill.transfer.set" in err[0]
+    assert len(err) == 1 and "distill.hint_layer → distill.fitnets.hint_layer" in err[0], err
+    assert "distill.dkd_beta → distill.dkd.beta" in err[0] and "distill.transfer_set → distill.transfer.set" in err[0]
     saved = dump_yaml(old)
     assert "  fitnets:\n    hint_layer: layer2\n" in saved and "hint_layer" not in saved.split("fitnets:")[0]
     assert diff(load_config(write(tmp_path, saved)), new) == []  # the saved layout reads back, with no note
