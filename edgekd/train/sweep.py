@@ -154,7 +154,7 @@ def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[
         else:
             _, record = run.teacher()
         keys = {"teacher": {"checkpoint": str((folder / "teacher.pt").resolve()), "epochs": 0}}
-    if not (cfg.teacher.checkpoint or cfg.distill.teacher_checkpoints) and run.data.task == "classification":
+    if not (cfg.teacher.checkpoint or cfg.distill.ensemble.teacher_checkpoints) and run.data.task == "classification":
         # trained here, by this sweep, then loaded by every point from its file: not a teacher from
         # elsewhere, so a weak one is flagged (as a run flags its stages), not stopped at each point
         from edgekd.train.summary import weak_teacher
