@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edgekd.benchmark.row import check_schema  # noqa: E402 - after the repository is on the path
 
 
 def edgekd(*args: str) -> subprocess.CompletedProcess:
@@ -110,7 +113,8 @@ def main() -> int:
             continue
         mcu_json = bundle / "mcu.json"
         b = edgekd("bench", "--device", "mcu", "--artifacts", str(bundle), "--json", str(mcu_json), *bench_args)
-        row = next(r for r in json.loads(mcu_json.read_text())["results"] if r["format"] == "tflite_int8")
+        rows = check_schema(json.loads(mcu_json.read_text()), str(mcu_json))["results"]
+        row = next(r for r in rows if r["format"] == "tflite_int8")
         t, f = row.get("tflm") or {}, p["figures"]
         fits = b.returncode == 0 and (t.get("budget") or {}).get("fits", True)
         if budget.get("model_kb") is not None:  # the bench checks flash and RAM; the model size here

@@ -35,11 +35,16 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _config_keys_epilog() -> str:
-    from edgekd.config import describe_keys
+    from edgekd.config import METHOD_SECTIONS, describe_keys
 
+    sections = tuple(f"distill.{name}." for name in METHOD_SECTIONS)
     lines = ["config keys (YAML file or --set KEY=VALUE; defaults shown):"]
+    pointer = f"  {'distill.<method>.*':<26} {'':<12} a method's own keys: listed under it in KD methods above"
     for key, default, help_text in describe_keys():
-        lines.append(f"  {key:<26} {default:<12} {help_text}")
+        if not key.startswith(sections):
+            lines.append(f"  {key:<26} {default:<12} {help_text}")
+        elif pointer not in lines:  # the sections' keys are listed under their methods
+            lines.append(pointer)
     return "\n".join(lines)
 
 
@@ -50,22 +55,26 @@ METHOD_MODULES = ("edgekd.train.methods", "edgekd.train.fitnets", "edgekd.train.
 
 
 def methods_help() -> str:
-    """The KD methods for `distill --help`, one entry per registered method (its docstring)."""
+    """The KD methods for `distill --help`, one entry per registered method (its docstring), with
+    the keys of its config section (``config_section``: their defaults and help from the schema)."""
     import textwrap
 
+    from edgekd.config import DistillConfig, describe_keys
     from edgekd.registry import documented_entries
 
     lines = [
         "KD methods (distill.method; `edgekd methods` lists them). Every method reads distill.method,",
         "temperature, alpha, baseline and select; the keys listed under a method are read by it alone:",
     ]
-    for entry in documented_entries("METHODS", METHOD_MODULES, ("keys",)):
+    for entry in documented_entries("METHODS", METHOD_MODULES, ("config_section",)):
         wrapped = textwrap.wrap(entry.doc, 84) or [""]
-        keys = entry.attributes.get("keys")
-        if keys:
-            wrapped += textwrap.wrap("keys: " + ", ".join(f"distill.{k}" for k in keys), 84)
         lines.append(f"  {entry.name:<11} {wrapped[0]}")
         lines += [" " * 14 + more for more in wrapped[1:]]
+        section = entry.attributes.get("config_section")
+        if section:
+            for key, default, help_text in describe_keys(getattr(DistillConfig(), section), f"distill.{section}."):
+                text = textwrap.wrap(f"{key} = {default}: {help_text}", 84, subsequent_indent="    ")
+                lines += [" " * 14 + part for part in text]
     return "\n".join(lines) + "\n\n" + SEGMENTATION_HELP
 
 
@@ -94,7 +103,8 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
         epilog=_config_keys_epilog() + "\n\nexamples:\n  edgekd distill --config configs/digits.yaml --out runs/digits"
         "\n  edgekd distill --config configs/cifar10-cpu.yaml --set distill.temperature=8 --set student.epochs=5"
         "\n  edgekd distill --out runs/digits --resume"
-        "\n  edgekd distill --set distill.method=takd --set 'distill.assistants=[plain6]' --set teacher.arch=plain10"
+        "\n  edgekd distill --set distill.method=takd --set 'distill.takd.assistants=[plain6]'"
+        " --set teacher.arch=plain10"
         "\n  edgekd distill --set distill.method=domain --set source.name=digits --set data.shift=invert"
         "\n  edgekd distill --config configs/shapes-seg.yaml --out runs/shapes-seg      # segmentation",
         formatter_class=_Formatter,
@@ -166,7 +176,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "Verify the bundle's sha256 values, then measure each model file (student and teacher;\n"
             "PyTorch, ONNX Runtime, TFLite fp32/int8 where their runtime is installed) in a fresh process:\n"
             "batch-1 latency of invoke alone after a warm-up (min, p50, p90, p99, mean ± std), accuracy on\n"
-            'eval.npz (mean IoU for a segmentation bundle: the JSON\'s "accuracy" and "miou"), file size,\n'
+            'eval.npz (mean IoU for a segmentation bundle: the JSON\'s "accuracy_frac" and "miou_frac"), file size,\n'
             "peak resident memory, MACs and GMAC/s. Rows whose runtime is missing are\n"
             "skipped, rows that fail to load or run are marked failed; the others still run.\n"
             "Writes OUT/bench.json, OUT/bench.md and OUT/bench.png (accuracy vs latency, Pareto front);\n"

@@ -349,6 +349,11 @@ def deploy(
             raise DeployError(f"the remote bench on {host} failed: {_last_line(proc)}") from None
         raise
     result.bench_json = local / "bench.json"
-    result.report = json.loads(result.bench_json.read_text())
+    from edgekd.benchmark.row import check_schema
+
+    try:  # the Pi ran the edgekd deployed with the bundle: another layout means a stale remote copy
+        result.report = check_schema(json.loads(result.bench_json.read_text()), f"{host}'s bench report")
+    except ValueError as exc:
+        raise DeployError(str(exc)) from None
     log(f"deploy: {host} bench report in {local}")
     return result

@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from edgekd.atomic import write_json
 from edgekd.benchmark.errors import BenchError
 from edgekd.benchmark.host import host_info, usable_cores
+from edgekd.benchmark.row import LATENCY_FIELDS
 from edgekd.limits import MAX_KB, check_number, check_threads
 from edgekd.procs import run_bounded
 from edgekd.registry import Registry
@@ -258,7 +259,8 @@ class RpiTarget(CpuTarget):
         if host.get("emulated"):
             out.insert(
                 0,
-                f"EMULATED ({host['emulated']}): run times are of an emulator, not latencies of a Pi; they are kept as emulated_ms, never as latency_ms (peak RSS includes the emulator)",
+                f"EMULATED ({host['emulated']}): run times are of an emulator, not latencies of a Pi; "
+                "they are kept under emulated, never in the latency fields (peak RSS includes the emulator)",
             )
         elif self.forced and not (host.get("board") or "").startswith("Raspberry Pi"):
             out.insert(
@@ -270,8 +272,8 @@ class RpiTarget(CpuTarget):
         result = super().measure(job)
         if result.get("status") == "ok" and os.environ.get("EDGEKD_EMULATION"):
             # under qemu-user a run time measures the emulator: keep it out of every latency field
-            result["emulated_ms"] = result.pop("latency_ms")
-            result.update(latency_ms=None, throughput=None, spread=None, cv=None, noisy=None)
+            result["emulated"] = {k: result.pop(k) for k in LATENCY_FIELDS}
+            result.update(throughput_per_s=None, spread_frac=None, cv_frac=None, noisy=None)
         return result
 
 
@@ -365,7 +367,7 @@ class McuTarget(BenchTarget):
         tflm["runtime_flash_bytes"] = estimate.runtime_flash_bytes(model)
         tflm["ops"] = model.op_names
         tflm["macs"] = model.total_macs
-        tflm.setdefault("accuracy", result.get("accuracy"))
+        tflm.setdefault("accuracy_frac", result.get("accuracy_frac"))
         if tflm.get("ops_supported") is False:  # TFLM has no kernel for an op: the target cannot run it
             result.update(
                 unsupported=True, reason=f"{result.get('reason')}; the model's ops: {', '.join(model.op_names)}"
@@ -375,7 +377,7 @@ class McuTarget(BenchTarget):
             if tflm["budget"] is not None and not tflm["budget"]["fits"]:
                 result.update(status="failed", stage="fit", reason=tflm["budget"]["message"], unsupported=True)
         if result.get("status") == "ok":  # a latency estimate only for a model that runs and fits
-            tflm["est_latency_ms"] = estimate.estimates_ms(model)
+            tflm["est_latency_us"] = {name: round(ms * 1e3, 3) for name, ms in estimate.estimates_ms(model).items()}
             if self.emulate:
                 self.run_emulated(job, result)
         return result
