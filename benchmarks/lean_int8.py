@@ -164,7 +164,8 @@ def main() -> int:
         cells = [f"{t[n]['median_ms']:.3f} / {t[n]['p90_ms']:.3f}" for n in files]
         rows.append([row["kernels"], row["threads"], *cells, f"{ratio:.3f}"])
     print_table(
-        f"invoke ms, median / p90 ({args.runs} runs, {args.rounds} interleaved rounds, load {report['host']['load_avg_1m']})",
+        f"invoke ms, median / p90 ({args.runs} runs, {args.rounds} interleaved rounds, load "
+        f"{report['host']['load_avg_1m']})",
         ["kernels", "threads", *files, "edgekd/mlperf"],
         rows,
     )

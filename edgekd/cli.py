@@ -238,12 +238,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--allow-unsupported",
         action="store_true",
-        help="exit 0 although a model cannot run on the device (an op TFLite Micro lacks, over the MCU budget); its row still fails",
+        help=(
+            "exit 0 although a model cannot run on the device (an op TFLite Micro lacks, over the MCU budget); its row "
+            "still fails"
+        ),
     )
     p.add_argument(
         "--emulate",
         metavar="CORE",
-        help="mcu: build the app (TFLM + CMSIS-NN) for cortex-m4|m7|m33|m55, run it on QEMU: instructions per op, outputs bit-exact with the host",
+        help=(
+            "mcu: build the app (TFLM + CMSIS-NN) for cortex-m4|m7|m33|m55, run it on QEMU: instructions per op, "
+            "outputs bit-exact with the host"
+        ),
     )
     p.set_defaults(func=_cmd_bench)
 
@@ -363,7 +369,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
         set=args.set,
     )
     print(
-        f"deployed to {result.host}:{result.remote_bundle} ({result.transport}{', Pi side installed' if result.installed else ''})"
+        f"deployed to {result.host}:{result.remote_bundle} "
+        f"({result.transport}{', Pi side installed' if result.installed else ''})"
     )
     if result.bench_json is not None:
         print(f"bench report: {result.bench_json}")
@@ -374,7 +381,9 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "verify",
         help="check every file of a bundle against its manifest's sha256",
-        description="Check presence, size and sha256 of every file a bundle's manifest lists; exit 1 naming the bad file.",
+        description=(
+            "Check presence, size and sha256 of every file a bundle's manifest lists; exit 1 naming the bad file."
+        ),
         formatter_class=_Formatter,
     )
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder")
@@ -528,11 +537,17 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
             "  families:\n"
             "    plain: {archs: [plain2, plain3, plain4], width: [0.25, 0.5, 1.0]}"
         ),
-        epilog="examples:\n  edgekd search --config configs/digits.yaml --budget flash_kb=64,device=cortex-m4 --trials 12 --out runs/search"
-        "\n  edgekd search --config configs/cifar10-cpu.yaml --budget flash_kb=100,device=cortex-m4-120mhz --out runs/search-c10"
-        "\n  edgekd search --storage postgresql://user@db/edgekd --config C --budget … --out runs/search   # the main process"
-        "\n  edgekd search --worker --storage postgresql://user@db/edgekd --out runs/search-worker         # each other machine"
-        "\n  edgekd export --run runs/search/best",
+        epilog=(
+            "examples:\n"
+            "  edgekd search --config configs/digits.yaml --budget flash_kb=64,device=cortex-m4 --trials 12 "
+            "--out runs/search\n"
+            "  edgekd search --config configs/cifar10-cpu.yaml --budget flash_kb=100,device=cortex-m4-120mhz "
+            "--out runs/search-c10\n"
+            "  # the main process, then each other machine:\n"
+            "  edgekd search --storage postgresql://user@db/edgekd --config C --budget … --out runs/search\n"
+            "  edgekd search --worker --storage postgresql://user@db/edgekd --out runs/search-worker\n"
+            "  edgekd export --run runs/search/best"
+        ),
         formatter_class=_Formatter,
     )
     p.add_argument(
@@ -748,7 +763,10 @@ def _add_mcu(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--tflm",
         metavar="DIR",
-        help="a tflite-micro checkout or a folder of its source archives (default: $EDGEKD_THIRD_PARTY or ../shared/third_party)",
+        help=(
+            "a tflite-micro checkout or a folder of its source archives (default: $EDGEKD_THIRD_PARTY or "
+            "../shared/third_party)"
+        ),
     )
     b.add_argument(
         "--kernels",

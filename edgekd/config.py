@@ -46,7 +46,8 @@ class DataConfig:
     image_size: int | None = opt(None, "resize to this square side; None keeps the data's own size (shapes: 32)")
     augment: Literal["auto", "none", "crop", "flip", "crop_flip"] = opt(
         "auto",
-        "training augmentation (masks get the same crop and flip); auto: crop_flip for colour images of 16 px or more and for segmentation, none for grayscale or smaller (digits-like)",
+        "training augmentation (masks get the same crop and flip); auto: crop_flip for colour images of 16 px or more "
+        "and for segmentation, none for grayscale or smaller (digits-like)",
     )
     crop_padding: int = opt(4, "pixels of zero padding before the random crop")
     mean: tuple[float, ...] | None = opt(
@@ -58,7 +59,8 @@ class DataConfig:
     cache_dir: str | None = opt(None, "extracted archives and decoded images; None: $EDGEKD_CACHE or ~/.cache/edgekd")
     storage: Literal["auto", "memory", "stream"] = opt(
         "auto",
-        "imagefolder: memory decodes once (cached); stream decodes on access in DataLoader workers; auto streams what would not fit",
+        "imagefolder: memory decodes once (cached); stream decodes on access in DataLoader workers; auto streams what "
+        "would not fit",
     )
     memory_limit_gb: float | None = opt(
         None, "storage=auto streams above this decoded size; None: half the available memory"
@@ -66,7 +68,8 @@ class DataConfig:
     workers: int = opt(2, "DataLoader worker processes for streamed images")
     views: int | None = opt(
         None,
-        "a fixed set of K augmented views (epoch e uses view e mod K), so teacher outputs can be cached; None: fresh augmentation every epoch",
+        "a fixed set of K augmented views (epoch e uses view e mod K), so teacher outputs can be cached; None: fresh "
+        "augmentation every epoch",
     )
     shift: Literal["none", "grayscale", "blur", "invert", "noise", "color_jitter"] = opt(
         "none", "deterministic domain shift applied to every split (a target domain for distill.method=domain)"
@@ -108,7 +111,8 @@ class StageConfig:
     )
     mixup: float = opt(
         0.0,
-        "mixup Beta(α, α) concentration, 0: off; the teacher sees the same mixed images (classification, in-memory data)",
+        "mixup Beta(α, α) concentration, 0: off; the teacher sees the same mixed images (classification, in-memory "
+        "data)",
     )
     cutmix: float = opt(
         0.0, "cutmix Beta(α, α) concentration, 0: off; with mixup too, each sample takes one of the two"
@@ -122,7 +126,8 @@ class QATConfig:
 
     epochs: int = opt(
         0,
-        "QAT epochs after the float KD stage (0: no QAT stage); writes student_qat.pt, exported as student_qat_int8.tflite",
+        "QAT epochs after the float KD stage (0: no QAT stage); writes student_qat.pt, exported as "
+        "student_qat_int8.tflite",
     )
     lr: float = opt(0.005, "QAT peak lr: a fine-tune, so about a tenth of the float stage's")
     observer_epochs: int | None = opt(
@@ -279,7 +284,8 @@ class RuntimeConfig:
     compile_student: bool = opt(False, "torch.compile the student's training forward")
     teacher_cache: bool = opt(
         True,
-        "compute the teacher's outputs once and reuse them when the student's inputs repeat (augment none, or data.views)",
+        "compute the teacher's outputs once and reuse them when the student's inputs repeat (augment none, or "
+        "data.views)",
     )
     teacher_cache_dir: str | None = opt(
         None,
@@ -294,24 +300,28 @@ class ExportConfig:
     )
     formats: tuple[str, ...] = opt(
         ("pytorch", "onnx", "tflite_fp32", "tflite_int8"),
-        "student formats: pytorch, onnx, tflite_fp32, tflite_int8 (full integer), tflite_fp16, tflite_dynamic (dynamic range)",
+        "student formats: pytorch, onnx, tflite_fp32, tflite_int8 (full integer), tflite_fp16, tflite_dynamic "
+        "(dynamic range)",
     )
     teacher_formats: tuple[str, ...] = opt(("pytorch", "onnx", "tflite_fp32"), "formats for the teacher (and baseline)")
     backend: str = opt(
         "onnx2tf",
-        "TFLite converter: onnx2tf (PyTorch → ONNX → TensorFlow → TFLite) or litert_torch (PyTorch → TFLite; pip install 'edgekd[litert]')",
+        "TFLite converter: onnx2tf (PyTorch → ONNX → TensorFlow → TFLite) or litert_torch (PyTorch → TFLite; pip "
+        "install 'edgekd[litert]')",
     )
     opset: int = opt(17, "ONNX opset (17 or newer)")
     dynamic_batch: bool = opt(False, "ONNX with a dynamic batch dimension (TFLite stays batch 1)")
     calibration_samples: int = opt(300, "training images used to calibrate int8 ranges")
     calibration_method: Literal["minmax", "percentile", "mse"] = opt(
         "minmax",
-        "int8 activation ranges: minmax (extremes), percentile (0.01–99.99 %), mse (least rounding + clipping error); other than minmax needs backend litert_torch",
+        "int8 activation ranges: minmax (extremes), percentile (0.01–99.99 %), mse (least rounding + clipping error); "
+        "other than minmax needs backend litert_torch",
     )
     eval_samples: int = opt(500, "held-out test images stored in eval.npz for on-device accuracy")
     parity_samples: int | None = opt(
         2000,
-        "test images for the parity check (a seeded, class-balanced sample; 2000 keeps a CIFAR-10 bundle's parity in seconds); None: the whole test split",
+        "test images for the parity check (a seeded, class-balanced sample; 2000 keeps a CIFAR-10 bundle's parity in "
+        "seconds); None: the whole test split",
     )
     fp32_max_abs_diff: float = opt(2e-3, "bound on |logit − PyTorch logit| for fp32 formats (segmentation: per pixel)")
     min_top1_agreement: float = opt(
@@ -322,11 +332,13 @@ class ExportConfig:
     )
     min_logit_snr_db: float = opt(
         20.0,
-        "bound on the SNR of the logits against PyTorch's for int8/fp16/dynamic formats, in dB (per-image centered logits; int8 CIFAR-10 ResNet-8s measured 30.9 and 31.7 dB)",
+        "bound on the SNR of the logits against PyTorch's for int8/fp16/dynamic formats, in dB (per-image centered "
+        "logits; int8 CIFAR-10 ResNet-8s measured 30.9 and 31.7 dB)",
     )
     max_class_share: float = opt(
         0.9,
-        "classification: a model predicting one class for more than this share of the test images (and more than the labels' largest class) fails as collapsed; 1 disables",
+        "classification: a model predicting one class for more than this share of the test images (and more than the "
+        "labels' largest class) fails as collapsed; 1 disables",
     )
     allow_parity_failure: bool = opt(False, "write the bundle and exit 0 even when a format is out of bounds")
     threads: int | None = opt(None, "threads for the parity runs; None: all cores")
@@ -346,7 +358,8 @@ class DeployConfig:
 class LogConfig:
     tensorboard: bool = opt(
         False,
-        "also write per-epoch losses (and KD parts), accuracies and lr as TensorBoard scalars to RUN/tensorboard/ (pip install 'edgekd[tensorboard]'); metrics.jsonl stays the record",
+        "also write per-epoch losses (and KD parts), accuracies and lr as TensorBoard scalars to RUN/tensorboard/ "
+        "(pip install 'edgekd[tensorboard]'); metrics.jsonl stays the record",
     )
 
 
@@ -652,7 +665,8 @@ def _drop_stale_kwargs(tree: dict[str, Any], parsed: list[tuple[list[str], Any]]
         kwargs_given = any(k[:2] == [stage, "kwargs"] for k, _ in parsed)
         if new_arch and new_arch[-1] != section.get("arch") and not kwargs_given:
             log(
-                f"note: {stage}.arch changed to {new_arch[-1]!r}: dropping {stage}.kwargs {section['kwargs']!r}, written for {section.get('arch')!r} (give --set {stage}.kwargs=... to keep some)"
+                f"note: {stage}.arch changed to {new_arch[-1]!r}: dropping {stage}.kwargs {section['kwargs']!r}, "
+                f"written for {section.get('arch')!r} (give --set {stage}.kwargs=... to keep some)"
             )
             section = tree[stage] = dict(section)
             del section["kwargs"]
@@ -680,7 +694,8 @@ def _check_stats(s: StageConfig, stage: str) -> None:
         return
     if stage == "teacher" and s.checkpoint is None:
         raise ConfigError(
-            "config: teacher.mean/teacher.std describe a loaded teacher: give teacher.checkpoint too (a teacher trained here uses the data's statistics)"
+            "config: teacher.mean/teacher.std describe a loaded teacher: give teacher.checkpoint too (a teacher "
+            "trained here uses the data's statistics)"
         )
     if len(s.mean) != len(s.std) or not s.mean:
         raise ConfigError(
@@ -688,7 +703,8 @@ def _check_stats(s: StageConfig, stage: str) -> None:
         )
     if not all(0.0 <= m <= 1.0 for m in s.mean):
         raise ConfigError(
-            f"config: {stage}.mean values are on the 0-1 pixel scale (ImageNet: [0.485, 0.456, 0.406]), got {list(s.mean)}"
+            f"config: {stage}.mean values are on the 0-1 pixel scale (ImageNet: [0.485, 0.456, 0.406]), got "
+            f"{list(s.mean)}"
         )
     if not all(0.0 < v <= 1.0 for v in s.std):
         raise ConfigError(
@@ -724,7 +740,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"config: export.opset must be 17 or newer, got {e.opset}")
     if e.calibration_method != "minmax" and e.backend != "litert_torch":
         raise ConfigError(
-            f"config: export.calibration_method={e.calibration_method} needs export.backend=litert_torch (onnx2tf calibrates min-max)"
+            f"config: export.calibration_method={e.calibration_method} needs export.backend=litert_torch (onnx2tf "
+            "calibrates min-max)"
         )
     if e.calibration_samples < 1 or e.eval_samples < 1:
         raise ConfigError("config: export.calibration_samples and export.eval_samples must be at least 1")
@@ -767,7 +784,8 @@ def validate(config: Config) -> None:
         or (q.observer_epochs is not None and q.observer_epochs < 1)
     ):
         raise ConfigError(
-            "config: distill.qat: epochs must be 0 or more, lr positive, calibration_batches and observer_epochs at least 1"
+            "config: distill.qat: epochs must be 0 or more, lr positive, calibration_batches and observer_epochs at "
+            "least 1"
         )
     if config.source is not None:
         validate_data(config.source, "source")

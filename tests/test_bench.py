@@ -347,7 +347,8 @@ def test_bench_modules_import_nothing_heavy() -> None:
 
     loaded = imported_after(
         "import edgekd.benchmark, edgekd.benchmark.worker, edgekd.benchmark.plot, edgekd.benchmark.pi, edgekd.cli, "
-        "edgekd.deploy, edgekd.tflite_file, edgekd.mcu.estimate, edgekd.benchmark.mcu_worker, edgekd.runtimes.tflm_runner, "
+        "edgekd.deploy, edgekd.tflite_file, edgekd.mcu.estimate, edgekd.benchmark.mcu_worker, "
+        "edgekd.runtimes.tflm_runner, "
         "edgekd.formats, edgekd.predict; edgekd.bench; edgekd.deploy; edgekd.Predictor"
     )
     assert not loaded & {*HEAVY, "rich"}, loaded & {*HEAVY, "rich"}

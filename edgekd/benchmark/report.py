@@ -195,7 +195,8 @@ def parity_notes(results: Sequence[dict[str, Any]]) -> list[str]:
             seen.add(r["file"])
             why = "; ".join(r.get("parity_problems") or []) or "out of bounds"
             out.append(
-                f"PARITY FAILED: {r['file']} was out of its export parity bounds vs PyTorch ({why}): its rows measure a model that disagrees with the trained one"
+                f"PARITY FAILED: {r['file']} was out of its export parity bounds vs PyTorch ({why}): its rows measure "
+                "a model that disagrees with the trained one"
             )
     return out
 
@@ -355,7 +356,8 @@ def accuracy_text(settings: dict[str, Any]) -> str:
 def title(report: BenchReport) -> str:
     s = report.settings
     return (
-        f"bench {report.bundle.get('run') or report.bundle['path']} on {s['device']} ({report.host.get('cpu', '?')}, {threads_text(s)}, "
+        f"bench {report.bundle.get('run') or report.bundle['path']} on {s['device']} ({report.host.get('cpu', '?')}, "
+        f"{threads_text(s)}, "
         f"{s['runs']} timed runs after {s['warmup']} warm-up; {accuracy_text(s)})"
     )
 
@@ -363,7 +365,8 @@ def title(report: BenchReport) -> str:
 def plot_title(report: BenchReport) -> str:
     s = report.settings
     return (
-        f"{report.bundle.get('run') or report.bundle['path']} on {s['device']}: {report.host.get('cpu', '?')}, {threads_text(s)}\n"
+        f"{report.bundle.get('run') or report.bundle['path']} on {s['device']}: {report.host.get('cpu', '?')}, "
+        f"{threads_text(s)}\n"
         f"{s['runs']} timed runs after {s['warmup']} warm-up, batch 1"
     )
 
@@ -398,7 +401,8 @@ def mcu_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
                 status_text(r),
                 "all supported" if t.get("ops_supported") else "UNSUPPORTED",
                 f"{t['arena_bytes'] / 1024:,.1f}" if t.get("arena_bytes") is not None else "—",
-                f"{t['flash_bytes'] / 1024:,.1f} ({t['model_bytes'] / 1024:,.1f} + ≈{t['runtime_flash_bytes'] / 1024:,.0f})"
+                f"{t['flash_bytes'] / 1024:,.1f} ({t['model_bytes'] / 1024:,.1f} + "
+                f"≈{t['runtime_flash_bytes'] / 1024:,.0f})"
                 if t.get("flash_bytes")
                 else "—",
                 f"{100 * t['accuracy_frac']:.2f}" if t.get("accuracy_frac") is not None else "—",
@@ -474,7 +478,8 @@ def legend(report: BenchReport) -> list[str]:
         lines += [
             "latency: one image (batch 1), model invoke only (no pre/post-processing), monotonic clock; "
             "inf/s = 1 / mean; GMAC/s = MACs / p50",
-            f"~noisy: (p90 − p50)/p50 > {NOISY_SPREAD:.0%} or std/mean > {NOISY_CV:.0%}: other load disturbed the timing; rerun on a quiet machine",
+            f"~noisy: (p90 − p50)/p50 > {NOISY_SPREAD:.0%} or std/mean > {NOISY_CV:.0%}: other load disturbed the "
+            "timing; rerun on a quiet machine",
         ]
     if any(r.get("peak_rss_bytes") for r in report.results):
         lines.append(
@@ -484,7 +489,8 @@ def legend(report: BenchReport) -> list[str]:
         )
     if report.settings.get("min_accuracy") is not None:
         lines.append(
-            f"floor: {report.settings.get('metric') or 'accuracy'} ≥ {100 * report.settings['min_accuracy']:.2f} %; BELOW FLOOR and FAILED rows fail the gate"
+            f"floor: {report.settings.get('metric') or 'accuracy'} ≥ {100 * report.settings['min_accuracy']:.2f} %; "
+            "BELOW FLOOR and FAILED rows fail the gate"
         )
     return lines
 
@@ -651,6 +657,7 @@ def markdown(report: BenchReport, plot_name: str | None) -> str:
     if report.settings.get("min_accuracy") is not None:
         out += [
             "",
-            f"Gate: {'passed' if report.passed else 'FAILED: ' + ', '.join(report.gate_failures + report.budget_failures)}",
+            "Gate: "
+            f"{'passed' if report.passed else 'FAILED: ' + ', '.join(report.gate_failures + report.budget_failures)}",
         ]
     return "\n".join(out) + "\n"

@@ -45,7 +45,8 @@ class BenchRow:
     status: str | None = None  # ok | skipped | failed
     reason: str | None = None  # why skipped / failed
     stage: str | None = (
-        None  # failed at: load | eval | run | fit (over the MCU budget) | unsupported (a format the device does not take)
+        # failed at: load | eval | run | fit (over the MCU budget) | unsupported (a format the device does not take)
+        None
     )
     unsupported: bool | None = (
         None  # True: failed because the target cannot run this model (--allow-unsupported excuses it)

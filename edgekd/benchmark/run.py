@@ -81,7 +81,8 @@ def _check_eval(path: Path, task_targets: str) -> None:
     images, targets = load_eval(path, task_targets)
     if getattr(images, "ndim", 0) != 4 or len(images) == 0 or len(targets) != len(images):
         raise BenchError(
-            f"eval data {path.name} is malformed: images {list(getattr(images, 'shape', []))}, {task_targets} {list(getattr(targets, 'shape', []))} (re-export the bundle)"
+            f"eval data {path.name} is malformed: images {list(getattr(images, 'shape', []))}, {task_targets} "
+            f"{list(getattr(targets, 'shape', []))} (re-export the bundle)"
         )
 
 
@@ -125,7 +126,8 @@ def _full_test_split(bundle: Path, manifest: dict[str, Any], folder: Path) -> tu
         ) from None
     if list(data.classes) != list(manifest.get("labels", [])):
         raise BenchError(
-            f"--full-test: the dataset's classes {list(data.classes)[:5]}… differ from the bundle's labels {manifest.get('labels', [])[:5]}…"
+            f"--full-test: the dataset's classes {list(data.classes)[:5]}… differ from the bundle's labels "
+            f"{manifest.get('labels', [])[:5]}…"
         )
     from edgekd.tasks import get_task
 
@@ -265,7 +267,8 @@ def bench(
     before = target.conditions()
     threads_text = " and ".join(map(str, counts))
     log(
-        f"bench: {bundle if model is None else model} on {device} ({len(todo)} model files, {threads_text} thread(s), {warmup} warm-up + {runs} timed runs each)"
+        f"bench: {bundle if model is None else model} on {device} ({len(todo)} model files, {threads_text} thread(s), "
+        f"{warmup} warm-up + {runs} timed runs each)"
     )
     results = []
     # every name from the manifest is resolved inside the bundle (read_manifest refused any other)

@@ -211,7 +211,8 @@ class RpiTarget(CpuTarget):
             model = pi.board_model()
             seen = f"board {model!r}" if model else "no /proc/device-tree/model"
             raise BenchError(
-                f"this machine is not a Raspberry Pi ({seen}); use --device cpu to bench it, or --force to run the Pi path anyway"
+                f"this machine is not a Raspberry Pi ({seen}); use --device cpu to bench it, or --force to run the Pi "
+                "path anyway"
             )
         check_threads(
             "--threads", threads, usable_cores(), error=BenchError
@@ -285,7 +286,10 @@ class McuTarget(BenchTarget):
     reference kernels on x86 say nothing about a Cortex-M."""
 
     name = "mcu"
-    description = "microcontroller class: TFLite Micro ops/arena/accuracy on this host, flash and latency estimated per MCU profile"
+    description = (
+        "microcontroller class: TFLite Micro ops/arena/accuracy on this host, flash and latency estimated per MCU "
+        "profile"
+    )
     options = ("mcu", "flash_kb", "ram_kb", "emulate")
     timeout_s: ClassVar[float] = 1800.0
 
@@ -352,7 +356,10 @@ class McuTarget(BenchTarget):
         except TfliteFileError as exc:  # this row fails; the other models still run
             return {"status": "failed", "stage": "load", "reason": str(exc), "tflm": {"ops_supported": None}}
         if not model.is_int8:  # the file decides, not its name or manifest entry
-            reason = f"{Path(job.file).name} is a float model: MCU targets run full-integer int8 TFLite models only (export with tflite_int8)"
+            reason = (
+                f"{Path(job.file).name} is a float model: MCU targets run full-integer int8 TFLite models only (export "
+                "with tflite_int8)"
+            )
             return {
                 "status": "failed",
                 "stage": "unsupported",
@@ -438,13 +445,16 @@ class McuTarget(BenchTarget):
         flash_kb = tflm["flash_bytes"] / 1024
         if self.flash_kb is not None and flash_kb > self.flash_kb:
             over.append(
-                f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime ≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by {flash_kb - self.flash_kb:,.1f} KB ({tflm['flash_bytes'] - int(self.flash_kb * 1024):,} bytes)"
+                f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime "
+                f"≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by "
+                f"{flash_kb - self.flash_kb:,.1f} KB ({tflm['flash_bytes'] - int(self.flash_kb * 1024):,} bytes)"
             )
         if self.ram_kb is not None and tflm.get("arena_bytes") is not None:
             ram_kb = tflm["arena_bytes"] / 1024
             if ram_kb > self.ram_kb:
                 over.append(
-                    f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB ({tflm['arena_bytes'] - int(self.ram_kb * 1024):,} bytes)"
+                    f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB "
+                    f"({tflm['arena_bytes'] - int(self.ram_kb * 1024):,} bytes)"
                 )
         where = self.profile.name if self.profile else "the budget"
         return {
@@ -464,9 +474,12 @@ class McuTarget(BenchTarget):
             "(smaller per-tensor structs); flash: model + an estimate of the TFLM runtime and kernels",
         ] + (
             [
-                f"--emulate {self.emulate}: the app was built with TFLite Micro + CMSIS-NN and run on QEMU; instructions are counted "
-                "(-icount), cycles = instructions × a per-core factor (edgekd.mcu.cpi) and stand for TFLM + CMSIS-NN, while the "
-                "per-profile estimates above are fitted on the fastest published submissions (vendor runtimes); flash/RAM from the linker map",
+                f"--emulate {self.emulate}: the app was built with TFLite Micro + CMSIS-NN and run on QEMU; "
+                "instructions are counted "
+                "(-icount), cycles = instructions × a per-core factor (edgekd.mcu.cpi) and stand for TFLM + CMSIS-NN, "
+                "while the "
+                "per-profile estimates above are fitted on the fastest published submissions (vendor runtimes); "
+                "flash/RAM from the linker map",
             ]
             if self.emulate
             else []

@@ -114,7 +114,8 @@ def check_fits(images: np.ndarray, labels: np.ndarray, runner: Runner, job: dict
         detail = job.get("input") or runner.input_details
         raise BenchError(
             f"eval data does not match the model input: images are {'×'.join(map(str, got))} (H×W×C), "
-            f"{Path(job['file']).name} takes {'×'.join(map(str, want))} (input {detail.get('shape')} {detail.get('layout', runner.layout)})"
+            f"{Path(job['file']).name} takes {'×'.join(map(str, want))} (input {detail.get('shape')} "
+            f"{detail.get('layout', runner.layout)})"
         )
 
 
