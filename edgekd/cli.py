@@ -540,9 +540,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trials",
         type=int,
-        default=12,
         metavar="N",
-        help="trials to train (over-budget candidates do not count; default 12)",
+        help="trials to train (over-budget candidates do not count; default 12; workers follow the study's count)",
     )
     p.add_argument(
         "--trial-epochs", type=int, metavar="N", help="epochs of a trial (default: a fifth of student.epochs)"
@@ -585,6 +584,13 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="seconds between trial heartbeats; a trial silent for 3 beats is failed and retried (default 30)",
     )
+    p.add_argument(
+        "--wait",
+        type=int,
+        default=0,
+        metavar="S",
+        help="worker: wait up to S seconds for the main search to start the study (workers started with it; default 0)",
+    )
     p.set_defaults(func=_cmd_search)
 
 
@@ -606,6 +612,7 @@ def _cmd_search(args: argparse.Namespace) -> int:
         teacher=args.teacher,
         pruner=args.pruner,
         heartbeat_s=args.heartbeat,
+        wait_s=args.wait,
     )
     if args.worker:
         print(f"worker {result['worker']}: ran trials {', '.join(map(str, result['trials'])) or 'none'}")

@@ -42,6 +42,9 @@ from edgekd.search.space import Candidate, SearchSpace, load_space, space_from_d
 from edgekd.ui import log, warn
 
 SPEC_ATTR = "edgekd_search"  # the study's user attribute holding the spec, for workers
+# the trials the study should train (the latest main process's --trials): workers stop there too
+TRIALS_ATTR = "edgekd_search_trials"
+DEFAULT_TRIALS = 12
 TRAINED = ("trained", "pruned")  # trial statuses that cost a training run (what --trials counts)
 PRUNERS = ("median", "hyperband", "none")
 
@@ -67,7 +70,7 @@ def search(
     set: Sequence[str] = (),  # noqa: A002 - same name as the CLI's --set
     budget: str | dict[str, Any] | Budget | None = None,
     space: str | Path | dict[str, Any] | SearchSpace | None = None,
-    trials: int = 12,
+    trials: int | None = None,
     trial_epochs: int | None = None,
     finalists: int = 3,
     storage: str | None = None,
@@ -76,13 +79,19 @@ def search(
     teacher: str | Path | None = None,
     pruner: str | None = None,
     heartbeat_s: int = 30,
+    wait_s: int = 0,
 ) -> dict[str, Any]:
     """Search the space for the most accurate student inside ``budget``; returns ``pareto.json``'s
     content (the winner under ``"best"``). With ``worker=True`` join the study in ``storage``
-    (started by a non-worker search) and only run trials; returns what this worker ran."""
-    _check_int("trials", trials, 1, 100_000)
+    (started by a non-worker search; waiting up to ``wait_s`` seconds for it to be started) and
+    only run trials; returns what this worker ran."""
+    if trials is not None:
+        _check_int("trials", trials, 1, 100_000)
     _check_int("finalists", finalists, 0, 1_000)
     _check_int("heartbeat_s", heartbeat_s, 1, 3_600)
+    _check_int("wait_s", wait_s, 0, 7 * 24 * 3_600)
+    if wait_s and not worker:
+        raise ConfigError("search: --wait is for a worker waiting for the main search to start the study; add --worker")
     if trial_epochs is not None:
         _check_int("trial_epochs", trial_epochs, 1, 100_000)
     if pruner is not None and pruner not in PRUNERS:
@@ -100,9 +109,16 @@ def search(
             raise ConfigError(
                 "search: --worker joins a study in a shared database: give --storage postgresql://… (the URL the main search uses)"
             )
-        if config is not None or set or budget is not None or space is not None or trial_epochs is not None:
+        if (
+            config is not None
+            or set
+            or budget is not None
+            or space is not None
+            or trial_epochs is not None
+            or trials is not None
+        ):
             raise ConfigError(
-                "search: a worker takes config, budget, space and trial epochs from the study; drop --config/--set/--budget/--space/--trial-epochs"
+                "search: a worker takes config, budget, space, trial count and trial epochs from the study; drop --config/--set/--budget/--space/--trials/--trial-epochs"
             )
         return _worker(
             Path(out) if out is not None else Path("runs") / "search-worker",
@@ -111,7 +127,7 @@ def search(
             teacher,
             pruner,
             heartbeat_s,
-            trials,
+            wait_s,
         )
     return _main(
         config,
@@ -119,7 +135,7 @@ def search(
         set,
         budget,
         space,
-        trials,
+        trials if trials is not None else DEFAULT_TRIALS,
         trial_epochs,
         finalists,
         storage,
@@ -214,6 +230,8 @@ def _main(  # noqa: A002 - `set` as in search()
         )
     if stored != shared:
         study.set_user_attr(SPEC_ATTR, shared)
+    if study.user_attrs.get(TRIALS_ATTR) != trials:  # a rerun may ask for more; workers follow
+        study.set_user_attr(TRIALS_ATTR, trials)
     ctx = _Ctx(cfg, bud, spc, out_dir, epochs, trials, teachers, data, _worker_id())
     log(
         f"search: budget {bud.describe()}; {spc.size()} candidates; {trials} trials of {epochs} epoch(s); study {study_name} in {_safe_url(url)}"
@@ -225,15 +243,38 @@ def _main(  # noqa: A002 - `set` as in search()
     return write_report(study, ctx, teacher_record, final)
 
 
-def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat_s, trials) -> dict[str, Any]:
-    study = _study(url, study_name, None, pruner or "median", heartbeat_s, create=False)
-    spec = study.user_attrs.get(SPEC_ATTR)
-    if spec is None:
-        raise EdgekdError(
-            f"study {study_name!r} in {_safe_url(url)} was not started by `edgekd search`; start it there first (without --worker)"
-        )
+def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat_s, wait_s) -> dict[str, Any]:
+    # Workers started together with the main search (a job array, a test) wait for it: the study
+    # exists only once the main process has trained its teacher, and holds the spec a moment later.
+    # The heavy imports come first, so a waiting worker is ready for a trial as soon as the study is.
+    from edgekd.data import load_dataset
+    from edgekd.train.run import distill  # noqa: F401 - imported here for the reason above
+
+    if wait_s:
+        log(f"search worker: waiting up to {wait_s} s for study {study_name} in {_safe_url(url)}")
+    deadline = time.monotonic() + wait_s
+    storage = None
+    while True:
+        try:
+            if storage is None:
+                storage = _storage(url, heartbeat_s)
+            study = _study(url, study_name, None, pruner or "median", heartbeat_s, create=False, storage=storage)
+            spec = study.user_attrs.get(SPEC_ATTR)
+            if spec is None:
+                raise EdgekdError(
+                    f"study {study_name!r} in {_safe_url(url)} was not started by `edgekd search`; start it there first (without --worker)"
+                )
+            break
+        except EdgekdError as exc:
+            if time.monotonic() >= deadline:
+                if wait_s:
+                    raise EdgekdError(f"{exc} (waited {wait_s} s)") from None
+                raise
+            time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
+    if wait_s:
+        log(f"search worker: study {study_name} found in {_safe_url(url)}")
     if pruner is None and spec.get("pruner", "median") != "median":  # the main process's pruner, unless given
-        study = _study(url, study_name, None, spec["pruner"], heartbeat_s, create=False)
+        study = _study(url, study_name, None, spec["pruner"], heartbeat_s, create=False, storage=storage)
     cfg = from_dict(Config, spec["config"])
     validate(cfg)
     bud, spc = parse_budget({k: v for k, v in spec["budget"].items() if v is not None}), space_from_dict(spec["space"])
@@ -251,10 +292,9 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
         if _sha256(path) != t["sha256"]:
             raise EdgekdError(f"{path} is not the study's teacher (sha256 differs)")
         teachers[key] = path
-    from edgekd.data import load_dataset
-
     data = load_dataset(cfg.data, log=log)
     out_dir.mkdir(parents=True, exist_ok=True)
+    trials = study.user_attrs.get(TRIALS_ATTR, DEFAULT_TRIALS)
     ctx = _Ctx(cfg, bud, spc, out_dir, spec["trial_epochs"], trials, teachers, data, _worker_id())
     log(f"search worker {ctx.worker_id}: study {study_name} in {_safe_url(url)}, trials in {out_dir}/trials")
     ran = _run_trials(study, ctx, wait_for_others=False, heartbeat_s=heartbeat_s)
@@ -264,7 +304,9 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
 # -- Optuna ----------------------------------------------------------------------------------
 
 
-def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int, create: bool):
+def _storage(url: str, heartbeat_s: int, tries: int = 1):
+    """Optuna's RDB storage of ``url`` with heartbeats. ``tries`` > 1 retries a failed opening once a
+    second: a worker started at the same time may be creating the tables in the same database."""
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
@@ -272,18 +314,30 @@ def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int,
     warnings.filterwarnings(
         "ignore", category=optuna.exceptions.ExperimentalWarning
     )  # heartbeats: stable in use since Optuna 2.9
-    try:
-        storage = RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_s,
-            grace_period=3 * heartbeat_s,  # three missed beats: the process is gone
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-        )
-    except Exception as exc:  # noqa: BLE001 - a wrong URL, a server not reached, a missing driver
-        from edgekd.errors import first_line
+    for attempt in range(tries):
+        try:
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_s,
+                grace_period=3 * heartbeat_s,  # three missed beats: the process is gone
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+            )
+        except Exception as exc:  # noqa: BLE001 - a wrong URL, a server not reached, a missing driver
+            if attempt + 1 < tries:
+                time.sleep(1.0)
+                continue
+            from edgekd.errors import first_line
 
-        raise EdgekdError(f"cannot open the study storage {_safe_url(url)}: {first_line(exc)}") from None
+            raise EdgekdError(f"cannot open the study storage {_safe_url(url)}: {first_line(exc)}") from None
+    raise AssertionError("unreachable")
+
+
+def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int, create: bool, storage=None):
+    import optuna
+
+    if storage is None:
+        storage = _storage(url, heartbeat_s, tries=3 if create and not url.startswith("sqlite") else 1)
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
     pruners = {
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
@@ -353,6 +407,8 @@ def _enough(study, ctx: _Ctx) -> bool:
     cap on draws (a space that is almost all over budget)."""
     from optuna.trial import TrialState
 
+    # the study's count: the main process sets it, and a rerun of it may raise it while workers run
+    ctx.trials = study.user_attrs.get(TRIALS_ATTR, ctx.trials)
     if trained_count(study) >= ctx.trials:
         return True
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
@@ -384,7 +440,9 @@ def _run_trials(study, ctx: _Ctx, wait_for_others: bool, heartbeat_s: int) -> li
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if waiting or not _enough(study, ctx):
             try:
-                study.optimize(objective, callbacks=[stop], catch=(Exception,), gc_after_trial=True)
+                # no gc_after_trial: a full collection with torch loaded took 1-4.5 s per trial here,
+                # as long as a tiny trial itself; tensors are freed by reference counting anyway
+                study.optimize(objective, callbacks=[stop], catch=(Exception,))
             except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
                 # this process's trial was declared stale by another one (its heartbeats came late,
                 # e.g. on an overloaded machine) and queued again there: its result is dropped, the
