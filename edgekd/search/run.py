@@ -62,6 +62,7 @@ class _Ctx:
     teachers: dict[str, str]  # input resolution key ("native", "24") → the shared teacher checkpoint (absolute path)
     data: Any  # the loaded dataset at the native resolution (class count, channels, augmentation)
     worker_id: str
+    rpi_factor: float | None = None  # Pi/host latency ratio of the rpi_ms budget (search/rpi.py)
 
 
 def search(
@@ -80,6 +81,7 @@ def search(
     pruner: str | None = None,
     heartbeat_s: int = 30,
     wait_s: int = 0,
+    rpi_bench: str | Path | None = None,
 ) -> dict[str, Any]:
     """Search the space for the most accurate student inside ``budget``; returns ``pareto.json``'s
     content (the winner under ``"best"``). With ``worker=True`` join the study in ``storage``
@@ -116,9 +118,10 @@ def search(
             or space is not None
             or trial_epochs is not None
             or trials is not None
+            or rpi_bench is not None
         ):
             raise ConfigError(
-                "search: a worker takes config, budget, space, trial count and trial epochs from the study; drop --config/--set/--budget/--space/--trials/--trial-epochs"
+                "search: a worker takes config, budget, space, trial count, trial epochs and Pi calibration from the study; drop --config/--set/--budget/--space/--trials/--trial-epochs/--rpi-bench"
             )
         return _worker(
             Path(out) if out is not None else Path("runs") / "search-worker",
@@ -143,7 +146,25 @@ def search(
         teacher,
         pruner or "median",
         heartbeat_s,
+        rpi_bench,
     )
+
+
+def _rpi_calibration(out_dir: Path, bench_json: str | Path, calibrate) -> dict[str, Any]:
+    """The Pi/host ratio, measured once per search folder and bench file: a rerun reuses it (a new
+    timing of the reference would move every candidate's estimate a little)."""
+    import hashlib
+
+    path = out_dir / "rpi_calibration.json"
+    try:
+        sha = hashlib.sha256(Path(bench_json).read_bytes()).hexdigest()
+    except OSError:
+        sha = None  # calibrate() names the problem
+    if sha is not None and path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("bench_sha256") == sha:
+            return saved
+    return calibrate(bench_json)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -169,13 +190,32 @@ def _check_method(cfg: Config) -> None:
 
 
 def _main(  # noqa: A002 - `set` as in search()
-    config, out, set, budget, space, trials, trial_epochs, finalists, storage, study_name, teacher, pruner, heartbeat_s
+    config,
+    out,
+    set,
+    budget,
+    space,
+    trials,
+    trial_epochs,
+    finalists,
+    storage,
+    study_name,
+    teacher,
+    pruner,
+    heartbeat_s,
+    rpi_bench=None,
 ) -> dict[str, Any]:
     cfg = config if isinstance(config, Config) else load_config(config, set)
     if isinstance(config, Config) and set:
         raise ConfigError("pass overrides through load_config when giving a Config object")
     _check_method(cfg)
     bud = parse_budget(budget)
+    if (bud.rpi_ms is None) != (rpi_bench is None):
+        raise ConfigError(
+            "search: the rpi_ms budget key is a Pi latency ESTIMATE scaled from a recorded Pi bench: give it with --rpi-bench BUNDLE/bench/<pi>/bench.json (from `edgekd bench --device rpi`)"
+            if rpi_bench is None
+            else "search: --rpi-bench calibrates the rpi_ms budget key; add rpi_ms=… to --budget"
+        )
     spc = load_space(space)
     epochs = trial_epochs if trial_epochs is not None else max(1, cfg.student.epochs // 5)
     if epochs > cfg.student.epochs:
@@ -192,6 +232,12 @@ def _main(  # noqa: A002 - `set` as in search()
         )
     out_dir = Path(out) if out is not None else Path("runs") / "search"
     spec = {"config": to_dict(cfg), "budget": bud.to_dict(), "space": spc.to_dict(), "trial_epochs": epochs}
+    rpi = None
+    if rpi_bench is not None:
+        from edgekd.search.rpi import rpi_calibration
+
+        rpi = _rpi_calibration(out_dir, rpi_bench, rpi_calibration)
+        spec["rpi_bench_sha256"] = rpi["bench_sha256"]  # another Pi bench is another search
     spec_path = out_dir / "search.json"
     if spec_path.is_file():
         saved = json.loads(spec_path.read_text())
@@ -210,6 +256,8 @@ def _main(  # noqa: A002 - `set` as in search()
     _check_models(spc, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(spec_path, spec)
+    if rpi is not None:
+        write_json(out_dir / "rpi_calibration.json", rpi)
 
     from edgekd.train.sweep import train_shared_teacher
 
@@ -223,7 +271,12 @@ def _main(  # noqa: A002 - `set` as in search()
     url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
     study = _study(url, study_name, cfg.seed, pruner, heartbeat_s, create=True)
     stored = study.user_attrs.get(SPEC_ATTR)
-    shared = {**spec, "teachers": {k: {"path": v, "sha256": _sha256(v)} for k, v in teachers.items()}, "pruner": pruner}
+    shared = {
+        **spec,
+        "teachers": {k: {"path": v, "sha256": _sha256(v)} for k, v in teachers.items()},
+        "pruner": pruner,
+        "rpi": rpi,
+    }
     if stored is not None and {k: stored.get(k) for k in spec} != spec:
         raise ConfigError(
             f"study {study_name!r} in {_safe_url(url)} was started with a different config, budget, space or trial recipe; use another --study-name"
@@ -232,7 +285,11 @@ def _main(  # noqa: A002 - `set` as in search()
         study.set_user_attr(SPEC_ATTR, shared)
     if study.user_attrs.get(TRIALS_ATTR) != trials:  # a rerun may ask for more; workers follow
         study.set_user_attr(TRIALS_ATTR, trials)
-    ctx = _Ctx(cfg, bud, spc, out_dir, epochs, trials, teachers, data, _worker_id())
+    ctx = _Ctx(cfg, bud, spc, out_dir, epochs, trials, teachers, data, _worker_id(), rpi and rpi["factor"])
+    if rpi is not None:
+        log(
+            f"search: rpi_ms = host_ms × {rpi['factor']:g} ({rpi['reference']}: {rpi['pi_ms']:g} ms on {rpi['board']}, {rpi['host_ms']:g} ms here): an estimate"
+        )
     log(
         f"search: budget {bud.describe()}; {spc.size()} candidates; {trials} trials of {epochs} epoch(s); study {study_name} in {_safe_url(url)}"
     )
@@ -295,7 +352,10 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
     data = load_dataset(cfg.data, log=log)
     out_dir.mkdir(parents=True, exist_ok=True)
     trials = study.user_attrs.get(TRIALS_ATTR, DEFAULT_TRIALS)
-    ctx = _Ctx(cfg, bud, spc, out_dir, spec["trial_epochs"], trials, teachers, data, _worker_id())
+    rpi = spec.get("rpi")  # the main process's calibration: measured on its host (README: workers on the same hardware)
+    ctx = _Ctx(
+        cfg, bud, spc, out_dir, spec["trial_epochs"], trials, teachers, data, _worker_id(), rpi and rpi["factor"]
+    )
     log(f"search worker {ctx.worker_id}: study {study_name} in {_safe_url(url)}, trials in {out_dir}/trials")
     ran = _run_trials(study, ctx, wait_for_others=False, heartbeat_s=heartbeat_s)
     return {"worker": ctx.worker_id, "trials": ran}
@@ -511,6 +571,7 @@ def _objective(trial, study, ctx: _Ctx) -> float:
         native_size=tuple(d.image_size),
         backend=ctx.cfg.export.backend,
         cache_dir=ctx.out / "candidates",
+        rpi_factor=ctx.rpi_factor,
     )
     trial.set_user_attr("figures", {k: v for k, v in figures.items() if k not in ("candidate", "version")})
     # stopped before the export: the PyTorch figures and the bounds they give are known, and enough
