@@ -47,18 +47,17 @@ def _missing(reason: str) -> None:
     pytest.skip(reason)
 
 
-def _module(name: str, install: str):
-    try:
-        return importlib.import_module(name)
-    except ImportError as exc:
-        _missing(f"{name} is not importable ({exc}): {install}")
-
-
-@pytest.fixture
-def postgres_url():
-    _module("optuna", "pip install 'edgekd[search]'")
-    _module("psycopg", "pip install 'edgekd[search]' (psycopg 3, the PostgreSQL driver)")
-    pgserver = _module("pgserver", "pip install 'edgekd[dev]' (PostgreSQL server binaries in a wheel)")
+def server_requirement_missing() -> str | None:
+    """What this machine lacks to start the test's PostgreSQL server, or None."""
+    for name, install in (
+        ("optuna", "pip install 'edgekd[search]'"),
+        ("psycopg", "pip install 'edgekd[search]' (psycopg 3, the PostgreSQL driver)"),
+        ("pgserver", "pip install 'edgekd[dev]' (PostgreSQL server binaries in a wheel)"),
+    ):
+        try:
+            importlib.import_module(name)
+        except ImportError as exc:
+            return f"{name} is not importable ({exc}): {install}"
     if os.geteuid() == 0:
         # PostgreSQL refuses to run as root: as root pgserver runs it as the system user `pgserver`,
         # which it creates with useradd
@@ -66,10 +65,34 @@ def postgres_url():
             pwd.getpwnam("pgserver")
         except KeyError:
             if shutil.which("useradd") is None:
-                _missing(
+                return (
                     "running as root, pgserver needs useradd to create the user `pgserver` that runs PostgreSQL, "
                     "and useradd is not installed (Debian: apt-get install passwd; .ci/run installs it)"
                 )
+    return None
+
+
+def test_a_missing_requirement_is_named_and_fails_where_required(monkeypatch):
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    monkeypatch.setattr(pwd, "getpwnam", lambda name: (_ for _ in ()).throw(KeyError(name)))
+    monkeypatch.setattr(shutil, "which", lambda name: None)
+    reason = server_requirement_missing()
+    assert reason is not None and "useradd is not installed" in reason and "apt-get install passwd" in reason
+    monkeypatch.setenv("EDGEKD_REQUIRE_POSTGRES", "1")
+    with pytest.raises(pytest.fail.Exception, match="EDGEKD_REQUIRE_POSTGRES=1 but running as root"):
+        _missing(reason)
+    monkeypatch.delenv("EDGEKD_REQUIRE_POSTGRES")
+    with pytest.raises(pytest.skip.Exception, match="useradd is not installed"):
+        _missing(reason)
+
+
+@pytest.fixture
+def postgres_url():
+    reason = server_requirement_missing()
+    if reason is not None:
+        _missing(reason)
+    import pgserver
+
     # a short folder of its own under /tmp: the server's Unix socket path must stay under 108
     # bytes, and as root pgserver hands the folder to its own system user (pytest's base temp
     # folder is private to root)
