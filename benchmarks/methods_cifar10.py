@@ -285,7 +285,10 @@ def run_benchmark(
         "teacher": {k: teacher[k] for k in ("arch", "params", "macs", "val_acc", "test_acc", "epochs", "wall_s")},
         "table": table,
         "runs": runs,
-        "int8": "int8_test_acc: the full-integer int8 TFLite model of each run on the whole test split (export stage); null: --no-int8",
+        "int8": (
+            "int8_test_acc: the full-integer int8 TFLite model of each run on the whole test split (export stage); "
+            "null: --no-int8"
+        ),
         "wall_s": round(total.elapsed, 1),
     }
     from edgekd.atomic import write_json

@@ -663,7 +663,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
         check_number(flag, value, integer=True, low=1, high=high)
     rows = []
     for name in MODELS.names(args.pattern):
-        doc = (MODELS.get(name).__doc__ or "").strip().splitlines()[0] if MODELS.get(name).__doc__ else ""
+        # the docstring's first paragraph on one line (a long summary may wrap in the source)
+        doc = " ".join((MODELS.get(name).__doc__ or "").strip().split("\n\n")[0].split())
         try:
             model = create_model(name, args.classes, c, (h, w))
         except EdgekdError as exc:  # e.g. a U-Net whose poolings do not divide this input: listed, not fatal

@@ -71,7 +71,8 @@ class Task:
         want = [1, *self.output_shape(num_classes, image_size)]
         if list(shape) != want:
             raise TaskError(
-                f"model {arch!r} outputs shape {tuple(shape)}; {self.name} on this data needs {tuple(want)}{self.model_hint}"
+                f"model {arch!r} outputs shape {tuple(shape)}; {self.name} on this data needs "
+                f"{tuple(want)}{self.model_hint}"
             )
 
     model_hint: ClassVar[str] = ""
@@ -297,8 +298,10 @@ class Classification(Task):
         if share <= max(bounds.max_class_share, label_share):
             return []
         return [
-            f"COLLAPSED: class {metrics['top_class']} for {100 * share:.1f}% of the {metrics['n']} images (the labels' largest "
-            f"class is {100 * label_share:.1f}%; bound {100 * bounds.max_class_share:g}%): agreement with PyTorch proves nothing"
+            f"COLLAPSED: class {metrics['top_class']} for {100 * share:.1f}% of the {metrics['n']} images (the labels' "
+            "largest "
+            f"class is {100 * label_share:.1f}%; bound {100 * bounds.max_class_share:g}%): agreement with PyTorch "
+            "proves nothing"
         ]
 
     def parity_cells(self, m):
@@ -446,11 +449,13 @@ class Segmentation(Task):
         want = tuple(images.shape[:3])  # (N, H, W)
         if targets.ndim != 3 or tuple(targets.shape) != want:
             raise TaskError(
-                f"eval masks have shape {list(targets.shape)}, the images {list(images.shape)}: expected masks of {list(want)} (N×H×W)"
+                f"eval masks have shape {list(targets.shape)}, the images {list(images.shape)}: expected masks of "
+                f"{list(want)} (N×H×W)"
             )
         if targets.dtype != np.uint8 or (len(targets) and targets.max() > 1):
             raise TaskError(
-                f"eval masks must be uint8 0/1 (1 = foreground), got {targets.dtype} up to {targets.max() if len(targets) else 0}"
+                f"eval masks must be uint8 0/1 (1 = foreground), got {targets.dtype} up to "
+                f"{targets.max() if len(targets) else 0}"
             )
 
     def row_fields(self, scores):

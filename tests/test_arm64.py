@@ -88,7 +88,8 @@ def test_int8_outputs_on_arm64_match_x86(emu: str, tiny_bundle: Path, tmp_path: 
     labels = np.load(images)["labels"]
     acc_arm, acc_x86 = float((arm.argmax(1) == labels).mean()), float((x86.argmax(1) == labels).mean())
     print(
-        f"\n{bundle.name}: student_int8 on {len(labels)} eval images: max |ARM − x86| = {diff} int8 steps; accuracy ARM {acc_arm:.4f}, x86 {acc_x86:.4f}"
+        f"\n{bundle.name}: student_int8 on {len(labels)} eval images: max |ARM − x86| = {diff} int8 steps; accuracy "
+        f"ARM {acc_arm:.4f}, x86 {acc_x86:.4f}"
     )
     assert diff <= 1, f"int8 outputs differ by {diff} quantization steps"
     assert acc_arm == acc_x86

@@ -42,7 +42,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
     port, user = _free_port(), getpass.getuser()
     (root / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root}/host_key\nAuthorizedKeysFile {root}/authorized_keys\n"
-        f"PidFile {root}/sshd.pid\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        f"PidFile {root}/sshd.pid\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication "
+        "no\n"
         f"PermitRootLogin prohibit-password\nAllowUsers {user}\nStrictModes no\nUsePAM no\n"
         "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
     )

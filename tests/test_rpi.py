@@ -108,7 +108,8 @@ def test_throttling_from_vcgencmd(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     word = tmp_path / "word"
     (bindir / "vcgencmd").write_text(
         '#!/bin/sh\ncase "$1" in\n  measure_temp) echo "temp=61.2\'C";;\n'
-        f"  get_throttled) echo \"throttled=$(cat {word})\";;\n  measure_clock) echo 'frequency(48)=1500398464';;\nesac\n"
+        f'  get_throttled) echo "throttled=$(cat {word})";;\n  measure_clock) echo '
+        "'frequency(48)=1500398464';;\nesac\n"
     )
     (bindir / "vcgencmd").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")

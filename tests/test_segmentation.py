@@ -65,7 +65,8 @@ def _bce(p: np.ndarray, z: np.ndarray) -> float:
 
 @pytest.mark.parametrize("t,lam", [(1.0, 0.5), (4.0, 0.7)])
 def test_per_pixel_kd_sigmoid_against_a_hand_computation(t: float, lam: float) -> None:
-    """L = (1-λ)·BCE(mask, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)) over the pixels of uint8 masks as the loader gives them."""
+    """L = (1-λ)·BCE(mask, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)) over the pixels of uint8 masks as the
+    loader gives them."""
     from edgekd.train.methods import SigmoidKD
 
     rng = np.random.default_rng(0)
@@ -276,7 +277,10 @@ def test_segfolder_errors(tmp_path: Path) -> None:
 def test_segmentation_config_errors(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError,
-        match="distill.method=kd is for classification data, and data.name=shapes is segmentation data; use distill.method=kd_sigmoid",
+        match=(
+            "distill.method=kd is for classification data, and data.name=shapes is segmentation data; "
+            "use distill.method=kd_sigmoid"
+        ),
     ):
         distill(out=tmp_path / "a", set=seg_overrides(**{"distill.method": "kd"}))
     with pytest.raises(
@@ -475,7 +479,8 @@ def test_ddp_two_processes_match_one_on_masks(tmp_path: Path) -> None:
     )
     driver = tmp_path / "driver.py"
     driver.write_text(
-        "import json, sys\nfrom edgekd.train.run import distill\nprint('SUMMARY ' + json.dumps(distill(out=sys.argv[1], set=sys.argv[2:])))\n"
+        "import json, sys\nfrom edgekd.train.run import distill\nprint('SUMMARY ' + "
+        "json.dumps(distill(out=sys.argv[1], set=sys.argv[2:])))\n"
     )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
