@@ -23,7 +23,8 @@ optuna = pytest.importorskip("optuna", reason="optuna is not installed (pip inst
 
 def test_budget_parses_every_key_and_takes_the_profile_memories():
     b = parse_budget(
-        "flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50,macs=12.5M,params=100k,host_ms=5,model_kb=100,rpi_ms=20"
+        "flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50,macs=12.5M,params=100k,host_ms=5,"
+        "model_kb=100,rpi_ms=20"
     )
     assert b == Budget(
         flash_kb=256,

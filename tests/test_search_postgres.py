@@ -179,7 +179,8 @@ def _finish(proc: subprocess.Popen, deadline: float, procs) -> None:
     try:
         rc = proc.wait(max(1.0, deadline - time.monotonic()))
     except subprocess.TimeoutExpired:
-        pytest.fail(f"timed out waiting for {Path(proc.stdout_log).name} to finish: {_tails(*procs)}")  # type: ignore[attr-defined]
+        name = Path(proc.stdout_log).name  # type: ignore[attr-defined]
+        pytest.fail(f"timed out waiting for {name} to finish: {_tails(*procs)}")
     assert rc == 0, _tails(*procs)
 
 
@@ -231,7 +232,7 @@ def test_workers_share_a_postgres_study_and_survive_kill9(tmp_path, postgres_url
 
     try:
         _until(
-            lambda: all("waiting up to" in Path(w.stdout_log).read_text() for w in workers),  # type: ignore[attr-defined]
+            lambda: all("waiting up to" in Path(w.stdout_log).read_text() for w in workers),
             deadline,
             "the workers to be ready",
             workers,

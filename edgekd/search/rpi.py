@@ -88,6 +88,7 @@ def _reference_file(bench_path: Path, bench: dict[str, Any], name: str) -> Path:
             raise ConfigError(f"--rpi-bench: {file} differs from the file its bundle's manifest lists (sha256)")
         return file
     raise ConfigError(
-        f"--rpi-bench: the benched model {name} is not on this machine (looked in {', '.join(str(c) for c in candidates)}); "
+        f"--rpi-bench: the benched model {name} is not on this machine "
+        f"(looked in {', '.join(str(c) for c in candidates)}); "
         "keep the bench.json in BUNDLE/bench/<host>/ beside its bundle"
     )

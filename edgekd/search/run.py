@@ -121,7 +121,8 @@ def search(
             or rpi_bench is not None
         ):
             raise ConfigError(
-                "search: a worker takes config, budget, space, trial count, trial epochs and Pi calibration from the study; drop --config/--set/--budget/--space/--trials/--trial-epochs/--rpi-bench"
+                "search: a worker takes config, budget, space, trial count, trial epochs and Pi calibration from the "
+                "study; drop --config/--set/--budget/--space/--trials/--trial-epochs/--rpi-bench"
             )
         return _worker(
             Path(out) if out is not None else Path("runs") / "search-worker",
@@ -212,7 +213,8 @@ def _main(  # noqa: A002 - `set` as in search()
     bud = parse_budget(budget)
     if (bud.rpi_ms is None) != (rpi_bench is None):
         raise ConfigError(
-            "search: the rpi_ms budget key is a Pi latency ESTIMATE scaled from a recorded Pi bench: give it with --rpi-bench BUNDLE/bench/<pi>/bench.json (from `edgekd bench --device rpi`)"
+            "search: the rpi_ms budget key is a Pi latency ESTIMATE scaled from a recorded Pi bench: give it with "
+            "--rpi-bench BUNDLE/bench/<pi>/bench.json (from `edgekd bench --device rpi`)"
             if rpi_bench is None
             else "search: --rpi-bench calibrates the rpi_ms budget key; add rpi_ms=… to --budget"
         )
@@ -288,7 +290,8 @@ def _main(  # noqa: A002 - `set` as in search()
     ctx = _Ctx(cfg, bud, spc, out_dir, epochs, trials, teachers, data, _worker_id(), rpi and rpi["factor"])
     if rpi is not None:
         log(
-            f"search: rpi_ms = host_ms × {rpi['factor']:g} ({rpi['reference']}: {rpi['pi_ms']:g} ms on {rpi['board']}, {rpi['host_ms']:g} ms here): an estimate"
+            f"search: rpi_ms = host_ms × {rpi['factor']:g} ({rpi['reference']}: {rpi['pi_ms']:g} ms on "
+            f"{rpi['board']}, {rpi['host_ms']:g} ms here): an estimate"
         )
     log(
         f"search: budget {bud.describe()}; {spc.size()} candidates; {trials} trials of {epochs} epoch(s); study {study_name} in {_safe_url(url)}"
@@ -319,7 +322,8 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
             spec = study.user_attrs.get(SPEC_ATTR)
             if spec is None:
                 raise EdgekdError(
-                    f"study {study_name!r} in {_safe_url(url)} was not started by `edgekd search`; start it there first (without --worker)"
+                    f"study {study_name!r} in {_safe_url(url)} was not started by `edgekd search`; "
+                    "start it there first (without --worker)"
                 )
             break
         except EdgekdError as exc:
