@@ -4,6 +4,7 @@ Layout of the search folder::
 
     search.json      what is searched: the resolved config, budget, space, trial recipe (a rerun must match)
     study.db         Optuna's SQLite storage (default; --storage puts the study elsewhere)
+    rpi_calibration.json   the Pi/host latency ratio of the rpi_ms budget key (--rpi-bench)
     teacher/         the shared teacher, trained once (or loaded from teacher.checkpoint);
                      teacher-r<N>/ one per other input resolution of the space
     teacher_cache/   the teacher's outputs per input resolution, shared by every trial
