@@ -4,9 +4,9 @@ trial ends failed and is retried once, no finished trial is lost, none runs twic
 takes more trials afterwards.
 
 Kept small enough for the default suite on a loaded 2-core machine: the tiny test models on digits,
-1-epoch trials, a 3-second heartbeat (a silent trial is failed after 9 s), workers started first and
-waiting for the study (``--wait``) so they are ready for trials when the main process starts them,
-and every wait bounded by a deadline on the study's state instead of fixed sleeps.
+1-epoch trials, a 3-second heartbeat (a silent trial is failed after 9 s), workers waiting on the
+study (``--wait``) before the main search is rerun for more trials, so they are ready when it asks for
+them, and every wait bounded by a deadline on the study's state instead of fixed sleeps.
 
 Where no server can be started the test skips, naming what is missing; with
 ``EDGEKD_REQUIRE_POSTGRES=1`` (set by ``.ci/run``) it fails instead, so CI never skips it.
@@ -210,14 +210,14 @@ def test_workers_share_a_postgres_study_and_survive_kill9(tmp_path, postgres_url
         "--out",
         str(out),
     ]
-    # The workers start first and wait for the study: with their imports done before the main
-    # process starts trials, they get trials too (a worker still importing when the study appears
-    # could find every trial taken). The victim is whichever worker is first seen training.
-    workers = [
-        _edgekd("--worker", *common, "--wait", "300", "--out", str(tmp_path / f"w{i}"), log=tmp_path / f"worker{i}.log")
-        for i in (1, 2)
-    ]
-    procs = list(workers)
+    # A first main run of one trial makes the study (teacher included); the workers then start and
+    # wait on it (`--wait`: their data loaded, for a rerun that asks for more trials), and the main
+    # search is rerun for TRIALS more. The workers are ready before the rerun is, so they get trials
+    # (a worker still starting could find every trial taken). The victim is whichever worker is first
+    # seen training.
+    first = _edgekd(*main_args, "--trials", "1", log=tmp_path / "first.log")
+    procs = [first]
+    workers = []
     view = _Study(postgres_url)
 
     def worker_training():
@@ -231,20 +231,37 @@ def test_workers_share_a_postgres_study_and_survive_kill9(tmp_path, postgres_url
         return None
 
     try:
+        _finish(first, deadline, procs)
+        workers += [
+            _edgekd(
+                "--worker", *common, "--wait", "300", "--out", str(tmp_path / f"w{i}"), log=tmp_path / f"worker{i}.log"
+            )
+            for i in (1, 2)
+        ]
+        procs += workers
         _until(
-            lambda: all("waiting up to" in Path(w.stdout_log).read_text() for w in workers),
+            lambda: all("waiting for a rerun" in Path(w.stdout_log).read_text() for w in workers),  # type: ignore[attr-defined]
             deadline,
             "the workers to be ready",
             workers,
         )
-        main = _edgekd(*main_args, "--trials", str(TRIALS), log=tmp_path / "main.log")
+        main = _edgekd(*main_args, "--trials", str(1 + TRIALS), log=tmp_path / "main.log")
         procs.append(main)
         # A 1-epoch trial can finish between seeing it run and the kill: freeze the worker first and
         # kill it only if that trial is still running then (else let it go on to its next trial).
         while True:
             if all(w.poll() is not None for w in workers):
                 pytest.fail(f"no worker was caught mid-trial before the workers ended: {_tails(*procs)}")
-            killed, victim = _until(worker_training, deadline, "a worker to be mid-trial", procs, poll=0.05)
+            caught = _until(
+                lambda: worker_training() or all(w.poll() is not None for w in workers),
+                deadline,
+                "a worker to be mid-trial",
+                procs,
+                poll=0.05,
+            )
+            if caught is True:
+                pytest.fail(f"no worker was caught mid-trial before the workers ended: {_tails(*procs)}")
+            killed, victim = caught
             os.kill(victim.pid, signal.SIGSTOP)
             trials_now = view.trials()
             if next(t for t in trials_now if t.number == killed.number).state.name == "RUNNING":
@@ -279,7 +296,7 @@ def test_workers_share_a_postgres_study_and_survive_kill9(tmp_path, postgres_url
         assert not [t.number for t in trials if not t.state.is_finished()]
         trained = [t for t in trials if t.state.name == "COMPLETE" and t.user_attrs.get("status") == "trained"]
         seen = {t.user_attrs.get("candidate_key") for t in trials if t.state.name != "FAIL"}
-        assert len(trained) >= TRIALS or len(seen) == len(WIDTHS)
+        assert len(trained) >= 1 + TRIALS or len(seen) == len(WIDTHS)
         # none run twice: every trained trial has its own run folder holding its finished run
         runs = [t.user_attrs["run"] for t in trained]
         assert len(set(runs)) == len(runs)

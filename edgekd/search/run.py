@@ -362,7 +362,7 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
         cfg, bud, spc, out_dir, spec["trial_epochs"], trials, teachers, data, _worker_id(), rpi and rpi["factor"]
     )
     log(f"search worker {ctx.worker_id}: study {study_name} in {_safe_url(url)}, trials in {out_dir}/trials")
-    ran = _run_trials(study, ctx, wait_for_others=False, heartbeat_s=heartbeat_s)
+    ran = _run_trials(study, ctx, wait_for_others=False, heartbeat_s=heartbeat_s, wait_until=deadline)
     return {"worker": ctx.worker_id, "trials": ran}
 
 
@@ -481,14 +481,16 @@ def _enough(study, ctx: _Ctx) -> bool:
     return len(seen) >= ctx.space.size() or len(done) >= 10 * ctx.trials + ctx.space.size()
 
 
-def _run_trials(study, ctx: _Ctx, wait_for_others: bool, heartbeat_s: int) -> list[int]:
+def _run_trials(study, ctx: _Ctx, wait_for_others: bool, heartbeat_s: int, wait_until: float = 0.0) -> list[int]:
     """Run trials until the study has enough; the main process then waits for the other workers'
     running trials (failing those whose process died, which queues them again) and runs what was
-    queued. Returns the numbers of the trials this process ran."""
+    queued. A worker that has run nothing yet waits until ``wait_until`` (monotonic) for a rerun of
+    the main search to ask for more trials. Returns the numbers of the trials this process ran."""
     import optuna
     from optuna.trial import TrialState
 
     ran: list[int] = []
+    waited = False
 
     def objective(trial) -> float:
         ran.append(trial.number)
@@ -515,6 +517,12 @@ def _run_trials(study, ctx: _Ctx, wait_for_others: bool, heartbeat_s: int) -> li
                 log(f"search: a trial of this process was failed by another one and retried there ({exc})")
             continue
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not wait_for_others and not ran and time.monotonic() < wait_until:
+            if not waited:
+                log(f"search worker: the study has its {ctx.trials} trials; waiting for a rerun that asks for more")
+                waited = True
+            time.sleep(1.0)
+            continue
         if not wait_for_others or not running:
             return ran
         log(
