@@ -187,6 +187,8 @@ def run_benchmark(
     teacher_cfg = load_config(None, [*base, "name=teacher"])
     teacher, teacher_keys = train_shared_teacher(teacher_cfg, out / "teacher", resume)
     load_teacher = [f"teacher.checkpoint={json.dumps(teacher_keys['teacher']['checkpoint'])}", "teacher.epochs=0"]
+    # trained here: a weak one (a shortened recipe) is flagged, not stopped (train_shared_teacher says so)
+    load_teacher += [f"distill.{k}={json.dumps(v)}" for k, v in teacher_keys.get("distill", {}).items()]
 
     runs: list[dict[str, Any]] = []
     for seed in range(seeds):

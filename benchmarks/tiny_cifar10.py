@@ -153,6 +153,8 @@ def run_benchmark(
     teacher, keys = train_shared_teacher(load_config(CONFIG, [*sets, "name=teacher"]), out / "teacher", resume)
     wall["teacher"] = round(timer.elapsed, 1)
     load_teacher = [f"teacher.checkpoint={json.dumps(keys['teacher']['checkpoint'])}", "teacher.epochs=0"]
+    # trained here: a weak one (a shortened recipe) is flagged, not stopped (train_shared_teacher says so)
+    load_teacher += [f"distill.{k}={json.dumps(v)}" for k, v in keys.get("distill", {}).items()]
 
     dataset = load_dataset(cfg.data, log=lambda *a: None)
     test_nhwc = np.ascontiguousarray(dataset.test.images.transpose(0, 2, 3, 1))

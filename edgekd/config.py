@@ -80,13 +80,15 @@ class StageConfig:
     arch: str = opt("resnet8", "registry name (`edgekd models`) or `package.module:factory`")
     kwargs: dict[str, Any] = opt(help="extra model constructor arguments, e.g. {width: 2}", factory=dict)
     checkpoint: str | None = opt(None, "teacher: load instead of training; student: initial weights")
-    # a teacher trained elsewhere was normalized with its own statistics (ImageNet weights:
-    # [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225]); its inputs are re-normalized to them
+    # a model pretrained elsewhere expects its own statistics (ImageNet weights: [0.485, 0.456,
+    # 0.406] / [0.229, 0.224, 0.225]); the batches are re-normalized to them on the way in
     mean: tuple[float, ...] | None = opt(
         None,
-        "teacher.checkpoint given as a bare state_dict: the per-channel mean (0-1 pixels) it was trained with; None: the data's",
+        "per-channel input mean (0-1 pixels) of this model: a teacher.checkpoint given as a bare state_dict "
+        "was trained with it, a student (and its baseline) trains with it and its bundle files fold it in; "
+        "None: the data's",
     )
-    std: tuple[float, ...] | None = opt(None, "with mean: the per-channel std it was trained with")
+    std: tuple[float, ...] | None = opt(None, "with mean: the per-channel std (same rules)")
     epochs: int = opt(10, "training epochs (teacher: 0 with a checkpoint)")
     optimizer: Literal["sgd", "adamw"] = opt("sgd", "sgd (momentum) or adamw")
     lr: float = opt(0.05, "peak learning rate")
@@ -563,11 +565,7 @@ def _check_stats(s: StageConfig, stage: str) -> None:
         raise ConfigError(f"config: {stage}.mean and {stage}.std go together (give both, one value per input channel)")
     if s.mean is None:
         return
-    if stage != "teacher":
-        raise ConfigError(
-            f"config: {stage}.mean/{stage}.std: only a loaded teacher (teacher.checkpoint) has statistics of its own; the student learns with the data's"
-        )
-    if s.checkpoint is None:
+    if stage == "teacher" and s.checkpoint is None:
         raise ConfigError(
             "config: teacher.mean/teacher.std describe a loaded teacher: give teacher.checkpoint too (a teacher trained here uses the data's statistics)"
         )

@@ -552,7 +552,9 @@ def trial_config(ctx: _Ctx, cand: Candidate, epochs: int, name: str, cached_view
         data=data,
         teacher=dataclasses.replace(cfg.teacher, checkpoint=ctx.teachers[res_key(cand.resolution)], epochs=0),
         student=dataclasses.replace(cfg.student, arch=cand.arch, kwargs=cand.kwargs, epochs=epochs, checkpoint=None),
-        distill=dataclasses.replace(cfg.distill, baseline=False, select="best_val"),
+        # the shared teacher was checked on val once, where the search loaded it (a given
+        # teacher.checkpoint), or trained by the search (flagged there when weak): not again per trial
+        distill=dataclasses.replace(cfg.distill, baseline=False, select="best_val", allow_weak_teacher=True),
         runtime=runtime,
     )
     validate(out)

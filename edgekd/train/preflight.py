@@ -39,6 +39,9 @@ def preflight(run) -> None:
     ]
     if not cfg.distill.teacher_checkpoints:  # else the members come from their files
         archs.insert(0, ("teacher.arch", t.arch, t.kwargs))
+    s = cfg.student
+    if s.mean is not None and len(s.mean) != d.in_channels:
+        raise ConfigError(f"config: student.mean has {len(s.mean)} values, the data {d.in_channels} channel(s)")
     models = {}
     for key, arch, kwargs in archs:
         try:

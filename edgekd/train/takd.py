@@ -8,7 +8,8 @@ student's (the paper's finding: the accuracy midpoint, not the size midpoint, ma
 
 Every link is a named stage (``ta1.pt``, ``ta2.pt``… then ``student.pt``), so an interrupted
 chain resumes in the link where it stopped. Assistants use the student's recipe with their own
-arch (``student.kwargs`` belong to the student's arch and are not passed on).
+arch (``student.kwargs`` belong to the student's arch and are not passed on, nor
+``student.mean``/``std``: they describe the student's weights; assistants learn with the data's).
 """
 
 from __future__ import annotations
@@ -43,7 +44,8 @@ def chain_flow(run) -> dict[str, Any]:
     links: list[dict[str, Any]] = []
 
     def ta_recipe(arch: str):
-        return dataclasses.replace(cfg.student, arch=arch, kwargs={}, checkpoint=None)
+        # trained from scratch here: the data's statistics (student.mean/std describe the student's weights)
+        return dataclasses.replace(cfg.student, arch=arch, kwargs={}, checkpoint=None, mean=None, std=None)
 
     if d.ta_select == "chain":
         prev_name, prev = "teacher", teacher
