@@ -530,6 +530,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
             "  device       MCU profile (cortex-m7-216mhz, cortex-m4-120mhz, …): default flash_kb/ram_kb\n"
             "  latency_ms   MCU latency ESTIMATE on device, ms\n"
             "  host_ms      int8 TFLite latency measured on this host (1 thread, median), ms\n"
+            "  rpi_ms       Raspberry Pi latency ESTIMATE, ms: host_ms × the Pi/host ratio of the model\n"
+            "               benched in --rpi-bench FILE (a bench.json of `edgekd bench --device rpi`)\n"
             "  macs         multiply-accumulates per inference (12.5M)\n"
             "  params       parameters (100k)\n\n"
             "space YAML (--space; default: plain2-6, resnet8/14/20, mobilenetv2_small × widths .25/.5/1):\n"
@@ -565,9 +567,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trials",
         type=int,
-        default=12,
         metavar="N",
-        help="trials to train (over-budget candidates do not count; default 12)",
+        help="trials to train (over-budget candidates do not count; default 12; workers follow the study's count)",
     )
     p.add_argument(
         "--trial-epochs", type=int, metavar="N", help="epochs of a trial (default: a fifth of student.epochs)"
@@ -610,6 +611,18 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="seconds between trial heartbeats; a trial silent for 3 beats is failed and retried (default 30)",
     )
+    p.add_argument(
+        "--rpi-bench",
+        metavar="FILE",
+        help="bench.json of `edgekd bench --device rpi` (BUNDLE/bench/<pi>/): calibrates the rpi_ms budget key",
+    )
+    p.add_argument(
+        "--wait",
+        type=int,
+        default=0,
+        metavar="S",
+        help="worker: wait up to S seconds for the main search to start the study, or to ask for more trials (default 0)",
+    )
     p.set_defaults(func=_cmd_search)
 
 
@@ -631,6 +644,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         teacher=args.teacher,
         pruner=args.pruner,
         heartbeat_s=args.heartbeat,
+        wait_s=args.wait,
+        rpi_bench=args.rpi_bench,
     )
     if args.worker:
         print(f"worker {result['worker']}: ran trials {', '.join(map(str, result['trials'])) or 'none'}")
