@@ -375,13 +375,17 @@ def test_rpi_calibration_takes_a_real_pi_bench_only(tiny_bundle, tmp_path):
     data["host"].update(board="Raspberry Pi 5 Model B Rev 1.0", emulated=None)
     rows = [r for r in data["results"] if r["format"] == "tflite_int8" and r["threads"] == 1]
     assert len(rows) == 1 and rows[0]["status"] == "ok"
-    rows[0]["latency_ms"]["p50"] = 2.5
+    rows[0]["p50_us"] = 2500.0
     pi = tmp_path / "pi" / "bench.json"
     pi.parent.mkdir()
     pi.write_text(json.dumps(data))
     cal = rpi_calibration(pi)
     assert cal["board"].startswith("Raspberry Pi 5") and cal["reference"] == rows[0]["file"]
     assert cal["pi_ms"] == 2.5 and cal["host_ms"] > 0 and cal["factor"] == round(2.5 / cal["host_ms"], 4)
+    old = {**data, "schema": 2}
+    pi.write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match="schema 2, this edgekd reads schema 3"):
+        rpi_calibration(pi)
     data["host"]["emulated"] = "qemu-aarch64"
     pi.write_text(json.dumps(data))
     with pytest.raises(ConfigError, match=r"not measured on a Raspberry Pi \(emulated"):

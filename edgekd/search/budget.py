@@ -138,7 +138,8 @@ def parse_budget(text: str | dict[str, Any] | Budget | None) -> Budget:
             values[key] = _number(key, raw)
     if "latency_ms" in values and "device" not in values:
         raise BudgetError(
-            "budget: latency_ms is an MCU estimate and needs device=PROFILE (e.g. device=cortex-m4-120mhz); host_ms is measured here"
+            "budget: latency_ms is an MCU estimate and needs device=PROFILE (e.g. device=cortex-m4-120mhz); host_ms is "
+            "measured here"
         )
     if "device" in values:  # the profile's memories are the budget unless given
         profile = PROFILES.get(values["device"])

@@ -161,10 +161,12 @@ def _markdown(result: dict[str, Any], lat: str) -> str:
     lines = [
         "# edgekd search",
         "",
-        f"Budget: `{_budget_text(result['budget'])}`; {result['trial_epochs']}-epoch trials, the best {len(result['finalists'])} "
+        f"Budget: `{_budget_text(result['budget'])}`; {result['trial_epochs']}-epoch trials, the best "
+        f"{len(result['finalists'])} "
         f"retrained for {result['full_epochs']} epochs. Chosen on val accuracy.",
         "",
-        f"Best: **{best['candidate_key']}**, val {100 * best['val_acc']:.2f} %, test {100 * best['test_acc']:.2f} % → `{best['run']}`"
+        f"Best: **{best['candidate_key']}**, val {100 * best['val_acc']:.2f} %, test {100 * best['test_acc']:.2f} % → "
+        f"`{best['run']}`"
         if best
         else "Best: none (no trained candidate fits)",
         "",

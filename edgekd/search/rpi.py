@@ -34,6 +34,12 @@ def rpi_calibration(bench_json: str | Path) -> dict[str, Any]:
         raise ConfigError(f"--rpi-bench: {path} is not JSON") from None
     if not isinstance(bench, dict) or (bench.get("settings") or {}).get("device") != "rpi":
         raise ConfigError(f"--rpi-bench: {path} is not a bench of `edgekd bench --device rpi`")
+    from edgekd.benchmark.row import check_schema
+
+    try:
+        check_schema(bench, f"--rpi-bench: {path}")
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
     host = bench.get("host") or {}
     board = str(host.get("board") or "")
     if host.get("emulated") or not board.startswith("Raspberry Pi"):
@@ -42,10 +48,7 @@ def rpi_calibration(bench_json: str | Path) -> dict[str, Any]:
     rows = [
         r
         for r in bench.get("results") or []
-        if r.get("format") == "tflite_int8"
-        and r.get("threads") == 1
-        and r.get("status") == "ok"
-        and (r.get("latency_ms") or {}).get("p50")
+        if r.get("format") == "tflite_int8" and r.get("threads") == 1 and r.get("status") == "ok" and r.get("p50_us")
     ]
     if not rows:
         raise ConfigError(f"--rpi-bench: {path} has no int8 TFLite row measured at 1 thread")
@@ -54,7 +57,7 @@ def rpi_calibration(bench_json: str | Path) -> dict[str, Any]:
     from edgekd.search.measure import host_latency_ms
 
     host_ms = host_latency_ms(reference)
-    pi_ms = float(row["latency_ms"]["p50"])
+    pi_ms = float(row["p50_us"]) / 1000
     return {
         "bench_sha256": hashlib.sha256(raw).hexdigest(),
         "board": board,

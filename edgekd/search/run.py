@@ -110,7 +110,8 @@ def search(
     if worker:
         if storage is None:
             raise ConfigError(
-                "search: --worker joins a study in a shared database: give --storage postgresql://… (the URL the main search uses)"
+                "search: --worker joins a study in a shared database: give --storage postgresql://… (the URL the main "
+                "search uses)"
             )
         if (
             config is not None
@@ -187,7 +188,8 @@ def _check_method(cfg: Config) -> None:
     check_method_config(cfg)
     if dataset_task(cfg.data.name) != "classification":
         raise ConfigError(
-            f"search: data.name={cfg.data.name} is a {dataset_task(cfg.data.name)} dataset; search ranks classifiers by val accuracy"
+            f"search: data.name={cfg.data.name} is a {dataset_task(cfg.data.name)} dataset; search ranks classifiers "
+            "by val accuracy"
         )
 
 
@@ -231,7 +233,8 @@ def _main(  # noqa: A002 - `set` as in search()
         )
     if cfg.teacher.checkpoint and any(r is not None for r in spc.resolutions):
         raise ConfigError(
-            "search: a given teacher serves its own input size; a space with resolutions trains one teacher per resolution (drop teacher.checkpoint/--teacher)"
+            "search: a given teacher serves its own input size; a space with resolutions trains one teacher per "
+            "resolution (drop teacher.checkpoint/--teacher)"
         )
     out_dir = Path(out) if out is not None else Path("runs") / "search"
     spec = {"config": to_dict(cfg), "budget": bud.to_dict(), "space": spc.to_dict(), "trial_epochs": epochs}
@@ -247,7 +250,8 @@ def _main(  # noqa: A002 - `set` as in search()
         changed = [k for k in spec if saved.get(k) != spec[k]]
         if changed:
             raise ConfigError(
-                f"{out_dir} holds a search with a different {', '.join(changed)}; rerun it as it was, or use another --out"
+                f"{out_dir} holds a search with a different {', '.join(changed)}; rerun it as it was, or use another "
+                "--out"
             )
         log(f"search: continuing the search in {out_dir}")
     elif out_dir.exists() and any(out_dir.iterdir()):
@@ -282,7 +286,8 @@ def _main(  # noqa: A002 - `set` as in search()
     }
     if stored is not None and {k: stored.get(k) for k in spec} != spec:
         raise ConfigError(
-            f"study {study_name!r} in {_safe_url(url)} was started with a different config, budget, space or trial recipe; use another --study-name"
+            f"study {study_name!r} in {_safe_url(url)} was started with a different config, budget, space or trial "
+            "recipe; use another --study-name"
         )
     if stored != shared:
         study.set_user_attr(SPEC_ATTR, shared)
@@ -295,7 +300,8 @@ def _main(  # noqa: A002 - `set` as in search()
             f"{rpi['board']}, {rpi['host_ms']:g} ms here): an estimate"
         )
     log(
-        f"search: budget {bud.describe()}; {spc.size()} candidates; {trials} trials of {epochs} epoch(s); study {study_name} in {_safe_url(url)}"
+        f"search: budget {bud.describe()}; {spc.size()} candidates; {trials} trials of {epochs} epoch(s); study "
+        f"{study_name} in {_safe_url(url)}"
     )
     _run_trials(study, ctx, wait_for_others=True, heartbeat_s=heartbeat_s)
     from edgekd.search.report import write_report
@@ -342,7 +348,8 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
     bud, spc = parse_budget({k: v for k, v in spec["budget"].items() if v is not None}), space_from_dict(spec["space"])
     if teacher is not None and len(spec["teachers"]) > 1:
         raise ConfigError(
-            "search: this study has one teacher per resolution; --teacher names one file (put them at the study's paths instead)"
+            "search: this study has one teacher per resolution; --teacher names one file (put them at the study's "
+            "paths instead)"
         )
     teachers = {}
     for key, t in spec["teachers"].items():
@@ -526,7 +533,8 @@ def _run_trials(study, ctx: _Ctx, wait_for_others: bool, heartbeat_s: int, wait_
         if not wait_for_others or not running:
             return ran
         log(
-            f"search: waiting for {len(running)} trial(s) running in other workers: {', '.join(str(t.number) for t in running)}"
+            f"search: waiting for {len(running)} trial(s) running in other workers: "
+            f"{', '.join(str(t.number) for t in running)}"
         )
         time.sleep(min(heartbeat_s, 10))
 
@@ -615,7 +623,8 @@ def _objective(trial, study, ctx: _Ctx) -> float:
     trial.set_user_attr("run", str(folder))
     flash = f", {figures['flash_kb']:.1f} KB flash" if "flash_kb" in figures else ""
     log(
-        f"search: trial {trial.number} {cand.key} ({figures['params']:,} params{flash}): {ctx.trial_epochs} epoch(s) in {folder} [{ctx.worker_id}]"
+        f"search: trial {trial.number} {cand.key} ({figures['params']:,} params{flash}): {ctx.trial_epochs} epoch(s) "
+        f"in {folder} [{ctx.worker_id}]"
     )
 
     def report(record: dict[str, Any], history: list[dict[str, Any]]) -> None:
@@ -695,7 +704,8 @@ def _finalists(study, ctx: _Ctx, k: int) -> list[dict[str, Any]]:
         else:
             resume = (folder / "config.yaml").is_file() and load_config(folder / "config.yaml") == cfg
             log(
-                f"search: final {cand.key} (trial {t.number}, val {t.value:.4f}): full recipe, {cfg.student.epochs} epochs → {folder}"
+                f"search: final {cand.key} (trial {t.number}, val {t.value:.4f}): full recipe, {cfg.student.epochs} "
+                f"epochs → {folder}"
             )
             summary = distill(cfg, out=folder, resume=resume, overwrite=not resume)
         s = summary["student"]
