@@ -128,20 +128,20 @@ def row_overrides(row: str, hint_epochs: int, ta: str, nokd: bool) -> list[str]:
     if row == "fitnets":
         return [
             "distill.method=fitnets",
-            f"distill.hint_layer={HINT_LAYER}",
-            f"distill.guided_layer={GUIDED_LAYER}",
-            f"distill.hint_epochs={hint_epochs}",
+            f"distill.fitnets.hint_layer={HINT_LAYER}",
+            f"distill.fitnets.guided_layer={GUIDED_LAYER}",
+            f"distill.fitnets.hint_epochs={hint_epochs}",
             "distill.baseline=false",
         ]
     if row == "takd":
         if ta == "auto":  # the midpoint needs the no-KD accuracy: this row trains its own baseline
             return [
                 "distill.method=takd",
-                f"distill.assistants={json.dumps(list(TA_CANDIDATES))}",
-                "distill.ta_select=auto",
+                f"distill.takd.assistants={json.dumps(list(TA_CANDIDATES))}",
+                "distill.takd.ta_select=auto",
                 "distill.baseline=true",
             ]
-        return ["distill.method=takd", f"distill.assistants={json.dumps(ta.split(','))}", "distill.baseline=false"]
+        return ["distill.method=takd", f"distill.takd.assistants={json.dumps(ta.split(','))}", "distill.baseline=false"]
     raise ValueError(row)
 
 

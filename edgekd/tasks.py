@@ -164,7 +164,7 @@ class Task:
         return -1
 
     def row_fields(self, scores: dict[str, float]) -> dict[str, float]:
-        """Fields a bench row adds beside ``accuracy`` (which holds the headline metric)."""
+        """Fields a bench row adds beside ``accuracy_frac`` (which holds the headline metric)."""
         return {}
 
 
@@ -459,7 +459,7 @@ class Segmentation(Task):
             )
 
     def row_fields(self, scores):
-        return {"miou": scores["iou"], "fg_iou": scores["fg_iou"], "pixel_accuracy": scores["acc"]}
+        return {"miou_frac": scores["iou"], "fg_iou_frac": scores["fg_iou"], "pixel_accuracy_frac": scores["acc"]}
 
     def check_outputs(self, outputs, targets, num_classes):
         per_image, want = outputs[0].size if len(outputs) else 0, targets[0].size * num_classes if len(targets) else 0

@@ -147,15 +147,15 @@ def test_pi_bench_path_under_emulation(emu: str, tiny_bundle: Path, tmp_path: Pa
         warmup=1,
         out=tmp_path / "x86",
     )
-    expected = {(r["model"], r["format"], r["threads"]): r["accuracy"] for r in x86.results}
+    expected = {(r["model"], r["format"], r["threads"]): r["accuracy_frac"] for r in x86.results}
     got = {(r["model"], r["format"], r["threads"]): r for r in arm["results"]}
     assert set(got) == set(expected) and {k[2] for k in got} == {1, 4}
     for key, row in got.items():
         assert row["status"] == "ok", row
         assert (
-            row["latency_ms"] is None and row["throughput"] is None and row["emulated_ms"]["p50"] > 0
+            row["p50_us"] is None and row["throughput_per_s"] is None and row["emulated"]["p50_us"] > 0
         )  # never a latency
-        assert row["accuracy"] == expected[key], key
+        assert row["accuracy_frac"] == expected[key], key
 
 
 # the Predictor of an app on the Pi (edgekd.predict), on every eval image given as an array: the

@@ -29,7 +29,7 @@ def test_qat_section_is_typed_and_checked() -> None:
 def test_qat_only_after_the_standard_and_transfer_flows() -> None:
     from edgekd.train.methods import check_method_config
 
-    cfg = load_config(None, ["distill.method=takd", "distill.assistants=[test_student]", "distill.qat.epochs=1"])
+    cfg = load_config(None, ["distill.method=takd", "distill.takd.assistants=[test_student]", "distill.qat.epochs=1"])
     with pytest.raises(ConfigError, match="distill.qat runs after the standard and transfer flows"):
         check_method_config(cfg)
 

@@ -420,22 +420,26 @@ def test_bench_reports_mean_iou_on_cpu_and_tflite_micro(seg_bundle: Path, seg_ru
     rows = {(r["model"], r["format"]): r for r in report.results}
     assert all(r["status"] == "ok" for r in rows.values()), [r["reason"] for r in rows.values()]
     for (role, fmt), r in rows.items():
-        assert r["accuracy"] == r["miou"] and 0 <= r["pixel_accuracy"] <= 1 and r["accuracy_n"] == m["eval"]["count"]
+        assert (
+            r["accuracy_frac"] == r["miou_frac"]
+            and 0 <= r["pixel_accuracy_frac"] <= 1
+            and r["accuracy_images"] == m["eval"]["count"]
+        )
         name = f"{role}.pt" if fmt == "pytorch" else f"{role}_{fmt.removeprefix('tflite_')}.tflite"
         # the bench's mIoU on eval.npz (here the whole test split) is the export's for the same file
-        assert r["accuracy"] == pytest.approx(m["metrics"][name]["test_iou"], abs=2e-3), name
-    assert rows["student", "pytorch"]["accuracy"] == pytest.approx(summary["student"]["test_iou"], abs=2e-3)
+        assert r["accuracy_frac"] == pytest.approx(m["metrics"][name]["test_iou"], abs=2e-3), name
+    assert rows["student", "pytorch"]["accuracy_frac"] == pytest.approx(summary["student"]["test_iou"], abs=2e-3)
     assert report.passed and report.settings["metric"] == "mean IoU"
     saved = json.loads((tmp_path / "cpu" / "bench.json").read_text())
-    assert saved["settings"]["task"] == "segmentation" and saved["results"][0]["miou"] is not None
+    assert saved["settings"]["task"] == "segmentation" and saved["results"][0]["miou_frac"] is not None
     md = (tmp_path / "cpu" / "bench.md").read_text()
     assert "mIoU %" in md and "mean IoU on eval.npz" in md and "Δ mIoU (points)" in md
     # microcontroller class: the int8 student through TFLite Micro, mean IoU from its kernels
     mcu = bench(artifacts=seg_bundle, device="mcu", out=tmp_path / "mcu")
     (row,) = [r for r in mcu.results if r["status"] == "ok"]
     assert row["format"] == "tflite_int8" and row["tflm"]["ops_supported"] and row["tflm"]["arena_bytes"] > 0
-    assert row["accuracy"] == row["miou"] == row["tflm"]["accuracy"]
-    assert row["accuracy"] == pytest.approx(rows["student", "tflite_int8"]["accuracy"], abs=0.02)
+    assert row["accuracy_frac"] == row["miou_frac"] == row["tflm"]["accuracy_frac"]
+    assert row["accuracy_frac"] == pytest.approx(rows["student", "tflite_int8"]["accuracy_frac"], abs=0.02)
     header = next((tmp_path / "mcu").glob("*_tflm_config.h")).read_text()
     assert "kEdgekdSampleLabels[kEdgekdNumSamples] = {-1};" in header  # a mask has no expected class
     assert "kEdgekdHasExpected = true;" in header  # the app checks the whole output map against the host's
