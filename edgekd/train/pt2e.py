@@ -72,8 +72,58 @@ def import_pt2e() -> dict[str, Any]:
     }
 
 
+_ELEMENTWISE = ("add.Tensor", "add_.Tensor", "mul.Tensor", "mul_.Tensor")
+
+
+def annotate_elementwise(model: Any, config: Any) -> Any:
+    """Annotate the adds and multiplies of activations that litert-torch's quantizer leaves out.
+
+    Its ``add``/``mul`` annotators find ops by the Python source they came from, so an add of a
+    constant (``x + 3`` of a hard-sigmoid) or a residual add whose input is the previous residual
+    add (``result += x`` twice in a row, one source partition) keeps a float edge: a DEQUANTIZE and
+    a float ADD in the file. Here every add/mul whose inputs derive from the graph's input (the
+    BatchNorm arithmetic of QAT's conv fold does not) gets int8 on each input and on its output;
+    what the quantizer already annotated keeps its specs. ReLU6 and the other same-scale ops then
+    share their producer's scale (litert-torch's ``propagate_annotation``)."""
+    import torch
+    from litert_torch.quantize import pt2e_quantizer_utils as qu
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation
+
+    activations: set[Any] = set()
+    for n in model.graph.nodes:
+        if n.op == "placeholder" or any(a in activations for a in n.all_input_nodes):
+            activations.add(n)
+    act = qu.get_input_act_qspec(config)
+    for n in model.graph.nodes:
+        if n.op != "call_function" or not any(str(n.target).endswith(e) for e in _ELEMENTWISE):
+            continue
+        inputs = [a for a in n.args[:2] if isinstance(a, torch.fx.Node)]
+        if not inputs or not all(a in activations or a.op == "get_attr" for a in inputs):
+            continue
+        if not any(a in activations for a in inputs):
+            continue
+        old = n.meta.get("quantization_annotation")
+        specs = dict(old.input_qspec_map) if old is not None else {}
+        for a in inputs:
+            specs.setdefault(a, act)
+        n.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map=specs,
+            output_qspec=old.output_qspec if old is not None and old.output_qspec is not None else act,
+            _annotated=True,
+        )
+    qu.propagate_annotation(model)
+    return model
+
+
 def tflite_quantizer(pt2e: dict[str, Any] | None = None) -> Any:
-    """The TFLite int8 quantizer: per-channel weights, QAT fake quantizers (training and export use the same)."""
+    """The TFLite int8 quantizer: per-channel weights, QAT fake quantizers (training and export
+    use the same), and :func:`annotate_elementwise` after litert-torch's own annotators."""
     pt2e = pt2e or import_pt2e()
     q = pt2e["pt2e_quantizer"]
-    return q.PT2EQuantizer().set_global(q.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+
+    class TFLiteQuantizer(q.PT2EQuantizer):  # type: ignore[misc,name-defined]
+        def annotate(self, model: Any) -> Any:
+            model = super().annotate(model)
+            return annotate_elementwise(model, self.global_config)
+
+    return TFLiteQuantizer().set_global(q.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
