@@ -177,6 +177,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher-arch", default="resnet20", help="the teacher, trained once for both students")
     parser.add_argument("--teacher-epochs", type=int, default=3, help="teacher epochs")
+    parser.add_argument(
+        "--teacher", type=Path, default=None, help="a trained teacher.pt to use instead (default: the first run's)"
+    )
     parser.add_argument("--epochs", type=int, default=6, help="float KD student epochs")
     parser.add_argument("--qat-epochs", type=int, default=1, help="QAT epochs after the float stage")
     parser.add_argument("--train-limit", type=int, default=5000, help="training images kept (0: all 45,000)")
@@ -189,7 +192,7 @@ def main() -> None:
     parser.add_argument("--results-file", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
     rows: list[dict] = []
-    teacher: Path | None = None
+    teacher: Path | None = args.teacher
     for key in args.students.split(","):
         run = distill_one(key, args, args.work, teacher)
         teacher = teacher or run / "teacher.pt"

@@ -217,7 +217,7 @@ class ExportConfig:
     )
     formats: tuple[str, ...] = opt(
         ("pytorch", "onnx", "tflite_fp32", "tflite_int8"),
-        "student formats: pytorch, onnx, tflite_fp32, tflite_int8 (full integer), tflite_fp16, tflite_dynamic (dynamic range)",
+        "student formats: pytorch, onnx, tflite_fp32, tflite_int8 (full integer), tflite_fp16, tflite_dynamic (dynamic range), tflite_int16x8 (int16 activations)",
     )
     teacher_formats: tuple[str, ...] = opt(("pytorch", "onnx", "tflite_fp32"), "formats for the teacher (and baseline)")
     backend: str = opt(

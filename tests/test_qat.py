@@ -181,10 +181,29 @@ def test_hard_sigmoid_rewrite_is_exact() -> None:
     assert sum(isinstance(m, HardSigmoidInt8) for m in model.modules()) == 2
 
 
+def assert_no_float_edge(graph) -> None:
+    """Every compute op of a QDQ graph reads dequantized int8 and writes quantized int8 (a conv
+    followed by its ReLU, or an add by its ReLU, counts as one op: TFLite fuses them), so the
+    converter has nothing left to run in float or to quantize with a scale of its own choosing."""
+    import torch
+
+    ops = [n for n in graph.nodes if n.op == "call_function" and "quantize" not in str(n.target)]
+    fused = ("aten.conv2d.default", "aten.add.Tensor", "aten.add_.Tensor")
+    relus = ("aten.relu.default", "aten.relu_.default")
+    for n in ops:
+        users = [str(u.target) for u in n.users]
+        if str(n.target) in fused and len(users) == 1 and users[0] in relus:
+            continue  # quantized after the ReLU
+        reads = [a for a in n.args if isinstance(a, torch.fx.Node) and a.op != "get_attr"]
+        if str(n.target) in relus and reads and str(reads[0].target) in fused:
+            reads = []
+        assert all("dequantize_per" in str(a.target) for a in reads), (n.name, [a.name for a in reads])
+        assert all("quantize_per_tensor" in str(u.target) for u in n.users), (n.name, [u.name for u in n.users])
+
+
 def test_mobilenet_v3_like_qat_graph_has_no_float_edge(pt2e) -> None:
-    """Before any conversion: in the QDQ graph of the MobileNetV3-like model every compute op
-    reads dequantized int8 and writes quantized int8, so nothing is left for the converter to run
-    in float (litert-torch's quantizer alone left the hard-sigmoid and a residual add float)."""
+    """Before any conversion: litert-torch's quantizer alone left the hard-sigmoid and a residual
+    add of the MobileNetV3-like model float."""
     import torch
 
     from edgekd.train.qat import QATStudent
@@ -193,17 +212,30 @@ def test_mobilenet_v3_like_qat_graph_has_no_float_edge(pt2e) -> None:
     model = QATStudent(_mnv3_like(), [0.5] * 3, [0.25] * 3, (16, 16))
     model(torch.randn(8, 3, 16, 16))
     graph = model.eval().converted().graph
-    ops = [n for n in graph.nodes if n.op == "call_function" and "quantize" not in str(n.target)]
-    assert any("relu6" in str(n.target) for n in ops) and not any("hardsigmoid" in str(n.target) for n in ops)
-    dq = ("dequantize_per_tensor", "dequantize_per_channel")
-    for n in ops:
-        if str(n.target).startswith("aten.conv2d") and [str(u.target) for u in n.users] == ["aten.relu.default"]:
-            continue  # conv + ReLU: one fused op, quantized after the ReLU
-        reads = [a for a in n.args if isinstance(a, torch.fx.Node) and a.op != "get_attr"]
-        if "relu.default" in str(n.target) and reads and str(reads[0].target).startswith("aten.conv2d"):
-            reads = []
-        assert all(any(d in str(a.target) for d in dq) for a in reads), (n.name, [a.name for a in reads])
-        assert all("quantize_per_tensor" in str(u.target) for u in n.users), (n.name, [u.name for u in n.users])
+    targets = {str(n.target) for n in graph.nodes}
+    assert "aten.relu6.default" in targets and "aten.hardsigmoid.default" not in targets
+    assert_no_float_edge(graph)
+
+
+def test_resnet8_qat_graph_quantizes_before_the_pool(pt2e) -> None:
+    """ResNet-8's last residual add + ReLU feeds the global average pool: it alone left that add
+    float, quantized only after the pool, and the converter then picked the ADD's int8 scale (the
+    pooled range, clipping what is pooled) or a pool with unequal scales. Now the ReLU output is
+    quantized and the pool shares that quantization."""
+    import torch
+
+    from edgekd.models import create_model
+    from edgekd.train.qat import QATStudent
+
+    torch.manual_seed(0)
+    model = QATStudent(create_model("resnet8", 10, 3, (32, 32)), [0.5] * 3, [0.25] * 3, (32, 32))
+    model(torch.randn(8, 3, 32, 32))
+    graph = model.eval().converted().graph
+    assert_no_float_edge(graph)
+    pool = next(n for n in graph.nodes if str(n.target) == "aten.avg_pool2d.default")
+    (dq,) = pool.args[:1]
+    q = next(iter(pool.users))
+    assert dq.args[1:3] == q.args[1:3]  # the same scale and zero point in and out
 
 
 @pytest.mark.slow  # one litert-torch conversion: a few minutes on a loaded 2-core machine
