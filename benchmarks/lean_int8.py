@@ -8,7 +8,10 @@ ops, MACs, the MCU latency estimate (Cortex-M7 280 MHz) and the TFLite Micro are
 
 ``--op-probe`` also times single-op int8 models (MEAN vs AVERAGE_POOL_2D on 8×8×64, the 1×1
 DEPTHWISE_CONV_2D of the input normalization, a PAD) in the same configurations: it needs
-TensorFlow (the onnx2tf export extra) to build them. The last line is
+TensorFlow (the onnx2tf export extra) to build them. ``--per-op`` cuts every file into single-op
+models (each op with its own weights and quantization parameters) and times them interleaved, op
+beside op: where the time of each file goes, and which op of edgekd's is slower than the
+reference's. The last line is
 ``ratio edgekd/mlperf=<x>``: XNNPACK, 1 thread, median invoke time.
 """
 
@@ -23,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from edgekd.atomic import write_json
-from edgekd.benchmark.int8_compare import compare_int8, describe, interleaved_latency
+from edgekd.benchmark.int8_compare import compare_int8, describe, interleaved_latency, op_slices
 from edgekd.fdcapture import captured_fds
 from edgekd.ui import print_table
 
@@ -57,6 +60,37 @@ def op_probe_models(folder: Path) -> dict[str, Path]:
     }
 
 
+def per_op_table(files: dict[str, Path], runs: int, warmup: int, rounds: int) -> dict[str, dict]:
+    """Every op of every file timed alone (1 thread, both kernel sets, all files' ops interleaved);
+    prints one table per kernel set, the ops of all files joined by their signature."""
+    report: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="edgekd-per-op-") as tmp:
+        # a folder per file: two bundles' files share a name (student_int8.tflite)
+        slices = {name: op_slices(path, Path(tmp) / str(i)) for i, (name, path) in enumerate(files.items())}
+        keys = list(dict.fromkeys(k for per in slices.values() for k in per))
+        flat = {f"{name}|{k}": p for name, per in slices.items() for k, p in per.items()}
+        for kernels in ("xnnpack", "builtin"):
+            timing = interleaved_latency(flat, None, 1, kernels, runs, warmup, rounds)
+            us = {k: {n: 1000 * timing[f"{n}|{k}"]["median_ms"] for n in files if f"{n}|{k}" in timing} for k in keys}
+            rows = []
+            for k in keys:
+                ratio = us[k]["edgekd"] / us[k]["mlperf"] if {"edgekd", "mlperf"} <= set(us[k]) else None
+                rows.append([k, *(f"{us[k][n]:.1f}" if n in us[k] else "-" for n in files), _fmt(ratio)])
+            sums = {n: sum(v[n] for v in us.values() if n in v) for n in files}
+            rows.append(["sum", *(f"{sums[n]:.1f}" for n in files), _fmt(sums["edgekd"] / sums["mlperf"])])
+            print_table(
+                f"single ops, {kernels}, 1 thread, median µs (load {os.getloadavg()[0]:.1f})",
+                ["op", *files, "edgekd/mlperf"],
+                rows,
+            )
+            report[kernels] = {"median_us": us, "sum_us": sums}
+    return report
+
+
+def _fmt(ratio: float | None) -> str:
+    return "-" if ratio is None else f"{ratio:.2f}"
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
@@ -75,6 +109,9 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=6, help="interleaved rounds (default: %(default)s)")
     p.add_argument("--warmup", type=int, default=50, help="untimed invokes first (default: %(default)s)")
     p.add_argument("--op-probe", action="store_true", help="also time single-op models (needs TensorFlow)")
+    p.add_argument(
+        "--per-op", action="store_true", help="also time every op of every file as a single-op model, at 1 thread"
+    )
     p.add_argument("--json", type=Path, help="write the full report here")
     args = p.parse_args()
     if args.runs < 1 or args.rounds < 1 or args.warmup < 0:
@@ -127,7 +164,8 @@ def main() -> int:
         cells = [f"{t[n]['median_ms']:.3f} / {t[n]['p90_ms']:.3f}" for n in files]
         rows.append([row["kernels"], row["threads"], *cells, f"{ratio:.3f}"])
     print_table(
-        f"invoke ms, median / p90 ({args.runs} runs, {args.rounds} interleaved rounds, load {report['host']['load_avg_1m']})",
+        f"invoke ms, median / p90 ({args.runs} runs, {args.rounds} interleaved rounds, load "
+        f"{report['host']['load_avg_1m']})",
         ["kernels", "threads", *files, "edgekd/mlperf"],
         rows,
     )
@@ -149,6 +187,8 @@ def main() -> int:
                         )
             report["op_probe"] = {name: row for name, row in probe_rows.items()}
             print_table("single-op int8 models, median / p90 µs", headers, list(probe_rows.values()))
+    if args.per_op:
+        report["per_op"] = per_op_table(files, args.runs, args.warmup, args.rounds)
     if args.json:
         write_json(args.json, report)
     xnn1 = next(r for r in report["latency"] if r["kernels"] == "xnnpack" and r["threads"] == 1)["files"]

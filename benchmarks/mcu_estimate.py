@@ -26,16 +26,19 @@ def main() -> None:
     )
     fit = next(r for r in MLPERF_TINY_RESNET8 if r.role == "fit")
     print(
-        f"CONV_2D cycles/MAC on Cortex-M7: table {CONV_CYCLES_PER_MAC:.4f}, refit on {fit.board} now {fit_conv_cycles(model, fit):.4f}"
+        f"CONV_2D cycles/MAC on Cortex-M7: table {CONV_CYCLES_PER_MAC:.4f}, refit on {fit.board} now "
+        f"{fit_conv_cycles(model, fit):.4f}"
     )
     print(
-        f"{'board':<11} {'profile':<18} {'role':<6} {'published ms':>13} {'estimate ms':>12} {'error vs mid':>13}  in range"
+        f"{'board':<11} {'profile':<18} {'role':<6} {'published ms':>13} {'estimate ms':>12} {'error vs mid':>13}  in "
+        "range"
     )
     for ref in MLPERF_TINY_RESNET8:
         est = estimate_ms(model, PROFILES.get(ref.profile))
         inside = ref.low_ms <= est <= ref.high_ms
         print(
-            f"{ref.board:<11} {ref.profile:<18} {ref.role:<6} {ref.low_ms:>6.0f}–{ref.high_ms:<6.0f} {est:>12.1f} {100 * (est / ref.mid_ms - 1):>+12.1f}%  {'yes' if inside else 'no'}"
+            f"{ref.board:<11} {ref.profile:<18} {ref.role:<6} {ref.low_ms:>6.0f}–{ref.high_ms:<6.0f} {est:>12.1f} "
+            f"{100 * (est / ref.mid_ms - 1):>+12.1f}%  {'yes' if inside else 'no'}"
         )
     print("fit: the one board the Cortex-M7 CONV_2D coefficient is set from; check: not used by the fit")
 

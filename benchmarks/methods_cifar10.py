@@ -128,20 +128,20 @@ def row_overrides(row: str, hint_epochs: int, ta: str, nokd: bool) -> list[str]:
     if row == "fitnets":
         return [
             "distill.method=fitnets",
-            f"distill.hint_layer={HINT_LAYER}",
-            f"distill.guided_layer={GUIDED_LAYER}",
-            f"distill.hint_epochs={hint_epochs}",
+            f"distill.fitnets.hint_layer={HINT_LAYER}",
+            f"distill.fitnets.guided_layer={GUIDED_LAYER}",
+            f"distill.fitnets.hint_epochs={hint_epochs}",
             "distill.baseline=false",
         ]
     if row == "takd":
         if ta == "auto":  # the midpoint needs the no-KD accuracy: this row trains its own baseline
             return [
                 "distill.method=takd",
-                f"distill.assistants={json.dumps(list(TA_CANDIDATES))}",
-                "distill.ta_select=auto",
+                f"distill.takd.assistants={json.dumps(list(TA_CANDIDATES))}",
+                "distill.takd.ta_select=auto",
                 "distill.baseline=true",
             ]
-        return ["distill.method=takd", f"distill.assistants={json.dumps(ta.split(','))}", "distill.baseline=false"]
+        return ["distill.method=takd", f"distill.takd.assistants={json.dumps(ta.split(','))}", "distill.baseline=false"]
     raise ValueError(row)
 
 
@@ -187,6 +187,8 @@ def run_benchmark(
     teacher_cfg = load_config(None, [*base, "name=teacher"])
     teacher, teacher_keys = train_shared_teacher(teacher_cfg, out / "teacher", resume)
     load_teacher = [f"teacher.checkpoint={json.dumps(teacher_keys['teacher']['checkpoint'])}", "teacher.epochs=0"]
+    # trained here: a weak one (a shortened recipe) is flagged, not stopped (train_shared_teacher says so)
+    load_teacher += [f"distill.{k}={json.dumps(v)}" for k, v in teacher_keys.get("distill", {}).items()]
 
     runs: list[dict[str, Any]] = []
     for seed in range(seeds):
@@ -285,7 +287,10 @@ def run_benchmark(
         "teacher": {k: teacher[k] for k in ("arch", "params", "macs", "val_acc", "test_acc", "epochs", "wall_s")},
         "table": table,
         "runs": runs,
-        "int8": "int8_test_acc: the full-integer int8 TFLite model of each run on the whole test split (export stage); null: --no-int8",
+        "int8": (
+            "int8_test_acc: the full-integer int8 TFLite model of each run on the whole test split (export stage); "
+            "null: --no-int8"
+        ),
         "wall_s": round(total.elapsed, 1),
     }
     from edgekd.atomic import write_json

@@ -23,6 +23,9 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from edgekd.benchmark.row import check_schema  # noqa: E402 - after the repository is on the path
 
 
 def edgekd(*args: str) -> subprocess.CompletedProcess:
@@ -81,7 +84,8 @@ def main() -> int:
     budget = result["budget"]
     print(
         f"search wall {wall:.0f} s (limit {args.limit_s:.0f} s): {'within' if wall <= args.limit_s else 'OVER'}; "
-        f"CPU {cpu:.0f} s (user+sys); load average at the end {load:.1f} on {os.cpu_count()} cores; trials {result['counts']}"
+        f"CPU {cpu:.0f} s (user+sys); load average at the end {load:.1f} on {os.cpu_count()} cores; trials "
+        f"{result['counts']}"
     )
     bench_args = ["--mcu", budget["device"]] if budget.get("device") else []
     for key, flag in (("flash_kb", "--flash-kb"), ("ram_kb", "--ram-kb")):
@@ -89,7 +93,8 @@ def main() -> int:
             bench_args += [flag, str(budget[key])]
     fails = 0
     print(
-        f"{'front model':<28} {'recipe':<6} {'val %':>6} {'flash KB search':>16} {'flash KB bench':>15} {'arena KB search':>16} {'arena KB bench':>15}  fits (bench)"
+        f"{'front model':<28} {'recipe':<6} {'val %':>6} {'flash KB search':>16} {'flash KB bench':>15} "
+        f"{'arena KB search':>16} {'arena KB bench':>15}  fits (bench)"
     )
     for p in result["front"]:
         bundle = out / "front-bundles" / p["candidate_key"]
@@ -110,20 +115,24 @@ def main() -> int:
             continue
         mcu_json = bundle / "mcu.json"
         b = edgekd("bench", "--device", "mcu", "--artifacts", str(bundle), "--json", str(mcu_json), *bench_args)
-        row = next(r for r in json.loads(mcu_json.read_text())["results"] if r["format"] == "tflite_int8")
+        rows = check_schema(json.loads(mcu_json.read_text()), str(mcu_json))["results"]
+        row = next(r for r in rows if r["format"] == "tflite_int8")
         t, f = row.get("tflm") or {}, p["figures"]
         fits = b.returncode == 0 and (t.get("budget") or {}).get("fits", True)
         if budget.get("model_kb") is not None:  # the bench checks flash and RAM; the model size here
             fits = fits and t.get("model_bytes", 0) / 1024 <= budget["model_kb"]
         fails += not fits
         print(
-            f"{p['candidate_key']:<28} {p['recipe']:<6} {100 * p['val_acc']:>6.2f} {f.get('flash_kb', float('nan')):>16.1f} {t.get('flash_bytes', 0) / 1024:>15.1f} "
-            f"{f.get('ram_kb', float('nan')):>16.2f} {(t.get('arena_bytes') or 0) / 1024:>15.2f}  {'yes' if fits else 'NO'}"
+            f"{p['candidate_key']:<28} {p['recipe']:<6} {100 * p['val_acc']:>6.2f} "
+            f"{f.get('flash_kb', float('nan')):>16.1f} {t.get('flash_bytes', 0) / 1024:>15.1f} "
+            f"{f.get('ram_kb', float('nan')):>16.2f} {(t.get('arena_bytes') or 0) / 1024:>15.2f}  "
+            f"{'yes' if fits else 'NO'}"
         )
     best = result["best"]
     if best:
         print(
-            f"best: {best['candidate_key']} val {100 * best['val_acc']:.2f} % test {100 * best['test_acc']:.2f} % → {best['run']}"
+            f"best: {best['candidate_key']} val {100 * best['val_acc']:.2f} % test {100 * best['test_acc']:.2f} % → "
+            f"{best['run']}"
         )
     return 1 if fails or wall > args.limit_s else 0
 

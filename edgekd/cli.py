@@ -35,11 +35,16 @@ class _Formatter(argparse.RawDescriptionHelpFormatter):
 
 
 def _config_keys_epilog() -> str:
-    from edgekd.config import describe_keys
+    from edgekd.config import METHOD_SECTIONS, describe_keys
 
+    sections = tuple(f"distill.{name}." for name in METHOD_SECTIONS)
     lines = ["config keys (YAML file or --set KEY=VALUE; defaults shown):"]
+    pointer = f"  {'distill.<method>.*':<26} {'':<12} a method's own keys: listed under it in KD methods above"
     for key, default, help_text in describe_keys():
-        lines.append(f"  {key:<26} {default:<12} {help_text}")
+        if not key.startswith(sections):
+            lines.append(f"  {key:<26} {default:<12} {help_text}")
+        elif pointer not in lines:  # the sections' keys are listed under their methods
+            lines.append(pointer)
     return "\n".join(lines)
 
 
@@ -50,22 +55,26 @@ METHOD_MODULES = ("edgekd.train.methods", "edgekd.train.fitnets", "edgekd.train.
 
 
 def methods_help() -> str:
-    """The KD methods for `distill --help`, one entry per registered method (its docstring)."""
+    """The KD methods for `distill --help`, one entry per registered method (its docstring), with
+    the keys of its config section (``config_section``: their defaults and help from the schema)."""
     import textwrap
 
+    from edgekd.config import DistillConfig, describe_keys
     from edgekd.registry import documented_entries
 
     lines = [
         "KD methods (distill.method; `edgekd methods` lists them). Every method reads distill.method,",
         "temperature, alpha, baseline and select; the keys listed under a method are read by it alone:",
     ]
-    for entry in documented_entries("METHODS", METHOD_MODULES, ("keys",)):
+    for entry in documented_entries("METHODS", METHOD_MODULES, ("config_section",)):
         wrapped = textwrap.wrap(entry.doc, 84) or [""]
-        keys = entry.attributes.get("keys")
-        if keys:
-            wrapped += textwrap.wrap("keys: " + ", ".join(f"distill.{k}" for k in keys), 84)
         lines.append(f"  {entry.name:<11} {wrapped[0]}")
         lines += [" " * 14 + more for more in wrapped[1:]]
+        section = entry.attributes.get("config_section")
+        if section:
+            for key, default, help_text in describe_keys(getattr(DistillConfig(), section), f"distill.{section}."):
+                text = textwrap.wrap(f"{key} = {default}: {help_text}", 84, subsequent_indent="    ")
+                lines += [" " * 14 + part for part in text]
     return "\n".join(lines) + "\n\n" + SEGMENTATION_HELP
 
 
@@ -94,7 +103,8 @@ def _add_distill(sub: argparse._SubParsersAction) -> None:
         epilog=_config_keys_epilog() + "\n\nexamples:\n  edgekd distill --config configs/digits.yaml --out runs/digits"
         "\n  edgekd distill --config configs/cifar10-cpu.yaml --set distill.temperature=8 --set student.epochs=5"
         "\n  edgekd distill --out runs/digits --resume"
-        "\n  edgekd distill --set distill.method=takd --set 'distill.assistants=[plain6]' --set teacher.arch=plain10"
+        "\n  edgekd distill --set distill.method=takd --set 'distill.takd.assistants=[plain6]'"
+        " --set teacher.arch=plain10"
         "\n  edgekd distill --set distill.method=domain --set source.name=digits --set data.shift=invert"
         "\n  edgekd distill --config configs/shapes-seg.yaml --out runs/shapes-seg      # segmentation",
         formatter_class=_Formatter,
@@ -166,7 +176,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
             "Verify the bundle's sha256 values, then measure each model file (student and teacher;\n"
             "PyTorch, ONNX Runtime, TFLite fp32/int8 where their runtime is installed) in a fresh process:\n"
             "batch-1 latency of invoke alone after a warm-up (min, p50, p90, p99, mean ± std), accuracy on\n"
-            'eval.npz (mean IoU for a segmentation bundle: the JSON\'s "accuracy" and "miou"), file size,\n'
+            'eval.npz (mean IoU for a segmentation bundle: the JSON\'s "accuracy_frac" and "miou_frac"), file size,\n'
             "peak resident memory, MACs and GMAC/s. Rows whose runtime is missing are\n"
             "skipped, rows that fail to load or run are marked failed; the others still run.\n"
             "Writes OUT/bench.json, OUT/bench.md and OUT/bench.png (accuracy vs latency, Pareto front);\n"
@@ -228,12 +238,18 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--allow-unsupported",
         action="store_true",
-        help="exit 0 although a model cannot run on the device (an op TFLite Micro lacks, over the MCU budget); its row still fails",
+        help=(
+            "exit 0 although a model cannot run on the device (an op TFLite Micro lacks, over the MCU budget); its row "
+            "still fails"
+        ),
     )
     p.add_argument(
         "--emulate",
         metavar="CORE",
-        help="mcu: build the app (TFLM + CMSIS-NN) for cortex-m4|m7|m33|m55, run it on QEMU: instructions per op, outputs bit-exact with the host",
+        help=(
+            "mcu: build the app (TFLM + CMSIS-NN) for cortex-m4|m7|m33|m55, run it on QEMU: instructions per op, "
+            "outputs bit-exact with the host"
+        ),
     )
     p.set_defaults(func=_cmd_bench)
 
@@ -353,7 +369,8 @@ def _cmd_deploy(args: argparse.Namespace) -> int:
         set=args.set,
     )
     print(
-        f"deployed to {result.host}:{result.remote_bundle} ({result.transport}{', Pi side installed' if result.installed else ''})"
+        f"deployed to {result.host}:{result.remote_bundle} "
+        f"({result.transport}{', Pi side installed' if result.installed else ''})"
     )
     if result.bench_json is not None:
         print(f"bench report: {result.bench_json}")
@@ -364,7 +381,9 @@ def _add_verify(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "verify",
         help="check every file of a bundle against its manifest's sha256",
-        description="Check presence, size and sha256 of every file a bundle's manifest lists; exit 1 naming the bad file.",
+        description=(
+            "Check presence, size and sha256 of every file a bundle's manifest lists; exit 1 naming the bad file."
+        ),
         formatter_class=_Formatter,
     )
     p.add_argument("bundle", metavar="BUNDLE", help="bundle folder")
@@ -511,6 +530,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
             "  device       MCU profile (cortex-m7-216mhz, cortex-m4-120mhz, …): default flash_kb/ram_kb\n"
             "  latency_ms   MCU latency ESTIMATE on device, ms\n"
             "  host_ms      int8 TFLite latency measured on this host (1 thread, median), ms\n"
+            "  rpi_ms       Raspberry Pi latency ESTIMATE, ms: host_ms × the Pi/host ratio of the model\n"
+            "               benched in --rpi-bench FILE (a bench.json of `edgekd bench --device rpi`)\n"
             "  macs         multiply-accumulates per inference (12.5M)\n"
             "  params       parameters (100k)\n\n"
             "space YAML (--space; default: plain2-6, resnet8/14/20, mobilenetv2_small × widths .25/.5/1):\n"
@@ -518,11 +539,17 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
             "  families:\n"
             "    plain: {archs: [plain2, plain3, plain4], width: [0.25, 0.5, 1.0]}"
         ),
-        epilog="examples:\n  edgekd search --config configs/digits.yaml --budget flash_kb=64,device=cortex-m4 --trials 12 --out runs/search"
-        "\n  edgekd search --config configs/cifar10-cpu.yaml --budget flash_kb=100,device=cortex-m4-120mhz --out runs/search-c10"
-        "\n  edgekd search --storage postgresql://user@db/edgekd --config C --budget … --out runs/search   # the main process"
-        "\n  edgekd search --worker --storage postgresql://user@db/edgekd --out runs/search-worker         # each other machine"
-        "\n  edgekd export --run runs/search/best",
+        epilog=(
+            "examples:\n"
+            "  edgekd search --config configs/digits.yaml --budget flash_kb=64,device=cortex-m4 --trials 12 "
+            "--out runs/search\n"
+            "  edgekd search --config configs/cifar10-cpu.yaml --budget flash_kb=100,device=cortex-m4-120mhz "
+            "--out runs/search-c10\n"
+            "  # the main process, then each other machine:\n"
+            "  edgekd search --storage postgresql://user@db/edgekd --config C --budget … --out runs/search\n"
+            "  edgekd search --worker --storage postgresql://user@db/edgekd --out runs/search-worker\n"
+            "  edgekd export --run runs/search/best"
+        ),
         formatter_class=_Formatter,
     )
     p.add_argument(
@@ -540,9 +567,8 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--trials",
         type=int,
-        default=12,
         metavar="N",
-        help="trials to train (over-budget candidates do not count; default 12)",
+        help="trials to train (over-budget candidates do not count; default 12; workers follow the study's count)",
     )
     p.add_argument(
         "--trial-epochs", type=int, metavar="N", help="epochs of a trial (default: a fifth of student.epochs)"
@@ -585,6 +611,18 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         metavar="S",
         help="seconds between trial heartbeats; a trial silent for 3 beats is failed and retried (default 30)",
     )
+    p.add_argument(
+        "--rpi-bench",
+        metavar="FILE",
+        help="bench.json of `edgekd bench --device rpi` (BUNDLE/bench/<pi>/): calibrates the rpi_ms budget key",
+    )
+    p.add_argument(
+        "--wait",
+        type=int,
+        default=0,
+        metavar="S",
+        help="worker: wait up to S seconds for the main search to start the study, or to ask for more trials (default 0)",
+    )
     p.set_defaults(func=_cmd_search)
 
 
@@ -606,6 +644,8 @@ def _cmd_search(args: argparse.Namespace) -> int:
         teacher=args.teacher,
         pruner=args.pruner,
         heartbeat_s=args.heartbeat,
+        wait_s=args.wait,
+        rpi_bench=args.rpi_bench,
     )
     if args.worker:
         print(f"worker {result['worker']}: ran trials {', '.join(map(str, result['trials'])) or 'none'}")
@@ -648,7 +688,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
         check_number(flag, value, integer=True, low=1, high=high)
     rows = []
     for name in MODELS.names(args.pattern):
-        doc = (MODELS.get(name).__doc__ or "").strip().splitlines()[0] if MODELS.get(name).__doc__ else ""
+        # the docstring's first paragraph on one line (a long summary may wrap in the source)
+        doc = " ".join((MODELS.get(name).__doc__ or "").strip().split("\n\n")[0].split())
         try:
             model = create_model(name, args.classes, c, (h, w))
         except EdgekdError as exc:  # e.g. a U-Net whose poolings do not divide this input: listed, not fatal
@@ -737,7 +778,10 @@ def _add_mcu(sub: argparse._SubParsersAction) -> None:
     b.add_argument(
         "--tflm",
         metavar="DIR",
-        help="a tflite-micro checkout or a folder of its source archives (default: $EDGEKD_THIRD_PARTY or ../shared/third_party)",
+        help=(
+            "a tflite-micro checkout or a folder of its source archives (default: $EDGEKD_THIRD_PARTY or "
+            "../shared/third_party)"
+        ),
     )
     b.add_argument(
         "--kernels",

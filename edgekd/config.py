@@ -46,7 +46,8 @@ class DataConfig:
     image_size: int | None = opt(None, "resize to this square side; None keeps the data's own size (shapes: 32)")
     augment: Literal["auto", "none", "crop", "flip", "crop_flip"] = opt(
         "auto",
-        "training augmentation (masks get the same crop and flip); auto: crop_flip for colour images of 16 px or more and for segmentation, none for grayscale or smaller (digits-like)",
+        "training augmentation (masks get the same crop and flip); auto: crop_flip for colour images of 16 px or more "
+        "and for segmentation, none for grayscale or smaller (digits-like)",
     )
     crop_padding: int = opt(4, "pixels of zero padding before the random crop")
     mean: tuple[float, ...] | None = opt(
@@ -58,7 +59,8 @@ class DataConfig:
     cache_dir: str | None = opt(None, "extracted archives and decoded images; None: $EDGEKD_CACHE or ~/.cache/edgekd")
     storage: Literal["auto", "memory", "stream"] = opt(
         "auto",
-        "imagefolder: memory decodes once (cached); stream decodes on access in DataLoader workers; auto streams what would not fit",
+        "imagefolder: memory decodes once (cached); stream decodes on access in DataLoader workers; auto streams what "
+        "would not fit",
     )
     memory_limit_gb: float | None = opt(
         None, "storage=auto streams above this decoded size; None: half the available memory"
@@ -66,7 +68,12 @@ class DataConfig:
     workers: int = opt(2, "DataLoader worker processes for streamed images")
     views: int | None = opt(
         None,
-        "a fixed set of K augmented views (epoch e uses view e mod K), so teacher outputs can be cached; None: fresh augmentation every epoch",
+        "a fixed set of K augmented views (epoch e uses view e mod K), so teacher outputs can be cached; None: fresh "
+        "augmentation every epoch",
+    )
+    view_seed: int | None = opt(
+        None,
+        "seed of the augmentation draws (crops, flips, mixup/cutmix; with views, of the fixed views); None: the run's seed. A fixed value makes every student seed see the same views, so they share one cached set of teacher outputs",
     )
     shift: Literal["none", "grayscale", "blur", "invert", "noise", "color_jitter"] = opt(
         "none", "deterministic domain shift applied to every split (a target domain for distill.method=domain)"
@@ -80,13 +87,15 @@ class StageConfig:
     arch: str = opt("resnet8", "registry name (`edgekd models`) or `package.module:factory`")
     kwargs: dict[str, Any] = opt(help="extra model constructor arguments, e.g. {width: 2}", factory=dict)
     checkpoint: str | None = opt(None, "teacher: load instead of training; student: initial weights")
-    # a teacher trained elsewhere was normalized with its own statistics (ImageNet weights:
-    # [0.485, 0.456, 0.406] / [0.229, 0.224, 0.225]); its inputs are re-normalized to them
+    # a model pretrained elsewhere expects its own statistics (ImageNet weights: [0.485, 0.456,
+    # 0.406] / [0.229, 0.224, 0.225]); the batches are re-normalized to them on the way in
     mean: tuple[float, ...] | None = opt(
         None,
-        "teacher.checkpoint given as a bare state_dict: the per-channel mean (0-1 pixels) it was trained with; None: the data's",
+        "per-channel input mean (0-1 pixels) of this model: a teacher.checkpoint given as a bare state_dict "
+        "was trained with it, a student (and its baseline) trains with it and its bundle files fold it in; "
+        "None: the data's",
     )
-    std: tuple[float, ...] | None = opt(None, "with mean: the per-channel std it was trained with")
+    std: tuple[float, ...] | None = opt(None, "with mean: the per-channel std (same rules)")
     epochs: int = opt(10, "training epochs (teacher: 0 with a checkpoint)")
     optimizer: Literal["sgd", "adamw"] = opt("sgd", "sgd (momentum) or adamw")
     lr: float = opt(0.05, "peak learning rate")
@@ -106,7 +115,8 @@ class StageConfig:
     )
     mixup: float = opt(
         0.0,
-        "mixup Beta(α, α) concentration, 0: off; the teacher sees the same mixed images (classification, in-memory data)",
+        "mixup Beta(α, α) concentration, 0: off; the teacher sees the same mixed images (classification, in-memory "
+        "data)",
     )
     cutmix: float = opt(
         0.0, "cutmix Beta(α, α) concentration, 0: off; with mixup too, each sample takes one of the two"
@@ -120,13 +130,96 @@ class QATConfig:
 
     epochs: int = opt(
         0,
-        "QAT epochs after the float KD stage (0: no QAT stage); writes student_qat.pt, exported as student_qat_int8.tflite",
+        "QAT epochs after the float KD stage (0: no QAT stage); writes student_qat.pt, exported as "
+        "student_qat_int8.tflite",
     )
     lr: float = opt(0.005, "QAT peak lr: a fine-tune, so about a tenth of the float stage's")
     observer_epochs: int | None = opt(
         None, "stop updating activation ranges after this many QAT epochs (then only weights learn); None: never"
     )
     calibration_batches: int = opt(8, "training batches that set the activation ranges before the first QAT step")
+
+
+# Each KD method with keys of its own reads them from its section, ``distill.<method>.*``; the
+# method names its section (``DistillMethod.config_section`` in edgekd/train/) and `edgekd distill
+# --help` lists the section's keys under the method. The sections are declared here, beside the
+# common keys, because a config must load where torch (and so the methods) is absent: `edgekd
+# deploy --config` and the bench of a bundle read it too.
+
+
+@dataclass(frozen=True)
+class FitnetsConfig:
+    """fitnets: a hint from a teacher layer to a student layer (module paths)."""
+
+    hint_layer: str | None = opt(None, "teacher module path whose output is the hint, e.g. layer2 or features.12")
+    guided_layer: str | None = opt(None, "student module path regressed onto the hint, e.g. features.4")
+    hint_mode: Literal["two_stage", "single_stage"] = opt(
+        "two_stage", "two_stage (hint training, then KD) or single_stage (KD + hint_weight·hint)"
+    )
+    hint_epochs: int = opt(5, "two_stage: epochs of hint training before the KD stage")
+    hint_weight: float = opt(1.0, "single_stage: weight of the hint MSE added to the KD loss")
+    hint_regressor: Literal["conv1x1", "conv3x3"] = opt(
+        "conv3x3", "learned conv mapping guided → hint channels (never saved)"
+    )
+
+
+@dataclass(frozen=True)
+class TakdConfig:
+    """takd: the chain of teacher assistants."""
+
+    assistants: tuple[str, ...] = opt(
+        (), "teacher-assistant archs; chain: teacher → TA₁ → … → student; auto: candidates"
+    )
+    ta_select: Literal["chain", "auto"] = opt(
+        "chain",
+        "chain uses every assistant in order; auto trains each from the teacher, keeps the one nearest the "
+        "accuracy midpoint",
+    )
+
+
+@dataclass(frozen=True)
+class EnsembleConfig:
+    """ensemble: the members whose softened distributions are averaged."""
+
+    teachers: tuple[str, ...] = opt((), "one arch per member; empty: teacher.arch for each of teacher_seeds")
+    teacher_seeds: tuple[int, ...] = opt((), "one seed per member; empty: seed, seed+1, …")
+    teacher_checkpoints: tuple[str, ...] = opt((), "load these members instead of training them")
+
+
+@dataclass(frozen=True)
+class TransferConfig:
+    """transfer: an unlabeled transfer set learned from soft targets."""
+
+    set: str | None = opt(
+        None, "unlabeled images (flat folder, ImageFolder or archive; labels ignored) learned from soft targets alone"
+    )
+    labeled: bool = opt(True, "also train on the labeled training split (false: the transfer set alone)")
+
+
+@dataclass(frozen=True)
+class DomainConfig:
+    """domain: a source-domain teacher teaching a target-domain student."""
+
+    target_labels: bool = opt(False, "use the target's training labels in the student's CE (false: soft targets only)")
+    source_labels: bool = opt(True, "mix the labeled source training images into the student's batches")
+    finetune_epochs: int = opt(0, "fine-tune the source teacher on the labeled target training split first")
+    finetune_lr: float | None = opt(None, "fine-tuning lr; None: teacher.lr / 10")
+
+
+@dataclass(frozen=True)
+class DkdConfig:
+    """dkd: the weights of its two terms (defaults: the paper's CIFAR settings)."""
+
+    alpha: float = opt(1.0, "weight α of the target-class term TCKD")
+    beta: float = opt(8.0, "weight β of the non-target-class term NCKD (the paper's CIFAR-100 value)")
+
+
+@dataclass(frozen=True)
+class DistConfig:
+    """dist: the weights of its relation losses (defaults: the paper's CIFAR settings)."""
+
+    beta: float = opt(2.0, "weight β of the inter-class (per-sample) Pearson relation loss")
+    gamma: float = opt(2.0, "weight γ of the intra-class (per-class, across the batch) Pearson relation loss")
 
 
 @dataclass(frozen=True)
@@ -137,56 +230,49 @@ class DistillConfig:
     baseline: bool = opt(True, "also train the same student without KD, identical recipe")
     select: Literal["best_val", "last"] = opt("best_val", "which epoch's weights become student.pt")
     allow_weak_teacher: bool = opt(False, "start KD even when a loaded teacher.checkpoint scores near chance on val")
-    # fitnets
-    hint_layer: str | None = opt(
-        None, "fitnets: teacher module path whose output is the hint, e.g. layer2 or features.12"
-    )
-    guided_layer: str | None = opt(None, "fitnets: student module path regressed onto the hint, e.g. features.4")
-    hint_mode: Literal["two_stage", "single_stage"] = opt(
-        "two_stage", "fitnets: two_stage (hint training, then KD) or single_stage (KD + hint_weight·hint)"
-    )
-    hint_epochs: int = opt(5, "fitnets two_stage: epochs of hint training before the KD stage")
-    hint_weight: float = opt(1.0, "fitnets single_stage: weight of the hint MSE added to the KD loss")
-    hint_regressor: Literal["conv1x1", "conv3x3"] = opt(
-        "conv3x3", "fitnets: learned conv mapping guided → hint channels (never saved)"
-    )
-    # takd
-    assistants: tuple[str, ...] = opt(
-        (), "takd: teacher-assistant archs; chain: teacher → TA₁ → … → student; auto: candidates"
-    )
-    ta_select: Literal["chain", "auto"] = opt(
-        "chain",
-        "takd: chain uses every assistant in order; auto trains each from the teacher, keeps the one nearest the accuracy midpoint",
-    )
-    # ensemble
-    teachers: tuple[str, ...] = opt((), "ensemble: one arch per member; empty: teacher.arch for each of teacher_seeds")
-    teacher_seeds: tuple[int, ...] = opt((), "ensemble: one seed per member; empty: seed, seed+1, …")
-    teacher_checkpoints: tuple[str, ...] = opt((), "ensemble: load these members instead of training them")
-    # transfer
-    transfer_set: str | None = opt(
-        None,
-        "transfer: unlabeled images (flat folder, ImageFolder or archive; labels ignored) learned from soft targets alone",
-    )
-    transfer_labeled: bool = opt(
-        True, "transfer: also train on the labeled training split (false: the transfer set alone)"
-    )
-    # domain
-    target_labels: bool = opt(
-        False, "domain: use the target's training labels in the student's CE (false: soft targets only)"
-    )
-    source_labels: bool = opt(True, "domain: mix the labeled source training images into the student's batches")
-    finetune_epochs: int = opt(0, "domain: fine-tune the source teacher on the labeled target training split first")
-    finetune_lr: float | None = opt(None, "domain: fine-tuning lr; None: teacher.lr / 10")
-    # dkd / dist (defaults: the papers' CIFAR settings)
-    dkd_alpha: float = opt(1.0, "dkd: weight α of the target-class term TCKD")
-    dkd_beta: float = opt(8.0, "dkd: weight β of the non-target-class term NCKD (the paper's CIFAR-100 value)")
-    dist_beta: float = opt(2.0, "dist: weight β of the inter-class (per-sample) Pearson relation loss")
-    dist_gamma: float = opt(
-        2.0, "dist: weight γ of the intra-class (per-class, across the batch) Pearson relation loss"
-    )
     qat: QATConfig = opt(
         help="quantization-aware distillation after the float stage (standard and transfer flows)", factory=QATConfig
     )
+    # the sections of the methods with keys of their own (see METHOD_SECTIONS)
+    fitnets: FitnetsConfig = opt(help="fitnets' keys", factory=FitnetsConfig)
+    takd: TakdConfig = opt(help="takd's keys", factory=TakdConfig)
+    ensemble: EnsembleConfig = opt(help="ensemble's keys", factory=EnsembleConfig)
+    transfer: TransferConfig = opt(help="transfer's keys", factory=TransferConfig)
+    domain: DomainConfig = opt(help="domain's keys", factory=DomainConfig)
+    dkd: DkdConfig = opt(help="dkd's keys", factory=DkdConfig)
+    dist: DistConfig = opt(help="dist's keys", factory=DistConfig)
+
+
+# distill's method sections: section name (the method's name) → its dataclass
+METHOD_SECTIONS: dict[str, type] = {
+    name: tp for name, tp in get_type_hints(DistillConfig).items() if dataclasses.is_dataclass(tp) and name != "qat"
+}
+
+# The flat keys of configs written before the method sections (every run folder's config.yaml up
+# to then): old distill key → its place now. They keep loading, with a note.
+MOVED_DISTILL_KEYS: dict[str, str] = {
+    "hint_layer": "fitnets.hint_layer",
+    "guided_layer": "fitnets.guided_layer",
+    "hint_mode": "fitnets.hint_mode",
+    "hint_epochs": "fitnets.hint_epochs",
+    "hint_weight": "fitnets.hint_weight",
+    "hint_regressor": "fitnets.hint_regressor",
+    "assistants": "takd.assistants",
+    "ta_select": "takd.ta_select",
+    "teachers": "ensemble.teachers",
+    "teacher_seeds": "ensemble.teacher_seeds",
+    "teacher_checkpoints": "ensemble.teacher_checkpoints",
+    "transfer_set": "transfer.set",
+    "transfer_labeled": "transfer.labeled",
+    "target_labels": "domain.target_labels",
+    "source_labels": "domain.source_labels",
+    "finetune_epochs": "domain.finetune_epochs",
+    "finetune_lr": "domain.finetune_lr",
+    "dkd_alpha": "dkd.alpha",
+    "dkd_beta": "dkd.beta",
+    "dist_beta": "dist.beta",
+    "dist_gamma": "dist.gamma",
+}
 
 
 @dataclass(frozen=True)
@@ -202,7 +288,8 @@ class RuntimeConfig:
     compile_student: bool = opt(False, "torch.compile the student's training forward")
     teacher_cache: bool = opt(
         True,
-        "compute the teacher's outputs once and reuse them when the student's inputs repeat (augment none, or data.views)",
+        "compute the teacher's outputs once and reuse them when the student's inputs repeat (augment none, or "
+        "data.views)",
     )
     teacher_cache_dir: str | None = opt(
         None,
@@ -217,12 +304,14 @@ class ExportConfig:
     )
     formats: tuple[str, ...] = opt(
         ("pytorch", "onnx", "tflite_fp32", "tflite_int8"),
-        "student formats: pytorch, onnx, tflite_fp32, tflite_int8 (full integer), tflite_fp16, tflite_dynamic (dynamic range), tflite_int16x8 (int16 activations)",
+        "student formats: pytorch, onnx, tflite_fp32, tflite_int8 (full integer), tflite_fp16, tflite_dynamic "
+        "(dynamic range), tflite_int16x8 (int16 activations)",
     )
     teacher_formats: tuple[str, ...] = opt(("pytorch", "onnx", "tflite_fp32"), "formats for the teacher (and baseline)")
     backend: str = opt(
         "onnx2tf",
-        "TFLite converter: onnx2tf (PyTorch → ONNX → TensorFlow → TFLite) or litert_torch (PyTorch → TFLite; pip install 'edgekd[litert]')",
+        "TFLite converter: onnx2tf (PyTorch → ONNX → TensorFlow → TFLite) or litert_torch (PyTorch → TFLite; pip "
+        "install 'edgekd[litert]')",
     )
     opset: int = opt(17, "ONNX opset (17 or newer)")
     dynamic_batch: bool = opt(False, "ONNX with a dynamic batch dimension (TFLite stays batch 1)")
@@ -232,12 +321,14 @@ class ExportConfig:
     # in accuracy, and min-max is the only one the default backend (onnx2tf) applies
     calibration_method: Literal["minmax", "percentile", "mse"] = opt(
         "minmax",
-        "int8 activation ranges: minmax (extremes), percentile (0.01–99.99 %), mse (least rounding + clipping error); other than minmax needs backend litert_torch",
+        "int8 activation ranges: minmax (extremes), percentile (0.01–99.99 %), mse (least rounding + clipping error); "
+        "other than minmax needs backend litert_torch",
     )
     eval_samples: int = opt(500, "held-out test images stored in eval.npz for on-device accuracy")
     parity_samples: int | None = opt(
         2000,
-        "test images for the parity check (a seeded, class-balanced sample; 2000 keeps a CIFAR-10 bundle's parity in seconds); None: the whole test split",
+        "test images for the parity check (a seeded, class-balanced sample; 2000 keeps a CIFAR-10 bundle's parity in "
+        "seconds); None: the whole test split",
     )
     fp32_max_abs_diff: float = opt(2e-3, "bound on |logit − PyTorch logit| for fp32 formats (segmentation: per pixel)")
     min_top1_agreement: float = opt(
@@ -248,11 +339,17 @@ class ExportConfig:
     )
     min_logit_snr_db: float = opt(
         20.0,
-        "bound on the SNR of the logits against PyTorch's for int8/fp16/dynamic formats, in dB (per-image centered logits; int8 CIFAR-10 ResNet-8s measured 30.9 and 31.7 dB)",
+        "bound on the SNR of the logits against PyTorch's for int8/fp16/dynamic formats, in dB (per-image centered "
+        "logits; int8 CIFAR-10 ResNet-8s measured 30.9 and 31.7 dB)",
     )
     max_class_share: float = opt(
         0.9,
-        "classification: a model predicting one class for more than this share of the test images (and more than the labels' largest class) fails as collapsed; 1 disables",
+        "classification: a model predicting one class for more than this share of the test images (and more than the "
+        "labels' largest class) fails as collapsed; 1 disables",
+    )
+    qat: bool = opt(
+        True,
+        "with the student's tflite_int8: also the QAT student's int8 file (student_qat_int8.tflite) when the run has student_qat.pt; false leaves it out",
     )
     allow_parity_failure: bool = opt(False, "write the bundle and exit 0 even when a format is out of bounds")
     threads: int | None = opt(None, "threads for the parity runs; None: all cores")
@@ -272,7 +369,8 @@ class DeployConfig:
 class LogConfig:
     tensorboard: bool = opt(
         False,
-        "also write per-epoch losses (and KD parts), accuracies and lr as TensorBoard scalars to RUN/tensorboard/ (pip install 'edgekd[tensorboard]'); metrics.jsonl stays the record",
+        "also write per-epoch losses (and KD parts), accuracies and lr as TensorBoard scalars to RUN/tensorboard/ "
+        "(pip install 'edgekd[tensorboard]'); metrics.jsonl stays the record",
     )
 
 
@@ -416,19 +514,57 @@ def non_plain(value: Any, where: str = "") -> str | None:
     return f"{where}: a {type(value).__name__} is not a plain value (string, number, true/false, null, list or mapping)"
 
 
-def _unknown_key(key: str, known: Sequence[str], prefix: str) -> ConfigError:
-    hint = did_you_mean(key, known, prefix)
+def _unknown_key(key: str, known: Sequence[str], prefix: str, also: Sequence[str] = ()) -> ConfigError:
+    """``also``: deeper keys worth suggesting that are not this section's own (not listed as valid)."""
+    hint = did_you_mean(key, [*known, *also], prefix)
     return ConfigError(f"config: unknown key '{prefix}{key}'{hint} (valid: {', '.join(known)})")
+
+
+def _move_flat_distill_keys(data: Mapping[str, Any], prefix: str) -> dict[str, Any]:
+    """``distill`` with its pre-section flat keys (``hint_layer``) moved to their sections
+    (``fitnets.hint_layer``), and one note on stderr naming them. The same key given both ways with
+    different values is an error: which one was meant cannot be told."""
+    moved = [k for k in data if k in MOVED_DISTILL_KEYS]
+    if not moved:
+        return dict(data)
+    out = {k: v for k, v in data.items() if k not in MOVED_DISTILL_KEYS}
+    for key in moved:
+        section, name = MOVED_DISTILL_KEYS[key].split(".")
+        node = out.get(section)
+        if node is None:
+            node = {}
+        elif not isinstance(node, Mapping):
+            raise ConfigError(f"config: {prefix}{section} must be a mapping of keys, got {node!r}")
+        node = dict(node)
+        if name in node and node[name] != data[key]:
+            raise ConfigError(
+                f"config: {prefix}{key} (the old name of {prefix}{section}.{name}) and {prefix}{section}.{name} "
+                "are both given, with different values: keep only the new one"
+            )
+        node[name] = data[key]
+        out[section] = node
+    from edgekd.ui import log
+
+    # an old run folder's config.yaml holds every flat key: name a few, count the rest
+    shown = ", ".join(f"{prefix}{k} → {prefix}{MOVED_DISTILL_KEYS[k]}" for k in moved[:3])
+    more = f" and {len(moved) - 3} more" if len(moved) > 3 else ""
+    log(f"note: old flat keys moved to their method's section: {shown}{more} (the old names still load)")
+    return out
 
 
 def from_dict(cls: type, data: Mapping[str, Any], prefix: str = "") -> Any:
     """Build dataclass ``cls`` from a (possibly partial) mapping, validating every key."""
     hints = get_type_hints(cls)
     names = [f.name for f in dataclasses.fields(cls)]
+    deeper: list[str] = []
+    if cls is DistillConfig:
+        data = _move_flat_distill_keys(data, prefix)
+        # a misspelt old flat key is matched against the sections' keys: 'hint_layr' → 'distill.fitnets.hint_layer'
+        deeper = [f"{section}.{f.name}" for section, sc in METHOD_SECTIONS.items() for f in dataclasses.fields(sc)]
     kwargs = {}
     for key, value in data.items():
         if key not in hints:
-            raise _unknown_key(str(key), names, prefix)
+            raise _unknown_key(str(key), names, prefix, deeper)
         kwargs[key] = _coerce(value, hints[key], f"{prefix}{key}")
     return cls(**kwargs)
 
@@ -540,7 +676,8 @@ def _drop_stale_kwargs(tree: dict[str, Any], parsed: list[tuple[list[str], Any]]
         kwargs_given = any(k[:2] == [stage, "kwargs"] for k, _ in parsed)
         if new_arch and new_arch[-1] != section.get("arch") and not kwargs_given:
             log(
-                f"note: {stage}.arch changed to {new_arch[-1]!r}: dropping {stage}.kwargs {section['kwargs']!r}, written for {section.get('arch')!r} (give --set {stage}.kwargs=... to keep some)"
+                f"note: {stage}.arch changed to {new_arch[-1]!r}: dropping {stage}.kwargs {section['kwargs']!r}, "
+                f"written for {section.get('arch')!r} (give --set {stage}.kwargs=... to keep some)"
             )
             section = tree[stage] = dict(section)
             del section["kwargs"]
@@ -566,13 +703,10 @@ def _check_stats(s: StageConfig, stage: str) -> None:
         raise ConfigError(f"config: {stage}.mean and {stage}.std go together (give both, one value per input channel)")
     if s.mean is None:
         return
-    if stage != "teacher":
+    if stage == "teacher" and s.checkpoint is None:
         raise ConfigError(
-            f"config: {stage}.mean/{stage}.std: only a loaded teacher (teacher.checkpoint) has statistics of its own; the student learns with the data's"
-        )
-    if s.checkpoint is None:
-        raise ConfigError(
-            "config: teacher.mean/teacher.std describe a loaded teacher: give teacher.checkpoint too (a teacher trained here uses the data's statistics)"
+            "config: teacher.mean/teacher.std describe a loaded teacher: give teacher.checkpoint too (a teacher "
+            "trained here uses the data's statistics)"
         )
     if len(s.mean) != len(s.std) or not s.mean:
         raise ConfigError(
@@ -580,7 +714,8 @@ def _check_stats(s: StageConfig, stage: str) -> None:
         )
     if not all(0.0 <= m <= 1.0 for m in s.mean):
         raise ConfigError(
-            f"config: {stage}.mean values are on the 0-1 pixel scale (ImageNet: [0.485, 0.456, 0.406]), got {list(s.mean)}"
+            f"config: {stage}.mean values are on the 0-1 pixel scale (ImageNet: [0.485, 0.456, 0.406]), got "
+            f"{list(s.mean)}"
         )
     if not all(0.0 < v <= 1.0 for v in s.std):
         raise ConfigError(
@@ -607,7 +742,7 @@ def validate(config: Config) -> None:
             raise ConfigError(f"config: {stage}.label_smoothing must be in [0, 1)")
         _check_stats(s, stage)
     dc = config.distill
-    if config.teacher.epochs == 0 and config.teacher.checkpoint is None and not dc.teacher_checkpoints:
+    if config.teacher.epochs == 0 and config.teacher.checkpoint is None and not dc.ensemble.teacher_checkpoints:
         raise ConfigError("config: teacher.epochs is 0 and no teacher.checkpoint is given: nothing to teach with")
     if config.student.epochs < 1:
         raise ConfigError("config: student.epochs must be at least 1")
@@ -616,7 +751,8 @@ def validate(config: Config) -> None:
         raise ConfigError(f"config: export.opset must be 17 or newer, got {e.opset}")
     if e.calibration_method != "minmax" and e.backend != "litert_torch":
         raise ConfigError(
-            f"config: export.calibration_method={e.calibration_method} needs export.backend=litert_torch (onnx2tf calibrates min-max)"
+            f"config: export.calibration_method={e.calibration_method} needs export.backend=litert_torch (onnx2tf "
+            "calibrates min-max)"
         )
     if e.calibration_samples < 1 or e.eval_samples < 1:
         raise ConfigError("config: export.calibration_samples and export.eval_samples must be at least 1")
@@ -632,21 +768,24 @@ def validate(config: Config) -> None:
         raise ConfigError("config: distill.temperature must be positive")
     if not 0.0 <= config.distill.alpha <= 1.0:
         raise ConfigError("config: distill.alpha must be in [0, 1]")
-    if dc.hint_epochs < 0 or dc.finetune_epochs < 0:
-        raise ConfigError("config: distill.hint_epochs and distill.finetune_epochs must be 0 or more")
-    if min(dc.dkd_alpha, dc.dkd_beta, dc.dist_beta, dc.dist_gamma) < 0:
-        raise ConfigError("config: distill.dkd_alpha, dkd_beta, dist_beta and dist_gamma must be 0 or more")
-    if dc.hint_weight < 0:
-        raise ConfigError("config: distill.hint_weight must be 0 or more")
-    if dc.finetune_lr is not None and dc.finetune_lr <= 0:
-        raise ConfigError("config: distill.finetune_lr must be positive")
-    if dc.teachers and dc.teacher_seeds and len(dc.teachers) != len(dc.teacher_seeds):
+    if dc.fitnets.hint_epochs < 0 or dc.domain.finetune_epochs < 0:
+        raise ConfigError("config: distill.fitnets.hint_epochs and distill.domain.finetune_epochs must be 0 or more")
+    if min(dc.dkd.alpha, dc.dkd.beta, dc.dist.beta, dc.dist.gamma) < 0:
+        raise ConfigError("config: distill.dkd.alpha, dkd.beta, dist.beta and dist.gamma must be 0 or more")
+    if dc.fitnets.hint_weight < 0:
+        raise ConfigError("config: distill.fitnets.hint_weight must be 0 or more")
+    if dc.domain.finetune_lr is not None and dc.domain.finetune_lr <= 0:
+        raise ConfigError("config: distill.domain.finetune_lr must be positive")
+    ens = dc.ensemble
+    if ens.teachers and ens.teacher_seeds and len(ens.teachers) != len(ens.teacher_seeds):
         raise ConfigError(
-            f"config: distill.teachers has {len(dc.teachers)} entries and distill.teacher_seeds {len(dc.teacher_seeds)}; give one seed per member"
+            f"config: distill.ensemble.teachers has {len(ens.teachers)} entries and distill.ensemble.teacher_seeds "
+            f"{len(ens.teacher_seeds)}; give one seed per member"
         )
-    if dc.teacher_checkpoints and (dc.teachers or dc.teacher_seeds):
+    if ens.teacher_checkpoints and (ens.teachers or ens.teacher_seeds):
         raise ConfigError(
-            "config: distill.teacher_checkpoints loads the ensemble; leave distill.teachers and distill.teacher_seeds empty"
+            "config: distill.ensemble.teacher_checkpoints loads the ensemble; leave distill.ensemble.teachers and "
+            "distill.ensemble.teacher_seeds empty"
         )
     q = dc.qat
     if (
@@ -656,7 +795,8 @@ def validate(config: Config) -> None:
         or (q.observer_epochs is not None and q.observer_epochs < 1)
     ):
         raise ConfigError(
-            "config: distill.qat: epochs must be 0 or more, lr positive, calibration_batches and observer_epochs at least 1"
+            "config: distill.qat: epochs must be 0 or more, lr positive, calibration_batches and observer_epochs at "
+            "least 1"
         )
     if config.source is not None:
         validate_data(config.source, "source")
@@ -684,6 +824,8 @@ def validate_data(d: DataConfig, section: str) -> None:
         raise ConfigError(f"config: {section}.train_limit must be at least 1 (or null for all)")
     if d.views is not None and d.views < 1:
         raise ConfigError(f"config: {section}.views must be at least 1 (or null)")
+    if d.view_seed is not None and d.view_seed < 0:
+        raise ConfigError(f"config: {section}.view_seed must be 0 or more (or null for the run's seed)")
     if d.workers < 0:
         raise ConfigError(f"config: {section}.workers must be 0 or more")
 
@@ -726,4 +868,4 @@ def named_archs(config: Config) -> frozenset[str]:
     the user wrote these, so a checkpoint naming one of them may be rebuilt with it, even a
     ``module:factory`` one (a name written only inside a file never is)."""
     d = config.distill
-    return frozenset({config.teacher.arch, config.student.arch, *d.assistants, *d.teachers})
+    return frozenset({config.teacher.arch, config.student.arch, *d.takd.assistants, *d.ensemble.teachers})

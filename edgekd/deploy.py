@@ -106,7 +106,8 @@ class _Remote:
             return run_bounded(argv, limit)
         except subprocess.TimeoutExpired:
             raise DeployError(
-                f"{what} on {self.host} gave no result within {limit:g} s and was stopped (is the host up and the network alive? "
+                f"{what} on {self.host} gave no result within {limit:g} s and was stopped (is the host up and the "
+                "network alive? "
                 f"raise the limit with {key})"
             ) from None
 
@@ -152,7 +153,8 @@ class _Remote:
         )
         if proc.returncode != 0:
             raise DeployError(
-                f"copying {', '.join(s.name for s in sources)} to {self.host}:{dest} with {transport} failed: {_last_line(proc)}"
+                f"copying {', '.join(s.name for s in sources)} to {self.host}:{dest} with {transport} failed: "
+                f"{_last_line(proc)}"
             )
 
     def copy_from(self, remote: str, local: Path, transport: str) -> None:
@@ -268,7 +270,8 @@ def deploy(
     name = bundle.resolve().name
 
     probe = remote.run(
-        f"mkdir -p {shlex.quote(base)}/bundles/{shlex.quote(name)} {shlex.quote(base)}/src/deploy && cd {shlex.quote(base)} && pwd && (command -v rsync || true)",
+        f"mkdir -p {shlex.quote(base)}/bundles/{shlex.quote(name)} {shlex.quote(base)}/src/deploy && cd "
+        f"{shlex.quote(base)} && pwd && (command -v rsync || true)",
         "connecting",
     )
     lines = probe.stdout.strip().splitlines()
@@ -278,7 +281,8 @@ def deploy(
     log(f"deploy: {bundle} → {host}:{remote_bundle} ({transport})")
     if transport == "scp":  # scp cannot delete: start from empty folders so no stale file stays
         remote.run(
-            f"rm -rf {shlex.quote(remote_bundle)} {shlex.quote(remote_src)} && mkdir -p {shlex.quote(remote_bundle)} {shlex.quote(remote_src)}/deploy",
+            f"rm -rf {shlex.quote(remote_bundle)} {shlex.quote(remote_src)} && mkdir -p {shlex.quote(remote_bundle)} "
+            f"{shlex.quote(remote_src)}/deploy",
             "clearing the old copy",
         )
     parts = sorted(p for p in bundle.iterdir() if p.name not in REPORT_DIRS and not p.name.startswith("."))
@@ -294,7 +298,8 @@ def deploy(
     if check.returncode != 0:
         if remote_python is not None:
             raise DeployError(
-                f"{remote_python} on {host} cannot run the bench ({_last_line(check)}); install numpy and ai-edge-litert there, or leave out --remote-python to let deploy make a venv"
+                f"{remote_python} on {host} cannot run the bench ({_last_line(check)}); install numpy and "
+                "ai-edge-litert there, or leave out --remote-python to let deploy make a venv"
             )
         log(f"deploy: installing the Pi side on {host} (deploy/rpi/install.sh: venv with numpy + ai-edge-litert)")
         remote.run(
@@ -349,6 +354,11 @@ def deploy(
             raise DeployError(f"the remote bench on {host} failed: {_last_line(proc)}") from None
         raise
     result.bench_json = local / "bench.json"
-    result.report = json.loads(result.bench_json.read_text())
+    from edgekd.benchmark.row import check_schema
+
+    try:  # the Pi ran the edgekd deployed with the bundle: another layout means a stale remote copy
+        result.report = check_schema(json.loads(result.bench_json.read_text()), f"{host}'s bench report")
+    except ValueError as exc:
+        raise DeployError(str(exc)) from None
     log(f"deploy: {host} bench report in {local}")
     return result

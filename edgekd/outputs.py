@@ -105,7 +105,8 @@ def check_report_dir(path: str | Path, flag: str, what: str, inside: str | Path 
                 break
             if p.is_symlink():
                 raise OutputError(
-                    f"{flag} {path}: {p} is a symbolic link; edgekd does not write through links in a bundle (remove it, or pass another {flag})"
+                    f"{flag} {path}: {p} is a symbolic link; edgekd does not write through links in a bundle (remove "
+                    f"it, or pass another {flag})"
                 )
     if (path.exists() or path.is_symlink()) and not path.is_dir():
         raise OutputError(

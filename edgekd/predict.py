@@ -112,7 +112,10 @@ class Predictor:
         self.resize_filter = str(prep.get("resize", "bilinear"))
 
     def __repr__(self) -> str:
-        return f"Predictor({str(self.bundle)!r}, file={self.file!r}, input={self.height}x{self.width}x{self.channels}, task={self.task.name})"
+        return (
+            f"Predictor({str(self.bundle)!r}, file={self.file!r}, input={self.height}x{self.width}x{self.channels}, "
+            f"task={self.task.name})"
+        )
 
     # -- preprocessing ------------------------------------------------------------------------
 
@@ -321,7 +324,8 @@ def predict(
     masks: str | Path | None = None,
 ) -> PredictReport:
     """``edgekd predict``: run a bundle's model (``artifacts``; None: the newest under ``artifacts/``)
-    on image files; print a table, optionally write JSON, and for segmentation one ``<stem>_mask.png`` per image (0/255, at the image's own size)
+    on image files; print a table, optionally write JSON, and for segmentation one ``<stem>_mask.png``
+    per image (0/255, at the image's own size)
     in ``masks`` (default ``masks/``). Unreadable images are reported in ``failed``; the others run."""
     from edgekd.atomic import write_json
     from edgekd.ui import print_table

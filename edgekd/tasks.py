@@ -71,7 +71,8 @@ class Task:
         want = [1, *self.output_shape(num_classes, image_size)]
         if list(shape) != want:
             raise TaskError(
-                f"model {arch!r} outputs shape {tuple(shape)}; {self.name} on this data needs {tuple(want)}{self.model_hint}"
+                f"model {arch!r} outputs shape {tuple(shape)}; {self.name} on this data needs "
+                f"{tuple(want)}{self.model_hint}"
             )
 
     model_hint: ClassVar[str] = ""
@@ -163,7 +164,7 @@ class Task:
         return -1
 
     def row_fields(self, scores: dict[str, float]) -> dict[str, float]:
-        """Fields a bench row adds beside ``accuracy`` (which holds the headline metric)."""
+        """Fields a bench row adds beside ``accuracy_frac`` (which holds the headline metric)."""
         return {}
 
 
@@ -297,8 +298,10 @@ class Classification(Task):
         if share <= max(bounds.max_class_share, label_share):
             return []
         return [
-            f"COLLAPSED: class {metrics['top_class']} for {100 * share:.1f}% of the {metrics['n']} images (the labels' largest "
-            f"class is {100 * label_share:.1f}%; bound {100 * bounds.max_class_share:g}%): agreement with PyTorch proves nothing"
+            f"COLLAPSED: class {metrics['top_class']} for {100 * share:.1f}% of the {metrics['n']} images (the labels' "
+            "largest "
+            f"class is {100 * label_share:.1f}%; bound {100 * bounds.max_class_share:g}%): agreement with PyTorch "
+            "proves nothing"
         ]
 
     def parity_cells(self, m):
@@ -446,15 +449,17 @@ class Segmentation(Task):
         want = tuple(images.shape[:3])  # (N, H, W)
         if targets.ndim != 3 or tuple(targets.shape) != want:
             raise TaskError(
-                f"eval masks have shape {list(targets.shape)}, the images {list(images.shape)}: expected masks of {list(want)} (N×H×W)"
+                f"eval masks have shape {list(targets.shape)}, the images {list(images.shape)}: expected masks of "
+                f"{list(want)} (N×H×W)"
             )
         if targets.dtype != np.uint8 or (len(targets) and targets.max() > 1):
             raise TaskError(
-                f"eval masks must be uint8 0/1 (1 = foreground), got {targets.dtype} up to {targets.max() if len(targets) else 0}"
+                f"eval masks must be uint8 0/1 (1 = foreground), got {targets.dtype} up to "
+                f"{targets.max() if len(targets) else 0}"
             )
 
     def row_fields(self, scores):
-        return {"miou": scores["iou"], "fg_iou": scores["fg_iou"], "pixel_accuracy": scores["acc"]}
+        return {"miou_frac": scores["iou"], "fg_iou_frac": scores["fg_iou"], "pixel_accuracy_frac": scores["acc"]}
 
     def check_outputs(self, outputs, targets, num_classes):
         per_image, want = outputs[0].size if len(outputs) else 0, targets[0].size * num_classes if len(targets) else 0

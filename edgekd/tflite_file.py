@@ -292,7 +292,8 @@ def with_op_version(data: bytes, model: TfliteModel, op: str, version: int) -> b
         if name == op:
             if pos is None:
                 raise TfliteFileError(
-                    f"{model.path.name}: the version of {op} is not stored in the file (default 1); cannot patch it in place"
+                    f"{model.path.name}: the version of {op} is not stored in the file (default 1); cannot patch it in "
+                    "place"
                 )
             struct.pack_into("<i", out, pos, version)
             found = True

@@ -88,7 +88,8 @@ def test_int8_outputs_on_arm64_match_x86(emu: str, tiny_bundle: Path, tmp_path: 
     labels = np.load(images)["labels"]
     acc_arm, acc_x86 = float((arm.argmax(1) == labels).mean()), float((x86.argmax(1) == labels).mean())
     print(
-        f"\n{bundle.name}: student_int8 on {len(labels)} eval images: max |ARM − x86| = {diff} int8 steps; accuracy ARM {acc_arm:.4f}, x86 {acc_x86:.4f}"
+        f"\n{bundle.name}: student_int8 on {len(labels)} eval images: max |ARM − x86| = {diff} int8 steps; accuracy "
+        f"ARM {acc_arm:.4f}, x86 {acc_x86:.4f}"
     )
     assert diff <= 1, f"int8 outputs differ by {diff} quantization steps"
     assert acc_arm == acc_x86
@@ -146,15 +147,15 @@ def test_pi_bench_path_under_emulation(emu: str, tiny_bundle: Path, tmp_path: Pa
         warmup=1,
         out=tmp_path / "x86",
     )
-    expected = {(r["model"], r["format"], r["threads"]): r["accuracy"] for r in x86.results}
+    expected = {(r["model"], r["format"], r["threads"]): r["accuracy_frac"] for r in x86.results}
     got = {(r["model"], r["format"], r["threads"]): r for r in arm["results"]}
     assert set(got) == set(expected) and {k[2] for k in got} == {1, 4}
     for key, row in got.items():
         assert row["status"] == "ok", row
         assert (
-            row["latency_ms"] is None and row["throughput"] is None and row["emulated_ms"]["p50"] > 0
+            row["p50_us"] is None and row["throughput_per_s"] is None and row["emulated"]["p50_us"] > 0
         )  # never a latency
-        assert row["accuracy"] == expected[key], key
+        assert row["accuracy_frac"] == expected[key], key
 
 
 # the Predictor of an app on the Pi (edgekd.predict), on every eval image given as an array: the

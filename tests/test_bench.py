@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO, reseal
 from edgekd.benchmark import BenchError, bench, latest_bundle
 from edgekd.benchmark.report import pareto_front
+from edgekd.benchmark.row import check_schema
 from edgekd.benchmark.stats import is_noisy, latency_stats
 from edgekd.bundle import MANIFEST, BundleError, verify_bundle
 from edgekd.cli import main
@@ -34,15 +35,15 @@ ROW_KEYS = {
     "model",
     "format",
     "status",
-    "latency_ms",
-    "accuracy",
+    "p50_us",
+    "accuracy_frac",
     "size_bytes",
-    "peak_rss_mb",
+    "peak_rss_bytes",
     "macs",
     "gmacs_per_s",
     "threads",
 }
-LATENCY_KEYS = {"min", "p50", "p90", "p99", "mean", "std"}
+LATENCY_KEYS = {"min_us", "p50_us", "p90_us", "p99_us", "mean_us", "std_us"}
 FAST = {"runs": 5, "warmup": 1, "threads": 1}  # functionality, not timing: the suite shares 2 cores
 
 
@@ -86,26 +87,27 @@ def test_every_model_benched_with_the_json_schema(report, bundle: Path, bench_js
     rows = _rows(report)
     assert set(rows) == ROWS
     data = json.loads(bench_json.read_text())
+    assert data["schema"] == 3 and check_schema(data, "bench.json") is data
     assert data == json.loads((bundle / "bench" / "cpu" / "bench.json").read_text())  # one report folder per device
     assert {"cpu", "cores", "usable_cores", "governor", "os", "python", "packages"} <= set(data["host"])
     assert data["host"]["packages"]["ai-edge-litert"]
     for r in data["results"]:
         assert ROW_KEYS <= set(r), ROW_KEYS - set(r)
         assert r["status"] == "ok", r
-        lat = r["latency_ms"]
-        assert set(lat) == LATENCY_KEYS
-        assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] and lat["std"] >= 0
-        assert 0.0 <= r["accuracy"] <= 1.0 and r["accuracy_n"] == manifest["eval"]["count"]
+        assert LATENCY_KEYS <= set(r) and not {"latency_ms", "accuracy", "throughput", "peak_rss_mb"} & set(r)
+        assert 0 < r["min_us"] <= r["p50_us"] <= r["p90_us"] <= r["p99_us"] and r["std_us"] >= 0
+        assert 0.0 <= r["accuracy_frac"] <= 1.0 and r["accuracy_images"] == manifest["eval"]["count"]
         assert r["size_bytes"] == (bundle / r["file"]).stat().st_size
         assert r["macs"] == manifest["roles"][r["model"]]["macs"]
-        assert r["gmacs_per_s"] == pytest.approx(r["macs"] / (lat["p50"] / 1e3) / 1e9)
-        assert r["throughput"] == pytest.approx(1e3 / lat["mean"])
-        assert r["threads"] == 1 and r["peak_rss_mb"] > 0 and isinstance(r["noisy"], bool)
+        assert r["gmacs_per_s"] == pytest.approx(r["macs"] / (r["p50_us"] / 1e6) / 1e9)
+        assert r["throughput_per_s"] == pytest.approx(1e6 / r["mean_us"])
+        assert r["threads"] == 1 and isinstance(r["noisy"], bool)
+        assert isinstance(r["peak_rss_bytes"], int) and r["peak_rss_bytes"] > r["base_rss_bytes"] > 1 << 20
     headline = data["comparisons"][0]
     assert (headline["student"], headline["teacher"], headline["headline"]) == ("tflite_int8", "tflite_fp32", True)
     s, t = rows["student", "tflite_int8"], rows["teacher", "tflite_fp32"]
-    assert headline["speedup"] == pytest.approx(t["latency_ms"]["p50"] / s["latency_ms"]["p50"])
-    assert headline["accuracy_delta"] == pytest.approx(s["accuracy"] - t["accuracy"])
+    assert headline["speedup"] == pytest.approx(t["p50_us"] / s["p50_us"])
+    assert headline["accuracy_delta_frac"] == pytest.approx(s["accuracy_frac"] - t["accuracy_frac"])
 
 
 def test_report_files_and_bundle_still_verifies(report, bundle: Path) -> None:
@@ -126,7 +128,7 @@ def test_accuracy_matches_an_independent_evaluation(report, bundle: Path) -> Non
         images, labels = data["images"], data["labels"]
     for fmt, name in (("tflite_int8", "student_int8.tflite"), ("onnx", "student.onnx")):
         expected = float((open_runner(bundle / name, threads=1).predict(images).argmax(1) == labels).mean())
-        assert _rows(report)["student", fmt]["accuracy"] == expected
+        assert _rows(report)["student", fmt]["accuracy_frac"] == expected
 
 
 def test_peak_memory_is_per_model_not_cumulative(report) -> None:
@@ -134,7 +136,7 @@ def test_peak_memory_is_per_model_not_cumulative(report) -> None:
     their peak memory must be their own process's, far below a process that imported torch."""
     rows = _rows(report)
     for model in ("student", "teacher"):
-        assert rows[model, "tflite_fp32"]["peak_rss_mb"] < 0.5 * rows[model, "pytorch"]["peak_rss_mb"]
+        assert rows[model, "tflite_fp32"]["peak_rss_bytes"] < 0.5 * rows[model, "pytorch"]["peak_rss_bytes"]
         assert rows[model, "tflite_fp32"]["rss_source"] == "VmHWM"
 
 
@@ -161,7 +163,7 @@ def test_missing_runtime_is_a_skipped_row(bundle: Path, tmp_path: Path, monkeypa
     assert set(rows) == {("student", "onnx"), ("student", "tflite_int8")}
     skipped = rows["student", "onnx"]
     assert skipped["status"] == "skipped" and "onnxruntime is not installed" in skipped["reason"]
-    assert skipped["latency_ms"] is None and skipped["accuracy"] is None and skipped["size_bytes"] > 0
+    assert skipped["p50_us"] is None and skipped["accuracy_frac"] is None and skipped["size_bytes"] > 0
     assert rows["student", "tflite_int8"]["status"] == "ok"
 
 
@@ -206,13 +208,14 @@ def test_full_test_split_accuracy(report, bundle: Path, tmp_path: Path) -> None:
     )
     row = result.results[0]
     assert (
-        result.settings["eval"] == "the full test split" and result.settings["eval_count"] == row["accuracy_n"] == 359
+        result.settings["eval"] == "the full test split"
+        and result.settings["eval_count"] == row["accuracy_images"] == 359
     )
-    assert row["accuracy"] == _rows(report)["student", "tflite_int8"]["accuracy"]
+    assert row["accuracy_frac"] == _rows(report)["student", "tflite_int8"]["accuracy_frac"]
 
 
 def test_min_accuracy_gate_exit_code(report, bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    accuracy = _rows(report)["student", "tflite_int8"]["accuracy"]
+    accuracy = _rows(report)["student", "tflite_int8"]["accuracy_frac"]
     assert accuracy < 1.0  # a one-epoch student; otherwise no floor could be above it
     args = [
         "bench",
@@ -264,9 +267,9 @@ def test_latest_bundle(tmp_path: Path) -> None:
 def test_latency_stats_and_noise_flag() -> None:
     stats = latency_stats([1_000_000] * 9 + [2_000_000])  # ns: nine 1 ms runs, one 2 ms
     assert (
-        stats["min"] == stats["p50"] == 1.0
-        and stats["p90"] == pytest.approx(1.1)
-        and stats["mean"] == pytest.approx(1.1)
+        stats["min_us"] == stats["p50_us"] == 1000.0
+        and stats["p90_us"] == pytest.approx(1100.0)
+        and stats["mean_us"] == pytest.approx(1100.0)
     )
     assert not is_noisy(latency_stats([1_000_000, 1_010_000, 1_020_000, 990_000]))
     assert is_noisy(latency_stats([1_000_000] * 5 + [3_000_000] * 5))  # p90 far above p50
@@ -274,7 +277,7 @@ def test_latency_stats_and_noise_flag() -> None:
 
 def test_pareto_front() -> None:
     def row(name: str, p50: float, acc: float, status: str = "ok") -> dict:
-        return {"model": name, "format": "x", "status": status, "latency_ms": {"p50": p50}, "accuracy": acc}
+        return {"model": name, "format": "x", "status": status, "p50_us": p50, "accuracy_frac": acc}
 
     rows = [
         row("slow-good", 10, 0.99),
@@ -321,7 +324,7 @@ def test_tflite_path_without_torch_tensorflow_onnxruntime(bundle: Path, tmp_path
     assert {(m, f) for m, f, _ in rows} == ROWS
     for (_model, fmt, _n), r in rows.items():
         if fmt.startswith("tflite"):
-            assert r["status"] == "ok" and r["latency_ms"]["p50"] > 0, r
+            assert r["status"] == "ok" and r["p50_us"] > 0, r
         elif device == "cpu":
             assert r["status"] == "skipped", r
             assert ("torch is not installed" if fmt == "pytorch" else "onnxruntime is not installed") in r["reason"]
@@ -344,7 +347,8 @@ def test_bench_modules_import_nothing_heavy() -> None:
 
     loaded = imported_after(
         "import edgekd.benchmark, edgekd.benchmark.worker, edgekd.benchmark.plot, edgekd.benchmark.pi, edgekd.cli, "
-        "edgekd.deploy, edgekd.tflite_file, edgekd.mcu.estimate, edgekd.benchmark.mcu_worker, edgekd.runtimes.tflm_runner, "
+        "edgekd.deploy, edgekd.tflite_file, edgekd.mcu.estimate, edgekd.benchmark.mcu_worker, "
+        "edgekd.runtimes.tflm_runner, "
         "edgekd.formats, edgekd.predict; edgekd.bench; edgekd.deploy; edgekd.Predictor"
     )
     assert not loaded & {*HEAVY, "rich"}, loaded & {*HEAVY, "rich"}

@@ -63,11 +63,11 @@ def test_parity_failure_is_carried_into_bench_rows(copy: Path) -> None:
 
 
 def _row(fmt: str, p50: float, file: str) -> dict:
-    return {"model": "student", "format": fmt, "threads": 1, "status": "ok", "latency_ms": {"p50": p50}, "file": file}
+    return {"model": "student", "format": fmt, "threads": 1, "status": "ok", "p50_us": p50, "file": file}
 
 
 def test_int8_slower_than_fp32_is_flagged(tiny_bundle: Path) -> None:
-    rows = [_row("tflite_fp32", 0.220, "student_fp32.tflite"), _row("tflite_int8", 0.375, "student_int8.tflite")]
+    rows = [_row("tflite_fp32", 220.0, "student_fp32.tflite"), _row("tflite_int8", 375.0, "student_int8.tflite")]
     notes = int8_slower_notes(rows, {"student_int8.tflite": tiny_bundle / "student_int8.tflite"})
     assert rows[1]["int8_slower"] is True and "int8_slower" not in rows[0]
     assert "INT8 SLOWER" in status_text(rows[1]) and "INT8 SLOWER" not in status_text(rows[0])
@@ -80,7 +80,7 @@ def test_int8_slower_than_fp32_is_flagged(tiny_bundle: Path) -> None:
     assert (
         f"ops the runtime does not accelerate in int8: {', '.join(ops)}" if ops else "every op is delegated"
     ) in notes[0]
-    faster = [_row("tflite_fp32", 0.3, "student_fp32.tflite"), _row("tflite_int8", 0.1, "student_int8.tflite")]
+    faster = [_row("tflite_fp32", 300.0, "student_fp32.tflite"), _row("tflite_int8", 100.0, "student_int8.tflite")]
     assert int8_slower_notes(faster) == [] and "int8_slower" not in faster[1]
 
 

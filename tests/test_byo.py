@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -95,7 +96,9 @@ FACTORY = """
 from torch import nn
 
 def build(num_classes, in_channels):
-    return nn.Sequential(nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes))
+    return nn.Sequential(
+        nn.Conv2d(in_channels, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, num_classes)
+    )
 """
 
 
@@ -281,6 +284,187 @@ def test_state_dict_teacher_with_its_own_mean_std(tmp_path: Path) -> None:
         load_config(None, ["teacher.mean=[128]", "teacher.std=[0.2]", f"teacher.checkpoint={weights}"])
     with pytest.raises(EdgekdError, match="give teacher.checkpoint too"):
         load_config(None, ["teacher.mean=[0.5]", "teacher.std=[0.2]"])
+
+
+def test_student_with_its_own_mean_std_trains_exports_and_predicts(tmp_path: Path) -> None:
+    """student.mean/std (here 0.5/0.5, not the digits' own): the student and its baseline learn
+    from batches normalized with them (the teacher, trained here with the data's, is fed its own),
+    the checkpoint and the bundle record them, every exported file folds them in (parity passes)
+    and the Predictor on the bundle gives the PyTorch student's classes, computed here with the
+    configured statistics by hand, on every eval image."""
+    import numpy as np
+
+    from edgekd.checkpoint import load_model
+    from edgekd.exporters.export import export
+    from edgekd.predict import Predictor
+
+    run = tmp_path / "r"
+    over = {
+        **FAST,
+        "teacher.epochs": 3,
+        "student.epochs": 6,
+        "student.lr": 0.2,
+        "distill.baseline": "true",
+        "student.mean": "[0.5]",
+        "student.std": "[0.5]",
+    }
+    summary = distill(out=run, set=tiny_overrides(**over))
+    assert summary["data"]["mean"] != [0.5]  # the data's own statistics, the teacher's
+    assert load_checkpoint(run / "teacher.pt")["data"]["mean"] == summary["data"]["mean"]
+    for role in ("student", "baseline"):
+        own = load_checkpoint(run / f"{role}.pt")["data"]
+        assert own["mean"] == [0.5] and own["std"] == [0.5], role
+    student, _ = load_model(run / "student.pt")
+
+    def by_hand(images_nhwc: np.ndarray) -> np.ndarray:
+        x = torch.from_numpy(images_nhwc.transpose(0, 3, 1, 2).copy()).float() / 255.0
+        with torch.no_grad():
+            return student((x - 0.5) / 0.5).argmax(1).numpy()
+
+    from edgekd.config import load_config
+    from edgekd.data import load_dataset
+
+    data = load_dataset(load_config(run / "config.yaml").data)
+    test_acc = float((by_hand(data.test.images.transpose(0, 2, 3, 1)) == data.test.labels).mean())
+    assert round(test_acc, 6) == summary["student"]["test_acc"]  # trained and evaluated on its own statistics
+
+    bundle = tmp_path / "bundle"
+    # the int8 file of this 438-parameter student may miss the 99 % agreement bound (as in the shared
+    # tiny bundle); the exact formats' bound (max |Δlogit|) is what a wrong normalization breaks
+    manifest = export(
+        run=run,
+        out=bundle,
+        set=["export.formats=[pytorch, onnx, tflite_fp32, tflite_int8]"],
+        allow_parity_failure=True,
+    )
+    exact = [n for n, m in manifest["metrics"].items() if m["format"] != "tflite_int8"]
+    assert len(exact) == 6 and all(manifest["metrics"][n]["ok"] for n in exact), manifest["metrics"]
+    assert manifest["preprocessing"]["mean"] == [0.5] and manifest["preprocessing"]["std"] == [0.5]
+    assert manifest["roles"]["student"]["normalization"] == {"mean": [0.5], "std": [0.5]}
+    assert manifest["roles"]["teacher"]["normalization"]["mean"] == summary["data"]["mean"]
+    for name, entry in manifest["models"].items():
+        if entry["role"] == "student":
+            assert entry["input"]["mean"] == [0.5] and entry["input"]["std"] == [0.5], name
+    with np.load(bundle / "eval.npz") as ev:
+        images = ev["images"]
+    expected = by_hand(images)
+    for fmt in ("onnx", "tflite_fp32"):
+        p = Predictor(bundle, format=fmt)
+        got = np.array([p.labels.index(p.predict(img).label) for img in images])
+        assert (got == expected).all(), f"{fmt}: {int((got != expected).sum())} of {len(got)} images differ"
+    p = Predictor(bundle)  # int8: the same classes up to quantization (the data's statistics folded: about half)
+    got = np.array([p.labels.index(p.predict(img).label) for img in images])
+    assert (got == expected).mean() >= 0.9, f"int8 agrees on {(got == expected).mean():.1%}"
+
+
+def test_student_statistics_reach_the_teacher_re_normalized() -> None:
+    """The teacher of a student with statistics of its own sees exactly what it saw before."""
+    from edgekd.config import load_config
+    from edgekd.data import load_dataset
+    from edgekd.train.student_stage import StudentStages
+
+    cfg = load_config(None, ["data.name=digits", "student.mean=[0.5]", "student.std=[0.25]"])
+    data = load_dataset(cfg.data)
+    torch.manual_seed(0)
+    teacher = create_model("test_teacher", data.num_classes, data.in_channels, data.image_size).eval()
+    own, fed = StudentStages.own_input(cfg.student, data, teacher)
+    assert own.mean == (0.5,) and own.std == (0.25,) and data.mean != (0.5,)
+    pixels = torch.from_numpy(data.val.images[:32]).float() / 255.0
+    with torch.no_grad():
+        before = teacher((pixels - data.mean[0]) / data.std[0])
+        after = fed((pixels - 0.5) / 0.25)
+    assert torch.allclose(before, after, atol=1e-5)
+    assert StudentStages.own_input(load_config(None, []).student, data, teacher) == (data, teacher)  # none: as is
+
+
+def test_student_statistics_are_range_checked(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    for bad, message in (
+        (["student.mean=[0.5]"], "student.mean and student.std go together"),
+        (["student.mean=[0.5]", "student.std=[0]"], r"student.std values must be in \(0, 1\]"),
+        (["student.mean=[1.5]", "student.std=[0.5]"], "student.mean values are on the 0-1 pixel scale"),
+        (["student.mean=[0.5]", "student.std=[.inf]"], "must be a finite number"),
+    ):
+        with pytest.raises(EdgekdError, match=message):
+            load_config(None, bad)
+    args = ["-q", "distill", "--out", str(tmp_path / "r")]
+    args += [a for o in tiny_overrides(**FAST) for a in ("--set", o)]
+    args += ["--set", "student.mean=[0.5, 0.5, 0.5]", "--set", "student.std=[0.5, 0.5, 0.5]"]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "edgekd: error: config: student.mean has 3 values, the data 1 channel(s)"
+    assert not (tmp_path / "r").exists()  # refused before the folder is made
+
+
+@pytest.fixture(scope="module")
+def trained_teacher(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny digits teacher that learned (val well above chance), as an edgekd checkpoint."""
+    out = tmp_path_factory.mktemp("byo-teacher") / "r"
+    summary = distill(out=out, set=tiny_overrides(**{**FAST, "teacher.epochs": 3}))
+    assert summary["teacher"]["val_acc"] > 0.5
+    return out / "teacher.pt"
+
+
+def _permuted(teacher: Path, path: Path, relabel: bool) -> Path:
+    """The teacher with its output classes rotated by one: class i's logit now sits at i+1. With
+    ``relabel`` the checkpoint says so (its classes list rotated alike: trained with another class
+    order); without, the labels silently mean other classes (as if trained on shuffled labels)."""
+    from edgekd.checkpoint import save_checkpoint
+
+    ckpt = load_checkpoint(teacher)
+    state = dict(ckpt["state_dict"])
+    state["fc.weight"] = torch.roll(state["fc.weight"], 1, dims=0)
+    state["fc.bias"] = torch.roll(state["fc.bias"], 1, dims=0)
+    data = dict(ckpt["data"])
+    if relabel:
+        data["classes"] = data["classes"][-1:] + data["classes"][:-1]
+    payload = {k: v for k, v in ckpt.items() if k not in ("format", "edgekd_version")}
+    save_checkpoint(path, {**payload, "state_dict": state, "data": data})
+    return path
+
+
+def test_loaded_edgekd_teacher_with_permuted_labels_stops_before_kd(
+    trained_teacher: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Any teacher from a file is checked on val, an edgekd checkpoint too: one line naming the
+    likely cause, exit 2, nothing written; distill.allow_weak_teacher=true starts KD anyway."""
+    over = {**FAST, "teacher.epochs": 0}
+    # the same file as is: well above chance, loads
+    summary = distill(out=tmp_path / "ok", set=tiny_overrides(**over, **{"teacher.checkpoint": str(trained_teacher)}))
+    assert summary["teacher"]["val_acc"] > 0.5
+    capsys.readouterr()
+    for relabel, cause in (
+        (True, r"Its classes are in another order \(9, 0, 1, 2, …; the data's: 0, 1, 2, 3, …\)"),
+        (False, r"Likely causes: its labels mean other classes than the data's .*other preprocessing\)"),
+    ):
+        path = _permuted(trained_teacher, tmp_path / f"permuted_{relabel}.pt", relabel)
+        out = tmp_path / f"r_{relabel}"
+        args = ["-q", "distill", "--out", str(out)]
+        args += [a for o in tiny_overrides(**over, **{"teacher.checkpoint": str(path)}) for a in ("--set", o)]
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1, err
+        assert re.match(
+            rf"edgekd: error: teacher {re.escape(str(path))} scores val acc [\d.]+ %: near chance \(10.0 % for 10 "
+            rf"classes; under [\d.]+ % on \d+ val images is not clearly better than guessing\), so it would teach "
+            rf"noise\. {cause}; distill.allow_weak_teacher=true starts KD anyway$",
+            err,
+        ), err
+        assert not (out / "student.pt").exists() and not (out / "summary.json").exists()
+    summary = distill(
+        out=tmp_path / "allowed",
+        set=tiny_overrides(**over, **{"teacher.checkpoint": str(path), "distill.allow_weak_teacher": "true"}),
+    )
+    assert "student" in summary and "scores val acc" in capsys.readouterr().err  # warned, not stopped
+
+
+def test_weak_teacher_rule() -> None:
+    from edgekd.train.summary import weak_teacher
+
+    assert weak_teacher(0.17, 10, 144) and not weak_teacher(0.18, 10, 144)  # small val: 3σ of guessing
+    assert weak_teacher(0.149, 10, 5000) and not weak_teacher(0.151, 10, 5000)  # 1.5× chance
+    assert weak_teacher(0.549, 2, 1000) and not weak_teacher(0.551, 2, 1000)  # at most 5 points above chance
+    assert weak_teacher(0.2, 2, 1000)  # below chance: a swapped label order
+    assert not weak_teacher(0.02, 100, 5000) and weak_teacher(0.012, 100, 5000)
 
 
 def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:

@@ -55,10 +55,10 @@ def test_help_lists_verbs_and_keys() -> None:
         "teacher.checkpoint",
         "distill.temperature",
         "distill.baseline",
-        "distill.hint_layer",
-        "distill.assistants",
-        "distill.ta_select",
-        "distill.transfer_set",
+        "distill.fitnets.hint_layer",
+        "distill.takd.assistants",
+        "distill.takd.ta_select",
+        "distill.transfer.set",
         "data.shift",
         "source",
     ):
@@ -83,10 +83,34 @@ def test_distill_help_documents_every_method() -> None:
     }
     assert listed == set(METHODS.names())
     assert " ".join(METHODS.get("kd").__doc__.split())[:40] in " ".join(text.split())
-    flat = " ".join(text.split())
-    for name in METHODS.names():  # each method's own config keys, under it
-        keys = METHODS.get(name).keys
-        assert not keys or "keys: " + ", ".join(f"distill.{k}" for k in keys) in flat, name
+    import dataclasses
+
+    from edgekd.config import METHOD_SECTIONS
+
+    # each method's own section, its every key listed under the method (up to the next method)
+    blocks: dict[str, str] = {}
+    current = None
+    for line in text.split("\n\n")[0].splitlines()[1:]:
+        if line.startswith("  ") and not line.startswith("   "):
+            current = line.split()[0]
+        if current is not None:
+            blocks[current] = blocks.get(current, "") + line + "\n"
+    owned = {METHODS.get(n).config_section for n in METHODS.names()} - {None}
+    assert owned == set(METHOD_SECTIONS)  # every section belongs to a method, every method's section exists
+    for name in METHODS.names():
+        section = METHODS.get(name).config_section
+        keys = [f.name for f in dataclasses.fields(METHOD_SECTIONS[section])] if section else []
+        for key in keys:
+            assert f"distill.{section}.{key} = " in blocks[name], (name, key)
+
+
+def test_unknown_key_in_a_method_section_is_one_line(capsys: pytest.CaptureFixture, tmp_path: Path) -> None:
+    out = str(tmp_path / "run")
+    proc = edgekd_inproc(capsys, "distill", "--set", "distill.fitnets.hint_layr=layer2", "--out", out)
+    assert_one_line_error(proc, "unknown key 'distill.fitnets.hint_layr'", "did you mean 'distill.fitnets.hint_layer'?")
+    proc = edgekd_inproc(capsys, "distill", "--set", "distill.dkd_bta=1", "--out", out)  # an old flat name, misspelt
+    assert_one_line_error(proc, "did you mean 'distill.dkd.beta'?")
+    assert not (tmp_path / "run").exists()
 
 
 def test_models_and_methods_listing() -> None:
@@ -119,18 +143,18 @@ def test_models_and_methods_listing() -> None:
                 "--set",
                 "distill.method=fitnets",
                 "--set",
-                "distill.hint_layer=feature.1",
+                "distill.fitnets.hint_layer=feature.1",
                 "--set",
-                "distill.guided_layer=features.1",
+                "distill.fitnets.guided_layer=features.1",
             ],
             [
-                "distill.hint_layer: the teacher (test_teacher) has no module 'feature.1'",
+                "distill.fitnets.hint_layer: the teacher (test_teacher) has no module 'feature.1'",
                 "did you mean 'features.1'?",
                 "valid paths:",
             ],
         ),
         (
-            ["--set", "distill.method=takd", "--set", "distill.assistants=[plain66]"],
+            ["--set", "distill.method=takd", "--set", "distill.takd.assistants=[plain66]"],
             ["unknown model 'plain66'", "did you mean 'plain6'"],
         ),
         (["--set", "data.shift=sepia"], ["data.shift: 'sepia' is not one of"]),

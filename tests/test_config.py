@@ -112,3 +112,46 @@ def test_shipped_configs_load() -> None:
     repo = Path(__file__).resolve().parents[1]
     for path in sorted((repo / "configs").glob("*.yaml")):
         load_config(path)
+
+
+def test_method_sections_and_the_old_flat_keys(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Each method's keys live in its section (distill.fitnets.*, …); the flat keys of older configs
+    and run folders still load, moved there, with one note on stderr; the resolved config is written
+    in the new layout."""
+    new = load_config(
+        None, ["name=c", "distill.fitnets.hint_layer=layer2", "distill.dkd.beta=3", "distill.transfer.set=x"]
+    )
+    assert capsys.readouterr().err == ""  # the new layout: no note
+    old = load_config(
+        write(tmp_path, "distill:\n  hint_layer: layer2\n  dkd_beta: 3\n  transfer_set: x\n  temperature: 4\n")
+    )
+    assert diff(old, new) == [] and old.distill.fitnets.hint_layer == "layer2" and old.distill.dkd.beta == 3.0
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "distill.hint_layer → distill.fitnets.hint_layer" in err[0], err
+    assert "distill.dkd_beta → distill.dkd.beta" in err[0] and "distill.transfer_set → distill.transfer.set" in err[0]
+    saved = dump_yaml(old)
+    assert "  fitnets:\n    hint_layer: layer2\n" in saved and "hint_layer" not in saved.split("fitnets:")[0]
+    assert diff(load_config(write(tmp_path, saved)), new) == []  # the saved layout reads back, with no note
+    assert capsys.readouterr().err == ""
+    assert load_config(None, ["distill.assistants=[plain6]"]).distill.takd.assistants == ("plain6",)  # --set too
+    with pytest.raises(ConfigError, match="distill.hint_layer .the old name of distill.fitnets.hint_layer. and"):
+        load_config(None, ["distill.hint_layer=a", "distill.fitnets.hint_layer=b"])
+
+
+@pytest.mark.parametrize(
+    "override,message",
+    [
+        (
+            "distill.fitnets.hint_layr=x",
+            "unknown key 'distill.fitnets.hint_layr'; did you mean 'distill.fitnets.hint_layer'?",
+        ),
+        ("distill.hint_layr=x", "unknown key 'distill.hint_layr'; did you mean 'distill.fitnets.hint_layer'?"),
+        ("distill.dkd.bta=1", "unknown key 'distill.dkd.bta'; did you mean 'distill.dkd.beta'?"),
+        ("distill.fitnets.hint_mode=three", "distill.fitnets.hint_mode: 'three' is not one of two_stage, single_stage"),
+        ("distill.takd=3", "distill.takd must be a mapping of keys"),
+    ],
+)
+def test_bad_keys_in_a_method_section(override: str, message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        load_config(None, [override])
+    assert message in str(err.value)

@@ -86,7 +86,7 @@ def test_unlabeled_imagefolder_uses_train_only_and_matches_shape(tmp_path: Path)
 
 
 def test_unlabeled_errors(tmp_path: Path) -> None:
-    with pytest.raises(DataError, match="distill.transfer_set not found"):
+    with pytest.raises(DataError, match="distill.transfer.set not found"):
         load_unlabeled(str(tmp_path / "missing"), (1, 8, 8))
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no images under"):

@@ -42,7 +42,8 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
     port, user = _free_port(), getpass.getuser()
     (root / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root}/host_key\nAuthorizedKeysFile {root}/authorized_keys\n"
-        f"PidFile {root}/sshd.pid\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication no\n"
+        f"PidFile {root}/sshd.pid\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication "
+        "no\n"
         f"PermitRootLogin prohibit-password\nAllowUsers {user}\nStrictModes no\nUsePAM no\n"
         "Subsystem sftp internal-sftp\nLogLevel ERROR\n"
     )
@@ -109,7 +110,7 @@ def test_deploy_bench_round_trip(sshd: dict, tiny_bundle: Path, tmp_path: Path, 
     assert report["bundle"]["path"] == str(copy)
     rows = {(r["model"], r["format"]): r for r in report["results"]}
     for fmt in ("tflite_int8", "tflite_fp32"):
-        assert rows["student", fmt]["status"] == "ok" and rows["student", fmt]["latency_ms"]["p50"] > 0
+        assert rows["student", fmt]["status"] == "ok" and rows["student", fmt]["p50_us"] > 0
     assert rows["student", "onnx"]["status"] == "skipped"
     assert (back / "bench.md").read_text().startswith("# edgekd bench")
 

@@ -94,6 +94,53 @@ def test_views_cache_several_augmented_views(tmp_path: Path, monkeypatch: pytest
     assert all(torch.allclose(a[k].float(), b[k].float(), atol=1e-4) for k in a)
 
 
+def test_teacher_cache_is_shared_by_student_seeds_and_archs(tmp_path: Path, capsys) -> None:
+    """With data.view_seed fixed and one runtime.teacher_cache_dir, the teacher's outputs for the
+    views are computed once: a second student seed and a second student architecture read the
+    same file, untouched. The key follows the views' seed, so without data.view_seed a new run
+    seed means new views and a new file."""
+    from edgekd.train import teacher_cache
+
+    teacher_run = tmp_path / "teacher"
+    distill(out=teacher_run, set=tiny_overrides(**{"distill.baseline": "false", "student.epochs": 1}))
+    shared = tmp_path / "shared_cache"
+    base = tiny_overrides(
+        **{
+            "distill.baseline": "false",
+            "data.augment": "crop",
+            "data.crop_padding": 1,
+            "data.views": 2,
+            "teacher.checkpoint": json.dumps(str(teacher_run / "teacher.pt")),
+            "teacher.epochs": 0,
+            "runtime.teacher_cache_dir": json.dumps(str(shared)),
+        }
+    )
+    computed: list[int] = []
+    original = teacher_cache.compute_outputs
+
+    def counting(teacher, data, views, view_seed, *args, **kwargs):
+        computed.append(view_seed)
+        return original(teacher, data, views, view_seed, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(teacher_cache, "compute_outputs", counting)
+        distill(out=tmp_path / "seed0", set=base + ["seed=0", "data.view_seed=0"])
+        (file,) = shared.glob("student-*.pt")
+        stamp = (file.stat().st_mtime_ns, file.stat().st_ino)
+        capsys.readouterr()
+        seed1 = distill(out=tmp_path / "seed1", set=base + ["seed=1", "data.view_seed=0"])
+        wider = distill(out=tmp_path / "wider", set=base + ["seed=2", "data.view_seed=0", "student.kwargs={width: 6}"])
+        assert computed == [0]  # once, for the first run only
+        assert capsys.readouterr().err.count("teacher outputs from cache") == 2
+        assert [p.name for p in shared.glob("student-*.pt")] == [file.name]
+        assert (file.stat().st_mtime_ns, file.stat().st_ino) == stamp  # read, never rewritten
+        assert seed1["student"]["params"] < wider["student"]["params"]  # the second student really is another net
+        # the views' seed defaults to the run's: seed 3 draws other views, so its own outputs
+        distill(out=tmp_path / "seed3", set=base + ["seed=3"])
+        assert computed == [0, 3]
+        assert [p.name for p in shared.glob("student-*.pt")] != [file.name]
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

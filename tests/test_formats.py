@@ -112,7 +112,7 @@ def test_a_registered_format_goes_through_export_verify_and_bench(
     (row,) = report.results
     assert row["status"] == "ok", row["reason"]
     assert row["format"] == TOY and row["runtime"].startswith("numpy")
-    assert abs(row["accuracy"] - metrics["test_acc"]) <= 0.05  # eval.npz is a sample of the test split
+    assert abs(row["accuracy_frac"] - metrics["test_acc"]) <= 0.05  # eval.npz is a sample of the test split
 
 
 def test_unknown_export_format_suggests_the_registered_ones(run_dir: Path, tmp_path: Path) -> None:

@@ -61,6 +61,20 @@ def test_checkpoints_without_a_padding_mode_load_as_torch(tmp_path: Path) -> Non
     assert load_model(tmp_path / "new.pt")[0].padding_mode_name == "same"
 
 
+def test_resnet8_s2_has_resnet8s_macs_at_lower_resolution() -> None:
+    from edgekd.models import count_macs
+
+    base, s2 = create_model("resnet8", 10, 3, (32, 32)), create_model("resnet8_s2", 10, 3, (32, 32))
+    macs = count_macs(base, (1, 3, 32, 32)), count_macs(s2, (1, 3, 32, 32))
+    assert abs(macs[1] / macs[0] - 1) < 0.02, macs  # the same MACs within 2 %
+    shapes = []
+    s2.layer1.register_forward_hook(lambda m, a, out: shapes.append(tuple(out.shape)))
+    s2.layer3.register_forward_hook(lambda m, a, out: shapes.append(tuple(out.shape)))
+    s2(torch.zeros(1, 3, 32, 32))
+    assert shapes == [(1, 32, 16, 16), (1, 128, 4, 4)]
+    assert isinstance(s2.conv1, SameConv2d) and s2.conv1.stride == (2, 2)  # no PAD op in the int8 graph
+
+
 def _max_diff(a: nn.Module, b: nn.Module, shape: tuple[int, ...]) -> float:
     x = torch.rand(4, *shape[1:]) * 255
     with torch.no_grad():
@@ -191,6 +205,14 @@ REGISTRY_STUDENTS = [
         0.3,
         ["CONV_2D", "CONV_2D", "MAX_POOL_2D", "CONV_2D", "MAX_POOL_2D", "RESHAPE", "FULLY_CONNECTED"],
     ),
+    (
+        "resnet8_s2",
+        {},
+        3,
+        32,
+        0.0,
+        ["CONV_2D"] * 3 + ["ADD"] + (["CONV_2D"] * 3 + ["ADD"]) * 2 + ["AVERAGE_POOL_2D", "FULLY_CONNECTED"],
+    ),
     ("plain7", {"width": 0.5}, 3, 32, 0.5, None),
     ("mobilenetv2_small", {}, 3, 32, 0.5, None),
 ]
@@ -235,3 +257,35 @@ def test_torch_runner_predicts_in_batches_as_one_at_a_time(tiny_bundle: Path) ->
     batched = runner.predict(images, batch_size=128)
     assert batched.shape == (300, 10)
     assert np.abs(batched - Runner.predict(runner, images)).max() < 1e-4
+
+
+@pytest.mark.skipif(not REFERENCE.is_file(), reason=f"needs {REFERENCE}")
+def test_op_slices_compute_what_the_op_computes_in_the_file(tmp_path: Path) -> None:
+    pytest.importorskip("ai_edge_litert")
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgekd.benchmark.int8_compare import op_slices
+    from edgekd.tflite_file import read_tflite
+
+    slices = op_slices(REFERENCE, tmp_path / "reference")
+    assert len(slices) == len(read_tflite(REFERENCE).ops) == 16
+    keys = list(slices)
+    assert keys[0] == "CONV_2D 32x32x3>32x32x16 k3 s1" and keys[2] == "CONV_2D 32x32x16>32x32x16 k3 s1 #2"
+    assert [op.name for op in read_tflite(slices[keys[1]]).ops] == ["CONV_2D"]
+    builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    whole = Interpreter(str(REFERENCE), experimental_op_resolver_type=builtin, experimental_preserve_all_tensors=True)
+    whole.allocate_tensors()
+    x = np.random.default_rng(0).integers(-128, 128, (1, 32, 32, 3), dtype=np.int8)
+    whole.set_tensor(whole.get_input_details()[0]["index"], x)
+    whole.invoke()
+    tensors = {d["name"]: d for d in whole.get_tensor_details()}
+    # the second op alone, fed the first op's output from the whole file, gives the second op's output
+    alone = Interpreter(str(slices[keys[1]]), experimental_op_resolver_type=builtin)
+    alone.allocate_tensors()
+    inp, out = alone.get_input_details()[0], alone.get_output_details()[0]
+    alone.set_tensor(inp["index"], whole.get_tensor(tensors[inp["name"]]["index"]))
+    alone.invoke()
+    assert out["quantization"] == tensors[out["name"]]["quantization"]
+    assert np.array_equal(alone.get_tensor(out["index"]), whole.get_tensor(tensors[out["name"]]["index"]))
+    with pytest.raises(ValueError, match="empty folder"):
+        op_slices(REFERENCE, tmp_path / "reference")

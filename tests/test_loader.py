@@ -72,6 +72,24 @@ def test_views_repeat_augmentation_every_k_epochs() -> None:
     assert not torch.equal(epoch(0), epoch(1))
 
 
+def test_view_seed_fixes_the_views_not_the_order() -> None:
+    """data.view_seed: runs of two seeds see the same per-sample views in their own orders."""
+    s = split(n=32)
+    kw = dict(batch_size=32, augment="crop_flip", crop_padding=2, views=2, shuffle=True)
+
+    def sample_views(seed: int, view_seed: int | None) -> tuple[torch.Tensor, torch.Tensor]:
+        b = Batches(s, (0.0,) * 3, (1.0,) * 3, seed=seed, view_seed=view_seed, **kw)
+        b.set_epoch(1)
+        ((idx, x, _),) = list(b.with_index())
+        return x[idx.argsort()], idx  # back in sample order
+
+    a, order_a = sample_views(0, 7)
+    b, order_b = sample_views(1, 7)
+    assert torch.equal(a, b) and not torch.equal(order_a, order_b)
+    c, _ = sample_views(1, None)  # the run's seed: other views
+    assert not torch.equal(a, c)
+
+
 def test_shards_split_every_batch_between_processes() -> None:
     """Two ranks together see exactly the single-process batches, with identical augmentation."""
     s = split(n=40)

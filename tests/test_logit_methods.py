@@ -104,12 +104,12 @@ def test_dist_is_zero_on_agreement() -> None:
 
 
 def test_keys_are_owned_and_checked() -> None:
-    assert METHODS.get("dkd").keys == ("dkd_alpha", "dkd_beta")
-    with pytest.raises(ConfigError, match="dist_beta does nothing with distill.method=dkd.*dist"):
-        check_method_config(load_config(None, tiny_overrides(**{"distill.method": "dkd", "distill.dist_beta": 1})))
-    check_method_config(load_config(None, tiny_overrides(**{"distill.method": "dist", "distill.dist_beta": 1})))
+    assert METHODS.get("dkd").config_section == "dkd" and METHODS.get("dist").config_section == "dist"
+    with pytest.raises(ConfigError, match=r"distill\.dist\.beta does nothing with distill.method=dkd.*dist"):
+        check_method_config(load_config(None, tiny_overrides(**{"distill.method": "dkd", "distill.dist.beta": 1})))
+    check_method_config(load_config(None, tiny_overrides(**{"distill.method": "dist", "distill.dist.beta": 1})))
     with pytest.raises(ConfigError, match="must be 0 or more"):
-        load_config(None, tiny_overrides(**{"distill.method": "dkd", "distill.dkd_beta": -1}))
+        load_config(None, tiny_overrides(**{"distill.method": "dkd", "distill.dkd.beta": -1}))
 
 
 @pytest.mark.parametrize("method", ["dkd", "dist"])

@@ -22,7 +22,7 @@ from edgekd.registry import UnknownNameError
 from edgekd.tflite_file import _OPS, _Reader, read_tflite
 
 RESNET8 = SHARED_DATA / "mlperf-tiny" / "resnet8_quant.tflite"
-TFLM_KEYS = {"ops_supported", "arena_bytes", "flash_bytes", "accuracy", "est_latency_ms"}
+TFLM_KEYS = {"ops_supported", "arena_bytes", "flash_bytes", "accuracy_frac", "est_latency_us"}
 needs_resnet8 = pytest.mark.skipif(not RESNET8.is_file(), reason=f"{RESNET8} is not there (shared data)")
 
 
@@ -51,15 +51,15 @@ def mcu_json(tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
 def test_bundle_int8_model_through_tflm(mcu_json: dict, tiny_bundle: Path) -> None:
     rows = {(r["model"], r["format"]): r for r in mcu_json["results"]}
     row = rows["student", "tflite_int8"]
-    assert row["status"] == "ok" and row["latency_ms"] is None  # TFLM's host time is never a latency
+    assert row["status"] == "ok" and row["p50_us"] is None  # TFLM's host time is never a latency
     tflm = row["tflm"]
     assert TFLM_KEYS <= set(tflm)
     assert (
         tflm["ops_supported"] is True and isinstance(tflm["arena_bytes"], int) and 0 < tflm["arena_bytes"] < 64 * 1024
     )
     assert tflm["flash_bytes"] == (tiny_bundle / "student_int8.tflite").stat().st_size + tflm["runtime_flash_bytes"]
-    assert set(tflm["est_latency_ms"]) == set(profiles.profile_names()) and all(
-        v > 0 for v in tflm["est_latency_ms"].values()
+    assert set(tflm["est_latency_us"]) == set(profiles.profile_names()) and all(
+        v > 0 for v in tflm["est_latency_us"].values()
     )
     # TFLM's kernels against LiteRT's on the same int8 model and images: same predictions up to ties
     from edgekd.runtimes import open_runner
@@ -70,7 +70,7 @@ def test_bundle_int8_model_through_tflm(mcu_json: dict, tiny_bundle: Path) -> No
                 open_runner(tiny_bundle / "student_int8.tflite", 1).predict(data["images"]).argmax(1) == data["labels"]
             ).mean()
         )
-    assert isinstance(tflm["accuracy"], float) and abs(tflm["accuracy"] - litert) <= 0.02
+    assert isinstance(tflm["accuracy_frac"], float) and abs(tflm["accuracy_frac"] - litert) <= 0.02
     for (_model, fmt), r in rows.items():
         if fmt != "tflite_int8":
             assert r["status"] == "skipped" and "int8 TFLite models only" in r["reason"]
@@ -157,8 +157,8 @@ def test_mlperf_reference_model_alone(tmp_path: Path) -> None:
     assert (
         row["status"] == "ok"
         and row["format"] == "tflite_int8"
-        and row["accuracy"] is None
-        and tflm["accuracy"] is None
+        and row["accuracy_frac"] is None
+        and tflm["accuracy_frac"] is None
     )
     assert tflm["ops_supported"] is True and 50_000 <= tflm["arena_bytes"] <= 60_000
     assert row["macs"] == tflm["macs"] == profiles.MLPERF_TINY_RESNET8_MACS
@@ -227,7 +227,7 @@ def test_budget_check_names_the_overrun(tiny_bundle: Path, tmp_path: Path, capsy
         row["status"] == "failed"
         and row["stage"] == "fit"
         and row["unsupported"] is True
-        and "est_latency_ms" not in row["tflm"]
+        and "est_latency_us" not in row["tflm"]
     )
     assert (
         main([*args, "--ram-kb", "1", "--flash-kb", "8", "--allow-unsupported"]) == 0
@@ -292,5 +292,5 @@ def test_op_without_a_tflm_kernel(tiny_bundle: Path, tmp_path: Path) -> None:
         "TFLite Micro has no kernel for TOPK_V2" in row["reason"]
         and "TOPK_V2" in row["reason"].split("the model's ops:")[1]
     )
-    assert "est_latency_ms" not in row["tflm"] and not report.passed  # no estimate for a model TFLM cannot run
+    assert "est_latency_us" not in row["tflm"] and not report.passed  # no estimate for a model TFLM cannot run
     assert bench(model=bad, device="mcu", out=tmp_path / "o", allow_unsupported=True).passed

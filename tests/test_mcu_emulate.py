@@ -38,7 +38,9 @@ def fake_tree(root: Path) -> sources.SourceTree:
         '#include "tensorflow/lite/micro/kernels/conv.h"\nTFLMRegistration Register_CONV_2D() {}\n'
     )
     (k / "cmsis_nn/conv.cc").write_text(
-        '#include "tensorflow/lite/micro/kernels/conv.h"\n#include "tensorflow/lite/micro/kernels/kernel_util.h"\nTFLMRegistration Register_CONV_2D() {}\nTFLMRegistration Register_CONV_2D_INT8() {}\n'
+        '#include "tensorflow/lite/micro/kernels/conv.h"\n#include '
+        '"tensorflow/lite/micro/kernels/kernel_util.h"\nTFLMRegistration Register_CONV_2D() {}\nTFLMRegistration '
+        "Register_CONV_2D_INT8() {}\n"
     )
     (k / "conv_common.cc").write_text('#include "tensorflow/lite/micro/kernels/padding.h"\n')
     (k / "kernel_util.cc").write_text("")
@@ -53,10 +55,12 @@ def fake_tree(root: Path) -> sources.SourceTree:
     nn = root / "cmsis_nn/Source/ConvolutionFunctions"
     nn.mkdir(parents=True)
     (nn / "arm_convolve_s8.c").write_text(
-        "static int helper(int a);\narm_cmsis_nn_status arm_convolve_s8(const cmsis_nn_context *ctx,\n    int x)\n{\n}\n"
+        "static int helper(int a);\narm_cmsis_nn_status arm_convolve_s8(const cmsis_nn_context *ctx,\n    int "
+        "x)\n{\n}\n"
     )
     (nn / "arm_convolve_get_buffer_sizes_s8.c").write_text(
-        "int32_t arm_convolve_s8_get_buffer_size(const cmsis_nn_dims *d)\n{\n}\nint32_t arm_convolve_wrapper_s8_get_buffer_size(int);\n"
+        "int32_t arm_convolve_s8_get_buffer_size(const cmsis_nn_dims *d)\n{\n}\nint32_t "
+        "arm_convolve_wrapper_s8_get_buffer_size(int);\n"
     )
     return sources.SourceTree(
         root / "tflm", root / "cmsis_nn", root / "cmsis", root / "fb", root / "gl", root / "ruy", "id", "fake"
@@ -192,7 +196,8 @@ def test_missing_toolchain_is_one_line(
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f"edgekd: error: arm-none-eabi-gcc is not installed; install the Arm toolchain and emulator: apt-get install {toolchain.APT_PACKAGES}"
+        "edgekd: error: arm-none-eabi-gcc is not installed; install the Arm toolchain and emulator: apt-get install "
+        f"{toolchain.APT_PACKAGES}"
     ]
     assert (
         main(

@@ -88,12 +88,18 @@ def test_kd_sigmoid_trains_teacher_and_baseline_with_bce(tmp_path: Path) -> None
 
 # -- FitNets ------------------------------------------------------------------------------------
 
-FITNETS = {"distill.method": "fitnets", "distill.hint_layer": "features.5", "distill.guided_layer": "features.5"}
+FITNETS = {
+    "distill.method": "fitnets",
+    "distill.fitnets.hint_layer": "features.5",
+    "distill.fitnets.guided_layer": "features.5",
+}
 
 
 def test_fitnets_two_stage(tmp_path: Path) -> None:
     out = tmp_path / "fitnets"
-    summary = run(out, **FITNETS, **{"distill.hint_epochs": 2, "teacher.epochs": 1, "distill.baseline": "false"})
+    summary = run(
+        out, **FITNETS, **{"distill.fitnets.hint_epochs": 2, "teacher.epochs": 1, "distill.baseline": "false"}
+    )
     records = metrics(out)
     assert [(r["stage"], r["epoch"]) for r in records] == [
         ("teacher", 1),
@@ -133,10 +139,10 @@ def test_fitnets_single_stage_with_resize(tmp_path: Path) -> None:
         out,
         **{
             **FITNETS,
-            "distill.guided_layer": "features.2",
-            "distill.hint_layer": "features.6",
-            "distill.hint_mode": "single_stage",
-            "distill.hint_weight": 0.5,
+            "distill.fitnets.guided_layer": "features.2",
+            "distill.fitnets.hint_layer": "features.6",
+            "distill.fitnets.hint_mode": "single_stage",
+            "distill.fitnets.hint_weight": 0.5,
             "teacher.epochs": 1,
             "student.epochs": 1,
             "distill.baseline": "false",
@@ -151,12 +157,12 @@ def test_fitnets_single_stage_with_resize(tmp_path: Path) -> None:
 def test_fitnets_unknown_layer_fails_before_training(tmp_path: Path) -> None:
     out = tmp_path / "bad"
     with pytest.raises(ConfigError) as err:
-        run(out, **{**FITNETS, "distill.hint_layer": "layer9"})
+        run(out, **{**FITNETS, "distill.fitnets.hint_layer": "layer9"})
     message = str(err.value)
-    assert "distill.hint_layer: the teacher (test_teacher) has no module 'layer9'" in message
+    assert "distill.fitnets.hint_layer: the teacher (test_teacher) has no module 'layer9'" in message
     assert "valid paths: features, features.0" in message and "fc" in message
     assert not list(out.glob("teacher*.pt"))  # nothing was trained
-    with pytest.raises(ConfigError, match="needs distill.hint_layer and distill.guided_layer"):
+    with pytest.raises(ConfigError, match="needs distill.fitnets.hint_layer and distill.fitnets.guided_layer"):
         run(tmp_path / "bad2", **{"distill.method": "fitnets"})
 
 
@@ -176,7 +182,7 @@ def test_fitnets_regressor_shapes() -> None:
 
 TAKD = {
     "distill.method": "takd",
-    "distill.assistants": "[test_teacher]",
+    "distill.takd.assistants": "[test_teacher]",
     "teacher.arch": "test_teacher",
     "teacher.kwargs": "{width: 24}",
     "teacher.epochs": 2,
@@ -245,8 +251,8 @@ def test_takd_auto_picks_the_accuracy_midpoint(tmp_path: Path) -> None:
         out,
         **{
             **TAKD,
-            "distill.assistants": "[test_teacher, test_student]",
-            "distill.ta_select": "auto",
+            "distill.takd.assistants": "[test_teacher, test_student]",
+            "distill.takd.ta_select": "auto",
             "teacher.epochs": 1,
             "student.epochs": 1,
         },
@@ -267,8 +273,8 @@ def test_takd_auto_picks_the_accuracy_midpoint(tmp_path: Path) -> None:
         "role": "student",
     }
     with pytest.raises(ConfigError, match="needs the no-KD student's accuracy"):
-        run(tmp_path / "nobase", **{**TAKD, "distill.ta_select": "auto", "distill.baseline": "false"})
-    with pytest.raises(ConfigError, match="needs distill.assistants"):
+        run(tmp_path / "nobase", **{**TAKD, "distill.takd.ta_select": "auto", "distill.baseline": "false"})
+    with pytest.raises(ConfigError, match="needs distill.takd.assistants"):
         run(tmp_path / "noassist", **{"distill.method": "takd"})
 
 
@@ -283,7 +289,12 @@ def test_ensemble_of_seeds_then_of_checkpoints(tmp_path: Path) -> None:
     out = tmp_path / "seeds"
     summary = run(
         out,
-        **{"distill.method": "ensemble", "distill.teacher_seeds": "[0, 5]", "teacher.epochs": 1, "student.epochs": 1},
+        **{
+            "distill.method": "ensemble",
+            "distill.ensemble.teacher_seeds": "[0, 5]",
+            "teacher.epochs": 1,
+            "student.epochs": 1,
+        },
     )
     members = summary["teachers"]
     assert [(m["name"], m["seed"]) for m in members] == [("teacher1", 0), ("teacher2", 5)]
@@ -306,13 +317,13 @@ def test_ensemble_of_seeds_then_of_checkpoints(tmp_path: Path) -> None:
             "teacher.epochs": 0,
             "student.epochs": 1,
             "distill.baseline": "false",
-            "distill.teacher_checkpoints": f"[{out / 'teacher1.pt'}, {out / 'teacher2.pt'}]",
+            "distill.ensemble.teacher_checkpoints": f"[{out / 'teacher1.pt'}, {out / 'teacher2.pt'}]",
         },
     )
     assert [m["test_acc"] for m in loaded["teachers"]] == [m["test_acc"] for m in members]
     assert all(m["epochs"] == 0 for m in loaded["teachers"]) and loaded["teacher"]["val_acc"] == ens["val_acc"]
     with pytest.raises(ConfigError, match="two or more members"):
-        run(tmp_path / "one", **{"distill.method": "ensemble", "distill.teachers": "[test_teacher]"})
+        run(tmp_path / "one", **{"distill.method": "ensemble", "distill.ensemble.teachers": "[test_teacher]"})
 
 
 # -- transfer set -------------------------------------------------------------------------------
@@ -331,7 +342,7 @@ def test_transfer_set_adds_unlabeled_images(tmp_path: Path) -> None:
     out = tmp_path / "transfer"
     summary = run(
         out,
-        **{"distill.method": "transfer", "distill.transfer_set": str(folder), "teacher.epochs": 1, "student.epochs": 1},
+        **{"distill.method": "transfer", "distill.transfer.set": str(folder), "teacher.epochs": 1, "student.epochs": 1},
     )
     labeled = summary["data"]["sizes"]["train"]
     assert summary["transfer"] == {"root": str(folder), "unlabeled": 100, "labeled": labeled}
@@ -348,8 +359,8 @@ def test_transfer_set_adds_unlabeled_images(tmp_path: Path) -> None:
         tmp_path / "alone",
         **{
             "distill.method": "transfer",
-            "distill.transfer_set": str(folder),
-            "distill.transfer_labeled": "false",
+            "distill.transfer.set": str(folder),
+            "distill.transfer.labeled": "false",
             "teacher.epochs": 1,
             "student.epochs": 1,
             "distill.baseline": "false",
@@ -357,7 +368,7 @@ def test_transfer_set_adds_unlabeled_images(tmp_path: Path) -> None:
     )
     assert alone["transfer"]["labeled"] == 0
     assert all(r["task_loss"] == 0 for r in metrics(tmp_path / "alone") if r["stage"] == "student")  # soft term only
-    with pytest.raises(ConfigError, match="needs distill.transfer_set"):
+    with pytest.raises(ConfigError, match="needs distill.transfer.set"):
         run(tmp_path / "none", **{"distill.method": "transfer"})
 
 
@@ -374,7 +385,7 @@ def test_domain_adaptation_digits_to_inverted_digits(tmp_path: Path) -> None:
             "data.shift": "invert",
             "teacher.epochs": 3,
             "student.epochs": 1,
-            "distill.finetune_epochs": 1,
+            "distill.domain.finetune_epochs": 1,
         },
     )
     dom = summary["domains"]
@@ -402,28 +413,31 @@ def test_domain_adaptation_digits_to_inverted_digits(tmp_path: Path) -> None:
     "overrides,message",
     [
         (
-            {"distill.hint_layer": "layer2"},
-            "distill.hint_layer does nothing with distill.method=kd (it is read by: fitnets)",
+            {"distill.fitnets.hint_layer": "layer2"},
+            "distill.fitnets.hint_layer does nothing with distill.method=kd (it is read by: fitnets)",
         ),
         (
-            {"distill.assistants": "[plain6]"},
-            "distill.assistants does nothing with distill.method=kd (it is read by: takd)",
+            {"distill.takd.assistants": "[plain6]"},
+            "distill.takd.assistants does nothing with distill.method=kd (it is read by: takd)",
         ),
         ({"source.name": "digits"}, "the `source` data section does nothing with distill.method=kd"),
         (
             {
                 "distill.method": "fitnets",
-                "distill.hint_layer": "a",
-                "distill.guided_layer": "b",
-                "distill.hint_epochs": 0,
+                "distill.fitnets.hint_layer": "a",
+                "distill.fitnets.guided_layer": "b",
+                "distill.fitnets.hint_epochs": 0,
             },
-            "needs distill.hint_epochs of 1",
+            "needs distill.fitnets.hint_epochs of 1",
         ),
         (
-            {"distill.method": "ensemble", "distill.teacher_seeds": "[0, 1]", "teacher.checkpoint": "x.pt"},
-            "as distill.teacher_checkpoints",
+            {"distill.method": "ensemble", "distill.ensemble.teacher_seeds": "[0, 1]", "teacher.checkpoint": "x.pt"},
+            "as distill.ensemble.teacher_checkpoints",
         ),
-        ({"distill.method": "domain", "source.name": "digits", "distill.source_labels": "false"}, "there are none"),
+        (
+            {"distill.method": "domain", "source.name": "digits", "distill.domain.source_labels": "false"},
+            "there are none",
+        ),
     ],
 )
 def test_method_keys_are_checked_before_anything_runs(tmp_path: Path, overrides: dict, message: str) -> None:

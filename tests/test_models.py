@@ -36,7 +36,8 @@ def test_every_segmentation_model_keeps_the_input_size(name: str) -> None:
 
 
 def test_unet_sizes_and_ops_suit_a_microcontroller() -> None:
-    """The student is MCU-sized; only int8/TFLM-friendly modules appear (conv, BN, ReLU, max-pool, nearest upsampling)."""
+    """The student is MCU-sized; only int8/TFLM-friendly modules appear (conv, BN, ReLU, max-pool,
+    nearest upsampling)."""
     tiny, small = create_model("unet_tiny", 1, 3, (32, 32)), create_model("unet_small", 1, 3, (32, 32))
     assert count_params(tiny) < 5_000 and count_macs(tiny, (1, 3, 32, 32)) < 1.5e6
     assert count_params(small) > 20 * count_params(tiny)

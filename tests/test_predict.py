@@ -52,7 +52,7 @@ def test_cli_agrees_with_bench_int8_on_every_eval_image(
     row = bench(
         artifacts=tiny_bundle, formats="tflite_int8", models="student", runs=1, warmup=0, threads=1, out=tmp_path / "b"
     ).results[0]
-    assert row["accuracy"] == acc and row["accuracy_n"] == len(images)  # the worker's evaluation is this one
+    assert row["accuracy_frac"] == acc and row["accuracy_images"] == len(images)  # the worker's evaluation is this one
     out = tmp_path / "p.json"
     assert main(["predict", "--artifacts", str(tiny_bundle), str(eval_pngs), "--top-k", "3", "--json", str(out)]) == 0
     table = capsys.readouterr().out
@@ -67,7 +67,7 @@ def test_cli_agrees_with_bench_int8_on_every_eval_image(
     assert (got == expected).all(), (
         f"{int((got != expected).sum())} of {len(got)} images differ from bench's int8 evaluation"
     )
-    assert float((got == labels).mean()) == row["accuracy"]
+    assert float((got == labels).mean()) == row["accuracy_frac"]
     for p in preds:
         scores = [t["score"] for t in p["top"]]
         assert len(scores) == 3 and scores == sorted(scores, reverse=True) and 0 < sum(scores) <= 1.0 + 1e-6

@@ -29,7 +29,7 @@ def test_qat_section_is_typed_and_checked() -> None:
 def test_qat_only_after_the_standard_and_transfer_flows() -> None:
     from edgekd.train.methods import check_method_config
 
-    cfg = load_config(None, ["distill.method=takd", "distill.assistants=[test_student]", "distill.qat.epochs=1"])
+    cfg = load_config(None, ["distill.method=takd", "distill.takd.assistants=[test_student]", "distill.qat.epochs=1"])
     with pytest.raises(ConfigError, match="distill.qat runs after the standard and transfer flows"):
         check_method_config(cfg)
 
@@ -318,6 +318,13 @@ def test_distill_with_qat_stage_resumes_and_exports(pt2e, tmp_path: Path) -> Non
     assert m["models"]["student_qat_int8.tflite"]["input"]["dtype"] == "int8"
     report = json.loads((bundle / "quant_report.json").read_text())
     assert set(report["files"]) == {"student_int8.tflite", "student_qat_int8.tflite"}
+    # export.qat=false: the PTQ file alone (a bundle whose rows do not hang on the QAT file's)
+    m = export(
+        run=out,
+        out=tmp_path / "ptq",
+        set=["export.models=[student]", "export.formats=[tflite_int8]", "export.qat=false"],
+    )
+    assert set(m["models"]) == {"student_int8.tflite"}
 
 
 def test_calibration_methods_choose_their_ranges() -> None:

@@ -56,7 +56,7 @@ def test_forced_pi_path(tiny_bundle: Path, tmp_path: Path) -> None:
             assert (
                 r["status"] == "ok"
                 and r["threads"] == n
-                and r["latency_ms"]["p50"] > 0
+                and r["p50_us"] > 0
                 and r["runtime"].startswith("ai-edge-litert")
             )
     host = report.host
@@ -108,7 +108,8 @@ def test_throttling_from_vcgencmd(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     word = tmp_path / "word"
     (bindir / "vcgencmd").write_text(
         '#!/bin/sh\ncase "$1" in\n  measure_temp) echo "temp=61.2\'C";;\n'
-        f"  get_throttled) echo \"throttled=$(cat {word})\";;\n  measure_clock) echo 'frequency(48)=1500398464';;\nesac\n"
+        f'  get_throttled) echo "throttled=$(cat {word})";;\n  measure_clock) echo '
+        "'frequency(48)=1500398464';;\nesac\n"
     )
     (bindir / "vcgencmd").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bindir}:/usr/bin:/bin")
@@ -151,9 +152,9 @@ def test_emulated_runs_are_not_latencies(tiny_bundle: Path, tmp_path: Path, monk
     row = report.results[0]
     assert (
         row["status"] == "ok"
-        and row["latency_ms"] is None
-        and row["throughput"] is None
-        and row["emulated_ms"]["p50"] > 0
+        and row["p50_us"] is None
+        and row["throughput_per_s"] is None
+        and row["emulated"]["p50_us"] > 0
     )
     assert report.host["emulated"] == "qemu-user aarch64 (test)" and "EMULATED" in report.notes[0]
     assert report.comparisons == []  # no ratio is made of emulator times

@@ -23,7 +23,8 @@ optuna = pytest.importorskip("optuna", reason="optuna is not installed (pip inst
 
 def test_budget_parses_every_key_and_takes_the_profile_memories():
     b = parse_budget(
-        "flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50,macs=12.5M,params=100k,host_ms=5,model_kb=100"
+        "flash_kb=256,ram_kb=128,device=cortex-m7-216mhz,latency_ms=50,macs=12.5M,params=100k,host_ms=5,"
+        "model_kb=100,rpi_ms=20"
     )
     assert b == Budget(
         flash_kb=256,
@@ -32,6 +33,7 @@ def test_budget_parses_every_key_and_takes_the_profile_memories():
         device="cortex-m7-216mhz",
         latency_ms=50,
         host_ms=5,
+        rpi_ms=20,
         macs=12.5e6,
         params=1e5,
     )
@@ -120,6 +122,14 @@ def test_pareto_front_keeps_the_non_dominated():
         (["--budget", "ram=3"], "did you mean 'ram_kb'"),
         (["--trials", "0"], "trials must be an integer in [1, 100000]"),
         (["--worker"], "--worker joins a study"),
+        (
+            ["--worker", "--storage", "postgresql://u@h/db", "--trials", "3"],
+            "a worker takes config, budget, space, trial count",
+        ),
+        (["--wait", "5"], "--wait is for a worker"),
+        (["--budget", "rpi_ms=5"], "give it with --rpi-bench"),
+        (["--budget", "params=10k", "--rpi-bench", "bench.json"], "add rpi_ms="),
+        (["--worker", "--storage", "postgresql://u@h/db", "--wait", "-1"], "wait_s must be an integer"),
         (["--storage", "redis://x"], "must be a database URL"),
         (["--set", "distill.method=fitnets"], "not searchable"),
     ],
@@ -130,6 +140,20 @@ def test_search_bad_input_is_one_line_and_writes_nothing(capsys, tmp_path, args,
     assert proc.returncode == 2
     assert_one_line_error(proc, needle)
     assert not out.exists()
+
+
+def test_worker_waits_for_the_study_then_names_what_is_missing(capsys, tmp_path):
+    import time
+
+    db = tmp_path / "study.db"
+    start = time.monotonic()
+    proc = edgekd_inproc(
+        capsys, "search", "--worker", "--storage", f"sqlite:///{db}", "--wait", "2", "--out", str(tmp_path / "w")
+    )
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "no study 'edgekd-search'", "(waited 2 s)")
+    assert time.monotonic() - start >= 2  # polled the storage until its time was up
+    assert "waiting up to 2 s for study edgekd-search" in proc.stderr
 
 
 def test_search_refuses_a_folder_it_did_not_make(capsys, tmp_path):
@@ -323,3 +347,65 @@ def test_shipped_spaces_load():
     assert spaces
     for path in spaces:
         assert load_space(path).size() > 0
+
+
+# -- rpi_ms: a Pi latency estimate from a recorded Pi bench ---------------------------------------
+
+
+def test_rpi_calibration_takes_a_real_pi_bench_only(tiny_bundle, tmp_path):
+    from edgekd.benchmark import bench
+    from edgekd.search.rpi import rpi_calibration
+
+    bench(
+        artifacts=tiny_bundle,
+        device="rpi",
+        force=True,
+        models="student",
+        formats="tflite_int8",
+        out=tmp_path / "forced",
+        runs=3,
+        warmup=1,
+    )
+    forced = tmp_path / "forced" / "bench.json"
+    if "Raspberry Pi" not in (json.loads(forced.read_text())["host"].get("board") or ""):
+        with pytest.raises(ConfigError, match="was not measured on a Raspberry Pi"):
+            rpi_calibration(forced)
+    # the same report as a Pi would write it: its board, and a known 1-thread median
+    data = json.loads(forced.read_text())
+    data["host"].update(board="Raspberry Pi 5 Model B Rev 1.0", emulated=None)
+    rows = [r for r in data["results"] if r["format"] == "tflite_int8" and r["threads"] == 1]
+    assert len(rows) == 1 and rows[0]["status"] == "ok"
+    rows[0]["p50_us"] = 2500.0
+    pi = tmp_path / "pi" / "bench.json"
+    pi.parent.mkdir()
+    pi.write_text(json.dumps(data))
+    cal = rpi_calibration(pi)
+    assert cal["board"].startswith("Raspberry Pi 5") and cal["reference"] == rows[0]["file"]
+    assert cal["pi_ms"] == 2.5 and cal["host_ms"] > 0 and cal["factor"] == round(2.5 / cal["host_ms"], 4)
+    old = {**data, "schema": 2}
+    pi.write_text(json.dumps(old))
+    with pytest.raises(ConfigError, match="schema 2, this edgekd reads schema 3"):
+        rpi_calibration(pi)
+    data["host"]["emulated"] = "qemu-aarch64"
+    pi.write_text(json.dumps(data))
+    with pytest.raises(ConfigError, match=r"not measured on a Raspberry Pi \(emulated"):
+        rpi_calibration(pi)
+    with pytest.raises(ConfigError, match="not a bench of `edgekd bench --device rpi`"):
+        rpi_calibration(tiny_bundle / "manifest.json")
+
+
+def test_rpi_ms_is_the_host_latency_times_the_factor(tmp_path):
+    from edgekd.search.measure import _usable, measure_candidate
+    from edgekd.search.space import Candidate
+
+    cand = Candidate("tiny", "test_student", 2, None)
+    budget = Budget(rpi_ms=1000)
+    kw = dict(num_classes=10, in_channels=1, native_size=(8, 8), cache_dir=tmp_path)
+    f = measure_candidate(cand, budget, rpi_factor=3.0, **kw)
+    assert f["tflite"] and f["host_ms"] > 0 and f["rpi_ms"] == round(f["host_ms"] * 3.0, 4)
+    assert budget.violations(f) == []
+    assert Budget(rpi_ms=f["rpi_ms"] / 2).violations(f) == [f"rpi_ms {f['rpi_ms']:,.4g} > {f['rpi_ms'] / 2:,.4g}"]
+    # cached figures serve the same calibration only
+    assert _usable(f, budget, 3.0) and not _usable(f, budget, 4.0)
+    with pytest.raises(ValueError, match="needs rpi_factor"):
+        measure_candidate(cand, budget, **kw)

@@ -65,7 +65,8 @@ def _bce(p: np.ndarray, z: np.ndarray) -> float:
 
 @pytest.mark.parametrize("t,lam", [(1.0, 0.5), (4.0, 0.7)])
 def test_per_pixel_kd_sigmoid_against_a_hand_computation(t: float, lam: float) -> None:
-    """L = (1-λ)·BCE(mask, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)) over the pixels of uint8 masks as the loader gives them."""
+    """L = (1-λ)·BCE(mask, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)) over the pixels of uint8 masks as the
+    loader gives them."""
     from edgekd.train.methods import SigmoidKD
 
     rng = np.random.default_rng(0)
@@ -276,7 +277,10 @@ def test_segfolder_errors(tmp_path: Path) -> None:
 def test_segmentation_config_errors(tmp_path: Path) -> None:
     with pytest.raises(
         ConfigError,
-        match="distill.method=kd is for classification data, and data.name=shapes is segmentation data; use distill.method=kd_sigmoid",
+        match=(
+            "distill.method=kd is for classification data, and data.name=shapes is segmentation data; "
+            "use distill.method=kd_sigmoid"
+        ),
     ):
         distill(out=tmp_path / "a", set=seg_overrides(**{"distill.method": "kd"}))
     with pytest.raises(
@@ -416,22 +420,26 @@ def test_bench_reports_mean_iou_on_cpu_and_tflite_micro(seg_bundle: Path, seg_ru
     rows = {(r["model"], r["format"]): r for r in report.results}
     assert all(r["status"] == "ok" for r in rows.values()), [r["reason"] for r in rows.values()]
     for (role, fmt), r in rows.items():
-        assert r["accuracy"] == r["miou"] and 0 <= r["pixel_accuracy"] <= 1 and r["accuracy_n"] == m["eval"]["count"]
+        assert (
+            r["accuracy_frac"] == r["miou_frac"]
+            and 0 <= r["pixel_accuracy_frac"] <= 1
+            and r["accuracy_images"] == m["eval"]["count"]
+        )
         name = f"{role}.pt" if fmt == "pytorch" else f"{role}_{fmt.removeprefix('tflite_')}.tflite"
         # the bench's mIoU on eval.npz (here the whole test split) is the export's for the same file
-        assert r["accuracy"] == pytest.approx(m["metrics"][name]["test_iou"], abs=2e-3), name
-    assert rows["student", "pytorch"]["accuracy"] == pytest.approx(summary["student"]["test_iou"], abs=2e-3)
+        assert r["accuracy_frac"] == pytest.approx(m["metrics"][name]["test_iou"], abs=2e-3), name
+    assert rows["student", "pytorch"]["accuracy_frac"] == pytest.approx(summary["student"]["test_iou"], abs=2e-3)
     assert report.passed and report.settings["metric"] == "mean IoU"
     saved = json.loads((tmp_path / "cpu" / "bench.json").read_text())
-    assert saved["settings"]["task"] == "segmentation" and saved["results"][0]["miou"] is not None
+    assert saved["settings"]["task"] == "segmentation" and saved["results"][0]["miou_frac"] is not None
     md = (tmp_path / "cpu" / "bench.md").read_text()
     assert "mIoU %" in md and "mean IoU on eval.npz" in md and "Δ mIoU (points)" in md
     # microcontroller class: the int8 student through TFLite Micro, mean IoU from its kernels
     mcu = bench(artifacts=seg_bundle, device="mcu", out=tmp_path / "mcu")
     (row,) = [r for r in mcu.results if r["status"] == "ok"]
     assert row["format"] == "tflite_int8" and row["tflm"]["ops_supported"] and row["tflm"]["arena_bytes"] > 0
-    assert row["accuracy"] == row["miou"] == row["tflm"]["accuracy"]
-    assert row["accuracy"] == pytest.approx(rows["student", "tflite_int8"]["accuracy"], abs=0.02)
+    assert row["accuracy_frac"] == row["miou_frac"] == row["tflm"]["accuracy_frac"]
+    assert row["accuracy_frac"] == pytest.approx(rows["student", "tflite_int8"]["accuracy_frac"], abs=0.02)
     header = next((tmp_path / "mcu").glob("*_tflm_config.h")).read_text()
     assert "kEdgekdSampleLabels[kEdgekdNumSamples] = {-1};" in header  # a mask has no expected class
     assert "kEdgekdHasExpected = true;" in header  # the app checks the whole output map against the host's
@@ -475,7 +483,8 @@ def test_ddp_two_processes_match_one_on_masks(tmp_path: Path) -> None:
     )
     driver = tmp_path / "driver.py"
     driver.write_text(
-        "import json, sys\nfrom edgekd.train.run import distill\nprint('SUMMARY ' + json.dumps(distill(out=sys.argv[1], set=sys.argv[2:])))\n"
+        "import json, sys\nfrom edgekd.train.run import distill\nprint('SUMMARY ' + "
+        "json.dumps(distill(out=sys.argv[1], set=sys.argv[2:])))\n"
     )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -148,10 +148,10 @@ def test_failed_validation_writes_nothing(tmp_path: Path) -> None:
     with pytest.raises(EdgekdError, match="data.root is required"):
         distill(out=out, set=tiny_overrides(**{"data.name": "cifar10"}))
     # inputs that only one method reads are read before training too
-    with pytest.raises(EdgekdError, match="transfer_set"):
+    with pytest.raises(EdgekdError, match=r"distill\.transfer\.set"):
         distill(
             out=out,
-            set=tiny_overrides(**{"distill.method": "transfer", "distill.transfer_set": str(tmp_path / "missing")}),
+            set=tiny_overrides(**{"distill.method": "transfer", "distill.transfer.set": str(tmp_path / "missing")}),
         )
     with pytest.raises(EdgekdError, match="data.root is required for svhn"):
         distill(
@@ -195,6 +195,26 @@ def test_resume_names_only_the_changed_keys(tmp_path: Path) -> None:
         distill(out=run, set=["student.epochs=5", "distill.temperature=8"], resume=True)
     changed = str(err.value).split("changed: ", 1)[1].split(");", 1)[0]
     assert changed == "distill.temperature: 4.0 → 8.0, student.epochs: 2 → 5"
+
+
+def test_old_run_folder_with_flat_method_keys_still_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A run folder written before the method sections (config.yaml with distill.dkd_beta, …)
+    loads with its keys in their sections: a resume compares it key for key with the new layout."""
+    import yaml
+
+    from edgekd.train.run import distill
+
+    run = fake_run(tmp_path / "run", **{"distill.method": "dkd", "distill.dkd.beta": 3})
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    assert saved["distill"]["dkd"] == {"alpha": 1.0, "beta": 3.0}  # written in the new layout
+    flat = {k: v for k, v in saved["distill"].items() if k not in ("fitnets", "takd", "ensemble", "transfer", "domain")}
+    flat.pop("dkd"), flat.pop("dist")
+    flat.update(dkd_alpha=1.0, dkd_beta=3.0, dist_beta=2.0, dist_gamma=2.0, hint_layer=None, assistants=[])
+    write_text(run / "config.yaml", yaml.safe_dump({**saved, "distill": flat}, sort_keys=False))
+    with pytest.raises(ConfigError) as err:
+        distill(out=run, set=["student.epochs=5"], resume=True)
+    assert str(err.value).split("changed: ", 1)[1].split(");", 1)[0] == "student.epochs: 2 → 5"
+    assert "distill.dkd_beta" in capsys.readouterr().err  # the note on the old names
 
 
 def test_teacher_checkpoint_of_another_arch_says_which_is_used(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -2,7 +2,7 @@
 
 >>> import edgekd
 >>> report = edgekd.bench("artifacts/digits", runs=200, threads=1, min_accuracy=0.95)  # doctest: +SKIP
->>> report.passed, report.results[0]["latency_ms"]["p50"]  # doctest: +SKIP
+>>> report.passed, report.results[0]["p50_us"]  # doctest: +SKIP
 
 Targets (``device``) live in one registry, :data:`TARGETS`; ``cpu`` is this machine.
 """

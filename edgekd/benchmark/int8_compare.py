@@ -100,6 +100,48 @@ def interleaved_latency(
     return out
 
 
+def op_slices(path: Path, folder: Path) -> dict[str, Path]:
+    """One single-op ``.tflite`` per operator of ``path``, written to ``folder``, keyed by a
+    signature of what the op computes (e.g. ``CONV_2D 32x32x16>32x32x16 k3 s1``; a repeat gets
+    `` #2``), so the same op of two files of the same architecture gets the same key. Each slice keeps
+    the op's own weights and quantization parameters: what it times is exactly that op's kernel,
+    plus one invoke's overhead. Slices are named after the op's index: one folder per file. Needs
+    ``ai_edge_litert`` (its flatbuffer tools)."""
+    import copy
+
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    model = fb.read_model(str(path))
+    graph = model.subgraphs[0]
+    folder.mkdir(parents=True, exist_ok=True)
+    if any(folder.iterdir()):  # slices of two files in one folder would overwrite each other
+        raise ValueError(f"op_slices needs an empty folder, {folder} is not")
+
+    def constant(t: int) -> bool:
+        buf = model.buffers[graph.tensors[t].buffer]
+        return (buf.data is not None and len(buf.data) > 0) or bool(getattr(buf, "size", 0))
+
+    def dims(t: int) -> str:
+        return "x".join(str(int(d)) for d in graph.tensors[t].shape[1:])
+
+    out: dict[str, Path] = {}
+    seen: dict[str, int] = {}
+    for i, op in enumerate(graph.operators):
+        name = fb.opcode_to_name(model, op.opcodeIndex) or f"op{op.opcodeIndex}"
+        inputs = [t for t in op.inputs if t >= 0 and not constant(t)]
+        key = f"{name} {dims(inputs[0]) if inputs else '-'}>{dims(op.outputs[0])}"
+        if name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+            key += f" k{int(graph.tensors[op.inputs[1]].shape[1])} s{op.builtinOptions.strideH}"
+        seen[key] = seen.get(key, 0) + 1
+        key = key if seen[key] == 1 else f"{key} #{seen[key]}"
+        sliced = copy.deepcopy(model)
+        sub = sliced.subgraphs[0]
+        sub.operators, sub.inputs, sub.outputs = [sub.operators[i]], inputs, list(op.outputs)
+        out[key] = folder / f"op{i:03d}.tflite"
+        fb.write_model(sliced, str(out[key]))
+    return out
+
+
 def tflm_arena(path: Path) -> dict[str, Any]:
     """TFLite Micro on this host, in a process of its own: {"arena_bytes"} or {"error"}."""
     with tempfile.TemporaryDirectory(prefix="edgekd-arena-") as tmp:

@@ -73,10 +73,10 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     return {
         "status": "ok",
         "runtime": runner.runtime,
-        "accuracy": accuracy,
-        "accuracy_n": accuracy_n,
+        "accuracy_frac": accuracy,
+        "accuracy_images": accuracy_n,
         **(task.row_fields(scores) if scores else {}),
-        "tflm": {"ops_supported": True, "arena_bytes": arena, "accuracy": accuracy},
+        "tflm": {"ops_supported": True, "arena_bytes": arena, "accuracy_frac": accuracy},
     }
 
 

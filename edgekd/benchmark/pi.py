@@ -112,12 +112,14 @@ def throttle_warnings(before: dict[str, Any], after: dict[str, Any]) -> list[str
     now = [THROTTLE_BITS[bit] for bit in THROTTLE_BITS if a_word >> bit & 1 and 1 << bit & NOW_MASK]
     if now or new:
         out.append(
-            f"THROTTLED during the bench ({', '.join(now + new)}; get_throttled {after['throttled']}): latencies are pessimistic; cool the board (heatsink/fan) or fix the power supply and rerun"
+            f"THROTTLED during the bench ({', '.join(now + new)}; get_throttled {after['throttled']}): latencies are "
+            "pessimistic; cool the board (heatsink/fan) or fix the power supply and rerun"
         )
     temp = after.get("temp_c")
     if temp is not None and temp >= HOT_C and not (now or new):
         out.append(
-            f"SoC at {temp:.1f} °C after the bench (throttling starts at {HOT_C:.0f} °C): latencies may be throttled; add cooling and rerun"
+            f"SoC at {temp:.1f} °C after the bench (throttling starts at {HOT_C:.0f} °C): latencies may be throttled; "
+            "add cooling and rerun"
         )
     if after.get("max_mhz") and after.get("hw_max_mhz") and after["max_mhz"] < after["hw_max_mhz"]:
         out.append(

@@ -27,7 +27,9 @@ def plot_pareto(
     """Write the PNG of the ok rows and return its path. Raises ImportError without matplotlib and
     ValueError when no row ran. ``metric``: what the rows' accuracy is (the y-axis label)."""
     # rows with no latency (an MCU estimate, an emulated run) or no accuracy (a lone model) have no point
-    ok = [r for r in results if r["status"] == "ok" and r.get("latency_ms") and r.get("accuracy") is not None]
+    ok = [
+        r for r in results if r["status"] == "ok" and r.get("p50_us") is not None and r.get("accuracy_frac") is not None
+    ]
     if not ok:
         raise ValueError("no row has both a measured latency and an accuracy, nothing to plot")
     # the object API with the Agg canvas: no pyplot, so no global backend or figure state is touched
@@ -38,7 +40,7 @@ def plot_pareto(
     FigureCanvasAgg(fig)
     ax = fig.add_subplot()
     for r in ok:
-        lat, acc = r["latency_ms"], 100 * r["accuracy"]
+        lat, acc = {k: _ms(r, k) for k in ("min", "p50", "p90")}, 100 * r["accuracy_frac"]
         color = COLORS.get(r["model"], "black")
         # the bar spans fastest run … p90: where the typical run lies, without the rare stalls
         ax.errorbar(
@@ -53,16 +55,16 @@ def plot_pareto(
             markerfacecolor="white" if r.get("noisy") else color,  # hollow: flagged noisy
         )
     front = pareto_front(ok)
-    xs = [r["latency_ms"]["p50"] for r in front]
-    ys = [100 * r["accuracy"] for r in front]
+    xs = [_ms(r, "p50") for r in front]
+    ys = [100 * r["accuracy_frac"] for r in front]
     # "post" steps: the best accuracy to be had within a latency budget, rising at each front point
     (front_line,) = ax.step(
         xs, ys, where="post", linestyle="--", color="black", linewidth=1, alpha=0.6, label="Pareto front"
     )
     ax.set_xscale("log")
-    lo, hi = min(r["latency_ms"]["min"] for r in ok), max(r["latency_ms"]["p90"] for r in ok)
+    lo, hi = min(_ms(r, "min") for r in ok), max(_ms(r, "p90") for r in ok)
     ax.set_xlim(lo / 1.6, hi * 2.5)  # room for the labels right of the slowest point
-    accs = [100 * r["accuracy"] for r in ok]
+    accs = [100 * r["accuracy_frac"] for r in ok]
     pad = max(1.0, (max(accs) - min(accs)) * 0.15)
     ax.set_ylim(min(accs) - pad, min(100.5, max(accs) + pad))
     _label_points(ax, fig, ok)
@@ -86,14 +88,19 @@ def plot_pareto(
     return path
 
 
+def _ms(row: dict[str, Any], stat: str) -> float:
+    """A latency field (``p50_us``, …) in ms, the plot's axis unit."""
+    return row[f"{stat}_us"] / 1e3
+
+
 def _label_points(ax: Any, fig: Any, rows: Sequence[dict[str, Any]]) -> None:
     """Name each point; a label that would cover an earlier one moves up until it is clear
     (points of one model in several formats often sit almost on top of each other)."""
     fig.canvas.draw()  # fixes the data → pixel transform
     placed: list[tuple[float, float, float, float]] = []  # pixel boxes of the labels so far
-    order = sorted(rows, key=lambda r: (100 * r["accuracy"], r["latency_ms"]["p50"]))
+    order = sorted(rows, key=lambda r: (100 * r["accuracy_frac"], r["p50_us"]))
     for r in order:
-        x, y = r["latency_ms"]["p50"], 100 * r["accuracy"]
+        x, y = _ms(r, "p50"), 100 * r["accuracy_frac"]
         px, py = ax.transData.transform((x, y))
         text = f"{r['model']}/{r['format']}" + (" ~" if r.get("noisy") else "")
         width, height = 6.0 * len(text), 11.0  # 8-pt label at 120 dpi, roughly

@@ -1,7 +1,7 @@
 """The bench report: rows → student-vs-teacher ratios, the terminal table, ``bench.json`` and
 ``bench.md``. Standard library only (the table printer is imported where it is used).
 
-A row's ``accuracy`` is the bundle task's metric: top-1 accuracy, or mean IoU for segmentation;
+A row's ``accuracy_frac`` is the bundle task's metric: top-1 accuracy, or mean IoU for segmentation;
 ``settings["metric"]``/``settings["metric_short"]`` name it for the headers and prose."""
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ HEADLINE = ("tflite_int8", "tflite_fp32")
 
 
 def latency_unit(results: Sequence[dict[str, Any]]) -> tuple[str, float]:
-    """(unit, factor from ms) for the tables: µs when even the fastest model is under 0.1 ms,
-    so that tiny models do not read as 0.00194. The JSON is always in ms."""
-    p50s = [r["latency_ms"]["p50"] for r in results if r.get("latency_ms")]
-    return ("µs", 1e3) if p50s and min(p50s) < 0.1 else ("ms", 1.0)
+    """(unit, factor from µs) for the tables: µs when even the fastest model is under 0.1 ms,
+    so that tiny models do not read as 0.00194 ms, else ms. The JSON is always in µs (``*_us``)."""
+    p50s = [r["p50_us"] for r in results if r.get("p50_us") is not None]
+    return ("µs", 1.0) if p50s and min(p50s) < 100 else ("ms", 1e-3)
 
 
 def metric_short(settings: dict[str, Any]) -> str:
@@ -103,7 +103,7 @@ class BenchReport:
             if r["status"] == "failed":
                 out.append(f"{row_name(r)} failed ({r.get('stage')})")
             elif r.get("below_floor"):
-                out.append(f"{row_name(r)} {100 * r['accuracy']:.2f} %")
+                out.append(f"{row_name(r)} {100 * r['accuracy_frac']:.2f} %")
         return out
 
     @property
@@ -124,7 +124,9 @@ class BenchReport:
         floor = self.settings.get("min_accuracy")
         for r in self.results:
             if r.get("below_floor"):
-                out.append(f"{row_name(r)} {100 * r['accuracy']:.2f} % is below the accuracy floor {100 * floor:.2f} %")
+                out.append(
+                    f"{row_name(r)} {100 * r['accuracy_frac']:.2f} % is below the accuracy floor {100 * floor:.2f} %"
+                )
         return out
 
     @property
@@ -151,23 +153,28 @@ class BenchReport:
 
 def compare(student: dict[str, Any], teacher: dict[str, Any], headline: bool = False) -> dict[str, Any]:
     """Ratios of an ok student row against an ok teacher row."""
-    s_lat, t_lat = student["latency_ms"]["p50"], teacher["latency_ms"]["p50"]
+    s_lat, t_lat = student["p50_us"], teacher["p50_us"]
     return {
         "student": student["format"],
         "teacher": teacher["format"],
         "speedup": t_lat / s_lat if s_lat > 0 else None,  # teacher p50 / student p50
         "size_reduction": teacher["size_bytes"] / student["size_bytes"] if student["size_bytes"] else None,
         "macs_reduction": teacher["macs"] / student["macs"] if student.get("macs") and teacher.get("macs") else None,
-        "accuracy_delta": student["accuracy"] - teacher["accuracy"],  # fraction; negative: the student loses
+        "accuracy_delta_frac": student["accuracy_frac"] - teacher["accuracy_frac"],  # negative: the student loses
         "headline": headline,
         "threads": student.get("threads"),
     }
 
 
+def _timed(row: dict[str, Any]) -> bool:
+    """An ok row with a measured latency (not an MCU estimate, not an emulated Pi's run time)."""
+    return row["status"] == "ok" and row.get("p50_us") is not None
+
+
 def comparisons(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """The headline pair (student int8 vs teacher fp32, TFLite) first, then like-for-like formats;
     at each thread count measured, and only between rows with a measured latency and accuracy."""
-    timed = [r for r in results if r["status"] == "ok" and r.get("latency_ms") and r.get("accuracy") is not None]
+    timed = [r for r in results if _timed(r) and r.get("accuracy_frac") is not None]
     out = []
     for threads in dict.fromkeys(r.get("threads") for r in timed):
         ok = {(r["model"], r["format"]): r for r in timed if r.get("threads") == threads}
@@ -188,7 +195,8 @@ def parity_notes(results: Sequence[dict[str, Any]]) -> list[str]:
             seen.add(r["file"])
             why = "; ".join(r.get("parity_problems") or []) or "out of bounds"
             out.append(
-                f"PARITY FAILED: {r['file']} was out of its export parity bounds vs PyTorch ({why}): its rows measure a model that disagrees with the trained one"
+                f"PARITY FAILED: {r['file']} was out of its export parity bounds vs PyTorch ({why}): its rows measure "
+                "a model that disagrees with the trained one"
             )
     return out
 
@@ -206,13 +214,11 @@ def int8_slower_notes(results: list[dict[str, Any]], files: dict[str, Any] | Non
     same model's fp32 file at the same thread count: int8 is meant to be faster, and when it is
     not, some ops of the model run outside the accelerated int8 kernels (XNNPACK). Those ops are
     named where the runtime can say (``int8_unaccelerated_ops`` on the row)."""
-    timed = {
-        (r["model"], r["format"], r.get("threads")): r for r in results if r["status"] == "ok" and r.get("latency_ms")
-    }
+    timed = {(r["model"], r["format"], r.get("threads")): r for r in results if _timed(r)}
     out = []
     for (model, fmt, threads), row in timed.items():
         fp32 = timed.get((model, "tflite_fp32", threads))
-        if fmt != "tflite_int8" or fp32 is None or row["latency_ms"]["p50"] <= fp32["latency_ms"]["p50"]:
+        if fmt != "tflite_int8" or fp32 is None or row["p50_us"] <= fp32["p50_us"]:
             continue
         _set(row, "int8_slower", True)
         ops = None
@@ -235,7 +241,8 @@ def int8_slower_notes(results: list[dict[str, Any]], files: dict[str, Any] | Non
             )
         )
         out.append(
-            f"INT8 SLOWER: {model} tflite_int8 p50 {row['latency_ms']['p50']:.4g} ms > tflite_fp32 {fp32['latency_ms']['p50']:.4g} ms "
+            f"INT8 SLOWER: {model} tflite_int8 p50 {row['p50_us'] / 1e3:.4g} ms > "
+            f"tflite_fp32 {fp32['p50_us'] / 1e3:.4g} ms "
             f"at {threads} thread(s); {where}"
         )
     return out
@@ -243,13 +250,13 @@ def int8_slower_notes(results: list[dict[str, Any]], files: dict[str, Any] | Non
 
 def pareto_front(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Ok rows that no other row beats on both latency (p50, lower) and accuracy (higher), fastest first."""
-    timed = (r for r in rows if r["status"] == "ok" and r.get("latency_ms") and r.get("accuracy") is not None)
-    ok = sorted(timed, key=lambda r: (r["latency_ms"]["p50"], -r["accuracy"]))
+    timed = (r for r in rows if _timed(r) and r.get("accuracy_frac") is not None)
+    ok = sorted(timed, key=lambda r: (r["p50_us"], -r["accuracy_frac"]))
     front, best = [], float("-inf")
     for r in ok:
-        if r["accuracy"] > best:
+        if r["accuracy_frac"] > best:
             front.append(r)
-            best = r["accuracy"]
+            best = r["accuracy_frac"]
     return front
 
 
@@ -284,7 +291,7 @@ def table_rows(results: Sequence[dict[str, Any]], scale: float = 1.0, threads: b
     """Formatted cells of :func:`columns`; latencies multiplied by ``scale`` (see :func:`latency_unit`)."""
     rows = []
     for r in results:
-        lat = {k: v * scale for k, v in (r.get("latency_ms") or {}).items()}
+        lat = {k: r[f"{k}_us"] * scale for k in ("p50", "p90", "mean", "std") if r.get(f"{k}_us") is not None}
         rows.append(
             [
                 r["model"],
@@ -293,11 +300,11 @@ def table_rows(results: Sequence[dict[str, Any]], scale: float = 1.0, threads: b
                 *([str(r.get("threads"))] if threads else []),
                 _num(lat.get("p50")),
                 _num(lat.get("p90")),
-                f"{_num(lat['mean'])} ± {_num(lat['std'])}" if lat else "—",
-                _num(r.get("throughput")),
-                f"{100 * r['accuracy']:.2f}" if r.get("accuracy") is not None else "—",
+                f"{_num(lat['mean'])} ± {_num(lat['std'])}" if "mean" in lat and "std" in lat else "—",
+                _num(r.get("throughput_per_s")),
+                f"{100 * r['accuracy_frac']:.2f}" if r.get("accuracy_frac") is not None else "—",
                 f"{r['size_bytes'] / 1024:,.1f}" if r.get("size_bytes") is not None else "—",
-                f"{r['peak_rss_mb']:.0f}" if r.get("peak_rss_mb") is not None else "—",
+                f"{r['peak_rss_bytes'] / 2**20:.0f}" if r.get("peak_rss_bytes") is not None else "—",
                 f"{r['macs']:,}" if r.get("macs") is not None else "—",
                 _num(r.get("gmacs_per_s")),
             ]
@@ -318,7 +325,7 @@ def comparison_rows(comps: Sequence[dict[str, Any]]) -> list[list[str]]:
             times(c["speedup"]),
             times(c["size_reduction"]),
             times(c["macs_reduction"]),
-            f"{100 * c['accuracy_delta']:+.2f}",
+            f"{100 * c['accuracy_delta_frac']:+.2f}",
         ]
         for c in comps
     ]
@@ -349,7 +356,8 @@ def accuracy_text(settings: dict[str, Any]) -> str:
 def title(report: BenchReport) -> str:
     s = report.settings
     return (
-        f"bench {report.bundle.get('run') or report.bundle['path']} on {s['device']} ({report.host.get('cpu', '?')}, {threads_text(s)}, "
+        f"bench {report.bundle.get('run') or report.bundle['path']} on {s['device']} ({report.host.get('cpu', '?')}, "
+        f"{threads_text(s)}, "
         f"{s['runs']} timed runs after {s['warmup']} warm-up; {accuracy_text(s)})"
     )
 
@@ -357,7 +365,8 @@ def title(report: BenchReport) -> str:
 def plot_title(report: BenchReport) -> str:
     s = report.settings
     return (
-        f"{report.bundle.get('run') or report.bundle['path']} on {s['device']}: {report.host.get('cpu', '?')}, {threads_text(s)}\n"
+        f"{report.bundle.get('run') or report.bundle['path']} on {s['device']}: {report.host.get('cpu', '?')}, "
+        f"{threads_text(s)}\n"
         f"{s['runs']} timed runs after {s['warmup']} warm-up, batch 1"
     )
 
@@ -392,10 +401,11 @@ def mcu_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
                 status_text(r),
                 "all supported" if t.get("ops_supported") else "UNSUPPORTED",
                 f"{t['arena_bytes'] / 1024:,.1f}" if t.get("arena_bytes") is not None else "—",
-                f"{t['flash_bytes'] / 1024:,.1f} ({t['model_bytes'] / 1024:,.1f} + ≈{t['runtime_flash_bytes'] / 1024:,.0f})"
+                f"{t['flash_bytes'] / 1024:,.1f} ({t['model_bytes'] / 1024:,.1f} + "
+                f"≈{t['runtime_flash_bytes'] / 1024:,.0f})"
                 if t.get("flash_bytes")
                 else "—",
-                f"{100 * t['accuracy']:.2f}" if t.get("accuracy") is not None else "—",
+                f"{100 * t['accuracy_frac']:.2f}" if t.get("accuracy_frac") is not None else "—",
                 ("fits" if budget["fits"] else "DOES NOT FIT") if budget else "—",
             ]
         )
@@ -445,13 +455,16 @@ def emulated_rows(results: Sequence[dict[str, Any]]) -> list[list[str]]:
 
 def estimate_rows(results: Sequence[dict[str, Any]], chosen: str | None) -> tuple[list[str], list[list[str]]]:
     """One row per MCU profile, one column per int8 model: estimated ms."""
-    models = [r for r in results if (r.get("tflm") or {}).get("est_latency_ms")]
+    models = [r for r in results if (r.get("tflm") or {}).get("est_latency_us")]
     if not models:
         return [], []
-    names = list(models[0]["tflm"]["est_latency_ms"])
+    names = list(models[0]["tflm"]["est_latency_us"])
     head = ["MCU profile (estimate, ms)", *[r["file"] for r in models]]
     rows = [
-        [name + (" ←" if chosen and name == chosen else ""), *[_num(r["tflm"]["est_latency_ms"][name]) for r in models]]
+        [
+            name + (" ←" if chosen and name == chosen else ""),
+            *[_num(r["tflm"]["est_latency_us"][name] / 1e3) for r in models],
+        ]
         for name in names
     ]
     return head, rows
@@ -461,20 +474,23 @@ def legend(report: BenchReport) -> list[str]:
     from edgekd.benchmark.stats import NOISY_CV, NOISY_SPREAD
 
     lines = []
-    if any(r.get("latency_ms") for r in report.results):  # nothing timed (MCU estimates): nothing to explain
+    if any(_timed(r) for r in report.results):  # nothing timed (MCU estimates): nothing to explain
         lines += [
             "latency: one image (batch 1), model invoke only (no pre/post-processing), monotonic clock; "
             "inf/s = 1 / mean; GMAC/s = MACs / p50",
-            f"~noisy: (p90 − p50)/p50 > {NOISY_SPREAD:.0%} or std/mean > {NOISY_CV:.0%}: other load disturbed the timing; rerun on a quiet machine",
+            f"~noisy: (p90 − p50)/p50 > {NOISY_SPREAD:.0%} or std/mean > {NOISY_CV:.0%}: other load disturbed the "
+            "timing; rerun on a quiet machine",
         ]
-    if any(r.get("peak_rss_mb") for r in report.results):
+    if any(r.get("peak_rss_bytes") for r in report.results):
         lines.append(
             "peak RSS: high-water resident memory of a fresh process running only that model "
-            "(interpreter + runtime + model + eval data; base_rss_mb in the JSON is the process before the runtime loaded)"
+            "(interpreter + runtime + model + eval data; base_rss_bytes in the JSON is the process before the "
+            "runtime loaded)"
         )
     if report.settings.get("min_accuracy") is not None:
         lines.append(
-            f"floor: {report.settings.get('metric') or 'accuracy'} ≥ {100 * report.settings['min_accuracy']:.2f} %; BELOW FLOOR and FAILED rows fail the gate"
+            f"floor: {report.settings.get('metric') or 'accuracy'} ≥ {100 * report.settings['min_accuracy']:.2f} %; "
+            "BELOW FLOOR and FAILED rows fail the gate"
         )
     return lines
 
@@ -484,7 +500,8 @@ def headline_text(report: BenchReport) -> str | None:
         if c["headline"]:
             return (
                 f"student {c['student']} vs teacher {c['teacher']}: {_num(c['speedup'])}× faster (p50), "
-                f"{_num(c['size_reduction'])}× smaller, {100 * c['accuracy_delta']:+.2f} {metric_word(report.settings)} points"
+                f"{_num(c['size_reduction'])}× smaller, "
+                f"{100 * c['accuracy_delta_frac']:+.2f} {metric_word(report.settings)} points"
             )
     return None
 
@@ -640,6 +657,7 @@ def markdown(report: BenchReport, plot_name: str | None) -> str:
     if report.settings.get("min_accuracy") is not None:
         out += [
             "",
-            f"Gate: {'passed' if report.passed else 'FAILED: ' + ', '.join(report.gate_failures + report.budget_failures)}",
+            "Gate: "
+            f"{'passed' if report.passed else 'FAILED: ' + ', '.join(report.gate_failures + report.budget_failures)}",
         ]
     return "\n".join(out) + "\n"

@@ -81,7 +81,8 @@ def _check_eval(path: Path, task_targets: str) -> None:
     images, targets = load_eval(path, task_targets)
     if getattr(images, "ndim", 0) != 4 or len(images) == 0 or len(targets) != len(images):
         raise BenchError(
-            f"eval data {path.name} is malformed: images {list(getattr(images, 'shape', []))}, {task_targets} {list(getattr(targets, 'shape', []))} (re-export the bundle)"
+            f"eval data {path.name} is malformed: images {list(getattr(images, 'shape', []))}, {task_targets} "
+            f"{list(getattr(targets, 'shape', []))} (re-export the bundle)"
         )
 
 
@@ -125,7 +126,8 @@ def _full_test_split(bundle: Path, manifest: dict[str, Any], folder: Path) -> tu
         ) from None
     if list(data.classes) != list(manifest.get("labels", [])):
         raise BenchError(
-            f"--full-test: the dataset's classes {list(data.classes)[:5]}… differ from the bundle's labels {manifest.get('labels', [])[:5]}…"
+            f"--full-test: the dataset's classes {list(data.classes)[:5]}… differ from the bundle's labels "
+            f"{manifest.get('labels', [])[:5]}…"
         )
     from edgekd.tasks import get_task
 
@@ -266,7 +268,8 @@ def bench(
     before = target.conditions()
     threads_text = " and ".join(map(str, counts))
     log(
-        f"bench: {bundle if model is None else model} on {device} ({len(todo)} model files, {threads_text} thread(s), {warmup} warm-up + {runs} timed runs each)"
+        f"bench: {bundle if model is None else model} on {device} ({len(todo)} model files, {threads_text} thread(s), "
+        f"{warmup} warm-up + {runs} timed runs each)"
     )
     results = []
     # every name from the manifest is resolved inside the bundle (read_manifest refused any other)
@@ -313,10 +316,10 @@ def bench(
                     )
                     row.update(target.measure(job))
                 if row.status == "ok":
-                    if row.macs and row.latency_ms and row.latency_ms["p50"] > 0:
-                        row.gmacs_per_s = row.macs / (row.latency_ms["p50"] / 1e3) / 1e9
-                    if min_accuracy is not None and row.accuracy is not None:
-                        row.below_floor = row.accuracy < min_accuracy
+                    if row.macs and row.p50_us and row.p50_us > 0:
+                        row.gmacs_per_s = row.macs / (row.p50_us / 1e6) / 1e9
+                    if min_accuracy is not None and row.accuracy_frac is not None:
+                        row.below_floor = row.accuracy_frac < min_accuracy
                 results.append(row)
                 log(_progress_line(row, task.metric_short))
         after = target.conditions()
@@ -332,7 +335,7 @@ def bench(
             "eval_count": eval_count,
             "min_accuracy": min_accuracy,
             "task": task.name,
-            "metric": task.metric_label,  # what every row's "accuracy" holds
+            "metric": task.metric_label,  # what every row's "accuracy_frac" holds
             "metric_short": task.metric_short,
             "full_test": full_test,
             "models": _names(models),
@@ -368,14 +371,14 @@ def _progress_line(row: dict[str, Any], metric: str = "acc") -> str:
     if row["status"] != "ok":
         return f"{head} {row['reason']}"
     parts = []
-    if row.get("latency_ms"):
-        parts.append(f"p50 {row['latency_ms']['p50']:.4g} ms")
-    if row.get("emulated_ms"):
-        parts.append(f"emulated run time (not a latency) {row['emulated_ms']['p50']:.4g} ms")
-    if row.get("accuracy") is not None:
-        parts.append(f"{metric} {100 * row['accuracy']:.2f} %")
-    if row.get("peak_rss_mb"):
-        parts.append(f"peak RSS {row['peak_rss_mb']:.0f} MB")
+    if row.get("p50_us") is not None:
+        parts.append(f"p50 {row['p50_us'] / 1e3:.4g} ms")
+    if row.get("emulated"):
+        parts.append(f"emulated run time (not a latency) {row['emulated']['p50_us'] / 1e3:.4g} ms")
+    if row.get("accuracy_frac") is not None:
+        parts.append(f"{metric} {100 * row['accuracy_frac']:.2f} %")
+    if row.get("peak_rss_bytes"):
+        parts.append(f"peak RSS {row['peak_rss_bytes'] / 2**20:.0f} MB")
     tflm = row.get("tflm") or {}
     if tflm.get("arena_bytes") is not None:
         parts.append(f"arena {tflm['arena_bytes'] / 1024:.1f} KB  flash ≈{tflm['flash_bytes'] / 1024:.0f} KB")

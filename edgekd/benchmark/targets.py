@@ -25,6 +25,7 @@ from typing import Any, ClassVar
 from edgekd.atomic import write_json
 from edgekd.benchmark.errors import BenchError
 from edgekd.benchmark.host import host_info, usable_cores
+from edgekd.benchmark.row import LATENCY_FIELDS
 from edgekd.limits import MAX_KB, check_number, check_threads
 from edgekd.procs import run_bounded
 from edgekd.registry import Registry
@@ -210,7 +211,8 @@ class RpiTarget(CpuTarget):
             model = pi.board_model()
             seen = f"board {model!r}" if model else "no /proc/device-tree/model"
             raise BenchError(
-                f"this machine is not a Raspberry Pi ({seen}); use --device cpu to bench it, or --force to run the Pi path anyway"
+                f"this machine is not a Raspberry Pi ({seen}); use --device cpu to bench it, or --force to run the Pi "
+                "path anyway"
             )
         check_threads(
             "--threads", threads, usable_cores(), error=BenchError
@@ -258,7 +260,8 @@ class RpiTarget(CpuTarget):
         if host.get("emulated"):
             out.insert(
                 0,
-                f"EMULATED ({host['emulated']}): run times are of an emulator, not latencies of a Pi; they are kept as emulated_ms, never as latency_ms (peak RSS includes the emulator)",
+                f"EMULATED ({host['emulated']}): run times are of an emulator, not latencies of a Pi; "
+                "they are kept under emulated, never in the latency fields (peak RSS includes the emulator)",
             )
         elif self.forced and not (host.get("board") or "").startswith("Raspberry Pi"):
             out.insert(
@@ -270,8 +273,8 @@ class RpiTarget(CpuTarget):
         result = super().measure(job)
         if result.get("status") == "ok" and os.environ.get("EDGEKD_EMULATION"):
             # under qemu-user a run time measures the emulator: keep it out of every latency field
-            result["emulated_ms"] = result.pop("latency_ms")
-            result.update(latency_ms=None, throughput=None, spread=None, cv=None, noisy=None)
+            result["emulated"] = {k: result.pop(k) for k in LATENCY_FIELDS}
+            result.update(throughput_per_s=None, spread_frac=None, cv_frac=None, noisy=None)
         return result
 
 
@@ -283,7 +286,10 @@ class McuTarget(BenchTarget):
     reference kernels on x86 say nothing about a Cortex-M."""
 
     name = "mcu"
-    description = "microcontroller class: TFLite Micro ops/arena/accuracy on this host, flash and latency estimated per MCU profile"
+    description = (
+        "microcontroller class: TFLite Micro ops/arena/accuracy on this host, flash and latency estimated per MCU "
+        "profile"
+    )
     options = ("mcu", "flash_kb", "ram_kb", "emulate")
     timeout_s: ClassVar[float] = 1800.0
 
@@ -355,7 +361,10 @@ class McuTarget(BenchTarget):
         except TfliteFileError as exc:  # this row fails; the other models still run
             return {"status": "failed", "stage": "load", "reason": str(exc), "tflm": {"ops_supported": None}}
         if not model.is_int8:  # the file decides, not its name or manifest entry
-            reason = f"{Path(job.file).name} is a float model: MCU targets run full-integer int8 TFLite models only (export with tflite_int8)"
+            reason = (
+                f"{Path(job.file).name} is a float model: MCU targets run full-integer int8 TFLite models only (export "
+                "with tflite_int8)"
+            )
             return {
                 "status": "failed",
                 "stage": "unsupported",
@@ -370,7 +379,7 @@ class McuTarget(BenchTarget):
         tflm["runtime_flash_bytes"] = estimate.runtime_flash_bytes(model)
         tflm["ops"] = model.op_names
         tflm["macs"] = model.total_macs
-        tflm.setdefault("accuracy", result.get("accuracy"))
+        tflm.setdefault("accuracy_frac", result.get("accuracy_frac"))
         if tflm.get("ops_supported") is False:  # TFLM has no kernel for an op: the target cannot run it
             result.update(
                 unsupported=True, reason=f"{result.get('reason')}; the model's ops: {', '.join(model.op_names)}"
@@ -380,7 +389,7 @@ class McuTarget(BenchTarget):
             if tflm["budget"] is not None and not tflm["budget"]["fits"]:
                 result.update(status="failed", stage="fit", reason=tflm["budget"]["message"], unsupported=True)
         if result.get("status") == "ok":  # a latency estimate only for a model that runs and fits
-            tflm["est_latency_ms"] = estimate.estimates_ms(model)
+            tflm["est_latency_us"] = {name: round(ms * 1e3, 3) for name, ms in estimate.estimates_ms(model).items()}
             if self.emulate:
                 self.run_emulated(job, result)
         return result
@@ -441,13 +450,16 @@ class McuTarget(BenchTarget):
         flash_kb = tflm["flash_bytes"] / 1024
         if self.flash_kb is not None and flash_kb > self.flash_kb:
             over.append(
-                f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime ≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by {flash_kb - self.flash_kb:,.1f} KB ({tflm['flash_bytes'] - int(self.flash_kb * 1024):,} bytes)"
+                f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime "
+                f"≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by "
+                f"{flash_kb - self.flash_kb:,.1f} KB ({tflm['flash_bytes'] - int(self.flash_kb * 1024):,} bytes)"
             )
         if self.ram_kb is not None and tflm.get("arena_bytes") is not None:
             ram_kb = tflm["arena_bytes"] / 1024
             if ram_kb > self.ram_kb:
                 over.append(
-                    f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB ({tflm['arena_bytes'] - int(self.ram_kb * 1024):,} bytes)"
+                    f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB "
+                    f"({tflm['arena_bytes'] - int(self.ram_kb * 1024):,} bytes)"
                 )
         where = self.profile.name if self.profile else "the budget"
         return {
@@ -467,9 +479,12 @@ class McuTarget(BenchTarget):
             "(smaller per-tensor structs); flash: model + an estimate of the TFLM runtime and kernels",
         ] + (
             [
-                f"--emulate {self.emulate}: the app was built with TFLite Micro + CMSIS-NN and run on QEMU; instructions are counted "
-                "(-icount), cycles = instructions × a per-core factor (edgekd.mcu.cpi) and stand for TFLM + CMSIS-NN, while the "
-                "per-profile estimates above are fitted on the fastest published submissions (vendor runtimes); flash/RAM from the linker map",
+                f"--emulate {self.emulate}: the app was built with TFLite Micro + CMSIS-NN and run on QEMU; "
+                "instructions are counted "
+                "(-icount), cycles = instructions × a per-core factor (edgekd.mcu.cpi) and stand for TFLM + CMSIS-NN, "
+                "while the "
+                "per-profile estimates above are fitted on the fastest published submissions (vendor runtimes); "
+                "flash/RAM from the linker map",
             ]
             if self.emulate
             else []

@@ -52,27 +52,27 @@ def _status_kb(field: str) -> int | None:
     return None
 
 
-def rss_mb() -> float | None:
-    """Current resident memory of this process (Linux), MB."""
+def rss_bytes() -> int | None:
+    """Current resident memory of this process (Linux), bytes."""
     kb = _status_kb("VmRSS")
-    return None if kb is None else kb / 1024
+    return None if kb is None else int(kb * 1024)
 
 
-def peak_rss_mb() -> tuple[float | None, str | None]:
-    """(peak resident memory of this process in MB, where it was read from).
+def peak_rss_bytes() -> tuple[int | None, str | None]:
+    """(peak resident memory of this process in bytes, where it was read from).
 
     VmHWM is the high-water mark of this process image since its exec. getrusage's ru_maxrss is
     only the fallback (no /proc, e.g. macOS): after a fork+exec it can report the *parent's* peak,
     which would charge the launching process's memory to the model."""
     kb = _status_kb("VmHWM")
     if kb is not None:
-        return kb / 1024, "VmHWM"
+        return int(kb * 1024), "VmHWM"
     try:
         import resource
     except ImportError:  # Windows
         return None, None
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return (peak / 2**20 if sys.platform == "darwin" else peak / 1024), "ru_maxrss"  # bytes on macOS, KB elsewhere
+    return (int(peak) if sys.platform == "darwin" else int(peak) * 1024), "ru_maxrss"  # bytes on macOS, KB elsewhere
 
 
 def load_eval(path: str | Path, targets: str = "labels") -> tuple[np.ndarray, np.ndarray]:
@@ -114,7 +114,8 @@ def check_fits(images: np.ndarray, labels: np.ndarray, runner: Runner, job: dict
         detail = job.get("input") or runner.input_details
         raise BenchError(
             f"eval data does not match the model input: images are {'×'.join(map(str, got))} (H×W×C), "
-            f"{Path(job['file']).name} takes {'×'.join(map(str, want))} (input {detail.get('shape')} {detail.get('layout', runner.layout)})"
+            f"{Path(job['file']).name} takes {'×'.join(map(str, want))} (input {detail.get('shape')} "
+            f"{detail.get('layout', runner.layout)})"
         )
 
 
@@ -144,7 +145,7 @@ def time_invoke(runner: Runner, x: Any, warmup: int, runs: int) -> np.ndarray:
 def measure(job: dict[str, Any]) -> dict[str, Any]:
     """Measure one model file; a dict with ``status`` ok / skipped / failed and what was measured.
     ``accuracy`` is the task's metric: top-1 accuracy, or mean IoU for segmentation (also ``miou``)."""
-    base = rss_mb()  # interpreter + numpy + edgekd, before the runtime loads
+    base = rss_bytes()  # interpreter + numpy + edgekd, before the runtime loads
     task = get_task(job.get("task"))
     try:
         runner = open_runner(job["file"], threads=job["threads"], format=job.get("format"), runner=job.get("runner"))
@@ -182,20 +183,20 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
             return _failed("eval", problem, runtime=runner.runtime)
         scores = task.scores(logits, labels)
     stats = latency_stats(ns)
-    peak, source = peak_rss_mb()
+    peak, source = peak_rss_bytes()
     return {
         "status": "ok",
         "runtime": runner.runtime,
-        "latency_ms": stats,
-        "spread": spread(stats),
-        "cv": cv(stats),
+        **stats,
+        "spread_frac": spread(stats),
+        "cv_frac": cv(stats),
         "noisy": is_noisy(stats),
-        "throughput": 1000.0 / stats["mean"],  # inferences/s, one stream at batch 1
-        "accuracy": scores.get(task.metric),  # top-1 accuracy; mean IoU for segmentation
-        "accuracy_n": int(len(labels)) if labels is not None else None,
+        "throughput_per_s": 1e6 / stats["mean_us"],  # one stream at batch 1
+        "accuracy_frac": scores.get(task.metric),  # top-1 accuracy; mean IoU for segmentation
+        "accuracy_images": int(len(labels)) if labels is not None else None,
         **(task.row_fields(scores) if scores else {}),
-        "peak_rss_mb": peak,
-        "base_rss_mb": base,
+        "peak_rss_bytes": peak,
+        "base_rss_bytes": base,
         "rss_source": source,
     }
 

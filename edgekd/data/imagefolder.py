@@ -103,7 +103,8 @@ def decode_images(files: list[Path], image_size: int | None, log=print) -> np.nd
     if len(shapes) > 1:
         (h, w), _ = shapes.most_common(1)[0]
         log(
-            f"images vary in size ({len(shapes)} sizes); resizing all to {h}x{w}, the most common (set data.image_size to choose)"
+            f"images vary in size ({len(shapes)} sizes); resizing all to {h}x{w}, the most common (set data.image_size "
+            "to choose)"
         )
         from PIL import Image
 
@@ -194,7 +195,8 @@ def load_imagefolder(
             from edgekd.data.lazy import LazyImages
 
             log(
-                f"streaming {n} images from {base} ({need / (1 << 30):.1f} GiB decoded; decoded on access by DataLoader workers)"
+                f"streaming {n} images from {base} ({need / (1 << 30):.1f} GiB decoded; decoded on access by "
+                "DataLoader workers)"
             )
 
             def lazy(files: list[Path], labels: np.ndarray) -> Split:

@@ -7,7 +7,8 @@ device stays in pinned host memory and is copied per batch; streamed ImageFolder
 (:class:`edgekd.data.lazy.LazyImages`) are decoded by DataLoader worker processes.
 
 Randomness is a function of (seed, epoch) alone, and augmentation parameters are drawn per
-*sample* rather than per batch position. So epoch *e* sees the same order and the same crops
+*sample* rather than per batch position (from ``view_seed``, the run's seed unless given: a fixed
+one gives runs of different seeds the same views, and so the same cached teacher outputs). So epoch *e* sees the same order and the same crops
 whether or not the run was resumed before it, and a distributed run whose ranks each take a share
 of every global batch sees exactly the images a single process would. With ``views=K`` epoch *e*
 reuses the augmentation of view *e mod K*: a fixed set of views whose teacher outputs can be cached.
@@ -65,6 +66,7 @@ class Batches:
         mixup: float = 0.0,
         cutmix: float = 0.0,
         num_classes: int = 0,
+        view_seed: int | None = None,
     ) -> None:
         self.device = torch.device(device)
         self.n = len(split)
@@ -88,6 +90,8 @@ class Batches:
         self.pad = crop_padding if "crop" in augment else 0
         self.shuffle = shuffle
         self.seed = seed
+        # the augmentation's own seed (data.view_seed): fixed views shared by runs of other seeds
+        self.view_seed = seed if view_seed is None else view_seed
         self.drop_last = drop_last and self.n > batch_size
         self.views = views
         self.shard = shard
@@ -156,7 +160,7 @@ class Batches:
         """Per-sample (row offset, column offset, flip) for every sample of the split, for ``view``."""
         if self.augment == "none":
             return None
-        g = epoch_generator(self.seed, view, stream=1)
+        g = epoch_generator(self.view_seed, view, stream=1)
         oy = torch.randint(0, 2 * self.pad + 1, (self.n,), generator=g)
         ox = torch.randint(0, 2 * self.pad + 1, (self.n,), generator=g)
         flip = torch.rand(self.n, generator=g) < 0.5
@@ -166,7 +170,7 @@ class Batches:
         """Per-sample mixing for ``view``: partner index, own weight λ and cutmix box (rows y0:y1,
         columns x0:x1; empty for a mixup sample), all on the device.
 
-        Drawn per *sample* from (seed, view) alone, like the crops: the mixed view of sample i is
+        Drawn per *sample* from (view_seed, view) alone, like the crops: the mixed view of sample i is
         the same whatever batch it falls in, so resumed runs match and the teacher's outputs for
         the mixed views can be cached. With both on, each sample takes one of the two (p = 0.5).
         """
@@ -176,7 +180,7 @@ class Batches:
 
         n = self.n
         h, w = self.images.shape[2:]
-        rng = np.random.default_rng([self.seed, view, 2])  # stream 2: mixing
+        rng = np.random.default_rng([self.view_seed, view, 2])  # stream 2: mixing
         partner = rng.permutation(n)
         if self.mixup and self.cutmix:
             cut = rng.random(n) < 0.5

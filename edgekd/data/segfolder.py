@@ -35,7 +35,8 @@ def _files(folder: Path, suffixes: set[str]) -> dict[str, Path]:
         if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith("."):
             if path.stem in out:
                 raise DataError(
-                    f"{out[path.stem].name} and {path.name} in {folder} share the stem {path.stem!r}: which one pairs with its mask?"
+                    f"{out[path.stem].name} and {path.name} in {folder} share the stem {path.stem!r}: which one pairs "
+                    "with its mask?"
                 )
             out[path.stem] = path
     return out
@@ -49,7 +50,8 @@ def scan_pairs(split_dir: Path) -> tuple[list[Path], list[Path]]:
     for folder in (images_dir, masks_dir):
         if not folder.is_dir():
             raise DataError(
-                f"{split_dir} has no {folder.name}/ folder (expected {split_dir}/images/<stem>.png|jpg and {split_dir}/masks/<stem>.png)"
+                f"{split_dir} has no {folder.name}/ folder (expected {split_dir}/images/<stem>.png|jpg and "
+                f"{split_dir}/masks/<stem>.png)"
             )
     images = _files(images_dir, IMAGE_SUFFIXES)
     if not images:
@@ -155,7 +157,8 @@ def load_segfolder(
         size = counts.most_common(1)[0][0]
         if len(counts) > 1:
             log(
-                f"images vary in size ({len(counts)} sizes); resizing all to {size[0]}x{size[1]}, the most common (set data.image_size to choose)"
+                f"images vary in size ({len(counts)} sizes); resizing all to {size[0]}x{size[1]}, the most common (set "
+                "data.image_size to choose)"
             )
     # channels from the training images' modes (headers only), so every split feeds the same input
     modes = []

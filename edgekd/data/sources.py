@@ -108,7 +108,8 @@ def cifar10(cfg: DataConfig, log=print) -> RawData:
     if not batches.is_dir():
         if not cfg.download:
             raise DataError(
-                f"CIFAR-10 not found in {root} (expected cifar-10-batches-py/ or train/ + test/); set data.download=true when online"
+                f"CIFAR-10 not found in {root} (expected cifar-10-batches-py/ or train/ + test/); set "
+                "data.download=true when online"
             )
         import torchvision
 

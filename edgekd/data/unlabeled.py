@@ -32,7 +32,7 @@ def find_images(folder: Path) -> list[Path]:
 
 
 def load_unlabeled(
-    root: str, shape: tuple[int, int, int], cache_dir: str | None = None, key: str = "distill.transfer_set", log=print
+    root: str, shape: tuple[int, int, int], cache_dir: str | None = None, key: str = "distill.transfer.set", log=print
 ) -> Split:
     """The images under ``root`` as uint8 (N, *shape) with every label :data:`UNLABELED`."""
     path = Path(root).expanduser()

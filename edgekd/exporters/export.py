@@ -4,7 +4,7 @@ Bundle layout (copied as-is to a Raspberry Pi or into an MCU project)::
 
     student.pt  student.onnx  student_fp32.tflite  student_int8.tflite   (+ _fp16, _dynamic on request)
     teacher.pt  teacher.onnx  teacher_fp32.tflite
-    student_qat_int8.tflite          with distill.qat: the QAT student, full integer, its learned scales kept
+    student_qat_int8.tflite          with distill.qat (unless export.qat=false): the QAT student, full integer, its learned scales kept
     quant_report.json                per int8 file and layer: SNR vs float, ranges, scale, clipped share, likely fix
     student_int8_model_data.cc/.h    the int8 model as a C array for TensorFlow Lite Micro
     eval.npz                         held-out raw uint8 images (NHWC) + labels (segmentation: masks) + class names
@@ -151,6 +151,7 @@ def export(
         "preprocessing": {
             "input_range": [0, 255],
             "normalization": "folded into every model: feed raw pixel values",
+            # the student's own (student.mean/std) when it has them; each file's: models[name].input
             "mean": list(data.mean),
             "std": list(data.std),
             # what `edgekd predict` / Predictor do to an image of another size or colour: the
@@ -182,7 +183,9 @@ def export(
         for role in roles:
             ckpt_path = run_dir / f"{role}.pt"
             model, ckpt = load_model(ckpt_path, arch=named_archs(cfg))  # the run's own config names its archs
-            mean, std = ckpt["data"]["mean"], ckpt["data"]["std"]
+            mean, std = ckpt["data"]["mean"], ckpt["data"]["std"]  # the model's own normalization
+            if role == "student":
+                manifest["preprocessing"].update(mean=list(mean), std=list(std))
             wrapped = with_preprocessing(model, mean, std)
             c, (h, w) = len(mean), ckpt["data"]["image_size"]
             # the same function with fewer TFLite ops (exact; parity below compares against wrapped)
@@ -199,6 +202,7 @@ def export(
                 "test_acc": rec.get("test_acc"),
                 **{k: rec[k] for k in (f"val_{task.metric}", f"test_{task.metric}") if k in rec},  # val_iou, test_iou
                 "files": files,
+                "normalization": {"mean": list(mean), "std": list(std)},  # folded into its files
                 "graph_rewrites": rewrites,  # edgekd.exporters.lean: nhwc_flatten, folded_normalization
                 **({"distill": ckpt["distill"]} if "distill" in ckpt else {}),
             }
@@ -214,7 +218,7 @@ def export(
                 if not metrics["ok"]:
                     failures.append(f"{name}: {'; '.join(metrics['problems'])}")
         qat_ckpt = run_dir / "student_qat.pt"
-        if "student" in roles and "tflite_int8" in ecfg.formats and qat_ckpt.is_file():
+        if ecfg.qat and "student" in roles and "tflite_int8" in ecfg.formats and qat_ckpt.is_file():
             # the QAT int8 file beside the PTQ one, checked against its own fake-quant graph
             from edgekd.exporters.to_tflite_qat import export_qat
 

@@ -51,7 +51,8 @@ def eval_images(
             images, targets = data["images"], data[targets_key]
         if tuple(images.shape[1:]) != tuple(shape):
             raise McuBuildError(
-                f"{eval_path.name}: images are {'×'.join(map(str, images.shape[1:]))}, the model takes {'×'.join(map(str, shape))}"
+                f"{eval_path.name}: images are {'×'.join(map(str, images.shape[1:]))}, the model takes "
+                f"{'×'.join(map(str, shape))}"
             )
         return images, (targets if targets.ndim == 1 else None), eval_path.name
     rng = np.random.default_rng(seed)
@@ -156,7 +157,8 @@ def compare(expected: list[list[int]], outputs: dict[int, list[int]]) -> list[st
             if diff:
                 j = diff[0]
                 problems.append(
-                    f"sample {i}: {len(diff)} of {len(want)} values differ (first: [{j}] device {got[j]}, host {want[j]})"
+                    f"sample {i}: {len(diff)} of {len(want)} values differ (first: [{j}] device {got[j]}, host "
+                    f"{want[j]})"
                 )
     return problems
 
@@ -263,11 +265,16 @@ def summary_lines(info: dict[str, Any]) -> list[str]:
     s = info["sections"]
     lines = [
         f"mcu build: {Path(info['model']).name} for {info['core']} ({info['board']}): {info['elf']} "
-        f"({info['compiled']} files compiled, {info['cached']} cached, {info['build_s']:.1f} s, kernels: {info['kernels']})",
-        f"  flash {info['flash_bytes'] / kb:,.1f} KB from the linker map (text {s.get('.text', 0) / kb:,.1f} + rodata {s.get('.rodata', 0) / kb:,.1f}"
-        f" + data {s.get('.data', 0) / kb:,.1f}; the model is {info['model_bytes'] / kb:,.1f}), host estimate {info['host_flash_estimate_bytes'] / kb:,.1f} KB",
-        f"  RAM {info['ram_bytes'] / kb:,.1f} KB from the linker map (data + bss, tensor arena included; stack and heap not counted;"
-        f" profiling buffers {info['profiler_bytes'] / kb:,.1f} KB left out), arena measured on the host {info['arena_host_bytes'] / kb:,.1f} KB",
+        f"({info['compiled']} files compiled, {info['cached']} cached, {info['build_s']:.1f} s, kernels: "
+        f"{info['kernels']})",
+        f"  flash {info['flash_bytes'] / kb:,.1f} KB from the linker map (text {s.get('.text', 0) / kb:,.1f} + rodata "
+        f"{s.get('.rodata', 0) / kb:,.1f}"
+        f" + data {s.get('.data', 0) / kb:,.1f}; the model is {info['model_bytes'] / kb:,.1f}), host estimate "
+        f"{info['host_flash_estimate_bytes'] / kb:,.1f} KB",
+        f"  RAM {info['ram_bytes'] / kb:,.1f} KB from the linker map (data + bss, tensor arena included; stack and "
+        "heap not counted;"
+        f" profiling buffers {info['profiler_bytes'] / kb:,.1f} KB left out), arena measured on the host "
+        f"{info['arena_host_bytes'] / kb:,.1f} KB",
     ]
     emu = info.get("emulated")
     if emu:
@@ -282,7 +289,8 @@ def summary_lines(info: dict[str, Any]) -> list[str]:
         )
         if emu["instructions"]:
             lines.append(
-                f"  instructions per inference {emu['instructions']:,} (samples {emu['instructions_min']:,}–{emu['instructions_max']:,}), "
+                f"  instructions per inference {emu['instructions']:,} (samples "
+                f"{emu['instructions_min']:,}–{emu['instructions_max']:,}), "
                 f"≈ {info['est_cycles']:,} cycles with TFLM + CMSIS-NN (edgekd.mcu.cpi)"
             )
             top = ", ".join(f"{r['op']} {100 * r['share']:.1f} %" for r in emu["per_op"][:4])

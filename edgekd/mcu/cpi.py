@@ -59,7 +59,8 @@ def factors() -> dict[str, CpiFactor]:
         out[core] = CpiFactor(
             core,
             base * ratio,
-            f"prior: M4 factor × CoreMark/MHz ratio M4/{core[7:].upper()} ({COREMARK_PER_MHZ['cortex-m4']}/{COREMARK_PER_MHZ[core]}); unchecked",
+            f"prior: M4 factor × CoreMark/MHz ratio M4/{core[7:].upper()} "
+            f"({COREMARK_PER_MHZ['cortex-m4']}/{COREMARK_PER_MHZ[core]}); unchecked",
         )
     return out
 

@@ -24,7 +24,8 @@ from edgekd.procs import run_bounded
 
 _OUTPUT = re.compile(r"^edgekd: output (\d+) (\d+): ([-0-9,]*)$", re.MULTILINE)
 _SAMPLE = re.compile(
-    r"^edgekd: sample (\d+): class (-?\d+) \(label (-?\d+)\), (\d+) of (\d+) output values differ from the host's: (ok|MISMATCH)$",
+    r"^edgekd: sample (\d+): class (-?\d+) \(label (-?\d+)\), (\d+) of (\d+) output values differ from the host's: "
+    r"(ok|MISMATCH)$",
     re.MULTILINE,
 )
 _INVOKE = re.compile(r"^edgekd: invoke (\d+) ticks (\d+)$", re.MULTILINE)

@@ -141,9 +141,8 @@ def _stat_identity(folders: list[Path]) -> str:
             for name in sorted(filenames):
                 if name.endswith(_SOURCE_SUFFIXES):
                     st = os.stat(os.path.join(dirpath, name))
-                    h.update(
-                        f"{os.path.relpath(os.path.join(dirpath, name), folder)}\0{st.st_size}\0{st.st_mtime_ns}\n".encode()
-                    )
+                    rel = os.path.relpath(os.path.join(dirpath, name), folder)
+                    h.update(f"{rel}\0{st.st_size}\0{st.st_mtime_ns}\n".encode())
     return h.hexdigest()
 
 
@@ -161,7 +160,9 @@ def from_checkout(tflm: Path) -> SourceTree:
     missing = [name for name, path in need.items() if not path.is_dir()]
     if missing:
         raise SourceError(
-            f"{tflm}: {', '.join(missing)} not under {_DOWNLOADS}; run `make -f tensorflow/lite/micro/tools/make/Makefile OPTIMIZED_KERNEL_DIR=cmsis_nn third_party_downloads` there first"
+            f"{tflm}: {', '.join(missing)} not under {_DOWNLOADS}; run `make -f "
+            "tensorflow/lite/micro/tools/make/Makefile OPTIMIZED_KERNEL_DIR=cmsis_nn third_party_downloads` there "
+            "first"
         )
     folders = [tflm / "tensorflow", *(dl / n for n in need)]
     return SourceTree(
@@ -182,7 +183,8 @@ def resolve(third_party: str | Path | None, cache: Path) -> SourceTree:
     folder = Path(third_party).expanduser() if third_party is not None else default_third_party()
     if folder is None:
         raise SourceError(
-            "no TFLite Micro sources: pass --tflm DIR (a tflite-micro checkout or a folder of its source archives) or set EDGEKD_THIRD_PARTY"
+            "no TFLite Micro sources: pass --tflm DIR (a tflite-micro checkout or a folder of its source archives) or "
+            "set EDGEKD_THIRD_PARTY"
         )
     if not folder.is_dir():
         raise SourceError(f"--tflm {folder}: not a folder")
@@ -191,5 +193,6 @@ def resolve(third_party: str | Path | None, cache: Path) -> SourceTree:
     if any(folder.glob("tflite-micro-*.tar.gz")):
         return from_archives(folder, cache)
     raise SourceError(
-        f"--tflm {folder}: neither a tflite-micro checkout (tensorflow/lite/micro/) nor a folder of source archives (tflite-micro-*.tar.gz)"
+        f"--tflm {folder}: neither a tflite-micro checkout (tensorflow/lite/micro/) nor a folder of source archives "
+        "(tflite-micro-*.tar.gz)"
     )

@@ -83,7 +83,8 @@ def create_model(arch: str, num_classes: int, in_channels: int, image_size: tupl
             given = tuple(value) if isinstance(value, (list, tuple)) else value
             if given != data_args[key]:
                 raise EdgekdError(
-                    f"model {arch!r}: kwargs sets {key}={value!r}, but {key} comes from the data ({data_args[key]!r}); remove it from the kwargs"
+                    f"model {arch!r}: kwargs sets {key}={value!r}, but {key} comes from the data ({data_args[key]!r}); "
+                    "remove it from the kwargs"
                 )
             del kwargs[key]
     from edgekd.models.hub import hub_model, is_hub_name

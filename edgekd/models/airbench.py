@@ -98,7 +98,8 @@ def airbench(
     widths: tuple[int, int, int] | list[int] = (64, 256, 256),
     whiten: bool = True,
 ) -> nn.Module:
-    """airbench94-style fast CIFAR teacher: 2×2 whitening conv (set from data, frozen), conv groups 64-256-256 with BN and GELU; kwargs widths, whiten"""
+    """airbench94-style fast CIFAR teacher: 2×2 whitening conv (set from data, frozen), conv groups
+    64-256-256 with BN and GELU; kwargs widths, whiten"""
     if len(widths) != 3 or min(widths) < 1:
         raise ValueError(f"airbench widths are three positive channel counts, got {list(widths)}")
     return AirbenchNet(num_classes, in_channels, tuple(int(w) for w in widths), bool(whiten), ceil=_small(image_size))

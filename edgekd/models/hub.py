@@ -121,7 +121,8 @@ def torchvision_model(name: str, num_classes: int, in_channels: int, pretrained:
         except RuntimeError as exc:
             lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
             raise EdgekdError(
-                f"pretrained weights {pretrained} do not fit torchvision {name}: {(lines[1] if len(lines) > 1 else lines[0])[:200]}"
+                f"pretrained weights {pretrained} do not fit torchvision {name}: "
+                f"{(lines[1] if len(lines) > 1 else lines[0])[:200]}"
             ) from None
         _resize_head(model, num_classes)
     _adapt_first_conv(model, in_channels)
@@ -141,14 +142,16 @@ def timm_model(name: str, num_classes: int, in_channels: int, pretrained: str | 
     fetching = sorted(set(kwargs) & {"pretrained_cfg", "pretrained_cfg_overlay", "checkpoint_path", "cache_dir"})
     if fetching:
         raise EdgekdError(
-            f"timm model {name!r}: kwargs {fetching[0]!r} is not accepted; give local weights as kwargs {{pretrained: PATH}}"
+            f"timm model {name!r}: kwargs {fetching[0]!r} is not accepted; give local weights as kwargs {{pretrained: "
+            "PATH}"
         )
     options: dict[str, Any] = {"num_classes": num_classes, "in_chans": in_channels, **kwargs}
     if pretrained is not None:
         file = Path(pretrained).expanduser()
         if not file.is_file():
             raise EdgekdError(
-                f"pretrained weights not found: {file} (edgekd loads weights from a local file only; it never downloads)"
+                f"pretrained weights not found: {file} (edgekd loads weights from a local file only; it never "
+                "downloads)"
             )
         # timm loads the file itself and adapts the head and the input channels; the overlay
         # replaces every download source with this file

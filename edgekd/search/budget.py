@@ -31,6 +31,9 @@ class Budget:
     device: str | None = None  # MCU profile: default flash/RAM, and the core/clock of latency_ms
     latency_ms: float | None = None  # MCU latency estimate on `device`
     host_ms: float | None = None  # int8 TFLite median latency measured on this host, 1 thread
+    # Raspberry Pi int8 latency, ESTIMATED: host_ms × (Pi / host latency of one reference model
+    # from a recorded `edgekd bench --device rpi`); the search cannot run candidates on a Pi
+    rpi_ms: float | None = None
     macs: float | None = None  # multiply-accumulates of one inference
     params: float | None = None  # parameters
 
@@ -44,7 +47,9 @@ class Budget:
 
     def needs_tflite(self) -> bool:
         """Whether checking this budget needs the int8 TFLite model (flash, arena or latency)."""
-        return any(getattr(self, k) is not None for k in ("flash_kb", "model_kb", "ram_kb", "latency_ms", "host_ms"))
+        return any(
+            getattr(self, k) is not None for k in ("flash_kb", "model_kb", "ram_kb", "latency_ms", "host_ms", "rpi_ms")
+        )
 
     def violations(self, figures: dict[str, Any]) -> list[str]:
         """What ``figures`` (a candidate's measurements) exceed; empty when the candidate fits."""
@@ -74,6 +79,7 @@ MAXIMA = {
     "ram_kb": 16 * 1024 * 1024,
     "latency_ms": 3.6e6,
     "host_ms": 3.6e6,
+    "rpi_ms": 3.6e6,
     "macs": 1e15,
     "params": 1e12,
 }
@@ -132,7 +138,8 @@ def parse_budget(text: str | dict[str, Any] | Budget | None) -> Budget:
             values[key] = _number(key, raw)
     if "latency_ms" in values and "device" not in values:
         raise BudgetError(
-            "budget: latency_ms is an MCU estimate and needs device=PROFILE (e.g. device=cortex-m4-120mhz); host_ms is measured here"
+            "budget: latency_ms is an MCU estimate and needs device=PROFILE (e.g. device=cortex-m4-120mhz); host_ms is "
+            "measured here"
         )
     if "device" in values:  # the profile's memories are the budget unless given
         profile = PROFILES.get(values["device"])

@@ -35,28 +35,35 @@ def measure_candidate(
     native_size: tuple[int, int],
     backend: str = "onnx2tf",
     cache_dir: Path | None = None,
+    rpi_factor: float | None = None,
 ) -> dict[str, Any]:
-    """{params, macs, flash_kb, model_kb, ram_kb, latency_ms, host_ms, ops} of ``cand``. The int8
-    figures come only when the budget has a flash, RAM or latency limit; ``latency_ms`` needs
-    ``budget.device`` and ``host_ms`` a host limit. Cached per candidate in ``cache_dir``."""
+    """{params, macs, flash_kb, model_kb, ram_kb, latency_ms, host_ms, rpi_ms, ops} of ``cand``. The
+    int8 figures come only when the budget has a flash, RAM or latency limit; ``latency_ms`` needs
+    ``budget.device``, ``host_ms`` a host or Pi limit, ``rpi_ms`` a Pi limit and ``rpi_factor`` (the
+    Pi/host latency ratio, :mod:`edgekd.search.rpi`). Cached per candidate in ``cache_dir``."""
+    if budget.rpi_ms is not None and not rpi_factor:
+        raise ValueError("an rpi_ms budget needs rpi_factor")
     path = cache_dir / f"{cand.key}.json" if cache_dir is not None else None
     if path is not None and path.is_file():
         cached = json.loads(path.read_text())
-        if _usable(cached, budget):
+        if _usable(cached, budget, rpi_factor):
             return cached
-    figures = _measure(cand, budget, num_classes, in_channels, native_size, backend)
+    figures = _measure(cand, budget, num_classes, in_channels, native_size, backend, rpi_factor)
     if path is not None:
         write_json(path, figures)
     return figures
 
 
-def _usable(cached: dict[str, Any], budget: Budget) -> bool:
+def _usable(cached: dict[str, Any], budget: Budget, rpi_factor: float | None = None) -> bool:
     """Whether cached figures answer ``budget``: same version and MCU profile, and either a full
-    set (with the host latency when asked for) or an early stop that the limits still cause."""
+    set (with the host latency and the Pi estimate when asked for) or an early stop that the limits
+    still cause."""
     if cached.get("version") != FIGURES_VERSION or cached.get("device") != budget.device:
         return False
     if cached.get("tflite"):
-        return budget.host_ms is None or "host_ms" in cached
+        if budget.rpi_ms is not None and cached.get("rpi_factor") != rpi_factor:
+            return False
+        return (budget.host_ms is None and budget.rpi_ms is None) or "host_ms" in cached
     return not budget.needs_tflite() or bool(early_violations(cached, budget))
 
 
@@ -84,7 +91,13 @@ def early_violations(figures: dict[str, Any], budget: Budget) -> list[str]:
 
 
 def _measure(
-    cand: Candidate, budget: Budget, num_classes: int, in_channels: int, native_size: tuple[int, int], backend: str
+    cand: Candidate,
+    budget: Budget,
+    num_classes: int,
+    in_channels: int,
+    native_size: tuple[int, int],
+    backend: str,
+    rpi_factor: float | None = None,
 ) -> dict[str, Any]:
     import numpy as np
     import torch
@@ -144,8 +157,12 @@ def _measure(
             figures["latency_ms"] = round(estimate.estimate_ms(tfl, PROFILES.get(budget.device)), 3)
         arena = tflm_arena_kb(out)
         figures.update(arena)
-        if budget.host_ms is not None:
+        if budget.host_ms is not None or budget.rpi_ms is not None:
             figures["host_ms"] = host_latency_ms(out)
+        if budget.rpi_ms is not None:
+            # an estimate: this host's latency × one reference model's Pi/host ratio (search/rpi.py)
+            figures["rpi_ms"] = round(figures["host_ms"] * rpi_factor, 4)
+            figures["rpi_factor"] = rpi_factor
     return figures
 
 

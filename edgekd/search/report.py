@@ -9,7 +9,7 @@ from typing import Any
 from edgekd.atomic import write_json, write_text
 from edgekd.ui import log, markdown_table, print_table
 
-FIGURE_KEYS = ("params", "macs", "model_kb", "flash_kb", "ram_kb", "latency_ms", "host_ms")
+FIGURE_KEYS = ("params", "macs", "model_kb", "flash_kb", "ram_kb", "latency_ms", "host_ms", "rpi_ms")
 
 
 def trial_rows(study) -> list[dict[str, Any]]:
@@ -43,6 +43,8 @@ def latency_key(budget) -> str:
     measurement when asked for, else MACs (a proxy)."""
     if budget.device is not None:
         return "latency_ms"
+    if budget.rpi_ms is not None:
+        return "rpi_ms"
     if budget.host_ms is not None:
         return "host_ms"
     return "macs"
@@ -159,10 +161,12 @@ def _markdown(result: dict[str, Any], lat: str) -> str:
     lines = [
         "# edgekd search",
         "",
-        f"Budget: `{_budget_text(result['budget'])}`; {result['trial_epochs']}-epoch trials, the best {len(result['finalists'])} "
+        f"Budget: `{_budget_text(result['budget'])}`; {result['trial_epochs']}-epoch trials, the best "
+        f"{len(result['finalists'])} "
         f"retrained for {result['full_epochs']} epochs. Chosen on val accuracy.",
         "",
-        f"Best: **{best['candidate_key']}**, val {100 * best['val_acc']:.2f} %, test {100 * best['test_acc']:.2f} % → `{best['run']}`"
+        f"Best: **{best['candidate_key']}**, val {100 * best['val_acc']:.2f} %, test {100 * best['test_acc']:.2f} % → "
+        f"`{best['run']}`"
         if best
         else "Best: none (no trained candidate fits)",
         "",
@@ -228,6 +232,7 @@ def _plot(result: dict[str, Any], points: list[dict[str, Any]], lat: str, path: 
             {
                 "latency_ms": f"est. latency ms ({budget.get('device')})",
                 "host_ms": "host latency ms (int8, 1 thread)",
+                "rpi_ms": "Raspberry Pi ms (est.: host ms × Pi/host ratio)",
                 "macs": "MACs",
             }[lat],
         ),

@@ -4,6 +4,7 @@ Layout of the search folder::
 
     search.json      what is searched: the resolved config, budget, space, trial recipe (a rerun must match)
     study.db         Optuna's SQLite storage (default; --storage puts the study elsewhere)
+    rpi_calibration.json   the Pi/host latency ratio of the rpi_ms budget key (--rpi-bench)
     teacher/         the shared teacher, trained once (or loaded from teacher.checkpoint);
                      teacher-r<N>/ one per other input resolution of the space
     teacher_cache/   the teacher's outputs per input resolution, shared by every trial
@@ -42,6 +43,9 @@ from edgekd.search.space import Candidate, SearchSpace, load_space, space_from_d
 from edgekd.ui import log, warn
 
 SPEC_ATTR = "edgekd_search"  # the study's user attribute holding the spec, for workers
+# the trials the study should train (the latest main process's --trials): workers stop there too
+TRIALS_ATTR = "edgekd_search_trials"
+DEFAULT_TRIALS = 12
 TRAINED = ("trained", "pruned")  # trial statuses that cost a training run (what --trials counts)
 PRUNERS = ("median", "hyperband", "none")
 
@@ -59,6 +63,7 @@ class _Ctx:
     teachers: dict[str, str]  # input resolution key ("native", "24") → the shared teacher checkpoint (absolute path)
     data: Any  # the loaded dataset at the native resolution (class count, channels, augmentation)
     worker_id: str
+    rpi_factor: float | None = None  # Pi/host latency ratio of the rpi_ms budget (search/rpi.py)
 
 
 def search(
@@ -67,7 +72,7 @@ def search(
     set: Sequence[str] = (),  # noqa: A002 - same name as the CLI's --set
     budget: str | dict[str, Any] | Budget | None = None,
     space: str | Path | dict[str, Any] | SearchSpace | None = None,
-    trials: int = 12,
+    trials: int | None = None,
     trial_epochs: int | None = None,
     finalists: int = 3,
     storage: str | None = None,
@@ -76,13 +81,20 @@ def search(
     teacher: str | Path | None = None,
     pruner: str | None = None,
     heartbeat_s: int = 30,
+    wait_s: int = 0,
+    rpi_bench: str | Path | None = None,
 ) -> dict[str, Any]:
     """Search the space for the most accurate student inside ``budget``; returns ``pareto.json``'s
     content (the winner under ``"best"``). With ``worker=True`` join the study in ``storage``
-    (started by a non-worker search) and only run trials; returns what this worker ran."""
-    _check_int("trials", trials, 1, 100_000)
+    (started by a non-worker search; waiting up to ``wait_s`` seconds for it to be started) and
+    only run trials; returns what this worker ran."""
+    if trials is not None:
+        _check_int("trials", trials, 1, 100_000)
     _check_int("finalists", finalists, 0, 1_000)
     _check_int("heartbeat_s", heartbeat_s, 1, 3_600)
+    _check_int("wait_s", wait_s, 0, 7 * 24 * 3_600)
+    if wait_s and not worker:
+        raise ConfigError("search: --wait is for a worker waiting for the main search to start the study; add --worker")
     if trial_epochs is not None:
         _check_int("trial_epochs", trial_epochs, 1, 100_000)
     if pruner is not None and pruner not in PRUNERS:
@@ -98,11 +110,21 @@ def search(
     if worker:
         if storage is None:
             raise ConfigError(
-                "search: --worker joins a study in a shared database: give --storage postgresql://… (the URL the main search uses)"
+                "search: --worker joins a study in a shared database: give --storage postgresql://… (the URL the main "
+                "search uses)"
             )
-        if config is not None or set or budget is not None or space is not None or trial_epochs is not None:
+        if (
+            config is not None
+            or set
+            or budget is not None
+            or space is not None
+            or trial_epochs is not None
+            or trials is not None
+            or rpi_bench is not None
+        ):
             raise ConfigError(
-                "search: a worker takes config, budget, space and trial epochs from the study; drop --config/--set/--budget/--space/--trial-epochs"
+                "search: a worker takes config, budget, space, trial count, trial epochs and Pi calibration from the "
+                "study; drop --config/--set/--budget/--space/--trials/--trial-epochs/--rpi-bench"
             )
         return _worker(
             Path(out) if out is not None else Path("runs") / "search-worker",
@@ -111,7 +133,7 @@ def search(
             teacher,
             pruner,
             heartbeat_s,
-            trials,
+            wait_s,
         )
     return _main(
         config,
@@ -119,7 +141,7 @@ def search(
         set,
         budget,
         space,
-        trials,
+        trials if trials is not None else DEFAULT_TRIALS,
         trial_epochs,
         finalists,
         storage,
@@ -127,7 +149,25 @@ def search(
         teacher,
         pruner or "median",
         heartbeat_s,
+        rpi_bench,
     )
+
+
+def _rpi_calibration(out_dir: Path, bench_json: str | Path, calibrate) -> dict[str, Any]:
+    """The Pi/host ratio, measured once per search folder and bench file: a rerun reuses it (a new
+    timing of the reference would move every candidate's estimate a little)."""
+    import hashlib
+
+    path = out_dir / "rpi_calibration.json"
+    try:
+        sha = hashlib.sha256(Path(bench_json).read_bytes()).hexdigest()
+    except OSError:
+        sha = None  # calibrate() names the problem
+    if sha is not None and path.is_file():
+        saved = json.loads(path.read_text())
+        if saved.get("bench_sha256") == sha:
+            return saved
+    return calibrate(bench_json)
 
 
 def _check_int(name: str, value: Any, low: int, high: int) -> None:
@@ -148,18 +188,39 @@ def _check_method(cfg: Config) -> None:
     check_method_config(cfg)
     if dataset_task(cfg.data.name) != "classification":
         raise ConfigError(
-            f"search: data.name={cfg.data.name} is a {dataset_task(cfg.data.name)} dataset; search ranks classifiers by val accuracy"
+            f"search: data.name={cfg.data.name} is a {dataset_task(cfg.data.name)} dataset; search ranks classifiers "
+            "by val accuracy"
         )
 
 
 def _main(  # noqa: A002 - `set` as in search()
-    config, out, set, budget, space, trials, trial_epochs, finalists, storage, study_name, teacher, pruner, heartbeat_s
+    config,
+    out,
+    set,
+    budget,
+    space,
+    trials,
+    trial_epochs,
+    finalists,
+    storage,
+    study_name,
+    teacher,
+    pruner,
+    heartbeat_s,
+    rpi_bench=None,
 ) -> dict[str, Any]:
     cfg = config if isinstance(config, Config) else load_config(config, set)
     if isinstance(config, Config) and set:
         raise ConfigError("pass overrides through load_config when giving a Config object")
     _check_method(cfg)
     bud = parse_budget(budget)
+    if (bud.rpi_ms is None) != (rpi_bench is None):
+        raise ConfigError(
+            "search: the rpi_ms budget key is a Pi latency ESTIMATE scaled from a recorded Pi bench: give it with "
+            "--rpi-bench BUNDLE/bench/<pi>/bench.json (from `edgekd bench --device rpi`)"
+            if rpi_bench is None
+            else "search: --rpi-bench calibrates the rpi_ms budget key; add rpi_ms=… to --budget"
+        )
     spc = load_space(space)
     epochs = trial_epochs if trial_epochs is not None else max(1, cfg.student.epochs // 5)
     if epochs > cfg.student.epochs:
@@ -172,17 +233,25 @@ def _main(  # noqa: A002 - `set` as in search()
         )
     if cfg.teacher.checkpoint and any(r is not None for r in spc.resolutions):
         raise ConfigError(
-            "search: a given teacher serves its own input size; a space with resolutions trains one teacher per resolution (drop teacher.checkpoint/--teacher)"
+            "search: a given teacher serves its own input size; a space with resolutions trains one teacher per "
+            "resolution (drop teacher.checkpoint/--teacher)"
         )
     out_dir = Path(out) if out is not None else Path("runs") / "search"
     spec = {"config": to_dict(cfg), "budget": bud.to_dict(), "space": spc.to_dict(), "trial_epochs": epochs}
+    rpi = None
+    if rpi_bench is not None:
+        from edgekd.search.rpi import rpi_calibration
+
+        rpi = _rpi_calibration(out_dir, rpi_bench, rpi_calibration)
+        spec["rpi_bench_sha256"] = rpi["bench_sha256"]  # another Pi bench is another search
     spec_path = out_dir / "search.json"
     if spec_path.is_file():
         saved = json.loads(spec_path.read_text())
         changed = [k for k in spec if saved.get(k) != spec[k]]
         if changed:
             raise ConfigError(
-                f"{out_dir} holds a search with a different {', '.join(changed)}; rerun it as it was, or use another --out"
+                f"{out_dir} holds a search with a different {', '.join(changed)}; rerun it as it was, or use another "
+                "--out"
             )
         log(f"search: continuing the search in {out_dir}")
     elif out_dir.exists() and any(out_dir.iterdir()):
@@ -194,6 +263,8 @@ def _main(  # noqa: A002 - `set` as in search()
     _check_models(spc, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(spec_path, spec)
+    if rpi is not None:
+        write_json(out_dir / "rpi_calibration.json", rpi)
 
     from edgekd.train.sweep import train_shared_teacher
 
@@ -207,16 +278,30 @@ def _main(  # noqa: A002 - `set` as in search()
     url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
     study = _study(url, study_name, cfg.seed, pruner, heartbeat_s, create=True)
     stored = study.user_attrs.get(SPEC_ATTR)
-    shared = {**spec, "teachers": {k: {"path": v, "sha256": _sha256(v)} for k, v in teachers.items()}, "pruner": pruner}
+    shared = {
+        **spec,
+        "teachers": {k: {"path": v, "sha256": _sha256(v)} for k, v in teachers.items()},
+        "pruner": pruner,
+        "rpi": rpi,
+    }
     if stored is not None and {k: stored.get(k) for k in spec} != spec:
         raise ConfigError(
-            f"study {study_name!r} in {_safe_url(url)} was started with a different config, budget, space or trial recipe; use another --study-name"
+            f"study {study_name!r} in {_safe_url(url)} was started with a different config, budget, space or trial "
+            "recipe; use another --study-name"
         )
     if stored != shared:
         study.set_user_attr(SPEC_ATTR, shared)
-    ctx = _Ctx(cfg, bud, spc, out_dir, epochs, trials, teachers, data, _worker_id())
+    if study.user_attrs.get(TRIALS_ATTR) != trials:  # a rerun may ask for more; workers follow
+        study.set_user_attr(TRIALS_ATTR, trials)
+    ctx = _Ctx(cfg, bud, spc, out_dir, epochs, trials, teachers, data, _worker_id(), rpi and rpi["factor"])
+    if rpi is not None:
+        log(
+            f"search: rpi_ms = host_ms × {rpi['factor']:g} ({rpi['reference']}: {rpi['pi_ms']:g} ms on "
+            f"{rpi['board']}, {rpi['host_ms']:g} ms here): an estimate"
+        )
     log(
-        f"search: budget {bud.describe()}; {spc.size()} candidates; {trials} trials of {epochs} epoch(s); study {study_name} in {_safe_url(url)}"
+        f"search: budget {bud.describe()}; {spc.size()} candidates; {trials} trials of {epochs} epoch(s); study "
+        f"{study_name} in {_safe_url(url)}"
     )
     _run_trials(study, ctx, wait_for_others=True, heartbeat_s=heartbeat_s)
     from edgekd.search.report import write_report
@@ -225,21 +310,46 @@ def _main(  # noqa: A002 - `set` as in search()
     return write_report(study, ctx, teacher_record, final)
 
 
-def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat_s, trials) -> dict[str, Any]:
-    study = _study(url, study_name, None, pruner or "median", heartbeat_s, create=False)
-    spec = study.user_attrs.get(SPEC_ATTR)
-    if spec is None:
-        raise EdgekdError(
-            f"study {study_name!r} in {_safe_url(url)} was not started by `edgekd search`; start it there first (without --worker)"
-        )
+def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat_s, wait_s) -> dict[str, Any]:
+    # Workers started together with the main search (a job array, a test) wait for it: the study
+    # exists only once the main process has trained its teacher, and holds the spec a moment later.
+    # The heavy imports come first, so a waiting worker is ready for a trial as soon as the study is.
+    from edgekd.data import load_dataset
+    from edgekd.train.run import distill  # noqa: F401 - imported here for the reason above
+
+    if wait_s:
+        log(f"search worker: waiting up to {wait_s} s for study {study_name} in {_safe_url(url)}")
+    deadline = time.monotonic() + wait_s
+    storage = None
+    while True:
+        try:
+            if storage is None:
+                storage = _storage(url, heartbeat_s)
+            study = _study(url, study_name, None, pruner or "median", heartbeat_s, create=False, storage=storage)
+            spec = study.user_attrs.get(SPEC_ATTR)
+            if spec is None:
+                raise EdgekdError(
+                    f"study {study_name!r} in {_safe_url(url)} was not started by `edgekd search`; "
+                    "start it there first (without --worker)"
+                )
+            break
+        except EdgekdError as exc:
+            if time.monotonic() >= deadline:
+                if wait_s:
+                    raise EdgekdError(f"{exc} (waited {wait_s} s)") from None
+                raise
+            time.sleep(min(1.0, max(0.1, deadline - time.monotonic())))
+    if wait_s:
+        log(f"search worker: study {study_name} found in {_safe_url(url)}")
     if pruner is None and spec.get("pruner", "median") != "median":  # the main process's pruner, unless given
-        study = _study(url, study_name, None, spec["pruner"], heartbeat_s, create=False)
+        study = _study(url, study_name, None, spec["pruner"], heartbeat_s, create=False, storage=storage)
     cfg = from_dict(Config, spec["config"])
     validate(cfg)
     bud, spc = parse_budget({k: v for k, v in spec["budget"].items() if v is not None}), space_from_dict(spec["space"])
     if teacher is not None and len(spec["teachers"]) > 1:
         raise ConfigError(
-            "search: this study has one teacher per resolution; --teacher names one file (put them at the study's paths instead)"
+            "search: this study has one teacher per resolution; --teacher names one file (put them at the study's "
+            "paths instead)"
         )
     teachers = {}
     for key, t in spec["teachers"].items():
@@ -251,20 +361,24 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
         if _sha256(path) != t["sha256"]:
             raise EdgekdError(f"{path} is not the study's teacher (sha256 differs)")
         teachers[key] = path
-    from edgekd.data import load_dataset
-
     data = load_dataset(cfg.data, log=log)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ctx = _Ctx(cfg, bud, spc, out_dir, spec["trial_epochs"], trials, teachers, data, _worker_id())
+    trials = study.user_attrs.get(TRIALS_ATTR, DEFAULT_TRIALS)
+    rpi = spec.get("rpi")  # the main process's calibration: measured on its host (README: workers on the same hardware)
+    ctx = _Ctx(
+        cfg, bud, spc, out_dir, spec["trial_epochs"], trials, teachers, data, _worker_id(), rpi and rpi["factor"]
+    )
     log(f"search worker {ctx.worker_id}: study {study_name} in {_safe_url(url)}, trials in {out_dir}/trials")
-    ran = _run_trials(study, ctx, wait_for_others=False, heartbeat_s=heartbeat_s)
+    ran = _run_trials(study, ctx, wait_for_others=False, heartbeat_s=heartbeat_s, wait_until=deadline)
     return {"worker": ctx.worker_id, "trials": ran}
 
 
 # -- Optuna ----------------------------------------------------------------------------------
 
 
-def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int, create: bool):
+def _storage(url: str, heartbeat_s: int, tries: int = 1):
+    """Optuna's RDB storage of ``url`` with heartbeats. ``tries`` > 1 retries a failed opening once a
+    second: a worker started at the same time may be creating the tables in the same database."""
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
@@ -272,18 +386,30 @@ def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int,
     warnings.filterwarnings(
         "ignore", category=optuna.exceptions.ExperimentalWarning
     )  # heartbeats: stable in use since Optuna 2.9
-    try:
-        storage = RDBStorage(
-            url,
-            heartbeat_interval=heartbeat_s,
-            grace_period=3 * heartbeat_s,  # three missed beats: the process is gone
-            heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
-            engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
-        )
-    except Exception as exc:  # noqa: BLE001 - a wrong URL, a server not reached, a missing driver
-        from edgekd.errors import first_line
+    for attempt in range(tries):
+        try:
+            return RDBStorage(
+                url,
+                heartbeat_interval=heartbeat_s,
+                grace_period=3 * heartbeat_s,  # three missed beats: the process is gone
+                heartbeat_stale_trial_callback=RetryHeartbeatStaleTrialCallback(max_retry=1),
+                engine_kwargs={"pool_pre_ping": True} if not url.startswith("sqlite") else None,
+            )
+        except Exception as exc:  # noqa: BLE001 - a wrong URL, a server not reached, a missing driver
+            if attempt + 1 < tries:
+                time.sleep(1.0)
+                continue
+            from edgekd.errors import first_line
 
-        raise EdgekdError(f"cannot open the study storage {_safe_url(url)}: {first_line(exc)}") from None
+            raise EdgekdError(f"cannot open the study storage {_safe_url(url)}: {first_line(exc)}") from None
+    raise AssertionError("unreachable")
+
+
+def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int, create: bool, storage=None):
+    import optuna
+
+    if storage is None:
+        storage = _storage(url, heartbeat_s, tries=3 if create and not url.startswith("sqlite") else 1)
     sampler = optuna.samplers.TPESampler(seed=seed, constant_liar=True, n_startup_trials=5)
     pruners = {
         "median": lambda: optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1),
@@ -353,6 +479,8 @@ def _enough(study, ctx: _Ctx) -> bool:
     cap on draws (a space that is almost all over budget)."""
     from optuna.trial import TrialState
 
+    # the study's count: the main process sets it, and a rerun of it may raise it while workers run
+    ctx.trials = study.user_attrs.get(TRIALS_ATTR, ctx.trials)
     if trained_count(study) >= ctx.trials:
         return True
     done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL))
@@ -360,14 +488,16 @@ def _enough(study, ctx: _Ctx) -> bool:
     return len(seen) >= ctx.space.size() or len(done) >= 10 * ctx.trials + ctx.space.size()
 
 
-def _run_trials(study, ctx: _Ctx, wait_for_others: bool, heartbeat_s: int) -> list[int]:
+def _run_trials(study, ctx: _Ctx, wait_for_others: bool, heartbeat_s: int, wait_until: float = 0.0) -> list[int]:
     """Run trials until the study has enough; the main process then waits for the other workers'
     running trials (failing those whose process died, which queues them again) and runs what was
-    queued. Returns the numbers of the trials this process ran."""
+    queued. A worker that has run nothing yet waits until ``wait_until`` (monotonic) for a rerun of
+    the main search to ask for more trials. Returns the numbers of the trials this process ran."""
     import optuna
     from optuna.trial import TrialState
 
     ran: list[int] = []
+    waited = False
 
     def objective(trial) -> float:
         ran.append(trial.number)
@@ -384,7 +514,9 @@ def _run_trials(study, ctx: _Ctx, wait_for_others: bool, heartbeat_s: int) -> li
         waiting = study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
         if waiting or not _enough(study, ctx):
             try:
-                study.optimize(objective, callbacks=[stop], catch=(Exception,), gc_after_trial=True)
+                # no gc_after_trial: a full collection with torch loaded took 1-4.5 s per trial here,
+                # as long as a tiny trial itself; tensors are freed by reference counting anyway
+                study.optimize(objective, callbacks=[stop], catch=(Exception,))
             except (ValueError, optuna.exceptions.UpdateFinishedTrialError) as exc:
                 # this process's trial was declared stale by another one (its heartbeats came late,
                 # e.g. on an overloaded machine) and queued again there: its result is dropped, the
@@ -392,10 +524,17 @@ def _run_trials(study, ctx: _Ctx, wait_for_others: bool, heartbeat_s: int) -> li
                 log(f"search: a trial of this process was failed by another one and retried there ({exc})")
             continue
         running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not wait_for_others and not ran and time.monotonic() < wait_until:
+            if not waited:
+                log(f"search worker: the study has its {ctx.trials} trials; waiting for a rerun that asks for more")
+                waited = True
+            time.sleep(1.0)
+            continue
         if not wait_for_others or not running:
             return ran
         log(
-            f"search: waiting for {len(running)} trial(s) running in other workers: {', '.join(str(t.number) for t in running)}"
+            f"search: waiting for {len(running)} trial(s) running in other workers: "
+            f"{', '.join(str(t.number) for t in running)}"
         )
         time.sleep(min(heartbeat_s, 10))
 
@@ -421,7 +560,9 @@ def trial_config(ctx: _Ctx, cand: Candidate, epochs: int, name: str, cached_view
         data=data,
         teacher=dataclasses.replace(cfg.teacher, checkpoint=ctx.teachers[res_key(cand.resolution)], epochs=0),
         student=dataclasses.replace(cfg.student, arch=cand.arch, kwargs=cand.kwargs, epochs=epochs, checkpoint=None),
-        distill=dataclasses.replace(cfg.distill, baseline=False, select="best_val"),
+        # the shared teacher was checked on val once, where the search loaded it (a given
+        # teacher.checkpoint), or trained by the search (flagged there when weak): not again per trial
+        distill=dataclasses.replace(cfg.distill, baseline=False, select="best_val", allow_weak_teacher=True),
         runtime=runtime,
     )
     validate(out)
@@ -453,6 +594,7 @@ def _objective(trial, study, ctx: _Ctx) -> float:
         native_size=tuple(d.image_size),
         backend=ctx.cfg.export.backend,
         cache_dir=ctx.out / "candidates",
+        rpi_factor=ctx.rpi_factor,
     )
     trial.set_user_attr("figures", {k: v for k, v in figures.items() if k not in ("candidate", "version")})
     # stopped before the export: the PyTorch figures and the bounds they give are known, and enough
@@ -481,7 +623,8 @@ def _objective(trial, study, ctx: _Ctx) -> float:
     trial.set_user_attr("run", str(folder))
     flash = f", {figures['flash_kb']:.1f} KB flash" if "flash_kb" in figures else ""
     log(
-        f"search: trial {trial.number} {cand.key} ({figures['params']:,} params{flash}): {ctx.trial_epochs} epoch(s) in {folder} [{ctx.worker_id}]"
+        f"search: trial {trial.number} {cand.key} ({figures['params']:,} params{flash}): {ctx.trial_epochs} epoch(s) "
+        f"in {folder} [{ctx.worker_id}]"
     )
 
     def report(record: dict[str, Any], history: list[dict[str, Any]]) -> None:
@@ -561,7 +704,8 @@ def _finalists(study, ctx: _Ctx, k: int) -> list[dict[str, Any]]:
         else:
             resume = (folder / "config.yaml").is_file() and load_config(folder / "config.yaml") == cfg
             log(
-                f"search: final {cand.key} (trial {t.number}, val {t.value:.4f}): full recipe, {cfg.student.epochs} epochs → {folder}"
+                f"search: final {cand.key} (trial {t.number}, val {t.value:.4f}): full recipe, {cfg.student.epochs} "
+                f"epochs → {folder}"
             )
             summary = distill(cfg, out=folder, resume=resume, overwrite=not resume)
         s = summary["student"]

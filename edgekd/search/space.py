@@ -143,13 +143,15 @@ def space_from_dict(data: Mapping[str, Any]) -> SearchSpace:
         for arch in archs:
             if ":" in arch:
                 raise ConfigError(
-                    f"space: families.{name}.archs: {arch!r}: a search space names registry models only (`edgekd models`)"
+                    f"space: families.{name}.archs: {arch!r}: a search space names registry models only (`edgekd "
+                    "models`)"
                 )
             if arch not in MODELS:
                 raise ConfigError(f"space: families.{name}.archs: {MODELS.unknown_message(arch)}")
             if model_task(arch) != "classification":
                 raise ConfigError(
-                    f"space: families.{name}.archs: {arch} is a {model_task(arch)} model; search ranks classifiers by val accuracy"
+                    f"space: families.{name}.archs: {arch} is a {model_task(arch)} model; search ranks classifiers by "
+                    "val accuracy"
                 )
         widths = _choices(spec["width"], f"families.{name}.width", "width") if "width" in spec else ()
         families.append(Family(str(name), archs, widths))

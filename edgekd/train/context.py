@@ -69,8 +69,10 @@ class RunContext(TeacherStages, StudentStages):
             summary["warnings"] = warnings
         self.wall["total"] = round(total.elapsed, 2)
         summary["wall_s"] = self.wall
+        section = method_cls.config_section  # the method's own keys, laid out as in config.yaml
         summary["distill"] = {
-            k: to_dict(getattr(cfg.distill, k)) for k in ("method", "temperature", "alpha", *method_cls.keys)
+            k: to_dict(getattr(cfg.distill, k))
+            for k in ("method", "temperature", "alpha", *([section] if section else []))
         }
         summary["task"] = self.data.task
         summary["data"] = {k: v for k, v in self.data.describe().items() if k != "classes"}

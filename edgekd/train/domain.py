@@ -4,12 +4,12 @@
 on target val and deployed there. Steps:
 
 1. teacher trained on the source (or loaded from ``teacher.checkpoint``);
-2. optionally fine-tuned on the labeled target training split (``distill.finetune_epochs``): the
+2. optionally fine-tuned on the labeled target training split (``distill.domain.finetune_epochs``): the
    stage ``teacher_ft``, fed target images normalized with the teacher's own statistics, so that
    its first step sees what the source teacher expects;
 3. the student learns from target training images with the teacher's soft targets — their labels
-   only with ``distill.target_labels`` (else -1: soft term alone) — mixed, with
-   ``distill.source_labels``, with the labeled source training images;
+   only with ``distill.domain.target_labels`` (else -1: soft term alone) — mixed, with
+   ``distill.domain.source_labels``, with the labeled source training images;
 4. the baseline: the same student on the same images with labels alone (no teacher);
 5. every model is evaluated on both domains (``summary["domains"]``); the top-level records are
    on the target.
@@ -89,13 +89,13 @@ def domain_flow(run) -> dict[str, Any]:
 
     _, source_record = source_teacher(run, source)
     summary["teacher"] = {**source_record, "trained_on": "source"}
-    if d.finetune_epochs:
+    if d.domain.finetune_epochs:
         own = load_checkpoint(run.out_dir / "teacher.pt")["data"]
         ft_data = dataclasses.replace(target, mean=tuple(own["mean"]), std=tuple(own["std"]))
         recipe = dataclasses.replace(
             cfg.teacher,
-            epochs=d.finetune_epochs,
-            lr=d.finetune_lr or cfg.teacher.lr / 10,
+            epochs=d.domain.finetune_epochs,
+            lr=d.domain.finetune_lr or cfg.teacher.lr / 10,
             warmup_epochs=0,
             checkpoint=None,
         )
@@ -107,12 +107,13 @@ def domain_flow(run) -> dict[str, Any]:
         stages = {"teacher_source": "teacher", "teacher": "teacher_ft"}
     teacher = run.load(stages["teacher"], target)
 
-    target_train = target.train if d.target_labels else unlabeled(target.train)
-    parts = [target_train, source.train] if d.source_labels else [target_train]
+    target_train = target.train if d.domain.target_labels else unlabeled(target.train)
+    parts = [target_train, source.train] if d.domain.source_labels else [target_train]
     student_data = dataclasses.replace(target, train=concat(*parts))
     log(
-        f"domain: student learns from {len(target.train)} target images ({'labeled' if d.target_labels else 'soft targets only'})"
-        + (f" + {len(source.train)} labeled source images" if d.source_labels else "")
+        f"domain: student learns from {len(target.train)} target images "
+        f"({'labeled' if d.domain.target_labels else 'soft targets only'})"
+        + (f" + {len(source.train)} labeled source images" if d.domain.source_labels else "")
     )
     summary["student"] = run.train("student", cfg.student, d.method, teacher, data=student_data)
     stages["student"] = "student"

@@ -1,7 +1,7 @@
 """Multi-teacher KD: several teachers, one soft target (the mean of their softened distributions).
 
-Members are loaded (``distill.teacher_checkpoints``) or trained here with the teacher's recipe,
-one per entry of ``distill.teachers`` (archs) and/or ``distill.teacher_seeds``; they are stages
+Members are loaded (``distill.ensemble.teacher_checkpoints``) or trained here with the teacher's recipe,
+one per entry of ``distill.ensemble.teachers`` (archs) and/or ``distill.ensemble.teacher_seeds``; they are stages
 ``teacher1``, ``teacher2``… (``teacher1.pt``…). ``teacher.kwargs`` go to members of
 ``teacher.arch`` only (they describe that arch). The ensemble itself is reported as the
 ``teacher`` record (parameters and MACs summed, accuracy of the averaged probabilities); it is
@@ -18,7 +18,7 @@ from edgekd.train.flows import FLOWS
 
 def member_specs(cfg) -> list[dict[str, Any]]:
     """One dict per member: name, and either checkpoint or (arch, kwargs, seed)."""
-    d, t = cfg.distill, cfg.teacher
+    d, t = cfg.distill.ensemble, cfg.teacher
     if d.teacher_checkpoints:
         return [{"name": f"teacher{i}", "checkpoint": path} for i, path in enumerate(d.teacher_checkpoints, 1)]
     n = max(len(d.teachers), len(d.teacher_seeds))

@@ -2,15 +2,15 @@
 
 The student's *guided* layer output goes through a small learned regressor (1×1 or 3×3 conv, or a
 linear map for flat features) to the shape of the teacher's *hint* layer output, and the MSE
-between them is the hint loss. Layers are named by module path (``distill.guided_layer``,
-``distill.hint_layer``) and read through forward hooks.
+between them is the hint loss. Layers are named by module path (``distill.fitnets.guided_layer``,
+``distill.fitnets.hint_layer``) and read through forward hooks.
 
-Two forms (``distill.hint_mode``):
+Two forms (``distill.fitnets.hint_mode``):
 
 * ``two_stage`` (the paper): stage 1 trains the student's lower part — everything up to the guided
-  layer — on the hint loss alone for ``distill.hint_epochs``; stage 2 is Hinton KD on the whole
+  layer — on the hint loss alone for ``distill.fitnets.hint_epochs``; stage 2 is Hinton KD on the whole
   student, starting from the stage-1 weights. The regressor is dropped after stage 1.
-* ``single_stage``: one run whose loss is the KD loss + ``distill.hint_weight`` · hint loss.
+* ``single_stage``: one run whose loss is the KD loss + ``distill.fitnets.hint_weight`` · hint loss.
 
 The regressor belongs to the method, never to the student: ``student.pt`` holds the bare student
 (the regressor's weights travel only in the training state of ``*_last.pt``, for resuming).
@@ -55,12 +55,12 @@ def match_spatial(x: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
 
 @METHODS.register("fitnets")
 class FitNets(HintonKD):
-    """FitNets (Romero et al. 2015): MSE hint from teacher distill.hint_layer to a regressor on student
-    distill.guided_layer (module paths); hint_mode two_stage (hint_epochs of hints, then KD) or single_stage
-    (KD + hint_weight·hint). The regressor is never part of student.pt."""
+    """FitNets (Romero et al. 2015): MSE hint from teacher distill.fitnets.hint_layer to a regressor on
+    student distill.fitnets.guided_layer (module paths); hint_mode two_stage (hint_epochs of hints, then
+    KD) or single_stage (KD + hint_weight·hint). The regressor is never part of student.pt."""
 
     flow = "fitnets"
-    keys = ("hint_layer", "guided_layer", "hint_mode", "hint_epochs", "hint_weight", "hint_regressor")
+    config_section = "fitnets"
     reads_teacher_features = True
 
     def __init__(
@@ -86,11 +86,12 @@ class FitNets(HintonKD):
     @classmethod
     def from_config(cls, distill: Any, stage: Any) -> FitNets:
         """The single-stage method (KD + weighted hint)."""
+        f = distill.fitnets
         return cls(
-            distill.hint_layer,
-            distill.guided_layer,
-            distill.hint_regressor,
-            distill.hint_weight,
+            f.hint_layer,
+            f.guided_layer,
+            f.hint_regressor,
+            f.hint_weight,
             distill.temperature,
             distill.alpha,
             stage.label_smoothing,
@@ -99,10 +100,11 @@ class FitNets(HintonKD):
     @classmethod
     def hint_stage(cls, distill: Any, stage: Any) -> FitNets:
         """Stage 1 of the two-stage form: hint loss alone."""
+        f = distill.fitnets
         return cls(
-            distill.hint_layer,
-            distill.guided_layer,
-            distill.hint_regressor,
+            f.hint_layer,
+            f.guided_layer,
+            f.hint_regressor,
             1.0,
             distill.temperature,
             distill.alpha,
@@ -112,23 +114,25 @@ class FitNets(HintonKD):
 
     @classmethod
     def check(cls, config: Any) -> None:
-        d = config.distill
+        d = config.distill.fitnets
         missing = [k for k in ("hint_layer", "guided_layer") if not getattr(d, k)]
         if missing:
             raise ConfigError(
-                f"config: distill.method=fitnets needs {' and '.join('distill.' + k for k in missing)} "
-                "(module paths, e.g. distill.hint_layer=layer2, distill.guided_layer=features.4; see model.named_modules())"
+                f"config: distill.method=fitnets needs {' and '.join('distill.fitnets.' + k for k in missing)} "
+                "(module paths, e.g. distill.fitnets.hint_layer=layer2, distill.fitnets.guided_layer=features.4; "
+                "see model.named_modules())"
             )
         if d.hint_mode == "two_stage" and d.hint_epochs < 1:
             raise ConfigError(
-                "config: distill.hint_mode=two_stage needs distill.hint_epochs of 1 or more (or hint_mode=single_stage)"
+                "config: distill.fitnets.hint_mode=two_stage needs distill.fitnets.hint_epochs of 1 or more "
+                "(or hint_mode=single_stage)"
             )
 
     def attach(self, student: nn.Module, teacher: nn.Module | None, input_shape: tuple[int, ...] = ()) -> None:
         if teacher is None:
             raise RuntimeError("fitnets needs a teacher")
-        guided = resolve_module(student, self.guided_layer, "distill.guided_layer", "student")
-        hint = resolve_module(teacher, self.hint_layer, "distill.hint_layer", "teacher")
+        guided = resolve_module(student, self.guided_layer, "distill.fitnets.guided_layer", "student")
+        hint = resolve_module(teacher, self.hint_layer, "distill.fitnets.hint_layer", "teacher")
         self._hooks = [FeatureHook(guided), FeatureHook(hint)]
         if self.regressor is None:
             s_shape, t_shape = self._probe(student, teacher, input_shape)
@@ -186,8 +190,9 @@ def check_layers(run) -> None:
         teacher_arch = ckpt["arch"]
     teacher = teacher or create_model(cfg.teacher.arch, *shape, **cfg.teacher.kwargs)
     student = create_model(cfg.student.arch, *shape, **cfg.student.kwargs)
-    resolve_module(teacher, cfg.distill.hint_layer, "distill.hint_layer", "teacher", teacher_arch)
-    resolve_module(student, cfg.distill.guided_layer, "distill.guided_layer", "student", cfg.student.arch)
+    f = cfg.distill.fitnets
+    resolve_module(teacher, f.hint_layer, "distill.fitnets.hint_layer", "teacher", teacher_arch)
+    resolve_module(student, f.guided_layer, "distill.fitnets.guided_layer", "student", cfg.student.arch)
     probe = FitNets.from_config(cfg.distill, cfg.student)
     probe.attach(student, teacher, (1, data.in_channels, *data.image_size))
     probe.detach()
@@ -200,11 +205,11 @@ def fitnets_flow(run) -> dict[str, Any]:
     d = cfg.distill
     summary: dict[str, Any] = {}
     teacher, summary["teacher"] = run.teacher()
-    if d.hint_mode == "two_stage":
+    if d.fitnets.hint_mode == "two_stage":
         # stage 1: only the layers up to the guided one receive gradients (the loss does not
         # depend on the rest), so the upper part leaves this stage as initialized; the regressor
         # is dropped with the stage. Val accuracy means nothing here: keep the last epoch.
-        hint_recipe = dataclasses.replace(cfg.student, epochs=d.hint_epochs)
+        hint_recipe = dataclasses.replace(cfg.student, epochs=d.fitnets.hint_epochs)
         rec = run.train(
             "student_hint",
             hint_recipe,

@@ -56,10 +56,10 @@ def transfer_flow(run) -> dict[str, Any]:
     cfg, data = run.cfg, run.data
     d = cfg.distill
     extra = transfer_set(run)
-    train = concat(data.train, extra) if d.transfer_labeled else extra
+    train = concat(data.train, extra) if d.transfer.labeled else extra
     log(
-        f"transfer: {len(extra)} unlabeled images from {d.transfer_set}"
-        + (f" + {len(data.train)} labeled" if d.transfer_labeled else " alone")
+        f"transfer: {len(extra)} unlabeled images from {d.transfer.set}"
+        + (f" + {len(data.train)} labeled" if d.transfer.labeled else " alone")
     )
     summary: dict[str, Any] = {}
     teacher, summary["teacher"] = run.teacher()
@@ -73,9 +73,9 @@ def transfer_flow(run) -> dict[str, Any]:
     if d.baseline:
         summary["baseline"] = run.baseline()
     summary["transfer"] = {
-        "root": d.transfer_set,
+        "root": d.transfer.set,
         "unlabeled": len(extra),
-        "labeled": len(data.train) if d.transfer_labeled else 0,
+        "labeled": len(data.train) if d.transfer.labeled else 0,
     }
     return summary
 
@@ -88,7 +88,7 @@ def transfer_set(run):
     if "transfer_set" not in run.prepared:
         cfg, data = run.cfg, run.data
         run.prepared["transfer_set"] = load_unlabeled(
-            cfg.distill.transfer_set, (data.in_channels, *data.image_size), cfg.data.cache_dir, log=log
+            cfg.distill.transfer.set, (data.in_channels, *data.image_size), cfg.data.cache_dir, log=log
         )
     return run.prepared["transfer_set"]
 

@@ -17,8 +17,11 @@ MAX_LISTED = 60  # a deep ResNet has hundreds of paths: beyond this, list the sh
 
 
 def unwrap(model: nn.Module) -> nn.Module:
-    """The user's model inside a wrapper that edgekd put around it (input re-normalization)."""
-    return getattr(model, "edgekd_inner", model)
+    """The user's model inside the wrappers that edgekd put around it (input re-normalization:
+    twice for a teacher with statistics of its own teaching a student with others)."""
+    while hasattr(model, "edgekd_inner"):
+        model = model.edgekd_inner
+    return model
 
 
 def module_paths(model: nn.Module) -> list[str]:

@@ -3,8 +3,8 @@
 Both read the teacher's logits alone (no features), so their teacher outputs can be cached
 (``data.views``) exactly like Hinton KD's. Both add their KD term to the full hard-label
 cross-entropy (weight 1, as in the papers' code) instead of Hinton's (1-α)/α mix, so
-``distill.alpha`` means nothing to them; each has its own weights (``distill.dkd_*``,
-``distill.dist_*``). Targets may be class indices (label ``-1``: unlabeled) or soft label rows
+``distill.alpha`` means nothing to them; each has its own weights (``distill.dkd.*``,
+``distill.dist.*``). Targets may be class indices (label ``-1``: unlabeled) or soft label rows
 (mixup/cutmix): the "target class" DKD decouples on is then the dominant class, and for an
 unlabeled sample the teacher's top class.
 """
@@ -91,9 +91,10 @@ def dist_loss(
 
 @METHODS.register("dkd")
 class DecoupledKD(DistillMethod):
-    """DKD (Zhao et al. 2022): CE + α·TCKD + β·NCKD (α = distill.dkd_alpha, β = distill.dkd_beta, T = distill.temperature)."""
+    """DKD (Zhao et al. 2022): CE + α·TCKD + β·NCKD (α = distill.dkd.alpha, β = distill.dkd.beta,
+    T = distill.temperature)."""
 
-    keys = ("dkd_alpha", "dkd_beta")
+    config_section = "dkd"
     uses_alpha = False
 
     def __init__(
@@ -110,7 +111,7 @@ class DecoupledKD(DistillMethod):
 
     @classmethod
     def from_config(cls, distill: Any, stage: Any) -> DecoupledKD:
-        return cls(distill.temperature, distill.dkd_alpha, distill.dkd_beta, stage.label_smoothing)
+        return cls(distill.temperature, distill.dkd.alpha, distill.dkd.beta, stage.label_smoothing)
 
     def forward(self, student_logits, teacher_logits, targets):
         task = task_ce(student_logits, targets, self.label_smoothing)
@@ -134,9 +135,10 @@ class DecoupledKD(DistillMethod):
 
 @METHODS.register("dist")
 class DISTKD(DistillMethod):
-    """DIST (Huang et al. 2022): CE + β·inter + γ·intra Pearson relation losses (β = distill.dist_beta, γ = distill.dist_gamma, T = distill.temperature)."""
+    """DIST (Huang et al. 2022): CE + β·inter + γ·intra Pearson relation losses (β = distill.dist.beta,
+    γ = distill.dist.gamma, T = distill.temperature)."""
 
-    keys = ("dist_beta", "dist_gamma")
+    config_section = "dist"
     uses_alpha = False
 
     def __init__(
@@ -147,7 +149,7 @@ class DISTKD(DistillMethod):
 
     @classmethod
     def from_config(cls, distill: Any, stage: Any) -> DISTKD:
-        return cls(distill.temperature, distill.dist_beta, distill.dist_gamma, stage.label_smoothing)
+        return cls(distill.temperature, distill.dist.beta, distill.dist.gamma, stage.label_smoothing)
 
     def forward(self, student_logits, teacher_logits, targets):
         task = task_ce(student_logits, targets, self.label_smoothing)

@@ -28,7 +28,8 @@ METHODS: Registry = Registry(
     "KD method", providers=["edgekd.train.methods", "edgekd.train.fitnets", "edgekd.train.logit_methods"]
 )
 
-# distill keys every method reads (the rest belong to particular methods: see DistillMethod.keys)
+# distill keys every method reads; the others are the methods' own sections (distill.<method>.*,
+# see DistillMethod.config_section)
 COMMON_KEYS = ("method", "temperature", "alpha", "baseline", "select", "allow_weak_teacher", "qat")
 
 
@@ -105,7 +106,9 @@ class DistillMethod(nn.Module):
 
     needs_teacher = True
     flow = "standard"  # how the run is orchestrated (edgekd.train.flows.FLOWS)
-    keys: tuple[str, ...] = ()  # distill.* keys this method reads beyond COMMON_KEYS
+    # the distill.<section> this method reads beyond COMMON_KEYS (a dataclass in edgekd.config, where
+    # configs load without torch); a literal, so `edgekd distill --help` lists its keys from source
+    config_section: str | None = None
     uses_source = False  # whether the top-level `source` data section means anything to it
     uses_temperature = True  # False: distill.temperature changes nothing (a sweep over T is pointless)
     uses_alpha = True
@@ -238,62 +241,65 @@ class SigmoidKD(HintonKD):
 
 @METHODS.register("takd")
 class TeacherAssistantKD(HintonKD):
-    """TAKD (Mirzadeh et al. 2020): teacher → TA₁ → … → student, each link Hinton KD. distill.assistants;
+    """TAKD (Mirzadeh et al. 2020): teacher → TA₁ → … → student, each link Hinton KD. distill.takd.assistants;
     ta_select chain (teacher → TA₁ → … → student) or auto (train each candidate, keep the one nearest the
     teacher/student accuracy midpoint)."""
 
     flow = "chain"
-    keys = ("assistants", "ta_select")
+    config_section = "takd"
 
     @classmethod
     def check(cls, config: Any) -> None:
         d = config.distill
-        if not d.assistants:
+        if not d.takd.assistants:
             raise ConfigError(
-                "config: distill.method=takd needs distill.assistants, e.g. [plain6] (chain) or candidates for ta_select=auto"
+                "config: distill.method=takd needs distill.takd.assistants, e.g. [plain6] (chain) or candidates "
+                "for ta_select=auto"
             )
-        if d.ta_select == "auto" and not d.baseline:
+        if d.takd.ta_select == "auto" and not d.baseline:
             raise ConfigError(
-                "config: distill.ta_select=auto picks the TA nearest the teacher–student accuracy midpoint and needs "
-                "the no-KD student's accuracy: set distill.baseline=true"
+                "config: distill.takd.ta_select=auto picks the TA nearest the teacher–student accuracy midpoint and "
+                "needs the no-KD student's accuracy: set distill.baseline=true"
             )
 
 
 @METHODS.register("ensemble")
 class EnsembleKD(HintonKD):
-    """Multi-teacher KD: soft target = mean of the members' softened distributions (distill.teachers/teacher_seeds/teacher_checkpoints)."""
+    """Multi-teacher KD: soft target = mean of the members' softened distributions
+    (distill.ensemble.teachers/teacher_seeds/teacher_checkpoints)."""
 
     flow = "ensemble"
-    keys = ("teachers", "teacher_seeds", "teacher_checkpoints")
+    config_section = "ensemble"
 
     @classmethod
     def check(cls, config: Any) -> None:
-        d = config.distill
+        d = config.distill.ensemble
         n = len(d.teacher_checkpoints) or max(len(d.teachers), len(d.teacher_seeds))
         if n < 2:
             raise ConfigError(
-                "config: distill.method=ensemble needs two or more members: distill.teachers (archs), "
-                "distill.teacher_seeds (seeds of teacher.arch) or distill.teacher_checkpoints"
+                "config: distill.method=ensemble needs two or more members: distill.ensemble.teachers (archs), "
+                "distill.ensemble.teacher_seeds (seeds of teacher.arch) or distill.ensemble.teacher_checkpoints"
             )
         if config.teacher.checkpoint:
             raise ConfigError(
-                "config: with distill.method=ensemble give checkpoints as distill.teacher_checkpoints, not teacher.checkpoint"
+                "config: with distill.method=ensemble give checkpoints as distill.ensemble.teacher_checkpoints, "
+                "not teacher.checkpoint"
             )
 
 
 @METHODS.register("transfer")
 class TransferSetKD(HintonKD):
-    """Hinton KD plus an unlabeled transfer set (distill.transfer_set): its images get the soft term only
-    (label -1; CE ignores them); transfer_labeled=false: those images alone."""
+    """Hinton KD plus an unlabeled transfer set (distill.transfer.set): its images get the soft term only
+    (label -1; CE ignores them); transfer.labeled=false: those images alone."""
 
     flow = "transfer"
-    keys = ("transfer_set", "transfer_labeled")
+    config_section = "transfer"
 
     @classmethod
     def check(cls, config: Any) -> None:
-        if not config.distill.transfer_set:
+        if not config.distill.transfer.set:
             raise ConfigError(
-                "config: distill.method=transfer needs distill.transfer_set (a folder or archive of images)"
+                "config: distill.method=transfer needs distill.transfer.set (a folder or archive of images)"
             )
 
 
@@ -304,7 +310,7 @@ class DomainAdaptationKD(HintonKD):
     makes a target domain from any dataset."""
 
     flow = "domain"
-    keys = ("target_labels", "source_labels", "finetune_epochs", "finetune_lr")
+    config_section = "domain"
     uses_source = True
 
     @classmethod
@@ -314,10 +320,11 @@ class DomainAdaptationKD(HintonKD):
             raise ConfigError(
                 "config: distill.method=domain needs a `source` data section (the teacher's domain), e.g. source: {name: digits}"
             )
-        if d.baseline and not (d.target_labels or d.source_labels):
+        if d.baseline and not (d.domain.target_labels or d.domain.source_labels):
             raise ConfigError(
-                "config: distill.baseline trains the student on labels alone, and with distill.target_labels and "
-                "distill.source_labels both false there are none; set one of them, or distill.baseline=false"
+                "config: distill.baseline trains the student on labels alone, and with "
+                "distill.domain.target_labels and distill.domain.source_labels both false there are none; "
+                "set one of them, or distill.baseline=false"
             )
 
 
@@ -329,12 +336,24 @@ def check_method_config(config: Any) -> None:
     """The chosen method's requirements, and no key set that the method would silently ignore."""
     cls = METHODS.get(config.distill.method)
     defaults = type(config.distill)()
-    used = set(COMMON_KEYS) | set(cls.keys)
+    used = set(COMMON_KEYS) | {cls.config_section}
     for f in dataclasses.fields(config.distill):
-        if f.name not in used and getattr(config.distill, f.name) != getattr(defaults, f.name):
-            owners = [n for n in METHODS.names() if f.name in METHODS.get(n).keys]
+        if f.name in used:
+            continue
+        value, default = getattr(config.distill, f.name), getattr(defaults, f.name)
+        changed = (  # name the key itself, not just its section
+            [
+                f"{f.name}.{k.name}"
+                for k in dataclasses.fields(value)
+                if getattr(value, k.name) != getattr(default, k.name)
+            ]
+            if dataclasses.is_dataclass(value)
+            else ([f.name] if value != default else [])
+        )
+        if changed:
+            owners = [n for n in METHODS.names() if METHODS.get(n).config_section == f.name]
             raise ConfigError(
-                f"config: distill.{f.name} does nothing with distill.method={config.distill.method}"
+                f"config: distill.{changed[0]} does nothing with distill.method={config.distill.method}"
                 + (f" (it is read by: {', '.join(owners)})" if owners else "")
             )
     if config.source is not None and not cls.uses_source:

@@ -33,12 +33,16 @@ def preflight(run) -> None:
 
     cfg, d, t = run.cfg, run.data, run.cfg.teacher
     archs: list[tuple[str, str, dict]] = [("student.arch", cfg.student.arch, cfg.student.kwargs)]
-    archs += [(f"distill.assistants[{i}]", a, {}) for i, a in enumerate(cfg.distill.assistants)]
+    takd, ensemble = cfg.distill.takd, cfg.distill.ensemble
+    archs += [(f"distill.takd.assistants[{i}]", a, {}) for i, a in enumerate(takd.assistants)]
     archs += [
-        (f"distill.teachers[{i}]", a, t.kwargs if a == t.arch else {}) for i, a in enumerate(cfg.distill.teachers)
+        (f"distill.ensemble.teachers[{i}]", a, t.kwargs if a == t.arch else {}) for i, a in enumerate(ensemble.teachers)
     ]
-    if not cfg.distill.teacher_checkpoints:  # else the members come from their files
+    if not ensemble.teacher_checkpoints:  # else the members come from their files
         archs.insert(0, ("teacher.arch", t.arch, t.kwargs))
+    s = cfg.student
+    if s.mean is not None and len(s.mean) != d.in_channels:
+        raise ConfigError(f"config: student.mean has {len(s.mean)} values, the data {d.in_channels} channel(s)")
     models = {}
     for key, arch, kwargs in archs:
         try:
@@ -47,7 +51,9 @@ def preflight(run) -> None:
         except EdgekdError as exc:
             raise ConfigError(f"config: {key}: {exc}") from None
     teacher_files = [("teacher.checkpoint", t.checkpoint)] if t.checkpoint else []
-    teacher_files += [(f"distill.teacher_checkpoints[{i}]", p) for i, p in enumerate(cfg.distill.teacher_checkpoints)]
+    teacher_files += [
+        (f"distill.ensemble.teacher_checkpoints[{i}]", p) for i, p in enumerate(ensemble.teacher_checkpoints)
+    ]
     for key, path in teacher_files:
         run.checked_teacher(path, key)
     if cfg.student.checkpoint:

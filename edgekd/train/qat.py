@@ -230,7 +230,8 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
     if done is not None:
         run.wall[name] = done["metrics"]["wall_s"]
         return done["metrics"]
-    cfg, d = run.cfg, run.data
+    cfg = run.cfg
+    d, teacher = run.own_input(cfg.student, run.data, teacher, name)  # the float student's statistics
     q = cfg.distill.qat
     float_path = run.out_dir / "student.pt"
     float_ckpt = load_checkpoint(float_path)
@@ -257,6 +258,7 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
         batch_size=cfg.data.batch_size,
         eval_batch_size=cfg.data.eval_batch_size,
         views=cfg.data.views,
+        view_seed=cfg.data.view_seed,
         workers=cfg.data.workers,
         extra={
             "method": cfg.distill.method,

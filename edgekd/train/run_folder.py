@@ -45,7 +45,13 @@ def resumed_config(out_dir: Path, config: Config | str | Path | None, overrides:
 def _inputs(cfg: Config) -> list[str]:
     """Paths the run reads: never inside a folder it would replace."""
     d = cfg.distill
-    paths = [cfg.teacher.checkpoint, cfg.student.checkpoint, *d.teacher_checkpoints, d.transfer_set, cfg.data.root]
+    paths = [
+        cfg.teacher.checkpoint,
+        cfg.student.checkpoint,
+        *d.ensemble.teacher_checkpoints,
+        d.transfer.set,
+        cfg.data.root,
+    ]
     if cfg.source is not None:
         paths.append(cfg.source.root)
     return [p for p in paths if p]

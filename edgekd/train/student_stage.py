@@ -12,7 +12,7 @@ from edgekd.ui import log
 
 
 class StudentStages:
-    """``train``, ``baseline``, ``task_method``: they use the context's ``cfg``, ``data``, ``rt``,
+    """``train``, ``own_input``, ``baseline``, ``task_method``: they use the context's ``cfg``, ``data``, ``rt``,
     ``out_dir``, ``resume``, ``on_epoch``, ``wall`` and ``done``."""
 
     def train(
@@ -45,6 +45,8 @@ class StudentStages:
             self.wall[name] = done["metrics"]["wall_s"]
             return done["metrics"]
         cfg, d = self.cfg, data or self.data
+        if not name.startswith("teacher"):  # a teacher trained here learns with the data's statistics
+            d, teacher = self.own_input(recipe, d, teacher, name)
         seed = cfg.seed if seed is None else seed
         if isinstance(method, str):
             method_name, method = method, build_method(method, cfg.distill, recipe)
@@ -78,6 +80,7 @@ class StudentStages:
             batch_size=cfg.data.batch_size,
             eval_batch_size=cfg.data.eval_batch_size,
             views=cfg.data.views,
+            view_seed=cfg.data.view_seed,
             workers=cfg.data.workers,
             extra=extra,
         )
@@ -87,6 +90,36 @@ class StudentStages:
         )
         self.wall[name] = result["wall_s"]
         return result
+
+    @staticmethod
+    def own_input(recipe: StageConfig, data, teacher=None, name: str = "student"):
+        """(``data`` normalized as ``recipe``'s model expects, ``teacher`` fed those batches).
+
+        A student with statistics of its own (``student.mean``/``std``: say a torchvision model
+        pretrained on ImageNet) learns from batches normalized with them, so that its checkpoint
+        records them and every bundle file made from it folds them in; the teacher, frozen for
+        ``data``'s batches, gets them re-normalized back (:class:`edgekd.train.teachers.Renormalized`,
+        the wrapper of a teacher with statistics of its own). The one place that does this for
+        every student-side stage (student, baseline, FitNets hint, QAT)."""
+        import dataclasses
+
+        from edgekd.errors import ConfigError
+        from edgekd.train.teachers import Renormalized
+
+        if recipe.mean is None or recipe.std is None:
+            return data, teacher
+        own_mean, own_std = tuple(recipe.mean), tuple(recipe.std)
+        if len(own_mean) != data.in_channels:
+            raise ConfigError(
+                f"config: student.mean has {len(own_mean)} values, the data {data.in_channels} channel(s)"
+            )
+        if (own_mean, own_std) == (tuple(data.mean), tuple(data.std)):
+            return data, teacher
+        own = dataclasses.replace(data, mean=own_mean, std=own_std)
+        log(f"{name}: inputs normalized with its own mean {list(own_mean)}, std {list(own_std)}")
+        if teacher is not None:
+            teacher = Renormalized(teacher, own_mean, own_std, data.mean, data.std).eval()
+        return own, teacher
 
     def baseline(self, data=None) -> dict[str, Any]:
         """The same student without KD: identical recipe, seed and data, hard labels only."""

@@ -3,6 +3,7 @@ domain) and the KD gain over the baseline."""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from edgekd.tasks import get_task
@@ -37,6 +38,31 @@ def near_chance(record: dict[str, Any], num_classes: int, task: str, split: str 
     if value >= chance + 0.1 * (1.0 - chance):
         return None
     return f"{split} acc {100 * value:.1f} % (chance {100 * chance:.1f} % for {num_classes} classes)"
+
+
+def weak_teacher(val_acc: float, num_classes: int, n_val: int) -> str | None:
+    """How a loaded teacher's val accuracy sits near chance ("val acc 12.5 %: near chance (…)"), or None.
+
+    This gate stops a run before KD, so it fires only where the teacher is not clearly better than
+    guessing: val top-1 below chance + max(min(5 points, chance / 2), 3 binomial σ of guessing on
+    ``n_val`` images). "1.5× chance, at most 5 points above it": 1.5× chance alone would stop a fair
+    binary teacher at 70 %, chance + 5 points alone a 1000-class teacher at 50× chance. The 3σ term:
+    on a small val split guessing scores a few points above chance by luck (digits: 144 val images,
+    10 classes, σ = 2.5 points), which proves nothing. Below chance counts too (a swapped binary
+    label order). Looser than :func:`near_chance`, the stage warning, because this one stops the run.
+    Examples: 10 classes, 144 val images: < 17.5 %; 10 classes, 5,000: < 15 %; 2 classes, 1,000:
+    < 55 %; 100 classes, 5,000: < 1.5 %.
+    """
+    if num_classes < 2 or n_val < 1:
+        return None
+    chance = 1.0 / num_classes
+    bound = chance + max(min(0.05, 0.5 * chance), 3.0 * math.sqrt(chance * (1.0 - chance) / n_val))
+    if val_acc >= bound:
+        return None
+    return (
+        f"val acc {100 * val_acc:.1f} %: near chance ({100 * chance:.1f} % for {num_classes} classes; "
+        f"under {100 * bound:.1f} % on {n_val} val images is not clearly better than guessing)"
+    )
 
 
 def near_chance_warnings(summary: dict[str, Any], num_classes: int, task: str) -> list[str]:

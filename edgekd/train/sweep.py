@@ -82,7 +82,7 @@ def sweep(
     teacher_record, teacher_keys = train_shared_teacher(cfg, out_dir / "teacher", resume)
     points, baseline = [], None
     for i, (t, a) in enumerate((t, a) for a in alphas for t in temperatures):
-        keep_baseline = cfg.distill.baseline and (i == 0 or cfg.distill.ta_select == "auto")
+        keep_baseline = cfg.distill.baseline and (i == 0 or cfg.distill.takd.ta_select == "auto")
         point_cfg = _point_config(cfg, teacher_keys, t, a, keep_baseline)
         summary = _run_point(point_cfg, out_dir / point_name(t, a), resume)
         baseline = baseline or summary.get("baseline")
@@ -154,6 +154,17 @@ def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[
         else:
             _, record = run.teacher()
         keys = {"teacher": {"checkpoint": str((folder / "teacher.pt").resolve()), "epochs": 0}}
+    if not (cfg.teacher.checkpoint or cfg.distill.ensemble.teacher_checkpoints) and run.data.task == "classification":
+        # trained here, by this sweep, then loaded by every point from its file: not a teacher from
+        # elsewhere, so a weak one is flagged (as a run flags its stages), not stopped at each point
+        from edgekd.train.summary import weak_teacher
+
+        n, k = len(run.data.val), run.data.num_classes
+        weak = [(r, w) for r in record.get("teachers", [record]) if (w := weak_teacher(r["val_acc"], k, n))]
+        for r, line in weak:
+            warn(f"NEAR CHANCE: sweep teacher {r.get('name', 'teacher')} ({r.get('arch')}) scores {line}")
+        if weak:
+            keys.setdefault("distill", {})["allow_weak_teacher"] = True
     write_json(folder / "summary.json", {"teacher": record})
     return record, keys
 

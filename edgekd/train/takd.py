@@ -8,7 +8,8 @@ student's (the paper's finding: the accuracy midpoint, not the size midpoint, ma
 
 Every link is a named stage (``ta1.pt``, ``ta2.pt``… then ``student.pt``), so an interrupted
 chain resumes in the link where it stopped. Assistants use the student's recipe with their own
-arch (``student.kwargs`` belong to the student's arch and are not passed on).
+arch (``student.kwargs`` belong to the student's arch and are not passed on, nor
+``student.mean``/``std``: they describe the student's weights; assistants learn with the data's).
 """
 
 from __future__ import annotations
@@ -43,11 +44,12 @@ def chain_flow(run) -> dict[str, Any]:
     links: list[dict[str, Any]] = []
 
     def ta_recipe(arch: str):
-        return dataclasses.replace(cfg.student, arch=arch, kwargs={}, checkpoint=None)
+        # trained from scratch here: the data's statistics (student.mean/std describe the student's weights)
+        return dataclasses.replace(cfg.student, arch=arch, kwargs={}, checkpoint=None, mean=None, std=None)
 
-    if d.ta_select == "chain":
+    if d.takd.ta_select == "chain":
         prev_name, prev = "teacher", teacher
-        for i, arch in enumerate(d.assistants, 1):
+        for i, arch in enumerate(d.takd.assistants, 1):
             name = f"ta{i}"
             links.append(_link(name, prev_name, run.train(name, ta_recipe(arch), d.method, prev), role="assistant"))
             prev_name, prev = name, run.load(name)
@@ -58,7 +60,9 @@ def chain_flow(run) -> dict[str, Any]:
     else:
         # the midpoint needs the no-KD student's accuracy first (check() made sure baseline is on)
         summary["baseline"] = run.baseline()
-        candidates = [run.train(f"ta{i}", ta_recipe(arch), d.method, teacher) for i, arch in enumerate(d.assistants, 1)]
+        candidates = [
+            run.train(f"ta{i}", ta_recipe(arch), d.method, teacher) for i, arch in enumerate(d.takd.assistants, 1)
+        ]
         best, midpoint = pick_assistant(candidates, summary["teacher"]["val_acc"], summary["baseline"]["val_acc"])
         chosen = f"ta{best + 1}"
         log(

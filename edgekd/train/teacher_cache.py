@@ -7,8 +7,11 @@ training device (V × N × classes floats; V × N × 1 × H × W for segmentatio
 beside the run in ``teacher_cache/``; beyond ``MAX_CACHE_BYTES`` the teacher runs every step.
 
 The file's key covers everything the outputs depend on — the teacher's weights, the training
-images and labels, and the transform (augmentation, padding, views, seed, normalization) — so a
-changed teacher, dataset or transform misses the cache and the stale file is replaced.
+images and labels, and the transform (augmentation, padding, views, the views' seed,
+normalization) — so a changed teacher, dataset or transform misses the cache and the stale file is
+replaced. Nothing about the student is in it: with ``data.view_seed`` fixed, students of every
+architecture and seed see the same views, and runs pointed at one ``runtime.teacher_cache_dir``
+compute the teacher's outputs once for all of them.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ def views_of(data: Dataset, views: int | None, mixing: bool = False) -> int | No
 
 def fingerprint_model(model: nn.Module) -> str:
     h = hashlib.sha256()
+    model = getattr(model, "_orig_mod", model)  # a compiled teacher has the same weights under other names
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
         h.update(tensor.detach().cpu().contiguous().numpy().tobytes())
@@ -57,9 +61,10 @@ def fingerprint_data(data: Dataset) -> str:
     return h.hexdigest()
 
 
-def cache_key(teacher: nn.Module, data: Dataset, views: int, seed: int, mix: dict | None = None) -> str:
+def cache_key(teacher: nn.Module, data: Dataset, views: int, view_seed: int, mix: dict | None = None) -> str:
+    """The cache file's key: teacher weights + training data + the views' transform and seed."""
     transform = repr(
-        (data.augment, data.crop_padding, views, seed, data.mean, data.std, data.image_size, data.in_channels)
+        (data.augment, data.crop_padding, views, view_seed, data.mean, data.std, data.image_size, data.in_channels)
     )
     if mix:  # mixed views are other inputs; unmixed runs keep their existing keys
         transform += repr(sorted(mix.items()))
@@ -69,7 +74,7 @@ def cache_key(teacher: nn.Module, data: Dataset, views: int, seed: int, mix: dic
 
 @torch.no_grad()
 def compute_outputs(
-    teacher: nn.Module, data: Dataset, views: int, seed: int, rt: Runtime, batch_size: int, mix: dict | None = None
+    teacher: nn.Module, data: Dataset, views: int, view_seed: int, rt: Runtime, batch_size: int, mix: dict | None = None
 ) -> torch.Tensor:
     """(views, N, …) teacher outputs, in sample order, for every view's augmentation (and mixing)."""
     batches = Batches(
@@ -81,7 +86,7 @@ def compute_outputs(
         data.augment,
         data.crop_padding,
         shuffle=False,
-        seed=seed,
+        seed=view_seed,
         views=views,
         channels_last=rt.channels_last,
         **(mix or {}),
@@ -101,7 +106,7 @@ def teacher_outputs(
     teacher: nn.Module,
     data: Dataset,
     views: int,
-    seed: int,
+    view_seed: int,
     rt: Runtime,
     out_dir: Path,
     stage: str,
@@ -118,7 +123,7 @@ def teacher_outputs(
         return None
     folder = rt.teacher_cache_dir or out_dir / "teacher_cache"
     folder.mkdir(parents=True, exist_ok=True)
-    key = cache_key(teacher, data, views, seed, mix)
+    key = cache_key(teacher, data, views, view_seed, mix)
     path = folder / f"{stage}-{key}.pt"
     if path.is_file():
         outputs, why = _read(path, rt, (views, len(data.train)))
@@ -131,7 +136,7 @@ def teacher_outputs(
         for stale in folder.glob(f"{stage}-*.pt"):
             stale.unlink()
         log(f"{stage}: computing the teacher's outputs once ({views} view(s) × {len(data.train)} images) → {path}")
-        outputs = compute_outputs(teacher, data, views, seed, rt, batch_size, mix)
+        outputs = compute_outputs(teacher, data, views, view_seed, rt, batch_size, mix)
         from edgekd.atomic import write_with
 
         write_with(path, lambda fh: torch.save(outputs.cpu(), fh))

@@ -8,8 +8,8 @@ from typing import Any
 from edgekd.config import StageConfig, named_archs
 from edgekd.errors import ConfigError, EdgekdError
 from edgekd.tasks import get_task
-from edgekd.train.summary import near_chance
-from edgekd.ui import log
+from edgekd.train.summary import weak_teacher
+from edgekd.ui import log, warn
 
 
 class TeacherStages:
@@ -61,16 +61,19 @@ class TeacherStages:
         model, ckpt = self.checked_teacher(path, data=data, recipe=recipe, quiet=True)
         model = self.frozen(model, ckpt, data)
         result = self.score(model, ckpt["arch"], data, checkpoint=f"{name}.pt")
-        # a bare state_dict (no "format": read into teacher.arch here) says nothing of the preprocessing
-        # or label order it was trained with: near chance on val means one of them differs. An edgekd
-        # checkpoint records both, so a weak one (a short test run, a sweep's own teacher) loads as is.
-        weak = near_chance(result, data.num_classes, data.task, split="val") if "format" not in ckpt else None
+        # any teacher from a file is checked on val before it teaches: a file says how it was
+        # trained, not that this data reaches it the same way (preprocessing, class order). A
+        # teacher trained in this run is not (its stage's record gets the NEAR CHANCE warning).
+        weak = (
+            weak_teacher(result["val_acc"], data.num_classes, len(data.val)) if data.task == "classification" else None
+        )
         if weak and not self.cfg.distill.allow_weak_teacher:
             raise EdgekdError(
-                f"teacher {path} scores {weak} on val: near chance, so it would teach noise. Usual causes: "
-                "its preprocessing differs (set teacher.mean/teacher.std to what it was trained with) or its class "
-                "order differs from the data's (sorted folder names); distill.allow_weak_teacher=true starts KD anyway"
+                f"teacher {path} scores {weak}, so it would teach noise. {weak_causes(ckpt, data)}; "
+                "distill.allow_weak_teacher=true starts KD anyway"
             )
+        if weak:
+            warn(f"teacher {path} scores {weak}; KD starts anyway (distill.allow_weak_teacher=true)")
         ckpt = {k: v for k, v in ckpt.items() if k not in ("format", "edgekd_version", "train_state")}
         ckpt.update(role=name, metrics=result, complete=True, source=str(path))
         save_checkpoint(self.out_dir / f"{name}.pt", ckpt)
@@ -116,3 +119,29 @@ class TeacherStages:
                 "(teacher.arch is read for a bare state_dict)"
             )
         return model, ckpt
+
+
+def weak_causes(ckpt: dict[str, Any], data) -> str:
+    """The likely reasons a loaded teacher scores near chance on ``data``, most specific first."""
+    if "format" not in ckpt:  # a bare state_dict, read into teacher.arch: it records nothing
+        return (
+            "Usual causes: its preprocessing differs (set teacher.mean/teacher.std to the statistics it was "
+            "trained with) or its class order differs from the data's (sorted folder names)"
+        )
+    own = ckpt.get("data", {})
+    classes = own.get("classes")
+    if isinstance(classes, list) and sorted(map(str, classes)) == sorted(data.classes) and classes != data.classes:
+        return f"Its classes are in another order ({_few(classes)}; the data's: {_few(data.classes)})"
+    before = ckpt.get("metrics", {}).get("val_acc") if isinstance(ckpt.get("metrics"), dict) else None
+    if isinstance(before, float) and weak_teacher(before, data.num_classes, 10**9) is not None:
+        return f"It scored {100 * before:.1f} % on val where it was trained too: it learned next to nothing there"
+    where = f"{own.get('dataset')}, mean {own.get('mean')}, std {own.get('std')}"
+    return (
+        f"Likely causes: its labels mean other classes than the data's (another class order or labelling; it "
+        f"was trained on {where}), or this data's images differ from its training images (other preprocessing)"
+    )
+
+
+def _few(names, n: int = 4) -> str:
+    names = [str(v) for v in names]
+    return ", ".join(names[:n]) + (", …" if len(names) > n else "")

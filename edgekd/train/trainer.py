@@ -61,6 +61,7 @@ class Stage:
     batch_size: int = 128  # the global batch: split evenly over the processes of a distributed run
     eval_batch_size: int = 512
     views: int | None = None  # data.views: a fixed set of augmented views
+    view_seed: int | None = None  # data.view_seed: the augmentation's seed; None: the stage's seed
     workers: int = 2  # DataLoader workers for streamed images
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in the checkpoint (e.g. KD settings)
 
@@ -152,6 +153,9 @@ def train_stage(
 
     distributed.check_batch(stage.batch_size)
     mix = mix_options(recipe, data)
+    # the views' seed, apart from the student's: with data.view_seed every seed (and every student)
+    # sees the same views, so the cached teacher outputs below are computed once for all of them
+    view_seed = seed if stage.view_seed is None else stage.view_seed
     train = Batches(
         data.train,
         data.mean,
@@ -167,6 +171,7 @@ def train_stage(
         shard=rt.world.shard,
         workers=stage.workers,
         channels_last=rt.channels_last,
+        view_seed=view_seed,
         **mix,
     )
     val = eval_batches(data.val, data, stage.eval_batch_size, rt)
@@ -177,7 +182,7 @@ def train_stage(
         views = views_of(data, stage.views, mixing=bool(mix))
         if views is not None:
             cached = teacher_outputs(
-                teacher, data, views, seed, rt, out_dir, stage.name, stage.eval_batch_size, mix=mix
+                teacher, data, views, view_seed, rt, out_dir, stage.name, stage.eval_batch_size, mix=mix
             )
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = make_optimizer(recipe, params)
