@@ -120,7 +120,7 @@ def test_int16x8_model_is_a_checked_bundle_format(bundle: Path, tmp_path: Path) 
     eval_images = np.load(bundle / "eval.npz")["images"][:8]
     assert runner.predict(eval_images).shape == (8, 10)
     cpu = bench(artifacts=bundle, out=tmp_path / "cpu", models="student", formats="tflite_int16x8", runs=3, warmup=1)
-    assert cpu.results[0]["status"] == "ok" and cpu.results[0]["accuracy"] is not None
+    assert cpu.results[0]["status"] == "ok" and cpu.results[0]["accuracy_frac"] is not None
     mcu = bench(model=bundle / "student_int16x8.tflite", device="mcu", out=tmp_path / "mcu")
     row = mcu.results[0]
     assert row["unsupported"] is True and "int16 activations" in row["reason"]
