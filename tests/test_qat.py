@@ -323,6 +323,7 @@ def test_distill_with_qat_stage_resumes_and_exports(pt2e, tmp_path: Path) -> Non
         run=out,
         out=tmp_path / "ptq",
         set=["export.models=[student]", "export.formats=[tflite_int8]", "export.qat=false"],
+        allow_parity_failure=True,  # the 4-channel test student's PTQ int8 is not what is checked here
     )
     assert set(m["models"]) == {"student_int8.tflite"}
 
