@@ -1,15 +1,22 @@
-"""Float vs PTQ int8 vs QAT int8 for a CIFAR-10 ResNet-8 KD student and a MobileNetV3-small-like
-(hard-swish) student: test accuracy, top-1 agreement with the float student, size, host latency.
+"""Float vs PTQ int8 (each calibration method) vs QAT int8 vs 16x8 for a CIFAR-10 ResNet-8 KD student
+and a MobileNetV3-small-like (torchvision ``mobilenet_v3_small``: hard-swish, squeeze-excitation
+with hard-sigmoid) KD student: test accuracy, top-1 agreement with the float student, size, host
+latency (one thread).
 
-    python benchmarks/quant.py [--epochs 30] [--qat-epochs 5] [--train-limit N] [--students resnet8,mnv3]
+    python benchmarks/quant.py [--teacher-epochs 3] [--epochs 6] [--qat-epochs 1] [--train-limit 5000]
 
-Each student is distilled from a resnet20 teacher (``edgekd distill`` with ``distill.qat``), then
-exported (``edgekd export``: PTQ int8 through onnx2tf calibrated with min-max on 300 training
-images, QAT int8 through litert-torch with the learned scales); the float student is also
-converted by litert-torch and quantized by ai-edge-quantizer (AEQ) with each calibration method
-(min-max, percentile, MSE) and as 16x8 (int16 activations). Every file runs on the CIFAR-10 test
-split here; latency is the median of 200 single-image invokes, one thread. Needs the ``litert`` extra. The defaults are the full figures (hours on
-a CPU); ``--epochs 3 --qat-epochs 1 --train-limit 5000`` is a quick check, not a result.
+One teacher (resnet20 unless ``--teacher-arch``) is trained (in the first student's run) and shared by both students. Each
+student is distilled with ``distill.qat`` (KD, then KD under int8 fake quantization), then exported
+(``edgekd export``: PTQ int8 through onnx2tf, min-max calibrated on 300 training images; QAT int8
+through litert-torch with the learned scales). The float student is also converted by litert-torch
+and quantized by ai-edge-quantizer (AEQ) with each calibration method (min-max, percentile, MSE) and
+as 16x8 (int16 activations, int8 weights). Every file runs on the first ``--test-limit`` images of
+the CIFAR-10 test split; latency is the median of 200 single-image invokes, one thread (int8 on
+XNNPACK; 16x8 on the builtin kernels, which XNNPACK leaves them to). Needs the ``litert`` extra.
+
+The defaults are a short recipe for a shared 2-core CPU (about an hour): the float accuracy is
+modest; the point is the float-vs-int8 comparison on the same weights. Rerunning resumes the runs
+(``--work`` keeps them) and measures again.
 """
 
 from __future__ import annotations
@@ -28,19 +35,18 @@ STUDENTS = {
 }
 
 
-def run_one(key: str, args: argparse.Namespace, work: Path) -> list[dict]:
-    from edgekd.exporters.export import export
-    from edgekd.exporters.parity import reference_logits
-    from edgekd.runtimes import open_runner
+def distill_one(key: str, args: argparse.Namespace, work: Path, teacher: Path | None) -> Path:
+    """The distill run of student ``key`` (resumed when its folder exists); returns its folder."""
     from edgekd.train.run import distill
 
-    run, bundle = work / f"run-{key}", work / f"bundle-{key}"
+    run = work / f"run-{key}"
     overrides = {
         "name": f"quant-{key}",
         "data.name": "cifar10",
         "data.root": str(args.data),
-        "teacher.arch": "resnet20",
-        "teacher.epochs": args.epochs,
+        "data.val_fraction": args.val_fraction,
+        "teacher.arch": args.teacher_arch,
+        "teacher.epochs": args.teacher_epochs,
         "teacher.lr": 0.1,
         "student.epochs": args.epochs,
         "student.lr": 0.1,
@@ -48,89 +54,91 @@ def run_one(key: str, args: argparse.Namespace, work: Path) -> list[dict]:
         "distill.qat.epochs": args.qat_epochs,
         "runtime.device": args.device,
         **({"data.train_limit": args.train_limit} if args.train_limit else {}),
+        **({"teacher.checkpoint": str(teacher), "teacher.epochs": 0} if teacher is not None else {}),
         **STUDENTS[key],
     }
     distill(out=run, set=[f"{k}={v}" for k, v in overrides.items()], resume=(run / "config.yaml").is_file())
-    manifest = export(
-        run=run,
-        out=bundle,
-        set=["export.models=[student]", "export.formats=[pytorch,tflite_fp32,tflite_int8]"],
-        allow_parity_failure=True,
-    )
+    return run
+
+
+def measure_one(key: str, run: Path, args: argparse.Namespace, work: Path) -> list[dict]:
     from edgekd.checkpoint import load_model
     from edgekd.config import load_config
     from edgekd.data import load_dataset
+    from edgekd.exporters.calibration import CALIBRATIONS, write_ptq
+    from edgekd.exporters.export import export
+    from edgekd.exporters.parity import reference_logits
+    from edgekd.exporters.to_tflite_litert import torch_to_tflite
     from edgekd.models.wrappers import with_preprocessing
 
+    bundle = work / f"bundle-{key}"
+    if not (bundle / "manifest.json").is_file():
+        export(
+            run=run,
+            out=bundle,
+            set=["export.models=[student]", "export.formats=[tflite_fp32,tflite_int8]"],
+            allow_parity_failure=True,
+        )
+    import json
+
+    manifest = json.loads((bundle / "manifest.json").read_text())
     data = load_dataset(load_config(run / "config.yaml").data)
-    images = data.test.images.transpose(0, 2, 3, 1)
-    labels = data.test.labels
+    n = args.test_limit or len(data.test.labels)
+    images = np.ascontiguousarray(data.test.images[:n].transpose(0, 2, 3, 1))
+    labels = np.asarray(data.test.labels[:n])
     model, ckpt = load_model(run / "student.pt")
-    float_logits = reference_logits(with_preprocessing(model, ckpt["data"]["mean"], ckpt["data"]["std"]), images)
+    pixel_model = with_preprocessing(model, ckpt["data"]["mean"], ckpt["data"]["std"])
+    float_logits = reference_logits(pixel_model, images)
+    float_top1 = float_logits.argmax(1)
+
+    def row(label: str, path: Path, **extra) -> dict:
+        from edgekd.runtimes import open_runner
+
+        try:
+            runner = open_runner(path, threads=1)
+            out = runner.predict(images)
+        except Exception as exc:  # noqa: BLE001 - one file that does not run is a row, not the end of the run
+            return {"student": key, "model": label, "error": f"does not run: {exc}"}
+        return {
+            "student": key,
+            "model": label,
+            "acc": float(np.mean(out.argmax(1) == labels)),
+            "agree": float(np.mean(out.argmax(1) == float_top1)),
+            "bytes": path.stat().st_size,
+            "ms": _latency(runner, images),
+            **extra,
+        }
+
     rows = [
         {
-            "student": key,
-            "model": "float (PyTorch)",
-            "acc": float(np.mean(float_logits.argmax(1) == labels)),
-            "agree": 1.0,
-            "bytes": (bundle / "student_fp32.tflite").stat().st_size,
-            "ms": _latency(open_runner(bundle / "student_fp32.tflite"), images),
+            **row("float (fp32 TFLite)", bundle / "student_fp32.tflite"),
+            "acc": float(np.mean(float_top1 == labels)),  # the PyTorch student itself; the file agrees exactly
         }
     ]
-    for name, label in (("student_int8.tflite", "PTQ int8 (min-max)"), ("student_qat_int8.tflite", "QAT int8")):
-        if not (bundle / name).is_file():
-            rows.append({"student": key, "model": label, "error": "not written"})
-            continue
-        runner = open_runner(bundle / name)
-        out = runner.predict(images)
-        rows.append(
-            {
-                "student": key,
-                "model": label,
-                "acc": float(np.mean(out.argmax(1) == labels)),
-                "agree": float(np.mean(out.argmax(1) == float_logits.argmax(1))),
-                "bytes": (bundle / name).stat().st_size,
-                "ms": _latency(runner, images),
-                "vs_fake_quant": manifest["metrics"][name].get("top1_agreement")
-                if name.startswith("student_qat")
-                else None,
-            }
-        )
-    # the calibration methods and 16×8 on one float file (litert-torch: ai-edge-quantizer needs its signature)
-    from edgekd.exporters.calibration import CALIBRATIONS, write_ptq
-    from edgekd.exporters.to_tflite_litert import torch_to_tflite
-
+    rows.append(row("PTQ int8 minmax (onnx2tf)", bundle / "student_int8.tflite"))
+    # the calibration methods and 16x8 on one float file (litert-torch: ai-edge-quantizer needs its signature)
     ptq = work / f"ptq-{key}"
     calibration = np.ascontiguousarray(data.train.images[:300].transpose(0, 2, 3, 1))
     c, (h, w) = ckpt["data"]["in_channels"], ckpt["data"]["image_size"]
     fp32 = ptq / "student_fp32.tflite"
-    torch_to_tflite(
-        with_preprocessing(model, ckpt["data"]["mean"], ckpt["data"]["std"]),
-        (1, c, h, w),
-        {"tflite_fp32": fp32},
-        calibration,
-    )
-    variants = [(m, "int8", f"PTQ int8 ({m}, AEQ)") for m in CALIBRATIONS.names()] + [
-        ("minmax", "int16", "PTQ 16x8 (AEQ)")
-    ]
+    if not fp32.is_file():
+        torch_to_tflite(pixel_model, (1, c, h, w), {"tflite_fp32": fp32}, calibration)
+    variants = [(m, "int8", f"PTQ int8 {m} (AEQ)") for m in CALIBRATIONS.names()] + [("minmax", "int16", "16x8 (AEQ)")]
     for method, acts, label in variants:
-        try:
-            path = write_ptq(fp32, ptq / f"student_{method}_{acts}.tflite", calibration, method, acts)
-        except Exception as exc:  # noqa: BLE001 - one failed variant is a row, not the end of the run
-            rows.append({"student": key, "model": label, "error": f"export failed: {exc}"})
-            continue
-        runner = open_runner(path)
-        out = runner.predict(images)
-        rows.append(
-            {
-                "student": key,
-                "model": label,
-                "acc": float(np.mean(out.argmax(1) == labels)),
-                "agree": float(np.mean(out.argmax(1) == float_logits.argmax(1))),
-                "bytes": path.stat().st_size,
-                "ms": _latency(runner, images),
-            }
-        )
+        path = ptq / f"student_{method}_{acts}.tflite"
+        if not path.is_file():
+            try:
+                write_ptq(fp32, path, calibration, method, acts)
+            except Exception as exc:  # noqa: BLE001 - one failed variant is a row, not the end of the run
+                rows.append({"student": key, "model": label, "error": f"export failed: {exc}"})
+                continue
+        rows.append(row(label, path))
+    qat = bundle / "student_qat_int8.tflite"
+    if qat.is_file():
+        metrics = manifest["metrics"].get("student_qat_int8.tflite", {})
+        rows.append(row("QAT int8 (litert-torch)", qat, vs_fake_quant=metrics.get("top1_agreement")))
+    else:
+        rows.append({"student": key, "model": "QAT int8 (litert-torch)", "error": "not written by the export"})
     return rows
 
 
@@ -147,31 +155,49 @@ def _latency(runner, images: np.ndarray, n: int = 200) -> float:
     return 1000 * float(np.median(times))
 
 
+def table(rows: list[dict]) -> str:
+    """The rows as a Markdown table."""
+    lines = [
+        "| student | model | test acc % | agree w/ float % | vs fake-quant % | KB | ms (1 thread) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        if "error" in r:
+            lines.append(f"| {r['student']} | {r['model']} | {r['error']} | | | | |")
+            continue
+        fq = f"{100 * r['vs_fake_quant']:.2f}" if r.get("vs_fake_quant") is not None else "—"
+        lines.append(
+            f"| {r['student']} | {r['model']} | {100 * r['acc']:.2f} | {100 * r['agree']:.2f} | {fq} | "
+            f"{r['bytes'] / 1024:.1f} | {r['ms']:.3f} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=30, help="teacher and float student epochs")
-    parser.add_argument("--qat-epochs", type=int, default=5, help="QAT epochs after the float stage")
-    parser.add_argument("--train-limit", type=int, default=None, help="keep this many training images (quick checks)")
+    parser.add_argument("--teacher-arch", default="resnet20", help="the teacher, trained once for both students")
+    parser.add_argument("--teacher-epochs", type=int, default=3, help="teacher epochs")
+    parser.add_argument(
+        "--teacher", type=Path, default=None, help="a trained teacher.pt to use instead (default: the first run's)"
+    )
+    parser.add_argument("--epochs", type=int, default=6, help="float KD student epochs")
+    parser.add_argument("--qat-epochs", type=int, default=1, help="QAT epochs after the float stage")
+    parser.add_argument("--train-limit", type=int, default=5000, help="training images kept (0: all 45,000)")
+    parser.add_argument("--val-fraction", type=float, default=0.02, help="share of the training split for val")
+    parser.add_argument("--test-limit", type=int, default=0, help="test images measured (0: all 10,000)")
     parser.add_argument("--students", default="resnet8,mnv3", help=f"comma-separated: {', '.join(STUDENTS)}")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--work", type=Path, default=Path("runs/bench-quant"))
     parser.add_argument("--results-file", type=Path, default=None, help="also write the rows as JSON")
     args = parser.parse_args()
-    rows = []
+    rows: list[dict] = []
+    teacher: Path | None = args.teacher
     for key in args.students.split(","):
-        rows += run_one(key, args, args.work)
-    print(
-        f"{'student':<8} {'model':<20} {'test acc %':>10} {'agree w/ float %':>16} {'vs fake-quant %':>15} {'bytes':>9} {'ms':>7}"
-    )
-    for r in rows:
-        if "error" in r:
-            print(f"{r['student']:<8} {r['model']:<20} {r['error']}")
-            continue
-        fq = f"{100 * r['vs_fake_quant']:.2f}" if r.get("vs_fake_quant") is not None else "—"
-        print(
-            f"{r['student']:<8} {r['model']:<20} {100 * r['acc']:>10.2f} {100 * r['agree']:>16.2f} {fq:>15} {r['bytes']:>9,} {r['ms']:>7.3f}"
-        )
+        run = distill_one(key, args, args.work, teacher)
+        teacher = teacher or run / "teacher.pt"
+        rows += measure_one(key, run, args, args.work)
+        print(table(rows), flush=True)  # a partial table survives an interrupted second student
     if args.results_file:
         from edgekd.atomic import write_json
 

@@ -228,6 +228,16 @@ _builtin(
     description="TFLite, full integer: int8 weights, activations, input and output",
 )
 _builtin(
+    name="tflite_int16x8",
+    suffix="_int16x8.tflite",
+    runtime="litert",
+    quantized=True,
+    runner=_TFLITE_RUNNER,
+    exporter=_TFLITE_EXPORTER,
+    description="TFLite, 16x8: int8 weights, int16 activations, input and output (LiteRT's builtin kernels; "
+    "XNNPACK does not accelerate it, TFLite Micro has it for some ops only)",
+)
+_builtin(
     name="c_array",
     suffix="_int8_model_data.cc",
     runtime="",

@@ -18,7 +18,7 @@ from edgekd.errors import ConfigError, EdgekdError
 from edgekd.exporters.errors import ExportError, ParityError
 from edgekd.exporters.export import export
 
-ALL_STUDENT_FORMATS = "[pytorch,onnx,tflite_fp32,tflite_int8,tflite_fp16,tflite_dynamic]"
+ALL_STUDENT_FORMATS = "[pytorch,onnx,tflite_fp32,tflite_int8,tflite_fp16,tflite_dynamic,tflite_int16x8]"
 
 
 class NetworkUsed(AssertionError):
@@ -70,6 +70,7 @@ def test_bundle_files_and_manifest_schema(bundle: Path) -> None:
         "student_int8.tflite",
         "student_fp16.tflite",
         "student_dynamic.tflite",
+        "student_int16x8.tflite",
         "teacher.pt",
         "teacher.onnx",
         "teacher_fp32.tflite",
@@ -97,6 +98,32 @@ def test_bundle_files_and_manifest_schema(bundle: Path) -> None:
     assert m["roles"]["student"]["params"] > 0 and m["roles"]["student"]["macs"] > 0
     assert {"edgekd", "torch", "onnx", "tensorflow"} <= set(m["versions"])
     assert m["parity_ok"] is True
+
+
+def test_int16x8_model_is_a_checked_bundle_format(bundle: Path, tmp_path: Path) -> None:
+    """16x8 (int8 weights, int16 activations): written by export, opened by the TFLite runner,
+    parity-checked against PyTorch, benched on the CPU; the MCU target names why it does not run it."""
+    from edgekd.benchmark.run import bench
+    from edgekd.runtimes import open_runner
+
+    m = json.loads((bundle / MANIFEST).read_text())
+    entry = m["models"]["student_int16x8.tflite"]
+    assert entry["format"] == "tflite_int16x8"
+    assert entry["input"]["dtype"] == "int16" and entry["output"]["dtype"] == "int16"
+    metrics = m["metrics"]["student_int16x8.tflite"]
+    # int16 activations: at least as close to PyTorch as int8 (256 times finer steps)
+    assert metrics["top1_agreement"] >= m["metrics"]["student_int8.tflite"]["top1_agreement"]
+    assert metrics["max_abs_diff"] < m["metrics"]["student_int8.tflite"]["max_abs_diff"]
+    # the export's MCU column asks TFLite Micro itself: the digits student's ops all have int16 kernels
+    assert metrics["mcu"]["status"] == "ok" and metrics["mcu"]["ok"] is True, metrics["mcu"]
+    runner = open_runner(bundle / "student_int16x8.tflite", threads=1)
+    eval_images = np.load(bundle / "eval.npz")["images"][:8]
+    assert runner.predict(eval_images).shape == (8, 10)
+    cpu = bench(artifacts=bundle, out=tmp_path / "cpu", models="student", formats="tflite_int16x8", runs=3, warmup=1)
+    assert cpu.results[0]["status"] == "ok" and cpu.results[0]["accuracy_frac"] is not None
+    mcu = bench(model=bundle / "student_int16x8.tflite", device="mcu", out=tmp_path / "mcu")
+    row = mcu.results[0]
+    assert row["unsupported"] is True and "int16 activations" in row["reason"]
 
 
 def test_int8_model_is_full_integer(bundle: Path) -> None:

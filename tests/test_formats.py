@@ -137,5 +137,7 @@ def test_builtin_formats() -> None:
     assert get_format("tflite_int8").integer_io and not get_format("tflite_dynamic").integer_io
     assert not get_format("c_array").is_model and get_format("c_array").source == "tflite_int8"
     assert format_for_file("teacher_fp16.tflite").name == "tflite_fp16"
+    assert format_for_file("student_int16x8.tflite").name == "tflite_int16x8"
+    assert get_format("tflite_int16x8").quantized and not get_format("tflite_int16x8").integer_io  # int16 I/O
     assert format_for_file("resnet8_quant.tflite").runtime == "litert"  # a lone model named otherwise
     assert format_for_file("notes.txt") is None

@@ -132,6 +132,154 @@ def test_qat_student_exports_with_its_learned_scales(pt2e, tmp_path: Path) -> No
     assert_tflm_matches_litert(path, eval_images[:20])
 
 
+def _mnv3_like(num_classes: int = 10):
+    """MobileNetV3-small's int8 troubles in a few layers: hard-swish, a squeeze-excitation with
+    hard-sigmoid (torchvision's own ``SqueezeExcitation``), and two residual ``+=`` in a row."""
+    import torch
+    from torch import nn
+    from torchvision.ops.misc import SqueezeExcitation
+
+    class Block(nn.Module):
+        def __init__(self, c: int) -> None:
+            super().__init__()
+            self.body = nn.Sequential(
+                nn.Conv2d(c, c, 3, padding=1, groups=c, bias=False),
+                nn.BatchNorm2d(c),
+                nn.Hardswish(),
+                SqueezeExcitation(c, 8, scale_activation=nn.Hardsigmoid),
+                nn.Conv2d(c, c, 1, bias=False),
+                nn.BatchNorm2d(c),
+            )
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            result = self.body(x)
+            result += x  # in place, as torchvision's InvertedResidual
+            return result
+
+    return nn.Sequential(
+        nn.Conv2d(3, 16, 3, stride=2, padding=1, bias=False),
+        nn.BatchNorm2d(16),
+        nn.Hardswish(),
+        Block(16),
+        Block(16),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, num_classes),
+    )
+
+
+def test_hard_sigmoid_rewrite_is_exact() -> None:
+    import torch
+    from torch import nn
+
+    from edgekd.train.qat import HardSigmoidInt8, int8_friendly
+
+    x = torch.linspace(-5, 5, 1001)
+    assert torch.allclose(HardSigmoidInt8()(x), nn.functional.hardsigmoid(x), atol=1e-7)
+    model = int8_friendly(_mnv3_like())
+    assert not any(isinstance(m, nn.Hardsigmoid) for m in model.modules())
+    assert sum(isinstance(m, HardSigmoidInt8) for m in model.modules()) == 2
+
+
+def assert_no_float_edge(graph) -> None:
+    """Every compute op of a QDQ graph reads dequantized int8 and writes quantized int8 (a conv
+    followed by its ReLU, or an add by its ReLU, counts as one op: TFLite fuses them), so the
+    converter has nothing left to run in float or to quantize with a scale of its own choosing."""
+    import torch
+
+    ops = [n for n in graph.nodes if n.op == "call_function" and "quantize" not in str(n.target)]
+    fused = ("aten.conv2d.default", "aten.add.Tensor", "aten.add_.Tensor")
+    relus = ("aten.relu.default", "aten.relu_.default")
+    for n in ops:
+        users = [str(u.target) for u in n.users]
+        if str(n.target) in fused and len(users) == 1 and users[0] in relus:
+            continue  # quantized after the ReLU
+        reads = [a for a in n.args if isinstance(a, torch.fx.Node) and a.op != "get_attr"]
+        if str(n.target) in relus and reads and str(reads[0].target) in fused:
+            reads = []
+        assert all("dequantize_per" in str(a.target) for a in reads), (n.name, [a.name for a in reads])
+        assert all("quantize_per_tensor" in str(u.target) for u in n.users), (n.name, [u.name for u in n.users])
+
+
+def test_mobilenet_v3_like_qat_graph_has_no_float_edge(pt2e) -> None:
+    """Before any conversion: litert-torch's quantizer alone left the hard-sigmoid and a residual
+    add of the MobileNetV3-like model float."""
+    import torch
+
+    from edgekd.train.qat import QATStudent
+
+    torch.manual_seed(0)
+    model = QATStudent(_mnv3_like(), [0.5] * 3, [0.25] * 3, (16, 16))
+    model(torch.randn(8, 3, 16, 16))
+    graph = model.eval().converted().graph
+    targets = {str(n.target) for n in graph.nodes}
+    assert "aten.relu6.default" in targets and "aten.hardsigmoid.default" not in targets
+    assert_no_float_edge(graph)
+
+
+def test_resnet8_qat_graph_quantizes_before_the_pool(pt2e) -> None:
+    """ResNet-8's last residual add + ReLU feeds the global average pool: it alone left that add
+    float, quantized only after the pool, and the converter then picked the ADD's int8 scale (the
+    pooled range, clipping what is pooled) or a pool with unequal scales. Now the ReLU output is
+    quantized and the pool shares that quantization."""
+    import torch
+
+    from edgekd.models import create_model
+    from edgekd.train.qat import QATStudent
+
+    torch.manual_seed(0)
+    model = QATStudent(create_model("resnet8", 10, 3, (32, 32)), [0.5] * 3, [0.25] * 3, (32, 32))
+    model(torch.randn(8, 3, 32, 32))
+    graph = model.eval().converted().graph
+    assert_no_float_edge(graph)
+    pool = next(n for n in graph.nodes if str(n.target) == "aten.avg_pool2d.default")
+    (dq,) = pool.args[:1]
+    q = next(iter(pool.users))
+    assert dq.args[1:3] == q.args[1:3]  # the same scale and zero point in and out
+
+
+@pytest.mark.slow  # one litert-torch conversion: a few minutes on a loaded 2-core machine
+def test_mobilenet_v3_like_qat_is_full_integer(pt2e, tmp_path: Path) -> None:
+    """Hard-swish, squeeze-excitation (hard-sigmoid) and consecutive in-place residuals: every
+    op of the QAT int8 file is int8 (litert-torch alone left the hard-sigmoid and the second
+    residual add in float behind DEQUANTIZE ops), TFLite Micro runs it, and it agrees with the
+    fake-quant graph."""
+    import torch
+
+    from conftest import assert_tflm_matches_litert
+    from edgekd.exporters.parity import reference_logits
+    from edgekd.exporters.to_tflite_qat import integer_problems, qat_to_tflite
+    from edgekd.mcu.support import missing_ops
+    from edgekd.runtimes import open_runner
+    from edgekd.tflite_file import read_tflite
+    from edgekd.train.qat import QATStudent
+
+    torch.manual_seed(0)
+    model = QATStudent(_mnv3_like(), [0.5] * 3, [0.25] * 3, (16, 16))
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (300, 16, 16, 3), dtype=np.uint8)
+    x = (torch.from_numpy(images.transpose(0, 3, 1, 2).astype(np.float32)) / 255 - 0.5) / 0.25
+    model.train()
+    with torch.no_grad():
+        for i in range(0, 200, 50):
+            model(x[i : i + 50])  # observers see real ranges
+    model.eval()
+    path = qat_to_tflite(model, (1, 3, 16, 16), tmp_path / "mnv3_qat_int8.tflite")
+    assert integer_problems(path) == []
+    ops = read_tflite(path).op_names
+    assert "DEQUANTIZE" not in ops and "HARD_SWISH" in ops and "MUL" in ops  # the SE's scale, int8
+    assert missing_ops(path) == []
+    eval_images = images[200:]
+    reference = reference_logits(model.converted(), eval_images)
+    out = open_runner(path).predict(eval_images)
+    step = open_runner(path).output_details["scale"]
+    assert np.abs(out - reference).max() <= 3 * step + 1e-6  # integer kernels: a few LSBs
+    # an untrained model's top-2 logits are near ties: one flip in 100 is the rounding above
+    assert float(np.mean(out.argmax(1) == reference.argmax(1))) >= 0.98
+    # TFLite Micro's reference HARD_SWISH and MEAN round differently from LiteRT's optimized ones
+    assert_tflm_matches_litert(path, eval_images[:10], steps=3)
+
+
 @pytest.mark.slow  # two distill runs, two litert-torch conversions: minutes on a loaded 2-core machine
 def test_distill_with_qat_stage_resumes_and_exports(pt2e, tmp_path: Path) -> None:
     """distill.qat adds the student_qat stage (own summary row, resumable) and export writes the
@@ -175,6 +323,7 @@ def test_distill_with_qat_stage_resumes_and_exports(pt2e, tmp_path: Path) -> Non
         run=out,
         out=tmp_path / "ptq",
         set=["export.models=[student]", "export.formats=[tflite_int8]", "export.qat=false"],
+        allow_parity_failure=True,  # the 4-channel test student's PTQ int8 is not what is checked here
     )
     assert set(m["models"]) == {"student_int8.tflite"}
 

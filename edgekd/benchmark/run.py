@@ -167,7 +167,8 @@ def lone_model(path: str | Path) -> tuple[Path, dict[str, Any]]:
         from edgekd.tflite_file import read_tflite
 
         model = read_tflite(path)  # the format from the file itself, not its name (resnet8_quant.tflite)
-        fmt_name, macs = ("tflite_int8" if model.is_int8 else "tflite_fp32"), model.total_macs
+        kind = "tflite_int8" if model.is_int8 else "tflite_int16x8" if model.input_dtype == "int16" else "tflite_fp32"
+        fmt_name, macs = kind, model.total_macs
     stem = path.stem
     manifest = {
         "files": {path.name: {"bytes": path.stat().st_size}},

@@ -325,6 +325,11 @@ class McuTarget(BenchTarget):
         from edgekd.formats import find_format
 
         found = find_format(fmt)
+        if fmt == "tflite_int16x8":
+            return (
+                "MCU targets run full-integer int8 TFLite models only (tflite_int16x8 has int16 activations: "
+                "TFLite Micro has 16x8 kernels for some ops only, and the MCU profiles, estimates and app are int8)"
+            )
         if found is None or found.runtime != "litert" or not found.integer_io:
             return f"MCU targets run full-integer int8 TFLite models only ({fmt} is not one: export with tflite_int8)"
         return None

@@ -256,7 +256,7 @@ def export(
         if quant_report is not None:
             write_json(tmp / "quant_report.json", quant_report)
         for name, m in manifest["metrics"].items():
-            if m["format"] == "tflite_int8":
+            if m["format"] in ("tflite_int8", "tflite_int16x8"):  # TFLM has 16x8 kernels for some ops
                 m["mcu"] = _mcu_support(tmp / name)
         images = np.ascontiguousarray(test_nhwc[eval_idx])
         targets = task.eval_targets(data.test, eval_idx)  # {"labels": …} or {"masks": (N, H, W) uint8}
@@ -398,6 +398,8 @@ def mcu_cell(mcu: dict[str, Any] | None) -> str:
         return f"not checked ({mcu.get('reason', '?')})"
     if mcu["missing_ops"]:
         return f"no: TFLM lacks {', '.join(mcu['missing_ops'])}; {flash}"
+    if mcu.get("error"):
+        return f"no: {mcu['error']}"
     return f"ok, {flash}"
 
 

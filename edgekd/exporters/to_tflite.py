@@ -6,9 +6,9 @@ converter may start from, the wrapped PyTorch module and (exported on first use)
 that ``onnx2tf`` and ``litert_torch`` (:mod:`edgekd.exporters.to_tflite_litert`) fit the same call.
 
 onnx2tf transposes the graph to NHWC, writes a SavedModel and runs ``TFLiteConverter`` once per
-variant: fp32, fp16 weights, dynamic range (int8 weights, float activations) and full integer
+variant: fp32, fp16 weights, dynamic range (int8 weights, float activations), full integer
 (int8 weights per channel, int8 activations, int8 input and output tensors, calibrated on our
-training images). It must never touch the network: by default it downloads sample images from
+training images) and 16x8 (the same with int16 activations, input and output). It must never touch the network: by default it downloads sample images from
 GitHub to validate and calibrate 3-channel models, so that download function is replaced by one
 that hands over our own calibration images for the duration of the call.
 """
@@ -38,6 +38,8 @@ ONNX2TF_OUTPUTS = {
     "tflite_fp16": "_float16.tflite",
     "tflite_dynamic": "_dynamic_range_quant.tflite",
     "tflite_int8": "_full_integer_quant.tflite",
+    # TensorFlow's EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8, int16 input and output
+    "tflite_int16x8": "_full_integer_quant_with_int16_act.tflite",
 }
 TFLITE_FORMATS = tuple(ONNX2TF_OUTPUTS)
 
@@ -149,7 +151,9 @@ def onnx_to_tflite(
                     onnx2tf.convert(
                         input_onnx_file_path=str(onnx_path),
                         output_folder_path=str(work_dir / "out"),
-                        output_integer_quantized_tflite="tflite_int8" in outputs or "tflite_dynamic" in outputs,
+                        output_integer_quantized_tflite=bool(
+                            {"tflite_int8", "tflite_int16x8", "tflite_dynamic"} & set(outputs)
+                        ),
                         quant_type="per-channel",
                         # raw pixels in, so no mean/std is applied to the calibration images
                         custom_input_op_name_np_data_path=[[input_name, str(calib_path), 0.0, 1.0]],

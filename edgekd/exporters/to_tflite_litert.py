@@ -10,6 +10,8 @@ flatbuffer; ai-edge-quantizer then derives the other formats from that fp32 file
 * ``tflite_fp16``: fp16 weights (``float_casting`` on the weighted ops), float compute.
 * ``tflite_dynamic``: int8 weights per channel, float activations quantized on the fly at run
   time (``dynamic_wi8_afp32``), float I/O: a CPU format, not an MCU one.
+* ``tflite_int16x8``: recipe ``static_wi8_ai16``: int8 weights per channel, int16 activations
+  (ranges from the calibration images, chosen for 65,536 levels), int16 I/O.
 
 litert-torch and ai-edge-quantizer are imported inside the functions: they pull in jax and
 transformers, so they live in the ``litert`` extra and are not installed with ``edgekd[all]``.
@@ -100,6 +102,7 @@ def _recipes(recipe: Any) -> dict[str, Any]:
         "tflite_int8": recipe.static_wi8_ai8(),
         "tflite_fp16": fp16.get_quantization_recipe(),
         "tflite_dynamic": recipe.dynamic_wi8_afp32(),
+        "tflite_int16x8": recipe.static_wi8_ai16(),
     }
 
 
@@ -153,7 +156,7 @@ def torch_to_tflite(
                         quantizer,
                         fp32,
                         recipes[fmt],
-                        calibration if fmt == "tflite_int8" else None,
+                        calibration if fmt in ("tflite_int8", "tflite_int16x8") else None,
                         name,
                         fmt,
                         calibration_method,
@@ -184,7 +187,8 @@ def _quantize(
         # the calibrator keeps every intermediate tensor on purpose, which LiteRT warns is for debugging
         warnings.filterwarnings("ignore", message=".*experimental_preserve_all_tensors", category=UserWarning)
         try:
-            ranges = calibrated_ranges(fp32, quant_recipe, calibration, method, 256) if q.need_calibration else None
+            levels = 65536 if fmt == "tflite_int16x8" else 256  # int16 or int8 activations
+            ranges = calibrated_ranges(fp32, quant_recipe, calibration, method, levels) if q.need_calibration else None
             result = q.quantize(ranges)
             failure = None
         except Exception as exc:  # noqa: BLE001 - the quantizer raises ValueError/RuntimeError/KeyError on unsupported graphs

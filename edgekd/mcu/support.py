@@ -1,4 +1,4 @@
-"""Does an int8 .tflite file run on TensorFlow Lite Micro? Every op it lacks, and the flash it needs.
+"""Does an int8 (or 16x8) .tflite file run on TensorFlow Lite Micro? Every op it lacks, and the flash it needs.
 
 TFLite Micro names only the first op it has no kernel for. To name them all, that op is replaced
 in a copy of the file by one TFLM has (RELU) and the copy is resolved again, until none is
@@ -34,6 +34,8 @@ def missing_ops(path: str | Path) -> list[str]:
             except TflmUnsupported as exc:
                 text = str(exc)
                 if "has no kernel for" not in text:
+                    if current == path:
+                        raise  # every op resolves but a kernel refuses the file (a tensor type it lacks)
                     return missing  # resolved every op; what fails now is preparing the stand-ins
                 op = text.split("has no kernel for ", 1)[1].split()[0]
                 if op in missing or op == _STAND_IN:
@@ -46,12 +48,22 @@ def missing_ops(path: str | Path) -> list[str]:
 
 
 def check(job: dict[str, Any]) -> dict[str, Any]:
+    from edgekd.errors import first_line
     from edgekd.mcu.estimate import flash_bytes
+    from edgekd.runtimes.tflm_runner import TflmUnsupported
     from edgekd.tflite_file import read_tflite
 
     model = read_tflite(job["file"])
     try:
         missing = missing_ops(job["file"])
+    except TflmUnsupported as exc:  # e.g. a 16x8 file with an op TFLM has no int16 kernel for
+        return {
+            "status": "ok",
+            "missing_ops": [],
+            "ok": False,
+            "error": first_line(exc, 160),
+            "flash_bytes": flash_bytes(model),
+        }
     except ImportError:
         return {
             "status": "skipped",

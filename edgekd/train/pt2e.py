@@ -72,8 +72,94 @@ def import_pt2e() -> dict[str, Any]:
     }
 
 
+_ELEMENTWISE = ("add.Tensor", "add_.Tensor", "mul.Tensor", "mul_.Tensor")
+_RELU = ("aten.relu.default", "aten.relu_.default")
+_POOL = ("aten.avg_pool2d.default",)
+
+
+def annotate_elementwise(model: Any, config: Any) -> Any:
+    """Annotate what litert-torch's quantizer leaves out, so that no activation edge stays float.
+
+    * Adds and multiplies of activations. Its ``add``/``mul`` annotators find ops by the Python
+      source they came from, so an add of a constant (``x + 3`` of a hard-sigmoid) or a residual
+      add whose input is the previous residual add (``result += x`` twice, one source partition)
+      kept a float edge: a DEQUANTIZE and a float ADD in the file. Every add/mul whose inputs derive
+      from the graph's input (the BatchNorm arithmetic of QAT's conv fold does not) gets int8 on each
+      input and on its output, or, when a ReLU alone follows, on the ReLU's output (ADD with a fused
+      ReLU in TFLite, as its ``add_relu`` annotator does).
+    * A full-window ``avg_pool2d`` (edgekd's ``GlobalAvgPool``, AVERAGE_POOL_2D in TFLite) shares
+      its input's quantization, as its ``adaptive_avg_pool2d`` annotator does: TFLite's int8
+      AVERAGE_POOL_2D requires equal input and output scales. Unannotated, the last residual
+      add + ReLU of a ResNet stayed float in the fake-quant graph and was quantized only after the
+      pool, so the converter chose the ADD's int8 scale itself (the pooled range, which clips the
+      values before pooling) or wrote a pool whose scales differ, which no kernel prepares.
+
+    What the quantizer already annotated keeps its specs; same-scale ops (ReLU6, reshape, flatten,
+    mean) then share their producer's scale (litert-torch's ``propagate_annotation``)."""
+    import torch
+    from litert_torch.quantize import pt2e_quantizer_utils as qu
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+
+    activations: set[Any] = set()
+    for n in model.graph.nodes:
+        if n.op == "placeholder" or any(a in activations for a in n.all_input_nodes):
+            activations.add(n)
+    act = qu.get_input_act_qspec(config)
+
+    def annotated_output(node: Any) -> bool:
+        a = node.meta.get("quantization_annotation")
+        return a is not None and a.output_qspec is not None
+
+    for n in model.graph.nodes:
+        if n.op != "call_function" or not any(str(n.target).endswith(e) for e in _ELEMENTWISE):
+            continue
+        inputs = [a for a in n.args[:2] if isinstance(a, torch.fx.Node)]
+        if not inputs or not all(a in activations or a.op == "get_attr" for a in inputs):
+            continue
+        if not any(a in activations for a in inputs):
+            continue
+        old = n.meta.get("quantization_annotation")
+        specs = dict(old.input_qspec_map) if old is not None else {}
+        for a in inputs:
+            specs.setdefault(a, act)
+        users = list(n.users)
+        relu = users[0] if len(users) == 1 and str(users[0].target) in _RELU else None
+        if relu is not None:
+            # add + ReLU: one quantized output, after the ReLU (TFLite fuses the ReLU into the ADD)
+            n.meta["quantization_annotation"] = QuantizationAnnotation(input_qspec_map=specs, _annotated=True)
+            if not annotated_output(relu):
+                relu.meta["quantization_annotation"] = QuantizationAnnotation(output_qspec=act, _annotated=True)
+            continue
+        n.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map=specs,
+            output_qspec=old.output_qspec if old is not None and old.output_qspec is not None else act,
+            _annotated=True,
+        )
+    for n in model.graph.nodes:
+        if n.op != "call_function" or str(n.target) not in _POOL or n not in activations:
+            continue
+        if n.meta.get("quantization_annotation") is not None:
+            continue
+        source = n.args[0]
+        input_spec = SharedQuantizationSpec(source) if annotated_output(source) else act
+        n.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map={source: input_spec},
+            output_qspec=SharedQuantizationSpec((source, n)),
+            _annotated=True,
+        )
+    qu.propagate_annotation(model)
+    return model
+
+
 def tflite_quantizer(pt2e: dict[str, Any] | None = None) -> Any:
-    """The TFLite int8 quantizer: per-channel weights, QAT fake quantizers (training and export use the same)."""
+    """The TFLite int8 quantizer: per-channel weights, QAT fake quantizers (training and export
+    use the same), and :func:`annotate_elementwise` after litert-torch's own annotators."""
     pt2e = pt2e or import_pt2e()
     q = pt2e["pt2e_quantizer"]
-    return q.PT2EQuantizer().set_global(q.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))
+
+    class TFLiteQuantizer(q.PT2EQuantizer):  # type: ignore[misc,name-defined]
+        def annotate(self, model: Any) -> Any:
+            model = super().annotate(model)
+            return annotate_elementwise(model, self.global_config)
+
+    return TFLiteQuantizer().set_global(q.get_symmetric_quantization_config(is_per_channel=True, is_qat=True))

@@ -51,6 +51,49 @@ def _input_quantizer(graph: torch.fx.GraphModule) -> nn.Module:
     )  # a model we cannot quantize
 
 
+class HardSigmoidInt8(nn.Module):
+    """``hardsigmoid(x) = relu6(x + 3) / 6`` written as those three ops. litert-torch lowers
+    ``aten.hardsigmoid`` to float arithmetic between a DEQUANTIZE and a QUANTIZE (TFLite has no
+    hard-sigmoid kernel), which left the squeeze-excitation of MobileNetV3 in float; as an add,
+    a ReLU6 and a multiply by a constant, the quantizer annotates each (ReLU6 shares the add's
+    scale) and the file gets int8 ADD, RELU6 and MUL, which TFLite Micro runs."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+def int8_friendly(model: nn.Module) -> nn.Module:
+    """``model`` (modified in place) with every ``nn.Hardsigmoid`` replaced by :class:`HardSigmoidInt8`."""
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Hardsigmoid):
+            setattr(model, name, HardSigmoidInt8())
+        else:
+            int8_friendly(child)
+    return model
+
+
+def functional_adds(graph: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Every in-place ``add_`` of two computed tensors made an ``add`` (``graph`` modified).
+
+    A residual written ``result += x`` exports as ``aten.add_``; when the next block's residual
+    adds to that result, PT2E leaves the edge between the two in-place adds without a fake
+    quantizer and the int8 file gets a float ADD behind a DEQUANTIZE (MobileNetV3-small's last
+    blocks). The add is functional when nothing reads the mutated tensor afterwards, which is
+    checked: a buffer update (BatchNorm's ``num_batches_tracked``) or a later reader keeps ``add_``."""
+    order = {n: i for i, n in enumerate(graph.graph.nodes)}
+    for n in list(graph.graph.nodes):
+        if n.op != "call_function" or n.target is not torch.ops.aten.add_.Tensor:
+            continue
+        target = n.args[0]
+        if not isinstance(target, torch.fx.Node) or target.op != "call_function":
+            continue  # a placeholder or a buffer (get_attr): the mutation is the point
+        if any(order[u] > order[n] for u in target.users if u is not n):
+            continue
+        n.target = torch.ops.aten.add.Tensor
+    graph.recompile()
+    return graph
+
+
 class QATStudent(nn.Module):
     """The student under fake quantization: normalized batches in (like the trainer's), logits out.
 
@@ -69,10 +112,10 @@ class QATStudent(nn.Module):
         # pixels = normalized · 255·std + 255·mean; buffers, so they follow .to(device)
         self.register_buffer("pixel_scale", torch.tensor([255.0 * s for s in std]).view(1, c, 1, 1))
         self.register_buffer("pixel_shift", torch.tensor([255.0 * m for m in mean]).view(1, c, 1, 1))
-        wrapped = with_preprocessing(copy.deepcopy(student).cpu(), mean, std).train()
+        wrapped = with_preprocessing(int8_friendly(copy.deepcopy(student).cpu()), mean, std).train()
         example = (torch.zeros(2, c, *image_size),)  # batch 2: a dynamic batch dim (1 would be specialized)
         batch = torch.export.Dim("batch", min=1, max=65536)
-        exported = torch.export.export(wrapped, example, dynamic_shapes=({0: batch},)).module()
+        exported = functional_adds(torch.export.export(wrapped, example, dynamic_shapes=({0: batch},)).module())
         self.graph = self._pt2e["prepare_qat_pt2e"](exported, tflite_quantizer(self._pt2e))
         fq = _input_quantizer(self.graph)
         # the input is pixels 0–255: scale 1, zero point −128 is exact; never learned
