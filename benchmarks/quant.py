@@ -5,7 +5,8 @@ latency (one thread).
 
     python benchmarks/quant.py [--teacher-epochs 3] [--epochs 6] [--qat-epochs 1] [--train-limit 5000]
 
-One teacher (resnet20 unless ``--teacher-arch``) is trained (in the first student's run) and shared by both students. Each
+One teacher (resnet20 unless ``--teacher-arch``) is trained (in the first student's run) and shared by both students.
+Each
 student is distilled with ``distill.qat`` (KD, then KD under int8 fake quantization), then exported
 (``edgekd export``: PTQ int8 through onnx2tf, min-max calibrated on 300 training images; QAT int8
 through litert-torch with the learned scales). The float student is also converted by litert-torch

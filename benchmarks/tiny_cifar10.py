@@ -1,7 +1,8 @@
 """The tiny CIFAR-10 model side by side with MLPerf Tiny's reference ResNet-8, on the same JPEG test split.
 
     python benchmarks/tiny_cifar10.py --seeds 3 --out runs/bench-tiny                    # the full recipe
-    python benchmarks/tiny_cifar10.py --fast --subset 2000 --epochs 1 --seeds 2 --out runs/bench-tiny-check  # end to end
+    # end to end
+    python benchmarks/tiny_cifar10.py --fast --subset 2000 --epochs 1 --seeds 2 --out runs/bench-tiny-check
 
 Stages, each timed:
 1. the teacher (``configs/cifar10-tiny.yaml``'s airbench), trained once (seed 0);

@@ -621,7 +621,9 @@ def _add_search(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=0,
         metavar="S",
-        help="worker: wait up to S seconds for the main search to start the study, or to ask for more trials (default 0)",
+        help=(
+            "worker: wait up to S seconds for the main search to start the study, or to ask for more trials (default 0)"
+        ),
     )
     p.set_defaults(func=_cmd_search)
 

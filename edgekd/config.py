@@ -73,7 +73,9 @@ class DataConfig:
     )
     view_seed: int | None = opt(
         None,
-        "seed of the augmentation draws (crops, flips, mixup/cutmix; with views, of the fixed views); None: the run's seed. A fixed value makes every student seed see the same views, so they share one cached set of teacher outputs",
+        "seed of the augmentation draws (crops, flips, mixup/cutmix; with views, of the fixed views); None: the run's "
+        "seed. A fixed value makes every student seed see the same views, so they share one cached set of teacher "
+        "outputs",
     )
     shift: Literal["none", "grayscale", "blur", "invert", "noise", "color_jitter"] = opt(
         "none", "deterministic domain shift applied to every split (a target domain for distill.method=domain)"
@@ -349,7 +351,8 @@ class ExportConfig:
     )
     qat: bool = opt(
         True,
-        "with the student's tflite_int8: also the QAT student's int8 file (student_qat_int8.tflite) when the run has student_qat.pt; false leaves it out",
+        "with the student's tflite_int8: also the QAT student's int8 file (student_qat_int8.tflite) when the run has "
+        "student_qat.pt; false leaves it out",
     )
     allow_parity_failure: bool = opt(False, "write the bundle and exit 0 even when a format is out of bounds")
     threads: int | None = opt(None, "threads for the parity runs; None: all cores")

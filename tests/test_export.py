@@ -181,7 +181,8 @@ def test_c_array_compiles_and_matches(bundle: Path, tmp_path: Path) -> None:
     # one translation unit that includes the array's definition, so its size is known at compile time
     main.write_text(
         '#include "student_int8_model_data.cc"\n'
-        f'static_assert(sizeof(g_student_int8_model_data) == {(bundle / "student_int8.tflite").stat().st_size}, "size");\n'
+        f"static_assert(sizeof(g_student_int8_model_data) == {(bundle / 'student_int8.tflite').stat().st_size}, "
+        '"size");\n'
     )
     for source in (cc, main):  # the .cc alone (as a project compiles it), then the size check
         proc = subprocess.run(

@@ -8,7 +8,8 @@ device stays in pinned host memory and is copied per batch; streamed ImageFolder
 
 Randomness is a function of (seed, epoch) alone, and augmentation parameters are drawn per
 *sample* rather than per batch position (from ``view_seed``, the run's seed unless given: a fixed
-one gives runs of different seeds the same views, and so the same cached teacher outputs). So epoch *e* sees the same order and the same crops
+one gives runs of different seeds the same views, and so the same cached teacher outputs). So epoch *e* sees the same
+order and the same crops
 whether or not the run was resumed before it, and a distributed run whose ranks each take a share
 of every global batch sees exactly the images a single process would. With ``views=K`` epoch *e*
 reuses the augmentation of view *e mod K*: a fixed set of views whose teacher outputs can be cached.

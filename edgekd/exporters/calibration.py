@@ -159,7 +159,8 @@ def _minmax_ranges(fp32: Path, quant_recipe: Any, calibration: np.ndarray) -> di
     """Activation ranges: the min and max of every tensor over all calibration images.
 
     ``Quantizer.calibrate`` keeps a moving average (factor 0.95) of each image's min/max instead,
-    which on a batch-1 model is an average over roughly the last 20 images, not their extremes: on the digits student its
+    which on a batch-1 model is an average over roughly the last 20 images, not their extremes: on the digits
+    student its
     logit range was [−7.0, 13.3] where the test logits reach [−15.9, 21.4], so every confident
     logit was clipped (max |Δlogit| 8.9 vs 1.4 for onnx2tf, whose TensorFlow calibrator takes the
     global min/max). The Calibrator is therefore driven directly with ``min_max_update``.

@@ -4,7 +4,8 @@ Bundle layout (copied as-is to a Raspberry Pi or into an MCU project)::
 
     student.pt  student.onnx  student_fp32.tflite  student_int8.tflite   (+ _fp16, _dynamic on request)
     teacher.pt  teacher.onnx  teacher_fp32.tflite
-    student_qat_int8.tflite          with distill.qat (unless export.qat=false): the QAT student, full integer, its learned scales kept
+    student_qat_int8.tflite          with distill.qat (unless export.qat=false): the QAT student, full
+                                     integer, its learned scales kept
     quant_report.json                per int8 file and layer: SNR vs float, ranges, scale, clipped share, likely fix
     student_int8_model_data.cc/.h    the int8 model as a C array for TensorFlow Lite Micro
     eval.npz                         held-out raw uint8 images (NHWC) + labels (segmentation: masks) + class names
@@ -56,7 +57,8 @@ def _resolve_config(run: Path, overrides: Sequence[str]) -> Config:
     cfg_path = run / "config.yaml"
     if not (run / "summary.json").is_file() or not cfg_path.is_file():
         raise EdgekdError(
-            f"{run} is not a finished distill run (summary.json/config.yaml missing); run `edgekd distill --out {run}` first"
+            f"{run} is not a finished distill run (summary.json/config.yaml missing); run `edgekd distill --out {run}` "
+            "first"
         )
     cfg = load_config(cfg_path)
     export_tree = to_dict(cfg.export)
@@ -135,7 +137,8 @@ def export(
     test_nhwc = data.test.images.transpose(0, 2, 3, 1)
     parity_idx = _sample(data.test.labels, ecfg.parity_samples or len(data.test), cfg.seed)
     log(
-        f"export: parity on {len(parity_idx)} of the {len(data.test)} test images (export.parity_samples={ecfg.parity_samples})"
+        f"export: parity on {len(parity_idx)} of the {len(data.test)} test images "
+        f"(export.parity_samples={ecfg.parity_samples})"
     )
     calib_idx = _sample(data.train.labels, ecfg.calibration_samples, cfg.seed + 1)
     eval_idx = _sample(data.test.labels, ecfg.eval_samples, cfg.seed + 2)
@@ -275,7 +278,8 @@ def export(
     collapsed = [n for n, m in manifest["metrics"].items() if any(p.startswith("COLLAPSED") for p in m["problems"])]
     if collapsed:
         log(
-            f"WARNING: {', '.join(collapsed)} predict (nearly) one class for every image: the model is collapsed, not merely badly exported"
+            f"WARNING: {', '.join(collapsed)} predict (nearly) one class for every image: the model is collapsed, not "
+            "merely badly exported"
         )
     if quant_report is not None:
         from edgekd.exporters.quant_report import print_quant_report
@@ -358,7 +362,10 @@ def _versions() -> dict[str, str]:
 
 
 MCU_CHECK = "edgekd.mcu.support"  # run as a process of its own, by name (mcu sits above exporters)
-_BOOT = "import sys; sys.path.insert(0, sys.argv[1]); from importlib import import_module; sys.exit(import_module(sys.argv[2]).main(sys.argv[3:]))"
+_BOOT = (
+    "import sys; sys.path.insert(0, sys.argv[1]); from importlib import import_module; "
+    "sys.exit(import_module(sys.argv[2]).main(sys.argv[3:]))"
+)
 
 
 def _mcu_support(path: Path, timeout_s: float = 600.0) -> dict[str, Any]:

@@ -229,5 +229,8 @@ def print_quant_report(report: dict[str, Any]) -> None:
             ]
             for x in shown
         ]
-        title = f"int8 layers of {name} vs {r['reference'] or 'no float file'} ({r['images']} calibration images, lowest SNR first)"
+        title = (
+            f"int8 layers of {name} vs {r['reference'] or 'no float file'} ({r['images']} calibration images, lowest "
+            "SNR first)"
+        )
         print_table(title, ["#", "op", "SNR dB", "float range", "scale", "clipped %", "w scales", "likely fix"], rows)

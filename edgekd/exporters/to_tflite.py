@@ -8,7 +8,8 @@ that ``onnx2tf`` and ``litert_torch`` (:mod:`edgekd.exporters.to_tflite_litert`)
 onnx2tf transposes the graph to NHWC, writes a SavedModel and runs ``TFLiteConverter`` once per
 variant: fp32, fp16 weights, dynamic range (int8 weights, float activations), full integer
 (int8 weights per channel, int8 activations, int8 input and output tensors, calibrated on our
-training images) and 16x8 (the same with int16 activations, input and output). It must never touch the network: by default it downloads sample images from
+training images) and 16x8 (the same with int16 activations, input and output). It must never touch the network: by
+default it downloads sample images from
 GitHub to validate and calibrate 3-channel models, so that download function is replaced by one
 that hands over our own calibration images for the duration of the call.
 """
@@ -110,7 +111,8 @@ def onnx2tf_backend(request: TFLiteRequest) -> dict[str, Path]:
     """PyTorch → ONNX (:meth:`TFLiteRequest.onnx`) → TFLite with onnx2tf + TensorFlow."""
     if request.calibration_method != "minmax":  # TensorFlow's calibrator takes the extremes, nothing else
         raise ExportError(
-            f"export.calibration_method={request.calibration_method} needs export.backend=litert_torch (onnx2tf calibrates min-max)"
+            f"export.calibration_method={request.calibration_method} needs export.backend=litert_torch (onnx2tf "
+            "calibrates min-max)"
         )
     return onnx_to_tflite(request.onnx(), request.outputs, request.calibration, name=request.name)
 

@@ -71,7 +71,8 @@ def import_litert() -> tuple[Any, Any, Any]:
     except ImportError as exc:
         missing = getattr(exc, "name", None) or "litert-torch"
         raise BackendMissing(
-            f"export.backend=litert_torch needs litert-torch and ai-edge-quantizer ({missing} is not installed): {INSTALL_HINT}"
+            f"export.backend=litert_torch needs litert-torch and ai-edge-quantizer ({missing} is not installed): "
+            f"{INSTALL_HINT}"
         ) from None
     return litert_torch, quantizer, recipe
 

@@ -40,14 +40,16 @@ def load_source(cfg_source, target, log=log):
     src = load_dataset(cfg_source, log=log)
     if src.num_classes != target.num_classes:
         raise DataError(
-            f"source has {src.num_classes} classes and the target (data) {target.num_classes}: domain adaptation needs the same classes"
+            f"source has {src.num_classes} classes and the target (data) {target.num_classes}: domain adaptation needs "
+            "the same classes"
         )
     if src.classes != target.classes:
         warn(f"source and target class names differ ({src.classes[:3]}… vs {target.classes[:3]}…): matched by index")
     shape = tuple(target.train.images.shape[1:])
     if tuple(src.train.images.shape[1:]) != shape:
         log(
-            f"source: converting {src.in_channels}x{src.image_size[0]}x{src.image_size[1]} images to the target's {shape[0]}x{shape[1]}x{shape[2]}"
+            f"source: converting {src.in_channels}x{src.image_size[0]}x{src.image_size[1]} images to the target's "
+            f"{shape[0]}x{shape[1]}x{shape[2]}"
         )
         train, val, test = (match_shape(s, shape) for s in (src.train, src.val, src.test))
         mean, std = cfg_source.mean, cfg_source.std
@@ -82,7 +84,8 @@ def domain_flow(run) -> dict[str, Any]:
     d = cfg.distill
     source = prepared_source(run)
     log(
-        f"source: {source.name}{' (' + source.shift + ')' if source.shift != 'none' else ''}, train/val/test {len(source.train)}/{len(source.val)}/{len(source.test)}"
+        f"source: {source.name}{' (' + source.shift + ')' if source.shift != 'none' else ''}, train/val/test "
+        f"{len(source.train)}/{len(source.val)}/{len(source.test)}"
     )
     summary: dict[str, Any] = {}
     stages = {"teacher": "teacher"}  # summary name → stage (file stem), in table order

@@ -39,7 +39,8 @@ def build_regressor(student_shape: torch.Size, teacher_shape: torch.Size, kind: 
     if len(student_shape) == 2 and len(teacher_shape) == 2:
         return nn.Linear(student_shape[1], teacher_shape[1])
     raise ConfigError(
-        f"fitnets: the guided layer gives {tuple(student_shape[1:])} features and the hint layer {tuple(teacher_shape[1:])}: "
+        f"fitnets: the guided layer gives {tuple(student_shape[1:])} features and the hint layer "
+        f"{tuple(teacher_shape[1:])}: "
         "pick two convolutional (C, H, W) layers or two flat (C,) ones"
     )
 

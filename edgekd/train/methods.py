@@ -163,7 +163,8 @@ class CrossEntropy(DistillMethod):
 
 @METHODS.register("bce")
 class BinaryCrossEntropy(DistillMethod):
-    """Plain supervised training of sigmoid outputs, BCE(y, σ(z)) (class labels one-vs-rest, or masks per pixel): teacher and baseline of kd_sigmoid."""
+    """Plain supervised training of sigmoid outputs, BCE(y, σ(z)) (class labels one-vs-rest, or masks
+    per pixel): teacher and baseline of kd_sigmoid."""
 
     needs_teacher = False
     tasks = ("classification", "segmentation")
@@ -227,7 +228,8 @@ class LogitMSE(HintonKD):
 
 @METHODS.register("kd_sigmoid")
 class SigmoidKD(HintonKD):
-    """Sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha; per pixel on segmentation masks (the segmentation method); teacher and baseline learn with bce."""
+    """Sigmoid outputs: (1-λ)·BCE(y, σ(z_s)) + λ·T·BCE(σ(z_t/T), σ(z_s/T)), λ = distill.alpha; per pixel
+    on segmentation masks (the segmentation method); teacher and baseline learn with bce."""
 
     task_method = "bce"  # soft targets σ(z_t/T) only mean something if the teacher was trained as sigmoids
     tasks = ("classification", "segmentation")  # both terms are element means: per class, or per pixel
@@ -318,7 +320,8 @@ class DomainAdaptationKD(HintonKD):
         d = config.distill
         if config.source is None:
             raise ConfigError(
-                "config: distill.method=domain needs a `source` data section (the teacher's domain), e.g. source: {name: digits}"
+                "config: distill.method=domain needs a `source` data section (the teacher's domain), e.g. source: "
+                "{name: digits}"
             )
         if d.baseline and not (d.domain.target_labels or d.domain.source_labels):
             raise ConfigError(
@@ -367,7 +370,8 @@ def check_method_config(config: Any) -> None:
     if config.distill.qat.epochs:
         if cls.flow not in ("standard", "transfer"):
             raise ConfigError(
-                f"config: distill.qat runs after the standard and transfer flows, not with distill.method={config.distill.method}"
+                "config: distill.qat runs after the standard and transfer flows, not with "
+                f"distill.method={config.distill.method}"
             )
         from edgekd.train.pt2e import import_pt2e
 

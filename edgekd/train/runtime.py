@@ -51,7 +51,8 @@ def amp_dtype(setting: str, device: torch.device) -> torch.dtype | None:
             from edgekd.ui import warn
 
             warn(
-                "runtime.amp=bf16 on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and slow; consider runtime.amp=off"
+                "runtime.amp=bf16 on a CPU without native bf16 (AVX512-BF16/AMX) is emulated and slow; consider "
+                "runtime.amp=off"
             )
         return torch.bfloat16 if setting == "bf16" else None
     if setting == "fp16":

@@ -80,7 +80,8 @@ def near_chance_warnings(summary: dict[str, Any], num_classes: int, task: str) -
         if weak:
             rec["near_chance"] = True
             out.append(
-                f"{name} ({rec.get('arch')}): {weak}: it learned next to nothing; check the lr, epochs, BN momentum and preprocessing"
+                f"{name} ({rec.get('arch')}): {weak}: it learned next to nothing; check the lr, epochs, BN momentum "
+                "and preprocessing"
             )
     return out
 

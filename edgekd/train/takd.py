@@ -67,7 +67,8 @@ def chain_flow(run) -> dict[str, Any]:
         chosen = f"ta{best + 1}"
         log(
             f"takd: accuracy midpoint {midpoint:.4f} (teacher {summary['teacher']['val_acc']:.4f}, "
-            f"no-KD student {summary['baseline']['val_acc']:.4f}); chosen {chosen} ({candidates[best]['arch']}, val {candidates[best]['val_acc']:.4f})"
+            f"no-KD student {summary['baseline']['val_acc']:.4f}); chosen {chosen} ({candidates[best]['arch']}, val "
+            f"{candidates[best]['val_acc']:.4f})"
         )
         for i, rec in enumerate(candidates):
             links.append(_link(f"ta{i + 1}", "teacher", rec, role="candidate", chosen=i == best))

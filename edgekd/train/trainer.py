@@ -252,9 +252,10 @@ def train_stage(
             last_path, payload(epoch=epoch + 1, metrics=prefixed("val", v, digits=None), train_state=train_state)
         )
         log(
-            f"{stage.name} epoch {epoch + 1}/{recipe.epochs}  loss {record['loss']:.4f}  train {record['train_acc']:.4f}"
-            f"  val {task.format_metrics(v.metrics)}  lr {record['lr']:.4g}  {record['time_s']:.1f}s  {record['img_per_s']:.0f} img/s"
-            + (f"  {record['gpu_mem_mb']:.0f} MB" if "gpu_mem_mb" in record else "")
+            f"{stage.name} epoch {epoch + 1}/{recipe.epochs}  loss {record['loss']:.4f}  train "
+            f"{record['train_acc']:.4f}"
+            f"  val {task.format_metrics(v.metrics)}  lr {record['lr']:.4g}  {record['time_s']:.1f}s  "
+            f"{record['img_per_s']:.0f} img/s" + (f"  {record['gpu_mem_mb']:.0f} MB" if "gpu_mem_mb" in record else "")
         )
         for callback in on_epoch:
             callback(record, hist)
@@ -361,7 +362,8 @@ def _stop_if_diverged(stage: Stage, epoch: int, bad_step: int, steps: int, where
     kept = f"{stage.name}_last.pt (epoch {epoch}) is kept" if epoch else "no checkpoint of this stage was written"
     raise TrainingDiverged(
         f"{stage.name}: the {where} became NaN or infinite at epoch {epoch + 1}, step {bad_step + 1} of {steps}; "
-        f"training stopped and {kept}. Lower {stage.name}'s lr (now {stage.recipe.lr:g}) or check the data and the KD settings"
+        f"training stopped and {kept}. Lower {stage.name}'s lr (now {stage.recipe.lr:g}) or check the data and the KD "
+        "settings"
     )
 
 
