@@ -56,6 +56,56 @@ def test_quant_report_for_every_int8_file(tiny_bundle: Path) -> None:
     )  # per-channel weights (the first conv is the normalization)
 
 
+def _graph(ops: list[tuple[str, list[int], int]], shapes: dict[int, list[int]]):
+    """A quant-report model of a TFLite graph given as (op, input tensors, output tensor), tensor 0 the input."""
+    from edgekd.exporters.quant_report import _Model
+
+    model = object.__new__(_Model)  # the graph alone: no interpreter
+    tensors = [{"index": t, "shape": np.array(s), "name": f"t{t}"} for t, s in shapes.items()]
+    every = [
+        {"index": k, "op_name": op, "inputs": np.array(i), "outputs": np.array([o])} for k, (op, i, o) in enumerate(ops)
+    ]
+    model.graph(tensors, every, {0})
+    return model
+
+
+def test_quant_report_pairs_layers_through_the_graph() -> None:
+    """A residual block whose 1×1 shortcut the float file schedules first and the int8 file last
+    (as onnx2tf does with ResNet-8): pairing by position compared the int8 3×3 convolution with the
+    float shortcut, and the report showed negative SNRs for healthy layers."""
+    from edgekd.exporters.quant_report import _pairs
+
+    act = [1, 8, 8, 8]
+    shapes = {0: [1, 8, 8, 4], 10: [8, 1, 1, 4], 11: [8, 3, 3, 4], 12: [8, 3, 3, 8], 1: act, 2: act, 3: act, 4: act}
+    ref = _graph(
+        [
+            ("CONV_2D", [0, 10], 1),  # shortcut
+            ("CONV_2D", [0, 11], 2),  # conv1
+            ("CONV_2D", [2, 12], 3),  # conv2
+            ("ADD", [3, 1], 4),
+            ("DELEGATE", [0, 10, 11, 12], 4),  # repeats the ops it replaced: not a producer
+        ],
+        shapes,
+    )
+    int8 = _graph(
+        [
+            ("QUANTIZE", [0], 20),
+            ("CONV_2D", [20, 11], 2),  # conv1
+            ("DEPTHWISE_CONV_2D", [2, 12], 3),  # conv2, written as the other convolution kind
+            ("TRANSPOSE", [20], 21),
+            ("TRANSPOSE", [21], 22),
+            ("CONV_2D", [22, 10], 1),  # shortcut, behind layout ops the float file does not have
+            ("ADD", [1, 3], 4),
+        ],
+        {**shapes, 20: [1, 8, 8, 4], 21: [1, 4, 8, 8], 22: [1, 8, 8, 4]},
+    )
+    assert _pairs(int8, ref) == [(0, 1), (1, 2), (2, None), (3, None), (4, 0), (5, 3)]
+    # a float file without the shortcut: the int8 shortcut stays unpaired instead of taking a conv's
+    # place; the ADD still pairs (its unpaired input constrains nothing, its paired one matches)
+    ref = _graph([("CONV_2D", [0, 11], 2), ("CONV_2D", [2, 12], 3), ("ADD", [3, 2], 4)], shapes)
+    assert _pairs(int8, ref) == [(0, 0), (1, 1), (2, None), (3, None), (4, None), (5, 2)]
+
+
 def test_advice_names_the_likely_fix() -> None:
     from edgekd.exporters.quant_report import _advice
 
@@ -318,6 +368,11 @@ def test_distill_with_qat_stage_resumes_and_exports(pt2e, tmp_path: Path) -> Non
     assert m["models"]["student_qat_int8.tflite"]["input"]["dtype"] == "int8"
     report = json.loads((bundle / "quant_report.json").read_text())
     assert set(report["files"]) == {"student_int8.tflite", "student_qat_int8.tflite"}
+    r = report["files"]["student_qat_int8.tflite"]
+    computing = [x for x in r["layers"] if x["op"] not in ("TRANSPOSE", "PAD", "RESHAPE")]
+    assert r["reference"] == "student_fp32.tflite" and r["matched_layers"] == len(computing)
+    # paired with the right float layers: int8 error only (plus what QAT moved), tens of dB, never negative
+    assert all(x["reference_tensor"] and x["snr_db"] is not None and x["snr_db"] > 10 for x in computing), computing
     # export.qat=false: the PTQ file alone (a bundle whose rows do not hang on the QAT file's)
     m = export(
         run=out,

@@ -12,17 +12,21 @@ float op output it corresponds to:
 * weights (conv, depthwise, fully connected): their float range, number of scales (1 = per
   tensor) and the ratio of the largest to the smallest per-channel scale.
 
-Ops are paired by aligning the two files' op sequences (convolutions of either kind count as the
-same op, since converters choose between CONV_2D and DEPTHWISE_CONV_2D differently) and keeping
-pairs whose output shapes agree. The QAT file (``student_qat_int8``) is compared with the float
-student before QAT, so its SNR also counts what QAT changed in the weights.
+Ops are paired through the graph, not by position: converters schedule independent branches in
+different orders (onnx2tf puts a residual block's 1×1 shortcut before its 3×3 convolutions in the
+float file and after them in the int8 one), so an int8 op is paired with the first unpaired float
+op of the same kind (convolutions of either kind count as one, since converters choose between
+CONV_2D and DEPTHWISE_CONV_2D differently), output shape and weight count whose inputs come from
+the float ops its own inputs' producers were paired with. Layout ops (TRANSPOSE, PAD, RESHAPE)
+and QUANTIZE/DEQUANTIZE are looked through: one converter writes them where another folds them.
+The QAT file (``student_qat_int8``) is compared with the float student before QAT, so its SNR
+also counts what QAT changed in the weights.
 
 The worst layers are flagged with the likely fix, from the numbers alone (see :func:`_advice`).
 """
 
 from __future__ import annotations
 
-import difflib
 import math
 from pathlib import Path
 from typing import Any
@@ -33,6 +37,7 @@ from edgekd.fdcapture import captured_fds
 
 WEIGHTED = ("CONV_2D", "DEPTHWISE_CONV_2D", "FULLY_CONNECTED", "TRANSPOSE_CONV")
 SKIP = ("QUANTIZE", "DEQUANTIZE", "DELEGATE")
+LAYOUT = ("TRANSPOSE", "PAD", "PADV2", "RESHAPE")  # moves values only: looked through when pairing
 LOW_SNR_DB = 20.0  # below this a layer's int8 error is ≥ 10 % of its signal (RMS): worth a look
 SHOWN = 5  # worst layers printed (and at most flagged) per file
 IMAGES = 64  # calibration images the report runs: enough for stable SNRs, seconds on a small model
@@ -59,9 +64,39 @@ class _Model:
                 model_path=str(path), experimental_preserve_all_tensors=True, num_threads=1
             )
             self.interp.allocate_tensors()
-        self.tensors = {t["index"]: t for t in self.interp.get_tensor_details()}
-        self.ops = [op for op in self.interp._get_ops_details() if op["op_name"] not in SKIP]
         self.input = self.interp.get_input_details()[0]
+        self.graph(
+            self.interp.get_tensor_details(),
+            self.interp._get_ops_details(),
+            {d["index"] for d in self.interp.get_input_details()},
+        )
+
+    def graph(self, tensors: list[dict[str, Any]], every: list[dict[str, Any]], inputs: set[int]) -> None:
+        self.tensors = {t["index"]: t for t in tensors}
+        # DELEGATE nodes (listed after the ops they replaced) repeat those ops' outputs: not producers
+        self.producer = {t: op for op in every if op["op_name"] != "DELEGATE" for t in op["outputs"]}
+        self.ops = [op for op in every if op["op_name"] not in SKIP]
+        self.inputs = inputs
+
+    def sources(self, op: dict[str, Any]) -> list[int | str]:
+        """Where ``op``'s activation inputs come from: the producing op's ``index`` (looking through
+        layout and (de)quantize ops) or ``"input"``; constants (weights, biases) are left out."""
+        found: list[int | str] = []
+        for t in op["inputs"]:
+            while t in self.producer and self.producer[t]["op_name"] in SKIP + LAYOUT:
+                t = self.producer[t]["inputs"][0]
+            if t in self.producer:
+                found.append(int(self.producer[t]["index"]))
+            elif t in self.inputs:
+                found.append("input")
+        return found
+
+    def signature(self, op: dict[str, Any]) -> tuple[Any, ...]:
+        """What a paired op must share: kind, output shape, number of weights (layout-free)."""
+        weights = None
+        if op["op_name"] in WEIGHTED and len(op["inputs"]) > 1 and op["inputs"][1] >= 0:
+            weights = int(np.prod(self.tensors[op["inputs"][1]]["shape"]))
+        return _kind(op["op_name"]), tuple(int(s) for s in self.tensors[op["outputs"][0]]["shape"]), weights
 
     def run(self, image: np.ndarray) -> None:
         x = image[None].astype(np.float32)
@@ -81,17 +116,25 @@ class _Model:
 
 
 def _pairs(int8: _Model, ref: _Model) -> list[tuple[int, int | None]]:
-    """(int8 op index, float op index or None), aligned on op kinds, outputs of equal shape."""
-    a, b = [_kind(op["op_name"]) for op in int8.ops], [_kind(op["op_name"]) for op in ref.ops]
-    matched: dict[int, int] = {}
-    for block in difflib.SequenceMatcher(a=a, b=b, autojunk=False).get_matching_blocks():
-        for k in range(block.size):
-            i, j = block.a + k, block.b + k
-            si = tuple(int8.tensors[int8.ops[i]["outputs"][0]]["shape"])
-            sj = tuple(ref.tensors[ref.ops[j]["outputs"][0]]["shape"])
-            if si == sj:
-                matched[i] = j
-    return [(i, matched.get(i)) for i in range(len(int8.ops))]
+    """(int8 op position, float op position or None), paired through the graph (module docstring)."""
+    position = {op["index"]: j for j, op in enumerate(ref.ops)}
+    paired: dict[int, int] = {}  # int8 op index → float op index
+    used: set[int] = set()
+    for op in int8.ops:
+        if op["op_name"] in LAYOUT:
+            continue
+        signature = int8.signature(op)
+        # producers not paired (an op one converter has and the other lacks) constrain nothing
+        wanted = [s if s == "input" else paired[s] for s in int8.sources(op) if s == "input" or s in paired]
+        for cand in ref.ops:
+            if cand["index"] in used or cand["op_name"] in LAYOUT or ref.signature(cand) != signature:
+                continue
+            have = ref.sources(cand)
+            if all(wanted.count(s) <= have.count(s) for s in wanted):
+                paired[op["index"]] = cand["index"]
+                used.add(cand["index"])
+                break
+    return [(i, position[paired[op["index"]]] if op["index"] in paired else None) for i, op in enumerate(int8.ops)]
 
 
 def _weights(model: _Model, op: dict[str, Any]) -> dict[str, Any] | None:
@@ -182,6 +225,7 @@ def layer_report(int8_path: Path, float_path: Path | None, images: np.ndarray) -
             "clipped": round(float(clipped[i] / max(count[i], 1)), 6),
             "p999_abs": round(float(np.quantile(np.concatenate(samples[i]), 0.999)), 6) if samples[i] else 0.0,
             "reference": "float" if j is not None else None,
+            "reference_tensor": ref.tensors[ref.ops[j]["outputs"][0]]["name"][-80:] if j is not None else None,
         }
         layer.update(_weights(int8, op) or {})
         layers.append(layer)
