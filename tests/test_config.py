@@ -54,6 +54,9 @@ def test_round_trip_through_yaml(tmp_path: Path) -> None:
         ("distill.baseline=maybe", "distill.baseline expects true or false"),
         ("student.optimizer=adam", "student.optimizer: 'adam' is not one of sgd, adamw; did you mean 'adamw'?"),
         ("distill.alpha=1.5", "distill.alpha must be in [0, 1]"),
+        ("student.bn_momentum=0", "student.bn_momentum must be in (0, 1]"),
+        ("teacher.bn_momentum=1.5", "teacher.bn_momentum must be in (0, 1]"),
+        ("student.bn_momentum=.nan", "student.bn_momentum must be a finite number"),
         ("data.mean=[0.5]", "set data.mean and data.std together"),
         ("notakey", "--set expects KEY=VALUE"),
         ("distill.temperature.x=1", "distill.temperature expects a number, got {'x': 1}"),
@@ -155,3 +158,43 @@ def test_bad_keys_in_a_method_section(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
     assert message in str(err.value)
+
+
+def test_bn_momentum_is_set_on_every_batchnorm_and_recorded(tmp_path: Path, capsys, monkeypatch) -> None:
+    """student.bn_momentum replaces torchvision MobileNetV3's 0.01 on every BN layer; the stage that
+    builds the model applies it (the teacher's, None, leaves its own) and config.yaml records it."""
+    import torch
+    import yaml
+
+    import edgekd.models.layers as layers
+    from conftest import tiny_overrides
+    from edgekd.cli import main
+    from edgekd.models import create_model
+    from edgekd.models.layers import set_bn_momentum
+    from edgekd.train.run import distill
+
+    model = create_model("torchvision.models:mobilenet_v3_small", 10, 3, (32, 32))
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+    assert bns and {m.momentum for m in bns} == {0.01}
+    assert set_bn_momentum(model, None) == 0 and {m.momentum for m in bns} == {0.01}
+    assert set_bn_momentum(model, 0.1) == len(bns) and {m.momentum for m in bns} == {0.1}
+
+    applied: list[tuple[int, float | None]] = []
+
+    def spy(model, momentum):
+        applied.append((set_bn_momentum(model, momentum), momentum))
+        return applied[-1][0]
+
+    monkeypatch.setattr(layers, "set_bn_momentum", spy)
+    out = tmp_path / "run"
+    distill(out=out, set=tiny_overrides(**{"distill.baseline": "false", "student.bn_momentum": 0.5}))
+    assert applied == [(2, 0.5)]  # the student's two BN layers; the teacher (bn_momentum None) untouched
+    resolved = yaml.safe_load((out / "config.yaml").read_text())
+    assert resolved["student"]["bn_momentum"] == 0.5 and resolved["teacher"]["bn_momentum"] is None
+
+    capsys.readouterr()
+    code = main(["distill", "--out", str(tmp_path / "bad"), "--set", "student.bn_momentum=2"])
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
+    assert code == 2 and "Traceback" not in err and len(errors) == 1 and "student.bn_momentum" in errors[0], err
+    assert not (tmp_path / "bad").exists()

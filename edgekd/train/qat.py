@@ -221,6 +221,7 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
     from edgekd.checkpoint import build_model, load_checkpoint
     from edgekd.config import named_archs
     from edgekd.data.loader import Batches
+    from edgekd.models.layers import set_bn_momentum
     from edgekd.train.methods import build_method
     from edgekd.train.trainer import Stage, train_stage
     from edgekd.ui import log
@@ -236,7 +237,11 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
     float_path = run.out_dir / "student.pt"
     float_ckpt = load_checkpoint(float_path)
     torch.manual_seed(cfg.seed)
-    model = build_qat_student(build_model(float_ckpt, float_path, named_archs(cfg)), d.describe())
+    float_model = build_model(float_ckpt, float_path, named_archs(cfg))
+    set_bn_momentum(
+        float_model, cfg.student.bn_momentum
+    )  # traced into the QAT graph, whose BN trains on (folded at convert)
+    model = build_qat_student(float_model, d.describe())
     # fake quantization runs in float32 (no autocast) and on a plain (not compiled) graph
     rt = dataclasses.replace(run.rt, amp=None, channels_last=False, compile_student=False)
     model.to(rt.device)

@@ -53,6 +53,11 @@ class StudentStages:
         torch.manual_seed(seed)  # student and baseline start from identical weights
         model = create_model(recipe.arch, d.num_classes, d.in_channels, d.image_size, **recipe.kwargs)
         check_output(model, d, recipe.arch)
+        if recipe.bn_momentum is not None:
+            from edgekd.models.layers import set_bn_momentum
+
+            if not set_bn_momentum(model, recipe.bn_momentum):
+                log(f"{name}: {recipe.arch} has no BatchNorm layer: bn_momentum {recipe.bn_momentum} changes nothing")
         if init is None and recipe.checkpoint and not name.startswith("teacher"):
             init = recipe.checkpoint
         if init:
