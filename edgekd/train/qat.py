@@ -223,7 +223,7 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
     from edgekd.data.loader import Batches
     from edgekd.models.layers import set_bn_momentum
     from edgekd.train.methods import build_method
-    from edgekd.train.trainer import Stage, train_stage
+    from edgekd.train.trainer import Stage, data_settings, train_stage
     from edgekd.ui import log
 
     name = "student_qat"
@@ -260,11 +260,7 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
         recipe=recipe,
         method=method,
         teacher=teacher if method.needs_teacher else None,
-        batch_size=cfg.data.batch_size,
-        eval_batch_size=cfg.data.eval_batch_size,
-        views=cfg.data.views,
-        view_seed=cfg.data.view_seed,
-        workers=cfg.data.workers,
+        **data_settings(cfg.data),
         extra={
             "method": cfg.distill.method,
             "qat": {

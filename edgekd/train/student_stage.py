@@ -38,7 +38,7 @@ class StudentStages:
 
         from edgekd.models import create_model
         from edgekd.train.methods import build_method
-        from edgekd.train.trainer import Stage, train_stage
+        from edgekd.train.trainer import Stage, data_settings, train_stage
 
         done = self.done(name)
         if done is not None:
@@ -82,11 +82,7 @@ class StudentStages:
             recipe=recipe,
             method=method,
             teacher=teacher if method.needs_teacher else None,
-            batch_size=cfg.data.batch_size,
-            eval_batch_size=cfg.data.eval_batch_size,
-            views=cfg.data.views,
-            view_seed=cfg.data.view_seed,
-            workers=cfg.data.workers,
+            **data_settings(cfg.data),
             extra=extra,
         )
         log(f"{name}: {recipe.arch} with {method_name} for {recipe.epochs} epochs")

@@ -66,6 +66,18 @@ class Stage:
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in the checkpoint (e.g. KD settings)
 
 
+def data_settings(data: Any) -> dict[str, Any]:
+    """The ``Stage`` fields that come from the config's ``data`` section: every stage built from a
+    config passes them the same way, so a new data key is wired in one place."""
+    return {
+        "batch_size": data.batch_size,
+        "eval_batch_size": data.eval_batch_size,
+        "views": data.views,
+        "view_seed": data.view_seed,
+        "workers": data.workers,
+    }
+
+
 class StudentStep(nn.Module):
     """The trained computation — student forward and the method's loss — as one module, so that
     DistributedDataParallel sees every trainable parameter: the student's and the method's own
