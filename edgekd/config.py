@@ -109,6 +109,9 @@ class StageConfig:
     momentum: float = opt(0.9, "sgd only")
     nesterov: bool = opt(True, "sgd only")
     weight_decay: float = opt(5e-4, "on conv/linear weights; never on BN or biases")
+    bias_lr_scale: float = opt(
+        1.0, "lr multiplier of BN and bias (1-D) parameters, in (0, 1000] (airbench's 64: biases learn faster)"
+    )
     schedule: Literal["cosine", "step", "constant"] = opt("cosine", "lr schedule, stepped every iteration")
     milestones: tuple[int, ...] = opt((), "step: epochs at which lr is multiplied by gamma")
     gamma: float = opt(0.1, "step: lr factor at each milestone")
@@ -746,6 +749,8 @@ def validate(config: Config) -> None:
             )
         if s.mixup < 0 or s.cutmix < 0:
             raise ConfigError(f"config: {stage}.mixup and {stage}.cutmix must be 0 (off) or more")
+        if not 0.0 < s.bias_lr_scale <= 1000.0:
+            raise ConfigError(f"config: {stage}.bias_lr_scale must be in (0, 1000], got {s.bias_lr_scale}")
         if not 0.0 <= s.label_smoothing < 1.0:
             raise ConfigError(f"config: {stage}.label_smoothing must be in [0, 1)")
         if s.bn_momentum is not None and not 0.0 < s.bn_momentum <= 1.0:

@@ -57,3 +57,40 @@ def test_teacher_trains_with_the_whitening_recorded_in_its_checkpoint(tmp_path: 
     assert torch.equal(
         load_checkpoint(out2 / "teacher.pt")["state_dict"]["whiten.weight"], ckpt["state_dict"]["whiten.weight"]
     )
+
+
+def test_airbench_convs_start_as_identity_and_bn_learns_no_scale() -> None:
+    """airbench's init: each conv's first filters pass their input through (dirac), and the
+    BatchNorms train a bias only; ``dirac=False`` keeps PyTorch's random init."""
+    torch.manual_seed(0)
+    model = create_model("test_airbench", 10, 3, (32, 32))
+    group = model.layers[1]  # 8 → 16 channels, then 16 → 16
+    x = torch.randn(2, 8, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(group.conv1(x)[:, :8], x, atol=1e-6)
+        y = torch.randn(2, 16, 6, 6)
+        assert torch.allclose(group.conv2(y), y, atol=1e-6)  # square: the whole conv is the identity
+    assert not group.bn1.weight.requires_grad and group.bn1.bias.requires_grad
+    plain = create_model("test_airbench", 10, 3, (32, 32), dirac=False)
+    with torch.no_grad():
+        assert not torch.allclose(plain.layers[1].conv1(x)[:, :8], x, atol=1e-3)
+
+
+def test_bias_lr_scale_multiplies_the_lr_of_bn_and_biases_only() -> None:
+    from edgekd.config import load_config
+    from edgekd.train.trainer import make_optimizer, set_lr
+
+    cfg = load_config(None, tiny_overrides(**{"teacher.bias_lr_scale": 64}))
+    model = create_model("test_airbench", 10, 3, (32, 32))
+    optimizer = make_optimizer(cfg.teacher, [p for p in model.parameters() if p.requires_grad])
+    set_lr(optimizer, 0.01)
+    lrs = {len(g["params"][0].shape) > 1: g["lr"] for g in optimizer.param_groups}
+    assert lrs == {True: 0.01, False: pytest.approx(0.64)}
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "1001", "nan"])
+def test_bias_lr_scale_out_of_range_is_one_error(value: str) -> None:
+    from edgekd.config import load_config
+
+    with pytest.raises(EdgekdError, match="bias_lr_scale must be (in|a finite)"):
+        load_config(None, tiny_overrides(**{"student.bias_lr_scale": value}))

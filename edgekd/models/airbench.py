@@ -3,7 +3,9 @@ seconds on a single GPU", arXiv 2404.00498), written for edgekd.
 
 Layout (32×32 input): a 2×2 *whitening* conv (24 filters, no padding: 31×31), GELU, then three
 conv groups of widths 64-256-256, each conv3×3 → maxpool 2 → BN → GELU → conv3×3 → BN → GELU
-(15, 7, 3 px), a global max pool, a bias-free linear classifier and a fixed 1/9 logit scale.
+(15, 7, 3 px), a global max pool, a bias-free linear classifier and a fixed 1/9 logit scale. As
+airbench: the BatchNorms learn a bias but no scale, and each conv's first filters start as the
+identity (``dirac``), which the airbench ablations credit with reaching 94 % in fewer epochs.
 About 1.97 M parameters and 0.37 G MACs: a teacher, not a microcontroller student.
 
 The whitening layer (optional, ``whiten=True``) is not trained: :meth:`AirbenchNet.data_init` sets
@@ -24,14 +26,32 @@ from torch import nn
 from edgekd.models.registry import MODELS
 
 
+def _bn(channels: int) -> nn.BatchNorm2d:
+    """BatchNorm with its scale fixed at 1 (airbench's): only the bias learns, the GELU after it
+    needs no scale, and bias_lr_scale then speeds up exactly the shifts."""
+    bn = nn.BatchNorm2d(channels)
+    bn.weight.requires_grad_(False)
+    return bn
+
+
+def _conv(c_in: int, c_out: int, dirac: bool) -> nn.Conv2d:
+    """3×3 conv; with ``dirac`` its first min(c_in, c_out) filters start as the identity (airbench's
+    init: each group starts near a pass-through of its input, which trains in fewer epochs)."""
+    conv = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+    if dirac:
+        with torch.no_grad():
+            nn.init.dirac_(conv.weight[: min(c_in, c_out)])
+    return conv
+
+
 class ConvGroup(nn.Module):
-    def __init__(self, c_in: int, c_out: int, ceil: bool = False) -> None:
+    def __init__(self, c_in: int, c_out: int, ceil: bool = False, dirac: bool = True) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1, bias=False)
+        self.conv1 = _conv(c_in, c_out, dirac)
         self.pool = nn.MaxPool2d(2, ceil_mode=ceil)
-        self.bn1 = nn.BatchNorm2d(c_out)
-        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(c_out)
+        self.bn1 = _bn(c_out)
+        self.conv2 = _conv(c_out, c_out, dirac)
+        self.bn2 = _bn(c_out)
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,6 +67,7 @@ class AirbenchNet(nn.Module):
         widths: tuple[int, int, int] = (64, 256, 256),
         whiten: bool = True,
         ceil: bool = False,
+        dirac: bool = True,
     ) -> None:
         super().__init__()
         self.whiten_channels = 2 * in_channels * 2 * 2  # every patch direction, ±
@@ -57,7 +78,7 @@ class AirbenchNet(nn.Module):
         c = self.whiten_channels
         groups = []
         for w in widths:
-            groups.append(ConvGroup(c, w, ceil))
+            groups.append(ConvGroup(c, w, ceil, dirac))
             c = w
         self.layers = nn.Sequential(*groups)
         self.pool = nn.AdaptiveMaxPool2d(1)
@@ -97,12 +118,14 @@ def airbench(
     image_size: tuple[int, int],
     widths: tuple[int, int, int] | list[int] = (64, 256, 256),
     whiten: bool = True,
+    dirac: bool = True,
 ) -> nn.Module:
     """airbench94-style fast CIFAR teacher: 2×2 whitening conv (set from data, frozen), conv groups
-    64-256-256 with BN and GELU; kwargs widths, whiten"""
+    64-256-256 with BN and GELU; kwargs widths, whiten, dirac"""
     if len(widths) != 3 or min(widths) < 1:
         raise ValueError(f"airbench widths are three positive channel counts, got {list(widths)}")
-    return AirbenchNet(num_classes, in_channels, tuple(int(w) for w in widths), bool(whiten), ceil=_small(image_size))
+    shape = tuple(int(w) for w in widths)
+    return AirbenchNet(num_classes, in_channels, shape, bool(whiten), ceil=_small(image_size), dirac=bool(dirac))
 
 
 def _small(image_size: tuple[int, int]) -> bool:
@@ -112,6 +135,8 @@ def _small(image_size: tuple[int, int]) -> bool:
 
 
 @MODELS.register("test_airbench")
-def test_airbench(num_classes: int, in_channels: int, image_size: tuple[int, int], whiten: bool = True) -> nn.Module:
+def test_airbench(
+    num_classes: int, in_channels: int, image_size: tuple[int, int], whiten: bool = True, dirac: bool = True
+) -> nn.Module:
     """tiny airbench (widths 8-16-16) for tests"""
-    return AirbenchNet(num_classes, in_channels, (8, 16, 16), whiten, ceil=_small(image_size))
+    return AirbenchNet(num_classes, in_channels, (8, 16, 16), whiten, ceil=_small(image_size), dirac=dirac)

@@ -27,7 +27,7 @@ from edgekd.data import Dataset
 from edgekd.data.loader import Batches
 from edgekd.train import distributed
 from edgekd.train.runtime import Runtime, autocast
-from edgekd.ui import log
+from edgekd.ui import log, progress
 
 MAX_CACHE_BYTES = 2 << 30  # beyond this the outputs are recomputed every step instead
 
@@ -92,13 +92,16 @@ def compute_outputs(
         **(mix or {}),
     )
     out: list[torch.Tensor] = []
-    for view in range(views):
-        batches.set_epoch(view)
-        chunks = []
-        for _, x, _ in batches.with_index():
-            with autocast(rt.amp, rt.device):
-                chunks.append(teacher(x).float())
-        out.append(torch.cat(chunks))
+    # minutes on a CPU for a large teacher and many views: a bar over every batch of every view
+    with progress("teacher outputs", views * len(batches)) as bar:
+        for view in range(views):
+            batches.set_epoch(view)
+            chunks = []
+            for _, x, _ in batches.with_index():
+                with autocast(rt.amp, rt.device):
+                    chunks.append(teacher(x).float())
+                bar.update(view=f"{view + 1}/{views}")
+            out.append(torch.cat(chunks))
     return torch.stack(out)
 
 

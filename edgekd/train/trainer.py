@@ -115,12 +115,22 @@ def make_optimizer(recipe: StageConfig, params: Sequence[nn.Parameter]) -> torch
     # only fights the normalisation
     decay = [p for p in params if p.ndim > 1]
     no_decay = [p for p in params if p.ndim <= 1]
-    groups = [{"params": decay, "weight_decay": recipe.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = [
+        {"params": decay, "weight_decay": recipe.weight_decay, "lr_scale": 1.0},
+        {"params": no_decay, "weight_decay": 0.0, "lr_scale": recipe.bias_lr_scale},
+    ]
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=recipe.lr)
     return torch.optim.SGD(
         groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov and recipe.momentum > 0
     )
+
+
+def set_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """The schedule's lr on every group, times the group's ``lr_scale`` (bias_lr_scale for BN and
+    biases; groups without one, e.g. from an older checkpoint's optimizer state, take lr as is)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
 
 
 def eval_batches(split: Split, data: Dataset, batch_size: int, rt: Runtime) -> Batches:
@@ -322,8 +332,7 @@ def _train_epoch(stage, step, teacher, cached, batches, optimizer, scaler, rt: R
     with progress(f"{stage.name} {epoch + 1}/{recipe.epochs}", steps) as bar:
         for i, (idx, x, y) in enumerate(batches.with_index()):
             lr = recipe.lr * lr_factor(recipe, epoch + i / steps)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
+            set_lr(optimizer, lr)
             with autocast(rt.amp, device):
                 if view is not None:
                     t_out = view[idx]
