@@ -23,6 +23,7 @@ modest; the point is the float-vs-int8 comparison on the same weights. Rerunning
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -176,6 +177,23 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def parse_runs(items: list[str]) -> dict[str, Path]:
+    """``--run STUDENT=FOLDER`` → {student: folder}; a bad one is one error line and exit 2."""
+    runs = {}
+    for item in items:
+        key, sep, folder = item.partition("=")
+        if not sep or key not in STUDENTS:
+            why = f"expected STUDENT=FOLDER with STUDENT one of {', '.join(STUDENTS)}"
+        elif not (Path(folder) / "student.pt").is_file():
+            why = f"{folder} holds no student.pt (a finished distill run)"
+        else:
+            runs[key] = Path(folder)
+            continue
+        print(f"quant: error: --run {item!r}: {why}", file=sys.stderr)
+        sys.exit(2)
+    return runs
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher-arch", default="resnet20", help="the teacher, trained once for both students")
@@ -189,6 +207,13 @@ def main() -> None:
     parser.add_argument("--val-fraction", type=float, default=0.02, help="share of the training split for val")
     parser.add_argument("--test-limit", type=int, default=0, help="test images measured (0: all 10,000)")
     parser.add_argument("--students", default="resnet8,mnv3", help=f"comma-separated: {', '.join(STUDENTS)}")
+    parser.add_argument(
+        "--run",
+        action="append",
+        default=[],
+        metavar="STUDENT=FOLDER",
+        help="measure this finished distill run (e.g. a converged one) for STUDENT instead of training it; repeatable",
+    )
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--device", default="auto")
     parser.add_argument("--work", type=Path, default=Path("runs/bench-quant"))
@@ -196,9 +221,13 @@ def main() -> None:
     args = parser.parse_args()
     rows: list[dict] = []
     teacher: Path | None = args.teacher
+    finished = parse_runs(args.run)
     for key in args.students.split(","):
-        run = distill_one(key, args, args.work, teacher)
-        teacher = teacher or run / "teacher.pt"
+        if key in finished:
+            run = finished[key]
+        else:
+            run = distill_one(key, args, args.work, teacher)
+            teacher = teacher or run / "teacher.pt"
         rows += measure_one(key, run, args, args.work)
         print(table(rows), flush=True)  # a partial table survives an interrupted second student
     if args.results_file:
