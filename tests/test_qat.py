@@ -442,3 +442,14 @@ def test_calibration_method_is_a_litert_export_choice() -> None:
         load_config(None, ["export.calibration_method=mse"])
     with pytest.raises(ConfigError, match="did you mean 'mse'"):
         load_config(None, ["export.backend=litert_torch", "export.calibration_method=mes"])
+
+
+def test_qat_stage_reads_the_float_students_teacher_cache(pt2e, tmp_path: Path) -> None:
+    """The QAT stage's teacher outputs are the float KD stage's (same teacher, data and views):
+    read from its cache file, not computed and stored a second time."""
+    from edgekd.train.run import distill
+
+    out = tmp_path / "run"
+    sets = {"distill.baseline": "false", "teacher.epochs": 1, "student.epochs": 1, "distill.qat.epochs": 1}
+    distill(out=out, set=tiny_overrides(**sets, **{"data.views": 2}))
+    assert [p.name.split("-")[0] for p in (out / "teacher_cache").glob("*.pt")] == ["student"]

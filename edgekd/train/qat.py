@@ -261,6 +261,7 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
         method=method,
         teacher=teacher if method.needs_teacher else None,
         **data_settings(cfg.data),
+        cache_name="student",  # the float KD stage's teacher outputs: the same teacher, data and views
         extra={
             "method": cfg.distill.method,
             "qat": {

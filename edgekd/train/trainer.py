@@ -63,6 +63,9 @@ class Stage:
     views: int | None = None  # data.views: a fixed set of augmented views
     view_seed: int | None = None  # data.view_seed: the augmentation's seed; None: the stage's seed
     workers: int = 2  # DataLoader workers for streamed images
+    # the teacher-output cache file's stem; None: ``name``. The QAT stage reads the float student's
+    # (same teacher, data and views: the same key) instead of computing it again
+    cache_name: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # recorded in the checkpoint (e.g. KD settings)
 
 
@@ -204,7 +207,15 @@ def train_stage(
         views = views_of(data, stage.views, mixing=bool(mix))
         if views is not None:
             cached = teacher_outputs(
-                teacher, data, views, view_seed, rt, out_dir, stage.name, stage.eval_batch_size, mix=mix
+                teacher,
+                data,
+                views,
+                view_seed,
+                rt,
+                out_dir,
+                stage.cache_name or stage.name,
+                stage.eval_batch_size,
+                mix=mix,
             )
     params = [p for p in [*model.parameters(), *method.parameters()] if p.requires_grad]
     optimizer = make_optimizer(recipe, params)
