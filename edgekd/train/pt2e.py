@@ -75,6 +75,48 @@ def import_pt2e() -> dict[str, Any]:
 _ELEMENTWISE = ("add.Tensor", "add_.Tensor", "mul.Tensor", "mul_.Tensor")
 _RELU = ("aten.relu.default", "aten.relu_.default")
 _POOL = ("aten.avg_pool2d.default",)
+_MEAN = ("aten.adaptive_avg_pool2d.default", "aten.mean.dim")
+
+
+def _is_global_mean(node: Any) -> bool:
+    """An average of an NCHW tensor over all of H×W (``AdaptiveAvgPool2d(1)``,
+    ``x.mean((2, 3))``): TFLite's MEAN. Other output sizes keep litert-torch's annotation."""
+    value = node.args[0].meta.get("val")
+    if value is None or value.dim() != 4:
+        return False
+    if str(node.target) == "aten.adaptive_avg_pool2d.default":
+        size = node.args[1]
+        return list(size) == [1, 1] if isinstance(size, (list, tuple)) else size == 1
+    dims = node.args[1] if len(node.args) > 1 else None
+    return isinstance(dims, (list, tuple)) and sorted(d % 4 for d in dims) == [2, 3]
+
+
+def _annotate_global_means(model: Any, activations: set[Any], act: Any) -> None:
+    """A global mean's output gets its own int8 quantization (input: its producer's).
+
+    litert-torch shares the input's scale with it, as for a pool. TFLite's int8 MEAN kernels then
+    take their equal-scales path, which rounds its own way where the fake-quant graph rounds half
+    to even (LiteRT's builtin kernel gives ⌊(Σ + 33) / 64⌋ for a mean of 64 steps; XNNPACK's rule
+    differs again): one step apart on 1–3 % of the means. A mean's range is a fraction of its
+    input's, so that step is coarse, and a squeeze-excitation amplifies it (its first 1×1
+    convolution's output scale is ~10× finer than its input's): a MobileNetV3-like int8 file was up
+    to 5 steps from its fake-quant graph at the logits, every op within one step of it on its own
+    inputs. With a scale of its own (~9× finer there) MEAN requantizes: XNNPACK's kernel then
+    rounds as the fake-quant graph does, LiteRT's builtin one is a step off on 4–14 % of the means,
+    but a step that fine, and the file is within one output step on both."""
+    from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
+
+    for n in model.graph.nodes:
+        if n.op != "call_function" or str(n.target) not in _MEAN or n not in activations or not _is_global_mean(n):
+            continue
+        source = n.args[0]
+        produced = source.meta.get("quantization_annotation")
+        shared = produced is not None and produced.output_qspec is not None
+        n.meta["quantization_annotation"] = QuantizationAnnotation(
+            input_qspec_map={source: SharedQuantizationSpec(source) if shared else act},
+            output_qspec=act,
+            _annotated=True,
+        )
 
 
 def annotate_elementwise(model: Any, config: Any) -> Any:
@@ -93,6 +135,8 @@ def annotate_elementwise(model: Any, config: Any) -> Any:
       add + ReLU of a ResNet stayed float in the fake-quant graph and was quantized only after the
       pool, so the converter chose the ADD's int8 scale itself (the pooled range, which clips the
       values before pooling) or wrote a pool whose scales differ, which no kernel prepares.
+    * A global mean (``AdaptiveAvgPool2d(1)``, MEAN in TFLite) is the exception: its output gets a
+      scale of its own (:func:`_annotate_global_means`).
 
     What the quantizer already annotated keeps its specs; same-scale ops (ReLU6, reshape, flatten,
     mean) then share their producer's scale (litert-torch's ``propagate_annotation``)."""
@@ -147,6 +191,7 @@ def annotate_elementwise(model: Any, config: Any) -> Any:
             output_qspec=SharedQuantizationSpec((source, n)),
             _annotated=True,
         )
+    _annotate_global_means(model, activations, act)
     qu.propagate_annotation(model)
     return model
 
