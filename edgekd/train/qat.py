@@ -62,11 +62,30 @@ class HardSigmoidInt8(nn.Module):
         return torch.nn.functional.relu6(x + 3.0) * (1.0 / 6.0)
 
 
+class GlobalMeanInt8(nn.Module):
+    """Global average pooling as a mean over H×W (TFLite MEAN), not a full-window average pool.
+
+    An int8 AVERAGE_POOL_2D must keep its input's scale, and its kernel rounds ties its own way
+    where the fake-quant graph rounds half to even: a pooled value one input step off, a coarse step
+    for a mean whose range is a fraction of its input's, and the classifier after it amplifies it
+    (a converged ResNet-8's QAT file was up to 5 output steps from its fake-quant graph). A MEAN
+    gets an int8 scale of its own (:func:`edgekd.train.pt2e.annotate_elementwise`) and requantizes
+    the way the fake-quant graph does. The same computation: the float model is unchanged."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean((2, 3), keepdim=True)
+
+
 def int8_friendly(model: nn.Module) -> nn.Module:
-    """``model`` (modified in place) with every ``nn.Hardsigmoid`` replaced by :class:`HardSigmoidInt8`."""
+    """``model`` (modified in place) with every ``nn.Hardsigmoid`` replaced by :class:`HardSigmoidInt8`
+    and every :class:`~edgekd.models.layers.GlobalAvgPool` by :class:`GlobalMeanInt8`."""
+    from edgekd.models.layers import GlobalAvgPool
+
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Hardsigmoid):
             setattr(model, name, HardSigmoidInt8())
+        elif isinstance(child, GlobalAvgPool):
+            setattr(model, name, GlobalMeanInt8())
         else:
             int8_friendly(child)
     return model
@@ -178,6 +197,12 @@ def build_qat_student(float_model: nn.Module, data_info: dict[str, Any]) -> QATS
     return QATStudent(float_model.eval(), data_info["mean"], data_info["std"], tuple(data_info["image_size"]))
 
 
+# The fake-quant graph's layout: bumped when capture or annotation changes which tensors have a
+# fake quantizer (2: global means as MEAN with a scale of their own). An older student_qat.pt may
+# still load key for key while its ranges belong to other tensors: it is refused instead.
+QAT_GRAPH_VERSION = 2
+
+
 def load_qat_student(path: Any, arch: Any = None) -> tuple[QATStudent, dict[str, Any]]:
     """(QAT student in eval mode, checkpoint dict) from ``student_qat.pt``. ``arch``: the
     ``module:factory`` names the caller vouches for (:func:`edgekd.checkpoint.checkpoint_arch`)."""
@@ -188,6 +213,12 @@ def load_qat_student(path: Any, arch: Any = None) -> tuple[QATStudent, dict[str,
     ckpt = load_checkpoint(path)
     if not ckpt.get("qat"):
         raise CheckpointError(f"{path} is not a QAT checkpoint")
+    version = ckpt["qat"].get("graph", 1) if isinstance(ckpt["qat"], dict) else 1
+    if version != QAT_GRAPH_VERSION:
+        raise CheckpointError(
+            f"{path} holds a QAT graph of layout {version}; this edgekd builds layout {QAT_GRAPH_VERSION} "
+            "(global pools as MEAN with their own scale): run the QAT stage again (distill.qat)"
+        )
     d = ckpt["data"]
     name = checkpoint_arch(ckpt, path, arch)  # before anything named in the file is imported
     model = build_qat_student(
@@ -269,6 +300,7 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
                 "lr": q.lr,
                 "observer_epochs": q.observer_epochs,
                 "quantizer": "litert_torch.PT2EQuantizer per-channel int8",
+                "graph": QAT_GRAPH_VERSION,
             },
             "distill": {"temperature": cfg.distill.temperature, "alpha": getattr(method, "alpha", cfg.distill.alpha)},
         },
