@@ -233,13 +233,13 @@ def test_hard_sigmoid_rewrite_is_exact() -> None:
 
 def assert_no_float_edge(graph) -> None:
     """Every compute op of a QDQ graph reads dequantized int8 and writes quantized int8 (a conv
-    followed by its ReLU, or an add by its ReLU, counts as one op: TFLite fuses them), so the
+    followed by its ReLU, or an add by its ReLU or ReLU6, counts as one op: TFLite fuses them), so the
     converter has nothing left to run in float or to quantize with a scale of its own choosing."""
     import torch
 
     ops = [n for n in graph.nodes if n.op == "call_function" and "quantize" not in str(n.target)]
     fused = ("aten.conv2d.default", "aten.add.Tensor", "aten.add_.Tensor")
-    relus = ("aten.relu.default", "aten.relu_.default")
+    relus = ("aten.relu.default", "aten.relu_.default", "aten.relu6.default")
     for n in ops:
         users = [str(u.target) for u in n.users]
         if str(n.target) in fused and len(users) == 1 and users[0] in relus:
@@ -265,6 +265,10 @@ def test_mobilenet_v3_like_qat_graph_has_no_float_edge(pt2e) -> None:
     targets = {str(n.target) for n in graph.nodes}
     assert "aten.relu6.default" in targets and "aten.hardsigmoid.default" not in targets
     assert_no_float_edge(graph)
+    # the hard-sigmoid's x + 3 is quantized once, after its ReLU6, as TFLite's ADD with a fused ReLU6
+    # computes it (quantized twice, a trained model's add and ReLU6 scales differ and so did the file)
+    relu6s = [n for n in graph.nodes if str(n.target) == "aten.relu6.default"]
+    assert len(relu6s) == 2 and all(str(n.args[0].target) == "aten.add.Tensor" for n in relu6s)
     # the global means (TFLite MEAN) requantize to a scale of their own: finer than their input's
     means = [n for n in graph.nodes if str(n.target) == "aten.adaptive_avg_pool2d.default"]
     assert len(means) == 3
