@@ -198,7 +198,8 @@ def build_qat_student(float_model: nn.Module, data_info: dict[str, Any]) -> QATS
 
 
 # The fake-quant graph's layout: bumped when capture or annotation changes which tensors have a
-# fake quantizer (2: global means as MEAN with a scale of their own). An older student_qat.pt may
+# fake quantizer (2: global means as MEAN with a scale of their own, an add/mul + ReLU6 quantized
+# once after the ReLU6). An older student_qat.pt may
 # still load key for key while its ranges belong to other tensors: it is refused instead.
 QAT_GRAPH_VERSION = 2
 
@@ -217,7 +218,7 @@ def load_qat_student(path: Any, arch: Any = None) -> tuple[QATStudent, dict[str,
     if version != QAT_GRAPH_VERSION:
         raise CheckpointError(
             f"{path} holds a QAT graph of layout {version}; this edgekd builds layout {QAT_GRAPH_VERSION} "
-            "(global pools as MEAN with their own scale): run the QAT stage again (distill.qat)"
+            "(global pools as MEAN, fused ReLU6): run the QAT stage again (distill.qat)"
         )
     d = ckpt["data"]
     name = checkpoint_arch(ckpt, path, arch)  # before anything named in the file is imported
