@@ -199,8 +199,8 @@ def build_qat_student(float_model: nn.Module, data_info: dict[str, Any]) -> QATS
 
 # The fake-quant graph's layout: bumped when capture or annotation changes which tensors have a
 # fake quantizer (2: global means as MEAN with a scale of their own, an add/mul + ReLU6 quantized
-# once after the ReLU6). An older student_qat.pt may
-# still load key for key while its ranges belong to other tensors: it is refused instead.
+# once after the ReLU6). An older student_qat.pt may still load key for key while its ranges
+# belong to other tensors: it is refused instead.
 QAT_GRAPH_VERSION = 2
 
 
