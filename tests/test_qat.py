@@ -478,3 +478,12 @@ def test_qat_stage_reads_the_float_students_teacher_cache(pt2e, tmp_path: Path) 
     torch.save(ckpt, tmp_path / "old_qat.pt")
     with pytest.raises(CheckpointError, match="layout 1; .* run the QAT stage again"):
         load_qat_student(tmp_path / "old_qat.pt")
+
+
+def test_quant_report_without_a_float_file_says_so_instead_of_an_empty_table(capsys) -> None:
+    from edgekd.exporters.quant_report import print_quant_report
+
+    layer = {"index": 0, "op": "CONV_2D", "snr_db": None}
+    print_quant_report({"files": {"student_int8.tflite": {"reference": None, "images": 64, "layers": [layer]}}})
+    out = capsys.readouterr().out
+    assert "student_int8.tflite: no SNR (no float file in the bundle" in out and "┏" not in out

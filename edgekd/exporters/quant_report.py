@@ -273,8 +273,8 @@ def print_quant_report(report: dict[str, Any]) -> None:
             ]
             for x in shown
         ]
-        title = (
-            f"int8 layers of {name} vs {r['reference'] or 'no float file'} ({r['images']} calibration images, lowest "
-            "SNR first)"
-        )
+        if not rows:  # no float sibling in the bundle (e.g. export.formats without tflite_fp32): nothing to compare
+            print(f"int8 layers of {name}: no SNR (no float file in the bundle to compare with; add tflite_fp32)")
+            continue
+        title = f"int8 layers of {name} vs {r['reference']} ({r['images']} calibration images, lowest SNR first)"
         print_table(title, ["#", "op", "SNR dB", "float range", "scale", "clipped %", "w scales", "likely fix"], rows)
