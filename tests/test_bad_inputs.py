@@ -853,7 +853,9 @@ def test_stopped_bench_stops_its_worker(sig: str, code: int, tiny_bundle: Path, 
             time.sleep(0.2)
             workers = _children(proc.pid)
         assert workers, f"no measuring process appeared: {proc.stderr.read() if proc.poll() is not None else ''}"
-        time.sleep(2)  # runtime loaded, timing under way
+        # half a second into the worker's life: 10⁶ runs of this tiny model are only ~4 s of timing,
+        # which a loaded machine's slow polling above once let finish before the signal
+        time.sleep(0.5)
         os.kill(proc.pid, getattr(signal, sig))
         proc.wait(timeout=60)
         assert proc.returncode == code, proc.stderr.read()[-2000:]

@@ -29,14 +29,19 @@ class McuBuildError(EdgekdError):
     """Bad input to ``edgekd mcu build`` (a missing model, a folder edgekd did not make, …)."""
 
 
-def _prepare_out(out: Path, model_path: Path) -> None:
+def _check_out(out: Path, model_path: Path) -> None:
     """``out`` must be new, empty or made by an earlier build (never a user's folder, never one
-    holding the model being built); checked before anything is written."""
+    holding the model being built)."""
     from edgekd.outputs import check_output_dir
 
     check_output_dir(
         out, "MCU build", lambda f: None if (f / MARKER).is_file() else f"no {MARKER} in it", protect=[model_path]
     )
+
+
+def _prepare_out(out: Path, model_path: Path) -> None:
+    """``out`` checked (:func:`_check_out`), then made and marked as edgekd's."""
+    _check_out(out, model_path)
     out.mkdir(parents=True, exist_ok=True)
     (out / MARKER).write_text("edgekd mcu build output; safe to delete\n")
 
@@ -212,13 +217,14 @@ def mcu_build(
         raise McuBuildError(f"--samples must be 1-64, got {samples}")
     if jobs is not None and not 1 <= jobs <= 256:
         raise McuBuildError(f"--jobs must be 1-256, got {jobs}")
-    for tool in ("arm-none-eabi-gcc", "arm-none-eabi-g++", *(("qemu-system-arm",) if run else ())):
-        toolchain.require(tool)
     if out is None:
         if artifacts is None:
             raise McuBuildError("--out DIR is required with --model")
         out = Path(artifacts) / "mcu" / core
     out = Path(out)
+    _check_out(out, model_path)  # the user's input first: a wrong --out is named whatever is installed
+    for tool in ("arm-none-eabi-gcc", "arm-none-eabi-g++", *(("qemu-system-arm",) if run else ())):
+        toolchain.require(tool)
     _prepare_out(out, model_path)
     kw = dict(eval_path=eval_path, targets_key=key, tflm=tflm, kernels=kernels, samples=samples, jobs=jobs, log=ui.log)
     info = build_and_run(model_path, out, core, **kw) if run else build_app_for(model_path, out, core, **kw)
