@@ -50,6 +50,8 @@ def float_sibling(int8_name: str) -> str:
 
 
 def _kind(op: str) -> str:
+    if op in ("AVERAGE_POOL_2D", "MEAN"):  # a global average: the QAT file writes it as a MEAN
+        return "AVERAGE"
     return "CONV" if op in ("CONV_2D", "DEPTHWISE_CONV_2D") else op
 
 
@@ -96,7 +98,10 @@ class _Model:
         weights = None
         if op["op_name"] in WEIGHTED and len(op["inputs"]) > 1 and op["inputs"][1] >= 0:
             weights = int(np.prod(self.tensors[op["inputs"][1]]["shape"]))
-        return _kind(op["op_name"]), tuple(int(s) for s in self.tensors[op["outputs"][0]]["shape"]), weights
+        shape = tuple(int(s) for s in self.tensors[op["outputs"][0]]["shape"])
+        if _kind(op["op_name"]) == "AVERAGE":  # (1, 1, 1, C) from a pool, (1, C) from a MEAN without keepdims
+            shape = tuple(s for s in shape if s != 1)
+        return _kind(op["op_name"]), shape, weights
 
     def run(self, image: np.ndarray) -> None:
         x = image[None].astype(np.float32)
