@@ -219,7 +219,8 @@ def load_qat_student(path: Any, arch: Any = None) -> tuple[QATStudent, dict[str,
     if version != QAT_GRAPH_VERSION:
         raise CheckpointError(
             f"{path} holds a QAT graph of layout {version}; this edgekd builds layout {QAT_GRAPH_VERSION} "
-            "(global pools as MEAN, fused ReLU6): run the QAT stage again (distill.qat)"
+            "(global pools as MEAN, fused ReLU6, zero pads on their input's scale): "
+            "run the QAT stage again (distill.qat)"
         )
     d = ckpt["data"]
     name = checkpoint_arch(ckpt, path, arch)  # before anything named in the file is imported
