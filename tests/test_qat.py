@@ -512,7 +512,7 @@ def test_calibration_method_is_a_litert_export_choice() -> None:
         load_config(None, ["export.backend=litert_torch", "export.calibration_method=mes"])
 
 
-def test_qat_stage_reads_the_float_students_teacher_cache(pt2e, tmp_path: Path) -> None:
+def test_qat_stage_reads_the_float_students_teacher_cache(pt2e, tmp_path: Path, monkeypatch) -> None:
     """The QAT stage's teacher outputs are the float KD stage's (same teacher, data and views):
     read from its cache file, not computed and stored a second time."""
     from edgekd.train.run import distill
@@ -533,6 +533,19 @@ def test_qat_stage_reads_the_float_students_teacher_cache(pt2e, tmp_path: Path) 
     torch.save(ckpt, tmp_path / "old_qat.pt")
     with pytest.raises(CheckpointError, match="layout 1; .* run the QAT stage again"):
         load_qat_student(tmp_path / "old_qat.pt")
+
+    # export refuses it before writing anything (not after the teacher's and student's files)
+    from edgekd.exporters.export import export
+
+    torch.save(ckpt, out / "student_qat.pt")
+
+    def no_model_first(*args, **kwargs):
+        raise AssertionError("a model was loaded before the QAT checkpoint was checked")
+
+    monkeypatch.setattr("edgekd.checkpoint.load_model", no_model_first)
+    with pytest.raises(CheckpointError, match="layout 1"):
+        export(run=out, out=tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
 
 
 def test_quant_report_without_a_float_file_says_so_instead_of_an_empty_table(capsys) -> None:

@@ -181,6 +181,12 @@ def export(
         "parity_images": {"used": int(len(parity_idx)), "test_split": int(len(data.test))},
     }
     failures: list[str] = []
+    qat_ckpt = run_dir / "student_qat.pt"
+    qat = ecfg.qat and "student" in roles and "tflite_int8" in ecfg.formats and qat_ckpt.is_file()
+    if qat:  # a QAT checkpoint this edgekd cannot rebuild is refused before any file is written
+        from edgekd.train.qat import check_qat_checkpoint
+
+        check_qat_checkpoint(qat_ckpt)
     with atomic_dir(out_dir) as tmp, shown_as(tmp, out_dir):
         work = tmp / ".work"
         for role in roles:
@@ -220,8 +226,7 @@ def export(
                 manifest["metrics"][name] = metrics
                 if not metrics["ok"]:
                     failures.append(f"{name}: {'; '.join(metrics['problems'])}")
-        qat_ckpt = run_dir / "student_qat.pt"
-        if ecfg.qat and "student" in roles and "tflite_int8" in ecfg.formats and qat_ckpt.is_file():
+        if qat:
             # the QAT int8 file beside the PTQ one, checked against its own fake-quant graph
             from edgekd.exporters.to_tflite_qat import export_qat
 

@@ -205,12 +205,12 @@ def build_qat_student(float_model: nn.Module, data_info: dict[str, Any]) -> QATS
 QAT_GRAPH_VERSION = 3
 
 
-def load_qat_student(path: Any, arch: Any = None) -> tuple[QATStudent, dict[str, Any]]:
-    """(QAT student in eval mode, checkpoint dict) from ``student_qat.pt``. ``arch``: the
-    ``module:factory`` names the caller vouches for (:func:`edgekd.checkpoint.checkpoint_arch`)."""
-    from edgekd.checkpoint import checkpoint_arch, load_checkpoint, load_weights
+def check_qat_checkpoint(path: Any) -> dict[str, Any]:
+    """The checkpoint dict of ``student_qat.pt`` when this edgekd can rebuild its graph; one
+    :class:`~edgekd.errors.CheckpointError` line otherwise. Builds nothing: export calls it before
+    any file is written."""
+    from edgekd.checkpoint import load_checkpoint
     from edgekd.errors import CheckpointError
-    from edgekd.models import create_model
 
     ckpt = load_checkpoint(path)
     if not ckpt.get("qat"):
@@ -222,6 +222,16 @@ def load_qat_student(path: Any, arch: Any = None) -> tuple[QATStudent, dict[str,
             "(global pools as MEAN, fused ReLU6, zero pads on their input's scale): "
             "run the QAT stage again (distill.qat)"
         )
+    return ckpt
+
+
+def load_qat_student(path: Any, arch: Any = None) -> tuple[QATStudent, dict[str, Any]]:
+    """(QAT student in eval mode, checkpoint dict) from ``student_qat.pt``. ``arch``: the
+    ``module:factory`` names the caller vouches for (:func:`edgekd.checkpoint.checkpoint_arch`)."""
+    from edgekd.checkpoint import checkpoint_arch, load_weights
+    from edgekd.models import create_model
+
+    ckpt = check_qat_checkpoint(path)
     d = ckpt["data"]
     name = checkpoint_arch(ckpt, path, arch)  # before anything named in the file is imported
     model = build_qat_student(
