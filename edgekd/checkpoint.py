@@ -61,6 +61,8 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        if "Unsupported operand" in str(exc):  # bytes that are no pickle at all (damaged, truncated)
+            raise CheckpointError(f"corrupt or unreadable checkpoint {path}: not a PyTorch pickle stream") from None
         raise CheckpointError(_unpickling_message(path, exc)) from None
     except Exception as exc:  # noqa: BLE001 - damaged bytes fail anywhere in the unpickler (KeyError, struct.error, ...)
         raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {first_line(exc, 160)}") from None

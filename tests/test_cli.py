@@ -174,6 +174,10 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path: Path, capsys: pytest.Captu
     corrupt.write_bytes(b"PK\x03\x04 this is not a checkpoint")
     proc = edgekd("distill", "--out", str(tmp_path / "a"), *overrides, "--set", f"teacher.checkpoint={corrupt}")
     assert_one_line_error(proc, "corrupt or unreadable checkpoint")
+    # random bytes: the unpickler's "Unsupported operand" is damage, not "pickled Python objects"
+    corrupt.write_bytes(bytes(range(253, 256)) * 300)
+    proc = edgekd("distill", "--out", str(tmp_path / "a"), *overrides, "--set", f"teacher.checkpoint={corrupt}")
+    assert_one_line_error(proc, "corrupt or unreadable checkpoint")
 
     # a checkpoint trained for 3-channel 32x32 CIFAR-like data offered to 1-channel 8x8 digits
     import torch
