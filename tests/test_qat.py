@@ -214,6 +214,33 @@ def test_converted_graph_biases_lie_on_the_int32_grid(pt2e) -> None:
     assert all(torch.equal(v, model.graph.state_dict()[k]) for k, v in trained.items())
 
 
+def test_integer_hardswish_rounds_as_the_fixed_point_kernel() -> None:
+    """TFLite's int8 hard-swish is a 16-bit fixed-point form: within one step of exact rounding
+    everywhere, and not equal to it (so the reference graph must use it, not the float op). The
+    module maps each dequantized input to the dequantized table value."""
+    import torch
+
+    from edgekd.train.int8_kernels import IntegerHardSwish, hardswish_table
+
+    differ = 0
+    for s_in in np.linspace(0.02, 0.2, 19):  # MobileNetV3-like ranges
+        for zp_in in (-20, 0, 13):
+            s_out, zp_out = float(s_in) / 2, -120
+            table = hardswish_table(float(s_in), zp_in, s_out, zp_out)
+            x = (np.arange(-128, 128) - zp_in) * float(s_in)
+            exact = np.clip(np.round(x * np.clip(x + 3, 0, 6) / 6 / s_out) + zp_out, -128, 127)
+            assert np.abs(table - exact).max() <= 1
+            differ += int((table != exact).sum())
+    assert differ > 0  # measured: 27 of 14,592 values
+    s_in, zp_in, s_out, zp_out = 0.0520, -7, 0.0299, -116
+    table = hardswish_table(s_in, zp_in, s_out, zp_out)
+    x = (np.arange(-128, 128) - zp_in) * s_in
+    assert table[0] == zp_out  # x ≤ −3: hard-swish is 0, the zero point
+    module = IntegerHardSwish(s_in, zp_in, s_out, zp_out)
+    out = module(torch.tensor(x, dtype=torch.float32))
+    np.testing.assert_allclose(out.numpy(), (table - zp_out) * s_out, rtol=0, atol=1e-6)
+
+
 def _mnv3_like(num_classes: int = 10):
     """MobileNetV3-small's int8 troubles in a few layers: hard-swish, a squeeze-excitation with
     hard-sigmoid (torchvision's own ``SqueezeExcitation``), and two residual ``+=`` in a row."""
@@ -417,11 +444,47 @@ def test_mobilenet_v3_like_qat_int8_matches_its_fake_quant_graph(mnv3_qat) -> No
     from edgekd.runtimes import open_runner
 
     model, path, eval_images = mnv3_qat
-    reference = reference_logits(model.converted(), eval_images)
+    reference = reference_logits(model.reference(), eval_images)
     runner = open_runner(path)
     out = runner.predict(eval_images)
-    assert np.abs(out - reference).max() <= runner.output_details["scale"] + 1e-6  # measured: 1 step (was 5)
+    assert np.abs(out - reference).max() <= runner.output_details["scale"] + 1e-6  # measured: 0 steps (was 5)
     assert float(np.mean(out.argmax(1) == reference.argmax(1))) >= 0.99
+
+
+@pytest.mark.slow
+def test_integer_hardswish_is_the_files_hard_swish(mnv3_qat) -> None:
+    """Every HARD_SWISH of the QAT int8 file, on its own int8 inputs, gives exactly the table of
+    ``edgekd.train.int8_kernels`` under LiteRT's default CPU path, its builtin kernels and the
+    reference ones (TFLite Micro's code), where exact rounding of the float hard-swish is a
+    step off on ~0.1 % of the values."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from edgekd.train.int8_kernels import hardswish_table
+
+    _, path, eval_images = mnv3_qat
+    for resolver in (None, OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES, OpResolverType.BUILTIN_REF):
+        kwargs = {} if resolver is None else {"experimental_op_resolver_type": resolver}
+        it = Interpreter(model_path=str(path), experimental_preserve_all_tensors=True, num_threads=1, **kwargs)
+        it.allocate_tensors()
+        tensors = {d["index"]: d for d in it.get_tensor_details()}
+        ops = [o for o in it._get_ops_details() if o["op_name"] == "HARD_SWISH"]
+        assert ops
+        checked = 0
+        for image in eval_images[:20]:
+            it.set_tensor(it.get_input_details()[0]["index"], (image[None].astype(np.int16) - 128).astype(np.int8))
+            it.invoke()
+            for op in ops:
+                a, b = tensors[op["inputs"][0]], tensors[op["outputs"][0]]
+                (s_in,), (zp_in,) = a["quantization_parameters"]["scales"], a["quantization_parameters"]["zero_points"]
+                (s_out,), (zp_out,) = (
+                    b["quantization_parameters"]["scales"],
+                    b["quantization_parameters"]["zero_points"],
+                )
+                q_in = it.get_tensor(a["index"]).astype(np.int64)
+                table = hardswish_table(float(s_in), int(zp_in), float(s_out), int(zp_out))
+                np.testing.assert_array_equal(table[q_in + 128], it.get_tensor(b["index"]))
+                checked += q_in.size
+        assert checked > 1000
 
 
 @pytest.mark.slow  # two distill runs, two litert-torch conversions: minutes on a loaded 2-core machine

@@ -192,6 +192,17 @@ class QATStudent(nn.Module):
         round_biases_to_int32(converted)  # the file's int32 biases, not the float ones
         return converted
 
+    def reference(self) -> torch.fx.GraphModule:
+        """:meth:`converted` with TFLite's integer hard-swish in place of the float one
+        (:mod:`edgekd.train.int8_kernels`): what the int8 file computes, op for op. The parity
+        reference; the converter takes :meth:`converted`, whose ``aten.hardswish`` it lowers to
+        HARD_SWISH."""
+        from edgekd.train.int8_kernels import emulate_integer_kernels
+
+        graph = self.converted()
+        emulate_integer_kernels(graph)
+        return graph
+
 
 def build_qat_student(float_model: nn.Module, data_info: dict[str, Any]) -> QATStudent:
     """A :class:`QATStudent` of ``float_model`` on data described by ``data_info`` (``Dataset.describe()``)."""
