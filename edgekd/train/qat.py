@@ -193,10 +193,11 @@ class QATStudent(nn.Module):
         return converted
 
     def reference(self) -> torch.fx.GraphModule:
-        """:meth:`converted` with TFLite's integer hard-swish in place of the float one
-        (:mod:`edgekd.train.int8_kernels`): what the int8 file computes, op for op. The parity
-        reference; the converter takes :meth:`converted`, whose ``aten.hardswish`` it lowers to
-        HARD_SWISH."""
+        """:meth:`converted` with TFLite's integer hard-swish and integer convolutions (exact int32
+        sums, float32 requantization) in place of the float ones (:mod:`edgekd.train.int8_kernels`):
+        what the int8 file computes under LiteRT's default CPU path, op for op. The parity
+        reference; the converter takes :meth:`converted`, whose ``aten.hardswish`` and convolutions
+        it lowers to TFLite ops."""
         from edgekd.train.int8_kernels import emulate_integer_kernels
 
         graph = self.converted()
