@@ -214,6 +214,40 @@ def test_converted_graph_biases_lie_on_the_int32_grid(pt2e) -> None:
     assert all(torch.equal(v, model.graph.state_dict()[k]) for k, v in trained.items())
 
 
+def _graph_constant(graph, node):
+    owner, _, attr = str(node.target).rpartition(".")
+    return getattr(graph.get_submodule(owner) if owner else graph, attr)
+
+
+def test_converted_graph_weights_lie_on_the_int8_grid(pt2e) -> None:
+    """Every per-channel quantized weight of the QDQ reference is a whole number of its channel's
+    scale (the converter quantizes the float weight again, with its own rounding: on the grid it
+    cannot pick another integer); the training graph's weights are left alone."""
+    import torch
+
+    from edgekd.models import create_model
+    from edgekd.train.qat import QATStudent
+
+    torch.manual_seed(0)
+    model = QATStudent(create_model("test_student", 10, 3, (12, 12), width=8), [0.5] * 3, [0.25] * 3, (12, 12))
+    model.train()
+    model(torch.randn(32, 3, 12, 12))
+    model.eval()
+    trained = {k: v.clone() for k, v in model.graph.state_dict().items()}
+    graph = model.converted()
+    checked = 0
+    for n in graph.graph.nodes:
+        if str(n.target) != "quantized_decomposed.quantize_per_channel.default":
+            continue
+        weight, scale = (_graph_constant(graph, a).double() for a in n.args[:2])
+        scale = scale.view(-1, *[1] * (weight.dim() - 1))
+        steps = weight / scale
+        assert torch.allclose(steps, steps.round(), atol=1e-4), (n.args[0].target, (steps - steps.round()).abs().max())
+        checked += 1
+    assert checked >= 3
+    assert all(torch.equal(v, model.graph.state_dict()[k]) for k, v in trained.items())
+
+
 def test_integer_hardswish_rounds_as_the_fixed_point_kernel() -> None:
     """TFLite's int8 hard-swish is a 16-bit fixed-point form: within one step of exact rounding
     everywhere, and not equal to it (so the reference graph must use it, not the float op). The
@@ -242,8 +276,8 @@ def test_integer_hardswish_rounds_as_the_fixed_point_kernel() -> None:
 
 
 def _conv_net():
-    """Each kind of integer accumulation a CNN student has: conv + ReLU, strided conv, depthwise
-    conv, global mean, fully connected."""
+    """Each kind of integer arithmetic a CNN student has: conv + ReLU, strided conv, depthwise
+    conv, residual add, global mean, fully connected."""
     from torch import nn
 
     class ConvNet(nn.Module):
@@ -255,7 +289,8 @@ def _conv_net():
             self.fc = nn.Linear(96, 64)
 
         def forward(self, x):
-            x = self.c(self.b(self.a(x).relu()))
+            x = self.b(self.a(x).relu())
+            x = self.c(x) + x
             return self.fc(x.mean((2, 3)))
 
     return ConvNet()
@@ -278,6 +313,24 @@ def _calibrated(model, image_size: int, n: int = 600):
     return student.eval(), images
 
 
+def test_integer_add_rounds_as_xnnpack() -> None:
+    """XNNPACK's int8 add turns each input's scale ratio into a 20–21-bit multiplier and rounds
+    half up: a sum 10⁻⁶ under a half step falls below it. Values read from a MobileNetV3-small QAT
+    file under LiteRT's default CPU path, where the float graph gave ±40."""
+    import torch
+
+    from edgekd.train.int8_kernels import IntegerAdd
+
+    s_a, s_b, s_out = 0.07657483965158463, 0.0626128762960434, 0.11079919338226318
+    add = IntegerAdd(s_a, s_b, s_out)
+    a = torch.tensor([13.0, -13.0, 0.0, 100.0]) * s_a
+    b = torch.tensor([54.0, -54.0, 0.0, -20.0]) * s_b
+    exact = (a.double() / s_a * s_a + b.double() / s_b * s_b) / s_out
+    assert abs(float(exact[0]) - 39.5) < 1e-5  # 39.50000087: rounds to 40 in the float graph
+    out = torch.round(add(a, b) / s_out)
+    assert out.tolist() == [39.0, -39.0, 0.0, float(torch.round(exact[3]))]
+
+
 def test_reference_accumulates_convolutions_in_integers(pt2e) -> None:
     """The parity reference replaces every conv and linear of the QDQ graph by its integer form
     (exact int32 sums, the runtime's float32 requantization): one module per op, and never more
@@ -285,7 +338,7 @@ def test_reference_accumulates_convolutions_in_integers(pt2e) -> None:
     import torch
 
     from edgekd.exporters.parity import reference_logits
-    from edgekd.train.int8_kernels import IntegerConv
+    from edgekd.train.int8_kernels import IntegerAdd, IntegerConv
 
     torch.set_num_threads(1)
     model, images = _calibrated(_conv_net(), 16)
@@ -293,6 +346,7 @@ def test_reference_accumulates_convolutions_in_integers(pt2e) -> None:
     ops = [n for n in qdq.graph.nodes if str(n.target) in ("aten.conv2d.default", "aten.linear.default")]
     assert len(ops) == 5  # the pixel normalization's 1×1 conv, three convs, the classifier
     assert sum(isinstance(m, IntegerConv) for m in reference.modules()) == len(ops)
+    assert sum(isinstance(m, IntegerAdd) for m in reference.modules()) == 1
     assert not [n for n in reference.graph.nodes if str(n.target) in ("aten.conv2d.default", "aten.linear.default")]
     a, b = reference_logits(qdq, images[200:]), reference_logits(reference, images[200:])
     step = float([n for n in reference.graph.nodes if "quantize_per_tensor" in str(n.target)][-1].args[1])
@@ -302,9 +356,9 @@ def test_reference_accumulates_convolutions_in_integers(pt2e) -> None:
 @pytest.mark.slow  # one litert-torch conversion
 def test_integer_convolutions_are_the_files(pt2e, tmp_path: Path) -> None:
     """LiteRT's default CPU path (XNNPACK) sums int8 products exactly and requantizes in float32:
-    the reference's integer convolutions give its output bit for bit, conv + ReLU, strided,
-    depthwise, mean and fully connected, where the QDQ graph's float32 sums were a step off on
-    0.066 % of the values (measured here)."""
+    the reference's integer convolutions (and add) give its output bit for bit, conv + ReLU,
+    strided, depthwise, residual add, mean and fully connected, where the QDQ graph's float32 sums
+    were a step off on 0.027 % of the values (measured here; 0.066 % without the add)."""
     import torch
 
     from edgekd.exporters.parity import reference_logits
@@ -439,6 +493,39 @@ def test_resnet8_qat_graph_quantizes_before_the_pool(pt2e) -> None:
     assert str(dq.args[0].target).startswith("quantized_decomposed.quantize_per_tensor")  # the ReLU's int8
     (q,) = pool.users
     assert q.args[1] < dq.args[1] / 2  # a mean's range is a fraction of its input's: a finer scale
+
+
+def test_global_mean_of_a_one_pixel_map_keeps_its_inputs_quantization(pt2e) -> None:
+    """A squeeze-excitation on a 1×1 map (MobileNetV3-small's last blocks on 32×32 images): its mean
+    is the identity, which the converter drops with any requantization, so it shares its input's
+    scale and zero point; on a larger map the mean keeps a scale of its own."""
+    import torch
+    from torch import nn
+    from torchvision.ops.misc import SqueezeExcitation
+
+    from edgekd.train.qat import QATStudent
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.Hardswish(),
+        SqueezeExcitation(16, 8, scale_activation=nn.Hardsigmoid),  # on 4×4
+        nn.Conv2d(16, 16, 4),  # → 1×1
+        nn.Hardswish(),
+        SqueezeExcitation(16, 8, scale_activation=nn.Hardsigmoid),  # on 1×1
+        nn.Flatten(),
+        nn.Linear(16, 10),
+    )
+    model = QATStudent(net, [0.5] * 3, [0.25] * 3, (4, 4))
+    graph = model.graph  # the fake-quant graph: one fake quantizer module per quantized tensor
+    means = [n for n in graph.graph.nodes if str(n.target) == "aten.adaptive_avg_pool2d.default"]
+    assert len(means) == 2
+    shared = []
+    for mean in means:
+        (before,), (after,) = mean.args[:1], mean.users
+        assert before.op == after.op == "call_module"
+        shared.append(getattr(graph, before.target) is getattr(graph, after.target))
+    assert shared == [False, True]
 
 
 def test_resnet8_qat_pads_keep_their_inputs_quantization(pt2e) -> None:

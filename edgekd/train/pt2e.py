@@ -122,7 +122,13 @@ def _annotate_global_means(model: Any, activations: set[Any], act: Any) -> None:
     to 5 steps from its fake-quant graph at the logits, every op within one step of it on its own
     inputs. With a scale of its own (~9× finer there) MEAN requantizes: XNNPACK's kernel then
     rounds as the fake-quant graph does, LiteRT's builtin one is a step off on 4–14 % of the means,
-    but a step that fine, and the file is within one output step on both."""
+    but a step that fine, and the file is within one output step on both.
+
+    A mean over a 1×1 map is the identity, and the converter drops it with its requantization
+    (MobileNetV3-small's last squeeze-excitations on 32×32 images): the next op reads the input's
+    int8 tensor. Such a mean shares its input's quantization instead, so the fake-quant graph does
+    not round where the file does not (its own scale had put 17 % of a short-trained
+    MobileNetV3-small's CIFAR-10 logits a step off the file's)."""
     from torchao.quantization.pt2e.quantizer import QuantizationAnnotation, SharedQuantizationSpec
 
     for n in model.graph.nodes:
@@ -131,9 +137,11 @@ def _annotate_global_means(model: Any, activations: set[Any], act: Any) -> None:
         source = n.args[0]
         produced = source.meta.get("quantization_annotation")
         shared = produced is not None and produced.output_qspec is not None
+        input_spec = SharedQuantizationSpec(source) if shared else act
+        identity = tuple(source.meta["val"].shape[2:]) == (1, 1)
         n.meta["quantization_annotation"] = QuantizationAnnotation(
-            input_qspec_map={source: SharedQuantizationSpec(source) if shared else act},
-            output_qspec=act,
+            input_qspec_map={source: input_spec},
+            output_qspec=SharedQuantizationSpec((source, n)) if identity else act,
             _annotated=True,
         )
 
@@ -280,6 +288,46 @@ def round_biases_to_int32(graph: Any) -> int:
                 setattr(module, attr, new)
         rounded += 1
     return rounded
+
+
+_Q_CHANNEL = "quantized_decomposed.quantize_per_channel.default"
+
+
+def snap_weights_to_int8_grid(graph: Any) -> int:
+    """Put every per-channel quantized weight of a converted (QDQ) graph exactly on its int8 grid
+    (each value its int8 step × its channel's scale); returns how many weights were snapped.
+
+    The QDQ graph quantizes each float weight with PyTorch's rounding; the converter quantizes the
+    same float weight again with its own. Where a weight lies at (or within float error of) half a
+    step the two disagree: one weight of a MobileNetV3-small's 1.5 M was a step apart, enough to
+    move its layer's output near a half step. On the grid, both roundings give the same integer."""
+    import torch
+
+    snapped = 0
+    for n in graph.graph.nodes:
+        if n.op != "call_function" or str(n.target) != _Q_CHANNEL:
+            continue
+        w = n.args[0]
+        if not isinstance(w, torch.fx.Node) or w.op != "get_attr":
+            continue
+        if not all(isinstance(a, torch.fx.Node) and a.op == "get_attr" for a in n.args[1:3]):
+            continue  # scales and zero points are constants of a converted graph; anything else is left
+        args = [_attr(graph, str(a.target)) if isinstance(a, torch.fx.Node) else a for a in n.args[1:]]
+        scale, zero_point, axis = args[0], args[1], args[2]
+        weight = _attr(graph, str(w.target))
+        q = torch.ops.quantized_decomposed.quantize_per_channel(weight.detach(), *args)
+        shape = [1] * weight.dim()
+        shape[axis] = -1
+        new = ((q.to(torch.float64) - zero_point.view(shape)) * scale.view(shape).double()).to(weight.dtype)
+        owner, _, attr = str(w.target).rpartition(".")
+        module = graph.get_submodule(owner) if owner else graph
+        with torch.no_grad():
+            if isinstance(weight, torch.nn.Parameter):
+                weight.copy_(new)
+            else:
+                setattr(module, attr, new)
+        snapped += 1
+    return snapped
 
 
 def _attr(graph: Any, target: str) -> Any:

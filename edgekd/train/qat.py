@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from edgekd.errors import EdgekdError
-from edgekd.train.pt2e import import_pt2e, round_biases_to_int32, tflite_quantizer
+from edgekd.train.pt2e import import_pt2e, round_biases_to_int32, snap_weights_to_int8_grid, tflite_quantizer
 
 
 def _fake_quantizers(graph: nn.Module) -> list[nn.Module]:
@@ -189,6 +189,7 @@ class QATStudent(nn.Module):
         self._pt2e["to_eval"](graph)
         converted = self._pt2e["convert_pt2e"](graph, fold_quantize=False)
         self._pt2e["to_eval"](converted)
+        snap_weights_to_int8_grid(converted)  # one int8 weight, whatever the converter's rounding
         round_biases_to_int32(converted)  # the file's int32 biases, not the float ones
         return converted
 
@@ -212,9 +213,10 @@ def build_qat_student(float_model: nn.Module, data_info: dict[str, Any]) -> QATS
 
 # The fake-quant graph's layout: bumped when capture or annotation changes which tensors have a
 # fake quantizer (2: global means as MEAN with a scale of their own, an add/mul + ReLU6 quantized
-# once after the ReLU6; 3: a zero pad shares its input's quantizer). An older student_qat.pt may
-# still load key for key while its ranges belong to other tensors: it is refused instead.
-QAT_GRAPH_VERSION = 3
+# once after the ReLU6; 3: a zero pad shares its input's quantizer; 4: so does a global mean over a
+# 1×1 map). An older student_qat.pt may still load key for key while its ranges belong to other
+# tensors: it is refused instead.
+QAT_GRAPH_VERSION = 4
 
 
 def check_qat_checkpoint(path: Any) -> dict[str, Any]:
