@@ -148,6 +148,11 @@ class QATConfig:
         None, "stop updating activation ranges after this many QAT epochs (then only weights learn); None: never"
     )
     calibration_batches: int = opt(8, "training batches that set the activation ranges before the first QAT step")
+    teacher: Literal["teacher", "student"] = opt(
+        "teacher",
+        "whose outputs the QAT loss distills: the run's teacher, or the float student itself (the int8 "
+        "model then learns to decide as the float student does)",
+    )
 
 
 # Each KD method with keys of its own reads them from its section, ``distill.<method>.*``; the

@@ -776,6 +776,26 @@ def test_qat_stage_reads_the_float_students_teacher_cache(pt2e, tmp_path: Path, 
     assert not (tmp_path / "bundle").exists()
 
 
+def test_qat_stage_can_distill_the_float_student(pt2e, tmp_path: Path) -> None:
+    """``distill.qat.teacher=student``: the QAT loss distills the float student's own outputs, cached
+    under a stem of their own (the float stage's cache file stays); the choice is recorded."""
+    import torch
+
+    from edgekd.train.run import distill
+
+    out = tmp_path / "run"
+    sets = {"distill.baseline": "false", "teacher.epochs": 1, "student.epochs": 1, "distill.qat.epochs": 1}
+    distill(out=out, set=tiny_overrides(**sets, **{"data.views": 2, "distill.qat.teacher": "student"}))
+    caches = sorted((out / "teacher_cache").glob("*.pt"))
+    assert sorted(p.name.split("-")[0] for p in caches) == ["student", "student_qat"]
+    ckpt = torch.load(out / "student_qat.pt", weights_only=False)
+    assert ckpt["qat"]["teacher"] == "student"
+    # the QAT stage's targets are the float student's outputs, not the teacher's
+    qat_targets = torch.load(next(p for p in caches if p.name.startswith("student_qat")), weights_only=True)
+    float_targets = torch.load(next(p for p in caches if not p.name.startswith("student_qat")), weights_only=True)
+    assert qat_targets.shape == float_targets.shape and not torch.allclose(qat_targets, float_targets)
+
+
 def test_quant_report_without_a_float_file_says_so_instead_of_an_empty_table(capsys) -> None:
     from edgekd.exporters.quant_report import print_quant_report
 

@@ -311,6 +311,10 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
         calibrate(model, calib, q.calibration_batches)
     recipe = dataclasses.replace(cfg.student, epochs=q.epochs, lr=q.lr, warmup_epochs=0, checkpoint=None)
     method = build_method(cfg.distill.method, cfg.distill, recipe)
+    if q.teacher == "student" and method.needs_teacher:
+        # a copy of its own: the QAT graph may share the float model's tensors, and training moves them.
+        # Its outputs have another cache key (the teacher's weights are in it): computed once here
+        teacher = build_model(float_ckpt, float_path, named_archs(cfg)).eval()
     stage = Stage(
         name=name,
         arch=float_ckpt["arch"],
@@ -319,13 +323,16 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
         method=method,
         teacher=teacher if method.needs_teacher else None,
         **data_settings(cfg.data),
-        cache_name="student",  # the float KD stage's teacher outputs: the same teacher, data and views
+        # the float KD stage's teacher outputs (the same teacher, data and views), or, distilling the
+        # float student, a cache of its own: a stem's stale files are deleted, the float stage's must stay
+        cache_name=name if q.teacher == "student" else "student",
         extra={
             "method": cfg.distill.method,
             "qat": {
                 "epochs": q.epochs,
                 "lr": q.lr,
                 "observer_epochs": q.observer_epochs,
+                "teacher": q.teacher,
                 "quantizer": "litert_torch.PT2EQuantizer per-channel int8",
                 "graph": QAT_GRAPH_VERSION,
             },
@@ -338,7 +345,9 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
             model.freeze_observers()
 
     log(
-        f"{name}: {stage.arch} with {cfg.distill.method} under int8 fake quantization for {q.epochs} epochs (lr {q.lr})"
+        f"{name}: {stage.arch} with {cfg.distill.method}"
+        f"{' from the float student' if q.teacher == 'student' and method.needs_teacher else ''}"
+        f" under int8 fake quantization for {q.epochs} epochs (lr {q.lr})"
     )
     result = train_stage(stage, model, d, run.out_dir, rt, cfg.seed, "last", run.resume, [freeze, *run.on_epoch])
     result["qat"] = stage.extra["qat"]
