@@ -353,6 +353,30 @@ def test_reference_accumulates_convolutions_in_integers(pt2e) -> None:
     assert np.abs(a - b).max() <= step + 1e-6
 
 
+def test_reference_looks_through_inference_dropout(pt2e) -> None:
+    """MobileNetV3's classifier is linear → hard-swish → dropout → linear. The file has no op for
+    the dropout (the identity in eval), so its HARD_SWISH quantizes straight into the dropout's
+    scale: the reference drops the dropout and runs the integer hard-swish there too (it kept the
+    float one, a step off on 1–2 of 1,024 values of a trained MobileNetV3-small)."""
+    from torch import nn
+
+    from edgekd.train.int8_kernels import IntegerHardSwish
+
+    net = nn.Sequential(
+        nn.Conv2d(3, 16, 3, padding=1),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 32),
+        nn.Hardswish(),
+        nn.Dropout(0.2, inplace=True),
+        nn.Linear(32, 10),
+    )
+    model, _ = _calibrated(net, 4)
+    reference = model.reference()
+    assert not [n for n in reference.graph.nodes if "dropout" in str(n.target)]
+    assert sum(isinstance(m, IntegerHardSwish) for m in reference.modules()) == 1
+
+
 @pytest.mark.slow  # one litert-torch conversion
 def test_integer_convolutions_are_the_files(pt2e, tmp_path: Path) -> None:
     """LiteRT's default CPU path (XNNPACK) sums int8 products exactly and requantizes in float32:

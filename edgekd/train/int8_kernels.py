@@ -126,11 +126,29 @@ class IntegerHardSwish(nn.Module):
         return ((out - self.zp_out) * self.scale_out).to(x.dtype)
 
 
+_DROPOUT = ("aten.dropout.default", "aten.dropout_.default")
+
+
+def _drop_inference_dropouts(graph: Any) -> int:
+    """Remove each dropout of an eval-mode graph (``train=False``: the identity). The converter
+    writes no op for it, so an op before it quantizes straight into the dropout's quantizer; in
+    the graph it would stand between that op and its quantize (MobileNetV3's classifier:
+    hard-swish → dropout → quantize) and hide the op from the rewrites below."""
+    dropped = 0
+    for n in list(graph.graph.nodes):
+        if n.op == "call_function" and str(n.target) in _DROPOUT and len(n.args) >= 3 and n.args[2] is False:
+            n.replace_all_uses_with(n.args[0])
+            graph.graph.erase_node(n)
+            dropped += 1
+    return dropped
+
+
 def emulate_integer_kernels(graph: Any) -> int:
     """Replace each hard-swish of a converted (QDQ) graph that sits between an int8 dequantize and
-    quantize with :class:`IntegerHardSwish`; returns how many. For parity references only: the
-    converter must see the plain ``aten.hardswish`` to write a HARD_SWISH op."""
-    replaced = 0
+    quantize with :class:`IntegerHardSwish`, and each conv, linear and add likewise (see the module
+    docstring); returns how many. For parity references only: the converter must see the plain
+    ops to write TFLite's."""
+    replaced = _drop_inference_dropouts(graph)
     for n in list(graph.graph.nodes):
         if n.op != "call_function" or str(n.target) not in _HARDSWISH:
             continue
