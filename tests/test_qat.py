@@ -184,9 +184,8 @@ def test_qat_student_exports_with_its_learned_scales(pt2e, tmp_path: Path) -> No
     assert_tflm_matches_litert(path, eval_images[:20])
 
 
-def test_converted_graph_biases_lie_on_the_int32_grid(pt2e) -> None:
-    """Every conv/linear bias of the QDQ reference is a whole number of input scale × weight scale
-    steps, the int32 value the file stores; the training graph's float biases are left alone."""
+def _observed_test_student():
+    """(a test student's QAT graph after one observed batch, in eval mode; its state dict then)."""
     import torch
 
     from edgekd.models import create_model
@@ -197,7 +196,15 @@ def test_converted_graph_biases_lie_on_the_int32_grid(pt2e) -> None:
     model.train()
     model(torch.randn(32, 3, 12, 12))
     model.eval()
-    trained = {k: v.clone() for k, v in model.graph.state_dict().items()}
+    return model, {k: v.clone() for k, v in model.graph.state_dict().items()}
+
+
+def test_converted_graph_biases_lie_on_the_int32_grid(pt2e) -> None:
+    """Every conv/linear bias of the QDQ reference is a whole number of input scale × weight scale
+    steps, the int32 value the file stores; the training graph's float biases are left alone."""
+    import torch
+
+    model, trained = _observed_test_student()
     graph = model.converted()
     checked = 0
     for n in graph.graph.nodes:
@@ -225,15 +232,7 @@ def test_converted_graph_weights_lie_on_the_int8_grid(pt2e) -> None:
     cannot pick another integer); the training graph's weights are left alone."""
     import torch
 
-    from edgekd.models import create_model
-    from edgekd.train.qat import QATStudent
-
-    torch.manual_seed(0)
-    model = QATStudent(create_model("test_student", 10, 3, (12, 12), width=8), [0.5] * 3, [0.25] * 3, (12, 12))
-    model.train()
-    model(torch.randn(32, 3, 12, 12))
-    model.eval()
-    trained = {k: v.clone() for k, v in model.graph.state_dict().items()}
+    model, trained = _observed_test_student()
     graph = model.converted()
     checked = 0
     for n in graph.graph.nodes:

@@ -275,17 +275,10 @@ def round_biases_to_int32(graph: Any) -> int:
         s_in, s_w = x.args[1], w.args[1]
         if isinstance(s_in, torch.fx.Node) or not isinstance(s_w, torch.fx.Node) or s_w.op != "get_attr":
             continue  # a layout this rounding does not know: left as it is
-        owner, _, attr = str(b.target).rpartition(".")
-        module = graph.get_submodule(owner) if owner else graph
-        bias = getattr(module, attr)
+        bias = _attr(graph, str(b.target))
         step = float(s_in) * _attr(graph, str(s_w.target)).double()
         q = torch.round(bias.detach().double() / step).clamp(-(2**31), 2**31 - 1)
-        new = (q * step).to(bias.dtype)
-        with torch.no_grad():
-            if isinstance(bias, torch.nn.Parameter):
-                bias.copy_(new)
-            else:
-                setattr(module, attr, new)
+        _set_attr(graph, str(b.target), (q * step).to(bias.dtype))
         rounded += 1
     return rounded
 
@@ -319,13 +312,7 @@ def snap_weights_to_int8_grid(graph: Any) -> int:
         shape = [1] * weight.dim()
         shape[axis] = -1
         new = ((q.to(torch.float64) - zero_point.view(shape)) * scale.view(shape).double()).to(weight.dtype)
-        owner, _, attr = str(w.target).rpartition(".")
-        module = graph.get_submodule(owner) if owner else graph
-        with torch.no_grad():
-            if isinstance(weight, torch.nn.Parameter):
-                weight.copy_(new)
-            else:
-                setattr(module, attr, new)
+        _set_attr(graph, str(w.target), new)
         snapped += 1
     return snapped
 
@@ -333,3 +320,17 @@ def snap_weights_to_int8_grid(graph: Any) -> int:
 def _attr(graph: Any, target: str) -> Any:
     owner, _, attr = target.rpartition(".")
     return getattr(graph.get_submodule(owner) if owner else graph, attr)
+
+
+def _set_attr(graph: Any, target: str, value: Any) -> None:
+    """Replace a graph constant's values in place (a parameter stays a parameter)."""
+    import torch
+
+    owner, _, attr = target.rpartition(".")
+    module = graph.get_submodule(owner) if owner else graph
+    current = getattr(module, attr)
+    with torch.no_grad():
+        if isinstance(current, torch.nn.Parameter):
+            current.copy_(value)
+        else:
+            setattr(module, attr, value)
