@@ -11,8 +11,9 @@ student is distilled with ``distill.qat`` (KD, then KD under int8 fake quantizat
 (``edgekd export``: PTQ int8 through onnx2tf, min-max calibrated on 300 training images; QAT int8
 through litert-torch with the learned scales). The float student is also converted by litert-torch
 and quantized by ai-edge-quantizer (AEQ) with each calibration method (min-max, percentile, MSE) and
-as 16x8 (int16 activations, int8 weights). Every file runs on the first ``--test-limit`` images of
-the CIFAR-10 test split; latency is the median of 200 single-image invokes, one thread (int8 on
+as 16x8 (int16 activations, int8 weights). Every file runs on a seeded, class-balanced sample of
+``--test-limit`` images of the CIFAR-10 test split (the export's parity sample; all of it by
+default); latency is the median of 200 single-image invokes, one thread (int8 on
 XNNPACK; 16x8 on the builtin kernels, which XNNPACK leaves them to). Needs the ``litert`` extra.
 
 The defaults are a short recipe for a shared 2-core CPU (about an hour): the float accuracy is
@@ -69,7 +70,7 @@ def measure_one(key: str, run: Path, args: argparse.Namespace, work: Path) -> li
     from edgekd.config import load_config
     from edgekd.data import load_dataset
     from edgekd.exporters.calibration import CALIBRATIONS, write_ptq
-    from edgekd.exporters.export import export
+    from edgekd.exporters.export import balanced_sample, export
     from edgekd.exporters.parity import reference_logits
     from edgekd.exporters.to_tflite_litert import torch_to_tflite
     from edgekd.models.wrappers import with_preprocessing
@@ -85,10 +86,13 @@ def measure_one(key: str, run: Path, args: argparse.Namespace, work: Path) -> li
     import json
 
     manifest = json.loads((bundle / "manifest.json").read_text())
-    data = load_dataset(load_config(run / "config.yaml").data)
-    n = args.test_limit or len(data.test.labels)
-    images = np.ascontiguousarray(data.test.images[:n].transpose(0, 2, 3, 1))
-    labels = np.asarray(data.test.labels[:n])
+    run_cfg = load_config(run / "config.yaml")
+    data = load_dataset(run_cfg.data)
+    # a class-balanced sample (the export's parity sample for the same n and seed): the test split
+    # is stored class by class, so its first 2,000 images would be two classes of ten
+    idx = balanced_sample(np.asarray(data.test.labels), args.test_limit or len(data.test.labels), run_cfg.seed)
+    images = np.ascontiguousarray(data.test.images[idx].transpose(0, 2, 3, 1))
+    labels = np.asarray(data.test.labels)[idx]
     # a factory's checkpoint loads only where the caller names the factory (files are data)
     model, ckpt = load_model(run / "student.pt", arch=STUDENTS[key]["student.arch"])
     pixel_model = with_preprocessing(model, ckpt["data"]["mean"], ckpt["data"]["std"])

@@ -89,7 +89,7 @@ def check_export_names(ecfg: ExportConfig) -> None:
         raise ConfigError(f"config: export.models: unknown model {bad_roles[0]!r}; available: {', '.join(ROLES)}")
 
 
-def _sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+def balanced_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
     """A seeded, class-balanced-as-possible sample of ``n`` indices (all of them if n ≥ len)."""
     if n >= len(labels):
         return np.arange(len(labels))
@@ -135,13 +135,13 @@ def export(
     task = get_task(data.task)
     test_targets = task.targets(data.test)  # class indices, or masks (N, 1, H, W)
     test_nhwc = data.test.images.transpose(0, 2, 3, 1)
-    parity_idx = _sample(data.test.labels, ecfg.parity_samples or len(data.test), cfg.seed)
+    parity_idx = balanced_sample(data.test.labels, ecfg.parity_samples or len(data.test), cfg.seed)
     log(
         f"export: parity on {len(parity_idx)} of the {len(data.test)} test images "
         f"(export.parity_samples={ecfg.parity_samples})"
     )
-    calib_idx = _sample(data.train.labels, ecfg.calibration_samples, cfg.seed + 1)
-    eval_idx = _sample(data.test.labels, ecfg.eval_samples, cfg.seed + 2)
+    calib_idx = balanced_sample(data.train.labels, ecfg.calibration_samples, cfg.seed + 1)
+    eval_idx = balanced_sample(data.test.labels, ecfg.eval_samples, cfg.seed + 2)
     calibration = np.ascontiguousarray(data.train.images[calib_idx].transpose(0, 2, 3, 1))
     summary = json.loads((run_dir / "summary.json").read_text())
 
