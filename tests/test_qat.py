@@ -204,6 +204,8 @@ def test_converted_graph_biases_lie_on_the_int32_grid(pt2e) -> None:
     steps, the int32 value the file stores; the training graph's float biases are left alone."""
     import torch
 
+    from edgekd.train.pt2e import graph_constant
+
     model, trained = _observed_test_student()
     graph = model.converted()
     checked = 0
@@ -211,19 +213,13 @@ def test_converted_graph_biases_lie_on_the_int32_grid(pt2e) -> None:
         if str(n.target) not in ("aten.conv2d.default", "aten.linear.default") or len(n.args) < 3:
             continue
         x, w, b = n.args[:3]
-        step = float(x.args[1]) * getattr(graph, str(w.args[1].target)).double()
-        owner, _, attr = str(b.target).rpartition(".")
-        bias = getattr(graph.get_submodule(owner) if owner else graph, attr).double()
+        step = float(x.args[1]) * graph_constant(graph, str(w.args[1].target)).double()
+        bias = graph_constant(graph, str(b.target)).double()
         q = bias / step
         assert torch.allclose(q, q.round(), atol=1e-3), (b.target, (q - q.round()).abs().max())
         checked += 1
     assert checked >= 3  # the pixel normalization, the convs, the classifier
     assert all(torch.equal(v, model.graph.state_dict()[k]) for k, v in trained.items())
-
-
-def _graph_constant(graph, node):
-    owner, _, attr = str(node.target).rpartition(".")
-    return getattr(graph.get_submodule(owner) if owner else graph, attr)
 
 
 def test_converted_graph_weights_lie_on_the_int8_grid(pt2e) -> None:
@@ -232,13 +228,15 @@ def test_converted_graph_weights_lie_on_the_int8_grid(pt2e) -> None:
     cannot pick another integer); the training graph's weights are left alone."""
     import torch
 
+    from edgekd.train.pt2e import graph_constant
+
     model, trained = _observed_test_student()
     graph = model.converted()
     checked = 0
     for n in graph.graph.nodes:
         if str(n.target) != "quantized_decomposed.quantize_per_channel.default":
             continue
-        weight, scale = (_graph_constant(graph, a).double() for a in n.args[:2])
+        weight, scale = (graph_constant(graph, str(a.target)).double() for a in n.args[:2])
         scale = scale.view(-1, *[1] * (weight.dim() - 1))
         steps = weight / scale
         assert torch.allclose(steps, steps.round(), atol=1e-4), (n.args[0].target, (steps - steps.round()).abs().max())

@@ -34,11 +34,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from edgekd.train.pt2e import _DQ_CHANNEL, _Q_CHANNEL, graph_constant
+
 _DQ = "quantized_decomposed.dequantize_per_tensor.default"
 _Q = "quantized_decomposed.quantize_per_tensor.default"
 _HARDSWISH = ("aten.hardswish.default", "aten.hardswish_.default")
-_Q_CHANNEL = "quantized_decomposed.quantize_per_channel.default"
-_DQ_CHANNEL = "quantized_decomposed.dequantize_per_channel.default"
 _CONV = "aten.conv2d.default"
 _LINEAR = "aten.linear.default"
 _ADD = ("aten.add.Tensor",)
@@ -266,10 +266,10 @@ class IntegerConv(nn.Module):
 
 
 def _constant(graph: Any, node: Any) -> torch.Tensor | None:
+    """The tensor of a ``get_attr`` node; None for any other argument."""
     if not isinstance(node, torch.fx.Node) or node.op != "get_attr":
         return None
-    owner, _, attr = str(node.target).rpartition(".")
-    return getattr(graph.get_submodule(owner) if owner else graph, attr)
+    return graph_constant(graph, str(node.target))
 
 
 def _int_weight(graph: Any, w: Any) -> tuple[torch.Tensor, torch.Tensor] | None:

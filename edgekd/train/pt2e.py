@@ -250,6 +250,7 @@ def tflite_quantizer(pt2e: dict[str, Any] | None = None) -> Any:
 _BIASED = ("aten.conv2d.default", "aten.linear.default")
 _DQ_TENSOR = "quantized_decomposed.dequantize_per_tensor.default"
 _DQ_CHANNEL = "quantized_decomposed.dequantize_per_channel.default"
+_Q_CHANNEL = "quantized_decomposed.quantize_per_channel.default"
 
 
 def round_biases_to_int32(graph: Any) -> int:
@@ -275,15 +276,12 @@ def round_biases_to_int32(graph: Any) -> int:
         s_in, s_w = x.args[1], w.args[1]
         if isinstance(s_in, torch.fx.Node) or not isinstance(s_w, torch.fx.Node) or s_w.op != "get_attr":
             continue  # a layout this rounding does not know: left as it is
-        bias = _attr(graph, str(b.target))
-        step = float(s_in) * _attr(graph, str(s_w.target)).double()
+        bias = graph_constant(graph, str(b.target))
+        step = float(s_in) * graph_constant(graph, str(s_w.target)).double()
         q = torch.round(bias.detach().double() / step).clamp(-(2**31), 2**31 - 1)
-        _set_attr(graph, str(b.target), (q * step).to(bias.dtype))
+        _set_graph_constant(graph, str(b.target), (q * step).to(bias.dtype))
         rounded += 1
     return rounded
-
-
-_Q_CHANNEL = "quantized_decomposed.quantize_per_channel.default"
 
 
 def snap_weights_to_int8_grid(graph: Any) -> int:
@@ -305,24 +303,25 @@ def snap_weights_to_int8_grid(graph: Any) -> int:
             continue
         if not all(isinstance(a, torch.fx.Node) and a.op == "get_attr" for a in n.args[1:3]):
             continue  # scales and zero points are constants of a converted graph; anything else is left
-        args = [_attr(graph, str(a.target)) if isinstance(a, torch.fx.Node) else a for a in n.args[1:]]
+        args = [graph_constant(graph, str(a.target)) if isinstance(a, torch.fx.Node) else a for a in n.args[1:]]
         scale, zero_point, axis = args[0], args[1], args[2]
-        weight = _attr(graph, str(w.target))
+        weight = graph_constant(graph, str(w.target))
         q = torch.ops.quantized_decomposed.quantize_per_channel(weight.detach(), *args)
         shape = [1] * weight.dim()
         shape[axis] = -1
         new = ((q.to(torch.float64) - zero_point.view(shape)) * scale.view(shape).double()).to(weight.dtype)
-        _set_attr(graph, str(w.target), new)
+        _set_graph_constant(graph, str(w.target), new)
         snapped += 1
     return snapped
 
 
-def _attr(graph: Any, target: str) -> Any:
+def graph_constant(graph: Any, target: str) -> Any:
+    """The tensor a ``get_attr`` target (``"sub.module.name"``) of a graph module names."""
     owner, _, attr = target.rpartition(".")
     return getattr(graph.get_submodule(owner) if owner else graph, attr)
 
 
-def _set_attr(graph: Any, target: str, value: Any) -> None:
+def _set_graph_constant(graph: Any, target: str, value: Any) -> None:
     """Replace a graph constant's values in place (a parameter stays a parameter)."""
     import torch
 

@@ -194,11 +194,11 @@ class QATStudent(nn.Module):
         return converted
 
     def reference(self) -> torch.fx.GraphModule:
-        """:meth:`converted` with TFLite's integer hard-swish and integer convolutions (exact int32
-        sums, float32 requantization) in place of the float ones (:mod:`edgekd.train.int8_kernels`):
-        what the int8 file computes under LiteRT's default CPU path, op for op. The parity
-        reference; the converter takes :meth:`converted`, whose ``aten.hardswish`` and convolutions
-        it lowers to TFLite ops."""
+        """:meth:`converted` with TFLite's integer hard-swish, convolutions (exact int32 sums,
+        float32 requantization) and adds in place of the float ones, and no inference dropout
+        (:mod:`edgekd.train.int8_kernels`): what the int8 file computes under LiteRT's default CPU
+        path, op for op. The parity reference; the converter takes :meth:`converted`, whose plain
+        ops it lowers to TFLite's."""
         from edgekd.train.int8_kernels import emulate_integer_kernels
 
         graph = self.converted()
