@@ -29,7 +29,14 @@ import torch
 from torch import nn
 
 from edgekd.errors import EdgekdError
-from edgekd.train.pt2e import import_pt2e, round_biases_to_int32, snap_weights_to_int8_grid, tflite_quantizer
+from edgekd.train.pt2e import (
+    batchnorm_literals,
+    import_pt2e,
+    restore_batchnorm_literals,
+    round_biases_to_int32,
+    snap_weights_to_int8_grid,
+    tflite_quantizer,
+)
 
 
 def _fake_quantizers(graph: nn.Module) -> list[nn.Module]:
@@ -132,10 +139,13 @@ class QATStudent(nn.Module):
         self.register_buffer("pixel_scale", torch.tensor([255.0 * s for s in std]).view(1, c, 1, 1))
         self.register_buffer("pixel_shift", torch.tensor([255.0 * m for m in mean]).view(1, c, 1, 1))
         wrapped = with_preprocessing(int8_friendly(copy.deepcopy(student).cpu()), mean, std).train()
+        # the BatchNorms' own momentum and eps, which torchao's rewrites replace by its defaults
+        self._bn_literals = batchnorm_literals(wrapped)
         example = (torch.zeros(2, c, *image_size),)  # batch 2: a dynamic batch dim (1 would be specialized)
         batch = torch.export.Dim("batch", min=1, max=65536)
         exported = functional_adds(torch.export.export(wrapped, example, dynamic_shapes=({0: batch},)).module())
         self.graph = self._pt2e["prepare_qat_pt2e"](exported, tflite_quantizer(self._pt2e))
+        restore_batchnorm_literals(self.graph, self._bn_literals)
         fq = _input_quantizer(self.graph)
         # the input is pixels 0–255: scale 1, zero point −128 is exact; never learned
         fq.activation_post_process.min_val = torch.tensor(0.0)
@@ -153,9 +163,15 @@ class QATStudent(nn.Module):
         """Training: BN on batch statistics, ranges observed (until frozen). Eval: BN on running
         statistics and ranges fixed, so evaluating never moves them."""
         self.training = mode
-        (self._pt2e["to_train"] if mode else self._pt2e["to_eval"])(self.graph)
+        self._switch(self.graph, mode)
         self._observe(mode and not bool(self.observers_frozen))
         return self
+
+    def _switch(self, graph: torch.fx.GraphModule, training: bool) -> None:
+        """``graph``'s BatchNorms and dropouts to training or inference, with the model's BN eps
+        and momentum (:func:`~edgekd.train.pt2e.restore_batchnorm_literals`)."""
+        (self._pt2e["to_train"] if training else self._pt2e["to_eval"])(graph)
+        restore_batchnorm_literals(graph, self._bn_literals)
 
     def _observe(self, on: bool) -> None:
         for name, fq in self._named_fake_quantizers():
@@ -186,9 +202,9 @@ class QATStudent(nn.Module):
         """A CPU copy as a quantize/dequantize (QDQ) graph, raw pixels in: the model the int8 file
         must agree with. Weight quantize ops stay in the graph (litert-torch lowers them itself)."""
         graph = copy.deepcopy(self.graph).cpu()
-        self._pt2e["to_eval"](graph)
+        self._switch(graph, False)  # the fold into the conv reads each BN's eps from its node
         converted = self._pt2e["convert_pt2e"](graph, fold_quantize=False)
-        self._pt2e["to_eval"](converted)
+        self._switch(converted, False)
         snap_weights_to_int8_grid(converted)  # one int8 weight, whatever the converter's rounding
         round_biases_to_int32(converted)  # the file's int32 biases, not the float ones
         return converted
