@@ -549,6 +549,53 @@ def test_global_mean_of_a_one_pixel_map_keeps_its_inputs_quantization(pt2e) -> N
     assert shared == [False, True]
 
 
+def test_qat_graph_keeps_each_batchnorms_eps_and_momentum(pt2e) -> None:
+    """torchao rewrites BatchNorms with eps 1e-5 and momentum 0.1 (QAT conv-BN fusion, train/eval
+    switches); a model built with others (torchvision's MobileNetV3: 0.001, 0.01) must stay itself:
+    with its fake quantizers off the QAT graph is the float model, in either mode after any switch,
+    and the int8 fold into the conv uses the model's eps."""
+    import torch
+    from torch import nn
+
+    from edgekd.train.qat import QATStudent, _fake_quantizers, calibrate
+
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8, eps=1e-3, momentum=0.01),
+        nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1, bias=False),
+        nn.BatchNorm2d(8, eps=1e-3, momentum=0.01),
+        nn.Flatten(),
+        nn.Linear(8 * 16, 10),
+    )
+    for bn in (net[1], net[4]):  # variances near eps: 1e-3 against 1e-5 is a factor of 3 in the fold
+        bn.running_var.uniform_(1e-4, 2e-3)
+        bn.running_mean.uniform_(-0.1, 0.1)
+    net.eval()
+    model = QATStudent(net, [0.5] * 3, [0.25] * 3, (4, 4))
+    x = (torch.rand(64, 3, 4, 4) - 0.5) / 0.25  # pixels 0–255, the input quantizer's range
+    with torch.no_grad():
+        expected = net(x)
+    model.train().eval()  # every switch rewrites the BatchNorms
+    for fq in _fake_quantizers(model.graph):
+        fq.disable_fake_quant()
+    with torch.no_grad():
+        assert torch.allclose(model(x), expected, atol=1e-4, rtol=1e-4)
+    model.train()
+    bns = [n for n in model.graph.graph.nodes if str(n.target) == "aten.batch_norm.default"]
+    assert len(bns) == 2 and all(n.args[5:8] == (True, 0.01, 1e-3) for n in bns)
+    for fq in _fake_quantizers(model.graph):
+        fq.enable_fake_quant()
+    calibrate(model, [(x, None)], 1)  # ranges observed on these inputs, BN on its statistics
+    model.eval()
+    pixels = x * 0.25 * 255 + 0.5 * 255
+    with torch.no_grad():
+        got = model.converted()(pixels)
+    err = (got - expected).abs().max() / expected.abs().max()
+    assert err < 0.05, f"int8 graph off by {err:.0%} of the output range"
+
+
 def test_resnet8_qat_pads_keep_their_inputs_quantization(pt2e) -> None:
     """The SAME padding of ResNet-8's strided convs is a zero pad: it shares its input's int8
     scale and zero point (TFLite's PAD), instead of a range of its own that the file requantizes

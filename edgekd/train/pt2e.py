@@ -335,7 +335,9 @@ def _set_graph_constant(graph: Any, target: str, value: Any) -> None:
             setattr(module, attr, value)
 
 
-# (training-mode op, its momentum and eps argument positions): aten.batch_norm's schema is
+BNLiterals = dict[str, tuple[float | None, float]]  # running-variance path → (momentum, eps)
+
+# (BN op, its momentum and eps argument positions): aten.batch_norm's schema is
 # (input, weight, bias, running_mean, running_var, training, momentum, eps, cudnn_enabled)
 _BATCH_NORM_LITERALS = {
     "aten.batch_norm.default": (6, 7),
@@ -344,7 +346,7 @@ _BATCH_NORM_LITERALS = {
 }
 
 
-def batchnorm_literals(model: nn.Module) -> dict[str, tuple[float | None, float]]:
+def batchnorm_literals(model: nn.Module) -> BNLiterals:
     """``{running-variance path: (momentum, eps)}`` of every BatchNorm in ``model``: the paths are
     the ``get_attr`` targets of a graph exported from it."""
     return {
@@ -354,7 +356,7 @@ def batchnorm_literals(model: nn.Module) -> dict[str, tuple[float | None, float]
     }
 
 
-def restore_batchnorm_literals(graph: Any, literals: dict[str, tuple[float | None, float]]) -> int:
+def restore_batchnorm_literals(graph: Any, literals: BNLiterals) -> int:
     """Give every BatchNorm of a PT2E graph its model's momentum and eps again (``graph`` modified
     and recompiled); returns how many nodes were changed.
 
@@ -392,3 +394,31 @@ def restore_batchnorm_literals(graph: Any, literals: dict[str, tuple[float | Non
                     changed += 1
     graph.recompile()
     return changed
+
+
+# the eps torchao's QAT conv-BN fold computes with, whatever the BN node says (its folded pattern's
+# BatchNorm is written with the default)
+_FOLD_EPS = 1e-5
+
+
+def move_eps_into_running_var(graph: Any, literals: BNLiterals) -> BNLiterals:
+    """Make every BatchNorm of a PT2E graph compute its model's function with eps 1e-5: each
+    running variance becomes ``var + eps − 1e-5`` (``graph`` modified); returns the literals to
+    keep it so (each eps 1e-5).
+
+    ``convert_pt2e`` folds a QAT conv-BN with the eps of its own pattern (1e-5), not the model's;
+    ``(x − mean) / sqrt(var + eps)`` is unchanged when the variance carries the difference, so
+    the fold is the model's. For the copy that is converted, never for training: BN training
+    would average the shift away."""
+    moved = {}
+    for target, (momentum, eps) in literals.items():
+        moved[target] = (momentum, _FOLD_EPS)
+        if eps == _FOLD_EPS:
+            continue
+        try:
+            var = graph_constant(graph, target)
+        except AttributeError:
+            continue  # not in this graph (a BN the export dropped)
+        _set_graph_constant(graph, target, var + (eps - _FOLD_EPS))
+    restore_batchnorm_literals(graph, moved)
+    return moved

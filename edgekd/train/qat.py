@@ -32,6 +32,7 @@ from edgekd.errors import EdgekdError
 from edgekd.train.pt2e import (
     batchnorm_literals,
     import_pt2e,
+    move_eps_into_running_var,
     restore_batchnorm_literals,
     round_biases_to_int32,
     snap_weights_to_int8_grid,
@@ -202,9 +203,11 @@ class QATStudent(nn.Module):
         """A CPU copy as a quantize/dequantize (QDQ) graph, raw pixels in: the model the int8 file
         must agree with. Weight quantize ops stay in the graph (litert-torch lowers them itself)."""
         graph = copy.deepcopy(self.graph).cpu()
-        self._switch(graph, False)  # the fold into the conv reads each BN's eps from its node
+        self._switch(graph, False)
+        literals = move_eps_into_running_var(graph, self._bn_literals)  # the fold computes with eps 1e-5
         converted = self._pt2e["convert_pt2e"](graph, fold_quantize=False)
-        self._switch(converted, False)
+        self._pt2e["to_eval"](converted)
+        restore_batchnorm_literals(converted, literals)  # a BN left unfolded keeps the moved variance
         snap_weights_to_int8_grid(converted)  # one int8 weight, whatever the converter's rounding
         round_biases_to_int32(converted)  # the file's int32 biases, not the float ones
         return converted
@@ -230,9 +233,10 @@ def build_qat_student(float_model: nn.Module, data_info: dict[str, Any]) -> QATS
 # The fake-quant graph's layout: bumped when capture or annotation changes which tensors have a
 # fake quantizer (2: global means as MEAN with a scale of their own, an add/mul + ReLU6 quantized
 # once after the ReLU6; 3: a zero pad shares its input's quantizer; 4: so does a global mean over a
-# 1×1 map). An older student_qat.pt may still load key for key while its ranges belong to other
-# tensors: it is refused instead.
-QAT_GRAPH_VERSION = 4
+# 1×1 map; 5: BatchNorms keep the model's eps and momentum, which torchao had replaced by 1e-5 and
+# 0.1, so a MobileNetV3's QAT weights were trained for another normalization). An older
+# student_qat.pt may still load key for key while its tensors mean something else: it is refused.
+QAT_GRAPH_VERSION = 5
 
 
 def check_qat_checkpoint(path: Any) -> dict[str, Any]:
@@ -249,7 +253,7 @@ def check_qat_checkpoint(path: Any) -> dict[str, Any]:
     if version != QAT_GRAPH_VERSION:
         raise CheckpointError(
             f"{path} holds a QAT graph of layout {version}; this edgekd builds layout {QAT_GRAPH_VERSION} "
-            "(global pools as MEAN, fused ReLU6, zero pads on their input's scale): "
+            "(global pools as MEAN, fused ReLU6, zero pads on their input's scale, the model's BatchNorm eps): "
             "run the QAT stage again (distill.qat)"
         )
     return ckpt
