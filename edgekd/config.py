@@ -148,6 +148,12 @@ class QATConfig:
         None, "stop updating activation ranges after this many QAT epochs (then only weights learn); None: never"
     )
     calibration_batches: int = opt(8, "training batches that set the activation ranges before the first QAT step")
+    bn_epochs: int | None = opt(
+        None,
+        "train BatchNorm statistics for this many QAT epochs, then freeze them (0: frozen from the start, "
+        "the float student's, and the conv-BN fold trained is the one exported; dropout is off with them); "
+        "None: never",
+    )
     teacher: Literal["teacher", "student"] = opt(
         "teacher",
         "whose outputs the QAT loss distills: the run's teacher, or the float student itself (the int8 "
@@ -816,10 +822,11 @@ def validate(config: Config) -> None:
         or q.lr <= 0
         or q.calibration_batches < 1
         or (q.observer_epochs is not None and q.observer_epochs < 1)
+        or (q.bn_epochs is not None and q.bn_epochs < 0)
     ):
         raise ConfigError(
             "config: distill.qat: epochs must be 0 or more, lr positive, calibration_batches and observer_epochs at "
-            "least 1"
+            "least 1, bn_epochs 0 or more"
         )
     if config.source is not None:
         validate_data(config.source, "source")

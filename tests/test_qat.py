@@ -21,7 +21,12 @@ def test_qat_section_is_typed_and_checked() -> None:
     assert cfg.distill.qat.epochs == 3 and cfg.distill.qat.lr == 0.001
     with pytest.raises(ConfigError, match="did you mean 'distill.qat.epochs'"):
         load_config(None, ["distill.qat.epoch=3"])
-    for bad in ("distill.qat.epochs=-1", "distill.qat.lr=0", "distill.qat.observer_epochs=0"):
+    for bad in (
+        "distill.qat.epochs=-1",
+        "distill.qat.lr=0",
+        "distill.qat.observer_epochs=0",
+        "distill.qat.bn_epochs=-1",
+    ):
         with pytest.raises(ConfigError, match="distill.qat"):
             load_config(None, [bad])
 
@@ -594,6 +599,34 @@ def test_qat_graph_keeps_each_batchnorms_eps_and_momentum(pt2e) -> None:
         got = model.converted()(pixels)
     err = (got - expected).abs().max() / expected.abs().max()
     assert err < 0.05, f"int8 graph off by {err:.0%} of the output range"
+
+
+def test_frozen_batchnorm_trains_on_the_running_statistics(pt2e) -> None:
+    """``freeze_bn`` (``distill.qat.bn_epochs``): training steps see the running statistics and
+    never move them, a train/eval switch keeps it so, and the switch is in the state dict (resume)."""
+    import torch
+    from torch import nn
+
+    from edgekd.train.qat import QATStudent
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Flatten(), nn.Linear(128, 10))
+    net.eval()
+    model = QATStudent(net, [0.5] * 3, [0.25] * 3, (4, 4))
+    x = (torch.rand(32, 3, 4, 4) - 0.5) / 0.25
+    stats = [b.clone() for n, b in model.graph.named_buffers() if n.endswith(("running_mean", "running_var"))]
+    model.freeze_bn()
+    model.eval().train()
+    assert model.training and bool(model.state_dict()["bn_frozen"])
+    bns = [n for n in model.graph.graph.nodes if str(n.target) == "aten.batch_norm.default"]
+    assert bns and all(n.args[5] is False for n in bns)  # training flag off while the model trains
+    model(x).sum().backward()
+    after = [b for n, b in model.graph.named_buffers() if n.endswith(("running_mean", "running_var"))]
+    assert all(torch.equal(a, b) for a, b in zip(stats, after))
+    again = QATStudent(net, [0.5] * 3, [0.25] * 3, (4, 4))
+    again.load_state_dict(model.state_dict())
+    again.train()
+    assert all(n.args[5] is False for n in again.graph.graph.nodes if str(n.target) == "aten.batch_norm.default")
 
 
 def test_resnet8_qat_pads_keep_their_inputs_quantization(pt2e) -> None:

@@ -158,13 +158,14 @@ class QATStudent(nn.Module):
         self._input_name = next(n for n, m in self.graph.named_modules() if m is fq)
         # saved with the weights: a resumed run whose ranges were frozen keeps them frozen
         self.register_buffer("observers_frozen", torch.tensor(False))
+        self.register_buffer("bn_frozen", torch.tensor(False))  # the same for BN statistics
         self.train()
 
     def train(self, mode: bool = True) -> QATStudent:
-        """Training: BN on batch statistics, ranges observed (until frozen). Eval: BN on running
-        statistics and ranges fixed, so evaluating never moves them."""
+        """Training: BN on batch statistics (until frozen), ranges observed (until frozen). Eval: BN
+        on running statistics and ranges fixed, so evaluating never moves them."""
         self.training = mode
-        self._switch(self.graph, mode)
+        self._switch(self.graph, mode and not bool(self.bn_frozen))
         self._observe(mode and not bool(self.observers_frozen))
         return self
 
@@ -198,6 +199,13 @@ class QATStudent(nn.Module):
         resumed run stays frozen)."""
         self.observers_frozen.fill_(True)
         self._observe(False)
+
+    def freeze_bn(self) -> None:
+        """Train on the BatchNorms' running statistics from now on, without updating them: the
+        conv-BN fold trained is then the one exported (saved, so a resumed run stays frozen). The
+        exported graph switches BN and dropout together, so dropout is off too."""
+        self.bn_frozen.fill_(True)
+        self.train(self.training)
 
     def converted(self) -> torch.fx.GraphModule:
         """A CPU copy as a quantize/dequantize (QDQ) graph, raw pixels in: the model the int8 file
@@ -329,6 +337,8 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
             d.train, d.mean, d.std, cfg.data.batch_size, rt.device, shuffle=True, seed=cfg.seed, shard=rt.world.shard
         )
         calibrate(model, calib, q.calibration_batches)
+        if q.bn_epochs == 0:
+            model.freeze_bn()
     recipe = dataclasses.replace(cfg.student, epochs=q.epochs, lr=q.lr, warmup_epochs=0, checkpoint=None)
     method = build_method(cfg.distill.method, cfg.distill, recipe)
     if q.teacher == "student" and method.needs_teacher:
@@ -352,6 +362,7 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
                 "epochs": q.epochs,
                 "lr": q.lr,
                 "observer_epochs": q.observer_epochs,
+                "bn_epochs": q.bn_epochs,
                 "teacher": q.teacher,
                 "quantizer": "litert_torch.PT2EQuantizer per-channel int8",
                 "graph": QAT_GRAPH_VERSION,
@@ -363,11 +374,14 @@ def qat_stage(run: Any, teacher: nn.Module) -> dict[str, Any]:
     def freeze(record: dict[str, Any], _history: list[dict[str, Any]]) -> None:
         if q.observer_epochs is not None and record["epoch"] >= q.observer_epochs:
             model.freeze_observers()
+        if q.bn_epochs is not None and record["epoch"] >= q.bn_epochs:
+            model.freeze_bn()
 
     log(
         f"{name}: {stage.arch} with {cfg.distill.method}"
         f"{' from the float student' if q.teacher == 'student' and method.needs_teacher else ''}"
-        f" under int8 fake quantization for {q.epochs} epochs (lr {q.lr})"
+        f" under int8 fake quantization for {q.epochs} epochs (lr {q.lr}"
+        f"{', BN statistics frozen' if q.bn_epochs == 0 else ''})"
     )
     result = train_stage(stage, model, d, run.out_dir, rt, cfg.seed, "last", run.resume, [freeze, *run.on_epoch])
     result["qat"] = stage.extra["qat"]
