@@ -254,3 +254,38 @@ def test_a_callable_that_is_not_a_model_factory_is_one_line(tmp_path: Path, caps
     )
     assert "config: teacher.arch: model factory 'os:getcwd' returned a str" in error_line(capsys.readouterr().err)
     assert not out.exists()
+
+
+def test_export_rebuilds_a_student_of_a_factory_its_run_config_names(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A run whose config names a ``module:factory`` student (a torchvision model, say) exports its
+    ``student.pt`` too: the parity run of the bundle's copy rebuilds it with the arch the run's config
+    vouches for; opened without it, the same file is still refused."""
+    from edgekd.atomic import write_json, write_text
+    from edgekd.config import dump_yaml
+    from edgekd.exporters.export import export
+    from edgekd.runtimes import open_runner
+
+    (tmp_path / "vouched_export_mod.py").write_text(
+        "import torch\ndef make(num_classes=10, **kwargs):\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, num_classes))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    arch = "vouched_export_mod:make"
+    run = tmp_path / "run"
+    run.mkdir()
+    overrides = tiny_overrides(**{"student.arch": arch, "export.models": "[student]", "export.formats": "[pytorch]"})
+    write_text(run / "config.yaml", dump_yaml(load_config(None, overrides)))
+    write_json(run / "summary.json", {"student": {}})
+    save_checkpoint(run / "student.pt", model_payload(create_model(arch, 10, 1, (8, 8)), arch, {}, DIGITS, "student"))
+    manifest = export(run=run, out=tmp_path / "bundle")
+    assert manifest["metrics"]["student.pt"]["ok"]
+    with pytest.raises(CheckpointError, match="never imported"):
+        open_runner(tmp_path / "bundle" / "student.pt")
+    assert open_runner(tmp_path / "bundle" / "student.pt", arch=arch).predict(
+        np.zeros((2, 8, 8, 1), np.uint8)
+    ).shape == (
+        2,
+        10,
+    )

@@ -219,7 +219,14 @@ def export(
             for name in files:
                 started = time.perf_counter()
                 metrics = check_parity(
-                    tmp / name, test_nhwc[parity_idx], test_targets[parity_idx], reference, bounds, ecfg.threads, task
+                    tmp / name,
+                    test_nhwc[parity_idx],
+                    test_targets[parity_idx],
+                    reference,
+                    bounds,
+                    ecfg.threads,
+                    task,
+                    arch=named_archs(cfg),  # the bundle's student.pt is rebuilt as the run's config names it
                 )
                 metrics["seconds"] = round(time.perf_counter() - started, 2)  # the parity run of this file
                 manifest["models"][name] = _model_entry(tmp / name, role, metrics["format"], ckpt, (1, c, h, w), task)

@@ -72,12 +72,14 @@ def check_parity(
     bounds: Bounds,
     threads: int | None = None,
     task: str | Task = "classification",
+    arch: Any = None,
 ) -> dict[str, Any]:
     """Run ``path`` on every image and return its metrics plus ``ok`` and ``problems``.
-    ``labels``: class indices, or the masks for segmentation."""
+    ``labels``: class indices, or the masks for segmentation. ``arch``: the architectures a
+    PyTorch file may be rebuilt with (:func:`edgekd.runtimes.open_runner`)."""
     from edgekd.runtimes import open_runner
 
-    runner = open_runner(path, threads=threads)
+    runner = open_runner(path, threads=threads, arch=arch)
     metrics: dict[str, Any] = parity_metrics(runner.predict(images), reference, labels, task)
     scale = getattr(runner, "out_scale", None)
     if scale and getattr(runner, "out", None) is not None and np.dtype(runner.out["dtype"]).itemsize == 1:

@@ -52,14 +52,20 @@ def raw_nchw(image: np.ndarray) -> np.ndarray:
 
 
 def open_runner(
-    path: str | Path, threads: int | None = None, format: str | None = None, runner: str | None = None
-) -> Runner:  # noqa: A002
+    path: str | Path,
+    threads: int | None = None,
+    format: str | None = None,  # noqa: A002
+    runner: str | None = None,
+    arch: Any = None,
+) -> Runner:
     """A runner for a model file; raises :class:`RuntimeMissing` if its runtime is absent.
 
     ``format``: the file's format as the bundle's manifest records it; without it, the one
     :func:`edgekd.formats.format_for_file` finds. ``runner``: a ``"module:Class"`` to open it with instead of the
     format's own: a measuring process gets both from the bench that started it, whose registry
-    may hold formats registered at run time."""
+    may hold formats registered at run time. ``arch``: for a PyTorch checkpoint, the
+    ``module:factory`` names the caller vouches for (a run's own config), as for
+    :func:`edgekd.load_model`; a name written only in the file is never imported."""
     from edgekd.formats import format_for_file, get_format, load_attr, model_extensions
 
     path = Path(path)
@@ -71,6 +77,9 @@ def open_runner(
     if not path.is_file():
         raise EdgekdError(f"model file not found: {path}")
     cls = load_attr(runner) if runner is not None else fmt.runner_class()
-    opened = cls(path, threads)
+    import inspect
+
+    takes_arch = arch is not None and "arch" in inspect.signature(cls).parameters  # PyTorch's runner
+    opened = cls(path, threads, arch=arch) if takes_arch else cls(path, threads)
     opened.format = format if format is not None else fmt.name if fmt is not None else path.suffix.lstrip(".")
     return opened

@@ -13,7 +13,7 @@ from edgekd.runtimes.base import Runner, RuntimeMissing, raw_nchw
 class TorchRunner(Runner):
     layout = "NCHW"
 
-    def __init__(self, path: Path, threads: int | None) -> None:
+    def __init__(self, path: Path, threads: int | None, arch: Any = None) -> None:
         super().__init__(path, threads)
         try:
             import torch
@@ -24,7 +24,7 @@ class TorchRunner(Runner):
 
         if threads:
             torch.set_num_threads(threads)
-        model, ckpt = load_model(path)
+        model, ckpt = load_model(path, arch=arch)
         self.model = with_preprocessing(model, ckpt["data"]["mean"], ckpt["data"]["std"]).eval()
         self._torch = torch
         self.runtime = f"torch {torch.__version__}"
