@@ -65,6 +65,15 @@ def distill_one(key: str, args: argparse.Namespace, work: Path, teacher: Path | 
     return run
 
 
+def _older_than(path: Path, *sources: Path) -> bool:
+    """True when ``path`` is missing or older than any of ``sources``: a file kept in ``--work`` is
+    made again once the run's checkpoints change (a QAT stage run again), never measured stale."""
+    if not path.is_file():
+        return True
+    made = path.stat().st_mtime
+    return any(s.is_file() and s.stat().st_mtime > made for s in sources)
+
+
 def measure_one(key: str, run: Path, args: argparse.Namespace, work: Path) -> list[dict]:
     from edgekd.checkpoint import load_model
     from edgekd.config import load_config
@@ -76,7 +85,7 @@ def measure_one(key: str, run: Path, args: argparse.Namespace, work: Path) -> li
     from edgekd.models.wrappers import with_preprocessing
 
     bundle = work / f"bundle-{key}"
-    if not (bundle / "manifest.json").is_file():
+    if _older_than(bundle / "manifest.json", *run.glob("*.pt")):
         export(
             run=run,
             out=bundle,
@@ -129,12 +138,12 @@ def measure_one(key: str, run: Path, args: argparse.Namespace, work: Path) -> li
     calibration = np.ascontiguousarray(data.train.images[:300].transpose(0, 2, 3, 1))
     c, (h, w) = ckpt["data"]["in_channels"], ckpt["data"]["image_size"]
     fp32 = ptq / "student_fp32.tflite"
-    if not fp32.is_file():
+    if _older_than(fp32, run / "student.pt"):
         torch_to_tflite(pixel_model, (1, c, h, w), {"tflite_fp32": fp32}, calibration)
     variants = [(m, "int8", f"PTQ int8 {m} (AEQ)") for m in CALIBRATIONS.names()] + [("minmax", "int16", "16x8 (AEQ)")]
     for method, acts, label in variants:
         path = ptq / f"student_{method}_{acts}.tflite"
-        if not path.is_file():
+        if _older_than(path, fp32):
             try:
                 write_ptq(fp32, path, calibration, method, acts)
             except Exception as exc:  # noqa: BLE001 - one failed variant is a row, not the end of the run
