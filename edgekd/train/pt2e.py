@@ -392,7 +392,8 @@ def restore_batchnorm_literals(graph: Any, literals: BNLiterals) -> int:
                 if n.args[1] != eps:
                     n.args = (var, eps)
                     changed += 1
-    graph.recompile()
+    if changed:  # called at every train/eval switch; most find nothing to change
+        graph.recompile()
     return changed
 
 

@@ -211,8 +211,9 @@ class QATStudent(nn.Module):
         """A CPU copy as a quantize/dequantize (QDQ) graph, raw pixels in: the model the int8 file
         must agree with. Weight quantize ops stay in the graph (litert-torch lowers them itself)."""
         graph = copy.deepcopy(self.graph).cpu()
-        self._switch(graph, False)
-        literals = move_eps_into_running_var(graph, self._bn_literals)  # the fold computes with eps 1e-5
+        self._pt2e["to_eval"](graph)
+        # every BN's literals are set here (eps 1e-5, the variance moved): the fold computes with 1e-5
+        literals = move_eps_into_running_var(graph, self._bn_literals)
         converted = self._pt2e["convert_pt2e"](graph, fold_quantize=False)
         self._pt2e["to_eval"](converted)
         restore_batchnorm_literals(converted, literals)  # a BN left unfolded keeps the moved variance
