@@ -82,3 +82,26 @@ def test_registry_warns_on_overwrite_and_filters() -> None:
     with pytest.warns(UserWarning, match="registered again"):
         reg.register("a_one")(max)
     assert reg.get("a_one") is max
+
+
+def test_mobilenetv3_small_is_a_cifar_sized_mobilenetv3() -> None:
+    """Hard-swish, squeeze-excitation with a hard-sigmoid gate, 3×3/5×5 depthwise convolutions; the
+    stem keeps 32×32 and the last block leaves 4×4 (torchvision's mobilenet_v3_small: 1×1)."""
+    from edgekd.models.layers import SameConv2d
+
+    model = create_model("mobilenetv3_small", 10, 3, (32, 32)).eval()
+    kinds = {type(m).__name__ for m in model.modules()}
+    assert {"Hardswish", "Hardsigmoid", "SqueezeExcitation"} <= kinds
+    depthwise = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.groups > 1]
+    assert {m.kernel_size for m in depthwise} == {(3, 3), (5, 5)}
+    assert all(isinstance(m, SameConv2d) for m in depthwise if m.stride == (2, 2))  # no PAD op in int8
+    shapes = []
+    model.features[0].register_forward_hook(lambda m, a, out: shapes.append(tuple(out.shape[-2:])))
+    model.features[-1].register_forward_hook(lambda m, a, out: shapes.append(tuple(out.shape[-2:])))
+    model(torch.zeros(1, 3, 32, 32))
+    assert shapes == [(32, 32), (4, 4)]
+    assert 5e6 < count_macs(model, (1, 3, 32, 32)) < 6e6 and count_params(model) < 450_000  # width 0.5
+    wide = create_model("mobilenetv3_small", 10, 3, (32, 32), width=1.0)
+    assert count_params(wide) > 3 * count_params(model)
+    with pytest.raises(EdgekdError, match="width must be in"):
+        create_model("mobilenetv3_small", 10, 3, (32, 32), width=0)

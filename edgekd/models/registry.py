@@ -10,6 +10,7 @@ MODELS: Registry = Registry(
         "edgekd.models.plain",
         "edgekd.models.resnet_cifar",
         "edgekd.models.mobilenet",
+        "edgekd.models.mobilenetv3",
         "edgekd.models.tiny",
         "edgekd.models.unet",
         "edgekd.models.airbench",
