@@ -73,3 +73,24 @@ def test_int8_column_is_the_exported_student(tmp_path: Path) -> None:
     ]
     assert acc == manifest["metrics"]["student_int8.tflite"]["test_acc"] and 0.1 < acc <= 1.0
     assert manifest["metrics"]["student_int8.tflite"]["n"] == 359  # the whole digits test split
+
+
+def test_quant_bf16_row_is_a_float_reference_without_a_file() -> None:
+    """benchmarks/quant.py's bf16 row: the float model's own decisions in bf16 (no file, so no
+    size or latency: the table prints dashes, the JSON holds null)."""
+    import numpy as np
+    import torch
+
+    bench = _load("quant")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 4 * 4, 10)).eval()
+    images = np.random.default_rng(0).integers(0, 256, (64, 4, 4, 3), dtype=np.uint8)  # NHWC pixels
+    with torch.no_grad():
+        top1 = model(torch.from_numpy(images.transpose(0, 3, 1, 2).copy()).float()).argmax(1).numpy()
+    row = bench.bf16_row("tiny", model, images, top1, top1)
+    assert row["model"] == "float in bf16 (PyTorch)" and row["bytes"] is None and row["ms"] is None
+    assert 0.8 <= row["agree"] <= 1.0 and row["acc"] == row["agree"]  # labels = float decisions here
+    line = bench.table([row]).splitlines()[-1]
+    assert line.endswith("| — | — |") and f"{100 * row['agree']:.2f}" in line
+    flipped = bench.bf16_row("tiny", model, images, top1, (top1 + 1) % 10)
+    assert flipped["agree"] < 0.2  # measured against the decisions it is given, not against itself
