@@ -111,6 +111,37 @@ def test_quant_report_pairs_layers_through_the_graph() -> None:
     assert _pairs(int8, ref) == [(0, 0), (1, 1), (2, None), (3, None), (4, None), (5, 2)]
 
 
+def test_quant_report_leaves_a_rescaled_twin_unpaired() -> None:
+    """onnx2tf folds a hard-sigmoid's x/6 + 1/2 into the convolution before it; the QAT file keeps
+    that convolution plain. Compared, the healthy layer showed −4 dB and the advice "int16
+    activations"; the pair is now recognised as a rescaled function of one signal and left unpaired.
+    Ordinary int8 error (rounding noise, clipping, a small offset) stays comparable."""
+    from edgekd.exporters.quant_report import _fit_sums, _rescaled
+
+    rng = np.random.default_rng(0)
+    q = rng.normal(0.0, 0.4, 20_000)
+
+    def sums(f: np.ndarray) -> tuple[float, ...]:
+        return _fit_sums(f, q, np.ones(q.size, dtype=bool))
+
+    assert _rescaled(*sums(q / 6 + 0.5)) == pytest.approx(1 / 6)  # the folded hard-sigmoid
+    assert _rescaled(*sums(3 * q)) == pytest.approx(3)
+    assert _rescaled(*sums(q + rng.normal(0, 0.05, q.size))) is None  # rounding noise
+    assert _rescaled(*sums(q + 0.05)) is None  # an offset (a zero point off by a few steps) is int8 error
+    # heavy clipping (int8 range ±0.8 on a float of std 1, 42 % clipped): fitted where the int8
+    # value is not saturated it stays comparable; fitted over everything it would read as a float
+    # op 1.5× this one (and the clipping would go unreported)
+    f = rng.normal(0.0, 1.0, q.size)
+    clipped = np.clip(np.round(f / 0.01) * 0.01, -0.8, 0.8)
+    assert _rescaled(*_fit_sums(f, clipped, np.abs(clipped) < 0.795)) is None
+    # a rescaled twin whose int8 range also cuts it: still recognised from the unsaturated values
+    cut = np.clip(q, -0.3, 0.3)
+    assert _rescaled(*_fit_sums(q / 6 + 0.5, cut, np.abs(cut) < 0.295)) == pytest.approx(1 / 6)
+    assert _rescaled(*_fit_sums(f, clipped, np.ones(q.size, dtype=bool))) == pytest.approx(1.49, abs=0.05)
+    assert _rescaled(*sums(q / 6 + rng.normal(0, 1.0, q.size))) is None  # uncorrelated: a bad layer, kept
+    assert _rescaled(*sums(np.zeros_like(q))) is None and _rescaled(0, 0, 0, 0, 0, 0) is None
+
+
 def test_advice_names_the_likely_fix() -> None:
     from edgekd.exporters.quant_report import _advice
 
@@ -904,3 +935,16 @@ def test_quant_report_without_a_float_file_says_so_instead_of_an_empty_table(cap
     print_quant_report({"files": {"student_int8.tflite": {"reference": None, "images": 64, "layers": [layer]}}})
     out = capsys.readouterr().out
     assert "student_int8.tflite: no SNR (no float file in the bundle" in out and "┏" not in out
+
+
+def test_quant_report_names_the_ops_it_did_not_compare(capsys) -> None:
+    from edgekd.exporters.quant_report import print_quant_report
+
+    base = {"float_min": 0.0, "float_max": 1.0, "scale": 0.01, "clipped": 0.0}
+    layers = [
+        {**base, "index": 0, "op": "CONV_2D", "snr_db": 30.0},
+        {**base, "index": 7, "op": "CONV_2D", "snr_db": None, "unpaired": "the float op's output is 0.167× this one's"},
+    ]
+    print_quant_report({"files": {"q.tflite": {"reference": "student_fp32.tflite", "images": 64, "layers": layers}}})
+    out = capsys.readouterr().out
+    assert "not compared: 1 op(s) (# 7)" in out and "30.0" in out

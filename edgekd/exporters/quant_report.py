@@ -22,6 +22,13 @@ and QUANTIZE/DEQUANTIZE are looked through: one converter writes them where anot
 The QAT file (``student_qat_int8``) is compared with the float student before QAT, so its SNR
 also counts what QAT changed in the weights.
 
+A pair can still hold two different functions of the same signal: onnx2tf writes a hard-sigmoid
+as ``RELU_0_TO_1`` of the convolution before it with ``x/6 + 1/2`` folded into that convolution's
+weights, where the QAT file keeps the convolution plain and adds ``+3, ReLU6, ·1/6`` after it.
+Their SNR says nothing about int8 (−4 dB for a healthy layer) and its advice would be wrong, so a
+pair whose outputs are linearly related (correlation ≥ 0.9) with a slope far from 1
+(:func:`_rescaled`) is reported unpaired, with the slope, instead of compared.
+
 The worst layers are flagged with the likely fix, from the numbers alone (see :func:`_advice`).
 """
 
@@ -177,6 +184,33 @@ def _advice(layer: dict[str, Any]) -> str:
     return "QAT (quantization-aware distillation)"
 
 
+SAME_SIGNAL = 0.9  # correlation of a pair's outputs above which they carry one signal
+SLOPE = (0.75, 4 / 3)  # int8 rounding and clipping never scale a tensor by more than this
+
+
+def _fit_sums(f: np.ndarray, q: np.ndarray, unsaturated: np.ndarray) -> tuple[float, ...]:
+    """The sums :func:`_rescaled` takes, over the elements where the int8 value is not at either
+    end of its range (``unsaturated``): clipping is int8's own error, and would steepen the fit."""
+    f, q = f[unsaturated], q[unsaturated]
+    return (f.size, q.sum(), f.sum(), q @ q, f @ f, q @ f)
+
+
+def _rescaled(n: float, sq: float, sf: float, sqq: float, sff: float, sqf: float) -> float | None:
+    """The slope of ``float ≈ a·int8 + b`` when the two outputs carry one signal at another scale
+    (another function of it: a converter folded a multiply into the op); None when they are
+    comparable. From :func:`_fit_sums`: n, Σq, Σf, Σq², Σf², Σqf."""
+    if n < 2:
+        return None
+    cov = sqf / n - (sq / n) * (sf / n)
+    var_q, var_f = sqq / n - (sq / n) ** 2, sff / n - (sf / n) ** 2
+    if var_q <= 0 or var_f <= 0:
+        return None  # a constant output: nothing to fit
+    slope = cov / var_q
+    if cov / math.sqrt(var_q * var_f) >= SAME_SIGNAL and not SLOPE[0] <= slope <= SLOPE[1]:
+        return slope
+    return None
+
+
 def layer_report(int8_path: Path, float_path: Path | None, images: np.ndarray) -> dict[str, Any]:
     """The report of one int8 file, on ``images`` (uint8 NHWC raw pixels)."""
     int8 = _Model(int8_path)
@@ -186,6 +220,8 @@ def layer_report(int8_path: Path, float_path: Path | None, images: np.ndarray) -
     sig, err = np.zeros(n), np.zeros(n)
     lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
     clipped, count = np.zeros(n), np.zeros(n)
+    moments = np.zeros((n, 6))  # per pair: count, Σq, Σf, Σq², Σf², Σqf (see _rescaled)
+    qlo, qhi = np.full(n, np.inf), np.full(n, -np.inf)  # the int8 outputs' own range: a pair found rescaled
     samples: list[list[np.ndarray]] = [[] for _ in range(n)]
     for image in images:
         int8.run(image)
@@ -196,16 +232,30 @@ def layer_report(int8_path: Path, float_path: Path | None, images: np.ndarray) -
             f = ref.output(ref.ops[j]) if j is not None else q
             scale, zero = int8.tensors[int8.ops[i]["outputs"][0]]["quantization"]
             lo[i], hi[i] = min(lo[i], float(f.min())), max(hi[i], float(f.max()))
+            qlo[i], qhi[i] = min(qlo[i], float(q.min())), max(qhi[i], float(q.max()))
+            unsaturated = np.ones(q.shape, dtype=bool)
             if scale:
                 clipped[i] += np.count_nonzero(
                     (f < (-128 - zero) * scale - 0.5 * scale) | (f > (127 - zero) * scale + 0.5 * scale)
                 )
+                unsaturated = (q > (-128 - zero + 0.5) * scale) & (q < (127 - zero - 0.5) * scale)
             count[i] += f.size
             if j is not None:
-                sig[i] += float(np.sum(f.astype(np.float64) ** 2))
-                err[i] += float(np.sum((f.astype(np.float64) - q) ** 2))
+                f64, q64 = f.astype(np.float64).ravel(), q.astype(np.float64).ravel()
+                sig[i] += float(np.sum(f64**2))
+                err[i] += float(np.sum((f64 - q64) ** 2))
+                if f64.size == q64.size:
+                    moments[i] += _fit_sums(f64, q64, unsaturated.ravel())
             samples[i].append(np.abs(f).ravel()[:: max(1, f.size // 256)])
     layers = []
+    slopes = {}
+    for i, j in pairs:
+        slope = _rescaled(*moments[i]) if j is not None else None
+        if slope is not None:
+            slopes[i] = slope
+    pairs = [(i, None if i in slopes else j) for i, j in pairs]
+    for i in slopes:  # reported like an unpaired op: its own range, nothing outside it
+        lo[i], hi[i], clipped[i] = qlo[i], qhi[i], 0.0
     for i, j in pairs:
         op = int8.ops[i]
         t = int8.tensors[op["outputs"][0]]
@@ -232,6 +282,8 @@ def layer_report(int8_path: Path, float_path: Path | None, images: np.ndarray) -
             "reference": "float" if j is not None else None,
             "reference_tensor": ref.tensors[ref.ops[j]["outputs"][0]]["name"][-80:] if j is not None else None,
         }
+        if i in slopes:  # paired, but the float op computes a rescaled function of this one (module docstring)
+            layer["unpaired"] = f"the float op's output is {slopes[i]:.3g}× this one's (a multiply folded in)"
         layer.update(_weights(int8, op) or {})
         layers.append(layer)
     scored = sorted((x for x in layers if x["snr_db"] is not None), key=lambda x: x["snr_db"])
@@ -283,3 +335,10 @@ def print_quant_report(report: dict[str, Any]) -> None:
             continue
         title = f"int8 layers of {name} vs {r['reference']} ({r['images']} calibration images, lowest SNR first)"
         print_table(title, ["#", "op", "SNR dB", "float range", "scale", "clipped %", "w scales", "likely fix"], rows)
+        rescaled = [x["index"] for x in r["layers"] if "unpaired" in x]
+        if rescaled:
+            print(
+                f"  not compared: {len(rescaled)} op(s) (# {', '.join(map(str, rescaled[:8]))}"
+                f"{', …' if len(rescaled) > 8 else ''}) whose float twin computes a rescaled output "
+                "(a multiply folded in, e.g. a hard-sigmoid); see quant_report.json"
+            )
