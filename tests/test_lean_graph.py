@@ -101,6 +101,18 @@ def test_lean_rewrites_are_exact() -> None:
     )
     assert applied == []
 
+    # MobileNetV3's hard-sigmoid gates as add, ReLU6, multiply (TFLite Micro has no RELU_0_TO_1)
+    mnv3 = with_preprocessing(create_model("mobilenetv3_small", 10, 3, (32, 32)), [0.5] * 3, [0.25] * 3).eval()
+    for m in mnv3.modules():  # trained-looking statistics, so the gates see more than their initial values
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_var.uniform_(0.5, 2.0)
+            m.running_mean.normal_(0.0, 0.5)
+    lean, applied = lean_for_export(mnv3, (1, 3, 32, 32))
+    assert applied == ["hardsigmoid_ops"]
+    assert not any(isinstance(m, nn.Hardsigmoid) for m in lean.modules())
+    assert any(isinstance(m, nn.Hardsigmoid) for m in mnv3.modules())  # the model parity compares with: untouched
+    assert _max_diff(lean, mnv3, (1, 3, 32, 32)) < 1e-4
+
 
 def _collapsed_case(distort: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PyTorch logits of a model predicting class 3 for every image, int8 logits off by up to
@@ -215,6 +227,7 @@ REGISTRY_STUDENTS = [
     ),
     ("plain7", {"width": 0.5}, 3, 32, 0.5, None),
     ("mobilenetv2_small", {}, 3, 32, 0.5, None),
+    ("mobilenetv3_small", {"width": 0.25}, 3, 32, 0.5, None),  # hard-sigmoid gates: no RELU_0_TO_1
 ]
 
 
@@ -243,7 +256,7 @@ def test_registry_student_int8_op_list(arch, kwargs, channels, size, mean, expec
         )
     )
     ops = [op.name for op in read_tflite(out).ops]
-    assert not {"PAD", "MEAN", "TRANSPOSE"} & set(ops), ops
+    assert not {"PAD", "MEAN", "TRANSPOSE", "RELU_0_TO_1"} & set(ops), ops  # RELU_0_TO_1: not in TFLite Micro
     if expected is not None:
         assert ops == expected
 

@@ -470,7 +470,8 @@ def test_hard_sigmoid_rewrite_is_exact() -> None:
     import torch
     from torch import nn
 
-    from edgekd.train.qat import HardSigmoidInt8, int8_friendly
+    from edgekd.models.layers import HardSigmoidInt8
+    from edgekd.train.qat import int8_friendly
 
     x = torch.linspace(-5, 5, 1001)
     assert torch.allclose(HardSigmoidInt8()(x), nn.functional.hardsigmoid(x), atol=1e-7)

@@ -212,7 +212,7 @@ def export(
                 **{k: rec[k] for k in (f"val_{task.metric}", f"test_{task.metric}") if k in rec},  # val_iou, test_iou
                 "files": files,
                 "normalization": {"mean": list(mean), "std": list(std)},  # folded into its files
-                "graph_rewrites": rewrites,  # edgekd.exporters.lean: nhwc_flatten, folded_normalization
+                "graph_rewrites": rewrites,  # edgekd.exporters.lean_for_export: what it rewrote
                 **({"distill": ckpt["distill"]} if "distill" in ckpt else {}),
             }
             reference = reference_logits(wrapped, test_nhwc[parity_idx])

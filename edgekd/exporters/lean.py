@@ -13,6 +13,11 @@ checks it on every export):
   image is padding with the *mean* pixel, which no zero-padded convolution on raw pixels
   reproduces at the borders. Otherwise the normalization stays one op (a 1×1 depthwise
   convolution, see :class:`~edgekd.models.wrappers.WithPreprocessing`).
+- **Hard-sigmoid as ADD, ReLU6, MUL.** onnx2tf writes ``nn.Hardsigmoid`` (MobileNetV3's
+  squeeze-excitation gate) as ``RELU_0_TO_1`` with x/6 + 1/2 folded into the op before it; TFLite
+  Micro has no ``RELU_0_TO_1``, so the int8 file of every MobileNetV3 failed the MCU check.
+  ``relu6(x + 3) · 1/6`` (:class:`~edgekd.models.layers.HardSigmoidInt8`) becomes an int8 ADD with
+  ReLU6 fused and a MUL, which it runs; the QAT graph uses the same ops.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import copy
 import torch
 from torch import nn
 
-from edgekd.models.layers import GlobalAvgPool, SameConv2d, same_pads
+from edgekd.models.layers import GlobalAvgPool, SameConv2d, hardsigmoid_as_ops, same_pads
 
 
 class NhwcFlatten(nn.Module):
@@ -138,6 +143,8 @@ def lean_for_export(wrapped: nn.Module, input_shape: tuple[int, int, int, int]) 
     example = torch.zeros(input_shape)
     if nhwc_flatten(lean, example):
         applied.append("nhwc_flatten")
+    if hardsigmoid_as_ops(lean):
+        applied.append("hardsigmoid_ops")
     if isinstance(lean, WithPreprocessing):
         folded = fold_normalization(lean, tuple(input_shape[2:]))
         if folded is not None:

@@ -81,6 +81,30 @@ def conv2d(
     return nn.Conv2d(c_in, c_out, kernel, stride, kernel // 2, groups=groups, bias=bias)
 
 
+class HardSigmoidInt8(nn.Module):
+    """``hardsigmoid(x) = relu6(x + 3) / 6`` written as those three ops, for int8 files. TFLite has
+    no hard-sigmoid kernel: litert-torch lowers ``aten.hardsigmoid`` to float arithmetic between a
+    DEQUANTIZE and a QUANTIZE, and onnx2tf writes ``RELU_0_TO_1`` after the op before it (x/6 + 1/2
+    folded into its weights), which TFLite Micro lacks. As an add, a ReLU6 and a multiply by a
+    constant, both converters write int8 ADD (ReLU6 fused) and MUL, which TFLite Micro runs.
+    The same function (to float rounding)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu6(x + 3.0) * (1.0 / 6.0)
+
+
+def hardsigmoid_as_ops(model: nn.Module) -> int:
+    """Replace every ``nn.Hardsigmoid`` in ``model`` (in place) by :class:`HardSigmoidInt8`; how many."""
+    count = 0
+    for name, child in list(model.named_children()):
+        if isinstance(child, nn.Hardsigmoid):
+            setattr(model, name, HardSigmoidInt8())
+            count += 1
+        else:
+            count += hardsigmoid_as_ops(child)
+    return count
+
+
 class GlobalAvgPool(nn.Module):
     """Global average pooling to (B, C, 1, 1) written as one full-window average pool, which ONNX
     and TFLite keep as AVERAGE_POOL_2D (``nn.AdaptiveAvgPool2d(1)`` becomes a MEAN). No parameters:

@@ -59,17 +59,6 @@ def _input_quantizer(graph: torch.fx.GraphModule) -> nn.Module:
     )  # a model we cannot quantize
 
 
-class HardSigmoidInt8(nn.Module):
-    """``hardsigmoid(x) = relu6(x + 3) / 6`` written as those three ops. litert-torch lowers
-    ``aten.hardsigmoid`` to float arithmetic between a DEQUANTIZE and a QUANTIZE (TFLite has no
-    hard-sigmoid kernel), which left the squeeze-excitation of MobileNetV3 in float; as an add,
-    a ReLU6 and a multiply by a constant, the quantizer annotates each (ReLU6 shares the add's
-    scale) and the file gets int8 ADD, RELU6 and MUL, which TFLite Micro runs."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.relu6(x + 3.0) * (1.0 / 6.0)
-
-
 class GlobalMeanInt8(nn.Module):
     """Global average pooling as a mean over H×W (TFLite MEAN), not a full-window average pool.
 
@@ -85,17 +74,16 @@ class GlobalMeanInt8(nn.Module):
 
 
 def int8_friendly(model: nn.Module) -> nn.Module:
-    """``model`` (modified in place) with every ``nn.Hardsigmoid`` replaced by :class:`HardSigmoidInt8`
-    and every :class:`~edgekd.models.layers.GlobalAvgPool` by :class:`GlobalMeanInt8`."""
-    from edgekd.models.layers import GlobalAvgPool
+    """``model`` (modified in place) with every ``nn.Hardsigmoid`` replaced by
+    :class:`~edgekd.models.layers.HardSigmoidInt8` (litert-torch would leave it in float) and every
+    :class:`~edgekd.models.layers.GlobalAvgPool` by :class:`GlobalMeanInt8`."""
+    from edgekd.models.layers import GlobalAvgPool, hardsigmoid_as_ops
 
-    for name, child in list(model.named_children()):
-        if isinstance(child, nn.Hardsigmoid):
-            setattr(model, name, HardSigmoidInt8())
-        elif isinstance(child, GlobalAvgPool):
-            setattr(model, name, GlobalMeanInt8())
-        else:
-            int8_friendly(child)
+    hardsigmoid_as_ops(model)
+    for child in list(model.modules()):
+        for child_name, grandchild in list(child.named_children()):
+            if isinstance(grandchild, GlobalAvgPool):
+                setattr(child, child_name, GlobalMeanInt8())
     return model
 
 
