@@ -111,35 +111,39 @@ def test_quant_report_pairs_layers_through_the_graph() -> None:
     assert _pairs(int8, ref) == [(0, 0), (1, 1), (2, None), (3, None), (4, None), (5, 2)]
 
 
-def test_quant_report_leaves_a_rescaled_twin_unpaired() -> None:
-    """onnx2tf folds a hard-sigmoid's x/6 + 1/2 into the convolution before it; the QAT file keeps
-    that convolution plain. Compared, the healthy layer showed −4 dB and the advice "int16
-    activations"; the pair is now recognised as a rescaled function of one signal and left unpaired.
-    Ordinary int8 error (rounding noise, clipping, a small offset) stays comparable."""
-    from edgekd.exporters.quant_report import _fit_sums, _rescaled
+def test_quant_report_leaves_an_affine_twin_unpaired() -> None:
+    """onnx2tf folds a hard-sigmoid's x/6 + 1/2 (or, for edgekd's add/ReLU6/multiply form, the +3)
+    into the convolution before it; the QAT file keeps that convolution plain. Compared, healthy
+    layers showed −4 to 0 dB and the advice "int16 activations" or "wider range"; such a pair is now
+    recognised as another affine function of one signal and left unpaired. Ordinary int8 error
+    (rounding noise, clipping, an offset of a few steps) stays comparable."""
+    from edgekd.exporters.quant_report import _affine_twin, _fit_sums
 
     rng = np.random.default_rng(0)
     q = rng.normal(0.0, 0.4, 20_000)
+    span = 255 * 0.02  # the int8 range of a tensor with scale 0.02 (±2.55): q is well inside it
 
-    def sums(f: np.ndarray) -> tuple[float, ...]:
-        return _fit_sums(f, q, np.ones(q.size, dtype=bool))
+    def twin(f: np.ndarray, unsaturated: np.ndarray | None = None, qq: np.ndarray = q) -> tuple | None:
+        mask = np.ones(qq.size, dtype=bool) if unsaturated is None else unsaturated
+        return _affine_twin(*_fit_sums(f, qq, mask), span=span)
 
-    assert _rescaled(*sums(q / 6 + 0.5)) == pytest.approx(1 / 6)  # the folded hard-sigmoid
-    assert _rescaled(*sums(3 * q)) == pytest.approx(3)
-    assert _rescaled(*sums(q + rng.normal(0, 0.05, q.size))) is None  # rounding noise
-    assert _rescaled(*sums(q + 0.05)) is None  # an offset (a zero point off by a few steps) is int8 error
+    assert twin(q / 6 + 0.5) == pytest.approx((1 / 6, 0.5), abs=1e-6)  # the folded hard-sigmoid
+    assert twin(3 * q) == pytest.approx((3, 0), abs=1e-6)
+    assert twin(q + 3.0) == pytest.approx((1, 3), abs=1e-6)  # the folded +3: far outside the int8 range
+    assert twin(q + rng.normal(0, 0.05, q.size)) is None  # rounding noise
+    assert twin(q + 0.1) is None  # an offset of 5 steps (a zero point off) is int8 error
+    assert twin(q / 6 + rng.normal(0, 1.0, q.size)) is None  # uncorrelated: a bad layer, kept
+    assert twin(np.zeros_like(q)) is None and _affine_twin(0, 0, 0, 0, 0, 0) is None
     # heavy clipping (int8 range ±0.8 on a float of std 1, 42 % clipped): fitted where the int8
     # value is not saturated it stays comparable; fitted over everything it would read as a float
     # op 1.5× this one (and the clipping would go unreported)
     f = rng.normal(0.0, 1.0, q.size)
     clipped = np.clip(np.round(f / 0.01) * 0.01, -0.8, 0.8)
-    assert _rescaled(*_fit_sums(f, clipped, np.abs(clipped) < 0.795)) is None
-    # a rescaled twin whose int8 range also cuts it: still recognised from the unsaturated values
+    assert twin(f, np.abs(clipped) < 0.795, clipped) is None
+    assert twin(f, None, clipped)[0] == pytest.approx(1.49, abs=0.05)
+    # an affine twin whose int8 range also cuts it: still recognised from the unsaturated values
     cut = np.clip(q, -0.3, 0.3)
-    assert _rescaled(*_fit_sums(q / 6 + 0.5, cut, np.abs(cut) < 0.295)) == pytest.approx(1 / 6)
-    assert _rescaled(*_fit_sums(f, clipped, np.ones(q.size, dtype=bool))) == pytest.approx(1.49, abs=0.05)
-    assert _rescaled(*sums(q / 6 + rng.normal(0, 1.0, q.size))) is None  # uncorrelated: a bad layer, kept
-    assert _rescaled(*sums(np.zeros_like(q))) is None and _rescaled(0, 0, 0, 0, 0, 0) is None
+    assert twin(q / 6 + 0.5, np.abs(cut) < 0.295, cut)[0] == pytest.approx(1 / 6)
 
 
 def test_advice_names_the_likely_fix() -> None:
@@ -944,7 +948,7 @@ def test_quant_report_names_the_ops_it_did_not_compare(capsys) -> None:
     base = {"float_min": 0.0, "float_max": 1.0, "scale": 0.01, "clipped": 0.0}
     layers = [
         {**base, "index": 0, "op": "CONV_2D", "snr_db": 30.0},
-        {**base, "index": 7, "op": "CONV_2D", "snr_db": None, "unpaired": "the float op's output is 0.167× this one's"},
+        {**base, "index": 7, "op": "CONV_2D", "snr_db": None, "unpaired": "the float op's output is 1·this + 3"},
     ]
     print_quant_report({"files": {"q.tflite": {"reference": "student_fp32.tflite", "images": 64, "layers": layers}}})
     out = capsys.readouterr().out

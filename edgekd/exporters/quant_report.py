@@ -25,9 +25,13 @@ also counts what QAT changed in the weights.
 A pair can still hold two different functions of the same signal: onnx2tf writes a hard-sigmoid
 as ``RELU_0_TO_1`` of the convolution before it with ``x/6 + 1/2`` folded into that convolution's
 weights, where the QAT file keeps the convolution plain and adds ``+3, ReLU6, ·1/6`` after it.
-Their SNR says nothing about int8 (−4 dB for a healthy layer) and its advice would be wrong, so a
-pair whose outputs are linearly related (correlation ≥ 0.9) with a slope far from 1
-(:func:`_rescaled`) is reported unpaired, with the slope, instead of compared.
+Their SNR says nothing about int8 (−4 dB for a healthy layer) and its advice would be wrong. The
+same when a converter folds an add into the op (edgekd's own ``+3`` of the hard-sigmoid, folded
+into the convolution's bias by onnx2tf, kept as an ADD in the QAT file). So a pair whose outputs
+are linearly related (correlation ≥ 0.9) with a slope far from 1 or a shift of more than a quarter
+of the int8 tensor's range (:func:`_affine_twin`) is reported unpaired, with the relation, instead
+of compared: no int8 rounding, clipping or zero point scales a tensor by a third or moves it by 64
+steps.
 
 The worst layers are flagged with the likely fix, from the numbers alone (see :func:`_advice`).
 """
@@ -186,19 +190,23 @@ def _advice(layer: dict[str, Any]) -> str:
 
 SAME_SIGNAL = 0.9  # correlation of a pair's outputs above which they carry one signal
 SLOPE = (0.75, 4 / 3)  # int8 rounding and clipping never scale a tensor by more than this
+SHIFT = 0.25  # nor move it by more than this share of its int8 range (64 steps)
 
 
 def _fit_sums(f: np.ndarray, q: np.ndarray, unsaturated: np.ndarray) -> tuple[float, ...]:
-    """The sums :func:`_rescaled` takes, over the elements where the int8 value is not at either
+    """The sums :func:`_affine_twin` takes, over the elements where the int8 value is not at either
     end of its range (``unsaturated``): clipping is int8's own error, and would steepen the fit."""
     f, q = f[unsaturated], q[unsaturated]
     return (f.size, q.sum(), f.sum(), q @ q, f @ f, q @ f)
 
 
-def _rescaled(n: float, sq: float, sf: float, sqq: float, sff: float, sqf: float) -> float | None:
-    """The slope of ``float ≈ a·int8 + b`` when the two outputs carry one signal at another scale
-    (another function of it: a converter folded a multiply into the op); None when they are
-    comparable. From :func:`_fit_sums`: n, Σq, Σf, Σq², Σf², Σqf."""
+def _affine_twin(
+    n: float, sq: float, sf: float, sqq: float, sff: float, sqf: float, span: float = 0.0
+) -> tuple[float, float] | None:
+    """(a, b) of ``float ≈ a·int8 + b`` when the two outputs carry one signal through another affine
+    function (a converter folded a multiply or an add into the op); None when they are comparable.
+    From :func:`_fit_sums`: n, Σq, Σf, Σq², Σf², Σqf; ``span``: the int8 tensor's range (255·scale,
+    0 for a float tensor: no shift test)."""
     if n < 2:
         return None
     cov = sqf / n - (sq / n) * (sf / n)
@@ -206,8 +214,11 @@ def _rescaled(n: float, sq: float, sf: float, sqq: float, sff: float, sqf: float
     if var_q <= 0 or var_f <= 0:
         return None  # a constant output: nothing to fit
     slope = cov / var_q
-    if cov / math.sqrt(var_q * var_f) >= SAME_SIGNAL and not SLOPE[0] <= slope <= SLOPE[1]:
-        return slope
+    shift = sf / n - slope * sq / n
+    if cov / math.sqrt(var_q * var_f) < SAME_SIGNAL:
+        return None
+    if not SLOPE[0] <= slope <= SLOPE[1] or (span > 0 and abs(shift) > SHIFT * span):
+        return slope, shift
     return None
 
 
@@ -220,8 +231,8 @@ def layer_report(int8_path: Path, float_path: Path | None, images: np.ndarray) -
     sig, err = np.zeros(n), np.zeros(n)
     lo, hi = np.full(n, np.inf), np.full(n, -np.inf)
     clipped, count = np.zeros(n), np.zeros(n)
-    moments = np.zeros((n, 6))  # per pair: count, Σq, Σf, Σq², Σf², Σqf (see _rescaled)
-    qlo, qhi = np.full(n, np.inf), np.full(n, -np.inf)  # the int8 outputs' own range: a pair found rescaled
+    moments = np.zeros((n, 6))  # per pair: count, Σq, Σf, Σq², Σf², Σqf (see _affine_twin)
+    qlo, qhi = np.full(n, np.inf), np.full(n, -np.inf)  # the int8 outputs' own range: for an affine twin
     samples: list[list[np.ndarray]] = [[] for _ in range(n)]
     for image in images:
         int8.run(image)
@@ -250,9 +261,10 @@ def layer_report(int8_path: Path, float_path: Path | None, images: np.ndarray) -
     layers = []
     slopes = {}
     for i, j in pairs:
-        slope = _rescaled(*moments[i]) if j is not None else None
-        if slope is not None:
-            slopes[i] = slope
+        scale = int8.tensors[int8.ops[i]["outputs"][0]]["quantization"][0]
+        twin = _affine_twin(*moments[i], span=255 * scale) if j is not None else None
+        if twin is not None:
+            slopes[i] = twin
     pairs = [(i, None if i in slopes else j) for i, j in pairs]
     for i in slopes:  # reported like an unpaired op: its own range, nothing outside it
         lo[i], hi[i], clipped[i] = qlo[i], qhi[i], 0.0
@@ -282,8 +294,10 @@ def layer_report(int8_path: Path, float_path: Path | None, images: np.ndarray) -
             "reference": "float" if j is not None else None,
             "reference_tensor": ref.tensors[ref.ops[j]["outputs"][0]]["name"][-80:] if j is not None else None,
         }
-        if i in slopes:  # paired, but the float op computes a rescaled function of this one (module docstring)
-            layer["unpaired"] = f"the float op's output is {slopes[i]:.3g}× this one's (a multiply folded in)"
+        if i in slopes:  # paired, but the float op computes another affine function of it (module docstring)
+            a, b = slopes[i]
+            sign = "+" if b >= 0 else "−"
+            layer["unpaired"] = f"the float op's output is {a:.3g}·this {sign} {abs(b):.3g} (folded in)"
         layer.update(_weights(int8, op) or {})
         layers.append(layer)
     scored = sorted((x for x in layers if x["snr_db"] is not None), key=lambda x: x["snr_db"])
@@ -335,10 +349,10 @@ def print_quant_report(report: dict[str, Any]) -> None:
             continue
         title = f"int8 layers of {name} vs {r['reference']} ({r['images']} calibration images, lowest SNR first)"
         print_table(title, ["#", "op", "SNR dB", "float range", "scale", "clipped %", "w scales", "likely fix"], rows)
-        rescaled = [x["index"] for x in r["layers"] if "unpaired" in x]
-        if rescaled:
+        twins = [x["index"] for x in r["layers"] if "unpaired" in x]
+        if twins:
             print(
-                f"  not compared: {len(rescaled)} op(s) (# {', '.join(map(str, rescaled[:8]))}"
-                f"{', …' if len(rescaled) > 8 else ''}) whose float twin computes a rescaled output "
-                "(a multiply folded in, e.g. a hard-sigmoid); see quant_report.json"
+                f"  not compared: {len(twins)} op(s) (# {', '.join(map(str, twins[:8]))}"
+                f"{', …' if len(twins) > 8 else ''}) whose float twin computes a scaled or shifted copy "
+                "(a multiply or add folded in, e.g. of a hard-sigmoid); see quant_report.json"
             )
