@@ -121,11 +121,15 @@ def measure_one(key: str, run: Path, args: argparse.Namespace, work: Path) -> li
             out = runner.predict(images)
         except Exception as exc:  # noqa: BLE001 - one file that does not run is a row, not the end of the run
             return {"student": key, "model": label, "error": f"does not run: {exc}"}
+        top2 = np.sort(out, 1)[:, -2:]
         return {
             "student": key,
             "model": label,
             "acc": float(np.mean(out.argmax(1) == labels)),
             "agree": float(np.mean(out.argmax(1) == float_top1)),
+            # disagreements where the file's two top outputs are equal (one output step can hold
+            # them both): argmax takes the lower class index, whatever the float student preferred
+            "tied_disagree": float(np.mean((out.argmax(1) != float_top1) & (top2[:, 0] == top2[:, 1]))),
             "bytes": path.stat().st_size,
             "ms": _latency(runner, images),
             **extra,
@@ -275,6 +279,12 @@ def main() -> None:
             teacher = teacher or run / "teacher.pt"
         rows += measure_one(key, run, args, args.work)
         print(table(rows), flush=True)  # a partial table survives an interrupted second student
+        for r in rows:
+            if r["student"] == key and r.get("tied_disagree"):
+                print(
+                    f"  {key} {r['model']}: {100 * (1 - r['agree']):.2f} % disagree, "
+                    f"{100 * r['tied_disagree']:.2f} % of images on an exact tie of its top two outputs"
+                )
     if args.results_file:
         from edgekd.atomic import write_json
 
