@@ -34,7 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.train.pt2e import _DQ_CHANNEL, _Q_CHANNEL, graph_constant
+from edgekd.train.pt2e import DQ_CHANNEL, Q_CHANNEL, graph_constant
 
 _DQ = "quantized_decomposed.dequantize_per_tensor.default"
 _Q = "quantized_decomposed.quantize_per_tensor.default"
@@ -275,13 +275,13 @@ def _constant(graph: Any, node: Any) -> torch.Tensor | None:
 def _int_weight(graph: Any, w: Any) -> tuple[torch.Tensor, torch.Tensor] | None:
     """(int8 weight as int64, per-channel scale) of a per-channel, axis-0 weight dequantize whose
     input is a constant int8 tensor or the quantize of a constant float one; else None."""
-    if not isinstance(w, torch.fx.Node) or str(w.target) != _DQ_CHANNEL or w.args[3] != 0:
+    if not isinstance(w, torch.fx.Node) or str(w.target) != DQ_CHANNEL or w.args[3] != 0:
         return None
     scale, zp = _constant(graph, w.args[1]), _constant(graph, w.args[2])
     if scale is None or zp is None or bool((zp != 0).any()):
         return None
     src = w.args[0]
-    if isinstance(src, torch.fx.Node) and str(src.target) == _Q_CHANNEL:
+    if isinstance(src, torch.fx.Node) and str(src.target) == Q_CHANNEL:
         weight = _constant(graph, src.args[0])
         if weight is None:
             return None
