@@ -178,12 +178,10 @@ def bf16_row(key: str, pixel_model, images: np.ndarray, labels: np.ndarray, floa
 
     import torch
 
+    from edgekd.exporters.parity import reference_logits
+
     model = copy.deepcopy(pixel_model).eval().to(torch.bfloat16)
-    x = torch.from_numpy(np.ascontiguousarray(images.transpose(0, 3, 1, 2)))
-    with torch.no_grad():
-        top1 = np.concatenate(
-            [model(x[i : i + 500].to(torch.bfloat16)).float().argmax(1).numpy() for i in range(0, len(x), 500)]
-        )
+    top1 = reference_logits(lambda x: model(x.to(torch.bfloat16)), images).argmax(1)
     return {
         "student": key,
         "model": "float in bf16 (PyTorch)",

@@ -259,14 +259,14 @@ def layer_report(int8_path: Path, float_path: Path | None, images: np.ndarray) -
                     moments[i] += _fit_sums(f64, q64, unsaturated.ravel())
             samples[i].append(np.abs(f).ravel()[:: max(1, f.size // 256)])
     layers = []
-    slopes = {}
+    twins = {}  # int8 op position → (a, b) of its float twin's a·int8 + b
     for i, j in pairs:
         scale = int8.tensors[int8.ops[i]["outputs"][0]]["quantization"][0]
         twin = _affine_twin(*moments[i], span=255 * scale) if j is not None else None
         if twin is not None:
-            slopes[i] = twin
-    pairs = [(i, None if i in slopes else j) for i, j in pairs]
-    for i in slopes:  # reported like an unpaired op: its own range, nothing outside it
+            twins[i] = twin
+    pairs = [(i, None if i in twins else j) for i, j in pairs]
+    for i in twins:  # reported like an unpaired op: its own range, nothing outside it
         lo[i], hi[i], clipped[i] = qlo[i], qhi[i], 0.0
     for i, j in pairs:
         op = int8.ops[i]
@@ -294,8 +294,8 @@ def layer_report(int8_path: Path, float_path: Path | None, images: np.ndarray) -
             "reference": "float" if j is not None else None,
             "reference_tensor": ref.tensors[ref.ops[j]["outputs"][0]]["name"][-80:] if j is not None else None,
         }
-        if i in slopes:  # paired, but the float op computes another affine function of it (module docstring)
-            a, b = slopes[i]
+        if i in twins:  # paired, but the float op computes another affine function of it (module docstring)
+            a, b = twins[i]
             sign = "+" if b >= 0 else "−"
             layer["unpaired"] = f"the float op's output is {a:.3g}·this {sign} {abs(b):.3g} (folded in)"
         layer.update(_weights(int8, op) or {})

@@ -15,6 +15,8 @@ Stride-1 convolutions with odd kernels pad symmetrically in both modes (SAME is 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -93,16 +95,21 @@ class HardSigmoidInt8(nn.Module):
         return F.relu6(x + 3.0) * (1.0 / 6.0)
 
 
-def hardsigmoid_as_ops(model: nn.Module) -> int:
-    """Replace every ``nn.Hardsigmoid`` in ``model`` (in place) by :class:`HardSigmoidInt8`; how many."""
+def replace_modules(model: nn.Module, kind: type[nn.Module], make: Callable[[], nn.Module]) -> int:
+    """Replace every ``kind`` module inside ``model`` (in place, at any depth) by ``make()``; how many."""
     count = 0
     for name, child in list(model.named_children()):
-        if isinstance(child, nn.Hardsigmoid):
-            setattr(model, name, HardSigmoidInt8())
+        if isinstance(child, kind):
+            setattr(model, name, make())
             count += 1
         else:
-            count += hardsigmoid_as_ops(child)
+            count += replace_modules(child, kind, make)
     return count
+
+
+def hardsigmoid_as_ops(model: nn.Module) -> int:
+    """Replace every ``nn.Hardsigmoid`` in ``model`` (in place) by :class:`HardSigmoidInt8`; how many."""
+    return replace_modules(model, nn.Hardsigmoid, HardSigmoidInt8)
 
 
 class GlobalAvgPool(nn.Module):

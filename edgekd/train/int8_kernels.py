@@ -34,10 +34,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from edgekd.train.pt2e import DQ_CHANNEL, Q_CHANNEL, graph_constant
+from edgekd.train.pt2e import DQ_CHANNEL, DQ_TENSOR, Q_CHANNEL, Q_TENSOR, graph_constant
 
-_DQ = "quantized_decomposed.dequantize_per_tensor.default"
-_Q = "quantized_decomposed.quantize_per_tensor.default"
 _HARDSWISH = ("aten.hardswish.default", "aten.hardswish_.default")
 _CONV = "aten.conv2d.default"
 _LINEAR = "aten.linear.default"
@@ -154,10 +152,10 @@ def emulate_integer_kernels(graph: Any) -> int:
             continue
         src = n.args[0]
         users = list(n.users)
-        if not isinstance(src, torch.fx.Node) or str(src.target) != _DQ or len(users) != 1:
+        if not isinstance(src, torch.fx.Node) or str(src.target) != DQ_TENSOR or len(users) != 1:
             continue
         q = users[0]
-        if str(q.target) != _Q or any(isinstance(a, torch.fx.Node) for a in (*src.args[1:3], *q.args[1:3])):
+        if str(q.target) != Q_TENSOR or any(isinstance(a, torch.fx.Node) for a in (*src.args[1:3], *q.args[1:3])):
             continue
         if src.args[5] != torch.int8 or q.args[5] != torch.int8:
             continue
@@ -187,7 +185,7 @@ def _output_quantize(node: Any) -> Any:
     users = list(node.users)
     if len(users) == 1 and str(users[0].target) in _CLAMPS:
         users = list(users[0].users)
-    if len(users) != 1 or str(users[0].target) != _Q:
+    if len(users) != 1 or str(users[0].target) != Q_TENSOR:
         return None
     q = users[0]
     if isinstance(q.args[1], torch.fx.Node) or q.args[5] != torch.int8:
@@ -202,7 +200,7 @@ def _emulate_integer_convs(graph: Any) -> int:
             continue
         x, w = n.args[:2]
         b = n.args[2] if len(n.args) > 2 else None
-        if not isinstance(x, torch.fx.Node) or str(x.target) != _DQ or isinstance(x.args[1], torch.fx.Node):
+        if not isinstance(x, torch.fx.Node) or str(x.target) != DQ_TENSOR or isinstance(x.args[1], torch.fx.Node):
             continue
         if x.args[5] != torch.int8 or (q := _output_quantize(n)) is None or (weights := _int_weight(graph, w)) is None:
             continue
@@ -327,7 +325,7 @@ class IntegerAdd(nn.Module):
 def _int8_dequantize(node: Any) -> bool:
     return (
         isinstance(node, torch.fx.Node)
-        and str(node.target) == _DQ
+        and str(node.target) == DQ_TENSOR
         and not isinstance(node.args[1], torch.fx.Node)
         and node.args[5] == torch.int8
     )

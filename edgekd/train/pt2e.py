@@ -248,9 +248,10 @@ def tflite_quantizer(pt2e: dict[str, Any] | None = None) -> Any:
 
 
 _BIASED = ("aten.conv2d.default", "aten.linear.default")
-_DQ_TENSOR = "quantized_decomposed.dequantize_per_tensor.default"
-# the converted graph's per-channel weight (de)quantize ops, by name: edgekd.train.int8_kernels finds
-# the int8 weights of a convolution through them too
+# the converted graph's (de)quantize ops, by name; edgekd.train.int8_kernels finds the int8
+# tensors and weights of the ops it rewrites through them too
+DQ_TENSOR = "quantized_decomposed.dequantize_per_tensor.default"
+Q_TENSOR = "quantized_decomposed.quantize_per_tensor.default"
 DQ_CHANNEL = "quantized_decomposed.dequantize_per_channel.default"
 Q_CHANNEL = "quantized_decomposed.quantize_per_channel.default"
 
@@ -273,7 +274,7 @@ def round_biases_to_int32(graph: Any) -> int:
         x, w, b = n.args[:3]
         if not all(isinstance(a, torch.fx.Node) for a in (x, w, b)) or b.op != "get_attr":
             continue
-        if str(x.target) != _DQ_TENSOR or str(w.target) != DQ_CHANNEL or w.args[3] != 0:
+        if str(x.target) != DQ_TENSOR or str(w.target) != DQ_CHANNEL or w.args[3] != 0:
             continue
         s_in, s_w = x.args[1], w.args[1]
         if isinstance(s_in, torch.fx.Node) or not isinstance(s_w, torch.fx.Node) or s_w.op != "get_attr":

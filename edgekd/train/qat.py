@@ -77,13 +77,10 @@ def int8_friendly(model: nn.Module) -> nn.Module:
     """``model`` (modified in place) with every ``nn.Hardsigmoid`` replaced by
     :class:`~edgekd.models.layers.HardSigmoidInt8` (litert-torch would leave it in float) and every
     :class:`~edgekd.models.layers.GlobalAvgPool` by :class:`GlobalMeanInt8`."""
-    from edgekd.models.layers import GlobalAvgPool, hardsigmoid_as_ops
+    from edgekd.models.layers import GlobalAvgPool, hardsigmoid_as_ops, replace_modules
 
     hardsigmoid_as_ops(model)
-    for child in list(model.modules()):
-        for child_name, grandchild in list(child.named_children()):
-            if isinstance(grandchild, GlobalAvgPool):
-                setattr(child, child_name, GlobalMeanInt8())
+    replace_modules(model, GlobalAvgPool, GlobalMeanInt8)
     return model
 
 
