@@ -362,6 +362,7 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
             raise EdgekdError(f"{path} is not the study's teacher (sha256 differs)")
         teachers[key] = path
     data = load_dataset(cfg.data, log=log)
+    _warm_up(spc, data)
     out_dir.mkdir(parents=True, exist_ok=True)
     trials = study.user_attrs.get(TRIALS_ATTR, DEFAULT_TRIALS)
     rpi = spec.get("rpi")  # the main process's calibration: measured on its host (README: workers on the same hardware)
@@ -644,6 +645,20 @@ def _objective(trial, study, ctx: _Ctx) -> float:
     trial.set_user_attr("status", "trained")
     log(f"search: trial {trial.number} {cand.key}: val acc {s['val_acc']:.4f}")
     return float(s["val_acc"])
+
+
+def _warm_up(space: SearchSpace, data) -> None:
+    """Load what a trial's first steps would load on first use, before a worker says it is ready:
+    torch with every candidate built once (which also checks that this machine's edgekd builds them)
+    and torch's FLOP counter (1.4 s on its first use here, after the imports). A main process has
+    all of it loaded when it asks for trials; a worker without this lost the first trials of a rerun
+    to it, taking 3-5 s on a loaded 2-core machine to reach its first one."""
+    import torch
+
+    from edgekd.models import count_macs
+
+    _check_models(space, data)
+    count_macs(torch.nn.Conv2d(1, 1, 1), (1, 1, 1, 1))
 
 
 def _check_models(space: SearchSpace, data) -> None:
