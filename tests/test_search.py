@@ -409,3 +409,18 @@ def test_rpi_ms_is_the_host_latency_times_the_factor(tmp_path):
     assert _usable(f, budget, 3.0) and not _usable(f, budget, 4.0)
     with pytest.raises(ValueError, match="needs rpi_factor"):
         measure_candidate(cand, budget, **kw)
+
+
+def test_a_killed_trial_is_counted_failed_not_training():
+    from optuna.trial import TrialState
+
+    from edgekd.search.report import shown_status, trial_rows
+
+    study = optuna.create_study(direction="maximize")
+    killed = study.ask()
+    killed.set_user_attr("status", "training")  # set when its training began; its process then died
+    study.tell(killed, state=TrialState.FAIL)
+    done = study.ask()
+    done.set_user_attr("status", "trained")
+    study.tell(done, 0.5)
+    assert [shown_status(r) for r in trial_rows(study)] == ["failed", "trained"]

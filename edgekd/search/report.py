@@ -38,6 +38,14 @@ def trial_rows(study) -> list[dict[str, Any]]:
     return rows
 
 
+def shown_status(row: dict[str, Any]) -> str:
+    """What a trial came to, for the counts and tables: a failed trial (its process died or raised)
+    is "failed" whatever status it had reached, so a killed trial does not read as still training."""
+    if row["state"] == "fail":
+        return "failed"
+    return row["status"] or row["state"]
+
+
 def latency_key(budget) -> str:
     """The front's latency axis: the MCU estimate when a device is given, else the host
     measurement when asked for, else MACs (a proxy)."""
@@ -95,7 +103,7 @@ def write_report(study, ctx, teacher_record: dict[str, Any], final: list[dict[st
     best = next((f for f in final if f.get("best")), None)
     counts: dict[str, int] = {}
     for r in rows:
-        counts[r["status"] or r["state"]] = counts.get(r["status"] or r["state"], 0) + 1
+        counts[shown_status(r)] = counts.get(shown_status(r), 0) + 1
     failed = [
         r["number"] for r in rows if r["state"] == "fail" and not any(q.get("retry_of") == r["number"] for q in rows)
     ]
@@ -138,7 +146,7 @@ def _markdown(result: dict[str, Any], lat: str) -> str:
         [
             r["number"],
             r["candidate_key"] or "—",
-            r["status"] or r["state"],
+            shown_status(r),
             "—" if r["val_acc"] is None else f"{100 * r['val_acc']:.2f}",
             *(_fig(r["figures"], k) for k in FIGURE_KEYS),
             "; ".join(r["violations"] or []),
