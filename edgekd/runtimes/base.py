@@ -21,6 +21,9 @@ class Runner(ABC):
     format: str  # onnx | pytorch | tflite_fp32 | tflite_int8 | …
     layout: str  # NHWC or NCHW
     runtime: str  # e.g. "onnxruntime 1.32.0"
+    # opens files whose architecture the caller names (``arch=``, a PyTorch checkpoint): open_runner
+    # passes its ``arch`` only to such runners
+    takes_arch: bool = False
 
     def __init__(self, path: Path, threads: int | None) -> None:
         self.path = Path(path)
@@ -77,9 +80,7 @@ def open_runner(
     if not path.is_file():
         raise EdgekdError(f"model file not found: {path}")
     cls = load_attr(runner) if runner is not None else fmt.runner_class()
-    import inspect
-
-    takes_arch = arch is not None and "arch" in inspect.signature(cls).parameters  # PyTorch's runner
-    opened = cls(path, threads, arch=arch) if takes_arch else cls(path, threads)
+    vouched = arch is not None and getattr(cls, "takes_arch", False)
+    opened = cls(path, threads, arch=arch) if vouched else cls(path, threads)
     opened.format = format if format is not None else fmt.name if fmt is not None else path.suffix.lstrip(".")
     return opened

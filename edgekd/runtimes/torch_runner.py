@@ -12,6 +12,7 @@ from edgekd.runtimes.base import Runner, RuntimeMissing, raw_nchw
 
 class TorchRunner(Runner):
     layout = "NCHW"
+    takes_arch = True
 
     def __init__(self, path: Path, threads: int | None, arch: Any = None) -> None:
         super().__init__(path, threads)
