@@ -224,24 +224,53 @@ def table(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+class BadInput(Exception):
+    """A bad argument: one ``quant: error:`` line and exit 2, before any work."""
+
+
+RUN_FILES = ("student.pt", "config.yaml", "summary.json")  # what a finished distill run holds
+
+
 def parse_runs(items: list[str]) -> dict[str, Path]:
-    """``--run STUDENT=FOLDER`` → {student: folder}; a bad one is one error line and exit 2."""
+    """``--run STUDENT=FOLDER`` → {student: folder}."""
+    from edgekd.registry import unknown_name_message
+
     runs = {}
     for item in items:
         key, sep, folder = item.partition("=")
-        if not sep or key not in STUDENTS:
-            why = f"expected STUDENT=FOLDER with STUDENT one of {', '.join(STUDENTS)}"
-        elif not (Path(folder) / "student.pt").is_file():
-            why = f"{folder} holds no student.pt (a finished distill run)"
-        else:
-            runs[key] = Path(folder)
-            continue
-        print(f"quant: error: --run {item!r}: {why}", file=sys.stderr)
-        sys.exit(2)
+        if not sep:
+            raise BadInput(f"--run {item!r}: expected STUDENT=FOLDER")
+        if key not in STUDENTS:
+            raise BadInput(f"--run {item!r}: {unknown_name_message('student', key, STUDENTS)}")
+        missing = [f for f in RUN_FILES if not (Path(folder) / f).is_file()]
+        if missing:
+            raise BadInput(f"--run {item!r}: {folder} is not a finished distill run (no {', '.join(missing)})")
+        runs[key] = Path(folder)
     return runs
 
 
-def main() -> None:
+def check_args(args: argparse.Namespace) -> list[str]:
+    """The students to run, after every number and name is checked (:class:`BadInput` if not)."""
+    from edgekd.registry import unknown_name_message
+
+    for name, low in (("teacher_epochs", 1), ("epochs", 1), ("qat_epochs", 1), ("train_limit", 0), ("test_limit", 0)):
+        value = getattr(args, name)
+        if value < low:
+            raise BadInput(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+    if not 0.0 < args.val_fraction < 1.0:
+        raise BadInput(f"--val-fraction must be between 0 and 1 (exclusive), got {args.val_fraction}")
+    students = [k for k in args.students.split(",") if k]
+    for key in students:
+        if key not in STUDENTS:
+            raise BadInput(f"--students: {unknown_name_message('student', key, STUDENTS)}")
+    if not students:
+        raise BadInput(f"--students is empty; give some of {', '.join(STUDENTS)}")
+    if args.teacher is not None and not args.teacher.is_file():
+        raise BadInput(f"--teacher: {args.teacher} not found")
+    return students
+
+
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher-arch", default="resnet20", help="the teacher, trained once for both students")
     parser.add_argument("--teacher-epochs", type=int, default=3, help="teacher epochs")
@@ -265,11 +294,26 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--work", type=Path, default=Path("runs/bench-quant"))
     parser.add_argument("--results-file", type=Path, default=None, help="also write the rows as JSON")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    from edgekd.errors import EdgekdError
+
+    try:
+        students, finished = check_args(args), parse_runs(args.run)
+        rows = run_students(students, finished, args)
+    except (BadInput, EdgekdError) as exc:  # a bad argument, a corrupt run or data file: one line
+        print(f"quant: error: {exc}", file=sys.stderr)
+        return 2
+    failed = [f"{r['student']} {r['model']}: {r['error']}" for r in rows if "error" in r]
+    for line in failed:
+        print(f"quant: failed: {line}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def run_students(students: list[str], finished: dict[str, Path], args: argparse.Namespace) -> list[dict]:
+    """Every row of every student (a file that fails is a row with an ``error``)."""
     rows: list[dict] = []
     teacher: Path | None = args.teacher
-    finished = parse_runs(args.run)
-    for key in args.students.split(","):
+    for key in students:
         if key in finished:
             run = finished[key]
         else:
@@ -287,7 +331,8 @@ def main() -> None:
         from edgekd.atomic import write_json
 
         write_json(args.results_file, rows)  # strict: a NaN accuracy is an error, not bare NaN
+    return rows
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -94,3 +94,26 @@ def test_quant_bf16_row_is_a_float_reference_without_a_file() -> None:
     assert line.endswith("| — | — |") and f"{100 * row['agree']:.2f}" in line
     flipped = bench.bf16_row("tiny", model, images, top1, (top1 + 1) % 10)
     assert flipped["agree"] < 0.2  # measured against the decisions it is given, not against itself
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["--students", "mnv3_cifr"], "unknown student 'mnv3_cifr'; did you mean 'mnv3_cifar'?"),
+        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
+        (["--teacher", "no-such-teacher.pt"], "--teacher: no-such-teacher.pt not found"),
+        (["--run", "resnet8"], "expected STUDENT=FOLDER"),
+        (["--run", "resnet8={half}"], "is not a finished distill run (no config.yaml, summary.json)"),
+    ],
+)
+def test_quant_bench_bad_input_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixture, args, fragment) -> None:
+    half = tmp_path / "half"  # a run folder with a student.pt (garbage) and nothing else
+    half.mkdir()
+    (half / "student.pt").write_text("not a checkpoint")
+    quant = _load("quant")
+    assert quant.main([a.format(half=half) for a in args] + ["--work", str(tmp_path / "work")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("quant: error: ") and fragment in err[0], err
+    assert not (tmp_path / "work").exists()  # nothing written
+    assert (half / "student.pt").read_text() == "not a checkpoint"
