@@ -37,7 +37,7 @@ def did_you_mean(name: str, choices: Iterable[str], prefix: str = "") -> str:
 def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:
     """``unknown KIND 'name'; did you mean 'x'? available: a, b, c``."""
     choices = list(choices)
-    return f"unknown {kind} {name!r}{did_you_mean(name, choices)} available: {', '.join(choices)}"
+    return f"unknown {kind} {name!r}{did_you_mean(name, choices) or ';'} available: {', '.join(choices)}"
 
 
 class DocumentedEntry(NamedTuple):

@@ -70,6 +70,8 @@ def test_foreign_factory_and_errors() -> None:
         create_model("torchvision.models:nope", 5, 3, (32, 32))
     with pytest.raises(UnknownNameError, match="unknown model 'resnet9'; did you mean 'resnet8'"):
         create_model("resnet9", 5, 3, (32, 32))
+    with pytest.raises(UnknownNameError, match="unknown model 'zzzz'; available: "):  # no close name
+        create_model("zzzz", 5, 3, (32, 32))
     with pytest.raises(EdgekdError, match="rejected its arguments"):
         create_model("resnet8", 5, 3, (32, 32), depth=3)
 
