@@ -65,7 +65,11 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
             raise CheckpointError(f"corrupt or unreadable checkpoint {path}: not a PyTorch pickle stream") from None
         raise CheckpointError(_unpickling_message(path, exc)) from None
     except Exception as exc:  # noqa: BLE001 - damaged bytes fail anywhere in the unpickler (KeyError, struct.error, ...)
-        raise CheckpointError(f"corrupt or unreadable checkpoint {path}: {first_line(exc, 160)}") from None
+        # the unpickler's own message can be a bare number (KeyError 174812789 for a text file): say what it was
+        raise CheckpointError(
+            f"corrupt or unreadable checkpoint {path}: not a PyTorch checkpoint "
+            f"({type(exc).__name__} while reading it: {first_line(exc, 120)})"
+        ) from None
     if not isinstance(ckpt, dict):
         raise CheckpointError(f"{path} is not an edgekd checkpoint (it holds a {type(ckpt).__name__})")
     if ckpt.get("format") != FORMAT:

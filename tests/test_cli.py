@@ -178,6 +178,10 @@ def test_corrupt_and_mismatched_checkpoints(tmp_path: Path, capsys: pytest.Captu
     corrupt.write_bytes(bytes(range(253, 256)) * 300)
     proc = edgekd("distill", "--out", str(tmp_path / "a"), *overrides, "--set", f"teacher.checkpoint={corrupt}")
     assert_one_line_error(proc, "corrupt or unreadable checkpoint")
+    # a text file: the unpickler fails with a bare KeyError number, named as such
+    corrupt.write_text("junk\n")
+    proc = edgekd("distill", "--out", str(tmp_path / "a"), *overrides, "--set", f"teacher.checkpoint={corrupt}")
+    assert_one_line_error(proc, "corrupt or unreadable checkpoint", "not a PyTorch checkpoint (KeyError while")
 
     # a checkpoint trained for 3-channel 32x32 CIFAR-like data offered to 1-channel 8x8 digits
     import torch
