@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import sys
 import tempfile
 from pathlib import Path
 
@@ -27,6 +28,8 @@ import numpy as np
 
 from edgekd.atomic import write_json
 from edgekd.benchmark.int8_compare import compare_int8, describe, interleaved_latency, op_slices
+from edgekd.benchmark.worker import load_eval
+from edgekd.errors import EdgekdError
 from edgekd.fdcapture import captured_fds
 from edgekd.ui import print_table
 
@@ -114,21 +117,31 @@ def main() -> int:
     )
     p.add_argument("--json", type=Path, help="write the full report here")
     args = p.parse_args()
+    try:
+        return compare(args)
+    except EdgekdError as exc:  # a bad flag, a missing or unreadable file: one line, no traceback
+        print(f"lean_int8: error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", None) or 2
+
+
+def compare(args: argparse.Namespace) -> int:
+    """Every check on the input first, then the comparison, its tables and the ratio line."""
     if args.runs < 1 or args.rounds < 1 or args.warmup < 0:
-        p.error("--runs and --rounds must be at least 1, --warmup at least 0")
+        raise EdgekdError("--runs and --rounds must be at least 1, --warmup at least 0")
     files = {"edgekd": args.edgekd, "mlperf": args.reference}
     for item in args.extra:
         name, _, path = item.partition("=")
         if not name or not path:
-            p.error(f"--extra takes NAME=PATH, got {item!r}")
+            raise EdgekdError(f"--extra takes NAME=PATH, got {item!r}")
         files[name] = Path(path)
     for name, path in files.items():
         if not path.is_file():
-            p.error(f"{name}: no such file {path}")
+            raise EdgekdError(f"{name}: no such file {path}")
     eval_data, image = None, np.full((32, 32, 3), 128, np.uint8)
     if args.eval:
-        with np.load(args.eval) as z:
-            eval_data = (z["images"], z["labels"])
+        if not args.eval.is_file():
+            raise EdgekdError(f"--eval: no such file {args.eval}")
+        eval_data = load_eval(args.eval)  # a truncated or foreign file is one line
         image = eval_data[0][0]
 
     report = compare_int8(files, image, runs=args.runs, warmup=args.warmup, rounds=args.rounds, eval_data=eval_data)

@@ -20,7 +20,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgekd.mcu import app, cpi, estimate, profiles  # noqa: E402 - after the sys.path insert
+from edgekd.errors import EdgekdError  # noqa: E402 - after the sys.path insert
+from edgekd.mcu import app, cpi, estimate, profiles  # noqa: E402
+from edgekd.registry import unknown_name_message  # noqa: E402
 from edgekd.tflite_file import read_tflite  # noqa: E402
 
 RESNET8 = REPO.parent / "shared" / "data" / "mlperf-tiny" / "resnet8_quant.tflite"
@@ -58,6 +60,23 @@ def main() -> int:
     p.add_argument("--artifacts", help="also an edgekd bundle's int8 student")
     p.add_argument("--json", help="write the rows as JSON")
     args = p.parse_args()
+    try:
+        return emulate(args)
+    except EdgekdError as exc:  # an unknown core, a missing model or bundle, no toolchain: one line
+        print(f"mcu_emulate: error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", None) or 2
+
+
+def emulate(args: argparse.Namespace) -> int:
+    """Every input checked before the first (minutes-long) build, then one build and run per model and core."""
+    cores = args.cores.split(",")
+    for core in cores:
+        if core not in CLOCK:
+            raise EdgekdError(unknown_name_message("core", core, CLOCK))
+    if args.artifacts:
+        app.resolve_model(None, args.artifacts)  # a verified bundle with an int8 student
+    if not RESNET8.is_file():
+        raise EdgekdError(f"the MLPerf Tiny ResNet-8 is missing: no such file {RESNET8}")
     models = [("ResNet-8 (MLPerf Tiny)", RESNET8, None)]
     if args.artifacts:
         models.append(
@@ -77,7 +96,7 @@ def main() -> int:
     rows, raw = [], []
     with tempfile.TemporaryDirectory() as tmp:
         for name, path, bundle in models:
-            for core in args.cores.split(","):
+            for core in cores:
                 out = Path(tmp) / f"{path.stem}-{core}"
                 info = (
                     app.mcu_build(artifacts=bundle, core=core, out=out, run=True)

@@ -7,8 +7,10 @@ estimate is fitted on, the boards it is only checked against, and the error of e
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
+from edgekd.errors import EdgekdError
 from edgekd.mcu.estimate import estimate_ms, fit_conv_cycles
 from edgekd.mcu.profiles import CONV_CYCLES_PER_MAC, MLPERF_TINY_RESNET8, MLPERF_TINY_RESNET8_MACS, PROFILES
 from edgekd.tflite_file import read_tflite
@@ -16,11 +18,15 @@ from edgekd.tflite_file import read_tflite
 DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlperf-tiny" / "resnet8_quant.tflite"
 
 
-def main() -> None:
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT, help="the MLPerf Tiny ResNet-8 int8 reference")
     args = parser.parse_args()
-    model = read_tflite(args.model)
+    try:
+        model = read_tflite(args.model)
+    except EdgekdError as exc:  # a missing, foreign or truncated file: one line, no traceback
+        print(f"mcu_estimate: error: {exc}", file=sys.stderr)
+        return 2
     print(
         f"{args.model.name}: {model.total_macs:,} MACs from the file's ops (MLPerf states {MLPERF_TINY_RESNET8_MACS:,})"
     )
@@ -41,7 +47,8 @@ def main() -> None:
             f"{100 * (est / ref.mid_ms - 1):>+12.1f}%  {'yes' if inside else 'no'}"
         )
     print("fit: the one board the Cortex-M7 CONV_2D coefficient is set from; check: not used by the fit")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

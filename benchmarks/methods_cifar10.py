@@ -25,6 +25,8 @@ import json
 import platform
 import statistics
 import sys
+import tarfile
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +172,9 @@ def run_benchmark(
     import torch
 
     from edgekd.config import load_config
+    from edgekd.data.archive import find_layout_root, is_archive
+    from edgekd.errors import DataError
+    from edgekd.models.registry import MODELS
     from edgekd.train.run import distill
     from edgekd.train.sweep import train_shared_teacher
     from edgekd.ui import Timer, print_table
@@ -177,6 +182,16 @@ def run_benchmark(
     total = Timer()
     out = Path(out)
     data_root = str((REPO / data).resolve()) if not Path(data).is_absolute() else data
+    # before the teacher's folder is made: the data, and every TA the TAKD row would build after the teacher
+    root = Path(data_root)
+    layout = root.is_dir() and ((find_layout_root(root) / "train").is_dir() or (root / "cifar-10-batches-py").is_dir())
+    if not (is_archive(root) or layout):
+        raise DataError(f"CIFAR-10 not found in {root} (expected cifar-10-batches-py/, train/ + test/ or an archive)")
+    if is_archive(root) and not (tarfile.is_tarfile(root) or zipfile.is_zipfile(root)):
+        raise DataError(f"{root} is not a readable archive (tar.gz, tgz, tar or zip)")
+    if "takd" in rows and ta != "auto":
+        for name in ta.split(","):
+            MODELS.get(name)  # an unknown name is one line with a did-you-mean
     student_epochs = epochs or RECIPES[recipe]["epochs"]
     hint_epochs = hint_epochs or max(1, round(0.2 * student_epochs))  # FitNets stage 1: a fifth of the budget
     temperature = RECIPE_KD[recipe][0] if temperature is None else temperature
@@ -324,7 +339,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--recipe",
-        choices=sorted(RECIPES),
+        metavar="{" + ",".join(sorted(RECIPES)) + "}",
         default="cpu",
         help="cpu: short cosine recipe; gpu: the paper's (150 epochs, lr 0.1, steps at 80/120)",
     )
@@ -362,10 +377,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-int8", action="store_true", help="skip the int8 column (no export of every student)")
     args = p.parse_args(argv)
+    from edgekd.registry import unknown_name_message
+
     rows = tuple(r.strip().lower() for r in args.rows.split(",") if r.strip())
-    unknown = sorted(set(rows) - set(ROWS))
-    if unknown:
-        p.error(f"unknown rows {unknown}; available: {', '.join(ROWS)}")
+    problems = [unknown_name_message("row", r, ROWS) for r in rows if r not in ROWS]
+    if args.recipe not in RECIPES:
+        problems.insert(0, unknown_name_message("recipe", args.recipe, sorted(RECIPES)))
+    if not rows:
+        problems.append(f"--rows names no row (available: {', '.join(ROWS)})")
+    for name in ("seeds", "epochs", "teacher_epochs", "hint_epochs", "threads"):
+        value = getattr(args, name)
+        if value is not None and value < 1:  # 0 would silently mean "the default" further on
+            problems.append(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    if problems:
+        print(f"methods_cifar10: error: {problems[0]}", file=sys.stderr)
+        return 2
     from edgekd.errors import EdgekdError
 
     try:

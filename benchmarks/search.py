@@ -7,7 +7,8 @@ against the budget by `edgekd bench --device mcu`.
 
 Prints the search's wall time against the limit, and per front model: flash and arena as the
 search measured them before training, as the MCU bench measured the trained model, and whether it
-fits. Exits 1 when the search ran over ``--limit-s`` or a front model does not fit.
+fits. Exits 1 when the search ran over ``--limit-s`` or a front model does not fit, 2 on bad input (one
+``search: error:`` line).
 """
 
 from __future__ import annotations
@@ -46,10 +47,19 @@ def main() -> int:
     parser.add_argument("--limit-s", type=float, default=600.0, help="the search's time limit (default 10 min)")
     parser.add_argument("--fresh", action="store_true", help="delete --out first (a search continues otherwise)")
     args = parser.parse_args()
+    for name, low in (("trials", 1), ("trial_epochs", 1), ("finalists", 0)):
+        value = getattr(args, name)
+        if value is not None and value < low:  # --trial-epochs 0 would silently mean the default
+            print(f"search: error: --{name.replace('_', '-')} must be at least {low}, got {value}", file=sys.stderr)
+            return 2
+    if args.limit_s <= 0:
+        print(f"search: error: --limit-s must be positive, got {args.limit_s:g}", file=sys.stderr)
+        return 2
     out = Path(args.out)
     if args.fresh and out.exists():
         if not (out / "search.json").is_file():
-            sys.exit(f"{out} is not a search folder; not deleting it")
+            print(f"search: error: {out} is not a search folder; not deleting it", file=sys.stderr)
+            return 2
         shutil.rmtree(out)
     cmd = [
         "search",
@@ -75,7 +85,12 @@ def main() -> int:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = usage.ru_utime + usage.ru_stime  # the search's whole process tree: independent of other load
     load = os.getloadavg()[0]
-    (out / "search.log").write_text(proc.stdout + proc.stderr) if out.is_dir() else None
+    # only into a search folder: a user's folder that the search refused stays as it was
+    (out / "search.log").write_text(proc.stdout + proc.stderr) if (out / "search.json").is_file() else None
+    refused = [ln for ln in proc.stderr.splitlines() if ln.startswith("edgekd: error: ")]
+    if proc.returncode == 2 and refused:  # bad input (a config, budget or folder): the search's own one line
+        print(f"search: error: {refused[-1].removeprefix('edgekd: error: ')}", file=sys.stderr)
+        return 2
     if proc.returncode != 0:
         print(proc.stdout[-3000:], proc.stderr[-3000:])
         print(f"search failed (exit {proc.returncode})")

@@ -26,14 +26,17 @@ import torch.nn.functional as F
 
 CIFAR10_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR10_STD = (0.2470, 0.2435, 0.2616)
+SYSTEMS = ("plain", "torchdistill")
 
 
 def _models(args, device):
+    from edgekd.checkpoint import load_checkpoint, load_weights
     from edgekd.models import create_model
 
     torch.manual_seed(args.seed)
     teacher = create_model(args.teacher, 10, 3, (32, 32))
-    teacher.load_state_dict(torch.load(args.teacher_weights, map_location="cpu", weights_only=True))
+    # a missing, corrupt or mismatched file is one line (tensors only, as torch.load(weights_only=True))
+    load_weights(teacher, load_checkpoint(args.teacher_weights)["state_dict"], args.teacher_weights)
     student = create_model(args.student, 10, 3, (32, 32))
     return teacher.to(device).eval(), student.to(device)
 
@@ -49,7 +52,12 @@ def _dataset(args):
             transforms.Normalize(CIFAR10_MEAN, CIFAR10_STD),
         ]
     )
-    full = datasets.ImageFolder(args.train_root, transform=tf)
+    try:
+        full = datasets.ImageFolder(args.train_root, transform=tf)
+    except FileNotFoundError as exc:  # no class folder, or no image in one: torchvision's one-line reason
+        from edgekd.errors import DataError
+
+        raise DataError(f"--train-root {args.train_root}: {exc}") from None
     pick = np.random.default_rng(args.seed).permutation(len(full))[: args.images]
     return torch.utils.data.Subset(full, pick.tolist())
 
@@ -172,7 +180,7 @@ def run_torchdistill(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("system", choices=["plain", "torchdistill"])
+    p.add_argument("system", metavar="{" + ",".join(SYSTEMS) + "}")
     p.add_argument("--train-root", required=True, type=Path)
     p.add_argument("--teacher", required=True)
     p.add_argument("--teacher-weights", required=True)
@@ -186,7 +194,29 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
-    result = run_plain(args) if args.system == "plain" else run_torchdistill(args)
+    from edgekd.errors import EdgekdError
+    from edgekd.models.registry import MODELS
+    from edgekd.registry import unknown_name_message
+
+    problems = [unknown_name_message("system", args.system, SYSTEMS)] if args.system not in SYSTEMS else []
+    problems += [MODELS.unknown_message(a) for a in (args.teacher, args.student) if a not in MODELS]
+    if not args.train_root.is_dir():
+        problems.append(f"--train-root {args.train_root}: no such folder")
+    for name, low in (("images", 1), ("epochs", 1), ("batch_size", 1), ("workers", 0)):
+        if getattr(args, name) < low:
+            problems.append(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(args, name)}")
+    if args.temperature <= 0:
+        problems.append(f"--temperature must be positive, got {args.temperature:g}")
+    if not 0 <= args.alpha <= 1:
+        problems.append(f"--alpha is a fraction in [0, 1], got {args.alpha:g}")
+    if problems:
+        print(f"speed_workers: error: {problems[0]}", file=sys.stderr)
+        return 2
+    try:
+        result = run_plain(args) if args.system == "plain" else run_torchdistill(args)
+    except EdgekdError as exc:  # the teacher's weights (missing, corrupt, another model's), the images
+        print(f"speed_workers: error: {exc}", file=sys.stderr)
+        return 2
     print("RESULT " + json.dumps(result), flush=True)
     return 0
 

@@ -15,9 +15,42 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
+import sys
+from pathlib import Path
 
-from edgekd.exporters.compare import DEFAULT_FORMATS, compare_tflite_backends
+from edgekd.errors import EdgekdError
+from edgekd.exporters.compare import BACKEND_MODULES, DEFAULT_FORMATS, compare_tflite_backends
 from edgekd.ui import print_table
+
+
+def check_args(args: argparse.Namespace) -> None:
+    """Every input before the first conversion: a bad one would otherwise fail each backend's row alike."""
+    from edgekd.config import load_config
+    from edgekd.formats import FORMATS
+    from edgekd.registry import unknown_name_message
+
+    for backend in args.backends.split(","):
+        if backend not in BACKEND_MODULES:
+            raise EdgekdError(unknown_name_message("TFLite backend", backend, BACKEND_MODULES))
+    tflite_formats = [name for name in FORMATS.names() if name.startswith("tflite_")]
+    for fmt in args.formats.split(","):
+        if fmt not in tflite_formats:
+            raise EdgekdError(unknown_name_message("TFLite format", fmt, tflite_formats))
+    if args.runs < 1 or args.warmup < 0:
+        raise EdgekdError(f"--runs must be at least 1 and --warmup at least 0, got {args.runs} and {args.warmup}")
+    run = Path(args.run)
+    if not (run / "summary.json").is_file() or not (run / "config.yaml").is_file():
+        raise EdgekdError(f"--run {run} is not a finished distill run (summary.json/config.yaml missing)")
+    load_config(run / "config.yaml")  # a damaged one is one line
+    try:
+        json.loads((run / "summary.json").read_text())
+    except (ValueError, OSError) as exc:
+        raise EdgekdError(f"--run {run}: summary.json is not readable JSON ({exc})") from None
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise EdgekdError(f"--out {args.out} is a file, not a folder")
+    if args.python and shutil.which(args.python) is None:
+        raise EdgekdError(f"--python {args.python}: no such interpreter")
 
 
 def main() -> int:
@@ -31,16 +64,20 @@ def main() -> int:
     p.add_argument("--warmup", type=int, default=50, help="untimed invokes per file first (default: %(default)s)")
     p.add_argument("--json", metavar="FILE", help="write the full results here")
     args = p.parse_args()
-
-    report = compare_tflite_backends(
-        args.run,
-        args.out,
-        backends=args.backends.split(","),
-        formats=args.formats.split(","),
-        python=args.python,
-        runs=args.runs,
-        warmup=args.warmup,
-    )
+    try:
+        check_args(args)
+        report = compare_tflite_backends(
+            args.run,
+            args.out,
+            backends=args.backends.split(","),
+            formats=args.formats.split(","),
+            python=args.python,
+            runs=args.runs,
+            warmup=args.warmup,
+        )
+    except EdgekdError as exc:  # a bad name, count or run folder: one line, before any backend converts
+        print(f"tflite_backends: error: {exc}", file=sys.stderr)
+        return getattr(exc, "exit_code", None) or 2
     rows = []
     for r in report["results"]:
         if r["error"]:

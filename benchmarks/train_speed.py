@@ -25,10 +25,13 @@ import statistics
 import subprocess
 import sys
 import sysconfig
+import tarfile
+import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 TORCHDISTILL = "torchdistill==1.1.5"
+DEVICES = ("cpu", "cuda")
 
 
 def cpu_has_bf16() -> bool:
@@ -63,11 +66,19 @@ def prepare(args, work: Path) -> tuple[Path, Path]:
     import torch
 
     from edgekd.data.archive import extract_once, find_layout_root, is_archive
+    from edgekd.errors import DataError
     from edgekd.models import create_model
 
     data = Path(args.data)
+    if is_archive(data) and not (tarfile.is_tarfile(data) or zipfile.is_zipfile(data)):
+        raise DataError(f"--data {data} is not a readable archive (tar.gz, tgz, tar or zip)")
+    if not is_archive(data) and not data.is_dir():
+        raise DataError(f"--data {data}: no such folder or archive (a CIFAR-10 JPEG ImageFolder: train/ + test/)")
     root = find_layout_root(extract_once(data, log=lambda m: print(m, file=sys.stderr)) if is_archive(data) else data)
+    if not (root / "train").is_dir():
+        raise DataError(f"--data {data}: no train/ folder in it (a CIFAR-10 JPEG ImageFolder: train/ + test/)")
     torch.manual_seed(args.seed)
+    work.mkdir(parents=True, exist_ok=True)
     weights = work / "teacher.pt"
     torch.save(create_model(args.teacher, 10, 3, (32, 32)).state_dict(), weights)
     return root / "train", weights
@@ -165,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--device", metavar="{" + ",".join(DEVICES) + "}", default="cpu")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--images", type=int, default=10000, help="training images per epoch (default 10000)")
     p.add_argument("--batch-size", type=int, default=128)
@@ -185,10 +196,30 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write all results here")
     args = p.parse_args(argv)
+    from edgekd.errors import EdgekdError
+    from edgekd.models.registry import MODELS
+    from edgekd.registry import unknown_name_message
 
+    problems = [unknown_name_message("device", args.device, DEVICES)] if args.device not in DEVICES else []
+    problems += [MODELS.unknown_message(a) for a in (args.teacher, args.student) if a not in MODELS]
+    for name, low in (("epochs", 1), ("images", 1), ("batch_size", 1), ("workers", 0), ("repeats", 1)):
+        if getattr(args, name) < low:
+            problems.append(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(args, name)}")
+    if args.temperature <= 0:
+        problems.append(f"--temperature must be positive, got {args.temperature:g}")
+    if not 0 <= args.alpha <= 1:
+        problems.append(f"--alpha is a fraction in [0, 1], got {args.alpha:g}")
     work = Path(args.work)
-    work.mkdir(parents=True, exist_ok=True)
-    train_root, weights = prepare(args, work)
+    if work.exists() and not work.is_dir():
+        problems.append(f"--work {work} is a file, not a folder")
+    if problems:
+        print(f"train_speed: error: {problems[0]}", file=sys.stderr)
+        return 2
+    try:
+        train_root, weights = prepare(args, work)  # the data checked before anything is written
+    except EdgekdError as exc:
+        print(f"train_speed: error: {exc}", file=sys.stderr)
+        return 2
     td_python = None if args.skip_torchdistill else str(ensure_torchdistill_venv(Path(args.venv)))
     runs: dict[str, list[dict]] = {}
     for r in range(args.repeats):

@@ -1,0 +1,169 @@
+"""Bad input to the benchmark scripts: one ``<script>: error: <why>`` line on stderr, exit 2.
+
+Each case runs ``benchmarks/<script>.py`` as a subprocess with an unknown name, a count or a
+fraction out of range, a missing input, or a corrupt one (text in a file named like the expected
+.tflite/.pt/.npz/.tar.gz/.yaml). Every one is refused by the argument checks, before any
+training, conversion or build: seconds each. Each asserts exit 2, exactly one non-empty stderr
+line that starts with ``<script>: error:`` and names the problem, no traceback, and that the
+case's scratch folder (the user's files, and where its outputs would go) is exactly as it was.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+LEAN = ["--runs", "1", "--rounds", "1", "--warmup", "0"]  # would the comparison start, it would be short
+WORKER = [
+    "--train-root",
+    "{tmp}/empty",
+    "--teacher",
+    "resnet20",
+    "--teacher-weights",
+    "{tmp}/fake.pt",
+    "--student",
+    "resnet8",
+    "--images",
+    "10",
+]
+SPEED = ["--work", "{tmp}/work", "--skip-torchdistill"]
+
+CASES = [
+    # lean_int8: a count, a missing model, a corrupt model, corrupt eval data
+    ("lean_int8", ["--edgekd", "{tmp}/fake.tflite", "--runs", "0"], "--runs and --rounds must be at least 1"),
+    ("lean_int8", ["--edgekd", "{tmp}/missing.tflite"], "edgekd: no such file"),
+    (
+        "lean_int8",
+        ["--edgekd", "{tmp}/fake.tflite", "--reference", "{tmp}/fake.tflite", *LEAN],
+        "fake.tflite is not a TFLite model",
+    ),
+    (
+        "lean_int8",
+        ["--edgekd", "{tmp}/fake.tflite", "--reference", "{tmp}/fake.tflite", "--eval", "{tmp}/fake.npz", *LEAN],
+        "cannot read eval data fake.npz",
+    ),
+    # mcu_emulate: checked before the first (minutes-long) build, with or without the Arm toolchain
+    ("mcu_emulate", ["--cores", "cortex-m4,cortex-m9"], "unknown core 'cortex-m9'; did you mean 'cortex-m7'?"),
+    ("mcu_emulate", ["--artifacts", "{tmp}/mine"], "is not an edgekd bundle"),
+    # mcu_estimate
+    ("mcu_estimate", ["--model", "{tmp}/fake.tflite"], "fake.tflite is not a TFLite model"),
+    ("mcu_estimate", ["--model", "{tmp}/missing.tflite"], "No such file or directory"),
+    # methods_cifar10: nothing of the teacher's is written before the checks
+    ("methods_cifar10", ["--recipe", "gpuu", "--out", "{tmp}/out"], "unknown recipe 'gpuu'; did you mean 'gpu'?"),
+    ("methods_cifar10", ["--rows", "kd,nokdd", "--out", "{tmp}/out"], "unknown row 'nokdd'; did you mean 'nokd'?"),
+    (
+        "methods_cifar10",
+        ["--seeds", "0", "--data", "{tmp}/missing", "--out", "{tmp}/out"],
+        "--seeds must be at least 1, got 0",
+    ),
+    ("methods_cifar10", ["--data", "{tmp}/missing", "--out", "{tmp}/out"], "CIFAR-10 not found in"),
+    ("methods_cifar10", ["--data", "{tmp}/fake.tar.gz", "--out", "{tmp}/out"], "is not a readable archive"),
+    (
+        "methods_cifar10",
+        ["--ta", "plain6,plain77", "--data", "{tmp}/cifar", "--out", "{tmp}/out"],
+        "unknown model 'plain77'; did you mean 'plain7'?",
+    ),
+    # pipeline: the bench settings before the distill run (the missing config would be found first otherwise)
+    (
+        "pipeline",
+        ["--config", "{tmp}/missing.yaml", "--runs", "0", "--out", "{tmp}/out"],
+        "--runs must be at least 1, got 0",
+    ),
+    (
+        "pipeline",
+        ["--config", "{tmp}/missing.yaml", "--min-accuracy", "95", "--out", "{tmp}/out"],
+        "--min-accuracy is a fraction in [0, 1]",
+    ),
+    # search: its own checks, and the `edgekd search` refusals passed on as one line
+    ("search", ["--config", "{tmp}/missing.yaml", "--out", "{tmp}/out"], "config file not found"),
+    (
+        "search",
+        ["--budget", "flash_kb=64,device=cortex-m9", "--out", "{tmp}/out"],
+        "unknown MCU profile 'cortex-m9'; did you mean 'cortex-m7'?",
+    ),
+    ("search", ["--out", "{tmp}/mine"], "is not a search folder"),  # and no search.log is left in it
+    ("search", ["--fresh", "--out", "{tmp}/mine"], "is not a search folder; not deleting it"),
+    (
+        "search",
+        ["--trial-epochs", "0", "--config", "{tmp}/missing.yaml", "--out", "{tmp}/out"],
+        "--trial-epochs must be at least 1, got 0",
+    ),
+    # speed_workers (train_speed's reference loops)
+    ("speed_workers", ["plainn", *WORKER], "unknown system 'plainn'; did you mean 'plain'?"),
+    ("speed_workers", ["plain", *WORKER, "--teacher", "resnet21"], "unknown model 'resnet21'"),
+    ("speed_workers", ["plain", *WORKER], "corrupt or unreadable checkpoint"),
+    ("speed_workers", ["plain", *WORKER, "--alpha", "1.5"], "--alpha is a fraction in [0, 1]"),
+    # tflite_backends: before any backend converts
+    ("tflite_backends", ["--run", "{tmp}/mine", "--out", "{tmp}/out"], "is not a finished distill run"),
+    (
+        "tflite_backends",
+        ["--run", "{tmp}/badrun", "--out", "{tmp}/out", "--backends", "onnx2tff"],
+        "unknown TFLite backend 'onnx2tff'; did you mean 'onnx2tf'?",
+    ),
+    (
+        "tflite_backends",
+        ["--run", "{tmp}/badrun", "--out", "{tmp}/out", "--formats", "tflite_int9"],
+        "unknown TFLite format 'tflite_int9'; did you mean 'tflite_int8'?",
+    ),
+    ("tflite_backends", ["--run", "{tmp}/badrun", "--out", "{tmp}/out"], "config.yaml is not valid YAML"),
+    # train_speed: nothing written to --work before the checks
+    ("train_speed", ["--device", "gpu", *SPEED], "unknown device 'gpu'; did you mean 'cpu'?"),
+    ("train_speed", ["--teacher", "resnet21", "--data", "{tmp}/missing", *SPEED], "unknown model 'resnet21'"),
+    ("train_speed", ["--epochs", "0", "--data", "{tmp}/missing", *SPEED], "--epochs must be at least 1, got 0"),
+    ("train_speed", ["--alpha", "1.5", "--data", "{tmp}/missing", *SPEED], "--alpha is a fraction in [0, 1]"),
+    ("train_speed", ["--data", "{tmp}/missing", *SPEED], "no such folder or archive"),
+    ("train_speed", ["--data", "{tmp}/fake.tar.gz", *SPEED], "is not a readable archive"),
+    ("train_speed", ["--data", "{tmp}/empty", *SPEED], "no train/ folder in it"),
+]
+
+
+def make_inputs(tmp: Path) -> None:
+    """The user's files: text named like the inputs the scripts expect, a folder of their own, a
+    run folder with a damaged config, an empty folder and an (empty) CIFAR-10 ImageFolder layout."""
+    for name in ("fake.tflite", "fake.pt", "fake.npz", "fake.tar.gz"):
+        (tmp / name).write_text("not what the name says\n")
+    (tmp / "mine").mkdir()
+    (tmp / "mine" / "notes.txt").write_text("keep me\n")
+    (tmp / "badrun").mkdir()
+    (tmp / "badrun" / "config.yaml").write_text("student: [\n")
+    (tmp / "badrun" / "summary.json").write_text("{}\n")
+    (tmp / "empty").mkdir()
+    for split in ("train", "test"):
+        (tmp / "cifar" / split).mkdir(parents=True)
+
+
+def snapshot(tmp: Path) -> dict[str, bytes | None]:
+    """Every path under ``tmp`` with its bytes (None for a folder)."""
+    return {str(p.relative_to(tmp)): None if p.is_dir() else p.read_bytes() for p in sorted(tmp.rglob("*"))}
+
+
+def assert_one_error_line(proc: subprocess.CompletedProcess, script: str, fragment: str) -> None:
+    """Exit 2 and exactly one non-empty stderr line, ``<script>: error: ...`` naming the problem."""
+    assert proc.returncode == 2, (proc.returncode, proc.stderr[-2000:])
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith(f"{script}: error: "), lines[0]
+    assert fragment in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("script,args,fragment", CASES, ids=[f"{script}-{i}" for i, (script, _, _) in enumerate(CASES)])
+def test_bad_input_is_one_error_line(tmp_path: Path, script: str, args: list[str], fragment: str) -> None:
+    make_inputs(tmp_path)
+    before = snapshot(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, f"benchmarks/{script}.py", *(a.replace("{tmp}", str(tmp_path)) for a in args)],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_error_line(proc, script, fragment)
+    assert snapshot(tmp_path) == before  # the user's files untouched, no output folder made
