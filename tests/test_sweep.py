@@ -77,3 +77,13 @@ def test_sweep_rejects_bad_grids(tmp_path: Path) -> None:
         sweep(out=tmp_path / "a", set=tiny_overrides(), temperatures=[float("nan")])
     with pytest.raises(ConfigError, match=r"--alphas must be a number from 0 to 1, got 1.5"):
         sweep(out=tmp_path / "b", set=tiny_overrides(), alphas=[1.5])
+
+
+def test_shared_teacher_checks_its_data_before_making_its_folder(tmp_path: Path) -> None:
+    from edgekd.errors import EdgekdError
+    from edgekd.train.sweep import train_shared_teacher
+
+    overrides = tiny_overrides(**{"data.name": "cifar10", "data.root": str(tmp_path / "no-such-data")})
+    with pytest.raises(EdgekdError, match="no-such-data"):
+        train_shared_teacher(load_config(None, overrides), tmp_path / "teacher", resume=False)
+    assert not (tmp_path / "teacher").exists()

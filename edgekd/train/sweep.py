@@ -131,10 +131,10 @@ def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[
     from edgekd.train.context import RunContext
     from edgekd.train.methods import METHODS
 
+    run = RunContext(cfg, folder, resume, ())
+    run.setup()  # the data loaded (a missing or corrupt dataset is an error) before the folder is touched
     folder.mkdir(parents=True, exist_ok=True)
     write_text(folder / "config.yaml", dump_yaml(cfg))
-    run = RunContext(cfg, folder, resume, ())
-    run.setup()
     flow = METHODS.get(cfg.distill.method).flow
     if flow == "ensemble":
         from edgekd.train.ensemble import ensemble_record, train_members
