@@ -22,19 +22,17 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT, help="the MLPerf Tiny ResNet-8 int8 reference")
     args = parser.parse_args()
+    fit = next(r for r in MLPERF_TINY_RESNET8 if r.role == "fit")
     try:
         model = read_tflite(args.model)
-    except EdgekdError as exc:  # a missing, foreign or truncated file: one line, no traceback
+        refit = fit_conv_cycles(model, fit)
+    except EdgekdError as exc:  # a missing, foreign or truncated file, a model without CONV_2D: one line
         print(f"mcu_estimate: error: {exc}", file=sys.stderr)
         return 2
     print(
         f"{args.model.name}: {model.total_macs:,} MACs from the file's ops (MLPerf states {MLPERF_TINY_RESNET8_MACS:,})"
     )
-    fit = next(r for r in MLPERF_TINY_RESNET8 if r.role == "fit")
-    print(
-        f"CONV_2D cycles/MAC on Cortex-M7: table {CONV_CYCLES_PER_MAC:.4f}, refit on {fit.board} now "
-        f"{fit_conv_cycles(model, fit):.4f}"
-    )
+    print(f"CONV_2D cycles/MAC on Cortex-M7: table {CONV_CYCLES_PER_MAC:.4f}, refit on {fit.board} now {refit:.4f}")
     print(
         f"{'board':<11} {'profile':<18} {'role':<6} {'published ms':>13} {'estimate ms':>12} {'error vs mid':>13}  in "
         "range"

@@ -294,3 +294,13 @@ def test_op_without_a_tflm_kernel(tiny_bundle: Path, tmp_path: Path) -> None:
     )
     assert "est_latency_us" not in row["tflm"] and not report.passed  # no estimate for a model TFLM cannot run
     assert bench(model=bad, device="mcu", out=tmp_path / "o", allow_unsupported=True).passed
+
+
+def test_conv_cost_fit_needs_conv_macs() -> None:
+    from edgekd.errors import EdgekdError
+    from edgekd.tflite_file import TfliteModel
+
+    empty = TfliteModel(Path("no_conv.tflite"), size_bytes=0, ops=[], tensors=[], inputs=[], outputs=[], opcodes=[])
+    fit = next(r for r in profiles.MLPERF_TINY_RESNET8 if r.role == "fit")
+    with pytest.raises(EdgekdError, match="no_conv.tflite: no CONV_2D MACs"):
+        estimate.fit_conv_cycles(empty, fit)

@@ -82,6 +82,10 @@ def fit_conv_cycles(model: TfliteModel, reference: P.Reference) -> float:
     target = reference.mid_ms * profile.mhz * 1e3 / profile.factor  # reference-core cycles
     fixed = reference_cycles(model, 0.0)
     per_unit = reference_cycles(model, 1.0) - fixed
+    if per_unit <= 0:
+        from edgekd.errors import EdgekdError
+
+        raise EdgekdError(f"{model.path.name}: no CONV_2D MACs to fit the CONV_2D cost on")
     return (target - fixed) / per_unit
 
 
