@@ -31,6 +31,7 @@ from edgekd.benchmark.int8_compare import compare_int8, describe, interleaved_la
 from edgekd.benchmark.worker import load_eval
 from edgekd.errors import EdgekdError
 from edgekd.fdcapture import captured_fds
+from edgekd.limits import out_of_range
 from edgekd.ui import print_table
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mlperf-tiny" / "resnet8_quant.tflite"
@@ -126,8 +127,9 @@ def main() -> int:
 
 def compare(args: argparse.Namespace) -> int:
     """Every check on the input first, then the comparison, its tables and the ratio line."""
-    if args.runs < 1 or args.rounds < 1 or args.warmup < 0:
-        raise EdgekdError("--runs and --rounds must be at least 1, --warmup at least 0")
+    problems = out_of_range(args, at_least={"runs": 1, "rounds": 1, "warmup": 0})
+    if problems:
+        raise EdgekdError(problems[0])
     files = {"edgekd": args.edgekd, "mlperf": args.reference}
     for item in args.extra:
         name, _, path = item.partition("=")

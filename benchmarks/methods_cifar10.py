@@ -377,6 +377,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--no-int8", action="store_true", help="skip the int8 column (no export of every student)")
     args = p.parse_args(argv)
+    from edgekd.limits import out_of_range
     from edgekd.registry import unknown_name_message
 
     rows = tuple(r.strip().lower() for r in args.rows.split(",") if r.strip())
@@ -385,10 +386,8 @@ def main(argv: list[str] | None = None) -> int:
         problems.insert(0, unknown_name_message("recipe", args.recipe, sorted(RECIPES)))
     if not rows:
         problems.append(f"--rows names no row (available: {', '.join(ROWS)})")
-    for name in ("seeds", "epochs", "teacher_epochs", "hint_epochs", "threads"):
-        value = getattr(args, name)
-        if value is not None and value < 1:  # 0 would silently mean "the default" further on
-            problems.append(f"--{name.replace('_', '-')} must be at least 1, got {value}")
+    counts = ("seeds", "epochs", "teacher_epochs", "hint_epochs", "threads")
+    problems += out_of_range(args, at_least=dict.fromkeys(counts, 1))  # 0 would silently mean "the default"
     if problems:
         print(f"methods_cifar10: error: {problems[0]}", file=sys.stderr)
         return 2

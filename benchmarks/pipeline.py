@@ -31,14 +31,12 @@ def main(argv: list[str] | None = None) -> int:
         "--min-accuracy", type=float, metavar="X", help="accuracy floor for every model/format (fraction)"
     )
     args = parser.parse_args(argv)
+    from edgekd.limits import out_of_range
+
     # before the distill run: a bad bench setting would otherwise be found after the training
-    for name, low in (("runs", 1), ("warmup", 0), ("threads", 1)):
-        value = getattr(args, name)
-        if value is not None and value < low:
-            print(f"pipeline: error: --{name} must be at least {low}, got {value}", file=sys.stderr)
-            return 2
-    if args.min_accuracy is not None and not 0 <= args.min_accuracy <= 1:
-        print(f"pipeline: error: --min-accuracy is a fraction in [0, 1], got {args.min_accuracy}", file=sys.stderr)
+    problems = out_of_range(args, at_least={"runs": 1, "warmup": 0, "threads": 1}, fractions=("min_accuracy",))
+    if problems:
+        print(f"pipeline: error: {problems[0]}", file=sys.stderr)
         return 2
 
     import edgekd

@@ -251,12 +251,13 @@ def parse_runs(items: list[str]) -> dict[str, Path]:
 
 def check_args(args: argparse.Namespace) -> list[str]:
     """The students to run, after every number and name is checked (:class:`BadInput` if not)."""
+    from edgekd.limits import out_of_range
     from edgekd.registry import unknown_name_message
 
-    for name, low in (("teacher_epochs", 1), ("epochs", 1), ("qat_epochs", 1), ("train_limit", 0), ("test_limit", 0)):
-        value = getattr(args, name)
-        if value < low:
-            raise BadInput(f"--{name.replace('_', '-')} must be at least {low}, got {value}")
+    lows = {"teacher_epochs": 1, "epochs": 1, "qat_epochs": 1, "train_limit": 0, "test_limit": 0}
+    problems = out_of_range(args, at_least=lows)
+    if problems:
+        raise BadInput(problems[0])
     if not 0.0 < args.val_fraction < 1.0:
         raise BadInput(f"--val-fraction must be between 0 and 1 (exclusive), got {args.val_fraction}")
     students = [k for k in args.students.split(",") if k]

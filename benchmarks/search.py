@@ -26,7 +26,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgekd.benchmark.row import check_schema  # noqa: E402 - after the repository is on the path
+from edgekd.benchmark.row import check_schema  # noqa: E402
+from edgekd.limits import out_of_range  # noqa: E402 - after the repository is on the path
 
 
 def edgekd(*args: str) -> subprocess.CompletedProcess:
@@ -47,13 +48,10 @@ def main() -> int:
     parser.add_argument("--limit-s", type=float, default=600.0, help="the search's time limit (default 10 min)")
     parser.add_argument("--fresh", action="store_true", help="delete --out first (a search continues otherwise)")
     args = parser.parse_args()
-    for name, low in (("trials", 1), ("trial_epochs", 1), ("finalists", 0)):
-        value = getattr(args, name)
-        if value is not None and value < low:  # --trial-epochs 0 would silently mean the default
-            print(f"search: error: --{name.replace('_', '-')} must be at least {low}, got {value}", file=sys.stderr)
-            return 2
-    if args.limit_s <= 0:
-        print(f"search: error: --limit-s must be positive, got {args.limit_s:g}", file=sys.stderr)
+    # --trial-epochs 0 would silently mean the default
+    problems = out_of_range(args, at_least={"trials": 1, "trial_epochs": 1, "finalists": 0}, positive=("limit_s",))
+    if problems:
+        print(f"search: error: {problems[0]}", file=sys.stderr)
         return 2
     out = Path(args.out)
     if args.fresh and out.exists():

@@ -195,6 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     from edgekd.errors import EdgekdError
+    from edgekd.limits import out_of_range
     from edgekd.models.registry import MODELS
     from edgekd.registry import unknown_name_message
 
@@ -202,13 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     problems += [MODELS.unknown_message(a) for a in (args.teacher, args.student) if a not in MODELS]
     if not args.train_root.is_dir():
         problems.append(f"--train-root {args.train_root}: no such folder")
-    for name, low in (("images", 1), ("epochs", 1), ("batch_size", 1), ("workers", 0)):
-        if getattr(args, name) < low:
-            problems.append(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(args, name)}")
-    if args.temperature <= 0:
-        problems.append(f"--temperature must be positive, got {args.temperature:g}")
-    if not 0 <= args.alpha <= 1:
-        problems.append(f"--alpha is a fraction in [0, 1], got {args.alpha:g}")
+    lows = {"images": 1, "epochs": 1, "batch_size": 1, "workers": 0}
+    problems += out_of_range(args, at_least=lows, positive=("temperature",), fractions=("alpha",))
     if problems:
         print(f"speed_workers: error: {problems[0]}", file=sys.stderr)
         return 2

@@ -28,6 +28,7 @@ def check_args(args: argparse.Namespace) -> None:
     """Every input before the first conversion: a bad one would otherwise fail each backend's row alike."""
     from edgekd.config import load_config
     from edgekd.formats import FORMATS
+    from edgekd.limits import out_of_range
     from edgekd.registry import unknown_name_message
 
     for backend in args.backends.split(","):
@@ -37,8 +38,9 @@ def check_args(args: argparse.Namespace) -> None:
     for fmt in args.formats.split(","):
         if fmt not in tflite_formats:
             raise EdgekdError(unknown_name_message("TFLite format", fmt, tflite_formats))
-    if args.runs < 1 or args.warmup < 0:
-        raise EdgekdError(f"--runs must be at least 1 and --warmup at least 0, got {args.runs} and {args.warmup}")
+    problems = out_of_range(args, at_least={"runs": 1, "warmup": 0})
+    if problems:
+        raise EdgekdError(problems[0])
     run = Path(args.run)
     if not (run / "summary.json").is_file() or not (run / "config.yaml").is_file():
         raise EdgekdError(f"--run {run} is not a finished distill run (summary.json/config.yaml missing)")

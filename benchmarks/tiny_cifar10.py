@@ -613,11 +613,13 @@ def main(argv: list[str] | None = None) -> int:
         help="extra config override for every run, e.g. distill.method=dkd",
     )
     args = p.parse_args(argv)
-    for name in ("seeds", "subset", "epochs", "teacher_epochs", "qat_epochs", "select_epochs"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            print(f"tiny_cifar10: error: --{name.replace('_', '-')} must be at least 1, got {value}", file=sys.stderr)
-            return 2
+    from edgekd.limits import out_of_range
+
+    counts = ("seeds", "subset", "epochs", "teacher_epochs", "qat_epochs", "select_epochs")
+    problems = out_of_range(args, at_least=dict.fromkeys(counts, 1))
+    if problems:
+        print(f"tiny_cifar10: error: {problems[0]}", file=sys.stderr)
+        return 2
     from edgekd.errors import EdgekdError
 
     try:

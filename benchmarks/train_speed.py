@@ -197,18 +197,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", help="write all results here")
     args = p.parse_args(argv)
     from edgekd.errors import EdgekdError
+    from edgekd.limits import out_of_range
     from edgekd.models.registry import MODELS
     from edgekd.registry import unknown_name_message
 
     problems = [unknown_name_message("device", args.device, DEVICES)] if args.device not in DEVICES else []
     problems += [MODELS.unknown_message(a) for a in (args.teacher, args.student) if a not in MODELS]
-    for name, low in (("epochs", 1), ("images", 1), ("batch_size", 1), ("workers", 0), ("repeats", 1)):
-        if getattr(args, name) < low:
-            problems.append(f"--{name.replace('_', '-')} must be at least {low}, got {getattr(args, name)}")
-    if args.temperature <= 0:
-        problems.append(f"--temperature must be positive, got {args.temperature:g}")
-    if not 0 <= args.alpha <= 1:
-        problems.append(f"--alpha is a fraction in [0, 1], got {args.alpha:g}")
+    lows = {"epochs": 1, "images": 1, "batch_size": 1, "workers": 0, "repeats": 1}
+    problems += out_of_range(args, at_least=lows, positive=("temperature",), fractions=("alpha",))
     work = Path(args.work)
     if work.exists() and not work.is_dir():
         problems.append(f"--work {work} is a file, not a folder")

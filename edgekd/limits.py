@@ -77,6 +77,35 @@ def check_number(
     return value
 
 
+def out_of_range(
+    args: Any,
+    *,
+    at_least: dict[str, float] | None = None,
+    positive: tuple[str, ...] = (),
+    fractions: tuple[str, ...] = (),
+) -> list[str]:
+    """:func:`check_number`'s line for each attribute of ``args`` (an argparse Namespace) outside its
+    range, in the order given; empty when all are fine. For scripts that check all their flags at
+    once before any work (the benchmarks). ``at_least``: attribute → minimum; ``positive``: above 0;
+    ``fractions``: in [0, 1]. An attribute that is None (an unset optional flag) is not checked.
+
+    >>> import argparse
+    >>> out_of_range(argparse.Namespace(runs=0, alpha=None), at_least={"runs": 1}, fractions=("alpha",))
+    ['--runs must be an integer of at least 1, got 0']
+    """
+    checks = [(name, {"low": low}) for name, low in (at_least or {}).items()]
+    checks += [(name, {"low": 0, "low_open": True}) for name in positive]
+    checks += [(name, {"low": 0, "high": 1}) for name in fractions]
+    problems = []
+    for name, bounds in checks:
+        value = getattr(args, name)
+        try:
+            check_number("--" + name.replace("_", "-"), value, integer=type(value) is int, optional=True, **bounds)
+        except NumberError as exc:
+            problems.append(str(exc))
+    return problems
+
+
 def check_threads(
     flag: str, value: int | None, cores: int | None = None, error: type[EdgekdError] = NumberError
 ) -> int | None:

@@ -36,7 +36,7 @@ SPEED = ["--work", "{tmp}/work", "--skip-torchdistill"]
 
 CASES = [
     # lean_int8: a count, a missing model, a corrupt model, corrupt eval data
-    ("lean_int8", ["--edgekd", "{tmp}/fake.tflite", "--runs", "0"], "--runs and --rounds must be at least 1"),
+    ("lean_int8", ["--edgekd", "{tmp}/fake.tflite", "--runs", "0"], "--runs must be an integer of at least 1, got 0"),
     ("lean_int8", ["--edgekd", "{tmp}/missing.tflite"], "edgekd: no such file"),
     (
         "lean_int8",
@@ -60,7 +60,7 @@ CASES = [
     (
         "methods_cifar10",
         ["--seeds", "0", "--data", "{tmp}/missing", "--out", "{tmp}/out"],
-        "--seeds must be at least 1, got 0",
+        "--seeds must be an integer of at least 1, got 0",
     ),
     ("methods_cifar10", ["--data", "{tmp}/missing", "--out", "{tmp}/out"], "CIFAR-10 not found in"),
     ("methods_cifar10", ["--data", "{tmp}/fake.tar.gz", "--out", "{tmp}/out"], "is not a readable archive"),
@@ -73,12 +73,12 @@ CASES = [
     (
         "pipeline",
         ["--config", "{tmp}/missing.yaml", "--runs", "0", "--out", "{tmp}/out"],
-        "--runs must be at least 1, got 0",
+        "--runs must be an integer of at least 1, got 0",
     ),
     (
         "pipeline",
         ["--config", "{tmp}/missing.yaml", "--min-accuracy", "95", "--out", "{tmp}/out"],
-        "--min-accuracy is a fraction in [0, 1]",
+        "--min-accuracy must be a number from 0 to 1",
     ),
     # search: its own checks, and the `edgekd search` refusals passed on as one line
     ("search", ["--config", "{tmp}/missing.yaml", "--out", "{tmp}/out"], "config file not found"),
@@ -92,13 +92,13 @@ CASES = [
     (
         "search",
         ["--trial-epochs", "0", "--config", "{tmp}/missing.yaml", "--out", "{tmp}/out"],
-        "--trial-epochs must be at least 1, got 0",
+        "--trial-epochs must be an integer of at least 1, got 0",
     ),
     # speed_workers (train_speed's reference loops)
     ("speed_workers", ["plainn", *WORKER], "unknown system 'plainn'; did you mean 'plain'?"),
     ("speed_workers", ["plain", *WORKER, "--teacher", "resnet21"], "unknown model 'resnet21'"),
     ("speed_workers", ["plain", *WORKER], "corrupt or unreadable checkpoint"),
-    ("speed_workers", ["plain", *WORKER, "--alpha", "1.5"], "--alpha is a fraction in [0, 1]"),
+    ("speed_workers", ["plain", *WORKER, "--alpha", "1.5"], "--alpha must be a number from 0 to 1"),
     # tflite_backends: before any backend converts
     ("tflite_backends", ["--run", "{tmp}/mine", "--out", "{tmp}/out"], "is not a finished distill run"),
     (
@@ -112,11 +112,20 @@ CASES = [
         "unknown TFLite format 'tflite_int9'; did you mean 'tflite_int8'?",
     ),
     ("tflite_backends", ["--run", "{tmp}/badrun", "--out", "{tmp}/out"], "config.yaml is not valid YAML"),
+    (
+        "tflite_backends",
+        ["--run", "{tmp}/badrun", "--out", "{tmp}/out", "--warmup", "-1"],
+        "--warmup must be an integer of at least 0, got -1",
+    ),
     # train_speed: nothing written to --work before the checks
     ("train_speed", ["--device", "gpu", *SPEED], "unknown device 'gpu'; did you mean 'cpu'?"),
     ("train_speed", ["--teacher", "resnet21", "--data", "{tmp}/missing", *SPEED], "unknown model 'resnet21'"),
-    ("train_speed", ["--epochs", "0", "--data", "{tmp}/missing", *SPEED], "--epochs must be at least 1, got 0"),
-    ("train_speed", ["--alpha", "1.5", "--data", "{tmp}/missing", *SPEED], "--alpha is a fraction in [0, 1]"),
+    (
+        "train_speed",
+        ["--epochs", "0", "--data", "{tmp}/missing", *SPEED],
+        "--epochs must be an integer of at least 1, got 0",
+    ),
+    ("train_speed", ["--alpha", "1.5", "--data", "{tmp}/missing", *SPEED], "--alpha must be a number from 0 to 1"),
     ("train_speed", ["--data", "{tmp}/missing", *SPEED], "no such folder or archive"),
     ("train_speed", ["--data", "{tmp}/fake.tar.gz", *SPEED], "is not a readable archive"),
     ("train_speed", ["--data", "{tmp}/empty", *SPEED], "no train/ folder in it"),

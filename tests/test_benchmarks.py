@@ -100,7 +100,7 @@ def test_quant_bf16_row_is_a_float_reference_without_a_file() -> None:
     ("args", "fragment"),
     [
         (["--students", "mnv3_cifr"], "unknown student 'mnv3_cifr'; did you mean 'mnv3_cifar'?"),
-        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--epochs", "0"], "--epochs must be an integer of at least 1, got 0"),
         (["--val-fraction", "1.5"], "--val-fraction must be between 0 and 1"),
         (["--teacher", "no-such-teacher.pt"], "--teacher: no-such-teacher.pt not found"),
         (["--run", "resnet8"], "expected STUDENT=FOLDER"),
