@@ -139,6 +139,16 @@ def test_overwrite_with_a_typo_keeps_the_old_run(tmp_path: Path) -> None:
     assert tree(run) == before
 
 
+def test_a_misspelled_arch_is_named_before_the_data_loads(tmp_path: Path) -> None:
+    from edgekd.train.run import distill
+
+    # the data root does not exist: the arch's name is checked first, so its error is the one seen
+    bad = {"data.name": "cifar10", "data.root": str(tmp_path / "no-data"), "teacher.arch": "resnet2O"}
+    with pytest.raises(ConfigError, match="config: teacher.arch: unknown model 'resnet2O'"):
+        distill(out=tmp_path / "run", set=tiny_overrides(**bad))
+    assert not (tmp_path / "run").exists()
+
+
 def test_failed_validation_writes_nothing(tmp_path: Path) -> None:
     from edgekd.train.run import distill
 

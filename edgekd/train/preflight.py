@@ -13,9 +13,19 @@ def resolve_names(cfg: Config) -> None:
     """Every registry name the config holds resolves (method, data source, export formats, the
     device); models are built for the data by :func:`preflight`."""
     from edgekd.formats import check_export_formats
+    from edgekd.models.registry import MODELS
     from edgekd.train.methods import check_method_config
     from edgekd.train.runtime import select_device
 
+    t, dd = cfg.teacher, cfg.distill
+    archs = [("student.arch", cfg.student.arch), ("teacher.arch", t.arch)]
+    archs += [(f"distill.takd.assistants[{i}]", a) for i, a in enumerate(dd.takd.assistants)]
+    archs += [(f"distill.ensemble.teachers[{i}]", a) for i, a in enumerate(dd.ensemble.teachers)]
+    for key, arch in archs:
+        # a registry name is checked here, before the data loads; a `module:factory` is imported
+        # and built by preflight (it may need the factory search path and the data's shape)
+        if ":" not in arch and arch not in MODELS:
+            raise ConfigError(f"config: {key}: {MODELS.unknown_message(arch)}")
     check_method_config(cfg)
     check_export_formats({"export.formats": cfg.export.formats, "export.teacher_formats": cfg.export.teacher_formats})
     select_device(cfg.runtime.device)
