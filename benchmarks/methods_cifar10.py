@@ -25,8 +25,6 @@ import json
 import platform
 import statistics
 import sys
-import tarfile
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -172,7 +170,7 @@ def run_benchmark(
     import torch
 
     from edgekd.config import load_config
-    from edgekd.data.archive import find_layout_root, is_archive
+    from edgekd.data.archive import check_archive, find_layout_root, is_archive
     from edgekd.errors import DataError
     from edgekd.models.registry import MODELS
     from edgekd.train.run import distill
@@ -187,8 +185,8 @@ def run_benchmark(
     layout = root.is_dir() and ((find_layout_root(root) / "train").is_dir() or (root / "cifar-10-batches-py").is_dir())
     if not (is_archive(root) or layout):
         raise DataError(f"CIFAR-10 not found in {root} (expected cifar-10-batches-py/, train/ + test/ or an archive)")
-    if is_archive(root) and not (tarfile.is_tarfile(root) or zipfile.is_zipfile(root)):
-        raise DataError(f"{root} is not a readable archive (tar.gz, tgz, tar or zip)")
+    if is_archive(root):
+        check_archive(root)
     if "takd" in rows and ta != "auto":
         for name in ta.split(","):
             MODELS.get(name)  # an unknown name is one line with a did-you-mean

@@ -25,8 +25,6 @@ import statistics
 import subprocess
 import sys
 import sysconfig
-import tarfile
-import zipfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -70,8 +68,6 @@ def prepare(args, work: Path) -> tuple[Path, Path]:
     from edgekd.models import create_model
 
     data = Path(args.data)
-    if is_archive(data) and not (tarfile.is_tarfile(data) or zipfile.is_zipfile(data)):
-        raise DataError(f"--data {data} is not a readable archive (tar.gz, tgz, tar or zip)")
     if not is_archive(data) and not data.is_dir():
         raise DataError(f"--data {data}: no such folder or archive (a CIFAR-10 JPEG ImageFolder: train/ + test/)")
     root = find_layout_root(extract_once(data, log=lambda m: print(m, file=sys.stderr)) if is_archive(data) else data)

@@ -126,3 +126,14 @@ def test_train_limit_keeps_a_stratified_subset() -> None:
     assert abs(len(small.train) - 200) <= 10  # rounded per class
     assert np.array_equal(small.val.labels, full.val.labels) and np.array_equal(small.test.images, full.test.images)
     assert np.bincount(small.train.labels, minlength=10).min() >= 15
+
+
+@pytest.mark.parametrize("name", ["images.tar.gz", "images.zip"])
+def test_a_file_that_is_no_archive_is_one_line(tmp_path: Path, name: str) -> None:
+    fake = tmp_path / name
+    fake.write_text("not an archive\n")
+    logs: list[str] = []
+    with pytest.raises(DataError) as err:
+        load_dataset(DataConfig(name="imagefolder", root=str(fake)), log=logs.append)
+    assert str(err.value) == f"{fake} is not a readable archive (tar.gz, tgz, tar or zip)"
+    assert not any("extracting" in line for line in logs)

@@ -17,6 +17,15 @@ def is_archive(path: Path) -> bool:
     return path.is_file() and path.name.lower().endswith(ARCHIVE_SUFFIXES)
 
 
+def check_archive(path: Path) -> None:
+    """A :class:`DataError` line unless ``path`` opens as the archive its name says (zip, or a tar
+    with any compression): checked before any work, since tarfile's own error lists every
+    compression it tried, over several lines."""
+    readable = zipfile.is_zipfile(path) if path.name.lower().endswith(".zip") else tarfile.is_tarfile(path)
+    if not readable:
+        raise DataError(f"{path} is not a readable archive (tar.gz, tgz, tar or zip)")
+
+
 def extract_once(path: Path, cache_dir: str | None = None, log=print) -> Path:
     """The folder holding the archive's contents, extracting it on first use.
 
@@ -31,6 +40,7 @@ def extract_once(path: Path, cache_dir: str | None = None, log=print) -> Path:
     )
     if target.is_dir():
         return target
+    check_archive(path)
     log(f"extracting {path} → {target} (once)")
     try:
         with atomic_dir(target) as tmp:
