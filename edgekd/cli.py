@@ -672,6 +672,7 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    from edgekd.errors import first_line
     from edgekd.limits import check_number
     from edgekd.models import MODELS, count_macs, count_params, create_model, model_task
     from edgekd.ui import print_table
@@ -694,10 +695,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
         doc = " ".join((MODELS.get(name).__doc__ or "").strip().split("\n\n")[0].split())
         try:
             model = create_model(name, args.classes, c, (h, w))
-        except EdgekdError as exc:  # e.g. a U-Net whose poolings do not divide this input: listed, not fatal
-            rows.append([name, model_task(name), "—", "—", f"{doc} (not at {args.input}: {exc})"])
+            macs = count_macs(model, (1, c, h, w))
+        except (EdgekdError, RuntimeError) as exc:
+            # a U-Net whose poolings do not divide this input, a net whose kernels outgrow it (airbench at
+            # 1x1: torch's RuntimeError): listed, not fatal
+            why = first_line(exc, 160)
+            rows.append([name, model_task(name), "—", "—", f"{doc} (not at {args.input}: {why})"])
             continue
-        rows.append([name, model_task(name), count_params(model), count_macs(model, (1, c, h, w)), doc])
+        rows.append([name, model_task(name), count_params(model), macs, doc])
     if not rows:
         raise EdgekdError(f"no model matches {args.pattern!r}; available: {', '.join(MODELS.names())}")
     print_table(

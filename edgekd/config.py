@@ -789,6 +789,11 @@ def validate(config: Config) -> None:
         raise ConfigError("config: export.min_logit_snr_db must be in [-200, 200] dB")
     if not 0.0 < e.max_class_share <= 1.0:
         raise ConfigError("config: export.max_class_share must be in (0, 1]")
+    from edgekd.limits import MAX_THREADS, check_number
+
+    for key, threads in (("runtime.threads", config.runtime.threads), ("export.threads", e.threads)):
+        # torch refuses 0 and negatives only when the threads are set, after minutes of work
+        check_number(f"config: {key}", threads, integer=True, low=1, high=MAX_THREADS, optional=True, error=ConfigError)
     if e.parity_samples is not None and e.parity_samples < 1:
         raise ConfigError("config: export.parity_samples must be at least 1 (or null for the whole test split)")
     if not 0.0 <= e.min_top1_agreement <= 1.0 or e.max_acc_drop < 0 or e.fp32_max_abs_diff < 0:

@@ -34,7 +34,7 @@ from edgekd import __version__
 from edgekd.atomic import atomic_dir, write_json, write_text, write_with
 from edgekd.bundle import FORMAT, MANIFEST, file_record
 from edgekd.config import Config, ExportConfig, dump_yaml, from_dict, load_config, named_archs, parse_override, to_dict
-from edgekd.errors import ConfigError, EdgekdError
+from edgekd.errors import ConfigError, EdgekdError, first_line
 from edgekd.exporters.errors import ParityError
 from edgekd.exporters.parity import Bounds, check_parity, reference_logits
 from edgekd.exporters.timing import shown_as
@@ -60,6 +60,10 @@ def _resolve_config(run: Path, overrides: Sequence[str]) -> Config:
             f"{run} is not a finished distill run (summary.json/config.yaml missing); run `edgekd distill --out {run}` "
             "first"
         )
+    try:  # read again after the data loads; a damaged one is refused before any work
+        json.loads((run / "summary.json").read_text())
+    except (ValueError, RecursionError) as exc:
+        raise EdgekdError(f"{run}/summary.json is corrupt ({first_line(exc, 120)}); rerun `edgekd distill`") from None
     cfg = load_config(cfg_path)
     export_tree = to_dict(cfg.export)
     for text in overrides:

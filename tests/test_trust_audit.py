@@ -1,0 +1,46 @@
+"""Bad inputs found by an audit of the CLI verbs: each was a traceback, a setting accepted until
+torch refused it minutes later, or an MAC count that crashed the listing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edgekd.bundle import BundleError, read_manifest
+from edgekd.config import load_config
+from edgekd.errors import ConfigError, EdgekdError
+from tests.test_cli import edgekd
+
+
+def test_a_manifest_with_an_integer_too_long_to_read_is_corrupt(tmp_path: Path) -> None:
+    (tmp_path / "manifest.json").write_text('{"format": 1, "files": {"a": {"bytes": ' + "1" * 5001 + "}}}")
+    with pytest.raises(BundleError, match="manifest.json is corrupt: Exceeds the limit"):
+        read_manifest(tmp_path)
+
+
+@pytest.mark.parametrize("override", ["runtime.threads=0", "export.threads=-1", "export.threads=100000"])
+def test_thread_counts_are_range_checked(override: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"config: {key} must be an integer from 1 to 256"):
+        load_config(None, [override])
+
+
+def test_export_refuses_a_run_whose_summary_is_corrupt_before_any_work(tmp_path: Path) -> None:
+    from edgekd.config import dump_yaml
+    from edgekd.exporters.export import export
+    from tests.conftest import tiny_overrides
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "config.yaml").write_text(dump_yaml(load_config(None, tiny_overrides())))
+    (run / "summary.json").write_text("garbage\n")
+    with pytest.raises(EdgekdError, match=r"summary.json is corrupt \(Expecting value"):
+        export(run=run, out=tmp_path / "bundle")
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_models_lists_a_net_that_cannot_run_at_the_input_instead_of_crashing() -> None:
+    proc = edgekd("models", "*airbench", "--input", "3x1x1")
+    assert proc.returncode == 0, proc.stderr
+    assert "Traceback" not in proc.stderr and "not at 3x1x1" in proc.stdout
