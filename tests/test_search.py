@@ -154,6 +154,7 @@ def test_worker_waits_for_the_study_then_names_what_is_missing(capsys, tmp_path)
     assert_one_line_error(proc, "no study 'edgekd-search'", "(waited 2 s)")
     assert time.monotonic() - start >= 2  # polled the storage until its time was up
     assert "waiting up to 2 s for study edgekd-search" in proc.stderr
+    assert not db.exists()  # a worker joins a study: it never creates the database
 
 
 def test_search_refuses_a_folder_it_did_not_make(capsys, tmp_path):

@@ -324,6 +324,7 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
     while True:
         try:
             if storage is None:
+                _require_sqlite_file(url, study_name)  # opening a missing one would create it
                 storage = _storage(url, heartbeat_s)
             study = _study(url, study_name, None, pruner or "median", heartbeat_s, create=False, storage=storage)
             spec = study.user_attrs.get(SPEC_ATTR)
@@ -375,6 +376,20 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
 
 
 # -- Optuna ----------------------------------------------------------------------------------
+
+
+def _require_sqlite_file(url: str, study_name: str) -> None:
+    """A worker joins a study: an SQLite URL naming no file has none, and is left uncreated."""
+    if not url.startswith("sqlite"):
+        return
+    from sqlalchemy.engine import make_url
+
+    database = make_url(url).database
+    if database and database != ":memory:" and not Path(database).is_file():
+        raise EdgekdError(
+            f"no study {study_name!r} in {_safe_url(url)}: {database} does not exist; start the study with "
+            "`edgekd search --storage URL` (without --worker)"
+        )
 
 
 def _storage(url: str, heartbeat_s: int, tries: int = 1):
