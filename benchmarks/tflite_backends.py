@@ -26,7 +26,7 @@ from edgekd.ui import print_table
 
 def check_args(args: argparse.Namespace) -> None:
     """Every input before the first conversion: a bad one would otherwise fail each backend's row alike."""
-    from edgekd.config import load_config
+    from edgekd.exporters.export import run_config, run_summary
     from edgekd.formats import FORMATS
     from edgekd.limits import out_of_range
     from edgekd.registry import unknown_name_message
@@ -42,13 +42,8 @@ def check_args(args: argparse.Namespace) -> None:
     if problems:
         raise EdgekdError(problems[0])
     run = Path(args.run)
-    if not (run / "summary.json").is_file() or not (run / "config.yaml").is_file():
-        raise EdgekdError(f"--run {run} is not a finished distill run (summary.json/config.yaml missing)")
-    load_config(run / "config.yaml")  # a damaged one is one line
-    try:
-        json.loads((run / "summary.json").read_text())
-    except (ValueError, OSError) as exc:
-        raise EdgekdError(f"--run {run}: summary.json is not readable JSON ({exc})") from None
+    run_summary(run)  # a folder that is no finished run, a damaged summary or config: one line each
+    run_config(run)
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise EdgekdError(f"--out {args.out} is a file, not a folder")
     if args.python and shutil.which(args.python) is None:

@@ -53,18 +53,26 @@ def latest_run(runs_dir: Path = Path("runs")) -> Path:
     return max(runs, key=lambda p: (p / "summary.json").stat().st_mtime)
 
 
-def _resolve_config(run: Path, overrides: Sequence[str]) -> Config:
-    cfg_path = run / "config.yaml"
-    if not (run / "summary.json").is_file() or not cfg_path.is_file():
+def run_summary(run: Path) -> dict[str, Any]:
+    """A finished distill run's summary.json, or one line saying why the folder is not such a run."""
+    path = run / "summary.json"
+    if not path.is_file() or not (run / "config.yaml").is_file():
         raise EdgekdError(
             f"{run} is not a finished distill run (summary.json/config.yaml missing); run `edgekd distill --out {run}` "
             "first"
         )
-    try:  # read again after the data loads; a damaged one is refused before any work
-        json.loads((run / "summary.json").read_text())
+    try:
+        summary = json.loads(path.read_text())
     except (ValueError, RecursionError) as exc:
-        raise EdgekdError(f"{run}/summary.json is corrupt ({first_line(exc, 120)}); rerun `edgekd distill`") from None
-    cfg = load_config(cfg_path)
+        raise EdgekdError(f"{path} is corrupt ({first_line(exc, 120)}); rerun `edgekd distill`") from None
+    if not isinstance(summary, dict):
+        raise EdgekdError(f"{path} is corrupt (it holds a {type(summary).__name__}); rerun `edgekd distill`")
+    return summary
+
+
+def run_config(run: Path, overrides: Sequence[str] = ()) -> Config:
+    """A finished run's config with ``export.*`` overrides applied (the run's other settings are fixed)."""
+    cfg = load_config(run / "config.yaml")
     export_tree = to_dict(cfg.export)
     for text in overrides:
         keys, value = parse_override(text)
@@ -115,7 +123,8 @@ def export(
     format is out of bounds, unless ``allow_parity_failure`` (or ``export.allow_parity_failure``).
     """
     run_dir = Path(run) if run is not None else latest_run()
-    cfg = _resolve_config(run_dir, set)
+    summary = run_summary(run_dir)  # before any work: a damaged run is one line
+    cfg = run_config(run_dir, set)
     out_dir = Path(out) if out is not None else Path("artifacts") / run_dir.name
     # before any work: a bundle replaces only an older bundle, never the run or a user's files
     check_output_dir(out_dir, "bundle", not_a_bundle, protect=[run_dir], beside=True)
@@ -147,7 +156,6 @@ def export(
     calib_idx = balanced_sample(data.train.labels, ecfg.calibration_samples, cfg.seed + 1)
     eval_idx = balanced_sample(data.test.labels, ecfg.eval_samples, cfg.seed + 2)
     calibration = np.ascontiguousarray(data.train.images[calib_idx].transpose(0, 2, 3, 1))
-    summary = json.loads((run_dir / "summary.json").read_text())
 
     manifest: dict[str, Any] = {
         "format": FORMAT,
