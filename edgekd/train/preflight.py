@@ -9,6 +9,19 @@ from edgekd.config import Config
 from edgekd.errors import ConfigError, EdgekdError
 
 
+def config_archs(cfg: Config) -> list[tuple[str, str, dict]]:
+    """(config key, arch, kwargs) of every model the run builds: the teacher (unless an ensemble's
+    members come from their files), the student, the TAKD assistants and the ensemble teachers."""
+    t, takd, ensemble = cfg.teacher, cfg.distill.takd, cfg.distill.ensemble
+    archs: list[tuple[str, str, dict]] = [] if ensemble.teacher_checkpoints else [("teacher.arch", t.arch, t.kwargs)]
+    archs.append(("student.arch", cfg.student.arch, cfg.student.kwargs))
+    archs += [(f"distill.takd.assistants[{i}]", a, {}) for i, a in enumerate(takd.assistants)]
+    archs += [
+        (f"distill.ensemble.teachers[{i}]", a, t.kwargs if a == t.arch else {}) for i, a in enumerate(ensemble.teachers)
+    ]
+    return archs
+
+
 def resolve_names(cfg: Config) -> None:
     """Every registry name the config holds resolves (method, data source, export formats, the
     device); models are built for the data by :func:`preflight`."""
@@ -17,11 +30,7 @@ def resolve_names(cfg: Config) -> None:
     from edgekd.train.methods import check_method_config
     from edgekd.train.runtime import select_device
 
-    t, dd = cfg.teacher, cfg.distill
-    archs = [("student.arch", cfg.student.arch), ("teacher.arch", t.arch)]
-    archs += [(f"distill.takd.assistants[{i}]", a) for i, a in enumerate(dd.takd.assistants)]
-    archs += [(f"distill.ensemble.teachers[{i}]", a) for i, a in enumerate(dd.ensemble.teachers)]
-    for key, arch in archs:
+    for key, arch, _ in config_archs(cfg):
         # a registry name is checked here, before the data loads; a `module:factory` is imported
         # and built by preflight (it may need the factory search path and the data's shape)
         if ":" not in arch and arch not in MODELS:
@@ -42,14 +51,8 @@ def preflight(run) -> None:
     from edgekd.train.student_stage import check_output
 
     cfg, d, t = run.cfg, run.data, run.cfg.teacher
-    archs: list[tuple[str, str, dict]] = [("student.arch", cfg.student.arch, cfg.student.kwargs)]
-    takd, ensemble = cfg.distill.takd, cfg.distill.ensemble
-    archs += [(f"distill.takd.assistants[{i}]", a, {}) for i, a in enumerate(takd.assistants)]
-    archs += [
-        (f"distill.ensemble.teachers[{i}]", a, t.kwargs if a == t.arch else {}) for i, a in enumerate(ensemble.teachers)
-    ]
-    if not ensemble.teacher_checkpoints:  # else the members come from their files
-        archs.insert(0, ("teacher.arch", t.arch, t.kwargs))
+    ensemble = cfg.distill.ensemble
+    archs = config_archs(cfg)
     s = cfg.student
     if s.mean is not None and len(s.mean) != d.in_channels:
         raise ConfigError(f"config: student.mean has {len(s.mean)} values, the data {d.in_channels} channel(s)")
