@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -90,11 +91,28 @@ def check_writable(path: str | Path, what: str) -> None:
         os.unlink(name)
 
 
+# What a report folder of bench's or deploy's holds: the report, its plot, the MCU app's headers and
+# C arrays, and the hidden temporary files of an atomic write cut short (:mod:`edgekd.atomic`).
+_REPORT_FILE = re.compile(r"bench\.(json|md|png)|[^/]+_tflm_config\.h|[^/]+_model_data\.cc|\..+\.(tmp|old)")
+
+
+def not_a_report(folder: Path) -> str | None:
+    """Why the existing folder ``folder`` is not an edgekd report folder (None when it holds only
+    files a report writes, so rerunning the bench may replace them)."""
+    others = sorted(p.name for p in folder.iterdir() if not (_REPORT_FILE.fullmatch(p.name) and not p.is_dir()))
+    if not others:
+        return None
+    more = f" and {len(others) - 1} more" if len(others) > 1 else ""
+    return f"it holds {others[0]}{more}, which no edgekd report writes"
+
+
 def check_report_dir(path: str | Path, flag: str, what: str, inside: str | Path | None = None) -> Path:
     """Refuse, before any measuring, a report folder (bench's, deploy's) that cannot or must not
-    be written: an existing file; a place that cannot be written; and, when ``path`` lies in the
-    bundle ``inside`` (its default ``BUNDLE/bench``), a symbolic link anywhere below the bundle
-    on the way to it, since a link planted in a bundle would redirect the writes elsewhere.
+    be written: an existing file; a folder holding anything a report does not write (a user's
+    folder, whose bench.json or bench.png would be replaced); a place that cannot be written;
+    and, when ``path`` lies in the bundle ``inside`` (its default ``BUNDLE/bench``), a symbolic
+    link anywhere below the bundle on the way to it, since a link planted in a bundle would
+    redirect the writes elsewhere.
     Files in the folder are replaced by rename (:mod:`edgekd.atomic`), which replaces a link
     there instead of writing through it. Nothing is created here. Returns ``path``."""
     path = Path(path)
@@ -111,6 +129,12 @@ def check_report_dir(path: str | Path, flag: str, what: str, inside: str | Path 
     if (path.exists() or path.is_symlink()) and not path.is_dir():
         raise OutputError(
             f"{flag} {path} is an existing file, not a folder: pass a folder for the {what} (it is made if missing)"
+        )
+    why = not_a_report(path) if path.is_dir() else None
+    if why is not None:
+        raise OutputError(
+            f"{flag} {path} is a folder edgekd did not make ({why}); edgekd writes a {what} only into a new or empty "
+            "folder or over its own report: choose another folder, or move that one away yourself"
         )
     check_writable(path, what)
     return path

@@ -400,6 +400,12 @@ BENCH = [
     Case(
         "bench-out-under-a-file", w("bench", *BUNDLE, "--runs", "2", "--out", "{ws}/file.txt/report"), needle="file.txt"
     ),
+    Case("bench-out-is-a-users-folder", w("bench", *BUNDLE, "--out", "{ws}/user"), needle="did not make"),
+    Case(
+        "bench-out-holds-a-users-bench-json",
+        with_setup(lambda ws: (ws / "user" / "bench.json").write_text("{}"), w("bench", *BUNDLE, "--out", "{ws}/user")),
+        needle="notes.txt",
+    ),
     Case(
         "bench-out-read-only-place",
         w("bench", *BUNDLE, "--runs", "2", "--out", "/proc/edgekd-report"),
@@ -626,6 +632,7 @@ DEPLOY_CASES = [
         needle="symbolic link",
     ),
     Case("deploy-out-is-a-file", w(*DEPLOY, "--bench", "--out", "{ws}/file.txt"), needle="existing file"),
+    Case("deploy-out-is-a-users-folder", w(*DEPLOY, "--bench", "--out", "{ws}/user"), needle="did not make"),
     Case("deploy-ssh-refused", w(*DEPLOY, "--timeout", "20"), needle="Connection refused"),
     Case("deploy-ssh-hangs", w(*DEPLOY, "--timeout", "1"), needle="gave no result within 1 s"),
 ]

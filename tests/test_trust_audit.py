@@ -44,3 +44,24 @@ def test_models_lists_a_net_that_cannot_run_at_the_input_instead_of_crashing() -
     proc = edgekd("models", "*airbench", "--input", "3x1x1")
     assert proc.returncode == 0, proc.stderr
     assert "Traceback" not in proc.stderr and "not at 3x1x1" in proc.stdout
+
+
+def test_a_report_folder_is_new_empty_or_a_report_of_edgekds(tmp_path: Path) -> None:
+    from edgekd.outputs import OutputError, check_report_dir, not_a_report
+
+    folder = tmp_path / "report"
+    assert check_report_dir(folder, "--out", "bench report") == folder  # new: made later
+    folder.mkdir()
+    check_report_dir(folder, "--out", "bench report")  # empty
+    for name in ("bench.json", "bench.md", "bench.png", "student_int8_tflm_config.h", "x_model_data.cc"):
+        (folder / name).write_text("")
+    (folder / ".bench.json.abc.tmp").write_text("")  # an atomic write cut short
+    assert not_a_report(folder) is None
+    check_report_dir(folder, "--out", "bench report")  # a rerun replaces its own report
+    (folder / "notes.txt").write_text("mine\n")
+    with pytest.raises(OutputError, match=r"did not make \(it holds notes.txt, which no edgekd report writes\)"):
+        check_report_dir(folder, "--out", "bench report")
+    (folder / "notes.txt").unlink()
+    (folder / "bench.png").unlink()
+    (folder / "bench.png").mkdir()  # a folder by a report file's name is not the report's
+    assert not_a_report(folder) == "it holds bench.png, which no edgekd report writes"
