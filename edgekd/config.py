@@ -328,7 +328,9 @@ class ExportConfig:
         "student formats: pytorch, onnx, tflite_fp32, tflite_int8 (full integer), tflite_fp16, tflite_dynamic "
         "(dynamic range), tflite_int16x8 (int16 activations)",
     )
-    teacher_formats: tuple[str, ...] = opt(("pytorch", "onnx", "tflite_fp32"), "formats for the teacher (and baseline)")
+    teacher_formats: tuple[str, ...] = opt(
+        ("pytorch", "onnx", "tflite_fp32"), "formats for the teacher (and baseline); [] leaves them out of the bundle"
+    )
     backend: str = opt(
         "onnx2tf",
         "TFLite converter: onnx2tf (PyTorch → ONNX → TensorFlow → TFLite) or litert_torch (PyTorch → TFLite; pip "

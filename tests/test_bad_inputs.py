@@ -296,6 +296,16 @@ EXPORT = [
         needle="markermod",
     ),
     Case("export-out-is-a-file", w("export", "--run", "{ws}/run", "--out", "{ws}/file.txt")),
+    Case(
+        "export-no-models",
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.models=[]"),
+        needle="export.models is empty",
+    ),
+    Case(
+        "export-student-without-formats",
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.formats=[]"),
+        needle="export.formats is empty",
+    ),
     Case("export-out-is-a-user-folder", w("export", "--run", "{ws}/run", "--out", "{ws}/user")),
     Case("export-out-is-the-run", w("export", "--run", "{ws}/run", "--out", "{ws}/run")),
     Case("export-out-is-above-the-run", w("export", "--run", "{ws}/run", "--out", "{ws}")),

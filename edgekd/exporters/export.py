@@ -96,9 +96,16 @@ def check_export_names(ecfg: ExportConfig) -> None:
 
     if ecfg.backend not in TFLITE_BACKENDS:
         raise ConfigError(f"config: export.backend: {TFLITE_BACKENDS.unknown_message(ecfg.backend)}")
+    if not ecfg.models:  # a bundle with nothing in it would verify and bench as "ok"
+        raise ConfigError(f"config: export.models is empty: name at least one of {', '.join(ROLES)}")
     bad_roles = [r for r in ecfg.models if r not in ROLES]
     if bad_roles:
         raise ConfigError(f"config: export.models: unknown model {bad_roles[0]!r}; available: {', '.join(ROLES)}")
+    if "student" in ecfg.models and not ecfg.formats:  # the student would be left out without a word
+        raise ConfigError(
+            "config: export.formats is empty, so the student that export.models names would not be exported: "
+            "name a format, or leave the student out of export.models"
+        )
 
 
 def balanced_sample(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
