@@ -412,7 +412,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
             "Classification: a table of the top-k classes with softmax scores. Segmentation: one\n"
             "<stem>_mask.png (0/255, at the image's own size) per image in --masks (a new or empty folder).\n"
             "Runs on a Raspberry Pi with edgekd[rpi] (numpy, ai-edge-litert, Pillow). Exits 1 naming the\n"
-            "images that could not be read (the others still run)."
+            "images that could not be read (the others still run), 2 when none could."
         ),
         epilog="examples:\n  edgekd predict --artifacts artifacts/digits photo.png"
         "\n  edgekd predict --artifacts artifacts/cifar10 images/ --top-k 3 --json predictions.json"

@@ -345,12 +345,16 @@ def predict(
         _check_masks_dir(mask_dir)
     if json is not None and Path(json).is_dir():
         raise PredictError(f"--json {json} is a folder; give a file name")
-    results, failed, written = [], [], []
+    results, failed, written, first_error = [], [], [], ""
     for path in paths:
         try:
             results.append(predictor.predict(path, top_k=top_k))
         except PredictError as exc:
             failed.append(f"{path}: {exc}")
+            first_error = first_error or str(exc)
+    if not results:  # nothing ran: bad input, like a missing image, not a run with some rows failed
+        more = f" (and {len(failed) - 1} more)" if len(failed) > 1 else ""
+        raise PredictError(f"no image could be read: {first_error}{more}")
     if mask_dir is not None:
         written = _write_masks(results, mask_dir)
     report = PredictReport(predictor.file, predictor.task.name, results, failed, written)
@@ -358,7 +362,7 @@ def predict(
         rows = [[p.source, f"{100 * (p.foreground or 0):.1f}", m] for p, m in zip(results, written)]
         print_table(f"{predictor.file}: masks", ["image", "foreground %", "mask"], rows)
     else:
-        k = max((len(p.top) for p in results), default=0)
+        k = max(len(p.top) for p in results)
         rows = [[p.source, *[f"{name} {100 * s:.1f}%" for name, s in p.top], *[""] * (k - len(p.top))] for p in results]
         print_table(f"{predictor.file}: top-{k}", ["image", *[f"#{i + 1}" for i in range(k)]], rows)
     if json is not None:

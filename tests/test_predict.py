@@ -120,6 +120,13 @@ def test_predict_errors(tiny_bundle: Path, eval_pngs: Path, tmp_path: Path, caps
     )  # the other image still runs
     captured = capsys.readouterr()
     assert "0001.png" in captured.out and "FAILED" in captured.err and "broken.png: cannot read image" in captured.err
+    # no image readable at all: one error line, no empty table
+    broken.with_suffix(".gif").write_text("text, not an image\n")
+    assert main(["predict", "--artifacts", str(tiny_bundle), str(broken), str(broken.with_suffix(".gif"))]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("edgekd: error: no image could be read: ")
+    assert len(captured.err.splitlines()) == 1 and "cannot read image " in captured.err
+    assert "broken.png: cannot identify" in captured.err and captured.err.rstrip().endswith("(and 1 more)")
     # globs and folders expand to sorted files, each once
     assert expand_images([str(eval_pngs / "000[0-2].png"), str(eval_pngs / "0001.png")]) == [
         eval_pngs / f"000{i}.png" for i in range(3)
