@@ -157,6 +157,40 @@ def test_worker_waits_for_the_study_then_names_what_is_missing(capsys, tmp_path)
     assert not db.exists()  # a worker joins a study: it never creates the database
 
 
+def test_worker_checks_its_teacher_and_folder_before_connecting(capsys, tmp_path):
+    (tmp_path / "user").mkdir()
+    (tmp_path / "user" / "mine.txt").write_text("keep")
+    url = f"sqlite:///{tmp_path / 'nowhere.db'}"  # no study: had the checks come after, this would be the error
+    proc = edgekd_inproc(capsys, "search", "--worker", "--storage", url, "--teacher", str(tmp_path / "no.pt"))
+    assert proc.returncode == 2
+    assert_one_line_error(proc, f"--teacher {tmp_path / 'no.pt'} is not a file")
+    proc = edgekd_inproc(capsys, "search", "--worker", "--storage", url, "--out", str(tmp_path / "user"))
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "did not make (not a search folder: no search.json, and more than a worker's trials/)")
+    assert sorted(p.name for p in (tmp_path / "user").iterdir()) == ["mine.txt"]
+    assert not (tmp_path / "nowhere.db").exists()
+
+
+def test_a_corrupt_search_json_is_one_line_and_a_corrupt_cache_is_measured_again(capsys, tmp_path):
+    (tmp_path / "s").mkdir()
+    (tmp_path / "s" / "search.json").write_text('{"config": ')
+    proc = edgekd_inproc(capsys, "search", "--out", str(tmp_path / "s"), "--budget", "params=10k")
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "search.json is corrupt (Expecting value")
+    assert (tmp_path / "s" / "search.json").read_text() == '{"config": '
+
+    from edgekd.search.measure import measure_candidate
+    from edgekd.search.space import Candidate
+
+    cand = Candidate(family="tiny", arch="test_student", width=4, resolution=None)
+    budget = parse_budget({"params": "10k"})
+    shape = {"num_classes": 10, "in_channels": 1, "native_size": (8, 8), "cache_dir": tmp_path / "cache"}
+    good = measure_candidate(cand, budget, **shape)
+    (tmp_path / "cache" / f"{cand.key}.json").write_text("[1, 2")  # cut short
+    assert measure_candidate(cand, budget, **shape) == good
+    assert json.loads((tmp_path / "cache" / f"{cand.key}.json").read_text()) == good
+
+
 def test_search_refuses_a_folder_it_did_not_make(capsys, tmp_path):
     (tmp_path / "mine.txt").write_text("keep")
     proc = edgekd_inproc(capsys, "search", "--out", str(tmp_path), "--budget", "params=10k")

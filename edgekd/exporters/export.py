@@ -34,11 +34,12 @@ from edgekd import __version__
 from edgekd.atomic import atomic_dir, write_json, write_text, write_with
 from edgekd.bundle import FORMAT, MANIFEST, file_record
 from edgekd.config import Config, ExportConfig, dump_yaml, from_dict, load_config, named_archs, parse_override, to_dict
-from edgekd.errors import ConfigError, EdgekdError, first_line
+from edgekd.errors import ConfigError, EdgekdError
 from edgekd.exporters.errors import ParityError
 from edgekd.exporters.parity import Bounds, check_parity, reference_logits
 from edgekd.exporters.timing import shown_as
 from edgekd.formats import ExportJob, Format, all_formats, check_export_formats, get_format
+from edgekd.jsonfile import read_json_object
 from edgekd.outputs import check_output_dir, not_a_bundle
 from edgekd.tasks import get_task
 from edgekd.ui import log, print_table
@@ -61,13 +62,7 @@ def run_summary(run: Path) -> dict[str, Any]:
             f"{run} is not a finished distill run (summary.json/config.yaml missing); run `edgekd distill --out {run}` "
             "first"
         )
-    try:
-        summary = json.loads(path.read_text())
-    except (ValueError, RecursionError) as exc:
-        raise EdgekdError(f"{path} is corrupt ({first_line(exc, 120)}); rerun `edgekd distill`") from None
-    if not isinstance(summary, dict):
-        raise EdgekdError(f"{path} is corrupt (it holds a {type(summary).__name__}); rerun `edgekd distill`")
-    return summary
+    return read_json_object(path, "rerun `edgekd distill`")
 
 
 def run_config(run: Path, overrides: Sequence[str] = ()) -> Config:

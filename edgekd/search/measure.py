@@ -11,13 +11,13 @@ at least a byte) is never exported.
 
 from __future__ import annotations
 
-import json
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from edgekd.atomic import write_json
+from edgekd.jsonfile import cached_json_object
 from edgekd.search.budget import Budget
 from edgekd.search.space import Candidate
 
@@ -44,8 +44,8 @@ def measure_candidate(
     if budget.rpi_ms is not None and not rpi_factor:
         raise ValueError("an rpi_ms budget needs rpi_factor")
     path = cache_dir / f"{cand.key}.json" if cache_dir is not None else None
-    if path is not None and path.is_file():
-        cached = json.loads(path.read_text())
+    cached = cached_json_object(path) if path is not None else None  # unreadable: measured again
+    if cached is not None:
         if _usable(cached, budget, rpi_factor):
             return cached
     figures = _measure(cand, budget, num_classes, in_channels, native_size, backend, rpi_factor)

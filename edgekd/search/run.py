@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import os
 import socket
 import time
@@ -38,6 +37,8 @@ from typing import Any
 from edgekd.atomic import write_json
 from edgekd.config import Config, from_dict, load_config, to_dict, validate
 from edgekd.errors import ConfigError, EdgekdError
+from edgekd.jsonfile import cached_json_object, read_json_object
+from edgekd.outputs import check_output_dir
 from edgekd.search.budget import Budget, parse_budget
 from edgekd.search.space import Candidate, SearchSpace, load_space, space_from_dict
 from edgekd.ui import log, warn
@@ -126,8 +127,13 @@ def search(
                 "search: a worker takes config, budget, space, trial count, trial epochs and Pi calibration from the "
                 "study; drop --config/--set/--budget/--space/--trials/--trial-epochs/--rpi-bench"
             )
+        worker_out = Path(out) if out is not None else Path("runs") / "search-worker"
+        # before connecting: a wrong path is found now, not once the study is there (maybe hours later)
+        if teacher is not None and not Path(teacher).is_file():
+            raise ConfigError(f"search: --teacher {teacher} is not a file")
+        check_output_dir(worker_out, "search worker's trials", _not_a_worker_folder)
         return _worker(
-            Path(out) if out is not None else Path("runs") / "search-worker",
+            worker_out,
             storage,
             study_name,
             teacher,
@@ -153,6 +159,17 @@ def search(
     )
 
 
+def _not_a_search_folder(folder: Path) -> str | None:
+    return None if (folder / "search.json").is_file() else "not a search folder: no search.json"
+
+
+def _not_a_worker_folder(folder: Path) -> str | None:
+    """A worker writes only ``trials/``; the main search's own folder may serve its workers too."""
+    if (folder / "search.json").is_file() or {p.name for p in folder.iterdir()} <= {"trials"}:
+        return None
+    return "not a search folder: no search.json, and more than a worker's trials/"
+
+
 def _rpi_calibration(out_dir: Path, bench_json: str | Path, calibrate) -> dict[str, Any]:
     """The Pi/host ratio, measured once per search folder and bench file: a rerun reuses it (a new
     timing of the reference would move every candidate's estimate a little)."""
@@ -163,10 +180,9 @@ def _rpi_calibration(out_dir: Path, bench_json: str | Path, calibrate) -> dict[s
         sha = hashlib.sha256(Path(bench_json).read_bytes()).hexdigest()
     except OSError:
         sha = None  # calibrate() names the problem
-    if sha is not None and path.is_file():
-        saved = json.loads(path.read_text())
-        if saved.get("bench_sha256") == sha:
-            return saved
+    saved = cached_json_object(path) if sha is not None else None  # unreadable: measured again
+    if saved is not None and saved.get("bench_sha256") == sha:
+        return saved
     return calibrate(bench_json)
 
 
@@ -246,7 +262,7 @@ def _main(  # noqa: A002 - `set` as in search()
         spec["rpi_bench_sha256"] = rpi["bench_sha256"]  # another Pi bench is another search
     spec_path = out_dir / "search.json"
     if spec_path.is_file():
-        saved = json.loads(spec_path.read_text())
+        saved = read_json_object(spec_path, "it records what this search folder searches: use another --out")
         changed = [k for k in spec if saved.get(k) != spec[k]]
         if changed:
             raise ConfigError(
@@ -254,8 +270,7 @@ def _main(  # noqa: A002 - `set` as in search()
                 "--out"
             )
         log(f"search: continuing the search in {out_dir}")
-    elif out_dir.exists() and any(out_dir.iterdir()):
-        raise EdgekdError(f"{out_dir} exists and is not a search folder (no search.json); give an empty or new --out")
+    check_output_dir(out_dir, "search", _not_a_search_folder, replace=True)
 
     from edgekd.data import load_dataset
 
@@ -730,7 +745,9 @@ def _finalists(study, ctx: _Ctx, k: int) -> list[dict[str, Any]]:
             and load_config(folder / "config.yaml") == cfg
         ):
             log(f"search: final {cand.key} already trained in {folder}")
-            summary = json.loads((folder / "summary.json").read_text())
+            summary = read_json_object(
+                folder / "summary.json", f"move {folder} away and rerun the search to train that finalist again"
+            )
         else:
             resume = (folder / "config.yaml").is_file() and load_config(folder / "config.yaml") == cfg
             log(

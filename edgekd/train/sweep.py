@@ -17,7 +17,6 @@ choice, whose every point needs it). Interrupted sweeps continue with ``resume=T
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -25,6 +24,7 @@ from typing import Any
 from edgekd.atomic import write_json, write_text
 from edgekd.config import Config, dump_yaml, load_config, validate
 from edgekd.errors import ConfigError
+from edgekd.jsonfile import read_json_object
 from edgekd.limits import check_number
 from edgekd.ui import log, print_table, warn
 
@@ -188,7 +188,7 @@ def _run_point(cfg: Config, folder: Path, resume: bool) -> dict[str, Any]:
 
     if resume and (folder / "summary.json").is_file():
         log(f"sweep: {folder.name} already complete")
-        return json.loads((folder / "summary.json").read_text())
+        return read_json_object(folder / "summary.json", f"move {folder} away and rerun the sweep to train it again")
     if resume and (folder / "config.yaml").is_file():
         return distill(cfg, out=folder, resume=True)
     return distill(cfg, out=folder, overwrite=True)  # a half-written folder of a fresh sweep

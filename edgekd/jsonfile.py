@@ -1,0 +1,35 @@
+"""Reading back the JSON files edgekd wrote (summaries, search specs, caches): a file cut short or
+edited by hand is one line naming it, or, for a cache, simply recomputed; never a traceback."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from edgekd.errors import EdgekdError, first_line
+
+
+def _load_object(path: Path) -> tuple[dict[str, Any] | None, str]:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
+        return None, first_line(exc, 120)
+    if not isinstance(data, dict):
+        return None, f"it holds a {type(data).__name__}"
+    return data, ""
+
+
+def read_json_object(path: str | Path, fix: str) -> dict[str, Any]:
+    """The JSON object in ``path``; :class:`EdgekdError` "PATH is corrupt (why); FIX" otherwise."""
+    data, why = _load_object(Path(path))
+    if data is None:
+        raise EdgekdError(f"{path} is corrupt ({why}); {fix}")
+    return data
+
+
+def cached_json_object(path: str | Path) -> dict[str, Any] | None:
+    """The JSON object in the cache file ``path``, or None when it is missing or unreadable (the
+    caller recomputes it and writes it again)."""
+    path = Path(path)
+    return _load_object(path)[0] if path.is_file() else None
