@@ -172,6 +172,7 @@ def run_benchmark(
     from edgekd.config import load_config
     from edgekd.data.archive import check_archive, find_layout_root, is_archive
     from edgekd.errors import DataError
+    from edgekd.jsonfile import read_json_object
     from edgekd.models.registry import MODELS
     from edgekd.train.run import distill
     from edgekd.train.sweep import train_shared_teacher
@@ -218,7 +219,7 @@ def run_benchmark(
                 ],
             )
             if resume and (folder / "summary.json").is_file():
-                summary = json.loads((folder / "summary.json").read_text())
+                summary = read_json_object(folder / "summary.json", f"move {folder} away to train that row again")
             elif resume and (folder / "config.yaml").is_file():
                 summary = distill(cfg, out=folder, resume=True)
             else:

@@ -183,10 +183,11 @@ def attempt(label: str, failures: list[str], fn: Callable[..., Any], *args: Any,
 
 def load_or_distill(cfg, folder: Path, resume: bool) -> dict[str, Any]:
     """A finished run's summary (``--resume``), or the run trained now."""
+    from edgekd.jsonfile import read_json_object
     from edgekd.train.run import distill
 
     if resume and (folder / "summary.json").is_file():
-        return json.loads((folder / "summary.json").read_text())
+        return read_json_object(folder / "summary.json", f"move {folder} away to train it again")
     return distill(cfg, out=folder, overwrite=not resume, resume=resume and (folder / "config.yaml").is_file())
 
 
