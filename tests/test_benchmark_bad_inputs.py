@@ -87,7 +87,7 @@ CASES = [
         ["--budget", "flash_kb=64,device=cortex-m9", "--out", "{tmp}/out"],
         "unknown MCU profile 'cortex-m9'; did you mean 'cortex-m7'?",
     ),
-    ("search", ["--out", "{tmp}/mine"], "is not a search folder"),  # and no search.log is left in it
+    ("search", ["--out", "{tmp}/mine"], "not a search folder: no search.json"),  # and no search.log is left in it
     ("search", ["--fresh", "--out", "{tmp}/mine"], "is not a search folder; not deleting it"),
     (
         "search",
