@@ -170,7 +170,7 @@ def run_benchmark(
     import torch
 
     from edgekd.config import load_config
-    from edgekd.data.archive import check_archive, find_layout_root, is_archive
+    from edgekd.data.sources import cifar10_on_disk
     from edgekd.errors import DataError
     from edgekd.jsonfile import read_json_object
     from edgekd.models.registry import MODELS
@@ -183,11 +183,8 @@ def run_benchmark(
     data_root = str((REPO / data).resolve()) if not Path(data).is_absolute() else data
     # before the teacher's folder is made: the data, and every TA the TAKD row would build after the teacher
     root = Path(data_root)
-    layout = root.is_dir() and ((find_layout_root(root) / "train").is_dir() or (root / "cifar-10-batches-py").is_dir())
-    if not (is_archive(root) or layout):
+    if not cifar10_on_disk(root):
         raise DataError(f"CIFAR-10 not found in {root} (expected cifar-10-batches-py/, train/ + test/ or an archive)")
-    if is_archive(root):
-        check_archive(root)
     if "takd" in rows and ta != "auto":
         for name in ta.split(","):
             MODELS.get(name)  # an unknown name is one line with a did-you-mean

@@ -93,6 +93,16 @@ def _is_imagefolder(root: Path) -> bool:
     return is_archive(root) or (root.is_dir() and (find_layout_root(root) / "train").is_dir())
 
 
+def cifar10_on_disk(root: Path) -> bool:
+    """``root`` holds CIFAR-10 in a layout :func:`cifar10` reads without downloading: the python
+    pickles, an ImageFolder copy, or an archive of one (checked to be a readable archive)."""
+    from edgekd.data.archive import check_archive, is_archive
+
+    if is_archive(root):
+        check_archive(root)
+    return _is_imagefolder(root) or (root / "cifar-10-batches-py").is_dir()
+
+
 @DATASETS.register("cifar10")
 def cifar10(cfg: DataConfig, log=print) -> RawData:
     """CIFAR-10 from either its python pickles (``cifar-10-batches-py/``, downloaded by torchvision
