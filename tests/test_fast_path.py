@@ -136,8 +136,10 @@ def test_teacher_cache_is_shared_by_student_seeds_and_archs(tmp_path: Path, caps
         assert (file.stat().st_mtime_ns, file.stat().st_ino) == stamp  # read, never rewritten
         assert seed1["student"]["params"] < wider["student"]["params"]  # the second student really is another net
         # the views' seed defaults to the run's: seed 3 draws other views, so its own outputs
+        (shared / "student-mine.pt").write_text("a user's file in the shared folder")  # not a cache file
         distill(out=tmp_path / "seed3", set=base + ["seed=3"])
         assert computed == [0, 3]
+        assert (shared / "student-mine.pt").read_text() == "a user's file in the shared folder"
         assert [p.name for p in shared.glob("student-*.pt")] != [file.name]
 
 

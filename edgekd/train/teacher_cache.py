@@ -17,6 +17,7 @@ compute the teacher's outputs once for all of them.
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import numpy as np
@@ -137,7 +138,9 @@ def teacher_outputs(
         log(f"{stage}: teacher cache {path} is unusable ({why}); computing it again")
     if rt.world.main:
         for stale in folder.glob(f"{stage}-*.pt"):
-            stale.unlink()
+            # only this stage's cache files (a shared runtime.teacher_cache_dir may hold anything else)
+            if re.fullmatch(rf"{re.escape(stage)}-[0-9a-f]{{20}}\.pt", stale.name) and stale.is_file():
+                stale.unlink()
         log(f"{stage}: computing the teacher's outputs once ({views} view(s) × {len(data.train)} images) → {path}")
         outputs = compute_outputs(teacher, data, views, view_seed, rt, batch_size, mix)
         from edgekd.atomic import write_with
