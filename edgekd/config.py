@@ -747,9 +747,68 @@ def _check_stats(s: StageConfig, stage: str) -> None:
         )
 
 
+# (key, low, high, integer, low_open) of the numbers the checks below leave unbounded: every number a
+# config holds has a range, so a lost minus sign or an exponent too many is one line before any
+# work, not a crash in numpy's seeding or a NaN loss an hour in
+_SEED = (0, 2**32 - 1, True, False)
+_LR = (0.0, 100.0, False, True)
+_WEIGHT = (0.0, 1e6, False, False)
+_BOUNDS: tuple[tuple[str, float, float, bool, bool], ...] = (
+    ("seed", *_SEED),
+    ("data.split_seed", *_SEED),
+    ("data.crop_padding", 0, 1024, True, False),
+    ("data.memory_limit_gb", 0.0, float(1 << 20), False, True),
+    *(
+        bound
+        for stage in ("teacher", "student")
+        for bound in (
+            (f"{stage}.lr", *_LR),
+            (f"{stage}.momentum", 0.0, 1.0, False, False),
+            (f"{stage}.weight_decay", 0.0, 1.0, False, False),
+            (f"{stage}.gamma", 0.0, 10.0, False, True),
+            (f"{stage}.warmup_epochs", 0, 100_000, True, False),
+            (f"{stage}.mixup", 0.0, 1000.0, False, False),
+            (f"{stage}.cutmix", 0.0, 1000.0, False, False),
+        )
+    ),
+    ("distill.temperature", 0.0, 1000.0, False, True),
+    ("distill.qat.lr", *_LR),
+    ("distill.domain.finetune_lr", *_LR),
+    ("distill.fitnets.hint_weight", *_WEIGHT),
+    ("distill.dkd.alpha", *_WEIGHT),
+    ("distill.dkd.beta", *_WEIGHT),
+    ("distill.dist.beta", *_WEIGHT),
+    ("distill.dist.gamma", *_WEIGHT),
+    ("export.fp32_max_abs_diff", 0.0, 1e6, False, False),
+    ("export.max_acc_drop", 0.0, 1.0, False, False),
+    ("deploy.timeout_s", 0.0, 86400.0, False, True),
+    ("deploy.bench_timeout_s", 0.0, 86400.0, False, True),
+)
+
+
+def _check_bounds(config: Config) -> None:
+    from edgekd.limits import check_number
+
+    for key, low, high, integer, low_open in _BOUNDS:
+        value: Any = config
+        for part in key.split("."):
+            value = getattr(value, part)
+        check_number(
+            f"config: {key}",
+            value,
+            integer=integer,
+            low=low,
+            high=high,
+            low_open=low_open,
+            optional=True,
+            error=ConfigError,
+        )
+
+
 def validate(config: Config) -> None:
     """Checks across fields that types alone cannot express."""
     validate_data(config.data, "data")
+    _check_bounds(config)
     for stage in ("teacher", "student"):
         s: StageConfig = getattr(config, stage)
         if s.epochs < 0:

@@ -32,7 +32,10 @@ class NumberError(EdgekdError):
 
 
 def _n(value: float) -> str:
-    """A bound or value as a person writes it: 1000000, 0.5 (not 1e+06)."""
+    """A bound or value as a person writes it: 1000000, 0.5 (not 1e+06); 1e+30 past 10^15, where
+    an integer's digits would be float noise."""
+    if isinstance(value, float) and abs(value) >= 1e15:
+        return repr(value)
     return str(int(value)) if float(value).is_integer() else repr(float(value))
 
 

@@ -65,3 +65,15 @@ def test_a_report_folder_is_new_empty_or_a_report_of_edgekds(tmp_path: Path) -> 
     (folder / "bench.png").unlink()
     (folder / "bench.png").mkdir()  # a folder by a report file's name is not the report's
     assert not_a_report(folder) == "it holds bench.png, which no edgekd report writes"
+
+
+def test_every_bounded_config_number_refuses_values_out_of_its_range() -> None:
+    from edgekd.config import _BOUNDS, validate
+
+    for key, low, high, integer, low_open in _BOUNDS:
+        below = low if low_open else low - 1
+        above = high + 1 if integer else high * 2
+        for value in (below, above):
+            with pytest.raises(ConfigError, match=rf"^config: {key} must be an? (integer|number) "):
+                validate(load_config(None, [f"{key}={value}"]))
+        validate(load_config(None, [f"{key}={high}"]))  # the bound itself is allowed
