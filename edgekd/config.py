@@ -749,7 +749,7 @@ def _check_stats(s: StageConfig, stage: str) -> None:
 
 # (key, low, high, integer, low_open) of the numbers the checks below leave unbounded: every number a
 # config holds has a range, so a lost minus sign or an exponent too many is one line before any
-# work, not a crash in numpy's seeding or a NaN loss an hour in
+# work, not a NaN loss an hour in
 _SEED = (0, 2**32 - 1, True, False)
 _LR = (0.0, 100.0, False, True)
 _WEIGHT = (0.0, 1e6, False, False)
