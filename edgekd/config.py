@@ -803,6 +803,12 @@ def _check_bounds(config: Config) -> None:
             optional=True,
             error=ConfigError,
         )
+    for stage in ("teacher", "student"):
+        for m in getattr(config, stage).milestones:
+            check_number(f"config: {stage}.milestones", m, integer=True, low=1, high=100_000, error=ConfigError)
+    for seed in config.distill.ensemble.teacher_seeds:
+        key = "config: distill.ensemble.teacher_seeds"
+        check_number(key, seed, integer=True, low=0, high=_SEED[1], error=ConfigError)
 
 
 def validate(config: Config) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from edgekd.bundle import BundleError, read_manifest
 from edgekd.config import load_config
+from edgekd.config import validate as validate_config
 from edgekd.errors import ConfigError, EdgekdError
 from tests.test_cli import edgekd
 
@@ -77,3 +78,12 @@ def test_every_bounded_config_number_refuses_values_out_of_its_range() -> None:
             with pytest.raises(ConfigError, match=rf"^config: {key} must be an? (integer|number) "):
                 validate(load_config(None, [f"{key}={value}"]))
         validate(load_config(None, [f"{key}={high}"]))  # the bound itself is allowed
+
+
+@pytest.mark.parametrize(
+    "override", ["student.milestones=[0]", "teacher.milestones=[5, -1]", "distill.ensemble.teacher_seeds=[-1]"]
+)
+def test_numbers_in_config_lists_are_range_checked(override: str) -> None:
+    key = override.split("=")[0]
+    with pytest.raises(ConfigError, match=rf"^config: {key} must be an integer from"):
+        validate_config(load_config(None, [override]))
