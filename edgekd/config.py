@@ -751,6 +751,7 @@ def _check_stats(s: StageConfig, stage: str) -> None:
 # config holds has a range, so a lost minus sign or an exponent too many is one line before any
 # work, not a NaN loss an hour in
 _SEED = (0, 2**32 - 1, True, False)
+MAX_TEMPERATURE = 1000.0  # distill.temperature, and each of the sweep's --temperatures
 _LR = (0.0, 100.0, False, True)
 _WEIGHT = (0.0, 1e6, False, False)
 _BOUNDS: tuple[tuple[str, float, float, bool, bool], ...] = (
@@ -771,7 +772,7 @@ _BOUNDS: tuple[tuple[str, float, float, bool, bool], ...] = (
             (f"{stage}.cutmix", 0.0, 1000.0, False, False),
         )
     ),
-    ("distill.temperature", 0.0, 1000.0, False, True),
+    ("distill.temperature", 0.0, MAX_TEMPERATURE, False, True),
     ("distill.qat.lr", *_LR),
     ("distill.domain.finetune_lr", *_LR),
     ("distill.fitnets.hint_weight", *_WEIGHT),

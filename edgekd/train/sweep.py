@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.atomic import write_json, write_text
-from edgekd.config import Config, dump_yaml, load_config, validate
+from edgekd.config import MAX_TEMPERATURE, Config, dump_yaml, load_config, validate
 from edgekd.errors import ConfigError
 from edgekd.jsonfile import read_json_object
 from edgekd.limits import check_number
@@ -56,10 +56,15 @@ def sweep(
     if not temperatures:
         raise ConfigError("sweep: --temperatures needs at least one value")
     for t in temperatures:
-        check_number("--temperatures", t, low=0.0, low_open=True, error=ConfigError)
+        check_number("--temperatures", t, low=0.0, low_open=True, high=MAX_TEMPERATURE, error=ConfigError)
     for a in alphas:
         check_number("--alphas", a, low=0.0, high=1.0, error=ConfigError)
     temperatures, alphas = [float(t) for t in temperatures], [float(a) for a in alphas]
+    for flag, values in (("--temperatures", temperatures), ("--alphas", alphas)):
+        shown = [f"{v:g}" for v in values]  # as in the point's folder name (point_name)
+        twice = sorted({v for v in shown if shown.count(v) > 1})
+        if twice:  # one folder per point: a repeated value would train the same point twice
+            raise ConfigError(f"sweep: {flag} lists {twice[0]} more than once (to 6 significant digits)")
     check_method_config(cfg)
     method = METHODS.get(cfg.distill.method)
     if not method.needs_teacher:
