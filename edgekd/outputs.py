@@ -140,14 +140,50 @@ def check_report_dir(path: str | Path, flag: str, what: str, inside: str | Path 
     return path
 
 
-def check_output_file(path: str | Path, flag: str, what: str) -> Path:
-    """Refuse an output file that is a folder or whose folder cannot be written. An existing file
-    is replaced atomically (a symlink there is replaced as a link, never written through)."""
+def check_output_file(
+    path: str | Path,
+    flag: str,
+    what: str,
+    own: Callable[[Path], bool] | None = None,
+    inside: str | Path | None = None,
+    except_under: str | Path | None = None,
+) -> Path:
+    """Refuse an output file that is a folder, whose folder cannot be written, that lies in the
+    folder ``inside`` (a bundle being read: a file added to it breaks its manifest) other than
+    under ``except_under`` (its report folder), or that exists and is not edgekd's own ``what``
+    (``own(path)`` False: the model being measured, a manifest, a user's file). An existing file
+    of edgekd's is replaced atomically (a symlink there is replaced as a link, never written through)."""
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{flag} {path} is a folder: pass a file name for the {what}")
+    if inside is not None:
+        real = Path(os.path.realpath(path))
+        if _inside(real, Path(os.path.realpath(inside))) and not (
+            except_under is not None and _inside(real, Path(os.path.realpath(except_under)))
+        ):
+            raise OutputError(
+                f"{flag} {path} is inside {inside}, which is being read (a file added there breaks its manifest): "
+                "choose a file outside it"
+            )
+    if own is not None and (path.exists() or path.is_symlink()) and not own(path):
+        raise OutputError(
+            f"{flag} {path} is an existing file that is not an edgekd {what}; edgekd replaces only its own: "
+            "choose another file name, or move that one away yourself"
+        )
     check_writable(path.parent, what)
     return path
+
+
+def holds_json_keys(*keys: str) -> Callable[[Path], bool]:
+    """``own`` for :func:`check_output_file`: the file is a JSON object with all of ``keys``."""
+
+    def own(path: Path) -> bool:
+        from edgekd.jsonfile import cached_json_object
+
+        data = cached_json_object(path) if path.is_file() and not path.is_symlink() else None
+        return data is not None and all(k in data for k in keys)
+
+    return own
 
 
 def not_a_bundle(folder: Path) -> str | None:

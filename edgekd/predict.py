@@ -343,8 +343,15 @@ def predict(
     mask_dir = Path(masks if masks is not None else "masks") if seg else None
     if mask_dir is not None:
         _check_masks_dir(mask_dir)
-    if json is not None and Path(json).is_dir():
-        raise PredictError(f"--json {json} is a folder; give a file name")
+    if json is not None:  # never an image, the bundle's manifest or a user's file
+        from edgekd.outputs import OutputError, check_output_file, holds_json_keys
+
+        try:
+            check_output_file(
+                json, "--json", "predictions JSON", own=holds_json_keys("file", "task", "predictions"), inside=artifacts
+            )
+        except OutputError as exc:
+            raise PredictError(str(exc)) from None
     results, failed, written, first_error = [], [], [], ""
     for path in paths:
         try:

@@ -423,6 +423,17 @@ BENCH = [
     ),
     Case("bench-json-is-a-folder", w("bench", *BUNDLE, *FAST, "--json", "{ws}/user"), needle="--json"),
     Case(
+        "bench-json-is-the-model",
+        w("bench", "--model", "{ws}/bundle/student_int8.tflite", *FAST, "--json", "{ws}/bundle/student_int8.tflite"),
+        needle="not an edgekd bench JSON",
+    ),
+    Case(
+        "bench-json-is-the-manifest",
+        w("bench", *BUNDLE, *FAST, "--json", "{ws}/bundle/manifest.json"),
+        needle="is inside",
+    ),
+    Case("bench-json-is-a-users-file", w("bench", *BUNDLE, *FAST, "--json", "{ws}/file.txt"), needle="not an edgekd"),
+    Case(
         "bench-unknown-format",
         w("bench", *BUNDLE, *FAST, "--formats", "tflite_int9"),
         needle="did you mean 'tflite_int8'",
@@ -663,6 +674,17 @@ PREDICT = [
     ),
     Case("predict-threads-999", w("predict", "{ws}/img.png", *BUNDLE, "--threads", "999"), needle="--threads"),
     Case("predict-top-k-0", w("predict", "{ws}/img.png", *BUNDLE, "--top-k", "0"), needle="--top-k"),
+    Case("predict-json-is-the-image", w("predict", "{ws}/img.png", *BUNDLE, "--json", "{ws}/img.png"), needle="not an"),
+    Case(
+        "predict-json-in-the-bundle",
+        w("predict", "{ws}/img.png", *BUNDLE, "--json", "{ws}/bundle/p.json"),
+        needle="is inside",
+    ),
+    Case(
+        "predict-no-readable-image",
+        w("predict", "{ws}/file.txt", *BUNDLE, "--json", "{ws}/p.json"),
+        needle="no image could be read",
+    ),
 ]
 
 CASES = DISTILL + EXPORT + BENCH + VERIFY + DEPLOY_CASES + PREDICT

@@ -87,3 +87,23 @@ def test_numbers_in_config_lists_are_range_checked(override: str) -> None:
     key = override.split("=")[0]
     with pytest.raises(ConfigError, match=rf"^config: {key} must be an integer from"):
         validate_config(load_config(None, [override]))
+
+
+def test_an_output_file_is_new_or_edgekds_own(tmp_path: Path) -> None:
+    from edgekd.outputs import OutputError, check_output_file, holds_json_keys
+
+    own = holds_json_keys("schema", "results")
+    new = tmp_path / "report.json"
+    check_output_file(new, "--json", "bench JSON", own=own)  # new: fine
+    new.write_text('{"schema": 3, "results": []}')
+    check_output_file(new, "--json", "bench JSON", own=own)  # an earlier report: replaced
+    for text in ('{"results": []}', "[1]", "not json", ""):  # a user's file, or one cut short
+        new.write_text(text)
+        with pytest.raises(OutputError, match="is an existing file that is not an edgekd bench JSON"):
+            check_output_file(new, "--json", "bench JSON", own=own)
+    bundle = tmp_path / "bundle"
+    (bundle / "bench").mkdir(parents=True)
+    where = {"own": own, "inside": bundle, "except_under": bundle / "bench"}
+    with pytest.raises(OutputError, match="is inside .*bundle, which is being read"):
+        check_output_file(bundle / "x.json", "--json", "bench JSON", **where)
+    check_output_file(bundle / "bench" / "x.json", "--json", "bench JSON", **where)  # its report folder

@@ -29,7 +29,7 @@ from edgekd.benchmark.targets import TARGETS, BenchTarget, Job
 from edgekd.bundle import bundle_file, require_verified
 from edgekd.formats import format_for_file, format_rank, get_format, model_extensions
 from edgekd.limits import check_number, check_runs, check_threads
-from edgekd.outputs import check_output_file, check_report_dir
+from edgekd.outputs import check_output_file, check_report_dir, holds_json_keys
 from edgekd.paths import is_under
 from edgekd.registry import did_you_mean
 
@@ -257,8 +257,15 @@ def bench(
     check_report_dir(
         out_dir, "--out", "bench report", inside=bundle if model is None and is_under(out_dir, bundle) else None
     )
-    if json is not None:
-        check_output_file(json, "--json", "bench JSON")
+    if json is not None:  # never the model measured, the bundle's manifest or a user's file
+        check_output_file(
+            json,
+            "--json",
+            "bench JSON",
+            own=holds_json_keys("schema", "results"),
+            inside=bundle if model is None else None,  # a lone model's folder is the user's: own() guards it
+            except_under=bundle / "bench",
+        )
     named = set(_names(formats) or []) | (
         {manifest["models"][next(iter(manifest["models"]))]["format"]} if model is not None else set()
     )
