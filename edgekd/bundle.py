@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
-from edgekd.paths import UnsafePathError, escaping_links, member
+from edgekd.paths import UnsafePathError, as_path, escaping_links, member
 
 MANIFEST = "manifest.json"
 FORMAT = "edgekd.bundle/1"
@@ -133,7 +133,7 @@ def verify_bundle(bundle: str | Path) -> VerifyResult:
     """Check every file the manifest lists (presence, size, sha256); files it does not list are
     reported too, since a bundle is copied whole and an extra model would go unverified (except
     hidden files and the report folders in ``REPORT_DIRS``)."""
-    bundle = Path(bundle)
+    bundle = as_path(bundle, "bundle")
     manifest = read_manifest(bundle)
     ok, bad = [], []
     for name, rec in sorted(manifest["files"].items()):

@@ -55,7 +55,9 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
     import torch
 
-    path = Path(path)
+    from edgekd.paths import as_path
+
+    path = as_path(path, "checkpoint")
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:

@@ -632,6 +632,24 @@ def _yaml_load(text: str) -> Any:
 # overrides
 
 
+def check_overrides(overrides: object) -> list[str]:
+    """``overrides`` (``set=`` of the library calls, ``--set`` of the CLI) as a list of
+    ``KEY=VALUE`` strings (None: none); a lone string (which would be read one character at a
+    time) or a non-string entry is one :class:`~edgekd.errors.ArgumentError` line."""
+    from edgekd.errors import ArgumentError
+
+    if overrides is None:
+        return []
+    if isinstance(overrides, str):
+        raise ArgumentError(f"set must be a list of KEY=VALUE strings, got the string {overrides!r}: pass it in a list")
+    if not isinstance(overrides, (list, tuple)):
+        raise ArgumentError(f"set must be a list of KEY=VALUE strings, got {type(overrides).__name__}")
+    bad = [o for o in overrides if not isinstance(o, str)]
+    if bad:
+        raise ArgumentError(f"set must be a list of KEY=VALUE strings; {bad[0]!r} is a {type(bad[0]).__name__}")
+    return list(overrides)
+
+
 def parse_override(text: str) -> tuple[list[str], Any]:
     """``distill.temperature=8`` → (["distill", "temperature"], 8). Values are YAML scalars/lists."""
     import yaml
@@ -709,8 +727,11 @@ def _drop_stale_kwargs(tree: dict[str, Any], parsed: list[tuple[list[str], Any]]
 
 def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -> Config:
     """Defaults ← YAML file ← overrides, validated into a frozen :class:`Config`."""
+    from edgekd.paths import as_path
+
+    path = as_path(path, "config", optional=True)
     tree: dict[str, Any] = load_yaml(path) if path else {}
-    parsed = [parse_override(text) for text in overrides]
+    parsed = [parse_override(text) for text in check_overrides(overrides)]
     _drop_stale_kwargs(tree, parsed)
     for keys, value in parsed:
         _apply(tree, keys, value)

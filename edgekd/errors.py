@@ -27,6 +27,10 @@ class DataError(EdgekdError):
     """A dataset that is missing, empty or inconsistent."""
 
 
+class ArgumentError(EdgekdError):
+    """A library function called with an argument of the wrong kind (an int where a path goes)."""
+
+
 class CheckpointError(EdgekdError):
     """A checkpoint that is missing, corrupt or does not match the model/data."""
 

@@ -130,14 +130,21 @@ def format_of_file(name: str) -> Format | None:
     return max(matches, key=lambda f: len(f.suffix)) if matches else None
 
 
+def _extension(suffix: str) -> str:
+    """ ".tflite" of "_int8.tflite", ".pt" of ".pt" (where ``Path(".pt").suffix`` is "": a hidden
+    file's name, no extension)."""
+    return "." + suffix.rsplit(".", 1)[-1] if "." in suffix else ""
+
+
 def formats_with_extension(extension: str) -> list[Format]:
-    """Registered model formats whose files end in ``extension`` (".tflite"), in registration order."""
-    return [f for f in model_formats() if Path(f.suffix).suffix == extension]
+    """Registered model formats whose files end in ``extension`` (".tflite"), in registration order.
+    No extension matches none (an extensionless file is no model file)."""
+    return [f for f in model_formats() if extension and _extension(f.suffix) == extension]
 
 
 def model_extensions() -> list[str]:
     """The file extensions of the registered model formats: [".onnx", ".pt", ".tflite"]."""
-    return sorted({Path(f.suffix).suffix for f in model_formats()})
+    return sorted({_extension(f.suffix) for f in model_formats()} - {""})
 
 
 def format_for_file(name: str) -> Format | None:

@@ -13,11 +13,23 @@ from __future__ import annotations
 import os
 from pathlib import Path, PurePosixPath
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import ArgumentError, EdgekdError
 
 
 class UnsafePathError(EdgekdError):
     """A name or folder that would lead outside the place it belongs to."""
+
+
+def as_path(value: object, what: str, optional: bool = False) -> Path | None:
+    """``value`` as a Path when it is a non-empty str or os.PathLike (None passes when
+    ``optional``); one :class:`ArgumentError` line otherwise, instead of a TypeError from deep
+    inside pathlib when the library is called with an int or a dict where a path goes."""
+    if value is None and optional:
+        return None
+    if isinstance(value, (str, os.PathLike)) and not isinstance(value, bytes) and os.fspath(value) != "":
+        return Path(value)
+    shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
+    raise ArgumentError(f"{what} must be a path (a str or pathlib.Path), got {type(value).__name__} {shown}")
 
 
 def _within(path: Path, root: Path) -> bool:

@@ -93,7 +93,10 @@ class Predictor:
         threads: int | None = None,
         verify: bool = True,
     ) -> None:  # noqa: A002
+        from edgekd.paths import as_path
         from edgekd.runtimes import open_runner
+
+        artifacts = as_path(artifacts, "artifacts")
 
         self.bundle = Path(artifacts)
         manifest = require_verified(self.bundle) if verify else read_manifest(self.bundle)
@@ -159,11 +162,15 @@ class Predictor:
 
     def logits(self, images: Iterable[Any]) -> np.ndarray:
         """Float model outputs (int8 dequantized) for images of any accepted kind: (N, …)."""
-        batch = np.stack([self.preprocess(img) for img in images])
+        batch = [self.preprocess(img) for img in _image_list(images)]
+        if not batch:
+            raise PredictError("logits() needs at least one image")
+        batch = np.stack(batch)
         return self.runner.predict(batch)
 
     def predict(self, image: Any, top_k: int = 5, source: str | None = None) -> Prediction:
         """One image → a :class:`Prediction` (top-k classes, or a mask for segmentation)."""
+        check_number("top_k", top_k, integer=True, low=1, high=1000, error=PredictError)
         name = source if source is not None else (str(image) if isinstance(image, (str, Path)) else "<array>")
         if isinstance(image, (str, Path)):
             image = _open_image(Path(image))
@@ -173,7 +180,7 @@ class Predictor:
         return self._result(name, out, top_k, size)
 
     def predict_many(self, images: Sequence[Any], top_k: int = 5) -> list[Prediction]:
-        return [self.predict(img, top_k) for img in images]
+        return [self.predict(img, top_k) for img in _image_list(images)]
 
     def _result(self, source: str, out: np.ndarray, top_k: int, size: tuple[int, int] | None) -> Prediction:
         if self.task.name == "segmentation":
@@ -214,11 +221,24 @@ def _input_hwc(manifest: dict[str, Any], entry: dict[str, Any]) -> tuple[int, in
     return (shape[2], shape[3], shape[1]) if inp.get("layout") == "NCHW" else (shape[1], shape[2], shape[3])
 
 
+def _image_list(images: Any) -> list[Any]:
+    """The images of a batch call: any iterable, or an N×H×W(×C) array (a lone path or image is one
+    item, named as such, not iterated pixel row by pixel row or character by character)."""
+    if isinstance(images, (str, Path)) or (isinstance(images, np.ndarray) and images.ndim < 3):
+        raise PredictError(f"give a list of images (or an N×H×W[×C] array), got one {type(images).__name__}")
+    try:
+        return list(images)
+    except TypeError:
+        raise PredictError(f"give a list of images (or an N×H×W[×C] array), got {type(images).__name__}") from None
+
+
 def _as_hwc(arr: np.ndarray) -> np.ndarray:
     if arr.dtype != np.uint8:
         raise PredictError(
             f"images must be uint8 pixel values 0-255, got {arr.dtype} (convert with .astype(np.uint8) after scaling)"
         )
+    if arr.ndim in (2, 3) and 0 in arr.shape[:2]:
+        raise PredictError(f"an image array must have pixels, got shape {list(arr.shape)}")
     if arr.ndim == 2:
         return arr[..., None]
     if arr.ndim == 3 and arr.shape[2] in (1, 3, 4):

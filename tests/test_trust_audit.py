@@ -107,3 +107,49 @@ def test_an_output_file_is_new_or_edgekds_own(tmp_path: Path) -> None:
     with pytest.raises(OutputError, match="is inside .*bundle, which is being read"):
         check_output_file(bundle / "x.json", "--json", "bench JSON", **where)
     check_output_file(bundle / "bench" / "x.json", "--json", "bench JSON", **where)  # its report folder
+
+
+def test_library_calls_name_an_argument_of_the_wrong_kind_in_one_line() -> None:
+    import edgekd
+
+    calls = {
+        "distill(123)": (lambda: edgekd.distill(123), "config must be a path"),
+        "distill({...})": (lambda: edgekd.distill({"bogus": 1}), "config must be a path"),
+        "distill(set=[1])": (lambda: edgekd.distill(set=[1]), "1 is a int"),
+        "distill(set=str)": (lambda: edgekd.distill(set="data.name=digits"), "got the string 'data.name=digits'"),
+        "distill(out=1)": (lambda: edgekd.distill(out=1), "out must be a path"),
+        "export(123)": (lambda: edgekd.export(123), "run must be a path"),
+        "bench(123)": (lambda: edgekd.bench(123), "artifacts must be a path"),
+        "bench(model=1)": (lambda: edgekd.bench(model=1), "model must be a path"),
+        "bench(models=5)": (lambda: edgekd.bench(models=5), "filter"),
+        "bench(device=5)": (lambda: edgekd.bench(device=5), "device must be a name"),
+        "verify_bundle(1)": (lambda: edgekd.verify_bundle(1), "bundle must be a path"),
+        "load_model(5)": (lambda: edgekd.load_model(5), "checkpoint must be a path"),
+        "Predictor(None)": (lambda: edgekd.Predictor(None), "artifacts must be a path"),
+    }
+    for name, (call, needle) in calls.items():
+        with pytest.raises(EdgekdError) as info:
+            call()
+        assert needle in str(info.value) and "\n" not in str(info.value), name
+
+
+def test_predictor_refuses_an_empty_image_a_bad_top_k_and_no_images(tiny_bundle: Path) -> None:
+    import numpy as np
+
+    from edgekd.predict import PredictError, Predictor
+
+    p = Predictor(tiny_bundle)
+    image = np.zeros((8, 8), np.uint8)
+    for bad, needle in (
+        (lambda: p.predict(np.zeros((0, 0), np.uint8)), "must have pixels"),  # was a prediction of nothing
+        (lambda: p.predict(np.zeros((8, 0, 1), np.uint8)), "must have pixels"),
+        (lambda: p.predict(image, top_k="3"), "top_k must be an integer"),
+        (lambda: p.predict(image, top_k=float("nan")), "top_k must be an integer"),
+        (lambda: p.logits([]), "at least one image"),
+        (lambda: p.logits(None), "give a list of images"),
+        (lambda: p.predict_many(5), "give a list of images"),
+        (lambda: p.predict_many("a.png"), "give a list of images"),
+    ):
+        with pytest.raises(PredictError, match=needle):
+            bad()
+    assert len(p.logits(np.zeros((2, 8, 8), np.uint8))) == 2  # an N×H×W array is N images

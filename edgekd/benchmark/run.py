@@ -27,10 +27,11 @@ from edgekd.benchmark.report import (
 from edgekd.benchmark.row import BenchRow
 from edgekd.benchmark.targets import TARGETS, BenchTarget, Job
 from edgekd.bundle import bundle_file, require_verified
+from edgekd.errors import ArgumentError
 from edgekd.formats import format_for_file, format_rank, get_format, model_extensions
 from edgekd.limits import check_number, check_runs, check_threads
 from edgekd.outputs import check_output_file, check_report_dir, holds_json_keys
-from edgekd.paths import is_under
+from edgekd.paths import as_path, is_under
 from edgekd.registry import did_you_mean
 
 ROLE_ORDER = ("student", "student_qat", "teacher", "baseline")  # the QAT int8 file right after the PTQ one
@@ -48,6 +49,8 @@ def _names(value: str | Sequence[str] | None) -> list[str] | None:
     """A filter given as "a,b" or ["a", "b"] (None: everything)."""
     if value is None:
         return None
+    if not isinstance(value, (str, list, tuple)) or not all(isinstance(v, str) for v in value):
+        raise ArgumentError(f'a model or format filter is "a,b" or ["a", "b"], got {value!r}')
     items = value.split(",") if isinstance(value, str) else [v for item in value for v in item.split(",")]
     return [v.strip() for v in items if v.strip()]
 
@@ -180,6 +183,8 @@ def lone_model(path: str | Path) -> tuple[Path, dict[str, Any]]:
 
 
 def _target(device: str, threads: int | None, options: dict[str, Any]) -> BenchTarget:
+    if not isinstance(device, str):
+        raise ArgumentError(f"device must be a name ({', '.join(TARGETS.names())}), got {device!r}")
     cls = TARGETS.get(device)
     given = {k: v for k, v in options.items() if v is not None and v is not False}  # 0 is given (and refused later)
     for key in given:
@@ -235,6 +240,8 @@ def bench(
     from edgekd.ui import log
 
     _check_settings(runs, warmup, threads, min_accuracy)
+    artifacts, model = as_path(artifacts, "artifacts", optional=True), as_path(model, "model", optional=True)
+    out, json = as_path(out, "out", optional=True), as_path(json, "json", optional=True)
     if model is not None and (artifacts is not None or full_test):
         raise BenchError("--model benches one model file: leave out --artifacts and --full-test")
     target = _target(

@@ -41,6 +41,7 @@ from edgekd.exporters.timing import shown_as
 from edgekd.formats import ExportJob, Format, all_formats, check_export_formats, get_format
 from edgekd.jsonfile import read_json_object
 from edgekd.outputs import check_output_dir, not_a_bundle
+from edgekd.paths import as_path
 from edgekd.tasks import get_task
 from edgekd.ui import log, print_table
 
@@ -124,10 +125,10 @@ def export(
     Raises :class:`ParityError` (after writing the bundle, which records the failure) when a
     format is out of bounds, unless ``allow_parity_failure`` (or ``export.allow_parity_failure``).
     """
-    run_dir = Path(run) if run is not None else latest_run()
+    run_dir = as_path(run, "run") if run is not None else latest_run()
     summary = run_summary(run_dir)  # before any work: a damaged run is one line
     cfg = run_config(run_dir, set)
-    out_dir = Path(out) if out is not None else Path("artifacts") / run_dir.name
+    out_dir = as_path(out, "out") if out is not None else Path("artifacts") / run_dir.name
     # before any work: a bundle replaces only an older bundle, never the run or a user's files
     check_output_dir(out_dir, "bundle", not_a_bundle, protect=[run_dir], beside=True)
     ecfg = cfg.export

@@ -39,6 +39,7 @@ from edgekd.config import Config, from_dict, load_config, to_dict, validate
 from edgekd.errors import ConfigError, EdgekdError
 from edgekd.jsonfile import cached_json_object, read_json_object
 from edgekd.outputs import check_output_dir
+from edgekd.paths import as_path
 from edgekd.search.budget import Budget, parse_budget
 from edgekd.search.space import Candidate, SearchSpace, load_space, space_from_dict
 from edgekd.ui import log, warn
@@ -127,7 +128,7 @@ def search(
                 "search: a worker takes config, budget, space, trial count, trial epochs and Pi calibration from the "
                 "study; drop --config/--set/--budget/--space/--trials/--trial-epochs/--rpi-bench"
             )
-        worker_out = Path(out) if out is not None else Path("runs") / "search-worker"
+        worker_out = as_path(out, "out") if out is not None else Path("runs") / "search-worker"
         # before connecting: a wrong path is found now, not once the study is there (maybe hours later)
         if teacher is not None and not Path(teacher).is_file():
             raise ConfigError(f"search: --teacher {teacher} is not a file")
@@ -252,7 +253,7 @@ def _main(  # noqa: A002 - `set` as in search()
             "search: a given teacher serves its own input size; a space with resolutions trains one teacher per "
             "resolution (drop teacher.checkpoint/--teacher)"
         )
-    out_dir = Path(out) if out is not None else Path("runs") / "search"
+    out_dir = as_path(out, "out") if out is not None else Path("runs") / "search"
     spec = {"config": to_dict(cfg), "budget": bud.to_dict(), "space": spc.to_dict(), "trial_epochs": epochs}
     rpi = None
     if rpi_bench is not None:

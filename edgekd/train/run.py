@@ -26,6 +26,7 @@ from typing import Any
 
 from edgekd.config import Config, load_config
 from edgekd.errors import ConfigError
+from edgekd.paths import as_path
 from edgekd.train.context import RunContext
 from edgekd.train.run_folder import RUN_FILES, check_new_run, default_out, resumed_config, start_run_dir
 
@@ -58,7 +59,7 @@ def distill(
     from edgekd.train import distributed
     from edgekd.train.preflight import preflight, resolve_names
 
-    out_dir = Path(out) if out is not None else default_out(cfg)
+    out_dir = as_path(out, "out") if out is not None else default_out(cfg)
     world = distributed.init(cfg.runtime.device)  # torchrun: join the process group first
     if resume:
         cfg = resumed_config(out_dir, config, set)

@@ -26,6 +26,7 @@ from edgekd.config import MAX_TEMPERATURE, Config, dump_yaml, load_config, valid
 from edgekd.errors import ConfigError
 from edgekd.jsonfile import read_json_object
 from edgekd.limits import check_number
+from edgekd.paths import as_path
 from edgekd.ui import log, print_table, warn
 
 DEFAULT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0)  # the usual grid (Hinton et al.; methods.md)
@@ -75,7 +76,7 @@ def sweep(
         warn(f"distill.method={cfg.distill.method} ignores the temperature: the points differ only in α")
     if not getattr(method, "uses_alpha", True) and len(alphas) > 1:
         warn(f"distill.method={cfg.distill.method} ignores α: the points differ only in T")
-    out_dir = Path(out) if out is not None else Path("runs") / f"{cfg.name or 'run'}-sweep"
+    out_dir = as_path(out, "out") if out is not None else Path("runs") / f"{cfg.name or 'run'}-sweep"
     cfg = prepare_out_dir(cfg, out_dir, config, set, resume, overwrite)
     check_method_config(cfg)  # a resumed sweep runs its saved config
 
