@@ -304,3 +304,27 @@ def test_conv_cost_fit_needs_conv_macs() -> None:
     fit = next(r for r in profiles.MLPERF_TINY_RESNET8 if r.role == "fit")
     with pytest.raises(EdgekdError, match="no_conv.tflite: no CONV_2D MACs"):
         estimate.fit_conv_cycles(empty, fit)
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated"])
+def test_a_damaged_source_archive_is_one_line(damage: str, tmp_path: Path) -> None:
+    import io
+    import tarfile
+
+    from edgekd.mcu.sources import ARCHIVES, SourceError, from_archives
+
+    folder = tmp_path / "third_party"
+    folder.mkdir()
+    for prefix, top in ARCHIVES.items():
+        buf = io.BytesIO()
+        with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+            data = bytes(range(256)) * 400  # incompressible enough to be cut mid-stream
+            info = tarfile.TarInfo(f"{top}/file.bin")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+        blob = buf.getvalue()
+        (folder / f"{prefix}-1.tar.gz").write_bytes(b"not a tar" * 10 if damage == "garbage" else blob[: len(blob) // 3])
+    with pytest.raises(SourceError, match=r"tar.gz is not a readable archive \(") as info:
+        from_archives(folder, tmp_path / "cache")
+    assert "\n" not in str(info.value)
+    assert not [p for p in (tmp_path / "cache" / "src").iterdir()]  # the half-unpacked folder is gone

@@ -12,10 +12,11 @@ import shutil
 import subprocess
 import tarfile
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, first_line
 
 # archive name prefix → folder name under TFLM's tools/make/downloads (what its Makefile expects)
 ARCHIVES = {
@@ -103,13 +104,16 @@ def from_archives(folder: Path, cache: Path) -> SourceTree:
         work = Path(tempfile.mkdtemp(prefix=".unpack-", dir=root.parent))
         try:
             for prefix, archive in archives.items():
-                with tarfile.open(archive) as tar:
-                    tops = {m.name.split("/", 1)[0] for m in tar.getmembers()}
-                    if tops != {ARCHIVES[prefix]}:
-                        raise SourceError(
-                            f"{archive.name}: expected one top folder {ARCHIVES[prefix]}/, found {sorted(tops)[:3]}"
-                        )
-                    tar.extractall(work, filter="data")  # "data": no links out of the folder, no devices
+                try:
+                    with tarfile.open(archive) as tar:
+                        tops = {m.name.split("/", 1)[0] for m in tar.getmembers()}
+                        if tops != {ARCHIVES[prefix]}:
+                            raise SourceError(
+                                f"{archive.name}: expected one top folder {ARCHIVES[prefix]}/, found {sorted(tops)[:3]}"
+                            )
+                        tar.extractall(work, filter="data")  # "data": no links out of the folder, no devices
+                except (tarfile.TarError, EOFError, OSError, zlib.error) as exc:  # not an archive, or cut short
+                    raise SourceError(f"{archive} is not a readable archive ({first_line(exc, 120)})") from None
             _apply_patch(
                 work / "tflite-micro" / "tensorflow/lite/micro/tools/make/flatbuffers.patch", work / "flatbuffers"
             )
