@@ -323,7 +323,8 @@ def test_a_damaged_source_archive_is_one_line(damage: str, tmp_path: Path) -> No
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
         blob = buf.getvalue()
-        (folder / f"{prefix}-1.tar.gz").write_bytes(b"not a tar" * 10 if damage == "garbage" else blob[: len(blob) // 3])
+        damaged = b"not a tar" * 10 if damage == "garbage" else blob[: len(blob) // 3]
+        (folder / f"{prefix}-1.tar.gz").write_bytes(damaged)
     with pytest.raises(SourceError, match=r"tar.gz is not a readable archive \(") as info:
         from_archives(folder, tmp_path / "cache")
     assert "\n" not in str(info.value)
