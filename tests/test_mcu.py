@@ -329,3 +329,32 @@ def test_a_damaged_source_archive_is_one_line(damage: str, tmp_path: Path) -> No
         from_archives(folder, tmp_path / "cache")
     assert "\n" not in str(info.value)
     assert not [p for p in (tmp_path / "cache" / "src").iterdir()]  # the half-unpacked folder is gone
+
+
+def test_mcu_build_checks_model_and_sources_before_making_its_folder(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from edgekd.errors import EdgekdError
+    from edgekd.mcu.app import mcu_build
+
+    tools = tmp_path / "tools"  # stand-ins: the checks below come before any tool runs
+    tools.mkdir()
+    for tool in ("arm-none-eabi-gcc", "arm-none-eabi-g++"):
+        (tools / tool).write_text("#!/bin/sh\nexit 1\n")
+        (tools / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tools}:{os.environ['PATH']}")
+    monkeypatch.setenv("EDGEKD_CACHE", str(tmp_path / "cache"))
+    empty = tmp_path / "empty.tflite"
+    empty.write_bytes(b"")
+    fp32 = tiny_bundle / "student_fp32.tflite"
+    int8 = tiny_bundle / "student_int8.tflite"
+    for model, tflm, needle in (
+        (empty, None, "empty.tflite"),
+        (fp32, None, "not a full-integer int8 model"),
+        (int8, tmp_path / "nowhere", "--tflm"),
+        (int8, tmp_path / "tools", "neither a tflite-micro checkout"),
+    ):
+        out = tmp_path / "out"
+        with pytest.raises(EdgekdError, match=needle):
+            mcu_build(model=model, out=out, tflm=tflm)
+        assert not out.exists(), needle

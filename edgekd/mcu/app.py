@@ -39,6 +39,16 @@ def _check_out(out: Path, model_path: Path) -> None:
     )
 
 
+def _check_int8_model(model_path: Path) -> Any:
+    """The parsed ``.tflite`` when it is a full-integer int8 model; one line otherwise."""
+    from edgekd.tflite_file import read_tflite
+
+    model = read_tflite(model_path)
+    if not model.is_int8:
+        raise McuBuildError(f"{model_path.name} is not a full-integer int8 model")
+    return model
+
+
 def _prepare_out(out: Path, model_path: Path) -> None:
     """``out`` checked (:func:`_check_out`), then made and marked as edgekd's."""
     _check_out(out, model_path)
@@ -108,16 +118,13 @@ def build_app_for(
     with the samples' host outputs under ``"expected"``."""
     from edgekd.data.cache import cache_root
     from edgekd.mcu import build, codegen, estimate, hostref, sources, toolchain
-    from edgekd.tflite_file import read_tflite
 
     if not 1 <= samples <= 64:
         raise McuBuildError(f"--samples must be 1-64, got {samples}")
     toolchain.BOARDS.get(core)  # unknown core: a did-you-mean error before any work
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-g++"):
         toolchain.require(tool)
-    model = read_tflite(model_path)
-    if not model.is_int8:
-        raise McuBuildError(f"{model_path.name} is not a full-integer int8 model")
+    model = _check_int8_model(model_path)
     root = cache_root(str(cache) if cache else None)
     tree = sources.resolve(tflm, root / "mcu")
     shape = tuple(model.tensors[model.inputs[0]].shape[1:])
@@ -225,6 +232,12 @@ def mcu_build(
     _check_out(out, model_path)  # the user's input first: a wrong --out is named whatever is installed
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-g++", *(("qemu-system-arm",) if run else ())):
         toolchain.require(tool)
+    # the model and the sources too, before the folder is made: a bad one leaves nothing behind
+    _check_int8_model(model_path)
+    from edgekd.data.cache import cache_root
+    from edgekd.mcu import sources
+
+    sources.resolve(tflm, cache_root(None) / "mcu")  # unpacked into edgekd's cache once; the build reuses it
     _prepare_out(out, model_path)
     kw = dict(eval_path=eval_path, targets_key=key, tflm=tflm, kernels=kernels, samples=samples, jobs=jobs, log=ui.log)
     info = build_and_run(model_path, out, core, **kw) if run else build_app_for(model_path, out, core, **kw)

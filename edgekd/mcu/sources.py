@@ -190,13 +190,14 @@ def resolve(third_party: str | Path | None, cache: Path) -> SourceTree:
             "no TFLite Micro sources: pass --tflm DIR (a tflite-micro checkout or a folder of its source archives) or "
             "set EDGEKD_THIRD_PARTY"
         )
+    given = f"--tflm {folder}" if third_party is not None else f"{folder} (EDGEKD_THIRD_PARTY or the default)"
     if not folder.is_dir():
-        raise SourceError(f"--tflm {folder}: not a folder")
+        raise SourceError(f"{given}: not a folder")
     if (folder / "tensorflow" / "lite" / "micro").is_dir():
         return from_checkout(folder)
     if any(folder.glob("tflite-micro-*.tar.gz")):
         return from_archives(folder, cache)
     raise SourceError(
-        f"--tflm {folder}: neither a tflite-micro checkout (tensorflow/lite/micro/) nor a folder of source archives "
+        f"{given}: neither a tflite-micro checkout (tensorflow/lite/micro/) nor a folder of source archives "
         "(tflite-micro-*.tar.gz)"
     )
