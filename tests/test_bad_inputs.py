@@ -444,6 +444,27 @@ BENCH = [
     Case("bench-model-file-missing", w("bench", "--model", "{ws}/nope.tflite", "--runs", "2"), needle="not found"),
     Case("bench-model-not-a-model", w("bench", "--model", "{ws}/file.txt", "--runs", "2"), needle="not a model file"),
     Case(
+        "bench-model-onnx-that-is-a-tflite",
+        with_setup(
+            lambda ws: shutil.copy(ws / "bundle" / "student_int8.tflite", ws / "outside" / "m.onnx"),
+            w("bench", "--model", "{ws}/outside/m.onnx", *FAST),
+        ),
+        needle="is not a readable ONNX model",
+    ),
+    Case(
+        "bench-model-empty-onnx",
+        with_setup(
+            lambda ws: (ws / "outside" / "e.onnx").write_bytes(b""), w("bench", "--model", "{ws}/outside/e.onnx", *FAST)
+        ),
+        needle="holds no graph",
+    ),
+    Case(
+        "bench-model-lone-checkpoint",
+        w("bench", "--model", "{ws}/bundle/student.pt", *FAST),
+        needle="a lone PyTorch checkpoint has no fixed input shape",
+    ),
+    Case("bench-model-no-extension", w("bench", "--model", "{ws}/bundle/manifest.json", *FAST), needle="(.onnx, .pt"),
+    Case(
         "bench-model-and-artifacts", w("bench", "--model", "{ws}/bundle/student_int8.tflite", *BUNDLE), needle="--model"
     ),
     Case(

@@ -27,7 +27,7 @@ from edgekd.benchmark.report import (
 from edgekd.benchmark.row import BenchRow
 from edgekd.benchmark.targets import TARGETS, BenchTarget, Job
 from edgekd.bundle import bundle_file, require_verified
-from edgekd.errors import ArgumentError
+from edgekd.errors import ArgumentError, first_line
 from edgekd.formats import format_for_file, format_rank, get_format, model_extensions
 from edgekd.limits import check_number, check_runs, check_threads
 from edgekd.outputs import check_output_file, check_report_dir, holds_json_keys
@@ -157,6 +157,21 @@ def _empty_row(name: str, entry: dict[str, Any], manifest: dict[str, Any], threa
     )
 
 
+def _check_onnx_file(path: Path) -> None:
+    """A lone ``.onnx`` that does not parse is bad input (one line), not a failed row. Where the
+    ``onnx`` package is missing (a Raspberry Pi) the runtime's own load names the problem."""
+    try:
+        import onnx
+    except ImportError:
+        return
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # noqa: BLE001 - protobuf's DecodeError and friends, whatever the version
+        raise BenchError(f"{path.name} is not a readable ONNX model ({first_line(exc, 120)})") from None
+    if not model.graph.input:  # an empty file parses as an empty message
+        raise BenchError(f"{path.name} is not an ONNX model (it holds no graph inputs)")
+
+
 def lone_model(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """(folder, manifest-like dict) for one model file outside a bundle: no eval data, so no accuracy."""
     path = Path(path)
@@ -172,6 +187,13 @@ def lone_model(path: str | Path) -> tuple[Path, dict[str, Any]]:
         model = read_tflite(path)  # the format from the file itself, not its name (resnet8_quant.tflite)
         kind = "tflite_int8" if model.is_int8 else "tflite_int16x8" if model.input_dtype == "int16" else "tflite_fp32"
         fmt_name, macs = kind, model.total_macs
+    elif fmt.runtime == "torch":  # the row could only fail: nothing says what input to time it with
+        raise BenchError(
+            f"{path.name}: a lone PyTorch checkpoint has no fixed input shape to time it with; bench its bundle "
+            "(--artifacts) or its .onnx/.tflite file"
+        )
+    elif fmt.runtime == "onnxruntime":
+        _check_onnx_file(path)
     stem = path.stem
     manifest = {
         "files": {path.name: {"bytes": path.stat().st_size}},
