@@ -91,11 +91,13 @@ def read_manifest(bundle: str | Path) -> dict[str, Any]:
     is a plain relative path that stays inside the bundle (no ``..``, no absolute path, no symlink
     leading out): names come from a file that may have been made by anyone."""
     bundle = Path(bundle)
+    if bundle.is_file():
+        raise BundleError(f"{bundle} is a file, not a bundle folder (`edgekd export` makes one)")
     if not bundle.is_dir():
         raise BundleError(f"bundle not found: {bundle} (make one with `edgekd export`)")
     path = bundle / MANIFEST
     if path.is_symlink() or not path.is_file():
-        what = "is a symbolic link" if path.is_symlink() else "is missing"
+        what = "is a symbolic link" if path.is_symlink() else "is not a file" if path.exists() else "is missing"
         raise BundleError(f"{bundle} is not an edgekd bundle: {MANIFEST} {what}")
     try:
         manifest = json.loads(path.read_text())

@@ -571,6 +571,13 @@ BENCH = [
 
 VERIFY = [
     Case("verify-missing", w("verify", "{ws}/nope"), needle="bundle not found"),
+    Case("verify-a-file", w("verify", "{ws}/file.txt"), needle="is a file, not a bundle folder"),
+    Case(
+        "verify-manifest-is-a-folder",
+        with_setup(lambda ws: (ws / "user" / "manifest.json").mkdir(), w("verify", "{ws}/user")),
+        needle="manifest.json is not a file",
+    ),
+    Case("bench-model-is-a-folder", w("bench", "--model", "{ws}/user", *FAST), needle="is a folder; give one model"),
     Case("verify-not-a-bundle", w("verify", "{ws}/user"), needle="manifest.json is missing"),
     Case(
         "verify-manifest-a-link",

@@ -175,6 +175,8 @@ def _check_onnx_file(path: Path) -> None:
 def lone_model(path: str | Path) -> tuple[Path, dict[str, Any]]:
     """(folder, manifest-like dict) for one model file outside a bundle: no eval data, so no accuracy."""
     path = Path(path)
+    if path.is_dir():
+        raise BenchError(f"--model {path} is a folder; give one model file (a bundle folder is --artifacts)")
     if not path.is_file():
         raise BenchError(f"model file not found: {path}")
     fmt = format_for_file(path.name)
