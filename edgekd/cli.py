@@ -699,7 +699,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
         except (EdgekdError, RuntimeError) as exc:
             # a U-Net whose poolings do not divide this input, a net whose kernels outgrow it (airbench at
             # 1x1: torch's RuntimeError): listed, not fatal
-            why = first_line(exc, 160)
+            why = first_line(exc, 400)  # whole: cut at 160 it ended mid-word
             rows.append([name, model_task(name), "—", "—", f"{doc} (not at {args.input}: {why})"])
             continue
         rows.append([name, model_task(name), count_params(model), macs, doc])
