@@ -451,14 +451,14 @@ class McuTarget(BenchTarget):
         if self.flash_kb is not None and flash_kb > self.flash_kb:
             over.append(
                 f"flash {flash_kb:,.1f} KB (model {tflm['model_bytes'] / 1024:,.1f} + runtime "
-                f"≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,.0f} KB by "
+                f"≈{tflm['runtime_flash_bytes'] / 1024:,.0f}) > {self.flash_kb:,g} KB by "
                 f"{flash_kb - self.flash_kb:,.1f} KB ({tflm['flash_bytes'] - int(self.flash_kb * 1024):,} bytes)"
             )
         if self.ram_kb is not None and tflm.get("arena_bytes") is not None:
             ram_kb = tflm["arena_bytes"] / 1024
             if ram_kb > self.ram_kb:
                 over.append(
-                    f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,.0f} KB by {ram_kb - self.ram_kb:,.1f} KB "
+                    f"RAM (tensor arena) {ram_kb:,.1f} KB > {self.ram_kb:,g} KB by {ram_kb - self.ram_kb:,.1f} KB "
                     f"({tflm['arena_bytes'] - int(self.ram_kb * 1024):,} bytes)"
                 )
         where = self.profile.name if self.profile else "the budget"
