@@ -361,6 +361,10 @@ def bench(
                 results.append(row)
                 log(_progress_line(row, task.metric_short))
         after = target.conditions()
+        if model is not None and not allow_unsupported and results and all(r.unsupported for r in results):
+            # one file the target cannot take (over the budget, an op without a kernel, a format it
+            # does not run) is bad input, as a misspelled name is, not a failed row among others
+            raise BenchError(f"{Path(model).name} on {target.name}: {results[0].reason}")
         if before is not None:
             host["conditions"] = {"before": before, "after": after}
         settings = {
