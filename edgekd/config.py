@@ -841,14 +841,10 @@ def validate(config: Config) -> None:
         s: StageConfig = getattr(config, stage)
         if s.epochs < 0:
             raise ConfigError(f"config: {stage}.epochs must be 0 or more")
-        if s.lr <= 0:
-            raise ConfigError(f"config: {stage}.lr must be positive")
         if s.lookahead_steps < 0 or not 0.0 < s.lookahead_alpha <= 1.0:
             raise ConfigError(
                 f"config: {stage}.lookahead_steps must be 0 (off) or more and {stage}.lookahead_alpha in (0, 1]"
             )
-        if s.mixup < 0 or s.cutmix < 0:
-            raise ConfigError(f"config: {stage}.mixup and {stage}.cutmix must be 0 (off) or more")
         if not 0.0 < s.bias_lr_scale <= 1000.0:
             raise ConfigError(f"config: {stage}.bias_lr_scale must be in (0, 1000], got {s.bias_lr_scale}")
         if not 0.0 <= s.label_smoothing < 1.0:
@@ -887,18 +883,10 @@ def validate(config: Config) -> None:
         raise ConfigError("config: export.parity_samples must be at least 1 (or null for the whole test split)")
     if not 0.0 <= e.min_top1_agreement <= 1.0 or e.max_acc_drop < 0 or e.fp32_max_abs_diff < 0:
         raise ConfigError("config: export bounds must be fractions (agreement in [0, 1]) and non-negative")
-    if config.distill.temperature <= 0:
-        raise ConfigError("config: distill.temperature must be positive")
     if not 0.0 <= config.distill.alpha <= 1.0:
         raise ConfigError("config: distill.alpha must be in [0, 1]")
     if dc.fitnets.hint_epochs < 0 or dc.domain.finetune_epochs < 0:
         raise ConfigError("config: distill.fitnets.hint_epochs and distill.domain.finetune_epochs must be 0 or more")
-    if min(dc.dkd.alpha, dc.dkd.beta, dc.dist.beta, dc.dist.gamma) < 0:
-        raise ConfigError("config: distill.dkd.alpha, dkd.beta, dist.beta and dist.gamma must be 0 or more")
-    if dc.fitnets.hint_weight < 0:
-        raise ConfigError("config: distill.fitnets.hint_weight must be 0 or more")
-    if dc.domain.finetune_lr is not None and dc.domain.finetune_lr <= 0:
-        raise ConfigError("config: distill.domain.finetune_lr must be positive")
     ens = dc.ensemble
     if ens.teachers and ens.teacher_seeds and len(ens.teachers) != len(ens.teacher_seeds):
         raise ConfigError(

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from conftest import assert_tflm_matches_litert
+from edgekd.benchmark.errors import BenchError
 from edgekd.bundle import MANIFEST, BundleError, require_verified, sha256_file, verify_bundle
 from edgekd.errors import ConfigError, EdgekdError
 from edgekd.exporters.errors import ExportError, ParityError
@@ -121,9 +122,8 @@ def test_int16x8_model_is_a_checked_bundle_format(bundle: Path, tmp_path: Path) 
     assert runner.predict(eval_images).shape == (8, 10)
     cpu = bench(artifacts=bundle, out=tmp_path / "cpu", models="student", formats="tflite_int16x8", runs=3, warmup=1)
     assert cpu.results[0]["status"] == "ok" and cpu.results[0]["accuracy_frac"] is not None
-    mcu = bench(model=bundle / "student_int16x8.tflite", device="mcu", out=tmp_path / "mcu")
-    row = mcu.results[0]
-    assert row["unsupported"] is True and "int16 activations" in row["reason"]
+    with pytest.raises(BenchError, match="student_int16x8.tflite on mcu: .*int16 activations"):
+        bench(model=bundle / "student_int16x8.tflite", device="mcu", out=tmp_path / "mcu")  # one file: bad input
 
 
 def test_int8_model_is_full_integer(bundle: Path) -> None:

@@ -151,5 +151,5 @@ def test_student_trains_with_mixup_cached_teacher_and_resumes_exactly(tmp_path: 
 def test_negative_mixup_is_refused() -> None:
     from edgekd.config import load_config
 
-    with pytest.raises(ConfigError, match="mixup and student.cutmix must be 0"):
+    with pytest.raises(ConfigError, match="student.mixup must be a number from 0 to 1000, got -1"):
         load_config(None, tiny_overrides(**{"student.mixup": -1}))

@@ -71,7 +71,7 @@ def test_resumed_sweep_reuses_finished_points(swept: tuple[Path, dict]) -> None:
 def test_sweep_rejects_bad_grids(tmp_path: Path) -> None:
     from edgekd.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="--temperatures must be a number above 0, got 0"):
+    with pytest.raises(ConfigError, match="--temperatures must be a number above 0 and up to 1000, got 0"):
         sweep(out=tmp_path / "a", set=tiny_overrides(), temperatures=[0, 2])
     with pytest.raises(ConfigError, match=r"--temperatures must be a finite number .*got nan"):
         sweep(out=tmp_path / "a", set=tiny_overrides(), temperatures=[float("nan")])
