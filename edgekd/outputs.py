@@ -92,8 +92,8 @@ def check_writable(path: str | Path, what: str) -> None:
 
 
 # What a report folder of bench's or deploy's holds: the report, its plot, the MCU app's headers and
-# C arrays, and the hidden temporary files of an atomic write cut short (:mod:`edgekd.atomic`).
-_REPORT_FILE = re.compile(r"bench\.(json|md|png)|[^/]+_tflm_config\.h|[^/]+_model_data\.cc|\..+\.(tmp|old)")
+# C arrays (.cc + .h), and the hidden temporary files of an atomic write cut short (:mod:`edgekd.atomic`).
+_REPORT_FILE = re.compile(r"bench\.(json|md|png)|[^/]+_tflm_config\.h|[^/]+_model_data\.(cc|h)|\..+\.(tmp|old)")
 
 
 def not_a_report(folder: Path) -> str | None:

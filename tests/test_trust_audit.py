@@ -54,7 +54,8 @@ def test_a_report_folder_is_new_empty_or_a_report_of_edgekds(tmp_path: Path) -> 
     assert check_report_dir(folder, "--out", "bench report") == folder  # new: made later
     folder.mkdir()
     check_report_dir(folder, "--out", "bench report")  # empty
-    for name in ("bench.json", "bench.md", "bench.png", "student_int8_tflm_config.h", "x_model_data.cc"):
+    names = ("bench.json", "bench.md", "bench.png", "student_int8_tflm_config.h", "x_model_data.cc", "x_model_data.h")
+    for name in names:
         (folder / name).write_text("")
     (folder / ".bench.json.abc.tmp").write_text("")  # an atomic write cut short
     assert not_a_report(folder) is None
