@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from edgekd.errors import ConfigError
+from edgekd.limits import MAX_THREADS, MAX_TIMEOUT_S, check_number
 from edgekd.registry import did_you_mean
 
 
@@ -803,14 +804,15 @@ _BOUNDS: tuple[tuple[str, float, float, bool, bool], ...] = (
     ("distill.dist.gamma", *_WEIGHT),
     ("export.fp32_max_abs_diff", 0.0, 1e6, False, False),
     ("export.max_acc_drop", 0.0, 1.0, False, False),
-    ("deploy.timeout_s", 0.0, 86400.0, False, True),
-    ("deploy.bench_timeout_s", 0.0, 86400.0, False, True),
+    ("deploy.timeout_s", 0.0, MAX_TIMEOUT_S, False, True),
+    ("deploy.bench_timeout_s", 0.0, MAX_TIMEOUT_S, False, True),
+    # torch refuses 0 and negatives only when the threads are set, after minutes of work
+    ("runtime.threads", 1, MAX_THREADS, True, False),
+    ("export.threads", 1, MAX_THREADS, True, False),
 )
 
 
 def _check_bounds(config: Config) -> None:
-    from edgekd.limits import check_number
-
     for key, low, high, integer, low_open in _BOUNDS:
         value: Any = config
         for part in key.split("."):
@@ -874,11 +876,6 @@ def validate(config: Config) -> None:
         raise ConfigError("config: export.min_logit_snr_db must be in [-200, 200] dB")
     if not 0.0 < e.max_class_share <= 1.0:
         raise ConfigError("config: export.max_class_share must be in (0, 1]")
-    from edgekd.limits import MAX_THREADS, check_number
-
-    for key, threads in (("runtime.threads", config.runtime.threads), ("export.threads", e.threads)):
-        # torch refuses 0 and negatives only when the threads are set, after minutes of work
-        check_number(f"config: {key}", threads, integer=True, low=1, high=MAX_THREADS, optional=True, error=ConfigError)
     if e.parity_samples is not None and e.parity_samples < 1:
         raise ConfigError("config: export.parity_samples must be at least 1 (or null for the whole test split)")
     if not 0.0 <= e.min_top1_agreement <= 1.0 or e.max_acc_drop < 0 or e.fp32_max_abs_diff < 0:

@@ -96,9 +96,7 @@ class Predictor:
         from edgekd.paths import as_path
         from edgekd.runtimes import open_runner
 
-        artifacts = as_path(artifacts, "artifacts")
-
-        self.bundle = Path(artifacts)
+        self.bundle = as_path(artifacts, "artifacts")
         manifest = require_verified(self.bundle) if verify else read_manifest(self.bundle)
         self.manifest = manifest
         self.task = get_task(manifest.get("task"))
@@ -364,14 +362,10 @@ def predict(
     if mask_dir is not None:
         _check_masks_dir(mask_dir)
     if json is not None:  # never an image, the bundle's manifest or a user's file
-        from edgekd.outputs import OutputError, check_output_file, holds_json_keys
+        from edgekd.outputs import check_output_file, holds_json_keys
 
-        try:
-            check_output_file(
-                json, "--json", "predictions JSON", own=holds_json_keys("file", "task", "predictions"), inside=artifacts
-            )
-        except OutputError as exc:
-            raise PredictError(str(exc)) from None
+        own = holds_json_keys("file", "task", "predictions")
+        check_output_file(json, "--json", "predictions JSON", own=own, inside=artifacts)
     results, failed, written, first_error = [], [], [], ""
     for path in paths:
         try:

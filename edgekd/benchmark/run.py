@@ -273,7 +273,7 @@ def bench(
     )
     if model is not None:
         bundle, manifest = lone_model(model)
-        default_out = Path("bench") / Path(model).stem
+        default_out = Path("bench") / model.stem
     else:
         bundle = Path(artifacts) if artifacts is not None else latest_bundle()
         manifest = require_verified(bundle)
@@ -364,7 +364,7 @@ def bench(
         if model is not None and not allow_unsupported and results and all(r.unsupported for r in results):
             # one file the target cannot take (over the budget, an op without a kernel, a format it
             # does not run) is bad input, as a misspelled name is, not a failed row among others
-            raise BenchError(f"{Path(model).name} on {target.name}: {results[0].reason}")
+            raise BenchError(f"{model.name} on {target.name}: {results[0].reason}")
         if before is not None:
             host["conditions"] = {"before": before, "after": after}
         settings = {

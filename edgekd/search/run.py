@@ -166,7 +166,7 @@ def _not_a_search_folder(folder: Path) -> str | None:
 
 def _not_a_worker_folder(folder: Path) -> str | None:
     """A worker writes only ``trials/``; the main search's own folder may serve its workers too."""
-    if (folder / "search.json").is_file() or {p.name for p in folder.iterdir()} <= {"trials"}:
+    if _not_a_search_folder(folder) is None or {p.name for p in folder.iterdir()} <= {"trials"}:
         return None
     return "not a search folder: no search.json, and more than a worker's trials/"
 

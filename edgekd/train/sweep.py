@@ -32,8 +32,13 @@ from edgekd.ui import log, print_table, warn
 DEFAULT_TEMPERATURES = (1.0, 2.0, 4.0, 8.0, 16.0)  # the usual grid (Hinton et al.; methods.md)
 
 
+def _shown(value: float) -> str:
+    """A grid value as a point's folder name shows it (6 significant digits)."""
+    return f"{value:g}"
+
+
 def point_name(temperature: float, alpha: float) -> str:
-    return f"T{temperature:g}_a{alpha:g}"
+    return f"T{_shown(temperature)}_a{_shown(alpha)}"
 
 
 def sweep(
@@ -62,7 +67,7 @@ def sweep(
         check_number("--alphas", a, low=0.0, high=1.0, error=ConfigError)
     temperatures, alphas = [float(t) for t in temperatures], [float(a) for a in alphas]
     for flag, values in (("--temperatures", temperatures), ("--alphas", alphas)):
-        shown = [f"{v:g}" for v in values]  # as in the point's folder name (point_name)
+        shown = [_shown(v) for v in values]  # two values shown alike would share a point's folder
         twice = sorted({v for v in shown if shown.count(v) > 1})
         if twice:  # one folder per point: a repeated value would train the same point twice
             raise ConfigError(f"sweep: {flag} lists {twice[0]} more than once (to 6 significant digits)")
