@@ -172,9 +172,8 @@ def run_benchmark(
     from edgekd.config import load_config
     from edgekd.data.sources import cifar10_on_disk
     from edgekd.errors import DataError
-    from edgekd.jsonfile import read_json_object
     from edgekd.models.registry import MODELS
-    from edgekd.train.run import distill
+    from edgekd.train.run import finished_or_trained
     from edgekd.train.sweep import train_shared_teacher
     from edgekd.ui import Timer, print_table
 
@@ -215,12 +214,7 @@ def run_benchmark(
                     f"name={row}-seed{seed}",
                 ],
             )
-            if resume and (folder / "summary.json").is_file():
-                summary = read_json_object(folder / "summary.json", f"move {folder} away to train that row again")
-            elif resume and (folder / "config.yaml").is_file():
-                summary = distill(cfg, out=folder, resume=True)
-            else:
-                summary = distill(cfg, out=folder, overwrite=True)
+            summary = finished_or_trained(cfg, folder, resume)
             produced = [(row, "student")] + ([("nokd", "baseline")] if "nokd" in rows and row == "kd" else [])
             for name, role in produced:
                 r = summary[role]

@@ -183,12 +183,9 @@ def attempt(label: str, failures: list[str], fn: Callable[..., Any], *args: Any,
 
 def load_or_distill(cfg, folder: Path, resume: bool) -> dict[str, Any]:
     """A finished run's summary (``--resume``), or the run trained now."""
-    from edgekd.jsonfile import read_json_object
-    from edgekd.train.run import distill
+    from edgekd.train.run import finished_or_trained
 
-    if resume and (folder / "summary.json").is_file():
-        return read_json_object(folder / "summary.json", f"move {folder} away to train it again")
-    return distill(cfg, out=folder, overwrite=not resume, resume=resume and (folder / "config.yaml").is_file())
+    return finished_or_trained(cfg, folder, resume)
 
 
 def select_student(

@@ -30,7 +30,7 @@ from edgekd.paths import as_path
 from edgekd.train.context import RunContext
 from edgekd.train.run_folder import RUN_FILES, check_new_run, default_out, resumed_config, start_run_dir
 
-__all__ = ["RUN_FILES", "RunContext", "default_out", "distill"]
+__all__ = ["RUN_FILES", "RunContext", "default_out", "distill", "finished_or_trained"]
 
 
 def distill(
@@ -82,3 +82,18 @@ def distill(
             start_run_dir(cfg, out_dir, resume)
         distributed.barrier()  # the folder exists for every rank
         return run.execute()
+
+
+def finished_or_trained(cfg: Config, folder: Path, resume: bool) -> dict[str, Any]:
+    """One run of a multi-run job (a sweep's point, a benchmark's row or seed): with ``resume`` a
+    finished run's summary is read back and an interrupted one continued; otherwise (or with no
+    run there yet) it is trained from scratch, replacing a half-written edgekd run folder."""
+    from edgekd.jsonfile import read_json_object
+    from edgekd.ui import log
+
+    if resume and (folder / "summary.json").is_file():
+        log(f"{folder}: already complete")
+        return read_json_object(folder / "summary.json", f"move {folder} away to train it again")
+    if resume and (folder / "config.yaml").is_file():
+        return distill(cfg, out=folder, resume=True)
+    return distill(cfg, out=folder, overwrite=True)

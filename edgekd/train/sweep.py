@@ -24,7 +24,6 @@ from typing import Any
 from edgekd.atomic import write_json, write_text
 from edgekd.config import MAX_TEMPERATURE, Config, dump_yaml, load_config, validate
 from edgekd.errors import ConfigError
-from edgekd.jsonfile import read_json_object
 from edgekd.limits import check_number
 from edgekd.paths import as_path
 from edgekd.ui import log, print_table, warn
@@ -87,6 +86,7 @@ def sweep(
 
     from edgekd.data import dataset_task
     from edgekd.tasks import get_task
+    from edgekd.train.run import finished_or_trained
 
     task = get_task(dataset_task(cfg.data.name))  # selection on val accuracy, or val mean IoU
     val_key, test_key = f"val_{task.metric}", f"test_{task.metric}"
@@ -95,7 +95,7 @@ def sweep(
     for i, (t, a) in enumerate((t, a) for a in alphas for t in temperatures):
         keep_baseline = cfg.distill.baseline and (i == 0 or cfg.distill.takd.ta_select == "auto")
         point_cfg = _point_config(cfg, teacher_keys, t, a, keep_baseline)
-        summary = _run_point(point_cfg, out_dir / point_name(t, a), resume)
+        summary = finished_or_trained(point_cfg, out_dir / point_name(t, a), resume)
         baseline = baseline or summary.get("baseline")
         s = summary["student"]
         points.append(
@@ -192,17 +192,6 @@ def _point_config(
     )
     validate(point)
     return point
-
-
-def _run_point(cfg: Config, folder: Path, resume: bool) -> dict[str, Any]:
-    from edgekd.train.run import distill
-
-    if resume and (folder / "summary.json").is_file():
-        log(f"sweep: {folder.name} already complete")
-        return read_json_object(folder / "summary.json", f"move {folder} away and rerun the sweep to train it again")
-    if resume and (folder / "config.yaml").is_file():
-        return distill(cfg, out=folder, resume=True)
-    return distill(cfg, out=folder, overwrite=True)  # a half-written folder of a fresh sweep
 
 
 def _metric(result: dict[str, Any]) -> tuple[str, str, str]:
