@@ -110,8 +110,12 @@ def test_an_output_file_is_new_or_edgekds_own(tmp_path: Path) -> None:
     check_output_file(bundle / "bench" / "x.json", "--json", "bench JSON", **where)  # its report folder
 
 
-def test_library_calls_name_an_argument_of_the_wrong_kind_in_one_line() -> None:
+def test_library_calls_name_an_argument_of_the_wrong_kind_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import edgekd
+
+    monkeypatch.chdir(tmp_path)  # no artifacts/ here, as in a fresh clone: argument kinds are checked first
 
     calls = {
         "distill(123)": (lambda: edgekd.distill(123), "config must be a path"),

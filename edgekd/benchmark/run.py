@@ -264,6 +264,7 @@ def bench(
     from edgekd.ui import log
 
     _check_settings(runs, warmup, threads, min_accuracy)
+    wanted_models, wanted_formats = _names(models), _names(formats)  # argument kinds before any disk
     artifacts, model = as_path(artifacts, "artifacts", optional=True), as_path(model, "model", optional=True)
     out, json = as_path(out, "out", optional=True), as_path(json, "json", optional=True)
     if model is not None and (artifacts is not None or full_test):
@@ -278,7 +279,7 @@ def bench(
         bundle = Path(artifacts) if artifacts is not None else latest_bundle()
         manifest = require_verified(bundle)
         default_out = bundle / "bench" / target.report_folder()  # bench/cpu, bench/rpi-<host>, bench/mcu
-    todo = plan(manifest, _names(models), _names(formats))
+    todo = plan(manifest, wanted_models, wanted_formats)
     from edgekd.tasks import get_task
 
     task = get_task(manifest.get("task"))  # what eval.npz holds and what "accuracy" means
@@ -297,7 +298,7 @@ def bench(
             inside=bundle if model is None else None,  # a lone model's folder is the user's: own() guards it
             except_under=bundle / "bench",
         )
-    named = set(_names(formats) or []) | (
+    named = set(wanted_formats or []) | (
         {manifest["models"][next(iter(manifest["models"]))]["format"]} if model is not None else set()
     )
     num_classes = len(manifest.get("labels") or []) or None
@@ -380,8 +381,8 @@ def bench(
             "metric": task.metric_label,  # what every row's "accuracy_frac" holds
             "metric_short": task.metric_short,
             "full_test": full_test,
-            "models": _names(models),
-            "formats": _names(formats),
+            "models": wanted_models,
+            "formats": wanted_formats,
             "model": str(model) if model is not None else None,
             "force": force,
             "mcu": mcu,
