@@ -672,6 +672,8 @@ def _add_models(sub: argparse._SubParsersAction) -> None:
 
 
 def _cmd_models(args: argparse.Namespace) -> int:
+    import torch
+
     from edgekd.errors import first_line
     from edgekd.limits import check_number
     from edgekd.models import MODELS, count_macs, count_params, create_model, model_task
@@ -694,7 +696,10 @@ def _cmd_models(args: argparse.Namespace) -> int:
         # the docstring's first paragraph on one line (a long summary may wrap in the source)
         doc = " ".join((MODELS.get(name).__doc__ or "").strip().split("\n\n")[0].split())
         try:
-            model = create_model(name, args.classes, c, (h, w))
+            # built on the meta device (shapes, no storage): a plain net's classifier grows with the
+            # input, gigabytes of weights at 4096x4096 that a MAC count never needs to hold
+            with torch.device("meta"):
+                model = create_model(name, args.classes, c, (h, w))
             macs = count_macs(model, (1, c, h, w))
         except (EdgekdError, RuntimeError) as exc:
             # a U-Net whose poolings do not divide this input, a net whose kernels outgrow it (airbench at

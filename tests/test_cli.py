@@ -122,6 +122,39 @@ def test_models_and_methods_listing() -> None:
     assert proc.returncode == 0 and "kd" in proc.stdout
 
 
+def test_models_at_the_largest_input_allocate_nothing_of_its_size() -> None:
+    """plain10's classifier grows with the input: at 3x4096x4096 its weights alone are 34 GB and the
+    activations of 64 channels several more. The listing builds and counts on the meta device, so
+    it runs in a process whose data segment (heap and anonymous mappings) is limited to 6 GB."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_DATA, (6 << 30, 6 << 30))
+
+    proc = subprocess.run(
+        [sys.executable, "-m", "edgekd", "models", "plain10", "--input", "64x4096x4096"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=300,
+        preexec_fn=limit,
+    )
+    assert proc.returncode == 0 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert "2,149,856,522" in proc.stdout  # its parameters, counted on the meta device
+
+
+def test_count_macs_leaves_the_model_as_it_was() -> None:
+    import torch
+
+    from edgekd.models import count_macs, create_model
+
+    model = create_model("resnet8", 10, 3, (32, 32)).train()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    assert count_macs(model, (1, 3, 32, 32)) == 12_501_632
+    assert model.training and all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+    assert next(model.parameters()).device.type == "cpu"
+
+
 @pytest.mark.parametrize(
     "args,needles",
     [

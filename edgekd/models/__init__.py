@@ -128,17 +128,29 @@ def count_params(model) -> int:
 
 def count_macs(model, input_shape: tuple[int, ...]) -> int:
     """Multiply-accumulates of one forward pass at ``input_shape`` (batch included), counted by
-    torch's own FLOP counter (conv, linear, matmul) and halved: one MAC is two FLOPs."""
+    torch's own FLOP counter (conv, linear, matmul) and halved: one MAC is two FLOPs.
+
+    The pass runs on a copy of the model on the ``meta`` device, which has shapes but no storage:
+    counting a 4096×4096 input allocates nothing of its size, and the model itself is untouched. A
+    model with an op that the meta device cannot run is counted on real zeros instead."""
+    import copy
+
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
-    was_training = model.training
-    model.eval()
-    param = next(model.parameters(), None)
-    device = param.device if param is not None else "cpu"
+    def flops(net, device) -> int:
+        was_training = net.training
+        net.eval()
+        try:
+            with torch.no_grad(), FlopCounterMode(display=False) as counter:
+                net(torch.zeros(input_shape, device=device))
+        finally:
+            net.train(was_training)
+        return int(counter.get_total_flops())
+
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            model(torch.zeros(input_shape, device=device))
-    finally:
-        model.train(was_training)
-    return int(counter.get_total_flops()) // 2
+        return flops(copy.deepcopy(model).to("meta"), "meta") // 2
+    except (NotImplementedError, RuntimeError, TypeError, ValueError):
+        pass  # data-dependent control flow (.item(), nonzero) or an op without a meta kernel
+    param = next(model.parameters(), None)
+    return flops(model, param.device if param is not None else "cpu") // 2
