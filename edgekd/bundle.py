@@ -7,12 +7,12 @@ or even numpy. ``edgekd verify BUNDLE`` and every bench run start here.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
+from edgekd.jsonfile import read_json_object
 from edgekd.paths import UnsafePathError, as_path, escaping_links, member
 
 MANIFEST = "manifest.json"
@@ -99,10 +99,8 @@ def read_manifest(bundle: str | Path) -> dict[str, Any]:
     if path.is_symlink() or not path.is_file():
         what = "is a symbolic link" if path.is_symlink() else "is not a file" if path.exists() else "is missing"
         raise BundleError(f"{bundle} is not an edgekd bundle: {MANIFEST} {what}")
-    try:
-        manifest = json.loads(path.read_text())
-    except (ValueError, RecursionError) as exc:  # bad JSON, not UTF-8, an integer of over 4,300 digits
-        raise BundleError(f"{path} is corrupt: {str(exc)[:200]}") from None
+    # bad JSON, not UTF-8, an integer of over 4,300 digits, an unreadable file, a list: one line
+    manifest = read_json_object(path, "make the bundle again with `edgekd export`", error=BundleError)
     problem = _check_structure(manifest)
     if problem:
         raise BundleError(f"{path} is malformed: {problem}")

@@ -20,11 +20,11 @@ def _load_object(path: Path) -> tuple[dict[str, Any] | None, str]:
     return data, ""
 
 
-def read_json_object(path: str | Path, fix: str) -> dict[str, Any]:
-    """The JSON object in ``path``; :class:`EdgekdError` "PATH is corrupt (why); FIX" otherwise."""
+def read_json_object(path: str | Path, fix: str, error: type[EdgekdError] = EdgekdError) -> dict[str, Any]:
+    """The JSON object in ``path``; ``error`` "PATH is corrupt (why); FIX" otherwise."""
     data, why = _load_object(Path(path))
     if data is None:
-        raise EdgekdError(f"{path} is corrupt ({why}); {fix}")
+        raise error(f"{path} is corrupt ({why}); {fix}")
     return data
 
 

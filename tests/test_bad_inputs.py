@@ -602,7 +602,7 @@ VERIFY = [
     Case(
         "verify-manifest-a-list",
         with_setup(lambda ws: (ws / "bundle" / "manifest.json").write_text("[1, 2]"), w("verify", "{ws}/bundle")),
-        needle="not an edgekd bundle manifest",
+        needle="manifest.json is corrupt (it holds a list)",
     ),
     Case(
         "verify-manifest-sha-a-number",

@@ -16,7 +16,7 @@ from tests.test_cli import edgekd
 
 def test_a_manifest_with_an_integer_too_long_to_read_is_corrupt(tmp_path: Path) -> None:
     (tmp_path / "manifest.json").write_text('{"format": 1, "files": {"a": {"bytes": ' + "1" * 5001 + "}}}")
-    with pytest.raises(BundleError, match="manifest.json is corrupt: Exceeds the limit"):
+    with pytest.raises(BundleError, match=r"manifest.json is corrupt \(Exceeds the limit.*edgekd export"):
         read_manifest(tmp_path)
 
 
