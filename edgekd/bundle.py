@@ -7,12 +7,14 @@ or even numpy. ``edgekd verify BUNDLE`` and every bench run start here.
 from __future__ import annotations
 
 import hashlib
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
 from edgekd.jsonfile import read_json_object
+from edgekd.limits import MAX_IMAGE_SIDE
 from edgekd.paths import UnsafePathError, as_path, escaping_links, member
 
 MANIFEST = "manifest.json"
@@ -83,6 +85,51 @@ def _check_structure(manifest: Any) -> str | None:
         return "'roles' must be a mapping of role to its description"
     if not isinstance(manifest.get("task") or "", str):
         return "'task' must be a string"
+    return _preprocessing_problem(manifest.get("preprocessing", {}))
+
+
+RESIZE_FILTERS = ("bilinear", "nearest", "bicubic")  # what predict may resize with (Pillow's names)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _preprocessing_problem(prep: Any) -> str | None:
+    """What is wrong with the manifest's ``preprocessing`` (what predict does to an image before the
+    model sees it), or None. Every key is optional (older bundles lack some); a present one is
+    checked: an image size of 100000×100000 would be a 30 GB resize."""
+    if not isinstance(prep, dict):
+        return "'preprocessing' must be a mapping"
+    size = prep.get("image_size")
+    if size is not None and not (
+        isinstance(size, list) and len(size) == 2 and all(_is_count(v) and 1 <= v <= MAX_IMAGE_SIDE for v in size)
+    ):
+        return f"preprocessing.image_size must be [height, width], each 1-{MAX_IMAGE_SIDE}, got {size!r:.60}"
+    channels = prep.get("channels")
+    if channels is not None and not (_is_count(channels) and 1 <= channels <= 4):
+        return f"preprocessing.channels must be 1-4, got {channels!r:.60}"
+    resize = prep.get("resize")
+    if resize is not None and resize not in RESIZE_FILTERS:
+        return f"preprocessing.resize must be one of {', '.join(RESIZE_FILTERS)}, got {resize!r:.60}"
+    low_high = prep.get("input_range")
+    if low_high is not None and not (
+        isinstance(low_high, list)
+        and len(low_high) == 2
+        and all(map(_is_number, low_high))
+        and low_high[0] < low_high[1]
+    ):
+        return f"preprocessing.input_range must be [low, high] with low < high, got {low_high!r:.60}"
+    for key, low in (("mean", None), ("std", 0.0)):
+        values = prep.get(key)
+        if values is not None and not (
+            isinstance(values, list)
+            and values
+            and all(_is_number(v) and (low is None or v > low) for v in values)
+            and (channels is None or len(values) in (1, channels))
+        ):
+            rule = "finite numbers" + (" > 0" if low is not None else "")
+            return f"preprocessing.{key} must be a list of {rule}, one per channel, got {values!r:.60}"
     return None
 
 

@@ -675,7 +675,7 @@ def _cmd_models(args: argparse.Namespace) -> int:
     import torch
 
     from edgekd.errors import first_line
-    from edgekd.limits import check_number
+    from edgekd.limits import MAX_IMAGE_SIDE, check_number
     from edgekd.models import MODELS, count_macs, count_params, create_model, model_task
     from edgekd.ui import print_table
 
@@ -686,8 +686,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     # the MAC count builds each model at this size: a huge input would allocate gigabytes
     for flag, value, high in (
         ("--input channels", c, 64),
-        ("--input height", h, 4096),
-        ("--input width", w, 4096),
+        ("--input height", h, MAX_IMAGE_SIDE),
+        ("--input width", w, MAX_IMAGE_SIDE),
         ("--classes", args.classes, 100_000),
     ):
         check_number(flag, value, integer=True, low=1, high=high)

@@ -23,6 +23,9 @@ MAX_RUNS = 1_000_000
 MAX_PORT = 65535
 # Seconds a single step may take (deploy's ssh/scp/rsync steps, the remote bench): one day.
 MAX_TIMEOUT_S = 86400.0
+# An image side in pixels that a bundle's preprocessing may ask for, and `edgekd models --input`
+# may count at: a 100000×100000 resize is 30 GB of RGB before the model sees it.
+MAX_IMAGE_SIDE = 4096
 # MCU budgets in KB: the largest parts have a few MB of flash/RAM; 1 GB is already no MCU.
 MAX_KB = 1024.0 * 1024.0
 

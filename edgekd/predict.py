@@ -24,7 +24,7 @@ import numpy as np
 
 from edgekd.bundle import bundle_file, read_manifest, require_verified
 from edgekd.errors import EdgekdError
-from edgekd.limits import check_number, check_threads
+from edgekd.limits import MAX_IMAGE_SIDE, check_number, check_threads
 from edgekd.tasks import get_task
 
 DEFAULT_FORMAT = "tflite_int8"  # what a device runs; --format chooses another file of the bundle
@@ -109,8 +109,13 @@ class Predictor:
             bundle_file(self.bundle, manifest, self.file), threads=threads
         )  # a name that stays inside the bundle
         self.height, self.width, self.channels = _input_hwc(manifest, entry)
-        prep = manifest.get("preprocessing", {})
-        self.resize_filter = str(prep.get("resize", "bilinear"))
+        _check_against_file(self.bundle, self.file, (self.height, self.width, self.channels), self.runner)
+        self.outputs = _check_outputs(
+            self.bundle, self.file, entry, self.task.name, self.labels, self.height * self.width
+        )
+        self.resize_filter = str(
+            manifest.get("preprocessing", {}).get("resize", "bilinear")
+        )  # checked by read_manifest
 
     def __repr__(self) -> str:
         return (
@@ -182,6 +187,8 @@ class Predictor:
 
     def _result(self, source: str, out: np.ndarray, top_k: int, size: tuple[int, int] | None) -> Prediction:
         if self.task.name == "segmentation":
+            if out.size != self.height * self.width:  # a manifest without output shapes: checked here
+                raise _malformed(self.bundle, f"a mask of {self.height}x{self.width} from {out.size} outputs")
             mask = (out.reshape(self.height, self.width) > 0).astype(np.uint8)  # one logit per pixel, either layout
             return Prediction(source, out, mask=mask, foreground=float(mask.mean()), size=size)
         if top_k < 1:
@@ -214,9 +221,46 @@ def _input_hwc(manifest: dict[str, Any], entry: dict[str, Any]) -> tuple[int, in
         return int(h), int(w), int(prep["channels"])
     inp = entry.get("input", {})
     shape = inp.get("shape")
-    if not shape or len(shape) != 4:
+    if not isinstance(shape, list) or len(shape) != 4:
         raise PredictError(f"the manifest does not say what input {entry.get('format')} takes (re-export the bundle)")
-    return (shape[2], shape[3], shape[1]) if inp.get("layout") == "NCHW" else (shape[1], shape[2], shape[3])
+    hwc = (shape[2], shape[3], shape[1]) if inp.get("layout") == "NCHW" else (shape[1], shape[2], shape[3])
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in hwc):
+        raise PredictError(f"the manifest's input shape of {entry.get('format')} is not an image size: {shape!r:.60}")
+    return hwc
+
+
+def _malformed(bundle: Path, why: str) -> PredictError:
+    return PredictError(f"bundle {bundle} is malformed: {why} (export it again with `edgekd export`)")
+
+
+def _check_against_file(bundle: Path, file: str, hwc: tuple[int, int, int], runner: Any) -> None:
+    """The manifest's input size is the model file's own: a bundle edited by hand (its checksums
+    redone) must not feed the runtime images of another shape."""
+    details = runner.input_details
+    shape, layout = details.get("shape"), details.get("layout", "NHWC")
+    if not (isinstance(shape, list) and len(shape) == 4 and all(isinstance(v, int) and v > 0 for v in shape[1:])):
+        return  # a runner that does not say (PyTorch), or symbolic sizes: the runtime checks the input
+    takes = (shape[2], shape[3], shape[1]) if layout == "NCHW" else (shape[1], shape[2], shape[3])
+    if tuple(takes) != tuple(hwc):
+        raise _malformed(
+            bundle, f"its manifest says {'x'.join(map(str, hwc))} (HxWxC) but {file} takes {'x'.join(map(str, takes))}"
+        )
+
+
+def _check_outputs(
+    bundle: Path, file: str, entry: dict[str, Any], task: str, labels: list[str], pixels: int
+) -> int | None:
+    """The number of outputs per image the manifest records for the file (None when it does not), checked
+    against the task: one logit per pixel for a mask, one per label for classes."""
+    shape = entry.get("output", {}).get("shape")
+    if not (isinstance(shape, list) and shape and all(isinstance(v, int) and v > 0 for v in shape)):
+        return None
+    count = int(np.prod(shape[1:])) if len(shape) > 1 else 1
+    if task == "segmentation" and count != pixels:
+        raise _malformed(bundle, f"a segmentation model has one output per pixel ({pixels}); {file} has {count}")
+    if task != "segmentation" and labels and len(labels) != count:
+        raise _malformed(bundle, f"{len(labels)} labels for the {count} outputs of {file}")
+    return count
 
 
 def _image_list(images: Any) -> list[Any]:

@@ -158,3 +158,50 @@ def test_predictor_refuses_an_empty_image_a_bad_top_k_and_no_images(tiny_bundle:
         with pytest.raises(PredictError, match=needle):
             bad()
     assert len(p.logits(np.zeros((2, 8, 8), np.uint8))) == 2  # an N×H×W array is N images
+
+
+@pytest.mark.parametrize(
+    "change,needle",
+    [
+        # a 100000x100000 resize was a 30 GB allocation: the process was killed by the kernel
+        (
+            lambda m: m["preprocessing"].__setitem__("image_size", [100000, 100000]),
+            "image_size must be [height, width]",
+        ),
+        (lambda m: m.__setitem__("preprocessing", [1]), "'preprocessing' must be a mapping"),
+        (lambda m: m["preprocessing"].__setitem__("image_size", [8]), "image_size must be [height, width]"),
+        (lambda m: m["preprocessing"].__setitem__("image_size", ["a", "b"]), "image_size must be [height, width]"),
+        (lambda m: m["preprocessing"].__setitem__("image_size", [0, 0]), "image_size must be [height, width]"),
+        (lambda m: m["preprocessing"].__setitem__("channels", 7), "channels must be 1-4"),
+        (lambda m: m["preprocessing"].__setitem__("channels", "x"), "channels must be 1-4"),
+        (lambda m: m["preprocessing"].__setitem__("resize", "lanczos9"), "resize must be one of"),
+        (lambda m: m["preprocessing"].__setitem__("input_range", [255, 0]), "input_range must be [low, high]"),
+        (lambda m: m["preprocessing"].__setitem__("std", [0.0]), "std must be a list of finite numbers > 0"),
+        # sizes that pass the bounds but are not the model file's own
+        (lambda m: m["preprocessing"].__setitem__("image_size", [16, 16]), "takes 8x8x"),
+        (lambda m: m["preprocessing"].__setitem__("channels", 3), "but student_int8.tflite takes"),
+        (lambda m: m.__setitem__("task", "segmentation"), "one output per pixel"),
+        (lambda m: m.__setitem__("labels", ["a"] * 5), "5 labels for the"),
+    ],
+)
+def test_predict_refuses_a_hand_edited_manifest_in_one_line(tiny_bundle: Path, tmp_path: Path, change, needle) -> None:
+    """Checksums are no defence against a bundle edited by hand and resealed: predict reads its
+    preprocessing as data to check, and never as sizes to allocate."""
+    import json
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    from tests.conftest import reseal
+    from tests.test_cli import assert_one_line_error
+
+    bundle = tmp_path / "bundle"
+    shutil.copytree(tiny_bundle, bundle)
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    change(manifest)
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    reseal(bundle)
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "x.png")
+    proc = edgekd("predict", "--artifacts", str(bundle), "--format", "tflite_int8", str(tmp_path / "x.png"))
+    assert_one_line_error(proc, needle)
