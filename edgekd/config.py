@@ -626,7 +626,36 @@ def _yaml_load(text: str) -> Any:
     Loader.add_implicit_resolver(
         "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
     )
-    return yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    try:
+        data = yaml.load(text, Loader=Loader)  # noqa: S506 - a SafeLoader subclass
+    except RecursionError:  # PyYAML composes nested collections recursively
+        raise ConfigError("config nests its lists or mappings too deeply to read") from None
+    _check_expanded_size(data)
+    return data
+
+
+# Values a config may hold once YAML's aliases are expanded: the largest edgekd config has a few
+# hundred. Ten nested aliases of nine items each (a 400-byte file) expand to 9¹⁰ values, which
+# every later walk (the plain-values check, the saved config) would take minutes and gigabytes over.
+MAX_CONFIG_VALUES = 100_000
+
+
+def _check_expanded_size(data: Any) -> None:
+    """Refuse a YAML document whose aliases expand beyond :data:`MAX_CONFIG_VALUES` values; the
+    walk stops at that count, so a bomb costs no more than a config of that size."""
+    count, stack = 0, [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                f"config holds over {MAX_CONFIG_VALUES:,} values once its YAML aliases (*name) are expanded"
+            )
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
 
 
 # --------------------------------------------------------------------------------------------
@@ -695,7 +724,13 @@ def load_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = _yaml_load(path.read_text()) or {}
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid YAML (not UTF-8 text: byte {exc.start})") from None
+    except OSError as exc:
+        raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+    try:
+        data = _yaml_load(text) or {}
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""

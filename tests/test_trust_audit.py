@@ -205,3 +205,25 @@ def test_predict_refuses_a_hand_edited_manifest_in_one_line(tiny_bundle: Path, t
     Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(tmp_path / "x.png")
     proc = edgekd("predict", "--artifacts", str(bundle), "--format", "tflite_int8", str(tmp_path / "x.png"))
     assert_one_line_error(proc, needle)
+
+
+def test_a_config_file_that_is_not_utf8_a_yaml_bomb_or_nested_too_deeply_is_one_line(tmp_path: Path) -> None:
+    from edgekd.config import MAX_CONFIG_VALUES, load_yaml
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_bytes(b"\xff\xfe\x00bad")  # was a UnicodeDecodeError traceback
+    bomb = tmp_path / "bomb.yaml"  # 9^10 values from 400 bytes: distill ran for minutes
+    text = "student:\n  arch: test_student\n  kwargs:\n    k0: &a0 [1,2,3,4,5,6,7,8,9]\n"
+    text += "".join(f"    k{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 9) + "]\n" for i in range(1, 10))
+    bomb.write_text(text)
+    deep = tmp_path / "deep.yaml"  # a RecursionError traceback
+    deep.write_text("a: " + "[" * 50_000 + "]" * 50_000 + "\n")
+    for path, needle in ((bad, "not UTF-8 text"), (bomb, f"over {MAX_CONFIG_VALUES:,} values"), (deep, "too deeply")):
+        with pytest.raises(ConfigError, match=needle):
+            load_yaml(path)
+    fine = tmp_path / "fine.yaml"  # aliases as such stay allowed
+    fine.write_text("student:\n  mean: &m [0.5]\n  std: *m\n")
+    assert load_yaml(fine) == {"student": {"mean": [0.5], "std": [0.5]}}
+    proc = edgekd("distill", "--config", str(bomb), "--out", str(tmp_path / "run"))
+    assert proc.returncode == 2 and proc.stderr.count("edgekd: error:") == 1 and "Traceback" not in proc.stderr
+    assert not (tmp_path / "run").exists()
