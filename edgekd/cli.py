@@ -302,7 +302,7 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
         "\n  edgekd deploy --host pi@10.0.0.7 --port 2222 --identity ~/.ssh/pi_ed25519 --bench --threads 4",
         formatter_class=_Formatter,
     )
-    p.add_argument("--host", required=True, metavar="[USER@]HOST", help="the Pi to deploy to")
+    p.add_argument("--host", required=True, metavar="[USER@]HOST", help="the Pi to deploy to (its port: --port)")
     p.add_argument("--artifacts", metavar="DIR", help="bundle folder (default: the newest under artifacts/)")
     p.add_argument("--bench", action="store_true", help="run the bench on the Pi and bring bench.json back")
     p.add_argument("--force", action="store_true", help="pass --force to the remote bench (a host that is not a Pi)")

@@ -47,6 +47,7 @@ SSH_TIMEOUT_S = 15  # ConnectTimeout: a Pi that is off or unreachable fails fast
 KEEPALIVE = ("ServerAliveInterval=15", "ServerAliveCountMax=3")
 # what the Pi side needs of the source tree (install.sh installs from it; the bench imports it)
 SOURCE_PARTS = ("edgekd", "pyproject.toml", "README.md", "deploy/rpi")
+HOST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a DNS name, IPv4 address or ~/.ssh/config Host alias
 
 
 class DeployError(EdgekdError):
@@ -80,8 +81,6 @@ class _Remote:
     def __init__(
         self, host: str, port: int | None, identity: str | None, ssh_option: Sequence[str], timeout_s: float
     ) -> None:
-        if not host or host.startswith("-"):
-            raise DeployError(f"--host must be [user@]hostname, got {host!r}")
         if shutil.which("ssh") is None:
             raise DeployError("ssh is not installed here (Debian/Ubuntu: apt install openssh-client)")
         self.host = host
@@ -185,6 +184,28 @@ class _Remote:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def check_host(host: str) -> None:
+    """``--host`` as ssh, scp and rsync all read it: ``[user@]hostname``, no port, no spaces."""
+    user, at, name = host.rpartition("@")
+    if ":" in name:
+        raise DeployError(
+            f"--host takes no port, got {host!r}: give the port with --port (an IPv6 address: name it with a "
+            "Host entry in ~/.ssh/config)"
+        )
+    if not HOST_NAME.fullmatch(name) or (at and not re.fullmatch(r"[^\s:/]+", user)):
+        raise DeployError(f"--host must be [user@]hostname (no spaces, not starting with '-'), got {host!r}")
+
+
+def check_identity(identity: str | Path) -> Path:
+    """``--identity``: an existing key file (``~`` expanded, as ssh would)."""
+    key = Path(identity).expanduser()
+    if not key.exists():
+        raise DeployError(f"--identity {identity}: no such file")
+    if not key.is_file():
+        raise DeployError(f"--identity {identity} is not a file (an ssh private key such as ~/.ssh/id_ed25519)")
+    return key
+
+
 def deploy_settings(config: str | Path | None = None, overrides: Sequence[str] = ()) -> DeployConfig:
     """``deploy.*`` settings: defaults ← the ``deploy:`` section of a YAML file ← ``deploy.KEY=VALUE``."""
     from edgekd.config import DeployConfig, from_dict, load_yaml, parse_override
@@ -258,6 +279,8 @@ def deploy(
     check_runs(runs, warmup, error=DeployError)
     check_number("--timeout", timeout, low=0, low_open=True, high=MAX_TIMEOUT_S, error=DeployError)
     check_number("--bench-timeout", bench_timeout, low=0, low_open=True, high=MAX_TIMEOUT_S, error=DeployError)
+    check_host(host)
+    key = check_identity(identity) if identity is not None else None
     bundle = Path(artifacts) if artifacts is not None else latest_bundle()
     require_verified(bundle)  # never ship a bundle that does not match its manifest (or holds a link out of it)
     local = None
@@ -265,7 +288,7 @@ def deploy(
         local = Path(out) if out is not None else bundle / "bench" / re.sub(r"[^\w.@-]", "_", host)
         check_report_dir(local, "--out", "remote bench report", inside=bundle if is_under(local, bundle) else None)
     src = source_root()
-    remote = _Remote(host, port, str(identity) if identity else None, ssh_option, timeout)
+    remote = _Remote(host, port, str(key) if key else None, ssh_option, timeout)
     base = remote_dir[2:] if remote_dir.startswith("~/") else remote_dir  # relative = in the remote home
     name = bundle.resolve().name
 

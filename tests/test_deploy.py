@@ -170,3 +170,63 @@ def test_unreachable_host_is_one_line(tiny_bundle: Path, tmp_path: Path, capsys:
     )
     err = capsys.readouterr().err.strip()
     assert err.startswith("edgekd: error: connecting on nobody@127.0.0.1 failed:") and len(err.splitlines()) == 1
+
+
+# ---------------------------------------------------------------- REMOTE_DIR is deploy's own (no sshd needed)
+
+# stand-ins for ssh and scp: the "Pi" is a fake home folder on this machine. ssh skips its options
+# and the host and runs the remote command with bash in that home (as a login shell would run it);
+# scp copies with cp, a HOST:PATH argument read as PATH in that home.
+FAKE_SSH = """#!/bin/bash
+while [ $# -gt 0 ]; do case "$1" in -o|-i|-p|-l) shift 2;; -*) shift;; *) break;; esac; done
+shift; export HOME={home}; cd "$HOME" || exit 255; exec bash -c "$*"
+"""
+FAKE_SCP = """#!/bin/bash
+while [ $# -gt 0 ]; do case "$1" in -o|-i|-P) shift 2;; -*) shift;; *) break;; esac; done
+args=()
+for a in "$@"; do
+  case "$a" in *:*) a=${{a#*:}}; case "$a" in /*) ;; *) a={home}/$a;; esac;; esac
+  args+=("$a")
+done
+exec cp -R "${{args[@]}}"
+"""
+
+
+@pytest.fixture
+def fake_pi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The fake Pi's home, holding a user's own ``src/important.c``; PATH has the fake ssh/scp and
+    the few tools the remote commands use, and no rsync (so scp is used, which clears before copying)."""
+    home, bin_ = tmp_path / "pi-home", tmp_path / "bin"
+    (home / "src").mkdir(parents=True)
+    (home / "src" / "important.c").write_text("int main(void) { return 0; }\n")
+    bin_.mkdir()
+    for name, text in (("ssh", FAKE_SSH), ("scp", FAKE_SCP)):
+        (bin_ / name).write_text(text.format(home=home))
+        (bin_ / name).chmod(0o755)
+    for tool in ("bash", "sh", "mkdir", "rm", "ls", "cp"):
+        (bin_ / tool).symlink_to(shutil.which(tool))
+    monkeypatch.setenv("PATH", str(bin_))
+    return home
+
+
+def _tree(root: Path) -> dict[str, bytes | None]:
+    return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
+
+
+def test_host_and_identity_are_checked_before_ssh(
+    fake_pi: Path, tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    base = ["deploy", "--artifacts", str(tiny_bundle), "--remote-python", sys.executable]
+    cases = {
+        ("--host", "pi@x y"): "[user@]hostname",
+        ("--host", "pi@x:22"): "--port",
+        ("--host", "pi@"): "[user@]hostname",
+        ("--host", "@x"): "[user@]hostname",
+        ("--host", "pi@x", "--identity", str(tmp_path / "no-key")): "no such file",
+        ("--host", "pi@x", "--identity", str(tmp_path)): "is not a file",
+    }
+    for args, needle in cases.items():
+        assert main([*base, *args]) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, (args, err)
+    assert not (fake_pi / "edgekd").exists()  # no ssh ran
