@@ -307,7 +307,11 @@ def _add_deploy(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--bench", action="store_true", help="run the bench on the Pi and bring bench.json back")
     p.add_argument("--force", action="store_true", help="pass --force to the remote bench (a host that is not a Pi)")
     p.add_argument(
-        "--remote-dir", default="edgekd", metavar="DIR", help="folder on the Pi (default: edgekd in the remote home)"
+        "--remote-dir",
+        default="edgekd",
+        metavar="DIR",
+        help="deploy's own folder on the Pi: new, empty or marked (.edgekd-deploy) by an earlier deploy; deploy "
+        "replaces src/ and bundles/<name>/ in it (default: edgekd in the remote home)",
     )
     p.add_argument(
         "--remote-python",

@@ -7,6 +7,8 @@ to ``REMOTE_DIR/src`` each time), so the Pi never runs an older bench than the h
 
 Remote layout (``remote_dir``, default ``edgekd`` in the remote home)::
 
+    .edgekd-deploy    marks the folder as made by deploy: deploy writes (and replaces) only in such a
+                      folder, or in a new or empty one that it then marks
     src/              edgekd package, pyproject.toml, deploy/rpi/install.sh
     venv/             numpy + ai-edge-litert (+ edgekd), made by install.sh on first deploy
     bundles/<name>/   the bundle; bench/ inside it holds the remote report
@@ -47,7 +49,39 @@ SSH_TIMEOUT_S = 15  # ConnectTimeout: a Pi that is off or unreachable fails fast
 KEEPALIVE = ("ServerAliveInterval=15", "ServerAliveCountMax=3")
 # what the Pi side needs of the source tree (install.sh installs from it; the bench imports it)
 SOURCE_PARTS = ("edgekd", "pyproject.toml", "README.md", "deploy/rpi")
+MARKER = ".edgekd-deploy"  # in REMOTE_DIR: the folder is deploy's own (it replaces src/ and bundles/<name>/ there)
 HOST_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")  # a DNS name, IPv4 address or ~/.ssh/config Host alias
+EXIT_REFUSED = 3  # the remote check below: REMOTE_DIR is not deploy's to write in (stdout names why)
+REFUSALS = {  # why, as the check prints it → the rest of the one error line
+    "notdir": "is not a folder; give another --remote-dir",
+    "home": "is the home folder (or /) itself; give deploy a folder of its own there, e.g. edgekd",
+    "foreign": f"is a folder edgekd did not make (not empty, no {MARKER} in it) and deploy writes only into its "
+    f"own: give a new or empty --remote-dir (a folder of an earlier edgekd deploy: add an empty {MARKER} file to it)",
+}
+
+# One ssh round trip, run by sh (whatever the login shell is) with $1 = REMOTE_DIR, $2 = the bundle's
+# name, $3 = "rsync" when this side has it. It refuses a REMOTE_DIR that is not a folder, that is the
+# home or / (physical paths, so links count), or that holds files but no marker; otherwise it makes
+# and marks the folder, clears the old copy when scp (which cannot delete) will be used, and prints
+# the folder's path and the transport.
+_PREPARE = f"""
+d=$1
+home=$(cd ~ 2>/dev/null && pwd -P)
+if [ -e "$d" ] || [ -L "$d" ]; then
+  [ -d "$d" ] || {{ echo notdir; exit {EXIT_REFUSED}; }}
+  real=$(cd "$d" && pwd -P) || exit 1
+  if [ "$real" = / ] || [ "$real" = "$home" ]; then echo home; exit {EXIT_REFUSED}; fi
+  if [ ! -f "$d/{MARKER}" ] || [ -L "$d/{MARKER}" ]; then
+    found=$(ls -A "$d") || exit 1
+    [ -z "$found" ] || {{ echo foreign; exit {EXIT_REFUSED}; }}
+  fi
+fi
+mkdir -p "$d" && cd "$d" || exit 1
+[ -f {MARKER} ] || echo "made by edgekd deploy, which replaces src/ and bundles/NAME/ here" > {MARKER} || exit 1
+t=scp
+if [ "$3" = rsync ] && command -v rsync >/dev/null; then t=rsync; else rm -rf "bundles/$2" src || exit 1; fi
+mkdir -p "bundles/$2" src/deploy && pwd && echo $t
+"""
 
 
 class DeployError(EdgekdError):
@@ -206,6 +240,30 @@ def check_identity(identity: str | Path) -> Path:
     return key
 
 
+def remote_base(remote_dir: str) -> str:
+    """``--remote-dir`` as the remote shell gets it (relative: in the remote home). Refused here: an
+    empty one, ``/`` and the home itself (deploy replaces folders inside REMOTE_DIR, so it must be a
+    folder of its own), ``..`` parts, and ``~user``/``$VAR`` (given to the remote as is, never expanded)."""
+    if not remote_dir.strip():
+        raise DeployError("--remote-dir is empty; give a folder of deploy's own on the Pi, e.g. edgekd")
+    absolute = remote_dir.startswith("/")
+    parts = [p for p in remote_dir.removeprefix("~/").split("/") if p not in ("", ".")]
+    if not parts or parts == ["~"] or parts in (["$HOME"], ["${HOME}"]):
+        raise DeployError(
+            f"--remote-dir {remote_dir!r} is the remote {'root' if absolute and not parts else 'home'} folder itself: "
+            "deploy replaces folders inside REMOTE_DIR, so give it one of its own, e.g. edgekd"
+        )
+    if ".." in parts:
+        raise DeployError(f"--remote-dir {remote_dir!r}: give the folder without '..' parts")
+    if not absolute and parts[0].startswith(("~", "$")):
+        raise DeployError(
+            f"--remote-dir {remote_dir!r}: ~user and $VARIABLES are not expanded on the Pi; give a path in the "
+            "remote home (edgekd) or an absolute one"
+        )
+    base = "/".join(parts)
+    return f"/{base}" if absolute else base if not base.startswith("-") else f"./{base}"
+
+
 def deploy_settings(config: str | Path | None = None, overrides: Sequence[str] = ()) -> DeployConfig:
     """``deploy.*`` settings: defaults ← the ``deploy:`` section of a YAML file ← ``deploy.KEY=VALUE``."""
     from edgekd.config import DeployConfig, from_dict, load_yaml, parse_override
@@ -257,7 +315,9 @@ def deploy(
 ) -> DeployResult:
     """Copy a verified bundle to ``host`` ([user@]pi) and, with ``bench``, bench it there.
 
-    ``remote_dir``: the remote folder (relative paths are in the remote home). ``remote_python``:
+    ``remote_dir``: the remote folder (relative paths are in the remote home), deploy's own: new,
+    empty, or marked (``.edgekd-deploy``) by an earlier deploy; anything else is refused before any
+    copy, since deploy replaces ``src/`` and ``bundles/<name>/`` in it. ``remote_python``:
     an existing interpreter to run the bench with (it must have numpy and a TFLite runtime); by
     default ``REMOTE_DIR/venv/bin/python``, created by ``deploy/rpi/install.sh`` when it is missing.
     ``force`` passes ``--force`` to the remote bench (a host that is not a Pi); without it a
@@ -280,6 +340,7 @@ def deploy(
     check_number("--timeout", timeout, low=0, low_open=True, high=MAX_TIMEOUT_S, error=DeployError)
     check_number("--bench-timeout", bench_timeout, low=0, low_open=True, high=MAX_TIMEOUT_S, error=DeployError)
     check_host(host)
+    base = remote_base(remote_dir)
     key = check_identity(identity) if identity is not None else None
     bundle = Path(artifacts) if artifacts is not None else latest_bundle()
     require_verified(bundle)  # never ship a bundle that does not match its manifest (or holds a link out of it)
@@ -289,25 +350,20 @@ def deploy(
         check_report_dir(local, "--out", "remote bench report", inside=bundle if is_under(local, bundle) else None)
     src = source_root()
     remote = _Remote(host, port, str(key) if key else None, ssh_option, timeout)
-    base = remote_dir[2:] if remote_dir.startswith("~/") else remote_dir  # relative = in the remote home
     name = bundle.resolve().name
 
-    probe = remote.run(
-        f"mkdir -p {shlex.quote(base)}/bundles/{shlex.quote(name)} {shlex.quote(base)}/src/deploy && cd "
-        f"{shlex.quote(base)} && pwd && (command -v rsync || true)",
-        "connecting",
-    )
+    # REMOTE_DIR is checked, made and marked, and scp's old copy cleared, before anything is copied
+    local_rsync = "rsync" if shutil.which("rsync") else "none"
+    prepare = f"sh -c {shlex.quote(_PREPARE)} edgekd-deploy {shlex.join([base, name, local_rsync])}"
+    probe = remote.run(prepare, "connecting", check=False)
     lines = probe.stdout.strip().splitlines()
-    root = lines[0]
-    transport = "rsync" if len(lines) > 1 and shutil.which("rsync") else "scp"
+    if probe.returncode == EXIT_REFUSED and lines and lines[-1] in REFUSALS:
+        raise DeployError(f"--remote-dir {remote_dir} on {host} {REFUSALS[lines[-1]]}")
+    if probe.returncode != 0 or len(lines) < 2 or lines[-1] not in ("rsync", "scp"):
+        raise DeployError(f"connecting on {host} failed: {_last_line(probe)}")
+    root, transport = lines[-2], lines[-1]  # the last lines: a login script may print before them
     remote_bundle, remote_src = f"{root}/bundles/{name}", f"{root}/src"
     log(f"deploy: {bundle} → {host}:{remote_bundle} ({transport})")
-    if transport == "scp":  # scp cannot delete: start from empty folders so no stale file stays
-        remote.run(
-            f"rm -rf {shlex.quote(remote_bundle)} {shlex.quote(remote_src)} && mkdir -p {shlex.quote(remote_bundle)} "
-            f"{shlex.quote(remote_src)}/deploy",
-            "clearing the old copy",
-        )
     parts = sorted(p for p in bundle.iterdir() if p.name not in REPORT_DIRS and not p.name.startswith("."))
     remote.copy_to(parts, remote_bundle, transport)
     remote.copy_to(

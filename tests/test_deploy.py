@@ -213,6 +213,44 @@ def _tree(root: Path) -> dict[str, bytes | None]:
     return {str(p.relative_to(root)): p.read_bytes() if p.is_file() else None for p in sorted(root.rglob("*"))}
 
 
+def test_deploy_writes_only_in_a_folder_of_its_own(
+    fake_pi: Path, tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    base = ["deploy", "--host", "pi@fake", "--artifacts", str(tiny_bundle), "--remote-python", sys.executable]
+    before = _tree(fake_pi)
+    refused = {
+        ".": "home folder itself",  # the user's own ~/src would have been REMOTE_DIR/src
+        "~": "home folder itself",
+        "~/": "home folder itself",
+        "/": "root folder itself",
+        "": "--remote-dir is empty",
+        "$HOME": "home folder itself",
+        "../pi-home": "without '..'",
+        str(fake_pi): "is the home folder (or /) itself",  # found on the remote side: the home by its path
+        "src": "edgekd did not make",  # a user's folder with files and no marker
+        "src/important.c": "is not a folder",
+    }
+    for remote_dir, needle in refused.items():
+        assert main([*base, "--remote-dir", remote_dir]) == 2, remote_dir
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and err.startswith("edgekd: error:") and needle in err, (remote_dir, err)
+        assert _tree(fake_pi) == before, f"--remote-dir {remote_dir!r} changed the Pi's home"
+
+    (fake_pi / "empty").mkdir()  # an empty folder is taken (and marked), as a new one is
+    for remote_dir in ("empty", "edgekd", "edgekd"):  # the second deploy into edgekd replaces its copy
+        assert main([*base, "--remote-dir", remote_dir]) == 0, capsys.readouterr().err
+        assert "(scp)" in capsys.readouterr().out
+        assert not (fake_pi / remote_dir / "src" / "stale.py").exists()
+        copy = fake_pi / remote_dir / "bundles" / tiny_bundle.name
+        assert (fake_pi / remote_dir / ".edgekd-deploy").is_file() and verify_bundle(copy).passed
+        assert (fake_pi / remote_dir / "src" / "edgekd" / "deploy.py").is_file()
+        (copy / "stale.txt").write_text("left by an earlier deploy\n")  # the next deploy removes it
+        (fake_pi / remote_dir / "src" / "stale.py").write_text("")
+    assert (fake_pi / "src" / "important.c").read_text() == before["src/important.c"].decode()
+    assert sorted(p.name for p in fake_pi.iterdir()) == ["edgekd", "empty", "src"]
+    assert not (fake_pi / "src" / "edgekd").exists()
+
+
 def test_host_and_identity_are_checked_before_ssh(
     fake_pi: Path, tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
