@@ -808,7 +808,13 @@ def _check_stats(s: StageConfig, stage: str) -> None:
 # config holds has a range, so a lost minus sign or an exponent too many is one line before any
 # work, not a NaN loss an hour in
 _SEED = (0, 2**32 - 1, True, False)
-MAX_TEMPERATURE = 1000.0  # distill.temperature, and each of the sweep's --temperatures
+# distill.temperature, and each of the sweep's --temperatures. Below 0.01 no method's soft term
+# works: T²·KL (and DKD's, DIST's) shrinks to nothing by about 1e-6 and the logits divided by T
+# overflow float32 (a NaN loss) by about 1e-37; from 0.01 every soft term and its gradient stay
+# finite with logits of magnitude 200, and at 0.01 a logit gap of 0.1 already weighs e^10 ≈ 22,000:1,
+# so a lower T would teach little more than the hard label.
+MIN_TEMPERATURE = 0.01
+MAX_TEMPERATURE = 1000.0
 _LR = (0.0, 100.0, False, True)
 _WEIGHT = (0.0, 1e6, False, False)
 _BOUNDS: tuple[tuple[str, float, float, bool, bool], ...] = (
@@ -829,7 +835,7 @@ _BOUNDS: tuple[tuple[str, float, float, bool, bool], ...] = (
             (f"{stage}.cutmix", 0.0, 1000.0, False, False),
         )
     ),
-    ("distill.temperature", 0.0, MAX_TEMPERATURE, False, True),
+    ("distill.temperature", MIN_TEMPERATURE, MAX_TEMPERATURE, False, False),
     ("distill.qat.lr", *_LR),
     ("distill.domain.finetune_lr", *_LR),
     ("distill.fitnets.hint_weight", *_WEIGHT),

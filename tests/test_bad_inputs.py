@@ -149,6 +149,11 @@ DISTILL = [
         w("distill", "--out", "{ws}/new", *TINY, "--set", "distill.temperature=nan"),
         needle="temperature",
     ),
+    Case(  # inside (0, 1000] once, but logits / T overflow float32: a NaN loss
+        "distill-tiny-temperature",
+        w("distill", "--out", "{ws}/new", *TINY, "--set", "distill.temperature=1e-300"),
+        needle="distill.temperature must be a number from 0.01 to 1000, got 1e-300",
+    ),
     Case("distill-inf-lr", w("distill", "--out", "{ws}/new", *TINY, "--set", "student.lr=inf"), needle="lr"),
     Case(
         "distill-negative-epochs",

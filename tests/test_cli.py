@@ -261,7 +261,7 @@ def test_sweep_bad_grid_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     for grid, needle in (
         (["--temperatures", "2,4,2"], "--temperatures lists 2 more than once"),
         (["--temperatures", "1.0000001,1.0000002"], "--temperatures lists 1 more than once"),  # one folder, T1
-        (["--temperatures", "1e30"], "--temperatures must be a number above 0 and up to 1000, got 1e+30"),
+        (["--temperatures", "1e30"], "--temperatures must be a number from 0.01 to 1000, got 1e+30"),
     ):
         assert_one_line_error(edgekd_inproc(capsys, "sweep", "--out", str(tmp_path / "s"), *grid), needle)
     assert not (tmp_path / "s").exists()  # refused before the teacher's folder is made

@@ -71,8 +71,13 @@ def test_resumed_sweep_reuses_finished_points(swept: tuple[Path, dict]) -> None:
 def test_sweep_rejects_bad_grids(tmp_path: Path) -> None:
     from edgekd.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="--temperatures must be a number above 0 and up to 1000, got 0"):
+    with pytest.raises(ConfigError, match="--temperatures must be a number from 0.01 to 1000, got 0"):
         sweep(out=tmp_path / "a", set=tiny_overrides(), temperatures=[0, 2])
+    # inside (0, 1000], but every method's loss is NaN there (logits / T overflow float32)
+    with pytest.raises(ConfigError, match="--temperatures must be a number from 0.01 to 1000, got 1e-300"):
+        sweep(out=tmp_path / "a", set=tiny_overrides(), temperatures=[1e-300])
+    with pytest.raises(ConfigError, match="distill.temperature must be a number from 0.01 to 1000, got 0.001"):
+        load_config(None, ["distill.temperature=0.001"])
     with pytest.raises(ConfigError, match=r"--temperatures must be a finite number .*got nan"):
         sweep(out=tmp_path / "a", set=tiny_overrides(), temperatures=[float("nan")])
     with pytest.raises(ConfigError, match=r"--alphas must be a number from 0 to 1, got 1.5"):

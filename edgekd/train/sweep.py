@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.atomic import write_json, write_text
-from edgekd.config import MAX_TEMPERATURE, Config, dump_yaml, load_config, validate
+from edgekd.config import MAX_TEMPERATURE, MIN_TEMPERATURE, Config, dump_yaml, load_config, validate
 from edgekd.errors import ConfigError
 from edgekd.limits import check_number
 from edgekd.paths import as_path
@@ -61,7 +61,7 @@ def sweep(
     if not temperatures:
         raise ConfigError("sweep: --temperatures needs at least one value")
     for t in temperatures:
-        check_number("--temperatures", t, low=0.0, low_open=True, high=MAX_TEMPERATURE, error=ConfigError)
+        check_number("--temperatures", t, low=MIN_TEMPERATURE, high=MAX_TEMPERATURE, error=ConfigError)
     for a in alphas:
         check_number("--alphas", a, low=0.0, high=1.0, error=ConfigError)
     temperatures, alphas = [float(t) for t in temperatures], [float(a) for a in alphas]
