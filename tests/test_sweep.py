@@ -92,3 +92,29 @@ def test_shared_teacher_checks_its_data_before_making_its_folder(tmp_path: Path)
     with pytest.raises(EdgekdError, match="no-such-data"):
         train_shared_teacher(load_config(None, overrides), tmp_path / "teacher", resume=False)
     assert not (tmp_path / "teacher").exists()
+
+
+def copied(swept: tuple[Path, dict], tmp_path: Path) -> Path:
+    """A copy of the module's finished sweep, somewhere else: it may be changed."""
+    import shutil
+
+    return Path(shutil.copytree(swept[0], tmp_path / "moved"))
+
+
+@pytest.mark.parametrize(
+    ("text", "needle"),
+    [
+        ('{"points": []}', "student.val_acc is missing"),
+        ('{"student": {"val_acc": 0.5, "test_acc": 1}}', "wall_s.total is missing"),
+        ('{"student": {"val_acc": NaN, "test_acc": 1}, "wall_s": {"total": 1}}', "student.val_acc is not a finite"),
+    ],
+)
+def test_resume_refuses_an_edited_point_summary(
+    swept: tuple[Path, dict], tmp_path: Path, text: str, needle: str
+) -> None:
+    from edgekd.errors import EdgekdError
+
+    out = copied(swept, tmp_path)
+    (out / "T1_a0.5" / "summary.json").write_text(text)
+    with pytest.raises(EdgekdError, match=rf"T1_a0.5/summary.json is malformed: {needle}.*move .*T1_a0.5 away"):
+        sweep(out=out, resume=True, temperatures=[1, 4], alphas=[0.5, 0.9])

@@ -17,13 +17,14 @@ choice, whose every point needs it). Interrupted sweeps continue with ``resume=T
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from edgekd.atomic import write_json, write_text
 from edgekd.config import MAX_TEMPERATURE, MIN_TEMPERATURE, Config, dump_yaml, load_config, validate
-from edgekd.errors import ConfigError
+from edgekd.errors import ConfigError, EdgekdError
 from edgekd.limits import check_number
 from edgekd.paths import as_path
 from edgekd.ui import log, print_table, warn
@@ -95,22 +96,10 @@ def sweep(
     for i, (t, a) in enumerate((t, a) for a in alphas for t in temperatures):
         keep_baseline = cfg.distill.baseline and (i == 0 or cfg.distill.takd.ta_select == "auto")
         point_cfg = _point_config(cfg, teacher_keys, t, a, keep_baseline)
-        summary = finished_or_trained(point_cfg, out_dir / point_name(t, a), resume)
+        folder = out_dir / point_name(t, a)
+        summary = finished_or_trained(point_cfg, folder, resume)
+        points.append(_point(summary, folder, t, a, val_key, test_key))
         baseline = baseline or summary.get("baseline")
-        s = summary["student"]
-        points.append(
-            {
-                "temperature": t,
-                "alpha": a,
-                "val_acc": s["val_acc"],
-                "test_acc": s["test_acc"],
-                val_key: s[val_key],
-                test_key: s[test_key],
-                "epoch": s.get("epoch"),
-                "wall_s": summary["wall_s"]["total"],
-                "run": point_name(t, a),
-            }
-        )
     best = max(range(len(points)), key=lambda k: (points[k][val_key], -k))  # ties: the earlier point
     winner = points[best]
     best_cfg = _point_config(cfg, teacher_keys, winner["temperature"], winner["alpha"], cfg.distill.baseline)
@@ -133,6 +122,39 @@ def sweep(
     _print(result)
     log(f"sweep: wrote {out_dir}/sweep.json, sweep.png, best.yaml")
     return result
+
+
+def _point(summary: dict[str, Any], folder: Path, t: float, a: float, val_key: str, test_key: str) -> dict[str, Any]:
+    """The point's row of sweep.json, from its run's summary: one read back from a finished point
+    may have been edited, and a number missing from it is one line naming the file."""
+
+    def number(*keys: str) -> float:
+        value: Any = summary
+        for key in keys:
+            value = value.get(key) if isinstance(value, dict) else None
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise EdgekdError(
+                f"{folder / 'summary.json'} is malformed: {'.'.join(keys)} is "
+                f"{'missing' if value is None else 'not a finite number'}; move {folder} away to train it again"
+            )
+        return value
+
+    for key in (val_key, test_key) if "baseline" in summary else ():
+        number("baseline", key)  # the plot reads the baseline's figures
+    row = {
+        "temperature": t,
+        "alpha": a,
+        "val_acc": number("student", "val_acc"),
+        "test_acc": number("student", "test_acc"),
+        val_key: number("student", val_key),
+        test_key: number("student", test_key),
+        "epoch": summary["student"].get("epoch"),
+        "wall_s": number("wall_s", "total"),
+        "run": folder.name,
+    }
+    if not isinstance(row["epoch"], int) or isinstance(row["epoch"], bool):
+        row["epoch"] = None  # for information only: an edited one is dropped, not copied
+    return row
 
 
 def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[str, Any], dict[str, Any]]:
