@@ -94,6 +94,19 @@ def test_shared_teacher_checks_its_data_before_making_its_folder(tmp_path: Path)
     assert not (tmp_path / "teacher").exists()
 
 
+def test_resume_continues_a_point_of_a_sweep_without_config(tmp_path: Path) -> None:
+    """A nameless config is saved named "run": the resumed sweep derives the points' names (and
+    configs) as the first run did, not from config.yaml's stem. α = -0 is the point T2_a0."""
+    out = tmp_path / "s"
+    sweep(out=out, set=tiny_overrides(**{"student.epochs": 1}), temperatures=[2], alphas=[-0.0])
+    assert [p.name for p in out.glob("T*")] == ["T2_a0"]
+    (out / "T2_a0" / "summary.json").unlink()  # as if interrupted during the point
+    again = sweep(out=out, resume=True, temperatures=[2], alphas=[-0.0])
+    assert load_config(out / "T2_a0" / "config.yaml").name == "run-T2_a0" and (out / "T2_a0" / "summary.json").is_file()
+    assert [(p["alpha"], p["run"]) for p in again["points"]] == [(0.0, "T2_a0")]
+    assert load_config(out / "best.yaml").name == "run-best"
+
+
 def copied(swept: tuple[Path, dict], tmp_path: Path) -> Path:
     """A copy of the module's finished sweep, somewhere else: it may be changed."""
     import shutil

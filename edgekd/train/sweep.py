@@ -57,6 +57,11 @@ def sweep(
     cfg = config if isinstance(config, Config) else load_config(config, set)
     if isinstance(config, Config) and set:
         raise ConfigError("pass overrides through load_config when giving a Config object")
+    if cfg.name is None:
+        # the points' names derive from it: saved as "run", a resume (which reads config.yaml, whose
+        # stem would name a nameless config "config") derives the same names, and the same configs
+        cfg = dataclasses.replace(cfg, name="run")
+        config = cfg if isinstance(config, Config) else config
     temperatures = list(temperatures)
     alphas = list(alphas if alphas else [cfg.distill.alpha])
     if not temperatures:
@@ -65,7 +70,8 @@ def sweep(
         check_number("--temperatures", t, low=MIN_TEMPERATURE, high=MAX_TEMPERATURE, error=ConfigError)
     for a in alphas:
         check_number("--alphas", a, low=0.0, high=1.0, error=ConfigError)
-    temperatures, alphas = [float(t) for t in temperatures], [float(a) for a in alphas]
+    # + 0.0 turns -0.0 into 0.0: the point's folder is T4_a0, not T4_a-0
+    temperatures, alphas = [float(t) for t in temperatures], [float(a) + 0.0 for a in alphas]
     for flag, values in (("--temperatures", temperatures), ("--alphas", alphas)):
         shown = [_shown(v) for v in values]  # two values shown alike would share a point's folder
         twice = sorted({v for v in shown if shown.count(v) > 1})
