@@ -114,6 +114,18 @@ def copied(swept: tuple[Path, dict], tmp_path: Path) -> Path:
     return Path(shutil.copytree(swept[0], tmp_path / "moved"))
 
 
+def test_resume_after_the_sweep_folder_moved(swept: tuple[Path, dict], tmp_path: Path) -> None:
+    out = copied(swept, tmp_path)
+    (out / "T4_a0.9" / "summary.json").unlink()  # interrupted, then moved: it names the old teacher path
+    stamp = (out / "T1_a0.5" / "student.pt").stat().st_mtime_ns
+    again = sweep(out=out, resume=True, temperatures=[1, 4], alphas=[0.5, 0.9])
+    teacher = str((out / "teacher" / "teacher.pt").resolve())
+    assert load_config(out / "T4_a0.9" / "config.yaml").teacher.checkpoint == teacher
+    assert load_config(out / "best.yaml").teacher.checkpoint == teacher
+    assert (out / "T1_a0.5" / "student.pt").stat().st_mtime_ns == stamp  # finished points are read back
+    assert [p["run"] for p in again["points"]] == [p["run"] for p in swept[1]["points"]]
+
+
 @pytest.mark.parametrize(
     ("text", "needle"),
     [
@@ -131,3 +143,20 @@ def test_resume_refuses_an_edited_point_summary(
     (out / "T1_a0.5" / "summary.json").write_text(text)
     with pytest.raises(EdgekdError, match=rf"T1_a0.5/summary.json is malformed: {needle}.*move .*T1_a0.5 away"):
         sweep(out=out, resume=True, temperatures=[1, 4], alphas=[0.5, 0.9])
+
+
+def test_resume_refuses_points_of_a_teacher_since_changed(swept: tuple[Path, dict], tmp_path: Path) -> None:
+    """The points learned from the teacher the sweep trained first: one trained again (its folder
+    removed) or replaced would not be theirs, and best.yaml would name it. Refused before training."""
+    import shutil
+
+    from edgekd.errors import EdgekdError
+
+    out = copied(swept, tmp_path)
+    shutil.copy(out / "T1_a0.5" / "student.pt", out / "teacher" / "teacher.pt")
+    with pytest.raises(EdgekdError, match=r"teacher/teacher.pt changed, so its teacher is not the one .*T1_a0.5"):
+        sweep(out=out, resume=True, temperatures=[1, 4], alphas=[0.5, 0.9])
+    shutil.rmtree(out / "teacher")
+    with pytest.raises(EdgekdError, match=r"teacher/summary.json is missing.*start a fresh sweep"):
+        sweep(out=out, resume=True, temperatures=[1, 4], alphas=[0.5, 0.9])
+    assert not (out / "teacher").exists()  # refused before the teacher was trained again

@@ -11,7 +11,9 @@ Layout of the sweep folder::
 
 Only val accuracy chooses; test accuracy is reported, never used. The no-KD baseline does not
 depend on T or α, so it is trained in the first point only (except for TAKD with automatic TA
-choice, whose every point needs it). Interrupted sweeps continue with ``resume=True``.
+choice, whose every point needs it). Interrupted sweeps continue with ``resume=True``, also after
+the sweep folder was moved; not once the shared teacher has changed (``teacher/summary.json``
+records its files' sha256), since the points already distilled learned from the old one.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.atomic import write_json, write_text
-from edgekd.config import MAX_TEMPERATURE, MIN_TEMPERATURE, Config, dump_yaml, load_config, validate
+from edgekd.config import MAX_TEMPERATURE, MIN_TEMPERATURE, Config, changes, dump_yaml, load_config, validate
 from edgekd.errors import ConfigError, EdgekdError
 from edgekd.limits import check_number
 from edgekd.paths import as_path
@@ -97,12 +99,17 @@ def sweep(
 
     task = get_task(dataset_task(cfg.data.name))  # selection on val accuracy, or val mean IoU
     val_key, test_key = f"val_{task.metric}", f"test_{task.metric}"
+    grid = [(t, a) for a in alphas for t in temperatures]
+    if resume:  # before the teacher is trained again
+        _check_teacher_kept(out_dir, [point_name(t, a) for t, a in grid])
     teacher_record, teacher_keys = train_shared_teacher(cfg, out_dir / "teacher", resume)
     points, baseline = [], None
-    for i, (t, a) in enumerate((t, a) for a in alphas for t in temperatures):
+    for i, (t, a) in enumerate(grid):
         keep_baseline = cfg.distill.baseline and (i == 0 or cfg.distill.takd.ta_select == "auto")
         point_cfg = _point_config(cfg, teacher_keys, t, a, keep_baseline)
         folder = out_dir / point_name(t, a)
+        if resume:
+            _follow_moved_teacher(folder, point_cfg)
         summary = finished_or_trained(point_cfg, folder, resume)
         points.append(_point(summary, folder, t, a, val_key, test_key))
         baseline = baseline or summary.get("baseline")
@@ -163,6 +170,62 @@ def _point(summary: dict[str, Any], folder: Path, t: float, a: float, val_key: s
     return row
 
 
+def _check_teacher_kept(out_dir: Path, names: list[str]) -> None:
+    """On resume: the points already started learned from the shared teacher in ``out_dir/teacher``.
+    Gone or changed (its files no longer hash as its summary recorded), the teacher trained now
+    would not be theirs, and best.yaml would name a teacher that did not teach the winner."""
+    started = [name for name in names if (out_dir / name / "config.yaml").is_file()]
+    why = _teacher_changed(out_dir / "teacher") if started else None
+    if why:
+        raise EdgekdError(
+            f"cannot resume {out_dir}: {why}, so its teacher is not the one {out_dir / started[0]} learned from; "
+            "start a fresh sweep (--overwrite, or another --out)"
+        )
+
+
+def _teacher_changed(folder: Path) -> str | None:
+    """Why the shared teacher in ``folder`` is not the one its summary recorded; None when it is."""
+    from edgekd.bundle import sha256_file
+    from edgekd.jsonfile import read_json_object
+
+    path = folder / "summary.json"
+    if not path.is_file():
+        return f"{path} is missing"
+    sums = read_json_object(path, "start a fresh sweep (--overwrite)").get("sha256")
+    if sums is None:  # written before the teacher's files were hashed: nothing to compare with
+        return None
+    if not isinstance(sums, dict) or not sums or not all(isinstance(n, str) and Path(n).name == n for n in sums):
+        return f"{path} is malformed (sha256 is not a mapping of file names)"
+    for name, sha in sums.items():
+        if not (folder / name).is_file():
+            return f"{folder / name} is missing"
+        if sha256_file(folder / name) != sha:
+            return f"{folder / name} changed"
+    return None
+
+
+# the keys by which a point loads the shared teacher, by absolute path
+_TEACHER_PATHS = ("teacher.checkpoint", "distill.ensemble.teacher_checkpoints")
+
+
+def _follow_moved_teacher(folder: Path, point_cfg: Config) -> None:
+    """A point interrupted before its sweep folder was moved names the shared teacher by its old
+    absolute path. When that is all that differs from the point's config now (the same
+    ``teacher/<file>``, elsewhere; that it is the same teacher was checked by its sha256), the
+    point's config.yaml is pointed at the teacher's new place, so that the point resumes."""
+
+    def tails(paths: Any) -> list[tuple[str, ...]]:
+        return [Path(p).parts[-2:] for p in ([paths] if isinstance(paths, str) else paths or [])]
+
+    saved_path = folder / "config.yaml"
+    if (folder / "summary.json").is_file() or not saved_path.is_file():
+        return
+    changed = changes(load_config(saved_path), point_cfg)
+    if changed and all(key in _TEACHER_PATHS and tails(old) == tails(new) for key, old, new in changed):
+        log(f"{folder}: the sweep folder was moved; its config.yaml now names the shared teacher where it is now")
+        write_text(saved_path, dump_yaml(point_cfg))
+
+
 def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[str, Any], dict[str, Any]]:
     """Train (or load) the teacher side of ``cfg`` once, in ``folder``: the teacher, the ensemble
     members or the source-domain teacher, as the method needs. Returns its record and the config
@@ -192,7 +255,8 @@ def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[
             _, record = source_teacher(run, load_source(cfg.source, run.data))
         else:
             _, record = run.teacher()
-        keys = {"teacher": {"checkpoint": str((folder / "teacher.pt").resolve()), "epochs": 0}}
+        paths = [str((folder / "teacher.pt").resolve())]
+        keys = {"teacher": {"checkpoint": paths[0], "epochs": 0}}
     if not (cfg.teacher.checkpoint or cfg.distill.ensemble.teacher_checkpoints) and run.data.task == "classification":
         # trained here, by this sweep, then loaded by every point from its file: not a teacher from
         # elsewhere, so a weak one is flagged (as a run flags its stages), not stopped at each point
@@ -204,7 +268,10 @@ def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[
             warn(f"NEAR CHANCE: sweep teacher {r.get('name', 'teacher')} ({r.get('arch')}) scores {line}")
         if weak:
             keys.setdefault("distill", {})["allow_weak_teacher"] = True
-    write_json(folder / "summary.json", {"teacher": record})
+    from edgekd.bundle import sha256_file
+
+    # what the later runs load, by content: a sweep resumed after the teacher was trained again sees it
+    write_json(folder / "summary.json", {"teacher": record, "sha256": {Path(p).name: sha256_file(p) for p in paths}})
     return record, keys
 
 
