@@ -160,3 +160,18 @@ def test_resume_refuses_points_of_a_teacher_since_changed(swept: tuple[Path, dic
     with pytest.raises(EdgekdError, match=r"teacher/summary.json is missing.*start a fresh sweep"):
         sweep(out=out, resume=True, temperatures=[1, 4], alphas=[0.5, 0.9])
     assert not (out / "teacher").exists()  # refused before the teacher was trained again
+
+
+def test_ensemble_sweep_loads_its_members_by_path(tmp_path: Path) -> None:
+    """The members trained once go to every point as distill.ensemble.teacher_checkpoints (the keys
+    were given as distill's own, a TypeError once the members were trained); moved, it resumes."""
+    import shutil
+
+    sets = tiny_overrides(**{"distill.method": "ensemble", "distill.ensemble.teacher_seeds": "[0,1]"})
+    sweep(out=tmp_path / "s", set=[*sets, "student.epochs=1", "distill.baseline=false"], temperatures=[2])
+    out = Path(shutil.move(tmp_path / "s", tmp_path / "moved"))
+    (out / "T2_a0.9" / "summary.json").unlink()
+    sweep(out=out, resume=True, temperatures=[2])
+    members = [str((out / "teacher" / f"teacher{i}.pt").resolve()) for i in (1, 2)]
+    for yaml in (out / "T2_a0.9" / "config.yaml", out / "best.yaml"):
+        assert list(load_config(yaml).distill.ensemble.teacher_checkpoints) == members

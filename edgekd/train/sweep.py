@@ -245,7 +245,7 @@ def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[
         record = {**ensemble_record(run, models, records), "teachers": records}
         paths = [str((folder / f"{r['name']}.pt").resolve()) for r in records]
         keys = {
-            "distill": {"teacher_checkpoints": tuple(paths), "teachers": (), "teacher_seeds": ()},
+            "distill": {"ensemble": {"teacher_checkpoints": tuple(paths), "teachers": (), "teacher_seeds": ()}},
             "teacher": {"epochs": 0},
         }
     else:
@@ -278,9 +278,10 @@ def train_shared_teacher(cfg: Config, folder: Path, resume: bool) -> tuple[dict[
 def _point_config(
     cfg: Config, teacher_keys: dict[str, Any], temperature: float, alpha: float, baseline: bool
 ) -> Config:
-    distill = dataclasses.replace(
-        cfg.distill, temperature=temperature, alpha=alpha, baseline=baseline, **teacher_keys.get("distill", {})
-    )
+    distill_keys = dict(teacher_keys.get("distill", {}))
+    if "ensemble" in distill_keys:  # the members by path: keys of distill's ensemble section
+        distill_keys["ensemble"] = dataclasses.replace(cfg.distill.ensemble, **distill_keys["ensemble"])
+    distill = dataclasses.replace(cfg.distill, temperature=temperature, alpha=alpha, baseline=baseline, **distill_keys)
     teacher = dataclasses.replace(cfg.teacher, **teacher_keys.get("teacher", {}))
     point = dataclasses.replace(
         cfg, name=f"{cfg.name or 'run'}-{point_name(temperature, alpha)}", distill=distill, teacher=teacher
