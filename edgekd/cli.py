@@ -401,7 +401,10 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     for line in result.bad:
         print(f"FAILED  {line}")
     print(f"{args.bundle}: {len(result.ok)} files ok" + (f", {len(result.bad)} bad" if result.bad else ""))
-    return 0 if result.passed else 1
+    if not result.passed:  # named on stderr too, as bench's failed rows are: scripts read that stream
+        total = len(result.ok) + len(result.bad)
+        print(f"edgekd: verify: {len(result.bad)} of {total} files failed: {'; '.join(result.bad)}", file=sys.stderr)
+    return 0 if result.passed else EXIT_GATE
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:

@@ -195,7 +195,7 @@ def test_c_array_compiles_and_matches(bundle: Path, tmp_path: Path) -> None:
     assert "alignas(16)" in text
 
 
-def test_verify_detects_tampering(bundle: Path, tmp_path: Path) -> None:
+def test_verify_detects_tampering(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     assert verify_bundle(copy).passed
@@ -213,8 +213,12 @@ def test_verify_detects_tampering(bundle: Path, tmp_path: Path) -> None:
 
     from edgekd.cli import main
 
+    capsys.readouterr()
     assert main(["verify", str(copy)]) == 1
+    err = capsys.readouterr().err.splitlines()  # named on stderr, one line, as bench's failed rows
+    assert len(err) == 1 and err[0].startswith("edgekd: verify: 3 of ") and "teacher.onnx: missing" in err[0]
     assert main(["verify", str(bundle)]) == 0
+    assert capsys.readouterr().err == ""
 
 
 def test_parity_failure_exits_nonzero_but_writes_the_bundle(
