@@ -28,6 +28,10 @@ MAX_TIMEOUT_S = 86400.0
 MAX_IMAGE_SIDE = 4096
 # MCU budgets in KB: the largest parts have a few MB of flash/RAM; 1 GB is already no MCU.
 MAX_KB = 1024.0 * 1024.0
+# Pixels of one image file (training data or predict): 8192×8192, 67 Mpixel. A 50-Mpixel camera's
+# photo passes; decoded to RGB it is 192 MiB, times up to 8 decoding workers. A few-hundred-KB PNG
+# can declare 20000×10000 (600 MB decoded): refused from its header, before any decoding.
+MAX_IMAGE_PIXELS = 8192 * 8192
 
 
 class NumberError(EdgekdError):

@@ -23,13 +23,12 @@ from typing import Any
 import numpy as np
 
 from edgekd.bundle import bundle_file, read_manifest, require_verified
+from edgekd.data.images import IMAGE_SUFFIXES, as_8bit, read_image
 from edgekd.errors import EdgekdError
 from edgekd.limits import MAX_IMAGE_SIDE, check_number, check_threads
 from edgekd.tasks import get_task
 
 DEFAULT_FORMAT = "tflite_int8"  # what a device runs; --format chooses another file of the bundle
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}  # Pillow modes the training data treats as grayscale
 
 
 class PredictError(EdgekdError):
@@ -147,8 +146,8 @@ class Predictor:
         size with the bundle's filter, then to one channel for a grayscale model."""
         from PIL import Image
 
-        gray = img.mode in GRAY_MODES
-        img = img.convert("L" if gray and self.channels == 1 else "RGB")
+        img = as_8bit(img, getattr(img, "filename", "") or "(a PIL image)", PredictError)  # mode L or RGB
+        img = img.convert("L" if img.mode == "L" and self.channels == 1 else "RGB")
         if img.size != (self.width, self.height):
             resample = {
                 "bilinear": Image.Resampling.BILINEAR,
@@ -302,17 +301,10 @@ def _to_pil(arr: np.ndarray) -> Any:
 
 def _open_image(path: Path) -> Any:
     try:
-        from PIL import Image
+        import PIL  # noqa: F401 - read_image imports it; here only to say how to install it
     except ImportError:
         raise PredictError("reading image files needs Pillow (pip install 'edgekd[rpi]' or pillow)") from None
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return img
-    except (OSError, ValueError) as exc:
-        raise PredictError(
-            f"cannot read image {path}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
-        ) from None
+    return read_image(path, PredictError)
 
 
 def _size_of(image: Any) -> tuple[int, int] | None:

@@ -89,6 +89,17 @@ def make_imagefolder(
 
 
 @pytest.fixture(scope="session")
+def huge_png(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A valid 20000×10000 grayscale PNG (200 Mpixel, ~200 KB on disk): past edgekd's image limit
+    and past Pillow's own decompression-bomb error. Made once (a few seconds); tests copy it."""
+    from PIL import Image
+
+    path = tmp_path_factory.mktemp("huge-image") / "huge.png"
+    Image.new("L", (20000, 10000)).save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
 def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny digits run (teacher + student) to export; shared by the export tests."""
     from edgekd.train.run import distill

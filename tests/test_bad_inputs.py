@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import reseal, tiny_overrides
+from conftest import make_imagefolder, reseal, tiny_overrides
 
 # a module that writes MARKER when imported or called: planted into files as `markermod:make`
 MARKER_MODULE = """
@@ -106,6 +106,22 @@ def plant_eval(ws: Path, data: bytes | None = None, **arrays: np.ndarray) -> Non
     else:
         np.savez(path, **arrays)
     reseal(ws / "bundle")
+
+
+def image_data(ws: Path, classes: tuple[str, ...] = ("a", "b"), extra: str | None = None) -> None:
+    """A tiny ImageFolder at ``ws/data``; ``extra``: a file of the workspace added to train/a/."""
+    make_imagefolder(ws / "data", {name: 4 for name in classes}, size=(8, 8))
+    if extra:
+        shutil.copy(ws / extra, ws / "data" / "train" / "a" / extra)
+
+
+def nan_tiff(ws: Path) -> None:
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), np.nan, np.float32)).save(ws / "nan.tif")
+
+
+IMAGES = ("--set", "data.name=imagefolder", "--set", "data.root={ws}/data")
 
 
 def plant_arch(path: Path) -> None:
@@ -232,6 +248,27 @@ DISTILL = [
         "distill-batch-size-zero",
         w("distill", "--out", "{ws}/new", *TINY, "--set", "data.batch_size=0"),
         needle="batch_size",
+    ),
+    Case(
+        "distill-imagefolder-huge-image",
+        with_setup(lambda ws: image_data(ws, extra="huge.png"), w("distill", "--out", "{ws}/new", *TINY, *IMAGES)),
+        needle="huge.png: too large (200000000 pixels",
+    ),
+    Case(
+        "distill-imagefolder-huge-image-streamed",
+        with_setup(
+            lambda ws: image_data(ws, extra="huge.png"),
+            w("distill", "--out", "{ws}/new", *TINY, *IMAGES, "--set", "data.storage=stream"),
+        ),
+        needle="huge.png: too large (200000000 pixels",
+    ),
+    Case(
+        "distill-imagefolder-float-image",
+        with_setup(
+            lambda ws: (nan_tiff(ws), image_data(ws, extra="nan.tif")),
+            w("distill", "--out", "{ws}/new", *TINY, *IMAGES),
+        ),
+        needle="nan.tif: floating-point pixels (mode F)",
     ),
 ]
 
@@ -724,6 +761,12 @@ PREDICT = [
         needle="is inside",
     ),
     Case(
+        "predict-huge-image",  # named; the other image still runs
+        w("predict", "{ws}/img.png", "{ws}/huge.png", *BUNDLE),
+        code=1,
+        needle="huge.png: too large (200000000 pixels",
+    ),
+    Case(
         "predict-no-readable-image",
         w("predict", "{ws}/file.txt", *BUNDLE, "--json", "{ws}/p.json"),
         needle="no image could be read",
@@ -775,7 +818,7 @@ def is_temp(name: str) -> bool:
 
 
 @pytest.fixture(scope="module")
-def pristine(run_dir: Path, tiny_bundle: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def pristine(run_dir: Path, tiny_bundle: Path, huge_png: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The workspace every case starts from (copied per case)."""
     root = tmp_path_factory.mktemp("bad-inputs") / "ws"
     shutil.copytree(run_dir, root / "run", symlinks=True)
@@ -788,6 +831,7 @@ def pristine(run_dir: Path, tiny_bundle: Path, tmp_path_factory: pytest.TempPath
     from PIL import Image
 
     Image.fromarray(np.full((8, 8), 128, np.uint8), "L").save(root / "img.png")
+    shutil.copy(huge_png, root / "huge.png")  # 20000×10000: past edgekd's image limit
     return root
 
 
@@ -853,7 +897,9 @@ def test_bad_input(
         assert case.needle in errors[0], errors[0]
     else:  # the documented failure summary instead of an error line
         assert not errors, err[-3000:]
-        summary = [ln for ln in (err + out).splitlines() if ln.startswith(("edgekd: bench:", "FAILED"))]
+        summary = [
+            ln for ln in (err + out).splitlines() if ln.startswith(("edgekd: bench:", "edgekd: predict:", "FAILED"))
+        ]
         assert summary and any(case.needle in ln for ln in summary), err[-3000:] + out[-2000:]
     assert not marker.exists(), "code named inside a file was run"
     after = snapshot(ws)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pickle
+import shutil
 import tarfile
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +91,66 @@ def test_imagefolder_errors(tmp_path: Path) -> None:
     (root3 / "train" / "x" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="cannot read image .*broken.png"):
         load_dataset(DataConfig(name="imagefolder", root=str(root3)))
+
+
+@pytest.mark.parametrize("storage", ["memory", "stream"])
+def test_imagefolder_image_too_large(tmp_path: Path, huge_png: Path, storage: str) -> None:
+    """A 200-Mpixel PNG (Pillow's DecompressionBombError, not an OSError) is one line naming it."""
+    root = make_imagefolder(tmp_path / "d", {"x": 3, "y": 3})
+    shutil.copy(huge_png, root / "train" / "x" / "huge.png")
+    with pytest.raises(DataError, match=r"cannot read image .*huge.png: too large \(200000000 pixels; edgekd reads"):
+        load_dataset(DataConfig(name="imagefolder", root=str(root), storage=storage))
+
+
+def test_image_pixel_limit_is_edgekds_and_prints_no_warning(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pillow warns from its MAX_IMAGE_PIXELS (89 Mpixel by default) up to twice that; edgekd has its
+    own limit, checked from the header, and lets no warning through. Shown at 8×8 with both lowered."""
+    import PIL.Image
+
+    from edgekd.data.imagefolder import decode_images
+
+    path = tmp_path / "a.png"
+    PIL.Image.fromarray(np.full((8, 8), 7, np.uint8)).save(path)
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 40)  # Pillow warns from 41 pixels, errs from 81
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert decode_images([path], None).max() == 7
+        from edgekd.data import images
+
+        monkeypatch.setattr(images, "MAX_IMAGE_PIXELS", 63)
+        with pytest.raises(DataError, match=r"a.png: too large \(64 pixels; edgekd reads images of up to 63 pixels\)"):
+            decode_images([path], None)
+
+
+def test_16_bit_images_keep_their_top_byte_float_ones_are_refused(tmp_path: Path) -> None:
+    """Pillow's convert() clips 16-bit values to 255 (a binarised image); edgekd keeps value >> 8, in
+    memory and streamed alike. Float pixels (mode F, NaN here) and 32-bit values past 65535 are refused."""
+    from PIL import Image
+
+    from edgekd.data.imagefolder import decode_images
+    from edgekd.data.lazy import LazyImages
+
+    values = (np.arange(64).reshape(8, 8) * 1000).astype(np.uint16)
+    files = {
+        "g16.png": Image.fromarray(values),  # mode I;16
+        "g16b.tif": Image.fromarray(values.astype(">u2")),  # mode I;16B
+        "g32.tif": Image.fromarray(values.astype(np.int32)),  # mode I, values within 16 bits
+    }
+    for name, img in files.items():
+        img.save(tmp_path / name)
+    paths = [tmp_path / name for name in files]
+    assert [Image.open(p).mode for p in paths] == ["I;16", "I;16B", "I"]
+    want = (values >> 8).astype(np.uint8)
+    decoded = decode_images(paths, None)
+    assert decoded.shape == (3, 1, 8, 8) and all(np.array_equal(img[0], want) for img in decoded)
+    lazy = LazyImages(paths, 1, (8, 8))
+    assert all(np.array_equal(lazy[i][0], want) for i in range(3))
+    Image.fromarray(np.full((8, 8), np.nan, np.float32)).save(tmp_path / "nan.tif")
+    with pytest.raises(DataError, match=r"cannot read image .*nan.tif: floating-point pixels \(mode F\)"):
+        decode_images([tmp_path / "nan.tif"], None)
+    Image.fromarray(np.full((8, 8), 70000, np.int32)).save(tmp_path / "wide.tif")
+    with pytest.raises(DataError, match=r"wide.tif: 32-bit integer pixels from 70000 to 70000 \(mode I\)"):
+        LazyImages([tmp_path / "wide.tif"], 1, (8, 8))[0]
 
 
 def test_cifar10_pickles(tmp_path: Path) -> None:

@@ -135,6 +135,46 @@ def test_predict_errors(tiny_bundle: Path, eval_pngs: Path, tmp_path: Path, caps
         expand_images([str(tmp_path / "*.jpg")])
 
 
+def test_huge_and_float_images_are_named_and_the_others_run(
+    tiny_bundle: Path, eval_pngs: Path, huge_png: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A 200-Mpixel PNG (Pillow's DecompressionBombError) and a float TIFF fail alone: exit 1."""
+    from PIL import Image
+
+    Image.fromarray(np.full((8, 8), np.nan, np.float32)).save(tmp_path / "nan.tif")
+    argv = ["predict", "--artifacts", str(tiny_bundle), str(huge_png), str(tmp_path / "nan.tif")]
+    assert main([*argv, str(eval_pngs / "0001.png")]) == 1
+    captured = capsys.readouterr()
+    assert "0001.png" in captured.out and "Traceback" not in captured.err
+    assert captured.err.splitlines() == [
+        f"edgekd: predict: FAILED {huge_png}: cannot read image {huge_png}: too large (200000000 pixels; edgekd "
+        "reads images of up to 67108864 pixels)",
+        f"edgekd: predict: FAILED {tmp_path / 'nan.tif'}: cannot read image {tmp_path / 'nan.tif'}: floating-point "
+        "pixels (mode F) have no fixed range; save it as an 8- or 16-bit image",
+    ]
+    with pytest.raises(PredictError, match="floating-point pixels"):  # a PIL image given directly, too
+        Predictor(tiny_bundle).predict(Image.open(tmp_path / "nan.tif"))
+
+
+@pytest.mark.parametrize("size", [8, 16])
+def test_16_bit_image_reads_as_training_decoded_it(tiny_bundle: Path, tmp_path: Path, size: int) -> None:
+    """The same 16-bit PNG gives the same uint8 array in predict as in training (top byte, not
+    Pillow's clip to 0/255), at the model's size and resized to it."""
+    from PIL import Image
+
+    from edgekd.data.imagefolder import decode_images
+
+    p = Predictor(tiny_bundle)
+    assert (p.height, p.width, p.channels) == (8, 8, 1)
+    values = (np.arange(size * size).reshape(size, size) * (65535 // (size * size))).astype(np.uint16)
+    Image.fromarray(values).save(tmp_path / "g16.png")
+    trained = decode_images([tmp_path / "g16.png"], 8)[0].transpose(1, 2, 0)
+    assert np.array_equal(p.preprocess(tmp_path / "g16.png"), trained)
+    assert len(np.unique(trained)) > 2  # not binarised
+    if size == 8:
+        assert np.array_equal(trained[..., 0], values >> 8)
+
+
 def test_teacher_and_fp32_formats(tiny_bundle: Path, eval_pngs: Path, tmp_path: Path) -> None:
     out = tmp_path / "t.json"
     assert (

@@ -19,10 +19,8 @@ from edgekd.atomic import write_with
 from edgekd.data.archive import extract_once, find_layout_root, is_archive
 from edgekd.data.cache import cache_root, fingerprint
 from edgekd.data.dataset import Split
+from edgekd.data.images import GRAY_MODES, IMAGE_SUFFIXES, open_image, read_image
 from edgekd.errors import DataError
-
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
-GRAY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
 def resolve_root(root: str | None, cache_dir: str | None, log=print) -> Path:
@@ -72,15 +70,12 @@ def _decode(args: tuple[list[str], tuple[int, int] | None]) -> list[tuple[np.nda
     paths, size = args
     out = []
     for path in paths:
-        try:
-            with Image.open(path) as img:
-                gray = img.mode in GRAY_MODES
-                img = img.convert("RGB")
-                if size is not None and img.size != (size[1], size[0]):
-                    img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
-                out.append((np.asarray(img, dtype=np.uint8), gray))
-        except (OSError, ValueError) as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from None
+        img = read_image(path)  # mode L or RGB
+        gray = img.mode == "L"
+        img = img.convert("RGB")
+        if size is not None and img.size != (size[1], size[0]):
+            img = img.resize((size[1], size[0]), Image.Resampling.BILINEAR)
+        out.append((np.asarray(img, dtype=np.uint8), gray))
     return out
 
 
@@ -127,7 +122,7 @@ def load_split_cached(
     files: list[Path], labels: np.ndarray, image_size: int | None, cache_dir: str | None, log=print
 ) -> Split:
     stats = [(str(p), st.st_size, st.st_mtime_ns) for p in files for st in [p.stat()]]
-    key = fingerprint("imagefolder-v1", image_size, stats)
+    key = fingerprint("imagefolder-v2", image_size, stats)  # v2: 16-bit files by their top byte
     cached = cache_root(cache_dir) / "decoded" / f"{key}.npy"
     if cached.is_file():
         try:
@@ -153,17 +148,12 @@ def available_memory_bytes() -> int:
 
 def probe(files: list[Path], image_size: int | None, n: int = 64) -> tuple[int, tuple[int, int]]:
     """(channels, (H, W)) from the headers of up to ``n`` files, evenly spaced (no decoding)."""
-    from PIL import Image
-
     picks = [files[int(i)] for i in np.linspace(0, len(files) - 1, min(n, len(files)))]
     modes, sizes = [], collections.Counter()
     for path in picks:
-        try:
-            with Image.open(path) as img:
-                modes.append(img.mode)
-                sizes[(img.size[1], img.size[0])] += 1
-        except OSError as exc:
-            raise DataError(f"cannot read image {path}: {exc}") from None
+        with open_image(path) as img:
+            modes.append(img.mode)
+            sizes[(img.size[1], img.size[0])] += 1
     channels = 1 if all(m in GRAY_MODES for m in modes) else 3
     size = (image_size, image_size) if image_size else sizes.most_common(1)[0][0]
     return channels, size

@@ -34,17 +34,13 @@ class LazyImages:
         """One image as uint8 (C, H, W)."""
         from PIL import Image
 
-        from edgekd.errors import DataError
+        from edgekd.data.images import read_image
 
         h, w = self.size
-        try:
-            with Image.open(self.files[i]) as img:
-                img = img.convert("L" if self.channels == 1 else "RGB")
-                if img.size != (w, h):
-                    img = img.resize((w, h), Image.Resampling.BILINEAR)
-                arr = np.asarray(img, dtype=np.uint8)
-        except OSError as exc:
-            raise DataError(f"cannot read image {self.files[i]}: {exc}") from None
+        img = read_image(self.files[i]).convert("L" if self.channels == 1 else "RGB")
+        if img.size != (w, h):
+            img = img.resize((w, h), Image.Resampling.BILINEAR)
+        arr = np.asarray(img, dtype=np.uint8)
         return arr[None] if self.channels == 1 else arr.transpose(2, 0, 1)
 
     def __getitem__(self, index: Any) -> Any:

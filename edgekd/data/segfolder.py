@@ -21,7 +21,8 @@ import numpy as np
 from edgekd.atomic import write_with
 from edgekd.data.cache import cache_root, fingerprint
 from edgekd.data.dataset import Split
-from edgekd.data.imagefolder import GRAY_MODES, IMAGE_SUFFIXES, _decode_all, resolve_root
+from edgekd.data.imagefolder import _decode_all, resolve_root
+from edgekd.data.images import GRAY_MODES, IMAGE_SUFFIXES, open_image
 from edgekd.errors import DataError
 
 # masks must be exact: JPEG's lossy edges would invent foreground pixels
@@ -67,13 +68,8 @@ def scan_pairs(split_dir: Path) -> tuple[list[Path], list[Path]]:
 
 def _size(path: Path) -> tuple[int, int]:
     """(H, W) from the file header."""
-    from PIL import Image
-
-    try:
-        with Image.open(path) as img:
-            return img.size[1], img.size[0]
-    except OSError as exc:
-        raise DataError(f"cannot read image {path}: {exc}") from None
+    with open_image(path) as img:
+        return img.size[1], img.size[0]
 
 
 def check_sizes(images: list[Path], masks: list[Path]) -> list[tuple[int, int]]:
@@ -91,14 +87,11 @@ def decode_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
     """uint8 (H, W) 0/1 at ``size``: any nonzero value of any channel (alpha aside) is foreground."""
     from PIL import Image
 
-    try:
-        with Image.open(path) as img:
-            if img.mode in ("LA", "RGBA", "PA"):
-                img = img.convert(img.mode[:-1] if img.mode != "PA" else "P")  # drop alpha: it is not the mask
-            arr = np.asarray(img)
-            fg = (arr != 0).any(axis=2) if arr.ndim == 3 else arr != 0
-    except (OSError, ValueError) as exc:
-        raise DataError(f"cannot read mask {path}: {exc}") from None
+    with open_image(path, what="mask") as img:
+        if img.mode in ("LA", "RGBA", "PA"):
+            img = img.convert(img.mode[:-1] if img.mode != "PA" else "P")  # drop alpha: it is not the mask
+        arr = np.asarray(img)
+        fg = (arr != 0).any(axis=2) if arr.ndim == 3 else arr != 0
     if fg.shape != tuple(size):
         fg = (
             np.asarray(Image.fromarray(fg.astype(np.uint8) * 255).resize((size[1], size[0]), Image.Resampling.NEAREST))
@@ -125,7 +118,7 @@ def load_split_cached(
     images: list[Path], masks: list[Path], size: tuple[int, int], channels: int, cache_dir: str | None, log=print
 ) -> Split:
     stats = [(str(p), st.st_size, st.st_mtime_ns) for p in (*images, *masks) for st in [p.stat()]]
-    key = fingerprint("segfolder-v1", size, channels, stats)
+    key = fingerprint("segfolder-v2", size, channels, stats)  # v2: 16-bit files by their top byte
     cached = cache_root(cache_dir) / "decoded" / f"{key}.npz"
     if cached.is_file():
         try:
@@ -143,8 +136,6 @@ def load_segfolder(
     root: str | None, image_size: int | None, cache_dir: str | None, log=print
 ) -> tuple[Split, Split | None, Split, Path]:
     """(train, val or None, test, resolved root)."""
-    from PIL import Image
-
     base = resolve_root(root, cache_dir, log=log)
     scans = {name: scan_pairs(base / name) for name in ("train", "test")}
     if (base / "val").is_dir():
@@ -163,7 +154,7 @@ def load_segfolder(
     # channels from the training images' modes (headers only), so every split feeds the same input
     modes = []
     for path in scans["train"][0]:
-        with Image.open(path) as img:
+        with open_image(path) as img:
             modes.append(img.mode)
     channels = 1 if all(m in GRAY_MODES for m in modes) else 3
     splits = {name: load_split_cached(*pair, size, channels, cache_dir, log) for name, pair in scans.items()}

@@ -14,7 +14,8 @@ import numpy as np
 
 from edgekd.data.archive import extract_once, find_layout_root, is_archive
 from edgekd.data.dataset import Split
-from edgekd.data.imagefolder import IMAGE_SUFFIXES, load_split_cached, match_shape
+from edgekd.data.imagefolder import load_split_cached, match_shape
+from edgekd.data.images import IMAGE_SUFFIXES
 from edgekd.errors import DataError
 
 UNLABELED = -1  # the label an unlabeled image carries: cross-entropy ignores it, the soft term does not
