@@ -270,6 +270,11 @@ DISTILL = [
         ),
         needle="nan.tif: floating-point pixels (mode F)",
     ),
+    Case(
+        "distill-imagefolder-one-class",
+        with_setup(lambda ws: image_data(ws, classes=("a",)), w("distill", "--out", "{ws}/new", *TINY, *IMAGES)),
+        needle="one class folder (a); classification needs at least 2",
+    ),
 ]
 
 EXPORT = [

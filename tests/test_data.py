@@ -84,13 +84,28 @@ def test_imagefolder_errors(tmp_path: Path) -> None:
     (root / "test" / "zebra" / "z.png").write_bytes((root / "test" / "x" / "img 000.png").read_bytes())
     with pytest.raises(DataError, match="classes that train/ lacks: zebra"):
         load_dataset(DataConfig(name="imagefolder", root=str(root)))
-    root2 = make_imagefolder(tmp_path / "e", {"x": 3}, splits=("train",))
+    root2 = make_imagefolder(tmp_path / "e", {"x": 3, "y": 3}, splits=("train",))
     with pytest.raises(DataError, match="missing split folder"):
         load_dataset(DataConfig(name="imagefolder", root=str(root2)))
     root3 = make_imagefolder(tmp_path / "f", {"x": 3, "y": 3})
     (root3 / "train" / "x" / "broken.png").write_bytes(b"not a png")
     with pytest.raises(DataError, match="cannot read image .*broken.png"):
         load_dataset(DataConfig(name="imagefolder", root=str(root3)))
+    root4 = make_imagefolder(tmp_path / "g", {"x": 3})  # one class: nothing to classify
+    with pytest.raises(DataError, match=r"g/train has one class folder \(x\); classification needs at least 2"):
+        load_dataset(DataConfig(name="imagefolder", root=str(root4)))
+
+
+def test_a_source_with_one_class_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Any classification source, not only ImageFolder: one class trains to "100 %" and a KD loss of 0."""
+    from edgekd.data.dataset import Split
+    from edgekd.data.sources import DATASETS, RawData
+
+    split = Split(np.zeros((20, 1, 8, 8), np.uint8), np.zeros(20, np.int64))
+    DATASETS.names()  # the built-in sources registered first
+    monkeypatch.setitem(DATASETS._entries, "one-class", lambda cfg, log=print: RawData(split, None, split, ["only"]))
+    with pytest.raises(DataError, match="'one-class' has 1 class\\(es\\); classification needs at least 2"):
+        load_dataset(DataConfig(name="one-class"))
 
 
 @pytest.mark.parametrize("storage", ["memory", "stream"])

@@ -39,6 +39,8 @@ def load_dataset(cfg: DataConfig, log=print) -> Dataset:
         )
     raw = source(cfg, log=log)
     task = dataset_task(cfg.name)
+    if task == "classification" and len(raw.classes) < 2:  # any source; ImageFolder says so before decoding
+        raise DataError(f"dataset {cfg.name!r} has {len(raw.classes)} class(es); classification needs at least 2")
     train, val, test = raw.train, raw.val, raw.test
     if val is None:
         if cfg.val_fraction <= 0:

@@ -44,6 +44,8 @@ def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[
     if not found:
         raise DataError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image files>)")
     if classes is None:
+        if len(found) < 2:  # one class: every prediction right, a KD loss of 0, nothing learnt
+            raise DataError(f"{split_dir} has one class folder ({found[0]}); classification needs at least 2 classes")
         classes = found
     else:
         extra = sorted(set(found) - set(classes))
