@@ -638,24 +638,26 @@ def _yaml_load(text: str) -> Any:
 # hundred. Ten nested aliases of nine items each (a 400-byte file) expand to 9¹⁰ values, which
 # every later walk (the plain-values check, the saved config) would take minutes and gigabytes over.
 MAX_CONFIG_VALUES = 100_000
+MAX_CONFIG_DEPTH = 64  # edgekd's configs nest 4 levels; kwargs of a user's model a few more
 
 
 def _check_expanded_size(data: Any) -> None:
     """Refuse a YAML document whose aliases expand beyond :data:`MAX_CONFIG_VALUES` values; the
     walk stops at that count, so a bomb costs no more than a config of that size."""
-    count, stack = 0, [data]
+    count, stack = 0, [(data, 0)]
     while stack:
-        node = stack.pop()
+        node, depth = stack.pop()
         count += 1
         if count > MAX_CONFIG_VALUES:
             raise ConfigError(
                 f"config holds over {MAX_CONFIG_VALUES:,} values once its YAML aliases (*name) are expanded"
             )
+        if depth > MAX_CONFIG_DEPTH:  # later walks recurse: refused here whatever the recursion limit
+            raise ConfigError("config nests its lists or mappings too deeply to read")
         if isinstance(node, dict):
-            stack.extend(node.keys())
-            stack.extend(node.values())
+            stack.extend((child, depth + 1) for child in (*node.keys(), *node.values()))
         elif isinstance(node, list):
-            stack.extend(node)
+            stack.extend((child, depth + 1) for child in node)
 
 
 # --------------------------------------------------------------------------------------------
