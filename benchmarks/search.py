@@ -126,8 +126,13 @@ def main() -> int:
             print(f"{p['candidate_key']}: export failed: {e.stderr.strip().splitlines()[-1:]}")
             fails += 1
             continue
-        mcu_json = bundle / "mcu.json"
+        # beside the bundle, not in it: bench refuses to write into the bundle it reads (outside bench/)
+        mcu_json = out / "front-bundles" / f"{p['candidate_key']}.mcu.json"
         b = edgekd("bench", "--device", "mcu", "--artifacts", str(bundle), "--json", str(mcu_json), *bench_args)
+        if not mcu_json.is_file():
+            print(f"{p['candidate_key']}: MCU bench failed: {b.stderr.strip().splitlines()[-1:]}")
+            fails += 1
+            continue
         rows = check_schema(json.loads(mcu_json.read_text()), str(mcu_json))["results"]
         row = next(r for r in rows if r["format"] == "tflite_int8")
         t, f = row.get("tflm") or {}, p["figures"]
