@@ -133,3 +133,82 @@ def test_existing_run_needs_resume_or_overwrite(tiny_run: Path) -> None:
         distill(out=tiny_run, set=tiny_overrides())
     with pytest.raises(EdgekdError, match="different config .*distill.temperature"):
         distill(out=tiny_run, set=tiny_overrides(**{"distill.temperature": 9}), resume=True)
+
+
+def _forged_history(ts: dict) -> None:
+    for key in ("lr", "loss"):
+        ts["history"][0][key] = float("nan")
+
+
+# train_state changes that edgekd never writes, and what the one error line names
+FORGED_TRAIN_STATES = [
+    ("epoch-a-string", lambda ts: ts.__setitem__("epoch", "1"), "train_state.epoch must be an integer from 0 to 2"),
+    ("epoch-huge", lambda ts: ts.__setitem__("epoch", 10**9), "train_state.epoch must be an integer from 0 to 2"),
+    ("epoch-negative", lambda ts: ts.__setitem__("epoch", -3), "train_state.epoch must be an integer from 0 to 2"),
+    ("no-optimizer", lambda ts: ts.pop("optimizer"), "train_state lacks optimizer"),
+    ("history-a-number", lambda ts: ts.__setitem__("history", 5), "history is not a list of epoch records"),
+    ("history-too-long", lambda ts: ts["history"].append(dict(ts["history"][0])), "2 records for 1 epochs"),
+    ("history-nan", _forged_history, "train_state.history[0]"),
+    ("wall-nan", lambda ts: ts.__setitem__("wall_s", float("nan")), "train_state.wall_s must be a finite number"),
+    ("best-val-nan", lambda ts: ts.__setitem__("best_val", float("nan")), "train_state.best_val must be a finite"),
+    ("best-epoch-ahead", lambda ts: ts.__setitem__("best_epoch", 2), "train_state.best_epoch"),
+    ("method-foreign", lambda ts: ts.__setitem__("method", {"foo": torch.zeros(2)}), "method state does not fit"),
+    ("scaler-a-string", lambda ts: ts.__setitem__("scaler", "x"), "train_state.scaler"),
+    ("optimizer-a-string", lambda ts: ts.__setitem__("optimizer", "x"), "optimizer state does not fit"),
+    (
+        "optimizer-hyperparameter-a-string",
+        lambda ts: ts["optimizer"]["param_groups"][0].__setitem__("momentum", "x"),
+        "optimizer group 0 momentum",
+    ),
+    (
+        "optimizer-state-nan",
+        lambda ts: ts["optimizer"]["state"][0]["momentum_buffer"].fill_(float("nan")),
+        "momentum_buffer holds non-finite values",
+    ),
+]
+
+
+def _interrupted(tiny_run: Path, run: Path, change) -> Path:
+    """A copy of ``tiny_run`` as if stopped after the student's first epoch, its student_last.pt's
+    train_state then changed by ``change``."""
+    import shutil
+
+    shutil.copytree(tiny_run, run)
+    for name in ("student.pt", "baseline.pt", "summary.json"):
+        (run / name).unlink()
+    ckpt = torch.load(run / "student_last.pt", weights_only=True)
+    ts = ckpt["train_state"]
+    ts.update(epoch=1, best_epoch=1, history=ts["history"][:1])
+    change(ts)
+    torch.save(ckpt, run / "student_last.pt")
+    return run
+
+
+@pytest.mark.parametrize("change, needle", [pytest.param(c, n, id=i) for i, c, n in FORGED_TRAIN_STATES])
+def test_resume_checks_the_training_state(
+    change, needle: str, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A ``*_last.pt`` whose train_state edgekd could not have written is a corrupt checkpoint,
+    one line, exit 2: not a traceback deep in torch, nor a run that reports epochs it never
+    trained (epoch 10**9 finished at once, epoch -3 trained 5 epochs of a 2-epoch recipe)."""
+    from edgekd.cli import main
+
+    run = _interrupted(tiny_run, tmp_path / "run", change)
+    capsys.readouterr()
+    assert main(["distill", "--out", str(run), "--resume"]) == 2
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
+    assert "Traceback" not in err and len(lines) == 1, err
+    assert f"corrupt checkpoint {run / 'student_last.pt'}: " in lines[0] and needle in lines[0], lines[0]
+    assert not (run / "student.pt").exists() and not (run / "summary.json").exists()
+
+
+def test_resume_refuses_another_models_optimizer_state(tiny_run: Path, tmp_path: Path) -> None:
+    """torch loads an optimizer state with as many tensors as the model has parameters; the
+    teacher's (other shapes) failed only at the first step, inside SGD."""
+    from edgekd.errors import CheckpointError
+
+    teacher = torch.load(tiny_run / "teacher_last.pt", weights_only=True)["train_state"]["optimizer"]
+    run = _interrupted(tiny_run, tmp_path / "run", lambda ts: ts.__setitem__("optimizer", teacher))
+    with pytest.raises(CheckpointError, match=r"corrupt checkpoint .*student_last.pt: optimizer state .* another"):
+        distill(out=run, resume=True)

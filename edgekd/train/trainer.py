@@ -28,12 +28,13 @@ from edgekd.checkpoint import load_checkpoint, load_weights, model_payload, save
 from edgekd.config import StageConfig
 from edgekd.data import Dataset, Split
 from edgekd.data.loader import Batches
-from edgekd.errors import CheckpointError, EdgekdError
+from edgekd.errors import EdgekdError
 from edgekd.models import count_macs, count_params
 from edgekd.tasks import get_task
 from edgekd.train import distributed
 from edgekd.train.evaluate import evaluate
 from edgekd.train.methods import DistillMethod
+from edgekd.train.resume import Progress, restore
 from edgekd.train.runtime import Runtime, autocast
 from edgekd.ui import Timer, log, progress
 
@@ -229,21 +230,12 @@ def train_stage(
     step = distributed.wrap(step, rt.device, find_unused=not method.all_params_used)
 
     last_path, best_path = out_dir / f"{stage.name}_last.pt", out_dir / f"{stage.name}_best.pt"
-    start_epoch, best_val, best_epoch, wall, hist = 0, -1.0, -1, 0.0, []
+    done = Progress()  # a stage that starts from scratch
     if resume and last_path.is_file():
-        last = load_checkpoint(last_path)
-        state = last.get("train_state")
-        if state is None:
-            raise CheckpointError(f"{last_path} has no training state to resume from")
-        load_weights(model, last["state_dict"], last_path)
-        optimizer.load_state_dict(state["optimizer"])
-        method.load_state_dict(state["method"])
-        scaler.load_state_dict(state["scaler"])
-        if lookahead is not None and state.get("lookahead") is not None:
-            lookahead.load_state_dict(state["lookahead"])
-        start_epoch, best_val, best_epoch = state["epoch"], state["best_val"], state["best_epoch"]
-        wall, hist = state["wall_s"], list(state["history"])
-        log(f"{stage.name}: resuming after epoch {start_epoch}/{recipe.epochs}")
+        done = restore(last_path, recipe.epochs, model, method, optimizer, scaler, lookahead)
+        log(f"{stage.name}: resuming after epoch {done.epoch}/{recipe.epochs}")
+    start_epoch, wall, hist = done.epoch, done.wall_s, done.history
+    best_val, best_epoch = done.best_val, done.best_epoch
 
     def payload(**extra: Any) -> dict[str, Any]:
         return model_payload(model, stage.arch, stage.kwargs, data_info, stage.name, **stage.extra, **extra)
