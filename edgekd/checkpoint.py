@@ -83,7 +83,47 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     for key in ("arch", "data", "state_dict"):
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {path} lacks {key!r}: it is damaged or from an incompatible edgekd")
+    check_description(ckpt, path)
     return ckpt
+
+
+def check_description(ckpt: dict[str, Any], path: str | Path) -> None:
+    """The model description every reader of a checkpoint relies on (shapes to rebuild the model,
+    the statistics its input is normalized with) is of the kinds edgekd writes: one line otherwise,
+    not an AttributeError deep in a reader, nor a division by a zero std."""
+    from edgekd.limits import check_number
+
+    for key in ("data", "kwargs"):
+        if key in ckpt and not isinstance(ckpt[key], dict):
+            raise CheckpointError(
+                f"checkpoint {path} holds a model description that is not plain data "
+                f"({key} must be a mapping, it is a {type(ckpt[key]).__name__})"
+            )
+    data = ckpt["data"]
+    missing = [k for k in ("num_classes", "in_channels", "image_size", "mean", "std") if k not in data]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks data.{', data.'.join(missing)}: it is damaged")
+
+    def number(key: str, value: Any, **bounds: Any) -> None:
+        check_number(f"checkpoint {path}: {key}", value, error=CheckpointError, **bounds)
+
+    number("data.num_classes", data["num_classes"], integer=True, low=1)
+    number("data.in_channels", data["in_channels"], integer=True, low=1)
+    size = data["image_size"]
+    if not isinstance(size, (list, tuple)) or len(size) != 2:
+        raise CheckpointError(f"checkpoint {path}: data.image_size must be [height, width], got {repr(size):.100}")
+    for i, side in enumerate(size):
+        number(f"data.image_size[{i}]", side, integer=True, low=1)
+    for key in ("mean", "std"):
+        stats = data[key]
+        if not isinstance(stats, (list, tuple)) or len(stats) != data["in_channels"]:
+            raise CheckpointError(
+                f"checkpoint {path}: data.{key} must hold one number per input channel "
+                f"({data['in_channels']}), got {stats!r}"[:300]
+            )
+        for i, value in enumerate(stats):
+            # inputs are divided by std: a zero or negative one is no normalization a model was trained with
+            number(f"data.{key}[{i}]", value, **({"low": 0, "low_open": True} if key == "std" else {}))
 
 
 def _unpickling_message(path: Path, exc: BaseException) -> str:

@@ -134,6 +134,15 @@ def plant_arch(path: Path) -> None:
     torch.save(ckpt, path)
 
 
+def forge_checkpoint(src: Path, dst: Path, change: Callable[[dict], object]) -> None:
+    """``src`` copied to ``dst``, its content changed by ``change``."""
+    import torch
+
+    ckpt = torch.load(src, weights_only=True)
+    change(ckpt)
+    torch.save(ckpt, dst)
+
+
 def with_setup(action: Callable[[Path], object], argv: Callable[[Path], list[str]]) -> Callable[[Path], list[str]]:
     def setup(ws: Path) -> list[str]:
         action(ws)
@@ -229,6 +238,24 @@ DISTILL = [
             w("distill", "--out", "{ws}/new", *TINY, "--set", "teacher.checkpoint={ws}/evil.pt"),
         ),
         needle="markermod",
+    ),
+    Case(
+        "distill-teacher-checkpoint-data-a-string",
+        with_setup(
+            lambda ws: forge_checkpoint(ws / "run" / "teacher.pt", ws / "forged.pt", lambda c: c.update(data="x")),
+            w("distill", "--out", "{ws}/new", *TINY, "--set", "teacher.checkpoint={ws}/forged.pt"),
+        ),
+        needle="data must be a mapping",
+    ),
+    Case(
+        "distill-teacher-checkpoint-std-zero",
+        with_setup(
+            lambda ws: forge_checkpoint(
+                ws / "run" / "teacher.pt", ws / "forged.pt", lambda c: c["data"].update(std=[0.0])
+            ),
+            w("distill", "--out", "{ws}/new", *TINY, "--set", "teacher.checkpoint={ws}/forged.pt"),
+        ),
+        needle="data.std[0] must be a number above 0",
     ),
     Case("distill-out-is-a-file", w("distill", "--out", "{ws}/file.txt", *TINY)),
     Case("distill-out-is-a-user-folder", w("distill", "--out", "{ws}/user", *TINY)),

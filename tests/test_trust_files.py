@@ -112,6 +112,39 @@ def test_checkpoint_model_arguments_must_be_plain(tmp_path: Path) -> None:
         load_model(unknown)
 
 
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ({"data": "x"}, "not plain data (data must be a mapping, it is a str)"),
+        ({"kwargs": "x"}, "not plain data (kwargs must be a mapping, it is a str)"),
+        ({"data": {**DIGITS, "std": [0.0]}}, "data.std[0] must be a number above 0, got 0"),
+        ({"data": {**DIGITS, "std": [-0.5]}}, "data.std[0] must be a number above 0"),
+        ({"data": {**DIGITS, "mean": [0.1, 0.2]}}, "data.mean must hold one number per input channel (1)"),
+        ({"data": {**DIGITS, "image_size": "8x8"}}, "data.image_size must be [height, width]"),
+        ({"data": {**DIGITS, "num_classes": "10"}}, "data.num_classes must be an integer"),
+        ({"data": {k: v for k, v in DIGITS.items() if k != "std"}}, "lacks data.std"),
+    ],
+    ids=[
+        "data-a-string",
+        "kwargs-a-string",
+        "std-zero",
+        "std-negative",
+        "mean-too-long",
+        "size-a-string",
+        "classes-a-string",
+        "no-std",
+    ],
+)
+def test_checkpoint_model_description_is_checked(tmp_path: Path, change: dict, needle: str) -> None:
+    """Every reader of a checkpoint relies on its data/kwargs fields: a string there was an
+    AttributeError traceback, and a zero std "re-normalized" a teacher by a division by zero."""
+    path = planted_checkpoint(tmp_path / "c.pt", "test_student")
+    torch.save({**torch.load(path, weights_only=True), **change}, path)
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(path)
+    assert needle in str(err.value)
+
+
 class _Planted:
     """Pickles as a call of ``os.system`` that would create the marker."""
 
