@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import io
 import re
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,16 @@ def model_payload(model, arch: str, kwargs: dict, data_info: dict, role: str, **
     return {"role": role, "arch": arch, "kwargs": kwargs, "data": data_info, "state_dict": state, **extra}
 
 
+def load_tensors(path: str | Path) -> Any:
+    """``torch.load(path, weights_only=True)`` onto the CPU, without the warning torch prints for a
+    plain (non-torch) pickle before it fails: the caller's one error line says what the file is."""
+    import torch
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Read and check a checkpoint file; a corrupt or foreign file is a one-line error."""
     import pickle
@@ -61,7 +72,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+        ckpt = load_tensors(path)
     except pickle.UnpicklingError as exc:
         if "Unsupported operand" in str(exc):  # bytes that are no pickle at all (damaged, truncated)
             raise CheckpointError(f"corrupt or unreadable checkpoint {path}: not a PyTorch pickle stream") from None

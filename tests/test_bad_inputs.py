@@ -15,6 +15,7 @@ import contextlib
 import hashlib
 import json
 import os
+import pickle
 import shutil
 import stat
 import sys
@@ -256,6 +257,14 @@ DISTILL = [
             w("distill", "--out", "{ws}/new", *TINY, "--set", "teacher.checkpoint={ws}/forged.pt"),
         ),
         needle="data.std[0] must be a number above 0",
+    ),
+    Case(
+        "distill-teacher-checkpoint-plain-pickle",
+        with_setup(
+            lambda ws: (ws / "plain.pt").write_bytes(pickle.dumps({"a": 1}, protocol=4)),
+            w("distill", "--out", "{ws}/new", *TINY, "--set", "teacher.checkpoint={ws}/plain.pt"),
+        ),
+        needle="not a PyTorch pickle stream",
     ),
     Case("distill-out-is-a-file", w("distill", "--out", "{ws}/file.txt", *TINY)),
     Case("distill-out-is-a-user-folder", w("distill", "--out", "{ws}/user", *TINY)),

@@ -145,6 +145,19 @@ def test_checkpoint_model_description_is_checked(tmp_path: Path, change: dict, n
     assert needle in str(err.value)
 
 
+def test_a_plain_pickle_is_one_line_without_torchs_warning(tmp_path: Path, recwarn: pytest.WarningsRecorder) -> None:
+    """torch warns about the pickle protocol of a file it did not write, before it fails; the error
+    line already says what the file is."""
+    import warnings
+
+    path = tmp_path / "p.pt"
+    path.write_bytes(pickle.dumps({"a": 1}, protocol=4))
+    warnings.simplefilter("always")
+    with pytest.raises(CheckpointError, match="not a PyTorch pickle stream"):
+        load_checkpoint(path)
+    assert not [w for w in recwarn if "pickle protocol" in str(w.message)]
+
+
 class _Planted:
     """Pickles as a call of ``os.system`` that would create the marker."""
 

@@ -32,7 +32,7 @@ def _unknown(kind: str, name: str, names: list[str]) -> EdgekdError:
 
 
 def _read_weights(path: str) -> dict[str, Any]:
-    import torch
+    from edgekd.checkpoint import load_tensors
 
     file = Path(path).expanduser()
     if not file.is_file():
@@ -40,7 +40,7 @@ def _read_weights(path: str) -> dict[str, Any]:
             f"pretrained weights not found: {file} (edgekd loads weights from a local file only; it never downloads)"
         )
     try:
-        state = torch.load(file, map_location="cpu", weights_only=True)
+        state = load_tensors(file)
     except Exception as exc:  # noqa: BLE001 - torch raises several types for a file it cannot read
         from edgekd.errors import first_line
 
