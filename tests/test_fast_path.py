@@ -240,6 +240,44 @@ def test_global_batch_must_split_evenly(monkeypatch: pytest.MonkeyPatch) -> None
         distributed.check_batch(64)
 
 
+@pytest.mark.parametrize(
+    "env, needle",
+    [
+        ({"WORLD_SIZE": "abc"}, "WORLD_SIZE/RANK must be integers set by torchrun (WORLD_SIZE is 'abc')"),
+        ({"WORLD_SIZE": "-5"}, "WORLD_SIZE must be an integer of at least 1"),
+        ({"WORLD_SIZE": "2"}, "RANK, MASTER_ADDR, MASTER_PORT are not set"),
+        ({"WORLD_SIZE": "2", "RANK": "0"}, "MASTER_ADDR, MASTER_PORT are not set"),
+        ({"WORLD_SIZE": "2", "RANK": "x", "MASTER_ADDR": "localhost", "MASTER_PORT": "29500"}, "(RANK is 'x')"),
+        ({"WORLD_SIZE": "2", "RANK": "2", "MASTER_ADDR": "localhost", "MASTER_PORT": "29500"}, "RANK must be"),
+        ({"WORLD_SIZE": "2", "RANK": "1", "MASTER_ADDR": "localhost", "MASTER_PORT": "http"}, "MASTER_PORT"),
+    ],
+    ids=["size-abc", "size-negative", "no-rank", "no-master", "rank-x", "rank-too-high", "port-http"],
+)
+def test_torchrun_variables_set_by_hand_are_one_line(
+    env: dict[str, str], needle: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """WORLD_SIZE and its companions are checked before any process group is joined (they were
+    int() and environ[] tracebacks, and torch's own for a missing MASTER_ADDR)."""
+    from edgekd.cli import main
+
+    for name in ("WORLD_SIZE", "RANK", "LOCAL_RANK", "MASTER_ADDR", "MASTER_PORT"):
+        monkeypatch.delenv(name, raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+
+    def joined(*args, **kwargs):  # a process group that waits for peers that never come: a hang
+        raise AssertionError("joined a process group")
+
+    monkeypatch.setattr(torch.distributed, "init_process_group", joined)
+    assert (
+        main(["distill", "--out", str(tmp_path / "run"), *[x for kv in tiny_overrides() for x in ("--set", kv)]]) == 2
+    )
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
+    assert "Traceback" not in err and len(lines) == 1 and needle in lines[0], err
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.mark.slow
 def test_compiled_teacher_and_student_train(tmp_path: Path) -> None:
     """runtime.compile_teacher/compile_student: torch.compile (inductor's C++ backend on a CPU; a

@@ -17,6 +17,7 @@ import torch.distributed as dist
 
 from edgekd.data.loader import Shard
 from edgekd.errors import EdgekdError
+from edgekd.limits import MAX_PORT
 
 
 @dataclass(frozen=True)
@@ -44,11 +45,10 @@ def world() -> World:
 def init(device_spec: str) -> World:
     """Join the process group when launched by torchrun; returns this process's place in it."""
     global _world
-    size = int(os.environ.get("WORLD_SIZE", "1"))
-    if size <= 1:
+    size, rank, local = launch_env()
+    if size == 1:
         _world = World()
         return _world
-    rank, local = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
     use_cuda = torch.cuda.is_available() and device_spec != "cpu"
     if not dist.is_initialized():
         backend = "nccl" if use_cuda else "gloo"
@@ -57,6 +57,41 @@ def init(device_spec: str) -> World:
         dist.init_process_group(backend=backend)
     _world = World(rank, size, local)
     return _world
+
+
+def launch_env() -> tuple[int, int, int]:
+    """(WORLD_SIZE, RANK, LOCAL_RANK) as torchrun sets them; (1, 0, 0) without torchrun. Values
+    set by hand that torchrun would never set are one line, before any process group is joined."""
+    env = os.environ
+    launch = "launch several processes with `torchrun --nproc_per_node N -m edgekd distill …`, or unset these variables"
+
+    def integer(name: str, default: str, low: int, high: int | None = None) -> int:
+        text = env.get(name, default).strip()
+        try:
+            value = int(text)
+        except ValueError:
+            what = (
+                "WORLD_SIZE/RANK must be integers" if name in ("WORLD_SIZE", "RANK") else f"{name} must be an integer"
+            )
+            raise EdgekdError(f"{what} set by torchrun ({name} is {text!r}): {launch}") from None
+        if value < low or (high is not None and value > high):
+            span = f"from {low} to {high}" if high is not None else f"of at least {low}"
+            raise EdgekdError(f"{name} must be an integer {span} (set by torchrun), got {value}: {launch}")
+        return value
+
+    size = integer("WORLD_SIZE", "1", 1)
+    if size == 1:
+        return 1, 0, 0
+    # env:// rendezvous needs every one of these; torch's own error for a missing one is a long traceback
+    missing = [name for name in ("RANK", "MASTER_ADDR", "MASTER_PORT") if not env.get(name, "").strip()]
+    if missing:
+        verb = "is" if len(missing) == 1 else "are"
+        raise EdgekdError(
+            f"WORLD_SIZE is {size} but {', '.join(missing)} {verb} not set (torchrun sets them): {launch}"
+        )
+    rank = integer("RANK", "0", 0, size - 1)
+    integer("MASTER_PORT", "0", 1, MAX_PORT)
+    return size, rank, integer("LOCAL_RANK", "0", 0)
 
 
 def device_for(device: torch.device) -> torch.device:
