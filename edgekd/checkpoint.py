@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import re
-import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from typing import Any
 from edgekd import __version__
 from edgekd.atomic import write_bytes
 from edgekd.errors import CheckpointError, first_line
+from edgekd.tensorfile import load_tensors
 
 FORMAT = "edgekd.model/1"
 
@@ -48,16 +48,6 @@ def model_payload(model, arch: str, kwargs: dict, data_info: dict, role: str, **
     if isinstance(padding, str):
         kwargs.setdefault("padding", padding)  # recorded, so a later default cannot change the model
     return {"role": role, "arch": arch, "kwargs": kwargs, "data": data_info, "state_dict": state, **extra}
-
-
-def load_tensors(path: str | Path) -> Any:
-    """``torch.load(path, weights_only=True)`` onto the CPU, without the warning torch prints for a
-    plain (non-torch) pickle before it fails: the caller's one error line says what the file is."""
-    import torch
-
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
-        return torch.load(path, map_location="cpu", weights_only=True)
 
 
 def load_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def _unknown(kind: str, name: str, names: list[str]) -> EdgekdError:
 
 
 def _read_weights(path: str) -> dict[str, Any]:
-    from edgekd.checkpoint import load_tensors
+    from edgekd.tensorfile import load_tensors
 
     file = Path(path).expanduser()
     if not file.is_file():
