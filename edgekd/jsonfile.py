@@ -4,15 +4,28 @@ edited by hand is one line naming it, or, for a cache, simply recomputed; never 
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError, first_line
 
 
+def _no_constant(name: str) -> Any:
+    # edgekd writes strict JSON (no NaN/Infinity): a file holding one was edited or written elsewhere
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999: Python reads it as infinity
+        raise ValueError(f"{text} is not a finite number")
+    return value
+
+
 def _load_object(path: Path) -> tuple[dict[str, Any] | None, str]:
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(), parse_constant=_no_constant, parse_float=_finite)
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         return None, first_line(exc, 120)
     if not isinstance(data, dict):

@@ -227,3 +227,21 @@ def test_a_config_file_that_is_not_utf8_a_yaml_bomb_or_nested_too_deeply_is_one_
     proc = edgekd("distill", "--config", str(bomb), "--out", str(tmp_path / "run"))
     assert proc.returncode == 2 and proc.stderr.count("edgekd: error:") == 1 and "Traceback" not in proc.stderr
     assert not (tmp_path / "run").exists()
+
+
+def test_edgekds_own_json_files_are_read_strictly(tmp_path: Path) -> None:
+    """edgekd writes strict JSON; a NaN or Infinity in a file it reads back (a summary, a manifest, a
+    cache) was edited by hand or came from elsewhere: corrupt (one line), or for a cache, recomputed."""
+    from edgekd.jsonfile import cached_json_object, read_json_object
+
+    for constant in ("NaN", "Infinity", "-Infinity"):
+        path = tmp_path / "summary.json"
+        path.write_text('{"student": {"val_acc": ' + constant + "}}")
+        with pytest.raises(EdgekdError, match=f"summary.json is corrupt \\({constant} is not a JSON number\\); redo"):
+            read_json_object(path, "redo")
+        assert cached_json_object(path) is None
+        (tmp_path / "manifest.json").write_text('{"format": "edgekd.bundle/1", "files": {}, "x": ' + constant + "}")
+        with pytest.raises(BundleError, match="is corrupt"):
+            read_manifest(tmp_path)
+    path.write_text('{"student": {"val_acc": 0.5}}')
+    assert read_json_object(path, "redo") == {"student": {"val_acc": 0.5}}
