@@ -109,12 +109,10 @@ class Predictor:
         )  # a name that stays inside the bundle
         self.height, self.width, self.channels = _input_hwc(manifest, entry)
         _check_against_file(self.bundle, self.file, (self.height, self.width, self.channels), self.runner)
-        self.outputs = _check_outputs(
-            self.bundle, self.file, entry, self.task.name, self.labels, self.height * self.width
-        )
+        _check_outputs(self.bundle, self.file, entry, self.task.name, self.labels, self.height * self.width)
         self.resize_filter = str(
             manifest.get("preprocessing", {}).get("resize", "bilinear")
-        )  # checked by read_manifest
+        )  # read_manifest checked it
 
     def __repr__(self) -> str:
         return (
@@ -222,10 +220,15 @@ def _input_hwc(manifest: dict[str, Any], entry: dict[str, Any]) -> tuple[int, in
     shape = inp.get("shape")
     if not isinstance(shape, list) or len(shape) != 4:
         raise PredictError(f"the manifest does not say what input {entry.get('format')} takes (re-export the bundle)")
-    hwc = (shape[2], shape[3], shape[1]) if inp.get("layout") == "NCHW" else (shape[1], shape[2], shape[3])
+    hwc = _hwc(shape, inp.get("layout"))
     if not all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in hwc):
         raise PredictError(f"the manifest's input shape of {entry.get('format')} is not an image size: {shape!r:.60}")
     return hwc
+
+
+def _hwc(shape: list[Any], layout: str | None) -> tuple[Any, Any, Any]:
+    """(H, W, C) of a 4-d input shape in ``layout`` (NCHW, else NHWC)."""
+    return (shape[2], shape[3], shape[1]) if layout == "NCHW" else (shape[1], shape[2], shape[3])
 
 
 def _malformed(bundle: Path, why: str) -> PredictError:
@@ -239,27 +242,24 @@ def _check_against_file(bundle: Path, file: str, hwc: tuple[int, int, int], runn
     shape, layout = details.get("shape"), details.get("layout", "NHWC")
     if not (isinstance(shape, list) and len(shape) == 4 and all(isinstance(v, int) and v > 0 for v in shape[1:])):
         return  # a runner that does not say (PyTorch), or symbolic sizes: the runtime checks the input
-    takes = (shape[2], shape[3], shape[1]) if layout == "NCHW" else (shape[1], shape[2], shape[3])
-    if tuple(takes) != tuple(hwc):
+    takes = _hwc(shape, layout)
+    if takes != tuple(hwc):
         raise _malformed(
             bundle, f"its manifest says {'x'.join(map(str, hwc))} (HxWxC) but {file} takes {'x'.join(map(str, takes))}"
         )
 
 
-def _check_outputs(
-    bundle: Path, file: str, entry: dict[str, Any], task: str, labels: list[str], pixels: int
-) -> int | None:
-    """The number of outputs per image the manifest records for the file (None when it does not), checked
-    against the task: one logit per pixel for a mask, one per label for classes."""
+def _check_outputs(bundle: Path, file: str, entry: dict[str, Any], task: str, labels: list[str], pixels: int) -> None:
+    """The outputs per image the manifest records for the file (when it does), checked against the
+    task: one logit per pixel for a mask, one per label for classes."""
     shape = entry.get("output", {}).get("shape")
     if not (isinstance(shape, list) and shape and all(isinstance(v, int) and v > 0 for v in shape)):
-        return None
+        return
     count = int(np.prod(shape[1:])) if len(shape) > 1 else 1
     if task == "segmentation" and count != pixels:
         raise _malformed(bundle, f"a segmentation model has one output per pixel ({pixels}); {file} has {count}")
     if task != "segmentation" and labels and len(labels) != count:
         raise _malformed(bundle, f"{len(labels)} labels for the {count} outputs of {file}")
-    return count
 
 
 def _image_list(images: Any) -> list[Any]:
