@@ -281,6 +281,14 @@ def test_bad_export_input(run_dir: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x").exists()
 
 
+def test_export_refuses_a_bundle_as_its_run(tiny_bundle: Path, tmp_path: Path) -> None:
+    # a bundle has config.yaml, summary.json and student.pt, so it looked like a finished run and
+    # was exported again
+    with pytest.raises(EdgekdError, match="is an edgekd bundle, not a distill run"):
+        export(run=tiny_bundle, out=tmp_path / "again")
+    assert not (tmp_path / "again").exists()
+
+
 def test_unconvertible_op_is_named(tmp_path: Path) -> None:
     import torch
 

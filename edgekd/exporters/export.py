@@ -63,6 +63,10 @@ def run_summary(run: Path) -> dict[str, Any]:
             f"{run} is not a finished distill run (summary.json/config.yaml missing); run `edgekd distill --out {run}` "
             "first"
         )
+    if (run / MANIFEST).exists():
+        # a bundle holds config.yaml, summary.json and student.pt too: exporting it would export
+        # the export (its run is named in the manifest, and may be gone)
+        raise EdgekdError(f"{run} is an edgekd bundle, not a distill run: pass the run folder it was exported from")
     return read_json_object(path, "rerun `edgekd distill`")
 
 
