@@ -270,6 +270,13 @@ def test_segfolder_errors(tmp_path: Path) -> None:
     (root / "test" / "images").mkdir(parents=True)
     with pytest.raises(DataError, match=r"test has no masks/ folder"):
         load(root)
+    root = make_segfolder(tmp_path / "e", {"train": 4, "test": 4})
+    nan = np.zeros((12, 16), np.float32)
+    nan[3, 4] = np.nan  # NaN != 0: it was read as a foreground pixel
+    (root / "test" / "masks" / "s 01.png").unlink()
+    Image.fromarray(nan, mode="F").save(root / "test" / "masks" / "s 01.tiff")
+    with pytest.raises(DataError, match=r"cannot read mask .*s 01\.tiff: it has NaN or infinite pixels \(mode F\)"):
+        load(root)
     with pytest.raises(DataError, match="data.root is required"):
         load_dataset(DataConfig(name="segfolder"))
 

@@ -91,6 +91,9 @@ def decode_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
         if img.mode in ("LA", "RGBA", "PA"):
             img = img.convert(img.mode[:-1] if img.mode != "PA" else "P")  # drop alpha: it is not the mask
         arr = np.asarray(img)
+        if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+            # NaN != 0 would make an undefined pixel foreground
+            raise DataError(f"cannot read mask {path}: it has NaN or infinite pixels (mode {img.mode})")
         fg = (arr != 0).any(axis=2) if arr.ndim == 3 else arr != 0
     if fg.shape != tuple(size):
         fg = (
