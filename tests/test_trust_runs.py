@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import pytest
@@ -311,6 +312,15 @@ def test_corrupt_teacher_cache_is_recomputed(tmp_path: Path, capsys: pytest.Capt
     assert "is unusable" in capsys.readouterr().err
     again = teacher_outputs(teacher, data, 1, 0, rt, tmp_path, "student", 256)  # the rewritten cache now loads
     assert torch.equal(again, outputs)
+    # a plain pickle in its place: recomputed, without torch's two-line pickle-protocol warning
+    import pickle
+
+    path.write_bytes(pickle.dumps({"not": "tensors"}, protocol=4))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        third = teacher_outputs(teacher, data, 1, 0, rt, tmp_path, "student", 256)
+    assert torch.equal(third, outputs) and "is unusable" in capsys.readouterr().err
+    assert not [w for w in caught if "pickle protocol" in str(w.message)]
 
 
 def test_a_file_system_refusal_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:

@@ -26,6 +26,7 @@ from torch import nn
 
 from edgekd.data import Dataset
 from edgekd.data.loader import Batches
+from edgekd.tensorfile import load_tensors
 from edgekd.train import distributed
 from edgekd.train.runtime import Runtime, autocast
 from edgekd.ui import log, progress
@@ -149,7 +150,7 @@ def teacher_outputs(
     distributed.barrier()
     if rt.world.main:
         return outputs
-    return torch.load(path, map_location=rt.device, weights_only=True)
+    return load_tensors(path).to(rt.device)
 
 
 def _read(path: Path, rt: Runtime, leading: tuple[int, int]) -> tuple[torch.Tensor | None, str]:
@@ -159,11 +160,11 @@ def _read(path: Path, rt: Runtime, leading: tuple[int, int]) -> tuple[torch.Tens
     from edgekd.errors import first_line
 
     try:
-        outputs = torch.load(path, map_location=rt.device, weights_only=True)
+        outputs = load_tensors(path)  # a plain pickle is "unusable", without torch's warning first
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
         return None, first_line(exc, 120)
     if not isinstance(outputs, torch.Tensor) or tuple(outputs.shape[:2]) != leading:
         return None, f"expected outputs for {leading[0]} view(s) × {leading[1]} images"
     if not bool(torch.isfinite(outputs).all()):
         return None, "it holds NaN or infinite values"
-    return outputs, ""
+    return outputs.to(rt.device), ""
