@@ -7,14 +7,13 @@ or even numpy. ``edgekd verify BUNDLE`` and every bench run start here.
 from __future__ import annotations
 
 import hashlib
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
 from edgekd.jsonfile import read_json_object
-from edgekd.limits import MAX_IMAGE_SIDE
+from edgekd.limits import MAX_IMAGE_SIDE, is_finite_number
 from edgekd.paths import UnsafePathError, as_path, escaping_links, member
 
 MANIFEST = "manifest.json"
@@ -91,10 +90,6 @@ def _check_structure(manifest: Any) -> str | None:
 RESIZE_FILTERS = ("bilinear", "nearest", "bicubic")  # what predict may resize with (Pillow's names)
 
 
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _preprocessing_problem(prep: Any) -> str | None:
     """What is wrong with the manifest's ``preprocessing`` (what predict does to an image before the
     model sees it), or None. Every key is optional (older bundles lack some); a present one is
@@ -116,7 +111,7 @@ def _preprocessing_problem(prep: Any) -> str | None:
     if low_high is not None and not (
         isinstance(low_high, list)
         and len(low_high) == 2
-        and all(map(_is_number, low_high))
+        and all(map(is_finite_number, low_high))
         and low_high[0] < low_high[1]
     ):
         return f"preprocessing.input_range must be [low, high] with low < high, got {low_high!r:.60}"
@@ -125,7 +120,7 @@ def _preprocessing_problem(prep: Any) -> str | None:
         if values is not None and not (
             isinstance(values, list)
             and values
-            and all(_is_number(v) and (low is None or v > low) for v in values)
+            and all(is_finite_number(v) and (low is None or v > low) for v in values)
             and (channels is None or len(values) in (1, channels))
         ):
             rule = "finite numbers" + (" > 0" if low is not None else "")

@@ -34,6 +34,16 @@ MAX_KB = 1024.0 * 1024.0
 MAX_IMAGE_PIXELS = 8192 * 8192
 
 
+def is_number(value: Any) -> bool:
+    """An int or float, not a bool (JSON's true is no count, YAML's yes no rate)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def is_finite_number(value: Any) -> bool:
+    """A number (:func:`is_number`) that is neither NaN nor infinite: what a file read as data may hold."""
+    return is_number(value) and math.isfinite(value)
+
+
 class NumberError(EdgekdError):
     """A number outside its allowed range (or not a finite number)."""
 

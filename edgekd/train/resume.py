@@ -9,7 +9,6 @@ file gave tracebacks deep in torch, or a run that reported epochs it never train
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from torch import nn
 from edgekd.checkpoint import load_checkpoint, load_weights
 from edgekd.config import non_plain
 from edgekd.errors import CheckpointError, one_line
-from edgekd.limits import check_number
+from edgekd.limits import check_number, is_finite_number, is_number
 
 # what the trainer writes; ``lookahead`` too when the recipe has one (checked where it is loaded)
 KEYS = ("optimizer", "method", "scaler", "epoch", "best_val", "best_epoch", "wall_s", "history")
@@ -115,16 +114,14 @@ def _load_optimizer(corrupt, optimizer: torch.optim.Optimizer, saved: Any) -> No
             if key == "params":
                 continue
             bad = non_plain(value, f"optimizer group {i} {key}")
-            number = isinstance(want.get(key), (int, float)) and not isinstance(want.get(key), bool)
-            if bad is None and number and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            if bad is None and is_number(want.get(key)) and not is_number(value):
                 bad = f"optimizer group {i} {key}: {value!r} is not a number"
             if bad is not None:
                 raise corrupt(bad)
         for p in group["params"]:
             for key, value in optimizer.state.get(p, {}).items():
                 if not isinstance(value, torch.Tensor):  # a step count from an older torch, an unset buffer
-                    plain = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-                    if value is not None and not plain:
+                    if value is not None and not is_finite_number(value):
                         raise corrupt(f"optimizer state {key} is {value!r}, not a tensor or a finite number")
                     continue
                 if value.dim() and value.shape != p.shape:
