@@ -107,6 +107,22 @@ def test_resume_continues_a_point_of_a_sweep_without_config(tmp_path: Path) -> N
     assert load_config(out / "best.yaml").name == "run-best"
 
 
+def test_resume_continues_a_point_of_a_sweep_saved_without_a_name(tmp_path: Path) -> None:
+    """Sweeps started without --config used to save `name: null`: read back, config.yaml's stem
+    named them "config", and their interrupted point ("run-T2_a0.9") was refused as changed."""
+    import re
+
+    out = tmp_path / "s"
+    sweep(out=out, set=tiny_overrides(**{"student.epochs": 1, "distill.baseline": "false"}), temperatures=[2])
+    saved = (out / "config.yaml").read_text()
+    assert re.search(r"^name: run$", saved, re.M)
+    (out / "config.yaml").write_text(re.sub(r"^name: run$", "name: null", saved, flags=re.M))  # as they were
+    (out / "T2_a0.9" / "summary.json").unlink()  # interrupted during the point
+    again = sweep(out=out, resume=True, temperatures=[2])
+    assert [p["run"] for p in again["points"]] == ["T2_a0.9"] and (out / "T2_a0.9" / "summary.json").is_file()
+    assert load_config(out / "best.yaml").name == "run-best"
+
+
 def copied(swept: tuple[Path, dict], tmp_path: Path) -> Path:
     """A copy of the module's finished sweep, somewhere else: it may be changed."""
     import shutil
@@ -162,6 +178,31 @@ def test_resume_refuses_points_of_a_teacher_since_changed(swept: tuple[Path, dic
     with pytest.raises(EdgekdError, match=r"teacher/summary.json is missing.*start a fresh sweep"):
         sweep(out=out, resume=True, temperatures=[1, 4], alphas=[0.5, 0.9])
     assert not (out / "teacher").exists()  # refused before the teacher was trained again
+
+
+def test_resume_refuses_a_teacher_folder_swapped_in_whole(swept: tuple[Path, dict], tmp_path: Path) -> None:
+    """Another sweep's teacher folder, its own summary.json matching its own files, passed the
+    teacher's own record; sweep_teacher.json, outside teacher/, records which teacher the points had."""
+    import hashlib
+    import shutil
+
+    from edgekd.errors import EdgekdError
+
+    out = copied(swept, tmp_path)
+    assert json.loads((out / "sweep_teacher.json").read_text()) == {
+        "sha256": json.loads((out / "teacher" / "summary.json").read_text())["sha256"]
+    }
+    shutil.copy(out / "T1_a0.5" / "student.pt", out / "teacher" / "teacher.pt")  # another teacher …
+    summary = json.loads((out / "teacher" / "summary.json").read_text())
+    summary["sha256"]["teacher.pt"] = hashlib.sha256((out / "teacher" / "teacher.pt").read_bytes()).hexdigest()
+    (out / "teacher" / "summary.json").write_text(json.dumps(summary))  # … with its own consistent record
+    with pytest.raises(EdgekdError, match=r"teacher was replaced \(its files are not the ones .*sweep_teacher.json"):
+        sweep(out=out, resume=True, temperatures=[1, 4], alphas=[0.5, 0.9])
+    (out / "sweep_teacher.json").write_text('{"sha256": [1]}')
+    with pytest.raises(EdgekdError, match=r"sweep_teacher.json is malformed"):
+        sweep(out=out, resume=True, temperatures=[1, 4], alphas=[0.5, 0.9])
+    (out / "sweep_teacher.json").unlink()  # a sweep from before the record: the teacher's own summary decides
+    sweep(out=out, resume=True, temperatures=[1, 4], alphas=[0.5, 0.9])
 
 
 def test_ensemble_sweep_loads_its_members_by_path(tmp_path: Path) -> None:

@@ -58,7 +58,7 @@ def _inputs(cfg: Config) -> list[str]:
 
 
 # what a run (and a sweep) folder holds besides *.pt, teacher_cache/ and its sub-runs
-OWN_FILES = (*RUN_FILES, "sweep.json", "sweep.png", "best.yaml")
+OWN_FILES = (*RUN_FILES, "sweep.json", "sweep.png", "best.yaml", "sweep_teacher.json")
 
 
 def not_a_run(folder: Path) -> str | None:

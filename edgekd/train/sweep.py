@@ -4,6 +4,8 @@ Layout of the sweep folder::
 
     config.yaml      the base config (resolved)
     teacher/         the shared teacher (or ensemble members, or source-domain teacher), trained once
+    sweep_teacher.json  the sha256 of the shared teacher's files, outside teacher/: a teacher folder
+                     swapped in whole (its own summary.json included) is not the points' teacher
     T4_a0.9/ …       one ordinary distill run per grid point, loading the shared teacher
     sweep.json       every point's val/test accuracy, the winner, the shared teacher's record
     sweep.png        val accuracy against T, one line per α
@@ -13,7 +15,8 @@ Only val accuracy chooses; test accuracy is reported, never used. The no-KD base
 depend on T or α, so it is trained in the first point only (except for TAKD with automatic TA
 choice, whose every point needs it). Interrupted sweeps continue with ``resume=True``, also after
 the sweep folder was moved; not once the shared teacher has changed (``teacher/summary.json``
-records its files' sha256), since the points already distilled learned from the old one.
+records its files' sha256, and ``sweep_teacher.json`` beside it the same), since the points already
+distilled learned from the old one.
 """
 
 from __future__ import annotations
@@ -91,6 +94,8 @@ def sweep(
         warn(f"distill.method={cfg.distill.method} ignores α: the points differ only in T")
     out_dir = as_path(out, "out") if out is not None else Path("runs") / f"{cfg.name or 'run'}-sweep"
     cfg = prepare_out_dir(cfg, out_dir, config, set, resume, overwrite)
+    if resume:
+        cfg = _legacy_name(cfg, out_dir, [point_name(t, a) for a in alphas for t in temperatures])
     check_method_config(cfg)  # a resumed sweep runs its saved config
 
     from edgekd.data import dataset_task
@@ -103,6 +108,8 @@ def sweep(
     if resume:  # before the teacher is trained again
         _check_teacher_kept(out_dir, [point_name(t, a) for t, a in grid])
     teacher_record, teacher_keys = train_shared_teacher(cfg, out_dir / "teacher", resume)
+    # checked above when points had started; a teacher trained (again) before any point is theirs
+    write_json(out_dir / TEACHER_RECORD, {"sha256": _sums(out_dir / "teacher" / "summary.json")})
     points, baseline = [], None
     for i, (t, a) in enumerate(grid):
         keep_baseline = cfg.distill.baseline and (i == 0 or cfg.distill.takd.ta_select == "auto")
@@ -135,6 +142,19 @@ def sweep(
     _print(result)
     log(f"sweep: wrote {out_dir}/sweep.json, sweep.png, best.yaml")
     return result
+
+
+def _legacy_name(cfg: Config, out_dir: Path, names: list[str]) -> Config:
+    """A sweep started without --config before its config was saved named "run" saved none: read
+    back, config.yaml's stem names it "config", while its points were named "run-<point>". Such a
+    sweep is resumed under the name its points have, so that an interrupted point continues."""
+    if cfg.name != "config":
+        return cfg
+    for name in names:
+        saved = out_dir / name / "config.yaml"
+        if saved.is_file() and load_config(saved).name == f"run-{name}":
+            return dataclasses.replace(cfg, name="run")
+    return cfg
 
 
 def _point(summary: dict[str, Any], folder: Path, t: float, a: float, val_key: str, test_key: str) -> dict[str, Any]:
@@ -170,12 +190,16 @@ def _point(summary: dict[str, Any], folder: Path, t: float, a: float, val_key: s
     return row
 
 
+TEACHER_RECORD = "sweep_teacher.json"
+
+
 def _check_teacher_kept(out_dir: Path, names: list[str]) -> None:
     """On resume: the points already started learned from the shared teacher in ``out_dir/teacher``.
-    Gone or changed (its files no longer hash as its summary recorded), the teacher trained now
-    would not be theirs, and best.yaml would name a teacher that did not teach the winner."""
+    Gone or changed (its files no longer hash as its summary recorded, or its summary no longer
+    records what ``sweep_teacher.json`` does), the teacher trained now would not be theirs, and
+    best.yaml would name a teacher that did not teach the winner."""
     started = [name for name in names if (out_dir / name / "config.yaml").is_file()]
-    why = _teacher_changed(out_dir / "teacher") if started else None
+    why = _teacher_changed(out_dir) if started else None
     if why:
         raise EdgekdError(
             f"cannot resume {out_dir}: {why}, so its teacher is not the one {out_dir / started[0]} learned from; "
@@ -183,19 +207,36 @@ def _check_teacher_kept(out_dir: Path, names: list[str]) -> None:
         )
 
 
-def _teacher_changed(folder: Path) -> str | None:
-    """Why the shared teacher in ``folder`` is not the one its summary recorded; None when it is."""
-    from edgekd.bundle import sha256_file
+def _sums(path: Path) -> Any:
+    """The ``sha256`` mapping a teacher record holds (None: a record written before files were hashed)."""
     from edgekd.jsonfile import read_json_object
 
+    sums = read_json_object(path, "start a fresh sweep (--overwrite)").get("sha256")
+    if sums is not None and not (
+        isinstance(sums, dict)
+        and sums
+        and all(isinstance(n, str) and Path(n).name == n and isinstance(v, str) for n, v in sums.items())
+    ):
+        raise EdgekdError(
+            f"{path} is malformed (sha256 is not a mapping of file names); start a fresh sweep (--overwrite)"
+        )
+    return sums
+
+
+def _teacher_changed(out_dir: Path) -> str | None:
+    """Why the shared teacher in ``out_dir/teacher`` is not the one the sweep recorded; None when it is."""
+    from edgekd.bundle import sha256_file
+
+    folder = out_dir / "teacher"
     path = folder / "summary.json"
     if not path.is_file():
         return f"{path} is missing"
-    sums = read_json_object(path, "start a fresh sweep (--overwrite)").get("sha256")
+    sums = _sums(path)
     if sums is None:  # written before the teacher's files were hashed: nothing to compare with
         return None
-    if not isinstance(sums, dict) or not sums or not all(isinstance(n, str) and Path(n).name == n for n in sums):
-        return f"{path} is malformed (sha256 is not a mapping of file names)"
+    record = out_dir / TEACHER_RECORD
+    if record.is_file() and _sums(record) != sums:  # missing: a sweep from before the record
+        return f"{folder} was replaced (its files are not the ones {record} records)"
     for name, sha in sums.items():
         if not (folder / name).is_file():
             return f"{folder / name} is missing"
