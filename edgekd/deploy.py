@@ -117,7 +117,7 @@ class _Remote:
     ) -> None:
         if shutil.which("ssh") is None:
             raise DeployError("ssh is not installed here (Debian/Ubuntu: apt install openssh-client)")
-        self.host = host
+        self.host, self.target = host_forms(host)  # ssh's form; scp/rsync's (before :PATH)
         self.timeout_s = timeout_s  # each step; the install and the bench pass their own
         opts = ["-o", "BatchMode=yes", "-o", f"ConnectTimeout={SSH_TIMEOUT_S}"]  # never prompt for a password
         for opt in KEEPALIVE:
@@ -169,7 +169,7 @@ class _Remote:
                 "-e",
                 shlex.join(self.ssh_argv()),
                 *map(str, sources),
-                f"{self.host}:{dest}/",
+                f"{self.target}:{dest}/",
             ]
         else:
             argv = [
@@ -179,14 +179,14 @@ class _Remote:
                 *self.opts,
                 *(["-P", str(self.port)] if self.port else []),
                 *map(str, sources),
-                f"{self.host}:{dest}/",
+                f"{self.target}:{dest}/",
             ]
         proc = self._run(
             argv, f"copying {', '.join(s.name for s in sources)} with {transport}", None, "--timeout / deploy.timeout_s"
         )
         if proc.returncode != 0:
             raise DeployError(
-                f"copying {', '.join(s.name for s in sources)} to {self.host}:{dest} with {transport} failed: "
+                f"copying {', '.join(s.name for s in sources)} to {self.target}:{dest} with {transport} failed: "
                 f"{_last_line(proc)}"
             )
 
@@ -198,14 +198,14 @@ class _Remote:
         try:
             got = tmp / local.name
             if transport == "rsync":
-                argv = ["rsync", "-a", "-e", shlex.join(self.ssh_argv()), f"{self.host}:{remote}", str(got)]
+                argv = ["rsync", "-a", "-e", shlex.join(self.ssh_argv()), f"{self.target}:{remote}", str(got)]
             else:
                 argv = [
                     "scp",
                     "-q",
                     *self.opts,
                     *(["-P", str(self.port)] if self.port else []),
-                    f"{self.host}:{remote}",
+                    f"{self.target}:{remote}",
                     str(got),
                 ]
             proc = self._run(argv, f"fetching {remote}", None, "--timeout / deploy.timeout_s")
@@ -218,16 +218,41 @@ class _Remote:
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+def _ipv6(name: str) -> str | None:
+    """The address of an IPv6 literal (bare or in brackets, a %scope allowed), or None."""
+    import ipaddress
+
+    inner = name[1:-1] if name.startswith("[") and name.endswith("]") else name
+    if not re.fullmatch(r"[0-9A-Fa-f:.]+(%[\w.-]+)?", inner):  # the scope is an interface name, no spaces
+        return None
+    try:
+        ipaddress.IPv6Address(inner)
+    except ValueError:
+        return None
+    return inner
+
+
 def check_host(host: str) -> None:
-    """``--host`` as ssh, scp and rsync all read it: ``[user@]hostname``, no port, no spaces."""
+    """``--host`` as ssh, scp and rsync all read it: ``[user@]hostname``, no port, no spaces; the
+    hostname may be an IPv6 address (``pi@fe80::1%eth0`` or ``pi@[fe80::1]``)."""
     user, at, name = host.rpartition("@")
-    if ":" in name:
+    if ":" in name and _ipv6(name) is None:
         raise DeployError(
-            f"--host takes no port, got {host!r}: give the port with --port (an IPv6 address: name it with a "
-            "Host entry in ~/.ssh/config)"
+            f"--host takes no port, got {host!r}: give the port with --port (an IPv6 address is taken as it is, "
+            "e.g. pi@fe80::1%eth0)"
         )
-    if not HOST_NAME.fullmatch(name) or (at and not re.fullmatch(r"[^\s:/]+", user)):
+    if not (HOST_NAME.fullmatch(name) or _ipv6(name)) or (at and not re.fullmatch(r"[^\s:/]+", user)):
         raise DeployError(f"--host must be [user@]hostname (no spaces, not starting with '-'), got {host!r}")
+
+
+def host_forms(host: str) -> tuple[str, str]:
+    """(``host`` as ssh takes it, as scp and rsync take it before ``:PATH``): an IPv6 address is
+    bare for ssh and in brackets for the copy tools, which would read its first colon as the path's."""
+    user, at, name = host.rpartition("@")
+    address = _ipv6(name)
+    if address is None:
+        return host, host
+    return f"{user}{at}{address}", f"{user}{at}[{address}]"
 
 
 def check_identity(identity: str | Path) -> Path:

@@ -28,6 +28,16 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+def _ipv6_free(port: int) -> bool:
+    """Whether this machine has IPv6 loopback and ``port`` is free on it (some containers have none)."""
+    try:
+        with socket.socket(socket.AF_INET6) as s:
+            s.bind(("::1", port))
+    except OSError:
+        return False
+    return True
+
+
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory):
     exe = shutil.which("sshd") or ("/usr/sbin/sshd" if os.path.exists("/usr/sbin/sshd") else None)
@@ -40,8 +50,10 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
         subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(root / key)], check=True)
     shutil.copy(root / "client_key.pub", root / "authorized_keys")
     port, user = _free_port(), getpass.getuser()
+    ipv6 = _ipv6_free(port)
+    listen = "ListenAddress 127.0.0.1\n" + ("ListenAddress [::1]\n" if ipv6 else "")
     (root / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root}/host_key\nAuthorizedKeysFile {root}/authorized_keys\n"
+        f"Port {port}\n{listen}HostKey {root}/host_key\nAuthorizedKeysFile {root}/authorized_keys\n"
         f"PidFile {root}/sshd.pid\nPubkeyAuthentication yes\nPasswordAuthentication no\nKbdInteractiveAuthentication "
         "no\n"
         f"PermitRootLogin prohibit-password\nAllowUsers {user}\nStrictModes no\nUsePAM no\n"
@@ -61,7 +73,13 @@ def sshd(tmp_path_factory: pytest.TempPathFactory):
                 pytest.fail("sshd did not listen within 15 s")
             time.sleep(0.1)
     options = [f"UserKnownHostsFile={root}/known_hosts", "StrictHostKeyChecking=accept-new"]
-    yield {"host": f"{user}@127.0.0.1", "port": port, "identity": str(root / "client_key"), "ssh_option": options}
+    yield {
+        "host": f"{user}@127.0.0.1",
+        "host6": f"{user}@::1" if ipv6 else None,
+        "port": port,
+        "identity": str(root / "client_key"),
+        "ssh_option": options,
+    }
     proc.terminate()
     proc.wait(timeout=10)
 
@@ -146,6 +164,29 @@ def test_scp_fallback_and_a_remote_python_without_the_runtime(
     bare.chmod(0o755)
     with pytest.raises(DeployError, match=r"cannot run the bench .*install numpy and ai-edge-litert there"):
         deploy(artifacts=tiny_bundle, remote_dir=str(tmp_path / "remote"), remote_python=str(bare), **kwargs)
+
+
+def test_deploy_to_an_ipv6_address(
+    sshd: dict, tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """ssh takes the address bare, scp and rsync in brackets before ":PATH" (they would read its
+    first colon as the path's): both transports, and the report fetched back, over ::1."""
+    import edgekd.deploy as mod
+
+    if sshd["host6"] is None:
+        pytest.skip("no IPv6 loopback on this machine")
+    kwargs = {**{k: sshd[k] for k in ("port", "identity", "ssh_option")}, "remote_python": sys.executable}
+    result = deploy(
+        artifacts=tiny_bundle, host=sshd["host6"], remote_dir=str(tmp_path / "r"), bench=True, force=True, runs=2,
+        warmup=0, threads=1, out=tmp_path / "back", **kwargs,
+    )  # fmt: skip
+    assert result.transport == "rsync" and verify_bundle(result.remote_bundle).passed
+    assert json.loads((tmp_path / "back" / "bench.json").read_text())["settings"]["device"] == "rpi"
+    real_which = shutil.which
+    monkeypatch.setattr(mod.shutil, "which", lambda name: None if name == "rsync" else real_which(name))
+    bracketed = sshd["host6"].replace("::1", "[::1]")  # the form scp users write is taken too
+    result = deploy(artifacts=tiny_bundle, host=bracketed, remote_dir=str(tmp_path / "s"), **kwargs)
+    assert result.transport == "scp" and verify_bundle(result.remote_bundle).passed
 
 
 def test_unreachable_host_is_one_line(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
@@ -258,6 +299,9 @@ def test_host_and_identity_are_checked_before_ssh(
     cases = {
         ("--host", "pi@x y"): "[user@]hostname",
         ("--host", "pi@x:22"): "--port",
+        ("--host", "pi@[::1]:22"): "--port",
+        ("--host", "pi@fe80::1%eth0;id"): "--port",
+        ("--host", "pi@[x]"): "[user@]hostname",
         ("--host", "pi@"): "[user@]hostname",
         ("--host", "@x"): "[user@]hostname",
         ("--host", "pi@x", "--identity", str(tmp_path / "no-key")): "no such file",
