@@ -44,6 +44,18 @@ ONNX2TF_OUTPUTS = {
 }
 TFLITE_FORMATS = tuple(ONNX2TF_OUTPUTS)
 
+
+def check_request(outputs: dict[str, Any], calibration: np.ndarray) -> None:
+    """What every TFLite backend takes: known formats, and raw uint8 NHWC calibration images."""
+    unknown = sorted(set(outputs) - set(TFLITE_FORMATS))
+    if unknown:
+        raise ExportError(f"unknown TFLite format(s) {', '.join(unknown)}; available: {', '.join(TFLITE_FORMATS)}")
+    if calibration.dtype != np.uint8 or calibration.ndim != 4:
+        raise ExportError(
+            f"calibration data must be uint8 images (N, H, W, C), got {calibration.dtype} {calibration.shape}"
+        )
+
+
 TFLITE_BACKENDS: Registry = Registry(
     "TFLite backend", providers=["edgekd.exporters.to_tflite", "edgekd.exporters.to_tflite_litert"]
 )
@@ -126,13 +138,7 @@ def onnx_to_tflite(
     ``calibration`` holds raw training images, uint8 NHWC: the model takes raw pixels (its
     normalization is in the graph), so they are given to the calibrator as they are.
     """
-    unknown = sorted(set(outputs) - set(TFLITE_FORMATS))
-    if unknown:
-        raise ExportError(f"unknown TFLite format(s) {', '.join(unknown)}; available: {', '.join(TFLITE_FORMATS)}")
-    if calibration.dtype != np.uint8 or calibration.ndim != 4:
-        raise ExportError(
-            f"calibration data must be uint8 images (N, H, W, C), got {calibration.dtype} {calibration.shape}"
-        )
+    check_request(outputs, calibration)
     import onnx
 
     model = onnx.load(str(onnx_path))

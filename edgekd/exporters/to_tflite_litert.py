@@ -30,7 +30,7 @@ from edgekd.errors import first_line, log_tail
 from edgekd.exporters.calibration import calibrated_ranges
 from edgekd.exporters.errors import ExportError
 from edgekd.exporters.timing import conversion
-from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLITE_FORMATS, TFLiteRequest
+from edgekd.exporters.to_tflite import TFLITE_BACKENDS, TFLiteRequest, check_request
 from edgekd.fdcapture import captured_fds
 from edgekd.runtimes.tflite_runner import full_integer_problems
 
@@ -122,13 +122,7 @@ def torch_to_tflite(
     ``calibration`` holds raw training images, uint8 NHWC, fed to the int8 calibrator as they are
     (the model's normalization is in its graph).
     """
-    unknown = sorted(set(outputs) - set(TFLITE_FORMATS))
-    if unknown:
-        raise ExportError(f"unknown TFLite format(s) {', '.join(unknown)}; available: {', '.join(TFLITE_FORMATS)}")
-    if calibration.dtype != np.uint8 or calibration.ndim != 4:
-        raise ExportError(
-            f"calibration data must be uint8 images (N, H, W, C), got {calibration.dtype} {calibration.shape}"
-        )
+    check_request(outputs, calibration)
     _, c, h, w = input_shape
     if tuple(calibration.shape[1:]) != (h, w, c):
         raise ExportError(f"calibration images are {calibration.shape[1:]} (HWC) but {name} takes {(h, w, c)}")
