@@ -58,13 +58,13 @@ def write_text(path: str | Path, text: str) -> None:
         fh.write(text)
 
 
-def _non_finite(obj: Any, where: str = "") -> str | None:
+def non_finite_at(obj: Any, where: str = "") -> str | None:
     """The key path of the first NaN/inf in ``obj`` (None when there is none)."""
     if isinstance(obj, float):
         return None if math.isfinite(obj) else (where or "<top>")
     items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
     for key, value in items:
-        found = _non_finite(value, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]")
+        found = non_finite_at(value, f"{where}.{key}" if isinstance(key, str) else f"{where}[{key}]")
         if found is not None:
             return found
     return None
@@ -76,7 +76,7 @@ def json_text(obj: Any, indent: int | None = 2) -> str:
     try:
         return json.dumps(obj, indent=indent, sort_keys=False, allow_nan=False)
     except ValueError:
-        raise ValueError(f"refusing to write non-finite number at {_non_finite(obj)} as JSON") from None
+        raise ValueError(f"refusing to write non-finite number at {non_finite_at(obj)} as JSON") from None
 
 
 def write_json(path: str | Path, obj: Any) -> None:

@@ -5,6 +5,7 @@ fits per `edgekd bench --device mcu`)."""
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from pathlib import Path
 
@@ -131,6 +132,13 @@ def test_pareto_front_keeps_the_non_dominated():
         (["--budget", "params=10k", "--rpi-bench", "bench.json"], "add rpi_ms="),
         (["--worker", "--storage", "postgresql://u@h/db", "--wait", "-1"], "wait_s must be an integer"),
         (["--storage", "redis://x"], "must be a database URL"),
+        # in memory: nothing to continue, and Optuna's heartbeat thread printed three tracebacks (exit 0)
+        (["--storage", "sqlite:///:memory:"], "is not a database file"),
+        (["--storage", "sqlite:///"], "is not a database file"),
+        # found before the search folder is written (a corrected rerun was refused as "a different config")
+        (["--teacher", "/nonexistent/teacher.pt"], "the teacher checkpoint /nonexistent/teacher.pt is not a file"),
+        (["--storage", "postgresql://u@127.0.0.1:1/db"], "cannot open the study storage"),
+        (["--budget", "FLASH_KB=5"], "did you mean 'flash_kb'"),
         (["--set", "distill.method=fitnets"], "not searchable"),
     ],
 )
@@ -189,6 +197,38 @@ def test_a_corrupt_search_json_is_one_line_and_a_corrupt_cache_is_measured_again
     (tmp_path / "cache" / f"{cand.key}.json").write_text("[1, 2")  # cut short
     assert measure_candidate(cand, budget, **shape) == good
     assert json.loads((tmp_path / "cache" / f"{cand.key}.json").read_text()) == good
+    # parseable, other types: compared with the budget they were a TypeError in every trial
+    for edit in ({"params": "lots"}, {"macs": [1]}, {"params": -1}, {"candidate": {"arch": "x"}}, {"ops": "CONV"}):
+        (tmp_path / "cache" / f"{cand.key}.json").write_text(json.dumps({**good, **edit}))
+        assert measure_candidate(cand, budget, **shape) == good, edit
+
+
+def test_api_arguments_of_the_wrong_type_are_one_line(tmp_path):
+    from edgekd.errors import EdgekdError
+    from edgekd.search import search
+
+    for kwargs, needle in (
+        ({"budget": 5}, "budget must be KEY=VALUE"),
+        ({"storage": 5}, "storage must be a string"),
+        ({"study_name": 5}, "study_name must be a string"),
+        ({"space": 5}, "space must be a YAML file's path or a mapping"),
+    ):
+        with pytest.raises(EdgekdError, match=needle):
+            search(out=tmp_path / "s", **kwargs)
+    assert not (tmp_path / "s").exists()
+
+
+def test_storage_in_a_users_sqlite_database_is_refused(capsys, tmp_path):
+    import hashlib
+
+    db = tmp_path / "app.db"
+    with sqlite3.connect(db) as con:
+        con.execute("create table notes (t text)")
+    before = hashlib.sha256(db.read_bytes()).hexdigest()
+    proc = edgekd_inproc(capsys, "search", "--out", str(tmp_path / "s"), "--storage", f"sqlite:///{db}")
+    assert proc.returncode == 2
+    assert_one_line_error(proc, "is a SQLite database of other tables (notes), not an Optuna study")
+    assert hashlib.sha256(db.read_bytes()).hexdigest() == before and not (tmp_path / "s").exists()
 
 
 def test_search_refuses_a_folder_it_did_not_make(capsys, tmp_path):
@@ -304,6 +344,46 @@ def test_tiny_search_end_to_end(tmp_path, capsys):
     # the figures measured before training are those of the trained model
     assert abs(row["tflm"]["flash_bytes"] / 1024 - best["figures"]["flash_kb"]) < 1.0
     assert row["tflm"]["arena_bytes"] / 1024 == pytest.approx(best["figures"]["ram_kb"], abs=0.01)
+
+
+def test_a_search_folder_edited_by_hand(tmp_path):
+    """best/ is replaced by the winner: a user's file in it, or a file named best, is refused
+    before anything runs (it was deleted, exit 0); an edited study is one line naming the trial."""
+    from edgekd.errors import EdgekdError
+    from edgekd.search import search
+
+    args = tiny_search_args(tmp_path, trials=1)
+    search(**args)
+    out = tmp_path / "search"
+    (out / "best" / "notes.txt").write_text("mine")
+    with pytest.raises(EdgekdError, match=r"best is the search's winner folder, .* it holds notes.txt"):
+        search(**args)
+    assert (out / "best" / "notes.txt").read_text() == "mine"
+    shutil.rmtree(out / "best")
+    (out / "best").write_text("mine")
+    with pytest.raises(EdgekdError, match="it is not a folder"):
+        search(**args)
+    assert (out / "best").read_text() == "mine"
+    (out / "best").unlink()
+
+    def edited(sql: str, needle: str) -> None:
+        copy = tmp_path / "copy"
+        shutil.rmtree(copy, ignore_errors=True)
+        shutil.copytree(out, copy)
+        with sqlite3.connect(copy / "study.db") as con:
+            con.execute(sql)
+        with pytest.raises(EdgekdError, match=needle):
+            search(**{**args, "out": str(copy)})
+
+    edited("update trial_values set value = 1e999", r"study in .* is corrupt: trial 0: its val accuracy is inf")
+    edited(
+        "update trial_user_attributes set value_json = '{\"bogus\": 1}' where key = 'candidate'",
+        r"is corrupt: trial 0: its candidate \{'bogus': 1\} is not the search space's",
+    )
+    edited(
+        "update trial_user_attributes set value_json = 'NaN' where key = 'test_acc'",
+        r"is corrupt: trial 0: it holds a NaN or infinite number at .attrs.test_acc",
+    )
 
 
 @pytest.mark.slow

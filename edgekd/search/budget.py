@@ -11,10 +11,12 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from edgekd.errors import EdgekdError
+from edgekd.limits import MAX_KB
 
 
 class BudgetError(EdgekdError):
@@ -74,9 +76,9 @@ KEYS = [f.name for f in dataclasses.fields(Budget)]
 # the largest value accepted per key: far above any microcontroller or edge board, so a typo
 # (kilobytes given in bytes, say) is caught instead of silently allowing everything
 MAXIMA = {
-    "flash_kb": 16 * 1024 * 1024,
-    "model_kb": 16 * 1024 * 1024,
-    "ram_kb": 16 * 1024 * 1024,
+    "flash_kb": MAX_KB,  # as bench's --flash-kb/--ram-kb: 1 GB is no microcontroller
+    "model_kb": MAX_KB,
+    "ram_kb": MAX_KB,
     "latency_ms": 3.6e6,
     "host_ms": 3.6e6,
     "rpi_ms": 3.6e6,
@@ -122,12 +124,14 @@ def parse_budget(text: str | dict[str, Any] | Budget | None) -> Budget:
             if key in pairs:
                 raise BudgetError(f"budget: {key} given twice")
             pairs[key] = value.strip()
-    else:
+    elif isinstance(text, Mapping):
         pairs = {str(k): str(v) for k, v in text.items() if v is not None}
+    else:
+        raise BudgetError(f"budget must be KEY=VALUE,… text or a mapping, got {type(text).__name__}")
     values: dict[str, Any] = {}
     for key, raw in pairs.items():
         if key not in KEYS:
-            close = difflib.get_close_matches(key, KEYS, n=1)
+            close = difflib.get_close_matches(key.lower(), KEYS, n=1)  # FLASH_KB: did you mean flash_kb
             hint = f"; did you mean {close[0]!r}?" if close else ""
             raise BudgetError(f"budget: unknown key {key!r}{hint} (keys: {', '.join(KEYS)})")
         if key == "device":

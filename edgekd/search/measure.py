@@ -46,12 +46,31 @@ def measure_candidate(
     path = cache_dir / f"{cand.key}.json" if cache_dir is not None else None
     cached = cached_json_object(path) if path is not None else None  # unreadable: measured again
     if cached is not None:
-        if _usable(cached, budget, rpi_factor):
+        if _well_formed(cached, cand) and _usable(cached, budget, rpi_factor):
             return cached
     figures = _measure(cand, budget, num_classes, in_channels, native_size, backend, rpi_factor)
     if path is not None:
         write_json(path, figures)
     return figures
+
+
+# what the figures hold, by kind: a cached file edited to other types is measured again, not
+# compared with the budget ("'>' not supported between 'str' and 'float'" in every trial)
+_NUMBERS = ("params", "macs", "weight_bytes", "model_kb", "flash_kb", "ram_kb", "latency_ms", "host_ms", "rpi_ms")
+_REQUIRED = ("params", "macs", "weight_bytes")
+
+
+def _well_formed(cached: dict[str, Any], cand: Candidate) -> bool:
+    from edgekd.limits import is_finite_number
+
+    if cached.get("candidate") != cand.to_dict() or any(key not in cached for key in _REQUIRED):
+        return False
+    if not all(is_finite_number(cached[key]) and cached[key] >= 0 for key in _NUMBERS if key in cached):
+        return False
+    if cached.get("tflite") and not ("model_kb" in cached and "flash_kb" in cached):
+        return False
+    ops = cached.get("ops", [])
+    return isinstance(ops, list) and all(isinstance(op, str) for op in ops)
 
 
 def _usable(cached: dict[str, Any], budget: Budget, rpi_factor: float | None = None) -> bool:

@@ -24,6 +24,7 @@ never run twice.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import os
@@ -101,6 +102,9 @@ def search(
         _check_int("trial_epochs", trial_epochs, 1, 100_000)
     if pruner is not None and pruner not in PRUNERS:
         raise ConfigError(f"search: pruner must be one of {', '.join(PRUNERS)}, got {pruner!r}")
+    for name, value in (("storage", storage), ("study_name", study_name)):
+        if value is not None and not isinstance(value, str):
+            raise ConfigError(f"search: {name} must be a string, got {type(value).__name__}")
     if not study_name or len(study_name) > 200:
         raise ConfigError("search: the study name must be 1 to 200 characters")
     if storage is not None and not storage.startswith(
@@ -162,6 +166,21 @@ def search(
 
 def _not_a_search_folder(folder: Path) -> str | None:
     return None if (folder / "search.json").is_file() else "not a search folder: no search.json"
+
+
+def check_best(out_dir: Path) -> None:
+    """``out_dir/best`` is replaced whole by the winner's run files: only a copy of a run's files
+    (what an earlier search put there) may be replaced, never a folder or file of the user's."""
+    from edgekd.train.run_folder import not_a_run
+
+    best = out_dir / "best"
+    if not best.exists() and not best.is_symlink():
+        return
+    why = "it is not a folder" if best.is_symlink() or not best.is_dir() else not_a_run(best)
+    if why is not None:
+        raise EdgekdError(
+            f"{best} is the search's winner folder, which it replaces, and {why}; move it away and rerun the search"
+        )
 
 
 def _not_a_worker_folder(folder: Path) -> str | None:
@@ -272,11 +291,19 @@ def _main(  # noqa: A002 - `set` as in search()
             )
         log(f"search: continuing the search in {out_dir}")
     check_output_dir(out_dir, "search", _not_a_search_folder, replace=True)
+    check_best(out_dir)
+    for path in (teacher, cfg.teacher.checkpoint):
+        # now, not after the search folder is written (which a corrected rerun would then refuse)
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(f"search: the teacher checkpoint {path} is not a file")
 
     from edgekd.data import load_dataset
 
     data = load_dataset(cfg.data, log=log)
     _check_models(spc, data)
+    # a storage given by URL is opened before anything is written or trained: a wrong URL, a
+    # server not reached or a file of other tables is one line now, not after the teacher
+    opened = _storage(storage, heartbeat_s, tries=1 if storage.startswith("sqlite") else 3) if storage else None
     out_dir.mkdir(parents=True, exist_ok=True)
     write_json(spec_path, spec)
     if rpi is not None:
@@ -292,7 +319,8 @@ def _main(  # noqa: A002 - `set` as in search()
         teachers[res_key(res)] = keys["teacher"]["checkpoint"]
     teacher_record = records if len(records) > 1 else next(iter(records.values()))
     url = storage or f"sqlite:///{(out_dir / 'study.db').resolve()}"
-    study = _study(url, study_name, cfg.seed, pruner, heartbeat_s, create=True)
+    study = _study(url, study_name, cfg.seed, pruner, heartbeat_s, create=True, storage=opened)
+    check_study(study, spc, url)
     stored = study.user_attrs.get(SPEC_ATTR)
     shared = {
         **spec,
@@ -363,6 +391,7 @@ def _worker(out_dir: Path, url: str, study_name: str, teacher, pruner, heartbeat
     cfg = from_dict(Config, spec["config"])
     validate(cfg)
     bud, spc = parse_budget({k: v for k, v in spec["budget"].items() if v is not None}), space_from_dict(spec["space"])
+    check_study(study, spc, url)
     if teacher is not None and len(spec["teachers"]) > 1:
         raise ConfigError(
             "search: this study has one teacher per resolution; --teacher names one file (put them at the study's "
@@ -414,6 +443,7 @@ def _storage(url: str, heartbeat_s: int, tries: int = 1):
     import optuna
     from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 
+    check_sqlite_url(url)
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # edgekd logs each trial itself
     warnings.filterwarnings(
         "ignore", category=optuna.exceptions.ExperimentalWarning
@@ -435,6 +465,45 @@ def _storage(url: str, heartbeat_s: int, tries: int = 1):
 
             raise EdgekdError(f"cannot open the study storage {_safe_url(url)}: {first_line(exc)}") from None
     raise AssertionError("unreachable")
+
+
+def check_sqlite_url(url: str) -> None:
+    """A SQLite storage must be a file that is, or becomes, an Optuna study database: an in-memory
+    one (``sqlite:///:memory:``, ``sqlite:///``) keeps nothing to continue and its heartbeat thread
+    fails on a fresh connection; a database holding other tables is someone else's."""
+    if not url.startswith("sqlite"):
+        return
+    from sqlalchemy.engine import make_url
+
+    try:
+        database = make_url(url).database
+    except Exception:  # noqa: BLE001 - not a URL: RDBStorage names the problem
+        return
+    if not database or database == ":memory:" or database.startswith("file:"):
+        raise ConfigError(
+            f"search: --storage {url} is not a database file: give sqlite:////path/to/study.db (an in-memory "
+            "database keeps nothing to continue)"
+        )
+    path = Path(database)
+    if path.is_file() and path.stat().st_size:
+        tables = _sqlite_tables(path)
+        if tables is not None and tables and "studies" not in tables:
+            raise ConfigError(
+                f"search: {path} is a SQLite database of other tables ({', '.join(sorted(tables)[:3])}), not an "
+                "Optuna study: give a new file"
+            )
+
+
+def _sqlite_tables(path: Path) -> set[str] | None:
+    """The table names of the SQLite file ``path`` (read-only), or None if it is not one."""
+    import sqlite3
+    from urllib.parse import quote
+
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{quote(str(path.resolve()))}?mode=ro", uri=True)) as db:
+            return {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    except sqlite3.DatabaseError:
+        return None  # not a database: RDBStorage's own one-line error names it
 
 
 def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int, create: bool, storage=None):
@@ -463,6 +532,31 @@ def _study(url: str, name: str, seed: int | None, pruner: str, heartbeat_s: int,
         raise EdgekdError(
             f"no study {name!r} in {_safe_url(url)}; start it with `edgekd search --storage URL` (without --worker)"
         ) from None
+
+
+def check_study(study, space: SearchSpace, url: str) -> None:
+    """The study's trials as data (a database can be edited): each candidate one of the space's,
+    each number finite, val accuracy in [0, 1]. A trial that is not is one line naming it, not a
+    TypeError in the finalists or a refused NaN in pareto.json."""
+    from edgekd.atomic import non_finite_at
+    from edgekd.limits import is_finite_number
+
+    known = {c.key: c.to_dict() for c in space.candidates()}
+    for t in study.get_trials(deepcopy=False):
+        attrs = t.user_attrs
+        cand, key = attrs.get("candidate"), attrs.get("candidate_key")
+        problem = None
+        if cand is not None and not (isinstance(key, str) and known.get(key) == cand):
+            problem = f"its candidate {cand!r:.80} is not the search space's {key!r:.60}"
+        elif t.value is not None and not (is_finite_number(t.value) and 0 <= t.value <= 1):
+            problem = f"its val accuracy is {t.value!r}"
+        elif (at := non_finite_at({"values": t.intermediate_values, "attrs": dict(attrs)})) is not None:
+            problem = f"it holds a NaN or infinite number at {at}"
+        if problem:
+            raise EdgekdError(
+                f"the study in {_safe_url(url)} is corrupt: trial {t.number}: {problem}; use another --study-name "
+                "(or --out) to start a new one"
+            )
 
 
 def _safe_url(url: str) -> str:
@@ -776,6 +870,7 @@ def _finalists(study, ctx: _Ctx, k: int) -> list[dict[str, Any]]:
 
         win = max(results, key=lambda r: (r["val_acc"], r["trial_val_acc"]))
         win["best"] = True
+        check_best(ctx.out)  # again: it may have changed during the trials
         with atomic_dir(ctx.out / "best") as tmp:
             for p in Path(win["run"]).iterdir():
                 if p.is_file():

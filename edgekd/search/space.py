@@ -169,6 +169,8 @@ def load_space(space: str | Path | Mapping[str, Any] | SearchSpace | None) -> Se
         return space_from_dict(DEFAULT_SPACE)
     if isinstance(space, Mapping):
         return space_from_dict(space)
+    if not isinstance(space, (str, Path)):
+        raise ConfigError(f"space must be a YAML file's path or a mapping, got {type(space).__name__}")
     from edgekd.config import load_yaml
 
     return space_from_dict(load_yaml(space))
