@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, SHARED_DATA
+from conftest import REPO, SHARED_DATA, reseal
 from edgekd.benchmark import BenchError, bench
 from edgekd.cli import main
 from edgekd.mcu import estimate, profiles
@@ -296,6 +296,43 @@ def test_op_without_a_tflm_kernel(tiny_bundle: Path, tmp_path: Path) -> None:
         and "TOPK_V2" in row["reason"].split("the model's ops:")[1]
     )
     assert "est_latency_us" not in row["tflm"] and report.passed  # no estimate for a model TFLM cannot run
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("labels", "eval labels span 99…99 but the model has 10 classes"),
+        ("float", "eval images must be uint8 N×H×W×C, got float32"),
+        ("size", "eval data does not match the model input: images are 9×9×1 (H×W×C)"),
+    ],
+)
+def test_eval_data_the_cpu_bench_refuses_fails_the_mcu_row_too(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str, needle: str
+) -> None:
+    """The MCU worker checks the eval data with the CPU worker's check_fits: labels out of range and
+    NaN float images gave an 'ok' row there (accuracy 0 % / 10 %), exit 0."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_bundle, copy, ignore=shutil.ignore_patterns("bench"))
+    data = dict(np.load(copy / "eval.npz"))
+    if damage == "labels":
+        data["labels"] = data["labels"] * 0 + 99
+    elif damage == "float":
+        data["images"] = data["images"].astype(np.float32) * np.nan
+    else:
+        data["images"] = np.zeros((len(data["labels"]), 9, 9, 1), np.uint8)
+    np.savez(copy / "eval.npz", **data)
+    reseal(copy)
+    reasons = {}
+    for device in ("cpu", "mcu"):
+        args = ["bench", "--artifacts", str(copy), "--device", device, "--out", str(tmp_path / device)]
+        capsys.readouterr()
+        assert main([*args, "--formats", "tflite_int8", "--models", "student", "--runs", "2", "--warmup", "0"]) == 1
+        err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("edgekd:")]
+        assert len(err) == 1 and "student/tflite_int8 failed (eval): " + needle in err[0], err
+        row = json.loads((tmp_path / device / "bench.json").read_text())["results"][0]
+        assert row["status"] == "failed" and row["stage"] == "eval" and row["accuracy_frac"] is None
+        reasons[device] = row["reason"]
+    assert reasons["cpu"] == reasons["mcu"]
 
 
 def test_conv_cost_fit_needs_conv_macs() -> None:

@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from edgekd.benchmark.worker import load_eval
+from edgekd.benchmark.errors import BenchError
+from edgekd.benchmark.worker import check_fits, load_eval
 from edgekd.procs import worker_main
 from edgekd.runtimes.base import RuntimeMissing
 from edgekd.runtimes.tflm_runner import TflmRunner, TflmUnsupported, tflm_version
@@ -38,18 +39,16 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     task = get_task(job.get("task"))
     accuracy = accuracy_n = None
     scores: dict[str, float] = {}
+    images = labels = None
     try:
         if job.get("eval"):
             images, labels = load_eval(job["eval"], task.targets_key)
-            want = tuple(runner.shape[1:])
-            if tuple(images.shape[1:]) != want:
-                got = "×".join(map(str, images.shape[1:]))
-                return {
-                    "status": "failed",
-                    "stage": "eval",
-                    "reason": f"eval images are {got}, the model takes {'×'.join(map(str, want))}",
-                    "runtime": runner.runtime,
-                }
+            # the CPU bench's own check (dtype, labels in range, input size): data it fails fails here too
+            check_fits(images, labels, runner, job)
+    except BenchError as exc:
+        return {"status": "failed", "stage": "eval", "reason": str(exc), "runtime": runner.runtime}
+    try:
+        if images is not None:
             logits = np.stack(
                 [runner.dequantize(runner.invoke(runner.prepare(img))).reshape(-1) for img in images]
             )  # (N, classes) or (N, H·W) pixel logits
