@@ -30,6 +30,9 @@ class Format:
     )
     quantized: bool = False  # int8 weights and/or activations
     integer_io: bool = False  # int8 input and output tensors (what TFLite Micro takes)
+    # the dtype of the model file's input and output tensors ("float32", "int8", "int16"): bench fails
+    # a bundle row whose file has others (a float file under an int8 name); None: not checked
+    io_dtype: str | None = None
     runner: str | None = None  # "module:Class" of the :class:`edgekd.runtimes.Runner` that opens it; None: not a model
     exporter: str | None = None  # "module:function(job, formats)" that writes it (see :class:`ExportJob`)
     source: str | None = None  # the format it is made from (None: from the PyTorch model itself)
@@ -202,6 +205,7 @@ _builtin(
     suffix="_fp32.tflite",
     runtime="litert",
     exact=True,
+    io_dtype="float32",
     runner=_TFLITE_RUNNER,
     exporter=_TFLITE_EXPORTER,
     description="TFLite, float32",
@@ -211,6 +215,7 @@ _builtin(
     suffix="_fp16.tflite",
     runtime="litert",
     quantized=True,
+    io_dtype="float32",
     runner=_TFLITE_RUNNER,
     exporter=_TFLITE_EXPORTER,
     description="TFLite, float16 weights",
@@ -220,6 +225,7 @@ _builtin(
     suffix="_dynamic.tflite",
     runtime="litert",
     quantized=True,
+    io_dtype="float32",
     runner=_TFLITE_RUNNER,
     exporter=_TFLITE_EXPORTER,
     description="TFLite, dynamic range (int8 weights, float activations)",
@@ -230,6 +236,7 @@ _builtin(
     runtime="litert",
     quantized=True,
     integer_io=True,
+    io_dtype="int8",
     runner=_TFLITE_RUNNER,
     exporter=_TFLITE_EXPORTER,
     description="TFLite, full integer: int8 weights, activations, input and output",
@@ -239,6 +246,7 @@ _builtin(
     suffix="_int16x8.tflite",
     runtime="litert",
     quantized=True,
+    io_dtype="int16",
     runner=_TFLITE_RUNNER,
     exporter=_TFLITE_EXPORTER,
     description="TFLite, 16x8: int8 weights, int16 activations, input and output (LiteRT's builtin kernels; "

@@ -184,6 +184,33 @@ def test_model_that_fails_to_load_fails_its_row_only(
     assert "FAILED (load)" in out and "student/tflite_fp32 failed (load): cannot load" in out
 
 
+def test_file_that_is_not_its_format_fails_its_row(bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """The fp32 and int8 files swapped, resealed: each row's file has the other format's input and
+    output dtypes. The float file ran as an 'ok' tflite_int8 row (exit 0), with float figures."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy, ignore=shutil.ignore_patterns("bench"))
+    fp32, int8 = (copy / "student_fp32.tflite").read_bytes(), (copy / "student_int8.tflite").read_bytes()
+    (copy / "student_fp32.tflite").write_bytes(int8)
+    (copy / "student_int8.tflite").write_bytes(fp32)
+    _reseal(copy)
+    capsys.readouterr()
+    args = ["bench", "--artifacts", str(copy), "--out", str(tmp_path / "out"), "--models", "student"]
+    assert main([*args, "--formats", "tflite_int8,tflite_fp32,onnx", "--runs", "2", "--warmup", "0"]) == 1
+    err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("edgekd:")]
+    assert len(err) == 1 and err[0].startswith("edgekd: bench: 2 of 3 rows failed: "), err
+    rows = {(r["model"], r["format"]): r for r in json.loads((tmp_path / "out" / "bench.json").read_text())["results"]}
+    int8_row, fp32_row = rows["student", "tflite_int8"], rows["student", "tflite_fp32"]
+    assert int8_row["status"] == fp32_row["status"] == "failed" and int8_row["stage"] == fp32_row["stage"] == "load"
+    assert int8_row["reason"] == (
+        "student_int8.tflite is not a tflite_int8 file: input float32, output float32 "
+        "(tflite_int8 has int8 input and output; re-export the bundle)"
+    )
+    assert "student_fp32.tflite is not a tflite_fp32 file: input int8, output int8" in fp32_row["reason"]
+    assert int8_row["p50_us"] is None and int8_row["accuracy_frac"] is None
+    assert rows["student", "onnx"]["status"] == "ok"
+    assert "student/tflite_int8 failed (load): student_int8.tflite is not a tflite_int8 file" in err[0]
+
+
 def test_eval_data_not_matching_the_model_input(bundle: Path, tmp_path: Path) -> None:
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)

@@ -139,5 +139,8 @@ def test_builtin_formats() -> None:
     assert format_for_file("teacher_fp16.tflite").name == "tflite_fp16"
     assert format_for_file("student_int16x8.tflite").name == "tflite_int16x8"
     assert get_format("tflite_int16x8").quantized and not get_format("tflite_int16x8").integer_io  # int16 I/O
+    # what bench checks each bundle file's input and output tensors against
+    assert [get_format(f).io_dtype for f in ("tflite_fp32", "tflite_fp16", "tflite_dynamic")] == ["float32"] * 3
+    assert get_format("tflite_int8").io_dtype == "int8" and get_format("tflite_int16x8").io_dtype == "int16"
     assert format_for_file("resnet8_quant.tflite").runtime == "litert"  # a lone model named otherwise
     assert format_for_file("notes.txt") is None

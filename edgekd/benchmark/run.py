@@ -339,7 +339,7 @@ def bench(
                 else:
                     classes = num_classes or int(entry.get("output", {}).get("shape", [0])[-1])
                     eval_file = str(Path(eval_path).resolve()) if eval_path is not None else None
-                    runner = get_format(entry["format"]).runner  # known: unsupported() skipped the others
+                    fmt = get_format(entry["format"])  # known: unsupported() skipped the others
                     job = Job(
                         entry["role"],
                         entry["format"],
@@ -351,7 +351,8 @@ def bench(
                         warmup,
                         entry.get("input", {}),
                         task.name,
-                        runner,
+                        fmt.runner,
+                        fmt.io_dtype if model is None else None,
                     )
                     row.update(target.measure(job))
                 if row.status == "ok":

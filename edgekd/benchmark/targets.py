@@ -69,6 +69,9 @@ class Job:
     input: dict[str, Any] = field(default_factory=dict)  # the manifest's input entry (shape, layout, dtype)
     task: str = "classification"  # the bundle's task: what the eval targets are and which metric is "accuracy"
     runner: str | None = None  # "module:Class" that opens the file (from edgekd.formats), for the measuring process
+    # the input/output dtype the bundle's format says the file has (Format.io_dtype), checked against
+    # the file; None: not checked (a lone --model file, whose format was read from the file itself)
+    io_dtype: str | None = None
 
 
 class BenchTarget(ABC):

@@ -36,8 +36,8 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _failed(stage: str, reason: str, **extra: Any) -> dict[str, Any]:
-    # stage: load (the file does not open in its runtime), eval (the eval data does not fit the
-    # model), run (it loaded but invoking it failed)
+    # stage: load (the file does not open in its runtime, or is not what its format says), eval (the
+    # eval data does not fit the model), run (it loaded but invoking it failed)
     return {"status": "failed", "stage": stage, "reason": reason, **extra}
 
 
@@ -95,6 +95,23 @@ def expected_hwc(runner: Runner, manifest_input: dict[str, Any]) -> tuple[int, i
     if not shape or len(shape) != 4 or not all(isinstance(v, int) for v in shape[1:]):
         return None  # unknown or symbolic: the runtime will say if the data does not fit
     return (shape[2], shape[3], shape[1]) if layout == "NCHW" else (shape[1], shape[2], shape[3])
+
+
+def format_problem(runner: Runner, job: dict[str, Any]) -> str | None:
+    """Why the opened file is not what its format says, or None: an input or output tensor of another
+    dtype than the format's (``job["io_dtype"]``). A float file saved as ``student_int8.tflite`` ran
+    as an "ok" int8 row, with the float model's latency and accuracy."""
+    want = job.get("io_dtype")
+    if want is None:
+        return None
+    got = {"input": runner.input_details.get("dtype"), "output": runner.output_details.get("dtype")}
+    wrong = [f"{kind} {dtype}" for kind, dtype in got.items() if dtype is not None and dtype != want]
+    if not wrong:
+        return None
+    return (
+        f"{Path(job['file']).name} is not a {job['format']} file: {', '.join(wrong)} "
+        f"({job['format']} has {want} input and output; re-export the bundle)"
+    )
 
 
 def check_fits(images: np.ndarray, labels: np.ndarray, runner: Runner, job: dict[str, Any]) -> None:
@@ -155,6 +172,9 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         return _failed("load", str(exc))
     except Exception as exc:  # noqa: BLE001 - a runtime's own error for a file it cannot parse
         return _failed("load", _one_line(exc))
+    problem = format_problem(runner, job)
+    if problem:  # timed and scored, the row would stand for a model of another format
+        return _failed("load", problem, runtime=runner.runtime)
     images = labels = None
     try:
         if job["eval"] is not None:

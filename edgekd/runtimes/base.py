@@ -48,6 +48,10 @@ class Runner(ABC):
     def input_details(self) -> dict[str, Any]:
         return {}
 
+    @property
+    def output_details(self) -> dict[str, Any]:
+        return {}
+
 
 def raw_nchw(image: np.ndarray) -> np.ndarray:
     """uint8 HWC → float32 (1, C, H, W) raw pixel values (normalization is folded into the model)."""
