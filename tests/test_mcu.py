@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO, SHARED_DATA, reseal
 from edgekd.benchmark import BenchError, bench
 from edgekd.cli import main
+from edgekd.errors import ArgumentError
 from edgekd.mcu import estimate, profiles
 from edgekd.mcu.codegen import resolver_method
 from edgekd.registry import UnknownNameError
@@ -254,6 +255,11 @@ def test_profile_and_option_errors(tiny_bundle: Path) -> None:
         bench(artifacts=tiny_bundle, device="cpu", mcu="cortex-m7")
     with pytest.raises(BenchError, match=r"--ram-kb must be a number above 0 and up to 1048576, got 0"):
         bench(artifacts=tiny_bundle, device="mcu", ram_kb=0)
+    # names, as on the command line: an int was a raw TypeError ('int' object is not iterable)
+    with pytest.raises(ArgumentError, match=r"^mcu must be a name \(cortex-m0plus-64mhz, .*cortex-m7-280mhz\), got 5$"):
+        bench(artifacts=tiny_bundle, device="mcu", mcu=5)
+    with pytest.raises(ArgumentError, match=r"^emulate must be a name \(cortex-m33, .*cortex-m7\), got 5$"):
+        bench(artifacts=tiny_bundle, device="mcu", emulate=5)
     assert profiles.PROFILES.get("cortex-m7") is profiles.PROFILES.get("cortex-m7-216mhz")
     for name in (
         "cortex-m7-280mhz",

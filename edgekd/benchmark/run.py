@@ -55,6 +55,19 @@ def _names(value: str | Sequence[str] | None) -> list[str] | None:
     return [v.strip() for v in items if v.strip()]
 
 
+def _check_mcu_names(mcu: Any, emulate: Any) -> None:
+    """``mcu`` (a profile) and ``emulate`` (a core) are names, as on the command line: an int or a
+    list reached the registries' lookup as a raw TypeError ('int' object is not iterable)."""
+    if mcu is None and emulate is None:
+        return
+    from edgekd.mcu.profiles import profile_names
+    from edgekd.mcu.toolchain import BOARDS
+
+    for argument, value, names in (("mcu", mcu, profile_names()), ("emulate", emulate, BOARDS.names())):
+        if value is not None and not isinstance(value, str):
+            raise ArgumentError(f"{argument} must be a name ({', '.join(names)}), got {value!r}")
+
+
 def _check_filter(kind: str, wanted: list[str] | None, present: list[str]) -> None:
     for name in wanted or []:
         if name not in present:
@@ -265,6 +278,7 @@ def bench(
 
     _check_settings(runs, warmup, threads, min_accuracy)
     wanted_models, wanted_formats = _names(models), _names(formats)  # argument kinds before any disk
+    _check_mcu_names(mcu, emulate)
     artifacts, model = as_path(artifacts, "artifacts", optional=True), as_path(model, "model", optional=True)
     out, json = as_path(out, "out", optional=True), as_path(json, "json", optional=True)
     if model is not None and (artifacts is not None or full_test):
