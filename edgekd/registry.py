@@ -29,9 +29,22 @@ class UnknownNameError(EdgekdError):
 def did_you_mean(name: str, choices: Iterable[str], prefix: str = "") -> str:
     """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``name``, or "" when none is close;
     ``prefix`` is shown before it (a config section: 'distill.alpha'). The one did-you-mean of
-    edgekd: registries, config keys and values, module paths and bench filters use it."""
-    close = difflib.get_close_matches(name, list(choices), n=1)
-    return f"; did you mean {prefix + close[0]!r}?" if close else ""
+    edgekd: registries, config keys and values, module paths and bench filters use it. Case is
+    ignored when comparing ('MCU' → 'mcu'), though names are looked up as written."""
+    close = _closest(name, list(choices))
+    return f"; did you mean {prefix + close!r}?" if close else ""
+
+
+def _closest(name: str, choices: list[str]) -> str | None:
+    """The choice equal to ``name`` but for case, else the closest by difflib, else the closest
+    once both are lower-cased: difflib alone finds nothing for 'CORTEX-M4' among 'cortex-m4', …"""
+    folded = {c.casefold(): c for c in reversed(choices)}  # the first of two that fold alike
+    if name.casefold() in folded:
+        return folded[name.casefold()]
+    close = difflib.get_close_matches(name, choices, n=1) or difflib.get_close_matches(name.casefold(), folded, n=1)
+    if not close:
+        return None
+    return close[0] if close[0] in choices else folded[close[0]]
 
 
 def unknown_name_message(kind: str, name: str, choices: Iterable[str]) -> str:

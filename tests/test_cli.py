@@ -288,3 +288,28 @@ def test_cli_distill_runs_and_prints_summary(tmp_path: Path) -> None:
     assert "distill summary" in proc.stdout and "KD gain over the no-KD baseline" in proc.stdout
     assert (tmp_path / "run" / "summary.json").is_file()
     shutil.rmtree(tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["bench", "--device", "MCU"], "unknown bench target 'MCU'; did you mean 'mcu'?"),
+        (["bench", "--device", "mcu", "--mcu", "CORTEX-M4"], "did you mean 'cortex-m4'?"),
+        (["mcu", "build", "--core", "CORTEX-M4"], "did you mean 'cortex-m4'?"),
+    ],
+)
+def test_did_you_mean_ignores_case(
+    capsys: pytest.CaptureFixture, tiny_bundle: Path, args: list[str], needle: str
+) -> None:
+    """A name in the wrong case is suggested in the right one (difflib alone found nothing close to
+    'CORTEX-M4' among 'cortex-m4', …); the lookup itself still takes the name as written."""
+    proc = edgekd_inproc(capsys, *args, "--artifacts", str(tiny_bundle))
+    assert_one_line_error(proc, needle, "available:")
+
+
+def test_did_you_mean_prefers_the_same_name_in_another_case() -> None:
+    from edgekd.registry import did_you_mean
+
+    assert did_you_mean("Mcu", ["mcux", "mcu"]) == "; did you mean 'mcu'?"
+    assert did_you_mean("DISTIL", ["distill", "export"]) == "; did you mean 'distill'?"
+    assert did_you_mean("zzz", ["distill"]) == ""
