@@ -815,7 +815,7 @@ def _add_mcu(sub: argparse._SubParsersAction) -> None:
     )
     b.add_argument("--jobs", type=int, metavar="N", help="parallel compiler processes (default: every core)")
     b.set_defaults(func=_cmd_mcu_build)
-    p.set_defaults(func=lambda args: (p.print_help(), EXIT_USAGE)[1])
+    p.set_defaults(func=lambda args: _no_choice(p, "an action"))
 
 
 def _cmd_mcu_build(args: argparse.Namespace) -> int:
@@ -885,12 +885,20 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _no_choice(parser: argparse.ArgumentParser, what: str) -> int:
+    """``edgekd`` without a command, ``edgekd mcu`` without an action: the help on stdout, and on
+    stderr the one error line that any other bad input gets (the help alone said nothing there)."""
+    parser.print_help()
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    print(f"edgekd: error: give {what}: {', '.join(subparsers.choices)} (see `{parser.prog} --help`)", file=sys.stderr)
+    return EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "func"):
-        parser.print_help()
-        return EXIT_USAGE
+        return _no_choice(parser, "a command")
     from edgekd.ui import set_quiet
 
     set_quiet(args.quiet)

@@ -313,3 +313,17 @@ def test_did_you_mean_prefers_the_same_name_in_another_case() -> None:
     assert did_you_mean("Mcu", ["mcux", "mcu"]) == "; did you mean 'mcu'?"
     assert did_you_mean("DISTIL", ["distill", "export"]) == "; did you mean 'distill'?"
     assert did_you_mean("zzz", ["distill"]) == ""
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        ([], "give a command: distill, sweep, search, export, bench, mcu, deploy, predict"),
+        (["mcu"], "give an action: build (see `edgekd mcu --help`)"),
+    ],
+)
+def test_no_command_is_the_help_and_one_error_line(capsys: pytest.CaptureFixture, args: list[str], needle: str) -> None:
+    """The help still goes to stdout; stderr now has the one error line of any other bad input."""
+    proc = edgekd_inproc(capsys, *args)
+    assert_one_line_error(proc, needle)
+    assert proc.stdout.startswith(f"usage: {' '.join(['edgekd', *args])} ")
