@@ -4,13 +4,15 @@ Every reader of a bundle (verify, bench, deploy, predict) resolves the names its
 with :func:`member` (through :func:`edgekd.bundle.bundle_file`), and :func:`escaping_links` finds
 symlinks planted in a folder that lead out of it. A bundle is data copied from elsewhere: a name
 like ``../../etc/passwd``, an absolute path, or a symlink in it must not be read or copied.
-Where edgekd may write (and that it never writes through such a link) is :mod:`edgekd.outputs`.
+Where edgekd may write (and that it never writes through such a link) is :mod:`edgekd.outputs`;
+:func:`input_file` checks a file the user names as input (an image, a model) before it is read.
 Standard library only (the Raspberry Pi side uses it).
 """
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path, PurePosixPath
 
 from edgekd.errors import ArgumentError, EdgekdError
@@ -30,6 +32,36 @@ def as_path(value: object, what: str, optional: bool = False) -> Path | None:
         return Path(value)
     shown = repr(value) if len(repr(value)) <= 60 else repr(value)[:57] + "..."
     raise ArgumentError(f"{what} must be a path (a str or pathlib.Path), got {type(value).__name__} {shown}")
+
+
+def input_file(path: str | Path, what: str, error: type[EdgekdError] = EdgekdError) -> Path:
+    """``path`` if it is a regular file (a symlink to one included), else one ``error`` line
+    saying what it is: ``WHAT PATH: no such file``, or ``WHAT PATH is a folder`` / ``a FIFO`` /
+    ``a character device``, not a regular file. A device or FIFO is not missing, and reading
+    one never ends (/dev/zero) or waits for a writer."""
+    path = Path(path)
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise error(f"{what} {path}: no such file") from None
+    except OSError as exc:  # permission denied on the way, a loop of links, a name too long
+        raise error(f"{what} {path}: {exc.strerror or exc}") from None
+    if stat.S_ISREG(mode):
+        return path
+    raise error(f"{what} {path} is {_kind(mode)}, not a regular file")
+
+
+def _kind(mode: int) -> str:
+    for test, kind in (
+        (stat.S_ISDIR, "a folder"),
+        (stat.S_ISFIFO, "a FIFO (named pipe)"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def _within(path: Path, root: Path) -> bool:

@@ -26,6 +26,7 @@ from edgekd.bundle import bundle_file, read_manifest, require_verified
 from edgekd.data.images import IMAGE_SUFFIXES, as_8bit, read_image
 from edgekd.errors import EdgekdError
 from edgekd.limits import MAX_IMAGE_SIDE, check_number, check_threads
+from edgekd.paths import as_path, input_file
 from edgekd.tasks import get_task
 
 DEFAULT_FORMAT = "tflite_int8"  # what a device runs; --format chooses another file of the bundle
@@ -92,7 +93,6 @@ class Predictor:
         threads: int | None = None,
         verify: bool = True,
     ) -> None:  # noqa: A002
-        from edgekd.paths import as_path
         from edgekd.runtimes import open_runner
 
         self.bundle = as_path(artifacts, "artifacts")
@@ -304,7 +304,7 @@ def _open_image(path: Path) -> Any:
         import PIL  # noqa: F401 - read_image imports it; here only to say how to install it
     except ImportError:
         raise PredictError("reading image files needs Pillow (pip install 'edgekd[rpi]' or pillow)") from None
-    return read_image(path, PredictError)
+    return read_image(input_file(path, "image", PredictError), PredictError)  # a FIFO would block the read
 
 
 def _size_of(image: Any) -> tuple[int, int] | None:
@@ -325,15 +325,13 @@ def expand_images(items: Sequence[str]) -> list[Path]:
             if not found:
                 raise PredictError(f"no image files in folder {path}")
             paths += found
-        elif path.is_file():
-            paths.append(path)
-        elif glob.has_magic(item):
+        elif glob.has_magic(item) and not path.exists():
             found = sorted(Path(p) for p in glob.glob(str(path), recursive=True) if Path(p).is_file())
             if not found:
                 raise PredictError(f"no file matches {item!r}")
             paths += found
-        else:
-            raise PredictError(f"image not found: {item}")
+        else:  # a file; or a name that is missing, a device or a FIFO: one line saying which
+            paths.append(input_file(path, "image", PredictError))
     return list(dict.fromkeys(paths))
 
 

@@ -230,6 +230,7 @@ def test_bad_input(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixt
         ),
         (["--artifacts", str(tiny_bundle), "--out", str(tmp_path / "mine")], "a folder edgekd did not make"),
         (["--model", str(tmp_path / "none.tflite"), "--out", str(tmp_path / "o")], "no such file"),
+        (["--model", str(tmp_path / "mine"), "--out", str(tmp_path / "o")], "mine is a folder, not a regular file"),
         (
             ["--artifacts", str(tiny_bundle), "--model", str(tiny_bundle / "student_int8.tflite")],
             "exactly one of --model FILE or --artifacts DIR",

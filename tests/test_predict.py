@@ -5,6 +5,8 @@ the JSON, errors, and the same on the torch-free Raspberry Pi path."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -110,7 +112,7 @@ def test_predict_errors(tiny_bundle: Path, eval_pngs: Path, tmp_path: Path, caps
         and len(err.splitlines()) == 1
     )
     assert main(["predict", "--artifacts", str(tiny_bundle), str(tmp_path / "nope.png")]) == 2
-    assert "image not found" in capsys.readouterr().err
+    assert f"image {tmp_path / 'nope.png'}: no such file" in capsys.readouterr().err
     assert main(["predict", "--artifacts", str(tiny_bundle), str(eval_pngs / "0000.png"), "--top-k", "0"]) == 2
     capsys.readouterr()
     broken = tmp_path / "broken.png"
@@ -262,3 +264,18 @@ def test_deploy_example_app(tiny_bundle: Path, eval_pngs: Path, tmp_path: Path) 
     lines = [line for line in proc.stdout.splitlines() if line.endswith(".png") or ".png" in line]
     assert len(lines) == len(expected)
     assert [line.split()[1] for line in lines] == [classes[i] for i in expected]
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists() or not hasattr(os, "mkfifo"), reason="needs /dev/zero and FIFOs")
+def test_special_files_are_named_as_such(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A device or a FIFO given as an image exists: it is said what it is, not 'not found'; the
+    Predictor refuses it before reading (a FIFO would wait for a writer, /dev/zero never ends)."""
+    zero, fifo = tmp_path / "zero.png", tmp_path / "fifo.png"
+    zero.symlink_to("/dev/zero")
+    os.mkfifo(fifo)
+    for path, kind in ((zero, "a character device"), (fifo, "a FIFO (named pipe)")):
+        assert main(["predict", "--artifacts", str(tiny_bundle), str(path)]) == 2
+        err = capsys.readouterr().err.splitlines()
+        assert err == [f"edgekd: error: image {path} is {kind}, not a regular file"], err
+        with pytest.raises(PredictError, match=f"is {re.escape(kind)}, not a regular file"):
+            Predictor(tiny_bundle).predict(path)

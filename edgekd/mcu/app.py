@@ -18,6 +18,7 @@ import numpy as np
 
 from edgekd.atomic import write_json
 from edgekd.errors import EdgekdError
+from edgekd.paths import input_file
 from edgekd.procs import worker_main
 
 MARKER = ".edgekd-mcu-build"  # an output folder edgekd made (and may therefore rewrite)
@@ -81,10 +82,7 @@ def resolve_model(
     if (model is None) == (artifacts is None):
         raise McuBuildError("give exactly one of --model FILE or --artifacts DIR")
     if model is not None:
-        path = Path(model)
-        if not path.is_file():
-            raise McuBuildError(f"--model {path}: no such file")
-        return path, None, "labels"
+        return input_file(model, "--model", McuBuildError), None, "labels"  # a folder or device is said so
     if role not in ROLES:
         raise McuBuildError(f"--role must be one of {', '.join(ROLES)}, got {role!r}")
     from edgekd.bundle import require_verified
