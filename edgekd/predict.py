@@ -15,6 +15,7 @@ a file or resized, and the model's runtime inside its runner. On a Raspberry Pi 
 from __future__ import annotations
 
 import glob
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -355,6 +356,31 @@ class PredictReport:
         return {"file": self.file, "task": self.task, "predictions": preds, "failed": self.failed}
 
 
+def _image_names(images: Any) -> list[str]:
+    """``images`` of :func:`predict`, the CLI's IMAGE arguments: a list of paths (files, folders,
+    glob patterns). A lone path is refused as ``predict_many`` refuses it (iterated, "photo.png"
+    was the images "p", "h", …); arrays and PIL images go to a :class:`Predictor`, which names
+    no files and writes none."""
+    if isinstance(images, (str, bytes, os.PathLike)) or not isinstance(images, Iterable):
+        what = f"one {type(images).__name__}" if isinstance(images, (str, os.PathLike)) else _shown(images)
+        raise PredictError(f"images: give a list of image paths (files, folders or glob patterns), got {what}")
+    names = []
+    for item in images:
+        if isinstance(item, (str, os.PathLike)) and not isinstance(item, bytes) and os.fspath(item) != "":
+            names.append(os.fspath(item))  # a str for glob too
+            continue
+        hint = "" if isinstance(item, (str, bytes)) else "; for arrays or PIL images use Predictor(...).predict_many"
+        raise PredictError(f"images: give image paths (files, folders or glob patterns), got {_shown(item)}{hint}")
+    return names
+
+
+def _shown(value: Any) -> str:
+    """``type value`` for an error line, at most about 60 characters (an array by its shape)."""
+    text = f"shape {list(value.shape)}" if isinstance(value, np.ndarray) else repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return f"{type(value).__name__} {text}" if value is not None else "None"
+
+
 def _check_masks_dir(folder: Path) -> None:
     """Masks go into a new or empty folder, or one an earlier ``edgekd predict`` filled with masks."""
     if folder.exists() and not folder.is_dir():
@@ -382,8 +408,11 @@ def predict(
     from edgekd.atomic import write_json
     from edgekd.ui import print_table
 
+    names = _image_names(images)
     check_number("--top-k", top_k, integer=True, low=1, high=1000, error=PredictError)
-    paths = expand_images(images)
+    json_path = as_path(json, "json", optional=True)
+    mask_path = as_path(masks, "masks", optional=True)
+    paths = expand_images(names)
     if not paths:
         raise PredictError("no images given")
     if artifacts is None:  # as bench: the newest bundle under artifacts/
@@ -392,14 +421,14 @@ def predict(
         artifacts = latest_bundle()
     predictor = Predictor(artifacts, format=format, model=model, threads=threads)
     seg = predictor.task.name == "segmentation"
-    mask_dir = Path(masks if masks is not None else "masks") if seg else None
+    mask_dir = (mask_path or Path("masks")) if seg else None
     if mask_dir is not None:
         _check_masks_dir(mask_dir)
-    if json is not None:  # never an image, the bundle's manifest or a user's file
+    if json_path is not None:  # never an image, the bundle's manifest or a user's file
         from edgekd.outputs import check_output_file, holds_json_keys
 
         own = holds_json_keys("file", "task", "predictions")
-        check_output_file(json, "--json", "predictions JSON", own=own, inside=artifacts)
+        check_output_file(json_path, "--json", "predictions JSON", own=own, inside=artifacts)
     results, failed, written, first_error = [], [], [], ""
     for path in paths:
         try:
@@ -420,8 +449,8 @@ def predict(
         k = max(len(p.top) for p in results)
         rows = [[p.source, *[f"{name} {100 * s:.1f}%" for name, s in p.top], *[""] * (k - len(p.top))] for p in results]
         print_table(f"{predictor.file}: top-{k}", ["image", *[f"#{i + 1}" for i in range(k)]], rows)
-    if json is not None:
-        write_json(json, report.as_dict())
+    if json_path is not None:
+        write_json(json_path, report.as_dict())
     return report
 
 

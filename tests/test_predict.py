@@ -279,3 +279,28 @@ def test_special_files_are_named_as_such(tiny_bundle: Path, tmp_path: Path, caps
         assert err == [f"edgekd: error: image {path} is {kind}, not a regular file"], err
         with pytest.raises(PredictError, match=f"is {re.escape(kind)}, not a regular file"):
             Predictor(tiny_bundle).predict(path)
+
+
+def test_predict_call_arguments_are_one_line(tiny_bundle: Path, eval_pngs: Path, tmp_path: Path) -> None:
+    """``predict()`` is the CLI verb: a list of paths. Anything else is one PredictError (or
+    ArgumentError) line: a TypeError from os.fspath or iteration before, and a lone str was
+    iterated character by character ('image not found: /')."""
+    from edgekd.errors import ArgumentError
+    from edgekd.predict import predict
+
+    png = str(eval_pngs / "0000.png")
+    cases = [
+        ({"images": [5]}, PredictError, r"give image paths .*got int 5; for arrays or PIL images use Predictor"),
+        ({"images": [np.zeros((8, 8), np.uint8)]}, PredictError, r"got ndarray shape \[8, 8\]; for arrays"),
+        ({"images": None}, PredictError, r"give a list of image paths .*got None$"),
+        ({"images": png}, PredictError, r"give a list of image paths .*got one str$"),
+        ({"images": Path(png)}, PredictError, r"got one PosixPath$"),
+        ({"images": [b"a.png"]}, PredictError, r"got bytes b'a.png'$"),
+        ({"images": [png], "json": 5}, ArgumentError, r"json must be a path .*got int 5"),
+        ({"images": [png], "masks": {}}, ArgumentError, r"masks must be a path .*got dict"),
+    ]
+    for kwargs, error, match in cases:
+        with pytest.raises(error, match=match):
+            predict(tiny_bundle, **kwargs)
+    report = predict(tiny_bundle, images=[Path(png)], json=tmp_path / "p.json")  # Path items and json work
+    assert len(report.predictions) == 1 and json.loads((tmp_path / "p.json").read_text())["predictions"]
