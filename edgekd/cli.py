@@ -433,10 +433,16 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "--format", default="tflite_int8", help="which model file: tflite_int8 (default), tflite_fp32, onnx, pytorch, …"
     )
     p.add_argument("--model", default="student", help="student (default), teacher or baseline")
-    p.add_argument("--top-k", type=int, default=5, metavar="K", help="classes shown per image (default 5)")
+    p.add_argument(
+        "--top-k",
+        type=int,
+        default=5,
+        metavar="K",
+        help="classes shown per image (default 5; at most the model's classes)",
+    )
     p.add_argument("--threads", type=int, metavar="N", help="runtime threads (default 1)")
     p.add_argument("--json", metavar="FILE", help="also write the predictions as JSON to FILE")
-    p.add_argument("--masks", metavar="DIR", help="segmentation: folder for the mask PNGs (default masks/)")
+    p.add_argument("--masks", metavar="DIR", help="segmentation only: folder for the mask PNGs (default masks/)")
     p.set_defaults(func=_cmd_predict)
 
 

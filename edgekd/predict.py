@@ -421,6 +421,10 @@ def predict(
         artifacts = latest_bundle()
     predictor = Predictor(artifacts, format=format, model=model, threads=threads)
     seg = predictor.task.name == "segmentation"
+    if mask_path is not None and not seg:  # as bench refuses a flag of another device: not silently ignored
+        raise PredictError(
+            f"--masks applies to segmentation bundles only; {predictor.bundle} is a {predictor.task.name} bundle"
+        )
     mask_dir = (mask_path or Path("masks")) if seg else None
     if mask_dir is not None:
         _check_masks_dir(mask_dir)

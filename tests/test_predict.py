@@ -304,3 +304,20 @@ def test_predict_call_arguments_are_one_line(tiny_bundle: Path, eval_pngs: Path,
             predict(tiny_bundle, **kwargs)
     report = predict(tiny_bundle, images=[Path(png)], json=tmp_path / "p.json")  # Path items and json work
     assert len(report.predictions) == 1 and json.loads((tmp_path / "p.json").read_text())["predictions"]
+
+
+def test_masks_on_a_classification_bundle_is_refused(
+    tiny_bundle: Path, eval_pngs: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--masks was silently ignored on a classification bundle: refused, as bench refuses a flag
+    of another device, and nothing is written; --top-k above the class count shows every class."""
+    png = str(eval_pngs / "0000.png")
+    assert main(["predict", "--artifacts", str(tiny_bundle), png, "--masks", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"edgekd: error: --masks applies to segmentation bundles only; {tiny_bundle} is a classification bundle"
+    ], err
+    assert not (tmp_path / "m").exists()
+    classes = len(json.loads((tiny_bundle / "manifest.json").read_text())["labels"])
+    assert main(["predict", "--artifacts", str(tiny_bundle), png, "--top-k", str(classes + 1)]) == 0
+    assert f"top-{classes}" in capsys.readouterr().out
