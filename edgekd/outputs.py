@@ -148,7 +148,8 @@ def check_output_file(
     inside: str | Path | None = None,
     except_under: str | Path | None = None,
 ) -> Path:
-    """Refuse an output file that is a folder, whose folder cannot be written, that lies in the
+    """Refuse an output file that is a folder, whose folder cannot be written or lies in a missing
+    folder (one missing folder is made, for the file; two is a typo), that lies in the
     folder ``inside`` (a bundle being read: a file added to it breaks its manifest) other than
     under ``except_under`` (its report folder), or that exists and is not edgekd's own ``what``
     (``own(path)`` False: the model being measured, a manifest, a user's file). An existing file
@@ -156,6 +157,7 @@ def check_output_file(
     path = Path(path)
     if path.is_dir():
         raise OutputError(f"{flag} {path} is a folder: pass a file name for the {what}")
+    _check_folder_above(path, flag)
     if inside is not None:
         real = Path(os.path.realpath(path))
         if _inside(real, Path(os.path.realpath(inside))) and not (
@@ -172,6 +174,16 @@ def check_output_file(
         )
     check_writable(path.parent, what)
     return path
+
+
+def _check_folder_above(path: Path, flag: str) -> None:
+    """A file's own folder is made when missing, not the folder above it too: a file two missing
+    folders deep (``/nonexistent/dir/p.json``) is most likely a typo, and would leave folders behind."""
+    folder = path.parent
+    if not folder.exists() and not folder.parent.exists():
+        raise OutputError(
+            f"{flag} {path}: folder {folder.parent} does not exist (edgekd makes the file's own folder only)"
+        )
 
 
 def holds_json_keys(*keys: str) -> Callable[[Path], bool]:

@@ -110,6 +110,18 @@ def test_an_output_file_is_new_or_edgekds_own(tmp_path: Path) -> None:
     check_output_file(bundle / "bench" / "x.json", "--json", "bench JSON", **where)  # its report folder
 
 
+def test_an_output_file_two_missing_folders_deep_is_refused(tmp_path: Path) -> None:
+    """Its own folder is made when missing; a folder above that one missing too is most likely a
+    typo (``--json /nonexistent/dir/p.json`` made /nonexistent/dir), refused before any work."""
+    from edgekd.outputs import OutputError, check_output_file
+
+    check_output_file(tmp_path / "new" / "p.json", "--json", "predictions JSON")  # one missing folder: fine
+    typo = tmp_path / "nonexistent" / "dir" / "p.json"
+    with pytest.raises(OutputError, match=rf"^--json {typo}: folder {tmp_path / 'nonexistent'} does not exist"):
+        check_output_file(typo, "--json", "predictions JSON")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_library_calls_name_an_argument_of_the_wrong_kind_in_one_line(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
