@@ -13,6 +13,8 @@ can ``import edgekd`` and run the bench.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from typing import Any
 
 __version__ = "0.1.0"
@@ -33,10 +35,45 @@ _LAZY = {
     "load_model": "edgekd.checkpoint",
     "bench": "edgekd.benchmark",
     "deploy": "edgekd.deploy",
+    "predict": "edgekd.predict",
     "Predictor": "edgekd.predict",
 }
 
 __all__ = ["__version__", *_LAZY]
+
+# verbs named like a submodule of theirs: importing ``edgekd.deploy`` (``edgekd.predict``,
+# ``edgekd.search.budget``) makes the import system bind the module to that name on the package,
+# which __getattr__ below (asked only for a missing name) cannot undo: ``edgekd.deploy(...)`` was
+# "'module' object is not callable" after such an import. A property of the package's class is
+# asked first, whatever the import order; the modules stay in sys.modules (``from edgekd.deploy
+# import …``, ``importlib.import_module("edgekd.deploy")``).
+_SHADOWED = ("deploy", "predict", "search")
+_ASSIGNED: dict[str, Any] = {}  # edgekd.deploy = … by hand (a test's monkeypatch): kept until deleted
+
+
+def _verb(name: str) -> property:
+    def get(package: types.ModuleType) -> Any:
+        if name in _ASSIGNED:
+            return _ASSIGNED[name]
+        return getattr(importlib.import_module(_LAZY[name]), name)
+
+    def set_(package: types.ModuleType, value: Any) -> None:
+        if value is not sys.modules.get(f"edgekd.{name}"):  # the import system's binding is dropped
+            _ASSIGNED[name] = value
+
+    def delete(package: types.ModuleType) -> None:
+        _ASSIGNED.pop(name, None)
+
+    return property(get, set_, delete, doc=f"edgekd.{name}: the function of ``edgekd {name}``")
+
+
+class _Package(types.ModuleType):
+    """The ``edgekd`` module's class: the verbs of :data:`_SHADOWED` as properties."""
+
+
+for _name in _SHADOWED:
+    setattr(_Package, _name, _verb(_name))
+sys.modules[__name__].__class__ = _Package
 
 
 def __getattr__(name: str) -> Any:

@@ -151,7 +151,7 @@ def test_remote_bench_uses_force_only_when_asked(sshd: dict, tiny_bundle: Path, 
 def test_scp_fallback_and_a_remote_python_without_the_runtime(
     sshd: dict, tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import edgekd.deploy as mod
+    mod = sys.modules["edgekd.deploy"]  # the module (`import edgekd.deploy as mod` gives the function edgekd.deploy)
 
     real_which = shutil.which
     monkeypatch.setattr(mod.shutil, "which", lambda name: None if name == "rsync" else real_which(name))
@@ -171,7 +171,7 @@ def test_deploy_to_an_ipv6_address(
 ) -> None:
     """ssh takes the address bare, scp and rsync in brackets before ":PATH" (they would read its
     first colon as the path's): both transports, and the report fetched back, over ::1."""
-    import edgekd.deploy as mod
+    mod = sys.modules["edgekd.deploy"]  # the module (`import edgekd.deploy as mod` gives the function edgekd.deploy)
 
     if sshd["host6"] is None:
         pytest.skip("no IPv6 loopback on this machine")
