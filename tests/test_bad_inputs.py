@@ -802,6 +802,16 @@ PREDICT = [
         needle="is inside",
     ),
     Case(
+        "predict-json-two-folders-deep",  # a typo: not made at any depth
+        w("predict", "{ws}/img.png", *BUNDLE, "--json", "{ws}/nope/dir/p.json"),
+        needle="nope does not exist",
+    ),
+    Case(
+        "predict-masks-on-classification",
+        w("predict", "{ws}/img.png", *BUNDLE, "--masks", "{ws}/masks"),
+        needle="--masks applies to segmentation bundles only",
+    ),
+    Case(
         "predict-huge-image",  # named; the other image still runs
         w("predict", "{ws}/img.png", "{ws}/huge.png", *BUNDLE),
         code=1,
