@@ -379,3 +379,13 @@ def test_bench_modules_import_nothing_heavy() -> None:
         "edgekd.formats, edgekd.predict; edgekd.bench; edgekd.deploy; edgekd.Predictor"
     )
     assert not loaded & {*HEAVY, "rich"}, loaded & {*HEAVY, "rich"}
+
+
+def test_a_lone_model_that_is_no_regular_file_is_said_so(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A device or FIFO named as --model was 'model file not found' (and reading /dev/zero never ends)."""
+    (tmp_path / "zero.tflite").symlink_to("/dev/zero")
+    for name, needle in (("zero.tflite", "is a character device, not a regular file"), ("none.tflite", "no such file")):
+        assert main(["bench", "--model", str(tmp_path / name), "--out", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("edgekd: error: --model") and needle in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "out").exists()

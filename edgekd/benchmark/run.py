@@ -31,7 +31,7 @@ from edgekd.errors import ArgumentError, first_line
 from edgekd.formats import format_for_file, format_rank, get_format, model_extensions
 from edgekd.limits import check_number, check_runs, check_threads
 from edgekd.outputs import check_output_file, check_report_dir, holds_json_keys
-from edgekd.paths import as_path, is_under
+from edgekd.paths import as_path, input_file, is_under
 from edgekd.registry import did_you_mean
 
 ROLE_ORDER = ("student", "student_qat", "teacher", "baseline")  # the QAT int8 file right after the PTQ one
@@ -190,8 +190,7 @@ def lone_model(path: str | Path) -> tuple[Path, dict[str, Any]]:
     path = Path(path)
     if path.is_dir():
         raise BenchError(f"--model {path} is a folder; give one model file (a bundle folder is --artifacts)")
-    if not path.is_file():
-        raise BenchError(f"model file not found: {path}")
+    input_file(path, "--model", BenchError)  # missing, or a device or FIFO that a read never ends
     fmt = format_for_file(path.name)
     if fmt is None:
         raise BenchError(f"{path.name} is not a model file ({', '.join(model_extensions())})")

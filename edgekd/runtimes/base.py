@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.errors import EdgekdError
+from edgekd.paths import input_file
 
 
 class RuntimeMissing(EdgekdError):
@@ -81,8 +82,7 @@ def open_runner(
         fmt = format_for_file(path.name)
     if (fmt is None or not fmt.is_model) and runner is None:
         raise EdgekdError(f"{path.name} is not a model file ({', '.join(model_extensions())})")
-    if not path.is_file():
-        raise EdgekdError(f"model file not found: {path}")
+    input_file(path, "model file")  # missing, a folder, a device or FIFO: said which
     cls = load_attr(runner) if runner is not None else fmt.runner_class()
     vouched = arch is not None and getattr(cls, "takes_arch", False)
     opened = cls(path, threads, arch=arch) if vouched else cls(path, threads)
