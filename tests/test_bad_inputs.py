@@ -524,7 +524,7 @@ BENCH = [
     Case("bench-unknown-model", w("bench", *BUNDLE, *FAST, "--models", "studnet"), needle="did you mean 'student'"),
     Case("bench-unknown-device", w("bench", *BUNDLE, *FAST, "--device", "cpuu"), needle="did you mean 'cpu'"),
     Case("bench-mcu-flag-on-cpu", w("bench", *BUNDLE, *FAST, "--mcu", "cortex-m4"), needle="--mcu does not apply"),
-    Case("bench-model-file-missing", w("bench", "--model", "{ws}/nope.tflite", "--runs", "2"), needle="not found"),
+    Case("bench-model-file-missing", w("bench", "--model", "{ws}/nope.tflite", "--runs", "2"), needle="no such file"),
     Case("bench-model-not-a-model", w("bench", "--model", "{ws}/file.txt", "--runs", "2"), needle="not a model file"),
     Case(
         "bench-model-onnx-that-is-a-tflite",
