@@ -341,6 +341,21 @@ EXPORT = [
         needle="opset",
     ),
     Case(
+        "export-future-opset",  # failed after the parity setup (99), or dumped torch's graph first (1e20)
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.opset=100000000000000000000"),
+        needle="export.opset must be in [17, 20]",
+    ),
+    Case(
+        "export-model-twice",  # the student was converted twice, the second file replacing the first
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.models=[student,student]"),
+        needle="export.models lists student twice",
+    ),
+    Case(
+        "export-format-twice",
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.formats=[onnx,tflite_int8,onnx]"),
+        needle="export.formats lists onnx twice",
+    ),
+    Case(
         "export-zero-calibration",
         w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.calibration_samples=0"),
         needle="calibration_samples",

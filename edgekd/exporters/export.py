@@ -90,7 +90,12 @@ def run_config(run: Path, overrides: Sequence[str] = ()) -> Config:
 
 
 def check_export_names(ecfg: ExportConfig) -> None:
-    """Every name in the export settings resolves (formats, backend, models)."""
+    """Every name in the export settings resolves (formats, backend, models), each given once."""
+    for key in ("models", "formats", "teacher_formats"):
+        names = list(getattr(ecfg, key) or ())
+        twice = next((n for i, n in enumerate(names) if n in names[:i]), None)
+        if twice is not None:  # converted twice, the second file replacing the first
+            raise ConfigError(f"config: export.{key} lists {twice} twice")
     check_export_formats({"export.formats": ecfg.formats, "export.teacher_formats": ecfg.teacher_formats})
     from edgekd.exporters.to_tflite import TFLITE_BACKENDS
 
