@@ -22,6 +22,10 @@ FORMAT = "edgekd.bundle/1"
 # BUNDLE/bench/<device> by default (and `make bench` does), `edgekd mcu build` its firmware to
 # BUNDLE/mcu/<core>; neither must make the next verification fail.
 REPORT_DIRS = ("bench", "mcu")
+# An export writes about 15 files (every format of two roles, the C array, the reports); far more
+# is no bundle edgekd wrote, and each listed file is stat'ed and hashed by verify.
+MAX_FILES = 1000
+MAX_MANIFEST_BYTES = 16 * 1024 * 1024
 
 
 class BundleError(EdgekdError):
@@ -51,6 +55,8 @@ def _check_structure(manifest: Any) -> str | None:
     files = manifest.get("files")
     if not isinstance(files, dict):
         return "'files' must be a mapping of file name to {sha256, bytes}"
+    if len(files) > MAX_FILES:  # 400,000 entries took verify 81 s to list as missing
+        return f"it lists {len(files):,} files; a bundle holds at most {MAX_FILES:,}"
     for name, rec in files.items():
         if not isinstance(rec, dict) or not isinstance(rec.get("sha256"), str) or not _is_count(rec.get("bytes")):
             return f"files[{name!r}] must be {{sha256: str, bytes: int ≥ 0}}, got {rec!r:.80}"
@@ -141,6 +147,8 @@ def read_manifest(bundle: str | Path) -> dict[str, Any]:
     if path.is_symlink() or not path.is_file():
         what = "is a symbolic link" if path.is_symlink() else "is not a file" if path.exists() else "is missing"
         raise BundleError(f"{bundle} is not an edgekd bundle: {MANIFEST} {what}")
+    if path.stat().st_size > MAX_MANIFEST_BYTES:  # read whole below: a 2 GB "manifest" is no bundle's
+        raise BundleError(f"{path} is malformed: {path.stat().st_size:,} bytes (a manifest is a few KB)")
     # bad JSON, not UTF-8, an integer of over 4,300 digits, an unreadable file, a list: one line
     manifest = read_json_object(path, "make the bundle again with `edgekd export`", error=BundleError)
     problem = _check_structure(manifest)

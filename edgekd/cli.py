@@ -20,6 +20,7 @@ EXIT_USAGE = 2
 EXIT_GATE = 1  # a check ran and failed (verify, the bench accuracy floor), as opposed to a usage error
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process ended by it
+SHOWN_FAILURES = 5  # files verify names in its stderr line; the rest are counted (all are on stdout)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -403,7 +404,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     print(f"{args.bundle}: {len(result.ok)} files ok" + (f", {len(result.bad)} bad" if result.bad else ""))
     if not result.passed:  # named on stderr too, as bench's failed rows are: scripts read that stream
         total = len(result.ok) + len(result.bad)
-        print(f"edgekd: verify: {len(result.bad)} of {total} files failed: {'; '.join(result.bad)}", file=sys.stderr)
+        named = "; ".join(result.bad[:SHOWN_FAILURES])  # one line stays one line: a few named, then a count
+        more = f"; … and {len(result.bad) - SHOWN_FAILURES} more" if len(result.bad) > SHOWN_FAILURES else ""
+        print(f"edgekd: verify: {len(result.bad)} of {total} files failed: {named}{more}", file=sys.stderr)
     return 0 if result.passed else EXIT_GATE
 
 

@@ -219,6 +219,22 @@ def test_verify_detects_tampering(bundle: Path, tmp_path: Path, capsys: pytest.C
     assert len(err) == 1 and err[0].startswith("edgekd: verify: 3 of ") and "teacher.onnx: missing" in err[0]
     assert main(["verify", str(bundle)]) == 0
     assert capsys.readouterr().err == ""
+    for i in range(8):  # many bad files: the stderr line names five and counts the rest
+        (copy / f"extra{i}.bin").write_bytes(b"x")
+    assert main(["verify", str(copy)]) == 1
+    (err,) = capsys.readouterr().err.splitlines()
+    assert err.startswith("edgekd: verify: 11 of ") and err.endswith("; … and 6 more") and err.count(";") == 5
+
+
+def test_a_manifest_of_too_many_files_is_malformed(bundle: Path, tmp_path: Path) -> None:
+    """400,000 listed files took verify 81 s and a 9 MB stderr line; no bundle edgekd writes lists 1,000."""
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    manifest["files"].update({f"f{i}.bin": {"sha256": "0" * 64, "bytes": 1} for i in range(1001)})
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="it lists 1,0[0-9]{2} files; a bundle holds at most 1,000"):
+        verify_bundle(copy)
 
 
 def test_parity_failure_exits_nonzero_but_writes_the_bundle(
