@@ -145,6 +145,16 @@ def compare(args: argparse.Namespace) -> int:
             raise EdgekdError(f"--eval: no such file {args.eval}")
         eval_data = load_eval(args.eval)  # a truncated or foreign file is one line
         image = eval_data[0][0]
+    from edgekd.tflite_file import read_tflite
+
+    for name, path in files.items():  # every file is fed this image: its input must take it
+        model = read_tflite(path)  # not a TFLite file: one line
+        shape = tuple(model.tensors[model.inputs[0]].shape[1:])
+        if shape != image.shape:
+            raise EdgekdError(
+                f"{name}: {path} takes {'×'.join(map(str, shape))} inputs, the image is "
+                f"{'×'.join(map(str, image.shape))}" + ("" if args.eval else " (give its --eval images)")
+            )
 
     report = compare_int8(files, image, runs=args.runs, warmup=args.warmup, rounds=args.rounds, eval_data=eval_data)
     report["host"] = {

@@ -176,3 +176,17 @@ def test_bad_input_is_one_error_line(tmp_path: Path, script: str, args: list[str
     )
     assert_one_error_line(proc, script, fragment)
     assert snapshot(tmp_path) == before  # the user's files untouched, no output folder made
+
+
+def test_lean_int8_refuses_a_file_that_does_not_take_the_image(tiny_bundle: Path) -> None:
+    """An 8×8 grayscale int8 file fed the default 32×32×3 image was a reshape traceback (exit 1)."""
+    model = str(tiny_bundle / "student_int8.tflite")
+    proc = subprocess.run(
+        [sys.executable, "benchmarks/lean_int8.py", "--edgekd", model, "--reference", model, *LEAN],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_error_line(proc, "lean_int8", "takes 8×8×1 inputs, the image is 32×32×3 (give its --eval images)")
