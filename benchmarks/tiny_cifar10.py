@@ -262,6 +262,9 @@ def run_benchmark(
 
     out, total, wall = Path(out), Timer(), {}
     cands = parse_candidates(candidates)  # before any work: a typo is one error line
+    for flag, path in (("--data", data), ("--reference", reference)):
+        if not Path(path).exists():  # found now, not after minutes of candidate exports
+            raise EdgekdError(f"{flag} {path}: no such file or folder")
     sets = [
         f"data.root={json.dumps(str(Path(data).resolve()))}",
         f"runtime.device={device}",

@@ -117,6 +117,13 @@ CASES = [
         ["--run", "{tmp}/badrun", "--out", "{tmp}/out", "--warmup", "-1"],
         "--warmup must be an integer of at least 0, got -1",
     ),
+    # tiny_cifar10: the data and the reference before the candidates' exports (minutes, files in --out)
+    ("tiny_cifar10", ["--data", "{tmp}/missing", "--out", "{tmp}/out"], "--data {tmp}/missing: no such file or folder"),
+    (
+        "tiny_cifar10",
+        ["--data", "{tmp}/cifar", "--reference", "{tmp}/missing.tflite", "--out", "{tmp}/out"],
+        "--reference {tmp}/missing.tflite: no such file or folder",
+    ),
     # train_speed: nothing written to --work before the checks
     ("train_speed", ["--device", "gpu", *SPEED], "unknown device 'gpu'; did you mean 'cpu'?"),
     ("train_speed", ["--teacher", "resnet21", "--data", "{tmp}/missing", *SPEED], "unknown model 'resnet21'"),
@@ -174,7 +181,7 @@ def test_bad_input_is_one_error_line(tmp_path: Path, script: str, args: list[str
         text=True,
         timeout=120,
     )
-    assert_one_error_line(proc, script, fragment)
+    assert_one_error_line(proc, script, fragment.replace("{tmp}", str(tmp_path)))
     assert snapshot(tmp_path) == before  # the user's files untouched, no output folder made
 
 
