@@ -20,7 +20,7 @@ from typing import Any
 from edgekd import __version__
 from edgekd.atomic import write_bytes
 from edgekd.errors import CheckpointError, first_line
-from edgekd.tensorfile import load_tensors
+from edgekd.tensorfile import first_nonfinite, load_tensors
 
 FORMAT = "edgekd.model/1"
 
@@ -77,6 +77,7 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not an edgekd checkpoint (it holds a {type(ckpt).__name__})")
     if ckpt.get("format") != FORMAT:
         if ckpt and all(isinstance(v, torch.Tensor) for v in ckpt.values()):
+            check_finite(ckpt, path)
             return {"format": "state_dict", "state_dict": ckpt}
         raise CheckpointError(
             f"{path} is not an edgekd checkpoint (format {ckpt.get('format')!r}, expected {FORMAT!r})"
@@ -85,7 +86,25 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
         if key not in ckpt:
             raise CheckpointError(f"checkpoint {path} lacks {key!r}: it is damaged or from an incompatible edgekd")
     check_description(ckpt, path)
+    check_finite(ckpt["state_dict"], path)
     return ckpt
+
+
+def check_finite(state_dict: dict[str, Any], path: str | Path) -> None:
+    """Weights and buffers without NaN or ±inf, checked here, where every reader passes (export,
+    bench and predict through :func:`load_model`, resume, a ``teacher.checkpoint``): such a model
+    computes NaN for every image, and export only found out after converting it (a TypeError on an
+    inf weight, a converter's garbled message on a NaN one)."""
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(
+            f"checkpoint {path}: its state_dict is a {type(state_dict).__name__}, not tensors by name"
+        )
+    bad = first_nonfinite(state_dict)
+    if bad is not None:
+        raise CheckpointError(
+            f"checkpoint {path}: {bad} holds NaN or infinite values; these weights compute nothing "
+            "(a training that diverged?), so the file is not loaded"
+        )
 
 
 def check_description(ckpt: dict[str, Any], path: str | Path) -> None:

@@ -16,3 +16,23 @@ def load_tensors(path: str | Path) -> Any:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="Detected pickle protocol", category=UserWarning)
         return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def is_finite_tensor(tensor: Any) -> bool:
+    """A tensor without NaN or ±inf (an integer or boolean one always is): the one test of weights,
+    buffers and optimizer state read from a file. A NaN weight runs quietly through PyTorch and
+    every exporter and only shows as NaN outputs (or a converter's garbled error) much later."""
+    import torch
+
+    return not (tensor.is_floating_point() or tensor.is_complex()) or bool(torch.isfinite(tensor).all())
+
+
+def first_nonfinite(tensors: Any) -> str | None:
+    """The name of the first tensor of a ``name → tensor`` mapping holding NaN or ±inf, else None
+    (entries that are no tensor are the caller's to check)."""
+    import torch
+
+    for name, value in tensors.items():
+        if isinstance(value, torch.Tensor) and not is_finite_tensor(value):
+            return str(name)
+    return None

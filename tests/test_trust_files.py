@@ -335,3 +335,69 @@ def test_export_rebuilds_a_student_of_a_factory_its_run_config_names(
         2,
         10,
     )
+
+
+def synthetic_run(run: Path, **overrides: str) -> Path:
+    """A run folder of a config and an empty summary, for export tests that plant their own checkpoints."""
+    from edgekd.atomic import write_json, write_text
+    from edgekd.config import dump_yaml
+
+    run.mkdir()
+    settings = {"export.models": "[student]", "export.formats": "[pytorch]", **overrides}
+    write_text(run / "config.yaml", dump_yaml(load_config(None, tiny_overrides(**settings))))
+    write_json(run / "summary.json", {"student": {}})
+    return run
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_a_checkpoint_with_non_finite_weights_is_refused(
+    tmp_path: Path, value: float, capsys: pytest.CaptureFixture
+) -> None:
+    """One NaN or inf weight made every output NaN: export crashed on an inf one (a TypeError in the
+    parity check) and needed ~14 s of conversion to fail on a NaN one with a garbled XNNPACK message.
+    Every reader goes through load_checkpoint, which refuses the file naming the tensor."""
+    from edgekd.cli import main
+    from edgekd.runtimes.torch_runner import TorchRunner
+
+    path = planted_checkpoint(tmp_path / "student.pt", "test_student")
+    ckpt = torch.load(path, weights_only=True)
+    name = list(ckpt["state_dict"])[-1]
+    ckpt["state_dict"][name].view(-1)[0] = value
+    torch.save(ckpt, path)
+    needle = f"{name} holds NaN or infinite values"
+    for read in (load_checkpoint, load_model, lambda p: TorchRunner(p, None)):
+        with pytest.raises(CheckpointError, match=re.escape(needle)):
+            read(path)
+    bare = tmp_path / "bare.pt"
+    torch.save(ckpt["state_dict"], bare)  # a bare state_dict (student.checkpoint, teacher.checkpoint) too
+    with pytest.raises(CheckpointError, match=re.escape(needle)):
+        load_checkpoint(bare)
+    run = synthetic_run(tmp_path / "run")
+    torch.save(ckpt, run / "student.pt")
+    before = (run / "student.pt").read_bytes()
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "bundle")]) == 2
+    assert needle in error_line(capsys.readouterr().err)
+    assert not (tmp_path / "bundle").exists() and (run / "student.pt").read_bytes() == before
+
+
+def test_int8_outputs_that_are_not_finite_fail_parity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An int8 file's error in output steps divided max |Δlogit| by the scale: None (NaN outputs)
+    was a TypeError traceback instead of the failure the problems name."""
+    import edgekd.runtimes
+    from edgekd.exporters.parity import Bounds, check_parity
+
+    reference = np.eye(4, 3, dtype=np.float32)
+
+    class NaNRunner:
+        format = "tflite_int8"
+        out_scale = 0.1
+        out = {"dtype": np.int8}
+
+        def predict(self, images: np.ndarray) -> np.ndarray:
+            return np.full_like(reference, np.nan)
+
+    monkeypatch.setattr(edgekd.runtimes, "open_runner", lambda *args, **kwargs: NaNRunner())
+    metrics = check_parity(Path("m.tflite"), np.zeros((4, 8, 8, 1), np.uint8), np.arange(4) % 3, reference, Bounds())
+    assert not metrics["ok"] and "NaN or infinite" in metrics["problems"][0]
+    assert metrics["max_abs_diff"] is None and metrics["max_abs_diff_steps"] is None
+    json.dumps(metrics, allow_nan=False)

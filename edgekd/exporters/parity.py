@@ -85,7 +85,8 @@ def check_parity(
     if scale and getattr(runner, "out", None) is not None and np.dtype(runner.out["dtype"]).itemsize == 1:
         # int8 outputs: the error in output quantization steps (one step is the finest change it can show)
         metrics["output_scale"] = float(scale)
-        metrics["max_abs_diff_steps"] = round(metrics["max_abs_diff"] / float(scale), 2)
+        diff = metrics.get("max_abs_diff")  # None with NaN or infinite outputs: a failure the problems name
+        metrics["max_abs_diff_steps"] = None if diff is None else round(diff / float(scale), 2)
     problems = out_of_bounds(runner.format, metrics, bounds, task)
     metrics.update(format=runner.format, ok=not problems, problems=problems)
     return metrics

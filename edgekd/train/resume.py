@@ -20,6 +20,7 @@ from edgekd.checkpoint import load_checkpoint, load_weights
 from edgekd.config import non_plain
 from edgekd.errors import CheckpointError, one_line
 from edgekd.limits import check_number, is_finite_number, is_number
+from edgekd.tensorfile import is_finite_tensor
 
 # what the trainer writes; ``lookahead`` too when the recipe has one (checked where it is loaded)
 KEYS = ("optimizer", "method", "scaler", "epoch", "best_val", "best_epoch", "wall_s", "history")
@@ -129,7 +130,7 @@ def _load_optimizer(corrupt, optimizer: torch.optim.Optimizer, saved: Any) -> No
                         f"optimizer state {key} has shape {list(value.shape)} for a parameter of shape "
                         f"{list(p.shape)}: it is another model's"
                     )
-                if value.is_floating_point() and not torch.isfinite(value).all():
+                if not is_finite_tensor(value):
                     raise corrupt(f"optimizer state {key} holds non-finite values")
 
 
