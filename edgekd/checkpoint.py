@@ -19,7 +19,7 @@ from typing import Any
 
 from edgekd import __version__
 from edgekd.atomic import write_bytes
-from edgekd.errors import CheckpointError, first_line
+from edgekd.errors import CheckpointError, EdgekdError, first_line
 from edgekd.tensorfile import first_nonfinite, load_tensors
 
 FORMAT = "edgekd.model/1"
@@ -205,9 +205,40 @@ def build_model(ckpt: dict[str, Any], path: str | Path = "<checkpoint>", arch: s
     shape = (data["num_classes"], data["in_channels"], tuple(data["image_size"]))
     # the weights come from the checkpoint: a torchvision/timm model's `pretrained` file is not read again
     kwargs = legacy_kwargs(name, {k: v for k, v in ckpt.get("kwargs", {}).items() if k != "pretrained"})
-    model = create_model(name, *shape, **kwargs)
+    check_fits(name, shape, kwargs, ckpt["state_dict"], path)
+    try:
+        model = create_model(name, *shape, **kwargs)
+    except (RuntimeError, MemoryError) as exc:  # a factory that could not be checked on meta, then failed for real
+        raise CheckpointError(f"checkpoint {path}: its model {name} cannot be built: {first_line(exc, 200)}") from None
     load_weights(model, ckpt["state_dict"], path)
     return model.eval()
+
+
+def check_fits(name: str, shape: tuple, kwargs: dict[str, Any], state_dict: dict, path: str | Path) -> None:
+    """The model a checkpoint describes, built on the meta device (shapes, no storage), takes its
+    weights: one line otherwise, before the real model is built. The file's model arguments are
+    data like the rest: a ``width`` edited to 1e6 had the real build ask for 9e15 bytes (a
+    RuntimeError traceback), and 999 built a model of gigabytes for a minute before a size mismatch.
+    A foreign factory that cannot build on meta (set-up that reads its tensors) is built for real."""
+    import torch
+
+    from edgekd.models import MODELS, create_model
+
+    try:
+        with torch.device("meta"):
+            ghost = create_model(name, *shape, **kwargs)
+    except EdgekdError as exc:  # the factory rejected the file's arguments
+        raise CheckpointError(f"checkpoint {path}: {first_line(exc, 200)}") from None
+    except Exception as exc:  # noqa: BLE001 - whatever the factory raises: one line for a registry model
+        if name in MODELS:  # every registry model builds on meta (`edgekd models` does): its arguments are wrong
+            raise CheckpointError(
+                f"checkpoint {path}: its model {name} cannot be built with kwargs {repr(kwargs):.120} "
+                f"({type(exc).__name__}: {first_line(exc, 120)})"
+            ) from None
+        return
+    # assign: the ghost takes the file's tensors as they are (a copy into a meta tensor is a no-op
+    # that torch warns about); shapes and names are compared all the same
+    load_weights(ghost, state_dict, path, assign=True)
 
 
 def legacy_kwargs(arch: str, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -224,9 +255,9 @@ def legacy_kwargs(arch: str, kwargs: dict[str, Any]) -> dict[str, Any]:
     return {**kwargs, "padding": "torch"} if takes_padding else dict(kwargs)
 
 
-def load_weights(model, state_dict: dict, path: str | Path) -> None:
+def load_weights(model, state_dict: dict, path: str | Path, assign: bool = False) -> None:
     try:
-        model.load_state_dict(state_dict)
+        model.load_state_dict(state_dict, assign=assign)
     except RuntimeError as exc:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = lines[1] if len(lines) > 1 else lines[0]

@@ -401,3 +401,44 @@ def test_int8_outputs_that_are_not_finite_fail_parity(monkeypatch: pytest.Monkey
     assert not metrics["ok"] and "NaN or infinite" in metrics["problems"][0]
     assert metrics["max_abs_diff"] is None and metrics["max_abs_diff_steps"] is None
     json.dumps(metrics, allow_nan=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, needle",
+    [
+        ({"width": 10**7}, "size mismatch for features.0.weight"),  # the real build asked for petabytes
+        ({"width": 40}, "size mismatch for features.0.weight"),  # the real build was merely large and slow
+        ({"width": "wide"}, "model 'test_student' rejected its arguments ['width']"),
+        ({"depth": 3}, "model 'test_student' rejected its arguments ['depth']"),
+    ],
+    ids=["width-huge", "width-other", "width-a-string", "unknown-kwarg"],
+)
+def test_checkpoint_model_arguments_are_checked_on_meta_first(
+    tmp_path: Path, kwargs: dict, needle: str, capsys: pytest.CaptureFixture
+) -> None:
+    """A checkpoint's kwargs are data: the model they describe is built on the meta device (shapes,
+    no storage) and compared with the weights before the real one is built, so an edited width is
+    one line at once, not a RuntimeError traceback after asking for 9e15 bytes."""
+    from edgekd.cli import main
+
+    path = planted_checkpoint(tmp_path / "student.pt", "test_student", kwargs)
+    with pytest.raises(CheckpointError, match=re.escape(needle)):
+        load_model(path)
+    run = synthetic_run(tmp_path / "run")
+    planted_checkpoint(run / "student.pt", "test_student", kwargs)
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "bundle")]) == 2
+    assert needle in error_line(capsys.readouterr().err)
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_a_factory_that_cannot_build_on_meta_is_built_for_real(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "no_meta_mod.py").write_text(
+        "import torch\ndef make(num_classes=10, **kwargs):\n"
+        "    torch.zeros(1).item()  # no meta kernel: data-dependent set-up\n"
+        "    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, num_classes))\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    arch = "no_meta_mod:make"
+    save_checkpoint(tmp_path / "m.pt", model_payload(create_model(arch, 10, 1, (8, 8)), arch, {}, DIGITS, "student"))
+    model, _ = load_model(tmp_path / "m.pt", arch=arch)
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
