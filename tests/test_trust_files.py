@@ -442,3 +442,49 @@ def test_a_factory_that_cannot_build_on_meta_is_built_for_real(tmp_path: Path, m
     save_checkpoint(tmp_path / "m.pt", model_payload(create_model(arch, 10, 1, (8, 8)), arch, {}, DIGITS, "student"))
     model, _ = load_model(tmp_path / "m.pt", arch=arch)
     assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 10)
+
+
+def test_export_refuses_a_checkpoint_that_is_not_the_runs(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """A teacher.pt copied over student.pt exported as the student, exit 0, the manifest giving it
+    the student's architecture, parameters and MACs (summary.json's). The role and architecture the
+    checkpoint records must be the run's; nothing is written."""
+    from edgekd.cli import main
+
+    teacher = create_model("test_teacher", 10, 1, (8, 8))
+    cases = {
+        "role": ("test_teacher", "teacher", "holds a teacher model (test_teacher), not the run's student"),
+        "arch": ("test_teacher", "student", "holds a test_teacher, but the run's student is a test_student"),
+    }
+    for name, (arch, role, needle) in cases.items():
+        run = synthetic_run(tmp_path / name)
+        save_checkpoint(run / "student.pt", model_payload(teacher, arch, {}, DIGITS, role))
+        before = (run / "student.pt").read_bytes()
+        assert main(["export", "--run", str(run), "--out", str(tmp_path / f"{name}-bundle")]) == 2
+        assert needle in error_line(capsys.readouterr().err)
+        assert not (tmp_path / f"{name}-bundle").exists() and (run / "student.pt").read_bytes() == before
+
+
+def test_export_takes_a_teacher_checkpoint_of_its_own_arch(tmp_path: Path) -> None:
+    """A run whose teacher came from teacher.checkpoint holds that file's architecture, whatever
+    teacher.arch says; the manifest's params and MACs are the exported model's, not summary.json's."""
+    from edgekd.atomic import write_json
+    from edgekd.exporters.export import export
+    from edgekd.models import count_params
+
+    teacher = create_model("test_teacher", 10, 1, (8, 8))
+    given = tmp_path / "given.pt"
+    save_checkpoint(given, model_payload(teacher, "test_teacher", {}, DIGITS, "teacher"))
+    overrides = {
+        "teacher.arch": "resnet8",
+        "teacher.checkpoint": str(given),
+        "export.models": "[student, teacher]",
+        "export.teacher_formats": "[pytorch]",
+    }
+    run = synthetic_run(tmp_path / "run", **overrides)
+    write_json(run / "summary.json", {"student": {"params": 1, "macs": 1}, "teacher": {"arch": "test_teacher"}})
+    planted_checkpoint(run / "student.pt", "test_student")
+    save_checkpoint(run / "teacher.pt", model_payload(teacher, "test_teacher", {}, DIGITS, "teacher"))
+    manifest = export(run=run, out=tmp_path / "bundle", allow_parity_failure=True)  # untrained: collapsed
+    assert manifest["roles"]["teacher"]["arch"] == "test_teacher"
+    student = manifest["roles"]["student"]
+    assert student["params"] == count_params(create_model("test_student", 10, 1, (8, 8))) and student["macs"] > 1

@@ -149,12 +149,15 @@ def export(
     from edgekd.checkpoint import load_model
     from edgekd.data import load_dataset
     from edgekd.exporters.lean import lean_for_export
+    from edgekd.models import count_macs, count_params
     from edgekd.models.wrappers import with_preprocessing
 
     roles = [r for r in ecfg.models if (run_dir / f"{r}.pt").is_file()]
     missing = [r for r in ecfg.models if r not in roles and r != "baseline"]
     if missing:
         raise EdgekdError(f"{run_dir} has no {missing[0]}.pt to export")
+    for role in roles:  # before the data loads: a checkpoint that is not the run's is one line at once
+        check_role_checkpoint(run_dir / f"{role}.pt", role, cfg, summary)
     log(f"export: {run_dir} → {out_dir} ({', '.join(roles)})")
     data = load_dataset(cfg.data, log=log)
     task = get_task(data.task)
@@ -229,8 +232,9 @@ def export(
             rec = summary.get(role, {})
             manifest["roles"][role] = {
                 "arch": ckpt["arch"],
-                "params": rec.get("params"),
-                "macs": rec.get("macs"),
+                # of the model exported, not summary.json's record of it (which a file can contradict)
+                "params": count_params(model),
+                "macs": count_macs(model, (1, c, h, w)),
                 "val_acc": rec.get("val_acc"),
                 "test_acc": rec.get("test_acc"),
                 **{k: rec[k] for k in (f"val_{task.metric}", f"test_{task.metric}") if k in rec},  # val_iou, test_iou
@@ -328,6 +332,44 @@ def export(
             raise ParityError(message + " (bundle written; pass --allow-parity-failure to accept)")
         log(f"warning: {message} (allowed)")
     return manifest
+
+
+def role_arch(cfg: Config, summary: dict[str, Any], role: str) -> tuple[str | None, str]:
+    """The architecture a run's ``<role>.pt`` must hold, and where that is recorded. A teacher read
+    from ``teacher.checkpoint`` is the file's architecture whatever ``teacher.arch`` says (README
+    "Models"): the run's summary records which (None when it does not: any architecture)."""
+    if role != "teacher":  # the baseline is the student trained without KD
+        return cfg.student.arch, "config.yaml's student.arch"
+    if cfg.teacher.checkpoint is None:
+        return cfg.teacher.arch, "config.yaml's teacher.arch"
+    rec = summary.get("teacher")
+    arch = rec.get("arch") if isinstance(rec, dict) else None
+    return (arch if isinstance(arch, str) else None), f"summary.json's teacher (from {cfg.teacher.checkpoint})"
+
+
+def check_role_checkpoint(path: Path, role: str, cfg: Config, summary: dict[str, Any]) -> None:
+    """``path`` holds the run's ``role`` model: the role and architecture its checkpoint records are
+    the run's. A teacher.pt copied over student.pt exported as the student, exit 0, with the
+    student's architecture, parameters and accuracy in the manifest. Nothing named in the file is
+    imported (:func:`~edgekd.checkpoint.checkpoint_arch` first)."""
+    from edgekd.checkpoint import checkpoint_arch, load_checkpoint
+    from edgekd.errors import CheckpointError
+
+    ckpt = load_checkpoint(path)
+    if ckpt["format"] == "state_dict":
+        raise CheckpointError(f"{path} is a bare state_dict: it does not say which architecture it belongs to")
+    arch = checkpoint_arch(ckpt, path, named_archs(cfg))
+    have = ckpt.get("role")
+    if have is not None and have != role:  # every checkpoint edgekd writes records its stage
+        raise CheckpointError(
+            f"{path} holds a {have} model ({arch}), not the run's {role}: it was copied from elsewhere; "
+            "export the run it belongs to"
+        )
+    want, where = role_arch(cfg, summary, role)
+    if want is not None and arch != want:
+        raise CheckpointError(
+            f"{path} holds a {arch}, but the run's {role} is a {want} ({where}): it is not this run's {role}"
+        )
 
 
 def _export_role(job: ExportJob, requested: Sequence[str]) -> list[str]:
