@@ -12,7 +12,7 @@ import contextlib
 import os
 import re
 import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from edgekd.errors import EdgekdError
@@ -48,6 +48,12 @@ def check_output_dir(
             raise OutputError(
                 f"the {what} folder {path} would replace {p}, which is being read: choose a folder outside it"
             )
+    if beside and path.is_symlink():
+        # renamed into place, the new folder would replace the link (the user's) instead of its target
+        raise OutputError(
+            f"{path} is a symbolic link; the {what} is built beside it and renamed into place, which would replace "
+            f"the link: pass the folder it points to ({os.path.realpath(path)}) or a new folder"
+        )
     if path.exists() or path.is_symlink():
         if not path.is_dir():
             raise OutputError(f"{path} is an existing file, not a folder: choose a folder path for the {what}")
@@ -199,11 +205,58 @@ def holds_json_keys(*keys: str) -> Callable[[Path], bool]:
 
 
 def not_a_bundle(folder: Path) -> str | None:
-    """Why ``folder`` is not an edgekd bundle (None when it is one, and export may replace it)."""
-    from edgekd.bundle import MANIFEST, BundleError, read_manifest
+    """Why ``folder`` is not an edgekd bundle export may replace (None when it is one).
+
+    Its manifest.json must be an edgekd manifest, and everything in it part of the bundle: a file
+    the manifest lists, edgekd's reports in its report folders (``bench/``, ``mcu/``), an atomic
+    write's temporary. Export replaces the folder whole, so a user's file or folder left in a bundle
+    makes it theirs, and it is not replaced; so does a link, which edgekd never puts in a bundle."""
+    from edgekd.bundle import MANIFEST, REPORT_DIRS, BundleError, read_manifest
 
     try:
-        read_manifest(folder)
+        manifest = read_manifest(folder)
     except BundleError:
         return f"it has no edgekd {MANIFEST}"
+    listed = {*manifest["files"], MANIFEST}
+    parents = {"/".join(name.split("/")[:i]) for name in listed for i in range(1, name.count("/") + 1)}
+    for entry in _entries(folder):
+        rel = entry.relative_to(folder).as_posix()
+        if entry.is_symlink():
+            return f"it holds a link, {rel}"
+        if _is_temporary(entry.name) or (rel in listed and entry.is_file()) or (rel in parents and entry.is_dir()):
+            continue
+        if rel.split("/", 1)[0] in REPORT_DIRS and _is_report_entry(entry):
+            continue
+        return f"it holds {rel}, which is not part of the bundle"
     return None
+
+
+def _entries(folder: Path) -> Iterator[Path]:
+    """Everything under ``folder``, a folder before what it holds. Links are not followed, and
+    neither an atomic write's temporary nor an MCU build's folder (marked as edgekd's) is entered."""
+    from edgekd.mcu.app import MARKER
+
+    for entry in sorted(folder.iterdir()):
+        yield entry
+        if (
+            entry.is_dir()
+            and not entry.is_symlink()
+            and not _is_temporary(entry.name)
+            and not (entry / MARKER).is_file()
+        ):
+            yield from _entries(entry)
+
+
+def _is_temporary(name: str) -> bool:
+    """An atomic write's temporary (``.NAME.XXXX.tmp`` / ``.old``), left by a write cut short."""
+    return name.startswith(".") and name.endswith((".tmp", ".old"))
+
+
+def _is_report_entry(entry: Path) -> bool:
+    """Something edgekd writes under a bundle's report folders: a folder (bench's and deploy's
+    report folders, an MCU build's, marked as edgekd's), a report's files, or a bench --json file."""
+    if entry.is_dir():
+        return True  # what it holds is checked entry by entry
+    if _REPORT_FILE.fullmatch(entry.name):
+        return True
+    return entry.suffix == ".json" and holds_json_keys("schema", "results")(entry)

@@ -281,6 +281,29 @@ def test_reexport_replaces_atomically_and_failure_keeps_old(
     assert json.loads((out / MANIFEST).read_text())["eval"]["count"] == 50
 
 
+def test_a_file_put_in_the_old_bundle_during_the_export_is_kept(
+    run_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the bundle was checked only before the minutes of work; the swap deleted what came meanwhile
+    import edgekd.exporters.export as exp
+    from edgekd.outputs import OutputError
+
+    out = tmp_path / "b"
+    quick = ["export.formats=[pytorch]", "export.models=[student]"]
+    export(run=run_dir, out=out, set=quick)
+    real_record = exp.file_record
+
+    def record_and_add_a_note(path: Path) -> dict:
+        (out / "notes.txt").write_text("mine")
+        return real_record(path)
+
+    monkeypatch.setattr(exp, "file_record", record_and_add_a_note)
+    with pytest.raises(OutputError, match="it holds notes.txt, which is not part of the bundle"):
+        export(run=run_dir, out=out, set=quick)
+    assert (out / "notes.txt").read_text() == "mine" and verify_bundle(out).ok
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"]  # the new bundle's temporary removed
+
+
 def test_bad_export_input(run_dir: Path, tmp_path: Path) -> None:
     with pytest.raises(EdgekdError, match="is not a finished distill run"):
         export(run=tmp_path, out=tmp_path / "x")

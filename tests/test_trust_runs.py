@@ -85,6 +85,73 @@ def test_export_refuses_every_out_that_is_not_a_bundle(tmp_path: Path, capsys: p
     assert tree(tmp_path) == before
 
 
+def fake_bundle(folder: Path) -> Path:
+    """A folder shaped like a bundle (a manifest listing a model and a file in a subfolder)."""
+    from edgekd.bundle import file_record
+
+    (folder / "models").mkdir(parents=True)
+    (folder / "student.onnx").write_bytes(b"onnx")
+    (folder / "models" / "student.pt").write_bytes(b"pt")
+    files = {name: file_record(folder / name) for name in ("student.onnx", "models/student.pt")}
+    write_json(folder / "manifest.json", {"format": "edgekd.bundle/1", "files": files})
+    return folder
+
+
+def test_export_replaces_a_bundle_only_when_all_of_it_is_edgekds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    # a manifest that parsed was enough: export replaced the folder whole (exit 0), deleting a
+    # user's notes left in a bundle, or a thesis beside a copied manifest.json
+    from edgekd.cli import main
+
+    run = fake_run(tmp_path / "runs" / "tiny")
+    plus = fake_bundle(tmp_path / "bundle_plus")
+    (plus / "my_notes.txt").write_text("mine")
+    deep = fake_bundle(tmp_path / "bp2")
+    (deep / "sub").mkdir()
+    (deep / "sub" / "thesis.tex").write_text("precious")
+    in_report = fake_bundle(tmp_path / "bp3")
+    (in_report / "bench" / "cpu").mkdir(parents=True)
+    (in_report / "bench" / "cpu" / "plan.txt").write_text("mine")
+    in_models = fake_bundle(tmp_path / "bp4")
+    (in_models / "models" / "extra.pt").write_text("mine")
+    linked = fake_bundle(tmp_path / "bp5")
+    (linked / "data").symlink_to(tmp_path / "runs", target_is_directory=True)
+    link = tmp_path / "link"
+    link.symlink_to(fake_bundle(tmp_path / "target"), target_is_directory=True)
+    before = tree(tmp_path)
+    cases = {
+        plus: "it holds my_notes.txt, which is not part of the bundle",
+        deep: "it holds sub, which is not part of the bundle",
+        in_report: "it holds bench/cpu/plan.txt, which is not part of the bundle",
+        in_models: "it holds models/extra.pt, which is not part of the bundle",
+        linked: "it holds a link, data",
+        link: "is a symbolic link",
+    }
+    for out, needle in cases.items():
+        assert main(["export", "--run", str(run), "--out", str(out)]) == 2, out
+        assert needle in error_line(capsys.readouterr().err), out
+    assert tree(tmp_path) == before and link.is_symlink()
+
+
+def test_a_bundle_with_edgekds_reports_in_it_may_be_replaced(tmp_path: Path) -> None:
+    # bench's reports (BUNDLE/bench/<device>, a --json there), deploy's, an MCU build (marked) and
+    # an atomic write's temporary are edgekd's: exporting again over the bundle replaces them too
+    from edgekd.mcu.app import MARKER
+    from edgekd.outputs import not_a_bundle
+
+    bundle = fake_bundle(tmp_path / "bundle")
+    for name in ("bench/cpu/bench.json", "bench/cpu/bench.md", "bench/cpu/bench.png", "bench/pi_host/bench.json"):
+        (bundle / name).parent.mkdir(parents=True, exist_ok=True)
+        (bundle / name).write_text("{}")
+    write_json(bundle / "bench" / "mine.json", {"schema": "edgekd.bench/1", "results": []})
+    (bundle / "mcu" / "cortex-m4" / "obj").mkdir(parents=True)
+    for name in (MARKER, "app.elf", "app.map", "obj/x.o", "build.json"):
+        (bundle / "mcu" / "cortex-m4" / name).write_text("x")
+    (bundle / ".manifest.json.123-abcdefgh.tmp").write_text("half")
+    assert not_a_bundle(bundle) is None
+    write_json(bundle / "bench" / "other.json", {"mine": 1})  # a JSON that is no bench report
+    assert not_a_bundle(bundle) == "it holds bench/other.json, which is not part of the bundle"
+
+
 def test_check_output_dir_allows_new_empty_and_own_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgekd.outputs import OutputError, check_output_dir, not_a_bundle
 

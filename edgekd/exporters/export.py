@@ -312,6 +312,8 @@ def export(
         manifest["parity_ok"] = not failures
         manifest["files"] = {p.name: file_record(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json(tmp / MANIFEST, manifest)
+        # again before the swap replaces the old bundle whole: a file put in it while the export ran is the user's
+        check_output_dir(out_dir, "bundle", not_a_bundle, protect=[run_dir], beside=True)
     _print_parity(manifest, task)
     spent = sum(m.get("seconds", 0.0) for m in manifest["metrics"].values())
     log(f"export: parity of {len(manifest['metrics'])} files on {len(parity_idx)} images took {spent:.1f} s")
