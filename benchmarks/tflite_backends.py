@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import sys
 from pathlib import Path
@@ -29,6 +30,7 @@ def check_args(args: argparse.Namespace) -> None:
     from edgekd.exporters.export import run_config, run_summary
     from edgekd.formats import FORMATS
     from edgekd.limits import out_of_range
+    from edgekd.paths import is_under
     from edgekd.registry import unknown_name_message
 
     for backend in args.backends.split(","):
@@ -44,6 +46,10 @@ def check_args(args: argparse.Namespace) -> None:
     run = Path(args.run)
     run_summary(run)  # a folder that is no finished run, a damaged summary or config: one line each
     run_config(run)
+    if is_under(os.path.realpath(args.out), os.path.realpath(run)):  # --run is read only: a bundle per backend in it
+        raise EdgekdError(
+            f"--out {args.out} is inside --run {args.run}, which is read only: choose a folder outside it"
+        )
     if Path(args.out).exists() and not Path(args.out).is_dir():
         raise EdgekdError(f"--out {args.out} is a file, not a folder")
     if args.python and shutil.which(args.python) is None:

@@ -112,6 +112,13 @@ CASES = [
         "unknown TFLite format 'tflite_int9'; did you mean 'tflite_int8'?",
     ),
     ("tflite_backends", ["--run", "{tmp}/badrun", "--out", "{tmp}/out"], "config.yaml is not valid YAML"),
+    # --run is read only: a bundle per backend was written into it
+    ("tflite_backends", ["--run", "{tmp}/run", "--out", "{tmp}/run"], "--out {tmp}/run is inside --run {tmp}/run"),
+    (
+        "tflite_backends",
+        ["--run", "{tmp}/run", "--out", "{tmp}/run/cmp"],
+        "is inside --run {tmp}/run, which is read only",
+    ),
     (
         "tflite_backends",
         ["--run", "{tmp}/badrun", "--out", "{tmp}/out", "--warmup", "-1"],
@@ -141,7 +148,8 @@ CASES = [
 
 def make_inputs(tmp: Path) -> None:
     """The user's files: text named like the inputs the scripts expect, a folder of their own, a
-    run folder with a damaged config, an empty folder and an (empty) CIFAR-10 ImageFolder layout."""
+    run folder with a damaged config and one with a good one, an empty folder and an (empty)
+    CIFAR-10 ImageFolder layout."""
     for name in ("fake.tflite", "fake.pt", "fake.npz", "fake.tar.gz"):
         (tmp / name).write_text("not what the name says\n")
     (tmp / "mine").mkdir()
@@ -149,6 +157,9 @@ def make_inputs(tmp: Path) -> None:
     (tmp / "badrun").mkdir()
     (tmp / "badrun" / "config.yaml").write_text("student: [\n")
     (tmp / "badrun" / "summary.json").write_text("{}\n")
+    (tmp / "run").mkdir()  # a finished run, as far as the checks read it
+    (tmp / "run" / "config.yaml").write_text("name: mine\n")
+    (tmp / "run" / "summary.json").write_text("{}\n")
     (tmp / "empty").mkdir()
     for split in ("train", "test"):
         (tmp / "cifar" / split).mkdir(parents=True)
