@@ -27,7 +27,7 @@ from edgekd.bundle import bundle_file, read_manifest, require_verified
 from edgekd.data.images import IMAGE_SUFFIXES, as_8bit, read_image
 from edgekd.errors import EdgekdError
 from edgekd.limits import MAX_IMAGE_SIDE, check_number, check_threads
-from edgekd.paths import as_path, input_file
+from edgekd.paths import as_path, input_file, is_under
 from edgekd.tasks import get_task
 
 DEFAULT_FORMAT = "tflite_int8"  # what a device runs; --format chooses another file of the bundle
@@ -381,10 +381,21 @@ def _shown(value: Any) -> str:
     return f"{type(value).__name__} {text}" if value is not None else "None"
 
 
-def _check_masks_dir(folder: Path) -> None:
-    """Masks go into a new or empty folder, or one an earlier ``edgekd predict`` filled with masks."""
+def _check_masks_dir(folder: Path, bundle: Path) -> None:
+    """Masks go into a new or empty folder, or one an earlier ``edgekd predict`` filled with masks;
+    never into the bundle being read (a file added there breaks its manifest). The folder is made
+    when missing, not the folder above it too: that is most likely a typo (as for ``--json``)."""
     if folder.exists() and not folder.is_dir():
         raise PredictError(f"--masks {folder} is a file, not a folder")
+    if is_under(os.path.realpath(folder), os.path.realpath(bundle)):
+        raise PredictError(
+            f"--masks {folder} is inside the bundle {bundle}, which is being read (a file added there breaks its "
+            "manifest): choose a folder outside it"
+        )
+    if not folder.exists() and not folder.parent.exists():
+        raise PredictError(
+            f"--masks {folder}: folder {folder.parent} does not exist (edgekd makes the masks folder only)"
+        )
     if folder.is_dir():
         strangers = [p.name for p in folder.iterdir() if not p.name.endswith("_mask.png")]
         if strangers:
@@ -427,7 +438,7 @@ def predict(
         )
     mask_dir = (mask_path or Path("masks")) if seg else None
     if mask_dir is not None:
-        _check_masks_dir(mask_dir)
+        _check_masks_dir(mask_dir, predictor.bundle)
     if json_path is not None:  # never an image, the bundle's manifest or a user's file
         from edgekd.outputs import check_output_file, holds_json_keys
 

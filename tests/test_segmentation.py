@@ -5,6 +5,7 @@ shapes run with mean IoU checked at every step; classification keeps its behavio
 from __future__ import annotations
 
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -580,6 +581,38 @@ def test_predict_writes_masks_that_match_the_bench_runner(seg_bundle: Path, tmp_
     assert (
         main(["predict", "--artifacts", str(seg_bundle), str(src), "--masks", str(out)]) == 0
     )  # its own masks: replaced
+
+
+def test_predict_masks_go_outside_the_bundle_into_an_existing_folder(
+    seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """--masks inside the bundle wrote masks there (exit 0), after which verify failed and predict
+    refused the bundle; --masks a/b/c made every missing folder. Both are one line, exit 2, nothing
+    written; the masks folder itself is still made."""
+    from PIL import Image
+
+    from edgekd.bundle import verify_bundle
+    from edgekd.cli import main
+
+    with np.load(seg_bundle / "eval.npz") as data:
+        image = data["images"][0]
+    src = tmp_path / "a.png"
+    Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(src)
+    bundle = tmp_path / "sb"
+    shutil.copytree(seg_bundle, bundle)
+    cases = {
+        bundle / "sub": f"--masks {bundle / 'sub'} is inside the bundle {bundle}, which is being read",
+        bundle: f"--masks {bundle} is inside the bundle {bundle}",
+        tmp_path / "new2" / "deep" / "x": f"folder {tmp_path / 'new2' / 'deep'} does not exist",
+    }
+    for masks, needle in cases.items():
+        capsys.readouterr()
+        assert main(["predict", "--artifacts", str(bundle), str(src), "--masks", str(masks)]) == 2, masks
+        err = [ln for ln in capsys.readouterr().err.splitlines() if ln.strip()]
+        assert len(err) == 1 and err[0].startswith("edgekd: error: ") and needle in err[0], err
+    assert verify_bundle(bundle).passed and not (tmp_path / "new2").exists()
+    assert main(["predict", "--artifacts", str(bundle), str(src), "--masks", str(tmp_path / "new")]) == 0
+    assert (tmp_path / "new" / "a_mask.png").is_file()
 
 
 def test_unet_pads_to_the_stride_and_crops_back() -> None:
