@@ -212,6 +212,11 @@ def holds_json_keys(*keys: str) -> Callable[[Path], bool]:
     return own
 
 
+# the file `edgekd mcu build` marks its output folder with: a folder edgekd made, which it may
+# rewrite (here, below mcu/, so that exporting over the bundle may replace it)
+MCU_BUILD_MARKER = ".edgekd-mcu-build"
+
+
 def not_a_bundle(folder: Path) -> str | None:
     """Why ``folder`` is not an edgekd bundle export may replace (None when it is one).
 
@@ -242,15 +247,13 @@ def not_a_bundle(folder: Path) -> str | None:
 def _entries(folder: Path) -> Iterator[Path]:
     """Everything under ``folder``, a folder before what it holds. Links are not followed, and
     neither an atomic write's temporary nor an MCU build's folder (marked as edgekd's) is entered."""
-    from edgekd.mcu.app import MARKER
-
     for entry in sorted(folder.iterdir()):
         yield entry
         if (
             entry.is_dir()
             and not entry.is_symlink()
             and not _is_temporary(entry.name)
-            and not (entry / MARKER).is_file()
+            and not (entry / MCU_BUILD_MARKER).is_file()
         ):
             yield from _entries(entry)
 

@@ -18,10 +18,10 @@ import numpy as np
 
 from edgekd.atomic import write_json
 from edgekd.errors import EdgekdError
+from edgekd.outputs import MCU_BUILD_MARKER as MARKER
 from edgekd.paths import input_file
 from edgekd.procs import worker_main
 
-MARKER = ".edgekd-mcu-build"  # an output folder edgekd made (and may therefore rewrite)
 ROLES = ("student", "teacher", "baseline")
 DEFAULT_SAMPLES = 4  # eval images per build: enough to catch a kernel that differs, cheap to embed
 
