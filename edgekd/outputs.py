@@ -33,16 +33,13 @@ def check_output_dir(
     protect: Sequence[str | Path] = (),
     replace: bool = True,
     beside: bool = False,
-    not_inside: Sequence[str | Path] = (),
 ) -> None:
     """Raise :class:`OutputError` unless ``path`` may become the ``what`` folder.
 
     ``own(folder)`` says why an existing, non-empty folder is not edgekd's ``what`` (None when it
     is, and so may be replaced; ``replace=False``: may not be replaced at all). ``protect``: inputs
     being read, which neither ``path`` nor a folder above them may be. ``beside``: the folder is
-    built beside ``path`` and renamed into place (its parent must be writable too). ``not_inside``:
-    inputs being read that ``path`` may not lie inside either (a bundle written into a run makes
-    the run hold files distill did not write).
+    built beside ``path`` and renamed into place (its parent must be writable too).
     """
     path = Path(path)
     real = Path(os.path.realpath(path))
@@ -50,11 +47,6 @@ def check_output_dir(
         if _inside(Path(os.path.realpath(p)), real):
             raise OutputError(
                 f"the {what} folder {path} would replace {p}, which is being read: choose a folder outside it"
-            )
-    for p in not_inside:
-        if _inside(real, Path(os.path.realpath(p))):
-            raise OutputError(
-                f"the {what} folder {path} is inside {p}, which is being read: choose a folder outside it"
             )
     if beside and path.is_symlink():
         # renamed into place, the new folder would replace the link (the user's) instead of its target

@@ -138,8 +138,8 @@ def export(
     summary = run_summary(run_dir)  # before any work: a damaged run is one line
     cfg = run_config(run_dir, set)
     out_dir = as_path(out, "out") if out is not None else Path("artifacts") / run_dir.name
-    # before any work: a bundle replaces only an older bundle, never the run (nor goes into it) or a user's files
-    check_output_dir(out_dir, "bundle", not_a_bundle, protect=[run_dir], beside=True, not_inside=[run_dir])
+    # before any work: a bundle replaces only an older bundle, never the run or a user's files
+    check_output_dir(out_dir, "bundle", not_a_bundle, protect=[run_dir], beside=True)
     ecfg = cfg.export
     allow = ecfg.allow_parity_failure if allow_parity_failure is None else allow_parity_failure
     bounds = Bounds(
@@ -313,7 +313,7 @@ def export(
         manifest["files"] = {p.name: file_record(p) for p in sorted(tmp.iterdir()) if p.is_file()}
         write_json(tmp / MANIFEST, manifest)
         # again before the swap replaces the old bundle whole: a file put in it while the export ran is the user's
-        check_output_dir(out_dir, "bundle", not_a_bundle, protect=[run_dir], beside=True, not_inside=[run_dir])
+        check_output_dir(out_dir, "bundle", not_a_bundle, protect=[run_dir], beside=True)
     _print_parity(manifest, task)
     spent = sum(m.get("seconds", 0.0) for m in manifest["metrics"].values())
     log(f"export: parity of {len(manifest['metrics'])} files on {len(parity_idx)} images took {spent:.1f} s")
