@@ -22,7 +22,10 @@ def test_default_digits_recipe_end_to_end(tmp_path: Path) -> None:
     manifest = export(run=tmp_path / "run", out=tmp_path / "bundle")
     int8 = manifest["metrics"]["student_int8.tflite"]
     assert int8["top1_agreement"] >= 0.99
-    assert int8["reference_acc"] - int8["test_acc"] <= 0.005
+    # at most 2 of the 359 test images (0.56 point): the same run and int8 file lose 1 on a 2-core
+    # Xeon and 2 on a 2-core AMD EPYC (float summation differs by CPU; the file is bit-identical
+    # with the previous release's export there); the recipe's own gate is export.max_acc_drop 0.01
+    assert int8["reference_acc"] - int8["test_acc"] <= 2 / 359 + 1e-6
 
 
 @pytest.mark.skipif(not CIFAR10_TARBALL.is_file(), reason=f"needs {CIFAR10_TARBALL}")
