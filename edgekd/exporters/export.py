@@ -146,7 +146,7 @@ def export(
         ecfg.fp32_max_abs_diff, ecfg.min_top1_agreement, ecfg.max_acc_drop, ecfg.min_logit_snr_db, ecfg.max_class_share
     )
 
-    from edgekd.checkpoint import load_model
+    from edgekd.checkpoint import build_model
     from edgekd.data import load_dataset
     from edgekd.exporters.lean import lean_for_export
     from edgekd.models import count_macs, count_params
@@ -156,8 +156,9 @@ def export(
     missing = [r for r in ecfg.models if r not in roles and r != "baseline"]
     if missing:
         raise EdgekdError(f"{run_dir} has no {missing[0]}.pt to export")
-    for role in roles:  # before the data loads: a checkpoint that is not the run's is one line at once
-        check_role_checkpoint(run_dir / f"{role}.pt", role, cfg, summary)
+    # before the data loads: a checkpoint that is not the run's is one line at once; each file is
+    # read once, and the model exported is built from what was checked
+    checkpoints = {role: check_role_checkpoint(run_dir / f"{role}.pt", role, cfg, summary) for role in roles}
     log(f"export: {run_dir} → {out_dir} ({', '.join(roles)})")
     data = load_dataset(cfg.data, log=log)
     task = get_task(data.task)
@@ -217,8 +218,8 @@ def export(
     with atomic_dir(out_dir) as tmp, shown_as(tmp, out_dir):
         work = tmp / ".work"
         for role in roles:
-            ckpt_path = run_dir / f"{role}.pt"
-            model, ckpt = load_model(ckpt_path, arch=named_archs(cfg))  # the run's own config names its archs
+            ckpt = checkpoints[role]
+            model = build_model(ckpt, run_dir / f"{role}.pt", named_archs(cfg))  # the run's config names its archs
             mean, std = ckpt["data"]["mean"], ckpt["data"]["std"]  # the model's own normalization
             if role == "student":
                 manifest["preprocessing"].update(mean=list(mean), std=list(std))
@@ -349,9 +350,9 @@ def role_arch(cfg: Config, summary: dict[str, Any], role: str) -> tuple[str | No
     return (arch if isinstance(arch, str) else None), f"summary.json's teacher (from {cfg.teacher.checkpoint})"
 
 
-def check_role_checkpoint(path: Path, role: str, cfg: Config, summary: dict[str, Any]) -> None:
-    """``path`` holds the run's ``role`` model: the role and architecture its checkpoint records are
-    the run's. A teacher.pt copied over student.pt exported as the student, exit 0, with the
+def check_role_checkpoint(path: Path, role: str, cfg: Config, summary: dict[str, Any]) -> dict[str, Any]:
+    """The checkpoint at ``path``, checked to hold the run's ``role`` model: the role and architecture
+    it records are the run's. A teacher.pt copied over student.pt exported as the student, exit 0, with the
     student's architecture, parameters and accuracy in the manifest. Nothing named in the file is
     imported (:func:`~edgekd.checkpoint.checkpoint_arch` first)."""
     from edgekd.checkpoint import checkpoint_arch, load_checkpoint
@@ -372,6 +373,7 @@ def check_role_checkpoint(path: Path, role: str, cfg: Config, summary: dict[str,
         raise CheckpointError(
             f"{path} holds a {arch}, but the run's {role} is a {want} ({where}): it is not this run's {role}"
         )
+    return ckpt
 
 
 def _export_role(job: ExportJob, requested: Sequence[str]) -> list[str]:
