@@ -104,6 +104,12 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def is_temporary(name: str) -> bool:
+    """A name this module gives its temporaries (``.NAME.XXXX.tmp``, a replaced folder's ``.old``):
+    one left by a write cut short is edgekd's, wherever edgekd checks a folder as its own."""
+    return name.startswith(".") and name.endswith((".tmp", ".old"))
+
+
 def _dir_prefix(path: Path) -> str:
     """``.NAME.PID-``: the writer's process id in the name tells a live build from a dead one."""
     return f".{path.name}.{os.getpid()}-"

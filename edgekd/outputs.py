@@ -15,6 +15,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
+from edgekd.atomic import is_temporary
 from edgekd.errors import EdgekdError
 
 
@@ -228,7 +229,7 @@ def not_a_bundle(folder: Path) -> str | None:
         rel = entry.relative_to(folder).as_posix()
         if entry.is_symlink():
             return f"it holds a link, {rel}"
-        if _is_temporary(entry.name) or (rel in listed and entry.is_file()) or (rel in parents and entry.is_dir()):
+        if is_temporary(entry.name) or (rel in listed and entry.is_file()) or (rel in parents and entry.is_dir()):
             continue
         if rel.split("/", 1)[0] in REPORT_DIRS and _is_report_entry(entry):
             continue
@@ -244,15 +245,10 @@ def _entries(folder: Path) -> Iterator[Path]:
         if (
             entry.is_dir()
             and not entry.is_symlink()
-            and not _is_temporary(entry.name)
+            and not is_temporary(entry.name)
             and not (entry / MCU_BUILD_MARKER).is_file()
         ):
             yield from _entries(entry)
-
-
-def _is_temporary(name: str) -> bool:
-    """An atomic write's temporary (``.NAME.XXXX.tmp`` / ``.old``), left by a write cut short."""
-    return name.startswith(".") and name.endswith((".tmp", ".old"))
 
 
 def _is_report_entry(entry: Path) -> bool:

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from edgekd.atomic import write_json_lines, write_text
+from edgekd.atomic import is_temporary, write_json_lines, write_text
 from edgekd.config import Config, describe_changes, dump_yaml, load_config
 from edgekd.errors import ConfigError, EdgekdError
 
@@ -82,7 +82,7 @@ def not_a_run(folder: Path) -> str | None:
             continue
         if entry.is_symlink():
             return f"it holds a link, {name}"
-        if name.startswith(".") and name.endswith((".tmp", ".old")):  # an atomic write's temporary
+        if is_temporary(name):  # an atomic write's, left by a write cut short
             continue
         if entry.is_file() and (name in OWN_FILES or name.endswith(".pt")):
             continue
@@ -97,7 +97,7 @@ def _prepared_entry(entry: Path) -> bool:
     """What a folder made ready for a run may hold before its config.yaml: a teacher cache (a
     link to a shared one, from `edgekd search`) and an atomic write's temporary."""
     name = entry.name
-    return name == "teacher_cache" or (name.startswith(".") and name.endswith((".tmp", ".old")))
+    return name == "teacher_cache" or is_temporary(name)
 
 
 def check_new_run(cfg: Config, out_dir: Path, overwrite: bool) -> None:
