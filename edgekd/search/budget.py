@@ -9,7 +9,6 @@ before anything heavy is imported).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from typing import Any
 
 from edgekd.errors import EdgekdError
 from edgekd.limits import MAX_KB
+from edgekd.registry import did_you_mean
 
 
 class BudgetError(EdgekdError):
@@ -131,9 +131,8 @@ def parse_budget(text: str | dict[str, Any] | Budget | None) -> Budget:
     values: dict[str, Any] = {}
     for key, raw in pairs.items():
         if key not in KEYS:
-            close = difflib.get_close_matches(key.lower(), KEYS, n=1)  # FLASH_KB: did you mean flash_kb
-            hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise BudgetError(f"budget: unknown key {key!r}{hint} (keys: {', '.join(KEYS)})")
+            # the one did-you-mean (case ignored: FLASH_KB → flash_kb)
+            raise BudgetError(f"budget: unknown key {key!r}{did_you_mean(key, KEYS)} (keys: {', '.join(KEYS)})")
         if key == "device":
             if raw not in PROFILES:
                 raise BudgetError(f"budget: {PROFILES.unknown_message(raw)}")

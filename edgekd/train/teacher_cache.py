@@ -26,7 +26,7 @@ from torch import nn
 
 from edgekd.data import Dataset
 from edgekd.data.loader import Batches
-from edgekd.tensorfile import load_tensors
+from edgekd.tensorfile import is_finite_tensor, load_tensors
 from edgekd.train import distributed
 from edgekd.train.runtime import Runtime, autocast
 from edgekd.ui import log, progress
@@ -165,6 +165,6 @@ def _read(path: Path, rt: Runtime, leading: tuple[int, int]) -> tuple[torch.Tens
         return None, first_line(exc, 120)
     if not isinstance(outputs, torch.Tensor) or tuple(outputs.shape[:2]) != leading:
         return None, f"expected outputs for {leading[0]} view(s) × {leading[1]} images"
-    if not bool(torch.isfinite(outputs).all()):
+    if not is_finite_tensor(outputs):
         return None, "it holds NaN or infinite values"
     return outputs.to(rt.device), ""
