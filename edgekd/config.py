@@ -56,7 +56,12 @@ class DataConfig:
         "training augmentation (masks get the same crop and flip); auto: crop_flip for colour images of 16 px or more "
         "and for segmentation, none for grayscale or smaller (digits-like)",
     )
-    crop_padding: int = opt(4, "pixels of zero padding before the random crop")
+    crop_padding: int = opt(4, "pixels of padding before the random crop (a shift of up to this many pixels)")
+    crop_fill: Literal["zero", "reflect"] = opt(
+        "zero",
+        "what the crop's padding holds: zero (black, torchvision's RandomCrop) or reflect (the image mirrored at its "
+        "border, airbench's; crop_padding must then be smaller than the image)",
+    )
     mean: tuple[float, ...] | None = opt(
         None, "per-channel normalization mean on 0–1 pixels; None: declared by the dataset or computed on train"
     )
@@ -119,16 +124,29 @@ class StageConfig:
     bias_lr_scale: float = opt(
         1.0, "lr multiplier of BN and bias (1-D) parameters, in (0, 1000] (airbench's 64: biases learn faster)"
     )
-    schedule: Literal["cosine", "step", "constant"] = opt("cosine", "lr schedule, stepped every iteration")
+    schedule: Literal["cosine", "linear", "step", "constant"] = opt(
+        "cosine", "lr schedule after the warm-up, stepped every iteration (linear: a straight line down, airbench's)"
+    )
+    lr_end: float = opt(0.0, "cosine and linear: the fraction of lr the schedule ends at, in [0, 1] (airbench: 0.07)")
     milestones: tuple[int, ...] = opt((), "step: epochs at which lr is multiplied by gamma")
     gamma: float = opt(0.1, "step: lr factor at each milestone")
     warmup_epochs: int = opt(0, "linear warm-up before the schedule starts")
     label_smoothing: float = opt(0.0, "on the hard-label cross-entropy")
     lookahead_steps: int = opt(0, "Lookahead: k fast optimizer steps per slow update (0: off)")
     lookahead_alpha: float = opt(0.5, "Lookahead: slow weights move this fraction towards the fast ones every k steps")
+    lookahead_ramp: float = opt(
+        0.0,
+        "Lookahead: 0 keeps lookahead_alpha throughout; p > 0 starts at α 1 (no averaging) and reaches lookahead_alpha "
+        "at the end as 1 − (1 − α)·progress^p (airbench: p 3, α 1 − 0.95⁵ ≈ 0.226: move fast, then average)",
+    )
     tta_flip: bool = opt(
         False,
         "evaluate with the mean logits of the image and its mirror (a teacher also teaches with them); never exported",
+    )
+    tta_translate: bool = opt(
+        False,
+        "with tta_flip: half the weight to the image shifted one pixel down-right and up-left (mirror padding), each "
+        "with its mirror too: six passes (airbench's TTA level 2); a teacher also teaches with them",
     )
     mixup: float = opt(
         0.0,
@@ -839,6 +857,8 @@ _BOUNDS: tuple[tuple[str, float, float, bool, bool], ...] = (
             (f"{stage}.weight_decay", 0.0, 1.0, False, False),
             (f"{stage}.gamma", 0.0, 10.0, False, True),
             (f"{stage}.warmup_epochs", 0, 100_000, True, False),
+            (f"{stage}.lr_end", 0.0, 1.0, False, False),
+            (f"{stage}.lookahead_ramp", 0.0, 100.0, False, False),
             (f"{stage}.mixup", 0.0, 1000.0, False, False),
             (f"{stage}.cutmix", 0.0, 1000.0, False, False),
         )
@@ -896,6 +916,8 @@ def validate(config: Config) -> None:
             raise ConfigError(
                 f"config: {stage}.lookahead_steps must be 0 (off) or more and {stage}.lookahead_alpha in (0, 1]"
             )
+        if s.tta_translate and not s.tta_flip:
+            raise ConfigError(f"config: {stage}.tta_translate adds to flip TTA: set {stage}.tta_flip too")
         if not 0.0 < s.bias_lr_scale <= 1000.0:
             raise ConfigError(f"config: {stage}.bias_lr_scale must be in (0, 1000], got {s.bias_lr_scale}")
         if not 0.0 <= s.label_smoothing < 1.0:

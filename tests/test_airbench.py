@@ -94,3 +94,48 @@ def test_bias_lr_scale_out_of_range_is_one_error(value: str) -> None:
 
     with pytest.raises(EdgekdError, match="bias_lr_scale must be (in|a finite)"):
         load_config(None, tiny_overrides(**{"student.bias_lr_scale": value}))
+
+
+def test_linear_schedule_and_lr_end() -> None:
+    """airbench's schedule: linear warm-up, then a straight line down to lr_end (cosine honours it too)."""
+    from edgekd.config import load_config
+    from edgekd.train.trainer import lr_factor
+
+    sets = {"student.epochs": 10, "student.warmup_epochs": 2, "student.lr_end": 0.07}
+    linear = load_config(None, tiny_overrides(**sets, **{"student.schedule": "linear"})).student
+    assert lr_factor(linear, 1.0) == pytest.approx(0.5, abs=1e-3)  # warm-up, unchanged
+    assert lr_factor(linear, 2.0) == pytest.approx(1.0)
+    assert lr_factor(linear, 6.0) == pytest.approx(0.07 + 0.93 * 0.5)  # halfway down, a straight line
+    assert lr_factor(linear, 10.0) == pytest.approx(0.07)
+    cosine = load_config(None, tiny_overrides(**sets)).student
+    assert lr_factor(cosine, 10.0) == pytest.approx(0.07) and lr_factor(cosine, 6.0) == pytest.approx(0.535)
+    plain = load_config(None, tiny_overrides(**{"student.epochs": 10})).student  # default lr_end 0: as before
+    assert lr_factor(plain, 10.0) == pytest.approx(0.0) and lr_factor(plain, 5.0) == pytest.approx(0.5)
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "fragment"),
+    [
+        ("student.lr_end", "1.5", "student.lr_end must be"),
+        ("teacher.lr_end", "-0.1", "teacher.lr_end must be"),
+        ("student.lookahead_ramp", "-1", "student.lookahead_ramp must be"),
+        ("student.lookahead_ramp", "nan", "student.lookahead_ramp must be"),
+        ("data.crop_fill", "mirror", "data.crop_fill"),
+    ],
+)
+def test_airbench_recipe_keys_out_of_range_are_one_error(key: str, value: str, fragment: str) -> None:
+    from edgekd.config import load_config
+
+    with pytest.raises(EdgekdError, match=fragment):
+        load_config(None, tiny_overrides(**{key: value}))
+
+
+def test_reflect_padding_as_wide_as_the_image_is_refused_before_training(tmp_path: Path) -> None:
+    sets = {"data.augment": "crop", "data.crop_fill": "reflect", "data.crop_padding": 8}  # digits: 8×8
+    with pytest.raises(
+        EdgekdError, match="crop_padding 8 with data.crop_fill=reflect must be smaller than the images'"
+    ):
+        distill(out=tmp_path / "run", set=tiny_overrides(**sets))
+    assert not (tmp_path / "run").exists()
+    distill(out=tmp_path / "ok", set=tiny_overrides(**{**sets, "data.crop_padding": 2, "teacher.epochs": 1}))
+    assert (tmp_path / "ok" / "summary.json").is_file()

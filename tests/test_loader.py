@@ -48,6 +48,37 @@ def test_crop_is_a_shifted_window_of_the_padded_image() -> None:
     assert not all(torch.equal(x[i], torch.from_numpy(s.images[i])) for i in range(64))  # it does move things
 
 
+def test_reflect_crop_is_a_window_of_the_mirror_padded_image_and_masks_follow() -> None:
+    s = split(n=64)
+    kw = dict(batch_size=64, augment="crop", crop_padding=2, shuffle=False)
+    b = Batches(s, (0.0,) * 3, (1.0,) * 3, crop_fill="reflect", **kw)
+    ((x, _),) = list(b)
+    x = (x * 255).round().to(torch.uint8)
+    # torch's reflect padding (edge pixel not repeated; airbench's), computed on floats
+    padded = torch.nn.functional.pad(torch.from_numpy(s.images).float(), (2, 2, 2, 2), mode="reflect").to(torch.uint8)
+    zero = torch.nn.functional.pad(torch.from_numpy(s.images), (2, 2, 2, 2))
+    params = b.augmentation(0)
+    for i in range(64):
+        dy, dx = int(params[0][i]), int(params[1][i])
+        assert torch.equal(x[i], padded[i, :, dy : dy + 6, dx : dx + 6]), i
+    # the same draws as zero fill: only what the border holds differs, and it does somewhere
+    z = Batches(s, (0.0,) * 3, (1.0,) * 3, **kw)
+    ((xz, _),) = list(z)
+    xz = (xz * 255).round().to(torch.uint8)
+    for i in range(64):
+        dy, dx = int(params[0][i]), int(params[1][i])
+        assert torch.equal(xz[i], zero[i, :, dy : dy + 6, dx : dx + 6]), i
+    assert not torch.equal(x, xz)
+    # a mask gets its image's very window (uint8 index arithmetic, any dtype)
+    masks = np.random.default_rng(1).integers(0, 2, (64, 1, 6, 6), dtype=np.uint8)
+    seg = Split(s.images, np.zeros(64, dtype=np.int64), masks=masks)
+    ((xs, ys),) = list(Batches(seg, (0.0,) * 3, (1.0,) * 3, crop_fill="reflect", **kw))
+    mpad = torch.nn.functional.pad(torch.from_numpy(masks).float(), (2, 2, 2, 2), mode="reflect").to(torch.uint8)
+    for i in range(64):
+        dy, dx = int(params[0][i]), int(params[1][i])
+        assert torch.equal(ys[i].to(torch.uint8).reshape(1, 6, 6), mpad[i, :, dy : dy + 6, dx : dx + 6]), i
+
+
 def test_flip_only_mirrors() -> None:
     s = split(n=64)
     b = Batches(s, (0.0,) * 3, (1.0,) * 3, batch_size=64, augment="flip")

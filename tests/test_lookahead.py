@@ -63,3 +63,41 @@ def test_bad_lookahead_settings_are_refused() -> None:
 
     with pytest.raises(ConfigError, match="lookahead_alpha in"):
         load_config(None, tiny_overrides(**{"student.lookahead_alpha": 0}))
+
+
+def test_ramp_starts_without_averaging_and_ends_at_alpha() -> None:
+    """airbench's schedule: α_t = 1 − (1 − α)·(t/T)^p, its EMA decay 0.95⁵·(t/T)³ when α = 1 − 0.95⁵."""
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = torch.optim.SGD([w], lr=0.1)
+    alpha = 1 - 0.95**5
+    la = Lookahead(opt, [w], k=5, alpha=alpha, ramp=3.0, total_steps=100)
+    assert la.alpha_at(0) == 1.0 and la.alpha_at(100) == pytest.approx(alpha)
+    assert la.alpha_at(50) == pytest.approx(1 - 0.95**5 * 0.5**3)
+    assert la.alpha_at(400) == pytest.approx(alpha)  # past the end: held
+    assert Lookahead(opt, [w], k=5, alpha=0.5).alpha_at(3) == 0.5  # no ramp: constant
+    with pytest.raises(ValueError, match="total steps"):
+        Lookahead(opt, [w], k=5, alpha=0.5, ramp=3.0)
+
+
+def test_sync_gives_the_model_the_slow_weights() -> None:
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = torch.optim.SGD([w], lr=0.1)
+    la = Lookahead(opt, [w], k=5, alpha=0.5)
+    for _ in range(2):  # two fast steps, no slow update yet
+        opt.zero_grad()
+        (w * w).sum().backward()
+        opt.step()
+    assert w.item() == pytest.approx(0.64) and la.slow[0].item() == 1.0
+    la.sync()
+    assert w.item() == 1.0
+
+
+def test_a_run_with_lookahead_saves_the_slow_weights(tmp_path: Path) -> None:
+    """At each epoch's end the model takes the slow weights: they are evaluated and saved."""
+    sets = {"student.lookahead_steps": 7, "student.lookahead_ramp": 2, "distill.baseline": "false", "teacher.epochs": 1}
+    distill(out=tmp_path / "run", set=tiny_overrides(**sets))
+    ckpt = load_checkpoint(tmp_path / "run" / "student_last.pt")
+    slow, names = ckpt["train_state"]["lookahead"]["slow"], ckpt["state_dict"]
+    assert ckpt["train_state"]["lookahead"]["steps"] % 7  # the epoch did not end on a slow update
+    trained = [t for k, t in names.items() if t.is_floating_point() and "running" not in k and "num_batches" not in k]
+    assert len(trained) == len(slow) and all(torch.equal(a, b) for a, b in zip(trained, slow))

@@ -75,6 +75,13 @@ def load_dataset(cfg: DataConfig, log=print) -> Dataset:
     if len(mean) != channels or len(std) != channels:
         raise DataError(f"normalization has {len(mean)} values but the images have {channels} channel(s)")
     size = (int(train.images.shape[2]), int(train.images.shape[3]))
+    augment = resolve_augment(cfg.augment, channels, size, task)
+    if cfg.crop_fill == "reflect" and "crop" in augment and cfg.crop_padding >= min(size):
+        # a mirror at the border reaches at most one image side less a pixel
+        raise DataError(
+            f"config: data.crop_padding {cfg.crop_padding} with data.crop_fill=reflect must be smaller than the "
+            f"images' {min(size)} px"
+        )
     return Dataset(
         name=cfg.name,
         train=train,
@@ -83,8 +90,9 @@ def load_dataset(cfg: DataConfig, log=print) -> Dataset:
         classes=raw.classes,
         mean=tuple(mean),
         std=tuple(std),
-        augment=resolve_augment(cfg.augment, channels, size, task),
+        augment=augment,
         crop_padding=cfg.crop_padding,
+        crop_fill=cfg.crop_fill,
         source=raw.source,
         shift=cfg.shift,
         task=task,

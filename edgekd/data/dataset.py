@@ -63,6 +63,7 @@ class Dataset:
     std: tuple[float, ...]
     augment: str  # resolved: none | crop | flip | crop_flip
     crop_padding: int = 4
+    crop_fill: str = "zero"  # zero | reflect: what the crop's padding holds
     source: dict = field(default_factory=dict)  # where the data came from, for the run's record
     shift: str = "none"  # data.shift applied to every split (a synthetic target domain)
     task: str = "classification"  # or segmentation (edgekd.tasks): what the targets are

@@ -57,6 +57,7 @@ class Batches:
         augment: str = "none",
         crop_padding: int = 4,
         shuffle: bool = False,
+        crop_fill: str = "zero",
         seed: int = 0,
         drop_last: bool = False,
         views: int | None = None,
@@ -89,6 +90,9 @@ class Batches:
         self.batch_size = batch_size
         self.augment = augment
         self.pad = crop_padding if "crop" in augment else 0
+        if crop_fill not in ("zero", "reflect"):
+            raise ValueError(f"crop_fill is zero or reflect, got {crop_fill!r}")
+        self.reflect = crop_fill == "reflect"
         self.shuffle = shuffle
         self.seed = seed
         # the augmentation's own seed (data.view_seed): fixed views shared by runs of other seeds
@@ -274,14 +278,26 @@ class Batches:
         b, _, h, w = x.shape
         if self.pad:
             p = self.pad
-            padded = torch.nn.functional.pad(x, (p, p, p, p))  # zero (black) padding, as torchvision's RandomCrop
             rows = (oy[:, None] + torch.arange(h, device=x.device))[:, :, None]  # (B, H, 1)
             cols = (ox[:, None] + torch.arange(w, device=x.device))[:, None, :]  # (B, 1, W)
             batch = torch.arange(b, device=x.device)[:, None, None]
-            x = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
+            if self.reflect:
+                # indices into the unpadded image, mirrored at the border without repeating the edge
+                # pixel (torch's "reflect" padding, airbench's), so any dtype works (uint8, masks)
+                x = x.permute(0, 2, 3, 1)[batch, _mirror(rows - p, h), _mirror(cols - p, w)].permute(0, 3, 1, 2)
+            else:
+                padded = torch.nn.functional.pad(x, (p, p, p, p))  # zero (black) padding, as torchvision's RandomCrop
+                x = padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2)  # (B, C, H, W)
         if "flip" in self.augment:
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         return x.contiguous()
+
+
+def _mirror(i: torch.Tensor, n: int) -> torch.Tensor:
+    """Indices of a side of ``n`` pixels shifted past its ends, reflected back inside (-1 → 1,
+    n → n-2); valid for shifts under ``n``."""
+    i = i.abs()
+    return torch.where(i > n - 1, 2 * (n - 1) - i, i)
 
 
 class _Decoder(torch.utils.data.Dataset):

@@ -1,7 +1,12 @@
 """Lookahead (Zhang et al. 2019, "Lookahead Optimizer: k steps forward, 1 step back"), as airbench uses it.
 
 The inner optimizer takes k fast steps; then the slow weights move a fraction α towards the fast
-ones, φ ← φ + α·(θ − φ), and the fast weights restart from them, θ ← φ. It wraps no optimizer
+ones, φ ← φ + α·(θ − φ), and the fast weights restart from them, θ ← φ. At the end of every epoch
+the model takes the slow weights (:meth:`sync`): they are what is evaluated and saved, and the
+next epoch starts from them, as in airbench. With a ramp p > 0, α is 1 (no averaging) at the start
+and reaches its set value at the end of training, α_t = 1 − (1 − α)·(t/T)^p: airbench's schedule
+(its EMA decay 0.95⁵·(t/T)³ is 1 − α_t with α = 1 − 0.95⁵), fast early, strongly averaged late.
+It wraps no optimizer
 class: it runs as the optimizer's step post-hook, so the trainer's lr schedule, GradScaler and
 state_dict handling of the inner optimizer are unchanged; its own state (the slow weights and the
 step count) is saved beside it for an exact resume.
@@ -17,12 +22,21 @@ import torch
 
 class Lookahead:
     def __init__(
-        self, optimizer: torch.optim.Optimizer, params: Sequence[torch.nn.Parameter], k: int, alpha: float
+        self,
+        optimizer: torch.optim.Optimizer,
+        params: Sequence[torch.nn.Parameter],
+        k: int,
+        alpha: float,
+        ramp: float = 0.0,
+        total_steps: int = 0,
     ) -> None:
         if k < 1 or not 0.0 < alpha <= 1.0:
             raise ValueError(f"lookahead needs k ≥ 1 and α in (0, 1], got k={k}, α={alpha}")
+        if ramp < 0 or (ramp > 0 and total_steps < 1):
+            raise ValueError(f"lookahead's ramp needs p ≥ 0 and the run's total steps, got p={ramp}, {total_steps}")
         self.params = list(params)
         self.k, self.alpha = k, alpha
+        self.ramp, self.total_steps = ramp, total_steps
         self.slow = [p.detach().clone() for p in self.params]  # φ₀ = θ₀
         self.steps = 0
         self._handle = optimizer.register_step_post_hook(lambda *_: self.after_step())
@@ -32,8 +46,21 @@ class Lookahead:
         self.steps += 1
         if self.steps % self.k:
             return
+        alpha = self.alpha_at(self.steps)
         for slow, p in zip(self.slow, self.params):
-            slow.add_(p.detach() - slow, alpha=self.alpha)
+            slow.add_(p.detach() - slow, alpha=alpha)
+            p.copy_(slow)
+
+    def alpha_at(self, step: int) -> float:
+        """α of the slow update after optimizer step ``step``."""
+        if not self.ramp:
+            return self.alpha
+        return 1.0 - (1.0 - self.alpha) * min(1.0, step / self.total_steps) ** self.ramp
+
+    @torch.no_grad()
+    def sync(self) -> None:
+        """The model takes the slow weights (end of an epoch): what is evaluated and saved."""
+        for slow, p in zip(self.slow, self.params):
             p.copy_(slow)
 
     def state_dict(self) -> dict[str, Any]:

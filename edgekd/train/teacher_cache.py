@@ -68,6 +68,8 @@ def cache_key(teacher: nn.Module, data: Dataset, views: int, view_seed: int, mix
     transform = repr(
         (data.augment, data.crop_padding, views, view_seed, data.mean, data.std, data.image_size, data.in_channels)
     )
+    if data.crop_fill != "zero":  # other crops; zero-filled runs keep their existing keys
+        transform += repr(("crop_fill", data.crop_fill))
     if mix:  # mixed views are other inputs; unmixed runs keep their existing keys
         transform += repr(sorted(mix.items()))
     h = hashlib.sha256("\n".join([fingerprint_model(teacher), fingerprint_data(data), transform]).encode())
@@ -88,6 +90,7 @@ def compute_outputs(
         data.augment,
         data.crop_padding,
         shuffle=False,
+        crop_fill=data.crop_fill,
         seed=view_seed,
         views=views,
         channels_last=rt.channels_last,

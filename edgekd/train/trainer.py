@@ -106,9 +106,10 @@ def lr_factor(recipe: StageConfig, progress_epochs: float) -> float:
     warm = recipe.warmup_epochs
     if warm and progress_epochs < warm:
         return (progress_epochs + 1e-3) / warm
-    if recipe.schedule == "cosine":
-        span = max(recipe.epochs - warm, 1e-9)
-        return 0.5 * (1.0 + math.cos(math.pi * min(1.0, (progress_epochs - warm) / span)))
+    if recipe.schedule in ("cosine", "linear"):
+        done = min(1.0, (progress_epochs - warm) / max(recipe.epochs - warm, 1e-9))
+        down = 0.5 * (1.0 + math.cos(math.pi * done)) if recipe.schedule == "cosine" else 1.0 - done
+        return recipe.lr_end + (1.0 - recipe.lr_end) * down
     if recipe.schedule == "step":
         return recipe.gamma ** sum(1 for m in recipe.milestones if progress_epochs >= m)
     return 1.0
@@ -191,6 +192,7 @@ def train_stage(
         data.augment,
         data.crop_padding,
         shuffle=True,
+        crop_fill=data.crop_fill,
         seed=seed,
         drop_last=True,
         views=stage.views,
@@ -224,7 +226,10 @@ def train_stage(
     if recipe.lookahead_steps:
         from edgekd.train.lookahead import Lookahead
 
-        lookahead = Lookahead(optimizer, params, recipe.lookahead_steps, recipe.lookahead_alpha)
+        total = recipe.epochs * len(train)
+        lookahead = Lookahead(
+            optimizer, params, recipe.lookahead_steps, recipe.lookahead_alpha, recipe.lookahead_ramp, total
+        )
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp is torch.float16)
     step = StudentStep(model, method, torch.compile(model) if rt.compile_student else None)
     step = distributed.wrap(step, rt.device, find_unused=not method.all_params_used)
@@ -247,6 +252,8 @@ def train_stage(
         if rt.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(rt.device)
         record = _train_epoch(stage, step, teacher, cached, train, optimizer, scaler, rt, epoch, task)
+        if lookahead is not None:
+            lookahead.sync()  # the slow weights are evaluated, saved and trained on from
         train_s = timer.elapsed
         v = evaluate(tta(model, recipe), val, rt.amp, task)
         if not math.isfinite(v.loss):  # finite training loss, NaN outputs on val: the weights are as broken
@@ -290,12 +297,13 @@ def train_stage(
 
 
 def tta(model: nn.Module, recipe: StageConfig) -> nn.Module:
-    """``model`` wrapped in flip TTA for evaluation when ``recipe.tta_flip``."""
+    """``model`` wrapped in flip TTA (and translation TTA, ``recipe.tta_translate``) for evaluation
+    when ``recipe.tta_flip``."""
     if not recipe.tta_flip:
         return model
     from edgekd.models.wrappers import FlipTTA
 
-    return FlipTTA(model)
+    return FlipTTA(model, translate=recipe.tta_translate)
 
 
 def mix_options(recipe: StageConfig, data: Dataset) -> dict[str, Any]:
