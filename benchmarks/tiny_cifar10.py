@@ -245,6 +245,7 @@ def run_benchmark(
     extra: tuple[str, ...] = (),
     candidates: str = ",".join(DEFAULT_CANDIDATES),
     select_epochs: int | None = None,
+    teacher_extra: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     """Train (teacher once; the student chosen on val; then per seed the KD student, its no-KD
     baseline and its QAT stage), export int8, measure every row on the same test split; returns
@@ -287,6 +288,9 @@ def run_benchmark(
         sets += ["runtime.amp=auto", "runtime.channels_last=null"]
     sets += list(extra)
     cfg = load_config(CONFIG, sets)
+    # the teacher's own overrides (--teacher-set: e.g. its augmentation, data.crop_fill=reflect, or its
+    # schedule) apply to the teacher's run alone; read now, so a typo is one line before any work
+    teacher_cfg = load_config(CONFIG, [*sets, *teacher_extra, "name=teacher"])
     select_epochs = select_epochs or min(10, cfg.student.epochs)
     if qat_epochs is None:  # a shortened run (--epochs) shortens its QAT stage too
         qat_epochs = min(5, epochs) if epochs else 5
@@ -320,7 +324,7 @@ def run_benchmark(
 
     # 2. the teacher, once
     timer = Timer()
-    teacher, keys = train_shared_teacher(load_config(CONFIG, [*sets, "name=teacher"]), out / "teacher", resume)
+    teacher, keys = train_shared_teacher(teacher_cfg, out / "teacher", resume)
     wall["teacher"] = round(timer.elapsed, 1)
     sets += [f"teacher.checkpoint={json.dumps(keys['teacher']['checkpoint'])}", "teacher.epochs=0"]
     # trained here: a weak one (a shortened recipe) is flagged, not stopped (train_shared_teacher says so)
@@ -515,6 +519,7 @@ def run_benchmark(
             "select_epochs": select_epochs,
             "fast": fast,
             "overrides": sets,
+            "teacher_overrides": list(teacher_extra),
             "config": str(CONFIG.relative_to(REPO)),
             "test_images": int(len(labels)),
             "qat": qat,
@@ -613,6 +618,14 @@ def main(argv: list[str] | None = None) -> int:
         metavar="KEY=VALUE",
         help="extra config override for every run, e.g. distill.method=dkd",
     )
+    p.add_argument(
+        "--teacher-set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for the teacher's run only, after --set, e.g. data.crop_padding=2 (the students keep "
+        "theirs)",
+    )
     args = p.parse_args(argv)
     from edgekd.limits import out_of_range
 
@@ -639,6 +652,7 @@ def main(argv: list[str] | None = None) -> int:
             tuple(args.set),
             args.candidates,
             args.select_epochs,
+            tuple(args.teacher_set),
         )
     except EdgekdError as exc:
         print(f"tiny_cifar10: error: {exc}", file=sys.stderr)

@@ -131,6 +131,12 @@ CASES = [
         ["--data", "{tmp}/cifar", "--reference", "{tmp}/missing.tflite", "--out", "{tmp}/out"],
         "--reference {tmp}/missing.tflite: no such file or folder",
     ),
+    # a teacher-only override is read with the others, before the candidates' exports
+    (
+        "tiny_cifar10",
+        ["--data", "{tmp}/cifar", "--teacher-set", "data.crop_fil=reflect", "--out", "{tmp}/out"],
+        "did you mean 'data.crop_fill'?",
+    ),
     # train_speed: nothing written to --work before the checks
     ("train_speed", ["--device", "gpu", *SPEED], "unknown device 'gpu'; did you mean 'cpu'?"),
     ("train_speed", ["--teacher", "resnet21", "--data", "{tmp}/missing", *SPEED], "unknown model 'resnet21'"),
