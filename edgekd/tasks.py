@@ -155,6 +155,10 @@ class Task:
         """Raise :class:`TaskError` saying how eval targets do not fit the images or the model."""
         raise NotImplementedError
 
+    def check_targets(self, images: np.ndarray, targets: np.ndarray) -> None:
+        """Raise :class:`TaskError` when eval targets are malformed whatever the model: what the bench
+        refuses before measuring (:meth:`check_eval` adds what depends on the model)."""
+
     def check_outputs(self, outputs: np.ndarray, targets: np.ndarray, num_classes: int) -> str | None:
         """Why a model's outputs cannot be scored against ``targets`` (None when they can)."""
         raise NotImplementedError
@@ -446,17 +450,23 @@ class Segmentation(Task):
         ]
 
     def check_eval(self, images, targets, num_classes):
+        self.check_targets(images, targets)  # a mask does not depend on the model's classes
+
+    def check_targets(self, images, targets):
         want = tuple(images.shape[:3])  # (N, H, W)
         if targets.ndim != 3 or tuple(targets.shape) != want:
             raise TaskError(
                 f"eval masks have shape {list(targets.shape)}, the images {list(images.shape)}: expected masks of "
                 f"{list(want)} (N×H×W)"
             )
-        if targets.dtype != np.uint8 or (len(targets) and targets.max() > 1):
+        if targets.dtype != np.uint8:  # float masks: NaN is neither foreground nor background
+            nonfinite = int((~np.isfinite(targets)).sum()) if np.issubdtype(targets.dtype, np.inexact) else 0
             raise TaskError(
-                f"eval masks must be uint8 0/1 (1 = foreground), got {targets.dtype} up to "
-                f"{targets.max() if len(targets) else 0}"
+                f"eval masks must be uint8 0/1 (1 = foreground), got {targets.dtype}"
+                + (f" with {nonfinite} NaN or infinite values" if nonfinite else "")
             )
+        if len(targets) and targets.max() > 1:
+            raise TaskError(f"eval masks must be uint8 0/1 (1 = foreground), got values up to {int(targets.max())}")
 
     def row_fields(self, scores):
         return {"miou_frac": scores["iou"], "fg_iou_frac": scores["fg_iou"], "pixel_accuracy_frac": scores["acc"]}

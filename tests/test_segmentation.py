@@ -453,6 +453,58 @@ def test_bench_reports_mean_iou_on_cpu_and_tflite_micro(seg_bundle: Path, seg_ru
     assert "kEdgekdHasExpected = true;" in header  # the app checks the whole output map against the host's
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("nan", "eval masks must be uint8 0/1 (1 = foreground), got float32 with 1 NaN or infinite values"),
+        ("inf", "eval masks must be uint8 0/1 (1 = foreground), got float64 with 1 NaN or infinite values"),
+        ("255", "eval masks must be uint8 0/1 (1 = foreground), got values up to 255"),
+        ("size", "eval masks have shape [80, 32, 16]"),
+    ],
+    ids=["nan", "inf", "255", "size"],
+)
+@pytest.mark.parametrize("device", ["cpu", "mcu"])
+def test_bench_refuses_malformed_eval_masks_up_front(
+    seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str, needle: str, device: str
+) -> None:
+    """Masks of NaN in eval.npz failed every row (exit 1, a report written) where a truncated
+    eval.npz is one line, exit 2: both are a broken bundle, refused before anything is measured."""
+    from conftest import reseal
+    from edgekd.cli import main
+
+    copy = tmp_path / "copy"
+    shutil.copytree(seg_bundle, copy, ignore=shutil.ignore_patterns("bench"))
+    data = dict(np.load(copy / "eval.npz"))
+    masks = data["masks"]
+    if damage == "nan":
+        masks = masks.astype(np.float32)
+        masks[0, 0, 0] = np.nan
+    elif damage == "inf":
+        masks = masks.astype(np.float64)
+        masks[-1, -1, -1] = np.inf
+    elif damage == "255":
+        masks = masks * 255  # a 0/255 PNG's values kept as they were
+    else:
+        masks = masks[:, :, :16]
+    np.savez(copy / "eval.npz", **{**data, "masks": masks})
+    reseal(copy)
+    before = _tree(copy)
+    out = tmp_path / "report"
+    capsys.readouterr()
+    code = main(
+        ["bench", "--artifacts", str(copy), "--device", device, "--out", str(out), "--runs", "2", "--warmup", "0"]
+    )
+    err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
+    assert code == 2 and "Traceback" not in err, err
+    assert len(errors) == 1 and "eval data eval.npz is malformed: " + needle in errors[0], errors
+    assert not out.exists() and _tree(copy) == before
+
+
 def test_classification_paths_are_unchanged(run_dir: Path, tiny_bundle: Path) -> None:
     """No mean IoU anywhere in a classification run, bundle or eval file; the task is recorded."""
     summary = json.loads((run_dir / "summary.json").read_text())

@@ -10,7 +10,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from edgekd.atomic import write_json, write_text
 from edgekd.benchmark.errors import BenchError
@@ -33,6 +33,9 @@ from edgekd.limits import check_number, check_runs, check_threads
 from edgekd.outputs import check_output_file, check_report_dir, holds_json_keys
 from edgekd.paths import as_path, input_file, is_under
 from edgekd.registry import did_you_mean
+
+if TYPE_CHECKING:
+    from edgekd.tasks import Task
 
 ROLE_ORDER = ("student", "student_qat", "teacher", "baseline")  # the QAT int8 file right after the PTQ one
 
@@ -89,17 +92,23 @@ def _check_settings(runs: int, warmup: int, threads: int | None, min_accuracy: f
     )
 
 
-def _check_eval(path: Path, task_targets: str) -> None:
-    """Read the eval data once before measuring: a corrupt or incomplete file is the user's input
-    (one line, exit 2), not a failure of every row."""
+def _check_eval(path: Path, task: Task) -> None:
+    """Read the eval data once before measuring: a corrupt, incomplete or malformed file (masks of
+    NaN, say) is the user's input (one line, exit 2), not a failure of every row. What depends on
+    the model (its input size, its number of classes) is each row's check (worker.check_fits)."""
     from edgekd.benchmark.worker import load_eval
+    from edgekd.tasks import TaskError
 
-    images, targets = load_eval(path, task_targets)
-    if getattr(images, "ndim", 0) != 4 or len(images) == 0 or len(targets) != len(images):
+    images, targets = load_eval(path, task.targets_key)
+    if images.ndim != 4 or len(images) == 0 or targets.ndim == 0 or len(targets) != len(images):
         raise BenchError(
-            f"eval data {path.name} is malformed: images {list(getattr(images, 'shape', []))}, {task_targets} "
-            f"{list(getattr(targets, 'shape', []))} (re-export the bundle)"
+            f"eval data {path.name} is malformed: images {list(images.shape)}, {task.targets_key} "
+            f"{list(targets.shape)} (re-export the bundle)"
         )
+    try:
+        task.check_targets(images, targets)
+    except TaskError as exc:
+        raise BenchError(f"eval data {path.name} is malformed: {exc} (re-export the bundle)") from None
 
 
 def plan(
@@ -338,7 +347,7 @@ def bench(
                 manifest["eval"].get("count"),
             )
             eval_name = manifest["eval"]["file"]
-            _check_eval(eval_path, task.targets_key)
+            _check_eval(eval_path, task)
         else:
             eval_path, eval_count, eval_name = None, None, None
         for name, entry in todo:
