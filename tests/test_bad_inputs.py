@@ -360,6 +360,11 @@ EXPORT = [
         w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.calibration_samples=0"),
         needle="calibration_samples",
     ),
+    Case(  # an exponent too many was clamped to the data's size and exported
+        "export-huge-parity-samples",
+        w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.parity_samples=1000000000000"),
+        needle="config: export.parity_samples must be an integer from 1 to 1000000, got 1000000000000",
+    ),
     Case(
         "export-unknown-backend",
         w("export", "--run", "{ws}/run", "--out", "{ws}/b2", "--set", "export.backend=tflitee"),

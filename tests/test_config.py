@@ -60,12 +60,28 @@ def test_round_trip_through_yaml(tmp_path: Path) -> None:
         ("data.mean=[0.5]", "set data.mean and data.std together"),
         ("notakey", "--set expects KEY=VALUE"),
         ("distill.temperature.x=1", "distill.temperature expects a number, got {'x': 1}"),
+        # an exponent too many was clamped to the data's size, silently
+        *(
+            (
+                f"export.{key}_samples={big}",
+                f"config: export.{key}_samples must be an integer from 1 to 1000000, got {big}",
+            )
+            for key in ("calibration", "eval", "parity")
+            for big in (1_000_001, 10**12)
+        ),
+        ("export.eval_samples=0", "config: export.eval_samples must be an integer from 1 to 1000000, got 0"),
     ],
 )
 def test_bad_overrides_explain_themselves(override: str, message: str) -> None:
     with pytest.raises(ConfigError) as err:
         load_config(None, [override])
     assert message in str(err.value)
+
+
+def test_export_sample_counts_up_to_their_bound_load() -> None:
+    cfg = load_config(None, [f"export.{k}_samples=1000000" for k in ("calibration", "eval", "parity")])
+    assert cfg.export.calibration_samples == cfg.export.eval_samples == cfg.export.parity_samples == 1_000_000
+    assert load_config(None, ["export.parity_samples=null"]).export.parity_samples is None  # the whole test split
 
 
 def test_override_below_a_value_set_in_yaml(tmp_path: Path) -> None:
