@@ -439,9 +439,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--top-k",
         type=int,
-        default=5,
         metavar="K",
-        help="classes shown per image (default 5; at most the model's classes)",
+        help="classes shown per image (default 5; at most the model's classes); classification bundles only",
     )
     p.add_argument("--threads", type=int, metavar="N", help="runtime threads (default 1)")
     p.add_argument("--json", metavar="FILE", help="also write the predictions as JSON to FILE")

@@ -31,6 +31,7 @@ from edgekd.paths import as_path, input_file, is_under
 from edgekd.tasks import get_task
 
 DEFAULT_FORMAT = "tflite_int8"  # what a device runs; --format chooses another file of the bundle
+DEFAULT_TOP_K = 5  # classes per image when top_k is not given (classification only)
 
 
 class PredictError(EdgekdError):
@@ -169,9 +170,10 @@ class Predictor:
         batch = np.stack(batch)
         return self.runner.predict(batch)
 
-    def predict(self, image: Any, top_k: int = 5, source: str | None = None) -> Prediction:
-        """One image → a :class:`Prediction` (top-k classes, or a mask for segmentation)."""
-        check_number("top_k", top_k, integer=True, low=1, high=1000, error=PredictError)
+    def predict(self, image: Any, top_k: int | None = None, source: str | None = None) -> Prediction:
+        """One image → a :class:`Prediction` (top-k classes, or a mask for segmentation). ``top_k``:
+        classes kept (default :data:`DEFAULT_TOP_K`); a segmentation bundle refuses it."""
+        top_k = self._top_k(top_k, "top_k")
         name = source if source is not None else (str(image) if isinstance(image, (str, Path)) else "<array>")
         if isinstance(image, (str, Path)):
             image = _open_image(Path(image))
@@ -180,8 +182,18 @@ class Predictor:
         out = self.runner.predict(x[None])[0]
         return self._result(name, out, top_k, size)
 
-    def predict_many(self, images: Sequence[Any], top_k: int = 5) -> list[Prediction]:
+    def predict_many(self, images: Sequence[Any], top_k: int | None = None) -> list[Prediction]:
         return [self.predict(img, top_k) for img in _image_list(images)]
+
+    def _top_k(self, top_k: int | None, flag: str) -> int:
+        """``top_k`` checked (None: the default); given for a bundle without classes, it is refused,
+        not silently ignored (a mask has no top-k)."""
+        check_number(flag, top_k, integer=True, low=1, high=1000, optional=True, error=PredictError)
+        if top_k is not None and self.task.name != "classification":
+            raise PredictError(
+                f"{flag} applies to classification bundles only; {self.bundle} is a {self.task.name} bundle"
+            )
+        return DEFAULT_TOP_K if top_k is None else top_k
 
     def _result(self, source: str, out: np.ndarray, top_k: int, size: tuple[int, int] | None) -> Prediction:
         if self.task.name == "segmentation":
@@ -407,7 +419,7 @@ def predict(
     images: Sequence[str],
     format: str = DEFAULT_FORMAT,  # noqa: A002 - same name as the CLI's --format
     model: str = "student",
-    top_k: int = 5,
+    top_k: int | None = None,
     threads: int | None = None,
     json: str | Path | None = None,  # noqa: A002 - same name as the CLI's --json
     masks: str | Path | None = None,
@@ -415,12 +427,13 @@ def predict(
     """``edgekd predict``: run a bundle's model (``artifacts``; None: the newest under ``artifacts/``)
     on image files; print a table, optionally write JSON, and for segmentation one ``<stem>_mask.png``
     per image (0/255, at the image's own size)
-    in ``masks`` (default ``masks/``). Unreadable images are reported in ``failed``; the others run."""
+    in ``masks`` (default ``masks/``). ``top_k``: classes per image (default 5), refused for a
+    segmentation bundle. Unreadable images are reported in ``failed``; the others run."""
     from edgekd.atomic import write_json
     from edgekd.ui import print_table
 
     names = _image_names(images)
-    check_number("--top-k", top_k, integer=True, low=1, high=1000, error=PredictError)
+    check_number("--top-k", top_k, integer=True, low=1, high=1000, optional=True, error=PredictError)
     json_path = as_path(json, "json", optional=True)
     mask_path = as_path(masks, "masks", optional=True)
     paths = expand_images(names)
@@ -436,6 +449,7 @@ def predict(
         raise PredictError(
             f"--masks applies to segmentation bundles only; {predictor.bundle} is a {predictor.task.name} bundle"
         )
+    predictor._top_k(top_k, "--top-k")  # a --top-k for a segmentation bundle: refused before any image runs
     mask_dir = (mask_path or Path("masks")) if seg else None
     if mask_dir is not None:
         _check_masks_dir(mask_dir, predictor.bundle)

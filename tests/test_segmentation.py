@@ -635,6 +635,38 @@ def test_predict_writes_masks_that_match_the_bench_runner(seg_bundle: Path, tmp_
     )  # its own masks: replaced
 
 
+def test_top_k_on_a_segmentation_bundle_is_refused(
+    seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--top-k (and the library's top_k) was silently ignored for a segmentation bundle: refused in
+    one line, exit 2, before any mask is written; left out, the masks are made as before."""
+    from PIL import Image
+
+    from edgekd.cli import main
+    from edgekd.predict import PredictError, Predictor, predict
+
+    with np.load(seg_bundle / "eval.npz") as data:
+        image = data["images"][0]
+    src = tmp_path / "a.png"
+    Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(src)
+    monkeypatch.chdir(tmp_path)  # the default --masks folder, masks/, would be made here
+    capsys.readouterr()
+    assert main(["predict", "--artifacts", str(seg_bundle), str(src), "--top-k", "3"]) == 2
+    err = capsys.readouterr().err.splitlines()
+    assert err == [
+        f"edgekd: error: --top-k applies to classification bundles only; {seg_bundle} is a segmentation bundle"
+    ], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    with pytest.raises(PredictError, match="^--top-k applies to classification bundles only"):
+        predict(seg_bundle, images=[str(src)], top_k=5)  # the default's value, given: refused all the same
+    predictor = Predictor(seg_bundle)
+    with pytest.raises(PredictError, match="^top_k applies to classification bundles only"):
+        predictor.predict(image, top_k=1)
+    assert predictor.predict(image).mask is not None
+    assert main(["predict", "--artifacts", str(seg_bundle), str(src)]) == 0
+    assert [p.name for p in (tmp_path / "masks").iterdir()] == ["a_mask.png"]
+
+
 def test_predict_masks_go_outside_the_bundle_into_an_existing_folder(
     seg_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
