@@ -14,7 +14,6 @@ loop is timed (data loading included, evaluation excluded), as for edgekd's ``tr
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 import time
@@ -179,7 +178,9 @@ def run_torchdistill(args) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description=__doc__)
+    from edgekd.cli import OneLineParser  # argparse's own errors as one line too, not its usage block
+
+    p = OneLineParser(description=__doc__)
     p.add_argument("system", metavar="{" + ",".join(SYSTEMS) + "}")
     p.add_argument("--train-root", required=True, type=Path)
     p.add_argument("--teacher", required=True)

@@ -23,11 +23,15 @@ EXIT_TERMINATED = 143  # 128 + SIGTERM, what a shell reports for a process ended
 SHOWN_FAILURES = 5  # files verify names in its stderr line; the rest are counted (all are on stdout)
 
 
-class _Parser(argparse.ArgumentParser):
-    """argparse with the project's error form: one ``edgekd: error:`` line (no usage block), exit 2."""
+class OneLineParser(argparse.ArgumentParser):
+    """argparse with the project's error form: one ``NAME: error: WHY (see `PROG --help`)`` line
+    (no usage block), exit 2. NAME is the program's: the first word of ``prog`` without ``.py``, so
+    ``edgekd`` for ``edgekd bench`` (subcommand parsers are made with this class too) and
+    ``speed_workers`` for a script's default prog ``speed_workers.py``, as its own checks' lines."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(EXIT_USAGE, f"edgekd: error: {message} (see `{self.prog} --help`)\n")
+        name = self.prog.split()[0].removesuffix(".py")
+        self.exit(EXIT_USAGE, f"{name}: error: {message} (see `{self.prog} --help`)\n")
 
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
@@ -869,7 +873,7 @@ VERBS: list[Callable[[argparse._SubParsersAction], None]] = [
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
+    parser = OneLineParser(
         prog="edgekd",
         description=(
             "Distill a vision model from a big teacher into a small student, export it to ONNX and\n"

@@ -99,6 +99,9 @@ CASES = [
     ("speed_workers", ["plain", *WORKER, "--teacher", "resnet21"], "unknown model 'resnet21'"),
     ("speed_workers", ["plain", *WORKER], "corrupt or unreadable checkpoint"),
     ("speed_workers", ["plain", *WORKER, "--alpha", "1.5"], "--alpha must be a number from 0 to 1"),
+    # argparse's own refusals: one line too, not its usage block
+    ("speed_workers", ["plain"], "the following arguments are required: --train-root"),
+    ("speed_workers", ["plain", *WORKER, "--images", "ten"], "argument --images: invalid int value: 'ten'"),
     # tflite_backends: before any backend converts
     ("tflite_backends", ["--run", "{tmp}/mine", "--out", "{tmp}/out"], "is not a finished distill run"),
     (
