@@ -239,6 +239,29 @@ def _observed_test_student():
     return model, {k: v.clone() for k, v in model.graph.state_dict().items()}
 
 
+def test_a_qat_checkpoint_is_built_on_meta_first(pt2e, tmp_path: Path) -> None:
+    """student_qat.pt's arch and kwargs are data, as student.pt's are: the float student they
+    describe is built on the meta device and takes the file's float tensors before the QAT graph is
+    built for real. A QAT checkpoint as the stage writes it loads; a width edited to 1e6 is one line
+    (the real build asked for 72 TB: a RuntimeError traceback)."""
+    import torch
+
+    from edgekd.checkpoint import model_payload, save_checkpoint
+    from edgekd.errors import CheckpointError
+    from edgekd.train.qat import QAT_GRAPH_VERSION, load_qat_student
+
+    model, _ = _observed_test_student()
+    data = {"num_classes": 10, "in_channels": 3, "image_size": [12, 12], "mean": [0.5] * 3, "std": [0.25] * 3}
+    payload = model_payload(model, "test_student", {"width": 8}, data, "student_qat", qat={"graph": QAT_GRAPH_VERSION})
+    save_checkpoint(tmp_path / "student_qat.pt", payload)
+    loaded, ckpt = load_qat_student(tmp_path / "student_qat.pt")
+    x = torch.randn(4, 3, 12, 12)
+    assert ckpt["role"] == "student_qat" and torch.equal(loaded(x), model(x))
+    save_checkpoint(tmp_path / "wide.pt", {**payload, "kwargs": {"width": 10**6}})
+    with pytest.raises(CheckpointError, match=r"wide.pt does not match the model: size mismatch for features.0.weight"):
+        load_qat_student(tmp_path / "wide.pt")
+
+
 def test_converted_graph_biases_lie_on_the_int32_grid(pt2e) -> None:
     """Every conv/linear bias of the QDQ reference is a whole number of input scale × weight scale
     steps, the int32 value the file stores; the training graph's float biases are left alone."""

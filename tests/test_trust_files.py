@@ -464,6 +464,53 @@ def test_export_refuses_a_checkpoint_that_is_not_the_runs(tmp_path: Path, capsys
         assert not (tmp_path / f"{name}-bundle").exists() and (run / "student.pt").read_bytes() == before
 
 
+def planted_qat_checkpoint(path: Path, arch: str, kwargs: dict, role: str) -> Path:
+    """A student_qat.pt as the QAT stage writes it, in miniature: its meta (role, arch, kwargs, QAT
+    graph layout) and the float student's tensors under the names the QAT graph gives them."""
+    from edgekd.train.qat import QAT_GRAPH_VERSION
+
+    model = create_model(arch, 10, 1, (8, 8))
+    payload = model_payload(model, arch, kwargs, DIGITS, role, qat={"graph": QAT_GRAPH_VERSION})
+    payload["state_dict"] = {f"graph.model.{k}": v for k, v in payload["state_dict"].items()}
+    save_checkpoint(path, payload)
+    return path
+
+
+@pytest.mark.parametrize(
+    "arch, kwargs, role, needle",
+    [
+        ("test_student", {}, "teacher", "holds a teacher model (test_student), not the run's student_qat"),
+        ("test_teacher", {}, "student_qat", "holds a test_teacher, but the run's student_qat is a test_student"),
+        ("test_student", {"width": 10**6}, "student_qat", "size mismatch for features.0.weight"),
+        ("test_student", {"width": "wide"}, "student_qat", "model 'test_student' rejected its arguments ['width']"),
+    ],
+    ids=["role", "arch", "width-huge", "width-a-string"],
+)
+def test_export_checks_the_qat_checkpoint_like_the_others(
+    tmp_path: Path, arch: str, kwargs: dict, role: str, needle: str, monkeypatch, capsys: pytest.CaptureFixture
+) -> None:
+    """student_qat.pt had only the NaN/inf check: another role's file was exported as the QAT row,
+    and a width edited to 1e6 was built for real (asking for terabytes) after the other files were
+    converted. Its role and architecture must be the run's QAT student's, and its float student is
+    built on the meta device first: one line before the data loads, nothing written."""
+    from edgekd.cli import main
+
+    run = synthetic_run(tmp_path / "run", **{"export.formats": "[tflite_int8]"})
+    planted_checkpoint(run / "student.pt", "test_student")
+    planted_qat_checkpoint(run / "student_qat.pt", arch, kwargs, role)
+    before = {p.name: p.read_bytes() for p in run.iterdir()}
+
+    def no_data_first(*args, **kwargs):
+        raise AssertionError("the data was loaded before student_qat.pt was checked")
+
+    monkeypatch.setattr("edgekd.data.load_dataset", no_data_first)
+    assert main(["export", "--run", str(run), "--out", str(tmp_path / "bundle")]) == 2
+    line = error_line(capsys.readouterr().err)
+    assert needle in line and "student_qat.pt" in line, line
+    assert not (tmp_path / "bundle").exists() and {p.name: p.read_bytes() for p in run.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
 def test_export_takes_a_teacher_checkpoint_of_its_own_arch(tmp_path: Path) -> None:
     """A run whose teacher came from teacher.checkpoint holds that file's architecture, whatever
     teacher.arch says; the manifest's params and MACs are the exported model's, not summary.json's."""

@@ -46,6 +46,7 @@ from edgekd.tasks import get_task
 from edgekd.ui import log, print_table
 
 ROLES = ("student", "teacher", "baseline")
+QAT_ROLE = "student_qat"  # the QAT student (distill.qat): exported as its int8 file beside the student's
 
 
 def latest_run(runs_dir: Path = Path("runs")) -> Path:
@@ -159,6 +160,10 @@ def export(
     # before the data loads: a checkpoint that is not the run's is one line at once; each file is
     # read once, and the model exported is built from what was checked
     checkpoints = {role: check_role_checkpoint(run_dir / f"{role}.pt", role, cfg, summary) for role in roles}
+    qat_ckpt = run_dir / f"{QAT_ROLE}.pt"
+    qat = ecfg.qat and "student" in roles and "tflite_int8" in ecfg.formats and qat_ckpt.is_file()
+    # the QAT student's file too (also refused when this edgekd cannot rebuild its graph)
+    qat_checkpoint = check_role_checkpoint(qat_ckpt, QAT_ROLE, cfg, summary) if qat else None
     log(f"export: {run_dir} → {out_dir} ({', '.join(roles)})")
     data = load_dataset(cfg.data, log=log)
     task = get_task(data.task)
@@ -209,12 +214,6 @@ def export(
         "parity_images": {"used": int(len(parity_idx)), "test_split": int(len(data.test))},
     }
     failures: list[str] = []
-    qat_ckpt = run_dir / "student_qat.pt"
-    qat = ecfg.qat and "student" in roles and "tflite_int8" in ecfg.formats and qat_ckpt.is_file()
-    if qat:  # a QAT checkpoint this edgekd cannot rebuild is refused before any file is written
-        from edgekd.train.qat import check_qat_checkpoint
-
-        check_qat_checkpoint(qat_ckpt)
     with atomic_dir(out_dir) as tmp, shown_as(tmp, out_dir):
         work = tmp / ".work"
         for role in roles:
@@ -262,15 +261,16 @@ def export(
                 manifest["metrics"][name] = metrics
                 if not metrics["ok"]:
                     failures.append(f"{name}: {'; '.join(metrics['problems'])}")
-        if qat:
+        if qat_checkpoint is not None:
             # the QAT int8 file beside the PTQ one, checked against its own fake-quant graph
             from edgekd.exporters.to_tflite_qat import export_qat
 
-            name = get_format("tflite_int8").file_name("student_qat")
-            qdq, ckpt = export_qat(qat_ckpt, tmp / name, named_archs(cfg))
+            name = get_format("tflite_int8").file_name(QAT_ROLE)
+            ckpt = qat_checkpoint
+            qdq = export_qat(ckpt, qat_ckpt, tmp / name, named_archs(cfg))
             c, (h, w) = ckpt["data"]["in_channels"], ckpt["data"]["image_size"]
-            rec = summary.get("student_qat", {})
-            manifest["roles"]["student_qat"] = {
+            rec = summary.get(QAT_ROLE, {})
+            manifest["roles"][QAT_ROLE] = {
                 "arch": ckpt["arch"],
                 "val_acc": rec.get("val_acc"),
                 "test_acc": rec.get("test_acc"),
@@ -287,9 +287,7 @@ def export(
                 task,
             )
             metrics["reference"] = "fake-quant PyTorch (QDQ graph)"
-            manifest["models"][name] = _model_entry(
-                tmp / name, "student_qat", metrics["format"], ckpt, (1, c, h, w), task
-            )
+            manifest["models"][name] = _model_entry(tmp / name, QAT_ROLE, metrics["format"], ckpt, (1, c, h, w), task)
             manifest["metrics"][name] = metrics
             if not metrics["ok"]:
                 failures.append(f"{name}: {'; '.join(metrics['problems'])}")
@@ -341,7 +339,7 @@ def role_arch(cfg: Config, summary: dict[str, Any], role: str) -> tuple[str | No
     """The architecture a run's ``<role>.pt`` must hold, and where that is recorded. A teacher read
     from ``teacher.checkpoint`` is the file's architecture whatever ``teacher.arch`` says (README
     "Models"): the run's summary records which (None when it does not: any architecture)."""
-    if role != "teacher":  # the baseline is the student trained without KD
+    if role != "teacher":  # the baseline is the student trained without KD, student_qat the student under QAT
         return cfg.student.arch, "config.yaml's student.arch"
     if cfg.teacher.checkpoint is None:
         return cfg.teacher.arch, "config.yaml's teacher.arch"
@@ -354,11 +352,19 @@ def check_role_checkpoint(path: Path, role: str, cfg: Config, summary: dict[str,
     """The checkpoint at ``path``, checked to hold the run's ``role`` model: the role and architecture
     it records are the run's. A teacher.pt copied over student.pt exported as the student, exit 0, with the
     student's architecture, parameters and accuracy in the manifest. Nothing named in the file is
-    imported (:func:`~edgekd.checkpoint.checkpoint_arch` first)."""
+    imported (:func:`~edgekd.checkpoint.checkpoint_arch` first). The QAT student's ``student_qat.pt``
+    (``role`` student_qat: the student's architecture) must also be of the QAT graph layout this
+    edgekd builds, and its float student is built on the meta device here, before any file is
+    written (the other roles' in :func:`~edgekd.checkpoint.build_model`)."""
     from edgekd.checkpoint import checkpoint_arch, load_checkpoint
     from edgekd.errors import CheckpointError
 
-    ckpt = load_checkpoint(path)
+    if role == QAT_ROLE:
+        from edgekd.train.qat import check_qat_checkpoint
+
+        ckpt = check_qat_checkpoint(path)
+    else:
+        ckpt = load_checkpoint(path)
     if ckpt["format"] == "state_dict":
         raise CheckpointError(f"{path} is a bare state_dict: it does not say which architecture it belongs to")
     arch = checkpoint_arch(ckpt, path, named_archs(cfg))
@@ -373,6 +379,10 @@ def check_role_checkpoint(path: Path, role: str, cfg: Config, summary: dict[str,
         raise CheckpointError(
             f"{path} holds a {arch}, but the run's {role} is a {want} ({where}): it is not this run's {role}"
         )
+    if role == QAT_ROLE:
+        from edgekd.train.qat import check_qat_fits
+
+        check_qat_fits(ckpt, path, named_archs(cfg))
     return ckpt
 
 

@@ -64,14 +64,14 @@ def qat_to_tflite(model: Any, input_shape: tuple[int, ...], dest: Path, name: st
     return dest
 
 
-def export_qat(ckpt_path: Path, dest: Path, arch: Any = None) -> tuple[Any, dict[str, Any]]:
-    """Write the run's ``student_qat.pt`` as ``dest``; returns (its QDQ PyTorch graph, the checkpoint).
-    The QDQ graph is the parity reference of the file: the fake-quant model itself, with the int8
-    kernels' own rounding where TFLite's differs from a float op (hard-swish). ``arch``: the
-    ``module:factory`` names the run's config vouches for."""
-    from edgekd.train.qat import load_qat_student
+def export_qat(ckpt: dict[str, Any], ckpt_path: Path, dest: Path, arch: Any = None) -> Any:
+    """Write the run's ``student_qat.pt`` (``ckpt``, the checkpoint read from ``ckpt_path`` and
+    checked) as ``dest``; returns its QDQ PyTorch graph, the parity reference of the file: the
+    fake-quant model itself, with the int8 kernels' own rounding where TFLite's differs from a float
+    op (hard-swish). ``arch``: the ``module:factory`` names the run's config vouches for."""
+    from edgekd.train.qat import qat_student_from
 
-    model, ckpt = load_qat_student(ckpt_path, arch)
+    model = qat_student_from(ckpt, ckpt_path, arch)
     c, (h, w) = ckpt["data"]["in_channels"], ckpt["data"]["image_size"]
     qat_to_tflite(model, (1, c, h, w), dest, name="student_qat")
-    return model.reference(), ckpt
+    return model.reference()

@@ -16,7 +16,8 @@ turns them back into pixels first.
 
 Saved as ``student_qat.pt``: the prepared graph's state dict (float weights, BN statistics and
 every fake-quantizer's range and scale) plus the student's arch. Loading rebuilds the graph from
-the arch and loads those tensors: nothing named in the file is imported or called.
+the arch and loads those tensors: nothing named in the file is imported or called, and the float
+student is built on the meta device first (:func:`check_qat_fits`).
 """
 
 from __future__ import annotations
@@ -253,20 +254,47 @@ def check_qat_checkpoint(path: Any) -> dict[str, Any]:
     return ckpt
 
 
-def load_qat_student(path: Any, arch: Any = None) -> tuple[QATStudent, dict[str, Any]]:
-    """(QAT student in eval mode, checkpoint dict) from ``student_qat.pt``. ``arch``: the
-    ``module:factory`` names the caller vouches for (:func:`edgekd.checkpoint.checkpoint_arch`)."""
-    from edgekd.checkpoint import checkpoint_arch, load_weights
+# where the float student's own tensors sit in a QAT state dict: QATStudent.graph, captured from
+# with_preprocessing(student), whose ``model`` is the student (torch.export keeps their names)
+FLOAT_PREFIX = "graph.model."
+
+
+def check_qat_fits(ckpt: dict[str, Any], path: Any, arch: Any = None) -> str:
+    """The architecture of a ``student_qat.pt`` checkpoint, once the float student it describes,
+    built on the meta device (shapes, no storage), takes the file's float tensors; one
+    :class:`~edgekd.errors.CheckpointError` line otherwise. The file's arch and kwargs are data: a
+    ``width`` edited to 1e6 had the real build ask for terabytes. ``arch``: the ``module:factory``
+    names the caller vouches for (:func:`edgekd.checkpoint.checkpoint_arch`)."""
+    from edgekd.checkpoint import check_fits, checkpoint_arch
+
+    name = checkpoint_arch(ckpt, path, arch)  # before anything named in the file is imported
+    d = ckpt["data"]
+    floats = {k[len(FLOAT_PREFIX) :]: v for k, v in ckpt["state_dict"].items() if k.startswith(FLOAT_PREFIX)}
+    shape = (d["num_classes"], d["in_channels"], tuple(d["image_size"]))
+    check_fits(name, shape, ckpt.get("kwargs", {}), floats, path)
+    return name
+
+
+def qat_student_from(ckpt: dict[str, Any], path: Any, arch: Any = None) -> QATStudent:
+    """The QAT student (eval mode) of a checkpoint :func:`check_qat_checkpoint` returned, built
+    for real only after :func:`check_qat_fits` built it on meta."""
+    from edgekd.checkpoint import load_weights
     from edgekd.models import create_model
 
-    ckpt = check_qat_checkpoint(path)
     d = ckpt["data"]
-    name = checkpoint_arch(ckpt, path, arch)  # before anything named in the file is imported
+    name = check_qat_fits(ckpt, path, arch)
     model = build_qat_student(
         create_model(name, d["num_classes"], d["in_channels"], tuple(d["image_size"]), **ckpt.get("kwargs", {})), d
     )
     load_weights(model, ckpt["state_dict"], path)
-    return model.eval(), ckpt
+    return model.eval()
+
+
+def load_qat_student(path: Any, arch: Any = None) -> tuple[QATStudent, dict[str, Any]]:
+    """(QAT student in eval mode, checkpoint dict) from ``student_qat.pt``. ``arch``: the
+    ``module:factory`` names the caller vouches for (:func:`edgekd.checkpoint.checkpoint_arch`)."""
+    ckpt = check_qat_checkpoint(path)
+    return qat_student_from(ckpt, path, arch), ckpt
 
 
 def calibrate(model: QATStudent, batches: Any, limit: int) -> None:
