@@ -104,10 +104,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+# The names of this module's temporaries: atomic_open's ``.NAME.XXXXXXXX.tmp`` and atomic_dir's
+# ``.NAME.PID-XXXXXXXX.tmp`` / ``.old``, XXXXXXXX being tempfile's 8 random characters
+_TEMPORARY = re.compile(r"\..+\.(?:[a-z0-9_]{8}\.tmp|\d+-[a-z0-9_]{8}\.(?:tmp|old))")
+
+
 def is_temporary(name: str) -> bool:
-    """A name this module gives its temporaries (``.NAME.XXXX.tmp``, a replaced folder's ``.old``):
-    one left by a write cut short is edgekd's, wherever edgekd checks a folder as its own."""
-    return name.startswith(".") and name.endswith((".tmp", ".old"))
+    """A name this module gives its temporaries (``.NAME.XXXXXXXX.tmp``, a replaced folder's
+    ``.NAME.PID-XXXXXXXX.old``): one left by a write cut short is edgekd's, wherever edgekd checks a
+    folder as its own. Exactly those names: a user's hidden ``.notes.old`` or ``.draft.tmp`` is not."""
+    return _TEMPORARY.fullmatch(name) is not None
 
 
 def _dir_prefix(path: Path) -> str:

@@ -184,6 +184,27 @@ def test_stale_temp_folders_of_a_killed_export_are_removed(tmp_path: Path) -> No
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".bundle.backup.tmp", live.name, "bundle"])
 
 
+def test_temporaries_are_the_names_atomic_writes_make(tmp_path: Path) -> None:
+    """What a bundle or run folder may hold as edgekd's own leftovers (replaced with it) is a name
+    an atomic write makes, not any hidden name ending in .tmp or .old: a user's .notes.old was
+    taken for edgekd's, and exporting over the bundle deleted it."""
+    import tempfile
+
+    from edgekd.atomic import _dir_prefix, atomic_open, is_temporary
+
+    made = []
+    with atomic_open(tmp_path / "manifest.json", "w") as fh:
+        made += [p.name for p in tmp_path.iterdir()]
+        fh.write("{}")
+    with atomic_dir(tmp_path / "bundle") as tmp:
+        made.append(tmp.name)
+    old = tempfile.mkdtemp(prefix=_dir_prefix(tmp_path / "bundle"), suffix=".old", dir=tmp_path)  # as atomic_dir
+    made.append(Path(old).name)
+    assert len(made) == 3 and all(is_temporary(name) for name in made), made
+    for name in (".notes.old", ".draft.tmp", ".bundle.backup.tmp", ".DS_Store", ".git", "x.abcdefgh.tmp"):
+        assert not is_temporary(name), name
+
+
 # -- distill --out / --overwrite -------------------------------------------------------------
 
 
