@@ -7,6 +7,7 @@ atomic), flushed and fsynced, then renamed into place.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import math
 import os
@@ -141,11 +142,14 @@ def remove_stale(path: str | Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path) -> Iterator[Path]:
+def atomic_dir(path: str | Path, carry: Callable[[str], bool] | None = None) -> Iterator[Path]:
     """Build a folder in a temporary sibling; on success it replaces ``path`` whole.
 
     An existing ``path`` is moved aside first and deleted only after the new folder is in place, so
     a crash leaves either the old folder or the new one (plus, at worst, a stray ``.old`` folder).
+    ``carry(name)``: the old folder's top-level entries it accepts are not deleted with it but
+    moved into the new one, those there at the swap (export keeps a user's hidden files so); the
+    new folder must not hold one of their names.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,6 +158,10 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
     os.chmod(tmp, _plain_mode(0o777))
     try:
         yield tmp
+        clash = _carried(path, carry) & {p.name for p in tmp.iterdir()}
+        if clash:  # before the swap: the old folder is left as it is
+            name = sorted(clash)[0]
+            raise FileExistsError(errno.EEXIST, f"{path} holds {name}, to be kept, and so does the folder replacing it")
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -163,4 +171,35 @@ def atomic_dir(path: str | Path) -> Iterator[Path]:
         os.replace(path, old / path.name)
     os.replace(tmp, path)
     if old is not None:
+        _carry_over(old / path.name, path, carry)
         shutil.rmtree(old, ignore_errors=True)
+
+
+def _carried(folder: Path, carry: Callable[[str], bool] | None) -> set[str]:
+    """The names of ``folder``'s entries that ``carry`` accepts (none when it is not a folder)."""
+    if carry is None or not folder.is_dir() or folder.is_symlink():
+        return set()
+    return {p.name for p in folder.iterdir() if carry(p.name)}
+
+
+def _carry_over(source: Path, dest: Path, carry: Callable[[str], bool] | None) -> None:
+    """Move ``source``'s entries that ``carry`` accepts into ``dest``. Should one not move, the
+    folder above ``source`` (an ``.old`` one, which :func:`remove_stale` would delete) is kept as
+    ``.kept`` instead, and the error names where."""
+    for name in sorted(_carried(source, carry)):
+        target = dest / name
+        try:
+            if os.path.lexists(target):  # never replaced: it is the new folder's (or, by now, the user's)
+                raise FileExistsError(errno.EEXIST, "File exists", str(target))
+            os.rename(source / name, target)
+        except OSError as exc:
+            holder = source.parent
+            kept = holder.with_name(holder.name.removesuffix(".old") + ".kept")
+            with contextlib.suppress(OSError):
+                os.rename(holder, kept)
+                source = kept / source.name
+            raise OSError(
+                exc.errno,
+                f"{dest} was replaced, but {name} of the folder it replaced could not be moved into it "
+                f"({exc.strerror}); that folder is kept as {source}",
+            ) from None

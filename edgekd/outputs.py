@@ -210,13 +210,24 @@ def holds_json_keys(*keys: str) -> Callable[[Path], bool]:
 MCU_BUILD_MARKER = ".edgekd-mcu-build"
 
 
-def not_a_bundle(folder: Path) -> str | None:
+def is_kept_hidden(name: str) -> bool:
+    """A hidden entry at a bundle's top level that is the user's (``.DS_Store``, ``.git``, a
+    ``.notes/`` folder), not an atomic write's temporary: exporting over the bundle moves it into
+    the new one (:func:`edgekd.atomic.atomic_dir`'s ``carry``), and ``edgekd verify`` ignores it."""
+    return name.startswith(".") and not is_temporary(name)
+
+
+def not_a_bundle(folder: Path, keep_hidden: bool = False) -> str | None:
     """Why ``folder`` is not an edgekd bundle export may replace (None when it is one).
 
     Its manifest.json must be an edgekd manifest, and everything in it part of the bundle: a file
     the manifest lists, edgekd's reports in its report folders (``bench/``, ``mcu/``), an atomic
     write's temporary. Export replaces the folder whole, so a user's file or folder left in a bundle
-    makes it theirs, and it is not replaced; so does a link, which edgekd never puts in a bundle."""
+    makes it theirs, and it is not replaced; so does a link, which edgekd never puts in a bundle.
+    ``keep_hidden``: the caller carries the user's hidden top-level entries (:func:`is_kept_hidden`)
+    into the folder replacing this one, so they do not make it the user's (a link in them still
+    does). A caller that deletes the folder (distill --overwrite, of a bundle in its run) keeps the
+    default."""
     from edgekd.bundle import MANIFEST, REPORT_DIRS, BundleError, read_manifest
 
     try:
@@ -229,12 +240,20 @@ def not_a_bundle(folder: Path) -> str | None:
         rel = entry.relative_to(folder).as_posix()
         if entry.is_symlink():
             return f"it holds a link, {rel}"
+        if keep_hidden and is_kept_hidden(rel.split("/", 1)[0]):
+            continue  # the user's, moved into the new bundle, never deleted
         if is_temporary(entry.name) or (rel in listed and entry.is_file()) or (rel in parents and entry.is_dir()):
             continue
         if rel.split("/", 1)[0] in REPORT_DIRS and _is_report_entry(entry):
             continue
         return f"it holds {rel}, which is not part of the bundle"
     return None
+
+
+def not_a_bundle_to_replace(folder: Path) -> str | None:
+    """:func:`not_a_bundle` for export, which carries the user's hidden top-level entries into the
+    bundle replacing ``folder``."""
+    return not_a_bundle(folder, keep_hidden=True)
 
 
 def _entries(folder: Path) -> Iterator[Path]:

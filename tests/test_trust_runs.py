@@ -132,6 +132,112 @@ def test_export_replaces_a_bundle_only_when_all_of_it_is_edgekds(tmp_path: Path,
     assert tree(tmp_path) == before and link.is_symlink()
 
 
+QUICK_EXPORT = ["--set", "export.models=[student]", "--set", "export.formats=[pytorch]", "--allow-parity-failure"]
+
+
+def test_export_over_a_bundle_keeps_the_users_hidden_entries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """A .DS_Store at a bundle's top level (which verify ignores) made export refuse to replace the
+    bundle. A hidden entry there is the user's: moved into the new bundle with its content, never
+    deleted, those that come while the export runs too; an atomic write's leftover is edgekd's."""
+    import edgekd.exporters.export as exp
+    from edgekd.bundle import read_manifest, verify_bundle
+    from edgekd.cli import main
+
+    run = fake_run(tmp_path / "runs" / "tiny")
+    out = tmp_path / "bundle"
+    assert main(["export", "--run", str(run), "--out", str(out), *QUICK_EXPORT]) == 0
+    (out / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (out / ".notes").mkdir()
+    (out / ".notes" / "x.txt").write_text("mine")
+    (out / ".thesis.old").write_text("precious")  # hidden, ends in .old, but no name edgekd gives
+    (out / ".manifest.json.abcdefgh.tmp").write_text("half")  # an atomic write of edgekd's cut short
+    real_record = exp.file_record
+
+    def record_and_add_a_hidden_file(path: Path) -> dict:
+        (out / ".late").write_text("came while the export ran")
+        return real_record(path)
+
+    monkeypatch.setattr(exp, "file_record", record_and_add_a_hidden_file)
+    capsys.readouterr()
+    assert main(["export", "--run", str(run), "--out", str(out), *QUICK_EXPORT]) == 0, capsys.readouterr().err
+    assert (out / ".DS_Store").read_bytes() == b"\x00\x00\x00\x01Bud1"
+    assert (out / ".notes" / "x.txt").read_text() == "mine" and (out / ".thesis.old").read_text() == "precious"
+    assert (out / ".late").read_text() == "came while the export ran"
+    assert not (out / ".manifest.json.abcdefgh.tmp").exists()
+    assert not any(name.startswith(".") for name in read_manifest(out)["files"])
+    assert verify_bundle(out).passed, verify_bundle(out).bad
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "runs"]  # no .tmp/.old/.kept left
+    assert main(["verify", str(out)]) == 0
+
+
+def test_hidden_entries_do_not_make_other_foreign_entries_replaceable(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Only hidden top-level entries are carried over: a user's other file still makes the folder
+    theirs, and a link does wherever it is; everything is left as it was. A bundle inside a run
+    folder, which distill --overwrite deletes with the run, stays strict about hidden files too."""
+    from edgekd.cli import main
+    from edgekd.outputs import not_a_bundle
+
+    run = fake_run(tmp_path / "runs" / "tiny")
+    notes = fake_bundle(tmp_path / "b1")
+    (notes / ".DS_Store").write_bytes(b"ds")
+    (notes / "notes.txt").write_text("mine")
+    hidden_link = fake_bundle(tmp_path / "b2")
+    (hidden_link / ".data").symlink_to(tmp_path / "runs", target_is_directory=True)
+    link_inside = fake_bundle(tmp_path / "b3")
+    (link_inside / ".notes").mkdir()
+    (link_inside / ".notes" / "data").symlink_to(tmp_path / "runs", target_is_directory=True)
+    before = tree(tmp_path)
+    cases = {
+        notes: "it holds notes.txt, which is not part of the bundle",
+        hidden_link: "it holds a link, .data",
+        link_inside: "it holds a link, .notes/data",
+    }
+    for out, needle in cases.items():
+        assert main(["export", "--run", str(run), "--out", str(out), *QUICK_EXPORT]) == 2, out
+        assert needle in error_line(capsys.readouterr().err), out
+    assert tree(tmp_path) == before and (hidden_link / ".data").is_symlink()
+    (notes / "notes.txt").unlink()
+    assert not_a_bundle(notes) == "it holds .DS_Store, which is not part of the bundle"
+
+
+def test_atomic_dir_never_deletes_what_it_carries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``carry``: the old folder's entries it names are moved into the new one. A name the new
+    folder holds too is refused before the swap; an entry that cannot be moved after it keeps the
+    old folder, under a name no clean-up removes."""
+    import edgekd.atomic
+
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "model.onnx").write_text("old")
+    (out / ".DS_Store").write_text("mine")
+    with pytest.raises(FileExistsError, match="holds .DS_Store, to be kept, and so does the folder replacing it"):
+        with atomic_dir(out, carry=lambda name: name.startswith(".")) as tmp:
+            (tmp / ".DS_Store").write_text("new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (out / "model.onnx").read_text() == "old"
+
+    real_rename = os.rename
+
+    def refuse(src, dst) -> None:
+        if Path(src).name == ".DS_Store":
+            raise PermissionError(1, "Operation not permitted")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(edgekd.atomic.os, "rename", refuse)
+    with pytest.raises(OSError, match="could not be moved into it .Operation not permitted.; that folder is kept as"):
+        with atomic_dir(out, carry=lambda name: name.startswith(".")) as tmp:
+            (tmp / "model.onnx").write_text("new")
+    monkeypatch.undo()
+    (kept,) = [p for p in tmp_path.iterdir() if p.name.endswith(".kept")]
+    assert (out / "model.onnx").read_text() == "new" and (kept / "out" / ".DS_Store").read_text() == "mine"
+    with atomic_dir(out):  # a later build's clean-up of stale temporaries leaves it
+        pass
+    assert (kept / "out" / ".DS_Store").read_text() == "mine"
+
+
 def test_a_bundle_with_edgekds_reports_in_it_may_be_replaced(tmp_path: Path) -> None:
     # bench's reports (BUNDLE/bench/<device>, a --json there), deploy's, an MCU build (marked) and
     # an atomic write's temporary are edgekd's: exporting again over the bundle replaces them too
