@@ -122,6 +122,8 @@ def test_checkpoint_model_arguments_must_be_plain(tmp_path: Path) -> None:
         ({"data": {**DIGITS, "mean": [0.1, 0.2]}}, "data.mean must hold one number per input channel (1)"),
         ({"data": {**DIGITS, "image_size": "8x8"}}, "data.image_size must be [height, width]"),
         ({"data": {**DIGITS, "num_classes": "10"}}, "data.num_classes must be an integer"),
+        # in no weight's shape: the meta-device build cannot catch it, every example input would allocate it
+        ({"data": {**DIGITS, "image_size": [8, 10**6]}}, "data.image_size[1] must be an integer from 1 to 4096"),
         ({"data": {k: v for k, v in DIGITS.items() if k != "std"}}, "lacks data.std"),
     ],
     ids=[
@@ -132,6 +134,7 @@ def test_checkpoint_model_arguments_must_be_plain(tmp_path: Path) -> None:
         "mean-too-long",
         "size-a-string",
         "classes-a-string",
+        "size-huge",
         "no-std",
     ],
 )
