@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, Literal, Union, get_args, get_origin, get_type_hints
 
 from edgekd.errors import ConfigError
-from edgekd.limits import MAX_THREADS, MAX_TIMEOUT_S, check_number
+from edgekd.limits import MAX_IMAGE_SIDE, MAX_THREADS, MAX_TIMEOUT_S, check_number
 from edgekd.registry import did_you_mean
 
 
@@ -841,6 +841,14 @@ def _check_stats(s: StageConfig, stage: str) -> None:
         )
 
 
+# Data sizes a config may ask for (validate_data): a batch of 65,536 224-px RGB images is already
+# 39 GB of float32; 1,000 augmented views of CIFAR-10 cache 2 GB of teacher logits; 10⁶ generated
+# shapes images are 3 GB; 64 decoding processes outnumber the cores of any machine edgekd trains on.
+MAX_BATCH = 65_536
+MAX_VIEWS = 1000
+MAX_SAMPLES = 1_000_000
+MAX_WORKERS = 64
+
 # (key, low, high, integer, low_open) of the numbers the checks below leave unbounded: every number a
 # config holds has a range, so a lost minus sign or an exponent too many is one line before any
 # work, not a NaN loss an hour in
@@ -1016,6 +1024,27 @@ def validate_data(d: DataConfig, section: str) -> None:
         raise ConfigError(f"config: {section}.view_seed must be 0 or more (or null for the run's seed)")
     if d.workers < 0:
         raise ConfigError(f"config: {section}.workers must be 0 or more")
+    # upper bounds: each of these sizes an allocation or a process count, so an exponent too many
+    # is one line here, not a MemoryError traceback (or a fork of 10⁶ workers) minutes later
+    for name, low, high in (
+        ("image_size", 1, MAX_IMAGE_SIDE),  # a resize target: 10⁶ px is terabytes per image
+        ("batch_size", 1, MAX_BATCH),
+        ("eval_batch_size", 1, MAX_BATCH),
+        ("samples", 10, MAX_SAMPLES),  # shapes: images generated in memory
+        ("train_limit", 1, 2**31 - 1),  # clamped to the data; only a typo goes past this
+        ("views", 1, MAX_VIEWS),  # cached teacher outputs: views × images × classes floats
+        ("view_seed", 0, 2**32 - 1),
+        ("workers", 0, MAX_WORKERS),
+    ):
+        check_number(
+            f"config: {section}.{name}",
+            getattr(d, name),
+            integer=True,
+            low=low,
+            high=high,
+            optional=True,
+            error=ConfigError,
+        )
 
 
 def dump_yaml(config: Config) -> str:

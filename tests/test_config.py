@@ -70,6 +70,15 @@ def test_round_trip_through_yaml(tmp_path: Path) -> None:
             for big in (1_000_001, 10**12)
         ),
         ("export.eval_samples=0", "config: export.eval_samples must be an integer from 1 to 1000000, got 0"),
+        # sizes of allocations and process counts: a MemoryError or a fork storm minutes later
+        ("data.image_size=1000000", "config: data.image_size must be an integer from 1 to 4096, got 1000000"),
+        ("data.batch_size=10000000", "config: data.batch_size must be an integer from 1 to 65536, got 10000000"),
+        ("data.eval_batch_size=100000", "config: data.eval_batch_size must be an integer from 1 to 65536"),
+        ("data.samples=1000000000", "config: data.samples must be an integer from 10 to 1000000"),
+        ("data.views=100000", "config: data.views must be an integer from 1 to 1000, got 100000"),
+        ("data.workers=100000", "config: data.workers must be an integer from 0 to 64, got 100000"),
+        ("data.train_limit=1000000000000", "config: data.train_limit must be an integer from 1 to 2147483647"),
+        ("data.view_seed=99999999999", "config: data.view_seed must be an integer from 0 to 4294967295"),
     ],
 )
 def test_bad_overrides_explain_themselves(override: str, message: str) -> None:
