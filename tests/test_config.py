@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -223,3 +224,23 @@ def test_bn_momentum_is_set_on_every_batchnorm_and_recorded(tmp_path: Path, caps
     errors = [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
     assert code == 2 and "Traceback" not in err and len(errors) == 1 and "student.bn_momentum" in errors[0], err
     assert not (tmp_path / "bad").exists()
+
+
+@pytest.mark.parametrize(
+    "key, low",
+    [
+        ("teacher.epochs", 0),
+        ("student.lookahead_steps", 0),
+        ("distill.qat.epochs", 0),
+        ("distill.qat.observer_epochs", 1),
+        ("distill.qat.bn_epochs", 0),
+        ("distill.qat.calibration_batches", 1),
+        ("distill.fitnets.hint_epochs", 0),
+        ("distill.domain.finetune_epochs", 0),
+    ],
+)
+def test_step_counts_have_both_bounds(key: str, low: int) -> None:
+    """10¹⁵ epochs was accepted: a run that never finishes instead of one line."""
+    for bad in (low - 1, 100_001, 10**15):
+        with pytest.raises(ConfigError, match=rf"config: {re.escape(key)} must be an integer from {low} to 100000"):
+            load_config(None, [f"{key}={bad}"])
