@@ -29,6 +29,7 @@ import numpy as np
 from edgekd.atomic import write_json
 from edgekd.benchmark.int8_compare import compare_int8, describe, interleaved_latency, op_slices
 from edgekd.benchmark.worker import load_eval
+from edgekd.cli import OneLineParser
 from edgekd.errors import EdgekdError
 from edgekd.fdcapture import captured_fds
 from edgekd.limits import out_of_range
@@ -96,7 +97,7 @@ def _fmt(ratio: float | None) -> str:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--edgekd", required=True, type=Path, help="the edgekd int8 ResNet-8 (a bundle's student_int8.tflite)"
     )

@@ -20,7 +20,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from edgekd.errors import EdgekdError  # noqa: E402 - after the sys.path insert
+from edgekd.cli import OneLineParser  # noqa: E402 - after the sys.path insert
+from edgekd.errors import EdgekdError  # noqa: E402
 from edgekd.mcu import app, cpi, estimate, profiles  # noqa: E402
 from edgekd.registry import unknown_name_message  # noqa: E402
 from edgekd.tflite_file import read_tflite  # noqa: E402
@@ -55,7 +56,7 @@ def row(name: str, info: dict, model_path: Path) -> list[str]:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cores", default="cortex-m4,cortex-m7")
     p.add_argument("--artifacts", help="also an edgekd bundle's int8 student")
     p.add_argument("--json", help="write the rows as JSON")

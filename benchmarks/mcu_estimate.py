@@ -6,10 +6,10 @@ estimate is fitted on, the boards it is only checked against, and the error of e
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
+from edgekd.cli import OneLineParser
 from edgekd.errors import EdgekdError
 from edgekd.mcu.estimate import estimate_ms, fit_conv_cycles
 from edgekd.mcu.profiles import CONV_CYCLES_PER_MAC, MLPERF_TINY_RESNET8, MLPERF_TINY_RESNET8_MACS, PROFILES
@@ -19,7 +19,7 @@ DEFAULT = Path(__file__).resolve().parents[2] / "shared" / "data" / "mlperf-tiny
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", type=Path, default=DEFAULT, help="the MLPerf Tiny ResNet-8 int8 reference")
     args = parser.parse_args()
     fit = next(r for r in MLPERF_TINY_RESNET8 if r.role == "fit")

@@ -324,9 +324,9 @@ def run_benchmark(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from edgekd.cli import OneLineParser  # argparse's own errors as one line too, not its usage block
+
+    p = OneLineParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument(
         "--recipe",
         metavar="{" + ",".join(sorted(RECIPES)) + "}",

@@ -10,13 +10,14 @@ printed at the end, ready for notes. Exits 1 when --min-accuracy is given and no
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    from edgekd.cli import OneLineParser  # argparse's own errors as one line too, not its usage block
+
+    parser = OneLineParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--config", default="configs/digits.yaml", metavar="FILE", help="distill config (default: configs/digits.yaml)"
     )

@@ -272,7 +272,9 @@ def check_args(args: argparse.Namespace) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    from edgekd.cli import OneLineParser  # argparse's own errors as one line too, not its usage block
+
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--teacher-arch", default="resnet20", help="the teacher, trained once for both students")
     parser.add_argument("--teacher-epochs", type=int, default=3, help="teacher epochs")
     parser.add_argument(

@@ -13,7 +13,6 @@ fits. Exits 1 when the search ran over ``--limit-s`` or a front model does not f
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import resource
@@ -27,6 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
 from edgekd.benchmark.row import check_schema  # noqa: E402
+from edgekd.cli import OneLineParser  # noqa: E402
 from edgekd.limits import out_of_range  # noqa: E402 - after the repository is on the path
 
 
@@ -36,7 +36,7 @@ def edgekd(*args: str) -> subprocess.CompletedProcess:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = OneLineParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", default="configs/digits.yaml")
     parser.add_argument("--budget", default="flash_kb=64,device=cortex-m4-120mhz")
     parser.add_argument("--space", help="space YAML (default: the registry's student families)")

@@ -20,6 +20,7 @@ import shutil
 import sys
 from pathlib import Path
 
+from edgekd.cli import OneLineParser
 from edgekd.errors import EdgekdError
 from edgekd.exporters.compare import BACKEND_MODULES, DEFAULT_FORMATS, compare_tflite_backends
 from edgekd.ui import print_table
@@ -57,7 +58,7 @@ def check_args(args: argparse.Namespace) -> None:
 
 
 def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = OneLineParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--run", required=True, help="finished distill run folder (read only)")
     p.add_argument("--out", required=True, help="folder for one bundle per backend")
     p.add_argument("--backends", default="onnx2tf,litert_torch", help="comma-separated (default: %(default)s)")

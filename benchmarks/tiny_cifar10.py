@@ -573,9 +573,9 @@ def run_benchmark(
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from edgekd.cli import OneLineParser  # argparse's own errors as one line too, not its usage block
+
+    p = OneLineParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--seeds", type=int, default=3, help="student seeds (default 3)")
     p.add_argument("--out", default="runs/bench-tiny", help="output folder (default runs/bench-tiny)")
     p.add_argument("--data", default=str(DEFAULT_DATA), help=f"CIFAR-10 folder or archive (default {DEFAULT_DATA})")

@@ -169,9 +169,9 @@ def run_worker(system: str, python: str, args, train_root: Path, weights: Path) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    from edgekd.cli import OneLineParser  # argparse's own errors as one line too, not its usage block
+
+    p = OneLineParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--device", metavar="{" + ",".join(DEVICES) + "}", default="cpu")
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--images", type=int, default=10000, help="training images per epoch (default 10000)")

@@ -33,6 +33,20 @@ WORKER = [
     "10",
 ]
 SPEED = ["--work", "{tmp}/work", "--skip-torchdistill"]
+# Every benchmark script, with the arguments it requires (an unknown flag is refused after them)
+REQUIRED = {
+    "lean_int8": ["--edgekd", "{tmp}/fake.tflite"],
+    "mcu_emulate": [],
+    "mcu_estimate": [],
+    "methods_cifar10": [],
+    "pipeline": [],
+    "quant": [],
+    "search": [],
+    "speed_workers": ["plain", *WORKER],
+    "tflite_backends": ["--run", "{tmp}/run", "--out", "{tmp}/out"],
+    "tiny_cifar10": [],
+    "train_speed": [],
+}
 
 CASES = [
     # lean_int8: a count, a missing model, a corrupt model, corrupt eval data
@@ -152,6 +166,20 @@ CASES = [
     ("train_speed", ["--data", "{tmp}/missing", *SPEED], "no such folder or archive"),
     ("train_speed", ["--data", "{tmp}/fake.tar.gz", *SPEED], "is not a readable archive"),
     ("train_speed", ["--data", "{tmp}/empty", *SPEED], "no train/ folder in it"),
+    # argparse's own refusals in every script: one line naming the script, not argparse's usage block
+    *[
+        (script, [*required, "--bogus"], f"unrecognized arguments: --bogus (see `{script}.py --help`)")
+        for script, required in REQUIRED.items()
+    ],
+    # a missing required argument, and a value of the wrong type
+    ("lean_int8", [], "the following arguments are required: --edgekd"),
+    ("tflite_backends", ["--run", "{tmp}/run"], "the following arguments are required: --out"),
+    ("pipeline", ["--runs", "many"], "argument --runs: invalid int value: 'many'"),
+    ("quant", ["--epochs", "1.5"], "argument --epochs: invalid int value: '1.5'"),
+    ("methods_cifar10", ["--seeds", "three"], "argument --seeds: invalid int value: 'three'"),
+    ("tiny_cifar10", ["--seeds", "three"], "argument --seeds: invalid int value: 'three'"),
+    ("train_speed", ["--epochs", "one"], "argument --epochs: invalid int value: 'one'"),
+    ("search", ["--limit-s", "soon"], "argument --limit-s: invalid float value: 'soon'"),
 ]
 
 
@@ -203,6 +231,26 @@ def test_bad_input_is_one_error_line(tmp_path: Path, script: str, args: list[str
     )
     assert_one_error_line(proc, script, fragment.replace("{tmp}", str(tmp_path)))
     assert snapshot(tmp_path) == before  # the user's files untouched, no output folder made
+
+
+def test_every_script_is_in_the_matrix() -> None:
+    """A new benchmark script gets its argparse refusals checked too (the ``--bogus`` cases)."""
+    assert set(REQUIRED) == {path.stem for path in (REPO / "benchmarks").glob("*.py")}
+
+
+@pytest.mark.parametrize("script", sorted(REQUIRED))
+def test_help_still_prints_usage(script: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, f"benchmarks/{script}.py", "--help"],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.startswith(f"usage: {script}.py "), proc.stdout[:200]
+    assert not proc.stderr.strip(), proc.stderr
 
 
 def test_lean_int8_refuses_a_file_that_does_not_take_the_image(tiny_bundle: Path) -> None:
