@@ -318,11 +318,26 @@ class Classification(Task):
         ]
 
     def check_eval(self, images, targets, num_classes):
-        if targets.ndim != 1 or len(targets) != len(images):
-            raise TaskError(f"eval data has {len(images)} images but labels of shape {list(targets.shape)}")
+        self.check_targets(images, targets)
+        # in range depends on the model (its number of classes): each row checks it, not the up-front check
         if len(targets) and (targets.min() < 0 or targets.max() >= num_classes):
             raise TaskError(
                 f"eval labels span {int(targets.min())}…{int(targets.max())} but the model has {num_classes} classes"
+            )
+
+    def check_targets(self, images, targets):
+        if targets.ndim != 1 or len(targets) != len(images):
+            raise TaskError(
+                f"eval labels have shape {list(targets.shape)}, the images {list(images.shape)}: expected "
+                f"{len(images)} labels (one per image)"
+            )
+        # float labels: NaN passes the range check (every comparison is false) and matches no class,
+        # a quietly lower accuracy; bool is no class index either
+        if not np.issubdtype(targets.dtype, np.integer):
+            nonfinite = int((~np.isfinite(targets)).sum()) if np.issubdtype(targets.dtype, np.inexact) else 0
+            raise TaskError(
+                f"eval labels must be integer class indices, got {targets.dtype}"
+                + (f" with {nonfinite} NaN or infinite values" if nonfinite else "")
             )
 
     def check_outputs(self, outputs, targets, num_classes):

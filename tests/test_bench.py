@@ -227,6 +227,63 @@ def test_eval_data_not_matching_the_model_input(bundle: Path, tmp_path: Path) ->
         assert "takes 8×8×1" in row["reason"]
 
 
+def _tree(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize(
+    ("damage", "needle"),
+    [
+        ("nan", "eval labels must be integer class indices, got float32 with 1 NaN or infinite values"),
+        ("float", "eval labels must be integer class indices, got float64"),
+        ("bool", "eval labels must be integer class indices, got bool"),
+        ("column", "eval labels have shape [{n}, 1], the images [{n}, 8, 8, 1]: expected {n} labels (one per image)"),
+    ],
+    ids=["nan", "float", "bool", "column"],
+)
+@pytest.mark.parametrize("device", ["cpu", "mcu", "rpi"])
+def test_bench_refuses_malformed_eval_labels_up_front(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str, needle: str, device: str
+) -> None:
+    """Float labels (NaN among them) passed the range check (NaN compares false) and scored as an
+    'ok' row; a column of labels failed every row (exit 1, a report written). Both are a broken
+    bundle, refused before anything is measured: one line, exit 2, nothing written. On the Pi
+    (--device rpi, --force: this host is not one) the check runs with numpy alone, no torch."""
+    copy = tmp_path / "copy"
+    shutil.copytree(tiny_bundle, copy, ignore=shutil.ignore_patterns("bench"))
+    data = dict(np.load(copy / "eval.npz"))
+    labels = data["labels"]
+    if damage == "nan":
+        labels = labels.astype(np.float32)
+        labels[0] = np.nan
+    elif damage == "float":
+        labels = labels.astype(np.float64)  # whole numbers, a float dtype all the same
+    elif damage == "bool":
+        labels = labels > 0
+    else:
+        labels = labels[:, None]
+    np.savez(copy / "eval.npz", **{**data, "labels": labels})
+    reseal(copy)
+    before = _tree(copy)
+    out = tmp_path / "report"
+    args = ["bench", "--artifacts", str(copy), "--out", str(out), "--runs", "2", "--warmup", "0"]
+    if device == "rpi":
+        blocked = ["torch", "tensorflow", "onnxruntime", "matplotlib", "rich", "yaml"]
+        env = {**os.environ, "PYTHONPATH": _blocking_sitecustomize(tmp_path / "shim", blocked)}
+        cmd = [sys.executable, "-m", "edgekd", *args, "--device", "rpi", "--force"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
+        code, err = proc.returncode, proc.stderr
+    else:
+        capsys.readouterr()
+        code = main([*args, "--device", device])
+        err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
+    assert code == 2 and "Traceback" not in err, err
+    expected = "eval data eval.npz is malformed: " + needle.format(n=len(labels)) + " (re-export the bundle)"
+    assert len(errors) == 1 and expected in errors[0], errors
+    assert not out.exists() and _tree(copy) == before
+
+
 def test_full_test_split_accuracy(report, bundle: Path, tmp_path: Path) -> None:
     """--full-test reloads the run's data; for digits eval.npz already is the whole test split
     (500 requested, 359 exist), so both must give the same images, count and accuracy."""

@@ -93,9 +93,10 @@ def _check_settings(runs: int, warmup: int, threads: int | None, min_accuracy: f
 
 
 def _check_eval(path: Path, task: Task) -> None:
-    """Read the eval data once before measuring: a corrupt, incomplete or malformed file (masks of
-    NaN, say) is the user's input (one line, exit 2), not a failure of every row. What depends on
-    the model (its input size, its number of classes) is each row's check (worker.check_fits)."""
+    """Read the eval data once before measuring: a corrupt, incomplete or malformed file (masks or
+    labels of NaN, say) is the user's input (one line, exit 2), not a failure of every row. What
+    depends on the model (its input size, its number of classes) is each row's check
+    (worker.check_fits)."""
     from edgekd.benchmark.worker import load_eval
     from edgekd.tasks import TaskError
 
