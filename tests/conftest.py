@@ -152,3 +152,25 @@ def assert_tflm_matches_litert(model_path: Path, images, steps: int = 1) -> None
         interp.set_input(x, 0)
         interp.invoke()
         assert np.abs(interp.get_output(0).astype(int) - litert.invoke(x).astype(int)).max() <= steps
+
+
+def file_tree(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` (relative POSIX path → bytes): a folder compared before and after."""
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def eval_data(bundle: Path) -> dict[str, np.ndarray]:
+    """The arrays of a bundle's eval.npz."""
+    with np.load(bundle / "eval.npz") as data:
+        return dict(data)
+
+
+def with_eval_arrays(bundle: Path, dest: Path, **arrays: np.ndarray) -> dict[str, bytes]:
+    """A resealed copy of ``bundle`` (without its bench reports) in ``dest`` whose eval.npz has
+    ``arrays`` in place of its own; returns the copy's files, to compare after a refusal."""
+    import shutil
+
+    shutil.copytree(bundle, dest, ignore=shutil.ignore_patterns("bench"))
+    np.savez(dest / "eval.npz", **{**eval_data(bundle), **arrays})
+    reseal(dest)
+    return file_tree(dest)

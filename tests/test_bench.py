@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import REPO, reseal
+from conftest import REPO, eval_data, file_tree, reseal, with_eval_arrays
 from edgekd.benchmark import BenchError, bench, latest_bundle
 from edgekd.benchmark.report import pareto_front
 from edgekd.benchmark.row import check_schema
@@ -227,10 +227,6 @@ def test_eval_data_not_matching_the_model_input(bundle: Path, tmp_path: Path) ->
         assert "takes 8×8×1" in row["reason"]
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 @pytest.mark.parametrize(
     ("damage", "needle"),
     [
@@ -249,10 +245,7 @@ def test_bench_refuses_malformed_eval_labels_up_front(
     'ok' row; a column of labels failed every row (exit 1, a report written). Both are a broken
     bundle, refused before anything is measured: one line, exit 2, nothing written. On the Pi
     (--device rpi, --force: this host is not one) the check runs with numpy alone, no torch."""
-    copy = tmp_path / "copy"
-    shutil.copytree(tiny_bundle, copy, ignore=shutil.ignore_patterns("bench"))
-    data = dict(np.load(copy / "eval.npz"))
-    labels = data["labels"]
+    labels = eval_data(tiny_bundle)["labels"]
     if damage == "nan":
         labels = labels.astype(np.float32)
         labels[0] = np.nan
@@ -262,9 +255,8 @@ def test_bench_refuses_malformed_eval_labels_up_front(
         labels = labels > 0
     else:
         labels = labels[:, None]
-    np.savez(copy / "eval.npz", **{**data, "labels": labels})
-    reseal(copy)
-    before = _tree(copy)
+    copy = tmp_path / "copy"
+    before = with_eval_arrays(tiny_bundle, copy, labels=labels)
     out = tmp_path / "report"
     args = ["bench", "--artifacts", str(copy), "--out", str(out), "--runs", "2", "--warmup", "0"]
     if device == "rpi":
@@ -281,7 +273,7 @@ def test_bench_refuses_malformed_eval_labels_up_front(
     assert code == 2 and "Traceback" not in err, err
     expected = "eval data eval.npz is malformed: " + needle.format(n=len(labels)) + " (re-export the bundle)"
     assert len(errors) == 1 and expected in errors[0], errors
-    assert not out.exists() and _tree(copy) == before
+    assert not out.exists() and file_tree(copy) == before
 
 
 def test_full_test_split_accuracy(report, bundle: Path, tmp_path: Path) -> None:

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import eval_data, file_tree, with_eval_arrays
 from edgekd.checkpoint import load_checkpoint
 from edgekd.config import DataConfig
 from edgekd.data import load_dataset
@@ -453,10 +454,6 @@ def test_bench_reports_mean_iou_on_cpu_and_tflite_micro(seg_bundle: Path, seg_ru
     assert "kEdgekdHasExpected = true;" in header  # the app checks the whole output map against the host's
 
 
-def _tree(root: Path) -> dict[str, bytes]:
-    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
 @pytest.mark.parametrize(
     ("damage", "needle"),
     [
@@ -473,13 +470,9 @@ def test_bench_refuses_malformed_eval_masks_up_front(
 ) -> None:
     """Masks of NaN in eval.npz failed every row (exit 1, a report written) where a truncated
     eval.npz is one line, exit 2: both are a broken bundle, refused before anything is measured."""
-    from conftest import reseal
     from edgekd.cli import main
 
-    copy = tmp_path / "copy"
-    shutil.copytree(seg_bundle, copy, ignore=shutil.ignore_patterns("bench"))
-    data = dict(np.load(copy / "eval.npz"))
-    masks = data["masks"]
+    masks = eval_data(seg_bundle)["masks"]
     if damage == "nan":
         masks = masks.astype(np.float32)
         masks[0, 0, 0] = np.nan
@@ -490,9 +483,8 @@ def test_bench_refuses_malformed_eval_masks_up_front(
         masks = masks * 255  # a 0/255 PNG's values kept as they were
     else:
         masks = masks[:, :, :16]
-    np.savez(copy / "eval.npz", **{**data, "masks": masks})
-    reseal(copy)
-    before = _tree(copy)
+    copy = tmp_path / "copy"
+    before = with_eval_arrays(seg_bundle, copy, masks=masks)
     out = tmp_path / "report"
     capsys.readouterr()
     code = main(
@@ -502,7 +494,7 @@ def test_bench_refuses_malformed_eval_masks_up_front(
     errors = [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
     assert code == 2 and "Traceback" not in err, err
     assert len(errors) == 1 and "eval data eval.npz is malformed: " + needle in errors[0], errors
-    assert not out.exists() and _tree(copy) == before
+    assert not out.exists() and file_tree(copy) == before
 
 
 def test_classification_paths_are_unchanged(run_dir: Path, tiny_bundle: Path) -> None:
