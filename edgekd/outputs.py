@@ -99,14 +99,19 @@ def check_writable(path: str | Path, what: str) -> None:
 
 
 # What a report folder of bench's or deploy's holds: the report, its plot, the MCU app's headers and
-# C arrays (.cc + .h), and the hidden temporary files of an atomic write cut short (:mod:`edgekd.atomic`).
-_REPORT_FILE = re.compile(r"bench\.(json|md|png)|[^/]+_tflm_config\.h|[^/]+_model_data\.(cc|h)|\..+\.(tmp|old)")
+# C arrays (.cc + .h), and the hidden temporary files of an atomic write cut short (atomic.is_temporary:
+# the names it makes, not any hidden .tmp/.old, which may be a user's).
+_REPORT_FILE = re.compile(r"bench\.(json|md|png)|[^/]+_tflm_config\.h|[^/]+_model_data\.(cc|h)")
+
+
+def _is_report_file(name: str) -> bool:
+    return bool(_REPORT_FILE.fullmatch(name)) or is_temporary(name)
 
 
 def not_a_report(folder: Path) -> str | None:
     """Why the existing folder ``folder`` is not an edgekd report folder (None when it holds only
     files a report writes, so rerunning the bench may replace them)."""
-    others = sorted(p.name for p in folder.iterdir() if not (_REPORT_FILE.fullmatch(p.name) and not p.is_dir()))
+    others = sorted(p.name for p in folder.iterdir() if not (_is_report_file(p.name) and not p.is_dir()))
     if not others:
         return None
     more = f" and {len(others) - 1} more" if len(others) > 1 else ""
@@ -275,6 +280,6 @@ def _is_report_entry(entry: Path) -> bool:
     report folders, an MCU build's, marked as edgekd's), a report's files, or a bench --json file."""
     if entry.is_dir():
         return True  # what it holds is checked entry by entry
-    if _REPORT_FILE.fullmatch(entry.name):
+    if _is_report_file(entry.name):
         return True
     return entry.suffix == ".json" and holds_json_keys("schema", "results")(entry)

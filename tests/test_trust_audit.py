@@ -57,9 +57,12 @@ def test_a_report_folder_is_new_empty_or_a_report_of_edgekds(tmp_path: Path) -> 
     names = ("bench.json", "bench.md", "bench.png", "student_int8_tflm_config.h", "x_model_data.cc", "x_model_data.h")
     for name in names:
         (folder / name).write_text("")
-    (folder / ".bench.json.abc.tmp").write_text("")  # an atomic write cut short
+    (folder / ".bench.json.k2j4h5g6.tmp").write_text("")  # an atomic write cut short
     assert not_a_report(folder) is None
     check_report_dir(folder, "--out", "bench report")  # a rerun replaces its own report
+    (folder / ".notes.old").write_text("mine\n")  # hidden, .old, but not a name atomic writes make
+    assert not_a_report(folder) == "it holds .notes.old, which no edgekd report writes"
+    (folder / ".notes.old").unlink()
     (folder / "notes.txt").write_text("mine\n")
     with pytest.raises(OutputError, match=r"did not make \(it holds notes.txt, which no edgekd report writes\)"):
         check_report_dir(folder, "--out", "bench report")
