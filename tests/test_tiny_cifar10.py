@@ -146,3 +146,38 @@ def test_tiny_recipe_runs_end_to_end_on_a_subset(tmp_path: Path) -> None:
         result["wall_s"]
     )
     assert {"seed0 export", "reference measure", "total"} <= set(result["wall_s"])
+
+
+def test_the_teachers_run_alone_gets_airbenchs_crops(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """TEACHER_SETS and --teacher-set (after them, so they may undo them) reach the teacher's run
+    only; the students' config keeps the config file's crops."""
+    import edgekd.train.sweep
+    from edgekd.errors import EdgekdError
+
+    bench = load_benchmark()
+    seen = {}
+
+    def fake_teacher(cfg, folder: Path, resume: bool):
+        seen["teacher"] = cfg
+        raise EdgekdError("stop after the teacher's config")
+
+    monkeypatch.setattr(edgekd.train.sweep, "train_shared_teacher", fake_teacher)
+    monkeypatch.setattr(bench, "budget_check", lambda *a: [{"candidate": "resnet8", "status": "in budget"}])
+    (tmp_path / "ref.tflite").write_bytes(b"")
+    args = dict(seeds=1, out=tmp_path / "out", data=tmp_path, reference=tmp_path / "ref.tflite")
+    with pytest.raises(EdgekdError, match="stop after"):
+        bench.run_benchmark(**args)
+    t = seen["teacher"]
+    assert (t.data.crop_padding, t.data.crop_fill, t.teacher.schedule, t.teacher.lookahead_ramp) == (
+        2,
+        "reflect",
+        "linear",
+        3,
+    )
+    with pytest.raises(EdgekdError, match="stop after"):
+        bench.run_benchmark(**args, teacher_extra=("data.crop_padding=3",))
+    assert (seen["teacher"].data.crop_padding, seen["teacher"].data.crop_fill) == (3, "reflect")
+    from edgekd.config import load_config
+
+    students = load_config(bench.CONFIG, [])
+    assert (students.data.crop_padding, students.data.crop_fill) == (4, "zero")
