@@ -879,7 +879,7 @@ _BOUNDS: tuple[tuple[str, float, float, bool, bool], ...] = (
             (f"{stage}.weight_decay", 0.0, 1.0, False, False),
             (f"{stage}.gamma", 0.0, 10.0, False, True),
             (f"{stage}.warmup_epochs", 0, 100_000, True, False),
-            (f"{stage}.epochs", 0, MAX_EPOCHS, True, False),
+            (f"{stage}.epochs", 0 if stage == "teacher" else 1, MAX_EPOCHS, True, False),  # a teacher may load
             (f"{stage}.lookahead_steps", 0, MAX_EPOCHS, True, False),
             (f"{stage}.lr_end", 0.0, 1.0, False, False),
             (f"{stage}.lookahead_ramp", 0.0, 100.0, False, False),
@@ -960,8 +960,6 @@ def validate(config: Config) -> None:
     dc = config.distill
     if config.teacher.epochs == 0 and config.teacher.checkpoint is None and not dc.ensemble.teacher_checkpoints:
         raise ConfigError("config: teacher.epochs is 0 and no teacher.checkpoint is given: nothing to teach with")
-    if config.student.epochs < 1:
-        raise ConfigError("config: student.epochs must be at least 1")
     e = config.export
     if not MIN_OPSET <= e.opset <= MAX_OPSET:
         raise ConfigError(f"config: export.opset must be in [{MIN_OPSET}, {MAX_OPSET}], got {e.opset}")

@@ -229,7 +229,8 @@ def test_bn_momentum_is_set_on_every_batchnorm_and_recorded(tmp_path: Path, caps
 @pytest.mark.parametrize(
     "key, low",
     [
-        ("teacher.epochs", 0),
+        ("teacher.epochs", 0),  # 0: teacher.checkpoint is loaded
+        ("student.epochs", 1),
         ("student.lookahead_steps", 0),
         ("distill.qat.epochs", 0),
         ("distill.qat.observer_epochs", 1),
