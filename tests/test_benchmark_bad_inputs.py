@@ -151,7 +151,10 @@ CASES = [
     # a teacher-only override is read with the others, before the candidates' exports
     (
         "tiny_cifar10",
-        ["--data", "{tmp}/cifar", "--teacher-set", "data.crop_fil=reflect", "--out", "{tmp}/out"],
+        [
+            *("--data", "{tmp}/cifar", "--reference", "{tmp}/fake.tflite"),
+            *("--teacher-set", "data.crop_fil=reflect", "--out", "{tmp}/out"),
+        ],
         "did you mean 'data.crop_fill'?",
     ),
     # train_speed: nothing written to --work before the checks
