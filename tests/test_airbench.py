@@ -18,6 +18,9 @@ def test_full_size_shape_and_params() -> None:
     model = create_model("airbench", 10, 3, (32, 32))
     assert model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
     assert 1.9e6 < count_params(model) < 2.1e6  # airbench94's widths: ~2 M parameters
+    from edgekd.models import count_macs
+
+    assert count_macs(model, (1, 3, 32, 32)) == 118_147_360  # the docstring's 0.118 G
     assert create_model("airbench", 10, 1, (8, 8))(torch.zeros(2, 1, 8, 8)).shape == (2, 10)  # ceil-mode pools
     with pytest.raises(EdgekdError, match="three positive"):
         create_model("airbench", 10, 3, (32, 32), widths=[8, 8])

@@ -6,7 +6,7 @@ conv groups of widths 64-256-256, each conv3×3 → maxpool 2 → BN → GELU �
 (15, 7, 3 px), a global max pool, a bias-free linear classifier and a fixed 1/9 logit scale. As
 airbench: the BatchNorms learn a bias but no scale, and each conv's first filters start as the
 identity (``dirac``), which the airbench ablations credit with reaching 94 % in fewer epochs.
-About 1.97 M parameters and 0.37 G MACs: a teacher, not a microcontroller student.
+About 1.97 M parameters and 0.118 G MACs: a teacher, not a microcontroller student.
 
 The whitening layer (optional, ``whiten=True``) is not trained: :meth:`AirbenchNet.data_init` sets
 it from the training images' 2×2 patch statistics — the eigenvectors of the patch covariance,
