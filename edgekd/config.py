@@ -941,7 +941,7 @@ def validate(config: Config) -> None:
     _check_bounds(config)
     for stage in ("teacher", "student"):
         s: StageConfig = getattr(config, stage)
-        if s.lookahead_steps < 0 or not 0.0 < s.lookahead_alpha <= 1.0:
+        if not 0.0 < s.lookahead_alpha <= 1.0:  # lookahead_steps: _BOUNDS
             raise ConfigError(
                 f"config: {stage}.lookahead_steps must be 0 (off) or more and {stage}.lookahead_alpha in (0, 1]"
             )
@@ -1002,32 +1002,17 @@ def validate_data(d: DataConfig, section: str) -> None:
         raise ConfigError(f"config: {section}.mean and {section}.std must have one value per channel")
     if d.std is not None and any(s <= 0 for s in d.std):
         raise ConfigError(f"config: {section}.std values must be positive")
-    for name in ("batch_size", "eval_batch_size"):
-        if getattr(d, name) < 1:
-            raise ConfigError(f"config: {section}.{name} must be at least 1")
-    if d.image_size is not None and d.image_size < 1:
-        raise ConfigError(f"config: {section}.image_size must be at least 1")
-    if d.samples is not None and d.samples < 10:
-        raise ConfigError(f"config: {section}.samples must be at least 10 (or null for the default)")
-    if d.train_limit is not None and d.train_limit < 1:
-        raise ConfigError(f"config: {section}.train_limit must be at least 1 (or null for all)")
-    if d.views is not None and d.views < 1:
-        raise ConfigError(f"config: {section}.views must be at least 1 (or null)")
-    if d.view_seed is not None and d.view_seed < 0:
-        raise ConfigError(f"config: {section}.view_seed must be 0 or more (or null for the run's seed)")
-    if d.workers < 0:
-        raise ConfigError(f"config: {section}.workers must be 0 or more")
-    # upper bounds: each of these sizes an allocation or a process count, so an exponent too many
-    # is one line here, not a MemoryError traceback (or a fork of 10⁶ workers) minutes later
-    for name, low, high in (
-        ("image_size", 1, MAX_IMAGE_SIDE),  # a resize target: 10⁶ px is terabytes per image
-        ("batch_size", 1, MAX_BATCH),
-        ("eval_batch_size", 1, MAX_BATCH),
-        ("samples", 10, MAX_SAMPLES),  # shapes: images generated in memory
-        ("train_limit", 1, 2**31 - 1),  # clamped to the data; only a typo goes past this
-        ("views", 1, MAX_VIEWS),  # cached teacher outputs: views × images × classes floats
-        ("view_seed", 0, 2**32 - 1),
-        ("workers", 0, MAX_WORKERS),
+    # both bounds of every size: the upper ones size an allocation or a process count, so an exponent
+    # too many is one line here, not a MemoryError traceback (or a fork of 10⁶ workers) minutes later
+    for name, low, high, null in (
+        ("image_size", 1, MAX_IMAGE_SIDE, "null: the data's own size"),  # a resize target: 10⁶ px is terabytes
+        ("batch_size", 1, MAX_BATCH, ""),
+        ("eval_batch_size", 1, MAX_BATCH, ""),
+        ("samples", 10, MAX_SAMPLES, "null: the default"),  # shapes: images generated in memory
+        ("train_limit", 1, 2**31 - 1, "null: all"),  # clamped to the data; only a typo goes past this
+        ("views", 1, MAX_VIEWS, "null: fresh augmentation"),  # cached teacher outputs: views × images × classes
+        ("view_seed", 0, 2**32 - 1, "null: the run's seed"),
+        ("workers", 0, MAX_WORKERS, ""),
     ):
         check_number(
             f"config: {section}.{name}",
@@ -1036,6 +1021,7 @@ def validate_data(d: DataConfig, section: str) -> None:
             low=low,
             high=high,
             optional=True,
+            why=null,
             error=ConfigError,
         )
 
