@@ -34,6 +34,12 @@ from edgekd.registry import Registry
 TASKS: Registry[type[Task]] = Registry("task")
 
 
+def _nonfinite(targets: np.ndarray) -> str:
+    """`` with N NaN or infinite values`` for float eval targets that hold any, else ``""``."""
+    n = int((~np.isfinite(targets)).sum()) if np.issubdtype(targets.dtype, np.inexact) else 0
+    return f" with {n} NaN or infinite values" if n else ""
+
+
 class Task:
     """Base class; one subclass per task, registered in :data:`TASKS`."""
 
@@ -334,11 +340,7 @@ class Classification(Task):
         # float labels: NaN passes the range check (every comparison is false) and matches no class,
         # a quietly lower accuracy; bool is no class index either
         if not np.issubdtype(targets.dtype, np.integer):
-            nonfinite = int((~np.isfinite(targets)).sum()) if np.issubdtype(targets.dtype, np.inexact) else 0
-            raise TaskError(
-                f"eval labels must be integer class indices, got {targets.dtype}"
-                + (f" with {nonfinite} NaN or infinite values" if nonfinite else "")
-            )
+            raise TaskError(f"eval labels must be integer class indices, got {targets.dtype}{_nonfinite(targets)}")
 
     def check_outputs(self, outputs, targets, num_classes):
         if outputs.ndim != 2 or outputs.shape[1] != num_classes:
@@ -475,11 +477,7 @@ class Segmentation(Task):
                 f"{list(want)} (N×H×W)"
             )
         if targets.dtype != np.uint8:  # float masks: NaN is neither foreground nor background
-            nonfinite = int((~np.isfinite(targets)).sum()) if np.issubdtype(targets.dtype, np.inexact) else 0
-            raise TaskError(
-                f"eval masks must be uint8 0/1 (1 = foreground), got {targets.dtype}"
-                + (f" with {nonfinite} NaN or infinite values" if nonfinite else "")
-            )
+            raise TaskError(f"eval masks must be uint8 0/1 (1 = foreground), got {targets.dtype}{_nonfinite(targets)}")
         if len(targets) and targets.max() > 1:
             raise TaskError(f"eval masks must be uint8 0/1 (1 = foreground), got values up to {int(targets.max())}")
 
