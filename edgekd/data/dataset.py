@@ -9,6 +9,7 @@ image (1 when its mask has foreground) that splits and samples are stratified by
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -79,6 +80,12 @@ class Dataset:
     @property
     def image_size(self) -> tuple[int, int]:
         return int(self.train.images.shape[2]), int(self.train.images.shape[3])
+
+    @property
+    def augmentation(self) -> dict[str, Any]:
+        """The training augmentation as :class:`~edgekd.data.loader.Batches` takes it: one source for
+        the trainer's batches and the teacher cache's views, which must be the same crops."""
+        return {"augment": self.augment, "crop_padding": self.crop_padding, "crop_fill": self.crop_fill}
 
     def describe(self) -> dict:
         """What a checkpoint records about the data it was trained on."""
