@@ -14,7 +14,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -142,14 +142,15 @@ def remove_stale(path: str | Path) -> list[Path]:
 
 
 @contextlib.contextmanager
-def atomic_dir(path: str | Path, carry: Callable[[str], bool] | None = None) -> Iterator[Path]:
+def atomic_dir(path: str | Path, carry: Callable[[Path], Iterable[str]] | None = None) -> Iterator[Path]:
     """Build a folder in a temporary sibling; on success it replaces ``path`` whole.
 
     An existing ``path`` is moved aside first and deleted only after the new folder is in place, so
     a crash leaves either the old folder or the new one (plus, at worst, a stray ``.old`` folder).
-    ``carry(name)``: the old folder's top-level entries it accepts are not deleted with it but
-    moved into the new one, those there at the swap (export keeps a user's hidden files so); the
-    new folder must not hold one of their names.
+    ``carry(folder)``: the relative paths (``a/b``) of the old folder's entries that are not deleted
+    with it but moved into the new one at the same path, those there at the swap (export keeps a
+    user's hidden files so, wherever they are); the new folder must not hold one of those paths,
+    nor a file where one needs a folder.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -158,10 +159,16 @@ def atomic_dir(path: str | Path, carry: Callable[[str], bool] | None = None) -> 
     os.chmod(tmp, _plain_mode(0o777))
     try:
         yield tmp
-        clash = _carried(path, carry) & {p.name for p in tmp.iterdir()}
-        if clash:  # before the swap: the old folder is left as it is
-            name = sorted(clash)[0]
-            raise FileExistsError(errno.EEXIST, f"{path} holds {name}, to be kept, and so does the folder replacing it")
+        for rel in _carried(path, carry):  # before the swap: the old folder is left as it is
+            held = _in_the_way(tmp, rel)
+            if held == rel:
+                raise FileExistsError(
+                    errno.EEXIST, f"{path} holds {rel}, to be kept, and so does the folder replacing it"
+                )
+            if held is not None:
+                raise FileExistsError(
+                    errno.EEXIST, f"{path} holds {rel}, to be kept, but the folder replacing it has a file at {held}"
+                )
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -175,23 +182,43 @@ def atomic_dir(path: str | Path, carry: Callable[[str], bool] | None = None) -> 
         shutil.rmtree(old, ignore_errors=True)
 
 
-def _carried(folder: Path, carry: Callable[[str], bool] | None) -> set[str]:
-    """The names of ``folder``'s entries that ``carry`` accepts (none when it is not a folder)."""
+def _carried(folder: Path, carry: Callable[[Path], Iterable[str]] | None) -> list[str]:
+    """The relative paths ``carry`` names in ``folder``, sorted (none when it is not a folder)."""
     if carry is None or not folder.is_dir() or folder.is_symlink():
-        return set()
-    return {p.name for p in folder.iterdir() if carry(p.name)}
+        return []
+    return sorted(carry(folder))
 
 
-def _carry_over(source: Path, dest: Path, carry: Callable[[str], bool] | None) -> None:
-    """Move ``source``'s entries that ``carry`` accepts into ``dest``. Should one not move, the
-    folder above ``source`` (an ``.old`` one, which :func:`remove_stale` would delete) is kept as
-    ``.kept`` instead, and the error names where."""
-    for name in sorted(_carried(source, carry)):
-        target = dest / name
+def _in_the_way(folder: Path, rel: str) -> str | None:
+    """What in ``folder`` keeps an entry from being moved to ``rel``: ``rel`` itself, or a file or
+    link where one of its folders would be (None when nothing does: missing folders are made)."""
+    parts = rel.split("/")
+    for i in range(1, len(parts) + 1):
+        p = folder.joinpath(*parts[:i])
+        if not os.path.lexists(p):
+            return None
+        if i == len(parts) or p.is_symlink() or not p.is_dir():
+            return "/".join(parts[:i])
+    return None
+
+
+def _carry_over(source: Path, dest: Path, carry: Callable[[Path], Iterable[str]] | None) -> None:
+    """Move ``source``'s entries that ``carry`` names into ``dest`` at the same relative paths,
+    making the folders above one that ``dest`` lacks. Should one not move, the folder above
+    ``source`` (an ``.old`` one, which :func:`remove_stale` would delete) is kept as ``.kept``
+    instead, and the error names where."""
+    for rel in _carried(source, carry):
+        target = dest / rel
         try:
-            if os.path.lexists(target):  # never replaced: it is the new folder's (or, by now, the user's)
-                raise FileExistsError(errno.EEXIST, "File exists", str(target))
-            os.rename(source / name, target)
+            # never replaced, nor moved through a link: what is there is the new folder's (or, by now, the user's)
+            held = _in_the_way(dest, rel)
+            if held is not None:
+                raise FileExistsError(errno.EEXIST, "File exists", str(dest / held))
+            parts = rel.split("/")
+            for i in range(1, len(parts)):  # the folders above it that the new folder lacks
+                with contextlib.suppress(FileExistsError):
+                    os.mkdir(dest.joinpath(*parts[:i]))
+            os.rename(source / rel, target)
         except OSError as exc:
             holder = source.parent
             kept = holder.with_name(holder.name.removesuffix(".old") + ".kept")
@@ -200,6 +227,6 @@ def _carry_over(source: Path, dest: Path, carry: Callable[[str], bool] | None) -
                 source = kept / source.name
             raise OSError(
                 exc.errno,
-                f"{dest} was replaced, but {name} of the folder it replaced could not be moved into it "
+                f"{dest} was replaced, but {rel} of the folder it replaced could not be moved into it "
                 f"({exc.strerror}); that folder is kept as {source}",
             ) from None

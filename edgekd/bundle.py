@@ -182,7 +182,7 @@ class VerifyResult:
 def verify_bundle(bundle: str | Path) -> VerifyResult:
     """Check every file the manifest lists (presence, size, sha256); files it does not list are
     reported too, since a bundle is copied whole and an extra model would go unverified (except
-    hidden files and the report folders in ``REPORT_DIRS``)."""
+    hidden files, at any depth, and the report folders in ``REPORT_DIRS``)."""
     bundle = as_path(bundle, "bundle")
     manifest = read_manifest(bundle)
     ok, bad = [], []
@@ -199,7 +199,8 @@ def verify_bundle(bundle: str | Path) -> VerifyResult:
     listed = set(manifest["files"]) | {MANIFEST}
     for path in sorted(p for p in bundle.rglob("*") if p.is_file()):
         rel = path.relative_to(bundle).as_posix()
-        if rel not in listed and not rel.startswith(".") and rel.split("/", 1)[0] not in REPORT_DIRS:
+        hidden = any(part.startswith(".") for part in rel.split("/"))  # the user's, which export carries over
+        if rel not in listed and not hidden and rel.split("/", 1)[0] not in REPORT_DIRS:
             bad.append(f"{rel}: not in the manifest")
     for rel in escaping_links(bundle):  # report folders too: a planted link there redirects writes
         bad.append(f"{rel}: a symbolic link that leads out of the bundle (or nowhere)")

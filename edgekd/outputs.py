@@ -216,10 +216,25 @@ MCU_BUILD_MARKER = ".edgekd-mcu-build"
 
 
 def is_kept_hidden(name: str) -> bool:
-    """A hidden entry at a bundle's top level that is the user's (``.DS_Store``, ``.git``, a
-    ``.notes/`` folder), not an atomic write's temporary: exporting over the bundle moves it into
-    the new one (:func:`edgekd.atomic.atomic_dir`'s ``carry``), and ``edgekd verify`` ignores it."""
+    """A hidden entry anywhere in a bundle that is the user's (``.DS_Store``, also the one Finder
+    writes in ``bench/``, ``.git``, a ``.notes/`` folder), not an atomic write's temporary:
+    exporting over the bundle moves it into the new one (:func:`kept_hidden`), and ``edgekd verify``
+    ignores it."""
     return name.startswith(".") and not is_temporary(name)
+
+
+def kept_hidden(folder: Path) -> list[str]:
+    """The relative paths of the user's hidden entries in the bundle ``folder``, at any depth
+    (:func:`is_kept_hidden`; a hidden folder's, not what it holds): export carries them into the
+    new bundle at the same paths (:func:`edgekd.atomic.atomic_dir`'s ``carry``). Not searched, as
+    for :func:`not_a_bundle`: links, temporaries, MCU build folders (edgekd's whole, hidden
+    marker and all)."""
+    found = []
+    for entry in _entries(folder):
+        parts = entry.relative_to(folder).parts
+        if is_kept_hidden(parts[-1]) and not any(is_kept_hidden(part) for part in parts[:-1]):
+            found.append("/".join(parts))
+    return found
 
 
 def not_a_bundle(folder: Path, keep_hidden: bool = False) -> str | None:
@@ -229,10 +244,10 @@ def not_a_bundle(folder: Path, keep_hidden: bool = False) -> str | None:
     the manifest lists, edgekd's reports in its report folders (``bench/``, ``mcu/``), an atomic
     write's temporary. Export replaces the folder whole, so a user's file or folder left in a bundle
     makes it theirs, and it is not replaced; so does a link, which edgekd never puts in a bundle.
-    ``keep_hidden``: the caller carries the user's hidden top-level entries (:func:`is_kept_hidden`)
+    ``keep_hidden``: the caller carries the user's hidden entries, at any depth (:func:`kept_hidden`),
     into the folder replacing this one, so they do not make it the user's (a link in them still
-    does). A caller that deletes the folder (distill --overwrite, of a bundle in its run) keeps the
-    default."""
+    does), nor does a folder holding only them. A caller that deletes the folder (distill
+    --overwrite, of a bundle in its run) keeps the default."""
     from edgekd.bundle import MANIFEST, REPORT_DIRS, BundleError, read_manifest
 
     try:
@@ -245,20 +260,31 @@ def not_a_bundle(folder: Path, keep_hidden: bool = False) -> str | None:
         rel = entry.relative_to(folder).as_posix()
         if entry.is_symlink():
             return f"it holds a link, {rel}"
-        if keep_hidden and is_kept_hidden(rel.split("/", 1)[0]):
+        if keep_hidden and any(is_kept_hidden(part) for part in rel.split("/")):
             continue  # the user's, moved into the new bundle, never deleted
         if is_temporary(entry.name) or (rel in listed and entry.is_file()) or (rel in parents and entry.is_dir()):
             continue
         if rel.split("/", 1)[0] in REPORT_DIRS and _is_report_entry(entry):
             continue
+        if keep_hidden and _holds_only_kept_hidden(entry):
+            continue  # remade in the new bundle for what it holds: nothing of it is deleted
         return f"it holds {rel}, which is not part of the bundle"
     return None
 
 
 def not_a_bundle_to_replace(folder: Path) -> str | None:
-    """:func:`not_a_bundle` for export, which carries the user's hidden top-level entries into the
-    bundle replacing ``folder``."""
+    """:func:`not_a_bundle` for export, which carries the user's hidden entries into the bundle
+    replacing ``folder``."""
     return not_a_bundle(folder, keep_hidden=True)
+
+
+def _holds_only_kept_hidden(folder: Path) -> bool:
+    """``folder`` (not a link) holds the user's hidden entries and nothing else, or folders that
+    do: carrying them remakes it. An empty folder does not, since nothing would remake it."""
+    if not folder.is_dir() or folder.is_symlink():
+        return False
+    entries = list(folder.iterdir())
+    return bool(entries) and all(is_kept_hidden(e.name) or _holds_only_kept_hidden(e) for e in entries)
 
 
 def _entries(folder: Path) -> Iterator[Path]:

@@ -204,18 +204,147 @@ def test_hidden_entries_do_not_make_other_foreign_entries_replaceable(
     assert not_a_bundle(notes) == "it holds .DS_Store, which is not part of the bundle"
 
 
+def test_export_over_a_bundle_keeps_the_users_hidden_entries_below_its_top_level(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A .DS_Store that Finder writes in bench/ (or a hidden note in any folder of the bundle) made
+    export refuse the bundle. Like a top-level one, it is the user's: moved into the new bundle at
+    the same path, its folders made there, never deleted; the bundle made so verifies and may be
+    exported over again. edgekd's reports around it are replaced, an atomic write's leftover too."""
+    from edgekd.bundle import verify_bundle
+    from edgekd.cli import main
+
+    run = fake_run(tmp_path / "runs" / "tiny")
+    out = tmp_path / "bundle"
+    assert main(["export", "--run", str(run), "--out", str(out), *QUICK_EXPORT]) == 0
+    (out / "bench" / "cpu").mkdir(parents=True)
+    (out / "bench" / "cpu" / "bench.json").write_text("{}")  # edgekd's report: replaced with the bundle
+    (out / "bench" / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (out / "bench" / "cpu" / ".notes").mkdir()
+    (out / "bench" / "cpu" / ".notes" / "x.txt").write_text("mine")
+    (out / "bench" / "cpu" / ".bench.json.abcdefgh.tmp").write_text("half")  # edgekd's, cut short
+    (out / "sub").mkdir()  # a folder holding only the user's hidden file: remade for it
+    (out / "sub" / ".notes.txt").write_text("mine too")
+    for _ in range(2):  # the bundle made so is replaced again, the same way
+        capsys.readouterr()
+        assert main(["export", "--run", str(run), "--out", str(out), *QUICK_EXPORT]) == 0, capsys.readouterr().err
+        assert (out / "bench" / ".DS_Store").read_bytes() == b"\x00\x00\x00\x01Bud1"
+        assert (out / "bench" / "cpu" / ".notes" / "x.txt").read_text() == "mine"
+        assert (out / "sub" / ".notes.txt").read_text() == "mine too"
+        assert sorted(p.name for p in (out / "bench" / "cpu").iterdir()) == [".notes"]
+        assert verify_bundle(out).passed, verify_bundle(out).bad
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", "runs"]  # no .tmp/.old/.kept left
+    # a bundle whose manifest lists a folder's files: a hidden one beside them is carried too
+    listed = fake_bundle(tmp_path / "listed")
+    (listed / "models" / ".DS_Store").write_bytes(b"ds")
+    assert main(["export", "--run", str(run), "--out", str(listed), *QUICK_EXPORT]) == 0
+    assert (listed / "models" / ".DS_Store").read_bytes() == b"ds" and not (listed / "models" / "student.pt").exists()
+    assert verify_bundle(listed).passed, verify_bundle(listed).bad
+    assert main(["verify", str(listed)]) == 0
+
+
+def test_hidden_entries_below_the_top_level_do_not_make_other_foreign_entries_replaceable(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """A hidden file beside a user's file, in any folder of the bundle, does not make the folder
+    replaceable: export refuses it with one line, exit 2, and everything is left as it was; a link
+    below the top level is refused, hidden or not, and so is an empty folder edgekd did not make."""
+    from edgekd.cli import main
+
+    run = fake_run(tmp_path / "runs" / "tiny")
+    in_report = fake_bundle(tmp_path / "b1")
+    (in_report / "bench" / "cpu").mkdir(parents=True)
+    (in_report / "bench" / "cpu" / ".DS_Store").write_bytes(b"ds")
+    (in_report / "bench" / "cpu" / "plan.txt").write_text("mine")
+    in_sub = fake_bundle(tmp_path / "b2")
+    (in_sub / "sub").mkdir()
+    (in_sub / "sub" / ".notes.txt").write_text("mine")
+    (in_sub / "sub" / "thesis.tex").write_text("precious")
+    hidden_link = fake_bundle(tmp_path / "b3")
+    (hidden_link / "bench").mkdir()
+    (hidden_link / "bench" / ".data").symlink_to(tmp_path / "runs", target_is_directory=True)
+    empty = fake_bundle(tmp_path / "b4")
+    (empty / "sub" / "empty").mkdir(parents=True)
+    (empty / "sub" / ".notes.txt").write_text("mine")
+    before = tree(tmp_path)
+    cases = {
+        in_report: "it holds bench/cpu/plan.txt, which is not part of the bundle",
+        in_sub: "it holds sub, which is not part of the bundle",
+        hidden_link: "it holds a link, bench/.data",
+        empty: "it holds sub, which is not part of the bundle",
+    }
+    for out, needle in cases.items():
+        assert main(["export", "--run", str(run), "--out", str(out), *QUICK_EXPORT]) == 2, out
+        assert needle in error_line(capsys.readouterr().err), out
+    assert tree(tmp_path) == before and (hidden_link / "bench" / ".data").is_symlink()
+    assert (empty / "sub" / "empty").is_dir()
+
+
+def test_atomic_dir_carries_entries_below_the_top_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``carry`` names paths below the top level too: each is moved to the same path in the new
+    folder, the folders above it made there. As at the top level, a path the new folder holds too
+    (or holds a file where it needs a folder) is refused before the swap, and an entry that cannot
+    be moved after it keeps the old folder."""
+    import edgekd.atomic
+    from edgekd.outputs import kept_hidden
+
+    out = tmp_path / "out"
+    (out / "bench" / "cpu").mkdir(parents=True)
+    (out / "bench" / "cpu" / "bench.json").write_text("old")
+    (out / "bench" / "cpu" / ".DS_Store").write_text("mine")
+    for clash, match in (
+        ("bench/cpu/.DS_Store", "and so does the folder replacing it"),
+        ("bench", "has a file at bench"),
+    ):
+        with pytest.raises(FileExistsError, match=f"holds bench/cpu/.DS_Store, to be kept, .*{match}"):
+            with atomic_dir(out, carry=kept_hidden) as tmp:
+                (tmp / clash).parent.mkdir(parents=True, exist_ok=True)
+                (tmp / clash).write_text("new")
+        assert (
+            sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (out / "bench" / "cpu" / "bench.json").is_file()
+        )
+
+    with atomic_dir(out, carry=kept_hidden) as tmp:
+        (tmp / "model.onnx").write_text("new")
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*")) == [
+        "bench",
+        "bench/cpu",
+        "bench/cpu/.DS_Store",
+        "model.onnx",
+    ]
+    assert (out / "bench" / "cpu" / ".DS_Store").read_text() == "mine"
+
+    real_rename = os.rename
+
+    def refuse(src, dst) -> None:
+        if Path(src).name == ".DS_Store":
+            raise PermissionError(1, "Operation not permitted")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(edgekd.atomic.os, "rename", refuse)
+    with pytest.raises(OSError, match="bench/cpu/.DS_Store of the folder it replaced could not be moved into it"):
+        with atomic_dir(out, carry=kept_hidden) as tmp:
+            (tmp / "model.onnx").write_text("newer")
+    monkeypatch.undo()
+    (kept,) = [p for p in tmp_path.iterdir() if p.name.endswith(".kept")]
+    assert (out / "model.onnx").read_text() == "newer" and (
+        kept / "out" / "bench" / "cpu" / ".DS_Store"
+    ).read_text() == "mine"
+
+
 def test_atomic_dir_never_deletes_what_it_carries(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``carry``: the old folder's entries it names are moved into the new one. A name the new
     folder holds too is refused before the swap; an entry that cannot be moved after it keeps the
     old folder, under a name no clean-up removes."""
     import edgekd.atomic
+    from edgekd.outputs import kept_hidden
 
     out = tmp_path / "out"
     out.mkdir()
     (out / "model.onnx").write_text("old")
     (out / ".DS_Store").write_text("mine")
     with pytest.raises(FileExistsError, match="holds .DS_Store, to be kept, and so does the folder replacing it"):
-        with atomic_dir(out, carry=lambda name: name.startswith(".")) as tmp:
+        with atomic_dir(out, carry=kept_hidden) as tmp:
             (tmp / ".DS_Store").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (out / "model.onnx").read_text() == "old"
 
@@ -228,7 +357,7 @@ def test_atomic_dir_never_deletes_what_it_carries(tmp_path: Path, monkeypatch: p
 
     monkeypatch.setattr(edgekd.atomic.os, "rename", refuse)
     with pytest.raises(OSError, match="could not be moved into it .Operation not permitted.; that folder is kept as"):
-        with atomic_dir(out, carry=lambda name: name.startswith(".")) as tmp:
+        with atomic_dir(out, carry=kept_hidden) as tmp:
             (tmp / "model.onnx").write_text("new")
     monkeypatch.undo()
     (kept,) = [p for p in tmp_path.iterdir() if p.name.endswith(".kept")]

@@ -40,7 +40,7 @@ from edgekd.exporters.parity import Bounds, check_parity, reference_logits
 from edgekd.exporters.timing import shown_as
 from edgekd.formats import ExportJob, Format, all_formats, check_export_formats, get_format
 from edgekd.jsonfile import read_json_object
-from edgekd.outputs import check_output_dir, is_kept_hidden, not_a_bundle_to_replace
+from edgekd.outputs import check_output_dir, kept_hidden, not_a_bundle_to_replace
 from edgekd.paths import as_path
 from edgekd.tasks import get_task
 from edgekd.ui import log, print_table
@@ -140,7 +140,7 @@ def export(
     cfg = run_config(run_dir, set)
     out_dir = as_path(out, "out") if out is not None else Path("artifacts") / run_dir.name
     # before any work: a bundle replaces only an older bundle, never the run or a user's files (the
-    # user's hidden ones at its top level, .DS_Store, are moved into the new bundle)
+    # user's hidden ones in it, .DS_Store at its top level or in bench/, are moved into the new bundle)
     check_output_dir(out_dir, "bundle", not_a_bundle_to_replace, protect=[run_dir], beside=True)
     ecfg = cfg.export
     allow = ecfg.allow_parity_failure if allow_parity_failure is None else allow_parity_failure
@@ -215,7 +215,7 @@ def export(
         "parity_images": {"used": int(len(parity_idx)), "test_split": int(len(data.test))},
     }
     failures: list[str] = []
-    with atomic_dir(out_dir, carry=is_kept_hidden) as tmp, shown_as(tmp, out_dir):
+    with atomic_dir(out_dir, carry=kept_hidden) as tmp, shown_as(tmp, out_dir):
         work = tmp / ".work"
         for role in roles:
             ckpt = checkpoints[role]
