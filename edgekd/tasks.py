@@ -83,6 +83,22 @@ class Task:
 
     model_hint: ClassVar[str] = ""
 
+    def check_images(self, images: np.ndarray, targets: np.ndarray) -> None:
+        """Raise :class:`TaskError` when eval images are not what the export writes: uint8
+        N×H×W×C, at least one, one per target. Whether H×W×C is the model's input is the caller's
+        check (it needs the model's input shape)."""
+        if images.dtype != np.uint8:  # float (NaN among them), int64, bool: no export writes them
+            raise TaskError(
+                f"eval images are {images.dtype} of shape {list(images.shape)}{_nonfinite(images)}; edgekd writes "
+                "uint8 N×H×W×C"
+            )
+        if images.ndim != 4:
+            raise TaskError(f"eval images have shape {list(images.shape)}; edgekd writes uint8 N×H×W×C (4 dimensions)")
+        if len(images) == 0:
+            raise TaskError("eval data has no images")
+        if targets.ndim and len(targets) != len(images):  # a 0-d target array: check_targets says so
+            raise TaskError(f"{len(images)} eval images but {len(targets)} {self.targets_key} (one per image)")
+
     # -- torch side: training and evaluation -------------------------------------------------
 
     sum_names: ClassVar[tuple[str, ...]]  # what :meth:`eval_sums` returns, in order

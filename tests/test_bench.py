@@ -276,6 +276,67 @@ def test_bench_refuses_malformed_eval_labels_up_front(
     assert not out.exists() and file_tree(copy) == before
 
 
+def _damaged_images(images: np.ndarray, damage: str) -> np.ndarray:
+    if damage == "float":
+        return images.astype(np.float32)  # whole pixel values, a float dtype all the same
+    if damage == "nan":
+        bad = images.astype(np.float64)
+        bad[0, 0, 0, 0] = np.nan
+        return bad
+    if damage == "3d":
+        return images[..., 0]  # the channel axis dropped
+    return images[:-1]  # count
+
+
+IMAGE_DAMAGE = [
+    ("float", "is malformed: eval images are float32 of shape [{n}, 8, 8, 1]; edgekd writes uint8 N×H×W×C"),
+    (
+        "nan",
+        "is malformed: eval images are float64 of shape [{n}, 8, 8, 1] with 1 NaN or infinite values; edgekd "
+        "writes uint8 N×H×W×C",
+    ),
+    ("3d", "is malformed: eval images have shape [{n}, 8, 8]; edgekd writes uint8 N×H×W×C (4 dimensions)"),
+    ("count", "is malformed: {m} eval images but {n} labels (one per image)"),
+]
+
+
+@pytest.mark.parametrize(("damage", "needle"), IMAGE_DAMAGE, ids=[d for d, _ in IMAGE_DAMAGE])
+@pytest.mark.parametrize("device", ["cpu", "mcu", "rpi"])
+def test_bench_refuses_malformed_eval_images_up_front(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str, needle: str, device: str
+) -> None:
+    """Float images (NaN among them) failed every row (exit 1, a report written); 3-D images and
+    fewer images than labels were refused with a bare list of shapes. Each is a broken eval.npz,
+    refused before anything is measured with one line that says what is wrong: exit 2, no report,
+    the bundle as it was; from bench() as a BenchError. On the Pi (--device rpi, --force: this
+    host is not one) the check runs with numpy alone, no torch."""
+    images = eval_data(tiny_bundle)["images"]
+    bad = _damaged_images(images, damage)
+    copy = tmp_path / "copy"
+    before = with_eval_arrays(tiny_bundle, copy, images=bad)
+    expected = "eval data eval.npz " + needle.format(n=len(images), m=len(bad)) + " (re-export the bundle)"
+    out = tmp_path / "report"
+    options = {"force": True} if device == "rpi" else {}
+    with pytest.raises(BenchError) as caught:
+        bench(artifacts=copy, out=out, device=device, runs=2, warmup=0, **options)
+    assert str(caught.value) == expected
+    args = ["bench", "--artifacts", str(copy), "--out", str(out), "--runs", "2", "--warmup", "0"]
+    if device == "rpi":
+        blocked = ["torch", "tensorflow", "onnxruntime", "matplotlib", "rich", "yaml"]
+        env = {**os.environ, "PYTHONPATH": _blocking_sitecustomize(tmp_path / "shim", blocked)}
+        cmd = [sys.executable, "-m", "edgekd", *args, "--device", "rpi", "--force"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
+        code, err = proc.returncode, proc.stderr
+    else:
+        capsys.readouterr()
+        code = main([*args, "--device", device])
+        err = capsys.readouterr().err
+    errors = [ln for ln in err.splitlines() if ln.startswith("edgekd:")]
+    assert code == 2 and "Traceback" not in err, err
+    assert errors == ["edgekd: error: " + expected], errors
+    assert not out.exists() and file_tree(copy) == before
+
+
 def test_full_test_split_accuracy(report, bundle: Path, tmp_path: Path) -> None:
     """--full-test reloads the run's data; for digits eval.npz already is the whole test split
     (500 requested, 359 exist), so both must give the same images, count and accuracy."""

@@ -305,18 +305,21 @@ def test_op_without_a_tflm_kernel(tiny_bundle: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("damage", "needle"),
+    ("damage", "code", "needle"),
     [
-        ("labels", "eval labels span 99…99 but the model has 10 classes"),
-        ("float", "eval images must be uint8 N×H×W×C, got float32"),
-        ("size", "eval data does not match the model input: images are 9×9×1 (H×W×C)"),
+        ("labels", 1, "student/tflite_int8 failed (eval): eval labels span 99…99 but the model has 10 classes"),
+        ("float", 2, "error: eval data eval.npz is malformed: eval images are float32 of shape"),
+        ("size", 1, "student/tflite_int8 failed (eval): eval data does not match the model input: images are 9×9×1"),
     ],
 )
-def test_eval_data_the_cpu_bench_refuses_fails_the_mcu_row_too(
-    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str, needle: str
+def test_eval_data_the_cpu_bench_refuses_the_mcu_bench_refuses_too(
+    tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str, code: int, needle: str
 ) -> None:
-    """The MCU worker checks the eval data with the CPU worker's check_fits: labels out of range and
-    NaN float images gave an 'ok' row there (accuracy 0 % / 10 %), exit 0."""
+    """The MCU bench judges the eval data as the CPU bench does: labels out of range and NaN float
+    images gave an 'ok' row there (accuracy 0 % / 10 %), exit 0. Labels out of the model's class
+    range and images of another size than the model input fail the row on both (the worker's
+    check_fits: both are the model's); NaN float images are refused on both before any row runs
+    (they failed every row before): one line, exit 2, no report."""
     copy = tmp_path / "copy"
     shutil.copytree(tiny_bundle, copy, ignore=shutil.ignore_patterns("bench"))
     data = dict(np.load(copy / "eval.npz"))
@@ -328,17 +331,59 @@ def test_eval_data_the_cpu_bench_refuses_fails_the_mcu_row_too(
         data["images"] = np.zeros((len(data["labels"]), 9, 9, 1), np.uint8)
     np.savez(copy / "eval.npz", **data)
     reseal(copy)
-    reasons = {}
+    lines = {}
     for device in ("cpu", "mcu"):
         args = ["bench", "--artifacts", str(copy), "--device", device, "--out", str(tmp_path / device)]
         capsys.readouterr()
-        assert main([*args, "--formats", "tflite_int8", "--models", "student", "--runs", "2", "--warmup", "0"]) == 1
+        assert main([*args, "--formats", "tflite_int8", "--models", "student", "--runs", "2", "--warmup", "0"]) == code
         err = [line for line in capsys.readouterr().err.splitlines() if line.startswith("edgekd:")]
-        assert len(err) == 1 and "student/tflite_int8 failed (eval): " + needle in err[0], err
-        row = json.loads((tmp_path / device / "bench.json").read_text())["results"][0]
-        assert row["status"] == "failed" and row["stage"] == "eval" and row["accuracy_frac"] is None
-        reasons[device] = row["reason"]
-    assert reasons["cpu"] == reasons["mcu"]
+        assert len(err) == 1 and needle in err[0], err
+        if code == 2:
+            assert not (tmp_path / device).exists()
+            lines[device] = err[0]
+        else:
+            row = json.loads((tmp_path / device / "bench.json").read_text())["results"][0]
+            assert row["status"] == "failed" and row["stage"] == "eval" and row["accuracy_frac"] is None
+            lines[device] = row["reason"]
+    assert lines["cpu"] == lines["mcu"]
+
+
+def test_the_mcu_worker_still_checks_eval_images_per_row(tiny_bundle: Path, tmp_path: Path) -> None:
+    """The bench refuses float images up front; the measuring processes keep the same check for eval
+    data the bench did not read itself (--full-test's split): the MCU worker's row fails with the
+    CPU worker's reason, not an 'ok' row of NaN pixels."""
+    from dataclasses import asdict
+
+    from edgekd.benchmark import mcu_worker, worker
+    from edgekd.benchmark.targets import Job
+    from edgekd.formats import get_format
+
+    data = dict(np.load(tiny_bundle / "eval.npz"))
+    data["images"] = data["images"].astype(np.float32) * np.nan
+    np.savez(tmp_path / "eval.npz", **data)
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    entry = manifest["models"]["student_int8.tflite"]
+    fmt = get_format("tflite_int8")
+    job = Job(
+        "student",
+        "tflite_int8",
+        str(tiny_bundle / "student_int8.tflite"),
+        str(tmp_path / "eval.npz"),
+        len(manifest["labels"]),
+        1,
+        2,
+        0,
+        entry["input"],
+        "classification",
+        fmt.runner,
+        fmt.io_dtype,
+    )
+    rows = [mcu_worker.measure(asdict(job)), worker.measure(asdict(job))]
+    for row in rows:
+        assert row["status"] == "failed" and row["stage"] == "eval", row
+    n = len(data["labels"])
+    want = f"eval images are float32 of shape [{n}, 8, 8, 1] with {n * 64} NaN or infinite values; edgekd writes "
+    assert rows[0]["reason"] == rows[1]["reason"] == want + "uint8 N×H×W×C"
 
 
 def test_conv_cost_fit_needs_conv_macs() -> None:

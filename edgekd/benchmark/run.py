@@ -93,20 +93,16 @@ def _check_settings(runs: int, warmup: int, threads: int | None, min_accuracy: f
 
 
 def _check_eval(path: Path, task: Task) -> None:
-    """Read the eval data once before measuring: a corrupt, incomplete or malformed file (masks or
-    labels of NaN, say) is the user's input (one line, exit 2), not a failure of every row. What
-    depends on the model (its input size, its number of classes) is each row's check
-    (worker.check_fits)."""
+    """Read the eval data once before measuring: a corrupt, incomplete or malformed file (float or
+    NaN images, images of another shape or count than the labels, masks or labels of NaN) is the
+    user's input (one line, exit 2), not a failure of every row. What depends on the model (its
+    input size, its number of classes) is each row's check (worker.check_fits)."""
     from edgekd.benchmark.worker import load_eval
     from edgekd.tasks import TaskError
 
     images, targets = load_eval(path, task.targets_key)
-    if images.ndim != 4 or len(images) == 0 or targets.ndim == 0 or len(targets) != len(images):
-        raise BenchError(
-            f"eval data {path.name} is malformed: images {list(images.shape)}, {task.targets_key} "
-            f"{list(targets.shape)} (re-export the bundle)"
-        )
     try:
+        task.check_images(images, targets)
         task.check_targets(images, targets)
     except TaskError as exc:
         raise BenchError(f"eval data {path.name} is malformed: {exc} (re-export the bundle)") from None

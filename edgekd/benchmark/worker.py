@@ -117,12 +117,10 @@ def format_problem(runner: Runner, job: dict[str, Any]) -> str | None:
 def check_fits(images: np.ndarray, labels: np.ndarray, runner: Runner, job: dict[str, Any]) -> None:
     """Raise :class:`BenchError` saying how the eval data and the model disagree. ``labels``: the
     targets of the job's task (class indices, or masks)."""
-    if images.ndim != 4 or images.dtype != np.uint8:
-        raise BenchError(f"eval images must be uint8 N×H×W×C, got {images.dtype} with shape {list(images.shape)}")
-    if len(images) == 0:
-        raise BenchError("eval data has no images")
+    task = get_task(job.get("task"))
     try:
-        get_task(job.get("task")).check_eval(images, labels, job["num_classes"])
+        task.check_images(images, labels)  # the bench's up-front check (run._check_eval) too
+        task.check_eval(images, labels, job["num_classes"])
     except TaskError as exc:
         raise BenchError(str(exc)) from None
     want = expected_hwc(runner, job.get("input") or {})
