@@ -212,6 +212,9 @@ def test_file_that_is_not_its_format_fails_its_row(bundle: Path, tmp_path: Path,
 
 
 def test_eval_data_not_matching_the_model_input(bundle: Path, tmp_path: Path) -> None:
+    """Images of another size than the input the manifest records are refused before any row runs
+    (test_bench_refuses_malformed_eval_images_up_front); where the manifest does not say (no input
+    entry), each row still checks the images against its model file's own input."""
     copy = tmp_path / "copy"
     shutil.copytree(bundle, copy)
     with np.load(copy / "eval.npz") as data:
@@ -220,7 +223,15 @@ def test_eval_data_not_matching_the_model_input(bundle: Path, tmp_path: Path) ->
         copy / "eval.npz", images=np.zeros((len(labels), 9, 9, 1), np.uint8), labels=labels, classes=classes
     )
     _reseal(copy)
-    result = bench(artifacts=copy, out=tmp_path / "out", models="student", formats="tflite_int8,onnx", **FAST)
+    options = {"models": "student", "formats": "tflite_int8,onnx", **FAST}
+    with pytest.raises(BenchError, match=r"eval data eval.npz does not match the model input: images are 9×9×1"):
+        bench(artifacts=copy, out=tmp_path / "out", **options)
+    assert not (tmp_path / "out").exists()
+    manifest = json.loads((copy / MANIFEST).read_text())
+    for entry in manifest["models"].values():
+        entry.pop("input", None)
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    result = bench(artifacts=copy, out=tmp_path / "out", **options)
     for row in result.results:
         assert row["status"] == "failed" and row["stage"] == "eval", row
         assert "eval data does not match the model input: images are 9×9×1 (H×W×C)" in row["reason"]
@@ -285,7 +296,11 @@ def _damaged_images(images: np.ndarray, damage: str) -> np.ndarray:
         return bad
     if damage == "3d":
         return images[..., 0]  # the channel axis dropped
-    return images[:-1]  # count
+    if damage == "count":
+        return images[:-1]
+    if damage == "size":
+        return np.zeros((len(images), 9, 9, images.shape[3]), np.uint8)
+    return np.repeat(images, 3, axis=3)  # channels: RGB for a grayscale model
 
 
 IMAGE_DAMAGE = [
@@ -297,6 +312,14 @@ IMAGE_DAMAGE = [
     ),
     ("3d", "is malformed: eval images have shape [{n}, 8, 8]; edgekd writes uint8 N×H×W×C (4 dimensions)"),
     ("count", "is malformed: {m} eval images but {n} labels (one per image)"),
+    (
+        "size",
+        "does not match the model input: images are 9×9×1 (H×W×C), student.pt takes 8×8×1 (input [1, 1, 8, 8] NCHW)",
+    ),
+    (
+        "channels",
+        "does not match the model input: images are 8×8×3 (H×W×C), student.pt takes 8×8×1 (input [1, 1, 8, 8] NCHW)",
+    ),
 ]
 
 
@@ -305,7 +328,8 @@ IMAGE_DAMAGE = [
 def test_bench_refuses_malformed_eval_images_up_front(
     tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixture, damage: str, needle: str, device: str
 ) -> None:
-    """Float images (NaN among them) failed every row (exit 1, a report written); 3-D images and
+    """Float images (NaN among them) and images of another height, width or channel count than the
+    model input the manifest records failed every row (exit 1, a report written); 3-D images and
     fewer images than labels were refused with a bare list of shapes. Each is a broken eval.npz,
     refused before anything is measured with one line that says what is wrong: exit 2, no report,
     the bundle as it was; from bench() as a BenchError. On the Pi (--device rpi, --force: this

@@ -309,7 +309,7 @@ def test_op_without_a_tflm_kernel(tiny_bundle: Path, tmp_path: Path) -> None:
     [
         ("labels", 1, "student/tflite_int8 failed (eval): eval labels span 99…99 but the model has 10 classes"),
         ("float", 2, "error: eval data eval.npz is malformed: eval images are float32 of shape"),
-        ("size", 1, "student/tflite_int8 failed (eval): eval data does not match the model input: images are 9×9×1"),
+        ("size", 2, "error: eval data eval.npz does not match the model input: images are 9×9×1 (H×W×C)"),
     ],
 )
 def test_eval_data_the_cpu_bench_refuses_the_mcu_bench_refuses_too(
@@ -317,9 +317,9 @@ def test_eval_data_the_cpu_bench_refuses_the_mcu_bench_refuses_too(
 ) -> None:
     """The MCU bench judges the eval data as the CPU bench does: labels out of range and NaN float
     images gave an 'ok' row there (accuracy 0 % / 10 %), exit 0. Labels out of the model's class
-    range and images of another size than the model input fail the row on both (the worker's
-    check_fits: both are the model's); NaN float images are refused on both before any row runs
-    (they failed every row before): one line, exit 2, no report."""
+    range fail the row on both (the worker's check_fits: the classes are the model's); NaN float
+    images and images of another size than the manifest's model input are refused on both before
+    any row runs (they failed every row before): one line, exit 2, no report."""
     copy = tmp_path / "copy"
     shutil.copytree(tiny_bundle, copy, ignore=shutil.ignore_patterns("bench"))
     data = dict(np.load(copy / "eval.npz"))

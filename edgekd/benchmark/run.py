@@ -92,12 +92,14 @@ def _check_settings(runs: int, warmup: int, threads: int | None, min_accuracy: f
     )
 
 
-def _check_eval(path: Path, task: Task) -> None:
+def _check_eval(path: Path, task: Task, models: list[tuple[str, dict[str, Any]]]) -> None:
     """Read the eval data once before measuring: a corrupt, incomplete or malformed file (float or
     NaN images, images of another shape or count than the labels, masks or labels of NaN) is the
-    user's input (one line, exit 2), not a failure of every row. What depends on the model (its
-    input size, its number of classes) is each row's check (worker.check_fits)."""
-    from edgekd.benchmark.worker import load_eval
+    user's input (one line, exit 2), not a failure of every row. The images' H×W×C is checked
+    against the input shape the manifest records for each of ``models`` (file name, entry); what
+    only the model file says (an input the manifest leaves out or leaves symbolic) and what depends
+    on the model's classes (labels in range) is each row's check (worker.check_fits)."""
+    from edgekd.benchmark.worker import hwc_mismatch, input_hwc, load_eval
     from edgekd.tasks import TaskError
 
     images, targets = load_eval(path, task.targets_key)
@@ -106,6 +108,11 @@ def _check_eval(path: Path, task: Task) -> None:
         task.check_targets(images, targets)
     except TaskError as exc:
         raise BenchError(f"eval data {path.name} is malformed: {exc} (re-export the bundle)") from None
+    for name, entry in models:
+        details = entry.get("input") or {}
+        wrong = hwc_mismatch(images, input_hwc(details), name, details)
+        if wrong:
+            raise BenchError(f"eval data {path.name} does not match the model input: {wrong} (re-export the bundle)")
 
 
 def plan(
@@ -344,7 +351,7 @@ def bench(
                 manifest["eval"].get("count"),
             )
             eval_name = manifest["eval"]["file"]
-            _check_eval(eval_path, task)
+            _check_eval(eval_path, task, todo)
         else:
             eval_path, eval_count, eval_name = None, None, None
         for name, entry in todo:

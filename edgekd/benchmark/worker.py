@@ -88,13 +88,36 @@ def load_eval(path: str | Path, targets: str = "labels") -> tuple[np.ndarray, np
     return images, labels
 
 
-def expected_hwc(runner: Runner, manifest_input: dict[str, Any]) -> tuple[int, int, int] | None:
-    """The (H, W, C) image a model takes, from the model file where its runtime says, else the manifest."""
-    details = runner.input_details or manifest_input
-    shape, layout = details.get("shape"), details.get("layout", runner.layout)
-    if not shape or len(shape) != 4 or not all(isinstance(v, int) for v in shape[1:]):
+def input_hwc(details: dict[str, Any], layout: str | None = None) -> tuple[int, int, int] | None:
+    """The (H, W, C) image an input tensor's ``details`` (shape, layout: a runner's or a manifest
+    entry's ``input``) take, or None when not fixed; ``layout`` where the details name none."""
+    shape, layout = details.get("shape"), details.get("layout", layout)
+    if (
+        not isinstance(shape, (list, tuple))
+        or len(shape) != 4
+        or layout not in ("NCHW", "NHWC")
+        or not all(isinstance(v, int) and not isinstance(v, bool) for v in shape[1:])
+    ):
         return None  # unknown or symbolic: the runtime will say if the data does not fit
     return (shape[2], shape[3], shape[1]) if layout == "NCHW" else (shape[1], shape[2], shape[3])
+
+
+def expected_hwc(runner: Runner, manifest_input: dict[str, Any]) -> tuple[int, int, int] | None:
+    """The (H, W, C) image a model takes, from the model file where its runtime says, else the manifest."""
+    return input_hwc(runner.input_details or manifest_input, runner.layout)
+
+
+def hwc_mismatch(
+    images: np.ndarray, want: tuple[int, int, int] | None, name: str, details: dict[str, Any]
+) -> str | None:
+    """Why uint8 NHWC ``images`` do not fit a model that takes ``want`` (H, W, C), or None."""
+    got = tuple(int(v) for v in images.shape[1:])
+    if want is None or got == want:
+        return None
+    return (
+        f"images are {'×'.join(map(str, got))} (H×W×C), {name} takes {'×'.join(map(str, want))} "
+        f"(input {details.get('shape')} {details.get('layout')})"
+    )
 
 
 def format_problem(runner: Runner, job: dict[str, Any]) -> str | None:
@@ -123,15 +146,10 @@ def check_fits(images: np.ndarray, labels: np.ndarray, runner: Runner, job: dict
         task.check_eval(images, labels, job["num_classes"])
     except TaskError as exc:
         raise BenchError(str(exc)) from None
-    want = expected_hwc(runner, job.get("input") or {})
-    got = tuple(int(v) for v in images.shape[1:])
-    if want is not None and got != want:
-        detail = job.get("input") or runner.input_details
-        raise BenchError(
-            f"eval data does not match the model input: images are {'×'.join(map(str, got))} (H×W×C), "
-            f"{Path(job['file']).name} takes {'×'.join(map(str, want))} (input {detail.get('shape')} "
-            f"{detail.get('layout', runner.layout)})"
-        )
+    detail = {"layout": runner.layout, **(job.get("input") or runner.input_details)}
+    wrong = hwc_mismatch(images, expected_hwc(runner, job.get("input") or {}), Path(job["file"]).name, detail)
+    if wrong:
+        raise BenchError(f"eval data does not match the model input: {wrong}")
 
 
 def time_invoke(runner: Runner, x: Any, warmup: int, runs: int) -> np.ndarray:
