@@ -100,4 +100,58 @@ def test_a_run_with_lookahead_saves_the_slow_weights(tmp_path: Path) -> None:
     slow, names = ckpt["train_state"]["lookahead"]["slow"], ckpt["state_dict"]
     assert ckpt["train_state"]["lookahead"]["steps"] % 7  # the epoch did not end on a slow update
     trained = [t for k, t in names.items() if t.is_floating_point() and "running" not in k and "num_batches" not in k]
-    assert len(trained) == len(slow) and all(torch.equal(a, b) for a, b in zip(trained, slow))
+    stats = [t for k, t in names.items() if "running" in k]  # BatchNorm's statistics: averaged too, after the weights
+    assert stats and len(trained) + len(stats) == len(slow)
+    assert all(torch.equal(a, b) for a, b in zip(trained + stats, slow))
+
+
+def test_buffers_are_averaged_with_the_weights() -> None:
+    """BatchNorm's running statistics follow the slow weights (airbench's EMA of the whole state):
+    a buffer changed by the fast steps moves α of the way, like a weight."""
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    stat = torch.tensor([0.0])
+    opt = torch.optim.SGD([w], lr=0.1)
+    la = Lookahead(opt, [w], k=2, alpha=0.25, buffers=[stat])
+    for _ in range(2):
+        stat += 4.0  # what a forward pass in train mode does to running_mean
+        opt.zero_grad()
+        (w * w).sum().backward()
+        opt.step()
+    assert stat.item() == pytest.approx(0.25 * 8.0) and la.slow[1].item() == pytest.approx(2.0)
+    stat.fill_(-1.0)
+    la.sync()
+    assert stat.item() == pytest.approx(2.0)
+
+
+def test_a_lookahead_state_of_the_weights_alone_still_resumes() -> None:
+    """A run saved before the buffers were averaged: its slow weights load, the buffers' slow copies
+    start from the model's buffers."""
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    stat = torch.tensor([3.0])
+    opt = torch.optim.SGD([w], lr=0.1)
+    la = Lookahead(opt, [w], k=2, alpha=0.5, buffers=[stat])
+    la.load_state_dict({"steps": 4, "slow": [torch.tensor([0.5])]})
+    assert la.steps == 4 and la.slow[0].item() == 0.5 and la.slow[1].item() == 3.0
+
+
+def test_a_run_saved_with_the_weights_slow_copies_alone_resumes(tmp_path: Path) -> None:
+    """student_last.pt of an older edgekd (Lookahead's slow copies of the weights, none of the BN
+    statistics) resumes; slow copies of any other count are refused as before."""
+    from edgekd.checkpoint import save_checkpoint
+
+    sets = {"student.lookahead_steps": 3, "distill.baseline": "false", "teacher.epochs": 1, "student.epochs": 2}
+
+    def stop(record: dict, history: list) -> None:
+        if record["stage"] == "student" and record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    out = tmp_path / "run"
+    with pytest.raises(KeyboardInterrupt):
+        distill(out=out, set=tiny_overrides(**sets), on_epoch=[stop])
+    last = out / "student_last.pt"
+    ckpt = load_checkpoint(last)
+    n_weights = sum(1 for k, t in ckpt["state_dict"].items() if t.is_floating_point() and "running" not in k)
+    ckpt["train_state"]["lookahead"]["slow"] = ckpt["train_state"]["lookahead"]["slow"][:n_weights]
+    save_checkpoint(last, ckpt)
+    distill(out=out, resume=True)
+    assert load_checkpoint(last)["epoch"] == 2

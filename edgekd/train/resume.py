@@ -139,7 +139,8 @@ def _load_lookahead(corrupt, lookahead: Any, saved: Any) -> None:
     steps = saved.get("steps") if isinstance(saved, dict) else None
     fits = (
         isinstance(slow, list)
-        and len(slow) == len(lookahead.slow)
+        # all its slow tensors, or (a run saved before the buffers were averaged) the parameters'
+        and len(slow) in (len(lookahead.slow), lookahead.num_params)
         and all(isinstance(s, torch.Tensor) and s.shape == t.shape for s, t in zip(slow, lookahead.slow))
     )
     if not fits or isinstance(steps, bool) or not isinstance(steps, int) or steps < 0:

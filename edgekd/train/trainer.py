@@ -105,7 +105,7 @@ def lr_factor(recipe: StageConfig, progress_epochs: float) -> float:
     """Multiplier of the base lr at a fractional epoch (schedules are stepped every iteration)."""
     warm = recipe.warmup_epochs
     if warm and progress_epochs < warm:
-        return (progress_epochs + 1e-3) / warm
+        return recipe.warmup_start + (1.0 - recipe.warmup_start) * (progress_epochs + 1e-3) / warm
     if recipe.schedule in ("cosine", "linear"):
         done = min(1.0, (progress_epochs - warm) / max(recipe.epochs - warm, 1e-9))
         down = 0.5 * (1.0 + math.cos(math.pi * done)) if recipe.schedule == "cosine" else 1.0 - done
@@ -225,8 +225,9 @@ def train_stage(
         from edgekd.train.lookahead import Lookahead
 
         total = recipe.epochs * len(train)
+        stats = [b for b in model.buffers() if b.is_floating_point()]  # BatchNorm's running statistics
         lookahead = Lookahead(
-            optimizer, params, recipe.lookahead_steps, recipe.lookahead_alpha, recipe.lookahead_ramp, total
+            optimizer, params, recipe.lookahead_steps, recipe.lookahead_alpha, recipe.lookahead_ramp, total, stats
         )
     scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.amp is torch.float16)
     step = StudentStep(model, method, torch.compile(model) if rt.compile_student else None)
