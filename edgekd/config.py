@@ -67,6 +67,11 @@ class DataConfig:
         "what the crop's padding holds: zero (black, torchvision's RandomCrop) or reflect (the image mirrored at its "
         "border, airbench's; crop_padding must then be smaller than the image)",
     )
+    flip: Literal["random", "alternate"] = opt(
+        "random",
+        "how a flip augmentation flips: random (each view draws every image's flip anew) or alternate (one random "
+        "flip per image, inverted every other view: each image is seen both ways in any two epochs, airbench's)",
+    )
     mean: tuple[float, ...] | None = opt(
         None, "per-channel normalization mean on 0–1 pixels; None: declared by the dataset or computed on train"
     )
@@ -136,6 +141,7 @@ class StageConfig:
     milestones: tuple[int, ...] = opt((), "step: epochs at which lr is multiplied by gamma")
     gamma: float = opt(0.1, "step: lr factor at each milestone")
     warmup_epochs: int = opt(0, "linear warm-up before the schedule starts")
+    warmup_start: float = opt(0.0, "the fraction of lr the warm-up starts from, in [0, 1] (airbench: 0.2)")
     label_smoothing: float = opt(0.0, "on the hard-label cross-entropy")
     lookahead_steps: int = opt(0, "Lookahead: k fast optimizer steps per slow update (0: off)")
     lookahead_alpha: float = opt(0.5, "Lookahead: slow weights move this fraction towards the fast ones every k steps")
@@ -882,6 +888,7 @@ _BOUNDS: tuple[tuple[str, float, float, bool, bool], ...] = (
             (f"{stage}.epochs", 0 if stage == "teacher" else 1, MAX_EPOCHS, True, False),  # a teacher may load
             (f"{stage}.lookahead_steps", 0, MAX_EPOCHS, True, False),
             (f"{stage}.lr_end", 0.0, 1.0, False, False),
+            (f"{stage}.warmup_start", 0.0, 1.0, False, False),
             (f"{stage}.lookahead_ramp", 0.0, 100.0, False, False),
             (f"{stage}.mixup", 0.0, 1000.0, False, False),
             (f"{stage}.cutmix", 0.0, 1000.0, False, False),

@@ -124,6 +124,10 @@ def test_linear_schedule_and_lr_end() -> None:
         ("student.lookahead_ramp", "-1", "student.lookahead_ramp must be"),
         ("student.lookahead_ramp", "nan", "student.lookahead_ramp must be"),
         ("data.crop_fill", "mirror", "data.crop_fill"),
+        ("data.flip", "alternating", "data.flip"),
+        ("student.warmup_start", "1.5", "student.warmup_start must be"),
+        ("teacher.warmup_start", "-0.2", "teacher.warmup_start must be"),
+        ("teacher.warmup_start", "nan", "teacher.warmup_start must be"),
     ],
 )
 def test_airbench_recipe_keys_out_of_range_are_one_error(key: str, value: str, fragment: str) -> None:
@@ -142,3 +146,17 @@ def test_reflect_padding_as_wide_as_the_image_is_refused_before_training(tmp_pat
     assert not (tmp_path / "run").exists()
     distill(out=tmp_path / "ok", set=tiny_overrides(**{**sets, "data.crop_padding": 2, "teacher.epochs": 1}))
     assert (tmp_path / "ok" / "summary.json").is_file()
+
+
+def test_warmup_start() -> None:
+    """airbench's warm-up starts at 0.2 of the lr, not at 0 (the default keeps the old line)."""
+    from edgekd.config import load_config
+    from edgekd.train.trainer import lr_factor
+
+    sets = {"student.epochs": 10, "student.warmup_epochs": 2, "student.schedule": "linear"}
+    warm = load_config(None, tiny_overrides(**sets, **{"student.warmup_start": 0.2})).student
+    assert lr_factor(warm, 0.0) == pytest.approx(0.2, abs=1e-3)
+    assert lr_factor(warm, 1.0) == pytest.approx(0.6, abs=1e-3) and lr_factor(warm, 2.0) == pytest.approx(1.0)
+    plain = load_config(None, tiny_overrides(**sets)).student
+    assert lr_factor(plain, 0.0) == pytest.approx(0.0, abs=1e-3)
+    assert lr_factor(plain, 1.0) == pytest.approx(0.5, abs=1e-3)

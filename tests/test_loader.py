@@ -163,3 +163,44 @@ def test_streamed_images_match_decoded_ones(tmp_path) -> None:
     a, b = Batches(mem, **kw), Batches(lazy, workers=2, **kw)
     for (xa, ya), (xb, yb) in zip(a, b):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_alternate_flip_shows_every_image_both_ways_in_two_epochs() -> None:
+    """data.flip=alternate (airbench's): view 0 flips as random flips do, every odd view inverts
+    those flips, every even view repeats them; the crops are those of random flips."""
+    s = split(n=64)
+    kw = dict(mean=(0.0,) * 3, std=(1.0,) * 3, batch_size=64, augment="crop_flip", crop_padding=2, seed=3)
+    alt, rnd = Batches(s, flip="alternate", **kw), Batches(s, **kw)
+    first = alt.augmentation(0)[2]
+    assert torch.equal(first, rnd.augmentation(0)[2]) and 10 < int(first.sum()) < 54
+    for view in (1, 2, 3, 6):
+        a, r = alt.augmentation(view), rnd.augmentation(view)
+        assert torch.equal(a[2], first ^ bool(view % 2)), view
+        assert torch.equal(a[0], r[0]) and torch.equal(a[1], r[1])  # the same crops
+    # random flips repeat a side for about half the images from one view to the next
+    assert not torch.equal(rnd.augmentation(1)[2], ~rnd.augmentation(0)[2])
+    # the batches themselves: each image of epoch 1 is the mirror-flip pair of epoch 0's (before its crop)
+    flat = Batches(s, flip="alternate", mean=(0.0,) * 3, std=(1.0,) * 3, batch_size=64, augment="flip")
+    flat.set_epoch(0)
+    ((x0, _),) = list(flat)
+    flat.set_epoch(1)
+    ((x1, _),) = list(flat)
+    assert torch.equal(x0.flip(3), x1)
+
+
+def test_the_teacher_cache_key_says_which_flips_its_views_had() -> None:
+    """Views with alternating flips are other images: their cached teacher outputs get another key;
+    random flips (and the crop settings of old) keep the key they always had."""
+    import dataclasses
+
+    from edgekd.config import DataConfig
+    from edgekd.data import load_dataset
+    from edgekd.models import create_model
+    from edgekd.train.teacher_cache import cache_key
+
+    data = load_dataset(DataConfig(name="digits", augment="flip"))
+    teacher = create_model("test_teacher", 10, 1, data.image_size).eval()
+    alternate = dataclasses.replace(data, flip="alternate")
+    assert load_dataset(DataConfig(name="digits", augment="flip", flip="alternate")).flip == "alternate"
+    assert cache_key(teacher, data, 2, 0) != cache_key(teacher, alternate, 2, 0)
+    assert cache_key(teacher, data, 2, 0) == cache_key(teacher, dataclasses.replace(data, flip="random"), 2, 0)

@@ -93,6 +93,7 @@ def load_dataset(cfg: DataConfig, log=print) -> Dataset:
         augment=augment,
         crop_padding=cfg.crop_padding,
         crop_fill=cfg.crop_fill,
+        flip=cfg.flip,
         source=raw.source,
         shift=cfg.shift,
         task=task,

@@ -65,6 +65,7 @@ class Dataset:
     augment: str  # resolved: none | crop | flip | crop_flip
     crop_padding: int = 4
     crop_fill: str = "zero"  # zero | reflect: what the crop's padding holds
+    flip: str = "random"  # random | alternate: how the flip augmentation flips from view to view
     source: dict = field(default_factory=dict)  # where the data came from, for the run's record
     shift: str = "none"  # data.shift applied to every split (a synthetic target domain)
     task: str = "classification"  # or segmentation (edgekd.tasks): what the targets are
@@ -85,7 +86,12 @@ class Dataset:
     def augmentation(self) -> dict[str, Any]:
         """The training augmentation as :class:`~edgekd.data.loader.Batches` takes it: one source for
         the trainer's batches and the teacher cache's views, which must be the same crops."""
-        return {"augment": self.augment, "crop_padding": self.crop_padding, "crop_fill": self.crop_fill}
+        return {
+            "augment": self.augment,
+            "crop_padding": self.crop_padding,
+            "crop_fill": self.crop_fill,
+            "flip": self.flip,
+        }
 
     def describe(self) -> dict:
         """What a checkpoint records about the data it was trained on."""

@@ -57,6 +57,7 @@ class Batches:
         augment: str = "none",
         crop_padding: int = 4,
         crop_fill: str = "zero",
+        flip: str = "random",
         shuffle: bool = False,
         seed: int = 0,
         drop_last: bool = False,
@@ -93,6 +94,9 @@ class Batches:
         if crop_fill not in ("zero", "reflect"):
             raise ValueError(f"crop_fill is zero or reflect, got {crop_fill!r}")
         self.reflect = crop_fill == "reflect"
+        if flip not in ("random", "alternate"):
+            raise ValueError(f"flip is random or alternate, got {flip!r}")
+        self.alternate = flip == "alternate"
         self.shuffle = shuffle
         self.seed = seed
         # the augmentation's own seed (data.view_seed): fixed views shared by runs of other seeds
@@ -165,11 +169,19 @@ class Batches:
         """Per-sample (row offset, column offset, flip) for every sample of the split, for ``view``."""
         if self.augment == "none":
             return None
+        oy, ox, flip = self._draw(view)
+        if self.alternate:
+            # airbench's alternating flip: view 0's flips, inverted on odd views, so any two
+            # consecutive epochs show every image both ways (random flips repeat a side half the time)
+            flip = self._draw(0)[2] ^ bool(view % 2)
+        return oy.to(self.device), ox.to(self.device), flip.to(self.device)
+
+    def _draw(self, view: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``view``'s random (row offset, column offset, flip) per sample, on the host."""
         g = epoch_generator(self.view_seed, view, stream=1)
         oy = torch.randint(0, 2 * self.pad + 1, (self.n,), generator=g)
         ox = torch.randint(0, 2 * self.pad + 1, (self.n,), generator=g)
-        flip = torch.rand(self.n, generator=g) < 0.5
-        return oy.to(self.device), ox.to(self.device), flip.to(self.device)
+        return oy, ox, torch.rand(self.n, generator=g) < 0.5
 
     def mixing(self, view: int) -> dict[str, torch.Tensor] | None:
         """Per-sample mixing for ``view``: partner index, own weight λ and cutmix box (rows y0:y1,

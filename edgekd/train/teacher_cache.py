@@ -70,6 +70,8 @@ def cache_key(teacher: nn.Module, data: Dataset, views: int, view_seed: int, mix
     )
     if data.crop_fill != "zero":  # other crops; zero-filled runs keep their existing keys
         transform += repr(("crop_fill", data.crop_fill))
+    if data.flip != "random":  # other flips; runs with random flips keep their existing keys
+        transform += repr(("flip", data.flip))
     if mix:  # mixed views are other inputs; unmixed runs keep their existing keys
         transform += repr(sorted(mix.items()))
     h = hashlib.sha256("\n".join([fingerprint_model(teacher), fingerprint_data(data), transform]).encode())
