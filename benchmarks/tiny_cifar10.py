@@ -6,7 +6,7 @@
 
 Stages, each timed:
 1. the teacher (``configs/cifar10-tiny.yaml``'s airbench), trained once (seed 0), with airbench's
-   crops (``TEACHER_SETS``) and any ``--teacher-set`` overrides in its run alone;
+   crops and alternating flips (``TEACHER_SETS``) and any ``--teacher-set`` overrides in its run alone;
 2. the student, chosen on VAL, never on test: every candidate (``--candidates``, registry names with
    an optional width) is first checked against the reference's budget (≤ 100 KB int8 model file,
    ≤ 12.5 M MACs; an untrained int8 export, exact for size: :mod:`edgekd.search.measure`) — one over
@@ -53,7 +53,7 @@ CONFIG = REPO / "configs" / "cifar10-tiny.yaml"
 # The teacher's run alone gets airbench's crops (2 px, mirror-padded): data.* keys, which the
 # students share and keep at the config's 4 px zero padding. --teacher-set comes after, so it may
 # undo them. On a 10,000-image subset at half width they added 1.6 points of teacher val accuracy.
-TEACHER_SETS = ("data.crop_padding=2", "data.crop_fill=reflect")
+TEACHER_SETS = ("data.crop_padding=2", "data.crop_fill=reflect", "data.flip=alternate")
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz"
 REFERENCE = REPO.parent / "shared" / "data" / "mlperf-tiny" / "resnet8_quant.tflite"
 BUDGET_KB, BUDGET_MACS = 100, 12_500_000  # the reference's: 96 KB int8 flash, 12.5 M MACs

@@ -168,16 +168,18 @@ def test_the_teachers_run_alone_gets_airbenchs_crops(tmp_path: Path, monkeypatch
     with pytest.raises(EdgekdError, match="stop after"):
         bench.run_benchmark(**args)
     t = seen["teacher"]
-    assert (t.data.crop_padding, t.data.crop_fill, t.teacher.schedule, t.teacher.lookahead_ramp) == (
+    assert (t.data.crop_padding, t.data.crop_fill, t.data.flip, t.teacher.schedule, t.teacher.lookahead_ramp) == (
         2,
         "reflect",
+        "alternate",
         "linear",
         3,
     )
+    assert (t.teacher.lr, t.teacher.weight_decay, t.teacher.warmup_start) == (0.375, 1.33e-3, 0.2)
     with pytest.raises(EdgekdError, match="stop after"):
         bench.run_benchmark(**args, teacher_extra=("data.crop_padding=3",))
     assert (seen["teacher"].data.crop_padding, seen["teacher"].data.crop_fill) == (3, "reflect")
     from edgekd.config import load_config
 
     students = load_config(bench.CONFIG, [])
-    assert (students.data.crop_padding, students.data.crop_fill) == (4, "zero")
+    assert (students.data.crop_padding, students.data.crop_fill, students.data.flip) == (4, "zero", "random")
