@@ -31,7 +31,7 @@ from typing import Any
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
-DEFAULT_DATA = "../shared/data/cifar10-jpg.tar.gz"  # relative to the repository root
+DEFAULT_DATA = str(REPO.parent / "shared" / "data" / "cifar10-jpg.tar.gz")  # beside the repository
 PAPER = {"nokd": 70.16, "kd": 72.57, "takd": 73.51}  # plain CNN 10 → 2, CIFAR-10 (methods.md §3)
 ROWS = ("nokd", "kd", "fitnets", "takd")
 
@@ -179,7 +179,7 @@ def run_benchmark(
 
     total = Timer()
     out = Path(out)
-    data_root = str((REPO / data).resolve()) if not Path(data).is_absolute() else data
+    data_root = str(Path(data).resolve())  # a relative path is the caller's, as --out is: from the current folder
     # before the teacher's folder is made: the data, and every TA the TAKD row would build after the teacher
     root = Path(data_root)
     if not cifar10_on_disk(root):
@@ -350,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--data",
         default=DEFAULT_DATA,
-        help=f"CIFAR-10 folder or archive (default {DEFAULT_DATA}, relative to the repo root)",
+        help=f"CIFAR-10 folder or archive (default {DEFAULT_DATA})",
     )
     p.add_argument("--out", default="runs/bench-methods", help="output folder (default runs/bench-methods)")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda")

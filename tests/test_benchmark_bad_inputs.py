@@ -236,6 +236,21 @@ def test_bad_input_is_one_error_line(tmp_path: Path, script: str, args: list[str
     assert snapshot(tmp_path) == before  # the user's files untouched, no output folder made
 
 
+def test_methods_cifar10_reads_a_relative_data_path_from_the_current_folder(tmp_path: Path) -> None:
+    """--data cifar is ./cifar, as --out is: it was resolved against the repository."""
+    make_inputs(tmp_path)
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "methods_cifar10.py"), "--data", "missing", "--out", "out"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert_one_error_line(proc, "methods_cifar10", f"CIFAR-10 not found in {tmp_path / 'missing'}")
+    assert not (tmp_path / "out").exists()
+
+
 def test_every_script_is_in_the_matrix() -> None:
     """A new benchmark script gets its argparse refusals checked too (the ``--bogus`` cases)."""
     assert set(REQUIRED) == {path.stem for path in (REPO / "benchmarks").glob("*.py")}
