@@ -270,21 +270,26 @@ def test_bench_refuses_malformed_eval_labels_up_front(
     before = with_eval_arrays(tiny_bundle, copy, labels=labels)
     out = tmp_path / "report"
     args = ["bench", "--artifacts", str(copy), "--out", str(out), "--runs", "2", "--warmup", "0"]
-    if device == "rpi":
-        blocked = ["torch", "tensorflow", "onnxruntime", "matplotlib", "rich", "yaml"]
-        env = {**os.environ, "PYTHONPATH": _blocking_sitecustomize(tmp_path / "shim", blocked)}
-        cmd = [sys.executable, "-m", "edgekd", *args, "--device", "rpi", "--force"]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
-        code, err = proc.returncode, proc.stderr
-    else:
-        capsys.readouterr()
-        code = main([*args, "--device", device])
-        err = capsys.readouterr().err
+    code, err = _bench_cli(args, device, tmp_path, capsys)
     errors = [ln for ln in err.splitlines() if ln.startswith("edgekd: error:")]
     assert code == 2 and "Traceback" not in err, err
     expected = "eval data eval.npz is malformed: " + needle.format(n=len(labels)) + " (re-export the bundle)"
     assert len(errors) == 1 and expected in errors[0], errors
     assert not out.exists() and file_tree(copy) == before
+
+
+def _bench_cli(args: list[str], device: str, tmp_path: Path, capsys: pytest.CaptureFixture) -> tuple[int, str]:
+    """``edgekd <args> --device <device>``: (exit code, stderr); the Pi's in a process of its own
+    where torch, TensorFlow, ONNX Runtime and the host's display libraries cannot be imported."""
+    if device == "rpi":
+        blocked = ["torch", "tensorflow", "onnxruntime", "matplotlib", "rich", "yaml"]
+        env = {**os.environ, "PYTHONPATH": _blocking_sitecustomize(tmp_path / "shim", blocked)}
+        cmd = [sys.executable, "-m", "edgekd", *args, "--device", "rpi", "--force"]
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
+        return proc.returncode, proc.stderr
+    capsys.readouterr()
+    code = main([*args, "--device", device])
+    return code, capsys.readouterr().err
 
 
 def _damaged_images(images: np.ndarray, damage: str) -> np.ndarray:
@@ -345,16 +350,7 @@ def test_bench_refuses_malformed_eval_images_up_front(
         bench(artifacts=copy, out=out, device=device, runs=2, warmup=0, **options)
     assert str(caught.value) == expected
     args = ["bench", "--artifacts", str(copy), "--out", str(out), "--runs", "2", "--warmup", "0"]
-    if device == "rpi":
-        blocked = ["torch", "tensorflow", "onnxruntime", "matplotlib", "rich", "yaml"]
-        env = {**os.environ, "PYTHONPATH": _blocking_sitecustomize(tmp_path / "shim", blocked)}
-        cmd = [sys.executable, "-m", "edgekd", *args, "--device", "rpi", "--force"]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, cwd=tmp_path)
-        code, err = proc.returncode, proc.stderr
-    else:
-        capsys.readouterr()
-        code = main([*args, "--device", device])
-        err = capsys.readouterr().err
+    code, err = _bench_cli(args, device, tmp_path, capsys)
     errors = [ln for ln in err.splitlines() if ln.startswith("edgekd:")]
     assert code == 2 and "Traceback" not in err, err
     assert errors == ["edgekd: error: " + expected], errors

@@ -38,13 +38,8 @@ def test_run_with_lookahead_resumes_exactly(tmp_path: Path) -> None:
     state = load_checkpoint(ref / "student_last.pt")["train_state"]
     assert state["lookahead"]["steps"] > 0
 
-    def stop(record: dict, history: list) -> None:
-        if record["stage"] == "student" and record["epoch"] == 1:
-            raise KeyboardInterrupt
-
     out = tmp_path / "interrupted"
-    with pytest.raises(KeyboardInterrupt):
-        distill(out=out, set=tiny_overrides(**sets), on_epoch=[stop])
+    _interrupt_after_the_students_first_epoch(out, sets)
     distill(out=out, resume=True)
     a, b = (
         load_checkpoint(out / "student_last.pt")["state_dict"],
@@ -141,13 +136,8 @@ def test_a_run_saved_with_the_weights_slow_copies_alone_resumes(tmp_path: Path) 
 
     sets = {"student.lookahead_steps": 3, "distill.baseline": "false", "teacher.epochs": 1, "student.epochs": 2}
 
-    def stop(record: dict, history: list) -> None:
-        if record["stage"] == "student" and record["epoch"] == 1:
-            raise KeyboardInterrupt
-
     out = tmp_path / "run"
-    with pytest.raises(KeyboardInterrupt):
-        distill(out=out, set=tiny_overrides(**sets), on_epoch=[stop])
+    _interrupt_after_the_students_first_epoch(out, sets)
     last = out / "student_last.pt"
     ckpt = load_checkpoint(last)
     n_weights = sum(1 for k, t in ckpt["state_dict"].items() if t.is_floating_point() and "running" not in k)
@@ -155,3 +145,14 @@ def test_a_run_saved_with_the_weights_slow_copies_alone_resumes(tmp_path: Path) 
     save_checkpoint(last, ckpt)
     distill(out=out, resume=True)
     assert load_checkpoint(last)["epoch"] == 2
+
+
+def _interrupt_after_the_students_first_epoch(out: Path, sets: dict) -> None:
+    """A tiny distill into ``out`` stopped (as by Ctrl-C) once the student's first epoch is saved."""
+
+    def stop(record: dict, history: list) -> None:
+        if record["stage"] == "student" and record["epoch"] == 1:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        distill(out=out, set=tiny_overrides(**sets), on_epoch=[stop])

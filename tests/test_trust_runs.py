@@ -280,12 +280,25 @@ def test_hidden_entries_below_the_top_level_do_not_make_other_foreign_entries_re
     assert (empty / "sub" / "empty").is_dir()
 
 
+def _refuse_to_move_ds_store(monkeypatch: pytest.MonkeyPatch) -> None:
+    """atomic_dir's renames fail for a .DS_Store (a carry that cannot move), succeed otherwise."""
+    import edgekd.atomic
+
+    real_rename = os.rename
+
+    def refuse(src, dst) -> None:
+        if Path(src).name == ".DS_Store":
+            raise PermissionError(1, "Operation not permitted")
+        real_rename(src, dst)
+
+    monkeypatch.setattr(edgekd.atomic.os, "rename", refuse)
+
+
 def test_atomic_dir_carries_entries_below_the_top_level(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """``carry`` names paths below the top level too: each is moved to the same path in the new
     folder, the folders above it made there. As at the top level, a path the new folder holds too
     (or holds a file where it needs a folder) is refused before the swap, and an entry that cannot
     be moved after it keeps the old folder."""
-    import edgekd.atomic
     from edgekd.outputs import kept_hidden
 
     out = tmp_path / "out"
@@ -314,14 +327,7 @@ def test_atomic_dir_carries_entries_below_the_top_level(tmp_path: Path, monkeypa
     ]
     assert (out / "bench" / "cpu" / ".DS_Store").read_text() == "mine"
 
-    real_rename = os.rename
-
-    def refuse(src, dst) -> None:
-        if Path(src).name == ".DS_Store":
-            raise PermissionError(1, "Operation not permitted")
-        real_rename(src, dst)
-
-    monkeypatch.setattr(edgekd.atomic.os, "rename", refuse)
+    _refuse_to_move_ds_store(monkeypatch)
     with pytest.raises(OSError, match="bench/cpu/.DS_Store of the folder it replaced could not be moved into it"):
         with atomic_dir(out, carry=kept_hidden) as tmp:
             (tmp / "model.onnx").write_text("newer")
@@ -336,7 +342,6 @@ def test_atomic_dir_never_deletes_what_it_carries(tmp_path: Path, monkeypatch: p
     """``carry``: the old folder's entries it names are moved into the new one. A name the new
     folder holds too is refused before the swap; an entry that cannot be moved after it keeps the
     old folder, under a name no clean-up removes."""
-    import edgekd.atomic
     from edgekd.outputs import kept_hidden
 
     out = tmp_path / "out"
@@ -348,14 +353,7 @@ def test_atomic_dir_never_deletes_what_it_carries(tmp_path: Path, monkeypatch: p
             (tmp / ".DS_Store").write_text("new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"] and (out / "model.onnx").read_text() == "old"
 
-    real_rename = os.rename
-
-    def refuse(src, dst) -> None:
-        if Path(src).name == ".DS_Store":
-            raise PermissionError(1, "Operation not permitted")
-        real_rename(src, dst)
-
-    monkeypatch.setattr(edgekd.atomic.os, "rename", refuse)
+    _refuse_to_move_ds_store(monkeypatch)
     with pytest.raises(OSError, match="could not be moved into it .Operation not permitted.; that folder is kept as"):
         with atomic_dir(out, carry=kept_hidden) as tmp:
             (tmp / "model.onnx").write_text("new")
