@@ -63,7 +63,6 @@ def error_line(err: str) -> str:
 
 
 def test_export_refuses_every_out_that_is_not_a_bundle(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    from edgekd.cli import main
 
     run = fake_run(tmp_path / "runs" / "tiny")
     project = tmp_path / "project"
@@ -79,10 +78,18 @@ def test_export_refuses_every_out_that_is_not_a_bundle(tmp_path: Path, capsys: p
         run.parent: "which is being read",
         tmp_path: "which is being read",
     }
-    for out, needle in cases.items():
-        assert main(["export", "--run", str(run), "--out", str(out)]) == 2, out
-        assert needle in error_line(capsys.readouterr().err), out
+    _export_refuses(run, cases, capsys)
     assert tree(tmp_path) == before
+
+
+def _export_refuses(run: Path, cases: dict[Path, str], capsys: pytest.CaptureFixture, *options: str) -> None:
+    """``edgekd export --run run --out <folder>`` exits 2 for each folder of ``cases``, its one error
+    line naming what the case says."""
+    from edgekd.cli import main
+
+    for out, needle in cases.items():
+        assert main(["export", "--run", str(run), "--out", str(out), *options]) == 2, out
+        assert needle in error_line(capsys.readouterr().err), out
 
 
 def fake_bundle(folder: Path) -> Path:
@@ -100,7 +107,6 @@ def fake_bundle(folder: Path) -> Path:
 def test_export_replaces_a_bundle_only_when_all_of_it_is_edgekds(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     # a manifest that parsed was enough: export replaced the folder whole (exit 0), deleting a
     # user's notes left in a bundle, or a thesis beside a copied manifest.json
-    from edgekd.cli import main
 
     run = fake_run(tmp_path / "runs" / "tiny")
     plus = fake_bundle(tmp_path / "bundle_plus")
@@ -126,9 +132,7 @@ def test_export_replaces_a_bundle_only_when_all_of_it_is_edgekds(tmp_path: Path,
         linked: "it holds a link, data",
         link: "is a symbolic link",
     }
-    for out, needle in cases.items():
-        assert main(["export", "--run", str(run), "--out", str(out)]) == 2, out
-        assert needle in error_line(capsys.readouterr().err), out
+    _export_refuses(run, cases, capsys)
     assert tree(tmp_path) == before and link.is_symlink()
 
 
@@ -178,7 +182,6 @@ def test_hidden_entries_do_not_make_other_foreign_entries_replaceable(
     """Only hidden top-level entries are carried over: a user's other file still makes the folder
     theirs, and a link does wherever it is; everything is left as it was. A bundle inside a run
     folder, which distill --overwrite deletes with the run, stays strict about hidden files too."""
-    from edgekd.cli import main
     from edgekd.outputs import not_a_bundle
 
     run = fake_run(tmp_path / "runs" / "tiny")
@@ -196,9 +199,7 @@ def test_hidden_entries_do_not_make_other_foreign_entries_replaceable(
         hidden_link: "it holds a link, .data",
         link_inside: "it holds a link, .notes/data",
     }
-    for out, needle in cases.items():
-        assert main(["export", "--run", str(run), "--out", str(out), *QUICK_EXPORT]) == 2, out
-        assert needle in error_line(capsys.readouterr().err), out
+    _export_refuses(run, cases, capsys, *QUICK_EXPORT)
     assert tree(tmp_path) == before and (hidden_link / ".data").is_symlink()
     (notes / "notes.txt").unlink()
     assert not_a_bundle(notes) == "it holds .DS_Store, which is not part of the bundle"
@@ -249,7 +250,6 @@ def test_hidden_entries_below_the_top_level_do_not_make_other_foreign_entries_re
     """A hidden file beside a user's file, in any folder of the bundle, does not make the folder
     replaceable: export refuses it with one line, exit 2, and everything is left as it was; a link
     below the top level is refused, hidden or not, and so is an empty folder edgekd did not make."""
-    from edgekd.cli import main
 
     run = fake_run(tmp_path / "runs" / "tiny")
     in_report = fake_bundle(tmp_path / "b1")
@@ -273,9 +273,7 @@ def test_hidden_entries_below_the_top_level_do_not_make_other_foreign_entries_re
         hidden_link: "it holds a link, bench/.data",
         empty: "it holds sub, which is not part of the bundle",
     }
-    for out, needle in cases.items():
-        assert main(["export", "--run", str(run), "--out", str(out), *QUICK_EXPORT]) == 2, out
-        assert needle in error_line(capsys.readouterr().err), out
+    _export_refuses(run, cases, capsys, *QUICK_EXPORT)
     assert tree(tmp_path) == before and (hidden_link / "bench" / ".data").is_symlink()
     assert (empty / "sub" / "empty").is_dir()
 
