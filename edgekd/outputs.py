@@ -111,7 +111,12 @@ def _is_report_file(name: str) -> bool:
 def not_a_report(folder: Path) -> str | None:
     """Why the existing folder ``folder`` is not an edgekd report folder (None when it holds only
     files a report writes, so rerunning the bench may replace them)."""
-    others = sorted(p.name for p in folder.iterdir() if not (_is_report_file(p.name) and not p.is_dir()))
+    # a user's hidden entry (Finder's .DS_Store) stays: a report replaces its own files by name
+    others = sorted(
+        p.name
+        for p in folder.iterdir()
+        if not (_is_report_file(p.name) and not p.is_dir()) and not is_kept_hidden(p.name)
+    )
     if not others:
         return None
     more = f" and {len(others) - 1} more" if len(others) > 1 else ""
@@ -226,12 +231,14 @@ def is_kept_hidden(name: str) -> bool:
 def kept_hidden(folder: Path) -> list[str]:
     """The relative paths of the user's hidden entries in the bundle ``folder``, at any depth
     (:func:`is_kept_hidden`; a hidden folder's, not what it holds): export carries them into the
-    new bundle at the same paths (:func:`edgekd.atomic.atomic_dir`'s ``carry``). Not searched, as
-    for :func:`not_a_bundle`: links, temporaries, MCU build folders (edgekd's whole, hidden
-    marker and all)."""
+    new bundle at the same paths (:func:`edgekd.atomic.atomic_dir`'s ``carry``). MCU build folders
+    are searched too (an MCU build is edgekd's, its marker included, but a ``.DS_Store`` Finder
+    left in one is not); links and temporaries are not."""
     found = []
-    for entry in _entries(folder):
+    for entry in _entries(folder, into_mcu_builds=True):
         parts = entry.relative_to(folder).parts
+        if entry.name == MCU_BUILD_MARKER and entry.is_file() and not entry.is_symlink():
+            continue  # the build's own mark: it goes with the build
         if is_kept_hidden(parts[-1]) and not any(is_kept_hidden(part) for part in parts[:-1]):
             found.append("/".join(parts))
     return found
@@ -266,7 +273,7 @@ def not_a_bundle(folder: Path, keep_hidden: bool = False) -> str | None:
             continue
         if rel.split("/", 1)[0] in REPORT_DIRS and _is_report_entry(entry):
             continue
-        if keep_hidden and _holds_only_kept_hidden(entry):
+        if keep_hidden and holds_only_kept_hidden(entry):
             continue  # remade in the new bundle for what it holds: nothing of it is deleted
         return f"it holds {rel}, which is not part of the bundle"
     return None
@@ -278,27 +285,29 @@ def not_a_bundle_to_replace(folder: Path) -> str | None:
     return not_a_bundle(folder, keep_hidden=True)
 
 
-def _holds_only_kept_hidden(folder: Path) -> bool:
+def holds_only_kept_hidden(folder: Path) -> bool:
     """``folder`` (not a link) holds the user's hidden entries and nothing else, or folders that
-    do: carrying them remakes it. An empty folder does not, since nothing would remake it."""
+    do: carrying them remakes it (and an MCU build may write into it, deleting none of them). An
+    empty folder does not, since nothing would remake it."""
     if not folder.is_dir() or folder.is_symlink():
         return False
     entries = list(folder.iterdir())
-    return bool(entries) and all(is_kept_hidden(e.name) or _holds_only_kept_hidden(e) for e in entries)
+    return bool(entries) and all(is_kept_hidden(e.name) or holds_only_kept_hidden(e) for e in entries)
 
 
-def _entries(folder: Path) -> Iterator[Path]:
+def _entries(folder: Path, into_mcu_builds: bool = False) -> Iterator[Path]:
     """Everything under ``folder``, a folder before what it holds. Links are not followed, and
-    neither an atomic write's temporary nor an MCU build's folder (marked as edgekd's) is entered."""
+    neither an atomic write's temporary nor (unless ``into_mcu_builds``) an MCU build's folder
+    (marked as edgekd's) is entered."""
     for entry in sorted(folder.iterdir()):
         yield entry
         if (
             entry.is_dir()
             and not entry.is_symlink()
             and not is_temporary(entry.name)
-            and not (entry / MCU_BUILD_MARKER).is_file()
+            and (into_mcu_builds or not (entry / MCU_BUILD_MARKER).is_file())
         ):
-            yield from _entries(entry)
+            yield from _entries(entry, into_mcu_builds)
 
 
 def _is_report_entry(entry: Path) -> bool:

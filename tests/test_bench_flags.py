@@ -40,6 +40,24 @@ def test_one_report_folder_per_device_and_verify_still_ok(copy: Path) -> None:
     assert result.passed, result.bad
 
 
+def test_a_report_folder_holding_the_users_hidden_files_is_written_and_they_stay(copy: Path) -> None:
+    """Finder writes a .DS_Store into bench/cpu/ as soon as the folder is opened: bench refused the
+    folder as one edgekd did not make. A rerun now writes its report beside the user's hidden
+    entries and leaves them byte for byte; the bundle still verifies."""
+    report_dir = copy / "bench" / "cpu"
+    bench(artifacts=copy, device="cpu", **FAST)
+    (report_dir / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    (report_dir / ".notes").mkdir()
+    (report_dir / ".notes" / "x.txt").write_text("mine")
+    before = (report_dir / "bench.json").read_bytes()
+    bench(artifacts=copy, device="cpu", **FAST)
+    assert (report_dir / "bench.json").read_bytes() != before  # the report was written again
+    assert (report_dir / ".DS_Store").read_bytes() == b"\x00\x00\x00\x01Bud1"
+    assert (report_dir / ".notes" / "x.txt").read_text() == "mine"
+    result = verify_bundle(copy)
+    assert result.passed, result.bad
+
+
 def test_parity_failure_is_carried_into_bench_rows(copy: Path) -> None:
     manifest = json.loads((copy / MANIFEST).read_text())
     manifest["metrics"]["student_int8.tflite"].update(ok=False, problems=["top-1 agreement 91.00% < 99.00%"])

@@ -383,6 +383,51 @@ def test_a_bundle_with_edgekds_reports_in_it_may_be_replaced(tmp_path: Path) -> 
     assert not_a_bundle(bundle) == "it holds bench/other.json, which is not part of the bundle"
 
 
+def test_export_carries_the_users_hidden_entries_out_of_an_mcu_build_folder(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An MCU build folder (mcu/<build>, marked as edgekd's) went with the old bundle whole on
+    re-export, a .DS_Store Finder wrote in it too. The user's hidden entries there are carried into
+    the new bundle at the same paths; the build's own marker and files are not; an MCU build may
+    then write into the folder left holding only them, and clearing it deletes only its own files
+    (it also deleted a `.tmp` folder that no build makes)."""
+    from edgekd.bundle import verify_bundle
+    from edgekd.cli import main
+    from edgekd.mcu import build
+    from edgekd.mcu.app import MARKER, _check_out
+
+    run = fake_run(tmp_path / "runs" / "tiny")
+    out = tmp_path / "bundle"
+    assert main(["export", "--run", str(run), "--out", str(out), *QUICK_EXPORT]) == 0
+    app = out / "mcu" / "cortex-m4"
+    (app / "obj").mkdir(parents=True)
+    for name in (MARKER, "app.elf", "build.json", "obj/x.o"):
+        (app / name).write_text("edgekd's")
+    (app / ".DS_Store").write_bytes(b"ds")
+    (app / "obj" / ".notes").mkdir()
+    (app / "obj" / ".notes" / "n.txt").write_text("mine")
+    capsys.readouterr()
+    assert main(["export", "--run", str(run), "--out", str(out), *QUICK_EXPORT]) == 0, capsys.readouterr().err
+    assert tree(app) == tree_of({".DS_Store": b"ds", "obj/.notes/n.txt": b"mine"})
+    assert verify_bundle(out).passed, verify_bundle(out).bad
+    _check_out(app, out / "student.pt")  # the folder holding only them may take a build
+    (app / MARKER).write_text("edgekd's")
+    (app / "app.elf").write_text("old build")
+    (app / ".tmp").mkdir()
+    (app / ".tmp" / "mine.txt").write_text("mine")
+    build.clear_app_dir(app)
+    assert not (app / "app.elf").exists() and (app / ".tmp" / "mine.txt").read_text() == "mine"
+    (app / "notes.txt").write_text("mine")  # a user's file there still makes a folder of theirs alone
+    (app / MARKER).unlink()
+    with pytest.raises(EdgekdError, match="did not make"):
+        _check_out(app, out / "student.pt")
+
+
+def tree_of(files: dict[str, bytes]) -> dict[str, str]:
+    """:func:`tree`'s form of ``files`` (relative path → content)."""
+    return {name: hashlib.sha256(data).hexdigest() for name, data in sorted(files.items())}
+
+
 def test_check_output_dir_allows_new_empty_and_own_folders(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from edgekd.outputs import OutputError, check_output_dir, not_a_bundle
 

@@ -32,12 +32,15 @@ class McuBuildError(EdgekdError):
 
 def _check_out(out: Path, model_path: Path) -> None:
     """``out`` must be new, empty or made by an earlier build (never a user's folder, never one
-    holding the model being built)."""
-    from edgekd.outputs import check_output_dir
+    holding the model being built). A folder holding only a user's hidden entries counts as empty:
+    re-exporting a bundle carries a ``.DS_Store`` of ``mcu/<build>/`` into a folder of its own, and
+    a build deletes only files it names."""
+    from edgekd.outputs import check_output_dir, holds_only_kept_hidden
 
-    check_output_dir(
-        out, "MCU build", lambda f: None if (f / MARKER).is_file() else f"no {MARKER} in it", protect=[model_path]
-    )
+    def why_not_ours(folder: Path) -> str | None:
+        return None if (folder / MARKER).is_file() or holds_only_kept_hidden(folder) else f"no {MARKER} in it"
+
+    check_output_dir(out, "MCU build", why_not_ours, protect=[model_path])
 
 
 def _check_int8_model(model_path: Path) -> Any:

@@ -15,7 +15,6 @@ import hashlib
 import os
 import re
 import resource
-import shutil
 import subprocess
 import tempfile
 import time
@@ -449,4 +448,3 @@ def clear_app_dir(app_dir: Path) -> None:
     if app_dir.is_dir():
         for obj in app_dir.glob("*_model_data.o"):
             obj.unlink()
-    shutil.rmtree(app_dir / ".tmp", ignore_errors=True)
