@@ -23,12 +23,14 @@ needs no import.
 
 from __future__ import annotations
 
+import zipfile
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
-from edgekd.errors import EdgekdError
+from edgekd.errors import EdgekdError, first_line
 from edgekd.registry import Registry
 
 TASKS: Registry[type[Task]] = Registry("task")
@@ -198,11 +200,32 @@ class TaskError(EdgekdError):
     """Data, targets or a model that do not fit the task."""
 
 
+def read_eval(path: str | Path, targets: str = "labels") -> tuple[np.ndarray, np.ndarray]:
+    """(images, targets) of an ``eval.npz``-style file as stored (no pickles); ``targets`` names
+    them (:attr:`Task.targets_key`). What they must be is :meth:`Task.check_images`' check; a
+    truncated or altered file, or one without those arrays, is one :class:`TaskError` line."""
+    try:
+        with np.load(path) as data:
+            return data["images"], data[targets]
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        line = first_line(exc)
+        why = line if line == type(exc).__name__ else f"{type(exc).__name__}: {line}"
+        raise TaskError(f"cannot read eval data {Path(path).name}: {why} (needs 'images' and '{targets}')") from None
+
+
 def get_task(name: str | Task | None) -> Task:
     """The task object for a name (None: classification, what data without a task is)."""
     if isinstance(name, Task):
         return name
     return TASKS.get(name or "classification")()
+
+
+def task_for_targets(targets_key: str) -> Task:
+    """The task whose eval data names its targets ``targets_key`` (``labels``, ``masks``)."""
+    for _, cls in TASKS.items():
+        if cls.targets_key == targets_key:
+            return cls()
+    raise TaskError(f"no task has eval targets called {targets_key!r}")
 
 
 def _flat(a: np.ndarray) -> np.ndarray:

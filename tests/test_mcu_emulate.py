@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, eval_data, file_tree, reseal, with_eval_arrays
 from edgekd.cli import main
 from edgekd.data.cache import cache_root
 from edgekd.mcu import app, build, codegen, emulate, hostref, sources, toolchain
@@ -244,6 +244,41 @@ def test_bad_input(tiny_bundle: Path, tmp_path: Path, capsys: pytest.CaptureFixt
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep" and len(list((tmp_path / "mine").iterdir())) == 1
     with pytest.raises(sources.SourceError, match="neither a tflite-micro checkout"):
         sources.resolve(tmp_path / "mine", tmp_path / "cache")
+
+
+def test_mcu_build_refuses_malformed_eval_data_before_anything_is_made(
+    tiny_bundle: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """`edgekd mcu build --artifacts` read eval.npz its own way, after making its folder: float
+    images went on to the host reference, a truncated file or one without labels was a traceback.
+    Now it is bench's check: one line, exit 2, before the toolchain is looked for (none here) and
+    before --out is made; the bundle is left as it was."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no Arm tools: the data is judged first
+    images = eval_data(tiny_bundle)["images"]
+    n = len(images)
+    bundles = {
+        "float": with_eval_arrays(tiny_bundle, tmp_path / "float", images=images.astype(np.float32) / 255),
+        "count": with_eval_arrays(tiny_bundle, tmp_path / "count", images=images[:-1]),
+        "3d": with_eval_arrays(tiny_bundle, tmp_path / "3d", images=images[..., 0]),
+    }
+    truncated = tmp_path / "truncated"
+    bundles["truncated"] = with_eval_arrays(tiny_bundle, truncated)
+    (truncated / "eval.npz").write_bytes((truncated / "eval.npz").read_bytes()[:200])
+    reseal(truncated)
+    bundles["truncated"] = file_tree(truncated)
+    cases = {
+        "float": f"eval data eval.npz is malformed: eval images are float32 of shape [{n}, 8, 8, 1]; edgekd writes",
+        "count": f"eval data eval.npz is malformed: {n - 1} eval images but {n} labels (one per image)",
+        "3d": f"eval data eval.npz is malformed: eval images have shape [{n}, 8, 8]",
+        "truncated": "cannot read eval data eval.npz: BadZipFile",
+    }
+    for name, message in cases.items():
+        capsys.readouterr()
+        out = tmp_path / f"out-{name}"
+        assert main(["mcu", "build", "--artifacts", str(tmp_path / name), "--out", str(out)]) == 2, name
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("edgekd: error: ") and message in err[0], (name, err)
+        assert not out.exists() and file_tree(tmp_path / name) == bundles[name]
 
 
 def _library_cached(core: str) -> bool:

@@ -15,7 +15,6 @@ import json
 import sys
 import time
 import traceback
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +25,7 @@ from edgekd.benchmark.errors import BenchError
 from edgekd.benchmark.stats import cv, is_noisy, latency_stats, spread
 from edgekd.errors import EdgekdError, first_line
 from edgekd.runtimes import Runner, RuntimeMissing, open_runner
-from edgekd.tasks import TaskError, get_task
+from edgekd.tasks import TaskError, get_task, read_eval
 
 
 def _one_line(exc: BaseException) -> str:
@@ -76,16 +75,12 @@ def peak_rss_bytes() -> tuple[int | None, str | None]:
 
 
 def load_eval(path: str | Path, targets: str = "labels") -> tuple[np.ndarray, np.ndarray]:
-    """(uint8 NHWC images, targets) from an ``eval.npz``-style file; ``targets`` names them:
-    ``labels`` (int class indices) or ``masks`` (uint8 N×H×W, segmentation)."""
+    """(uint8 NHWC images, targets) from an ``eval.npz``-style file (:func:`edgekd.tasks.read_eval`);
+    ``targets`` names them: ``labels`` (int class indices) or ``masks`` (uint8 N×H×W, segmentation)."""
     try:
-        with np.load(path) as data:
-            images, labels = data["images"], data[targets]
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:  # a truncated or altered file
-        raise BenchError(
-            f"cannot read eval data {Path(path).name}: {_one_line(exc)} (needs 'images' and '{targets}')"
-        ) from None
-    return images, labels
+        return read_eval(path, targets)
+    except TaskError as exc:
+        raise BenchError(str(exc)) from None
 
 
 def input_hwc(details: dict[str, Any], layout: str | None = None) -> tuple[int, int, int] | None:

@@ -64,10 +64,20 @@ def eval_images(
     eval_path: Path | None, targets_key: str, shape: tuple[int, ...], seed: int = 0
 ) -> tuple[np.ndarray, np.ndarray | None, str]:
     """(uint8 NHWC images, class labels or None, where they came from). Without eval data: 64
-    uniformly random images from a fixed seed, enough for a bit-exactness check."""
+    uniformly random images from a fixed seed, enough for a bit-exactness check. Eval data that
+    is not uint8 N×H×W×C of the model's ``shape`` (float or NaN images, a count that differs from
+    the targets', a truncated file) is one :class:`McuBuildError` line, as in the bench."""
     if eval_path is not None:
-        with np.load(eval_path) as data:
-            images, targets = data["images"], data[targets_key]
+        from edgekd.tasks import TaskError, read_eval, task_for_targets
+
+        try:
+            images, targets = read_eval(eval_path, targets_key)
+        except TaskError as exc:
+            raise McuBuildError(str(exc)) from None
+        try:
+            task_for_targets(targets_key).check_images(images, targets)  # as bench checks them
+        except TaskError as exc:
+            raise McuBuildError(f"eval data {eval_path.name} is malformed: {exc} (re-export the bundle)") from None
         if tuple(images.shape[1:]) != tuple(shape):
             raise McuBuildError(
                 f"{eval_path.name}: images are {'×'.join(map(str, images.shape[1:]))}, the model takes "
@@ -230,11 +240,13 @@ def mcu_build(
             raise McuBuildError("--out DIR is required with --model")
         out = Path(artifacts) / "mcu" / core
     out = Path(out)
-    _check_out(out, model_path)  # the user's input first: a wrong --out is named whatever is installed
+    # the user's input first (a wrong --out, a model that is no int8 file, malformed eval images),
+    # named whatever is installed; the tools and the sources too, before the folder is made
+    _check_out(out, model_path)
+    model_file = _check_int8_model(model_path)
+    eval_images(eval_path, key, tuple(model_file.tensors[model_file.inputs[0]].shape[1:]))
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-g++", *(("qemu-system-arm",) if run else ())):
         toolchain.require(tool)
-    # the model and the sources too, before the folder is made: a bad one leaves nothing behind
-    _check_int8_model(model_path)
     from edgekd.data.cache import cache_root
     from edgekd.mcu import sources
 
