@@ -711,6 +711,45 @@ def test_resnet8_qat_pads_keep_their_inputs_quantization(pt2e) -> None:
         assert (q.args[1], q.args[2]) == (dq.args[1], dq.args[2])  # same scale and zero point: no requantize
 
 
+def test_qat_graph_folds_the_normalization_where_the_export_does(pt2e, tmp_path: Path) -> None:
+    """A zero-mean student (configs/cifar10-tiny.yaml's) has its normalization folded into the first
+    conv by the PTQ export; the QAT graph kept it as a 1×1 depthwise conv with a requantization of
+    its own (one more op and one more rounding in the QAT file). Now it is folded there too: no
+    normalize tensors, the same function with every fake quantizer off, and a student_qat.pt of it
+    loads back (built on meta first). A mean that cannot fold keeps the depthwise."""
+    import torch
+
+    from edgekd.checkpoint import model_payload, save_checkpoint
+    from edgekd.models import create_model
+    from edgekd.train.qat import QAT_GRAPH_VERSION, QATStudent, load_qat_student
+
+    std = [0.247, 0.2435, 0.2616]
+    for mean, folds in (([0.0] * 3, True), ([0.49, 0.48, 0.45], False)):
+        torch.manual_seed(0)
+        student = create_model("resnet8", 10, 3, (32, 32)).eval()
+        model = QATStudent(student, mean, std, (32, 32))
+        assert any("normalize" in k for k in model.graph.state_dict()) is not folds, mean
+        x = torch.randn(4, 3, 32, 32)
+        model.eval()
+        for fq in model.graph.modules():
+            if hasattr(fq, "disable_fake_quant"):
+                fq.disable_fake_quant()
+        with torch.no_grad():
+            assert (model(x) - student(x)).abs().max() < 1e-3, mean
+    data = {"num_classes": 10, "in_channels": 3, "image_size": [32, 32], "mean": [0.0] * 3, "std": std}
+    model = QATStudent(student, [0.0] * 3, std, (32, 32))
+    model.train()
+    model(torch.randn(8, 3, 32, 32))
+    model.eval()
+    save_checkpoint(
+        tmp_path / "student_qat.pt",
+        model_payload(model, "resnet8", {}, data, "student_qat", qat={"graph": QAT_GRAPH_VERSION}),
+    )
+    loaded, _ = load_qat_student(tmp_path / "student_qat.pt")
+    x = torch.randn(4, 3, 32, 32)
+    assert torch.equal(loaded(x), model(x))
+
+
 @pytest.fixture(scope="module")
 def mnv3_qat(pt2e, tmp_path_factory: pytest.TempPathFactory):
     """A MobileNetV3-like QAT student converted once: (fake-quant model, int8 file, eval images).

@@ -27,7 +27,8 @@ import copy
 import torch
 from torch import nn
 
-from edgekd.models.layers import GlobalAvgPool, SameConv2d, hardsigmoid_as_ops, same_pads
+from edgekd.models.fold import fold_normalization
+from edgekd.models.layers import hardsigmoid_as_ops
 
 
 class NhwcFlatten(nn.Module):
@@ -75,62 +76,6 @@ def nhwc_flatten(model: nn.Module, example: torch.Tensor) -> int:
             seq[i] = NhwcFlatten()
             done += 1
     return done
-
-
-def _first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
-    """(path, conv) when the model's input feeds exactly one ``nn.Conv2d`` and nothing else."""
-    from torch import fx
-
-    class Tracer(fx.Tracer):  # our layers read input sizes as ints: kept whole, like torch's own
-        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-            return isinstance(m, (SameConv2d, GlobalAvgPool)) or super().is_leaf_module(m, qualname)
-
-    try:
-        graph = Tracer().trace(model)
-    except Exception:  # noqa: BLE001 - a model fx cannot trace (data-dependent control flow): nothing to fold
-        return None
-    inputs = [n for n in graph.nodes if n.op == "placeholder"]
-    if len(inputs) != 1 or len(inputs[0].users) != 1:
-        return None
-    user = next(iter(inputs[0].users))
-    if user.op != "call_module":
-        return None
-    conv = model.get_submodule(user.target)
-    return (user.target, conv) if type(conv) in (nn.Conv2d, SameConv2d) else None
-
-
-def _pads_nothing(conv: nn.Conv2d, size: tuple[int, int]) -> bool:
-    if isinstance(conv, SameConv2d):
-        return not any(
-            same_pads(n, k, s, d) != (0, 0) for n, k, s, d in zip(size, conv.kernel_size, conv.stride, conv.dilation)
-        )
-    return conv.padding_mode == "zeros" and all(p == 0 for p in conv.padding) and not isinstance(conv.padding, str)
-
-
-def fold_normalization(wrapped: nn.Module, image_size: tuple[int, int]) -> nn.Module | None:
-    """``wrapped.model`` with ``wrapped.normalize`` folded into its first convolution, or None
-    where that would not be exact (see the module docstring)."""
-    norm: nn.Conv2d = wrapped.normalize
-    scale, shift = norm.weight.detach().view(-1), norm.bias.detach()  # a, b per channel
-    model = copy.deepcopy(wrapped.model)
-    found = _first_conv(model)
-    if found is None:
-        return None
-    path, conv = found
-    if conv.groups != 1 or conv.in_channels != scale.numel():
-        return None
-    if bool(shift.abs().max() > 0) and not _pads_nothing(conv, image_size):
-        return None
-    with torch.no_grad():
-        weight = conv.weight.detach().clone()  # (O, C, kh, kw)
-        bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
-        bias += (weight * shift.view(1, -1, 1, 1)).sum(dim=(1, 2, 3))
-        folded = copy.deepcopy(conv)
-        folded.weight = nn.Parameter(weight * scale.view(1, -1, 1, 1), requires_grad=False)
-        folded.bias = nn.Parameter(bias, requires_grad=False)
-    parent_path, _, name = path.rpartition(".")
-    setattr(model.get_submodule(parent_path) if parent_path else model, name, folded)
-    return model.eval()
 
 
 def lean_for_export(wrapped: nn.Module, input_shape: tuple[int, int, int, int]) -> tuple[nn.Module, list[str]]:

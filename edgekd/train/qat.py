@@ -118,6 +118,7 @@ class QATStudent(nn.Module):
         self, student: nn.Module, mean: Sequence[float], std: Sequence[float], image_size: tuple[int, int]
     ) -> None:
         super().__init__()
+        from edgekd.models.fold import FoldedInput, fold_normalization
         from edgekd.models.wrappers import with_preprocessing
 
         self._pt2e = import_pt2e()
@@ -126,6 +127,11 @@ class QATStudent(nn.Module):
         self.register_buffer("pixel_scale", torch.tensor([255.0 * s for s in std]).view(1, c, 1, 1))
         self.register_buffer("pixel_shift", torch.tensor([255.0 * m for m in mean]).view(1, c, 1, 1))
         wrapped = with_preprocessing(int8_friendly(copy.deepcopy(student).cpu()), mean, std).train()
+        # where exact (a zero mean, or a first conv that pads nothing) the normalization is folded
+        # into the first conv, as the PTQ export folds it: no 1×1 depthwise and its requantization
+        folded = fold_normalization(wrapped, image_size, trainable=True)
+        if folded is not None:
+            wrapped = FoldedInput(folded).train()
         # the BatchNorms' own momentum and eps, which torchao's rewrites replace by its defaults
         self._bn_literals = batchnorm_literals(wrapped)
         example = (torch.zeros(2, c, *image_size),)  # batch 2: a dynamic batch dim (1 would be specialized)
@@ -229,9 +235,10 @@ def build_qat_student(float_model: nn.Module, data_info: dict[str, Any]) -> QATS
 # fake quantizer (2: global means as MEAN with a scale of their own, an add/mul + ReLU6 quantized
 # once after the ReLU6; 3: a zero pad shares its input's quantizer; 4: so does a global mean over a
 # 1×1 map; 5: BatchNorms keep the model's eps and momentum, which torchao had replaced by 1e-5 and
-# 0.1, so a MobileNetV3's QAT weights were trained for another normalization). An older
-# student_qat.pt may still load key for key while its tensors mean something else: it is refused.
-QAT_GRAPH_VERSION = 5
+# 0.1, so a MobileNetV3's QAT weights were trained for another normalization; 6: a normalization
+# that folds exactly is folded into the first conv). An older student_qat.pt may still load key for
+# key while its tensors mean something else: it is refused.
+QAT_GRAPH_VERSION = 6
 
 
 def check_qat_checkpoint(path: Any) -> dict[str, Any]:
@@ -248,14 +255,15 @@ def check_qat_checkpoint(path: Any) -> dict[str, Any]:
     if version != QAT_GRAPH_VERSION:
         raise CheckpointError(
             f"{path} holds a QAT graph of layout {version}; this edgekd builds layout {QAT_GRAPH_VERSION} "
-            "(global pools as MEAN, fused ReLU6, zero pads on their input's scale, the model's BatchNorm eps): "
+            "(global pools as MEAN, fused ReLU6, zero pads on their input's scale, the model's BatchNorm eps, "
+            "the normalization folded where exact): "
             "run the QAT stage again (distill.qat)"
         )
     return ckpt
 
 
 # where the float student's own tensors sit in a QAT state dict: QATStudent.graph, captured from
-# with_preprocessing(student), whose ``model`` is the student (torch.export keeps their names)
+# with_preprocessing(student) or FoldedInput, whose ``model`` is the student (torch.export keeps their names)
 FLOAT_PREFIX = "graph.model."
 
 

@@ -1,0 +1,89 @@
+"""The input normalization ``(x/255 − mean)/std`` of a raw-pixel model
+(:class:`edgekd.models.wrappers.WithPreprocessing`) folded into its first convolution, where that
+is exact: the scale always, the shift only when the convolution pads nothing or the shift is 0
+(zero padding of the normalized image is padding with the *mean* pixel). The export's lean graph
+(:mod:`edgekd.exporters.lean`) and the QAT graph (:mod:`edgekd.train.qat`) both use it, so a
+student whose normalization folds has no 1×1 depthwise convolution in front in either file.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from edgekd.models.layers import GlobalAvgPool, SameConv2d, same_pads
+
+
+def first_conv(model: nn.Module) -> tuple[str, nn.Conv2d] | None:
+    """(path, conv) when the model's input feeds exactly one ``nn.Conv2d`` and nothing else."""
+    from torch import fx
+
+    class Tracer(fx.Tracer):  # our layers read input sizes as ints: kept whole, like torch's own
+        def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+            return isinstance(m, (SameConv2d, GlobalAvgPool)) or super().is_leaf_module(m, qualname)
+
+    try:
+        graph = Tracer().trace(model)
+    except Exception:  # noqa: BLE001 - a model fx cannot trace (data-dependent control flow): nothing to fold
+        return None
+    inputs = [n for n in graph.nodes if n.op == "placeholder"]
+    if len(inputs) != 1 or len(inputs[0].users) != 1:
+        return None
+    user = next(iter(inputs[0].users))
+    if user.op != "call_module":
+        return None
+    conv = model.get_submodule(user.target)
+    return (user.target, conv) if type(conv) in (nn.Conv2d, SameConv2d) else None
+
+
+def pads_nothing(conv: nn.Conv2d, size: tuple[int, int]) -> bool:
+    if isinstance(conv, SameConv2d):
+        return not any(
+            same_pads(n, k, s, d) != (0, 0) for n, k, s, d in zip(size, conv.kernel_size, conv.stride, conv.dilation)
+        )
+    return conv.padding_mode == "zeros" and all(p == 0 for p in conv.padding) and not isinstance(conv.padding, str)
+
+
+def fold_normalization(wrapped: nn.Module, image_size: tuple[int, int], trainable: bool = False) -> nn.Module | None:
+    """``wrapped.model`` (a copy) with ``wrapped.normalize`` folded into its first convolution, or
+    None where that would not be exact (see the module docstring). A convolution without a bias
+    gets one only for a shift that is not 0. ``trainable``: the folded weights keep learning (QAT);
+    otherwise they are frozen and the model is in eval mode (export)."""
+    norm: nn.Conv2d = wrapped.normalize
+    scale, shift = norm.weight.detach().view(-1), norm.bias.detach()  # a, b per channel
+    model = copy.deepcopy(wrapped.model)
+    found = first_conv(model)
+    if found is None:
+        return None
+    path, conv = found
+    if conv.groups != 1 or conv.in_channels != scale.numel():
+        return None
+    shifted = bool(shift.abs().max() > 0)
+    if shifted and not pads_nothing(conv, image_size):
+        return None
+    with torch.no_grad():
+        weight = conv.weight.detach().clone()  # (O, C, kh, kw)
+        folded = copy.deepcopy(conv)
+        folded.weight = nn.Parameter(weight * scale.view(1, -1, 1, 1), requires_grad=trainable)
+        if conv.bias is not None or shifted:
+            bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
+            bias += (weight * shift.view(1, -1, 1, 1)).sum(dim=(1, 2, 3))
+            folded.bias = nn.Parameter(bias, requires_grad=trainable)
+    parent_path, _, name = path.rpartition(".")
+    setattr(model.get_submodule(parent_path) if parent_path else model, name, folded)
+    return model.train(wrapped.training) if trainable else model.eval()
+
+
+class FoldedInput(nn.Module):
+    """A model whose normalization was folded (:func:`fold_normalization`), raw pixels in, kept
+    under ``model`` as in :class:`~edgekd.models.wrappers.WithPreprocessing`: a graph captured from
+    either names the student's tensors ``model.…``."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.model(x)
