@@ -49,6 +49,12 @@ def first_line(exc: BaseException, limit: int = 300) -> str:
     return one_line(text.splitlines()[0] if text else type(exc).__name__)[:limit]
 
 
+def typed_first_line(exc: BaseException) -> str:
+    """``Type: first line`` of ``exc`` (:func:`first_line`; the type name alone when that is all)."""
+    line = first_line(exc)
+    return line if line == type(exc).__name__ else f"{type(exc).__name__}: {line}"
+
+
 def log_tail(text: str, lines: int, limit: int) -> str:
     """The last ``lines`` lines of a captured tool log on one line, at most ``limit`` characters."""
     return " | ".join(text.strip().splitlines()[-lines:])[:limit]

@@ -30,7 +30,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from edgekd.errors import EdgekdError, first_line
+from edgekd.errors import EdgekdError, typed_first_line
 from edgekd.registry import Registry
 
 TASKS: Registry[type[Task]] = Registry("task")
@@ -208,9 +208,9 @@ def read_eval(path: str | Path, targets: str = "labels") -> tuple[np.ndarray, np
         with np.load(path) as data:
             return data["images"], data[targets]
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
-        line = first_line(exc)
-        why = line if line == type(exc).__name__ else f"{type(exc).__name__}: {line}"
-        raise TaskError(f"cannot read eval data {Path(path).name}: {why} (needs 'images' and '{targets}')") from None
+        raise TaskError(
+            f"cannot read eval data {Path(path).name}: {typed_first_line(exc)} (needs 'images' and '{targets}')"
+        ) from None
 
 
 def get_task(name: str | Task | None) -> Task:

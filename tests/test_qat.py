@@ -721,7 +721,7 @@ def test_qat_graph_folds_the_normalization_where_the_export_does(pt2e, tmp_path:
 
     from edgekd.checkpoint import model_payload, save_checkpoint
     from edgekd.models import create_model
-    from edgekd.train.qat import QAT_GRAPH_VERSION, QATStudent, load_qat_student
+    from edgekd.train.qat import QAT_GRAPH_VERSION, QATStudent, _fake_quantizers, load_qat_student
 
     std = [0.247, 0.2435, 0.2616]
     for mean, folds in (([0.0] * 3, True), ([0.49, 0.48, 0.45], False)):
@@ -731,9 +731,8 @@ def test_qat_graph_folds_the_normalization_where_the_export_does(pt2e, tmp_path:
         assert any("normalize" in k for k in model.graph.state_dict()) is not folds, mean
         x = torch.randn(4, 3, 32, 32)
         model.eval()
-        for fq in model.graph.modules():
-            if hasattr(fq, "disable_fake_quant"):
-                fq.disable_fake_quant()
+        for fq in _fake_quantizers(model.graph):
+            fq.disable_fake_quant()
         with torch.no_grad():
             assert (model(x) - student(x)).abs().max() < 1e-3, mean
     data = {"num_classes": 10, "in_channels": 3, "image_size": [32, 32], "mean": [0.0] * 3, "std": std}

@@ -23,15 +23,9 @@ import numpy as np
 from edgekd.atomic import write_json
 from edgekd.benchmark.errors import BenchError
 from edgekd.benchmark.stats import cv, is_noisy, latency_stats, spread
-from edgekd.errors import EdgekdError, first_line
+from edgekd.errors import EdgekdError, typed_first_line
 from edgekd.runtimes import Runner, RuntimeMissing, open_runner
 from edgekd.tasks import TaskError, get_task, read_eval
-
-
-def _one_line(exc: BaseException) -> str:
-    """The exception's type and the first line of its message (:func:`edgekd.errors.first_line`)."""
-    line = first_line(exc)
-    return line if line == type(exc).__name__ else f"{type(exc).__name__}: {line}"
 
 
 def _failed(stage: str, reason: str, **extra: Any) -> dict[str, Any]:
@@ -182,7 +176,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
     except EdgekdError as exc:
         return _failed("load", str(exc))
     except Exception as exc:  # noqa: BLE001 - a runtime's own error for a file it cannot parse
-        return _failed("load", _one_line(exc))
+        return _failed("load", typed_first_line(exc))
     problem = format_problem(runner, job)
     if problem:  # timed and scored, the row would stand for a model of another format
         return _failed("load", problem, runtime=runner.runtime)
@@ -206,7 +200,7 @@ def measure(job: dict[str, Any]) -> dict[str, Any]:
         ns = time_invoke(runner, x, job["warmup"], job["runs"])
         logits = runner.predict(images) if images is not None else None
     except Exception as exc:  # noqa: BLE001 - loaded but does not run: the row fails, the bench goes on
-        return _failed("run", _one_line(exc), runtime=runner.runtime)
+        return _failed("run", typed_first_line(exc), runtime=runner.runtime)
     scores: dict[str, float] = {}
     if logits is not None:
         problem = task.check_outputs(logits, labels, job["num_classes"])
@@ -240,7 +234,7 @@ def main(argv: list[str]) -> int:
     try:
         result = measure(job)
     except Exception as exc:  # noqa: BLE001
-        result = _failed("run", _one_line(exc), traceback=traceback.format_exc())
+        result = _failed("run", typed_first_line(exc), traceback=traceback.format_exc())
     write_json(result_path, result)
     return 0
 
