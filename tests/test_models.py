@@ -107,3 +107,12 @@ def test_mobilenetv3_small_is_a_cifar_sized_mobilenetv3() -> None:
     assert count_params(wide) > 3 * count_params(model)
     with pytest.raises(EdgekdError, match="width must be in"):
         create_model("mobilenetv3_small", 10, 3, (32, 32), width=0)
+
+
+@pytest.mark.parametrize("name", ["plain2", "resnet8", "resnet8_s2", "mobilenetv2_small"])
+@pytest.mark.parametrize("width", [0, -1, float("nan"), True, "wide"])
+def test_a_width_multiplier_that_is_not_above_zero_is_refused(name: str, width) -> None:
+    """The channel counts are clamped to at least one per layer: width 0 or -1 built a model of
+    one-channel layers that distill trained to chance with exit 0."""
+    with pytest.raises(EdgekdError, match=f"model '{name}' rejected its arguments .*width must be a number above 0"):
+        create_model(name, 10, 1, (8, 8), width=width)

@@ -44,6 +44,15 @@ def check_padding(padding: str) -> str:
     return padding
 
 
+def check_width(width: float) -> float:
+    """A channel multiplier (``width`` of the plain, ResNet and MobileNet families): a number above
+    0. The channel counts are clamped to at least one (or eight) per layer, so a width of 0 or -1
+    built a model of one-channel layers that trained to chance and exited 0."""
+    if isinstance(width, bool) or not isinstance(width, (int, float)) or not width > 0:
+        raise ValueError(f"width must be a number above 0, got {width!r}")
+    return width
+
+
 def same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
     """(before, after) padding of one axis under TensorFlow's SAME rule."""
     out = -(-size // stride)  # ceil

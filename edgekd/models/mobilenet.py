@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgekd.models.layers import DEFAULT_PADDING, GlobalAvgPool, check_padding, conv2d
+from edgekd.models.layers import DEFAULT_PADDING, GlobalAvgPool, check_padding, check_width, conv2d
 from edgekd.models.registry import MODELS
 
 # (expansion t, output channels c, repeats n, first stride s) — a trimmed MobileNetV2 table
@@ -61,6 +61,7 @@ class MobileNetV2Small(nn.Module):
         self.padding_mode_name = check_padding(padding)  # recorded in checkpoints (edgekd.checkpoint.model_payload)
         if act not in ("relu", "relu6"):
             raise ValueError(f"act must be relu or relu6, got {act!r}")
+        check_width(width)
 
         def ch(c: int) -> int:  # round to a multiple of 8 (fast on SIMD kernels), never below 8
             return max(8, int(c * width + 4) // 8 * 8)

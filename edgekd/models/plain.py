@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from edgekd.models.layers import check_width
 from edgekd.models.registry import MODELS
 
 # "C<n>": 3×3 conv with n channels (+BN+ReLU); "M": 2×2 max-pool; "F<n>": hidden FC with n units.
@@ -33,6 +34,7 @@ class PlainCNN(nn.Module):
         self, layout: list[str], num_classes: int, in_channels: int, image_size: tuple[int, int], width: float = 1.0
     ):
         super().__init__()
+        check_width(width)
         layers: list[nn.Module] = []
         c, (h, w) = in_channels, image_size
         for item in layout:

@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from edgekd.models.layers import DEFAULT_PADDING, GlobalAvgPool, check_padding, conv2d
+from edgekd.models.layers import DEFAULT_PADDING, GlobalAvgPool, check_padding, check_width, conv2d
 from edgekd.models.registry import MODELS
 
 
@@ -52,7 +52,7 @@ class CifarResNet(nn.Module):
     ) -> None:
         super().__init__()
         self.padding_mode_name = check_padding(padding)  # recorded in checkpoints (edgekd.checkpoint.model_payload)
-        widths = [max(1, int(round(c * width))) for c in channels]
+        widths = [max(1, int(round(c * check_width(width)))) for c in channels]
         self.conv1 = conv2d(in_channels, widths[0], 3, stem_stride, padding)
         self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
