@@ -514,6 +514,31 @@ def test_a_misspelled_arch_is_named_before_the_data_loads(tmp_path: Path) -> Non
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.parametrize(
+    "overrides, needle",
+    [
+        # the allocator refuses the weights: torch's RuntimeError
+        ({"student.kwargs": "{width: 10000000}"}, "test_student with kwargs {'width': 10000000} cannot be built"),
+        # a factory's model that takes 3-channel input only: its forward's RuntimeError
+        (
+            {"student.arch": "torchvision.models:resnet18"},
+            r"torchvision.models:resnet18 with kwargs {} cannot be built for or run on the data's 1x8x8 input "
+            r"\(RuntimeError: Given groups=1",
+        ),
+    ],
+)
+def test_a_model_that_cannot_be_built_or_run_on_the_data_is_one_line(
+    tmp_path: Path, overrides: dict, needle: str
+) -> None:
+    """preflight turned only edgekd's own errors into one line: a factory's or its forward's
+    exception escaped it as a traceback."""
+    from edgekd.train.run import distill
+
+    with pytest.raises(ConfigError, match=f"config: student.arch: {needle}"):
+        distill(out=tmp_path / "run", set=tiny_overrides(**overrides))
+    assert not (tmp_path / "run").exists()
+
+
 def test_failed_validation_writes_nothing(tmp_path: Path) -> None:
     from edgekd.train.run import distill
 

@@ -6,7 +6,7 @@ costs seconds, not a trained teacher, and deletes nothing."""
 from __future__ import annotations
 
 from edgekd.config import Config
-from edgekd.errors import ConfigError, EdgekdError
+from edgekd.errors import ConfigError, EdgekdError, typed_first_line
 
 
 def config_archs(cfg: Config) -> list[tuple[str, str, dict]]:
@@ -63,6 +63,15 @@ def preflight(run) -> None:
             check_output(model, d, arch)
         except EdgekdError as exc:
             raise ConfigError(f"config: {key}: {exc}") from None
+        except Exception as exc:  # noqa: BLE001 - whatever a factory or its model's forward raises
+            # a factory's model that takes no such input (torchvision's resnet18 on 1-channel digits:
+            # RuntimeError; its ViT: AssertionError) or kwargs the allocator refuses (width 1e5: 9e13
+            # bytes, RuntimeError): each was a traceback, before the run's folder was touched
+            size = "x".join(str(v) for v in (d.in_channels, *d.image_size))
+            raise ConfigError(
+                f"config: {key}: {arch} with kwargs {kwargs!r:.120} cannot be built for or run on the data's "
+                f"{size} input ({typed_first_line(exc)})"
+            ) from None
     teacher_files = [("teacher.checkpoint", t.checkpoint)] if t.checkpoint else []
     teacher_files += [
         (f"distill.ensemble.teacher_checkpoints[{i}]", p) for i, p in enumerate(ensemble.teacher_checkpoints)
