@@ -23,9 +23,13 @@ def _finite(text: str) -> float:
     return value
 
 
+def _loads(text: str) -> Any:
+    return json.loads(text, parse_constant=_no_constant, parse_float=_finite)
+
+
 def _load_object(path: Path) -> tuple[dict[str, Any] | None, str]:
     try:
-        data = json.loads(path.read_text(), parse_constant=_no_constant, parse_float=_finite)
+        data = _loads(path.read_text())
     except (OSError, UnicodeDecodeError, ValueError, RecursionError) as exc:
         return None, first_line(exc, 120)
     if not isinstance(data, dict):
@@ -39,6 +43,28 @@ def read_json_object(path: str | Path, fix: str, error: type[EdgekdError] = Edge
     if data is None:
         raise error(f"{path} is corrupt ({why}); {fix}")
     return data
+
+
+def read_json_lines(path: str | Path, fix: str, error: type[EdgekdError] = EdgekdError) -> list[dict[str, Any]]:
+    """The JSON objects of a ``.jsonl`` file edgekd wrote, one per non-blank line; ``error``
+    "PATH is corrupt (line N: why); FIX" otherwise, read as strictly as :func:`read_json_object`."""
+    path = Path(path)
+    try:
+        lines = path.read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise error(f"{path} is corrupt ({first_line(exc, 120)}); {fix}") from None
+    records = []
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            data = _loads(line)
+        except (ValueError, RecursionError) as exc:
+            raise error(f"{path} is corrupt (line {number}: {first_line(exc, 120)}); {fix}") from None
+        if not isinstance(data, dict):
+            raise error(f"{path} is corrupt (line {number} holds a {type(data).__name__}); {fix}")
+        records.append(data)
+    return records
 
 
 def cached_json_object(path: str | Path) -> dict[str, Any] | None:

@@ -597,6 +597,28 @@ def test_resume_names_only_the_changed_keys(tmp_path: Path) -> None:
     assert changed == "distill.temperature: 4.0 → 8.0, student.epochs: 2 → 5"
 
 
+@pytest.mark.parametrize(
+    "line, needle",
+    [
+        ('{"stage": "teacher", "epo', r"line 2: Unterminated string"),  # cut short
+        ('{"stage": "teacher", "loss": NaN}', r"line 2: NaN is not a JSON number"),  # not edgekd's strict JSON
+        ("[1, 2]", r"line 2 holds a list"),
+        ('{"epoch": 1}', r"record 2 names no stage"),
+    ],
+)
+def test_resume_refuses_a_corrupt_metrics_log_in_one_line(tmp_path: Path, line: str, needle: str) -> None:
+    """metrics.jsonl was read back with a bare json.loads: a line cut short or edited by hand was a
+    traceback. It is read strictly, before anything in the folder is touched."""
+    from edgekd.train.run import distill
+
+    run = fake_run(tmp_path / "run")
+    (run / "metrics.jsonl").write_text('{"stage": "teacher", "epoch": 1}\n' + line + "\n")
+    before = tree(run)
+    with pytest.raises(EdgekdError, match=f"metrics.jsonl is corrupt \\({needle}.*\\); move metrics.jsonl away"):
+        distill(out=run, resume=True)
+    assert tree(run) == before
+
+
 def test_old_run_folder_with_flat_method_keys_still_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     """A run folder written before the method sections (config.yaml with distill.dkd_beta, …)
     loads with its keys in their sections: a resume compares it key for key with the new layout."""

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 from edgekd.atomic import is_temporary, write_json_lines, write_text
 from edgekd.config import Config, describe_changes, dump_yaml, load_config
 from edgekd.errors import ConfigError, EdgekdError
+from edgekd.jsonfile import read_json_lines
 
 RUN_FILES = ("config.yaml", "summary.json", "metrics.jsonl")
 
@@ -150,10 +150,12 @@ class MetricsLog:
         self.path = path
         self.by_stage: dict[str, list[dict[str, Any]]] = {}
         if keep_existing and path.is_file():
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    rec = json.loads(line)
-                    self.by_stage.setdefault(rec["stage"], []).append(rec)
+            # read before the folder is touched: a file cut short or edited by hand was a traceback
+            fix = f"move {path.name} away to resume without the earlier epochs' records"
+            for number, rec in enumerate(read_json_lines(path, fix), 1):
+                if not isinstance(rec.get("stage"), str):
+                    raise EdgekdError(f"{path} is corrupt (record {number} names no stage); {fix}")
+                self.by_stage.setdefault(rec["stage"], []).append(rec)
 
     def update(self, record: dict[str, Any], history: list[dict[str, Any]]) -> None:
         from edgekd.train.distributed import world
