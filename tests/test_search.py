@@ -5,8 +5,10 @@ fits per `edgekd bench --device mcu`)."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import sqlite3
+import sys
 from pathlib import Path
 
 import pytest
@@ -507,6 +509,38 @@ def test_rpi_calibration_takes_a_real_pi_bench_only(tiny_bundle, tmp_path):
         rpi_calibration(pi)
     with pytest.raises(ConfigError, match="not a bench of `edgekd bench --device rpi`"):
         rpi_calibration(tiny_bundle / "manifest.json")
+
+
+@pytest.mark.parametrize(
+    "change, needle",
+    [
+        ("[" * 100_000 + "]" * 100_000, "is not JSON"),  # nested deeper than the parser goes: RecursionError
+        ({"settings": 7}, "is not a bench of `edgekd bench --device rpi`"),
+        ({"host": "pi"}, "is malformed: 'host' must be a mapping"),
+        ({"results": [1]}, "is malformed: 'host' must be a mapping and 'results' a list of rows"),
+        ({"bundle": 5}, "the benched model m_int8.tflite is not on this machine"),
+        ({"bundle": {"path": 5}}, "the benched model m_int8.tflite is not on this machine"),
+    ],
+)
+def test_rpi_calibration_refuses_a_malformed_bench_in_one_line(tmp_path, change, needle):
+    """The --rpi-bench file may come from anywhere: a field of the wrong type was an
+    AttributeError or TypeError traceback, deep nesting a RecursionError."""
+    from edgekd.benchmark.row import SCHEMA
+    from edgekd.search.rpi import rpi_calibration
+
+    row = {"format": "tflite_int8", "threads": 1, "status": "ok", "file": "m_int8.tflite", "p50_us": 2500.0}
+    bench = {"schema": SCHEMA, "settings": {"device": "rpi"}, "host": {"board": "Raspberry Pi 5"}, "results": [row]}
+    path = tmp_path / "bench.json"
+    path.write_text(change if isinstance(change, str) else json.dumps({**bench, **change}))
+    # Python's own recursion limit: onnx2tf, imported by an earlier test's export, sets it to
+    # INT_MAX, at which deep JSON overflows the C stack instead of raising RecursionError
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(1000)
+    try:
+        with pytest.raises(ConfigError, match="^--rpi-bench: .*" + re.escape(needle)):
+            rpi_calibration(path)
+    finally:
+        sys.setrecursionlimit(limit)
 
 
 def test_rpi_ms_is_the_host_latency_times_the_factor(tmp_path):

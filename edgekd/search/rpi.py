@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.errors import ConfigError
+from edgekd.limits import is_finite_number
 
 
 def rpi_calibration(bench_json: str | Path) -> dict[str, Any]:
@@ -30,9 +31,10 @@ def rpi_calibration(bench_json: str | Path) -> dict[str, Any]:
     raw = path.read_bytes()
     try:
         bench = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or nested deeper than the parser goes
         raise ConfigError(f"--rpi-bench: {path} is not JSON") from None
-    if not isinstance(bench, dict) or (bench.get("settings") or {}).get("device") != "rpi":
+    settings = bench.get("settings") if isinstance(bench, dict) else None
+    if not isinstance(settings, dict) or settings.get("device") != "rpi":
         raise ConfigError(f"--rpi-bench: {path} is not a bench of `edgekd bench --device rpi`")
     from edgekd.benchmark.row import check_schema
 
@@ -40,15 +42,24 @@ def rpi_calibration(bench_json: str | Path) -> dict[str, Any]:
         check_schema(bench, f"--rpi-bench: {path}")
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-    host = bench.get("host") or {}
+    # the file may come from anywhere: every field read below is checked for its type first (a host
+    # or row that was not a mapping was an AttributeError traceback; a NaN p50 a NaN factor)
+    host, results = bench.get("host") or {}, bench.get("results") or []
+    if not isinstance(host, dict) or not isinstance(results, list) or not all(isinstance(r, dict) for r in results):
+        raise ConfigError(f"--rpi-bench: {path} is malformed: 'host' must be a mapping and 'results' a list of rows")
     board = str(host.get("board") or "")
     if host.get("emulated") or not board.startswith("Raspberry Pi"):
         seen = f"emulated ({host['emulated']})" if host.get("emulated") else f"board {board or 'unknown'!r}"
         raise ConfigError(f"--rpi-bench: {path} was not measured on a Raspberry Pi ({seen})")
     rows = [
         r
-        for r in bench.get("results") or []
-        if r.get("format") == "tflite_int8" and r.get("threads") == 1 and r.get("status") == "ok" and r.get("p50_us")
+        for r in results
+        if r.get("format") == "tflite_int8"
+        and r.get("threads") == 1
+        and r.get("status") == "ok"
+        and isinstance(r.get("file"), str)
+        and is_finite_number(r.get("p50_us"))
+        and r["p50_us"] > 0
     ]
     if not rows:
         raise ConfigError(f"--rpi-bench: {path} has no int8 TFLite row measured at 1 thread")
@@ -72,8 +83,8 @@ def _reference_file(bench_path: Path, bench: dict[str, Any], name: str) -> Path:
     from edgekd.bundle import bundle_file, read_manifest
     from edgekd.errors import EdgekdError
 
-    recorded = (bench.get("bundle") or {}).get("path")
-    candidates = [Path(recorded)] if recorded else []
+    recorded = bench.get("bundle") if isinstance(bench.get("bundle"), dict) else {}
+    candidates = [Path(recorded["path"])] if isinstance(recorded.get("path"), str) and recorded["path"] else []
     parents = bench_path.resolve().parents
     if len(parents) > 2:
         candidates.append(parents[2])  # BUNDLE/bench/<host>/bench.json
