@@ -7,6 +7,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -61,6 +62,24 @@ def test_network_block_is_real() -> None:
         mp.chdir(Path(__file__).parent)  # no cached sample file here
         with pytest.raises(Exception):  # noqa: B017 - whatever the library raises, it must not reach the network
             common.download_test_image_data()
+
+
+def test_onnx2tf_leaves_the_recursion_limit_as_it_was(bundle: Path) -> None:
+    """Importing onnx2tf sets the recursion limit to the C int maximum for the whole process; a
+    deeply nested JSON file read afterwards (a library user's script, this suite) then overflowed
+    the C stack: a segmentation fault where a RecursionError was caught. The export (the fixture,
+    in this process) leaves the limit as it was; onnx2tf has its own while it converts."""
+    from edgekd.exporters.tf_import import import_onnx2tf, onnx2tf_recursion
+
+    ours = sys.getrecursionlimit()
+    assert ours < 1_000_000
+    import_onnx2tf()
+    assert sys.getrecursionlimit() == ours
+    with onnx2tf_recursion():
+        assert sys.getrecursionlimit() == 2**31 - 1  # onnx2tf's own
+    assert sys.getrecursionlimit() == ours
+    with pytest.raises(RecursionError):
+        json.loads("[" * 1_000_000 + "]" * 1_000_000)
 
 
 def test_bundle_files_and_manifest_schema(bundle: Path) -> None:

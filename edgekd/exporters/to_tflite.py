@@ -28,7 +28,7 @@ import numpy as np
 
 from edgekd.errors import log_tail
 from edgekd.exporters.errors import ExportError
-from edgekd.exporters.tf_import import import_onnx2tf
+from edgekd.exporters.tf_import import import_onnx2tf, onnx2tf_recursion
 from edgekd.exporters.timing import conversion
 from edgekd.fdcapture import captured_fds
 from edgekd.registry import Registry
@@ -155,7 +155,7 @@ def onnx_to_tflite(
             onnx2tf = import_onnx2tf()  # inside the capture: importing TensorFlow logs to fd 2
 
             try:
-                with offline_onnx2tf(calibration[:20].astype(np.float32) / 255.0):
+                with offline_onnx2tf(calibration[:20].astype(np.float32) / 255.0), onnx2tf_recursion():
                     onnx2tf.convert(
                         input_onnx_file_path=str(onnx_path),
                         output_folder_path=str(work_dir / "out"),
