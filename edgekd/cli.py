@@ -471,13 +471,15 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def _floats(text: str) -> list[float]:
-    try:
-        values = [float(v) for v in text.split(",") if v.strip()]
+    parts = text.split(",")
+    if parts[-1].strip() == "" and len(parts) > 1:
+        parts.pop()  # a trailing comma, as in a copied list
+    if not any(v.strip() for v in parts):
+        raise argparse.ArgumentTypeError("expected at least one number")
+    try:  # an empty entry ("2,,4") is an error too: a number was meant there
+        return [float(v) for v in parts]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-    if not values:
-        raise argparse.ArgumentTypeError("expected at least one number")
-    return values
 
 
 def _add_sweep(sub: argparse._SubParsersAction) -> None:

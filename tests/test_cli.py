@@ -254,6 +254,9 @@ def test_sweep_bad_grid_is_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     with pytest.raises(SystemExit) as exit_:  # argparse's own usage error
         edgekd_inproc(capsys, "sweep", "--out", str(tmp_path / "s"), "--temperatures", "1,hot")
     assert exit_.value.code == 2 and "expected comma-separated numbers" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:  # an empty entry was skipped: a sweep without the point meant there
+        edgekd_inproc(capsys, "sweep", "--out", str(tmp_path / "s"), "--temperatures", "2,,4")
+    assert exit_.value.code == 2 and "got '2,,4'" in capsys.readouterr().err
     assert_one_line_error(
         edgekd_inproc(capsys, "sweep", "--out", str(tmp_path / "s"), "--alphas", "2"),
         "--alphas must be a number from 0 to 1, got 2",
