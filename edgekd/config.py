@@ -821,6 +821,26 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     return config
 
 
+# sections every config.yaml edgekd saves holds (dump_yaml writes them all, in every version)
+SAVED_SECTIONS = ("data", "teacher", "student")
+
+
+def load_saved_config(path: str | Path) -> Config:
+    """The resolved config edgekd saved beside a run or in a bundle (``config.yaml``), as
+    :func:`load_config` reads it, once the file holds the sections edgekd writes: an emptied or cut
+    file read as the defaults, and the error that followed named the default model, not the file."""
+    from edgekd.paths import as_path
+
+    path = as_path(path, "config")
+    missing = [k for k in SAVED_SECTIONS if not isinstance(load_yaml(path).get(k), dict)]
+    if missing:
+        raise ConfigError(
+            f"{path} is incomplete: no {', '.join(missing)} section (edgekd saves every section; the file was "
+            "emptied or cut short)"
+        )
+    return load_config(path)
+
+
 def _check_stats(s: StageConfig, stage: str) -> None:
     """``mean``/``std``: both or neither, one value per channel, pixels on the 0-1 scale."""
     if (s.mean is None) != (s.std is None):
@@ -944,6 +964,9 @@ def _check_bounds(config: Config) -> None:
 
 def validate(config: Config) -> None:
     """Checks across fields that types alone cannot express."""
+    if config.name is not None and (config.name in ("", ".", "..") or any(c in config.name for c in "/\\\0")):
+        # the default run folder is runs/<name>: a name with a path in it put it elsewhere
+        raise ConfigError(f"config: name must be a plain folder name (no /, \\ or ..), got {config.name!r}")
     validate_data(config.data, "data")
     _check_bounds(config)
     for stage in ("teacher", "student"):

@@ -7,6 +7,7 @@ Every refusal here also checks that the files the user had are byte-identical af
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import warnings
 from pathlib import Path
@@ -617,6 +618,29 @@ def test_resume_refuses_a_corrupt_metrics_log_in_one_line(tmp_path: Path, line: 
     with pytest.raises(EdgekdError, match=f"metrics.jsonl is corrupt \\({needle}.*\\); move metrics.jsonl away"):
         distill(out=run, resume=True)
     assert tree(run) == before
+
+
+@pytest.mark.parametrize("text", ["", "# nothing\n", "seed: 0\n"])
+def test_an_emptied_run_config_is_refused_not_read_as_the_defaults(tmp_path: Path, text: str) -> None:
+    """An empty or cut config.yaml was read as the defaults: resume and export went on with the
+    default models, and the error that followed named those, not the file."""
+    from edgekd.exporters.export import export
+    from edgekd.train.run import distill
+
+    run = fake_run(tmp_path / "run")
+    (run / "config.yaml").write_text(text)
+    before = tree(run)
+    for call in (lambda: distill(out=run, resume=True), lambda: export(run=run, out=tmp_path / "b")):
+        with pytest.raises(ConfigError, match=r"config.yaml is incomplete: no data, teacher, student section"):
+            call()
+    assert tree(run) == before and not (tmp_path / "b").exists()
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", "", "a\\b"])
+def test_a_run_name_with_a_path_in_it_is_refused(name: str) -> None:
+    """The default run folder is runs/<name>: name=../x put it outside runs/."""
+    with pytest.raises(ConfigError, match="config: name must be a plain folder name"):
+        load_config(None, [f"name={json.dumps(name)}"])
 
 
 def test_old_run_folder_with_flat_method_keys_still_resumes(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

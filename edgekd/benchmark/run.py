@@ -143,11 +143,11 @@ def _full_test_split(bundle: Path, manifest: dict[str, Any], folder: Path) -> tu
     try:
         import numpy as np
 
-        from edgekd.config import load_config
+        from edgekd.config import load_saved_config
         from edgekd.data import load_dataset
         from edgekd.ui import log
 
-        data = load_dataset(load_config(bundle_file(bundle, manifest, "config.yaml")).data, log=log)
+        data = load_dataset(load_saved_config(bundle_file(bundle, manifest, "config.yaml")).data, log=log)
     except ImportError as exc:
         raise BenchError(
             f"--full-test loads the run's dataset, which needs {exc.name or 'the train extra'} here "

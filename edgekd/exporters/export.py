@@ -33,7 +33,16 @@ import numpy as np
 from edgekd import __version__
 from edgekd.atomic import atomic_dir, write_json, write_text, write_with
 from edgekd.bundle import FORMAT, MANIFEST, file_record
-from edgekd.config import Config, ExportConfig, dump_yaml, from_dict, load_config, named_archs, parse_override, to_dict
+from edgekd.config import (
+    Config,
+    ExportConfig,
+    dump_yaml,
+    from_dict,
+    load_saved_config,
+    named_archs,
+    parse_override,
+    to_dict,
+)
 from edgekd.errors import ConfigError, EdgekdError
 from edgekd.exporters.errors import ParityError
 from edgekd.exporters.parity import Bounds, check_parity, reference_logits
@@ -73,7 +82,7 @@ def run_summary(run: Path) -> dict[str, Any]:
 
 def run_config(run: Path, overrides: Sequence[str] = ()) -> Config:
     """A finished run's config with ``export.*`` overrides applied (the run's other settings are fixed)."""
-    cfg = load_config(run / "config.yaml")
+    cfg = load_saved_config(run / "config.yaml")
     export_tree = to_dict(cfg.export)
     for text in overrides:
         keys, value = parse_override(text)

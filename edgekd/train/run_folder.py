@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from edgekd.atomic import is_temporary, write_json_lines, write_text
-from edgekd.config import Config, describe_changes, dump_yaml, load_config
+from edgekd.config import Config, describe_changes, dump_yaml, load_config, load_saved_config
 from edgekd.errors import ConfigError, EdgekdError
 from edgekd.jsonfile import read_json_lines
 
@@ -26,7 +26,7 @@ def resumed_config(out_dir: Path, config: Config | str | Path | None, overrides:
     saved_path = out_dir / "config.yaml"
     if not saved_path.is_file():
         raise EdgekdError(f"nothing to resume: {saved_path} not found")
-    saved = load_config(saved_path)
+    saved = load_saved_config(saved_path)
     if config is None and not overrides:
         return saved
     if isinstance(config, Config):
