@@ -72,6 +72,23 @@ def test_cache_is_reused_and_invalidated(tmp_path: Path, capsys) -> None:
     assert len(second) == 1 and second != first
 
 
+def test_a_teacher_cache_of_another_shape_or_dtype_is_computed_again(tmp_path: Path, capsys) -> None:
+    """Only the views and images of a cached file were checked: another class count failed
+    inside the KD loss with a traceback, and integer outputs were trained on as the teacher's."""
+    run = tmp_path / "run"
+    distill(out=run, set=tiny_overrides(**{"distill.baseline": "false"}))
+    (cache,) = (run / "teacher_cache").glob("student-*.pt")
+    good = torch.load(cache, weights_only=True)
+    for bad, why in ((good[..., :5].clone(), "of shape"), (good.round().long(), "found int64")):
+        torch.save(bad, cache)
+        (run / "student.pt").unlink()
+        capsys.readouterr()
+        distill(out=run, resume=True)
+        err = capsys.readouterr().err
+        assert "is unusable (expected" in err and why in err and "computing it again" in err
+        assert torch.equal(torch.load(cache, weights_only=True), good)
+
+
 def test_views_cache_several_augmented_views(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     base = tiny_overrides(
         **{"distill.baseline": "false", "data.augment": "crop", "data.crop_padding": 1, "student.epochs": 4}

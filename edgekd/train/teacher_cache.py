@@ -134,7 +134,8 @@ def teacher_outputs(
     key = cache_key(teacher, data, views, view_seed, mix)
     path = folder / f"{stage}-{key}.pt"
     if path.is_file():
-        outputs, why = _read(path, rt, (views, len(data.train)))
+        shape = (views, len(data.train), *get_task(data.task).output_shape(data.num_classes, data.image_size))
+        outputs, why = _read(path, rt, shape)
         if outputs is not None:
             log(f"{stage}: teacher outputs from cache {path}")
             return outputs
@@ -156,8 +157,11 @@ def teacher_outputs(
     return load_tensors(path).to(rt.device)
 
 
-def _read(path: Path, rt: Runtime, leading: tuple[int, int]) -> tuple[torch.Tensor | None, str]:
-    """(the cached outputs, "") or (None, why they cannot be used)."""
+def _read(path: Path, rt: Runtime, shape: tuple[int, ...]) -> tuple[torch.Tensor | None, str]:
+    """(the cached outputs, "") or (None, why they cannot be used). The whole shape and the dtype
+    are checked, not only the views and images: another class count (a file copied from another
+    stage or edited) failed inside the KD loss with a traceback, and integer or boolean outputs
+    trained on quietly as if they were the teacher's logits."""
     import pickle
 
     from edgekd.errors import first_line
@@ -166,8 +170,10 @@ def _read(path: Path, rt: Runtime, leading: tuple[int, int]) -> tuple[torch.Tens
         outputs = load_tensors(path)  # a plain pickle is "unusable", without torch's warning first
     except (RuntimeError, pickle.UnpicklingError, EOFError, ValueError, OSError) as exc:
         return None, first_line(exc, 120)
-    if not isinstance(outputs, torch.Tensor) or tuple(outputs.shape[:2]) != leading:
-        return None, f"expected outputs for {leading[0]} view(s) × {leading[1]} images"
+    if not isinstance(outputs, torch.Tensor) or tuple(outputs.shape) != shape:
+        return None, f"expected outputs of shape {tuple(shape)} ({shape[0]} view(s) × {shape[1]} images)"
+    if outputs.dtype != torch.float32:  # compute_outputs stores float32, whatever the autocast
+        return None, f"expected float32 outputs, found {str(outputs.dtype).removeprefix('torch.')}"
     if not is_finite_tensor(outputs):
         return None, "it holds NaN or infinite values"
     return outputs.to(rt.device), ""
