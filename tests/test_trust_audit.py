@@ -201,6 +201,9 @@ def test_predictor_refuses_an_empty_image_a_bad_top_k_and_no_images(tiny_bundle:
         (lambda m: m["preprocessing"].__setitem__("channels", 3), "but student_int8.tflite takes"),
         (lambda m: m.__setitem__("task", "segmentation"), "one output per pixel"),
         (lambda m: m.__setitem__("labels", ["a"] * 5), "5 labels for the"),
+        # a label is printed as it is: an escape sequence in one rewrote the user's terminal
+        (lambda m: m["labels"].__setitem__(1, "one\x1b[2J"), "'labels' must be printable text"),
+        (lambda m: m["labels"].__setitem__(1, "one\ntwo"), "'labels' must be printable text"),
     ],
 )
 def test_predict_refuses_a_hand_edited_manifest_in_one_line(tiny_bundle: Path, tmp_path: Path, change, needle) -> None:
