@@ -94,6 +94,10 @@ def test_imagefolder_errors(tmp_path: Path) -> None:
     root4 = make_imagefolder(tmp_path / "g", {"x": 3})  # one class: nothing to classify
     with pytest.raises(DataError, match=r"g/train has one class folder \(x\); classification needs at least 2"):
         load_dataset(DataConfig(name="imagefolder", root=str(root4)))
+    # a class name is printed as it is in every table and bundle: no newline or escape in it
+    root5 = make_imagefolder(tmp_path / "h", {"x": 3, "y\x1b[2Jz": 3})
+    with pytest.raises(DataError, match=r"class folder 'y\\x1b\[2Jz' in .*h/train has a control character"):
+        load_dataset(DataConfig(name="imagefolder", root=str(root5)))
 
 
 def test_a_source_with_one_class_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -43,6 +44,14 @@ def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not found:
         raise DataError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image files>)")
+    # a class folder's name becomes a label that every table, log and bundle prints as it is: a
+    # newline or an escape sequence in one rewrote the terminal (and the bundle's manifest refuses it)
+    unprintable = next((name for name in found if re.search(r"[\x00-\x1f\x7f-\x9f]", name)), None)
+    if unprintable is not None:
+        raise DataError(
+            f"class folder {unprintable!r} in {split_dir} has a control character (a newline, an escape) in its "
+            "name; rename it"
+        )
     if classes is None:
         if len(found) < 2:  # one class: every prediction right, a KD loss of 0, nothing learnt
             raise DataError(f"{split_dir} has one class folder ({found[0]}); classification needs at least 2 classes")
