@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+import re
 import shutil
 import tarfile
 import warnings
@@ -218,3 +219,41 @@ def test_a_file_that_is_no_archive_is_one_line(tmp_path: Path, name: str) -> Non
         load_dataset(DataConfig(name="imagefolder", root=str(fake)), log=logs.append)
     assert str(err.value) == f"{fake} is not a readable archive (tar.gz, tgz, tar or zip)"
     assert not any("extracting" in line for line in logs)
+
+
+def test_a_damaged_archive_is_one_line_and_nothing_is_cached(tmp_path: Path) -> None:
+    """tarfile takes a damaged header past the first for the archive's end, without a word: the
+    archive was extracted in part (test/ only here), cached so, and its other images were never
+    read. A zip member's unknown compression method was a NotImplementedError traceback."""
+    import gzip
+    import io
+    import zipfile
+
+    src = make_imagefolder(tmp_path / "src", {"a": 3, "b": 3})
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as tf:
+        tf.add(src / "test", arcname="data/test")
+        tf.add(src / "train", arcname="data/train")
+    with tarfile.open(fileobj=io.BytesIO(buf.getvalue())) as tf:
+        header = next(m for m in tf.getmembers() if m.name == "data/train").offset
+    raw = bytearray(buf.getvalue())
+    raw[header + 148 : header + 156] = b"garbage!"  # the header's checksum field
+    damaged = tmp_path / "damaged.tar.gz"
+    damaged.write_bytes(gzip.compress(bytes(raw)))
+
+    zipped = tmp_path / "unknown-method.zip"
+    with zipfile.ZipFile(zipped, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.write(src / "train" / "a" / "img 000.png", "data/train/a/img 000.png")
+    data = bytearray(zipped.read_bytes())
+    central = data.index(b"PK\x01\x02")
+    data[central + 10 : central + 12] = (99).to_bytes(2, "little")  # compression method 99
+    zipped.write_bytes(bytes(data))
+
+    from edgekd.data.cache import cache_root
+
+    for archive, needle in ((damaged, "damaged after byte"), (zipped, "compression method")):
+        before = set((cache_root() / "extracted").glob("*")) if (cache_root() / "extracted").is_dir() else set()
+        with pytest.raises(DataError, match=rf"^cannot extract {re.escape(str(archive))}: .*{needle}"):
+            load_dataset(DataConfig(name="imagefolder", root=str(archive)), log=lambda *_: None)
+        after = set((cache_root() / "extracted").glob("*")) if (cache_root() / "extracted").is_dir() else set()
+        assert after == before  # nothing extracted in part and kept

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import lzma
 import tarfile
 import zipfile
+import zlib
 from pathlib import Path
 
 from edgekd.atomic import atomic_dir
 from edgekd.data.cache import cache_root, fingerprint
-from edgekd.errors import DataError
+from edgekd.errors import DataError, first_line
 
 ARCHIVE_SUFFIXES = (".tar.gz", ".tgz", ".tar", ".zip")
 
@@ -50,9 +52,35 @@ def extract_once(path: Path, cache_dir: str | None = None, log=print) -> Path:
             else:
                 with tarfile.open(path) as tf:
                     tf.extractall(tmp, filter="data")  # refuses absolute paths and `..` members
-    except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
-        raise DataError(f"cannot extract {path}: {exc}") from None
+                    check_tar_end(tf, path)
+    # a damaged compressed stream is also zlib's or lzma's own error, and a zip member's unknown
+    # compression method (or a damaged method field) a NotImplementedError: none of them an OSError
+    except (
+        tarfile.TarError,
+        zipfile.BadZipFile,
+        EOFError,
+        OSError,
+        zlib.error,
+        lzma.LZMAError,
+        NotImplementedError,
+    ) as exc:
+        raise DataError(f"cannot extract {path}: {first_line(exc)}") from None
     return target
+
+
+def check_tar_end(tf: tarfile.TarFile, path: Path) -> None:
+    """A :class:`DataError` unless all that follows the last member ``tf`` read is the end-of-archive
+    zeros. tarfile takes a header it cannot parse anywhere past the first for the archive's end and
+    stops there without a word: a damaged archive was extracted in part, cached as if whole, and
+    trained on with its later images missing. Reading on to the end also checks a gzip stream's
+    CRC and length, which tarfile never reached then."""
+    assert tf.fileobj is not None
+    while block := tf.fileobj.read(1 << 20):
+        if block.strip(b"\0"):
+            raise DataError(
+                f"cannot extract {path}: damaged after byte {tf.offset} of its tar data (a header that is "
+                "no tar header, and data after it)"
+            )
 
 
 def find_layout_root(folder: Path, required: str = "train") -> Path:
