@@ -186,6 +186,21 @@ def test_cifar10_pickles(tmp_path: Path) -> None:
     assert data.classes[0] == "airplane" and data.mean == (0.4914, 0.4822, 0.4465)
     with pytest.raises(DataError, match="set data.download=true"):
         load_dataset(DataConfig(name="cifar10", root=str(tmp_path / "empty")))
+    # a batch's labels and pixels are checked, not cast: a label past 9 failed inside the loss, a
+    # label count other than the images' in an assert, a huge label overflowed, a float was cut
+    good = {b"data": rng.integers(0, 255, (20, 3072), dtype=np.uint8), b"labels": [1] * 20}
+    for change, needle in (
+        ({b"labels": [15] * 20}, "labels must be 0-9, got 15 to 15"),
+        ({b"labels": [-1] + [1] * 19}, "labels must be 0-9, got -1 to 1"),
+        ({b"labels": [1] * 19}, r"labels must be one integer per image, got int64 of shape \[19\] for 20 images"),
+        ({b"labels": [2**70] * 20}, "labels must be one integer per image, got object"),
+        ({b"labels": [0.5] * 20}, "labels must be one integer per image, got float64"),
+        ({b"data": rng.random((20, 3072)) * 300}, "data must be pixels 0-255 as uint8, got float64"),
+    ):
+        with open(folder / "data_batch_2", "wb") as fh:
+            pickle.dump({**good, **change}, fh)
+        with pytest.raises(DataError, match=f"cannot read CIFAR-10 batch .*data_batch_2: its {needle}"):
+            load_dataset(DataConfig(name="cifar10", root=str(tmp_path)))
 
 
 def test_svhn_mat_files(tmp_path: Path) -> None:

@@ -137,8 +137,21 @@ def _read_cifar_batches(paths: list[Path]) -> Split:
                 batch = load_plain(fh)  # the official format, read as data only: a planted pickle runs nothing
             if not isinstance(batch, dict):
                 raise TypeError(f"it holds a {type(batch).__name__}, not a batch dict")
-            images.append(np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
-            labels.append(np.asarray(batch[b"labels"], dtype=np.int64))
+            data, classes = np.asarray(batch[b"data"]), np.asarray(batch[b"labels"])
+            # checked, not cast: a float or out-of-range pixel or label was cut or wrapped quietly, a
+            # label past 9 failed inside the loss and a label count other than the images' in an
+            # assert, both with a traceback, and a label past int64 overflowed
+            if data.dtype.kind not in "iu" or (data.size and (data.min() < 0 or data.max() > 255)):
+                raise ValueError(f"its data must be pixels 0-255 as uint8, got {data.dtype}")
+            if classes.dtype.kind not in "iu" or classes.ndim != 1 or len(classes) * 3072 != data.size:
+                raise ValueError(
+                    f"its labels must be one integer per image, got {classes.dtype} of shape {list(classes.shape)} "
+                    f"for {data.size / 3072:g} images"
+                )
+            if classes.size and (classes.min() < 0 or classes.max() >= len(CIFAR10_CLASSES)):
+                raise ValueError(f"its labels must be 0-9, got {int(classes.min())} to {int(classes.max())}")
+            images.append(data.astype(np.uint8).reshape(-1, 3, 32, 32))
+            labels.append(classes.astype(np.int64))
         except (OSError, KeyError, pickle.UnpicklingError, ValueError, TypeError, EOFError) as exc:
             raise DataError(f"cannot read CIFAR-10 batch {path}: {first_line(exc, 200)}") from None
     return Split(np.concatenate(images), np.concatenate(labels))
