@@ -215,6 +215,23 @@ def test_svhn_mat_files(tmp_path: Path) -> None:
     assert data.image_size == (32, 32) and data.in_channels == 3
     assert set(np.unique(data.test.labels)) <= set(range(10))
     assert data.augment == "crop_flip"
+    # checked, not cast: a label count other than the images' was an assert's traceback, a file that
+    # is no .mat scipy's MatReadError traceback, a label 0 or -5 wrapped into a digit by the % 10
+    x, y = rng.integers(0, 255, (32, 32, 3, 30), dtype=np.uint8), np.full((30, 1), 3.0)  # MATLAB's doubles
+    for change, needle in (
+        ({"y": y[:29]}, r"y must be one integer label per image, got float64 \[29, 1\]"),
+        ({"y": y - 5}, "y must be labels 1-10, got -2 to -2"),
+        ({"y": y / 2}, "y must be one integer label per image, got float64"),
+        ({"X": x * 1.5}, "X must be pixels 0-255 as uint8, got float64"),
+    ):
+        scipy.io.savemat(tmp_path / "train_32x32.mat", {"X": x, "y": y, **change})
+        with pytest.raises(DataError, match=f"cannot read SVHN file .*train_32x32.mat: its {needle}"):
+            load_dataset(DataConfig(name="svhn", root=str(tmp_path)))
+    (tmp_path / "train_32x32.mat").write_text("not a mat file\n")
+    with pytest.raises(DataError, match="cannot read SVHN file .*train_32x32.mat: "):
+        load_dataset(DataConfig(name="svhn", root=str(tmp_path)))
+    scipy.io.savemat(tmp_path / "train_32x32.mat", {"X": x, "y": y})
+    assert set(np.unique(load_dataset(DataConfig(name="svhn", root=str(tmp_path))).train.labels)) == {3}
 
 
 def test_train_limit_keeps_a_stratified_subset() -> None:

@@ -190,10 +190,22 @@ def _read_svhn(path: Path) -> Split:
 
     try:
         mat = scipy.io.loadmat(path)
-        images = np.ascontiguousarray(np.asarray(mat["X"], dtype=np.uint8).transpose(3, 2, 0, 1))  # HWCN → NCHW
-        labels = np.asarray(mat["y"], dtype=np.int64).reshape(-1) % 10
-    except (OSError, KeyError, ValueError) as exc:
-        raise DataError(f"cannot read SVHN file {path}: {exc}") from None
+        pixels, digits = np.asarray(mat["X"]), np.asarray(mat["y"])
+        # checked, not cast (as CIFAR-10's batches): a float pixel was cut, a label outside 1-10 wrapped
+        # into a digit by the % 10, and a label count other than the images' was an assert's traceback
+        if pixels.dtype.kind not in "iu" or (pixels.size and (pixels.min() < 0 or pixels.max() > 255)):
+            raise ValueError(f"its X must be pixels 0-255 as uint8, got {pixels.dtype}")
+        images = np.ascontiguousarray(pixels.astype(np.uint8).transpose(3, 2, 0, 1))  # HWCN → NCHW
+        # MATLAB saves numbers as double by default: whole-numbered floats are labels too
+        whole = digits.dtype.kind in "iu" or (digits.dtype.kind == "f" and bool(np.all(np.mod(digits, 1) == 0)))
+        if not whole or digits.size != len(images):
+            raise ValueError(f"its y must be one integer label per image, got {digits.dtype} {list(digits.shape)}")
+        if digits.size and (digits.min() < 1 or digits.max() > 10):
+            raise ValueError(f"its y must be labels 1-10, got {int(digits.min())} to {int(digits.max())}")
+        labels = digits.astype(np.int64).reshape(-1) % 10
+    # scipy's MatReadError (a truncated or foreign file) is no ValueError
+    except (OSError, KeyError, ValueError, scipy.io.matlab.MatReadError) as exc:
+        raise DataError(f"cannot read SVHN file {path}: {first_line(exc, 200)}") from None
     return Split(images, labels)
 
 
