@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from edgekd.config import dump_yaml, load_config
+
 REPO = Path(__file__).resolve().parents[1]
 
 LEAN = ["--runs", "1", "--rounds", "1", "--warmup", "0"]  # would the comparison start, it would be short
@@ -197,8 +199,8 @@ def make_inputs(tmp: Path) -> None:
     (tmp / "badrun").mkdir()
     (tmp / "badrun" / "config.yaml").write_text("student: [\n")
     (tmp / "badrun" / "summary.json").write_text("{}\n")
-    (tmp / "run").mkdir()  # a finished run, as far as the checks read it
-    (tmp / "run" / "config.yaml").write_text("name: mine\n")
+    (tmp / "run").mkdir()  # a finished run, as far as the checks read it: a config as edgekd saves one
+    (tmp / "run" / "config.yaml").write_text(dump_yaml(load_config(None, ["name=mine"])))
     (tmp / "run" / "summary.json").write_text("{}\n")
     (tmp / "empty").mkdir()
     for split in ("train", "test"):
