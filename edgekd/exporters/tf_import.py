@@ -31,11 +31,12 @@ def import_onnx2tf():
     global _onnx2tf_limit
     prepare_tensorflow_import()
     ours = sys.getrecursionlimit()
-    import onnx2tf
-
-    if _onnx2tf_limit is None:
-        _onnx2tf_limit = sys.getrecursionlimit()
-    sys.setrecursionlimit(ours)
+    try:
+        import onnx2tf
+    finally:  # also when the import fails after onnx2tf's module set the limit
+        if _onnx2tf_limit is None:
+            _onnx2tf_limit = sys.getrecursionlimit()
+        sys.setrecursionlimit(ours)
     return onnx2tf
 
 
