@@ -7,14 +7,13 @@ or even numpy. ``edgekd verify BUNDLE`` and every bench run start here.
 from __future__ import annotations
 
 import hashlib
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edgekd.errors import EdgekdError
 from edgekd.jsonfile import read_json_object
-from edgekd.limits import MAX_IMAGE_SIDE, is_finite_number
+from edgekd.limits import MAX_IMAGE_SIDE, control_character_in, is_finite_number
 from edgekd.paths import UnsafePathError, as_path, escaping_links, member
 
 MANIFEST = "manifest.json"
@@ -43,9 +42,6 @@ def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
 
 def file_record(path: Path) -> dict[str, Any]:
     return {"sha256": sha256_file(path), "bytes": path.stat().st_size}
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # newlines, tabs, ESC, C1 controls
 
 
 def _is_count(value: Any) -> bool:
@@ -91,7 +87,7 @@ def _check_structure(manifest: Any) -> str | None:
         return "'labels' must be a list of strings"
     # labels are printed as they are (predict's table, the Predictor's results): a newline or an
     # escape sequence in one (a class folder's name, a hand-edited manifest) rewrote the terminal
-    unprintable = next((v for v in labels if _CONTROL.search(v)), None)
+    unprintable = control_character_in(labels)
     if unprintable is not None:
         return f"'labels' must be printable text, got {unprintable!r:.60} (a control character)"
     roles = manifest.get("roles", {})

@@ -1,4 +1,5 @@
-"""Range checks for every number a user gives (CLI flags and the same library arguments).
+"""Range checks for every number a user gives (CLI flags and the same library arguments), and the
+one check of names printed as they are (no control characters).
 
 One function, :func:`check_number`, used by every verb (bench, deploy, sweep, models …): a value of
 the wrong type, NaN/inf, or outside its range is one :class:`~edgekd.errors.EdgekdError` line
@@ -8,6 +9,7 @@ naming the flag, the allowed range and what was given. Standard library only.
 from __future__ import annotations
 
 import math
+import re
 from typing import Any
 
 from edgekd.errors import EdgekdError
@@ -143,3 +145,12 @@ def check_runs(runs: int, warmup: int, error: type[EdgekdError] = NumberError) -
     """Timed runs (≥ 1) and warm-up runs (≥ 0) of a bench, each at most :data:`MAX_RUNS`."""
     check_number("--runs", runs, integer=True, low=1, high=MAX_RUNS, error=error)
     check_number("--warmup", warmup, integer=True, low=0, high=MAX_RUNS, error=error)
+
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # newlines, tabs, ESC, C1 controls
+
+
+def control_character_in(texts) -> str | None:
+    """The first of ``texts`` holding a control character (a newline, an escape sequence), or None:
+    such a name, printed as it is in a table or log, rewrites the user's terminal."""
+    return next((t for t in texts if _CONTROL.search(t)), None)

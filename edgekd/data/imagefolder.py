@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import collections
 import os
-import re
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from edgekd.data.cache import cache_root, fingerprint
 from edgekd.data.dataset import Split
 from edgekd.data.images import GRAY_MODES, IMAGE_SUFFIXES, open_image, read_image
 from edgekd.errors import DataError
+from edgekd.limits import control_character_in
 
 
 def resolve_root(root: str | None, cache_dir: str | None, log=print) -> Path:
@@ -46,7 +46,7 @@ def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[
         raise DataError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image files>)")
     # a class folder's name becomes a label that every table, log and bundle prints as it is: a
     # newline or an escape sequence in one rewrote the terminal (and the bundle's manifest refuses it)
-    unprintable = next((name for name in found if re.search(r"[\x00-\x1f\x7f-\x9f]", name)), None)
+    unprintable = control_character_in(found)
     if unprintable is not None:
         raise DataError(
             f"class folder {unprintable!r} in {split_dir} has a control character (a newline, an escape) in its "
