@@ -129,6 +129,14 @@ def cifar10(cfg: DataConfig, log=print) -> RawData:
     return RawData(train, None, test, list(CIFAR10_CLASSES), CIFAR10_MEAN, CIFAR10_STD, source={"root": str(batches)})
 
 
+def _as_pixels(values: np.ndarray, what: str) -> np.ndarray:
+    """``values`` as uint8 once they are integers 0-255: checked, not cast (a float or out-of-range
+    pixel of a dataset file was cut or wrapped quietly). ``what``: the array's name in the file."""
+    if values.dtype.kind not in "iu" or (values.size and (values.min() < 0 or values.max() > 255)):
+        raise ValueError(f"its {what} must be pixels 0-255 as uint8, got {values.dtype}")
+    return values.astype(np.uint8)
+
+
 def _read_cifar_batches(paths: list[Path]) -> Split:
     images, labels = [], []
     for path in paths:
@@ -141,8 +149,7 @@ def _read_cifar_batches(paths: list[Path]) -> Split:
             # checked, not cast: a float or out-of-range pixel or label was cut or wrapped quietly, a
             # label past 9 failed inside the loss and a label count other than the images' in an
             # assert, both with a traceback, and a label past int64 overflowed
-            if data.dtype.kind not in "iu" or (data.size and (data.min() < 0 or data.max() > 255)):
-                raise ValueError(f"its data must be pixels 0-255 as uint8, got {data.dtype}")
+            pixels = _as_pixels(data, "data")
             if classes.dtype.kind not in "iu" or classes.ndim != 1 or len(classes) * 3072 != data.size:
                 raise ValueError(
                     f"its labels must be one integer per image, got {classes.dtype} of shape {list(classes.shape)} "
@@ -150,7 +157,7 @@ def _read_cifar_batches(paths: list[Path]) -> Split:
                 )
             if classes.size and (classes.min() < 0 or classes.max() >= len(CIFAR10_CLASSES)):
                 raise ValueError(f"its labels must be 0-9, got {int(classes.min())} to {int(classes.max())}")
-            images.append(data.astype(np.uint8).reshape(-1, 3, 32, 32))
+            images.append(pixels.reshape(-1, 3, 32, 32))
             labels.append(classes.astype(np.int64))
         except (OSError, KeyError, pickle.UnpicklingError, ValueError, TypeError, EOFError) as exc:
             raise DataError(f"cannot read CIFAR-10 batch {path}: {first_line(exc, 200)}") from None
@@ -193,9 +200,7 @@ def _read_svhn(path: Path) -> Split:
         pixels, digits = np.asarray(mat["X"]), np.asarray(mat["y"])
         # checked, not cast (as CIFAR-10's batches): a float pixel was cut, a label outside 1-10 wrapped
         # into a digit by the % 10, and a label count other than the images' was an assert's traceback
-        if pixels.dtype.kind not in "iu" or (pixels.size and (pixels.min() < 0 or pixels.max() > 255)):
-            raise ValueError(f"its X must be pixels 0-255 as uint8, got {pixels.dtype}")
-        images = np.ascontiguousarray(pixels.astype(np.uint8).transpose(3, 2, 0, 1))  # HWCN → NCHW
+        images = np.ascontiguousarray(_as_pixels(pixels, "X").transpose(3, 2, 0, 1))  # HWCN → NCHW
         # MATLAB saves numbers as double by default: whole-numbered floats are labels too
         whole = digits.dtype.kind in "iu" or (digits.dtype.kind == "f" and bool(np.all(np.mod(digits, 1) == 0)))
         if not whole or digits.size != len(images):
