@@ -86,7 +86,8 @@ def test_imagefolder_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="classes that train/ lacks: zebra"):
         load_dataset(DataConfig(name="imagefolder", root=str(root)))
     root2 = make_imagefolder(tmp_path / "e", {"x": 3, "y": 3}, splits=("train",))
-    with pytest.raises(DataError, match="missing split folder"):
+    (root2 / "tset").mkdir()  # a misspelt split: the line says what the root holds
+    with pytest.raises(DataError, match=r"missing split folder: .*e/test \(.*e holds train/, tset/\)$"):
         load_dataset(DataConfig(name="imagefolder", root=str(root2)))
     root3 = make_imagefolder(tmp_path / "f", {"x": 3, "y": 3})
     (root3 / "train" / "x" / "broken.png").write_bytes(b"not a png")
@@ -289,3 +290,23 @@ def test_a_damaged_archive_is_one_line_and_nothing_is_cached(tmp_path: Path) -> 
             load_dataset(DataConfig(name="imagefolder", root=str(archive)), log=lambda *_: None)
         after = set((cache_root() / "extracted").glob("*")) if (cache_root() / "extracted").is_dir() else set()
         assert after == before  # nothing extracted in part and kept
+
+
+@pytest.mark.parametrize("where", ["image", "loop", "class"])
+def test_imagefolder_refuses_links_that_lead_nowhere(tmp_path: Path, where: str) -> None:
+    """A link whose target is gone (or a loop) is neither a file nor a folder: the image, or the
+    whole class, was left out of the data without a word; now it is one line naming the link."""
+    root = make_imagefolder(tmp_path / "d", {"x": 3, "y": 3})
+    if where == "image":
+        link = root / "train" / "x" / "gone.png"
+        link.symlink_to(tmp_path / "moved-away.png")
+    elif where == "loop":
+        link = root / "test" / "y" / "loop.jpg"
+        link.symlink_to(link)
+    else:
+        link = root / "train" / "z"
+        link.symlink_to(tmp_path / "class-on-an-unmounted-disk")
+    before = sorted(str(p) for p in root.rglob("*"))
+    with pytest.raises(DataError, match=rf"{re.escape(str(link))} is a link that leads nowhere"):
+        load_dataset(DataConfig(name="imagefolder", root=str(root), cache_dir=str(tmp_path / "cache")))
+    assert sorted(str(p) for p in root.rglob("*")) == before and not (tmp_path / "cache").exists()

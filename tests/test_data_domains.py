@@ -91,3 +91,8 @@ def test_unlabeled_errors(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(DataError, match="no images under"):
         load_unlabeled(str(tmp_path / "empty"), (1, 8, 8))
+    _digit_pngs(tmp_path / "linked", 3)
+    (tmp_path / "linked" / "sub").mkdir()
+    (tmp_path / "linked" / "sub" / "gone.png").symlink_to(tmp_path / "nowhere.png")  # was skipped silently
+    with pytest.raises(DataError, match=r"linked/sub/gone\.png is a link that leads nowhere"):
+        load_unlabeled(str(tmp_path / "linked"), (1, 8, 8))

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -135,6 +136,11 @@ def test_predict_errors(tiny_bundle: Path, eval_pngs: Path, tmp_path: Path, caps
     ]
     with pytest.raises(PredictError, match="no file matches"):
         expand_images([str(tmp_path / "*.jpg")])
+    # a folder with a link that leads nowhere: one line naming it, not an image quietly left out
+    shutil.copytree(eval_pngs, tmp_path / "linked")
+    (tmp_path / "linked" / "gone.png").symlink_to(tmp_path / "nowhere.png")
+    with pytest.raises(PredictError, match=r"linked/gone\.png is a link that leads nowhere"):
+        expand_images([str(tmp_path / "linked")])
 
 
 def test_huge_and_float_images_are_named_and_the_others_run(

@@ -279,6 +279,11 @@ def test_segfolder_errors(tmp_path: Path) -> None:
     Image.fromarray(nan, mode="F").save(root / "test" / "masks" / "s 01.tiff")
     with pytest.raises(DataError, match=r"cannot read mask .*s 01\.tiff: it has NaN or infinite pixels \(mode F\)"):
         load(root)
+    root = make_segfolder(tmp_path / "f", {"train": 4, "test": 4})
+    (root / "test" / "masks" / "s 01.png").unlink()
+    (root / "test" / "masks" / "s 01.png").symlink_to(tmp_path / "nowhere.png")  # said "has no mask" before
+    with pytest.raises(DataError, match=r"test/masks/s 01\.png is a link that leads nowhere"):
+        load(root)
     with pytest.raises(DataError, match="data.root is required"):
         load_dataset(DataConfig(name="segfolder"))
 

@@ -19,7 +19,7 @@ from edgekd.atomic import write_with
 from edgekd.data.archive import extract_once, find_layout_root, is_archive
 from edgekd.data.cache import cache_root, fingerprint
 from edgekd.data.dataset import Split
-from edgekd.data.images import GRAY_MODES, IMAGE_SUFFIXES, open_image, read_image
+from edgekd.data.images import GRAY_MODES, IMAGE_SUFFIXES, open_image, read_image, refuse_broken_links
 from edgekd.errors import DataError
 from edgekd.limits import control_character_in
 
@@ -40,7 +40,8 @@ def resolve_root(root: str | None, cache_dir: str | None, log=print) -> Path:
 def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[str], list[Path], np.ndarray]:
     """Class names (sorted folder names) and the image files with their label index."""
     if not split_dir.is_dir():
-        raise DataError(f"missing split folder: {split_dir}")
+        raise DataError(f"missing split folder: {split_dir} ({_holds(split_dir.parent)})")
+    refuse_broken_links(split_dir.iterdir())
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not found:
         raise DataError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image files>)")
@@ -66,12 +67,23 @@ def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[
         folder = split_dir / name
         if not folder.is_dir():
             continue  # a class may be absent from val/test; train defines the classes, so never there
-        images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+        entries = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
+        refuse_broken_links(entries)
+        images = sorted(p for p in entries if p.is_file())
         if not images:
             raise DataError(f"class folder '{name}' in {split_dir} has no images")
         files.extend(images)
         labels.extend([index] * len(images))
     return classes, files, np.asarray(labels, dtype=np.int64)
+
+
+def _holds(folder: Path) -> str:
+    """What ``folder`` holds, for an error that says why a split was not found there."""
+    names = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir()) if folder.is_dir() else []
+    if not names:
+        return f"{folder} is empty" if folder.is_dir() else f"{folder} is not a folder"
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    return f"{folder} holds {shown}"
 
 
 def _decode(args: tuple[list[str], tuple[int, int] | None]) -> list[tuple[np.ndarray, bool]]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import re
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -30,6 +30,15 @@ from edgekd.limits import MAX_IMAGE_PIXELS
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pbm"}
 # Pillow modes of one-channel files (read as grayscale; a dataset of only these is 1-channel)
 GRAY_MODES = {"1", "L", "LA", "La", "I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
+
+
+def refuse_broken_links(entries: Iterable[Path], error: type[EdgekdError] = DataError) -> None:
+    """An ``error`` line for a link among ``entries`` that leads nowhere (its target gone, or a loop):
+    ``is_file`` and ``is_dir`` are both false for one, so listings that keep files or folders left
+    such an image or class out without a word."""
+    for entry in entries:
+        if entry.is_symlink() and not entry.exists():
+            raise error(f"{entry} is a link that leads nowhere (its target is missing or it loops); remove or fix it")
 
 
 def _too_large(what: str, path: Any, pixels: int | None) -> str:

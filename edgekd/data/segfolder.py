@@ -22,7 +22,7 @@ from edgekd.atomic import write_with
 from edgekd.data.cache import cache_root, fingerprint
 from edgekd.data.dataset import Split
 from edgekd.data.imagefolder import _decode_all, resolve_root
-from edgekd.data.images import GRAY_MODES, IMAGE_SUFFIXES, open_image
+from edgekd.data.images import GRAY_MODES, IMAGE_SUFFIXES, open_image, refuse_broken_links
 from edgekd.errors import DataError
 
 # masks must be exact: JPEG's lossy edges would invent foreground pixels
@@ -32,7 +32,9 @@ MASK_SUFFIXES = {".png", ".bmp", ".gif", ".tif", ".tiff", ".pgm", ".pbm", ".ppm"
 def _files(folder: Path, suffixes: set[str]) -> dict[str, Path]:
     """stem → file; two files with one stem are ambiguous pairs."""
     out: dict[str, Path] = {}
-    for path in sorted(folder.iterdir()):
+    entries = sorted(folder.iterdir())
+    refuse_broken_links(p for p in entries if p.suffix.lower() in suffixes)
+    for path in entries:
         if path.is_file() and path.suffix.lower() in suffixes and not path.name.startswith("."):
             if path.stem in out:
                 raise DataError(
