@@ -238,6 +238,32 @@ def test_eval_data_not_matching_the_model_input(bundle: Path, tmp_path: Path) ->
         assert "takes 8×8×1" in row["reason"]
 
 
+def test_a_bundle_whose_models_take_different_inputs_runs_the_rows_its_eval_data_fits(
+    bundle: Path, tmp_path: Path
+) -> None:
+    """One model whose recorded input the eval images do not fit refused the whole bundle (exit 2)
+    although the others could be measured: now that row fails, named (exit 1), the rest run."""
+    import torch
+
+    from edgekd.exporters.to_onnx import torch_to_onnx
+
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    manifest = json.loads((copy / MANIFEST).read_text())
+    onnx_name = next(n for n, e in manifest["models"].items() if e["role"] == "student" and e["format"] == "onnx")
+    nine = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(81, 10))  # a student for 9×9 images
+    torch_to_onnx(nine, copy / onnx_name, (1, 1, 9, 9))
+    manifest["models"][onnx_name]["input"]["shape"] = [1, 1, 9, 9]
+    (copy / MANIFEST).write_text(json.dumps(manifest))
+    _reseal(copy)
+    result = bench(artifacts=copy, out=tmp_path / "out", models="student", formats="tflite_int8,onnx", **FAST)
+    rows = {row["format"]: row for row in result.results}
+    assert rows["tflite_int8"]["status"] == "ok", rows["tflite_int8"]
+    assert rows["onnx"]["status"] == "failed" and rows["onnx"]["stage"] == "eval"
+    assert "does not match the model input: images are 8×8×1 (H×W×C)" in rows["onnx"]["reason"]
+    assert "takes 9×9×1" in rows["onnx"]["reason"]
+
+
 @pytest.mark.parametrize(
     ("damage", "needle"),
     [

@@ -96,9 +96,11 @@ def _check_eval(path: Path, task: Task, models: list[tuple[str, dict[str, Any]]]
     """Read the eval data once before measuring: a corrupt, incomplete or malformed file (float or
     NaN images, images of another shape or count than the labels, masks or labels of NaN) is the
     user's input (one line, exit 2), not a failure of every row. The images' H×W×C is checked
-    against the input shape the manifest records for each of ``models`` (file name, entry); what
-    only the model file says (an input the manifest leaves out or leaves symbolic) and what depends
-    on the model's classes (labels in range) is each row's check (worker.check_fits)."""
+    against the input shape the manifest records for each of ``models`` (file name, entry): images
+    that fit none of them are refused here; a bundle whose models take different inputs runs the
+    rows the images fit, and the others fail, named (worker.check_fits). What only the model file
+    says (an input the manifest leaves out or leaves symbolic) and what depends on the model's
+    classes (labels in range) is each row's check too."""
     from edgekd.benchmark.worker import hwc_mismatch, input_hwc, load_eval
     from edgekd.tasks import TaskError
 
@@ -108,11 +110,9 @@ def _check_eval(path: Path, task: Task, models: list[tuple[str, dict[str, Any]]]
         task.check_targets(images, targets)
     except TaskError as exc:
         raise BenchError(f"eval data {path.name} is malformed: {exc} (re-export the bundle)") from None
-    for name, entry in models:
-        details = entry.get("input") or {}
-        wrong = hwc_mismatch(images, input_hwc(details), name, details)
-        if wrong:
-            raise BenchError(f"eval data {path.name} does not match the model input: {wrong} (re-export the bundle)")
+    wrong = [hwc_mismatch(images, input_hwc(e.get("input") or {}), name, e.get("input") or {}) for name, e in models]
+    if models and all(wrong):
+        raise BenchError(f"eval data {path.name} does not match the model input: {wrong[0]} (re-export the bundle)")
 
 
 def plan(
