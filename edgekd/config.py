@@ -809,7 +809,11 @@ def load_config(path: str | Path | None = None, overrides: Sequence[str] = ()) -
     from edgekd.paths import as_path
 
     path = as_path(path, "config", optional=True)
-    tree: dict[str, Any] = load_yaml(path) if path else {}
+    return _config_from(load_yaml(path) if path else {}, path, overrides)
+
+
+def _config_from(tree: dict[str, Any], path: Path | None, overrides: Sequence[str] = ()) -> Config:
+    """A YAML file's ``tree`` (from ``path``) with ``overrides`` applied, validated."""
     parsed = [parse_override(text) for text in check_overrides(overrides)]
     _drop_stale_kwargs(tree, parsed)
     for keys, value in parsed:
@@ -832,13 +836,14 @@ def load_saved_config(path: str | Path) -> Config:
     from edgekd.paths import as_path
 
     path = as_path(path, "config")
-    missing = [k for k in SAVED_SECTIONS if not isinstance(load_yaml(path).get(k), dict)]
+    tree = load_yaml(path)
+    missing = [k for k in SAVED_SECTIONS if not isinstance(tree.get(k), dict)]
     if missing:
         raise ConfigError(
             f"{path} is incomplete: no {', '.join(missing)} section (edgekd saves every section; the file was "
             "emptied or cut short)"
         )
-    return load_config(path)
+    return _config_from(tree, path)
 
 
 def _check_stats(s: StageConfig, stage: str) -> None:
