@@ -749,6 +749,49 @@ def test_qat_graph_folds_the_normalization_where_the_export_does(pt2e, tmp_path:
     assert torch.equal(loaded(x), model(x))
 
 
+@pytest.mark.parametrize("frozen_bn", [False, True])
+def test_folded_first_conv_learns_at_the_float_models_pace(pt2e, frozen_bn: bool) -> None:
+    """The folded first conv's weights are 1/(255·std) times the float ones (about 1/64), and their
+    gradients 64 times larger: one SGD step moved them ~4,000 times as much, relative to their
+    size, as the same step moved the float model's conv. QAT of the tiny recipe's zero-mean
+    ResNet-8 lost a point to it, and with frozen BN statistics collapsed to chance within steps.
+    Now one step of the QAT graph changes the folded weight by the same fraction as the float
+    step changes the unfolded one (fake quantization perturbs the gradient a little)."""
+    import torch
+
+    from edgekd.models import create_model
+    from edgekd.train.qat import QATStudent
+
+    std = [0.247, 0.2435, 0.2616]
+    torch.manual_seed(0)
+    student = create_model("resnet8", 10, 3, (32, 32)).eval()
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+
+    def relative_step(model, weight) -> float:
+        before = weight.detach().clone()
+        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+        return float((weight.detach() - before).norm() / before.norm())
+
+    qat = QATStudent(student, [0.0] * 3, std, (32, 32))
+    qat.eval().train()  # ranges from a forward pass before the step, as calibration sets them
+    with torch.no_grad():
+        qat(x)
+    if frozen_bn:
+        qat.freeze_bn()
+    folded = qat.graph.get_parameter("model.conv1.weight")
+    assert folded.abs().mean() < student.conv1.weight.abs().mean() / 30  # the fold did happen
+    qat_step = relative_step(qat, folded)
+    float_model = create_model("resnet8", 10, 3, (32, 32))
+    float_model.load_state_dict(student.state_dict())
+    float_model.train()
+    if frozen_bn:
+        float_model.eval()  # BN on its running statistics, as freeze_bn trains
+    float_step = relative_step(float_model, float_model.conv1.weight)
+    assert 0.5 < qat_step / float_step < 2.0, (qat_step, float_step)
+
+
 @pytest.fixture(scope="module")
 def mnv3_qat(pt2e, tmp_path_factory: pytest.TempPathFactory):
     """A MobileNetV3-like QAT student converted once: (fake-quant model, int8 file, eval images).

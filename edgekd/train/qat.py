@@ -118,7 +118,7 @@ class QATStudent(nn.Module):
         self, student: nn.Module, mean: Sequence[float], std: Sequence[float], image_size: tuple[int, int]
     ) -> None:
         super().__init__()
-        from edgekd.models.fold import FoldedInput, fold_normalization
+        from edgekd.models.fold import FoldedInput, fold_normalization_at, unfolded_steps
         from edgekd.models.wrappers import with_preprocessing
 
         self._pt2e = import_pt2e()
@@ -129,9 +129,9 @@ class QATStudent(nn.Module):
         wrapped = with_preprocessing(int8_friendly(copy.deepcopy(student).cpu()), mean, std).train()
         # where exact (a zero mean, or a first conv that pads nothing) the normalization is folded
         # into the first conv, as the PTQ export folds it: no 1×1 depthwise and its requantization
-        folded = fold_normalization(wrapped, image_size, trainable=True)
-        if folded is not None:
-            wrapped = FoldedInput(folded).train()
+        fold = fold_normalization_at(wrapped, image_size, trainable=True)
+        if fold is not None:
+            wrapped = FoldedInput(fold[0]).train()
         # the BatchNorms' own momentum and eps, which torchao's rewrites replace by its defaults
         self._bn_literals = batchnorm_literals(wrapped)
         example = (torch.zeros(2, c, *image_size),)  # batch 2: a dynamic batch dim (1 would be specialized)
@@ -139,6 +139,8 @@ class QATStudent(nn.Module):
         exported = functional_adds(torch.export.export(wrapped, example, dynamic_shapes=({0: batch},)).module())
         self.graph = self._pt2e["prepare_qat_pt2e"](exported, tflite_quantizer(self._pt2e))
         restore_batchnorm_literals(self.graph, self._bn_literals)
+        if fold is not None:  # the captured graph names the student's tensors model.…
+            unfolded_steps(self.graph.get_parameter(f"model.{fold[1]}.weight"), fold[2])
         fq = _input_quantizer(self.graph)
         # the input is pixels 0–255: scale 1, zero point −128 is exact; never learned
         fq.activation_post_process.min_val = torch.tensor(0.0)
