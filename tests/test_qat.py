@@ -749,18 +749,21 @@ def test_qat_graph_folds_the_normalization_where_the_export_does(pt2e, tmp_path:
     assert torch.equal(loaded(x), model(x))
 
 
-@pytest.mark.parametrize("frozen_bn", [False, True])
-def test_folded_first_conv_learns_at_the_float_models_pace(pt2e, frozen_bn: bool) -> None:
+@pytest.mark.parametrize(("frozen_bn", "optimizer"), [(False, "sgd"), (True, "sgd"), (False, "adamw")])
+def test_folded_first_conv_learns_at_the_float_models_pace(pt2e, frozen_bn: bool, optimizer: str) -> None:
     """The folded first conv's weights are 1/(255·std) times the float ones (about 1/64), and their
     gradients 64 times larger: one SGD step moved them ~4,000 times as much, relative to their
     size, as the same step moved the float model's conv. QAT of the tiny recipe's zero-mean
     ResNet-8 lost a point to it, and with frozen BN statistics collapsed to chance within steps.
     Now one step of the QAT graph changes the folded weight by the same fraction as the float
-    step changes the unfolded one (fake quantization perturbs the gradient a little)."""
+    step changes the unfolded one (fake quantization perturbs the gradient a little); under AdamW,
+    whose steps ignore the gradient's scale, through the folded weight's own lr."""
     import torch
 
+    from edgekd.config import StageConfig
     from edgekd.models import create_model
     from edgekd.train.qat import QATStudent
+    from edgekd.train.trainer import make_optimizer, set_lr
 
     std = [0.247, 0.2435, 0.2616]
     torch.manual_seed(0)
@@ -769,9 +772,11 @@ def test_folded_first_conv_learns_at_the_float_models_pace(pt2e, frozen_bn: bool
 
     def relative_step(model, weight) -> float:
         before = weight.detach().clone()
-        optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+        recipe = StageConfig(optimizer=optimizer, lr=0.01, momentum=0.9, weight_decay=5e-4)
+        opt = make_optimizer(recipe, [p for p in model.parameters() if p.requires_grad])
+        set_lr(opt, recipe.lr)
         torch.nn.functional.cross_entropy(model(x), y).backward()
-        optimizer.step()
+        opt.step()
         return float((weight.detach() - before).norm() / before.norm())
 
     qat = QATStudent(student, [0.0] * 3, std, (32, 32))

@@ -108,7 +108,9 @@ def unfolded_steps(weight: nn.Parameter, scale: torch.Tensor) -> None:
     point at lr 1e-3 and, with frozen BatchNorm statistics, collapsed to chance in a few steps. With
     the gradient times ``scale²`` every SGD step (momentum, Nesterov and weight decay included, all
     linear in it) is ``scale`` times the step on ``w``, exactly. The hook lives on the parameter, so
-    it survives moving the model between devices."""
+    it survives moving the model between devices. AdamW's steps do not scale with the gradient:
+    ``weight.fold_scale`` tells :func:`edgekd.train.trainer.make_optimizer` to scale its lr instead."""
+    weight.fold_scale = scale.detach().clone()
     factor = (scale.detach() ** 2).view(1, -1, *([1] * (weight.dim() - 2)))
 
     def rescale(grad: torch.Tensor) -> torch.Tensor:

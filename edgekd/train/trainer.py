@@ -118,12 +118,19 @@ def lr_factor(recipe: StageConfig, progress_epochs: float) -> float:
 def make_optimizer(recipe: StageConfig, params: Sequence[nn.Parameter]) -> torch.optim.Optimizer:
     # no weight decay on BN/bias (1-D) parameters: the usual CIFAR recipe, and decaying BN scales
     # only fights the normalisation
-    decay = [p for p in params if p.ndim > 1]
-    no_decay = [p for p in params if p.ndim <= 1]
+    # a folded first conv under AdamW (edgekd.models.fold.unfolded_steps): Adam's steps do not
+    # scale with the gradient, so its pace is set here instead, lr × scale with the decay ÷ scale
+    folded = [p for p in params if getattr(p, "fold_scale", None) is not None] if recipe.optimizer == "adamw" else []
+    rest = [p for p in params if not any(p is f for f in folded)]
+    decay = [p for p in rest if p.ndim > 1]
+    no_decay = [p for p in rest if p.ndim <= 1]
     groups = [
         {"params": decay, "weight_decay": recipe.weight_decay, "lr_scale": 1.0},
         {"params": no_decay, "weight_decay": 0.0, "lr_scale": recipe.bias_lr_scale},
     ]
+    for p in folded:
+        scale = float(p.fold_scale.mean())  # per input channel; CIFAR-10's stds are within 4 % of their mean
+        groups.append({"params": [p], "weight_decay": recipe.weight_decay / scale, "lr_scale": scale})
     if recipe.optimizer == "adamw":
         return torch.optim.AdamW(groups, lr=recipe.lr)
     return torch.optim.SGD(
