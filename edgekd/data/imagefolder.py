@@ -41,7 +41,7 @@ def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[
     """Class names (sorted folder names) and the image files with their label index."""
     if not split_dir.is_dir():
         raise DataError(f"missing split folder: {split_dir} ({_holds(split_dir.parent)})")
-    refuse_broken_links(split_dir.iterdir())
+    refuse_broken_links(p for p in split_dir.iterdir() if not p.name.startswith("."))  # hidden: never a class
     found = sorted(p.name for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not found:
         raise DataError(f"no class folders in {split_dir} (expected {split_dir}/<class>/<image files>)")
