@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from edgekd.bundle import bundle_file, read_manifest, require_verified
-from edgekd.data.images import IMAGE_SUFFIXES, as_8bit, read_image, refuse_broken_links
+from edgekd.data.images import as_8bit, image_files, read_image
 from edgekd.errors import EdgekdError
 from edgekd.limits import MAX_IMAGE_SIDE, check_number, check_threads
 from edgekd.paths import as_path, input_file, is_under
@@ -334,9 +334,7 @@ def expand_images(items: Sequence[str]) -> list[Path]:
     for item in items:
         path = Path(item).expanduser()
         if path.is_dir():
-            named = [p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES]
-            refuse_broken_links(named, PredictError)
-            found = sorted(p for p in named if p.is_file())
+            found = image_files(path.rglob("*"), PredictError)
             if not found:
                 raise PredictError(f"no image files in folder {path}")
             paths += found

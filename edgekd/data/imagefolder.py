@@ -19,7 +19,7 @@ from edgekd.atomic import write_with
 from edgekd.data.archive import extract_once, find_layout_root, is_archive
 from edgekd.data.cache import cache_root, fingerprint
 from edgekd.data.dataset import Split
-from edgekd.data.images import GRAY_MODES, IMAGE_SUFFIXES, open_image, read_image, refuse_broken_links
+from edgekd.data.images import GRAY_MODES, image_files, open_image, read_image, refuse_broken_links
 from edgekd.errors import DataError
 from edgekd.limits import control_character_in
 
@@ -67,9 +67,7 @@ def scan_split(split_dir: Path, classes: list[str] | None = None) -> tuple[list[
         folder = split_dir / name
         if not folder.is_dir():
             continue  # a class may be absent from val/test; train defines the classes, so never there
-        entries = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES]
-        refuse_broken_links(entries)
-        images = sorted(p for p in entries if p.is_file())
+        images = image_files(folder.iterdir())
         if not images:
             raise DataError(f"class folder '{name}' in {split_dir} has no images")
         files.extend(images)

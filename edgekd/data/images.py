@@ -41,6 +41,14 @@ def refuse_broken_links(entries: Iterable[Path], error: type[EdgekdError] = Data
             raise error(f"{entry} is a link that leads nowhere (its target is missing or it loops); remove or fix it")
 
 
+def image_files(entries: Iterable[Path], error: type[EdgekdError] = DataError) -> list[Path]:
+    """The image files among ``entries`` (by suffix), sorted; a link among them that leads nowhere
+    is an ``error`` (:func:`refuse_broken_links`), never left out without a word."""
+    named = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES]
+    refuse_broken_links(named, error)
+    return sorted(p for p in named if p.is_file())
+
+
 def _too_large(what: str, path: Any, pixels: int | None) -> str:
     size = f"{pixels} pixels" if pixels is not None else "more pixels than Pillow allows"
     return f"cannot read {what} {path}: too large ({size}; edgekd reads images of up to {MAX_IMAGE_PIXELS} pixels)"

@@ -15,7 +15,7 @@ import numpy as np
 from edgekd.data.archive import extract_once, find_layout_root, is_archive
 from edgekd.data.dataset import Split
 from edgekd.data.imagefolder import load_split_cached, match_shape
-from edgekd.data.images import IMAGE_SUFFIXES, refuse_broken_links
+from edgekd.data.images import IMAGE_SUFFIXES, image_files
 from edgekd.errors import DataError
 
 UNLABELED = -1  # the label an unlabeled image carries: cross-entropy ignores it, the soft term does not
@@ -23,13 +23,9 @@ UNLABELED = -1  # the label an unlabeled image carries: cross-entropy ignores it
 
 def find_images(folder: Path) -> list[Path]:
     """Every image file below ``folder`` (hidden entries skipped), in a stable order."""
-    named = [
-        p
-        for p in folder.rglob("*")
-        if p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    ]
-    refuse_broken_links(named)
-    return sorted(p for p in named if p.is_file())
+    return image_files(
+        p for p in folder.rglob("*") if not any(part.startswith(".") for part in p.relative_to(folder).parts)
+    )
 
 
 def load_unlabeled(
