@@ -9,7 +9,8 @@ installed into its own virtual environment (``--venv``), which sees this environ
 
 edgekd runs with its fast path for the device: on a CPU with bf16 support (AVX512-BF16/AMX)
 bf16 autocast + channels-last, on CUDA its defaults (bf16 autocast, channels-last, data on the
-GPU). ``--variants`` adds edgekd's bit-reproducible fp32 default as a second row.
+GPU). ``--variants`` adds edgekd's bit-reproducible fp32 default (channels-last) and the same in
+NCHW (``runtime.channels_last=false``, the CPU default before channels-last measured faster).
 
 Prints, last: one line per system ``SYSTEM img/s=N``, then ``ratio edgekd/torchdistill=R ratio edgekd/plain=R``.
 
@@ -80,8 +81,9 @@ def prepare(args, work: Path) -> tuple[Path, Path]:
     return root / "train", weights
 
 
-def run_edgekd(args, weights: Path, work: Path, fast: bool) -> dict:
-    out = work / ("edgekd" if fast else "edgekd-fp32")
+def run_edgekd(args, weights: Path, work: Path, variant: str) -> dict:
+    """One edgekd run: ``fast`` (the device's fast path), ``fp32`` (the default) or ``fp32-nchw``."""
+    out = work / ("edgekd" if variant == "fast" else f"edgekd-{variant}")
     overrides = {
         "data.name": "cifar10",
         "data.root": str(Path(args.data).resolve()),
@@ -103,10 +105,12 @@ def run_edgekd(args, weights: Path, work: Path, fast: bool) -> dict:
         "runtime.device": args.device,
         "seed": args.seed,
     }
-    if fast and args.device == "cpu":
+    if variant == "fast" and args.device == "cpu":
         overrides["runtime.channels_last"] = "true"
         overrides["runtime.amp"] = "bf16" if cpu_has_bf16() else "off"
-    if not fast:
+    if variant == "fp32":  # the default: fp32, channels-last (on CPUs too since it measured faster)
+        overrides["runtime.amp"] = "off"
+    if variant == "fp32-nchw":  # the default before that
         overrides.update({"runtime.amp": "off", "runtime.channels_last": "false"})
     cmd = [sys.executable, "-m", "edgekd", "-q", "distill", "--out", str(out), "--overwrite"]
     for k, v in overrides.items():
@@ -120,7 +124,7 @@ def run_edgekd(args, weights: Path, work: Path, fast: bool) -> dict:
     per_epoch = summary["data"]["sizes"]["train"] // args.batch_size * args.batch_size
     images = per_epoch * len(student)
     train_s = sum(r["train_s"] for r in student)
-    name = "edgekd" if fast else "edgekd-fp32"
+    name = "edgekd" if variant == "fast" else f"edgekd-{variant}"
     return {
         "system": name,
         "images": images,
@@ -187,7 +191,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--venv", default=str(REPO / ".bench" / "torchdistill-venv"), help="where torchdistill is installed")
     p.add_argument("--work", default=str(REPO / ".bench" / "train-speed"))
     p.add_argument("--repeats", type=int, default=1, help="alternate the systems this many times; medians are reported")
-    p.add_argument("--variants", action="store_true", help="also run edgekd's fp32 default")
+    p.add_argument(
+        "--variants", action="store_true", help="also run edgekd's fp32 default (channels-last) and fp32 NCHW"
+    )
     p.add_argument("--skip-torchdistill", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--json", help="write all results here")
@@ -215,9 +221,10 @@ def main(argv: list[str] | None = None) -> int:
     td_python = None if args.skip_torchdistill else str(ensure_torchdistill_venv(Path(args.venv)))
     runs: dict[str, list[dict]] = {}
     for r in range(args.repeats):
-        jobs = [("edgekd", lambda: run_edgekd(args, weights, work, fast=True))]
+        jobs = [("edgekd", lambda: run_edgekd(args, weights, work, "fast"))]
         if args.variants:
-            jobs.append(("edgekd-fp32", lambda: run_edgekd(args, weights, work, fast=False)))
+            jobs.append(("edgekd-fp32", lambda: run_edgekd(args, weights, work, "fp32")))
+            jobs.append(("edgekd-fp32-nchw", lambda: run_edgekd(args, weights, work, "fp32-nchw")))
         if td_python:
             jobs.append(("torchdistill", lambda: run_worker("torchdistill", td_python, args, train_root, weights)))
         jobs.append(("plain", lambda: run_worker("plain", sys.executable, args, train_root, weights)))

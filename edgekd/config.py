@@ -340,7 +340,9 @@ class RuntimeConfig:
     )
     deterministic: bool = opt(True, "deterministic algorithms (CPU runs are bit-reproducible)")
     threads: int | None = opt(None, "torch intra-op threads; None: torch's default")
-    channels_last: bool | None = opt(None, "NHWC memory format for models and batches; None: on for CUDA")
+    channels_last: bool | None = opt(
+        None, "NHWC memory format for models and batches; None: on (off for a model whose forward rejects NHWC)"
+    )
     compile_teacher: bool = opt(False, "torch.compile the frozen teacher (inference only)")
     compile_student: bool = opt(False, "torch.compile the student's training forward")
     teacher_cache: bool = opt(

@@ -40,6 +40,7 @@ REQUIRED = {
     "lean_int8": ["--edgekd", "{tmp}/fake.tflite"],
     "mcu_emulate": [],
     "mcu_estimate": [],
+    "memory_format": [],
     "methods_cifar10": [],
     "pipeline": [],
     "quant": [],
@@ -67,6 +68,10 @@ CASES = [
     # mcu_emulate: checked before the first (minutes-long) build, with or without the Arm toolchain
     ("mcu_emulate", ["--cores", "cortex-m4,cortex-m9"], "unknown core 'cortex-m9'; did you mean 'cortex-m7'?"),
     ("mcu_emulate", ["--artifacts", "{tmp}/mine"], "is not an edgekd bundle"),
+    # memory_format: names and counts, before any model is built
+    ("memory_format", ["--models", "resnet8,resnet9"], "unknown model 'resnet9'; did you mean 'resnet8'?"),
+    ("memory_format", ["--seconds", "0"], "--seconds must be a number above 0, got 0"),
+    ("memory_format", ["--threads", "1000"], "--threads must be an integer from 1 to"),
     # mcu_estimate
     ("mcu_estimate", ["--model", "{tmp}/fake.tflite"], "fake.tflite is not a TFLite model"),
     ("mcu_estimate", ["--model", "{tmp}/missing.tflite"], "No such file or directory"),

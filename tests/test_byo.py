@@ -507,3 +507,53 @@ def test_tensorboard_scalars_mirror_metrics_jsonl(tmp_path: Path) -> None:
     student = [r for r in records if r["stage"] == "student"]
     assert [step for step, _ in scalars["student/val_acc"]] == [r["epoch"] for r in student]
     assert [v for _, v in scalars["student/kd_loss"]] == pytest.approx([r["kd_loss"] for r in student], rel=1e-6)
+
+
+VIEW_FACTORY = """
+from torch import nn
+
+
+class Flat(nn.Module):
+    # a hand-written classifier that flattens an 8x8 map with .view, which NHWC strides reject
+    def __init__(self, num_classes, in_channels):
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, 4, 3, padding=1)
+        self.fc = nn.Linear(4 * 8 * 8, num_classes)
+
+    def forward(self, x):
+        x = self.conv(x).relu()
+        return self.fc(x.view(x.size(0), -1))
+
+
+def build(num_classes, in_channels):
+    return Flat(num_classes, in_channels)
+"""
+
+
+def test_a_view_flattening_model_trains_nchw_under_channels_last(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
+    """channels-last is on by default (CPUs too): a model whose forward rejects NHWC strides runs
+    NCHW (logged; a warning where runtime.channels_last=true asked for NHWC), never a traceback. The
+    digits test split's one-channel array carries a channel stride of 1, which torch read as NHWC:
+    such a model failed on it even with channels-last off."""
+    (tmp_path / "byo_view_model.py").write_text(VIEW_FACTORY)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr("edgekd.ui._quiet", False)  # an earlier test's --quiet must not hide the log line
+    arch = {"student.arch": "byo_view_model:build"}
+    results = {}
+    for setting in ("null", "true", "false"):
+        capsys.readouterr()
+        overrides = tiny_overrides(**FAST, **arch, **{"runtime.channels_last": setting})
+        summary = distill(out=tmp_path / setting, set=overrides)
+        results[setting] = summary["student"]["val_acc"]
+        err = capsys.readouterr().err
+        if setting == "null":
+            assert "student: NCHW tensors (its forward rejects channels-last ones: view size" in err
+        if setting == "true":
+            assert "warning: runtime.channels_last=true, but the student does not run on channels-last" in err
+    # the teacher (test_teacher) takes NHWC in both: the student's fallback is the same run either way
+    a = load_checkpoint(tmp_path / "null" / "student.pt")["state_dict"]
+    b = load_checkpoint(tmp_path / "true" / "student.pt")["state_dict"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert results["null"] == results["true"] and results["false"] > 0

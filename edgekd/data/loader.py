@@ -78,7 +78,7 @@ class Batches:
         if self.lazy:
             self.images = split.images
         else:
-            self.images = self._place(torch.from_numpy(split.images))
+            self.images = self._place(standard_strides(torch.from_numpy(split.images)))
         # masks are augmented with their images, so they live where the images do (streamed
         # images: on the device, a mask is a third of an RGB image's bytes); labels are tiny
         self.per_pixel = split.masks is not None
@@ -150,7 +150,7 @@ class Batches:
 
     def normalize(self, images_u8: torch.Tensor) -> torch.Tensor:
         x = (images_u8.float() / 255.0 - self.mean) / self.std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else standard_strides(x)
 
     def order(self) -> torch.Tensor:
         if not self.shuffle:
@@ -303,6 +303,17 @@ class Batches:
         if "flip" in self.augment:
             x = torch.where(flip[:, None, None, None], x.flip(3), x)
         return x.contiguous()
+
+
+def standard_strides(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with row-major strides. A one-channel array that numpy calls C-contiguous may carry a
+    channel stride of 1 (e.g. from a transpose): torch then reads its batches as channels-last,
+    convolutions answer in NHWC and a model's ``.view`` fails on them. Copied only then."""
+    expected, step = [], 1
+    for n in reversed(t.shape):
+        expected.insert(0, step)
+        step *= n
+    return t if list(t.stride()) == expected else t.clone(memory_format=torch.contiguous_format)
 
 
 def _mirror(i: torch.Tensor, n: int) -> torch.Tensor:

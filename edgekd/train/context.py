@@ -111,12 +111,14 @@ class RunContext(TeacherStages, StudentStages):
         """``{val_acc, test_acc}`` (+ ``val_iou, test_iou`` for segmentation) of ``model`` on ``data``,
         rounded like every record."""
         from edgekd.train.evaluate import evaluate
+        from edgekd.train.runtime import for_models
         from edgekd.train.trainer import eval_batches, interleaved, prefixed
 
         d, bs = data or self.data, self.cfg.data.eval_batch_size
         model.to(self.device)
-        v = evaluate(model, eval_batches(d.val, d, bs, self.rt), self.amp, d.task)
-        t = evaluate(model, eval_batches(d.test, d, bs, self.rt), self.amp, d.task)
+        rt = for_models(self.rt, [("model", model)], (1, d.in_channels, *d.image_size))
+        v = evaluate(model, eval_batches(d.val, d, bs, rt), self.amp, d.task)
+        t = evaluate(model, eval_batches(d.test, d, bs, rt), self.amp, d.task)
         return interleaved(prefixed("val", v), prefixed("test", t))
 
     def accuracy(self, model, data=None) -> tuple[float, float]:

@@ -35,7 +35,7 @@ from edgekd.train import distributed
 from edgekd.train.evaluate import evaluate
 from edgekd.train.methods import DistillMethod
 from edgekd.train.resume import Progress, restore
-from edgekd.train.runtime import Runtime, autocast
+from edgekd.train.runtime import Runtime, autocast, for_models
 from edgekd.ui import Timer, log, progress
 
 
@@ -179,6 +179,8 @@ def train_stage(
     task = get_task(data.task)
     data_info = data.describe()
     model.to(rt.device)
+    teacher_model = None if stage.teacher is None else stage.teacher.to(rt.device)
+    rt = for_models(rt, [(stage.name, model), ("teacher", teacher_model)], (1, data.in_channels, *data.image_size))
     if rt.channels_last:
         model.to(memory_format=torch.channels_last)
     method.to(rt.device)
