@@ -201,8 +201,6 @@ class Predictor:
                 raise _malformed(self.bundle, f"a mask of {self.height}x{self.width} from {out.size} outputs")
             mask = (out.reshape(self.height, self.width) > 0).astype(np.uint8)  # one logit per pixel, either layout
             return Prediction(source, out, mask=mask, foreground=float(mask.mean()), size=size)
-        if top_k < 1:
-            raise PredictError(f"top_k must be at least 1, got {top_k}")
         probs = softmax(out.reshape(-1))
         order = np.argsort(-probs, kind="stable")[: min(top_k, len(probs))]
         names = self.labels if len(self.labels) == len(probs) else [str(i) for i in range(len(probs))]
@@ -433,7 +431,6 @@ def predict(
     from edgekd.ui import print_table
 
     names = _image_names(images)
-    check_number("--top-k", top_k, integer=True, low=1, high=1000, optional=True, error=PredictError)
     json_path = as_path(json, "json", optional=True)
     mask_path = as_path(masks, "masks", optional=True)
     paths = expand_images(names)
@@ -449,7 +446,9 @@ def predict(
         raise PredictError(
             f"--masks applies to segmentation bundles only; {predictor.bundle} is a {predictor.task.name} bundle"
         )
-    predictor._top_k(top_k, "--top-k")  # a --top-k for a segmentation bundle: refused before any image runs
+    # range-checked (and refused for a segmentation bundle) before any image runs; reading the
+    # bundle first writes nothing
+    predictor._top_k(top_k, "--top-k")
     mask_dir = (mask_path or Path("masks")) if seg else None
     if mask_dir is not None:
         _check_masks_dir(mask_dir, predictor.bundle)

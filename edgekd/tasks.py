@@ -71,9 +71,6 @@ class Task:
         """One image's output shape (batch dimension left out, NCHW where spatial)."""
         raise NotImplementedError
 
-    def output_elements(self, num_classes: int, image_size: Sequence[int]) -> int:
-        return int(np.prod(self.output_shape(num_classes, image_size)))
-
     def check_model_output(self, shape: Sequence[int], num_classes: int, image_size: Sequence[int], arch: str) -> None:
         """Raise :class:`TaskError` when a model's output (batch 1) is not what the task needs."""
         want = [1, *self.output_shape(num_classes, image_size)]

@@ -110,7 +110,8 @@ def _check_eval(path: Path, task: Task, models: list[tuple[str, dict[str, Any]]]
         task.check_targets(images, targets)
     except TaskError as exc:
         raise BenchError(f"eval data {path.name} is malformed: {exc} (re-export the bundle)") from None
-    wrong = [hwc_mismatch(images, input_hwc(e.get("input") or {}), name, e.get("input") or {}) for name, e in models]
+    inputs = [(name, e.get("input") or {}) for name, e in models]
+    wrong = [hwc_mismatch(images, input_hwc(spec), name, spec) for name, spec in inputs]
     if models and all(wrong):
         raise BenchError(f"eval data {path.name} does not match the model input: {wrong[0]} (re-export the bundle)")
 

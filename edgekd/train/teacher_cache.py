@@ -17,6 +17,7 @@ compute the teacher's outputs once for all of them.
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 from pathlib import Path
 
@@ -125,7 +126,8 @@ def teacher_outputs(
     from edgekd.tasks import get_task
 
     # classes per image, or a logit per pixel for segmentation: (V, N, 1, H, W) floats
-    n_bytes = views * len(data.train) * get_task(data.task).output_elements(data.num_classes, data.image_size) * 4
+    shape = (views, len(data.train), *get_task(data.task).output_shape(data.num_classes, data.image_size))
+    n_bytes = math.prod(shape) * 4
     if n_bytes > MAX_CACHE_BYTES:
         log(f"{stage}: teacher cache would take {n_bytes / (1 << 30):.1f} GiB; running the teacher every step instead")
         return None
@@ -134,7 +136,6 @@ def teacher_outputs(
     key = cache_key(teacher, data, views, view_seed, mix)
     path = folder / f"{stage}-{key}.pt"
     if path.is_file():
-        shape = (views, len(data.train), *get_task(data.task).output_shape(data.num_classes, data.image_size))
         outputs, why = _read(path, rt, shape)
         if outputs is not None:
             log(f"{stage}: teacher outputs from cache {path}")
