@@ -120,8 +120,8 @@ def configure(runtime: RuntimeConfig, seed: int) -> Runtime:
     return Runtime(
         device=device,
         amp=amp_dtype(runtime.amp, device),
-        # NHWC on CPUs too: measured on a 2-core AMD EPYC (fp32), training 1.4× (ResNet-8, airbench at
-        # half width) to 2.5× (MobileNetV2-style) and inference 1.25–1.75× as fast as NCHW (README)
+        # NHWC on CPUs too: on a 2-core AMD EPYC (fp32) the registry's models trained 1.2–1.5× and ran
+        # inference 1.2–1.8× as fast as NCHW, UNet training (0.83×) aside (benchmarks/memory_format.py)
         channels_last=True if runtime.channels_last is None else runtime.channels_last,
         channels_last_auto=runtime.channels_last is None,
         compile_teacher=runtime.compile_teacher,
@@ -170,7 +170,7 @@ def _rejects_channels_last(model: nn.Module, input_shape: tuple[int, ...], devic
         try:
             model.to(memory_format=torch.channels_last)(x.contiguous(memory_format=torch.channels_last))
             return None
-        except RuntimeError as exc:
+        except Exception as exc:  # noqa: BLE001 — any error: the NCHW pass below tells whose it is
             why = first_line(exc)
         try:
             model.to(memory_format=torch.contiguous_format)(x)
