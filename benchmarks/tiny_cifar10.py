@@ -289,7 +289,7 @@ def run_benchmark(
         # a shortened run checks the code path, not the figures: a teacher of one short epoch is
         # near chance, and the near-chance guard would stop KD
         sets.append("distill.allow_weak_teacher=true")
-    if not fast:  # the config's CPU fast path (bf16, channels-last) is on; without --fast: fp32, default layout
+    if not fast:  # the config's CPU fast path (bf16, channels-last) is on; without --fast: fp32, default layout (NHWC)
         sets += ["runtime.amp=auto", "runtime.channels_last=null"]
     sets += list(extra)
     cfg = load_config(CONFIG, sets)
