@@ -33,6 +33,7 @@ from edgekd.cli import OneLineParser
 from edgekd.errors import EdgekdError
 from edgekd.fdcapture import captured_fds
 from edgekd.limits import out_of_range
+from edgekd.outputs import check_report_json, report_json
 from edgekd.ui import print_table
 
 REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "mlperf-tiny" / "resnet8_quant.tflite"
@@ -131,6 +132,7 @@ def compare(args: argparse.Namespace) -> int:
     problems = out_of_range(args, at_least={"runs": 1, "rounds": 1, "warmup": 0})
     if problems:
         raise EdgekdError(problems[0])
+    check_report_json(args.json, "lean_int8")
     files = {"edgekd": args.edgekd, "mlperf": args.reference}
     for item in args.extra:
         name, _, path = item.partition("=")
@@ -216,7 +218,7 @@ def compare(args: argparse.Namespace) -> int:
     if args.per_op:
         report["per_op"] = per_op_table(files, args.runs, args.warmup, args.rounds)
     if args.json:
-        write_json(args.json, report)
+        write_json(args.json, report_json("lean_int8", report))
     xnn1 = next(r for r in report["latency"] if r["kernels"] == "xnnpack" and r["threads"] == 1)["files"]
     print(f"ratio edgekd/mlperf={xnn1['edgekd']['median_ms'] / xnn1['mlperf']['median_ms']:.3f}")
     return 0

@@ -23,6 +23,7 @@ sys.path.insert(0, str(REPO))
 from edgekd.cli import OneLineParser  # noqa: E402 - after the sys.path insert
 from edgekd.errors import EdgekdError  # noqa: E402
 from edgekd.mcu import app, cpi, estimate, profiles  # noqa: E402
+from edgekd.outputs import check_report_json, report_json  # noqa: E402
 from edgekd.registry import unknown_name_message  # noqa: E402
 from edgekd.tflite_file import read_tflite  # noqa: E402
 
@@ -76,6 +77,7 @@ def emulate(args: argparse.Namespace) -> int:
             raise EdgekdError(unknown_name_message("core", core, CLOCK))
     if args.artifacts:
         app.resolve_model(None, args.artifacts)  # a verified bundle with an int8 student
+    check_report_json(args.json, "mcu_emulate")
     if not RESNET8.is_file():
         raise EdgekdError(f"the MLPerf Tiny ResNet-8 is missing: no such file {RESNET8}")
     models = [("ResNet-8 (MLPerf Tiny)", RESNET8, None)]
@@ -143,7 +145,7 @@ def emulate(args: argparse.Namespace) -> int:
     if args.json:
         from edgekd.atomic import write_json
 
-        write_json(args.json, raw)
+        write_json(args.json, report_json("mcu_emulate", {"rows": raw}))
     return 0 if all(r[5] == "yes" for r in rows) else 1
 
 

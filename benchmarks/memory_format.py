@@ -87,16 +87,21 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from edgekd.errors import EdgekdError
     from edgekd.limits import check_threads, out_of_range
+    from edgekd.outputs import check_report_json, report_json
     from edgekd.registry import unknown_name_message
 
     names = [m.strip() for m in args.models.split(",") if m.strip()]
     problems = [unknown_name_message("model", m, MODELS) for m in names if m not in MODELS]
     problems += [] if names else ["--models names no model"]
     problems += out_of_range(args, at_least={"batch": 1, "repeats": 1}, positive=("seconds",))
-    try:
-        check_threads("--threads", args.threads, os.cpu_count())
-    except EdgekdError as exc:
-        problems.append(str(exc))
+    for check in (
+        lambda: check_threads("--threads", args.threads, os.cpu_count()),
+        lambda: check_report_json(args.json, "memory_format"),
+    ):
+        try:
+            check()
+        except EdgekdError as exc:
+            problems.append(str(exc))
     if problems:
         print(f"memory_format: error: {problems[0]}", file=sys.stderr)
         return 2
@@ -127,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         from edgekd.atomic import write_json
 
-        write_json(args.json, {"args": vars(args), "img_per_s": best, "ratio_channels_last_over_nchw": ratios})
+        report = {"args": vars(args), "img_per_s": best, "ratio_channels_last_over_nchw": ratios}
+        write_json(args.json, report_json("memory_format", report))
     return 0
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from edgekd.cli import OneLineParser
 from edgekd.errors import EdgekdError
 from edgekd.exporters.compare import BACKEND_MODULES, DEFAULT_FORMATS, compare_tflite_backends
+from edgekd.outputs import check_report_json, report_json
 from edgekd.ui import print_table
 
 
@@ -44,6 +45,7 @@ def check_args(args: argparse.Namespace) -> None:
     problems = out_of_range(args, at_least={"runs": 1, "warmup": 0})
     if problems:
         raise EdgekdError(problems[0])
+    check_report_json(args.json, "tflite_backends")
     run = Path(args.run)
     run_summary(run)  # a folder that is no finished run, a damaged summary or config: one line each
     run_config(run)
@@ -136,7 +138,8 @@ def main() -> int:
     if args.json:
         from edgekd.atomic import write_json
 
-        write_json(args.json, json.loads(json.dumps(report, default=str)))  # Paths etc. as strings, then strict
+        # Paths etc. as strings, then strict
+        write_json(args.json, report_json("tflite_backends", json.loads(json.dumps(report, default=str))))
     return 0 if all(not r["error"] for r in report["results"]) else 1
 
 

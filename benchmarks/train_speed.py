@@ -201,6 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     from edgekd.errors import EdgekdError
     from edgekd.limits import out_of_range
     from edgekd.models.registry import MODELS
+    from edgekd.outputs import check_report_json, report_json
     from edgekd.registry import unknown_name_message
 
     problems = [unknown_name_message("device", args.device, DEVICES)] if args.device not in DEVICES else []
@@ -210,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
     work = Path(args.work)
     if work.exists() and not work.is_dir():
         problems.append(f"--work {work} is a file, not a folder")
+    try:
+        check_report_json(args.json, "train_speed")
+    except EdgekdError as exc:
+        problems.append(str(exc))
     if problems:
         print(f"train_speed: error: {problems[0]}", file=sys.stderr)
         return 2
@@ -240,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         from edgekd.atomic import write_json
 
-        write_json(args.json, {"args": vars(args), "runs": runs, "img_per_s": best})
+        write_json(args.json, report_json("train_speed", {"args": vars(args), "runs": runs, "img_per_s": best}))
     print(
         f"device={args.device} teacher={args.teacher} student={args.student} batch={args.batch_size} "
         f"images={args.images} epochs={args.epochs} "

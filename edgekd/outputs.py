@@ -14,6 +14,7 @@ import re
 import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from edgekd.atomic import is_temporary
 from edgekd.errors import EdgekdError
@@ -213,6 +214,28 @@ def holds_json_keys(*keys: str) -> Callable[[Path], bool]:
         return data is not None and all(k in data for k in keys)
 
     return own
+
+
+def check_report_json(path: str | Path | None, benchmark: str) -> Path | None:
+    """A benchmark script's ``--json`` checked before any measuring: not a folder, its folder there
+    (or one to make), and an existing file replaced only when it is that script's own report (a JSON
+    object whose ``"benchmark"`` names the script, as every report written through
+    :func:`report_json` does). None when no ``--json`` was given."""
+    if path is None:
+        return None
+
+    def own(p: Path) -> bool:
+        from edgekd.jsonfile import cached_json_object
+
+        data = cached_json_object(p) if p.is_file() and not p.is_symlink() else None
+        return data is not None and data.get("benchmark") == benchmark
+
+    return check_output_file(path, "--json", f"{benchmark} report", own=own)
+
+
+def report_json(benchmark: str, report: dict[str, Any]) -> dict[str, Any]:
+    """``report`` with the ``"benchmark"`` key that :func:`check_report_json` recognizes first."""
+    return {"benchmark": benchmark, **report}
 
 
 # the file `edgekd mcu build` marks its output folder with: a folder edgekd made, which it may

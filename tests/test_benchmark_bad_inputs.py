@@ -10,6 +10,7 @@ case's scratch folder (the user's files, and where its outputs would go) is exac
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -50,6 +51,10 @@ REQUIRED = {
     "tiny_cifar10": [],
     "train_speed": [],
 }
+
+# the scripts with --json, and what keeps each from starting work when the check would pass
+JSON_SCRIPTS = ("lean_int8", "mcu_emulate", "memory_format", "tflite_backends", "train_speed")
+JSON_EXTRA = {"train_speed": SPEED}
 
 CASES = [
     # lean_int8: a count, a missing model, a corrupt model, corrupt eval data
@@ -181,6 +186,19 @@ CASES = [
         (script, [*required, "--bogus"], f"unrecognized arguments: --bogus (see `{script}.py --help`)")
         for script, required in REQUIRED.items()
     ],
+    # --json: a folder, or a file that is not the script's own report, refused before any measuring
+    *[
+        case
+        for script in JSON_SCRIPTS
+        for case in (
+            (script, [*REQUIRED[script], *JSON_EXTRA.get(script, []), "--json", "{tmp}/mine"], "/mine is a folder"),
+            (
+                script,
+                [*REQUIRED[script], *JSON_EXTRA.get(script, []), "--json", "{tmp}/mine/notes.txt"],
+                "notes.txt is an existing file that is not an edgekd",
+            ),
+        )
+    ],
     # a missing required argument, and a value of the wrong type
     ("lean_int8", [], "the following arguments are required: --edgekd"),
     ("tflite_backends", ["--run", "{tmp}/run"], "the following arguments are required: --out"),
@@ -290,3 +308,22 @@ def test_lean_int8_refuses_a_file_that_does_not_take_the_image(tiny_bundle: Path
         timeout=120,
     )
     assert_one_error_line(proc, "lean_int8", "takes 8×8×1 inputs, the image is 32×32×3 (give its --eval images)")
+
+
+def test_a_benchmark_replaces_its_own_report(tmp_path: Path) -> None:
+    """--json names the script in the report ("benchmark"), and a second run replaces its own file."""
+    report = tmp_path / "mf.json"
+    cmd = [sys.executable, "benchmarks/memory_format.py", "--models", "plain2_digits", "--seconds", "0.05"]
+    for _ in range(2):
+        proc = subprocess.run(
+            [*cmd, "--repeats", "1", "--json", str(report)],
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        data = json.loads(report.read_text())
+        assert data["benchmark"] == "memory_format"
+        assert set(data["ratio_channels_last_over_nchw"]) == {"plain2_digits|train", "plain2_digits|infer"}
