@@ -124,9 +124,11 @@ def build_app_for(
     cache: str | Path | None = None,
     jobs: int | None = None,
     log: Any = None,
+    checked: tuple[Any, tuple[np.ndarray, np.ndarray | None, str]] | None = None,
 ) -> dict[str, Any]:
     """Samples → header → ELF in ``out``. Returns the build's figures (see :class:`~edgekd.mcu.build.BuildResult`)
-    with the samples' host outputs under ``"expected"``."""
+    with the samples' host outputs under ``"expected"``. ``checked``: the int8 model file and the
+    eval images as :func:`mcu_build` already read and checked them (read here otherwise)."""
     from edgekd.data.cache import cache_root
     from edgekd.mcu import build, codegen, estimate, hostref, sources, toolchain
 
@@ -135,11 +137,9 @@ def build_app_for(
     toolchain.BOARDS.get(core)  # unknown core: a did-you-mean error before any work
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-g++"):
         toolchain.require(tool)
-    model = _check_int8_model(model_path)
+    model, (images, labels, origin) = checked or _model_and_eval(model_path, eval_path, targets_key)
     root = cache_root(str(cache) if cache else None)
     tree = sources.resolve(tflm, root / "mcu")
-    shape = tuple(model.tensors[model.inputs[0]].shape[1:])
-    images, labels, origin = eval_images(eval_path, targets_key, shape)
     picked, arena = hostref.pick_samples(model_path, images, labels, samples)
     if arena is None:
         raise McuBuildError(f"{model_path.name}: TFLite Micro on the host reported no arena size")
@@ -184,6 +184,14 @@ def compare(expected: list[list[int]], outputs: dict[int, list[int]]) -> list[st
                     f"{want[j]})"
                 )
     return problems
+
+
+def _model_and_eval(
+    model_path: Path, eval_path: Path | None, targets_key: str
+) -> tuple[Any, tuple[np.ndarray, np.ndarray | None, str]]:
+    """The int8 model file, checked, and the eval images for its input shape (:func:`eval_images`)."""
+    model = _check_int8_model(model_path)
+    return model, eval_images(eval_path, targets_key, tuple(model.tensors[model.inputs[0]].shape[1:]))
 
 
 def build_and_run(model_path: Path, out: Path, core: str, **kw: Any) -> dict[str, Any]:
@@ -243,8 +251,7 @@ def mcu_build(
     # the user's input first (a wrong --out, a model that is no int8 file, malformed eval images),
     # named whatever is installed; the tools and the sources too, before the folder is made
     _check_out(out, model_path)
-    model_file = _check_int8_model(model_path)
-    eval_images(eval_path, key, tuple(model_file.tensors[model_file.inputs[0]].shape[1:]))
+    checked = _model_and_eval(model_path, eval_path, key)
     for tool in ("arm-none-eabi-gcc", "arm-none-eabi-g++", *(("qemu-system-arm",) if run else ())):
         toolchain.require(tool)
     from edgekd.data.cache import cache_root
@@ -253,6 +260,7 @@ def mcu_build(
     sources.resolve(tflm, cache_root(None) / "mcu")  # unpacked into edgekd's cache once; the build reuses it
     _prepare_out(out, model_path)
     kw = dict(eval_path=eval_path, targets_key=key, tflm=tflm, kernels=kernels, samples=samples, jobs=jobs, log=ui.log)
+    kw["checked"] = checked  # read once, before the first write
     info = build_and_run(model_path, out, core, **kw) if run else build_app_for(model_path, out, core, **kw)
     write_json(out / "build.json", info)
     return info
