@@ -431,6 +431,9 @@ def predict(
     from edgekd.ui import print_table
 
     names = _image_names(images)
+    # the number first, as every flag is checked before the files it names (the bundle then says
+    # whether top_k applies at all)
+    check_number("--top-k", top_k, integer=True, low=1, high=1000, optional=True, error=PredictError)
     json_path = as_path(json, "json", optional=True)
     mask_path = as_path(masks, "masks", optional=True)
     paths = expand_images(names)
@@ -446,9 +449,7 @@ def predict(
         raise PredictError(
             f"--masks applies to segmentation bundles only; {predictor.bundle} is a {predictor.task.name} bundle"
         )
-    # range-checked (and refused for a segmentation bundle) before any image runs; reading the
-    # bundle first writes nothing
-    predictor._top_k(top_k, "--top-k")
+    predictor._top_k(top_k, "--top-k")  # a --top-k for a segmentation bundle: refused before any image runs
     mask_dir = (mask_path or Path("masks")) if seg else None
     if mask_dir is not None:
         _check_masks_dir(mask_dir, predictor.bundle)
