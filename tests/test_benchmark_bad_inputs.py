@@ -211,6 +211,18 @@ CASES = [
 ]
 
 
+def run_script(script: str, args: list[str], cwd: Path = REPO) -> subprocess.CompletedProcess:
+    """``benchmarks/<script>.py ARGS`` as a user runs it from ``cwd`` (edgekd importable), output captured."""
+    return subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / f"{script}.py"), *args],
+        cwd=cwd,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
 def make_inputs(tmp: Path) -> None:
     """The user's files: text named like the inputs the scripts expect, a folder of their own, a
     run folder with a damaged config and one with a good one, an empty folder and an (empty)
@@ -249,14 +261,7 @@ def assert_one_error_line(proc: subprocess.CompletedProcess, script: str, fragme
 def test_bad_input_is_one_error_line(tmp_path: Path, script: str, args: list[str], fragment: str) -> None:
     make_inputs(tmp_path)
     before = snapshot(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, f"benchmarks/{script}.py", *(a.replace("{tmp}", str(tmp_path)) for a in args)],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_script(script, [a.replace("{tmp}", str(tmp_path)) for a in args])
     assert_one_error_line(proc, script, fragment.replace("{tmp}", str(tmp_path)))
     assert snapshot(tmp_path) == before  # the user's files untouched, no output folder made
 
@@ -264,14 +269,7 @@ def test_bad_input_is_one_error_line(tmp_path: Path, script: str, args: list[str
 def test_methods_cifar10_reads_a_relative_data_path_from_the_current_folder(tmp_path: Path) -> None:
     """--data cifar is ./cifar, as --out is: it was resolved against the repository."""
     make_inputs(tmp_path)
-    proc = subprocess.run(
-        [sys.executable, str(REPO / "benchmarks" / "methods_cifar10.py"), "--data", "missing", "--out", "out"],
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_script("methods_cifar10", ["--data", "missing", "--out", "out"], cwd=tmp_path)
     assert_one_error_line(proc, "methods_cifar10", f"CIFAR-10 not found in {tmp_path / 'missing'}")
     assert not (tmp_path / "out").exists()
 
@@ -283,14 +281,7 @@ def test_every_script_is_in_the_matrix() -> None:
 
 @pytest.mark.parametrize("script", sorted(REQUIRED))
 def test_help_still_prints_usage(script: str) -> None:
-    proc = subprocess.run(
-        [sys.executable, f"benchmarks/{script}.py", "--help"],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_script(script, ["--help"])
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.startswith(f"usage: {script}.py "), proc.stdout[:200]
     assert not proc.stderr.strip(), proc.stderr
@@ -299,30 +290,16 @@ def test_help_still_prints_usage(script: str) -> None:
 def test_lean_int8_refuses_a_file_that_does_not_take_the_image(tiny_bundle: Path) -> None:
     """An 8×8 grayscale int8 file fed the default 32×32×3 image was a reshape traceback (exit 1)."""
     model = str(tiny_bundle / "student_int8.tflite")
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/lean_int8.py", "--edgekd", model, "--reference", model, *LEAN],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    proc = run_script("lean_int8", ["--edgekd", model, "--reference", model, *LEAN])
     assert_one_error_line(proc, "lean_int8", "takes 8×8×1 inputs, the image is 32×32×3 (give its --eval images)")
 
 
 def test_a_benchmark_replaces_its_own_report(tmp_path: Path) -> None:
     """--json names the script in the report ("benchmark"), and a second run replaces its own file."""
     report = tmp_path / "mf.json"
-    cmd = [sys.executable, "benchmarks/memory_format.py", "--models", "plain2_digits", "--seconds", "0.05"]
+    args = ["--models", "plain2_digits", "--seconds", "0.05", "--repeats", "1", "--json", str(report)]
     for _ in range(2):
-        proc = subprocess.run(
-            [*cmd, "--repeats", "1", "--json", str(report)],
-            cwd=REPO,
-            env={**os.environ, "PYTHONPATH": str(REPO)},
-            capture_output=True,
-            text=True,
-            timeout=120,
-        )
+        proc = run_script("memory_format", args)
         assert proc.returncode == 0, proc.stderr[-2000:]
         data = json.loads(report.read_text())
         assert data["benchmark"] == "memory_format"
