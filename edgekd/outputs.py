@@ -204,13 +204,18 @@ def _check_folder_above(path: Path, flag: str) -> None:
         )
 
 
+def _json_object_at(path: Path) -> dict[str, Any] | None:
+    """The JSON object in the regular file ``path`` (never through a link), or None."""
+    from edgekd.jsonfile import cached_json_object
+
+    return cached_json_object(path) if path.is_file() and not path.is_symlink() else None
+
+
 def holds_json_keys(*keys: str) -> Callable[[Path], bool]:
     """``own`` for :func:`check_output_file`: the file is a JSON object with all of ``keys``."""
 
     def own(path: Path) -> bool:
-        from edgekd.jsonfile import cached_json_object
-
-        data = cached_json_object(path) if path.is_file() and not path.is_symlink() else None
+        data = _json_object_at(path)
         return data is not None and all(k in data for k in keys)
 
     return own
@@ -225,9 +230,7 @@ def check_report_json(path: str | Path | None, benchmark: str) -> Path | None:
         return None
 
     def own(p: Path) -> bool:
-        from edgekd.jsonfile import cached_json_object
-
-        data = cached_json_object(p) if p.is_file() and not p.is_symlink() else None
+        data = _json_object_at(p)
         return data is not None and data.get("benchmark") == benchmark
 
     return check_output_file(path, "--json", f"{benchmark} report", own=own)
