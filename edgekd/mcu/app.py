@@ -259,8 +259,16 @@ def mcu_build(
 
     sources.resolve(tflm, cache_root(None) / "mcu")  # unpacked into edgekd's cache once; the build reuses it
     _prepare_out(out, model_path)
-    kw = dict(eval_path=eval_path, targets_key=key, tflm=tflm, kernels=kernels, samples=samples, jobs=jobs, log=ui.log)
-    kw["checked"] = checked  # read once, before the first write
+    kw = dict(
+        eval_path=eval_path,
+        targets_key=key,
+        tflm=tflm,
+        kernels=kernels,
+        samples=samples,
+        jobs=jobs,
+        log=ui.log,
+        checked=checked,  # the model and eval images as read above, before the first write: not read again
+    )
     info = build_and_run(model_path, out, core, **kw) if run else build_app_for(model_path, out, core, **kw)
     write_json(out / "build.json", info)
     return info
