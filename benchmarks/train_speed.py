@@ -83,7 +83,8 @@ def prepare(args, work: Path) -> tuple[Path, Path]:
 
 def run_edgekd(args, weights: Path, work: Path, variant: str) -> dict:
     """One edgekd run: ``fast`` (the device's fast path), ``fp32`` (the default) or ``fp32-nchw``."""
-    out = work / ("edgekd" if variant == "fast" else f"edgekd-{variant}")
+    name = "edgekd" if variant == "fast" else f"edgekd-{variant}"
+    out = work / name
     overrides = {
         "data.name": "cifar10",
         "data.root": str(Path(args.data).resolve()),
@@ -124,7 +125,6 @@ def run_edgekd(args, weights: Path, work: Path, variant: str) -> dict:
     per_epoch = summary["data"]["sizes"]["train"] // args.batch_size * args.batch_size
     images = per_epoch * len(student)
     train_s = sum(r["train_s"] for r in student)
-    name = "edgekd" if variant == "fast" else f"edgekd-{variant}"
     return {
         "system": name,
         "images": images,
